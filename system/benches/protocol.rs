@@ -1,0 +1,204 @@
+//! Protocol throughput.
+//!
+//! - `encode`: a 10 KB frame pushed into a [`Sender`] and polled out as CRC-protected segments
+//!   of 500 B and 1400 B.
+//! - `decode`: the same segments decoded, checked and reassembled by a [`Receiver`].
+//! - `loopback`: the same datagrams over real loopback UDP, once through the protocol (sender,
+//!   receiver, frame ACK back) and once through a plain send/recv loop; after the run the
+//!   ratio of the two throughputs is printed (target: protocol >= 70% of plain).
+//!
+//! Targets: encode and decode >= 2 GB/s on one core. Run with `cargo bench -p livecam-system`.
+
+use std::hint::black_box;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
+use livecam_system::driver::Endpoint;
+use livecam_system::proto::{Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig};
+use livecam_system::time::Instant;
+
+const FRAME: usize = 10_000;
+const SIZES: [usize; 2] = [500, 1400];
+
+fn peer() -> SocketAddr {
+    ([127, 0, 0, 1], 9).into()
+}
+
+fn sender(size: usize) -> Sender {
+    let mut cfg = SenderConfig::new(1, peer());
+    cfg.initial_segment_size = size;
+    cfg.max_frames_in_flight = 1;
+    Sender::new(cfg)
+}
+
+/// The datagrams of one frame, as the sender emits them.
+fn segments(size: usize) -> Vec<Vec<u8>> {
+    let mut tx = sender(size);
+    tx.push_frame(Instant::ZERO, vec![0xA5; FRAME]).unwrap();
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    while tx.poll_transmit(Instant::ZERO, &mut buf).is_some() {
+        out.push(buf.clone());
+    }
+    out
+}
+
+fn encode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("encode");
+    g.throughput(Throughput::Bytes(FRAME as u64));
+    for size in SIZES {
+        g.bench_function(format!("10KB_frame_into_{size}B_segments"), |b| {
+            let mut tx = sender(size);
+            let mut buf = Vec::with_capacity(2048);
+            let frame = vec![0xA5u8; FRAME];
+            b.iter_batched(
+                || frame.clone(),
+                |data| {
+                    tx.push_frame(Instant::ZERO, data).unwrap();
+                    while tx.poll_transmit(Instant::ZERO, &mut buf).is_some() {
+                        black_box(&buf);
+                    }
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
+    g.finish();
+}
+
+fn decode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("decode");
+    g.throughput(Throughput::Bytes(FRAME as u64));
+    for size in SIZES {
+        let segs = segments(size);
+        g.bench_function(format!("10KB_frame_from_{size}B_segments"), |b| {
+            let from = peer();
+            let mut buf = Vec::with_capacity(64);
+            b.iter_batched(
+                || Receiver::new(ReceiverConfig::default()),
+                |mut rx| {
+                    for s in &segs {
+                        rx.handle_datagram(Instant::ZERO, from, s);
+                    }
+                    while let Some(ev) = rx.poll_event() {
+                        if let ReceiverEvent::FrameDelivered { data, .. } = ev {
+                            black_box(data);
+                        }
+                    }
+                    while rx.poll_transmit(Instant::ZERO, &mut buf).is_some() {}
+                    rx
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
+    g.finish();
+}
+
+struct Loopback {
+    tx: UdpSocket,
+    rx: UdpSocket,
+}
+
+impl Loopback {
+    fn new() -> Self {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        rx.connect(tx.local_addr().unwrap()).unwrap();
+        Loopback { tx, rx }
+    }
+}
+
+fn loopback(c: &mut Criterion) {
+    let mut g = c.benchmark_group("loopback");
+    g.throughput(Throughput::Bytes(FRAME as u64));
+    let segs = segments(1400);
+
+    g.bench_function("plain_udp", |b| {
+        let net = Loopback::new();
+        let mut inbuf = vec![0u8; 65_536];
+        b.iter(|| {
+            for s in &segs {
+                net.tx.send(s).unwrap();
+            }
+            for _ in &segs {
+                let n = net.rx.recv(&mut inbuf).unwrap();
+                black_box(&inbuf[..n]);
+            }
+        });
+    });
+
+    g.bench_function("protocol", |b| {
+        let net = Loopback::new();
+        let mut tx = sender(1400);
+        let mut rx = Receiver::new(ReceiverConfig::default());
+        let (tx_addr, rx_addr) = (net.tx.local_addr().unwrap(), net.rx.local_addr().unwrap());
+        let mut out = Vec::with_capacity(2048);
+        let mut inbuf = vec![0u8; 65_536];
+        let frame = vec![0xA5u8; FRAME];
+        let now = Instant::ZERO;
+        b.iter_batched(
+            || frame.clone(),
+            |data| {
+                tx.push_frame(now, data).unwrap();
+                let mut sent = 0;
+                while tx.poll_transmit(now, &mut out).is_some() {
+                    net.tx.send(&out).unwrap();
+                    sent += 1;
+                }
+                for _ in 0..sent {
+                    let n = net.rx.recv(&mut inbuf).unwrap();
+                    rx.handle_datagram(now, tx_addr, &inbuf[..n]);
+                }
+                while let Some(ev) = rx.poll_event() {
+                    black_box(ev);
+                }
+                while rx.poll_transmit(now, &mut out).is_some() {
+                    net.rx.send(&out).unwrap();
+                    let n = net.tx.recv(&mut inbuf).unwrap();
+                    tx.handle_datagram(now, rx_addr, &inbuf[..n]);
+                }
+                assert_eq!(tx.frames_in_flight(), 0);
+                // Keep the segment size fixed so every iteration moves the same datagrams.
+                while tx.poll_event().is_some() {}
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    g.finish();
+}
+
+/// Reads criterion's mean estimate (ns per iteration) of one benchmark, if it ran.
+fn mean_ns(group: &str, bench: &str) -> Option<f64> {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = dir
+        .join("criterion")
+        .join(group)
+        .join(bench)
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["mean"]["point_estimate"].as_f64()
+}
+
+criterion_group!(benches, encode, decode, loopback);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    if let (Some(plain), Some(proto)) = (
+        mean_ns("loopback", "plain_udp"),
+        mean_ns("loopback", "protocol"),
+    ) {
+        println!(
+            "loopback goodput: plain {:.0} MB/s, protocol {:.0} MB/s, protocol/plain = {:.2} (target >= 0.70)",
+            FRAME as f64 / plain * 1e3,
+            FRAME as f64 / proto * 1e3,
+            plain / proto
+        );
+    }
+}

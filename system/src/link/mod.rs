@@ -1,0 +1,425 @@
+//! Seeded models of network links, shared by every backend.
+//!
+//! A [`Link`] is one *directed* link: it decides the fate of each UDP datagram offered to it —
+//! lost (and why), or delivered when, how many times, and with which bits flipped. It is pure:
+//! no I/O, no clock (the caller passes `now`), no global randomness (each link owns a
+//! [`ChaCha8Rng`] seeded at construction). The turmoil and madsim simulators and the emulator
+//! all run this same code, so their results are comparable, and a run is a function of its
+//! configuration, seed and calls. Like smoltcp's fault injector it sits *around* the net layer:
+//! the protocol never knows it is there.
+//!
+//! # The model
+//!
+//! A datagram of `len` bytes of UDP payload meets, in order:
+//!
+//! 1. **Partition** ([`Link::set_partitioned`]): while on, every datagram is lost, and nothing
+//!    else happens (no queueing, no randomness drawn).
+//! 2. **Queue and rate limit** (`rate_bytes_per_s`, `queue_bytes`): the link serializes one
+//!    datagram at a time, FIFO, at the rate, counting the bytes on the wire
+//!    ([`wire_bytes`]: payload + 28, plus 20 per extra fragment). The backlog at `now` is the
+//!    bytes accepted but not yet serialized. A datagram that would take the backlog past
+//!    `queue_bytes` is tail-dropped ([`LossCause::QueueFull`]) — except that an idle link
+//!    (empty backlog) always takes one, so a datagram larger than the queue is not a black
+//!    hole. An accepted datagram occupies the medium even if it is lost later on.
+//! 3. **The medium, per IP packet**: the datagram travels as the fragments of
+//!    [`packet_sizes`] and is lost if any of them is. For each packet in turn, the
+//!    [`GilbertElliott`] chain (if `burst` is set) takes one step and may lose it
+//!    ([`LossCause::Burst`]); else i.i.d. `loss` may ([`LossCause::Random`]); else each of its
+//!    bits flips with probability `bit_error_rate`. With `checksums` on, a packet with a
+//!    flipped bit is discarded ([`LossCause::Corrupted`]); with them off, the flips that fall
+//!    in the UDP payload are handed to the receiver ([`Delivery::bit_flips`]) and those in
+//!    headers are ignored. Large datagrams therefore really do suffer more: more fragments to
+//!    lose, more bits to hit.
+//! 4. **Timing**: delivery at the end of serialization + `delay_ms` + a uniform jitter in
+//!    `[0, jitter_ms]`, but never before the previously delivered datagram (jitter does not
+//!    reorder). Then, with probability `reorder`, the datagram is held back `reorder_delay_ms`
+//!    more, letting later ones overtake it; and with probability `duplicate` it is delivered
+//!    twice (an identical copy at the same instant).
+//!
+//! Every random decision is drawn only when its probability is above zero, so a perfect link
+//! draws nothing. [`Link::set_config`] changes the parameters mid-run (fault schedules) and
+//! keeps the random stream, the queue and the burst state.
+//!
+//! # Example
+//!
+//! ```
+//! use livecam_system::link::{apply_bit_flips, Link, LinkConfig};
+//! use livecam_system::time::Instant;
+//!
+//! let config = LinkConfig {
+//!     loss: 0.01,
+//!     delay_ms: 20.0,
+//!     rate_bytes_per_s: Some(1_250_000.0),
+//!     ..LinkConfig::default()
+//! };
+//! config.validate()?;
+//! let mut link = Link::new(config, 42);
+//! let datagram = vec![7u8; 1200];
+//! let t = link.transmit(Instant::ZERO, datagram.len());
+//! for copy in &t.copies {
+//!     let mut bytes = datagram.clone();
+//!     apply_bit_flips(&mut bytes, &copy.bit_flips);
+//!     // hand `bytes` to the receiver at `copy.at`: here 1228 wire bytes at 1.25 MB/s + 20 ms
+//!     assert_eq!(copy.at.as_micros(), 982 + 20_000);
+//! }
+//! assert_eq!(link.stats().offered, 1);
+//! # Ok::<(), livecam_system::link::LinkConfigError>(())
+//! ```
+
+mod config;
+mod packet;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::time::Instant;
+
+pub use config::{
+    GilbertElliott, LinkConfig, LinkConfigError, DEFAULT_MTU, DEFAULT_QUEUE_BYTES, MAX_MTU, MIN_MTU,
+};
+pub use packet::{apply_bit_flips, packet_sizes, wire_bytes, IPV4_HEADER_LEN, UDP_HEADER_LEN};
+
+use packet::{fragment_capacity, payload_bit, BitErrors};
+
+/// Slack, in bytes, for floating-point rounding when comparing a backlog with the queue's
+/// capacity; far below one byte, so a queue still overflows at exactly `queue_bytes`.
+const QUEUE_SLACK_BYTES: f64 = 1e-6;
+
+/// One directed link's state: its configuration, random stream, queue and burst state.
+///
+/// See the [module docs](self) for the model.
+#[derive(Clone, Debug)]
+pub struct Link {
+    config: LinkConfig,
+    rng: ChaCha8Rng,
+    partitioned: bool,
+    /// Gilbert-Elliott state: `true` when bad.
+    burst_bad: bool,
+    /// When the serializer finishes everything accepted so far, in microseconds (fractional, so
+    /// rounding never accumulates).
+    busy_until_us: f64,
+    /// Delivery time of the last datagram not held back for reordering; later ones are not
+    /// delivered before it.
+    last_delivery: Instant,
+    stats: LinkStats,
+}
+
+/// The fate of one datagram: the copies delivered, or why it was lost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmission {
+    /// When (and how damaged) the datagram arrives: empty when lost, two when duplicated.
+    pub copies: Vec<Delivery>,
+    /// Why the datagram was lost, when it was.
+    pub lost: Option<LossCause>,
+}
+
+impl Transmission {
+    /// Whether the datagram was lost.
+    pub fn is_lost(&self) -> bool {
+        self.lost.is_some()
+    }
+}
+
+/// One copy of a datagram arriving at the far end of the link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// When it arrives.
+    pub at: Instant,
+    /// Bits of the UDP payload to flip before handing it over (see [`apply_bit_flips`]),
+    /// ascending. Non-empty only when the link's `checksums` are off.
+    pub bit_flips: Vec<usize>,
+}
+
+/// Why a datagram was lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossCause {
+    /// The link was partitioned.
+    Partition,
+    /// One of its packets was lost to the i.i.d. `loss`.
+    Random,
+    /// One of its packets was lost to the Gilbert-Elliott bursty loss.
+    Burst,
+    /// One of its packets had bit errors and was discarded by the checksums.
+    Corrupted,
+    /// The queue in front of the rate limiter was full (tail drop).
+    QueueFull,
+}
+
+impl fmt::Display for LossCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LossCause::Partition => "partition",
+            LossCause::Random => "random loss",
+            LossCause::Burst => "burst loss",
+            LossCause::Corrupted => "corrupted",
+            LossCause::QueueFull => "queue full",
+        })
+    }
+}
+
+/// Counters of what a [`Link`] did. Every offered datagram is counted either as delivered or
+/// under exactly one `lost_*` cause.
+#[derive(Default, Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LinkStats {
+    /// Datagrams offered.
+    pub offered: u64,
+    /// Datagrams delivered (once or twice).
+    pub delivered: u64,
+    /// Datagrams lost to a partition.
+    pub lost_partition: u64,
+    /// Datagrams lost to i.i.d. packet loss.
+    pub lost_random: u64,
+    /// Datagrams lost to bursty loss.
+    pub lost_burst: u64,
+    /// Datagrams discarded for bit errors (checksums on).
+    pub lost_corrupted: u64,
+    /// Datagrams tail-dropped by a full queue.
+    pub lost_queue: u64,
+    /// Delivered datagrams that were delivered twice.
+    pub duplicated: u64,
+    /// Delivered datagrams with flipped bits (checksums off).
+    pub corrupted_delivered: u64,
+    /// UDP payload bytes offered.
+    pub bytes_offered: u64,
+}
+
+impl LinkStats {
+    /// Datagrams lost, for any cause.
+    pub fn lost(&self) -> u64 {
+        self.lost_partition
+            + self.lost_random
+            + self.lost_burst
+            + self.lost_corrupted
+            + self.lost_queue
+    }
+}
+
+impl Link {
+    /// A link with `config`, its randomness seeded from `seed`, idle, starting in the good
+    /// burst state and not partitioned. Check `config` with [`LinkConfig::validate`] first.
+    pub fn new(config: LinkConfig, seed: u64) -> Self {
+        Link {
+            config,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            partitioned: false,
+            burst_bad: false,
+            busy_until_us: 0.0,
+            last_delivery: Instant::ZERO,
+            stats: LinkStats::default(),
+        }
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> &LinkConfig {
+        &self.config
+    }
+
+    /// Replaces the configuration, as a fault schedule does mid-run. The random stream, the
+    /// queue (datagrams already accepted keep their departure times), the burst state, the
+    /// partition and the statistics are kept.
+    pub fn set_config(&mut self, config: LinkConfig) {
+        self.config = config;
+    }
+
+    /// Cuts (`true`) or restores (`false`) the link. While cut every datagram is lost.
+    pub fn set_partitioned(&mut self, on: bool) {
+        self.partitioned = on;
+    }
+
+    /// Whether the link is cut.
+    pub fn is_partitioned(&self) -> bool {
+        self.partitioned
+    }
+
+    /// What the link has done so far.
+    pub fn stats(&self) -> &LinkStats {
+        &self.stats
+    }
+
+    /// Bytes accepted into the queue but not yet serialized at `now` (0 without a rate).
+    pub fn backlog_bytes(&self, now: Instant) -> f64 {
+        match self.rate() {
+            Some(rate) => (self.busy_until_us - now.as_micros() as f64).max(0.0) * rate / 1e6,
+            None => 0.0,
+        }
+    }
+
+    /// Decides the fate of one UDP datagram whose UDP payload is `len` bytes, offered to the
+    /// link at `now`. Calls are expected in non-decreasing `now`.
+    ///
+    /// The work done is proportional to the number of fragments (and of bit errors), so `len`
+    /// should be a real UDP payload size (at most 65 507 bytes).
+    pub fn transmit(&mut self, now: Instant, len: usize) -> Transmission {
+        self.stats.offered += 1;
+        self.stats.bytes_offered = self
+            .stats
+            .bytes_offered
+            .saturating_add(u64::try_from(len).unwrap_or(u64::MAX));
+        if self.partitioned {
+            return self.lose(LossCause::Partition);
+        }
+        let Some(finish_us) = self.enqueue(now, wire_bytes(len, self.config.mtu)) else {
+            return self.lose(LossCause::QueueFull);
+        };
+        let mut bit_flips = Vec::new();
+        if let Some(cause) = self.cross_medium(len, &mut bit_flips) {
+            return self.lose(cause);
+        }
+
+        let rng = &mut self.rng;
+        let config = &self.config;
+        let mut at_us = finish_us + millis_to_micros(config.delay_ms);
+        let jitter_us = millis_to_micros(config.jitter_ms);
+        if jitter_us > 0.0 {
+            at_us += rng.random::<f64>() * jitter_us;
+        }
+        let mut at = instant_at(at_us).max(self.last_delivery);
+        self.last_delivery = at;
+        if chance(rng, config.reorder) {
+            at = instant_at(at.as_micros() as f64 + millis_to_micros(config.reorder_delay_ms));
+        }
+        let duplicated = chance(rng, config.duplicate);
+
+        self.stats.delivered += 1;
+        if !bit_flips.is_empty() {
+            self.stats.corrupted_delivered += 1;
+        }
+        let first = Delivery { at, bit_flips };
+        let copies = if duplicated {
+            self.stats.duplicated += 1;
+            vec![first.clone(), first]
+        } else {
+            vec![first]
+        };
+        Transmission { copies, lost: None }
+    }
+
+    /// The configured rate, when it limits anything.
+    fn rate(&self) -> Option<f64> {
+        self.config
+            .rate_bytes_per_s
+            .filter(|r| r.is_finite() && *r > 0.0)
+    }
+
+    /// Puts `wire` bytes in the queue at `now`; returns when they finish serializing, in
+    /// microseconds, or `None` when tail-dropped.
+    fn enqueue(&mut self, now: Instant, wire: usize) -> Option<f64> {
+        let now_us = now.as_micros() as f64;
+        let start_us = self.busy_until_us.max(now_us);
+        let Some(rate) = self.rate() else {
+            // Unlimited: no serialization time, but still behind anything queued before.
+            self.busy_until_us = start_us;
+            return Some(start_us);
+        };
+        let backlog = self.backlog_bytes(now);
+        if backlog > QUEUE_SLACK_BYTES
+            && backlog + wire as f64 > self.config.queue_bytes as f64 + QUEUE_SLACK_BYTES
+        {
+            return None;
+        }
+        self.busy_until_us = start_us + wire as f64 * 1e6 / rate;
+        Some(self.busy_until_us)
+    }
+
+    /// Sends the datagram's packets across the medium: burst, random loss and bit errors.
+    /// Returns the first cause of loss, or collects the payload bits to flip into `flips`.
+    fn cross_medium(&mut self, len: usize, flips: &mut Vec<usize>) -> Option<LossCause> {
+        let config = &self.config;
+        let rng = &mut self.rng;
+        let bit_errors = BitErrors::new(config.bit_error_rate);
+        if config.burst.is_none() && !can_happen(config.loss) && bit_errors.is_none() {
+            // Nothing acts per packet: skip walking the fragments.
+            return None;
+        }
+        let capacity = fragment_capacity(config.mtu);
+        let mut lost = None;
+        for (fragment, size) in packet_sizes(len, config.mtu).enumerate() {
+            if let Some(ge) = &config.burst {
+                // The channel moves on for every packet that crosses it, lost datagram or not.
+                let flip = if self.burst_bad {
+                    ge.p_bad_to_good
+                } else {
+                    ge.p_good_to_bad
+                };
+                if chance(rng, flip) {
+                    self.burst_bad = !self.burst_bad;
+                }
+                let loss = if self.burst_bad {
+                    ge.loss_bad
+                } else {
+                    ge.loss_good
+                };
+                if lost.is_none() && chance(rng, loss) {
+                    lost = Some(LossCause::Burst);
+                }
+            }
+            if lost.is_some() {
+                continue;
+            }
+            if chance(rng, config.loss) {
+                lost = Some(LossCause::Random);
+                continue;
+            }
+            let Some(errors) = bit_errors else {
+                continue;
+            };
+            let bits = size * 8;
+            if config.checksums {
+                if errors.any(rng, bits) {
+                    lost = Some(LossCause::Corrupted);
+                }
+            } else {
+                errors.each(rng, bits, |bit| {
+                    flips.extend(payload_bit(fragment, bit, capacity));
+                });
+            }
+        }
+        lost
+    }
+
+    fn lose(&mut self, cause: LossCause) -> Transmission {
+        let counter = match cause {
+            LossCause::Partition => &mut self.stats.lost_partition,
+            LossCause::Random => &mut self.stats.lost_random,
+            LossCause::Burst => &mut self.stats.lost_burst,
+            LossCause::Corrupted => &mut self.stats.lost_corrupted,
+            LossCause::QueueFull => &mut self.stats.lost_queue,
+        };
+        *counter += 1;
+        Transmission {
+            copies: Vec::new(),
+            lost: Some(cause),
+        }
+    }
+}
+
+/// Whether an event of probability `p` can happen at all: `p` above 0 (so not NaN).
+fn can_happen(p: f64) -> bool {
+    p > 0.0
+}
+
+/// `true` with probability `p`; draws nothing unless it [`can_happen`].
+fn chance(rng: &mut ChaCha8Rng, p: f64) -> bool {
+    can_happen(p) && rng.random::<f64>() < p
+}
+
+/// Milliseconds as microseconds; negative and NaN count as 0.
+fn millis_to_micros(ms: f64) -> f64 {
+    if ms > 0.0 {
+        ms * 1000.0
+    } else {
+        0.0
+    }
+}
+
+/// The instant nearest to `micros` (saturating at the ends).
+fn instant_at(micros: f64) -> Instant {
+    // `as` saturates (and maps NaN to 0), which is what we want.
+    Instant::from_micros(micros.round() as u64)
+}

@@ -1,0 +1,36 @@
+//! The variable segment size protocol (seed [0028]-[0035], claims 1-14) as sans-IO state
+//! machines.
+//!
+//! - [`wire`]: every datagram's encoding, in one place.
+//! - [`Sender`]: cuts frames into segments, paces them, resends what is NACKed.
+//! - [`Receiver`]: reassembles, checks, NACKs, acknowledges with the next segment size.
+//! - [`policy`]: how the next segment size is chosen.
+//!
+//! Both machines implement [`crate::driver::Endpoint`]: feed them datagrams and timeouts with
+//! `now`, take datagrams from `poll_transmit`, sleep until `poll_timeout`, and read `poll_event`.
+
+pub mod policy;
+pub mod receiver;
+pub mod sender;
+pub mod wire;
+
+pub use policy::{FrameOutcome, PolicyConfig, PolicyKind, SizeLimits, SizePolicy};
+pub use receiver::{Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats};
+pub use sender::{PushError, Sender, SenderConfig, SenderEvent, SenderStats};
+
+use serde::Serialize;
+
+/// Why a frame was given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// Its deadline passed before it was complete.
+    Deadline,
+    /// A newer frame needed its place (in-flight or reassembly limit).
+    Evicted,
+    /// Its session went idle and was forgotten.
+    SessionClosed,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,377 @@
+//! The sending half of the segment protocol (the mobile client's side).
+//!
+//! [`Sender`] cuts each frame into segments of the current size, paces them out at a configured
+//! rate, resends exactly the segments a NACK names (with their original boundaries), gives a
+//! frame up at its deadline, and takes the segment size for the next frame from each frame ACK.
+//!
+//! Tail loss: if every segment of a frame has been sent and neither an ACK nor a NACK arrives
+//! within the probe timeout, the sender resends the frame's last segment once (a tail probe).
+//! That tells a receiver which saw nothing of the frame its size, so it can NACK the rest, and
+//! makes a receiver whose ACK was lost repeat it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use super::policy::DEFAULT_SEGMENT_SIZE;
+use super::wire::{self, Message, Segment, MAX_SEGMENT_PAYLOAD, UDP_IP_OVERHEAD};
+use super::DropReason;
+use crate::driver::Endpoint;
+use crate::time::Instant;
+
+/// How a [`Sender`] behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SenderConfig {
+    /// Session id carried in every segment.
+    pub session: u32,
+    /// Where segments go.
+    pub peer: SocketAddr,
+    /// Segment size for the first frame, until an ACK says otherwise.
+    pub initial_segment_size: usize,
+    /// Pacing rate in bytes per second on the wire (UDP/IP headers included); `None` sends as
+    /// fast as the caller polls.
+    pub pacing_rate: Option<u64>,
+    /// Bytes that may leave back to back before pacing applies.
+    pub pacing_burst: usize,
+    /// A frame not acknowledged this long after it was pushed is given up.
+    pub frame_deadline: Duration,
+    /// Frames in flight at once; pushing one more gives the oldest up.
+    pub max_frames_in_flight: usize,
+    /// Silence after a frame's last transmission before its last segment is probed again.
+    pub probe_timeout: Duration,
+}
+
+impl SenderConfig {
+    /// Defaults for a session `session` to `peer`: 500 B segments, unpaced, 1 s deadline.
+    pub fn new(session: u32, peer: SocketAddr) -> Self {
+        SenderConfig {
+            session,
+            peer,
+            initial_segment_size: DEFAULT_SEGMENT_SIZE,
+            pacing_rate: None,
+            pacing_burst: 16 * 1024,
+            frame_deadline: Duration::from_secs(1),
+            max_frames_in_flight: 16,
+            probe_timeout: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Something the application should know about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderEvent {
+    /// The receiver has the whole frame. `latency` runs from push to ACK.
+    FrameAcked {
+        frame: u32,
+        latency: Duration,
+        segments: u16,
+        resent: u32,
+    },
+    /// The frame was given up.
+    FrameDropped { frame: u32, reason: DropReason },
+    /// Frames pushed from now on are cut at the new size.
+    SegmentSizeChanged { from: usize, to: usize },
+}
+
+/// A frame the sender cannot take.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PushError {
+    #[error("frame is empty")]
+    Empty,
+    #[error("frame of {len} bytes needs more than 65535 segments of {segment_size} bytes")]
+    TooLarge { len: usize, segment_size: usize },
+}
+
+/// Counters, for reports and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SenderStats {
+    pub frames_pushed: u64,
+    pub frames_acked: u64,
+    pub frames_dropped: u64,
+    pub segments_sent: u64,
+    pub segments_resent: u64,
+    pub tail_probes: u64,
+    pub bytes_sent: u64,
+    pub nacks_received: u64,
+    pub acks_received: u64,
+    pub datagrams_malformed: u64,
+    pub datagrams_damaged: u64,
+    pub datagrams_foreign: u64,
+}
+
+#[derive(Debug)]
+struct OutFrame {
+    data: Vec<u8>,
+    segment_size: usize,
+    count: u16,
+    pushed_at: Instant,
+    deadline: Instant,
+    /// Segments not yet sent even once.
+    unsent: u16,
+    /// Segments waiting in the resend queue, so a repeated NACK does not queue them twice.
+    queued: Vec<bool>,
+    resent: u32,
+    /// When to probe the tail, once everything was sent and nothing came back.
+    probe_at: Option<Instant>,
+}
+
+/// The sending state machine. See the module docs.
+#[derive(Debug)]
+pub struct Sender {
+    cfg: SenderConfig,
+    segment_size: usize,
+    next_frame: u32,
+    /// Highest frame whose ACK set the segment size; older ACKs do not override it.
+    size_set_by: Option<u32>,
+    frames: BTreeMap<u32, OutFrame>,
+    fresh: VecDeque<(u32, u16)>,
+    resend: VecDeque<(u32, u16)>,
+    pace_at: Instant,
+    events: VecDeque<SenderEvent>,
+    stats: SenderStats,
+}
+
+impl Sender {
+    pub fn new(cfg: SenderConfig) -> Self {
+        Sender {
+            segment_size: cfg.initial_segment_size.clamp(1, MAX_SEGMENT_PAYLOAD),
+            cfg,
+            next_frame: 0,
+            size_set_by: None,
+            frames: BTreeMap::new(),
+            fresh: VecDeque::new(),
+            resend: VecDeque::new(),
+            pace_at: Instant::ZERO,
+            events: VecDeque::new(),
+            stats: SenderStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &SenderConfig {
+        &self.cfg
+    }
+
+    /// The size the next pushed frame will be cut into.
+    pub fn segment_size(&self) -> usize {
+        self.segment_size
+    }
+
+    pub fn stats(&self) -> &SenderStats {
+        &self.stats
+    }
+
+    /// Frames pushed and not yet acknowledged or given up.
+    pub fn frames_in_flight(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Points the session at a new peer address (a new tier-2 after failover).
+    pub fn set_peer(&mut self, peer: SocketAddr) {
+        self.cfg.peer = peer;
+    }
+
+    /// Queues a frame for sending, cut at the current segment size, and returns its id.
+    /// At the in-flight limit the oldest frame is given up first: live video prefers the new.
+    pub fn push_frame(&mut self, now: Instant, data: Vec<u8>) -> Result<u32, PushError> {
+        if data.is_empty() {
+            return Err(PushError::Empty);
+        }
+        let size = self.segment_size;
+        let count = u16::try_from(data.len().div_ceil(size))
+            .ok()
+            .filter(|_| u32::try_from(data.len()).is_ok())
+            .ok_or(PushError::TooLarge {
+                len: data.len(),
+                segment_size: size,
+            })?;
+        while self.frames.len() >= self.cfg.max_frames_in_flight.max(1) {
+            let Some((&oldest, _)) = self.frames.first_key_value() else {
+                break;
+            };
+            self.give_up(oldest, DropReason::Evicted);
+        }
+        let id = self.next_frame;
+        self.next_frame = self.next_frame.wrapping_add(1);
+        self.frames.insert(
+            id,
+            OutFrame {
+                data,
+                segment_size: size,
+                count,
+                pushed_at: now,
+                deadline: now + self.cfg.frame_deadline,
+                unsent: count,
+                queued: vec![false; usize::from(count)],
+                resent: 0,
+                probe_at: None,
+            },
+        );
+        self.fresh.extend((0..count).map(|i| (id, i)));
+        self.stats.frames_pushed += 1;
+        Ok(id)
+    }
+
+    /// The next event for the application, if any.
+    pub fn poll_event(&mut self) -> Option<SenderEvent> {
+        self.events.pop_front()
+    }
+
+    fn give_up(&mut self, frame: u32, reason: DropReason) {
+        if self.frames.remove(&frame).is_some() {
+            self.stats.frames_dropped += 1;
+            self.events
+                .push_back(SenderEvent::FrameDropped { frame, reason });
+        }
+    }
+
+    fn on_ack(&mut self, now: Instant, ack: wire::FrameAck) {
+        self.stats.acks_received += 1;
+        if let Some(f) = self.frames.remove(&ack.frame) {
+            self.stats.frames_acked += 1;
+            self.events.push_back(SenderEvent::FrameAcked {
+                frame: ack.frame,
+                latency: now - f.pushed_at,
+                segments: f.count,
+                resent: f.resent,
+            });
+        }
+        let newer = self
+            .size_set_by
+            .is_none_or(|by| ack.frame.wrapping_sub(by) < u32::MAX / 2);
+        let next = usize::from(ack.next_segment_size);
+        if newer && next > 0 {
+            self.size_set_by = Some(ack.frame);
+            if next != self.segment_size {
+                self.events.push_back(SenderEvent::SegmentSizeChanged {
+                    from: self.segment_size,
+                    to: next,
+                });
+                self.segment_size = next;
+            }
+        }
+    }
+
+    fn on_nack(&mut self, nack: wire::Nack) {
+        self.stats.nacks_received += 1;
+        let Some(f) = self.frames.get_mut(&nack.frame) else {
+            return;
+        };
+        for i in nack.missing {
+            let Some(queued) = f.queued.get_mut(usize::from(i)) else {
+                continue;
+            };
+            // A segment never sent yet is still on its way in the fresh queue.
+            let sent_once = usize::from(i) < usize::from(f.count - f.unsent);
+            if !*queued && sent_once {
+                *queued = true;
+                self.resend.push_back((nack.frame, i));
+            }
+        }
+    }
+
+    fn pop_next(&mut self) -> Option<(u32, u16, bool)> {
+        while let Some((frame, i)) = self.resend.pop_front() {
+            if let Some(f) = self.frames.get_mut(&frame) {
+                f.queued[usize::from(i)] = false;
+                return Some((frame, i, true));
+            }
+        }
+        while let Some((frame, i)) = self.fresh.pop_front() {
+            if self.frames.contains_key(&frame) {
+                return Some((frame, i, false));
+            }
+        }
+        None
+    }
+}
+
+impl Endpoint for Sender {
+    fn handle_datagram(&mut self, now: Instant, _from: SocketAddr, data: &[u8]) {
+        match wire::decode(data) {
+            Ok(Message::FrameAck(a)) if a.session == self.cfg.session => self.on_ack(now, a),
+            Ok(Message::Nack(n)) if n.session == self.cfg.session => self.on_nack(n),
+            Ok(_) => self.stats.datagrams_foreign += 1,
+            Err(wire::WireError::BadChecksum) => self.stats.datagrams_damaged += 1,
+            Err(e) => {
+                self.stats.datagrams_malformed += 1;
+                tracing::debug!(error = %e, "sender dropped a malformed datagram");
+            }
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        let expired: Vec<u32> = self
+            .frames
+            .iter()
+            .filter(|(_, f)| f.deadline <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            self.give_up(id, DropReason::Deadline);
+        }
+        for (&id, f) in self.frames.iter_mut() {
+            if f.probe_at.is_some_and(|at| at <= now) {
+                f.probe_at = None;
+                let last = f.count - 1;
+                if !f.queued[usize::from(last)] {
+                    f.queued[usize::from(last)] = true;
+                    self.resend.push_back((id, last));
+                    self.stats.tail_probes += 1;
+                }
+            }
+        }
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        if self.cfg.pacing_rate.is_some() && now < self.pace_at {
+            return None;
+        }
+        let (frame, index, resend) = self.pop_next()?;
+        let f = self.frames.get_mut(&frame)?;
+        let offset = usize::from(index) * f.segment_size;
+        let end = (offset + f.segment_size).min(f.data.len());
+        buf.clear();
+        Segment {
+            session: self.cfg.session,
+            frame,
+            index,
+            count: f.count,
+            offset: offset as u32,
+            frame_len: f.data.len() as u32,
+            payload: &f.data[offset..end],
+        }
+        .encode(buf);
+        if resend {
+            f.resent += 1;
+            self.stats.segments_resent += 1;
+        } else {
+            f.unsent -= 1;
+        }
+        if f.unsent == 0 {
+            f.probe_at = Some(now + self.cfg.probe_timeout);
+        }
+        self.stats.segments_sent += 1;
+        self.stats.bytes_sent += buf.len() as u64;
+        if let Some(rate) = self.cfg.pacing_rate.filter(|&r| r > 0) {
+            let per_byte = |bytes: usize| Duration::from_secs_f64(bytes as f64 / rate as f64);
+            let base = self.pace_at.max(now - per_byte(self.cfg.pacing_burst));
+            self.pace_at = base + per_byte(buf.len() + UDP_IP_OVERHEAD);
+        }
+        Some(self.cfg.peer)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let pacing = (self.cfg.pacing_rate.is_some()
+            && !(self.fresh.is_empty() && self.resend.is_empty()))
+        .then_some(self.pace_at);
+        self.frames
+            .values()
+            .flat_map(|f| [Some(f.deadline), f.probe_at])
+            .chain([pacing])
+            .flatten()
+            .min()
+    }
+}

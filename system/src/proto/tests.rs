@@ -1,0 +1,527 @@
+//! Function-call tests of sender and receiver together, on a tiny in-process network in the
+//! shape of quinn-proto's test `Pair`: a virtual clock that jumps to the next event, a fixed
+//! one-way latency, and a hook that decides the fate of every datagram.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::wire::{self, Message};
+use super::*;
+use crate::driver::Endpoint;
+use crate::time::Instant;
+
+const TX: &str = "10.0.0.1:5000";
+const RX: &str = "10.0.0.2:6000";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Deliver,
+    Drop,
+    Corrupt,
+}
+
+/// What crossed the network, for assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Segment { frame: u32, index: u16 },
+    Nack { frame: u32, missing: Vec<u16> },
+    Ack { frame: u32, next: u16 },
+}
+
+type Hook = Box<dyn FnMut(&Seen, usize) -> Fate>;
+
+struct Pair {
+    tx: Sender,
+    rx: Receiver,
+    now: Instant,
+    latency: Duration,
+    /// `(deliver_at, to_receiver, bytes)`
+    wire: Vec<(Instant, bool, Vec<u8>)>,
+    log: Vec<Seen>,
+    hook: Hook,
+    tx_events: Vec<SenderEvent>,
+    rx_events: Vec<ReceiverEvent>,
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn seen(bytes: &[u8]) -> Seen {
+    match wire::decode(bytes).unwrap() {
+        Message::Segment(s) => Seen::Segment {
+            frame: s.frame,
+            index: s.index,
+        },
+        Message::Nack(n) => Seen::Nack {
+            frame: n.frame,
+            missing: n.missing,
+        },
+        Message::FrameAck(a) => Seen::Ack {
+            frame: a.frame,
+            next: a.next_segment_size,
+        },
+    }
+}
+
+impl Pair {
+    fn new(tx: SenderConfig, rx: ReceiverConfig) -> Self {
+        Pair {
+            tx: Sender::new(tx),
+            rx: Receiver::new(rx),
+            now: Instant::ZERO,
+            latency: Duration::from_millis(10),
+            wire: Vec::new(),
+            log: Vec::new(),
+            hook: Box::new(|_, _| Fate::Deliver),
+            tx_events: Vec::new(),
+            rx_events: Vec::new(),
+        }
+    }
+
+    fn default_pair() -> Self {
+        Pair::new(SenderConfig::new(1, addr(RX)), ReceiverConfig::default())
+    }
+
+    fn push(&mut self, len: usize) -> u32 {
+        self.tx.push_frame(self.now, frame_bytes(len, 0)).unwrap()
+    }
+
+    /// Moves every ready datagram onto the wire, through the hook.
+    fn flush(&mut self) {
+        let mut buf = Vec::new();
+        loop {
+            let mut any = false;
+            while let Some(dst) = self.tx.poll_transmit(self.now, &mut buf) {
+                assert_eq!(dst, addr(RX));
+                self.offer(true, &buf);
+                any = true;
+            }
+            while let Some(dst) = self.rx.poll_transmit(self.now, &mut buf) {
+                assert_eq!(dst, addr(TX));
+                self.offer(false, &buf);
+                any = true;
+            }
+            if !any {
+                break;
+            }
+        }
+    }
+
+    fn offer(&mut self, to_rx: bool, bytes: &[u8]) {
+        let s = seen(bytes);
+        let n = self.log.iter().filter(|x| **x == s).count();
+        self.log.push(s.clone());
+        let mut bytes = bytes.to_vec();
+        match (self.hook)(&s, n) {
+            Fate::Drop => return,
+            Fate::Corrupt => {
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x10;
+            }
+            Fate::Deliver => {}
+        }
+        self.wire.push((self.now + self.latency, to_rx, bytes));
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(e) = self.tx.poll_event() {
+            self.tx_events.push(e);
+        }
+        while let Some(e) = self.rx.poll_event() {
+            self.rx_events.push(e);
+        }
+    }
+
+    /// Runs until nothing is pending or `until` is reached.
+    fn run_until(&mut self, until: Instant) {
+        loop {
+            self.flush();
+            self.drain_events();
+            let next_wire = self.wire.iter().map(|w| w.0).min();
+            let next = [next_wire, self.tx.poll_timeout(), self.rx.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next else { return };
+            if next > until {
+                self.now = until;
+                return;
+            }
+            self.now = self.now.max(next);
+            let (due, rest): (Vec<_>, Vec<_>) = self.wire.drain(..).partition(|w| w.0 <= self.now);
+            self.wire = rest;
+            for (_, to_rx, bytes) in due {
+                if to_rx {
+                    self.rx.handle_datagram(self.now, addr(TX), &bytes);
+                } else {
+                    self.tx.handle_datagram(self.now, addr(RX), &bytes);
+                }
+            }
+            if self.tx.poll_timeout().is_some_and(|t| t <= self.now) {
+                self.tx.handle_timeout(self.now);
+            }
+            if self.rx.poll_timeout().is_some_and(|t| t <= self.now) {
+                self.rx.handle_timeout(self.now);
+            }
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    fn delivered(&self) -> Vec<(u32, Vec<u8>)> {
+        self.rx_events
+            .iter()
+            .filter_map(|e| match e {
+                ReceiverEvent::FrameDelivered { frame, data, .. } => Some((*frame, data.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn acked(&self) -> Vec<u32> {
+        self.tx_events
+            .iter()
+            .filter_map(|e| match e {
+                SenderEvent::FrameAcked { frame, .. } => Some(*frame),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn segments_sent(&self, frame: u32) -> Vec<u16> {
+        self.log
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Segment { frame: f, index } if *f == frame => Some(*index),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn nacks(&self) -> Vec<(u32, Vec<u16>)> {
+        self.log
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Nack { frame, missing } => Some((*frame, missing.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn frame_bytes(len: usize, salt: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i * 31 + usize::from(salt)) as u8)
+        .collect()
+}
+
+#[test]
+fn lossless_transfer_delivers_every_frame_without_nacks() {
+    let mut p = Pair::default_pair();
+    for _ in 0..5 {
+        p.push(10_000);
+    }
+    p.run_for(Duration::from_secs(2));
+    let delivered = p.delivered();
+    assert_eq!(delivered.len(), 5);
+    for (_, data) in &delivered {
+        assert_eq!(data, &frame_bytes(10_000, 0));
+    }
+    assert_eq!(p.acked(), vec![0, 1, 2, 3, 4]);
+    assert!(p.nacks().is_empty());
+    // 10,000 B at 500 B per segment: 20 segments per frame, each sent once.
+    assert_eq!(p.tx.stats().segments_sent, 100);
+    assert_eq!(p.tx.stats().segments_resent, 0);
+}
+
+#[test]
+fn exactly_the_dropped_segments_are_nacked_and_resent() {
+    let mut p = Pair::default_pair();
+    let dropped = [3u16, 4, 11, 19];
+    p.hook = Box::new(move |s, n| match s {
+        Seen::Segment { index, .. } if n == 0 && dropped.contains(index) => Fate::Drop,
+        _ => Fate::Deliver,
+    });
+    p.push(10_000);
+    p.run_for(Duration::from_secs(2));
+    assert_eq!(p.delivered().len(), 1);
+    assert_eq!(p.delivered()[0].1, frame_bytes(10_000, 0));
+    let nacked: Vec<u16> = p.nacks().into_iter().flat_map(|(_, m)| m).collect();
+    assert_eq!(nacked, dropped.to_vec(), "NACKs named {nacked:?}");
+    let mut sent = p.segments_sent(0);
+    // First pass 0..20, then exactly the dropped ones again.
+    let resent = sent.split_off(20);
+    assert_eq!(sent, (0..20).collect::<Vec<_>>());
+    assert_eq!(resent, dropped.to_vec());
+    assert_eq!(p.tx.stats().segments_resent, 4);
+    // The segment boundaries survive: the receiver checks offset and length of each resend.
+    assert_eq!(p.rx.stats().segments_inconsistent, 0);
+}
+
+#[test]
+fn a_corrupted_segment_is_caught_and_resent() {
+    let mut p = Pair::default_pair();
+    p.hook = Box::new(|s, n| match s {
+        Seen::Segment { index: 7, .. } if n == 0 => Fate::Corrupt,
+        _ => Fate::Deliver,
+    });
+    p.push(10_000);
+    p.run_for(Duration::from_secs(2));
+    assert_eq!(p.rx.stats().datagrams_damaged, 1);
+    assert_eq!(p.nacks(), vec![(0, vec![7])]);
+    assert_eq!(p.delivered(), vec![(0, frame_bytes(10_000, 0))]);
+}
+
+#[test]
+fn a_lost_tail_is_recovered_by_the_tail_timer() {
+    let mut p = Pair::default_pair();
+    p.hook = Box::new(|s, n| match s {
+        Seen::Segment { index: 18 | 19, .. } if n == 0 => Fate::Drop,
+        _ => Fate::Deliver,
+    });
+    p.push(10_000);
+    p.run_for(Duration::from_secs(2));
+    assert_eq!(p.delivered().len(), 1);
+    assert_eq!(p.nacks(), vec![(0, vec![18, 19])]);
+}
+
+#[test]
+fn a_frame_lost_whole_is_recovered_by_the_tail_probe() {
+    let mut p = Pair::default_pair();
+    p.hook = Box::new(|s, n| match s {
+        Seen::Segment { frame: 0, .. } if n == 0 => Fate::Drop,
+        _ => Fate::Deliver,
+    });
+    p.push(2_000);
+    p.run_for(Duration::from_secs(2));
+    assert_eq!(p.tx.stats().tail_probes, 1);
+    assert_eq!(p.nacks(), vec![(0, vec![0, 1, 2])]);
+    assert_eq!(p.delivered().len(), 1);
+}
+
+#[test]
+fn a_lost_ack_is_repeated_after_a_probe() {
+    let mut p = Pair::default_pair();
+    p.hook = Box::new(|s, n| match s {
+        Seen::Ack { .. } if n == 0 => Fate::Drop,
+        _ => Fate::Deliver,
+    });
+    p.push(2_000);
+    p.run_for(Duration::from_secs(2));
+    assert_eq!(p.delivered().len(), 1, "delivered once, not twice");
+    assert_eq!(p.acked(), vec![0]);
+    assert_eq!(p.rx.stats().acks_sent, 2);
+}
+
+#[test]
+fn frames_past_their_deadline_are_reported_dropped_on_both_sides() {
+    let mut p = Pair::default_pair();
+    p.hook = Box::new(|s, _| match s {
+        Seen::Segment { frame: 0, index: 5 } => Fate::Drop,
+        _ => Fate::Deliver,
+    });
+    p.push(10_000);
+    p.run_for(Duration::from_secs(3));
+    assert!(p.delivered().is_empty());
+    assert!(p.tx_events.contains(&SenderEvent::FrameDropped {
+        frame: 0,
+        reason: DropReason::Deadline
+    }));
+    assert!(p.rx_events.iter().any(|e| matches!(
+        e,
+        ReceiverEvent::FrameDropped {
+            frame: 0,
+            reason: DropReason::Deadline,
+            received: 19,
+            segments: 20,
+            ..
+        }
+    )));
+    // NACKs repeated on their timer until the deadline, never more often than nack_interval.
+    let nacks = p.nacks();
+    assert!(nacks.len() >= 10, "only {} NACKs", nacks.len());
+    assert!(nacks.iter().all(|(_, m)| m == &vec![5]));
+    // Nothing of the frame stays in memory.
+    assert_eq!(p.rx.frames_in_reassembly(), 0);
+    assert_eq!(p.rx.bytes_in_use(), 0);
+}
+
+#[test]
+fn a_later_frame_never_waits_behind_an_old_one() {
+    let mut p = Pair::default_pair();
+    p.hook = Box::new(|s, _| match s {
+        Seen::Segment { frame: 0, index: 0 } => Fate::Drop,
+        _ => Fate::Deliver,
+    });
+    p.push(5_000);
+    p.push(5_000);
+    p.run_for(Duration::from_millis(100));
+    let delivered: Vec<u32> = p.delivered().into_iter().map(|(f, _)| f).collect();
+    assert_eq!(delivered, vec![1]);
+}
+
+#[test]
+fn the_size_from_an_ack_applies_from_the_next_frame_on() {
+    let mut p = Pair::default_pair();
+    p.push(10_000);
+    // Frame 1 is cut before frame 0's ACK arrives: it keeps 500 B.
+    p.push(10_000);
+    p.run_for(Duration::from_secs(1));
+    assert_eq!(p.acked(), vec![0, 1]);
+    // Seed rule: two clean frames, 500 -> 550 -> 605.
+    assert_eq!(p.tx.segment_size(), 605);
+    assert_eq!(p.segments_sent(1).len(), 20);
+    let id = p.push(10_000);
+    p.run_for(Duration::from_secs(1));
+    assert_eq!(p.segments_sent(id).len(), 10_000usize.div_ceil(605));
+}
+
+#[test]
+fn the_seed_rule_shrinks_under_errors_and_grows_back() {
+    let mut p = Pair::default_pair();
+    p.hook = Box::new(|s, n| match s {
+        Seen::Segment { frame, index: 0 } if (0..10).contains(frame) && n == 0 => Fate::Drop,
+        _ => Fate::Deliver,
+    });
+    for _ in 0..10 {
+        p.push(10_000);
+        p.run_for(Duration::from_millis(200));
+    }
+    let shrunk = p.tx.segment_size();
+    assert!(shrunk < 250, "size {shrunk} after ten lossy frames");
+    for _ in 0..10 {
+        p.push(10_000);
+        p.run_for(Duration::from_millis(200));
+    }
+    assert!(p.tx.segment_size() > shrunk * 2);
+}
+
+#[test]
+fn pacing_spaces_segments_at_the_configured_rate() {
+    let mut cfg = SenderConfig::new(1, addr(RX));
+    cfg.pacing_rate = Some(1_000_000);
+    cfg.pacing_burst = 0;
+    let mut tx = Sender::new(cfg);
+    tx.push_frame(Instant::ZERO, vec![1; 10_000]).unwrap();
+    let mut buf = Vec::new();
+    let mut now = Instant::ZERO;
+    let mut times = Vec::new();
+    while times.len() < 20 {
+        if tx.poll_transmit(now, &mut buf).is_some() {
+            times.push(now);
+        } else {
+            now = tx.poll_timeout().unwrap();
+        }
+    }
+    // 500 B + 30 B header + 28 B UDP/IP at 1 MB/s: 558 us apart.
+    for w in times.windows(2) {
+        assert_eq!(w[1] - w[0], Duration::from_micros(558));
+    }
+}
+
+#[test]
+fn the_sender_gives_up_the_oldest_frame_at_its_in_flight_limit() {
+    let mut cfg = SenderConfig::new(1, addr(RX));
+    cfg.max_frames_in_flight = 2;
+    let mut tx = Sender::new(cfg);
+    for _ in 0..3 {
+        tx.push_frame(Instant::ZERO, vec![1; 1000]).unwrap();
+    }
+    assert_eq!(
+        tx.poll_event(),
+        Some(SenderEvent::FrameDropped {
+            frame: 0,
+            reason: DropReason::Evicted
+        })
+    );
+    assert_eq!(tx.frames_in_flight(), 2);
+    assert_eq!(tx.push_frame(Instant::ZERO, vec![]), Err(PushError::Empty));
+}
+
+/// Encodes one segment of a frame cut at `size`.
+fn segment(session: u32, frame: u32, index: u16, len: usize, size: usize) -> Vec<u8> {
+    let data = frame_bytes(len, 0);
+    let count = len.div_ceil(size) as u16;
+    let offset = usize::from(index) * size;
+    let end = (offset + size).min(len);
+    let mut buf = Vec::new();
+    wire::Segment {
+        session,
+        frame,
+        index,
+        count,
+        offset: offset as u32,
+        frame_len: len as u32,
+        payload: &data[offset..end],
+    }
+    .encode(&mut buf);
+    buf
+}
+
+#[test]
+fn receiver_memory_is_bounded_by_its_caps() {
+    let cfg = ReceiverConfig {
+        max_sessions: 2,
+        max_frames_per_session: 3,
+        max_frame_len: 50_000,
+        max_bytes: 100_000,
+        ..ReceiverConfig::default()
+    };
+    let mut rx = Receiver::new(cfg);
+    let now = Instant::ZERO;
+    let from = addr(TX);
+    // A third session is refused.
+    for session in 0..3 {
+        rx.handle_datagram(now, from, &segment(session, 0, 0, 10_000, 500));
+    }
+    assert_eq!(rx.session_count(), 2);
+    assert_eq!(rx.stats().sessions_refused, 1);
+    // A fourth frame in reassembly evicts the oldest, reported dropped.
+    for frame in 1..4 {
+        rx.handle_datagram(now, from, &segment(0, frame, 0, 10_000, 500));
+    }
+    assert_eq!(rx.frames_in_reassembly(), 4);
+    let evicted = std::iter::from_fn(|| rx.poll_event()).any(|e| {
+        matches!(
+            e,
+            ReceiverEvent::FrameDropped {
+                session: 0,
+                frame: 0,
+                reason: DropReason::Evicted,
+                ..
+            }
+        )
+    });
+    assert!(evicted);
+    // A frame above max_frame_len is refused; the byte cap evicts to make room.
+    rx.handle_datagram(now, from, &segment(1, 5, 0, 60_000, 1000));
+    assert_eq!(rx.stats().frames_refused, 1);
+    for frame in 10..13 {
+        rx.handle_datagram(now, from, &segment(1, frame, 0, 40_000, 1000));
+    }
+    assert!(
+        rx.bytes_in_use() <= 100_000,
+        "{} bytes held",
+        rx.bytes_in_use()
+    );
+}
+
+#[test]
+fn inconsistent_and_malformed_datagrams_are_counted_and_dropped() {
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    let now = Instant::ZERO;
+    let from = addr(TX);
+    rx.handle_datagram(now, from, b"not a livecam datagram");
+    rx.handle_datagram(now, from, &[]);
+    rx.handle_datagram(now, from, &segment(1, 0, 0, 10_000, 500));
+    // Same frame, but cut at another size: boundaries disagree.
+    rx.handle_datagram(now, from, &segment(1, 0, 1, 10_000, 400));
+    let s = rx.stats();
+    assert_eq!(s.datagrams_malformed, 2);
+    assert_eq!(s.segments_inconsistent, 1);
+    assert_eq!(s.segments_received, 1);
+}

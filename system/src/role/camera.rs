@@ -1,0 +1,175 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::FrameContent;
+use crate::driver::{Endpoint, Role};
+use crate::proto::{Sender, SenderEvent};
+use crate::stats::Samples;
+use crate::time::Instant;
+
+/// What a camera produces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraConfig {
+    /// Frames per second.
+    pub fps: f64,
+    /// Frames to send in all.
+    pub frames: u64,
+    /// Bytes per frame.
+    pub frame_bytes: usize,
+    /// When the first frame is captured.
+    pub start_at: Instant,
+    /// Frame content generator.
+    pub content: FrameContent,
+}
+
+/// A camera's figures at the end of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CameraReport {
+    pub frames_sent: u64,
+    pub frames_delivered: u64,
+    pub frames_dropped: u64,
+    pub bytes_delivered: u64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    pub latency_ms_max: f64,
+    pub segments_sent: u64,
+    pub segments_resent: u64,
+    pub tail_probes: u64,
+    pub final_segment_size: usize,
+    pub first_frame_at_s: f64,
+    pub last_ack_at_s: f64,
+}
+
+/// A mobile client's stream: captures frames at `fps` and sends them. Finished once every
+/// frame was pushed and has been acknowledged or given up.
+pub struct Camera {
+    cfg: CameraConfig,
+    sender: Sender,
+    next_frame_at: Instant,
+    pushed: u64,
+    latencies: Samples,
+    /// `(time, segment size)` each time the size changed, starting with the initial one.
+    size_trace: Vec<(Instant, usize)>,
+    delivered: u64,
+    dropped: u64,
+    bytes_delivered: u64,
+    last_ack_at: Instant,
+}
+
+impl Camera {
+    pub fn new(cfg: CameraConfig, sender: Sender) -> Self {
+        Camera {
+            next_frame_at: cfg.start_at,
+            size_trace: vec![(cfg.start_at, sender.segment_size())],
+            cfg,
+            sender,
+            pushed: 0,
+            latencies: Samples::default(),
+            delivered: 0,
+            dropped: 0,
+            bytes_delivered: 0,
+            last_ack_at: Instant::ZERO,
+        }
+    }
+
+    pub fn sender(&self) -> &Sender {
+        &self.sender
+    }
+
+    pub fn sender_mut(&mut self) -> &mut Sender {
+        &mut self.sender
+    }
+
+    /// The segment size over time.
+    pub fn size_trace(&self) -> &[(Instant, usize)] {
+        &self.size_trace
+    }
+
+    /// Frame latencies (push to ACK) so far.
+    pub fn latencies(&self) -> &Samples {
+        &self.latencies
+    }
+
+    fn frame_interval(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.cfg.fps.max(1e-3))
+    }
+
+    fn drain_events(&mut self, now: Instant) {
+        while let Some(ev) = self.sender.poll_event() {
+            match ev {
+                SenderEvent::FrameAcked { latency, .. } => {
+                    self.delivered += 1;
+                    self.bytes_delivered += self.cfg.frame_bytes as u64;
+                    self.latencies.push(latency.as_secs_f64() * 1e3);
+                    self.last_ack_at = now;
+                }
+                SenderEvent::FrameDropped { frame, reason } => {
+                    self.dropped += 1;
+                    tracing::debug!(frame, ?reason, "frame given up");
+                }
+                SenderEvent::SegmentSizeChanged { to, .. } => self.size_trace.push((now, to)),
+            }
+        }
+    }
+
+    pub fn report(&self) -> CameraReport {
+        let s = self.sender.stats();
+        CameraReport {
+            frames_sent: self.pushed,
+            frames_delivered: self.delivered,
+            frames_dropped: self.dropped,
+            bytes_delivered: self.bytes_delivered,
+            latency_ms_p50: self.latencies.quantile(0.5),
+            latency_ms_p99: self.latencies.quantile(0.99),
+            latency_ms_max: self.latencies.quantile(1.0),
+            segments_sent: s.segments_sent,
+            segments_resent: s.segments_resent,
+            tail_probes: s.tail_probes,
+            final_segment_size: self.sender.segment_size(),
+            first_frame_at_s: self.cfg.start_at.since_origin().as_secs_f64(),
+            last_ack_at_s: self.last_ack_at.since_origin().as_secs_f64(),
+        }
+    }
+}
+
+impl Endpoint for Camera {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.sender.handle_datagram(now, from, data);
+        self.drain_events(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        while self.pushed < self.cfg.frames && self.next_frame_at <= now {
+            let id = self.sender.config().session;
+            let frame = self.pushed as u32;
+            let data = self.cfg.content.frame(id, frame, self.cfg.frame_bytes);
+            if let Err(e) = self.sender.push_frame(now, data) {
+                tracing::warn!(error = %e, "camera frame refused");
+            }
+            self.pushed += 1;
+            self.next_frame_at += self.frame_interval();
+        }
+        self.sender.handle_timeout(now);
+        self.drain_events(now);
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        self.sender.poll_transmit(now, buf)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let next_frame = (self.pushed < self.cfg.frames).then_some(self.next_frame_at);
+        [self.sender.poll_timeout(), next_frame]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+impl Role for Camera {
+    fn is_finished(&self) -> bool {
+        self.pushed >= self.cfg.frames && self.sender.frames_in_flight() == 0
+    }
+}

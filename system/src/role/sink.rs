@@ -1,0 +1,111 @@
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use super::FrameContent;
+use crate::driver::{Endpoint, Role};
+use crate::proto::{Receiver, ReceiverEvent, ReceiverStats};
+use crate::time::Instant;
+
+/// A sink's figures at the end of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SinkReport {
+    pub frames_delivered: u64,
+    pub frames_dropped: u64,
+    /// Delivered frames whose bytes differ from what the camera produced. Must be zero.
+    pub frames_corrupted: u64,
+    /// Frames delivered more than once. Must be zero.
+    pub frames_duplicated: u64,
+    pub bytes_delivered: u64,
+    pub receiver: ReceiverStats,
+}
+
+/// A receiving server that checks every delivered frame against the cameras' content. It runs
+/// until its driver is stopped from outside.
+pub struct Sink {
+    receiver: Receiver,
+    content: FrameContent,
+    seen: BTreeSet<(u32, u32)>,
+    report: SinkReport,
+    /// Every delivered `(session, frame, time)` in order, for traces.
+    deliveries: Vec<(u32, u32, Instant)>,
+}
+
+impl Sink {
+    pub fn new(receiver: Receiver, content: FrameContent) -> Self {
+        Sink {
+            receiver,
+            content,
+            seen: BTreeSet::new(),
+            report: SinkReport::default(),
+            deliveries: Vec::new(),
+        }
+    }
+
+    pub fn receiver(&self) -> &Receiver {
+        &self.receiver
+    }
+
+    pub fn deliveries(&self) -> &[(u32, u32, Instant)] {
+        &self.deliveries
+    }
+
+    pub fn report(&self) -> SinkReport {
+        SinkReport {
+            receiver: self.receiver.stats().clone(),
+            ..self.report.clone()
+        }
+    }
+
+    fn drain_events(&mut self, now: Instant) {
+        while let Some(ev) = self.receiver.poll_event() {
+            match ev {
+                ReceiverEvent::FrameDelivered {
+                    session,
+                    frame,
+                    data,
+                    ..
+                } => {
+                    self.report.frames_delivered += 1;
+                    self.report.bytes_delivered += data.len() as u64;
+                    if !self.content.is_intact(session, frame, &data) {
+                        self.report.frames_corrupted += 1;
+                    }
+                    if !self.seen.insert((session, frame)) {
+                        self.report.frames_duplicated += 1;
+                    }
+                    self.deliveries.push((session, frame, now));
+                }
+                ReceiverEvent::FrameDropped { .. } => self.report.frames_dropped += 1,
+                ReceiverEvent::SessionOpened { .. } | ReceiverEvent::SessionClosed { .. } => {}
+            }
+        }
+    }
+}
+
+impl Endpoint for Sink {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.receiver.handle_datagram(now, from, data);
+        self.drain_events(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.receiver.handle_timeout(now);
+        self.drain_events(now);
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        self.receiver.poll_transmit(now, buf)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.receiver.poll_timeout()
+    }
+}
+
+impl Role for Sink {
+    fn is_finished(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,3 @@
+//! Real runs over the operating system's UDP, on tokio.
+
+pub mod transfer;
