@@ -15,7 +15,9 @@ use std::path::PathBuf;
 
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use livecam_system::driver::Endpoint;
-use livecam_system::proto::{Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig};
+use livecam_system::proto::{
+    PolicyConfig, PolicyKind, Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig,
+};
 use livecam_system::time::Instant;
 
 const FRAME: usize = 10_000;
@@ -133,7 +135,14 @@ fn loopback(c: &mut Criterion) {
     g.bench_function("protocol", |b| {
         let net = Loopback::new();
         let mut tx = sender(1400);
-        let mut rx = Receiver::new(ReceiverConfig::default());
+        // A fixed-size policy, so every iteration moves the same datagrams as the plain loop.
+        let mut rx = Receiver::new(ReceiverConfig {
+            policy: PolicyConfig {
+                kind: PolicyKind::Fixed(1400),
+                ..PolicyConfig::default()
+            },
+            ..ReceiverConfig::default()
+        });
         let (tx_addr, rx_addr) = (net.tx.local_addr().unwrap(), net.rx.local_addr().unwrap());
         let mut out = Vec::with_capacity(2048);
         let mut inbuf = vec![0u8; 65_536];
@@ -161,7 +170,7 @@ fn loopback(c: &mut Criterion) {
                     tx.handle_datagram(now, rx_addr, &inbuf[..n]);
                 }
                 assert_eq!(tx.frames_in_flight(), 0);
-                // Keep the segment size fixed so every iteration moves the same datagrams.
+                assert_eq!(tx.segment_size(), 1400);
                 while tx.poll_event().is_some() {}
             },
             BatchSize::SmallInput,
