@@ -2,6 +2,9 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use livecam_sim::{Backend, Scenario};
 use livecam_system::proto::PolicyKind;
 use livecam_system::runtime::transfer::{transfer, TransferOptions};
 
@@ -43,6 +46,27 @@ enum Command {
         #[arg(long)]
         rate: Option<u64>,
     },
+    /// Run a scenario file in deterministic simulation and print one JSON object of figures,
+    /// with the trace hash that proves the run is a function of scenario and seed.
+    Sim {
+        /// The scenario (TOML), e.g. sim/scenarios/reference.toml.
+        scenario: PathBuf,
+        /// Seed of the run (default: the scenario's `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Write every trace event as a JSON line to this file.
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Simulator: turmoil, or madsim in a build with RUSTFLAGS="--cfg madsim".
+        #[arg(long, value_enum, default_value_t = SimBackend::Turmoil)]
+        backend: SimBackend,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SimBackend {
+    Turmoil,
+    Madsim,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,6 +110,29 @@ fn main() -> anyhow::Result<()> {
                 .block_on(transfer(&opts))
                 .context("running the transfer")?;
             println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::Sim {
+            scenario,
+            seed,
+            trace,
+            backend,
+        } => {
+            let sc = Scenario::load(&scenario)
+                .with_context(|| format!("loading scenario {}", scenario.display()))?;
+            let seed = seed.unwrap_or(sc.seed);
+            let out: livecam_sim::backend::TraceOut = match &trace {
+                Some(path) => Some(Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating trace file {}", path.display()))?,
+                ))),
+                None => None,
+            };
+            let backend = match backend {
+                SimBackend::Turmoil => Backend::Turmoil,
+                SimBackend::Madsim => Backend::Madsim,
+            };
+            let outcome = livecam_sim::run(backend, &sc, seed, out)?;
+            println!("{}", serde_json::to_string(&outcome)?);
         }
     }
     Ok(())

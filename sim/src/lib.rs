@@ -1,6 +1,27 @@
 //! Deterministic simulation of livecam.
 //!
-//! The same role code that runs for real runs here under turmoil (and madsim when built with
-//! `--cfg madsim`), with the shared seeded link models applied per directed host pair, scenario
-//! files, fault schedules, and a trace hash that proves a run is a function of its scenario and
-//! seed.
+//! The same role code that runs for real ([`livecam_system::role`], driven by
+//! [`livecam_system::driver::run`]) runs here under turmoil, and under madsim when built with
+//! `RUSTFLAGS="--cfg madsim"`, with the shared seeded link models applied per directed host
+//! pair ([`net::LinkedSocket`]), scenario files ([`scenario`]), fault schedules, and a trace
+//! hash ([`trace`]) that proves a run is a function of its scenario and seed.
+//!
+//! ```no_run
+//! use livecam_sim::{backend, scenario::Scenario};
+//!
+//! let scenario = Scenario::load("sim/scenarios/reference.toml".as_ref()).unwrap();
+//! let outcome = backend::run(backend::Backend::Turmoil, &scenario, 7, None).unwrap();
+//! assert!(outcome.summary.promises_kept, "{:?}", outcome.summary.violations);
+//! println!("{}", outcome.trace_hash);
+//! ```
+
+pub mod backend;
+pub mod host;
+pub mod net;
+pub mod scenario;
+pub mod state;
+pub mod summary;
+pub mod trace;
+
+pub use backend::{run, Backend, Outcome, SimError};
+pub use scenario::Scenario;

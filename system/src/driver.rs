@@ -8,7 +8,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use crate::net::{Clock, DatagramSocket};
+use crate::net::{sleep_until_opt, Clock, DatagramSocket};
 use crate::time::Instant;
 
 /// A sans-IO state machine that talks in datagrams.
@@ -75,13 +75,6 @@ where
             },
             _ = sleep_until_opt(clock, deadline) => {}
         }
-    }
-}
-
-async fn sleep_until_opt<C: Clock + ?Sized>(clock: &C, deadline: Option<Instant>) {
-    match deadline {
-        Some(t) => clock.sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -33,6 +33,14 @@ pub trait Clock {
     fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()>;
 }
 
+/// Sleeps until `deadline`, or forever when there is none.
+pub async fn sleep_until_opt<C: Clock + ?Sized>(clock: &C, deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => clock.sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl DatagramSocket for tokio::net::UdpSocket {
     fn send_to(&self, buf: &[u8], target: SocketAddr) -> impl Future<Output = io::Result<usize>> {
         tokio::net::UdpSocket::send_to(self, buf, target)

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::FrameContent;
+use super::{FrameContent, RoleEvent};
 use crate::driver::{Endpoint, Role};
 use crate::proto::{Sender, SenderEvent};
 use crate::stats::Samples;
@@ -56,6 +56,8 @@ pub struct Camera {
     dropped: u64,
     bytes_delivered: u64,
     last_ack_at: Instant,
+    /// Recorded events, when recording is on.
+    recorded: Option<Vec<(Instant, RoleEvent)>>,
 }
 
 impl Camera {
@@ -71,6 +73,26 @@ impl Camera {
             dropped: 0,
             bytes_delivered: 0,
             last_ack_at: Instant::ZERO,
+            recorded: None,
+        }
+    }
+
+    /// Starts recording [`RoleEvent`]s; take them with [`Camera::take_recorded`].
+    pub fn record_events(&mut self) {
+        self.recorded.get_or_insert_with(Vec::new);
+    }
+
+    /// The events recorded since the last call.
+    pub fn take_recorded(&mut self) -> Vec<(Instant, RoleEvent)> {
+        self.recorded
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn record(&mut self, now: Instant, ev: RoleEvent) {
+        if let Some(r) = self.recorded.as_mut() {
+            r.push((now, ev));
         }
     }
 
@@ -97,19 +119,40 @@ impl Camera {
     }
 
     fn drain_events(&mut self, now: Instant) {
+        let session = self.sender.config().session;
         while let Some(ev) = self.sender.poll_event() {
             match ev {
-                SenderEvent::FrameAcked { latency, .. } => {
+                SenderEvent::FrameAcked { frame, latency, .. } => {
                     self.delivered += 1;
                     self.bytes_delivered += self.cfg.frame_bytes as u64;
                     self.latencies.push(latency.as_secs_f64() * 1e3);
                     self.last_ack_at = now;
+                    let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+                    self.record(
+                        now,
+                        RoleEvent::FrameAcked {
+                            session,
+                            frame,
+                            latency_us,
+                        },
+                    );
                 }
                 SenderEvent::FrameDropped { frame, reason } => {
                     self.dropped += 1;
                     tracing::debug!(frame, ?reason, "frame given up");
+                    self.record(
+                        now,
+                        RoleEvent::FrameGivenUp {
+                            session,
+                            frame,
+                            reason,
+                        },
+                    );
                 }
-                SenderEvent::SegmentSizeChanged { to, .. } => self.size_trace.push((now, to)),
+                SenderEvent::SegmentSizeChanged { to, .. } => {
+                    self.size_trace.push((now, to));
+                    self.record(now, RoleEvent::SegmentSize { session, size: to });
+                }
             }
         }
     }
@@ -145,8 +188,17 @@ impl Endpoint for Camera {
             let id = self.sender.config().session;
             let frame = self.pushed as u32;
             let data = self.cfg.content.frame(id, frame, self.cfg.frame_bytes);
-            if let Err(e) = self.sender.push_frame(now, data) {
-                tracing::warn!(error = %e, "camera frame refused");
+            let len = data.len();
+            match self.sender.push_frame(now, data) {
+                Ok(frame) => self.record(
+                    now,
+                    RoleEvent::FramePushed {
+                        session: id,
+                        frame,
+                        len,
+                    },
+                ),
+                Err(e) => tracing::warn!(error = %e, "camera frame refused"),
             }
             self.pushed += 1;
             self.next_frame_at += self.frame_interval();

@@ -8,8 +8,10 @@
 
 mod camera;
 mod content;
+mod event;
 mod sink;
 
 pub use camera::{Camera, CameraConfig, CameraReport};
 pub use content::FrameContent;
+pub use event::RoleEvent;
 pub use sink::{Sink, SinkReport};

@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::FrameContent;
+use super::{FrameContent, RoleEvent};
 use crate::driver::{Endpoint, Role};
 use crate::proto::{Receiver, ReceiverEvent, ReceiverStats};
 use crate::time::Instant;
@@ -30,6 +30,7 @@ pub struct Sink {
     report: SinkReport,
     /// Every delivered `(session, frame, time)` in order, for traces.
     deliveries: Vec<(u32, u32, Instant)>,
+    recorded: Option<Vec<(Instant, RoleEvent)>>,
 }
 
 impl Sink {
@@ -40,7 +41,21 @@ impl Sink {
             seen: BTreeSet::new(),
             report: SinkReport::default(),
             deliveries: Vec::new(),
+            recorded: None,
         }
+    }
+
+    /// Starts recording [`RoleEvent`]s; take them with [`Sink::take_recorded`].
+    pub fn record_events(&mut self) {
+        self.recorded.get_or_insert_with(Vec::new);
+    }
+
+    /// The events recorded since the last call.
+    pub fn take_recorded(&mut self) -> Vec<(Instant, RoleEvent)> {
+        self.recorded
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     pub fn receiver(&self) -> &Receiver {
@@ -65,19 +80,53 @@ impl Sink {
                     session,
                     frame,
                     data,
+                    segment_size,
+                    failed,
                     ..
                 } => {
                     self.report.frames_delivered += 1;
                     self.report.bytes_delivered += data.len() as u64;
-                    if !self.content.is_intact(session, frame, &data) {
+                    let intact = self.content.is_intact(session, frame, &data);
+                    if !intact {
                         self.report.frames_corrupted += 1;
                     }
-                    if !self.seen.insert((session, frame)) {
+                    let duplicate = !self.seen.insert((session, frame));
+                    if duplicate {
                         self.report.frames_duplicated += 1;
                     }
                     self.deliveries.push((session, frame, now));
+                    if let Some(r) = self.recorded.as_mut() {
+                        r.push((
+                            now,
+                            RoleEvent::FrameDelivered {
+                                session,
+                                frame,
+                                intact,
+                                duplicate,
+                                segment_size,
+                                failed,
+                            },
+                        ));
+                    }
                 }
-                ReceiverEvent::FrameDropped { .. } => self.report.frames_dropped += 1,
+                ReceiverEvent::FrameDropped {
+                    session,
+                    frame,
+                    reason,
+                    ..
+                } => {
+                    self.report.frames_dropped += 1;
+                    if let Some(r) = self.recorded.as_mut() {
+                        r.push((
+                            now,
+                            RoleEvent::FrameDropped {
+                                session,
+                                frame,
+                                reason,
+                            },
+                        ));
+                    }
+                }
                 ReceiverEvent::SessionOpened { .. } | ReceiverEvent::SessionClosed { .. } => {}
             }
         }

@@ -1,0 +1,178 @@
+//! The madsim backend (built with `RUSTFLAGS="--cfg madsim"`): one madsim node per scenario
+//! host, the shared link models applied by [`LinkedSocket`], faults applied by a controller
+//! task. madsim is event-driven: time jumps straight to the next timer.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use livecam_system::net::{Clock, DatagramSocket};
+use livecam_system::time::Instant;
+
+use super::{apply_link_fault, finish, new_state, schedule, Backend, Outcome, SimError, TraceOut};
+use crate::host::{host_main, PORT};
+use crate::net::LinkedSocket;
+use crate::scenario::{Fault, Scenario};
+use crate::state::lock;
+
+/// madsim's UDP socket, as a [`DatagramSocket`].
+///
+/// madsim's `send_to` sleeps (at least 1 ms of simulated time) before it hands the datagram
+/// to the network; awaited inline, that would serialize a burst of segments 1 ms apart. Each
+/// send therefore runs as its own task, so the sender goes on at once, as with a real socket.
+pub struct MadsimSocket(pub std::rc::Rc<::madsim::net::UdpSocket>);
+
+impl DatagramSocket for MadsimSocket {
+    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> std::io::Result<usize> {
+        let socket = self.0.clone();
+        let data = buf.to_vec();
+        ::madsim::task::spawn_local(async move {
+            if let Err(e) = socket.send_to(target, &data).await {
+                tracing::debug!(error = %e, %target, "madsim send failed");
+            }
+        });
+        Ok(buf.len())
+    }
+    async fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        self.0.recv_from(buf).await
+    }
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+/// Simulated time since the runtime started.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MadsimClock;
+
+impl Clock for MadsimClock {
+    fn now(&self) -> Instant {
+        Instant::ZERO + ::madsim::time::TimeHandle::current().elapsed()
+    }
+    async fn sleep_until(&self, deadline: Instant) {
+        let handle = ::madsim::time::TimeHandle::current();
+        let wait = deadline.since_origin().saturating_sub(handle.elapsed());
+        handle.sleep(wait).await
+    }
+}
+
+/// Receives kept outstanding per socket: each madsim receive takes >= 1 ms of simulated time,
+/// so this caps a socket at 32,000 datagrams per simulated second.
+const RECEIVES_IN_FLIGHT: usize = 32;
+
+fn address(index: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(
+        10,
+        0,
+        (index / 250) as u8,
+        (index % 250 + 1) as u8,
+    ))
+}
+
+/// Runs a scenario under madsim.
+pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, SimError> {
+    let started = std::time::Instant::now();
+    let state = new_state(scenario, seed, trace);
+    let mut config = ::madsim::Config::default();
+    // The link models own loss and latency; madsim's network only carries the envelope.
+    config.net.packet_loss_rate = 0.0;
+    config.net.send_latency = Duration::ZERO..Duration::from_nanos(1);
+    let rt = ::madsim::runtime::Runtime::with_seed_and_config(seed, config);
+    let hosts = scenario.hosts();
+    let addresses: Arc<Vec<(String, IpAddr)>> = Arc::new(
+        hosts
+            .iter()
+            .map(|h| (h.name.clone(), address(h.index)))
+            .collect(),
+    );
+    {
+        let mut st = lock(&state);
+        for (name, ip) in addresses.iter() {
+            st.set_address(*ip, name);
+        }
+    }
+    let shared_scenario = Arc::new(scenario.clone());
+    let mut nodes = Vec::new();
+    for host in &hosts {
+        let ip = address(host.index);
+        let state = state.clone();
+        let scenario = shared_scenario.clone();
+        let addresses = addresses.clone();
+        let host_c = host.clone();
+        let node = rt
+            .create_node()
+            .name(host.name.clone())
+            .ip(ip)
+            .init(move || {
+                let state = state.clone();
+                let scenario = scenario.clone();
+                let addresses = addresses.clone();
+                let host = host_c.clone();
+                async move {
+                    let socket = match ::madsim::net::UdpSocket::bind((ip, PORT)).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::error!(error = %e, host = %host.name, "bind failed");
+                            return;
+                        }
+                    };
+                    let clock = MadsimClock;
+                    let socket = LinkedSocket::with_concurrency(
+                        MadsimSocket(std::rc::Rc::new(socket)),
+                        clock,
+                        ip,
+                        state.clone(),
+                        RECEIVES_IN_FLIGHT,
+                    );
+                    let resolve =
+                        |name: &str| addresses.iter().find(|(n, _)| n == name).map(|&(_, ip)| ip);
+                    if let Err(e) =
+                        host_main(&scenario, &host, seed, state, socket, clock, resolve).await
+                    {
+                        tracing::error!(error = %e, host = %host.name, "host failed");
+                    }
+                }
+            })
+            .build();
+        nodes.push((host.name.clone(), node.id()));
+    }
+    let faults = schedule(scenario);
+    let duration = Duration::from_secs_f64(scenario.duration_s);
+    let controller_state = state.clone();
+    let controller_scenario = shared_scenario.clone();
+    let sim_seconds = rt.block_on(async move {
+        let handle = ::madsim::runtime::Handle::current();
+        let time = ::madsim::time::TimeHandle::current();
+        for f in &faults {
+            let at = Duration::from_secs_f64(f.at_s());
+            time.sleep(at.saturating_sub(time.elapsed())).await;
+            let now = Instant::ZERO + time.elapsed();
+            apply_link_fault(&controller_scenario, &mut lock(&controller_state), now, f);
+            let ids = |name: &str| -> Vec<::madsim::task::NodeId> {
+                let members = controller_scenario.resolve(name);
+                nodes
+                    .iter()
+                    .filter(|(n, _)| members.iter().any(|m| &m.name == n))
+                    .map(|&(_, id)| id)
+                    .collect()
+            };
+            match f {
+                Fault::Crash { host, .. } => ids(host).into_iter().for_each(|id| handle.kill(id)),
+                Fault::Restart { host, .. } => {
+                    ids(host).into_iter().for_each(|id| handle.restart(id))
+                }
+                _ => {}
+            }
+        }
+        time.sleep(duration.saturating_sub(time.elapsed())).await;
+        time.elapsed().as_secs_f64()
+    });
+    finish(
+        Backend::Madsim,
+        scenario,
+        seed,
+        &state,
+        sim_seconds,
+        started.elapsed(),
+    )
+}

@@ -1,0 +1,147 @@
+//! The turmoil backend: one turmoil host per scenario host, the shared link models applied
+//! by [`LinkedSocket`], faults applied between simulation steps.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use livecam_system::net::{Clock, DatagramSocket};
+use livecam_system::time::Instant;
+
+use super::{apply_link_fault, finish, new_state, schedule, Backend, Outcome, SimError, TraceOut};
+use crate::host::{host_main, PORT};
+use crate::net::LinkedSocket;
+use crate::scenario::{Fault, Scenario};
+use crate::state::lock;
+
+/// Simulated time granularity: turmoil moves every host and the network in steps of this.
+pub const TICK: Duration = Duration::from_millis(1);
+
+/// turmoil's UDP socket, as a [`DatagramSocket`].
+pub struct TurmoilSocket(pub ::turmoil::net::UdpSocket);
+
+impl DatagramSocket for TurmoilSocket {
+    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> std::io::Result<usize> {
+        self.0.send_to(buf, target).await
+    }
+    async fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        self.0.recv_from(buf).await
+    }
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+/// Simulated time, the same on every host: the simulation's elapsed time.
+#[derive(Debug, Clone, Copy)]
+pub struct TurmoilClock {
+    base: Duration,
+    origin: tokio::time::Instant,
+}
+
+impl TurmoilClock {
+    /// Must be called on a turmoil host.
+    pub fn new() -> Self {
+        TurmoilClock {
+            base: ::turmoil::sim_elapsed().unwrap_or_default(),
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for TurmoilClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TurmoilClock {
+    fn now(&self) -> Instant {
+        Instant::ZERO + self.base + self.origin.elapsed()
+    }
+    async fn sleep_until(&self, deadline: Instant) {
+        let target = deadline.since_origin().saturating_sub(self.base);
+        tokio::time::sleep_until(self.origin + target).await
+    }
+}
+
+/// Runs a scenario under turmoil.
+pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, SimError> {
+    let started = std::time::Instant::now();
+    let state = new_state(scenario, seed, trace);
+    let duration = Duration::from_secs_f64(scenario.duration_s);
+    let mut sim = ::turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(duration + Duration::from_secs(5))
+        .tick_duration(TICK)
+        .min_message_latency(Duration::ZERO)
+        .max_message_latency(Duration::ZERO)
+        .udp_capacity(1 << 16)
+        .build();
+    let shared_scenario = Arc::new(scenario.clone());
+    let hosts = scenario.hosts();
+    for host in &hosts {
+        let state = state.clone();
+        let scenario = shared_scenario.clone();
+        let name = host.name.clone();
+        let host = host.clone();
+        sim.host(name.as_str(), move || {
+            let state = state.clone();
+            let scenario = scenario.clone();
+            let host = host.clone();
+            async move {
+                let socket = ::turmoil::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, PORT)).await?;
+                let clock = TurmoilClock::new();
+                let ip = ::turmoil::lookup(host.name.as_str());
+                let socket = LinkedSocket::new(TurmoilSocket(socket), clock, ip, state.clone());
+                let resolve = |name: &str| -> Option<IpAddr> { Some(::turmoil::lookup(name)) };
+                host_main(&scenario, &host, seed, state, socket, clock, resolve).await?;
+                Ok(())
+            }
+        });
+    }
+    {
+        let mut st = lock(&state);
+        for host in &hosts {
+            st.set_address(sim.lookup(host.name.as_str()), &host.name);
+        }
+    }
+    let faults = schedule(scenario);
+    let mut next_fault = 0;
+    loop {
+        let elapsed = sim.elapsed();
+        let now = Instant::ZERO + elapsed;
+        while let Some(f) = faults.get(next_fault) {
+            if Duration::from_secs_f64(f.at_s()) > elapsed {
+                break;
+            }
+            apply_link_fault(scenario, &mut lock(&state), now, f);
+            match f {
+                Fault::Crash { host, .. } => {
+                    for h in scenario.resolve(host) {
+                        sim.crash(h.name.as_str());
+                    }
+                }
+                Fault::Restart { host, .. } => {
+                    for h in scenario.resolve(host) {
+                        sim.bounce(h.name.as_str());
+                    }
+                }
+                _ => {}
+            }
+            next_fault += 1;
+        }
+        if elapsed >= duration {
+            break;
+        }
+        sim.step().map_err(|e| SimError::Backend(e.to_string()))?;
+    }
+    finish(
+        Backend::Turmoil,
+        scenario,
+        seed,
+        &state,
+        sim.elapsed().as_secs_f64(),
+        started.elapsed(),
+    )
+}

@@ -1,0 +1,503 @@
+//! Scenario files: hosts and roles, links, workload, protocol knobs, duration and a fault
+//! schedule, in TOML.
+//!
+//! ```toml
+//! name = "example"
+//! duration_s = 30.0
+//!
+//! [workload]
+//! fps = 10.0
+//! frame_bytes = 10000
+//! policy = "seed"            # seed | fixed:N | model
+//!
+//! [[hosts]]
+//! name = "server"
+//! role = "receiver"
+//!
+//! [[hosts]]
+//! name = "cam"               # a group: cam0 .. cam3
+//! role = "camera"
+//! count = 4
+//! target = "server"
+//!
+//! [link]                     # every directed pair, unless overridden
+//! loss = 0.05
+//! delay_ms = 20.0
+//!
+//! [[links]]                  # an override, both directions unless one_way
+//! from = "cam0"
+//! to = "server"
+//! config = { loss = 0.3 }
+//!
+//! [[faults]]
+//! at_s = 10.0
+//! action = "partition"       # partition | repair | set_link | crash | restart
+//! a = "cam"
+//! b = "server"
+//! ```
+//!
+//! A host or group name may be used wherever hosts are named. Every error names the field at
+//! fault, e.g. `hosts[1].target: no host or group named "srv"`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use livecam_system::link::LinkConfig;
+use livecam_system::proto::{PolicyKind, SizeLimits};
+use serde::Deserialize;
+use thiserror::Error;
+
+/// A scenario that failed to load.
+#[derive(Debug, Error)]
+pub enum ScenarioError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(String),
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ScenarioError {
+    ScenarioError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// One simulation's whole description.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(default)]
+    pub name: String,
+    /// Simulated seconds to run.
+    pub duration_s: f64,
+    /// Seed used when none is given on the command line.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    pub workload: Workload,
+    #[serde(default)]
+    pub protocol: Protocol,
+    pub hosts: Vec<HostSpec>,
+    /// The link model of every directed host pair, unless overridden.
+    #[serde(default)]
+    pub link: LinkConfig,
+    #[serde(default)]
+    pub links: Vec<LinkOverride>,
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+/// What the cameras produce.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    pub fps: f64,
+    pub frame_bytes: usize,
+    #[serde(default = "default_policy")]
+    pub policy: PolicyKind,
+    #[serde(default)]
+    pub limits: SizeLimits,
+    /// Cameras start one after another, this far apart, so they do not all fire at once.
+    #[serde(default = "default_stagger")]
+    pub stagger_ms: f64,
+    /// Cameras stop capturing this long before the end, so every frame settles in the run.
+    #[serde(default = "default_settle")]
+    pub settle_s: f64,
+}
+
+fn default_policy() -> PolicyKind {
+    PolicyKind::Seed
+}
+fn default_stagger() -> f64 {
+    7.0
+}
+fn default_settle() -> f64 {
+    3.0
+}
+
+/// Protocol timers, in milliseconds, and pacing.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Protocol {
+    pub frame_deadline_ms: f64,
+    pub nack_delay_ms: f64,
+    pub nack_interval_ms: f64,
+    pub probe_timeout_ms: f64,
+    /// Sender pacing, bytes per second; 0 is unpaced.
+    pub pacing_rate: f64,
+    pub max_frames_in_flight: usize,
+}
+
+impl Default for Protocol {
+    fn default() -> Self {
+        Protocol {
+            frame_deadline_ms: 1000.0,
+            nack_delay_ms: 2.0,
+            nack_interval_ms: 50.0,
+            probe_timeout_ms: 100.0,
+            pacing_rate: 0.0,
+            max_frames_in_flight: 16,
+        }
+    }
+}
+
+/// What a host does.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleKind {
+    Camera,
+    Receiver,
+}
+
+/// A host, or a group of `count` alike hosts named `name0`, `name1`, ...
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    pub name: String,
+    pub role: RoleKind,
+    #[serde(default = "one")]
+    pub count: usize,
+    /// For cameras: the receiver they stream to.
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// A link model for the pairs between two hosts or groups.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LinkOverride {
+    pub from: String,
+    pub to: String,
+    /// Only `from` -> `to`, not back.
+    #[serde(default)]
+    pub one_way: bool,
+    pub config: LinkConfig,
+}
+
+/// Something that happens at a point in simulated time.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    /// Every datagram between `a` and `b` (both ways) is lost until repaired.
+    Partition { at_s: f64, a: String, b: String },
+    /// Ends a partition.
+    Repair { at_s: f64, a: String, b: String },
+    /// Replaces the link model between `a` and `b` (both ways unless `one_way`).
+    SetLink {
+        at_s: f64,
+        a: String,
+        b: String,
+        #[serde(default)]
+        one_way: bool,
+        config: LinkConfig,
+    },
+    /// Stops a host: everything it held in memory is gone.
+    Crash { at_s: f64, host: String },
+    /// Starts a crashed host again, fresh.
+    Restart { at_s: f64, host: String },
+}
+
+impl Fault {
+    /// When it happens, in simulated seconds.
+    pub fn at_s(&self) -> f64 {
+        match self {
+            Fault::Partition { at_s, .. }
+            | Fault::Repair { at_s, .. }
+            | Fault::SetLink { at_s, .. }
+            | Fault::Crash { at_s, .. }
+            | Fault::Restart { at_s, .. } => *at_s,
+        }
+    }
+}
+
+/// One concrete host after groups are expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub name: String,
+    pub group: String,
+    pub role: RoleKind,
+    /// Index in the scenario's host list, stable across runs.
+    pub index: usize,
+    /// For cameras, the receiver host's name.
+    pub target: Option<String>,
+}
+
+impl Scenario {
+    /// Loads and checks a scenario file.
+    pub fn load(path: &Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Parses and checks scenario text.
+    pub fn parse(text: &str) -> Result<Self, ScenarioError> {
+        let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse(e.to_string()))?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// The concrete hosts, groups expanded, in a stable order.
+    pub fn hosts(&self) -> Vec<Host> {
+        let mut out = Vec::new();
+        for spec in &self.hosts {
+            for i in 0..spec.count {
+                let name = if spec.count == 1 {
+                    spec.name.clone()
+                } else {
+                    format!("{}{i}", spec.name)
+                };
+                out.push(Host {
+                    name,
+                    group: spec.name.clone(),
+                    role: spec.role,
+                    index: out.len(),
+                    target: spec.target.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// The hosts a name stands for: a host, or every member of a group.
+    pub fn resolve(&self, name: &str) -> Vec<Host> {
+        let hosts = self.hosts();
+        let exact: Vec<Host> = hosts.iter().filter(|h| h.name == name).cloned().collect();
+        if !exact.is_empty() {
+            return exact;
+        }
+        hosts.into_iter().filter(|h| h.group == name).collect()
+    }
+
+    /// Frames each camera captures: it stops `settle_s` before the end.
+    pub fn frames_per_camera(&self) -> u64 {
+        let active = (self.duration_s - self.workload.settle_s).max(0.0);
+        (active * self.workload.fps).floor() as u64
+    }
+
+    /// Checks everything serde cannot, naming the field at fault.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        if !(self.duration_s.is_finite() && self.duration_s > 0.0) {
+            return Err(invalid(
+                "duration_s",
+                "must be a positive number of seconds",
+            ));
+        }
+        let w = &self.workload;
+        if !(w.fps.is_finite() && w.fps > 0.0) {
+            return Err(invalid("workload.fps", "must be positive"));
+        }
+        if w.frame_bytes == 0 || w.frame_bytes > 16 << 20 {
+            return Err(invalid("workload.frame_bytes", "must be within 1..=16 MiB"));
+        }
+        w.limits
+            .validate()
+            .map_err(|e| invalid("workload.limits", e.to_string()))?;
+        if !(w.stagger_ms >= 0.0 && w.stagger_ms.is_finite()) {
+            return Err(invalid("workload.stagger_ms", "must be >= 0"));
+        }
+        if !(w.settle_s >= 0.0 && w.settle_s < self.duration_s) {
+            return Err(invalid(
+                "workload.settle_s",
+                "must be >= 0 and shorter than duration_s",
+            ));
+        }
+        let p = &self.protocol;
+        for (field, v) in [
+            ("protocol.frame_deadline_ms", p.frame_deadline_ms),
+            ("protocol.nack_interval_ms", p.nack_interval_ms),
+            ("protocol.probe_timeout_ms", p.probe_timeout_ms),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(invalid(field, "must be a positive number of milliseconds"));
+            }
+        }
+        if !(p.nack_delay_ms.is_finite() && p.nack_delay_ms >= 0.0) {
+            return Err(invalid("protocol.nack_delay_ms", "must be >= 0"));
+        }
+        if !(p.pacing_rate.is_finite() && p.pacing_rate >= 0.0) {
+            return Err(invalid("protocol.pacing_rate", "must be >= 0"));
+        }
+        if p.max_frames_in_flight == 0 {
+            return Err(invalid(
+                "protocol.max_frames_in_flight",
+                "must be at least 1",
+            ));
+        }
+        if self.hosts.is_empty() {
+            return Err(invalid("hosts", "at least one host is needed"));
+        }
+        let mut names = BTreeSet::new();
+        for (i, h) in self.hosts.iter().enumerate() {
+            let field = |f: &str| format!("hosts[{i}].{f}");
+            if h.name.is_empty()
+                || !h
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    field("name"),
+                    "must be non-empty ASCII letters, digits, - or _",
+                ));
+            }
+            if h.count == 0 {
+                return Err(invalid(field("count"), "must be at least 1"));
+            }
+            if !names.insert(h.name.clone()) {
+                return Err(invalid(
+                    field("name"),
+                    format!("{:?} is used twice", h.name),
+                ));
+            }
+        }
+        let hosts = self.hosts();
+        let mut concrete = BTreeSet::new();
+        for h in &hosts {
+            if !concrete.insert(h.name.clone()) {
+                return Err(invalid(
+                    "hosts",
+                    format!("host name {:?} is produced twice", h.name),
+                ));
+            }
+        }
+        for (i, h) in self.hosts.iter().enumerate() {
+            let field = format!("hosts[{i}].target");
+            match (h.role, &h.target) {
+                (RoleKind::Camera, None) => {
+                    return Err(invalid(field, "a camera needs a target receiver"))
+                }
+                (RoleKind::Camera, Some(t)) => {
+                    let r = self.resolve(t);
+                    if r.len() != 1 || r[0].role != RoleKind::Receiver {
+                        return Err(invalid(
+                            field,
+                            format!("{t:?} is not a single receiver host"),
+                        ));
+                    }
+                }
+                (RoleKind::Receiver, Some(_)) => {
+                    return Err(invalid(field, "a receiver has no target"))
+                }
+                (RoleKind::Receiver, None) => {}
+            }
+        }
+        self.link
+            .validate()
+            .map_err(|e| invalid("link", e.to_string()))?;
+        let known = |field: String, name: &str| {
+            if self.resolve(name).is_empty() {
+                Err(invalid(field, format!("no host or group named {name:?}")))
+            } else {
+                Ok(())
+            }
+        };
+        for (i, l) in self.links.iter().enumerate() {
+            known(format!("links[{i}].from"), &l.from)?;
+            known(format!("links[{i}].to"), &l.to)?;
+            l.config
+                .validate()
+                .map_err(|e| invalid(format!("links[{i}].config"), e.to_string()))?;
+        }
+        for (i, f) in self.faults.iter().enumerate() {
+            let at = f.at_s();
+            if !(at.is_finite() && at >= 0.0 && at <= self.duration_s) {
+                return Err(invalid(
+                    format!("faults[{i}].at_s"),
+                    "must lie within 0..=duration_s",
+                ));
+            }
+            match f {
+                Fault::Partition { a, b, .. } | Fault::Repair { a, b, .. } => {
+                    known(format!("faults[{i}].a"), a)?;
+                    known(format!("faults[{i}].b"), b)?;
+                }
+                Fault::SetLink { a, b, config, .. } => {
+                    known(format!("faults[{i}].a"), a)?;
+                    known(format!("faults[{i}].b"), b)?;
+                    config
+                        .validate()
+                        .map_err(|e| invalid(format!("faults[{i}].config"), e.to_string()))?;
+                }
+                Fault::Crash { host, .. } | Fault::Restart { host, .. } => {
+                    known(format!("faults[{i}].host"), host)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        duration_s = 10.0
+        [workload]
+        fps = 10.0
+        frame_bytes = 10000
+        [[hosts]]
+        name = "rx"
+        role = "receiver"
+        [[hosts]]
+        name = "cam"
+        role = "camera"
+        count = 3
+        target = "rx"
+        [link]
+        loss = 0.1
+        [[faults]]
+        at_s = 2.0
+        action = "partition"
+        a = "cam"
+        b = "rx"
+    "#;
+
+    fn err(text: &str) -> String {
+        Scenario::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_and_expands_groups() {
+        let s = Scenario::parse(GOOD).unwrap();
+        let names: Vec<String> = s.hosts().into_iter().map(|h| h.name).collect();
+        assert_eq!(names, ["rx", "cam0", "cam1", "cam2"]);
+        assert_eq!(s.resolve("cam").len(), 3);
+        assert_eq!(s.resolve("cam1").len(), 1);
+        assert_eq!(s.frames_per_camera(), 70);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert!(err(&GOOD.replace("loss = 0.1", "loss = 1.5")).contains("link: loss"));
+        assert!(err(&GOOD.replace("loss = 0.1", "los = 0.1")).contains("unknown field `los`"));
+        assert!(
+            err(&GOOD.replace("target = \"rx\"", "target = \"nope\"")).contains("hosts[1].target")
+        );
+        assert!(err(&GOOD.replace("b = \"rx\"", "b = \"ghost\"")).contains("faults[0].b"));
+        assert!(err(&GOOD.replace("at_s = 2.0", "at_s = 20.0")).contains("faults[0].at_s"));
+        assert!(err(&GOOD.replace("fps = 10.0", "fps = 0.0")).contains("workload.fps"));
+        assert!(
+            err(&GOOD.replace("action = \"partition\"", "action = \"explode\""))
+                .contains("explode")
+        );
+        assert!(err(&GOOD.replace("count = 3", "count = 0")).contains("hosts[1].count"));
+        assert!(err("duration_s = ").contains("TOML parse error"));
+    }
+}

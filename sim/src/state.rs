@@ -1,0 +1,141 @@
+//! The world state every simulated host shares: the link table, the trace and the tally.
+//!
+//! One `SimState` per run, behind an `Arc<Mutex<_>>` (madsim spawns need `Send`; nothing ever
+//! contends, every backend runs one thread). Hosts touch it only between awaits.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use livecam_system::link::{Link, LinkConfig, Transmission};
+use livecam_system::time::Instant;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::scenario::Scenario;
+use crate::summary::Tally;
+use crate::trace::{NetEvent, Trace};
+
+/// Shared handle to the world state.
+pub type Shared = Arc<Mutex<SimState>>;
+
+/// Locks the shared state; a poisoned lock (a host panicked) still yields the state, since
+/// the run is over anyway and the harness wants to report it.
+pub fn lock(shared: &Shared) -> MutexGuard<'_, SimState> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The world state.
+pub struct SimState {
+    /// Link model per directed pair of host names, created on first use.
+    links: BTreeMap<(String, String), Link>,
+    /// Configuration each directed pair starts with.
+    configs: BTreeMap<(String, String), LinkConfig>,
+    default_link: LinkConfig,
+    /// Pairs currently partitioned.
+    partitioned: BTreeMap<(String, String), bool>,
+    names: BTreeMap<IpAddr, String>,
+    incarnations: BTreeMap<String, u32>,
+    seed: u64,
+    pub trace: Trace,
+    pub tally: Tally,
+}
+
+impl SimState {
+    pub fn new(scenario: &Scenario, seed: u64, trace: Trace) -> Self {
+        let mut configs = BTreeMap::new();
+        for o in &scenario.links {
+            for a in scenario.resolve(&o.from) {
+                for b in scenario.resolve(&o.to) {
+                    configs.insert((a.name.clone(), b.name.clone()), o.config.clone());
+                    if !o.one_way {
+                        configs.insert((b.name.clone(), a.name.clone()), o.config.clone());
+                    }
+                }
+            }
+        }
+        SimState {
+            links: BTreeMap::new(),
+            configs,
+            default_link: scenario.link.clone(),
+            partitioned: BTreeMap::new(),
+            names: BTreeMap::new(),
+            incarnations: BTreeMap::new(),
+            seed,
+            trace,
+            tally: Tally::default(),
+        }
+    }
+
+    /// Registers a host's address.
+    pub fn set_address(&mut self, ip: IpAddr, name: &str) {
+        self.names.insert(ip, name.to_string());
+    }
+
+    /// The host name behind an address (the address itself when unknown).
+    pub fn name_of(&self, ip: IpAddr) -> String {
+        self.names
+            .get(&ip)
+            .cloned()
+            .unwrap_or_else(|| ip.to_string())
+    }
+
+    /// Counts a host start and returns its incarnation (0 for the first).
+    pub fn start_host(&mut self, name: &str, now: Instant) -> u32 {
+        let n = self.incarnations.entry(name.to_string()).or_insert(0);
+        let incarnation = *n;
+        *n += 1;
+        self.trace
+            .record(now, name, &NetEvent::Start { incarnation });
+        incarnation
+    }
+
+    /// A seed for a pair's link: a pure function of the run seed and the two names.
+    fn link_seed(&self, from: &str, to: &str) -> u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let h = xxhash_rust::xxh3::xxh3_64(format!("{from}->{to}").as_bytes());
+        rng.set_stream(h);
+        rng.next_u64()
+    }
+
+    fn link(&mut self, from: &str, to: &str) -> &mut Link {
+        let key = (from.to_string(), to.to_string());
+        if !self.links.contains_key(&key) {
+            let config = self
+                .configs
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| self.default_link.clone());
+            let mut link = Link::new(config, self.link_seed(from, to));
+            link.set_partitioned(self.partitioned.get(&key).copied().unwrap_or(false));
+            self.links.insert(key.clone(), link);
+        }
+        self.links.get_mut(&key).expect("link inserted above")
+    }
+
+    /// Decides the fate of a datagram from `from` to `to` and traces a loss.
+    pub fn transmit(&mut self, from: IpAddr, to: IpAddr, now: Instant, len: usize) -> Transmission {
+        let (a, b) = (self.name_of(from), self.name_of(to));
+        let fate = self.link(&a, &b).transmit(now, len);
+        if let Some(cause) = fate.lost {
+            self.tally.datagrams_lost += 1;
+            self.trace
+                .record(now, &a, &NetEvent::Lost { to: &b, cause });
+        }
+        fate
+    }
+
+    /// Partitions (or repairs) the directed pair.
+    pub fn set_partitioned(&mut self, from: &str, to: &str, on: bool) {
+        self.partitioned
+            .insert((from.to_string(), to.to_string()), on);
+        self.link(from, to).set_partitioned(on);
+    }
+
+    /// Replaces the directed pair's link model.
+    pub fn set_link(&mut self, from: &str, to: &str, config: LinkConfig) {
+        self.configs
+            .insert((from.to_string(), to.to_string()), config.clone());
+        self.link(from, to).set_config(config);
+    }
+}

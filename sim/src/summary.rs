@@ -1,0 +1,235 @@
+//! Tallies a run from its role events and checks the protocol's promises.
+//!
+//! The promises, checked on every run:
+//! - every frame a camera captured is acknowledged, or given up and reported (deadline or
+//!   eviction), or was in the memory of a host that crashed;
+//! - no frame is delivered damaged or twice;
+//! - no frame is acknowledged that the receiver did not deliver.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use livecam_system::proto::{DropReason, SenderStats};
+use livecam_system::role::RoleEvent;
+use livecam_system::stats::Samples;
+use livecam_system::time::Instant;
+use serde::Serialize;
+
+#[derive(Debug, Default, Clone)]
+struct SessionTally {
+    host: String,
+    pushed: BTreeSet<u32>,
+    acked: BTreeSet<u32>,
+    given_up: BTreeMap<u32, DropReason>,
+    crashed: bool,
+}
+
+/// Running counts of a simulation.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    pub datagrams_lost: u64,
+    sessions: BTreeMap<u32, SessionTally>,
+    delivered: BTreeSet<(u32, u32)>,
+    frames_received: u64,
+    frames_corrupted: u64,
+    frames_duplicated: u64,
+    receiver_dropped: u64,
+    latencies: Samples,
+    /// Segment size over time per session: `(seconds, size)`.
+    sizes: BTreeMap<u32, Vec<(f64, usize)>>,
+    sender_stats: BTreeMap<(String, u32), SenderStats>,
+}
+
+impl Tally {
+    /// Takes one role event from `host`.
+    pub fn on_role_event(&mut self, now: Instant, host: &str, ev: &RoleEvent) {
+        let t = now.since_origin().as_secs_f64();
+        match *ev {
+            RoleEvent::FramePushed { session, frame, .. } => {
+                let s = self.sessions.entry(session).or_default();
+                if s.host.is_empty() {
+                    s.host = host.to_string();
+                }
+                s.pushed.insert(frame);
+            }
+            RoleEvent::FrameAcked {
+                session,
+                frame,
+                latency_us,
+            } => {
+                self.sessions
+                    .entry(session)
+                    .or_default()
+                    .acked
+                    .insert(frame);
+                self.latencies.push(latency_us as f64 / 1e3);
+            }
+            RoleEvent::FrameGivenUp {
+                session,
+                frame,
+                reason,
+            } => {
+                self.sessions
+                    .entry(session)
+                    .or_default()
+                    .given_up
+                    .insert(frame, reason);
+            }
+            RoleEvent::SegmentSize { session, size } => {
+                self.sizes.entry(session).or_default().push((t, size));
+            }
+            RoleEvent::FrameDelivered {
+                session,
+                frame,
+                intact,
+                duplicate,
+                ..
+            } => {
+                self.frames_received += 1;
+                self.delivered.insert((session, frame));
+                self.frames_corrupted += u64::from(!intact);
+                self.frames_duplicated += u64::from(duplicate);
+            }
+            RoleEvent::FrameDropped { .. } => self.receiver_dropped += 1,
+        }
+    }
+
+    /// Notes a camera session's starting segment size.
+    pub fn on_session_start(&mut self, now: Instant, session: u32, size: usize) {
+        self.sizes
+            .entry(session)
+            .or_default()
+            .push((now.since_origin().as_secs_f64(), size));
+    }
+
+    /// Notes that every session of `host` lost its memory in a crash.
+    pub fn on_crash(&mut self, host: &str) {
+        for s in self.sessions.values_mut().filter(|s| s.host == host) {
+            s.crashed = true;
+        }
+    }
+
+    /// Latest sender counters of one incarnation of a camera host.
+    pub fn set_sender_stats(&mut self, host: &str, incarnation: u32, stats: &SenderStats) {
+        match self.sender_stats.get_mut(&(host.to_string(), incarnation)) {
+            Some(s) => s.clone_from(stats),
+            None => {
+                self.sender_stats
+                    .insert((host.to_string(), incarnation), stats.clone());
+            }
+        }
+    }
+
+    /// Segment size over time, per camera session.
+    pub fn size_series(&self) -> &BTreeMap<u32, Vec<(f64, usize)>> {
+        &self.sizes
+    }
+
+    /// Frame latencies (capture to ACK) in milliseconds.
+    pub fn latencies(&self) -> &Samples {
+        &self.latencies
+    }
+
+    /// The run's figures and promise checks.
+    /// The run's figures and promise checks; `frame_bytes` is the workload's frame size.
+    pub fn summary(&self, frame_bytes: usize) -> Summary {
+        let mut s = Summary {
+            cameras: self.sessions.len() as u64,
+            frames_received: self.frames_received,
+            frames_corrupted: self.frames_corrupted,
+            frames_duplicated: self.frames_duplicated,
+            frames_dropped_by_receiver: self.receiver_dropped,
+            latency_ms_p50: self.latencies.quantile(0.5),
+            latency_ms_p99: self.latencies.quantile(0.99),
+            latency_ms_max: self.latencies.quantile(1.0),
+            datagrams_lost_by_link: self.datagrams_lost,
+            ..Summary::default()
+        };
+        for st in self.sender_stats.values() {
+            s.segments_sent += st.segments_sent;
+            s.segments_resent += st.segments_resent;
+            s.bytes_sent += st.bytes_sent;
+        }
+        let mut violations = Vec::new();
+        for (&id, t) in &self.sessions {
+            s.frames_sent += t.pushed.len() as u64;
+            s.frames_delivered += t.acked.len() as u64;
+            s.frames_dropped += t.given_up.len() as u64;
+            for &f in &t.acked {
+                if !self.delivered.contains(&(id, f)) {
+                    violations.push(format!(
+                        "session {id} frame {f}: acknowledged, never delivered"
+                    ));
+                }
+            }
+            let unsettled = t
+                .pushed
+                .iter()
+                .filter(|f| !t.acked.contains(f) && !t.given_up.contains_key(f))
+                .count() as u64;
+            if t.crashed {
+                s.frames_lost_with_host += unsettled;
+            } else if unsettled > 0 {
+                violations.push(format!(
+                    "session {id} on {}: {unsettled} frames neither acknowledged nor reported dropped",
+                    t.host
+                ));
+            }
+        }
+        if self.frames_corrupted > 0 {
+            violations.push(format!(
+                "{} frames delivered damaged",
+                self.frames_corrupted
+            ));
+        }
+        if self.frames_duplicated > 0 {
+            violations.push(format!("{} frames delivered twice", self.frames_duplicated));
+        }
+        let finals: Vec<f64> = self
+            .sizes
+            .values()
+            .filter_map(|v| v.last().map(|&(_, size)| size as f64))
+            .collect();
+        if !finals.is_empty() {
+            s.final_segment_size_mean = finals.iter().sum::<f64>() / finals.len() as f64;
+        }
+        if s.bytes_sent > 0 {
+            s.efficiency = (s.frames_delivered * frame_bytes as u64) as f64 / s.bytes_sent as f64;
+        }
+        s.promises_kept = violations.is_empty();
+        violations.truncate(20);
+        s.violations = violations;
+        s
+    }
+}
+
+/// The figures of one simulated run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    pub cameras: u64,
+    /// Frames captured by cameras.
+    pub frames_sent: u64,
+    /// Frames acknowledged to their camera.
+    pub frames_delivered: u64,
+    /// Frames the cameras gave up (deadline or eviction), each reported.
+    pub frames_dropped: u64,
+    /// Frames still in a camera's memory when it crashed.
+    pub frames_lost_with_host: u64,
+    /// Frames the receivers delivered (a few more than acknowledged when ACKs were lost).
+    pub frames_received: u64,
+    pub frames_dropped_by_receiver: u64,
+    pub frames_corrupted: u64,
+    pub frames_duplicated: u64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    pub latency_ms_max: f64,
+    pub segments_sent: u64,
+    pub segments_resent: u64,
+    pub bytes_sent: u64,
+    /// Frame bytes acknowledged per byte the cameras sent (UDP payload): the share of the
+    /// uplink that carried useful data.
+    pub efficiency: f64,
+    pub datagrams_lost_by_link: u64,
+    pub final_segment_size_mean: f64,
+    pub promises_kept: bool,
+    pub violations: Vec<String>,
+}
