@@ -57,14 +57,16 @@ enum Command {
         /// Write every trace event as a JSON line to this file.
         #[arg(long)]
         trace: Option<PathBuf>,
-        /// Simulator: turmoil, or madsim in a build with RUSTFLAGS="--cfg madsim".
-        #[arg(long, value_enum, default_value_t = SimBackend::Turmoil)]
+        /// Simulator: des (event-driven, exact time, fastest), turmoil (1 ms ticks), or madsim
+        /// in a build with RUSTFLAGS="--cfg madsim".
+        #[arg(long, value_enum, default_value_t = SimBackend::Des)]
         backend: SimBackend,
     },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum SimBackend {
+    Des,
     Turmoil,
     Madsim,
 }
@@ -128,6 +130,7 @@ fn main() -> anyhow::Result<()> {
                 None => None,
             };
             let backend = match backend {
+                SimBackend::Des => Backend::Des,
                 SimBackend::Turmoil => Backend::Turmoil,
                 SimBackend::Madsim => Backend::Madsim,
             };

@@ -50,6 +50,8 @@ pub struct LinkedSocket<S, C> {
     seq: Cell<u64>,
     pending: RefCell<Vec<Option<PendingRecv>>>,
     concurrency: usize,
+    /// Full-size receive buffers, reused.
+    buffers: Rc<RefCell<Vec<Vec<u8>>>>,
 }
 
 impl<S: DatagramSocket + 'static, C: Clock> LinkedSocket<S, C> {
@@ -77,6 +79,7 @@ impl<S: DatagramSocket + 'static, C: Clock> LinkedSocket<S, C> {
             seq: Cell::new(0),
             pending: RefCell::new(Vec::new()),
             concurrency: concurrency.max(1),
+            buffers: Rc::default(),
         }
     }
 
@@ -90,11 +93,17 @@ impl<S: DatagramSocket + 'static, C: Clock> LinkedSocket<S, C> {
             for slot in slots.iter_mut() {
                 let fut = slot.get_or_insert_with(|| {
                     let inner = self.inner.clone();
+                    let buffers = self.buffers.clone();
                     Box::pin(async move {
-                        let mut buf = vec![0u8; MAX_DATAGRAM + ENVELOPE];
-                        let (n, from) = inner.recv_from(&mut buf).await?;
-                        buf.truncate(n);
-                        Ok((buf, from))
+                        // Receive into a pooled full-size buffer, keep only the bytes.
+                        let mut buf = buffers
+                            .borrow_mut()
+                            .pop()
+                            .unwrap_or_else(|| vec![0u8; MAX_DATAGRAM + ENVELOPE]);
+                        let r = inner.recv_from(&mut buf).await;
+                        let out = r.map(|(n, from)| (buf[..n].to_vec(), from));
+                        buffers.borrow_mut().push(buf);
+                        out
                     })
                 });
                 if let Poll::Ready(r) = fut.as_mut().poll(cx) {

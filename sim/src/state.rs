@@ -27,14 +27,15 @@ pub fn lock(shared: &Shared) -> MutexGuard<'_, SimState> {
 
 /// The world state.
 pub struct SimState {
-    /// Link model per directed pair of host names, created on first use.
-    links: BTreeMap<(String, String), Link>,
+    /// Link model per directed pair of host addresses, created on first use.
+    links: BTreeMap<(IpAddr, IpAddr), Link>,
     /// Configuration each directed pair starts with.
     configs: BTreeMap<(String, String), LinkConfig>,
     default_link: LinkConfig,
     /// Pairs currently partitioned.
     partitioned: BTreeMap<(String, String), bool>,
-    names: BTreeMap<IpAddr, String>,
+    names: BTreeMap<IpAddr, Arc<str>>,
+    addresses: BTreeMap<String, IpAddr>,
     incarnations: BTreeMap<String, u32>,
     seed: u64,
     pub trace: Trace,
@@ -60,6 +61,7 @@ impl SimState {
             default_link: scenario.link.clone(),
             partitioned: BTreeMap::new(),
             names: BTreeMap::new(),
+            addresses: BTreeMap::new(),
             incarnations: BTreeMap::new(),
             seed,
             trace,
@@ -69,15 +71,16 @@ impl SimState {
 
     /// Registers a host's address.
     pub fn set_address(&mut self, ip: IpAddr, name: &str) {
-        self.names.insert(ip, name.to_string());
+        self.names.insert(ip, name.into());
+        self.addresses.insert(name.to_string(), ip);
     }
 
     /// The host name behind an address (the address itself when unknown).
-    pub fn name_of(&self, ip: IpAddr) -> String {
+    pub fn name_of(&self, ip: IpAddr) -> Arc<str> {
         self.names
             .get(&ip)
             .cloned()
-            .unwrap_or_else(|| ip.to_string())
+            .unwrap_or_else(|| ip.to_string().into())
     }
 
     /// Counts a host start and returns its incarnation (0 for the first).
@@ -98,27 +101,29 @@ impl SimState {
         rng.next_u64()
     }
 
-    fn link(&mut self, from: &str, to: &str) -> &mut Link {
-        let key = (from.to_string(), to.to_string());
-        if !self.links.contains_key(&key) {
+    fn link(&mut self, from: IpAddr, to: IpAddr) -> &mut Link {
+        if !self.links.contains_key(&(from, to)) {
+            let key = (self.name_of(from).to_string(), self.name_of(to).to_string());
             let config = self
                 .configs
                 .get(&key)
                 .cloned()
                 .unwrap_or_else(|| self.default_link.clone());
-            let mut link = Link::new(config, self.link_seed(from, to));
+            let mut link = Link::new(config, self.link_seed(&key.0, &key.1));
             link.set_partitioned(self.partitioned.get(&key).copied().unwrap_or(false));
-            self.links.insert(key.clone(), link);
+            self.links.insert((from, to), link);
         }
-        self.links.get_mut(&key).expect("link inserted above")
+        self.links
+            .get_mut(&(from, to))
+            .expect("link inserted above")
     }
 
     /// Decides the fate of a datagram from `from` to `to` and traces a loss.
     pub fn transmit(&mut self, from: IpAddr, to: IpAddr, now: Instant, len: usize) -> Transmission {
-        let (a, b) = (self.name_of(from), self.name_of(to));
-        let fate = self.link(&a, &b).transmit(now, len);
+        let fate = self.link(from, to).transmit(now, len);
         if let Some(cause) = fate.lost {
             self.tally.datagrams_lost += 1;
+            let (a, b) = (self.name_of(from), self.name_of(to));
             self.trace
                 .record(now, &a, &NetEvent::Lost { to: &b, cause });
         }
@@ -129,13 +134,17 @@ impl SimState {
     pub fn set_partitioned(&mut self, from: &str, to: &str, on: bool) {
         self.partitioned
             .insert((from.to_string(), to.to_string()), on);
-        self.link(from, to).set_partitioned(on);
+        if let (Some(&a), Some(&b)) = (self.addresses.get(from), self.addresses.get(to)) {
+            self.link(a, b).set_partitioned(on);
+        }
     }
 
     /// Replaces the directed pair's link model.
     pub fn set_link(&mut self, from: &str, to: &str, config: LinkConfig) {
         self.configs
             .insert((from.to_string(), to.to_string()), config.clone());
-        self.link(from, to).set_config(config);
+        if let (Some(&a), Some(&b)) = (self.addresses.get(from), self.addresses.get(to)) {
+            self.link(a, b).set_config(config);
+        }
     }
 }

@@ -13,7 +13,7 @@ use super::{apply_link_fault, finish, new_state, schedule, Backend, Outcome, Sim
 use crate::host::{host_main, PORT};
 use crate::net::LinkedSocket;
 use crate::scenario::{Fault, Scenario};
-use crate::state::lock;
+use crate::state::{lock, Shared};
 
 /// madsim's UDP socket, as a [`DatagramSocket`].
 ///
@@ -69,15 +69,35 @@ fn address(index: usize) -> IpAddr {
     ))
 }
 
+/// madsim's configuration for a run: the link models own loss and latency, so madsim's
+/// network only carries the envelope.
+pub fn config() -> ::madsim::Config {
+    let mut config = ::madsim::Config::default();
+    config.net.packet_loss_rate = 0.0;
+    config.net.send_latency = Duration::ZERO..Duration::from_nanos(1);
+    config
+}
+
 /// Runs a scenario under madsim.
 pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, SimError> {
     let started = std::time::Instant::now();
     let state = new_state(scenario, seed, trace);
-    let mut config = ::madsim::Config::default();
-    // The link models own loss and latency; madsim's network only carries the envelope.
-    config.net.packet_loss_rate = 0.0;
-    config.net.send_latency = Duration::ZERO..Duration::from_nanos(1);
-    let rt = ::madsim::runtime::Runtime::with_seed_and_config(seed, config);
+    let rt = ::madsim::runtime::Runtime::with_seed_and_config(seed, config());
+    let sim_seconds = rt.block_on(simulate(Arc::new(scenario.clone()), seed, state.clone()));
+    finish(
+        Backend::Madsim,
+        scenario,
+        seed,
+        &state,
+        sim_seconds,
+        started.elapsed(),
+    )
+}
+
+/// The simulation itself, inside a madsim runtime: creates a node per host, applies the
+/// fault schedule, and returns the simulated seconds run.
+pub async fn simulate(scenario: Arc<Scenario>, seed: u64, state: Shared) -> f64 {
+    let handle = ::madsim::runtime::Handle::current();
     let hosts = scenario.hosts();
     let addresses: Arc<Vec<(String, IpAddr)>> = Arc::new(
         hosts
@@ -91,15 +111,14 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
             st.set_address(*ip, name);
         }
     }
-    let shared_scenario = Arc::new(scenario.clone());
     let mut nodes = Vec::new();
     for host in &hosts {
         let ip = address(host.index);
         let state = state.clone();
-        let scenario = shared_scenario.clone();
+        let scenario = scenario.clone();
         let addresses = addresses.clone();
         let host_c = host.clone();
-        let node = rt
+        let node = handle
             .create_node()
             .name(host.name.clone())
             .ip(ip)
@@ -136,43 +155,27 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
             .build();
         nodes.push((host.name.clone(), node.id()));
     }
-    let faults = schedule(scenario);
+    let time = ::madsim::time::TimeHandle::current();
     let duration = Duration::from_secs_f64(scenario.duration_s);
-    let controller_state = state.clone();
-    let controller_scenario = shared_scenario.clone();
-    let sim_seconds = rt.block_on(async move {
-        let handle = ::madsim::runtime::Handle::current();
-        let time = ::madsim::time::TimeHandle::current();
-        for f in &faults {
-            let at = Duration::from_secs_f64(f.at_s());
-            time.sleep(at.saturating_sub(time.elapsed())).await;
-            let now = Instant::ZERO + time.elapsed();
-            apply_link_fault(&controller_scenario, &mut lock(&controller_state), now, f);
-            let ids = |name: &str| -> Vec<::madsim::task::NodeId> {
-                let members = controller_scenario.resolve(name);
-                nodes
-                    .iter()
-                    .filter(|(n, _)| members.iter().any(|m| &m.name == n))
-                    .map(|&(_, id)| id)
-                    .collect()
-            };
-            match f {
-                Fault::Crash { host, .. } => ids(host).into_iter().for_each(|id| handle.kill(id)),
-                Fault::Restart { host, .. } => {
-                    ids(host).into_iter().for_each(|id| handle.restart(id))
-                }
-                _ => {}
-            }
+    for f in &schedule(&scenario) {
+        let at = Duration::from_secs_f64(f.at_s());
+        time.sleep(at.saturating_sub(time.elapsed())).await;
+        let now = Instant::ZERO + time.elapsed();
+        apply_link_fault(&scenario, &mut lock(&state), now, f);
+        let ids = |name: &str| -> Vec<::madsim::task::NodeId> {
+            let members = scenario.resolve(name);
+            nodes
+                .iter()
+                .filter(|(n, _)| members.iter().any(|m| &m.name == n))
+                .map(|&(_, id)| id)
+                .collect()
+        };
+        match f {
+            Fault::Crash { host, .. } => ids(host).into_iter().for_each(|id| handle.kill(id)),
+            Fault::Restart { host, .. } => ids(host).into_iter().for_each(|id| handle.restart(id)),
+            _ => {}
         }
-        time.sleep(duration.saturating_sub(time.elapsed())).await;
-        time.elapsed().as_secs_f64()
-    });
-    finish(
-        Backend::Madsim,
-        scenario,
-        seed,
-        &state,
-        sim_seconds,
-        started.elapsed(),
-    )
+    }
+    time.sleep(duration.saturating_sub(time.elapsed())).await;
+    time.elapsed().as_secs_f64()
 }

@@ -1,11 +1,13 @@
 //! Simulation backends: each runs a [`Scenario`] with a seed and returns the [`Outcome`].
 //!
-//! - [`turmoil`](self::turmoil): always available.
+//! - [`des`]: our discrete-event executor; exact time, fastest; the default.
+//! - [`turmoil`](self::turmoil): turmoil's hosts and clock (1 ms ticks).
 //! - `madsim`: when built with `RUSTFLAGS="--cfg madsim"`.
 //!
 //! Both apply the same link models ([`crate::net::LinkedSocket`]) and run the same role code
 //! ([`crate::host::host_main`]).
 
+pub mod des;
 #[cfg(madsim)]
 pub mod madsim;
 pub mod turmoil;
@@ -33,6 +35,7 @@ pub enum SimError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
+    Des,
     Turmoil,
     Madsim,
 }
@@ -67,6 +70,7 @@ pub fn run(
     trace: TraceOut,
 ) -> Result<Outcome, SimError> {
     match backend {
+        Backend::Des => self::des::run(scenario, seed, trace),
         Backend::Turmoil => self::turmoil::run(scenario, seed, trace),
         #[cfg(madsim)]
         Backend::Madsim => self::madsim::run(scenario, seed, trace),
@@ -146,7 +150,7 @@ pub(crate) fn apply_link_fault(
 }
 
 /// Builds the outcome once a run is over.
-pub(crate) fn finish(
+pub fn finish(
     backend: Backend,
     scenario: &Scenario,
     seed: u64,
@@ -173,7 +177,7 @@ pub(crate) fn finish(
 }
 
 /// A fresh shared state for a run.
-pub(crate) fn new_state(scenario: &Scenario, seed: u64, trace: TraceOut) -> crate::state::Shared {
+pub fn new_state(scenario: &Scenario, seed: u64, trace: TraceOut) -> crate::state::Shared {
     std::sync::Arc::new(std::sync::Mutex::new(SimState::new(
         scenario,
         seed,

@@ -1,0 +1,405 @@
+//! The discrete-event backend: a single-threaded executor of our own with a virtual clock
+//! that jumps straight to the next timer, and an in-memory datagram network.
+//!
+//! It runs exactly the same code as the other backends: the product's roles
+//! ([`host_main`]) through the product's one driver loop, over [`LinkedSocket`] with the shared
+//! link models. What differs is only the runtime underneath: there are no ticks (time is exact
+//! to the microsecond) and nothing is polled while nothing is due, so it is the fastest backend
+//! and the default of `livecam sim`. Determinism: tasks run in wake order from one FIFO, timers
+//! fire in `(time, registration)` order, nothing else decides.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use livecam_system::net::{Clock, DatagramSocket};
+use livecam_system::time::Instant;
+
+use super::{apply_link_fault, finish, new_state, schedule, Backend, Outcome, SimError, TraceOut};
+use crate::host::{host_main, PORT};
+use crate::net::LinkedSocket;
+use crate::scenario::{Fault, Host, Scenario};
+use crate::state::{lock, Shared};
+
+struct TimerEntry {
+    at: Instant,
+    seq: u64,
+    waker: Waker,
+    live: Rc<Cell<bool>>,
+}
+
+impl PartialEq for TimerEntry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for TimerEntry {}
+impl PartialOrd for TimerEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for TimerEntry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+#[derive(Default)]
+struct Mailbox {
+    queue: VecDeque<(SocketAddr, Vec<u8>)>,
+    waker: Option<Waker>,
+}
+
+/// The runtime's shared core: clock, timers, network.
+#[derive(Default)]
+pub struct Core {
+    now: Cell<Instant>,
+    seq: Cell<u64>,
+    timers: RefCell<BinaryHeap<Reverse<TimerEntry>>>,
+    mailboxes: RefCell<BTreeMap<SocketAddr, Mailbox>>,
+}
+
+impl Core {
+    fn add_timer(&self, at: Instant, waker: Waker) -> Rc<Cell<bool>> {
+        let live = Rc::new(Cell::new(true));
+        let seq = self.seq.get();
+        self.seq.set(seq + 1);
+        self.timers.borrow_mut().push(Reverse(TimerEntry {
+            at,
+            seq,
+            waker,
+            live: live.clone(),
+        }));
+        live
+    }
+
+    /// The next time a live timer fires.
+    fn next_timer(&self) -> Option<Instant> {
+        let mut timers = self.timers.borrow_mut();
+        while timers.peek().is_some_and(|t| !t.0.live.get()) {
+            timers.pop();
+        }
+        timers.peek().map(|t| t.0.at)
+    }
+
+    /// Wakes every live timer due at or before now.
+    fn fire_timers(&self) {
+        let now = self.now.get();
+        loop {
+            let entry = {
+                let mut timers = self.timers.borrow_mut();
+                match timers.peek() {
+                    Some(t) if t.0.at <= now => timers.pop(),
+                    _ => None,
+                }
+            };
+            match entry {
+                Some(Reverse(t)) if t.live.get() => t.waker.wake(),
+                Some(_) => {}
+                None => return,
+            }
+        }
+    }
+}
+
+/// Simulated time on a [`Core`].
+#[derive(Clone)]
+pub struct DesClock(Rc<Core>);
+
+struct Sleep {
+    core: Rc<Core>,
+    at: Instant,
+    live: Option<Rc<Cell<bool>>>,
+}
+
+impl Future for Sleep {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.core.now.get() >= self.at {
+            return Poll::Ready(());
+        }
+        if self.live.is_none() {
+            let live = self.core.add_timer(self.at, cx.waker().clone());
+            self.live = Some(live);
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some(live) = &self.live {
+            live.set(false);
+        }
+    }
+}
+
+impl Clock for DesClock {
+    fn now(&self) -> Instant {
+        self.0.now.get()
+    }
+    fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> {
+        Sleep {
+            core: self.0.clone(),
+            at: deadline,
+            live: None,
+        }
+    }
+}
+
+/// A datagram socket on the in-memory network: delivery is immediate and lossless; the link
+/// layer above it ([`LinkedSocket`]) adds the link model.
+pub struct DesSocket {
+    core: Rc<Core>,
+    addr: SocketAddr,
+}
+
+impl DesSocket {
+    fn bind(core: Rc<Core>, addr: SocketAddr) -> Self {
+        core.mailboxes.borrow_mut().insert(addr, Mailbox::default());
+        DesSocket { core, addr }
+    }
+}
+
+impl DatagramSocket for DesSocket {
+    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
+        // A datagram to an address nobody is bound to vanishes, as UDP does.
+        if let Some(mb) = self.core.mailboxes.borrow_mut().get_mut(&target) {
+            mb.queue.push_back((self.addr, buf.to_vec()));
+            if let Some(w) = mb.waker.take() {
+                w.wake();
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn recv_from(&self, buf: &mut [u8]) -> impl Future<Output = io::Result<(usize, SocketAddr)>> {
+        std::future::poll_fn(move |cx| {
+            let mut mailboxes = self.core.mailboxes.borrow_mut();
+            let Some(mb) = mailboxes.get_mut(&self.addr) else {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "socket closed: its host crashed",
+                )));
+            };
+            match mb.queue.pop_front() {
+                Some((from, data)) => {
+                    let n = data.len().min(buf.len());
+                    buf[..n].copy_from_slice(&data[..n]);
+                    Poll::Ready(Ok((n, from)))
+                }
+                None => {
+                    mb.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
+}
+
+impl Drop for DesSocket {
+    fn drop(&mut self) {
+        self.core.mailboxes.borrow_mut().remove(&self.addr);
+    }
+}
+
+struct TaskWaker {
+    id: usize,
+    ready: Arc<Mutex<VecDeque<usize>>>,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Ok(mut q) = self.ready.lock() {
+            q.push_back(self.id);
+        }
+    }
+}
+
+type Task = Pin<Box<dyn Future<Output = ()>>>;
+
+fn address(index: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(
+        10,
+        0,
+        (index / 250) as u8,
+        (index % 250 + 1) as u8,
+    ))
+}
+
+/// The executor: tasks (one per running host), their wakers, and the core.
+struct Executor {
+    core: Rc<Core>,
+    tasks: Vec<Option<(Task, Waker)>>,
+    ready: Arc<Mutex<VecDeque<usize>>>,
+    /// The task currently running each host, by host index.
+    host_task: BTreeMap<usize, usize>,
+}
+
+impl Executor {
+    fn spawn(&mut self, host: usize, fut: Task) {
+        let id = self.tasks.len();
+        let waker = Waker::from(Arc::new(TaskWaker {
+            id,
+            ready: self.ready.clone(),
+        }));
+        self.tasks.push(Some((fut, waker)));
+        self.host_task.insert(host, id);
+        self.ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(id);
+    }
+
+    fn kill(&mut self, host: usize) {
+        if let Some(id) = self.host_task.remove(&host) {
+            // Dropping the future drops everything the host held, its socket included.
+            self.tasks[id] = None;
+        }
+    }
+
+    fn run_ready(&mut self) {
+        loop {
+            let next = self
+                .ready
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_front();
+            let Some(id) = next else { return };
+            let Some(Some((fut, waker))) = self.tasks.get_mut(id) else {
+                continue;
+            };
+            let waker = waker.clone();
+            let mut cx = Context::from_waker(&waker);
+            if fut.as_mut().poll(&mut cx).is_ready() {
+                self.tasks[id] = None;
+            }
+        }
+    }
+}
+
+fn host_task(
+    core: &Rc<Core>,
+    scenario: &Rc<Scenario>,
+    host: &Host,
+    seed: u64,
+    state: &Shared,
+) -> Task {
+    let core = core.clone();
+    let scenario = scenario.clone();
+    let host = host.clone();
+    let state = state.clone();
+    Box::pin(async move {
+        let ip = address(host.index);
+        let clock = DesClock(core.clone());
+        let socket = DesSocket::bind(core, (ip, PORT).into());
+        let socket = LinkedSocket::new(socket, clock.clone(), ip, state.clone());
+        let resolve = |name: &str| {
+            scenario
+                .hosts()
+                .into_iter()
+                .find(|h| h.name == name)
+                .map(|h| address(h.index))
+        };
+        if let Err(e) = host_main(&scenario, &host, seed, state, socket, clock, resolve).await {
+            tracing::debug!(error = %e, host = %host.name, "host ended with an error");
+        }
+    })
+}
+
+/// Runs a scenario on the discrete-event executor.
+pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, SimError> {
+    let started = std::time::Instant::now();
+    let state = new_state(scenario, seed, trace);
+    let hosts = scenario.hosts();
+    {
+        let mut st = lock(&state);
+        for h in &hosts {
+            st.set_address(address(h.index), &h.name);
+        }
+    }
+    let core = Rc::new(Core::default());
+    let shared_scenario = Rc::new(scenario.clone());
+    let mut exec = Executor {
+        core: core.clone(),
+        tasks: Vec::new(),
+        ready: Arc::new(Mutex::new(VecDeque::new())),
+        host_task: BTreeMap::new(),
+    };
+    for h in &hosts {
+        exec.spawn(h.index, host_task(&core, &shared_scenario, h, seed, &state));
+    }
+    let end = Instant::ZERO + Duration::from_secs_f64(scenario.duration_s);
+    let faults = schedule(scenario);
+    let mut next_fault = 0;
+    loop {
+        exec.run_ready();
+        let fault_at = faults
+            .get(next_fault)
+            .map(|f| Instant::ZERO + Duration::from_secs_f64(f.at_s()));
+        let next = [exec.core.next_timer(), fault_at]
+            .into_iter()
+            .flatten()
+            .min();
+        match next {
+            Some(t) if t <= end => exec.core.now.set(t.max(exec.core.now.get())),
+            _ => {
+                exec.core.now.set(end);
+                break;
+            }
+        }
+        let now = exec.core.now.get();
+        while let Some(f) = faults.get(next_fault) {
+            if Instant::ZERO + Duration::from_secs_f64(f.at_s()) > now {
+                break;
+            }
+            apply_link_fault(scenario, &mut lock(&state), now, f);
+            match f {
+                Fault::Crash { host, .. } => {
+                    for h in scenario.resolve(host) {
+                        exec.kill(h.index);
+                    }
+                }
+                Fault::Restart { host, .. } => {
+                    for h in scenario.resolve(host) {
+                        if !exec.host_task.contains_key(&h.index) {
+                            exec.spawn(
+                                h.index,
+                                host_task(&core, &shared_scenario, &h, seed, &state),
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+            next_fault += 1;
+        }
+        exec.core.fire_timers();
+    }
+    // Drop every task (and so every socket) before the core goes.
+    exec.tasks.clear();
+    finish(
+        Backend::Des,
+        scenario,
+        seed,
+        &state,
+        exec.core.now.get().since_origin().as_secs_f64(),
+        started.elapsed(),
+    )
+}

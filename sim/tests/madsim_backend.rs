@@ -1,0 +1,86 @@
+//! The madsim backend runs the same scenarios as the others, deterministically.
+//!
+//! Built and run only with `RUSTFLAGS="--cfg madsim"` (`.ci/run` does it in its own target
+//! directory): `RUSTFLAGS="--cfg madsim" cargo test -p livecam-sim --test madsim_backend`.
+#![cfg(madsim)]
+
+use std::sync::Arc;
+
+use livecam_sim::backend::{self, madsim as backend_madsim, Backend};
+use livecam_sim::Scenario;
+
+/// Two cameras over a lossy, jittery link, with a partition and a link change mid-run.
+const SCENARIO: &str = r#"
+name = "madsim-check"
+duration_s = 12.0
+[workload]
+fps = 10.0
+frame_bytes = 8000
+settle_s = 3.0
+[[hosts]]
+name = "server"
+role = "receiver"
+[[hosts]]
+name = "cam"
+role = "camera"
+count = 2
+target = "server"
+[link]
+loss = 0.1
+delay_ms = 15.0
+jitter_ms = 5.0
+[[faults]]
+at_s = 3.0
+action = "partition"
+a = "cam0"
+b = "server"
+[[faults]]
+at_s = 4.5
+action = "repair"
+a = "cam0"
+b = "server"
+[[faults]]
+at_s = 6.0
+action = "set_link"
+a = "cam"
+b = "server"
+config = { loss = 0.3, delay_ms = 15.0 }
+"#;
+
+const SEED: u64 = 42;
+
+fn scenario() -> Scenario {
+    Scenario::parse(SCENARIO).expect("the test scenario parses")
+}
+
+async fn simulate() -> String {
+    let sc = scenario();
+    let state = backend::new_state(&sc, SEED, None);
+    backend_madsim::simulate(Arc::new(sc), SEED, state.clone()).await;
+    let hash = livecam_sim::state::lock(&state).trace.hash();
+    hash
+}
+
+#[test]
+fn madsim_own_determinism_check_passes() {
+    // madsim runs the future twice and fails if any random draw or timer differs.
+    let hash =
+        ::madsim::runtime::Runtime::check_determinism(SEED, backend_madsim::config(), simulate);
+    assert_eq!(hash.len(), 32);
+}
+
+#[test]
+fn madsim_keeps_the_promises_and_repeats_its_trace() {
+    let sc = scenario();
+    let a = backend::run(Backend::Madsim, &sc, SEED, None).expect("madsim run");
+    let b = backend::run(Backend::Madsim, &sc, SEED, None).expect("madsim run");
+    assert!(a.summary.promises_kept, "{:?}", a.summary.violations);
+    assert!(
+        a.summary.frames_delivered > a.summary.frames_sent * 8 / 10,
+        "{:?}",
+        a.summary
+    );
+    assert_eq!(a.trace_hash, b.trace_hash);
+    let c = backend::run(Backend::Madsim, &sc, SEED + 1, None).expect("madsim run");
+    assert_ne!(a.trace_hash, c.trace_hash);
+}
