@@ -34,6 +34,10 @@ pub enum MsgSummary {
         frame: u32,
         next: u16,
     },
+    /// A cluster control message.
+    Control {
+        name: &'static str,
+    },
     Undecodable {
         error: String,
     },
@@ -58,6 +62,7 @@ impl MsgSummary {
                 frame: a.frame,
                 next: a.next_segment_size,
             },
+            Ok(other) => MsgSummary::Control { name: other.name() },
             Err(e) => MsgSummary::Undecodable {
                 error: e.to_string(),
             },

@@ -61,6 +61,7 @@ fn seen(bytes: &[u8]) -> Seen {
             frame: a.frame,
             next: a.next_segment_size,
         },
+        other => panic!("the protocol pair sent a {} message", other.name()),
     }
 }
 

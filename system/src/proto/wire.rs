@@ -10,12 +10,15 @@
 //! ```
 //!
 //! All integers are big-endian. Types `0x01..=0x0f` belong to the segment protocol (segment,
-//! NACK, frame ACK); `0x10..=0x2f` are reserved for the cluster's control messages and
-//! `0x30..=0x3f` for the backend's. A decoder that meets a type it does not know rejects it with
+//! NACK, frame ACK); `0x10..=0x2f` to the cluster's control messages (connection set-up,
+//! heartbeats, hand-over; `0x10..=0x1b` in use); `0x30..=0x3f` are reserved for the backend's.
+//! Addresses travel as a family byte (4 or 6), the address, and the port. A decoder that meets a type it does not know rejects it with
 //! [`WireError::UnknownType`], so old peers fail loudly rather than misread.
 //!
 //! Decoding never panics, whatever the bytes: every field is bounds-checked and every
 //! inconsistency is a typed [`WireError`].
+
+use std::net::{IpAddr, SocketAddr};
 
 use thiserror::Error;
 
@@ -47,6 +50,30 @@ pub mod kind {
     pub const NACK: u8 = 0x02;
     /// A frame is complete; carries the segment size for the next frame.
     pub const FRAME_ACK: u8 = 0x03;
+    /// Client -> tier-1: I want a session.
+    pub const CONNECT_REQUEST: u8 = 0x10;
+    /// Tier-1 -> each tier-2 it manages: this client wants a session.
+    pub const CONNECT_FORWARD: u8 = 0x11;
+    /// Tier-2 -> client: I can take you.
+    pub const CONNECT_OFFER: u8 = 0x12;
+    /// Client -> the first tier-2 that offered: I take your offer.
+    pub const CONNECT_ACCEPT: u8 = 0x13;
+    /// Client -> every later tier-2: I do not need your reservation.
+    pub const CONNECT_RELEASE: u8 = 0x14;
+    /// Tier-2 -> its manager: alive, with its load.
+    pub const HEARTBEAT: u8 = 0x15;
+    /// Tier-1 -> tier-2: heard you, I am your manager.
+    pub const HEARTBEAT_ACK: u8 = 0x16;
+    /// Tier-1 -> peer tier-1: will you manage this tier-2?
+    pub const HANDOVER_REQUEST: u8 = 0x17;
+    /// Peer tier-1 -> tier-1: yes.
+    pub const HANDOVER_ACCEPT: u8 = 0x18;
+    /// Tier-1 -> tier-2: your manager is now this one.
+    pub const MANAGER_CHANGE: u8 = 0x19;
+    /// Tier-1 -> client: the tier-1 servers to use, default first.
+    pub const TIER1_LIST: u8 = 0x1a;
+    /// Tier-1 -> peer tier-1: my group and its load.
+    pub const PEER_STATUS: u8 = 0x1b;
 }
 
 /// Why a datagram was rejected.
@@ -111,12 +138,107 @@ pub struct FrameAck {
     pub next_segment_size: u16,
 }
 
+/// Client -> tier-1: a request for a communication interface (claim 15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectRequest {
+    /// The requesting mobile client; also its session id once connected.
+    pub client: u32,
+    /// Which attempt this is, so late answers to an old attempt can be told apart.
+    pub attempt: u32,
+}
+
+/// Tier-1 -> tier-2: a client's request, with the client's address (claim 15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectForward {
+    pub client: u32,
+    pub attempt: u32,
+    pub client_addr: SocketAddr,
+}
+
+/// Tier-2 -> client: an offer, sent later the more loaded the tier-2 is (claim 17).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectOffer {
+    pub client: u32,
+    pub attempt: u32,
+    pub tier2: u32,
+    pub load: u32,
+}
+
+/// Client -> tier-2: accept (`CONNECT_ACCEPT`) or release (`CONNECT_RELEASE`) an offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectReply {
+    pub client: u32,
+    pub attempt: u32,
+    pub tier2: u32,
+}
+
+/// Tier-2 -> manager: alive, with load. `epoch` counts the tier-2's manager changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub tier2: u32,
+    pub epoch: u64,
+    pub sessions: u32,
+    pub capacity: u32,
+}
+
+/// Tier-1 -> tier-2: heard you.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatAck {
+    pub tier1: u32,
+    pub tier2: u32,
+    pub epoch: u64,
+}
+
+/// Tier-1 -> peer: take over this tier-2 (`HANDOVER_REQUEST`), or: taken (`HANDOVER_ACCEPT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handover {
+    pub tier1: u32,
+    pub tier2: u32,
+    pub tier2_addr: SocketAddr,
+    pub epoch: u64,
+}
+
+/// Tier-1 -> tier-2: your manager is `manager` at `manager_addr` from `epoch` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManagerChange {
+    pub tier2: u32,
+    pub manager: u32,
+    pub manager_addr: SocketAddr,
+    pub epoch: u64,
+}
+
+/// Tier-1 -> peer: my group and its load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub tier1: u32,
+    pub tier2s: u32,
+    pub sessions: u32,
+    pub capacity: u32,
+    pub draining: bool,
+}
+
+/// Most addresses one tier-1 list carries.
+pub const MAX_TIER1_LIST: usize = 64;
+
 /// Any decoded datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<'a> {
     Segment(Segment<'a>),
     Nack(Nack),
     FrameAck(FrameAck),
+    ConnectRequest(ConnectRequest),
+    ConnectForward(ConnectForward),
+    ConnectOffer(ConnectOffer),
+    ConnectAccept(ConnectReply),
+    ConnectRelease(ConnectReply),
+    Heartbeat(Heartbeat),
+    HeartbeatAck(HeartbeatAck),
+    HandoverRequest(Handover),
+    HandoverAccept(Handover),
+    ManagerChange(ManagerChange),
+    /// The tier-1 servers a client should use, default first (claims 22-23).
+    Tier1List(Vec<SocketAddr>),
+    PeerStatus(PeerStatus),
 }
 
 fn put_preamble(buf: &mut Vec<u8>, kind: u8) -> usize {
@@ -179,13 +301,126 @@ impl FrameAck {
 }
 
 impl Message<'_> {
+    /// A short name of the message's type, for logs and traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Segment(_) => "segment",
+            Message::Nack(_) => "nack",
+            Message::FrameAck(_) => "frame_ack",
+            Message::ConnectRequest(_) => "connect_request",
+            Message::ConnectForward(_) => "connect_forward",
+            Message::ConnectOffer(_) => "connect_offer",
+            Message::ConnectAccept(_) => "connect_accept",
+            Message::ConnectRelease(_) => "connect_release",
+            Message::Heartbeat(_) => "heartbeat",
+            Message::HeartbeatAck(_) => "heartbeat_ack",
+            Message::HandoverRequest(_) => "handover_request",
+            Message::HandoverAccept(_) => "handover_accept",
+            Message::ManagerChange(_) => "manager_change",
+            Message::Tier1List(_) => "tier1_list",
+            Message::PeerStatus(_) => "peer_status",
+        }
+    }
+}
+
+fn put_addr(buf: &mut Vec<u8>, addr: &SocketAddr) {
+    match addr.ip() {
+        IpAddr::V4(ip) => {
+            buf.push(4);
+            buf.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            buf.push(6);
+            buf.extend_from_slice(&ip.octets());
+        }
+    }
+    buf.extend_from_slice(&addr.port().to_be_bytes());
+}
+
+impl Message<'_> {
     /// Appends the encoded message to `buf`.
     pub fn encode(&self, buf: &mut Vec<u8>) {
+        let (kind, start) = match self {
+            Message::Segment(s) => return s.encode(buf),
+            Message::Nack(n) => return n.encode(buf),
+            Message::FrameAck(a) => return a.encode(buf),
+            Message::ConnectRequest(_) => (kind::CONNECT_REQUEST, buf.len()),
+            Message::ConnectForward(_) => (kind::CONNECT_FORWARD, buf.len()),
+            Message::ConnectOffer(_) => (kind::CONNECT_OFFER, buf.len()),
+            Message::ConnectAccept(_) => (kind::CONNECT_ACCEPT, buf.len()),
+            Message::ConnectRelease(_) => (kind::CONNECT_RELEASE, buf.len()),
+            Message::Heartbeat(_) => (kind::HEARTBEAT, buf.len()),
+            Message::HeartbeatAck(_) => (kind::HEARTBEAT_ACK, buf.len()),
+            Message::HandoverRequest(_) => (kind::HANDOVER_REQUEST, buf.len()),
+            Message::HandoverAccept(_) => (kind::HANDOVER_ACCEPT, buf.len()),
+            Message::ManagerChange(_) => (kind::MANAGER_CHANGE, buf.len()),
+            Message::Tier1List(_) => (kind::TIER1_LIST, buf.len()),
+            Message::PeerStatus(_) => (kind::PEER_STATUS, buf.len()),
+        };
+        put_preamble(buf, kind);
+        let u32 = |buf: &mut Vec<u8>, v: u32| buf.extend_from_slice(&v.to_be_bytes());
+        let u64 = |buf: &mut Vec<u8>, v: u64| buf.extend_from_slice(&v.to_be_bytes());
         match self {
-            Message::Segment(s) => s.encode(buf),
-            Message::Nack(n) => n.encode(buf),
-            Message::FrameAck(a) => a.encode(buf),
+            Message::Segment(_) | Message::Nack(_) | Message::FrameAck(_) => {}
+            Message::ConnectRequest(m) => {
+                u32(buf, m.client);
+                u32(buf, m.attempt);
+            }
+            Message::ConnectForward(m) => {
+                u32(buf, m.client);
+                u32(buf, m.attempt);
+                put_addr(buf, &m.client_addr);
+            }
+            Message::ConnectOffer(m) => {
+                u32(buf, m.client);
+                u32(buf, m.attempt);
+                u32(buf, m.tier2);
+                u32(buf, m.load);
+            }
+            Message::ConnectAccept(m) | Message::ConnectRelease(m) => {
+                u32(buf, m.client);
+                u32(buf, m.attempt);
+                u32(buf, m.tier2);
+            }
+            Message::Heartbeat(m) => {
+                u32(buf, m.tier2);
+                u64(buf, m.epoch);
+                u32(buf, m.sessions);
+                u32(buf, m.capacity);
+            }
+            Message::HeartbeatAck(m) => {
+                u32(buf, m.tier1);
+                u32(buf, m.tier2);
+                u64(buf, m.epoch);
+            }
+            Message::HandoverRequest(m) | Message::HandoverAccept(m) => {
+                u32(buf, m.tier1);
+                u32(buf, m.tier2);
+                put_addr(buf, &m.tier2_addr);
+                u64(buf, m.epoch);
+            }
+            Message::ManagerChange(m) => {
+                u32(buf, m.tier2);
+                u32(buf, m.manager);
+                put_addr(buf, &m.manager_addr);
+                u64(buf, m.epoch);
+            }
+            Message::Tier1List(addrs) => {
+                let n = addrs.len().min(MAX_TIER1_LIST);
+                buf.push(n as u8);
+                for a in &addrs[..n] {
+                    put_addr(buf, a);
+                }
+            }
+            Message::PeerStatus(m) => {
+                u32(buf, m.tier1);
+                u32(buf, m.tier2s);
+                u32(buf, m.sessions);
+                u32(buf, m.capacity);
+                buf.push(u8::from(m.draining));
+            }
         }
+        put_crc(buf, start);
     }
 }
 
@@ -210,6 +445,31 @@ impl<'a> Reader<'a> {
     fn u32(&mut self) -> Result<u32, WireError> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u64(&mut self) -> Result<u64, WireError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
+    fn addr(&mut self) -> Result<SocketAddr, WireError> {
+        let ip = match self.u8()? {
+            4 => {
+                let b = self.take(4)?;
+                IpAddr::from([b[0], b[1], b[2], b[3]])
+            }
+            6 => {
+                let b = self.take(16)?;
+                let mut a = [0u8; 16];
+                a.copy_from_slice(b);
+                IpAddr::from(a)
+            }
+            _ => return Err(WireError::Invalid("unknown address family")),
+        };
+        Ok(SocketAddr::new(ip, self.u16()?))
     }
     fn finish(self) -> Result<(), WireError> {
         if self.bytes.is_empty() {
@@ -252,6 +512,85 @@ pub fn decode(datagram: &[u8]) -> Result<Message<'_>, WireError> {
             session: r.u32()?,
             frame: r.u32()?,
             next_segment_size: r.u16()?,
+        }),
+        kind::CONNECT_REQUEST => Message::ConnectRequest(ConnectRequest {
+            client: r.u32()?,
+            attempt: r.u32()?,
+        }),
+        kind::CONNECT_FORWARD => Message::ConnectForward(ConnectForward {
+            client: r.u32()?,
+            attempt: r.u32()?,
+            client_addr: r.addr()?,
+        }),
+        kind::CONNECT_OFFER => Message::ConnectOffer(ConnectOffer {
+            client: r.u32()?,
+            attempt: r.u32()?,
+            tier2: r.u32()?,
+            load: r.u32()?,
+        }),
+        kind::CONNECT_ACCEPT | kind::CONNECT_RELEASE => {
+            let m = ConnectReply {
+                client: r.u32()?,
+                attempt: r.u32()?,
+                tier2: r.u32()?,
+            };
+            if kind == kind::CONNECT_ACCEPT {
+                Message::ConnectAccept(m)
+            } else {
+                Message::ConnectRelease(m)
+            }
+        }
+        kind::HEARTBEAT => Message::Heartbeat(Heartbeat {
+            tier2: r.u32()?,
+            epoch: r.u64()?,
+            sessions: r.u32()?,
+            capacity: r.u32()?,
+        }),
+        kind::HEARTBEAT_ACK => Message::HeartbeatAck(HeartbeatAck {
+            tier1: r.u32()?,
+            tier2: r.u32()?,
+            epoch: r.u64()?,
+        }),
+        kind::HANDOVER_REQUEST | kind::HANDOVER_ACCEPT => {
+            let m = Handover {
+                tier1: r.u32()?,
+                tier2: r.u32()?,
+                tier2_addr: r.addr()?,
+                epoch: r.u64()?,
+            };
+            if kind == kind::HANDOVER_REQUEST {
+                Message::HandoverRequest(m)
+            } else {
+                Message::HandoverAccept(m)
+            }
+        }
+        kind::MANAGER_CHANGE => Message::ManagerChange(ManagerChange {
+            tier2: r.u32()?,
+            manager: r.u32()?,
+            manager_addr: r.addr()?,
+            epoch: r.u64()?,
+        }),
+        kind::TIER1_LIST => {
+            let n = usize::from(r.u8()?);
+            if n == 0 || n > MAX_TIER1_LIST {
+                return Err(WireError::Invalid("tier-1 list length out of range"));
+            }
+            let mut addrs = Vec::with_capacity(n);
+            for _ in 0..n {
+                addrs.push(r.addr()?);
+            }
+            Message::Tier1List(addrs)
+        }
+        kind::PEER_STATUS => Message::PeerStatus(PeerStatus {
+            tier1: r.u32()?,
+            tier2s: r.u32()?,
+            sessions: r.u32()?,
+            capacity: r.u32()?,
+            draining: match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(WireError::Invalid("draining flag is not 0 or 1")),
+            },
         }),
         other => return Err(WireError::UnknownType(other)),
     };
@@ -360,11 +699,11 @@ mod tests {
             next_segment_size: 500,
         }
         .encode(&mut buf);
-        buf[3] = 0x10;
+        buf[3] = 0x2f;
         let n = buf.len() - CRC_LEN;
         let crc = crc32c::crc32c(&buf[..n]);
         buf[n..].copy_from_slice(&crc.to_be_bytes());
-        assert_eq!(decode(&buf), Err(WireError::UnknownType(0x10)));
+        assert_eq!(decode(&buf), Err(WireError::UnknownType(0x2f)));
     }
 
     #[test]
@@ -402,7 +741,7 @@ mod tests {
 
         #[test]
         fn decoding_garbage_after_a_valid_preamble_never_panics(
-            kind in 0u8..=4,
+            kind in 0u8..=0x1c,
             body in proptest::collection::vec(any::<u8>(), 0..256),
         ) {
             let mut buf = vec![b'L', b'C', VERSION, kind];
@@ -429,6 +768,43 @@ mod tests {
                 2 => Message::Nack(Nack { session, frame, missing: missing.clone() }),
                 _ => Message::FrameAck(FrameAck { session, frame, next_segment_size: a }),
             };
+            msg.encode(&mut buf);
+            prop_assert_eq!(decode(&buf), Ok(msg));
+        }
+
+        #[test]
+        fn cluster_messages_round_trip(
+            which in 0u8..12,
+            a in any::<u32>(),
+            b in any::<u32>(),
+            c in any::<u32>(),
+            e in any::<u64>(),
+            ip in any::<[u8; 4]>(),
+            ip6 in any::<[u8; 16]>(),
+            port in any::<u16>(),
+            v6 in any::<bool>(),
+            n in 1usize..10,
+        ) {
+            let addr = if v6 {
+                SocketAddr::new(IpAddr::from(ip6), port)
+            } else {
+                SocketAddr::new(IpAddr::from(ip), port)
+            };
+            let msg = match which {
+                0 => Message::ConnectRequest(ConnectRequest { client: a, attempt: b }),
+                1 => Message::ConnectForward(ConnectForward { client: a, attempt: b, client_addr: addr }),
+                2 => Message::ConnectOffer(ConnectOffer { client: a, attempt: b, tier2: c, load: a ^ b }),
+                3 => Message::ConnectAccept(ConnectReply { client: a, attempt: b, tier2: c }),
+                4 => Message::ConnectRelease(ConnectReply { client: a, attempt: b, tier2: c }),
+                5 => Message::Heartbeat(Heartbeat { tier2: a, epoch: e, sessions: b, capacity: c }),
+                6 => Message::HeartbeatAck(HeartbeatAck { tier1: a, tier2: b, epoch: e }),
+                7 => Message::HandoverRequest(Handover { tier1: a, tier2: b, tier2_addr: addr, epoch: e }),
+                8 => Message::HandoverAccept(Handover { tier1: a, tier2: b, tier2_addr: addr, epoch: e }),
+                9 => Message::ManagerChange(ManagerChange { tier2: a, manager: b, manager_addr: addr, epoch: e }),
+                10 => Message::Tier1List(vec![addr; n]),
+                _ => Message::PeerStatus(PeerStatus { tier1: a, tier2s: b, sessions: c, capacity: a, draining: v6 }),
+            };
+            let mut buf = Vec::new();
             msg.encode(&mut buf);
             prop_assert_eq!(decode(&buf), Ok(msg));
         }
