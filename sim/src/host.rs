@@ -8,13 +8,17 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use livecam_system::cluster::{ClientConfig, Connector, Tier1, Tier1Config, Tier2, Tier2Config};
 use livecam_system::driver::{self, Endpoint, Role};
 use livecam_system::net::{Clock, DatagramSocket};
 use livecam_system::proto::{PolicyConfig, Receiver, ReceiverConfig, Sender, SenderConfig};
-use livecam_system::role::{Camera, CameraConfig, FrameContent, RoleEvent, Sink};
+use livecam_system::role::{
+    Camera, CameraConfig, FrameContent, Mobile, MobileConfig, RoleEvent, Sink, Tier1Server,
+    Tier2Server,
+};
 use livecam_system::time::Instant;
 
-use crate::scenario::{Host, RoleKind, Scenario};
+use crate::scenario::{Fault, Host, RoleKind, Scenario};
 use crate::state::{lock, Shared};
 use crate::trace::{MsgSummary, NetEvent};
 
@@ -40,6 +44,7 @@ pub fn receiver_config(scenario: &Scenario) -> ReceiverConfig {
         nack_delay: ms(p.nack_delay_ms),
         nack_interval: ms(p.nack_interval_ms),
         frame_timeout: ms(p.frame_deadline_ms),
+        session_idle_timeout: ms(scenario.cluster.session_idle_ms),
         policy: policy(scenario),
         ..ReceiverConfig::default()
     }
@@ -66,6 +71,9 @@ pub fn session_id(host_index: usize, incarnation: u32) -> u32 {
 enum Running {
     Camera(Box<Camera>),
     Sink(Box<Sink>),
+    Mobile(Box<Mobile>),
+    Tier1(Box<Tier1Server>),
+    Tier2(Box<Tier2Server>),
 }
 
 /// A role with tracing around it.
@@ -77,27 +85,50 @@ pub struct SimRole {
 }
 
 impl SimRole {
-    fn flush(&mut self, now: Instant) {
+    fn flush(&mut self) {
         let events: Vec<(Instant, RoleEvent)> = match &mut self.running {
-            Running::Camera(c) => c.take_recorded(),
-            Running::Sink(s) => s.take_recorded(),
+            Running::Camera(c) => c.recorder().take(),
+            Running::Sink(s) => s.recorder().take(),
+            Running::Mobile(m) => m.take_recorded(),
+            Running::Tier1(t) => t.take_recorded(),
+            Running::Tier2(t) => t.take_recorded(),
         };
+        if events.is_empty() && !matches!(self.running, Running::Camera(_) | Running::Mobile(_)) {
+            return;
+        }
         let mut st = lock(&self.state);
         for (t, ev) in &events {
             st.trace.record(*t, &self.host, ev);
             st.tally.on_role_event(*t, &self.host, ev);
         }
-        if let Running::Camera(c) = &self.running {
+        let sender = match &self.running {
+            Running::Camera(c) => Some(c.sender().stats()),
+            Running::Mobile(m) => Some(m.camera().sender().stats()),
+            _ => None,
+        };
+        if let Some(stats) = sender {
             st.tally
-                .set_sender_stats(&self.host, self.incarnation, c.sender().stats());
+                .set_sender_stats(&self.host, self.incarnation, stats);
         }
-        let _ = now;
     }
 
     fn endpoint(&mut self) -> &mut dyn Endpoint {
         match &mut self.running {
             Running::Camera(c) => c.as_mut(),
             Running::Sink(s) => s.as_mut(),
+            Running::Mobile(m) => m.as_mut(),
+            Running::Tier1(t) => t.as_mut(),
+            Running::Tier2(t) => t.as_mut(),
+        }
+    }
+
+    fn role(&self) -> &dyn Role {
+        match &self.running {
+            Running::Camera(c) => c.as_ref(),
+            Running::Sink(s) => s.as_ref(),
+            Running::Mobile(m) => m.as_ref(),
+            Running::Tier1(t) => t.as_ref(),
+            Running::Tier2(t) => t.as_ref(),
         }
     }
 }
@@ -115,12 +146,12 @@ impl Endpoint for SimRole {
             st.trace.record(now, &self.host, &ev);
         }
         self.endpoint().handle_datagram(now, from, data);
-        self.flush(now);
+        self.flush();
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.endpoint().handle_timeout(now);
-        self.flush(now);
+        self.flush();
     }
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
@@ -137,19 +168,13 @@ impl Endpoint for SimRole {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        match &self.running {
-            Running::Camera(c) => c.poll_timeout(),
-            Running::Sink(s) => s.poll_timeout(),
-        }
+        self.role().poll_timeout()
     }
 }
 
 impl Role for SimRole {
     fn is_finished(&self) -> bool {
-        match &self.running {
-            Running::Camera(c) => c.is_finished(),
-            Running::Sink(s) => s.is_finished(),
-        }
+        self.role().is_finished()
     }
 }
 
@@ -172,37 +197,110 @@ where
     let now = clock.now();
     let incarnation = lock(&state).start_host(&host.name, now);
     let content = FrameContent { seed };
+    let addr_of = |name: &str| -> io::Result<SocketAddr> {
+        resolve(name)
+            .map(|ip| (ip, PORT).into())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no host {name:?}")))
+    };
+    let tier1_addrs = host
+        .tier1
+        .iter()
+        .map(|n| addr_of(n))
+        .collect::<io::Result<Vec<SocketAddr>>>()?;
+    let c = &scenario.cluster;
+    let camera = |peer: SocketAddr, session: u32| {
+        let sender = Sender::new(sender_config(scenario, session, peer));
+        let start_at = now + ms(scenario.workload.stagger_ms * host.index as f64);
+        let capture_end = scenario.duration_s - scenario.workload.settle_s;
+        let remaining = (capture_end - start_at.since_origin().as_secs_f64()).max(0.0);
+        lock(&state)
+            .tally
+            .on_session_start(start_at, session, sender.segment_size());
+        Camera::new(
+            CameraConfig {
+                fps: scenario.workload.fps,
+                frames: (remaining * scenario.workload.fps).floor() as u64,
+                frame_bytes: scenario.workload.frame_bytes,
+                start_at,
+                content,
+            },
+            sender,
+        )
+    };
     let running = match host.role {
         RoleKind::Receiver => {
             let mut sink = Sink::new(Receiver::new(receiver_config(scenario)), content);
-            sink.record_events();
+            sink.recorder().enable();
             Running::Sink(Box::new(sink))
         }
         RoleKind::Camera => {
             let target = host.target.as_deref().unwrap_or_default();
-            let ip = resolve(target).ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("no host {target:?}"))
-            })?;
-            let session = session_id(host.index, incarnation);
-            let sender = Sender::new(sender_config(scenario, session, (ip, PORT).into()));
-            let start_at = now + ms(scenario.workload.stagger_ms * host.index as f64);
-            let capture_end = scenario.duration_s - scenario.workload.settle_s;
-            let remaining = (capture_end - start_at.since_origin().as_secs_f64()).max(0.0);
-            lock(&state)
-                .tally
-                .on_session_start(start_at, session, sender.segment_size());
-            let mut camera = Camera::new(
-                CameraConfig {
-                    fps: scenario.workload.fps,
-                    frames: (remaining * scenario.workload.fps).floor() as u64,
-                    frame_bytes: scenario.workload.frame_bytes,
-                    start_at,
-                    content,
-                },
-                sender,
-            );
-            camera.record_events();
+            let mut camera = camera(addr_of(target)?, session_id(host.index, incarnation));
+            camera.recorder().enable();
             Running::Camera(Box::new(camera))
+        }
+        RoleKind::Mobile => {
+            let session = session_id(host.index, incarnation);
+            let unconnected: SocketAddr = ([0, 0, 0, 0], 0).into();
+            let camera = camera(unconnected, session);
+            let connector = Connector::new(ClientConfig {
+                connect_timeout: ms(c.connect_timeout_ms),
+                ..ClientConfig::new(session, tier1_addrs)
+            });
+            let mobile_cfg = MobileConfig {
+                session_timeout: ms(c.session_timeout_ms),
+            };
+            let mut mobile = Mobile::new(mobile_cfg, connector, camera);
+            mobile.enable_recording();
+            Running::Mobile(Box::new(mobile))
+        }
+        RoleKind::Tier1 => {
+            let mut peers = Vec::new();
+            for h in scenario
+                .hosts()
+                .iter()
+                .filter(|h| h.role == RoleKind::Tier1)
+            {
+                peers.push((h.index as u32, addr_of(&h.name)?));
+            }
+            let cfg = Tier1Config {
+                tier2_timeout: ms(c.tier2_timeout_ms),
+                peer_interval: ms(c.peer_interval_ms),
+                peer_timeout: ms(c.peer_timeout_ms),
+                handover_retry: ms(c.handover_retry_ms),
+                balance: (c.balance_ratio > 0.0).then_some(livecam_system::cluster::Balance {
+                    ratio: c.balance_ratio,
+                    min_gap: c.balance_min_gap,
+                    interval: ms(c.balance_interval_ms),
+                }),
+                ..Tier1Config::new(host.index as u32, addr_of(&host.name)?, peers)
+            };
+            let drain_at = scenario.faults.iter().find_map(|f| match f {
+                Fault::Drain { at_s, host: h }
+                    if scenario.resolve(h).iter().any(|x| x.name == host.name) =>
+                {
+                    Some(Instant::ZERO + Duration::from_secs_f64(*at_s))
+                }
+                _ => None,
+            });
+            let drain_at = drain_at.filter(|&t| t >= now);
+            let mut server = Tier1Server::new(Tier1::new(cfg, now), drain_at);
+            server.enable_recording();
+            Running::Tier1(Box::new(server))
+        }
+        RoleKind::Tier2 => {
+            let cfg = Tier2Config {
+                capacity: host.capacity.unwrap_or(1000),
+                offer_delay: c.offer_delay,
+                heartbeat_interval: ms(c.heartbeat_ms),
+                manager_timeout: ms(c.manager_timeout_ms),
+                reservation_ttl: ms(c.reservation_ttl_ms),
+                ..Tier2Config::new(host.index as u32, tier1_addrs)
+            };
+            let sink = Sink::new(Receiver::new(receiver_config(scenario)), content);
+            let mut server = Tier2Server::new(Tier2::new(cfg, now), sink);
+            server.enable_recording();
+            Running::Tier2(Box::new(server))
         }
     };
     let mut role = SimRole {

@@ -90,6 +90,52 @@ pub struct Scenario {
     pub links: Vec<LinkOverride>,
     #[serde(default)]
     pub faults: Vec<Fault>,
+    #[serde(default)]
+    pub cluster: Cluster,
+}
+
+/// Cluster timers and knobs, in milliseconds.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Cluster {
+    /// Tier-2 answer delay: `base + per_session * load`.
+    pub offer_delay: livecam_system::cluster::OfferDelay,
+    pub heartbeat_ms: f64,
+    pub manager_timeout_ms: f64,
+    pub tier2_timeout_ms: f64,
+    pub peer_interval_ms: f64,
+    pub peer_timeout_ms: f64,
+    pub handover_retry_ms: f64,
+    /// Balance when a peer's tier-2s average `balance_ratio` times our sessions; 0 disables.
+    pub balance_ratio: f64,
+    pub balance_min_gap: f64,
+    pub balance_interval_ms: f64,
+    pub connect_timeout_ms: f64,
+    pub session_timeout_ms: f64,
+    pub reservation_ttl_ms: f64,
+    /// A tier-2 forgets a session silent this long.
+    pub session_idle_ms: f64,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            offer_delay: Default::default(),
+            heartbeat_ms: 200.0,
+            manager_timeout_ms: 1000.0,
+            tier2_timeout_ms: 1000.0,
+            peer_interval_ms: 250.0,
+            peer_timeout_ms: 1000.0,
+            handover_retry_ms: 200.0,
+            balance_ratio: 1.5,
+            balance_min_gap: 4.0,
+            balance_interval_ms: 2000.0,
+            connect_timeout_ms: 500.0,
+            session_timeout_ms: 1000.0,
+            reservation_ttl_ms: 2000.0,
+            session_idle_ms: 3000.0,
+        }
+    }
 }
 
 fn default_seed() -> u64 {
@@ -154,8 +200,16 @@ impl Default for Protocol {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum RoleKind {
+    /// Streams straight to a `receiver` (no cluster).
     Camera,
+    /// Receives from `camera`s.
     Receiver,
+    /// A tier-1 server of the cluster.
+    Tier1,
+    /// A tier-2 server of the cluster.
+    Tier2,
+    /// A mobile client: gets a session through tier-1, streams to a tier-2.
+    Mobile,
 }
 
 /// A host, or a group of `count` alike hosts named `name0`, `name1`, ...
@@ -169,6 +223,17 @@ pub struct HostSpec {
     /// For cameras: the receiver they stream to.
     #[serde(default)]
     pub target: Option<String>,
+    /// For mobile clients: the tier-1 servers to ask, default first. For tier-2 servers: the
+    /// tier-1s it may register with, its first manager first. Names or groups.
+    #[serde(default)]
+    pub tier1: Vec<String>,
+    /// For a group of mobile clients: member `i` starts its tier-1 list at entry `i` (mod the
+    /// list's length), so the fleet's default tier-1s alternate.
+    #[serde(default)]
+    pub rotate_tier1: bool,
+    /// For tier-2 servers: sessions taken at most.
+    #[serde(default)]
+    pub capacity: Option<u32>,
 }
 
 fn one() -> usize {
@@ -208,6 +273,8 @@ pub enum Fault {
     Crash { at_s: f64, host: String },
     /// Starts a crashed host again, fresh.
     Restart { at_s: f64, host: String },
+    /// Tells a tier-1 to hand all its tier-2s to peers before downtime.
+    Drain { at_s: f64, host: String },
 }
 
 impl Fault {
@@ -218,7 +285,8 @@ impl Fault {
             | Fault::Repair { at_s, .. }
             | Fault::SetLink { at_s, .. }
             | Fault::Crash { at_s, .. }
-            | Fault::Restart { at_s, .. } => *at_s,
+            | Fault::Restart { at_s, .. }
+            | Fault::Drain { at_s, .. } => *at_s,
         }
     }
 }
@@ -233,6 +301,11 @@ pub struct Host {
     pub index: usize,
     /// For cameras, the receiver host's name.
     pub target: Option<String>,
+    /// For mobile clients and tier-2s: tier-1 host names, in order (rotation applied).
+    pub tier1: Vec<String>,
+    pub capacity: Option<u32>,
+    /// Index within its group.
+    pub member: usize,
 }
 
 impl Scenario {
@@ -262,16 +335,53 @@ impl Scenario {
                 } else {
                     format!("{}{i}", spec.name)
                 };
+                let mut tier1: Vec<String> = spec
+                    .tier1
+                    .iter()
+                    .flat_map(|n| self.resolve_spec(n))
+                    .collect();
+                if spec.rotate_tier1 && !tier1.is_empty() {
+                    let k = i % tier1.len();
+                    tier1.rotate_left(k);
+                }
                 out.push(Host {
                     name,
                     group: spec.name.clone(),
                     role: spec.role,
                     index: out.len(),
                     target: spec.target.clone(),
+                    tier1,
+                    capacity: spec.capacity,
+                    member: i,
                 });
             }
         }
         out
+    }
+
+    /// Host names a name stands for, from the specs alone (used while expanding).
+    fn resolve_spec(&self, name: &str) -> Vec<String> {
+        for spec in &self.hosts {
+            if spec.count == 1 && spec.name == name {
+                return vec![name.to_string()];
+            }
+            if spec.count > 1 {
+                if spec.name == name {
+                    return (0..spec.count)
+                        .map(|i| format!("{}{i}", spec.name))
+                        .collect();
+                }
+                if let Some(i) = name
+                    .strip_prefix(spec.name.as_str())
+                    .and_then(|r| r.parse::<usize>().ok())
+                {
+                    if i < spec.count {
+                        return vec![name.to_string()];
+                    }
+                }
+            }
+        }
+        Vec::new()
     }
 
     /// The hosts a name stands for: a host, or every member of a group.
@@ -391,10 +501,38 @@ impl Scenario {
                         ));
                     }
                 }
-                (RoleKind::Receiver, Some(_)) => {
-                    return Err(invalid(field, "a receiver has no target"))
+                (_, Some(_)) => return Err(invalid(field, "only a camera has a target")),
+                (_, None) => {}
+            }
+            let field = format!("hosts[{i}].tier1");
+            match h.role {
+                RoleKind::Mobile | RoleKind::Tier2 => {
+                    if h.tier1.is_empty() {
+                        return Err(invalid(field, "needs at least one tier-1 host"));
+                    }
+                    for t in &h.tier1 {
+                        let r = self.resolve(t);
+                        if r.is_empty() || r.iter().any(|x| x.role != RoleKind::Tier1) {
+                            return Err(invalid(
+                                field.clone(),
+                                format!("{t:?} is not a tier-1 host or group"),
+                            ));
+                        }
+                    }
                 }
-                (RoleKind::Receiver, None) => {}
+                _ if !h.tier1.is_empty() => {
+                    return Err(invalid(
+                        field,
+                        "only mobile clients and tier-2s name tier-1s",
+                    ))
+                }
+                _ => {}
+            }
+            if h.capacity.is_some() && h.role != RoleKind::Tier2 {
+                return Err(invalid(
+                    format!("hosts[{i}].capacity"),
+                    "only a tier-2 has a capacity",
+                ));
             }
         }
         self.link
@@ -436,6 +574,12 @@ impl Scenario {
                 }
                 Fault::Crash { host, .. } | Fault::Restart { host, .. } => {
                     known(format!("faults[{i}].host"), host)?;
+                }
+                Fault::Drain { host, .. } => {
+                    known(format!("faults[{i}].host"), host)?;
+                    if self.resolve(host).iter().any(|h| h.role != RoleKind::Tier1) {
+                        return Err(invalid(format!("faults[{i}].host"), "only a tier-1 drains"));
+                    }
                 }
             }
         }

@@ -88,6 +88,7 @@ impl SimState {
         let n = self.incarnations.entry(name.to_string()).or_insert(0);
         let incarnation = *n;
         *n += 1;
+        self.tally.on_start(name);
         self.trace
             .record(now, name, &NetEvent::Start { incarnation });
         incarnation

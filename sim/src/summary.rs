@@ -7,12 +7,15 @@
 //! - no frame is acknowledged that the receiver did not deliver.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use livecam_system::proto::{DropReason, SenderStats};
 use livecam_system::role::RoleEvent;
 use livecam_system::stats::Samples;
 use livecam_system::time::Instant;
 use serde::Serialize;
+
+use crate::scenario::{RoleKind, Scenario};
 
 #[derive(Debug, Default, Clone)]
 struct SessionTally {
@@ -37,6 +40,24 @@ pub struct Tally {
     /// Segment size over time per session: `(seconds, size)`.
     sizes: BTreeMap<u32, Vec<(f64, usize)>>,
     sender_stats: BTreeMap<(String, u32), SenderStats>,
+    cluster: ClusterTally,
+}
+
+/// The cluster's part of the tally.
+#[derive(Debug, Default, Clone)]
+struct ClusterTally {
+    seen: bool,
+    setups: Samples,
+    lost_at: BTreeMap<u32, Instant>,
+    failovers: Samples,
+    /// The tier-2 each client streams to now.
+    client_tier2: BTreeMap<u32, u32>,
+    client_host: BTreeMap<u32, String>,
+    /// Tier-2 host -> its manager's address, from its last change.
+    tier2_manager: BTreeMap<String, IpAddr>,
+    /// Tier-1 host -> the tier-2 ids it manages.
+    managed: BTreeMap<String, BTreeSet<u32>>,
+    down: BTreeSet<String>,
 }
 
 impl Tally {
@@ -90,7 +111,54 @@ impl Tally {
                 self.frames_duplicated += u64::from(duplicate);
             }
             RoleEvent::FrameDropped { .. } => self.receiver_dropped += 1,
+            ref ev => self.on_cluster_event(now, host, ev),
         }
+    }
+
+    fn on_cluster_event(&mut self, now: Instant, host: &str, ev: &RoleEvent) {
+        let c = &mut self.cluster;
+        c.seen = true;
+        match *ev {
+            RoleEvent::Connected {
+                client,
+                tier2,
+                setup_us,
+                ..
+            } => {
+                c.setups.push(setup_us as f64 / 1e3);
+                if let Some(lost) = c.lost_at.remove(&client) {
+                    c.failovers
+                        .push(now.saturating_duration_since(lost).as_secs_f64() * 1e3);
+                }
+                c.client_tier2.insert(client, tier2);
+                c.client_host.insert(client, host.to_string());
+            }
+            RoleEvent::SessionLost { client, .. } => {
+                c.lost_at.entry(client).or_insert(now);
+                c.client_tier2.remove(&client);
+            }
+            RoleEvent::ManagerChanged { manager, .. } => {
+                c.tier2_manager.insert(host.to_string(), manager.ip());
+            }
+            RoleEvent::Managing { tier2, .. } => {
+                c.managed.entry(host.to_string()).or_default().insert(tier2);
+            }
+            RoleEvent::Released { tier2, .. } => {
+                c.managed
+                    .entry(host.to_string())
+                    .or_default()
+                    .remove(&tier2);
+            }
+            _ => {}
+        }
+    }
+
+    /// Notes that a host (re)started: it holds nothing yet.
+    pub fn on_start(&mut self, host: &str) {
+        let c = &mut self.cluster;
+        c.down.remove(host);
+        c.managed.remove(host);
+        c.tier2_manager.remove(host);
     }
 
     /// Notes a camera session's starting segment size.
@@ -106,6 +174,101 @@ impl Tally {
         for s in self.sessions.values_mut().filter(|s| s.host == host) {
             s.crashed = true;
         }
+        let c = &mut self.cluster;
+        c.down.insert(host.to_string());
+        c.managed.remove(host);
+        let gone: Vec<u32> = c
+            .client_host
+            .iter()
+            .filter(|(_, h)| h.as_str() == host)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in gone {
+            c.client_tier2.remove(&id);
+            c.lost_at.remove(&id);
+        }
+    }
+
+    /// The cluster figures and checks, when the run had a cluster.
+    fn cluster_summary(
+        &self,
+        scenario: &Scenario,
+        name_of: &dyn Fn(IpAddr) -> String,
+        violations: &mut Vec<String>,
+    ) -> Option<ClusterSummary> {
+        let c = &self.cluster;
+        if !c.seen {
+            return None;
+        }
+        let hosts = scenario.hosts();
+        let name = |index: u32| {
+            hosts
+                .get(index as usize)
+                .map(|h| h.name.clone())
+                .unwrap_or_default()
+        };
+        let mut tier2_sessions: BTreeMap<String, u64> = hosts
+            .iter()
+            .filter(|h| h.role == RoleKind::Tier2 && !c.down.contains(&h.name))
+            .map(|h| (h.name.clone(), 0))
+            .collect();
+        for &t in c.client_tier2.values() {
+            if let Some(n) = tier2_sessions.get_mut(&name(t)) {
+                *n += 1;
+            }
+        }
+        let loads: Vec<f64> = tier2_sessions.values().map(|&n| n as f64).collect();
+        let sum: f64 = loads.iter().sum();
+        let sum_sq: f64 = loads.iter().map(|x| x * x).sum();
+        let jain_index = if sum_sq > 0.0 {
+            sum * sum / (loads.len() as f64 * sum_sq)
+        } else {
+            1.0
+        };
+        let mean = sum / loads.len().max(1) as f64;
+        let max_over_mean = if mean > 0.0 {
+            loads.iter().cloned().fold(0.0, f64::max) / mean
+        } else {
+            0.0
+        };
+        // Exactly one manager per live tier-2, and it is the one the tier-2 names.
+        let mut managers_consistent = true;
+        for h in hosts
+            .iter()
+            .filter(|h| h.role == RoleKind::Tier2 && !c.down.contains(&h.name))
+        {
+            let named = match c.tier2_manager.get(&h.name) {
+                Some(&ip) => name_of(ip),
+                None => h.tier1.first().cloned().unwrap_or_default(),
+            };
+            let holders: Vec<&String> = c
+                .managed
+                .iter()
+                .filter(|(t1, set)| !c.down.contains(*t1) && set.contains(&(h.index as u32)))
+                .map(|(t1, _)| t1)
+                .collect();
+            if holders.len() != 1 || *holders[0] != named || c.down.contains(&named) {
+                managers_consistent = false;
+                violations.push(format!(
+                    "tier-2 {} names manager {named}, managed by {holders:?}",
+                    h.name
+                ));
+            }
+        }
+        Some(ClusterSummary {
+            connections: c.setups.len() as u64,
+            setup_ms_p50: c.setups.quantile(0.5),
+            setup_ms_p99: c.setups.quantile(0.99),
+            setup_ms_max: c.setups.quantile(1.0),
+            failovers: c.failovers.len() as u64,
+            failover_ms_p50: c.failovers.quantile(0.5),
+            failover_ms_max: c.failovers.quantile(1.0),
+            clients_unconnected: c.lost_at.len() as u64,
+            tier2_sessions,
+            jain_index,
+            max_over_mean,
+            managers_consistent,
+        })
     }
 
     /// Latest sender counters of one incarnation of a camera host.
@@ -130,8 +293,9 @@ impl Tally {
     }
 
     /// The run's figures and promise checks.
-    /// The run's figures and promise checks; `frame_bytes` is the workload's frame size.
-    pub fn summary(&self, frame_bytes: usize) -> Summary {
+    /// The run's figures and promise checks. `name_of` names the host behind an address.
+    pub fn summary(&self, scenario: &Scenario, name_of: &dyn Fn(IpAddr) -> String) -> Summary {
+        let frame_bytes = scenario.workload.frame_bytes;
         let mut s = Summary {
             cameras: self.sessions.len() as u64,
             frames_received: self.frames_received,
@@ -195,6 +359,7 @@ impl Tally {
         if s.bytes_sent > 0 {
             s.efficiency = (s.frames_delivered * frame_bytes as u64) as f64 / s.bytes_sent as f64;
         }
+        s.cluster = self.cluster_summary(scenario, name_of, &mut violations);
         s.promises_kept = violations.is_empty();
         violations.truncate(20);
         s.violations = violations;
@@ -232,4 +397,31 @@ pub struct Summary {
     pub final_segment_size_mean: f64,
     pub promises_kept: bool,
     pub violations: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSummary>,
+}
+
+/// The cluster's figures: connection set-up, failover, balance, management.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ClusterSummary {
+    /// Sessions obtained through tier-1 (first connections and reconnections).
+    pub connections: u64,
+    /// From a client's first request to the offer it took.
+    pub setup_ms_p50: f64,
+    pub setup_ms_p99: f64,
+    pub setup_ms_max: f64,
+    /// Reconnections after a session went quiet, and how long each took.
+    pub failovers: u64,
+    pub failover_ms_p50: f64,
+    pub failover_ms_max: f64,
+    /// Clients that lost their session and had no new one at the end.
+    pub clients_unconnected: u64,
+    /// Clients streaming to each live tier-2 at the end.
+    pub tier2_sessions: BTreeMap<String, u64>,
+    /// Jain's fairness index of those loads (1 = perfectly even).
+    pub jain_index: f64,
+    /// The most loaded tier-2 over the mean.
+    pub max_over_mean: f64,
+    /// Every live tier-2 has exactly one live manager, the one it names.
+    pub managers_consistent: bool,
 }

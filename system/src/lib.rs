@@ -42,9 +42,11 @@
 //! assert_eq!(delivered.unwrap(), vec![42u8; 10_000]);
 //! ```
 
+pub mod cluster;
 pub mod driver;
 pub mod link;
 pub mod net;
+pub mod outbox;
 pub mod proto;
 pub mod role;
 pub mod runtime;

@@ -101,9 +101,12 @@ pub(crate) fn apply_link_fault(
         Fault::SetLink { .. } => "set_link",
         Fault::Crash { .. } => "crash",
         Fault::Restart { .. } => "restart",
+        Fault::Drain { .. } => "drain",
     };
     let host = match fault {
-        Fault::Crash { host, .. } | Fault::Restart { host, .. } => host.as_str(),
+        Fault::Crash { host, .. } | Fault::Restart { host, .. } | Fault::Drain { host, .. } => {
+            host.as_str()
+        }
         Fault::Partition { a, .. } | Fault::Repair { a, .. } | Fault::SetLink { a, .. } => {
             a.as_str()
         }
@@ -145,7 +148,8 @@ pub(crate) fn apply_link_fault(
                 state.tally.on_crash(&h.name);
             }
         }
-        Fault::Restart { .. } => {}
+        // A drain reaches the tier-1 through its own schedule (see `host_main`).
+        Fault::Restart { .. } | Fault::Drain { .. } => {}
     }
 }
 
@@ -166,7 +170,7 @@ pub fn finish(
         scenario: scenario.name.clone(),
         seed,
         backend,
-        summary: tally.summary(scenario.workload.frame_bytes),
+        summary: tally.summary(scenario, &|ip| st.name_of(ip).to_string()),
         size_series: tally.size_series().clone(),
         trace_hash: st.trace.hash(),
         trace_events: st.trace.len(),

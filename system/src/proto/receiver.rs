@@ -15,6 +15,7 @@
 //! `max_frame_len` bytes and `max_bytes` of reassembly buffers in all.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use super::policy::{FrameOutcome, PolicyConfig, SizePolicy};
 use super::wire::{self, FrameAck, Message, Nack, Segment, MAX_NACK_INDICES};
 use super::DropReason;
 use crate::driver::Endpoint;
+use crate::outbox::Outbox;
 use crate::time::Instant;
 
 /// How a [`Receiver`] behaves.
@@ -183,7 +185,7 @@ pub struct Receiver {
     sessions: BTreeMap<u32, Session>,
     timers: BTreeSet<(Instant, u32, Timer)>,
     bytes_in_use: usize,
-    transmits: VecDeque<(SocketAddr, Vec<u8>)>,
+    outbox: Outbox,
     events: VecDeque<ReceiverEvent>,
     stats: ReceiverStats,
 }
@@ -195,7 +197,7 @@ impl Receiver {
             sessions: BTreeMap::new(),
             timers: BTreeSet::new(),
             bytes_in_use: 0,
-            transmits: VecDeque::new(),
+            outbox: Outbox::default(),
             events: VecDeque::new(),
             stats: ReceiverStats::default(),
         }
@@ -253,12 +255,6 @@ impl Receiver {
         self.timers.insert((at, session, Timer::Frame(frame)));
     }
 
-    fn send(&mut self, to: SocketAddr, msg: Message<'_>) {
-        let mut buf = Vec::with_capacity(32);
-        msg.encode(&mut buf);
-        self.transmits.push_back((to, buf));
-    }
-
     fn send_ack(&mut self, session: u32, frame: u32) {
         let Some(s) = self.sessions.get(&session) else {
             return;
@@ -269,7 +265,7 @@ impl Receiver {
             next_segment_size: u16::try_from(s.policy.current()).unwrap_or(u16::MAX),
         };
         let peer = s.peer;
-        self.send(peer, Message::FrameAck(ack));
+        self.outbox.send(peer, &Message::FrameAck(ack));
         self.stats.acks_sent += 1;
     }
 
@@ -555,9 +551,9 @@ impl Receiver {
             for chunk in missing.chunks(MAX_NACK_INDICES) {
                 self.stats.nacks_sent += 1;
                 self.stats.segments_nacked += chunk.len() as u64;
-                self.send(
+                self.outbox.send(
                     peer,
-                    Message::Nack(Nack {
+                    &Message::Nack(Nack {
                         session,
                         frame,
                         missing: chunk.to_vec(),
@@ -615,10 +611,7 @@ impl Endpoint for Receiver {
     }
 
     fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        let (to, bytes) = self.transmits.pop_front()?;
-        buf.clear();
-        buf.extend_from_slice(&bytes);
-        Some(to)
+        self.outbox.poll_transmit(buf)
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

@@ -130,6 +130,8 @@ pub struct Sender {
     fresh: VecDeque<(u32, u16)>,
     resend: VecDeque<(u32, u16)>,
     pace_at: Instant,
+    /// When the receiver last said anything (ACK or NACK).
+    last_feedback: Option<Instant>,
     events: VecDeque<SenderEvent>,
     stats: SenderStats,
 }
@@ -145,6 +147,7 @@ impl Sender {
             fresh: VecDeque::new(),
             resend: VecDeque::new(),
             pace_at: Instant::ZERO,
+            last_feedback: None,
             events: VecDeque::new(),
             stats: SenderStats::default(),
         }
@@ -168,9 +171,40 @@ impl Sender {
         self.frames.len()
     }
 
-    /// Points the session at a new peer address (a new tier-2 after failover).
-    pub fn set_peer(&mut self, peer: SocketAddr) {
+    /// The next frame deadline or tail probe, leaving pacing aside: what matters while the
+    /// sender may not transmit (its session is being set up).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.frames
+            .values()
+            .flat_map(|f| [Some(f.deadline), f.probe_at])
+            .flatten()
+            .min()
+    }
+
+    /// When the oldest frame still in flight was pushed.
+    pub fn oldest_in_flight(&self) -> Option<Instant> {
+        self.frames.values().map(|f| f.pushed_at).min()
+    }
+
+    /// When the receiver last sent an ACK or NACK.
+    pub fn last_feedback(&self) -> Option<Instant> {
+        self.last_feedback
+    }
+
+    /// Moves the session to a new receiver (another tier-2 after a failover) and sends every
+    /// frame still in flight there again, whole: the new receiver has none of it. Frames past
+    /// their deadline are given up as usual.
+    pub fn restart(&mut self, now: Instant, peer: SocketAddr) {
         self.cfg.peer = peer;
+        self.last_feedback = Some(now);
+        self.fresh.clear();
+        self.resend.clear();
+        for (&id, f) in self.frames.iter_mut() {
+            f.unsent = f.count;
+            f.queued.iter_mut().for_each(|q| *q = false);
+            f.probe_at = None;
+            self.fresh.extend((0..f.count).map(|i| (id, i)));
+        }
     }
 
     /// Queues a frame for sending, cut at the current segment size, and returns its id.
@@ -229,6 +263,7 @@ impl Sender {
 
     fn on_ack(&mut self, now: Instant, ack: wire::FrameAck) {
         self.stats.acks_received += 1;
+        self.last_feedback = Some(now);
         if let Some(f) = self.frames.remove(&ack.frame) {
             self.stats.frames_acked += 1;
             self.events.push_back(SenderEvent::FrameAcked {
@@ -292,7 +327,10 @@ impl Endpoint for Sender {
     fn handle_datagram(&mut self, now: Instant, _from: SocketAddr, data: &[u8]) {
         match wire::decode(data) {
             Ok(Message::FrameAck(a)) if a.session == self.cfg.session => self.on_ack(now, a),
-            Ok(Message::Nack(n)) if n.session == self.cfg.session => self.on_nack(n),
+            Ok(Message::Nack(n)) if n.session == self.cfg.session => {
+                self.last_feedback = Some(now);
+                self.on_nack(n)
+            }
             Ok(_) => self.stats.datagrams_foreign += 1,
             Err(wire::WireError::BadChecksum) => self.stats.datagrams_damaged += 1,
             Err(e) => {
@@ -367,11 +405,6 @@ impl Endpoint for Sender {
         let pacing = (self.cfg.pacing_rate.is_some()
             && !(self.fresh.is_empty() && self.resend.is_empty()))
         .then_some(self.pace_at);
-        self.frames
-            .values()
-            .flat_map(|f| [Some(f.deadline), f.probe_at])
-            .chain([pacing])
-            .flatten()
-            .min()
+        [self.next_deadline(), pacing].into_iter().flatten().min()
     }
 }

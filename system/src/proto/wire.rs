@@ -480,6 +480,12 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// True when the datagram claims to be a cluster control message (by its type byte; the full
+/// check is [`decode`]'s). Roles use it to route datagrams without decoding segments twice.
+pub fn is_control(datagram: &[u8]) -> bool {
+    datagram.len() >= PREAMBLE_LEN && datagram[..2] == MAGIC && (0x10..=0x2f).contains(&datagram[3])
+}
+
 /// Decodes one datagram, checking preamble, checksum and every field.
 pub fn decode(datagram: &[u8]) -> Result<Message<'_>, WireError> {
     let need = PREAMBLE_LEN + CRC_LEN;

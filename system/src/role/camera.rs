@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{FrameContent, RoleEvent};
+use super::{FrameContent, Recorder, RoleEvent};
 use crate::driver::{Endpoint, Role};
 use crate::proto::{Sender, SenderEvent};
 use crate::stats::Samples;
@@ -56,8 +56,7 @@ pub struct Camera {
     dropped: u64,
     bytes_delivered: u64,
     last_ack_at: Instant,
-    /// Recorded events, when recording is on.
-    recorded: Option<Vec<(Instant, RoleEvent)>>,
+    recorder: Recorder,
 }
 
 impl Camera {
@@ -73,27 +72,17 @@ impl Camera {
             dropped: 0,
             bytes_delivered: 0,
             last_ack_at: Instant::ZERO,
-            recorded: None,
+            recorder: Recorder::default(),
         }
     }
 
-    /// Starts recording [`RoleEvent`]s; take them with [`Camera::take_recorded`].
-    pub fn record_events(&mut self) {
-        self.recorded.get_or_insert_with(Vec::new);
-    }
-
-    /// The events recorded since the last call.
-    pub fn take_recorded(&mut self) -> Vec<(Instant, RoleEvent)> {
-        self.recorded
-            .as_mut()
-            .map(std::mem::take)
-            .unwrap_or_default()
+    /// Its [`RoleEvent`]s, recorded once enabled.
+    pub fn recorder(&mut self) -> &mut Recorder {
+        &mut self.recorder
     }
 
     fn record(&mut self, now: Instant, ev: RoleEvent) {
-        if let Some(r) = self.recorded.as_mut() {
-            r.push((now, ev));
-        }
+        self.recorder.record(now, ev);
     }
 
     pub fn sender(&self) -> &Sender {
@@ -112,6 +101,25 @@ impl Camera {
     /// Frame latencies (push to ACK) so far.
     pub fn latencies(&self) -> &Samples {
         &self.latencies
+    }
+
+    /// When the camera captures its first frame.
+    pub fn start_at(&self) -> Instant {
+        self.cfg.start_at
+    }
+
+    /// When the next frame is captured, if any is left.
+    pub fn next_capture(&self) -> Option<Instant> {
+        (self.pushed < self.cfg.frames).then_some(self.next_frame_at)
+    }
+
+    /// The next capture, frame deadline or probe, leaving pacing aside (for while the camera
+    /// may not send).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [self.sender.next_deadline(), self.next_capture()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn frame_interval(&self) -> Duration {
@@ -212,8 +220,7 @@ impl Endpoint for Camera {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let next_frame = (self.pushed < self.cfg.frames).then_some(self.next_frame_at);
-        [self.sender.poll_timeout(), next_frame]
+        [self.sender.poll_timeout(), self.next_capture()]
             .into_iter()
             .flatten()
             .min()

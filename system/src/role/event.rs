@@ -1,3 +1,5 @@
+use std::net::SocketAddr;
+
 use serde::Serialize;
 
 use crate::proto::DropReason;
@@ -41,4 +43,35 @@ pub enum RoleEvent {
         frame: u32,
         reason: DropReason,
     },
+    /// A mobile client started asking tier-1 for a session.
+    Connecting { client: u32, tier1: SocketAddr },
+    /// A mobile client got its session from a tier-2.
+    Connected {
+        client: u32,
+        tier2: u32,
+        setup_us: u64,
+        attempts: u32,
+    },
+    /// A mobile client heard nothing from its tier-2 for too long and reconnects.
+    SessionLost { client: u32, tier2: u32 },
+    /// A tier-2 took a client.
+    SessionAccepted { tier2: u32, client: u32 },
+    /// A tier-2's manager changed.
+    ManagerChanged {
+        tier2: u32,
+        manager: SocketAddr,
+        epoch: u64,
+    },
+    /// A tier-1 started managing a tier-2.
+    Managing { tier1: u32, tier2: u32 },
+    /// A tier-1 stopped managing a tier-2 (handed over to `to`, or silent).
+    Released {
+        tier1: u32,
+        tier2: u32,
+        to: Option<u32>,
+    },
+    /// A tier-1 began draining.
+    Draining { tier1: u32 },
+    /// A tier-1 has no tier-2 left after draining.
+    Drained { tier1: u32 },
 }

@@ -5,13 +5,26 @@
 //!   [`Sender`](crate::proto::Sender).
 //! - [`Sink`]: a receiving server: runs a [`Receiver`](crate::proto::Receiver) and checks every
 //!   delivered frame byte for byte against what the camera produced.
+//! - [`Mobile`]: a mobile client in the cluster: gets a session through tier-1 with a
+//!   [`Connector`](crate::cluster::Connector) and streams its [`Camera`] to the tier-2 that
+//!   answered first; reconnects (and resends what is still in time) when the tier-2 goes quiet.
+//! - [`Tier2Server`]: a tier-2 server: cluster logic plus a [`Sink`].
+//! - [`Tier1Server`]: a tier-1 server.
 
 mod camera;
 mod content;
 mod event;
+mod mobile;
+mod recorder;
 mod sink;
+mod tier1;
+mod tier2;
 
 pub use camera::{Camera, CameraConfig, CameraReport};
 pub use content::FrameContent;
 pub use event::RoleEvent;
+pub use mobile::{Mobile, MobileConfig};
+pub use recorder::Recorder;
 pub use sink::{Sink, SinkReport};
+pub use tier1::Tier1Server;
+pub use tier2::Tier2Server;

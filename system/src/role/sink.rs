@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::{FrameContent, RoleEvent};
+use super::{FrameContent, Recorder, RoleEvent};
 use crate::driver::{Endpoint, Role};
 use crate::proto::{Receiver, ReceiverEvent, ReceiverStats};
 use crate::time::Instant;
@@ -28,9 +28,7 @@ pub struct Sink {
     content: FrameContent,
     seen: BTreeSet<(u32, u32)>,
     report: SinkReport,
-    /// Every delivered `(session, frame, time)` in order, for traces.
-    deliveries: Vec<(u32, u32, Instant)>,
-    recorded: Option<Vec<(Instant, RoleEvent)>>,
+    recorder: Recorder,
 }
 
 impl Sink {
@@ -40,30 +38,17 @@ impl Sink {
             content,
             seen: BTreeSet::new(),
             report: SinkReport::default(),
-            deliveries: Vec::new(),
-            recorded: None,
+            recorder: Recorder::default(),
         }
     }
 
-    /// Starts recording [`RoleEvent`]s; take them with [`Sink::take_recorded`].
-    pub fn record_events(&mut self) {
-        self.recorded.get_or_insert_with(Vec::new);
-    }
-
-    /// The events recorded since the last call.
-    pub fn take_recorded(&mut self) -> Vec<(Instant, RoleEvent)> {
-        self.recorded
-            .as_mut()
-            .map(std::mem::take)
-            .unwrap_or_default()
+    /// Its [`RoleEvent`]s, recorded once enabled.
+    pub fn recorder(&mut self) -> &mut Recorder {
+        &mut self.recorder
     }
 
     pub fn receiver(&self) -> &Receiver {
         &self.receiver
-    }
-
-    pub fn deliveries(&self) -> &[(u32, u32, Instant)] {
-        &self.deliveries
     }
 
     pub fn report(&self) -> SinkReport {
@@ -94,20 +79,17 @@ impl Sink {
                     if duplicate {
                         self.report.frames_duplicated += 1;
                     }
-                    self.deliveries.push((session, frame, now));
-                    if let Some(r) = self.recorded.as_mut() {
-                        r.push((
-                            now,
-                            RoleEvent::FrameDelivered {
-                                session,
-                                frame,
-                                intact,
-                                duplicate,
-                                segment_size,
-                                failed,
-                            },
-                        ));
-                    }
+                    self.recorder.record(
+                        now,
+                        RoleEvent::FrameDelivered {
+                            session,
+                            frame,
+                            intact,
+                            duplicate,
+                            segment_size,
+                            failed,
+                        },
+                    );
                 }
                 ReceiverEvent::FrameDropped {
                     session,
@@ -116,16 +98,14 @@ impl Sink {
                     ..
                 } => {
                     self.report.frames_dropped += 1;
-                    if let Some(r) = self.recorded.as_mut() {
-                        r.push((
-                            now,
-                            RoleEvent::FrameDropped {
-                                session,
-                                frame,
-                                reason,
-                            },
-                        ));
-                    }
+                    self.recorder.record(
+                        now,
+                        RoleEvent::FrameDropped {
+                            session,
+                            frame,
+                            reason,
+                        },
+                    );
                 }
                 ReceiverEvent::SessionOpened { .. } | ReceiverEvent::SessionClosed { .. } => {}
             }

@@ -1,0 +1,212 @@
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::outbox::Outbox;
+use crate::proto::wire::{ConnectReply, ConnectRequest, Message};
+use crate::time::Instant;
+
+/// How a client finds its tier-2.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientConfig {
+    /// The client's id; also its session id.
+    pub id: u32,
+    /// Tier-1 servers, the default first, then backups (claim 22).
+    pub tier1s: Vec<SocketAddr>,
+    /// No offer within this: try the next tier-1.
+    pub connect_timeout: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(id: u32, tier1s: Vec<SocketAddr>) -> Self {
+        ClientConfig {
+            id,
+            tier1s,
+            connect_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What happened to the client's connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// A tier-2 took the client: stream to `addr`.
+    Connected {
+        tier2: u32,
+        addr: SocketAddr,
+        /// From the first request of this connection attempt to the offer.
+        setup: Duration,
+        attempts: u32,
+    },
+    /// The tier-1 list changed (claim 23).
+    Tier1List(Vec<SocketAddr>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Idle,
+    Connecting {
+        started: Instant,
+        deadline: Instant,
+        tries: u32,
+    },
+    Connected {
+        tier2: u32,
+        addr: SocketAddr,
+    },
+}
+
+/// The client's connection logic. See the module docs of [`crate::cluster`].
+#[derive(Debug)]
+pub struct Connector {
+    cfg: ClientConfig,
+    /// Index of the tier-1 to ask next.
+    current: usize,
+    attempt: u32,
+    state: State,
+    outbox: Outbox,
+    events: VecDeque<ClientEvent>,
+}
+
+impl Connector {
+    pub fn new(cfg: ClientConfig) -> Self {
+        Connector {
+            cfg,
+            current: 0,
+            attempt: 0,
+            state: State::Idle,
+            outbox: Outbox::default(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.cfg.id
+    }
+
+    /// The tier-1 servers known now, the one asked next first.
+    pub fn tier1s(&self) -> &[SocketAddr] {
+        &self.cfg.tier1s
+    }
+
+    /// The tier-2 streamed to, once connected.
+    pub fn connected(&self) -> Option<(u32, SocketAddr)> {
+        match self.state {
+            State::Connected { tier2, addr } => Some((tier2, addr)),
+            _ => None,
+        }
+    }
+
+    pub fn is_connecting(&self) -> bool {
+        matches!(self.state, State::Connecting { .. })
+    }
+
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// Starts (or restarts, after the session was lost) a connection through tier-1.
+    pub fn connect(&mut self, now: Instant) {
+        self.state = State::Connecting {
+            started: now,
+            deadline: now,
+            tries: 0,
+        };
+        self.send_request(now);
+    }
+
+    fn send_request(&mut self, now: Instant) {
+        let State::Connecting { started, tries, .. } = self.state else {
+            return;
+        };
+        let Some(&tier1) = self
+            .cfg
+            .tier1s
+            .get(self.current % self.cfg.tier1s.len().max(1))
+        else {
+            return;
+        };
+        self.attempt = self.attempt.wrapping_add(1);
+        let req = ConnectRequest {
+            client: self.cfg.id,
+            attempt: self.attempt,
+        };
+        self.outbox.send(tier1, &Message::ConnectRequest(req));
+        self.state = State::Connecting {
+            started,
+            deadline: now + self.cfg.connect_timeout,
+            tries: tries + 1,
+        };
+    }
+
+    fn reply(&mut self, to: SocketAddr, attempt: u32, tier2: u32, accept: bool) {
+        let r = ConnectReply {
+            client: self.cfg.id,
+            attempt,
+            tier2,
+        };
+        let msg = if accept {
+            Message::ConnectAccept(r)
+        } else {
+            Message::ConnectRelease(r)
+        };
+        self.outbox.send(to, &msg);
+    }
+
+    /// Handles a control message; returns false when it is not one for a client.
+    pub fn handle(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>) -> bool {
+        match msg {
+            Message::ConnectOffer(o) if o.client == self.cfg.id => match self.state {
+                State::Connecting { started, tries, .. } if o.attempt == self.attempt => {
+                    // The first answer wins (claim 17).
+                    self.reply(from, o.attempt, o.tier2, true);
+                    self.state = State::Connected {
+                        tier2: o.tier2,
+                        addr: from,
+                    };
+                    self.events.push_back(ClientEvent::Connected {
+                        tier2: o.tier2,
+                        addr: from,
+                        setup: now - started,
+                        attempts: tries,
+                    });
+                }
+                State::Connected { tier2, .. } if tier2 == o.tier2 && o.attempt == self.attempt => {
+                    // A duplicate of the offer we took: say accept again, it is idempotent.
+                    self.reply(from, o.attempt, o.tier2, true);
+                }
+                _ => self.reply(from, o.attempt, o.tier2, false),
+            },
+            Message::Tier1List(list) => {
+                if !list.is_empty() && *list != self.cfg.tier1s {
+                    self.cfg.tier1s = list.clone();
+                    self.current = 0;
+                    self.events.push_back(ClientEvent::Tier1List(list.clone()));
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let State::Connecting { deadline, .. } = self.state {
+            if deadline <= now {
+                // No offer: fail over to the next tier-1 (claim 23).
+                self.current = (self.current + 1) % self.cfg.tier1s.len().max(1);
+                self.send_request(now);
+            }
+        }
+    }
+
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        self.outbox.poll_transmit(buf)
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Connecting { deadline, .. } => Some(deadline),
+            _ => None,
+        }
+    }
+}

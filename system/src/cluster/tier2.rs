@@ -1,0 +1,289 @@
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::outbox::Outbox;
+use crate::proto::wire::{ConnectOffer, Heartbeat, Message};
+use crate::time::Instant;
+
+/// How long a tier-2 waits before answering a forwarded request: `base + per_session * load`,
+/// so the least loaded tier-2 answers first (claim 17).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OfferDelay {
+    pub base_ms: f64,
+    pub per_session_ms: f64,
+}
+
+impl Default for OfferDelay {
+    fn default() -> Self {
+        OfferDelay {
+            base_ms: 1.0,
+            per_session_ms: 2.0,
+        }
+    }
+}
+
+impl OfferDelay {
+    pub fn delay(&self, load: u32) -> Duration {
+        Duration::from_secs_f64(
+            (self.base_ms + self.per_session_ms * f64::from(load)).max(0.0) / 1e3,
+        )
+    }
+}
+
+/// How a [`Tier2`] behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tier2Config {
+    pub id: u32,
+    /// Every tier-1 it may register with, its first manager first.
+    pub tier1s: Vec<SocketAddr>,
+    /// Sessions it takes at most; at capacity it does not answer requests.
+    pub capacity: u32,
+    pub offer_delay: OfferDelay,
+    pub heartbeat_interval: Duration,
+    /// No heartbeat answer for this long: the manager is taken for dead.
+    pub manager_timeout: Duration,
+    /// An offer not accepted or released within this is dropped.
+    pub reservation_ttl: Duration,
+}
+
+impl Tier2Config {
+    pub fn new(id: u32, tier1s: Vec<SocketAddr>) -> Self {
+        Tier2Config {
+            id,
+            tier1s,
+            capacity: 1000,
+            offer_delay: OfferDelay::default(),
+            heartbeat_interval: Duration::from_millis(200),
+            manager_timeout: Duration::from_millis(1000),
+            reservation_ttl: Duration::from_millis(2000),
+        }
+    }
+}
+
+/// Something the tier-2's application should know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tier2Event {
+    /// A client accepted this tier-2's offer.
+    SessionAccepted { client: u32, addr: SocketAddr },
+    /// The tier-2's manager changed.
+    ManagerChanged { manager: SocketAddr, epoch: u64 },
+}
+
+#[derive(Debug, Clone)]
+struct Reservation {
+    attempt: u32,
+    client_addr: SocketAddr,
+    offer_at: Option<Instant>,
+    expires: Instant,
+}
+
+/// A tier-2 server's cluster logic. Frames go to its [`Receiver`](crate::proto::Receiver);
+/// this handles the control messages. See the module docs of [`crate::cluster`].
+#[derive(Debug)]
+pub struct Tier2 {
+    cfg: Tier2Config,
+    manager: usize,
+    epoch: u64,
+    last_ack: Instant,
+    next_heartbeat: Instant,
+    reservations: BTreeMap<u32, Reservation>,
+    /// Sessions the receiver holds, as the application last said.
+    sessions: u32,
+    outbox: Outbox,
+    events: VecDeque<Tier2Event>,
+}
+
+impl Tier2 {
+    pub fn new(cfg: Tier2Config, now: Instant) -> Self {
+        Tier2 {
+            cfg,
+            manager: 0,
+            epoch: 0,
+            last_ack: now,
+            next_heartbeat: now,
+            reservations: BTreeMap::new(),
+            sessions: 0,
+            outbox: Outbox::default(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.cfg.id
+    }
+
+    /// The current manager's address.
+    pub fn manager(&self) -> Option<SocketAddr> {
+        self.cfg.tier1s.get(self.manager).copied()
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Sessions plus open reservations: what the offer delay and heartbeats report.
+    pub fn load(&self) -> u32 {
+        self.sessions + self.reservations.len() as u32
+    }
+
+    /// Tells the tier-2 how many sessions its receiver holds.
+    pub fn set_sessions(&mut self, sessions: u32) {
+        self.sessions = sessions;
+    }
+
+    pub fn poll_event(&mut self) -> Option<Tier2Event> {
+        self.events.pop_front()
+    }
+
+    fn send_heartbeat(&mut self, now: Instant) {
+        if let Some(to) = self.manager() {
+            let hb = Heartbeat {
+                tier2: self.cfg.id,
+                epoch: self.epoch,
+                sessions: self.load(),
+                capacity: self.cfg.capacity,
+            };
+            self.outbox.send(to, &Message::Heartbeat(hb));
+        }
+        self.next_heartbeat = now + self.cfg.heartbeat_interval;
+    }
+
+    fn switch_manager(&mut self, now: Instant, index: usize, epoch: u64) {
+        self.manager = index;
+        self.epoch = epoch;
+        self.last_ack = now;
+        if let Some(manager) = self.manager() {
+            self.events
+                .push_back(Tier2Event::ManagerChanged { manager, epoch });
+        }
+        self.send_heartbeat(now);
+    }
+
+    /// Handles a control message; returns false when it is not one for a tier-2.
+    pub fn handle(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>) -> bool {
+        match msg {
+            Message::ConnectForward(f) => {
+                if let Some(r) = self.reservations.get(&f.client) {
+                    if r.attempt == f.attempt {
+                        return true; // a duplicate forward: the reservation stands
+                    }
+                }
+                if self.load() >= self.cfg.capacity {
+                    return true; // full: no answer (claim 17: the others answer first)
+                }
+                let delay = self.cfg.offer_delay.delay(self.load());
+                self.reservations.insert(
+                    f.client,
+                    Reservation {
+                        attempt: f.attempt,
+                        client_addr: f.client_addr,
+                        offer_at: Some(now + delay),
+                        expires: now + delay + self.cfg.reservation_ttl,
+                    },
+                );
+            }
+            Message::ConnectAccept(a) if a.tier2 == self.cfg.id => {
+                let known = self
+                    .reservations
+                    .get(&a.client)
+                    .is_some_and(|r| r.attempt == a.attempt);
+                // Without a reservation (it expired, or the accept is a duplicate) the client
+                // is still welcome while there is room.
+                if known || self.load() < self.cfg.capacity {
+                    self.reservations.remove(&a.client);
+                    self.events.push_back(Tier2Event::SessionAccepted {
+                        client: a.client,
+                        addr: from,
+                    });
+                }
+            }
+            Message::ConnectRelease(r) if r.tier2 == self.cfg.id => {
+                if self
+                    .reservations
+                    .get(&r.client)
+                    .is_some_and(|x| x.attempt == r.attempt)
+                {
+                    self.reservations.remove(&r.client);
+                }
+            }
+            Message::HeartbeatAck(a) if a.tier2 == self.cfg.id => {
+                if Some(from) == self.manager() && a.epoch == self.epoch {
+                    self.last_ack = now;
+                }
+            }
+            Message::ManagerChange(c) if c.tier2 == self.cfg.id => {
+                if c.epoch > self.epoch {
+                    let index = match self.cfg.tier1s.iter().position(|&a| a == c.manager_addr) {
+                        Some(i) => i,
+                        None => {
+                            self.cfg.tier1s.push(c.manager_addr);
+                            self.cfg.tier1s.len() - 1
+                        }
+                    };
+                    self.switch_manager(now, index, c.epoch);
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<u32> = self
+            .reservations
+            .iter()
+            .filter(|(_, r)| r.offer_at.is_some_and(|t| t <= now))
+            .map(|(&c, _)| c)
+            .collect();
+        let load = self.load();
+        for client in due {
+            if let Some(r) = self.reservations.get_mut(&client) {
+                r.offer_at = None;
+                let offer = ConnectOffer {
+                    client,
+                    attempt: r.attempt,
+                    tier2: self.cfg.id,
+                    load,
+                };
+                self.outbox
+                    .send(r.client_addr, &Message::ConnectOffer(offer));
+            }
+        }
+        self.reservations.retain(|_, r| r.expires > now);
+        if now.saturating_duration_since(self.last_ack) >= self.cfg.manager_timeout
+            && !self.cfg.tier1s.is_empty()
+        {
+            // The manager stopped answering: register with the next tier-1.
+            let next = (self.manager + 1) % self.cfg.tier1s.len();
+            self.switch_manager(now, next, self.epoch + 1);
+        }
+        if self.next_heartbeat <= now {
+            self.send_heartbeat(now);
+        }
+    }
+
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        self.outbox.poll_transmit(buf)
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let offers = self.reservations.values().filter_map(|r| r.offer_at);
+        let expiries = self.reservations.values().map(|r| r.expires);
+        offers
+            .chain(expiries)
+            .chain([
+                self.next_heartbeat,
+                self.last_ack + self.cfg.manager_timeout,
+            ])
+            .min()
+    }
+
+    /// Releases a client's reservation as if it said so (used when its session ends).
+    pub fn forget(&mut self, client: u32) {
+        self.reservations.remove(&client);
+    }
+}

@@ -1,0 +1,198 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::{Camera, Recorder, RoleEvent};
+use crate::cluster::{ClientEvent, Connector};
+use crate::driver::{Endpoint, Role};
+use crate::proto::wire;
+use crate::time::Instant;
+
+/// How a mobile client watches its session.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MobileConfig {
+    /// Frames in flight and no ACK or NACK for this long: the tier-2 is taken for gone and the
+    /// client reconnects through tier-1.
+    pub session_timeout: Duration,
+}
+
+impl Default for MobileConfig {
+    fn default() -> Self {
+        MobileConfig {
+            session_timeout: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// A mobile client in the cluster. See the [module docs](super).
+pub struct Mobile {
+    cfg: MobileConfig,
+    connector: Connector,
+    camera: Camera,
+    started: bool,
+    connected_at: Instant,
+    recorder: Recorder,
+}
+
+impl Mobile {
+    /// `camera`'s sender must use the client id as its session id.
+    pub fn new(cfg: MobileConfig, connector: Connector, camera: Camera) -> Self {
+        Mobile {
+            cfg,
+            connector,
+            camera,
+            started: false,
+            connected_at: Instant::ZERO,
+            recorder: Recorder::default(),
+        }
+    }
+
+    pub fn camera(&self) -> &Camera {
+        &self.camera
+    }
+
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// Its [`RoleEvent`]s (and its camera's), recorded once enabled.
+    pub fn enable_recording(&mut self) {
+        self.recorder.enable();
+        self.camera.recorder().enable();
+    }
+
+    /// The events recorded since the last call.
+    pub fn take_recorded(&mut self) -> Vec<(Instant, RoleEvent)> {
+        let mut events = self.recorder.take();
+        events.extend(self.camera.recorder().take());
+        events.sort_by_key(|(t, _)| *t);
+        events
+    }
+
+    fn start_connecting(&mut self, now: Instant) {
+        self.connector.connect(now);
+        if let Some(&tier1) = self.connector.tier1s().first() {
+            self.recorder.record(
+                now,
+                RoleEvent::Connecting {
+                    client: self.connector.id(),
+                    tier1,
+                },
+            );
+        }
+    }
+
+    fn drain_connector(&mut self, now: Instant) {
+        while let Some(ev) = self.connector.poll_event() {
+            if let ClientEvent::Connected {
+                tier2,
+                addr,
+                setup,
+                attempts,
+            } = ev
+            {
+                self.camera.sender_mut().restart(now, addr);
+                self.connected_at = now;
+                self.recorder.record(
+                    now,
+                    RoleEvent::Connected {
+                        client: self.connector.id(),
+                        tier2,
+                        setup_us: u64::try_from(setup.as_micros()).unwrap_or(u64::MAX),
+                        attempts,
+                    },
+                );
+            }
+        }
+    }
+
+    /// When the session counts as lost if nothing is heard before.
+    fn silence_deadline(&self) -> Option<Instant> {
+        self.connector.connected()?;
+        // Silence counts from the last word of the tier-2, the connection, or the oldest frame
+        // waiting for an answer, whichever is latest: an idle camera is not a dead session.
+        let sender = self.camera.sender();
+        let waiting_since = sender.oldest_in_flight()?;
+        let heard = [
+            sender.last_feedback(),
+            Some(self.connected_at),
+            Some(waiting_since),
+        ]
+        .into_iter()
+        .flatten()
+        .max()?;
+        Some(heard + self.cfg.session_timeout)
+    }
+}
+
+impl Endpoint for Mobile {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        if wire::is_control(data) {
+            if let Ok(msg) = wire::decode(data) {
+                self.connector.handle(now, from, &msg);
+                self.drain_connector(now);
+            }
+        } else if self
+            .connector
+            .connected()
+            .is_some_and(|(_, addr)| addr == from)
+        {
+            self.camera.handle_datagram(now, from, data);
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        // The client joins the fleet when its camera starts.
+        if !self.started && now >= self.camera.start_at() {
+            self.started = true;
+            self.start_connecting(now);
+        }
+        self.connector.handle_timeout(now);
+        self.camera.handle_timeout(now);
+        if self.silence_deadline().is_some_and(|t| t <= now) {
+            if let Some((tier2, _)) = self.connector.connected() {
+                self.recorder.record(
+                    now,
+                    RoleEvent::SessionLost {
+                        client: self.connector.id(),
+                        tier2,
+                    },
+                );
+            }
+            self.start_connecting(now);
+        }
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        if let Some(to) = self.connector.poll_transmit(buf) {
+            return Some(to);
+        }
+        self.connector.connected()?;
+        self.camera.poll_transmit(now, buf)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        if !self.started {
+            return Some(self.camera.start_at());
+        }
+        let camera = if self.connector.connected().is_some() {
+            self.camera.poll_timeout()
+        } else {
+            // Not connected: only capture and deadlines matter; pacing waits for a peer.
+            self.camera.next_deadline()
+        };
+        [
+            self.connector.poll_timeout(),
+            camera,
+            self.silence_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+impl Role for Mobile {
+    fn is_finished(&self) -> bool {
+        self.camera.is_finished()
+    }
+}
