@@ -255,7 +255,14 @@ impl Tally {
                 ));
             }
         }
+        let tier1_managed = c
+            .managed
+            .iter()
+            .filter(|(t1, _)| !c.down.contains(*t1))
+            .map(|(t1, set)| (t1.clone(), set.iter().map(|&t| name(t)).collect()))
+            .collect();
         Some(ClusterSummary {
+            tier1_managed,
             connections: c.setups.len() as u64,
             setup_ms_p50: c.setups.quantile(0.5),
             setup_ms_p99: c.setups.quantile(0.99),
@@ -424,4 +431,6 @@ pub struct ClusterSummary {
     pub max_over_mean: f64,
     /// Every live tier-2 has exactly one live manager, the one it names.
     pub managers_consistent: bool,
+    /// The tier-2s each live tier-1 manages at the end.
+    pub tier1_managed: BTreeMap<String, Vec<String>>,
 }
