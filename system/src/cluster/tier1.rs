@@ -220,16 +220,21 @@ impl Tier1 {
         else {
             return;
         };
-        let target = self
-            .live_peers(now)
+        let (addr, epoch) = (m.addr, m.epoch);
+        if let Some((to, to_addr)) = self.least_loaded_peer(now) {
+            self.request_handover(now, tier2, addr, epoch, to, to_addr);
+        }
+    }
+
+    /// The live, not draining peer whose tier-2s carry the fewest sessions on average.
+    fn least_loaded_peer(&self, now: Instant) -> Option<(u32, SocketAddr)> {
+        self.live_peers(now)
             .filter_map(|(id, p)| {
                 p.status
                     .map(|s| (Self::mean_load(s.sessions, s.tier2s), id, p.addr))
             })
-            .min_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-        if let Some((_, to, to_addr)) = target {
-            self.request_handover(now, tier2, m.addr, m.epoch, to, to_addr);
-        }
+            .min_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal))
+            .map(|(_, id, addr)| (id, addr))
     }
 
     fn request_handover(
@@ -309,6 +314,21 @@ impl Tier1 {
                     }
                 }
                 let new = !self.managed.contains_key(&hb.tier2);
+                if new && self.draining {
+                    // A draining tier-1 takes no new tier-2: point it at a live peer.
+                    if let Some((to, to_addr)) = self.least_loaded_peer(now) {
+                        let h = Handing {
+                            to,
+                            to_addr,
+                            tier2_addr: from,
+                            epoch: hb.epoch + 1,
+                            accepted: true,
+                            retry_at: now,
+                        };
+                        self.send_manager_change(hb.tier2, &h);
+                        return true;
+                    }
+                }
                 self.managed.insert(
                     hb.tier2,
                     Managed {

@@ -1,0 +1,352 @@
+//! The two-tier cluster under seeded simulation (issue: fan-out, first responder, hand-over,
+//! failover). Each test runs its scenario from `sim/scenarios/` over several seeds; a failure
+//! prints the `LIVECAM_SEED=... cargo test ...` command that replays it.
+//!
+//! Scenarios run on the discrete-event backend by default (the 100-client balance scenario is
+//! out of turmoil's reach: its cost grows with hosts x links per 1 ms tick); the smaller ones
+//! also run on turmoil (`*_on_turmoil`) so the same role code is exercised there too.
+
+mod common;
+
+use common::{for_seeds, load_scenario, replay_test};
+use livecam_sim::scenario::Scenario;
+use livecam_sim::summary::ClusterSummary;
+use livecam_sim::{Backend, Outcome};
+
+const FILE: &str = "cluster";
+
+/// DES seeds per scenario (or only `LIVECAM_SEED`).
+fn seeds(count: u64) -> Vec<u64> {
+    match std::env::var("LIVECAM_SEED") {
+        Ok(s) => vec![s.trim().parse().expect("LIVECAM_SEED is a number")],
+        Err(_) => (1..=count).collect(),
+    }
+}
+
+fn run(
+    backend: Backend,
+    scenario: &Scenario,
+    seed: u64,
+) -> Result<(Outcome, ClusterSummary), String> {
+    let outcome = livecam_sim::run(backend, scenario, seed, None).map_err(|e| e.to_string())?;
+    let cluster = outcome
+        .summary
+        .cluster
+        .clone()
+        .ok_or_else(|| "no cluster figures in a cluster scenario".to_string())?;
+    Ok((outcome, cluster))
+}
+
+/// What every cluster run must show: the stream promises, every client connected at the end,
+/// every frame accounted for, exactly one manager per tier-2.
+fn common_problems(o: &Outcome, c: &ClusterSummary) -> Vec<String> {
+    let s = &o.summary;
+    let mut p = Vec::new();
+    if !s.promises_kept {
+        p.push(format!("promises broken: {:?}", s.violations));
+    }
+    if s.frames_corrupted + s.frames_duplicated > 0 {
+        p.push(format!(
+            "{} damaged, {} duplicated",
+            s.frames_corrupted, s.frames_duplicated
+        ));
+    }
+    if s.frames_sent != s.frames_delivered + s.frames_dropped + s.frames_lost_with_host {
+        p.push(format!(
+            "frames: sent {} != delivered {} + dropped {} + lost with host {}",
+            s.frames_sent, s.frames_delivered, s.frames_dropped, s.frames_lost_with_host
+        ));
+    }
+    if c.clients_unconnected > 0 {
+        p.push(format!(
+            "{} clients without a session at the end",
+            c.clients_unconnected
+        ));
+    }
+    if !c.managers_consistent {
+        p.push("a tier-2 without exactly one manager".into());
+    }
+    p
+}
+
+fn verdict(o: &Outcome, c: &ClusterSummary, problems: Vec<String>) -> Result<(), String> {
+    let figures = format!(
+        "seed {}: sent {} delivered {} dropped {}; connections {} setup p50/max {:.0}/{:.0} ms; \
+         failovers {} max {:.0} ms; jain {:.3}; sessions {:?}; managed {:?}; trace {}",
+        o.seed,
+        o.summary.frames_sent,
+        o.summary.frames_delivered,
+        o.summary.frames_dropped,
+        c.connections,
+        c.setup_ms_p50,
+        c.setup_ms_max,
+        c.failovers,
+        c.failover_ms_max,
+        c.jain_index,
+        c.tier2_sessions,
+        c.tier1_managed,
+        o.trace_hash
+    );
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}\n({figures})", problems.join("\n")))
+    }
+}
+
+fn clients(scenario: &Scenario) -> u64 {
+    scenario
+        .hosts()
+        .iter()
+        .filter(|h| h.role == livecam_sim::scenario::RoleKind::Mobile)
+        .count() as u64
+}
+
+/// One RTT of the scenario's default link: twice the delay plus the jitter bound.
+fn rtt_ms(s: &Scenario) -> f64 {
+    2.0 * (s.link.delay_ms + s.link.jitter_ms)
+}
+
+fn balance(backend: Backend, name: &str, seeds: &[u64]) {
+    let sc = load_scenario("cluster-balance.toml");
+    for_seeds(name, FILE, seeds, |seed| {
+        let (o, c) = run(backend, &sc, seed)?;
+        let mut p = common_problems(&o, &c);
+        if c.connections < clients(&sc) {
+            p.push(format!(
+                "{} connections for {} clients",
+                c.connections,
+                clients(&sc)
+            ));
+        }
+        if c.tier2_sessions.len() != 6 {
+            p.push(format!(
+                "{} live tier-2s, expected 6",
+                c.tier2_sessions.len()
+            ));
+        }
+        if c.jain_index < 0.95 {
+            p.push(format!("Jain index {:.3} < 0.95", c.jain_index));
+        }
+        if c.max_over_mean > 1.2 {
+            p.push(format!(
+                "busiest tier-2 at {:.2}x the mean > 1.2x",
+                c.max_over_mean
+            ));
+        }
+        verdict(&o, &c, p)
+    });
+}
+
+#[test]
+fn hundred_clients_spread_evenly_over_six_tier2s() {
+    balance(
+        Backend::Des,
+        "hundred_clients_spread_evenly_over_six_tier2s",
+        &seeds(10),
+    );
+}
+
+fn drain(backend: Backend, name: &str, seeds: &[u64]) {
+    let sc = load_scenario("cluster-drain.toml");
+    for_seeds(name, FILE, seeds, |seed| {
+        let (o, c) = run(backend, &sc, seed)?;
+        let mut p = common_problems(&o, &c);
+        let t10 = c.tier1_managed.get("t10").cloned().unwrap_or_default();
+        let t11 = c.tier1_managed.get("t11").cloned().unwrap_or_default();
+        if !t10.is_empty() || t11.len() != 4 {
+            p.push(format!("after the drain t10 manages {t10:?}, t11 {t11:?}"));
+        }
+        if o.summary.frames_dropped > 0 || c.failovers > 0 {
+            p.push(format!(
+                "the drain cost {} frames and {} sessions",
+                o.summary.frames_dropped, c.failovers
+            ));
+        }
+        verdict(&o, &c, p)
+    });
+}
+
+#[test]
+fn a_draining_tier1_hands_every_tier2_to_its_peer() {
+    drain(
+        Backend::Des,
+        "a_draining_tier1_hands_every_tier2_to_its_peer",
+        &seeds(10),
+    );
+}
+
+#[test]
+fn a_draining_tier1_hands_every_tier2_to_its_peer_on_turmoil() {
+    drain(
+        Backend::Turmoil,
+        "a_draining_tier1_hands_every_tier2_to_its_peer_on_turmoil",
+        &seeds(2),
+    );
+}
+
+fn tier1_crash(backend: Backend, name: &str, seeds: &[u64]) {
+    let sc = load_scenario("cluster-tier1-crash.toml");
+    // A client that asked the dead tier-1 waits its connect timeout, then asks its backup:
+    // one request, the forward, the offer, each a one-way trip, plus the offer delay.
+    let bound = sc.cluster.connect_timeout_ms
+        + 2.0 * rtt_ms(&sc)
+        + sc.cluster.offer_delay.base_ms
+        + sc.cluster.offer_delay.per_session_ms * clients(&sc) as f64;
+    for_seeds(name, FILE, seeds, |seed| {
+        let (o, c) = run(backend, &sc, seed)?;
+        let mut p = common_problems(&o, &c);
+        if c.connections < clients(&sc) {
+            p.push(format!(
+                "{} connections for {} clients",
+                c.connections,
+                clients(&sc)
+            ));
+        }
+        if c.setup_ms_max > bound {
+            p.push(format!(
+                "slowest set-up {:.0} ms > connect timeout + 2 RTT ({bound:.0} ms)",
+                c.setup_ms_max
+            ));
+        }
+        let t11 = c.tier1_managed.get("t11").cloned().unwrap_or_default();
+        if t11.len() != 4 {
+            p.push(format!("t11 manages {t11:?}, expected all four tier-2s"));
+        }
+        if o.summary.frames_dropped > 0 {
+            p.push(format!("{} frames dropped", o.summary.frames_dropped));
+        }
+        verdict(&o, &c, p)
+    });
+}
+
+#[test]
+fn clients_fail_over_to_the_backup_when_a_tier1_crashes() {
+    tier1_crash(
+        Backend::Des,
+        "clients_fail_over_to_the_backup_when_a_tier1_crashes",
+        &seeds(10),
+    );
+}
+
+#[test]
+fn clients_fail_over_to_the_backup_when_a_tier1_crashes_on_turmoil() {
+    tier1_crash(
+        Backend::Turmoil,
+        "clients_fail_over_to_the_backup_when_a_tier1_crashes_on_turmoil",
+        &seeds(2),
+    );
+}
+
+fn tier2_crash(backend: Backend, name: &str, seeds: &[u64]) {
+    let sc = load_scenario("cluster-tier2-crash.toml");
+    let bound = 2.0 * rtt_ms(&sc)
+        + sc.cluster.offer_delay.base_ms
+        + sc.cluster.offer_delay.per_session_ms * clients(&sc) as f64;
+    for_seeds(name, FILE, seeds, |seed| {
+        let (o, c) = run(backend, &sc, seed)?;
+        let mut p = common_problems(&o, &c);
+        if c.failovers == 0 {
+            p.push("nobody was streaming to the crashed tier-2".into());
+        }
+        if c.failover_ms_max > bound {
+            p.push(format!(
+                "slowest reconnection {:.0} ms (after the {:.0} ms detection) > 2 RTT + offer delay ({bound:.0} ms)",
+                c.failover_ms_max, sc.cluster.session_timeout_ms
+            ));
+        }
+        if c.tier2_sessions.contains_key("t2a0") {
+            p.push("the crashed tier-2 still counts as live".into());
+        }
+        // Frames in flight at the crash are resent to the new tier-2 within their deadline.
+        if o.summary.frames_delivered != o.summary.frames_sent {
+            p.push(format!(
+                "{} of {} frames delivered",
+                o.summary.frames_delivered, o.summary.frames_sent
+            ));
+        }
+        verdict(&o, &c, p)
+    });
+}
+
+#[test]
+fn sessions_on_a_crashed_tier2_reconnect_and_resend() {
+    tier2_crash(
+        Backend::Des,
+        "sessions_on_a_crashed_tier2_reconnect_and_resend",
+        &seeds(10),
+    );
+}
+
+#[test]
+fn sessions_on_a_crashed_tier2_reconnect_and_resend_on_turmoil() {
+    tier2_crash(
+        Backend::Turmoil,
+        "sessions_on_a_crashed_tier2_reconnect_and_resend_on_turmoil",
+        &seeds(2),
+    );
+}
+
+#[test]
+fn a_partition_between_tiers_moves_the_tier2s_and_settles() {
+    let name = "a_partition_between_tiers_moves_the_tier2s_and_settles";
+    let sc = load_scenario("cluster-partition.toml");
+    for_seeds(name, FILE, &seeds(10), |seed| {
+        let (o, c) = run(Backend::Des, &sc, seed)?;
+        let mut p = common_problems(&o, &c);
+        if c.connections < clients(&sc) {
+            p.push(format!(
+                "{} connections for {} clients",
+                c.connections,
+                clients(&sc)
+            ));
+        }
+        verdict(&o, &c, p)
+    });
+}
+
+#[test]
+fn lost_and_duplicated_control_messages_still_settle() {
+    let name = "lost_and_duplicated_control_messages_still_settle";
+    let sc = load_scenario("cluster-control-loss.toml");
+    for_seeds(name, FILE, &seeds(10), |seed| {
+        let (o, c) = run(Backend::Des, &sc, seed)?;
+        let mut p = common_problems(&o, &c);
+        if c.connections < clients(&sc) {
+            p.push(format!(
+                "{} connections for {} clients",
+                c.connections,
+                clients(&sc)
+            ));
+        }
+        let t10 = c.tier1_managed.get("t10").cloned().unwrap_or_default();
+        if !t10.is_empty() {
+            p.push(format!("t10 drained but still manages {t10:?}"));
+        }
+        verdict(&o, &c, p)
+    });
+}
+
+#[test]
+fn the_cluster_scenario_prints_its_figures() {
+    // `livecam sim` on a cluster scenario prints set-up latency, per-tier-2 load, the Jain
+    // index and failover times.
+    let sc = load_scenario("cluster-balance.toml");
+    let (o, _) = run(Backend::Des, &sc, 1).unwrap_or_else(|e| {
+        panic!(
+            "{e}\nreplay: {}",
+            replay_test("the_cluster_scenario_prints_its_figures", FILE)
+        )
+    });
+    let json = serde_json::to_value(&o).expect("outcome serialises");
+    for key in [
+        "setup_ms_p50",
+        "setup_ms_p99",
+        "tier2_sessions",
+        "jain_index",
+        "failover_ms_p50",
+        "failover_ms_max",
+    ] {
+        assert!(json["cluster"].get(key).is_some(), "no {key} in {json}");
+    }
+}
