@@ -1,0 +1,279 @@
+//! Function-call tests of the cluster machines: messages are moved by hand, so each test
+//! decides exactly which ones are lost, duplicated or late.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::*;
+use crate::proto::wire::{self, Message};
+use crate::time::Instant;
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+const T1A: &str = "10.0.1.1:7000";
+const T1B: &str = "10.0.1.2:7000";
+const CLIENT: &str = "10.0.9.9:7000";
+
+fn t2addr(i: u32) -> SocketAddr {
+    SocketAddr::from(([10, 0, 2, i as u8], 7000))
+}
+
+/// Everything a machine wants to send, decoded.
+fn drain_out(
+    mut poll: impl FnMut(&mut Vec<u8>) -> Option<SocketAddr>,
+) -> Vec<(SocketAddr, Message<'static>)> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    while let Some(to) = poll(&mut buf) {
+        let msg = match wire::decode(&buf).unwrap() {
+            Message::Segment(_) => panic!("segment from a cluster machine"),
+            Message::Nack(n) => Message::Nack(n),
+            Message::FrameAck(a) => Message::FrameAck(a),
+            Message::ConnectRequest(m) => Message::ConnectRequest(m),
+            Message::ConnectForward(m) => Message::ConnectForward(m),
+            Message::ConnectOffer(m) => Message::ConnectOffer(m),
+            Message::ConnectAccept(m) => Message::ConnectAccept(m),
+            Message::ConnectRelease(m) => Message::ConnectRelease(m),
+            Message::Heartbeat(m) => Message::Heartbeat(m),
+            Message::HeartbeatAck(m) => Message::HeartbeatAck(m),
+            Message::HandoverRequest(m) => Message::HandoverRequest(m),
+            Message::HandoverAccept(m) => Message::HandoverAccept(m),
+            Message::ManagerChange(m) => Message::ManagerChange(m),
+            Message::Tier1List(m) => Message::Tier1List(m),
+            Message::PeerStatus(m) => Message::PeerStatus(m),
+        };
+        out.push((to, msg));
+    }
+    out
+}
+
+fn tier2(id: u32, sessions: u32) -> Tier2 {
+    let mut t = Tier2::new(
+        Tier2Config {
+            capacity: 10,
+            ..Tier2Config::new(id, vec![addr(T1A), addr(T1B)])
+        },
+        Instant::ZERO,
+    );
+    t.set_sessions(sessions);
+    t
+}
+
+fn forward(client: u32, attempt: u32) -> Message<'static> {
+    Message::ConnectForward(wire::ConnectForward {
+        client,
+        attempt,
+        client_addr: addr(CLIENT),
+    })
+}
+
+/// When a tier-2 sends its offer for a forwarded request, if it does.
+fn offer_time(t: &mut Tier2) -> Option<Instant> {
+    t.handle(Instant::ZERO, addr(T1A), &forward(7, 1));
+    let mut now = Instant::ZERO;
+    for _ in 0..100 {
+        let offered = drain_out(|b| t.poll_transmit(b))
+            .into_iter()
+            .any(|(to, m)| to == addr(CLIENT) && matches!(m, Message::ConnectOffer(_)));
+        if offered {
+            return Some(now);
+        }
+        now = t.poll_timeout()?.min(now + Duration::from_millis(5));
+        t.handle_timeout(now);
+    }
+    None
+}
+
+#[test]
+fn the_least_loaded_tier2_answers_first_and_a_full_one_not_at_all() {
+    let idle = offer_time(&mut tier2(1, 0)).unwrap();
+    let busy = offer_time(&mut tier2(2, 5)).unwrap();
+    assert!(idle < busy, "idle offered at {idle}, busy at {busy}");
+    assert_eq!(
+        offer_time(&mut tier2(3, 10)),
+        None,
+        "a full tier-2 answered"
+    );
+}
+
+#[test]
+fn tier1_forwards_to_every_tier2_it_manages_with_the_clients_address() {
+    let now = Instant::ZERO;
+    let mut t1 = Tier1::new(Tier1Config::new(1, addr(T1A), vec![]), now);
+    for i in 1..=3 {
+        let hb = Message::Heartbeat(wire::Heartbeat {
+            tier2: i,
+            epoch: 0,
+            sessions: 0,
+            capacity: 10,
+        });
+        t1.handle(now, t2addr(i), &hb);
+    }
+    drain_out(|b| t1.poll_transmit(b));
+    let req = Message::ConnectRequest(wire::ConnectRequest {
+        client: 7,
+        attempt: 1,
+    });
+    t1.handle(now, addr(CLIENT), &req);
+    let out = drain_out(|b| t1.poll_transmit(b));
+    let forwarded: Vec<SocketAddr> = out
+        .iter()
+        .filter(|(_, m)| matches!(m, Message::ConnectForward(f) if f.client_addr == addr(CLIENT)))
+        .map(|(to, _)| *to)
+        .collect();
+    assert_eq!(forwarded, vec![t2addr(1), t2addr(2), t2addr(3)]);
+    assert!(out
+        .iter()
+        .any(|(to, m)| *to == addr(CLIENT) && matches!(m, Message::Tier1List(_))));
+}
+
+fn offer(tier2: u32, attempt: u32) -> Message<'static> {
+    Message::ConnectOffer(wire::ConnectOffer {
+        client: 7,
+        attempt,
+        tier2,
+        load: 0,
+    })
+}
+
+#[test]
+fn the_client_takes_the_first_offer_and_releases_the_others() {
+    let mut c = Connector::new(ClientConfig::new(7, vec![addr(T1A), addr(T1B)]));
+    c.connect(Instant::ZERO);
+    let out = drain_out(|b| c.poll_transmit(b));
+    assert!(matches!(out[..], [(to, Message::ConnectRequest(_))] if to == addr(T1A)));
+    let t = Instant::from_millis(30);
+    c.handle(t, t2addr(2), &offer(2, 1));
+    c.handle(t, t2addr(1), &offer(1, 1));
+    let out = drain_out(|b| c.poll_transmit(b));
+    assert!(matches!(out[0], (to, Message::ConnectAccept(r)) if to == t2addr(2) && r.tier2 == 2));
+    assert!(matches!(out[1], (to, Message::ConnectRelease(r)) if to == t2addr(1) && r.tier2 == 1));
+    assert_eq!(c.connected(), Some((2, t2addr(2))));
+    assert!(matches!(
+        c.poll_event(),
+        Some(ClientEvent::Connected { tier2: 2, setup, .. }) if setup == Duration::from_millis(30)
+    ));
+}
+
+#[test]
+fn a_reservation_whose_release_was_lost_expires() {
+    let mut t = tier2(1, 0);
+    t.handle(Instant::ZERO, addr(T1A), &forward(7, 1));
+    assert_eq!(t.load(), 1);
+    // The client's release never arrives.
+    let ttl = Tier2Config::new(1, vec![]).reservation_ttl;
+    t.handle_timeout(Instant::ZERO + ttl + Duration::from_millis(50));
+    assert_eq!(t.load(), 0);
+}
+
+#[test]
+fn the_client_fails_over_to_its_backup_and_takes_a_new_tier1_list() {
+    let mut c = Connector::new(ClientConfig::new(7, vec![addr(T1A), addr(T1B)]));
+    c.connect(Instant::ZERO);
+    drain_out(|b| c.poll_transmit(b));
+    // T1A is dead: nothing comes back before the timeout.
+    let timeout = c.poll_timeout().unwrap();
+    c.handle_timeout(timeout);
+    let out = drain_out(|b| c.poll_transmit(b));
+    assert!(
+        matches!(out[..], [(to, Message::ConnectRequest(r))] if to == addr(T1B) && r.attempt == 2)
+    );
+    // An offer for the first attempt is late: released, not taken.
+    c.handle(timeout, t2addr(1), &offer(1, 1));
+    assert!(c.connected().is_none());
+    // T1B sends its list; the client uses it from now on.
+    let list = vec![addr(T1B), addr("10.0.1.3:7000")];
+    c.handle(timeout, addr(T1B), &Message::Tier1List(list.clone()));
+    assert_eq!(c.tier1s(), &list[..]);
+}
+
+fn heartbeat_from(t: &mut Tier2) -> (SocketAddr, wire::Heartbeat) {
+    drain_out(|b| t.poll_transmit(b))
+        .into_iter()
+        .rev()
+        .find_map(|(to, m)| match m {
+            Message::Heartbeat(h) => Some((to, h)),
+            _ => None,
+        })
+        .expect("a heartbeat")
+}
+
+#[test]
+fn hand_over_survives_a_lost_manager_change_and_duplicates() {
+    let mut now = Instant::ZERO;
+    let mut a = Tier1::new(Tier1Config::new(1, addr(T1A), vec![(2, addr(T1B))]), now);
+    let mut b = Tier1::new(Tier1Config::new(2, addr(T1B), vec![(1, addr(T1A))]), now);
+    let mut t = tier2(5, 0);
+    t.handle_timeout(now);
+    let (to, hb) = heartbeat_from(&mut t);
+    assert_eq!(to, addr(T1A));
+    a.handle(now, t2addr(5), &Message::Heartbeat(hb));
+    // Peers learn of each other.
+    a.handle_timeout(now);
+    b.handle_timeout(now);
+    for (to, m) in drain_out(|x| a.poll_transmit(x)) {
+        if to == addr(T1B) {
+            b.handle(now, addr(T1A), &m);
+        }
+    }
+    for (to, m) in drain_out(|x| b.poll_transmit(x)) {
+        if to == addr(T1A) {
+            a.handle(now, addr(T1B), &m);
+        }
+    }
+    // A drains: request -> accept -> manager change (lost).
+    a.drain(now);
+    let req = drain_out(|x| a.poll_transmit(x))
+        .into_iter()
+        .find(|(_, m)| matches!(m, Message::HandoverRequest(_)))
+        .expect("a hand-over request");
+    b.handle(now, addr(T1A), &req.1);
+    let accept = drain_out(|x| b.poll_transmit(x)).remove(0).1;
+    a.handle(now, addr(T1B), &accept);
+    a.handle(now, addr(T1B), &accept); // duplicated
+    let changes: Vec<Message> = drain_out(|x| a.poll_transmit(x))
+        .into_iter()
+        .filter(|(to, m)| *to == t2addr(5) && matches!(m, Message::ManagerChange(_)))
+        .map(|(_, m)| m)
+        .collect();
+    assert!(!changes.is_empty());
+    assert_eq!(a.managed().count(), 0, "A let go at the accept");
+    // The change is lost; the tier-2 heartbeats A with its old epoch and A tells it again.
+    now += Duration::from_millis(200);
+    t.handle_timeout(now);
+    let (to, hb) = heartbeat_from(&mut t);
+    assert_eq!((to, hb.epoch), (addr(T1A), 0));
+    a.handle(now, t2addr(5), &Message::Heartbeat(hb));
+    let again = drain_out(|x| a.poll_transmit(x))
+        .into_iter()
+        .find(|(to, m)| *to == t2addr(5) && matches!(m, Message::ManagerChange(_)))
+        .expect("the change sent again");
+    assert_eq!(
+        a.managed().count(),
+        0,
+        "a stale heartbeat does not make A manager again"
+    );
+    t.handle(now, addr(T1A), &again.1);
+    t.handle(now, addr(T1A), &again.1); // duplicated: the epoch makes it a no-op
+    assert_eq!((t.manager(), t.epoch()), (Some(addr(T1B)), 1));
+    let (to, hb) = heartbeat_from(&mut t);
+    assert_eq!(to, addr(T1B));
+    b.handle(now, t2addr(5), &Message::Heartbeat(hb));
+    assert_eq!(b.managed().collect::<Vec<_>>(), vec![5]);
+    assert_eq!(a.managed().count(), 0);
+}
+
+#[test]
+fn a_tier2_whose_manager_died_registers_with_a_live_tier1() {
+    let mut t = tier2(5, 0);
+    t.handle_timeout(Instant::ZERO);
+    assert_eq!(t.manager(), Some(addr(T1A)));
+    // No acknowledgement ever comes from T1A.
+    let timeout = Tier2Config::new(5, vec![]).manager_timeout;
+    t.handle_timeout(Instant::ZERO + timeout);
+    assert_eq!((t.manager(), t.epoch()), (Some(addr(T1B)), 1));
+    let (to, hb) = heartbeat_from(&mut t);
+    assert_eq!((to, hb.epoch), (addr(T1B), 1));
+}
