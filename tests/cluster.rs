@@ -350,3 +350,28 @@ fn the_cluster_scenario_prints_its_figures() {
         assert!(json["cluster"].get(key).is_some(), "no {key} in {json}");
     }
 }
+
+#[test]
+fn an_idle_tier1_hands_tier2s_to_a_busy_peer() {
+    let name = "an_idle_tier1_hands_tier2s_to_a_busy_peer";
+    let sc = load_scenario("cluster-skewed.toml");
+    for_seeds(name, FILE, &seeds(5), |seed| {
+        let (o, c) = run(Backend::Des, &sc, seed)?;
+        let mut p = common_problems(&o, &c);
+        let t10 = c.tier1_managed.get("t10").cloned().unwrap_or_default();
+        if t10.len() < 5 {
+            p.push(format!("t10 manages only {t10:?} after balancing"));
+        }
+        // Over the tier-2s serving t10's clients, the load is even.
+        let loads: Vec<u64> = t10
+            .iter()
+            .filter_map(|t| c.tier2_sessions.get(t).copied())
+            .collect();
+        let mean = loads.iter().sum::<u64>() as f64 / loads.len().max(1) as f64;
+        let max = loads.iter().copied().max().unwrap_or(0) as f64;
+        if max > 1.3 * mean {
+            p.push(format!("t10's tier-2s carry {loads:?}"));
+        }
+        verdict(&o, &c, p)
+    });
+}
