@@ -44,7 +44,7 @@ pub fn receiver_config(scenario: &Scenario) -> ReceiverConfig {
         nack_delay: ms(p.nack_delay_ms),
         nack_interval: ms(p.nack_interval_ms),
         frame_timeout: ms(p.frame_deadline_ms),
-        session_idle_timeout: ms(scenario.cluster.session_idle_ms),
+        session_idle_timeout: ms(p.session_idle_ms),
         policy: policy(scenario),
         ..ReceiverConfig::default()
     }
@@ -268,6 +268,8 @@ where
                 peer_interval: ms(c.peer_interval_ms),
                 peer_timeout: ms(c.peer_timeout_ms),
                 handover_retry: ms(c.handover_retry_ms),
+                selection: c.selection,
+                seed: seed ^ host.index as u64,
                 balance: (c.balance_ratio > 0.0).then_some(livecam_system::cluster::Balance {
                     ratio: c.balance_ratio,
                     min_gap: c.balance_min_gap,

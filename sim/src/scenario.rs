@@ -98,6 +98,8 @@ pub struct Scenario {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Cluster {
+    /// How tier-1 places a client: `first_responder` (the seed's), `random`, `round_robin`.
+    pub selection: livecam_system::cluster::Selection,
     /// Tier-2 answer delay: `base + per_session * load`.
     pub offer_delay: livecam_system::cluster::OfferDelay,
     pub heartbeat_ms: f64,
@@ -113,13 +115,12 @@ pub struct Cluster {
     pub connect_timeout_ms: f64,
     pub session_timeout_ms: f64,
     pub reservation_ttl_ms: f64,
-    /// A tier-2 forgets a session silent this long.
-    pub session_idle_ms: f64,
 }
 
 impl Default for Cluster {
     fn default() -> Self {
         Cluster {
+            selection: Default::default(),
             offer_delay: Default::default(),
             heartbeat_ms: 200.0,
             manager_timeout_ms: 1000.0,
@@ -133,7 +134,6 @@ impl Default for Cluster {
             connect_timeout_ms: 500.0,
             session_timeout_ms: 1000.0,
             reservation_ttl_ms: 2000.0,
-            session_idle_ms: 3000.0,
         }
     }
 }
@@ -181,6 +181,8 @@ pub struct Protocol {
     /// Sender pacing, bytes per second; 0 is unpaced.
     pub pacing_rate: f64,
     pub max_frames_in_flight: usize,
+    /// A receiver forgets a session (and its segment size memory) silent this long.
+    pub session_idle_ms: f64,
 }
 
 impl Default for Protocol {
@@ -192,6 +194,7 @@ impl Default for Protocol {
             probe_timeout_ms: 100.0,
             pacing_rate: 0.0,
             max_frames_in_flight: 16,
+            session_idle_ms: 30_000.0,
         }
     }
 }
@@ -432,6 +435,7 @@ impl Scenario {
             ("protocol.frame_deadline_ms", p.frame_deadline_ms),
             ("protocol.nack_interval_ms", p.nack_interval_ms),
             ("protocol.probe_timeout_ms", p.probe_timeout_ms),
+            ("protocol.session_idle_ms", p.session_idle_ms),
         ] {
             if !(v.is_finite() && v > 0.0) {
                 return Err(invalid(field, "must be a positive number of milliseconds"));

@@ -22,7 +22,7 @@ mod tier1;
 mod tier2;
 
 pub use client::{ClientConfig, ClientEvent, Connector};
-pub use tier1::{Balance, Tier1, Tier1Config, Tier1Event};
+pub use tier1::{Balance, Selection, Tier1, Tier1Config, Tier1Event};
 pub use tier2::{OfferDelay, Tier2, Tier2Config, Tier2Event};
 
 #[cfg(test)]

@@ -2,6 +2,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
 use crate::outbox::Outbox;
 use crate::proto::wire::{
     ConnectForward, Handover, HeartbeatAck, ManagerChange, Message, PeerStatus,
@@ -23,9 +27,26 @@ pub struct Tier1Config {
     pub peer_timeout: Duration,
     /// A hand-over request unanswered this long is sent again.
     pub handover_retry: Duration,
+    /// How a connection request picks its tier-2.
+    pub selection: Selection,
+    /// Seed of the random pick (only [`Selection::Random`] draws).
+    pub seed: u64,
     /// Balance: hand a tier-2 to a peer whose tier-2s carry on average more than `ratio`
     /// times the sessions of ours (and at least `min_gap` more). `None` disables it.
     pub balance: Option<Balance>,
+}
+
+/// How a tier-1 places a client on a tier-2.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// The seed's way: forward to every tier-2; the least loaded answers first and wins.
+    #[default]
+    FirstResponder,
+    /// Forward to one tier-2 picked at random (a baseline).
+    Random,
+    /// Forward to the tier-2s in turn (a baseline).
+    RoundRobin,
 }
 
 /// When a tier-1 gives tier-2s to a busier peer.
@@ -46,6 +67,8 @@ impl Tier1Config {
             peer_interval: Duration::from_millis(250),
             peer_timeout: Duration::from_millis(1000),
             handover_retry: Duration::from_millis(200),
+            selection: Selection::FirstResponder,
+            seed: u64::from(id),
             balance: Some(Balance {
                 ratio: 1.5,
                 min_gap: 4.0,
@@ -103,6 +126,8 @@ pub struct Tier1 {
     draining: bool,
     next_status: Instant,
     next_balance: Instant,
+    rng: ChaCha8Rng,
+    next_pick: usize,
     outbox: Outbox,
     events: VecDeque<Tier1Event>,
 }
@@ -126,6 +151,7 @@ impl Tier1 {
             .collect();
         let next_balance = now + cfg.balance.map_or(Duration::ZERO, |b| b.interval);
         Tier1 {
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             cfg,
             managed: BTreeMap::new(),
             handing: BTreeMap::new(),
@@ -133,6 +159,7 @@ impl Tier1 {
             draining: false,
             next_status: now,
             next_balance,
+            next_pick: 0,
             outbox: Outbox::default(),
             events: VecDeque::new(),
         }
@@ -288,12 +315,27 @@ impl Tier1 {
                     attempt: r.attempt,
                     client_addr: from,
                 };
-                let targets: Vec<SocketAddr> = self
+                let mut targets: Vec<SocketAddr> = self
                     .managed
                     .iter()
                     .filter(|(t, _)| !self.handing.get(t).is_some_and(|h| h.accepted))
                     .map(|(_, m)| m.addr)
                     .collect();
+                // The seed's fan-out, or one tier-2 picked without asking (the baselines the
+                // experiments compare it with).
+                match self.cfg.selection {
+                    Selection::FirstResponder => {}
+                    Selection::Random if !targets.is_empty() => {
+                        let i = self.rng.random_range(0..targets.len());
+                        targets = vec![targets[i]];
+                    }
+                    Selection::RoundRobin if !targets.is_empty() => {
+                        let i = self.next_pick % targets.len();
+                        self.next_pick = self.next_pick.wrapping_add(1);
+                        targets = vec![targets[i]];
+                    }
+                    _ => {}
+                }
                 for to in targets {
                     self.outbox.send(to, &Message::ConnectForward(fwd));
                 }
