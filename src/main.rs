@@ -8,6 +8,9 @@ use livecam_sim::{Backend, Scenario};
 use livecam_system::proto::PolicyKind;
 use livecam_system::runtime::transfer::{transfer, TransferOptions};
 
+/// The scenario `livecam sim` runs when given none.
+const REFERENCE_SCENARIO: &str = include_str!("../sim/scenarios/reference.toml");
+
 #[derive(Parser)]
 #[command(
     name = "livecam",
@@ -49,8 +52,9 @@ enum Command {
     /// Run a scenario file in deterministic simulation and print one JSON object of figures,
     /// with the trace hash that proves the run is a function of scenario and seed.
     Sim {
-        /// The scenario (TOML), e.g. sim/scenarios/reference.toml.
-        scenario: PathBuf,
+        /// The scenario (TOML), e.g. sim/scenarios/cluster-balance.toml. Without one, the
+        /// embedded reference scenario runs (sim/scenarios/reference.toml).
+        scenario: Option<PathBuf>,
         /// Seed of the run (default: the scenario's `seed`).
         #[arg(long)]
         seed: Option<u64>,
@@ -119,8 +123,12 @@ fn main() -> anyhow::Result<()> {
             trace,
             backend,
         } => {
-            let sc = Scenario::load(&scenario)
-                .with_context(|| format!("loading scenario {}", scenario.display()))?;
+            let sc = match &scenario {
+                Some(path) => Scenario::load(path)
+                    .with_context(|| format!("loading scenario {}", path.display()))?,
+                None => Scenario::parse(REFERENCE_SCENARIO)
+                    .context("parsing the embedded reference scenario")?,
+            };
             let seed = seed.unwrap_or(sc.seed);
             let out: livecam_sim::backend::TraceOut = match &trace {
                 Some(path) => Some(Box::new(std::io::BufWriter::new(
