@@ -287,12 +287,10 @@ fn sessions_on_a_crashed_tier2_reconnect_and_resend_on_turmoil() {
     );
 }
 
-#[test]
-fn a_partition_between_tiers_moves_the_tier2s_and_settles() {
-    let name = "a_partition_between_tiers_moves_the_tier2s_and_settles";
+fn partition(backend: Backend, name: &str, seeds: &[u64]) {
     let sc = load_scenario("cluster-partition.toml");
-    for_seeds(name, FILE, &seeds(10), |seed| {
-        let (o, c) = run(Backend::Des, &sc, seed)?;
+    for_seeds(name, FILE, seeds, |seed| {
+        let (o, c) = run(backend, &sc, seed)?;
         let mut p = common_problems(&o, &c);
         if c.connections < clients(&sc) {
             p.push(format!(
@@ -306,11 +304,27 @@ fn a_partition_between_tiers_moves_the_tier2s_and_settles() {
 }
 
 #[test]
-fn lost_and_duplicated_control_messages_still_settle() {
-    let name = "lost_and_duplicated_control_messages_still_settle";
+fn a_partition_between_tiers_moves_the_tier2s_and_settles() {
+    partition(
+        Backend::Des,
+        "a_partition_between_tiers_moves_the_tier2s_and_settles",
+        &seeds(10),
+    );
+}
+
+#[test]
+fn a_partition_between_tiers_moves_the_tier2s_and_settles_on_turmoil() {
+    partition(
+        Backend::Turmoil,
+        "a_partition_between_tiers_moves_the_tier2s_and_settles_on_turmoil",
+        &seeds(2),
+    );
+}
+
+fn control_loss(backend: Backend, name: &str, seeds: &[u64]) {
     let sc = load_scenario("cluster-control-loss.toml");
-    for_seeds(name, FILE, &seeds(10), |seed| {
-        let (o, c) = run(Backend::Des, &sc, seed)?;
+    for_seeds(name, FILE, seeds, |seed| {
+        let (o, c) = run(backend, &sc, seed)?;
         let mut p = common_problems(&o, &c);
         if c.connections < clients(&sc) {
             p.push(format!(
@@ -325,6 +339,24 @@ fn lost_and_duplicated_control_messages_still_settle() {
         }
         verdict(&o, &c, p)
     });
+}
+
+#[test]
+fn lost_and_duplicated_control_messages_still_settle() {
+    control_loss(
+        Backend::Des,
+        "lost_and_duplicated_control_messages_still_settle",
+        &seeds(10),
+    );
+}
+
+#[test]
+fn lost_and_duplicated_control_messages_still_settle_on_turmoil() {
+    control_loss(
+        Backend::Turmoil,
+        "lost_and_duplicated_control_messages_still_settle_on_turmoil",
+        &seeds(2),
+    );
 }
 
 #[test]
