@@ -94,6 +94,17 @@ fn verdict(o: &Outcome, c: &ClusterSummary, problems: Vec<String>) -> Result<(),
     }
 }
 
+/// Every client got a session at least once.
+fn all_connected(sc: &Scenario, c: &ClusterSummary, p: &mut Vec<String>) {
+    if c.connections < clients(sc) {
+        p.push(format!(
+            "{} connections for {} clients",
+            c.connections,
+            clients(sc)
+        ));
+    }
+}
+
 fn clients(scenario: &Scenario) -> u64 {
     scenario
         .hosts()
@@ -112,13 +123,7 @@ fn balance(backend: Backend, name: &str, seeds: &[u64]) {
     for_seeds(name, FILE, seeds, |seed| {
         let (o, c) = run(backend, &sc, seed)?;
         let mut p = common_problems(&o, &c);
-        if c.connections < clients(&sc) {
-            p.push(format!(
-                "{} connections for {} clients",
-                c.connections,
-                clients(&sc)
-            ));
-        }
+        all_connected(&sc, &c, &mut p);
         if c.tier2_sessions.len() != 6 {
             p.push(format!(
                 "{} live tier-2s, expected 6",
@@ -196,13 +201,7 @@ fn tier1_crash(backend: Backend, name: &str, seeds: &[u64]) {
     for_seeds(name, FILE, seeds, |seed| {
         let (o, c) = run(backend, &sc, seed)?;
         let mut p = common_problems(&o, &c);
-        if c.connections < clients(&sc) {
-            p.push(format!(
-                "{} connections for {} clients",
-                c.connections,
-                clients(&sc)
-            ));
-        }
+        all_connected(&sc, &c, &mut p);
         if c.setup_ms_max > bound {
             p.push(format!(
                 "slowest set-up {:.0} ms > connect timeout + 2 RTT ({bound:.0} ms)",
@@ -292,13 +291,7 @@ fn partition(backend: Backend, name: &str, seeds: &[u64]) {
     for_seeds(name, FILE, seeds, |seed| {
         let (o, c) = run(backend, &sc, seed)?;
         let mut p = common_problems(&o, &c);
-        if c.connections < clients(&sc) {
-            p.push(format!(
-                "{} connections for {} clients",
-                c.connections,
-                clients(&sc)
-            ));
-        }
+        all_connected(&sc, &c, &mut p);
         verdict(&o, &c, p)
     });
 }
@@ -326,13 +319,7 @@ fn control_loss(backend: Backend, name: &str, seeds: &[u64]) {
     for_seeds(name, FILE, seeds, |seed| {
         let (o, c) = run(backend, &sc, seed)?;
         let mut p = common_problems(&o, &c);
-        if c.connections < clients(&sc) {
-            p.push(format!(
-                "{} connections for {} clients",
-                c.connections,
-                clients(&sc)
-            ));
-        }
+        all_connected(&sc, &c, &mut p);
         let t10 = c.tier1_managed.get("t10").cloned().unwrap_or_default();
         if !t10.is_empty() {
             p.push(format!("t10 drained but still manages {t10:?}"));

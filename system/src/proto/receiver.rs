@@ -283,25 +283,36 @@ impl Receiver {
         }
     }
 
-    /// Removes a frame from reassembly and reports it dropped.
-    fn drop_frame(&mut self, session: u32, frame: u32, reason: DropReason) {
-        let Some(s) = self.sessions.get_mut(&session) else {
-            return;
-        };
-        let Some(f) = s.frames.remove(&frame) else {
-            return;
-        };
+    /// Takes a frame out of reassembly (disarming its timer, freeing its bytes) and tells the
+    /// session's policy how it went. Returns the frame, its failed segments and the next size.
+    fn take_frame(
+        &mut self,
+        session: u32,
+        frame: u32,
+        delivered: bool,
+    ) -> Option<(InFrame, usize, usize)> {
+        let s = self.sessions.get_mut(&session)?;
+        let f = s.frames.remove(&frame)?;
         if let Some(at) = f.armed {
             self.timers.remove(&(at, session, Timer::Frame(frame)));
         }
         self.bytes_in_use -= f.data.len();
-        s.policy.observe(&FrameOutcome {
+        let failed = f.failed();
+        let next = s.policy.observe(&FrameOutcome {
             segment_size: f.segment_size,
             frame_len: f.data.len(),
             segments: usize::from(f.count),
-            failed: f.failed(),
-            delivered: false,
+            failed,
+            delivered,
         });
+        Some((f, failed, next))
+    }
+
+    /// Removes a frame from reassembly and reports it dropped.
+    fn drop_frame(&mut self, session: u32, frame: u32, reason: DropReason) {
+        let Some((f, _, _)) = self.take_frame(session, frame, false) else {
+            return;
+        };
         self.stats.frames_dropped += 1;
         self.events.push_back(ReceiverEvent::FrameDropped {
             session,
@@ -480,24 +491,9 @@ impl Receiver {
     }
 
     fn complete(&mut self, session: u32, frame: u32) {
-        let Some(s) = self.sessions.get_mut(&session) else {
+        let Some((f, failed, next)) = self.take_frame(session, frame, true) else {
             return;
         };
-        let Some(f) = s.frames.remove(&frame) else {
-            return;
-        };
-        if let Some(at) = f.armed {
-            self.timers.remove(&(at, session, Timer::Frame(frame)));
-        }
-        self.bytes_in_use -= f.data.len();
-        let failed = f.failed();
-        let next = s.policy.observe(&FrameOutcome {
-            segment_size: f.segment_size,
-            frame_len: f.data.len(),
-            segments: usize::from(f.count),
-            failed,
-            delivered: true,
-        });
         self.stats.frames_delivered += 1;
         self.events.push_back(ReceiverEvent::FrameDelivered {
             session,
