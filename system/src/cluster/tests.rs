@@ -277,3 +277,118 @@ fn a_tier2_whose_manager_died_registers_with_a_live_tier1() {
     let (to, hb) = heartbeat_from(&mut t);
     assert_eq!((to, hb.epoch), (addr(T1B), 1));
 }
+
+mod hostile_input {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_message() -> impl Strategy<Value = Message<'static>> {
+        let a = any::<SocketAddr>();
+        prop_oneof![
+            (any::<u32>(), any::<u32>()).prop_map(|(client, attempt)| Message::ConnectRequest(
+                wire::ConnectRequest { client, attempt }
+            )),
+            (any::<u32>(), any::<u32>(), a.clone()).prop_map(|(client, attempt, client_addr)| {
+                Message::ConnectForward(wire::ConnectForward {
+                    client,
+                    attempt,
+                    client_addr,
+                })
+            }),
+            (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(client, attempt, tier2)| {
+                Message::ConnectOffer(wire::ConnectOffer {
+                    client: client % 3,
+                    attempt: attempt % 3,
+                    tier2,
+                    load: 0,
+                })
+            }),
+            (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(client, attempt, tier2)| {
+                Message::ConnectAccept(wire::ConnectReply {
+                    client,
+                    attempt,
+                    tier2: tier2 % 3,
+                })
+            }),
+            (any::<u32>(), any::<u64>(), any::<u32>()).prop_map(|(tier2, epoch, sessions)| {
+                Message::Heartbeat(wire::Heartbeat {
+                    tier2: tier2 % 8,
+                    epoch: epoch % 4,
+                    sessions,
+                    capacity: sessions,
+                })
+            }),
+            (any::<u32>(), any::<u32>(), a.clone(), any::<u64>()).prop_map(
+                |(t1, t2, addr, epoch)| {
+                    Message::HandoverAccept(wire::Handover {
+                        tier1: t1 % 3,
+                        tier2: t2 % 8,
+                        tier2_addr: addr,
+                        epoch: epoch % 4,
+                    })
+                }
+            ),
+            (any::<u32>(), any::<u32>(), a.clone(), any::<u64>()).prop_map(
+                |(t1, t2, addr, epoch)| {
+                    Message::HandoverRequest(wire::Handover {
+                        tier1: t1 % 3,
+                        tier2: t2 % 8,
+                        tier2_addr: addr,
+                        epoch,
+                    })
+                }
+            ),
+            (any::<u32>(), any::<u32>(), a.clone(), any::<u64>()).prop_map(
+                |(t2, m, addr, epoch)| {
+                    Message::ManagerChange(wire::ManagerChange {
+                        tier2: t2 % 3,
+                        manager: m,
+                        manager_addr: addr,
+                        epoch: epoch % 8,
+                    })
+                }
+            ),
+            proptest::collection::vec(a, 1..5).prop_map(Message::Tier1List),
+            (any::<u32>(), any::<u32>(), any::<bool>()).prop_map(|(t1, n, draining)| {
+                Message::PeerStatus(wire::PeerStatus {
+                    tier1: t1 % 3,
+                    tier2s: n % 10,
+                    sessions: n,
+                    capacity: n,
+                    draining,
+                })
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn cluster_machines_survive_any_control_message(
+            msgs in proptest::collection::vec((arb_message(), any::<SocketAddr>(), 0u64..300_000), 1..80),
+        ) {
+            let mut now = Instant::ZERO;
+            let mut t1 = Tier1::new(Tier1Config::new(1, addr(T1A), vec![(2, addr(T1B))]), now);
+            let mut t2 = tier2(1, 0);
+            let mut c = Connector::new(ClientConfig::new(1, vec![addr(T1A), addr(T1B)]));
+            c.connect(now);
+            let mut buf = Vec::new();
+            for (i, (m, from, step)) in msgs.iter().enumerate() {
+                now += Duration::from_micros(*step);
+                if i == msgs.len() / 2 {
+                    t1.drain(now);
+                }
+                t1.handle(now, *from, m);
+                t2.handle(now, *from, m);
+                c.handle(now, *from, m);
+                t1.handle_timeout(now);
+                t2.handle_timeout(now);
+                c.handle_timeout(now);
+                while t1.poll_transmit(&mut buf).is_some() {}
+                while t2.poll_transmit(&mut buf).is_some() {}
+                while c.poll_transmit(&mut buf).is_some() {}
+                prop_assert!(t2.load() <= 10 + 1, "load {} beyond capacity", t2.load());
+                prop_assert!(t2.known_tier1s() <= wire::MAX_TIER1_LIST);
+            }
+        }
+    }
+}

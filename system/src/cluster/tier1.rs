@@ -174,9 +174,10 @@ impl Tier1 {
         self.managed.keys().copied()
     }
 
-    /// Sessions across the managed tier-2s.
+    /// Sessions across the managed tier-2s (heartbeats say what they like: the sum saturates).
     pub fn sessions(&self) -> u32 {
-        self.managed.values().map(|m| m.sessions).sum()
+        let sum: u64 = self.managed.values().map(|m| u64::from(m.sessions)).sum();
+        u32::try_from(sum).unwrap_or(u32::MAX)
     }
 
     pub fn is_draining(&self) -> bool {
@@ -277,7 +278,7 @@ impl Tier1 {
             to,
             to_addr,
             tier2_addr,
-            epoch: epoch + 1,
+            epoch: epoch.saturating_add(1),
             accepted: false,
             retry_at: now + self.cfg.handover_retry,
         };
@@ -363,7 +364,7 @@ impl Tier1 {
                             to,
                             to_addr,
                             tier2_addr: from,
-                            epoch: hb.epoch + 1,
+                            epoch: hb.epoch.saturating_add(1),
                             accepted: true,
                             retry_at: now,
                         };
@@ -493,7 +494,13 @@ impl Tier1 {
                 tier1: self.cfg.id,
                 tier2s: self.managed.len() as u32,
                 sessions: self.sessions(),
-                capacity: self.managed.values().map(|m| m.capacity).sum(),
+                capacity: u32::try_from(
+                    self.managed
+                        .values()
+                        .map(|m| u64::from(m.capacity))
+                        .sum::<u64>(),
+                )
+                .unwrap_or(u32::MAX),
                 draining: self.draining,
             };
             let peers: Vec<SocketAddr> = self.peers.values().map(|p| p.addr).collect();

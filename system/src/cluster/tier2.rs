@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::outbox::Outbox;
-use crate::proto::wire::{ConnectOffer, Heartbeat, Message};
+use crate::proto::wire::{ConnectOffer, Heartbeat, Message, MAX_TIER1_LIST};
 use crate::time::Instant;
 
 /// How long a tier-2 waits before answering a forwarded request: `base + per_session * load`,
@@ -125,9 +125,15 @@ impl Tier2 {
         self.epoch
     }
 
+    /// Tier-1 servers this tier-2 knows of.
+    pub fn known_tier1s(&self) -> usize {
+        self.cfg.tier1s.len()
+    }
+
     /// Sessions plus open reservations: what the offer delay and heartbeats report.
     pub fn load(&self) -> u32 {
-        self.sessions + self.reservations.len() as u32
+        self.sessions
+            .saturating_add(u32::try_from(self.reservations.len()).unwrap_or(u32::MAX))
     }
 
     /// Tells the tier-2 how many sessions its receiver holds.
@@ -215,14 +221,17 @@ impl Tier2 {
                     self.last_ack = now;
                 }
             }
-            Message::ManagerChange(c) if c.tier2 == self.cfg.id => {
+            // Only the current manager hands this tier-2 on (a hand-over, or a draining
+            // tier-1 redirecting it).
+            Message::ManagerChange(c) if c.tier2 == self.cfg.id && Some(from) == self.manager() => {
                 if c.epoch > self.epoch {
                     let index = match self.cfg.tier1s.iter().position(|&a| a == c.manager_addr) {
                         Some(i) => i,
-                        None => {
+                        None if self.cfg.tier1s.len() < MAX_TIER1_LIST => {
                             self.cfg.tier1s.push(c.manager_addr);
                             self.cfg.tier1s.len() - 1
                         }
+                        None => return true,
                     };
                     self.switch_manager(now, index, c.epoch);
                 }
@@ -259,7 +268,7 @@ impl Tier2 {
         {
             // The manager stopped answering: register with the next tier-1.
             let next = (self.manager + 1) % self.cfg.tier1s.len();
-            self.switch_manager(now, next, self.epoch + 1);
+            self.switch_manager(now, next, self.epoch.saturating_add(1));
         }
         if self.next_heartbeat <= now {
             self.send_heartbeat(now);

@@ -276,7 +276,8 @@ impl Sender {
         let newer = self
             .size_set_by
             .is_none_or(|by| ack.frame.wrapping_sub(by) < u32::MAX / 2);
-        let next = usize::from(ack.next_segment_size);
+        // A peer may ask for anything; a segment must still fit one UDP datagram.
+        let next = usize::from(ack.next_segment_size).min(MAX_SEGMENT_PAYLOAD);
         if newer && next > 0 {
             self.size_set_by = Some(ack.frame);
             if next != self.segment_size {

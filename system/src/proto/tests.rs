@@ -526,3 +526,135 @@ fn inconsistent_and_malformed_datagrams_are_counted_and_dropped() {
     assert_eq!(s.segments_inconsistent, 1);
     assert_eq!(s.segments_received, 1);
 }
+
+mod hostile_input {
+    //! Whatever arrives from the network, well-formed or not, nothing panics and memory stays
+    //! within the caps.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_segment() -> impl Strategy<Value = Vec<u8>> {
+        (
+            0u32..4,
+            0u32..6,
+            any::<u16>(),
+            1u16..40,
+            any::<u32>(),
+            0u32..20_000,
+            proptest::collection::vec(any::<u8>(), 1..900),
+        )
+            .prop_map(|(session, frame, index, count, offset, extra, payload)| {
+                let index = index % count;
+                let offset = offset % 20_000;
+                let mut buf = Vec::new();
+                wire::Segment {
+                    session,
+                    frame,
+                    index,
+                    count,
+                    offset,
+                    frame_len: offset + payload.len() as u32 + extra,
+                    payload: &payload,
+                }
+                .encode(&mut buf);
+                buf
+            })
+    }
+
+    fn arb_feedback() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            (
+                any::<u32>(),
+                proptest::collection::btree_set(any::<u16>(), 1..50)
+            )
+                .prop_map(|(frame, missing)| {
+                    let mut buf = Vec::new();
+                    Message::Nack(wire::Nack {
+                        session: 1,
+                        frame: frame % 8,
+                        missing: missing.into_iter().collect(),
+                    })
+                    .encode(&mut buf);
+                    buf
+                }),
+            (any::<u32>(), any::<u16>()).prop_map(|(frame, next)| {
+                let mut buf = Vec::new();
+                Message::FrameAck(wire::FrameAck {
+                    session: 1,
+                    frame: frame % 8,
+                    next_segment_size: next,
+                })
+                .encode(&mut buf);
+                buf
+            }),
+            proptest::collection::vec(any::<u8>(), 0..64),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn the_receiver_survives_any_segments(
+            segments in proptest::collection::vec(arb_segment(), 1..60),
+            steps in proptest::collection::vec(0u64..400_000, 1..60),
+        ) {
+            let cfg = ReceiverConfig {
+                max_frames_per_session: 4,
+                max_bytes: 60_000,
+                max_sessions: 3,
+                ..ReceiverConfig::default()
+            };
+            let caps = (cfg.max_sessions, cfg.max_bytes);
+            let mut rx = Receiver::new(cfg);
+            let mut now = Instant::ZERO;
+            let mut buf = Vec::new();
+            for (seg, step) in segments.iter().zip(steps.iter().cycle()) {
+                now += Duration::from_micros(*step);
+                rx.handle_datagram(now, addr(TX), seg);
+                rx.handle_timeout(now);
+                while rx.poll_transmit(now, &mut buf).is_some() {}
+                while rx.poll_event().is_some() {}
+                prop_assert!(rx.session_count() <= caps.0);
+                prop_assert!(rx.bytes_in_use() <= caps.1);
+            }
+            // Every timer eventually fires and the receiver forgets everything.
+            now += Duration::from_secs(120);
+            while let Some(t) = rx.poll_timeout() {
+                prop_assert!(t <= now, "a timer beyond the idle horizon: {t}");
+                rx.handle_timeout(now);
+            }
+            prop_assert_eq!(rx.frames_in_reassembly(), 0);
+            prop_assert_eq!(rx.bytes_in_use(), 0);
+        }
+
+        #[test]
+        fn the_sender_survives_any_feedback_and_never_sends_more_than_asked(
+            feedback in proptest::collection::vec(arb_feedback(), 1..80),
+        ) {
+            let mut tx = Sender::new(SenderConfig::new(1, addr(RX)));
+            let mut buf = Vec::new();
+            let now = Instant::ZERO;
+            for _ in 0..4 {
+                tx.push_frame(now, vec![7; 3000]).unwrap();
+            }
+            while tx.poll_transmit(now, &mut buf).is_some() {}
+            for fb in &feedback {
+                let before = tx.stats().segments_sent;
+                let named = match wire::decode(fb) {
+                    Ok(Message::Nack(n)) => n.missing.len() as u64,
+                    _ => 0,
+                };
+                tx.handle_datagram(now, addr(RX), fb);
+                while tx.poll_transmit(now, &mut buf).is_some() {}
+                // A NACK never makes the sender send more segments than it names.
+                prop_assert!(tx.stats().segments_sent - before <= named);
+                let size = tx.segment_size();
+                prop_assert!((1..=wire::MAX_SEGMENT_PAYLOAD).contains(&size));
+                if tx.frames_in_flight() < 4 {
+                    // Pushing with whatever size an ACK set must work or be refused cleanly.
+                    let _ = tx.push_frame(now, vec![1; 70_000]);
+                    while tx.poll_transmit(now, &mut buf).is_some() {}
+                }
+            }
+        }
+    }
+}
