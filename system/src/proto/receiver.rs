@@ -33,8 +33,12 @@ use crate::time::Instant;
 pub struct ReceiverConfig {
     /// Wait after a hole appears before NACKing it (lets a burst of holes share one NACK).
     pub nack_delay: Duration,
-    /// Repeat period of NACKs, and the silence after which the tail is NACKed too.
+    /// Longest repeat period of NACKs, and of the silence after which the tail is NACKed too;
+    /// used until the session has measured its round-trip time.
     pub nack_interval: Duration,
+    /// Shortest repeat period. In between, a session repeats NACKs every `2 x srtt + 2 ms`,
+    /// srtt being the smoothed time from a NACK to the arrival of a segment it named.
+    pub nack_interval_min: Duration,
     /// A frame not complete this long after its first segment is dropped.
     pub frame_timeout: Duration,
     /// A session with no datagram for this long is forgotten.
@@ -54,6 +58,7 @@ impl Default for ReceiverConfig {
         ReceiverConfig {
             nack_delay: Duration::from_millis(2),
             nack_interval: Duration::from_millis(50),
+            nack_interval_min: Duration::from_millis(5),
             frame_timeout: Duration::from_secs(1),
             session_idle_timeout: Duration::from_secs(30),
             max_sessions: 4096,
@@ -170,6 +175,8 @@ struct Session {
     finished: BTreeMap<u32, Finished>,
     /// Frames below this id are older than anything remembered.
     floor: u32,
+    /// Smoothed NACK-to-retransmission time.
+    srtt: Option<Duration>,
     last_activity: Instant,
 }
 
@@ -236,8 +243,22 @@ impl Receiver {
         self.events.pop_front()
     }
 
+    /// The session's NACK repeat period: twice its measured round trip, within the limits.
+    fn nack_interval(&self, session: &Session) -> Duration {
+        match session.srtt {
+            Some(srtt) => (srtt * 2 + Duration::from_millis(2)).clamp(
+                self.cfg.nack_interval_min,
+                self.cfg.nack_interval.max(self.cfg.nack_interval_min),
+            ),
+            None => self.cfg.nack_interval,
+        }
+    }
+
     fn arm(&mut self, session: u32, frame: u32) {
-        let interval = self.cfg.nack_interval;
+        let Some(s) = self.sessions.get(&session) else {
+            return;
+        };
+        let interval = self.nack_interval(s);
         let Some(f) = self
             .sessions
             .get_mut(&session)
@@ -342,6 +363,7 @@ impl Receiver {
                 frames: BTreeMap::new(),
                 finished: BTreeMap::new(),
                 floor: 0,
+                srtt: None,
                 last_activity: now,
             },
         );
@@ -475,6 +497,23 @@ impl Receiver {
         f.received += 1;
         f.last_progress = now;
         self.stats.segments_received += 1;
+        if let Some(asked) = f.nacked_at[index] {
+            // A segment we asked for: one round-trip sample.
+            let sample = now - asked;
+            if let Some(s) = self.sessions.get_mut(&seg.session) {
+                s.srtt = Some(match s.srtt {
+                    Some(srtt) => (srtt * 7 + sample) / 8,
+                    None => sample,
+                });
+            }
+        }
+        let Some(f) = self
+            .sessions
+            .get_mut(&seg.session)
+            .and_then(|s| s.frames.get_mut(&seg.frame))
+        else {
+            return;
+        };
         if f.received == f.count {
             self.complete(seg.session, seg.frame);
             return;
@@ -511,7 +550,10 @@ impl Receiver {
 
     /// Sends the NACK that is due for a frame, if any, and handles its deadline.
     fn frame_timer(&mut self, now: Instant, session: u32, frame: u32) {
-        let interval = self.cfg.nack_interval;
+        let Some(s) = self.sessions.get(&session) else {
+            return;
+        };
+        let interval = self.nack_interval(s);
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
         };

@@ -40,7 +40,9 @@ pub struct SenderConfig {
     pub frame_deadline: Duration,
     /// Frames in flight at once; pushing one more gives the oldest up.
     pub max_frames_in_flight: usize,
-    /// Silence after a frame's last transmission before its last segment is probed again.
+    /// Longest silence after a frame's last transmission before its last segment is probed
+    /// again; used until the round trip is measured, then `3 x srtt + 5 ms` within 10 ms and
+    /// this.
     pub probe_timeout: Duration,
 }
 
@@ -116,6 +118,8 @@ struct OutFrame {
     resent: u32,
     /// When to probe the tail, once everything was sent and nothing came back.
     probe_at: Option<Instant>,
+    /// When the frame's last datagram left.
+    last_tx: Instant,
 }
 
 /// The sending state machine. See the module docs.
@@ -132,6 +136,8 @@ pub struct Sender {
     pace_at: Instant,
     /// When the receiver last said anything (ACK or NACK).
     last_feedback: Option<Instant>,
+    /// Smoothed round trip, from a frame's last transmission to its ACK (frames sent once).
+    srtt: Option<Duration>,
     events: VecDeque<SenderEvent>,
     stats: SenderStats,
 }
@@ -148,6 +154,7 @@ impl Sender {
             resend: VecDeque::new(),
             pace_at: Instant::ZERO,
             last_feedback: None,
+            srtt: None,
             events: VecDeque::new(),
             stats: SenderStats::default(),
         }
@@ -241,6 +248,7 @@ impl Sender {
                 queued: vec![false; usize::from(count)],
                 resent: 0,
                 probe_at: None,
+                last_tx: now,
             },
         );
         self.fresh.extend((0..count).map(|i| (id, i)));
@@ -265,6 +273,13 @@ impl Sender {
         self.stats.acks_received += 1;
         self.last_feedback = Some(now);
         if let Some(f) = self.frames.remove(&ack.frame) {
+            if f.resent == 0 && f.unsent == 0 {
+                let sample = now - f.last_tx;
+                self.srtt = Some(match self.srtt {
+                    Some(srtt) => (srtt * 7 + sample) / 8,
+                    None => sample,
+                });
+            }
             self.stats.frames_acked += 1;
             self.events.push_back(SenderEvent::FrameAcked {
                 frame: ack.frame,
@@ -389,8 +404,16 @@ impl Endpoint for Sender {
         } else {
             f.unsent -= 1;
         }
+        f.last_tx = now;
         if f.unsent == 0 {
-            f.probe_at = Some(now + self.cfg.probe_timeout);
+            let timeout = match self.srtt {
+                Some(srtt) => (srtt * 3 + Duration::from_millis(5)).clamp(
+                    Duration::from_millis(10),
+                    self.cfg.probe_timeout.max(Duration::from_millis(10)),
+                ),
+                None => self.cfg.probe_timeout,
+            };
+            f.probe_at = Some(now + timeout);
         }
         self.stats.segments_sent += 1;
         self.stats.bytes_sent += buf.len() as u64;
