@@ -254,7 +254,8 @@ fn policy_vs_loss(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, Error
             series,
             bands: vec![],
             vlines: vec![],
-            legend: Legend::LowerLeft,
+            legend: Legend::UpperRight,
+            headroom: 0.8,
             caption: format!(
                 "Frame bytes acknowledged per second of capture, mean over seeds, under {what}. \
                  Dashed: the most any segment size could carry on this link; dotted: the best \
@@ -280,12 +281,12 @@ fn policy_vs_loss(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, Error
             file: format!("{file_stem}-efficiency"),
             title: format!("Goodput efficiency against {what}"),
             x: x_axis.clone(),
-            y: Axis::linear("efficiency (frame bytes acked / UDP payload bytes sent)")
-                .range(0.0, 1.05),
+            y: Axis::linear("efficiency (frame bytes acked / UDP payload bytes sent)"),
             series,
             bands: vec![],
             vlines: vec![],
-            legend: Legend::LowerLeft,
+            legend: Legend::UpperRight,
+            headroom: 0.8,
             caption: format!(
                 "Share of the bytes the camera sent that were frame data acknowledged, under \
                  {what}; headers, lost datagrams and retransmissions make up the rest."
@@ -306,6 +307,7 @@ fn policy_vs_loss(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, Error
                 bands: vec![],
                 vlines: vec![],
                 legend: Legend::UpperLeft,
+                headroom: 0.0,
                 caption: format!(
                     "The {name} of frame latency from capture to acknowledgement, mean over \
                      seeds (log scale); frames given up at the 1 s deadline are not counted."
@@ -475,6 +477,7 @@ fn segment_size_trace(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, E
         bands,
         vlines: vec![],
         legend: Legend::LowerLeft,
+        headroom: 0.0,
         caption: format!(
             "Segment size each adaptive policy chose (one seed), log scale. Good link: {}; \
              shaded: the bad phase. Dashed: the size that maximises goodput on each phase's \
@@ -607,6 +610,7 @@ fn cluster_balance(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, Erro
             bands: vec![],
             vlines: vec![],
             legend: Legend::LowerRight,
+            headroom: 0.0,
             caption: format!(
                 "Clients per tier-2 when the run ends, mean over seeds, for each tier-1 \
                  selection rule ({} clients).",
@@ -674,6 +678,7 @@ fn cluster_balance(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, Erro
                 bands: vec![],
                 vlines: vec![],
                 legend: Legend::UpperLeft,
+                headroom: 0.0,
                 caption: format!(
                     "Sessions each tier-2 holds as clients join (seed {}); dashed: the even \
                      share.",
@@ -701,6 +706,7 @@ fn cluster_balance(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, Erro
             bands: vec![],
             vlines: vec![],
             legend: Legend::LowerRight,
+            headroom: 0.0,
             caption: "Mean over seeds; before the first client joins every load is 0 and the \
                       index is taken as 1."
                 .into(),
@@ -782,7 +788,7 @@ fn failover(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, Error> {
         let end = sc.duration_s - sc.workload.settle_s;
         let mean_rate: Vec<(f64, f64)> = mean_series(&rs)
             .into_iter()
-            .filter(|p| p.0 <= end + 1.0)
+            .filter(|p| p.0 <= end)
             .collect();
         let case = p.text("case");
         // The dip: the lowest rate in the 5 s after the fault, and the time below 90% of the
@@ -845,10 +851,12 @@ fn failover(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, Error> {
             .iter()
             .map(|t| (*t, format!("fault at {} s", fmt_num(*t))))
             .collect(),
-        legend: Legend::LowerLeft,
+        legend: Legend::UpperRight,
+        headroom: 0.6,
         caption: format!(
             "Frames acknowledged to the clients per second, in {} s bins, mean over seeds; \
-             clients join during the first second and stop capturing 3 s before the end.",
+             clients join during the first second and stop capturing 3 s before the end. Cases \
+             without a dip lie on top of the baseline.",
             crate::runner::RATE_BIN_S
         ),
     });

@@ -118,6 +118,9 @@ pub struct Chart {
     /// Vertical marker lines, with a legend label.
     pub vlines: Vec<(f64, String)>,
     pub legend: Legend,
+    /// Empty space above the data on a linear y axis without a fixed range, as a share of the
+    /// data's span, to keep the legend off the lines.
+    pub headroom: f64,
     /// A sentence under the chart in the report.
     pub caption: String,
 }
@@ -186,7 +189,7 @@ pub fn fmt_num(v: f64) -> String {
     }
 }
 
-fn bounds(axis: &Axis, values: impl Iterator<Item = f64>) -> (f64, f64) {
+fn bounds(axis: &Axis, values: impl Iterator<Item = f64>, headroom: f64) -> (f64, f64) {
     if let Some((lo, hi)) = axis.range {
         let lo = tx(axis, lo).unwrap_or(0.0);
         let hi = tx(axis, hi).unwrap_or(1.0);
@@ -210,7 +213,11 @@ fn bounds(axis: &Axis, values: impl Iterator<Item = f64>) -> (f64, f64) {
     if lo >= 0.0 {
         lo = 0.0;
     }
-    let pad = if hi > lo { (hi - lo) * 0.05 } else { 1.0 };
+    let pad = if hi > lo {
+        (hi - lo) * (0.05 + headroom)
+    } else {
+        1.0
+    };
     (lo, hi + pad)
 }
 
@@ -237,12 +244,12 @@ where
         .flat_map(|s| s.points.iter().map(|p| p.0))
         .chain(chart.bands.iter().flat_map(|b| [b.0, b.1]))
         .chain(chart.vlines.iter().map(|v| v.0));
-    let (x0, x1) = bounds(&chart.x, xs);
+    let (x0, x1) = bounds(&chart.x, xs, 0.0);
     let ys = chart
         .series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1));
-    let (y0, y1) = bounds(&chart.y, ys);
+    let (y0, y1) = bounds(&chart.y, ys, chart.headroom);
     let xlog = chart.x.log;
     let ylog = chart.y.log;
     // On a log axis one label per decade, at the powers of ten.
@@ -393,6 +400,7 @@ mod tests {
             bands: vec![(2e-6, 5e-6, "bad".into())],
             vlines: vec![(3e-5, "fault".into())],
             legend: Legend::UpperRight,
+            headroom: 0.0,
             caption: String::new(),
         };
         render(&chart, &dir).unwrap();
