@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::link::{apply_bit_flips, Link, LinkConfig};
 use crate::time::Instant;
@@ -53,17 +54,26 @@ impl DatagramSocket for tokio::net::UdpSocket {
     }
 }
 
-/// tokio's clock, with its origin at construction. Under turmoil this is simulated time.
+/// tokio's clock. Under turmoil this is simulated time.
 #[derive(Debug, Clone, Copy)]
 pub struct TokioClock {
+    /// The tokio instant at which this clock reads `base`.
     origin: tokio::time::Instant,
+    base: Duration,
 }
 
 impl TokioClock {
     /// A clock whose origin is now. Must be called inside a tokio runtime with time enabled.
     pub fn new() -> Self {
+        Self::reading(Duration::ZERO)
+    }
+
+    /// A clock that reads `base` now (a host restarted into a running simulation keeps the
+    /// simulation's time).
+    pub fn reading(base: Duration) -> Self {
         TokioClock {
             origin: tokio::time::Instant::now(),
+            base,
         }
     }
 }
@@ -76,11 +86,11 @@ impl Default for TokioClock {
 
 impl Clock for TokioClock {
     fn now(&self) -> Instant {
-        let micros = self.origin.elapsed().as_micros();
-        Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
+        Instant::ZERO + self.base + self.origin.elapsed()
     }
     fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> {
-        tokio::time::sleep_until(self.origin + deadline.since_origin())
+        let after_origin = deadline.since_origin().saturating_sub(self.base);
+        tokio::time::sleep_until(self.origin + after_origin)
     }
 }
 

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use livecam_system::net::{Clock, DatagramSocket};
+use livecam_system::net::{DatagramSocket, TokioClock};
 use livecam_system::time::Instant;
 
 use super::{apply_link_fault, finish, new_state, schedule, Backend, Outcome, SimError, TraceOut};
@@ -32,37 +32,10 @@ impl DatagramSocket for TurmoilSocket {
     }
 }
 
-/// Simulated time, the same on every host: the simulation's elapsed time.
-#[derive(Debug, Clone, Copy)]
-pub struct TurmoilClock {
-    base: Duration,
-    origin: tokio::time::Instant,
-}
-
-impl TurmoilClock {
-    /// Must be called on a turmoil host.
-    pub fn new() -> Self {
-        TurmoilClock {
-            base: ::turmoil::sim_elapsed().unwrap_or_default(),
-            origin: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl Default for TurmoilClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Clock for TurmoilClock {
-    fn now(&self) -> Instant {
-        Instant::ZERO + self.base + self.origin.elapsed()
-    }
-    async fn sleep_until(&self, deadline: Instant) {
-        let target = deadline.since_origin().saturating_sub(self.base);
-        tokio::time::sleep_until(self.origin + target).await
-    }
+/// Simulated time, the same on every host: the simulation's elapsed time, read through tokio's
+/// clock (which turmoil drives). Must be called on a turmoil host.
+fn turmoil_clock() -> TokioClock {
+    TokioClock::reading(::turmoil::sim_elapsed().unwrap_or_default())
 }
 
 /// Runs a scenario under turmoil.
@@ -91,7 +64,7 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
             let host = host.clone();
             async move {
                 let socket = ::turmoil::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, PORT)).await?;
-                let clock = TurmoilClock::new();
+                let clock = turmoil_clock();
                 let ip = ::turmoil::lookup(host.name.as_str());
                 let socket = LinkedSocket::new(TurmoilSocket(socket), clock, ip, state.clone());
                 let resolve = |name: &str| -> Option<IpAddr> { Some(::turmoil::lookup(name)) };
