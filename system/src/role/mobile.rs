@@ -62,10 +62,7 @@ impl Mobile {
 
     /// The events recorded since the last call.
     pub fn take_recorded(&mut self) -> Vec<(Instant, RoleEvent)> {
-        let mut events = self.recorder.take();
-        events.extend(self.camera.recorder().take());
-        events.sort_by_key(|(t, _)| *t);
-        events
+        self.recorder.take_with(self.camera.recorder())
     }
 
     fn start_connecting(&mut self, now: Instant) {

@@ -21,4 +21,13 @@ impl Recorder {
     pub fn take(&mut self) -> Vec<(Instant, RoleEvent)> {
         self.0.as_mut().map(std::mem::take).unwrap_or_default()
     }
+
+    /// This recorder's events and those of an inner role's, in time order (stable: at equal
+    /// times, this recorder's first).
+    pub fn take_with(&mut self, inner: &mut Recorder) -> Vec<(Instant, RoleEvent)> {
+        let mut events = self.take();
+        events.extend(inner.take());
+        events.sort_by_key(|(t, _)| *t);
+        events
+    }
 }

@@ -42,10 +42,7 @@ impl Tier2Server {
     }
 
     pub fn take_recorded(&mut self) -> Vec<(Instant, RoleEvent)> {
-        let mut events = self.recorder.take();
-        events.extend(self.sink.recorder().take());
-        events.sort_by_key(|(t, _)| *t);
-        events
+        self.recorder.take_with(self.sink.recorder())
     }
 
     fn update(&mut self, now: Instant) {
