@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use livecam_sim::{Backend, Scenario};
 use livecam_system::proto::PolicyKind;
+use livecam_system::runtime::service;
 use livecam_system::runtime::transfer::{transfer, TransferOptions};
 
 /// The scenario `livecam sim` runs when given none.
@@ -48,6 +49,23 @@ enum Command {
         /// Sender pacing in bytes per second (unpaced when absent).
         #[arg(long)]
         rate: Option<u64>,
+    },
+    /// Run a tier-1 server (config: deploy/tier1-a.toml) until SIGINT or SIGTERM; print a JSON
+    /// summary on exit.
+    Tier1 {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run a tier-2 server (config: deploy/tier2-a.toml) until SIGINT or SIGTERM.
+    Tier2 {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run a mobile client with a synthetic camera (config: deploy/mobile.toml) until SIGINT
+    /// or SIGTERM.
+    Mobile {
+        #[arg(long)]
+        config: PathBuf,
     },
     /// Run a scenario file in deterministic simulation and print one JSON object of figures,
     /// with the trace hash that proves the run is a function of scenario and seed.
@@ -214,6 +232,14 @@ enum SimBackend {
     Madsim,
 }
 
+/// The single-threaded tokio runtime a role process runs on.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -255,6 +281,24 @@ fn main() -> anyhow::Result<()> {
                 .block_on(transfer(&opts))
                 .context("running the transfer")?;
             println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::Tier1 { config } => {
+            let cfg = service::Tier1File::load(&config)?;
+            let summary =
+                runtime()?.block_on(service::run_tier1(&cfg, service::shutdown_signal()))?;
+            println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::Tier2 { config } => {
+            let cfg = service::Tier2File::load(&config)?;
+            let summary =
+                runtime()?.block_on(service::run_tier2(&cfg, service::shutdown_signal()))?;
+            println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::Mobile { config } => {
+            let cfg = service::MobileFile::load(&config)?;
+            let summary =
+                runtime()?.block_on(service::run_mobile(&cfg, service::shutdown_signal()))?;
+            println!("{}", serde_json::to_string(&summary)?);
         }
         Command::Sim {
             scenario,

@@ -1,14 +1,25 @@
 //! Small statistics helpers for reports.
 
-/// A bag of samples with exact quantiles.
+/// The most recent samples (at most [`Samples::CAP`]) with exact quantiles over them, so a
+/// long-running service keeps a bounded window rather than every sample since it started.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Samples {
     values: Vec<f64>,
+    /// Where the next sample goes once the window is full.
+    next: usize,
 }
 
 impl Samples {
+    /// Samples kept at most.
+    pub const CAP: usize = 1 << 20;
+
     pub fn push(&mut self, v: f64) {
-        self.values.push(v);
+        if self.values.len() < Self::CAP {
+            self.values.push(v);
+        } else {
+            self.values[self.next] = v;
+            self.next = (self.next + 1) % Self::CAP;
+        }
     }
 
     pub fn len(&self) -> usize {

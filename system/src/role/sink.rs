@@ -1,4 +1,4 @@
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use serde::Serialize;
@@ -26,17 +26,22 @@ pub struct SinkReport {
 pub struct Sink {
     receiver: Receiver,
     content: FrameContent,
-    seen: BTreeSet<(u32, u32)>,
+    /// Frames delivered per session, the most recent [`Sink::SEEN_PER_SESSION`] of each.
+    seen: BTreeMap<u32, BTreeSet<u32>>,
     report: SinkReport,
     recorder: Recorder,
 }
 
 impl Sink {
+    /// Delivered frame ids remembered per session for the duplicate check (far more than a
+    /// receiver ever has in reassembly).
+    pub const SEEN_PER_SESSION: usize = 4096;
+
     pub fn new(receiver: Receiver, content: FrameContent) -> Self {
         Sink {
             receiver,
             content,
-            seen: BTreeSet::new(),
+            seen: BTreeMap::new(),
             report: SinkReport::default(),
             recorder: Recorder::default(),
         }
@@ -75,7 +80,11 @@ impl Sink {
                     if !intact {
                         self.report.frames_corrupted += 1;
                     }
-                    let duplicate = !self.seen.insert((session, frame));
+                    let seen = self.seen.entry(session).or_default();
+                    let duplicate = !seen.insert(frame);
+                    if seen.len() > Self::SEEN_PER_SESSION {
+                        seen.pop_first();
+                    }
                     if duplicate {
                         self.report.frames_duplicated += 1;
                     }
@@ -107,7 +116,10 @@ impl Sink {
                         },
                     );
                 }
-                ReceiverEvent::SessionOpened { .. } | ReceiverEvent::SessionClosed { .. } => {}
+                ReceiverEvent::SessionClosed { session } => {
+                    self.seen.remove(&session);
+                }
+                ReceiverEvent::SessionOpened { .. } => {}
             }
         }
     }

@@ -1,0 +1,313 @@
+//! Role processes: `livecam tier1|tier2|mobile --config FILE.toml`.
+//!
+//! Each reads a TOML config (an error names the field), binds one UDP socket, runs its role
+//! with the one driver loop over tokio until SIGINT or SIGTERM, and prints a JSON summary of
+//! what it did on its way out. Frames are synthetic content for now (the camera and GPS
+//! sources, and the backend the tier-2 forwards to, come with the real-system issues).
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::cluster::{ClientConfig, Connector, Tier1, Tier1Config, Tier2, Tier2Config};
+use crate::driver::{self, Role};
+use crate::net::{Clock, TokioClock};
+use crate::proto::{PolicyConfig, Receiver, ReceiverConfig, Sender, SenderConfig};
+use crate::role::{
+    Camera, CameraConfig, FrameContent, Mobile, MobileConfig, Sink, Tier1Server, Tier2Server,
+};
+
+/// A config that cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        path: String,
+        field: &'static str,
+        message: String,
+    },
+}
+
+/// A peer tier-1 server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub id: u32,
+    pub addr: SocketAddr,
+}
+
+/// `livecam tier1 --config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier1File {
+    pub id: u32,
+    /// Address to bind; also what peers and clients use.
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+}
+
+/// `livecam tier2 --config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier2File {
+    pub id: u32,
+    pub listen: SocketAddr,
+    /// Tier-1 servers it may register with, its first manager first.
+    pub tier1: Vec<SocketAddr>,
+    #[serde(default = "default_capacity")]
+    pub capacity: u32,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+fn default_capacity() -> u32 {
+    1000
+}
+
+/// `livecam mobile --config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MobileFile {
+    /// The client's id, also its session id: unique in the fleet.
+    pub id: u32,
+    #[serde(default = "any_port")]
+    pub listen: SocketAddr,
+    /// Tier-1 servers, the default first.
+    pub tier1: Vec<SocketAddr>,
+    #[serde(default = "default_fps")]
+    pub fps: f64,
+    #[serde(default = "default_frame_bytes")]
+    pub frame_bytes: usize,
+}
+
+fn any_port() -> SocketAddr {
+    ([0, 0, 0, 0], 0).into()
+}
+fn default_fps() -> f64 {
+    10.0
+}
+fn default_frame_bytes() -> usize {
+    10_000
+}
+
+fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ConfigError> {
+    let p = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: p.clone(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: p,
+        message: e.to_string(),
+    })
+}
+
+fn invalid(path: &Path, field: &'static str, message: &str) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.display().to_string(),
+        field,
+        message: message.to_string(),
+    }
+}
+
+impl Tier1File {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let c: Self = load(path)?;
+        if c.peers.iter().any(|p| p.id == c.id) {
+            return Err(invalid(path, "peers", "lists this tier-1's own id"));
+        }
+        Ok(c)
+    }
+}
+
+impl Tier2File {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let c: Self = load(path)?;
+        if c.tier1.is_empty() {
+            return Err(invalid(path, "tier1", "needs at least one tier-1 address"));
+        }
+        if c.capacity == 0 {
+            return Err(invalid(path, "capacity", "must be at least 1"));
+        }
+        c.policy
+            .validate()
+            .map_err(|e| invalid(path, "policy", &e.to_string()))?;
+        Ok(c)
+    }
+}
+
+impl MobileFile {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let c: Self = load(path)?;
+        if c.tier1.is_empty() {
+            return Err(invalid(path, "tier1", "needs at least one tier-1 address"));
+        }
+        if !(c.fps.is_finite() && c.fps > 0.0) {
+            return Err(invalid(path, "fps", "must be positive"));
+        }
+        if c.frame_bytes == 0 || c.frame_bytes > 4 << 20 {
+            return Err(invalid(path, "frame_bytes", "must be within 1..=4 MiB"));
+        }
+        Ok(c)
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Runs `role` on `socket` until it finishes or `stop` completes.
+async fn serve<R: Role>(
+    role: &mut R,
+    socket: &tokio::net::UdpSocket,
+    clock: &TokioClock,
+    stop: impl std::future::Future<Output = ()>,
+) -> io::Result<()> {
+    tokio::select! {
+        r = driver::run(role, socket, clock) => r,
+        _ = stop => Ok(()),
+    }
+}
+
+/// What a tier-1 process reports on exit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tier1Summary {
+    pub role: &'static str,
+    pub id: u32,
+    pub managed: Vec<u32>,
+    pub sessions: u32,
+}
+
+/// Runs a tier-1 until `stop`.
+pub async fn run_tier1(
+    cfg: &Tier1File,
+    stop: impl std::future::Future<Output = ()>,
+) -> io::Result<Tier1Summary> {
+    let socket = tokio::net::UdpSocket::bind(cfg.listen).await?;
+    let clock = TokioClock::new();
+    let peers = cfg.peers.iter().map(|p| (p.id, p.addr)).collect();
+    let tier1 = Tier1::new(Tier1Config::new(cfg.id, cfg.listen, peers), clock.now());
+    let mut server = Tier1Server::new(tier1, None);
+    tracing::info!(id = cfg.id, listen = %cfg.listen, "tier-1 up");
+    serve(&mut server, &socket, &clock, stop).await?;
+    Ok(Tier1Summary {
+        role: "tier1",
+        id: cfg.id,
+        managed: server.tier1().managed().collect(),
+        sessions: server.tier1().sessions(),
+    })
+}
+
+/// What a tier-2 process reports on exit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tier2Summary {
+    pub role: &'static str,
+    pub id: u32,
+    pub manager: Option<SocketAddr>,
+    pub sessions: usize,
+    #[serde(flatten)]
+    pub frames: crate::role::SinkReport,
+}
+
+/// Runs a tier-2 until `stop`.
+pub async fn run_tier2(
+    cfg: &Tier2File,
+    stop: impl std::future::Future<Output = ()>,
+) -> io::Result<Tier2Summary> {
+    let socket = tokio::net::UdpSocket::bind(cfg.listen).await?;
+    let clock = TokioClock::new();
+    let tier2 = Tier2::new(
+        Tier2Config {
+            capacity: cfg.capacity,
+            ..Tier2Config::new(cfg.id, cfg.tier1.clone())
+        },
+        clock.now(),
+    );
+    let receiver = Receiver::new(ReceiverConfig {
+        policy: cfg.policy,
+        ..ReceiverConfig::default()
+    });
+    let mut server = Tier2Server::new(tier2, Sink::new(receiver, FrameContent { seed: 0 }));
+    tracing::info!(id = cfg.id, listen = %cfg.listen, "tier-2 up");
+    serve(&mut server, &socket, &clock, stop).await?;
+    Ok(Tier2Summary {
+        role: "tier2",
+        id: cfg.id,
+        manager: server.tier2().manager(),
+        sessions: server.sink().receiver().session_count(),
+        frames: server.sink().report(),
+    })
+}
+
+/// What a mobile client process reports on exit.
+#[derive(Debug, Clone, Serialize)]
+pub struct MobileSummary {
+    pub role: &'static str,
+    pub id: u32,
+    pub tier2: Option<u32>,
+    #[serde(flatten)]
+    pub camera: crate::role::CameraReport,
+}
+
+/// Runs a mobile client until `stop`.
+pub async fn run_mobile(
+    cfg: &MobileFile,
+    stop: impl std::future::Future<Output = ()>,
+) -> io::Result<MobileSummary> {
+    let socket = tokio::net::UdpSocket::bind(cfg.listen).await?;
+    let clock = TokioClock::new();
+    let policy = PolicyConfig::default();
+    let sender = Sender::new(SenderConfig {
+        initial_segment_size: policy.initial_size(),
+        ..SenderConfig::new(cfg.id, any_port())
+    });
+    let camera = Camera::new(
+        CameraConfig {
+            fps: cfg.fps,
+            frames: u64::MAX,
+            frame_bytes: cfg.frame_bytes,
+            start_at: clock.now() + Duration::from_millis(10),
+            content: FrameContent { seed: 0 },
+        },
+        sender,
+    );
+    let connector = Connector::new(ClientConfig::new(cfg.id, cfg.tier1.clone()));
+    let mut mobile = Mobile::new(MobileConfig::default(), connector, camera);
+    tracing::info!(id = cfg.id, "mobile client up");
+    serve(&mut mobile, &socket, &clock, stop).await?;
+    Ok(MobileSummary {
+        role: "mobile",
+        id: cfg.id,
+        tier2: mobile.connector().connected().map(|(t, _)| t),
+        camera: mobile.camera().report(),
+    })
+}
