@@ -26,7 +26,8 @@ use crate::trace::{MsgSummary, NetEvent};
 pub const PORT: u16 = 7000;
 
 fn ms(v: f64) -> Duration {
-    Duration::from_secs_f64(v.max(0.0) / 1e3)
+    // Scenarios are validated; an out-of-range value still must not panic here.
+    Duration::try_from_secs_f64(v.max(0.0) / 1e3).unwrap_or(Duration::MAX)
 }
 
 fn policy(scenario: &Scenario) -> PolicyConfig {

@@ -47,6 +47,9 @@ use livecam_system::proto::{PolicyKind, SizeLimits};
 use serde::Deserialize;
 use thiserror::Error;
 
+/// The longest time, in milliseconds, any scenario field may give (about 11.6 days).
+pub const MAX_MS: f64 = 1e9;
+
 /// A scenario that failed to load.
 #[derive(Debug, Error)]
 pub enum ScenarioError {
@@ -421,9 +424,6 @@ impl Scenario {
         w.limits
             .validate()
             .map_err(|e| invalid("workload.limits", e.to_string()))?;
-        if !(w.stagger_ms >= 0.0 && w.stagger_ms.is_finite()) {
-            return Err(invalid("workload.stagger_ms", "must be >= 0"));
-        }
         if !(w.settle_s >= 0.0 && w.settle_s < self.duration_s) {
             return Err(invalid(
                 "workload.settle_s",
@@ -431,18 +431,56 @@ impl Scenario {
             ));
         }
         let p = &self.protocol;
+        let c = &self.cluster;
+        // Timers: at least 1 ms (a shorter one cannot be kept by a clock of that resolution)
+        // and at most MAX_MS.
         for (field, v) in [
             ("protocol.frame_deadline_ms", p.frame_deadline_ms),
             ("protocol.nack_interval_ms", p.nack_interval_ms),
             ("protocol.probe_timeout_ms", p.probe_timeout_ms),
             ("protocol.session_idle_ms", p.session_idle_ms),
+            ("cluster.heartbeat_ms", c.heartbeat_ms),
+            ("cluster.manager_timeout_ms", c.manager_timeout_ms),
+            ("cluster.tier2_timeout_ms", c.tier2_timeout_ms),
+            ("cluster.peer_interval_ms", c.peer_interval_ms),
+            ("cluster.peer_timeout_ms", c.peer_timeout_ms),
+            ("cluster.handover_retry_ms", c.handover_retry_ms),
+            ("cluster.balance_interval_ms", c.balance_interval_ms),
+            ("cluster.connect_timeout_ms", c.connect_timeout_ms),
+            ("cluster.session_timeout_ms", c.session_timeout_ms),
+            ("cluster.reservation_ttl_ms", c.reservation_ttl_ms),
         ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(invalid(field, "must be a positive number of milliseconds"));
+            if !(v.is_finite() && (1.0..=MAX_MS).contains(&v)) {
+                return Err(invalid(
+                    field,
+                    format!("must be within 1..={MAX_MS} milliseconds"),
+                ));
             }
         }
-        if !(p.nack_delay_ms.is_finite() && p.nack_delay_ms >= 0.0) {
-            return Err(invalid("protocol.nack_delay_ms", "must be >= 0"));
+        for (field, v) in [
+            ("protocol.nack_delay_ms", p.nack_delay_ms),
+            ("cluster.offer_delay.base_ms", c.offer_delay.base_ms),
+            (
+                "cluster.offer_delay.per_session_ms",
+                c.offer_delay.per_session_ms,
+            ),
+            ("workload.stagger_ms", self.workload.stagger_ms),
+        ] {
+            if !(v.is_finite() && (0.0..=MAX_MS).contains(&v)) {
+                return Err(invalid(
+                    field,
+                    format!("must be within 0..={MAX_MS} milliseconds"),
+                ));
+            }
+        }
+        if !(c.balance_ratio.is_finite() && c.balance_ratio >= 0.0) {
+            return Err(invalid(
+                "cluster.balance_ratio",
+                "must be >= 0 (0 disables balancing)",
+            ));
+        }
+        if !(c.balance_min_gap.is_finite() && c.balance_min_gap >= 0.0) {
+            return Err(invalid("cluster.balance_min_gap", "must be >= 0"));
         }
         if !(p.pacing_rate.is_finite() && p.pacing_rate >= 0.0) {
             return Err(invalid("protocol.pacing_rate", "must be >= 0"));
@@ -647,5 +685,13 @@ mod tests {
         );
         assert!(err(&GOOD.replace("count = 3", "count = 0")).contains("hosts[1].count"));
         assert!(err("duration_s = ").contains("TOML parse error"));
+        let cluster = |knob: &str| format!("{GOOD}\n[cluster]\n{knob}\n");
+        assert!(err(&cluster("heartbeat_ms = 0.0")).contains("cluster.heartbeat_ms"));
+        assert!(err(&cluster("connect_timeout_ms = 1e300")).contains("cluster.connect_timeout_ms"));
+        assert!(err(&cluster("offer_delay = { base_ms = inf }"))
+            .contains("cluster.offer_delay.base_ms"));
+        let protocol = |knob: &str| format!("{GOOD}\n[protocol]\n{knob}\n");
+        assert!(err(&protocol("frame_deadline_ms = 1e300")).contains("protocol.frame_deadline_ms"));
+        assert!(err(&protocol("nack_interval_ms = 0.0005")).contains("protocol.nack_interval_ms"));
     }
 }

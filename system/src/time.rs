@@ -49,6 +49,15 @@ impl Instant {
     }
 }
 
+/// The shortest period a state machine accepts for any timer: a zero interval would make it
+/// ask to be woken `now` again and again without time moving.
+pub const MIN_PERIOD: Duration = Duration::from_millis(1);
+
+/// `d`, but at least [`MIN_PERIOD`].
+pub fn period(d: Duration) -> Duration {
+    d.max(MIN_PERIOD)
+}
+
 fn duration_micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

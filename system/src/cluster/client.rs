@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::outbox::Outbox;
 use crate::proto::wire::{ConnectReply, ConnectRequest, Message};
-use crate::time::Instant;
+use crate::time::{period, Instant};
 
 /// How a client finds its tier-2.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,7 +69,8 @@ pub struct Connector {
 }
 
 impl Connector {
-    pub fn new(cfg: ClientConfig) -> Self {
+    pub fn new(mut cfg: ClientConfig) -> Self {
+        cfg.connect_timeout = period(cfg.connect_timeout);
         Connector {
             cfg,
             current: 0,

@@ -392,3 +392,50 @@ mod hostile_input {
         }
     }
 }
+
+#[test]
+fn a_handover_to_a_peer_that_died_moves_to_a_live_one() {
+    let mut now = Instant::ZERO;
+    let c_addr = addr("10.0.1.3:7000");
+    let mut a = Tier1::new(
+        Tier1Config::new(1, addr(T1A), vec![(2, addr(T1B)), (3, c_addr)]),
+        now,
+    );
+    let hb = Message::Heartbeat(wire::Heartbeat {
+        tier2: 10,
+        epoch: 0,
+        sessions: 0,
+        capacity: 10,
+    });
+    a.handle(now, t2addr(10), &hb);
+    // B looks idler than C, so the drain asks B first; then B goes silent.
+    let status = |tier1, sessions| {
+        Message::PeerStatus(wire::PeerStatus {
+            tier1,
+            tier2s: 1,
+            sessions,
+            capacity: 10,
+            draining: false,
+        })
+    };
+    a.handle(now, addr(T1B), &status(2, 0));
+    a.handle(now, c_addr, &status(3, 5));
+    a.drain(now);
+    let mut asked = Vec::new();
+    for _ in 0..100 {
+        now += Duration::from_millis(100);
+        a.handle(now, c_addr, &status(3, 5));
+        a.handle(now, t2addr(10), &hb);
+        a.handle_timeout(now);
+        for (to, m) in drain_out(|x| a.poll_transmit(x)) {
+            if matches!(m, Message::HandoverRequest(_)) {
+                asked.push(to);
+            }
+        }
+        if asked.contains(&c_addr) {
+            break;
+        }
+    }
+    assert_eq!(asked.first(), Some(&addr(T1B)));
+    assert!(asked.contains(&c_addr), "asked only {asked:?}");
+}

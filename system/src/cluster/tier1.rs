@@ -10,7 +10,7 @@ use crate::outbox::Outbox;
 use crate::proto::wire::{
     ConnectForward, Handover, HeartbeatAck, ManagerChange, Message, PeerStatus,
 };
-use crate::time::Instant;
+use crate::time::{period, Instant};
 
 /// How a [`Tier1`] behaves.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,7 +133,14 @@ pub struct Tier1 {
 }
 
 impl Tier1 {
-    pub fn new(cfg: Tier1Config, now: Instant) -> Self {
+    pub fn new(mut cfg: Tier1Config, now: Instant) -> Self {
+        cfg.tier2_timeout = period(cfg.tier2_timeout);
+        cfg.peer_interval = period(cfg.peer_interval);
+        cfg.peer_timeout = period(cfg.peer_timeout);
+        cfg.handover_retry = period(cfg.handover_retry);
+        if let Some(b) = cfg.balance.as_mut() {
+            b.interval = period(b.interval);
+        }
         let peers = cfg
             .peers
             .iter()
@@ -464,12 +471,15 @@ impl Tier1 {
                 continue;
             }
             if !h.accepted {
-                if self.managed.contains_key(&tier2) {
+                let peer_alive = self.live_peers(now).any(|(id, _)| id == h.to);
+                if self.managed.contains_key(&tier2) && peer_alive {
                     if let Some(h) = self.handing.get_mut(&tier2) {
                         h.retry_at = now + self.cfg.handover_retry;
                     }
                     self.send_handover_request(tier2, &h);
                 } else {
+                    // The tier-2 left us, or the peer died or began draining: give this
+                    // hand-over up; a drain or the next balance round picks again.
                     self.handing.remove(&tier2);
                 }
             } else {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::outbox::Outbox;
 use crate::proto::wire::{ConnectOffer, Heartbeat, Message, MAX_TIER1_LIST};
-use crate::time::Instant;
+use crate::time::{period, Instant};
 
 /// How long a tier-2 waits before answering a forwarded request: `base + per_session * load`,
 /// so the least loaded tier-2 answers first (claim 17).
@@ -28,9 +28,8 @@ impl Default for OfferDelay {
 
 impl OfferDelay {
     pub fn delay(&self, load: u32) -> Duration {
-        Duration::from_secs_f64(
-            (self.base_ms + self.per_session_ms * f64::from(load)).max(0.0) / 1e3,
-        )
+        let ms = self.base_ms + self.per_session_ms * f64::from(load);
+        Duration::try_from_secs_f64(ms.max(0.0) / 1e3).unwrap_or(Duration::MAX)
     }
 }
 
@@ -98,7 +97,10 @@ pub struct Tier2 {
 }
 
 impl Tier2 {
-    pub fn new(cfg: Tier2Config, now: Instant) -> Self {
+    pub fn new(mut cfg: Tier2Config, now: Instant) -> Self {
+        cfg.heartbeat_interval = period(cfg.heartbeat_interval);
+        cfg.manager_timeout = period(cfg.manager_timeout);
+        cfg.reservation_ttl = period(cfg.reservation_ttl);
         Tier2 {
             cfg,
             manager: 0,

@@ -26,7 +26,7 @@ use super::wire::{self, FrameAck, Message, Nack, Segment, MAX_NACK_INDICES};
 use super::DropReason;
 use crate::driver::Endpoint;
 use crate::outbox::Outbox;
-use crate::time::Instant;
+use crate::time::{period, Instant};
 
 /// How a [`Receiver`] behaves.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,7 +142,20 @@ struct InFrame {
     armed: Option<Instant>,
 }
 
+/// Bytes a frame in reassembly holds per segment besides its data (the `have` flag and the
+/// time it was last NACKed).
+const PER_SEGMENT_BYTES: usize = 1 + std::mem::size_of::<Option<Instant>>();
+
+/// What a frame of `len` bytes in `count` segments holds in memory while in reassembly.
+fn footprint(len: usize, count: usize) -> usize {
+    len + count * PER_SEGMENT_BYTES
+}
+
 impl InFrame {
+    fn footprint(&self) -> usize {
+        footprint(self.data.len(), self.have.len())
+    }
+
     fn failed(&self) -> usize {
         self.nacked_at.iter().filter(|t| t.is_some()).count()
     }
@@ -198,7 +211,11 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    pub fn new(cfg: ReceiverConfig) -> Self {
+    pub fn new(mut cfg: ReceiverConfig) -> Self {
+        cfg.nack_interval_min = period(cfg.nack_interval_min);
+        cfg.nack_interval = cfg.nack_interval.max(cfg.nack_interval_min);
+        cfg.frame_timeout = period(cfg.frame_timeout);
+        cfg.session_idle_timeout = period(cfg.session_idle_timeout);
         Receiver {
             cfg,
             sessions: BTreeMap::new(),
@@ -228,7 +245,7 @@ impl Receiver {
         self.sessions.values().map(|s| s.frames.len()).sum()
     }
 
-    /// Bytes held in reassembly buffers.
+    /// Bytes held in reassembly: frame data and per-segment bookkeeping.
     pub fn bytes_in_use(&self) -> usize {
         self.bytes_in_use
     }
@@ -317,7 +334,7 @@ impl Receiver {
         if let Some(at) = f.armed {
             self.timers.remove(&(at, session, Timer::Frame(frame)));
         }
-        self.bytes_in_use -= f.data.len();
+        self.bytes_in_use -= f.footprint();
         let failed = f.failed();
         let next = s.policy.observe(&FrameOutcome {
             segment_size: f.segment_size,
@@ -400,7 +417,8 @@ impl Receiver {
                 return false;
             };
             let over_frames = s.frames.len() >= self.cfg.max_frames_per_session.max(1);
-            let over_bytes = self.bytes_in_use + len > self.cfg.max_bytes;
+            let over_bytes =
+                self.bytes_in_use + footprint(len, usize::from(seg.count)) > self.cfg.max_bytes;
             if !over_frames && !over_bytes {
                 break;
             }
@@ -435,7 +453,7 @@ impl Receiver {
                 armed: None,
             },
         );
-        self.bytes_in_use += len;
+        self.bytes_in_use += footprint(len, count);
         true
     }
 

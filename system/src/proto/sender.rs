@@ -20,7 +20,7 @@ use super::policy::DEFAULT_SEGMENT_SIZE;
 use super::wire::{self, Message, Segment, MAX_SEGMENT_PAYLOAD, UDP_IP_OVERHEAD};
 use super::DropReason;
 use crate::driver::Endpoint;
-use crate::time::Instant;
+use crate::time::{period, Instant};
 
 /// How a [`Sender`] behaves.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +40,10 @@ pub struct SenderConfig {
     pub frame_deadline: Duration,
     /// Frames in flight at once; pushing one more gives the oldest up.
     pub max_frames_in_flight: usize,
+    /// Id of the first frame. A sender that restarts under the same session id must not
+    /// reuse ids a receiver may still remember as finished: real runs start from a per-boot
+    /// value (see `runtime::service`), simulations give each incarnation its own session.
+    pub first_frame: u32,
     /// Longest silence after a frame's last transmission before its last segment is probed
     /// again; used until the round trip is measured, then `3 x srtt + 5 ms` within 10 ms and
     /// this.
@@ -56,6 +60,7 @@ impl SenderConfig {
             pacing_rate: None,
             pacing_burst: 16 * 1024,
             frame_deadline: Duration::from_secs(1),
+            first_frame: 0,
             max_frames_in_flight: 16,
             probe_timeout: Duration::from_millis(100),
         }
@@ -143,11 +148,13 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn new(cfg: SenderConfig) -> Self {
+    pub fn new(mut cfg: SenderConfig) -> Self {
+        cfg.frame_deadline = period(cfg.frame_deadline);
+        cfg.probe_timeout = period(cfg.probe_timeout);
         Sender {
             segment_size: cfg.initial_segment_size.clamp(1, MAX_SEGMENT_PAYLOAD),
+            next_frame: cfg.first_frame,
             cfg,
-            next_frame: 0,
             size_set_by: None,
             frames: BTreeMap::new(),
             fresh: VecDeque::new(),
@@ -162,6 +169,11 @@ impl Sender {
 
     pub fn config(&self) -> &SenderConfig {
         &self.cfg
+    }
+
+    /// The id the next pushed frame gets.
+    pub fn next_frame_id(&self) -> u32 {
+        self.next_frame
     }
 
     /// The size the next pushed frame will be cut into.

@@ -658,3 +658,40 @@ mod hostile_input {
         }
     }
 }
+
+#[test]
+fn a_restarted_sender_with_a_new_first_frame_is_not_taken_for_a_repeat() {
+    let mut p = Pair::default_pair();
+    p.push(2_000);
+    p.run_for(Duration::from_millis(200));
+    assert_eq!(p.delivered().len(), 1);
+    // The camera reboots under the same session id; its frame ids start elsewhere.
+    p.tx = Sender::new(SenderConfig {
+        first_frame: 1_000,
+        ..SenderConfig::new(1, addr(RX))
+    });
+    p.push(2_000);
+    p.run_for(Duration::from_millis(200));
+    let frames: Vec<u32> = p.delivered().into_iter().map(|(f, _)| f).collect();
+    assert_eq!(frames, vec![0, 1_000]);
+}
+
+#[test]
+fn per_segment_bookkeeping_counts_against_the_byte_cap() {
+    let mut rx = Receiver::new(ReceiverConfig {
+        max_bytes: 4 << 20,
+        ..ReceiverConfig::default()
+    });
+    // Frames of 65,535 one-byte segments: tiny datagrams, big bookkeeping.
+    for frame in 0..200 {
+        for session in 0..4 {
+            rx.handle_datagram(
+                Instant::ZERO,
+                addr(TX),
+                &segment(session, frame, 0, 65_535, 1),
+            );
+        }
+    }
+    assert!(rx.bytes_in_use() <= 4 << 20, "{} bytes", rx.bytes_in_use());
+    assert!(rx.frames_in_reassembly() <= (4 << 20) / (65_535 * 17));
+}

@@ -194,7 +194,7 @@ impl Endpoint for Camera {
     fn handle_timeout(&mut self, now: Instant) {
         while self.pushed < self.cfg.frames && self.next_frame_at <= now {
             let id = self.sender.config().session;
-            let frame = self.pushed as u32;
+            let frame = self.sender.next_frame_id();
             let data = self.cfg.content.frame(id, frame, self.cfg.frame_bytes);
             let len = data.len();
             match self.sender.push_frame(now, data) {

@@ -286,8 +286,16 @@ pub async fn run_mobile(
     let socket = tokio::net::UdpSocket::bind(cfg.listen).await?;
     let clock = TokioClock::new();
     let policy = PolicyConfig::default();
+    // Frame ids start from a per-boot value, so a camera that restarts within a tier-2's
+    // memory of its session is not taken for repeating frames it already sent. Taken below
+    // 2^31 so ids do not wrap for 2^31 frames (the receiver orders frame ids plainly).
+    let boot = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_millis() % (1 << 31)) as u32)
+        .unwrap_or(0);
     let sender = Sender::new(SenderConfig {
         initial_segment_size: policy.initial_size(),
+        first_frame: boot,
         ..SenderConfig::new(cfg.id, any_port())
     });
     let camera = Camera::new(
