@@ -43,6 +43,7 @@
 //! ```
 
 pub mod cluster;
+pub mod device;
 pub mod driver;
 pub mod link;
 pub mod net;

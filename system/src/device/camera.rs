@@ -1,0 +1,290 @@
+//! Camera sources: where a mobile client's frames come from.
+//!
+//! - [`SyntheticCamera`]: renders a moving test picture with the vehicle id, frame number and
+//!   time into a real JPEG (about 10 KB at the default 320 x 240, quality 85).
+//! - [`FolderReplay`]: the JPEG files of a folder, in name order, round and round.
+//!
+//! Real capture (nokhwa, V4L2) comes behind a `camera` feature with the real-system work.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// A camera that cannot deliver.
+#[derive(Debug, Error)]
+pub enum CameraError {
+    #[error("encoding a JPEG: {0}")]
+    Encode(String),
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}: no .jpg or .jpeg files")]
+    Empty(String),
+    #[error("{path}: not a JPEG (no SOI marker)")]
+    NotJpeg { path: String },
+}
+
+/// Anything that produces JPEG frames.
+pub trait FrameSource {
+    /// The next frame's JPEG bytes. `frame` and `time_ms` are what the picture may show.
+    fn capture(&mut self, frame: u64, time_ms: u64) -> Result<Vec<u8>, CameraError>;
+}
+
+/// What the synthetic camera renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyntheticSettings {
+    pub width: u16,
+    pub height: u16,
+    /// JPEG quality, 1..=100.
+    pub quality: u8,
+}
+
+impl Default for SyntheticSettings {
+    fn default() -> Self {
+        SyntheticSettings {
+            width: 320,
+            height: 240,
+            quality: 85,
+        }
+    }
+}
+
+/// A moving test picture: colour bars drifting sideways, a bouncing block, and a caption with
+/// the vehicle id, frame number and time.
+#[derive(Debug, Clone)]
+pub struct SyntheticCamera {
+    vehicle: u32,
+    settings: SyntheticSettings,
+    pixels: Vec<u8>,
+}
+
+impl SyntheticCamera {
+    pub fn new(vehicle: u32, settings: SyntheticSettings) -> Self {
+        let settings = SyntheticSettings {
+            width: settings.width.max(64),
+            height: settings.height.max(48),
+            quality: settings.quality.clamp(1, 100),
+        };
+        SyntheticCamera {
+            vehicle,
+            settings,
+            pixels: vec![0; usize::from(settings.width) * usize::from(settings.height) * 3],
+        }
+    }
+
+    fn render(&mut self, frame: u64) {
+        let (w, h) = (
+            usize::from(self.settings.width),
+            usize::from(self.settings.height),
+        );
+        let shift = (frame as usize * 3) % w;
+        for y in 0..h {
+            for x in 0..w {
+                let bar = ((x + shift) * 8 / w) % 8;
+                let shade = (y * 255 / h) as u8;
+                let (r, g, b) = (
+                    if bar & 1 != 0 { 230 } else { shade / 3 },
+                    if bar & 2 != 0 { 210 } else { shade / 2 },
+                    if bar & 4 != 0 { 220 } else { 255 - shade / 2 },
+                );
+                let i = (y * w + x) * 3;
+                self.pixels[i..i + 3].copy_from_slice(&[r, g, b]);
+            }
+        }
+        // A block bouncing across the picture.
+        let span = w.saturating_sub(40).max(1);
+        let phase = (frame as usize * 5) % (2 * span);
+        let bx = if phase < span {
+            phase
+        } else {
+            2 * span - phase
+        };
+        self.fill(bx, h / 2 - 20, 40, 40, [250, 250, 40]);
+        self.fill(0, h - 28, w, 28, [16, 16, 16]);
+    }
+
+    fn fill(&mut self, x0: usize, y0: usize, fw: usize, fh: usize, rgb: [u8; 3]) {
+        let (w, h) = (
+            usize::from(self.settings.width),
+            usize::from(self.settings.height),
+        );
+        for y in y0..(y0 + fh).min(h) {
+            for x in x0..(x0 + fw).min(w) {
+                let i = (y * w + x) * 3;
+                self.pixels[i..i + 3].copy_from_slice(&rgb);
+            }
+        }
+    }
+
+    /// Draws `text` in the 5x7 font, scaled 2x, from (x0, y0).
+    fn text(&mut self, x0: usize, y0: usize, text: &str) {
+        for (n, c) in text.chars().enumerate() {
+            let rows = glyph(c);
+            for (row, bits) in rows.iter().enumerate() {
+                for col in 0..5 {
+                    if bits & (0x10 >> col) != 0 {
+                        self.fill(x0 + n * 12 + col * 2, y0 + row * 2, 2, 2, [255, 255, 255]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl FrameSource for SyntheticCamera {
+    fn capture(&mut self, frame: u64, time_ms: u64) -> Result<Vec<u8>, CameraError> {
+        self.render(frame);
+        let caption = format!(
+            "CAR {} F {} T {}.{:03}",
+            self.vehicle,
+            frame,
+            time_ms / 1000,
+            time_ms % 1000
+        );
+        let y = usize::from(self.settings.height) - 21;
+        self.text(6, y, &caption);
+        let mut out = Vec::with_capacity(16 * 1024);
+        jpeg_encoder::Encoder::new(&mut out, self.settings.quality)
+            .encode(
+                &self.pixels,
+                self.settings.width,
+                self.settings.height,
+                jpeg_encoder::ColorType::Rgb,
+            )
+            .map_err(|e| CameraError::Encode(e.to_string()))?;
+        Ok(out)
+    }
+}
+
+/// 5x7 glyphs, a row a byte (bit 4 leftmost), for what captions need.
+fn glyph(c: char) -> [u8; 7] {
+    match c {
+        '0' => [0x0e, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0e],
+        '1' => [0x04, 0x0c, 0x04, 0x04, 0x04, 0x04, 0x0e],
+        '2' => [0x0e, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1f],
+        '3' => [0x1f, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0e],
+        '4' => [0x02, 0x06, 0x0a, 0x12, 0x1f, 0x02, 0x02],
+        '5' => [0x1f, 0x10, 0x1e, 0x01, 0x01, 0x11, 0x0e],
+        '6' => [0x06, 0x08, 0x10, 0x1e, 0x11, 0x11, 0x0e],
+        '7' => [0x1f, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
+        '8' => [0x0e, 0x11, 0x11, 0x0e, 0x11, 0x11, 0x0e],
+        '9' => [0x0e, 0x11, 0x11, 0x0f, 0x01, 0x02, 0x0c],
+        'A' => [0x0e, 0x11, 0x11, 0x1f, 0x11, 0x11, 0x11],
+        'C' => [0x0e, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0e],
+        'F' => [0x1f, 0x10, 0x10, 0x1e, 0x10, 0x10, 0x10],
+        'R' => [0x1e, 0x11, 0x11, 0x1e, 0x14, 0x12, 0x11],
+        'T' => [0x1f, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04],
+        '.' => [0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x0c],
+        ':' => [0x00, 0x0c, 0x0c, 0x00, 0x0c, 0x0c, 0x00],
+        '-' => [0x00, 0x00, 0x00, 0x1f, 0x00, 0x00, 0x00],
+        _ => [0; 7],
+    }
+}
+
+/// The JPEG files of a folder, in name order, replayed round and round.
+#[derive(Debug, Clone)]
+pub struct FolderReplay {
+    files: Vec<PathBuf>,
+    next: usize,
+}
+
+impl FolderReplay {
+    pub fn open(dir: &Path) -> Result<Self, CameraError> {
+        let read = |source| CameraError::Read {
+            path: dir.display().to_string(),
+            source,
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(read)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().and_then(|x| x.to_str()).is_some_and(|x| {
+                    x.eq_ignore_ascii_case("jpg") || x.eq_ignore_ascii_case("jpeg")
+                })
+            })
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(CameraError::Empty(dir.display().to_string()));
+        }
+        Ok(FolderReplay { files, next: 0 })
+    }
+}
+
+impl FrameSource for FolderReplay {
+    fn capture(&mut self, _frame: u64, _time_ms: u64) -> Result<Vec<u8>, CameraError> {
+        let path = &self.files[self.next % self.files.len()];
+        self.next = (self.next + 1) % self.files.len();
+        let bytes = std::fs::read(path).map_err(|source| CameraError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if !bytes.starts_with(&[0xff, 0xd8]) {
+            return Err(CameraError::NotJpeg {
+                path: path.display().to_string(),
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_synthetic_camera_makes_real_jpegs_of_about_10_kb_that_move() {
+        let mut cam = SyntheticCamera::new(1001, SyntheticSettings::default());
+        let a = cam.capture(0, 0).unwrap();
+        let b = cam.capture(7, 700).unwrap();
+        for jpeg in [&a, &b] {
+            assert!(jpeg.starts_with(&[0xff, 0xd8]) && jpeg.ends_with(&[0xff, 0xd9]));
+            assert!(
+                (6_000..=16_000).contains(&jpeg.len()),
+                "{} bytes",
+                jpeg.len()
+            );
+            let mut dec = jpeg_decoder::Decoder::new(&jpeg[..]);
+            let pixels = dec.decode().expect("a JPEG a viewer opens");
+            let info = dec.info().unwrap();
+            assert_eq!((info.width, info.height), (320, 240));
+            assert_eq!(pixels.len(), 320 * 240 * 3);
+        }
+        assert_ne!(a, b, "the picture moves");
+    }
+
+    #[test]
+    fn folder_replay_cycles_the_jpegs_in_name_order() {
+        let dir = std::env::temp_dir().join(format!("livecam-replay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cam = SyntheticCamera::new(1, SyntheticSettings::default());
+        for (name, frame) in [("b.jpg", 2), ("a.JPG", 1)] {
+            std::fs::write(dir.join(name), cam.capture(frame, 0).unwrap()).unwrap();
+        }
+        std::fs::write(dir.join("notes.txt"), "not a frame").unwrap();
+        let mut replay = FolderReplay::open(&dir).unwrap();
+        let first = replay.capture(0, 0).unwrap();
+        let second = replay.capture(1, 0).unwrap();
+        assert_eq!(first, std::fs::read(dir.join("a.JPG")).unwrap());
+        assert_eq!(second, std::fs::read(dir.join("b.jpg")).unwrap());
+        assert_eq!(replay.capture(2, 0).unwrap(), first);
+        std::fs::write(dir.join("c.jpg"), "not a jpeg").unwrap();
+        let mut replay = FolderReplay::open(&dir).unwrap();
+        replay.capture(0, 0).unwrap();
+        replay.capture(0, 0).unwrap();
+        assert!(matches!(
+            replay.capture(0, 0),
+            Err(CameraError::NotJpeg { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let empty = std::env::temp_dir().join(format!("livecam-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).unwrap();
+        assert!(matches!(
+            FolderReplay::open(&empty),
+            Err(CameraError::Empty(_))
+        ));
+        let _ = std::fs::remove_dir_all(&empty);
+    }
+}

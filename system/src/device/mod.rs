@@ -1,0 +1,8 @@
+//! Devices of a mobile client: the camera and the GPS receiver, each behind one trait (or
+//! type) with real and synthetic sources.
+
+pub mod camera;
+pub mod gps;
+
+pub use camera::{CameraError, FolderReplay, FrameSource, SyntheticCamera, SyntheticSettings};
+pub use gps::{parse_gpsd, City, Fix, GpsStats, NmeaGps, SyntheticRoute};
