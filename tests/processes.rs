@@ -81,7 +81,7 @@ fn tier1_tier2_and_mobile_processes_stream_over_loopback() {
             &dir,
             &format!("mobile-{id}.toml"),
             &format!(
-                "id = {id}\nlisten = \"127.0.0.1:0\"\ntier1 = [\"127.0.0.1:{t1}\"]\nfps = 20.0\nframe_bytes = 8000\n"
+                "id = {id}\nlisten = \"127.0.0.1:0\"\ntier1 = [\"127.0.0.1:{t1}\"]\nfps = 20.0\njpeg_quality = 80\n"
             ),
         )
     };

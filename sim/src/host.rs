@@ -223,14 +223,14 @@ where
                 frames: (remaining * scenario.workload.fps).floor() as u64,
                 frame_bytes: scenario.workload.frame_bytes,
                 start_at,
-                content,
             },
             sender,
+            Box::new(content),
         )
     };
     let running = match host.role {
         RoleKind::Receiver => {
-            let mut sink = Sink::new(Receiver::new(receiver_config(scenario)), content);
+            let mut sink = Sink::new(Receiver::new(receiver_config(scenario)), Box::new(content));
             sink.recorder().enable();
             Running::Sink(Box::new(sink))
         }
@@ -300,7 +300,7 @@ where
                 reservation_ttl: ms(c.reservation_ttl_ms),
                 ..Tier2Config::new(host.index as u32, tier1_addrs)
             };
-            let sink = Sink::new(Receiver::new(receiver_config(scenario)), content);
+            let sink = Sink::new(Receiver::new(receiver_config(scenario)), Box::new(content));
             let mut server = Tier2Server::new(Tier2::new(cfg, now), sink);
             server.enable_recording();
             Running::Tier2(Box::new(server))

@@ -2,7 +2,9 @@
 //! type) with real and synthetic sources.
 
 pub mod camera;
+pub mod frame;
 pub mod gps;
 
 pub use camera::{CameraError, FolderReplay, FrameSource, SyntheticCamera, SyntheticSettings};
+pub use frame::{CapturedCheck, CapturedFrame, DeviceFrames, FrameError};
 pub use gps::{parse_gpsd, City, Fix, GpsStats, NmeaGps, SyntheticRoute};

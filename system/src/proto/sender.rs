@@ -76,6 +76,8 @@ pub enum SenderEvent {
         latency: Duration,
         segments: u16,
         resent: u32,
+        /// The frame's length.
+        bytes: usize,
     },
     /// The frame was given up.
     FrameDropped { frame: u32, reason: DropReason },
@@ -298,6 +300,7 @@ impl Sender {
                 latency: now - f.pushed_at,
                 segments: f.count,
                 resent: f.resent,
+                bytes: f.data.len(),
             });
         }
         let newer = self

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{FrameContent, Recorder, RoleEvent};
+use super::{FrameProducer, Recorder, RoleEvent};
 use crate::driver::{Endpoint, Role};
 use crate::proto::{Sender, SenderEvent};
 use crate::stats::Samples;
@@ -16,12 +16,11 @@ pub struct CameraConfig {
     pub fps: f64,
     /// Frames to send in all.
     pub frames: u64,
-    /// Bytes per frame.
+    /// Bytes per frame, for producers of synthetic content (a real picture is as long as it
+    /// is).
     pub frame_bytes: usize,
     /// When the first frame is captured.
     pub start_at: Instant,
-    /// Frame content generator.
-    pub content: FrameContent,
 }
 
 /// A camera's figures at the end of a run.
@@ -46,6 +45,7 @@ pub struct CameraReport {
 /// frame was pushed and has been acknowledged or given up.
 pub struct Camera {
     cfg: CameraConfig,
+    producer: Box<dyn FrameProducer>,
     sender: Sender,
     next_frame_at: Instant,
     pushed: u64,
@@ -60,8 +60,9 @@ pub struct Camera {
 }
 
 impl Camera {
-    pub fn new(cfg: CameraConfig, sender: Sender) -> Self {
+    pub fn new(cfg: CameraConfig, sender: Sender, producer: Box<dyn FrameProducer>) -> Self {
         Camera {
+            producer,
             next_frame_at: cfg.start_at,
             size_trace: vec![(cfg.start_at, sender.segment_size())],
             cfg,
@@ -130,9 +131,14 @@ impl Camera {
         let session = self.sender.config().session;
         while let Some(ev) = self.sender.poll_event() {
             match ev {
-                SenderEvent::FrameAcked { frame, latency, .. } => {
+                SenderEvent::FrameAcked {
+                    frame,
+                    latency,
+                    bytes,
+                    ..
+                } => {
                     self.delivered += 1;
-                    self.bytes_delivered += self.cfg.frame_bytes as u64;
+                    self.bytes_delivered += bytes as u64;
                     self.latencies.push(latency.as_secs_f64() * 1e3);
                     self.last_ack_at = now;
                     let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
@@ -195,7 +201,7 @@ impl Endpoint for Camera {
         while self.pushed < self.cfg.frames && self.next_frame_at <= now {
             let id = self.sender.config().session;
             let frame = self.sender.next_frame_id();
-            let data = self.cfg.content.frame(id, frame, self.cfg.frame_bytes);
+            let data = self.producer.produce(id, frame, now, self.cfg.frame_bytes);
             let len = data.len();
             match self.sender.push_frame(now, data) {
                 Ok(frame) => self.record(

@@ -1,4 +1,23 @@
-//! Deterministic frame content, so a receiver can check a frame byte for byte.
+//! Where a camera's frames come from and how a receiver checks them.
+//!
+//! [`FrameProducer`] makes a frame's bytes; [`FrameCheck`] tells whether delivered bytes are
+//! intact. [`FrameContent`] (deterministic pseudo-random bytes, checked byte for byte) serves
+//! simulations and benchmarks; [`crate::device::DeviceFrames`] and
+//! [`crate::device::CapturedCheck`] serve real runs (a JPEG and a GPS fix, checked by CRC).
+
+use crate::time::Instant;
+
+/// Makes the bytes of a camera's frames.
+pub trait FrameProducer: Send {
+    /// The bytes of frame `frame` of `session`, captured at `now`; `len` is the configured
+    /// frame size, which producers of real pictures may ignore.
+    fn produce(&mut self, session: u32, frame: u32, now: Instant, len: usize) -> Vec<u8>;
+}
+
+/// Checks a delivered frame.
+pub trait FrameCheck: Send {
+    fn is_intact(&self, session: u32, frame: u32, data: &[u8]) -> bool;
+}
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -23,9 +42,17 @@ impl FrameContent {
         self.rng(session, frame).fill_bytes(&mut data);
         data
     }
+}
 
+impl FrameProducer for FrameContent {
+    fn produce(&mut self, session: u32, frame: u32, _now: Instant, len: usize) -> Vec<u8> {
+        self.frame(session, frame, len)
+    }
+}
+
+impl FrameCheck for FrameContent {
     /// True when `data` is exactly what [`FrameContent::frame`] produced.
-    pub fn is_intact(&self, session: u32, frame: u32, data: &[u8]) -> bool {
+    fn is_intact(&self, session: u32, frame: u32, data: &[u8]) -> bool {
         data == self.frame(session, frame, data.len()).as_slice()
     }
 }

@@ -21,7 +21,7 @@ mod tier1;
 mod tier2;
 
 pub use camera::{Camera, CameraConfig, CameraReport};
-pub use content::FrameContent;
+pub use content::{FrameCheck, FrameContent, FrameProducer};
 pub use event::RoleEvent;
 pub use mobile::{Mobile, MobileConfig};
 pub use recorder::Recorder;

@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::{FrameContent, Recorder, RoleEvent};
+use super::{FrameCheck, Recorder, RoleEvent};
 use crate::driver::{Endpoint, Role};
 use crate::proto::{Receiver, ReceiverEvent, ReceiverStats};
 use crate::time::Instant;
@@ -25,7 +25,7 @@ pub struct SinkReport {
 /// until its driver is stopped from outside.
 pub struct Sink {
     receiver: Receiver,
-    content: FrameContent,
+    check: Box<dyn FrameCheck>,
     /// Frames delivered per session, the most recent [`Sink::SEEN_PER_SESSION`] of each.
     seen: BTreeMap<u32, BTreeSet<u32>>,
     report: SinkReport,
@@ -37,10 +37,10 @@ impl Sink {
     /// receiver ever has in reassembly).
     pub const SEEN_PER_SESSION: usize = 4096;
 
-    pub fn new(receiver: Receiver, content: FrameContent) -> Self {
+    pub fn new(receiver: Receiver, check: Box<dyn FrameCheck>) -> Self {
         Sink {
             receiver,
-            content,
+            check,
             seen: BTreeMap::new(),
             report: SinkReport::default(),
             recorder: Recorder::default(),
@@ -76,7 +76,7 @@ impl Sink {
                 } => {
                     self.report.frames_delivered += 1;
                     self.report.bytes_delivered += data.len() as u64;
-                    let intact = self.content.is_intact(session, frame, &data);
+                    let intact = self.check.is_intact(session, frame, &data);
                     if !intact {
                         self.report.frames_corrupted += 1;
                     }

@@ -2,8 +2,10 @@
 //!
 //! Each reads a TOML config (an error names the field), binds one UDP socket, runs its role
 //! with the one driver loop over tokio until SIGINT or SIGTERM, and prints a JSON summary of
-//! what it did on its way out. Frames are synthetic content for now (the camera and GPS
-//! sources, and the backend the tier-2 forwards to, come with the real-system issues).
+//! what it did on its way out. A mobile client sends frames of its synthetic camera (a real
+//! JPEG) with the fix of a synthetic route; a tier-2 checks each one's JPEG checksum. The
+//! real camera and GPS receiver, and the backend a tier-2 forwards to, come with the
+//! real-system issues.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,12 +16,13 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::cluster::{ClientConfig, Connector, Tier1, Tier1Config, Tier2, Tier2Config};
+use crate::device::{
+    CapturedCheck, City, DeviceFrames, SyntheticCamera, SyntheticRoute, SyntheticSettings,
+};
 use crate::driver::{self, Role};
 use crate::net::{Clock, TokioClock};
 use crate::proto::{PolicyConfig, Receiver, ReceiverConfig, Sender, SenderConfig};
-use crate::role::{
-    Camera, CameraConfig, FrameContent, Mobile, MobileConfig, Sink, Tier1Server, Tier2Server,
-};
+use crate::role::{Camera, CameraConfig, Mobile, MobileConfig, Sink, Tier1Server, Tier2Server};
 
 /// A config that cannot be used.
 #[derive(Debug, Error)]
@@ -85,8 +88,9 @@ pub struct MobileFile {
     pub tier1: Vec<SocketAddr>,
     #[serde(default = "default_fps")]
     pub fps: f64,
-    #[serde(default = "default_frame_bytes")]
-    pub frame_bytes: usize,
+    /// JPEG quality of the synthetic camera, 1..=100.
+    #[serde(default = "default_quality")]
+    pub jpeg_quality: u8,
 }
 
 fn any_port() -> SocketAddr {
@@ -95,8 +99,8 @@ fn any_port() -> SocketAddr {
 fn default_fps() -> f64 {
     10.0
 }
-fn default_frame_bytes() -> usize {
-    10_000
+fn default_quality() -> u8 {
+    SyntheticSettings::default().quality
 }
 
 fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ConfigError> {
@@ -154,8 +158,8 @@ impl MobileFile {
         if !(c.fps.is_finite() && c.fps > 0.0) {
             return Err(invalid(path, "fps", "must be positive"));
         }
-        if c.frame_bytes == 0 || c.frame_bytes > 4 << 20 {
-            return Err(invalid(path, "frame_bytes", "must be within 1..=4 MiB"));
+        if !(1..=100).contains(&c.jpeg_quality) {
+            return Err(invalid(path, "jpeg_quality", "must be within 1..=100"));
         }
         Ok(c)
     }
@@ -256,7 +260,7 @@ pub async fn run_tier2(
         policy: cfg.policy,
         ..ReceiverConfig::default()
     });
-    let mut server = Tier2Server::new(tier2, Sink::new(receiver, FrameContent { seed: 0 }));
+    let mut server = Tier2Server::new(tier2, Sink::new(receiver, Box::new(CapturedCheck)));
     tracing::info!(id = cfg.id, listen = %cfg.listen, "tier-2 up");
     serve(&mut server, &socket, &clock, stop).await?;
     Ok(Tier2Summary {
@@ -302,11 +306,21 @@ pub async fn run_mobile(
         CameraConfig {
             fps: cfg.fps,
             frames: u64::MAX,
-            frame_bytes: cfg.frame_bytes,
+            frame_bytes: 0,
             start_at: clock.now() + Duration::from_millis(10),
-            content: FrameContent { seed: 0 },
         },
         sender,
+        Box::new(DeviceFrames {
+            camera: SyntheticCamera::new(
+                cfg.id,
+                SyntheticSettings {
+                    quality: cfg.jpeg_quality,
+                    ..SyntheticSettings::default()
+                },
+            ),
+            gps: SyntheticRoute::new(City::default(), 10.0, u64::from(cfg.id), clock.now()),
+            errors: 0,
+        }),
     );
     let connector = Connector::new(ClientConfig::new(cfg.id, cfg.tier1.clone()));
     let mut mobile = Mobile::new(MobileConfig::default(), connector, camera);

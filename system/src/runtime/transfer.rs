@@ -92,7 +92,7 @@ pub async fn transfer(opts: &TransferOptions) -> io::Result<TransferReport> {
             policy,
             ..ReceiverConfig::default()
         }),
-        content,
+        Box::new(content),
     );
     let mut sender_cfg = SenderConfig::new(1, rx_addr);
     sender_cfg.initial_segment_size = policy.initial_size();
@@ -103,9 +103,9 @@ pub async fn transfer(opts: &TransferOptions) -> io::Result<TransferReport> {
             frames: opts.frames,
             frame_bytes: opts.frame_bytes,
             start_at: clock.now(),
-            content,
         },
         Sender::new(sender_cfg),
+        Box::new(content),
     );
 
     let started = std::time::Instant::now();
