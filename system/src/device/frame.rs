@@ -11,7 +11,7 @@
 use thiserror::Error;
 
 use super::camera::FrameSource;
-use super::gps::{Fix, SyntheticRoute};
+use super::gps::{Fix, GpsSource};
 use crate::role::{FrameCheck, FrameProducer};
 use crate::time::Instant;
 
@@ -121,7 +121,7 @@ impl CapturedFrame {
 /// Frames from a camera, each with the latest fix of a synthetic route.
 pub struct DeviceFrames<C> {
     pub camera: C,
-    pub gps: SyntheticRoute,
+    pub gps: Box<dyn GpsSource>,
     pub errors: u64,
 }
 
@@ -138,7 +138,7 @@ impl<C: FrameSource + Send> FrameProducer for DeviceFrames<C> {
         };
         CapturedFrame {
             capture_ms,
-            fix: Some(self.gps.fix(now)),
+            fix: self.gps.fix(now),
             jpeg,
         }
         .encode()
@@ -158,14 +158,14 @@ impl FrameCheck for CapturedCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{City, SyntheticCamera, SyntheticSettings};
+    use crate::device::{City, SyntheticCamera, SyntheticRoute, SyntheticSettings};
     use proptest::prelude::*;
 
     #[test]
     fn device_frames_carry_a_jpeg_and_the_fix_and_detect_damage() {
         let mut frames = DeviceFrames {
             camera: SyntheticCamera::new(7, SyntheticSettings::default()),
-            gps: SyntheticRoute::new(City::default(), 10.0, 1, Instant::ZERO),
+            gps: Box::new(SyntheticRoute::new(City::default(), 10.0, 1, Instant::ZERO)),
             errors: 0,
         };
         let bytes = frames.produce(7, 3, Instant::from_millis(1500), 0);

@@ -41,6 +41,47 @@ pub struct GpsStats {
 
 const KNOTS_TO_MPS: f64 = 0.514_444;
 
+/// Anything that tells where the vehicle is.
+pub trait GpsSource: Send {
+    /// The latest fix at `now`, if there is one.
+    fn fix(&mut self, now: Instant) -> Option<Fix>;
+}
+
+/// The latest fix from a receiver read elsewhere (a task reading NMEA or gpsd lines).
+#[derive(Debug, Clone, Default)]
+pub struct SharedFix(std::sync::Arc<std::sync::Mutex<Option<Fix>>>);
+
+impl SharedFix {
+    pub fn set(&self, fix: Fix) {
+        if let Ok(mut f) = self.0.lock() {
+            *f = Some(fix);
+        }
+    }
+}
+
+impl GpsSource for SharedFix {
+    fn fix(&mut self, _now: Instant) -> Option<Fix> {
+        self.0.lock().ok().and_then(|f| *f)
+    }
+}
+
+/// Keeps `shared` up to date from gpsd at `addr` (its JSON protocol on port 2947), until the
+/// connection ends.
+pub async fn follow_gpsd(addr: std::net::SocketAddr, shared: SharedFix) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"?WATCH={\"enable\":true,\"json\":true}\n")
+        .await?;
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    while let Some(line) = lines.next_line().await? {
+        if let Some(fix) = parse_gpsd(&line) {
+            shared.set(fix);
+        }
+    }
+    Ok(())
+}
+
 /// NMEA 0183 from any line source.
 pub struct NmeaGps<R> {
     lines: R,
@@ -182,6 +223,12 @@ impl Default for City {
 
 const EARTH_RADIUS_M: f64 = 6_371_000.0;
 
+impl GpsSource for SyntheticRoute {
+    fn fix(&mut self, now: Instant) -> Option<Fix> {
+        Some(SyntheticRoute::fix(self, now))
+    }
+}
+
 impl City {
     /// The position of grid point (x, y) in metres from the south-west corner.
     pub fn to_lat_lon(&self, x_m: f64, y_m: f64) -> (f64, f64) {
@@ -297,6 +344,33 @@ $GPVTG,31.66,T,,M,0.06,N,0.1,K,A*38
         assert_eq!(gps.feed("not nmea at all \u{1F600}"), None);
         assert_eq!(gps.stats().bad_sentences, 3);
         assert_eq!(gps.latest(), Some(fix));
+    }
+
+    #[test]
+    fn a_gpsd_server_keeps_the_shared_fix_up_to_date() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut watch = [0u8; 64];
+                let n = s.read(&mut watch).await.unwrap();
+                assert!(std::str::from_utf8(&watch[..n]).unwrap().starts_with("?WATCH="));
+                s.write_all(b"{\"class\":\"VERSION\",\"release\":\"3.25\"}\n").await.unwrap();
+                s.write_all(b"{\"class\":\"TPV\",\"mode\":3,\"lat\":35.5,\"lon\":139.5,\"speed\":3.0,\"track\":180.0}\n").await.unwrap();
+            });
+            let mut shared = SharedFix::default();
+            assert_eq!(shared.fix(Instant::ZERO), None);
+            follow_gpsd(addr, shared.clone()).await.unwrap();
+            server.await.unwrap();
+            let fix = shared.fix(Instant::ZERO).expect("a fix from gpsd");
+            assert_eq!((fix.lat, fix.lon, fix.speed_mps, fix.heading_deg), (35.5, 139.5, 3.0, 180.0));
+        });
     }
 
     #[test]

@@ -7,4 +7,6 @@ pub mod gps;
 
 pub use camera::{CameraError, FolderReplay, FrameSource, SyntheticCamera, SyntheticSettings};
 pub use frame::{CapturedCheck, CapturedFrame, DeviceFrames, FrameError};
-pub use gps::{parse_gpsd, City, Fix, GpsStats, NmeaGps, SyntheticRoute};
+pub use gps::{
+    follow_gpsd, parse_gpsd, City, Fix, GpsSource, GpsStats, NmeaGps, SharedFix, SyntheticRoute,
+};

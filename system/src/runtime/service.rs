@@ -17,7 +17,8 @@ use thiserror::Error;
 
 use crate::cluster::{ClientConfig, Connector, Tier1, Tier1Config, Tier2, Tier2Config};
 use crate::device::{
-    CapturedCheck, City, DeviceFrames, SyntheticCamera, SyntheticRoute, SyntheticSettings,
+    follow_gpsd, CapturedCheck, City, DeviceFrames, SharedFix, SyntheticCamera, SyntheticRoute,
+    SyntheticSettings,
 };
 use crate::driver::{self, Role};
 use crate::net::{Clock, TokioClock};
@@ -88,6 +89,10 @@ pub struct MobileFile {
     pub tier1: Vec<SocketAddr>,
     #[serde(default = "default_fps")]
     pub fps: f64,
+    /// Where positions come from: `synthetic` (a route through the synthetic city) or
+    /// `gpsd:HOST:PORT` (a gpsd daemon, usually port 2947).
+    #[serde(default = "default_gps")]
+    pub gps: String,
     /// JPEG quality of the synthetic camera, 1..=100.
     #[serde(default = "default_quality")]
     pub jpeg_quality: u8,
@@ -99,6 +104,30 @@ fn any_port() -> SocketAddr {
 fn default_fps() -> f64 {
     10.0
 }
+fn default_gps() -> String {
+    "synthetic".to_string()
+}
+
+/// A mobile client's position source, from its config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpsChoice {
+    Synthetic,
+    Gpsd(SocketAddr),
+}
+
+impl MobileFile {
+    /// The GPS source named by `gps`.
+    pub fn gps_choice(&self) -> Option<GpsChoice> {
+        match self.gps.as_str() {
+            "synthetic" => Some(GpsChoice::Synthetic),
+            other => other
+                .strip_prefix("gpsd:")
+                .and_then(|a| a.parse().ok())
+                .map(GpsChoice::Gpsd),
+        }
+    }
+}
+
 fn default_quality() -> u8 {
     SyntheticSettings::default().quality
 }
@@ -157,6 +186,13 @@ impl MobileFile {
         }
         if !(c.fps.is_finite() && c.fps > 0.0) {
             return Err(invalid(path, "fps", "must be positive"));
+        }
+        if c.gps_choice().is_none() {
+            return Err(invalid(
+                path,
+                "gps",
+                "expected `synthetic` or `gpsd:HOST:PORT`",
+            ));
         }
         if !(1..=100).contains(&c.jpeg_quality) {
             return Err(invalid(path, "jpeg_quality", "must be within 1..=100"));
@@ -318,7 +354,24 @@ pub async fn run_mobile(
                     ..SyntheticSettings::default()
                 },
             ),
-            gps: SyntheticRoute::new(City::default(), 10.0, u64::from(cfg.id), clock.now()),
+            gps: match cfg.gps_choice() {
+                Some(GpsChoice::Gpsd(addr)) => {
+                    let shared = SharedFix::default();
+                    let follow = shared.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = follow_gpsd(addr, follow).await {
+                            tracing::warn!(error = %e, %addr, "gpsd connection ended");
+                        }
+                    });
+                    Box::new(shared)
+                }
+                _ => Box::new(SyntheticRoute::new(
+                    City::default(),
+                    10.0,
+                    u64::from(cfg.id),
+                    clock.now(),
+                )),
+            },
             errors: 0,
         }),
     );
