@@ -165,7 +165,11 @@ fn a_bad_config_names_the_field() {
             "fsp",
         ),
         ("tier1", "id = 1\nlisten = \"nowhere\"\n", "listen"),
-        ("mobile", "id = 1\ntier1 = [\"127.0.0.1:2\"]\ngps = \"gpsd:nowhere\"\n", "gps"),
+        (
+            "mobile",
+            "id = 1\ntier1 = [\"127.0.0.1:2\"]\ngps = \"gpsd:nowhere\"\n",
+            "gps",
+        ),
     ];
     for (i, (role, text, field)) in cases.iter().enumerate() {
         let path = write(&dir, &format!("bad{i}.toml"), text);
