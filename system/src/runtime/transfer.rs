@@ -138,9 +138,7 @@ pub async fn transfer(opts: &TransferOptions) -> io::Result<TransferReport> {
         policy: opts.policy.to_string(),
         loss: opts.loss,
         seed: opts.seed,
-        datagrams_lost_by_link: tx_socket.link_stats().offered - tx_socket.link_stats().delivered
-            + rx_socket.link_stats().offered
-            - rx_socket.link_stats().delivered,
+        datagrams_lost_by_link: tx_socket.link_stats().lost() + rx_socket.link_stats().lost(),
         wall_seconds: wall.as_secs_f64(),
     })
 }
