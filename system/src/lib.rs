@@ -42,6 +42,7 @@
 //! assert_eq!(delivered.unwrap(), vec![42u8; 10_000]);
 //! ```
 
+pub mod backend;
 pub mod cluster;
 pub mod device;
 pub mod driver;

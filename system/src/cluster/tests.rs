@@ -43,6 +43,8 @@ fn drain_out(
             Message::ManagerChange(m) => Message::ManagerChange(m),
             Message::Tier1List(m) => Message::Tier1List(m),
             Message::PeerStatus(m) => Message::PeerStatus(m),
+            Message::Command(m) => Message::Command(m),
+            Message::CommandResult(m) => Message::CommandResult(m),
         };
         out.push((to, msg));
     }

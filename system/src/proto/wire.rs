@@ -11,7 +11,8 @@
 //!
 //! All integers are big-endian. Types `0x01..=0x0f` belong to the segment protocol (segment,
 //! NACK, frame ACK); `0x10..=0x2f` to the cluster's control messages (connection set-up,
-//! heartbeats, hand-over; `0x10..=0x1b` in use); `0x30..=0x3f` are reserved for the backend's.
+//! heartbeats, hand-over; `0x10..=0x1b` in use); `0x30..=0x3f` to the backend's (commands to
+//! mobile clients and their results; `0x30..=0x31` in use).
 //! Addresses travel as a family byte (4 or 6), the address, and the port. A decoder that meets a type it does not know rejects it with
 //! [`WireError::UnknownType`], so old peers fail loudly rather than misread.
 //!
@@ -74,6 +75,10 @@ pub mod kind {
     pub const TIER1_LIST: u8 = 0x1a;
     /// Tier-1 -> peer tier-1: my group and its load.
     pub const PEER_STATUS: u8 = 0x1b;
+    /// Backend -> tier-2 -> mobile client: do this.
+    pub const COMMAND: u8 = 0x30;
+    /// Mobile client -> tier-2 -> backend: done, or failed and why.
+    pub const COMMAND_RESULT: u8 = 0x31;
 }
 
 /// Why a datagram was rejected.
@@ -217,6 +222,61 @@ pub struct PeerStatus {
     pub draining: bool,
 }
 
+/// What a browser can ask of a mobile client. Travels backend -> tier-2 -> client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Capture `milli_fps / 1000` frames per second.
+    SetFps { milli_fps: u32 },
+    /// Capture at this resolution.
+    SetResolution { width: u16, height: u16 },
+    /// JPEG quality, 1..=100.
+    SetQuality { quality: u8 },
+    /// Capture and send one frame now.
+    Snapshot,
+    /// Make this tier-1 the default (first) one for later connections.
+    SwitchTier1 { addr: SocketAddr },
+    /// Resume capturing.
+    Start,
+    /// Stop capturing (the session stays up).
+    Stop,
+}
+
+impl Command {
+    fn code(&self) -> u8 {
+        match self {
+            Command::SetFps { .. } => 1,
+            Command::SetResolution { .. } => 2,
+            Command::SetQuality { .. } => 3,
+            Command::Snapshot => 4,
+            Command::SwitchTier1 { .. } => 5,
+            Command::Start => 6,
+            Command::Stop => 7,
+        }
+    }
+}
+
+/// A command for mobile client `client`, numbered `id` by the backend that issued it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandMsg {
+    pub id: u64,
+    pub client: u32,
+    pub command: Command,
+}
+
+/// Longest failure reason a command result carries, in bytes.
+pub const MAX_REASON_LEN: usize = 200;
+
+/// The outcome of command `id`: done (`ok`), or failed with a reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandResult {
+    pub id: u64,
+    pub client: u32,
+    pub ok: bool,
+    /// Empty when `ok`; at most [`MAX_REASON_LEN`] bytes of UTF-8.
+    pub reason: String,
+}
+
 /// Most addresses one tier-1 list carries.
 pub const MAX_TIER1_LIST: usize = 64;
 
@@ -239,6 +299,8 @@ pub enum Message<'a> {
     /// The tier-1 servers a client should use, default first (claims 22-23).
     Tier1List(Vec<SocketAddr>),
     PeerStatus(PeerStatus),
+    Command(CommandMsg),
+    CommandResult(CommandResult),
 }
 
 fn put_preamble(buf: &mut Vec<u8>, kind: u8) -> usize {
@@ -319,6 +381,8 @@ impl Message<'_> {
             Message::ManagerChange(_) => "manager_change",
             Message::Tier1List(_) => "tier1_list",
             Message::PeerStatus(_) => "peer_status",
+            Message::Command(_) => "command",
+            Message::CommandResult(_) => "command_result",
         }
     }
 }
@@ -356,6 +420,8 @@ impl Message<'_> {
             Message::ManagerChange(_) => (kind::MANAGER_CHANGE, buf.len()),
             Message::Tier1List(_) => (kind::TIER1_LIST, buf.len()),
             Message::PeerStatus(_) => (kind::PEER_STATUS, buf.len()),
+            Message::Command(_) => (kind::COMMAND, buf.len()),
+            Message::CommandResult(_) => (kind::COMMAND_RESULT, buf.len()),
         };
         put_preamble(buf, kind);
         let u32 = |buf: &mut Vec<u8>, v: u32| buf.extend_from_slice(&v.to_be_bytes());
@@ -419,9 +485,41 @@ impl Message<'_> {
                 u32(buf, m.capacity);
                 buf.push(u8::from(m.draining));
             }
+            Message::Command(m) => {
+                u64(buf, m.id);
+                u32(buf, m.client);
+                buf.push(m.command.code());
+                match m.command {
+                    Command::SetFps { milli_fps } => u32(buf, milli_fps),
+                    Command::SetResolution { width, height } => {
+                        buf.extend_from_slice(&width.to_be_bytes());
+                        buf.extend_from_slice(&height.to_be_bytes());
+                    }
+                    Command::SetQuality { quality } => buf.push(quality),
+                    Command::SwitchTier1 { addr } => put_addr(buf, &addr),
+                    Command::Snapshot | Command::Start | Command::Stop => {}
+                }
+            }
+            Message::CommandResult(m) => {
+                u64(buf, m.id);
+                u32(buf, m.client);
+                buf.push(u8::from(m.ok));
+                let reason = truncate_utf8(&m.reason, MAX_REASON_LEN);
+                buf.push(reason.len() as u8);
+                buf.extend_from_slice(reason.as_bytes());
+            }
         }
         put_crc(buf, start);
     }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// A bounds-checked big-endian reader over a datagram body.
@@ -480,10 +578,11 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// True when the datagram claims to be a cluster control message (by its type byte; the full
-/// check is [`decode`]'s). Roles use it to route datagrams without decoding segments twice.
+/// True when the datagram claims to be a control message, cluster or backend (by its type
+/// byte; the full check is [`decode`]'s). Roles use it to route datagrams without decoding
+/// segments twice.
 pub fn is_control(datagram: &[u8]) -> bool {
-    datagram.len() >= PREAMBLE_LEN && datagram[..2] == MAGIC && (0x10..=0x2f).contains(&datagram[3])
+    datagram.len() >= PREAMBLE_LEN && datagram[..2] == MAGIC && (0x10..=0x3f).contains(&datagram[3])
 }
 
 /// Decodes one datagram, checking preamble, checksum and every field.
@@ -598,6 +697,52 @@ pub fn decode(datagram: &[u8]) -> Result<Message<'_>, WireError> {
                 _ => return Err(WireError::Invalid("draining flag is not 0 or 1")),
             },
         }),
+        kind::COMMAND => {
+            let id = r.u64()?;
+            let client = r.u32()?;
+            let command = match r.u8()? {
+                1 => Command::SetFps {
+                    milli_fps: r.u32()?,
+                },
+                2 => Command::SetResolution {
+                    width: r.u16()?,
+                    height: r.u16()?,
+                },
+                3 => Command::SetQuality { quality: r.u8()? },
+                4 => Command::Snapshot,
+                5 => Command::SwitchTier1 { addr: r.addr()? },
+                6 => Command::Start,
+                7 => Command::Stop,
+                _ => return Err(WireError::Invalid("unknown command")),
+            };
+            Message::Command(CommandMsg {
+                id,
+                client,
+                command,
+            })
+        }
+        kind::COMMAND_RESULT => {
+            let id = r.u64()?;
+            let client = r.u32()?;
+            let ok = match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(WireError::Invalid("command result flag is not 0 or 1")),
+            };
+            let n = usize::from(r.u8()?);
+            if n > MAX_REASON_LEN {
+                return Err(WireError::Invalid("command failure reason too long"));
+            }
+            let reason = std::str::from_utf8(r.take(n)?)
+                .map_err(|_| WireError::Invalid("command failure reason is not UTF-8"))?
+                .to_string();
+            Message::CommandResult(CommandResult {
+                id,
+                client,
+                ok,
+                reason,
+            })
+        }
         other => return Err(WireError::UnknownType(other)),
     };
     r.finish()?;
@@ -747,7 +892,7 @@ mod tests {
 
         #[test]
         fn decoding_garbage_after_a_valid_preamble_never_panics(
-            kind in 0u8..=0x1c,
+            kind in 0u8..=0x40,
             body in proptest::collection::vec(any::<u8>(), 0..256),
         ) {
             let mut buf = vec![b'L', b'C', VERSION, kind];
@@ -810,6 +955,37 @@ mod tests {
                 10 => Message::Tier1List(vec![addr; n]),
                 _ => Message::PeerStatus(PeerStatus { tier1: a, tier2s: b, sessions: c, capacity: a, draining: v6 }),
             };
+            let mut buf = Vec::new();
+            msg.encode(&mut buf);
+            prop_assert_eq!(decode(&buf), Ok(msg));
+        }
+
+        #[test]
+        fn command_messages_round_trip(
+            which in 0u8..8,
+            id in any::<u64>(),
+            client in any::<u32>(),
+            a in any::<u32>(),
+            port in any::<u16>(),
+            reason in ".{0,80}",
+        ) {
+            let command = match which {
+                0 => Command::SetFps { milli_fps: a },
+                1 => Command::SetResolution { width: a as u16, height: (a >> 16) as u16 },
+                2 => Command::SetQuality { quality: a as u8 },
+                3 => Command::Snapshot,
+                4 => Command::SwitchTier1 { addr: SocketAddr::new(IpAddr::from(a.to_be_bytes()), port) },
+                5 => Command::Start,
+                6 => Command::Stop,
+                _ => {
+                    let msg = Message::CommandResult(CommandResult { id, client, ok: reason.is_empty(), reason: truncate_utf8(&reason, MAX_REASON_LEN).to_string() });
+                    let mut buf = Vec::new();
+                    msg.encode(&mut buf);
+                    prop_assert_eq!(decode(&buf), Ok(msg));
+                    return Ok(());
+                }
+            };
+            let msg = Message::Command(CommandMsg { id, client, command });
             let mut buf = Vec::new();
             msg.encode(&mut buf);
             prop_assert_eq!(decode(&buf), Ok(msg));
