@@ -5,6 +5,7 @@
 //! simulations and benchmarks; [`crate::device::DeviceFrames`] and
 //! [`crate::device::CapturedCheck`] serve real runs (a JPEG and a GPS fix, checked by CRC).
 
+use crate::proto::wire::Command;
 use crate::time::Instant;
 
 /// Makes the bytes of a camera's frames.
@@ -12,6 +13,13 @@ pub trait FrameProducer: Send {
     /// The bytes of frame `frame` of `session`, captured at `now`; `len` is the configured
     /// frame size, which producers of real pictures may ignore.
     fn produce(&mut self, session: u32, frame: u32, now: Instant, len: usize) -> Vec<u8>;
+
+    /// Applies a capture setting from a browser command (resolution or JPEG quality). Frame
+    /// rate, snapshots and start/stop are the camera role's; only picture settings reach the
+    /// producer. Err says why the producer cannot do it.
+    fn apply(&mut self, command: &Command) -> Result<(), String> {
+        Err(format!("{command:?} is not supported by this frame source"))
+    }
 }
 
 /// Checks a delivered frame.
