@@ -12,6 +12,8 @@
 
 use std::net::SocketAddr;
 
+pub mod desk;
+
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::{FrameProducer, Recorder, RoleEvent};
 use crate::driver::{Endpoint, Role};
+use crate::proto::wire::Command;
 use crate::proto::{Sender, SenderEvent};
 use crate::stats::Samples;
 use crate::time::Instant;
@@ -56,8 +57,13 @@ pub struct Camera {
     dropped: u64,
     bytes_delivered: u64,
     last_ack_at: Instant,
+    /// Stopped by a command: no captures until started again.
+    paused: bool,
     recorder: Recorder,
 }
+
+/// Frame rates a command may set.
+pub const FPS_RANGE: std::ops::RangeInclusive<f64> = 0.1..=60.0;
 
 impl Camera {
     pub fn new(cfg: CameraConfig, sender: Sender, producer: Box<dyn FrameProducer>) -> Self {
@@ -73,8 +79,83 @@ impl Camera {
             dropped: 0,
             bytes_delivered: 0,
             last_ack_at: Instant::ZERO,
+            paused: false,
             recorder: Recorder::default(),
         }
+    }
+
+    /// Frames per second now.
+    pub fn fps(&self) -> f64 {
+        self.cfg.fps
+    }
+
+    /// True while stopped by a command.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Carries out a browser command that concerns the camera: frame rate, snapshot,
+    /// start/stop here; picture settings in the frame producer. Err says why not.
+    pub fn apply(&mut self, now: Instant, command: &Command) -> Result<(), String> {
+        match *command {
+            Command::SetFps { milli_fps } => {
+                let fps = f64::from(milli_fps) / 1e3;
+                if !FPS_RANGE.contains(&fps) {
+                    return Err(format!(
+                        "frame rate {fps} outside {}..={}",
+                        FPS_RANGE.start(),
+                        FPS_RANGE.end()
+                    ));
+                }
+                self.cfg.fps = fps;
+                // The new rate applies from the next capture on, no later than one new
+                // interval from now.
+                self.next_frame_at = self.next_frame_at.min(now + self.frame_interval());
+                Ok(())
+            }
+            Command::Snapshot => {
+                if self.pushed >= self.cfg.frames {
+                    return Err("the camera has sent all its frames".to_string());
+                }
+                self.capture(now);
+                Ok(())
+            }
+            Command::Start => {
+                if self.paused {
+                    self.paused = false;
+                    self.next_frame_at = self.next_frame_at.max(now);
+                }
+                Ok(())
+            }
+            Command::Stop => {
+                self.paused = true;
+                Ok(())
+            }
+            Command::SetResolution { .. } | Command::SetQuality { .. } => {
+                self.producer.apply(command)
+            }
+            Command::SwitchTier1 { .. } => Err("not a camera command".to_string()),
+        }
+    }
+
+    /// Captures one frame now and pushes it into the sender.
+    fn capture(&mut self, now: Instant) {
+        let id = self.sender.config().session;
+        let frame = self.sender.next_frame_id();
+        let data = self.producer.produce(id, frame, now, self.cfg.frame_bytes);
+        let len = data.len();
+        match self.sender.push_frame(now, data) {
+            Ok(frame) => self.record(
+                now,
+                RoleEvent::FramePushed {
+                    session: id,
+                    frame,
+                    len,
+                },
+            ),
+            Err(e) => tracing::warn!(error = %e, "camera frame refused"),
+        }
+        self.pushed += 1;
     }
 
     /// Its [`RoleEvent`]s, recorded once enabled.
@@ -111,7 +192,7 @@ impl Camera {
 
     /// When the next frame is captured, if any is left.
     pub fn next_capture(&self) -> Option<Instant> {
-        (self.pushed < self.cfg.frames).then_some(self.next_frame_at)
+        (!self.paused && self.pushed < self.cfg.frames).then_some(self.next_frame_at)
     }
 
     /// The next capture, frame deadline or probe, leaving pacing aside (for while the camera
@@ -198,23 +279,8 @@ impl Endpoint for Camera {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        while self.pushed < self.cfg.frames && self.next_frame_at <= now {
-            let id = self.sender.config().session;
-            let frame = self.sender.next_frame_id();
-            let data = self.producer.produce(id, frame, now, self.cfg.frame_bytes);
-            let len = data.len();
-            match self.sender.push_frame(now, data) {
-                Ok(frame) => self.record(
-                    now,
-                    RoleEvent::FramePushed {
-                        session: id,
-                        frame,
-                        len,
-                    },
-                ),
-                Err(e) => tracing::warn!(error = %e, "camera frame refused"),
-            }
-            self.pushed += 1;
+        while !self.paused && self.pushed < self.cfg.frames && self.next_frame_at <= now {
+            self.capture(now);
             self.next_frame_at += self.frame_interval();
         }
         self.sender.handle_timeout(now);

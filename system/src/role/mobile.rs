@@ -1,10 +1,12 @@
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{Camera, Recorder, RoleEvent};
 use crate::cluster::{ClientEvent, Connector};
 use crate::driver::{Endpoint, Role};
-use crate::proto::wire;
+use crate::outbox::Outbox;
+use crate::proto::wire::{self, Command, CommandMsg, CommandResult, Message};
 use crate::time::Instant;
 
 /// How a mobile client watches its session.
@@ -30,8 +32,15 @@ pub struct Mobile {
     camera: Camera,
     started: bool,
     connected_at: Instant,
+    /// Results of the latest commands, so a repeated command (its result was lost) is
+    /// answered again, not carried out twice.
+    results: VecDeque<CommandResult>,
+    outbox: Outbox,
     recorder: Recorder,
 }
+
+/// Command results a mobile client remembers.
+const REMEMBERED_RESULTS: usize = 64;
 
 impl Mobile {
     /// `camera`'s sender must use the client id as its session id.
@@ -42,8 +51,51 @@ impl Mobile {
             camera,
             started: false,
             connected_at: Instant::ZERO,
+            results: VecDeque::new(),
+            outbox: Outbox::default(),
             recorder: Recorder::default(),
         }
+    }
+
+    /// Carries out a command from the backend (once per command id) and answers `from`.
+    fn on_command(&mut self, now: Instant, from: SocketAddr, m: &CommandMsg) {
+        let client = self.connector.id();
+        if m.client != client {
+            return;
+        }
+        let result = match self.results.iter().find(|r| r.id == m.id) {
+            Some(done) => done.clone(),
+            None => {
+                let outcome = match m.command {
+                    Command::SwitchTier1 { addr } => {
+                        self.connector.set_default_tier1(addr);
+                        Ok(())
+                    }
+                    ref other => self.camera.apply(now, other),
+                };
+                tracing::info!(id = m.id, command = ?m.command, ?outcome, "command");
+                let result = CommandResult {
+                    id: m.id,
+                    client,
+                    ok: outcome.is_ok(),
+                    reason: outcome.err().unwrap_or_default(),
+                };
+                self.recorder.record(
+                    now,
+                    RoleEvent::CommandDone {
+                        client,
+                        id: m.id,
+                        ok: result.ok,
+                    },
+                );
+                if self.results.len() == REMEMBERED_RESULTS {
+                    self.results.pop_front();
+                }
+                self.results.push_back(result.clone());
+                result
+            }
+        };
+        self.outbox.send(from, &Message::CommandResult(result));
     }
 
     pub fn camera(&self) -> &Camera {
@@ -124,9 +176,18 @@ impl Mobile {
 impl Endpoint for Mobile {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         if wire::is_control(data) {
-            if let Ok(msg) = wire::decode(data) {
-                self.connector.handle(now, from, &msg);
-                self.drain_connector(now);
+            match wire::decode(data) {
+                // Commands come only through the tier-2 that holds the session.
+                Ok(Message::Command(m)) => {
+                    if self.connector.connected().is_some_and(|(_, a)| a == from) {
+                        self.on_command(now, from, &m);
+                    }
+                }
+                Ok(msg) => {
+                    self.connector.handle(now, from, &msg);
+                    self.drain_connector(now);
+                }
+                Err(_) => {}
             }
         } else if self
             .connector
@@ -160,7 +221,11 @@ impl Endpoint for Mobile {
     }
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        if let Some(to) = self.connector.poll_transmit(buf) {
+        if let Some(to) = self
+            .connector
+            .poll_transmit(buf)
+            .or_else(|| self.outbox.poll_transmit(buf))
+        {
             return Some(to);
         }
         self.connector.connected()?;
