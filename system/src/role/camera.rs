@@ -304,3 +304,68 @@ impl Role for Camera {
         self.pushed >= self.cfg.frames && self.sender.frames_in_flight() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::SenderConfig;
+    use crate::role::FrameContent;
+
+    fn camera() -> Camera {
+        let peer = SocketAddr::from(([127, 0, 0, 1], 9));
+        Camera::new(
+            CameraConfig {
+                fps: 10.0,
+                frames: 1000,
+                frame_bytes: 100,
+                start_at: Instant::ZERO,
+            },
+            Sender::new(SenderConfig::new(1, peer)),
+            Box::new(FrameContent { seed: 1 }),
+        )
+    }
+
+    fn ms(n: u64) -> Instant {
+        Instant::from_millis(n)
+    }
+
+    #[test]
+    fn commands_change_rate_pause_resume_and_snap() {
+        let mut cam = camera();
+        cam.handle_timeout(ms(0));
+        assert_eq!(cam.next_capture(), Some(ms(100)));
+        // 2 fps: the next capture moves no later than one new interval from now...
+        cam.apply(ms(50), &Command::SetFps { milli_fps: 2000 })
+            .unwrap();
+        assert_eq!(cam.fps(), 2.0);
+        assert_eq!(cam.next_capture(), Some(ms(100)));
+        cam.handle_timeout(ms(100));
+        // ...and later ones follow the new rate.
+        assert_eq!(cam.next_capture(), Some(ms(600)));
+        assert!(cam
+            .apply(ms(100), &Command::SetFps { milli_fps: 0 })
+            .is_err());
+        assert!(cam
+            .apply(ms(100), &Command::SetFps { milli_fps: 61_000 })
+            .is_err());
+        // Stopped: no captures, and no deadline for them.
+        cam.apply(ms(100), &Command::Stop).unwrap();
+        assert!(cam.is_paused());
+        assert_eq!(cam.next_capture(), None);
+        cam.handle_timeout(ms(5000));
+        assert_eq!(cam.report().frames_sent, 2);
+        // A snapshot is taken even when stopped.
+        cam.apply(ms(5000), &Command::Snapshot).unwrap();
+        assert_eq!(cam.report().frames_sent, 3);
+        // Started again: capturing resumes now, not with a backlog of missed frames.
+        cam.apply(ms(6000), &Command::Start).unwrap();
+        assert_eq!(cam.next_capture(), Some(ms(6000)));
+        cam.handle_timeout(ms(6000));
+        assert_eq!(cam.report().frames_sent, 4);
+        // Picture settings go to the producer, which here has none.
+        let e = cam
+            .apply(ms(6000), &Command::SetQuality { quality: 50 })
+            .unwrap_err();
+        assert!(e.contains("not supported"), "{e}");
+    }
+}

@@ -15,12 +15,16 @@ pub struct MobileConfig {
     /// Frames in flight and no ACK or NACK for this long: the tier-2 is taken for gone and the
     /// client reconnects through tier-1.
     pub session_timeout: Duration,
+    /// The client asks for a session this long before its camera's first capture (zero: at
+    /// the first capture, which then waits for the session).
+    pub connect_ahead: Duration,
 }
 
 impl Default for MobileConfig {
     fn default() -> Self {
         MobileConfig {
             session_timeout: Duration::from_millis(1000),
+            connect_ahead: Duration::ZERO,
         }
     }
 }
@@ -154,6 +158,16 @@ impl Mobile {
         }
     }
 
+    /// When the client starts asking for a session.
+    fn join_at(&self) -> Instant {
+        let start = self.camera.start_at();
+        Instant::from_micros(
+            start
+                .as_micros()
+                .saturating_sub(self.cfg.connect_ahead.as_micros() as u64),
+        )
+    }
+
     /// When the session counts as lost if nothing is heard before.
     fn silence_deadline(&self) -> Option<Instant> {
         self.connector.connected()?;
@@ -199,8 +213,8 @@ impl Endpoint for Mobile {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        // The client joins the fleet when its camera starts.
-        if !self.started && now >= self.camera.start_at() {
+        // The client joins the fleet when its camera starts (or `connect_ahead` before).
+        if !self.started && now >= self.join_at() {
             self.started = true;
             self.start_connecting(now);
         }
@@ -234,7 +248,7 @@ impl Endpoint for Mobile {
 
     fn poll_timeout(&self) -> Option<Instant> {
         if !self.started {
-            return Some(self.camera.start_at());
+            return Some(self.join_at());
         }
         let camera = if self.connector.connected().is_some() {
             self.camera.poll_timeout()
