@@ -8,7 +8,7 @@
 //! be the configured (and browser-commanded) one, which few UVC cameras let software set, and
 //! many cameras' MJPEG frames leave out the Huffman tables, which not every viewer opens.
 //!
-//! [`NokhwaCamera::capture`] blocks until the camera's next frame; the camera runs at the
+//! A capture blocks until the camera's next frame; the camera runs at the
 //! frame rate nearest the configured one, so a capture waits at most about one frame time.
 
 use std::path::{Path, PathBuf};

@@ -141,6 +141,8 @@ pub fn open_camera(
     }
 }
 
+// Read only by the `camera` feature's opener.
+#[cfg_attr(not(feature = "camera"), allow(dead_code))]
 enum RealDevice<'a> {
     Index(u32),
     Path(&'a str),
