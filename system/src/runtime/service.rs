@@ -20,7 +20,7 @@ use super::backhaul::{BackhaulReport, StorageBackhaul};
 use crate::backend::StorageError;
 use crate::cluster::{ClientConfig, Connector, Tier1, Tier1Config, Tier2, Tier2Config};
 use crate::device::{
-    follow_gpsd, CapturedCheck, City, DeviceFrames, SharedFix, SyntheticCamera, SyntheticRoute,
+    open_camera, open_gps, CameraSettings, CapturedCheck, DeviceFrames, GpsSettings,
     SyntheticSettings,
 };
 use crate::driver::{self, Role};
@@ -53,6 +53,8 @@ pub enum ServiceError {
     Io(#[from] io::Error),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceError),
 }
 
 /// A peer tier-1 server.
@@ -119,11 +121,21 @@ pub struct MobileFile {
     pub tier1: Vec<SocketAddr>,
     #[serde(default = "default_fps")]
     pub fps: f64,
-    /// Where positions come from: `synthetic` (a route through the synthetic city) or
-    /// `gpsd:HOST:PORT` (a gpsd daemon, usually port 2947).
-    #[serde(default = "default_gps")]
+    /// Where pictures come from: `synthetic`, `folder:PATH`, `v4l2:/dev/videoN` or
+    /// `camera:N` (real cameras need the `camera` feature); see [`crate::device::open_camera`].
+    #[serde(default = "default_synthetic")]
+    pub camera: String,
+    /// Where positions come from: `synthetic` (a route through the synthetic city),
+    /// `gpsd:HOST:PORT`, `nmea:/dev/ttyUSB0@9600` or `nmea-file:PATH`; see
+    /// [`crate::device::open_gps`].
+    #[serde(default = "default_synthetic")]
     pub gps: String,
-    /// JPEG quality of the synthetic camera, 1..=100.
+    /// Capture resolution.
+    #[serde(default = "default_width")]
+    pub width: u16,
+    #[serde(default = "default_height")]
+    pub height: u16,
+    /// JPEG quality, 1..=100.
     #[serde(default = "default_quality")]
     pub jpeg_quality: u8,
     /// Keep a copy of every frame sent in this directory, as `FRAME.lf` (the captured-frame
@@ -138,28 +150,14 @@ fn any_port() -> SocketAddr {
 fn default_fps() -> f64 {
     10.0
 }
-fn default_gps() -> String {
+fn default_synthetic() -> String {
     "synthetic".to_string()
 }
-
-/// A mobile client's position source, from its config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GpsChoice {
-    Synthetic,
-    Gpsd(SocketAddr),
+fn default_width() -> u16 {
+    SyntheticSettings::default().width
 }
-
-impl MobileFile {
-    /// The GPS source named by `gps`.
-    pub fn gps_choice(&self) -> Option<GpsChoice> {
-        match self.gps.as_str() {
-            "synthetic" => Some(GpsChoice::Synthetic),
-            other => other
-                .strip_prefix("gpsd:")
-                .and_then(|a| a.parse().ok())
-                .map(GpsChoice::Gpsd),
-        }
-    }
+fn default_height() -> u16 {
+    SyntheticSettings::default().height
 }
 
 fn default_quality() -> u8 {
@@ -220,6 +218,17 @@ impl Tier2File {
 }
 
 impl MobileFile {
+    /// What the camera is opened with.
+    pub fn camera_settings(&self) -> CameraSettings {
+        CameraSettings {
+            vehicle: self.id,
+            width: self.width,
+            height: self.height,
+            fps: self.fps,
+            quality: self.jpeg_quality,
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let c: Self = load(path)?;
         if c.tier1.is_empty() {
@@ -228,15 +237,12 @@ impl MobileFile {
         if !(c.fps.is_finite() && c.fps > 0.0) {
             return Err(invalid(path, "fps", "must be positive"));
         }
-        if c.gps_choice().is_none() {
-            return Err(invalid(
-                path,
-                "gps",
-                "expected `synthetic` or `gpsd:HOST:PORT`",
-            ));
+        let settings = c.camera_settings();
+        if let Err(e) = crate::device::check_resolution(settings.width, settings.height) {
+            return Err(invalid(path, "width", &e.to_string()));
         }
-        if !(1..=100).contains(&c.jpeg_quality) {
-            return Err(invalid(path, "jpeg_quality", "must be within 1..=100"));
+        if let Err(e) = crate::device::check_quality(settings.quality) {
+            return Err(invalid(path, "jpeg_quality", &e.to_string()));
         }
         Ok(c)
     }
@@ -454,32 +460,18 @@ pub async fn run_mobile_on<S: DatagramSocket>(
         first_frame: boot,
         ..SenderConfig::new(cfg.id, any_port())
     });
-    let mut producer: Box<dyn FrameProducer> = Box::new(DeviceFrames {
-        camera: SyntheticCamera::new(
-            cfg.id,
-            SyntheticSettings {
-                quality: cfg.jpeg_quality,
-                ..SyntheticSettings::default()
-            },
-        ),
-        gps: match cfg.gps_choice() {
-            Some(GpsChoice::Gpsd(addr)) => {
-                let shared = SharedFix::default();
-                let follow = shared.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = follow_gpsd(addr, follow).await {
-                        tracing::warn!(error = %e, %addr, "gpsd connection ended");
-                    }
-                });
-                Box::new(shared)
-            }
-            _ => Box::new(SyntheticRoute::new(
-                City::default(),
-                10.0,
-                u64::from(cfg.id),
-                clock.now(),
-            )),
+    let camera = open_camera(&cfg.camera, &cfg.camera_settings())?;
+    let gps = open_gps(
+        &cfg.gps,
+        &GpsSettings {
+            seed: u64::from(cfg.id),
+            start: clock.now(),
+            ..GpsSettings::default()
         },
+    )?;
+    let mut producer: Box<dyn FrameProducer> = Box::new(DeviceFrames {
+        camera,
+        gps,
         errors: 0,
     });
     if let Some(dir) = &cfg.keep_frames {

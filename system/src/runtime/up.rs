@@ -150,7 +150,10 @@ pub async fn up(
             listen: inner.local_addr()?,
             tier1,
             fps: opts.fps,
+            camera: "synthetic".to_string(),
             gps: "synthetic".to_string(),
+            width: crate::device::SyntheticSettings::default().width,
+            height: crate::device::SyntheticSettings::default().height,
             jpeg_quality: crate::device::SyntheticSettings::default().quality,
             keep_frames: None,
         };
