@@ -212,3 +212,7 @@ pub trait Storage: Send {
     fn commands(&mut self, client: u32, limit: u32) -> Result<Vec<CommandRecord>, StorageError>;
     fn apply_retention(&mut self, r: &Retention, now_ms: i64) -> Result<Pruned, StorageError>;
 }
+
+// The map and web servers over this storage.
+pub mod map;
+pub mod web;
