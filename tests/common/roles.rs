@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 pub fn livecam() -> Command {
     Command::new(env!("CARGO_BIN_EXE_livecam"))
