@@ -22,4 +22,6 @@ pub use gps::{
     SyntheticRoute,
 };
 pub use nmea_feed::{NmeaFeed, NmeaFeedError, Replay};
-pub use open::{open_camera, open_gps, CameraSettings, DeviceError, GpsSettings};
+pub use open::{
+    open_camera, open_gps, CameraSettings, CameraSpec, DeviceError, GpsSettings, GpsSpec,
+};

@@ -18,7 +18,7 @@
 //! Errors quote the spec and name what is wrong.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -102,6 +102,48 @@ impl CameraSettings {
     }
 }
 
+/// A parsed camera spec (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CameraSpec {
+    Synthetic,
+    Folder(PathBuf),
+    /// A V4L2 device path.
+    V4l2(PathBuf),
+    /// `/dev/videoN`.
+    Index(u32),
+}
+
+impl CameraSpec {
+    /// Parses `spec` without touching any device: what a config check calls. A real camera in
+    /// a build without the `camera` feature is an error here already.
+    pub fn parse(spec: &str) -> Result<Self, DeviceError> {
+        let (kind, arg) = spec.split_once(':').unwrap_or((spec, ""));
+        let parsed = match (kind, arg) {
+            ("synthetic", "") => CameraSpec::Synthetic,
+            ("folder", dir) if !dir.is_empty() => CameraSpec::Folder(dir.into()),
+            ("v4l2", path) if !path.is_empty() => CameraSpec::V4l2(path.into()),
+            ("camera", n) if !n.is_empty() => {
+                CameraSpec::Index(n.parse().map_err(|_| DeviceError::Camera {
+                    spec: spec.to_string(),
+                    source: CameraError::Setting(format!("`{n}` is not a camera number")),
+                })?)
+            }
+            _ => {
+                return Err(DeviceError::UnknownCamera {
+                    spec: spec.to_string(),
+                })
+            }
+        };
+        if matches!(parsed, CameraSpec::V4l2(_) | CameraSpec::Index(_)) && !cfg!(feature = "camera")
+        {
+            return Err(DeviceError::NoCameraFeature {
+                spec: spec.to_string(),
+            });
+        }
+        Ok(parsed)
+    }
+}
+
 /// Opens the camera named by `spec` (see the module docs).
 pub fn open_camera(
     spec: &str,
@@ -111,10 +153,10 @@ pub fn open_camera(
         spec: spec.to_string(),
         source,
     };
+    let parsed = CameraSpec::parse(spec)?;
     settings.check().map_err(camera_err)?;
-    let (kind, arg) = spec.split_once(':').unwrap_or((spec, ""));
-    match (kind, arg) {
-        ("synthetic", "") => Ok(Box::new(SyntheticCamera::new(
+    match parsed {
+        CameraSpec::Synthetic => Ok(Box::new(SyntheticCamera::new(
             settings.vehicle,
             SyntheticSettings {
                 width: settings.width,
@@ -122,54 +164,27 @@ pub fn open_camera(
                 quality: settings.quality,
             },
         ))),
-        ("folder", dir) if !dir.is_empty() => Ok(Box::new(
-            FolderReplay::open(Path::new(dir)).map_err(camera_err)?,
-        )),
-        ("v4l2", path) if !path.is_empty() => {
-            real_camera(spec, RealDevice::Path(path), settings).map_err(|e| e.in_spec(spec))
-        }
-        ("camera", n) if !n.is_empty() => {
-            let n: u32 = n.parse().map_err(|_| DeviceError::Camera {
-                spec: spec.to_string(),
-                source: CameraError::Setting(format!("`{n}` is not a camera number")),
-            })?;
-            real_camera(spec, RealDevice::Index(n), settings).map_err(|e| e.in_spec(spec))
-        }
-        _ => Err(DeviceError::UnknownCamera {
-            spec: spec.to_string(),
-        }),
-    }
-}
-
-// Read only by the `camera` feature's opener.
-#[cfg_attr(not(feature = "camera"), allow(dead_code))]
-enum RealDevice<'a> {
-    Index(u32),
-    Path(&'a str),
-}
-
-impl DeviceError {
-    fn in_spec(self, spec: &str) -> Self {
-        match self {
-            DeviceError::Camera { source, .. } => DeviceError::Camera {
-                spec: spec.to_string(),
-                source,
-            },
-            other => other,
-        }
+        CameraSpec::Folder(dir) => Ok(Box::new(FolderReplay::open(&dir).map_err(camera_err)?)),
+        real => real_camera(spec, real, settings),
     }
 }
 
 #[cfg(feature = "camera")]
 fn real_camera(
     spec: &str,
-    device: RealDevice<'_>,
+    device: CameraSpec,
     settings: &CameraSettings,
 ) -> Result<Box<dyn FrameSource + Send>, DeviceError> {
     use super::capture::{CameraDevice, NokhwaCamera};
     let device = match device {
-        RealDevice::Index(n) => CameraDevice::Index(n),
-        RealDevice::Path(p) => CameraDevice::Path(p.into()),
+        CameraSpec::Index(n) => CameraDevice::Index(n),
+        CameraSpec::V4l2(p) => CameraDevice::Path(p),
+        // Opened by `open_camera` itself.
+        other => {
+            return Err(DeviceError::UnknownCamera {
+                spec: format!("{other:?}"),
+            })
+        }
     };
     NokhwaCamera::open(&device, settings)
         .map(|c| Box::new(c) as Box<dyn FrameSource + Send>)
@@ -182,7 +197,7 @@ fn real_camera(
 #[cfg(not(feature = "camera"))]
 fn real_camera(
     spec: &str,
-    _device: RealDevice<'_>,
+    _device: CameraSpec,
     _settings: &CameraSettings,
 ) -> Result<Box<dyn FrameSource + Send>, DeviceError> {
     Err(DeviceError::NoCameraFeature {
@@ -213,64 +228,123 @@ impl Default for GpsSettings {
     }
 }
 
+/// A parsed GPS spec (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub enum GpsSpec {
+    Synthetic,
+    /// gpsd at `HOST:PORT`, resolved when opened.
+    Gpsd(String),
+    Serial {
+        path: String,
+        baud: u32,
+    },
+    File {
+        path: PathBuf,
+        replay: Replay,
+    },
+}
+
+impl GpsSpec {
+    /// Parses `spec` without touching any device or the network: what a config check calls.
+    pub fn parse(spec: &str) -> Result<Self, DeviceError> {
+        let bad = |message: String| DeviceError::BadGps {
+            spec: spec.to_string(),
+            message,
+        };
+        let (kind, arg) = spec.split_once(':').unwrap_or((spec, ""));
+        match (kind, arg) {
+            ("synthetic", "") => Ok(GpsSpec::Synthetic),
+            ("gpsd", "") => Ok(GpsSpec::Gpsd(format!("127.0.0.1:{GPSD_PORT}"))),
+            ("gpsd", addr) => match addr.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                    Ok(GpsSpec::Gpsd(addr.to_string()))
+                }
+                _ => Err(bad(format!("`{addr}` is not HOST:PORT"))),
+            },
+            ("nmea", port) if !port.is_empty() => {
+                let (path, baud) = match port.rsplit_once('@') {
+                    Some((path, baud)) => (
+                        path,
+                        baud.parse()
+                            .map_err(|_| bad(format!("`{baud}` is not a baud rate")))?,
+                    ),
+                    None => (port, NMEA_BAUD),
+                };
+                if baud == 0 || baud > 4_000_000 {
+                    return Err(DeviceError::Gps {
+                        spec: spec.to_string(),
+                        source: NmeaFeedError::Baud(baud),
+                    });
+                }
+                Ok(GpsSpec::Serial {
+                    path: path.to_string(),
+                    baud,
+                })
+            }
+            ("nmea-file", file) if !file.is_empty() => {
+                // `@RATE` only when it is a number, so a path may hold an `@`.
+                let (path, replay) = match file
+                    .rsplit_once('@')
+                    .and_then(|(path, rate)| Some((path, rate.parse::<f64>().ok()?)))
+                {
+                    Some((path, rate)) if rate.is_finite() && rate > 0.0 && rate <= 10_000.0 => {
+                        (path, Replay::LinesPerSecond(rate))
+                    }
+                    Some((_, rate)) => {
+                        return Err(DeviceError::Gps {
+                            spec: spec.to_string(),
+                            source: NmeaFeedError::Rate(rate),
+                        })
+                    }
+                    None => (file, Replay::Once),
+                };
+                Ok(GpsSpec::File {
+                    path: path.into(),
+                    replay,
+                })
+            }
+            _ => Err(DeviceError::UnknownGps {
+                spec: spec.to_string(),
+            }),
+        }
+    }
+}
+
 /// Opens the GPS source named by `spec` (see the module docs). Receivers are read on a
 /// background thread (serial, file) or task (gpsd: on the current tokio runtime, else on a
 /// thread of its own) until the returned source is dropped.
 pub fn open_gps(spec: &str, settings: &GpsSettings) -> Result<Box<dyn GpsSource>, DeviceError> {
-    let bad = |message: String| DeviceError::BadGps {
-        spec: spec.to_string(),
-        message,
-    };
     let feed_err = |source| DeviceError::Gps {
         spec: spec.to_string(),
         source,
     };
-    let (kind, arg) = spec.split_once(':').unwrap_or((spec, ""));
-    match (kind, arg) {
-        ("synthetic", "") => Ok(Box::new(SyntheticRoute::new(
+    match GpsSpec::parse(spec)? {
+        GpsSpec::Synthetic => Ok(Box::new(SyntheticRoute::new(
             settings.city,
             settings.speed_mps,
             settings.seed,
             settings.start,
         ))),
-        ("gpsd", addr) => {
-            let addr = if addr.is_empty() {
-                SocketAddr::from(([127, 0, 0, 1], GPSD_PORT))
-            } else {
-                addr.to_socket_addrs()
-                    .map_err(|e| bad(format!("`{addr}` is not HOST:PORT: {e}")))?
-                    .next()
-                    .ok_or_else(|| bad(format!("`{addr}` resolves to no address")))?
-            };
-            Ok(Box::new(GpsdFeed::start(addr)))
+        GpsSpec::Gpsd(addr) => {
+            let resolved = addr
+                .to_socket_addrs()
+                .map_err(|e| DeviceError::BadGps {
+                    spec: spec.to_string(),
+                    message: format!("resolving `{addr}`: {e}"),
+                })?
+                .next()
+                .ok_or_else(|| DeviceError::BadGps {
+                    spec: spec.to_string(),
+                    message: format!("`{addr}` resolves to no address"),
+                })?;
+            Ok(Box::new(GpsdFeed::start(resolved)))
         }
-        ("nmea", port) if !port.is_empty() => {
-            let (path, baud) = match port.rsplit_once('@') {
-                Some((path, baud)) => (
-                    path,
-                    baud.parse()
-                        .map_err(|_| bad(format!("`{baud}` is not a baud rate")))?,
-                ),
-                None => (port, NMEA_BAUD),
-            };
-            Ok(Box::new(NmeaFeed::serial(path, baud).map_err(feed_err)?))
+        GpsSpec::Serial { path, baud } => {
+            Ok(Box::new(NmeaFeed::serial(&path, baud).map_err(feed_err)?))
         }
-        ("nmea-file", file) if !file.is_empty() => {
-            // `@RATE` only when it is a number, so a path may hold an `@`.
-            let (path, replay) = match file
-                .rsplit_once('@')
-                .and_then(|(path, rate)| Some((path, rate.parse::<f64>().ok()?)))
-            {
-                Some((path, rate)) => (path, Replay::LinesPerSecond(rate)),
-                None => (file, Replay::Once),
-            };
-            Ok(Box::new(
-                NmeaFeed::file(Path::new(path), replay).map_err(feed_err)?,
-            ))
+        GpsSpec::File { path, replay } => {
+            Ok(Box::new(NmeaFeed::file(&path, replay).map_err(feed_err)?))
         }
-        _ => Err(DeviceError::UnknownGps {
-            spec: spec.to_string(),
-        }),
     }
 }
 
@@ -480,6 +554,62 @@ mod tests {
             Some((35.5, 139.5))
         );
         assert_eq!(gps.stats().map(|s| (s.sentences, s.fixes)), Some((1, 1)));
+    }
+
+    #[test]
+    fn specs_parse_without_touching_devices() {
+        assert_eq!(
+            CameraSpec::parse("synthetic").unwrap(),
+            CameraSpec::Synthetic
+        );
+        assert_eq!(
+            CameraSpec::parse("folder:/nonexistent").unwrap(),
+            CameraSpec::Folder("/nonexistent".into())
+        );
+        if cfg!(feature = "camera") {
+            assert_eq!(
+                CameraSpec::parse("v4l2:/dev/video9").unwrap(),
+                CameraSpec::V4l2("/dev/video9".into())
+            );
+            assert_eq!(CameraSpec::parse("camera:3").unwrap(), CameraSpec::Index(3));
+        }
+        assert_eq!(
+            GpsSpec::parse("nmea:/dev/ttyNOPE0").unwrap(),
+            GpsSpec::Serial {
+                path: "/dev/ttyNOPE0".into(),
+                baud: NMEA_BAUD
+            }
+        );
+        assert_eq!(
+            GpsSpec::parse("nmea:/dev/ttyNOPE0@115200").unwrap(),
+            GpsSpec::Serial {
+                path: "/dev/ttyNOPE0".into(),
+                baud: 115_200
+            }
+        );
+        assert_eq!(
+            GpsSpec::parse("gpsd").unwrap(),
+            GpsSpec::Gpsd("127.0.0.1:2947".into())
+        );
+        assert_eq!(
+            GpsSpec::parse("gpsd:gps.example:2947").unwrap(),
+            GpsSpec::Gpsd("gps.example:2947".into())
+        );
+        assert_eq!(
+            GpsSpec::parse("nmea-file:/logs/a@b.nmea").unwrap(),
+            GpsSpec::File {
+                path: "/logs/a@b.nmea".into(),
+                replay: Replay::Once
+            }
+        );
+        assert_eq!(
+            GpsSpec::parse("nmea-file:/logs/drive.nmea@8").unwrap(),
+            GpsSpec::File {
+                path: "/logs/drive.nmea".into(),
+                replay: Replay::LinesPerSecond(8.0)
+            }
+        );
+        assert!(GpsSpec::parse("nmea:/dev/ttyUSB0@0").is_err());
     }
 
     #[test]
