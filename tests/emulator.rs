@@ -310,3 +310,34 @@ fn a_scenario_the_emulator_cannot_run_names_the_field() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("hosts[0].role"), "{err}");
 }
+
+#[test]
+fn bench_prints_the_bridge_figures() {
+    if !privileged("bench_prints_the_bridge_figures") {
+        return;
+    }
+    let _serial = serial();
+    // Figures only (the targets are judged on a quiet machine, not in a test): the flood
+    // crosses the bridge and every ping-pong comes back on both paths.
+    let child = livecam()
+        .args(["emulate", "--bench", "--duration", "0.5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bench");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait for bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("JSON figures");
+    assert!(r["forwarded_pps"].as_f64().unwrap_or(0.0) > 0.0, "{r}");
+    assert_eq!(r["round_trips"], 2000, "{r}");
+    assert!(r["added_us_p50"].is_number(), "{r}");
+    assert_eq!(
+        netns::present_for(std::process::id()).expect("ip"),
+        Vec::<String>::new()
+    );
+}

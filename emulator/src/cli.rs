@@ -25,6 +25,10 @@ pub struct EmulateArgs {
     /// Delete namespaces and interfaces left by emulator runs that were killed, then exit.
     #[arg(long)]
     pub sweep: bool,
+    /// Measure the bridge (packets per second forwarded, latency added at zero configured
+    /// delay) and print the figures; needs root.
+    #[arg(long)]
+    pub bench: bool,
 }
 
 /// Errors of the command line.
@@ -68,9 +72,15 @@ pub fn main(args: EmulateArgs, exe: PathBuf) -> Result<(), CliError> {
         println!("{{\"removed\":{removed}}}");
         return Ok(());
     }
+    if args.bench {
+        let report = crate::bench::run(args.duration.unwrap_or(2.0), 2000)?;
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
     let Some(path) = &args.scenario else {
         return Err(CliError::Usage(
-            "give a scenario file (e.g. emulator/scenarios/stream.toml), or --sweep".into(),
+            "give a scenario file (e.g. emulator/scenarios/stream.toml), or --sweep, or --bench"
+                .into(),
         ));
     };
     if let Some(d) = args.duration {

@@ -19,6 +19,7 @@
 //! [`bench`] measures the bridge (packets per second, added latency); [`baseline`] streams the
 //! same frames over the kernel's TCP and over SRT across the same emulated links.
 
+pub mod bench;
 pub mod bridge;
 pub mod cli;
 pub mod engine;
