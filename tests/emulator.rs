@@ -336,8 +336,5 @@ fn bench_prints_the_bridge_figures() {
     assert!(r["forwarded_pps"].as_f64().unwrap_or(0.0) > 0.0, "{r}");
     assert_eq!(r["round_trips"], 2000, "{r}");
     assert!(r["added_us_p50"].is_number(), "{r}");
-    assert_eq!(
-        netns::present_for(std::process::id()).expect("ip"),
-        Vec::<String>::new()
-    );
+    assert_eq!(netns::present_for(pid).expect("ip"), Vec::<String>::new());
 }
