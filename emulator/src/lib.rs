@@ -16,8 +16,7 @@
 //! is thin: [`engine`] (threads and a clock), [`bridge`] (AF_PACKET), [`relay`] (the same
 //! models between processes on loopback UDP, `--relay`, no privileges needed).
 //!
-//! [`bench`] measures the bridge (packets per second, added latency); [`baseline`] streams the
-//! same frames over the kernel's TCP and over SRT across the same emulated links.
+//! [`bench`] measures the bridge (`livecam emulate --bench`: packets per second, added latency).
 
 pub mod bench;
 pub mod bridge;
