@@ -13,7 +13,6 @@
 //! benchmark needs no helper process.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,21 +51,7 @@ pub struct BenchReport {
 
 /// Opens a UDP socket bound to `bind` inside namespace `ns`.
 fn socket_in(ns: &str, bind: SocketAddr) -> std::io::Result<UdpSocket> {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let f = std::fs::File::open(&path)?;
-            // SAFETY: setns(2) on a valid namespace fd; it changes only this thread's network
-            // namespace, and the thread ends right after creating the socket.
-            let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-            if rc != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            UdpSocket::bind(bind)
-        })
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("setns thread panicked")))
-    })
+    netns::within(ns, || UdpSocket::bind(bind))
 }
 
 /// Two namespaces joined directly by a veth pair: the reference path. Deleted when dropped.

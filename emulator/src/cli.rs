@@ -29,6 +29,20 @@ pub struct EmulateArgs {
     /// delay) and print the figures; needs root.
     #[arg(long)]
     pub bench: bool,
+    /// Run an emulator experiment and write its report under OUT/NAME/: `tcp-vs-segment` (the
+    /// same frames over the segment protocol, TCP and SRT at 0-20 % loss) or `sim-vs-emulator`
+    /// (scenarios in the des simulator and in the emulator); needs root.
+    #[arg(long, value_name = "NAME")]
+    pub experiment: Option<String>,
+    /// Where experiment reports go.
+    #[arg(long, default_value = "reports")]
+    pub out: PathBuf,
+    /// tcp-vs-segment: frames per stream (default 300: 30 s at 10 fps).
+    #[arg(long)]
+    pub frames: Option<u32>,
+    /// tcp-vs-segment: packet loss rates in percent, comma-separated (default 0,1,5,10,20).
+    #[arg(long, value_delimiter = ',')]
+    pub losses: Option<Vec<f64>>,
 }
 
 /// Errors of the command line.
@@ -52,6 +66,8 @@ pub enum CliError {
     Usage(String),
     #[error("printing the report: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Experiment(#[from] crate::experiment::ExperimentError),
 }
 
 /// Loads a scenario and plans it.
@@ -75,6 +91,11 @@ pub fn main(args: EmulateArgs, exe: PathBuf) -> Result<(), CliError> {
     if args.bench {
         let report = crate::bench::run(args.duration.unwrap_or(2.0), 2000)?;
         println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    if let Some(name) = &args.experiment {
+        let dir = crate::experiment::run(name, &args, &exe)?;
+        println!("{name} -> {}", dir.display());
         return Ok(());
     }
     let Some(path) = &args.scenario else {

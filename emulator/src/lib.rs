@@ -18,10 +18,12 @@
 //!
 //! [`bench`] measures the bridge (`livecam emulate --bench`: packets per second, added latency).
 
+pub mod baseline;
 pub mod bench;
 pub mod bridge;
 pub mod cli;
 pub mod engine;
+pub mod experiment;
 pub mod forward;
 pub mod frame;
 pub mod netns;

@@ -229,6 +229,27 @@ fn remove_netns(ns: &str) {
     let _ = run("ip", &["netns", "del", ns]);
 }
 
+/// Runs `f` on a thread that has entered namespace `ns` (`setns`), and returns its result:
+/// sockets `f` creates belong to that namespace for good, wherever they are used afterwards.
+pub fn within<T: Send>(ns: &str, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::File::open(&path)?;
+            // SAFETY: setns(2) on a valid namespace fd; it changes only this thread's network
+            // namespace, and the thread ends right after `f`.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+    })
+}
+
 /// The PID a name of ours carries, if it is one of ours.
 fn owner(name: &str) -> Option<u32> {
     let rest = name.strip_prefix(PREFIX)?;
