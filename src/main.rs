@@ -147,6 +147,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = SimBackend::Des)]
         backend: SimBackend,
     },
+    /// Run a scenario's tier1/tier2/mobile processes across emulated links (network namespaces
+    /// and a pnet bridge, or --relay on loopback) and print one JSON object of their summaries.
+    Emulate(livecam_emulator::cli::EmulateArgs),
     /// Experiment sweeps: run them in simulation and write CSV, charts and an HTML report.
     Experiment {
         #[command(subcommand)]
@@ -543,6 +546,10 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&outcome)?);
         }
         Command::Experiment { action } => experiment(action)?,
+        Command::Emulate(args) => livecam_emulator::cli::main(
+            args,
+            std::env::current_exe().context("finding the livecam binary")?,
+        )?,
     }
     Ok(())
 }

@@ -20,8 +20,8 @@ use super::backhaul::{BackhaulReport, StorageBackhaul};
 use crate::backend::StorageError;
 use crate::cluster::{ClientConfig, Connector, Tier1, Tier1Config, Tier2, Tier2Config};
 use crate::device::{
-    open_camera, open_gps, CameraSettings, CapturedCheck, DeviceFrames, GpsSettings,
-    SyntheticSettings,
+    open_camera, open_gps, CameraSettings, CameraSpec, CapturedCheck, DeviceFrames, GpsSettings,
+    GpsSpec, SyntheticSettings,
 };
 use crate::driver::{self, Role};
 use crate::net::{Clock, DatagramSocket, TokioClock};
@@ -237,6 +237,8 @@ impl MobileFile {
         if !(c.fps.is_finite() && c.fps > 0.0) {
             return Err(invalid(path, "fps", "must be positive"));
         }
+        CameraSpec::parse(&c.camera).map_err(|e| invalid(path, "camera", &e.to_string()))?;
+        GpsSpec::parse(&c.gps).map_err(|e| invalid(path, "gps", &e.to_string()))?;
         let settings = c.camera_settings();
         if let Err(e) = crate::device::check_resolution(settings.width, settings.height) {
             return Err(invalid(path, "width", &e.to_string()));
