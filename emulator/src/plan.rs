@@ -249,14 +249,20 @@ impl Plan {
                 tier1,
                 capacity: h.capacity.unwrap_or(1000),
                 policy: self.policy,
+                database: None,
+                advertise: None,
             }),
             ProcessRole::Mobile => toml::to_string(&MobileFile {
                 id: h.id,
                 listen: bind(i),
                 tier1,
                 fps: self.fps,
+                camera: "synthetic".to_string(),
                 gps: "synthetic".to_string(),
+                width: 320,
+                height: 240,
                 jpeg_quality: 85,
+                keep_frames: None,
             }),
         }
     }
