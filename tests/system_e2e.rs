@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use livecam_system::device::{CapturedFrame, City};
+use livecam_system::device::{
+    CapturedFrame, City, FrameSource, SyntheticCamera, SyntheticSettings,
+};
 use serde_json::{json, Value};
 
 mod common;
@@ -136,19 +138,30 @@ fn frames_positions_and_commands_cross_the_whole_system() {
     };
     let tier2s = [tier2(11, t2a), tier2(12, t2b)];
     std::thread::sleep(Duration::from_millis(600));
-    let mobile = |id: u32| {
+    // Client 1 films with the synthetic camera, client 2 replays a folder of pictures.
+    let pictures = dir.join("pictures");
+    std::fs::create_dir_all(&pictures).expect("pictures dir");
+    let mut synthetic = SyntheticCamera::new(7, SyntheticSettings::default());
+    for i in 0..3u64 {
+        let jpeg = synthetic.capture(i, i * 100).expect("a synthetic picture");
+        std::fs::write(pictures.join(format!("{i}.jpg")), jpeg).expect("write picture");
+    }
+    let mobile = |id: u32, camera: String| {
         let keep = dir.join(format!("kept-{id}"));
         let cfg = write(
             &dir,
             &format!("mobile-{id}.toml"),
             &format!(
-                "id = {id}\nlisten = \"127.0.0.1:0\"\ntier1 = [\"127.0.0.1:{t1}\"]\nfps = 10.0\nkeep_frames = \"{}\"\n",
+                "id = {id}\nlisten = \"127.0.0.1:0\"\ntier1 = [\"127.0.0.1:{t1}\"]\nfps = 10.0\ncamera = \"{camera}\"\nkeep_frames = \"{}\"\n",
                 keep.display()
             ),
         );
         (spawn("mobile", &cfg), keep)
     };
-    let cars = [mobile(1), mobile(2)];
+    let cars = [
+        mobile(1, "synthetic".into()),
+        mobile(2, format!("folder:{}", pictures.display())),
+    ];
 
     // Both clients show up on the map API, online, with a position and a stored frame.
     let start = Instant::now();
@@ -201,23 +214,27 @@ fn frames_positions_and_commands_cross_the_whole_system() {
     let (_, cmd) = api.command(2, json!({"kind": "snapshot"}));
     let done = api.settled(cmd["id"].as_u64().expect("command id"));
     assert_eq!(done["state"], "acked", "{done}");
-    // One the client refuses comes back failed, with its reason.
-    let (_, cmd) = api.command(2, json!({"kind": "set_fps", "milli_fps": 0}));
+    // One the client refuses comes back failed, with its reason: replayed pictures are sent
+    // as they are.
+    let (_, cmd) = api.command(2, json!({"kind": "set_quality", "quality": 50}));
     let done = api.settled(cmd["id"].as_u64().expect("command id"));
     assert_eq!(done["state"], "failed", "{done}");
     assert!(
         done["reason"]
             .as_str()
-            .is_some_and(|r| r.contains("frame rate")),
+            .is_some_and(|r| r.contains("as they are")),
         "{done}"
     );
     // Nonsense is refused at the door.
     let (status, body) = api.command(1, json!({"kind": "warp_speed"}));
     assert_eq!(status, 400, "{body}");
+    let (status, body) = api.command(1, json!({"kind": "set_fps", "milli_fps": 0}));
+    assert_eq!(status, 400, "{body}");
     let (status, body) = api.command(99, json!({"kind": "snapshot"}));
     assert_eq!(status, 404, "{body}");
 
-    std::thread::sleep(Duration::from_secs(1));
+    // Stream a little longer, so there is a history to check.
+    std::thread::sleep(Duration::from_secs(2));
     let mut acked = BTreeMap::new();
     let mut keeps = Vec::new();
     for (child, keep) in cars {
@@ -244,7 +261,7 @@ fn frames_positions_and_commands_cross_the_whole_system() {
         let kept = kept(keep);
         let listed = api
             .get(&format!(
-                "/api/clients/{client}/frames?from=0&to={}&limit=100000",
+                "/api/clients/{client}/frames?from=0&to={}&limit=10000",
                 i64::MAX
             ))
             .expect("frames");

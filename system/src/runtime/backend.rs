@@ -194,9 +194,10 @@ impl Backend {
                 }
             })
         });
-        let summary = tokio::select! {
-            s = desk_loop(&self.udp, self.storage.clone(), cmd_rx, upd_tx) => s?,
-            _ = stop => BackendSummary::default(),
+        let mut summary = BackendSummary::default();
+        let ended = tokio::select! {
+            r = desk_loop(&self.udp, self.storage.clone(), cmd_rx, upd_tx, &mut summary) => r,
+            _ = stop => Ok(()),
         };
         let _ = stop_tx.send(true);
         if let Ok(Err(e)) = web.await {
@@ -205,6 +206,7 @@ impl Backend {
         if let Some(r) = retention {
             let _ = r.await;
         }
+        ended?;
         Ok(BackendSummary {
             role: "backend",
             http: Some(http),
@@ -233,10 +235,10 @@ async fn desk_loop(
     storage: Arc<Mutex<Box<dyn Storage>>>,
     mut commands: mpsc::Receiver<CommandRecord>,
     updates: broadcast::Sender<CommandRecord>,
-) -> Result<BackendSummary, ServiceError> {
+    summary: &mut BackendSummary,
+) -> Result<(), ServiceError> {
     let clock = TokioClock::new();
     let mut desk = CommandDesk::new(DeskConfig::default());
-    let mut summary = BackendSummary::default();
     let mut out = Vec::with_capacity(MAX_DATAGRAM);
     let mut inbuf = vec![0u8; MAX_DATAGRAM];
     loop {
@@ -261,7 +263,7 @@ async fn desk_loop(
         let deadline = desk.poll_timeout();
         tokio::select! {
             cmd = commands.recv() => {
-                let Some(cmd) = cmd else { return Ok(summary) };
+                let Some(cmd) = cmd else { return Ok(()) };
                 let s = storage.clone();
                 let client = cmd.client;
                 let session = tokio::task::spawn_blocking(move || lock(&s).session(client)).await;
