@@ -136,3 +136,92 @@ fn a_bad_config_names_the_field() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Scrapes `http://ADDR/metrics` and parses it with a Prometheus text parser.
+fn scrape(addr: &str) -> prometheus_parse::Scrape {
+    let body = ureq::get(&format!("http://{addr}/metrics"))
+        .call()
+        .unwrap_or_else(|e| panic!("scraping {addr}: {e}"))
+        .into_string()
+        .expect("metrics body");
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("metrics of {addr} do not parse: {e}\n{body}"))
+}
+
+/// The value of the sample named `name` (counters may carry `_total`).
+fn value(s: &prometheus_parse::Scrape, name: &str) -> f64 {
+    use prometheus_parse::Value;
+    let sample = s
+        .samples
+        .iter()
+        .find(|x| x.metric == name || x.metric == format!("{name}_total"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no {name} in {:?}",
+                s.samples.iter().map(|x| &x.metric).collect::<Vec<_>>()
+            )
+        });
+    match &sample.value {
+        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+        other => panic!("{name} is {other:?}"),
+    }
+}
+
+#[test]
+fn every_role_serves_prometheus_metrics() {
+    let dir = std::env::temp_dir().join(format!("livecam-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (t1, t2) = (port(), port());
+    let tcp = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free TCP port")
+            .to_string()
+    };
+    let (m1, m2, mm) = (tcp(), tcp(), tcp());
+    let tier1 = spawn(
+        "tier1",
+        &write(
+            &dir,
+            "tier1.toml",
+            &format!("id = 1\nlisten = \"127.0.0.1:{t1}\"\nmetrics = \"{m1}\"\n"),
+        ),
+    );
+    let tier2 = spawn(
+        "tier2",
+        &write(
+            &dir,
+            "tier2.toml",
+            &format!("id = 11\nlisten = \"127.0.0.1:{t2}\"\ntier1 = [\"127.0.0.1:{t1}\"]\ncapacity = 50\nmetrics = \"{m2}\"\n"),
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    let car = spawn(
+        "mobile",
+        &write(
+            &dir,
+            "mobile.toml",
+            &format!("id = 7\nlisten = \"127.0.0.1:0\"\ntier1 = [\"127.0.0.1:{t1}\"]\nfps = 20.0\nmetrics = \"{mm}\"\n"),
+        ),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let (s1, s2, sm) = (scrape(&m1), scrape(&m2), scrape(&mm));
+    assert_eq!(value(&s1, "livecam_tier1_managed_tier2s"), 1.0);
+    assert_eq!(value(&s2, "livecam_sessions"), 1.0);
+    assert_eq!(value(&s2, "livecam_tier2_capacity"), 50.0);
+    assert!(value(&s2, "livecam_segments_in") > 0.0);
+    assert!(value(&s2, "livecam_frames_delivered") >= 10.0);
+    assert_eq!(value(&s2, "livecam_datagrams_malformed"), 0.0);
+    assert!(value(&sm, "livecam_frames_delivered") >= 10.0);
+    assert!(value(&sm, "livecam_segments_out") >= value(&sm, "livecam_frames_delivered"));
+    assert!(
+        sm.samples
+            .iter()
+            .any(|x| x.metric == "livecam_frame_latency_ms"),
+        "no latency histogram"
+    );
+    for child in [car, tier2, tier1] {
+        stop(child);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

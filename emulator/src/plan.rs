@@ -242,6 +242,7 @@ impl Plan {
                         addr: addr(j),
                     })
                     .collect(),
+                metrics: None,
             }),
             ProcessRole::Tier2 => toml::to_string(&Tier2File {
                 id: h.id,
@@ -251,6 +252,7 @@ impl Plan {
                 policy: self.policy,
                 database: None,
                 advertise: None,
+                metrics: None,
             }),
             ProcessRole::Mobile => toml::to_string(&MobileFile {
                 id: h.id,
@@ -263,6 +265,7 @@ impl Plan {
                 height: 240,
                 jpeg_quality: 85,
                 keep_frames: None,
+                metrics: None,
             }),
         }
     }

@@ -47,6 +47,7 @@ pub mod cluster;
 pub mod device;
 pub mod driver;
 pub mod link;
+pub mod metrics;
 pub mod net;
 pub mod outbox;
 pub mod proto;

@@ -138,6 +138,11 @@ impl Tier2 {
             .saturating_add(u32::try_from(self.reservations.len()).unwrap_or(u32::MAX))
     }
 
+    /// Sessions it takes at most.
+    pub fn capacity(&self) -> u32 {
+        self.cfg.capacity
+    }
+
     /// Tells the tier-2 how many sessions its receiver holds.
     pub fn set_sessions(&mut self, sessions: u32) {
         self.sessions = sessions;

@@ -94,7 +94,7 @@ impl BackendFile {
         if c.retention_interval_s == 0 {
             return Err(invalid("retention_interval_s", "must be at least 1"));
         }
-        if c.city.streets < 2 || !(c.city.block_m > 0.0) {
+        if c.city.streets < 2 || c.city.block_m.is_nan() || c.city.block_m <= 0.0 {
             return Err(invalid(
                 "city",
                 "needs at least 2 streets and a positive block_m",

@@ -24,12 +24,14 @@ use crate::device::{
     GpsSpec, SyntheticSettings,
 };
 use crate::driver::{self, Role};
+use crate::metrics::{Metered, Observed, RoleMetrics};
 use crate::net::{Clock, DatagramSocket, TokioClock};
 use crate::proto::{PolicyConfig, Receiver, ReceiverConfig, Sender, SenderConfig};
 use crate::role::{
     Camera, CameraConfig, FrameProducer, Mobile, MobileConfig, Sink, Tier1Server, Tier2Server,
 };
 use crate::time::Instant;
+use std::sync::Arc;
 
 /// A config that cannot be used.
 #[derive(Debug, Error)]
@@ -74,6 +76,9 @@ pub struct Tier1File {
     pub listen: SocketAddr,
     #[serde(default)]
     pub peers: Vec<Peer>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics`.
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `livecam tier2 --config`.
@@ -96,6 +101,9 @@ pub struct Tier2File {
     /// `listen`; needed when `listen` is a wildcard address).
     #[serde(default)]
     pub advertise: Option<SocketAddr>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics`.
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Tier2File {
@@ -142,6 +150,9 @@ pub struct MobileFile {
     /// format), for audits and end-to-end checks. Grows without bound: not for vehicles.
     #[serde(default)]
     pub keep_frames: Option<PathBuf>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics`.
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
 }
 
 fn any_port() -> SocketAddr {
@@ -287,6 +298,42 @@ async fn serve<R: Role, S: DatagramSocket>(
     }
 }
 
+/// Runs `role` like [`serve`], with its metrics served at `metrics` when there is an
+/// address; gives the role back with the outcome.
+async fn serve_metered<R: Observed, S: DatagramSocket>(
+    role: R,
+    metrics: Option<SocketAddr>,
+    socket: &S,
+    clock: &TokioClock,
+    stop: impl std::future::Future<Output = ()>,
+) -> (R, io::Result<()>) {
+    let Some(addr) = metrics else {
+        let mut role = role;
+        let r = serve(&mut role, socket, clock, stop).await;
+        return (role, r);
+    };
+    let m = Arc::new(RoleMetrics::default());
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => return (role, Err(e)),
+    };
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = crate::metrics::router(m.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = done_rx.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "metrics at http://{addr}/metrics");
+    let mut metered = Metered::new(role, m);
+    let r = serve(&mut metered, socket, clock, stop).await;
+    let _ = done_tx.send(());
+    let _ = server.await;
+    (metered.into_inner(), r)
+}
+
 /// What a tier-1 process reports on exit.
 #[derive(Debug, Clone, Serialize)]
 pub struct Tier1Summary {
@@ -314,9 +361,10 @@ pub async fn run_tier1_on<S: DatagramSocket>(
     let clock = TokioClock::new();
     let peers = cfg.peers.iter().map(|p| (p.id, p.addr)).collect();
     let tier1 = Tier1::new(Tier1Config::new(cfg.id, cfg.listen, peers), clock.now());
-    let mut server = Tier1Server::new(tier1, None);
+    let server = Tier1Server::new(tier1, None);
     tracing::info!(id = cfg.id, listen = %cfg.listen, "tier-1 up");
-    serve(&mut server, socket, &clock, stop).await?;
+    let (server, served) = serve_metered(server, cfg.metrics, socket, &clock, stop).await;
+    served?;
     Ok(Tier1Summary {
         role: "tier1",
         id: cfg.id,
@@ -375,9 +423,9 @@ pub async fn run_tier2_on<S: DatagramSocket>(
         sink = sink.with_backhaul(Box::new(backhaul));
         writer = Some((counters, thread));
     }
-    let mut server = Tier2Server::new(tier2, sink);
+    let server = Tier2Server::new(tier2, sink);
     tracing::info!(id = cfg.id, listen = %cfg.listen, database = cfg.database.is_some(), "tier-2 up");
-    let served = serve(&mut server, socket, &clock, stop).await;
+    let (server, served) = serve_metered(server, cfg.metrics, socket, &clock, stop).await;
     let summary = Tier2Summary {
         role: "tier2",
         id: cfg.id,
@@ -494,9 +542,10 @@ pub async fn run_mobile_on<S: DatagramSocket>(
         producer,
     );
     let connector = Connector::new(ClientConfig::new(cfg.id, cfg.tier1.clone()));
-    let mut mobile = Mobile::new(MobileConfig::default(), connector, camera);
+    let mobile = Mobile::new(MobileConfig::default(), connector, camera);
     tracing::info!(id = cfg.id, "mobile client up");
-    serve(&mut mobile, socket, &clock, stop).await?;
+    let (mobile, served) = serve_metered(mobile, cfg.metrics, socket, &clock, stop).await;
+    served?;
     Ok(MobileSummary {
         role: "mobile",
         id: cfg.id,

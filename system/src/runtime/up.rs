@@ -112,6 +112,7 @@ pub async fn up(
                     addr: t1_addrs[j],
                 })
                 .collect(),
+            metrics: None,
         };
         let stop = stopped();
         tasks_t1.push(tokio::task::spawn_local(async move {
@@ -133,6 +134,7 @@ pub async fn up(
             policy: PolicyConfig::default(),
             database: Some(database.clone()),
             advertise: None,
+            metrics: None,
         };
         let stop = stopped();
         tasks_t2.push(tokio::task::spawn_local(async move {
@@ -156,6 +158,7 @@ pub async fn up(
             height: crate::device::SyntheticSettings::default().height,
             jpeg_quality: crate::device::SyntheticSettings::default().quality,
             keep_frames: None,
+            metrics: None,
         };
         let socket = ImpairedSocket::new(
             inner,
