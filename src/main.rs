@@ -19,6 +19,9 @@ const REFERENCE_SCENARIO: &str = include_str!("../sim/scenarios/reference.toml")
     about = "Live mobile camera system and its testbed"
 )]
 struct Cli {
+    /// Run on this CPU core only (sched_setaffinity), e.g. to pin a server for a benchmark.
+    #[arg(long, global = true)]
+    cpu: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,6 +70,66 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run the backend: database, map and web server, command desk (config:
+    /// deploy/backend.toml) until SIGINT or SIGTERM.
+    Backend {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Start a whole system on loopback: 2 tier-1s, 4 tier-2s, the backend and N synthetic
+    /// mobile clients; print the browser URL; run until Ctrl-C, then print a JSON summary.
+    Up {
+        /// Mobile clients to start.
+        #[arg(long, default_value_t = 8)]
+        clients: u32,
+        /// Probability that a mobile client's datagram is lost on the uplink (seeded).
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
+        /// Frames per second of each mobile client.
+        #[arg(long, default_value_t = 5.0)]
+        fps: f64,
+        /// The web server's address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: std::net::SocketAddr,
+        /// Database URL (`sqlite:PATH` or `postgres://...`); a fresh SQLite file in the temp
+        /// directory when absent.
+        #[arg(long)]
+        database: Option<String>,
+        /// Seed of the loss pattern.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Run N camera clients of the real protocol in this one process against a running
+    /// cluster and print a JSON summary: sessions, frames, latency, resends, and the servers'
+    /// CPU seconds and RSS from /proc.
+    Load {
+        /// Tier-1 addresses, default first, comma separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        tier1: Vec<std::net::SocketAddr>,
+        #[arg(long)]
+        cameras: u32,
+        #[arg(long, default_value_t = 10.0)]
+        fps: f64,
+        /// Bytes per frame, captured-frame header included.
+        #[arg(long = "frame-bytes", default_value_t = 10_000)]
+        frame_bytes: usize,
+        /// Seconds of capture.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Probability that a camera's datagram is lost on its way out (seeded).
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Client id of the first camera (ids must be unique in the fleet).
+        #[arg(long = "first-id", default_value_t = 1_000_000)]
+        first_id: u32,
+    },
+    /// Measurements that print their figures: `capacity` (sessions per tier-2 core).
+    Bench {
+        #[command(subcommand)]
+        action: BenchAction,
+    },
     /// Run a scenario file in deterministic simulation and print one JSON object of figures,
     /// with the trace hash that proves the run is a function of scenario and seed.
     Sim {
@@ -84,6 +147,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = SimBackend::Des)]
         backend: SimBackend,
     },
+    /// Run a scenario's tier1/tier2/mobile processes across emulated links (network namespaces
+    /// and a pnet bridge, or --relay on loopback) and print one JSON object of their summaries.
+    Emulate(livecam_emulator::cli::EmulateArgs),
     /// Experiment sweeps: run them in simulation and write CSV, charts and an HTML report.
     Experiment {
         #[command(subcommand)]
@@ -225,6 +291,31 @@ fn experiment(action: ExperimentCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Subcommand)]
+enum BenchAction {
+    /// Ramp cameras against one tier-1 and one tier-2 pinned to one core until delivery
+    /// falls below 99.9% or p99 latency rises 5 ms over one camera's; print the knee.
+    Capacity {
+        /// Camera counts to try, ascending.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "25,50,100,150,200,300,400,500,600,800,1000"
+        )]
+        steps: Vec<u32>,
+        /// Seconds per step.
+        #[arg(long = "step-seconds", default_value_t = 8.0)]
+        step_seconds: f64,
+        #[arg(long, default_value_t = 10.0)]
+        fps: f64,
+        #[arg(long = "frame-bytes", default_value_t = 10_000)]
+        frame_bytes: usize,
+        /// The core the servers are pinned to; the load generator takes the others.
+        #[arg(long = "server-cpu", default_value_t = 0)]
+        server_cpu: usize,
+    },
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum SimBackend {
     Des,
@@ -248,6 +339,10 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(cpu) = cli.cpu {
+        livecam_system::runtime::capacity::pin_self_to(cpu)
+            .with_context(|| format!("pinning to CPU {cpu}"))?;
+    }
     match cli.command {
         Command::Transfer {
             frames,
@@ -300,6 +395,128 @@ fn main() -> anyhow::Result<()> {
                 runtime()?.block_on(service::run_mobile(&cfg, service::shutdown_signal()))?;
             println!("{}", serde_json::to_string(&summary)?);
         }
+        Command::Backend { config } => {
+            let cfg = livecam_system::runtime::backend::BackendFile::load(&config)?;
+            let summary = runtime()?.block_on(livecam_system::runtime::backend::run_backend(
+                &cfg,
+                service::shutdown_signal(),
+            ))?;
+            println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::Load {
+            tier1,
+            cameras,
+            fps,
+            frame_bytes,
+            duration,
+            loss,
+            seed,
+            first_id,
+        } => {
+            use livecam_system::runtime::load;
+            anyhow::ensure!(
+                duration.is_finite() && duration > 0.0 && duration < 1e6,
+                "--duration must be positive seconds, got {duration}"
+            );
+            let opts = load::LoadOptions {
+                tier1,
+                cameras,
+                fps,
+                frame_bytes,
+                duration: std::time::Duration::from_secs_f64(duration),
+                loss,
+                seed,
+                first_id,
+            };
+            opts.validate()?;
+            let local = tokio::task::LocalSet::new();
+            let summary = local.block_on(&runtime()?, load::run_load(&opts))?;
+            println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::Bench {
+            action:
+                BenchAction::Capacity {
+                    steps,
+                    step_seconds,
+                    fps,
+                    frame_bytes,
+                    server_cpu,
+                },
+        } => {
+            use livecam_system::runtime::capacity;
+            anyhow::ensure!(
+                step_seconds.is_finite() && step_seconds >= 1.0,
+                "--step-seconds must be at least 1"
+            );
+            anyhow::ensure!(
+                steps.windows(2).all(|w| w[0] < w[1]) && steps.first().is_some_and(|&n| n > 1),
+                "--steps must be ascending camera counts above 1"
+            );
+            let opts = capacity::CapacityOptions {
+                exe: std::env::current_exe().context("finding the livecam binary")?,
+                server_cpu,
+                steps,
+                step: std::time::Duration::from_secs_f64(step_seconds),
+                fps,
+                frame_bytes,
+                ..capacity::CapacityOptions::default()
+            };
+            let local = tokio::task::LocalSet::new();
+            let report = local.block_on(
+                &runtime()?,
+                capacity::run_capacity(&opts, |s| {
+                    eprintln!(
+                        "{:>5} cameras: delivered {:.4}, p99 {:.2} ms (+{:.2}), tier-2 {:.2} cores, {} MB",
+                        s.cameras,
+                        s.delivered_ratio,
+                        s.latency_ms_p99,
+                        s.added_p99_ms,
+                        s.tier2_cores,
+                        s.tier2_rss_bytes >> 20
+                    );
+                }),
+            )?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::Up {
+            clients,
+            loss,
+            fps,
+            http,
+            database,
+            seed,
+        } => {
+            use livecam_system::runtime::up;
+            anyhow::ensure!(clients > 0, "--clients must be at least 1");
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&loss),
+                "--loss must be within 0..=1, got {loss}"
+            );
+            anyhow::ensure!(
+                livecam_system::role::FPS_RANGE.contains(&fps),
+                "--fps must be within 0.1..=60, got {fps}"
+            );
+            let opts = up::UpOptions {
+                clients,
+                loss,
+                fps,
+                http,
+                database,
+                seed,
+            };
+            let local = tokio::task::LocalSet::new();
+            let summary = local.block_on(
+                &runtime()?,
+                up::up(
+                    &opts,
+                    |url| {
+                        eprintln!("livecam is up: open {url} (Ctrl-C stops it)");
+                    },
+                    service::shutdown_signal(),
+                ),
+            )?;
+            println!("{}", serde_json::to_string(&summary)?);
+        }
         Command::Sim {
             scenario,
             seed,
@@ -329,6 +546,10 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&outcome)?);
         }
         Command::Experiment { action } => experiment(action)?,
+        Command::Emulate(args) => livecam_emulator::cli::main(
+            args,
+            std::env::current_exe().context("finding the livecam binary")?,
+        )?,
     }
     Ok(())
 }

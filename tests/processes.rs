@@ -1,62 +1,11 @@
 //! The role processes for real: `livecam tier1|tier2|mobile --config` as separate processes on
 //! loopback UDP, stopped with SIGTERM, each printing its JSON summary.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
-fn livecam() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_livecam"))
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    let mut f = std::fs::File::create(&path).expect("create config");
-    f.write_all(text.as_bytes()).expect("write config");
-    path
-}
-
-fn spawn(role: &str, config: &Path) -> Child {
-    livecam()
-        .args([role, "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start livecam")
-}
-
-/// Stops a role with SIGTERM and returns its JSON summary.
-fn stop(child: Child) -> serde_json::Value {
-    let pid = child.id().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
-    let out = child.wait_with_output().expect("wait for livecam");
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "summary is not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-/// A free UDP port on loopback.
-fn port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+mod common;
+use common::roles::{livecam, port, spawn, stop, write};
 
 #[test]
 fn tier1_tier2_and_mobile_processes_stream_over_loopback() {

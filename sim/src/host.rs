@@ -250,6 +250,7 @@ where
             });
             let mobile_cfg = MobileConfig {
                 session_timeout: ms(c.session_timeout_ms),
+                ..MobileConfig::default()
             };
             let mut mobile = Mobile::new(mobile_cfg, connector, camera);
             mobile.enable_recording();

@@ -9,6 +9,8 @@
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
 
+pub mod roles;
+
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::panic::{self, AssertUnwindSafe};

@@ -10,7 +10,13 @@
 //! Storage calls block: tier-2s write from a writer thread of their own, and the web server
 //! reads on tokio's blocking pool.
 
+pub mod storage;
+
+pub use storage::open;
+
 use std::net::SocketAddr;
+
+pub mod desk;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

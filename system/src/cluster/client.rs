@@ -98,6 +98,15 @@ impl Connector {
         }
     }
 
+    /// Makes `addr` the default tier-1: the first one asked on the next connection (a
+    /// browser's "switch default tier-1"). A tier-1 list from tier-1 later replaces the order.
+    pub fn set_default_tier1(&mut self, addr: SocketAddr) {
+        self.cfg.tier1s.retain(|&a| a != addr);
+        self.cfg.tier1s.insert(0, addr);
+        self.cfg.tier1s.truncate(crate::proto::wire::MAX_TIER1_LIST);
+        self.current = 0;
+    }
+
     pub fn is_connecting(&self) -> bool {
         matches!(self.state, State::Connecting { .. })
     }

@@ -3,8 +3,12 @@
 //! - [`SyntheticCamera`]: renders a moving test picture with the vehicle id, frame number and
 //!   time into a real JPEG (about 10 KB at the default 320 x 240, quality 85).
 //! - [`FolderReplay`]: the JPEG files of a folder, in name order, round and round.
+//! - `NokhwaCamera` (module `capture`, cargo feature `camera`): a real camera through nokhwa
+//!   (V4L2 on Linux).
 //!
-//! Real capture (nokhwa, V4L2) comes behind a `camera` feature with the real-system work.
+//! Picture settings (resolution, JPEG quality) change at run time through
+//! [`FrameSource::set_resolution`] and [`FrameSource::set_quality`]; every source checks them
+//! against the same bounds ([`check_resolution`], [`check_quality`]).
 
 use std::path::{Path, PathBuf};
 
@@ -24,12 +28,73 @@ pub enum CameraError {
     Empty(String),
     #[error("{path}: not a JPEG (no SOI marker)")]
     NotJpeg { path: String },
+    /// A picture setting out of bounds.
+    #[error("{0}")]
+    Setting(String),
+    /// A setting this source cannot change.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The camera device does not exist.
+    #[error("no camera at {0}")]
+    NoCamera(String),
+    /// The camera device exists but failed (busy, no permission, unplugged, bad frame).
+    #[error("camera {device}: {message}")]
+    Device { device: String, message: String },
+}
+
+/// Smallest picture a source captures (width, height).
+pub const MIN_RESOLUTION: (u16, u16) = (64, 48);
+/// Largest picture a source captures (width, height): 4K UHD.
+pub const MAX_RESOLUTION: (u16, u16) = (3840, 2160);
+
+/// Checks a requested resolution against [`MIN_RESOLUTION`]..=[`MAX_RESOLUTION`].
+pub fn check_resolution(width: u16, height: u16) -> Result<(), CameraError> {
+    let (min, max) = (MIN_RESOLUTION, MAX_RESOLUTION);
+    if (min.0..=max.0).contains(&width) && (min.1..=max.1).contains(&height) {
+        Ok(())
+    } else {
+        Err(CameraError::Setting(format!(
+            "resolution {width}x{height} is outside {}x{}..={}x{}",
+            min.0, min.1, max.0, max.1
+        )))
+    }
+}
+
+/// Checks a requested JPEG quality: 1..=100.
+pub fn check_quality(quality: u8) -> Result<(), CameraError> {
+    if (1..=100).contains(&quality) {
+        Ok(())
+    } else {
+        Err(CameraError::Setting(format!(
+            "JPEG quality {quality} is outside 1..=100"
+        )))
+    }
 }
 
 /// Anything that produces JPEG frames.
 pub trait FrameSource {
     /// The next frame's JPEG bytes. `frame` and `time_ms` are what the picture may show.
     fn capture(&mut self, frame: u64, time_ms: u64) -> Result<Vec<u8>, CameraError>;
+
+    /// Captures at `width` x `height` from the next frame on. Err (and no change) when the
+    /// resolution is out of bounds or the source cannot give it.
+    fn set_resolution(&mut self, width: u16, height: u16) -> Result<(), CameraError>;
+
+    /// Encodes at JPEG quality `quality` (1..=100) from the next frame on. Err (and no change)
+    /// when out of bounds or the source cannot change it.
+    fn set_quality(&mut self, quality: u8) -> Result<(), CameraError>;
+}
+
+impl<T: FrameSource + ?Sized> FrameSource for Box<T> {
+    fn capture(&mut self, frame: u64, time_ms: u64) -> Result<Vec<u8>, CameraError> {
+        (**self).capture(frame, time_ms)
+    }
+    fn set_resolution(&mut self, width: u16, height: u16) -> Result<(), CameraError> {
+        (**self).set_resolution(width, height)
+    }
+    fn set_quality(&mut self, quality: u8) -> Result<(), CameraError> {
+        (**self).set_quality(quality)
+    }
 }
 
 /// What the synthetic camera renders.
@@ -61,10 +126,12 @@ pub struct SyntheticCamera {
 }
 
 impl SyntheticCamera {
+    /// A camera for `vehicle`. Settings out of bounds are brought within them (use
+    /// [`check_resolution`] and [`check_quality`] first to refuse them instead).
     pub fn new(vehicle: u32, settings: SyntheticSettings) -> Self {
         let settings = SyntheticSettings {
-            width: settings.width.max(64),
-            height: settings.height.max(48),
+            width: settings.width.clamp(MIN_RESOLUTION.0, MAX_RESOLUTION.0),
+            height: settings.height.clamp(MIN_RESOLUTION.1, MAX_RESOLUTION.1),
             quality: settings.quality.clamp(1, 100),
         };
         SyntheticCamera {
@@ -72,6 +139,11 @@ impl SyntheticCamera {
             settings,
             pixels: vec![0; usize::from(settings.width) * usize::from(settings.height) * 3],
         }
+    }
+
+    /// What it renders now.
+    pub fn settings(&self) -> SyntheticSettings {
+        self.settings
     }
 
     fn render(&mut self, frame: u64) {
@@ -156,6 +228,20 @@ impl FrameSource for SyntheticCamera {
             .map_err(|e| CameraError::Encode(e.to_string()))?;
         Ok(out)
     }
+
+    fn set_resolution(&mut self, width: u16, height: u16) -> Result<(), CameraError> {
+        check_resolution(width, height)?;
+        self.settings.width = width;
+        self.settings.height = height;
+        self.pixels = vec![0; usize::from(width) * usize::from(height) * 3];
+        Ok(())
+    }
+
+    fn set_quality(&mut self, quality: u8) -> Result<(), CameraError> {
+        check_quality(quality)?;
+        self.settings.quality = quality;
+        Ok(())
+    }
 }
 
 /// 5x7 glyphs, a row a byte (bit 4 leftmost), for what captions need.
@@ -228,6 +314,20 @@ impl FrameSource for FolderReplay {
         }
         Ok(bytes)
     }
+
+    fn set_resolution(&mut self, width: u16, height: u16) -> Result<(), CameraError> {
+        check_resolution(width, height)?;
+        Err(CameraError::Unsupported(
+            "folder replay sends its JPEG files as they are: resolution cannot change".into(),
+        ))
+    }
+
+    fn set_quality(&mut self, quality: u8) -> Result<(), CameraError> {
+        check_quality(quality)?;
+        Err(CameraError::Unsupported(
+            "folder replay sends its JPEG files as they are: quality cannot change".into(),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -286,5 +386,72 @@ mod tests {
             Err(CameraError::Empty(_))
         ));
         let _ = std::fs::remove_dir_all(&empty);
+    }
+
+    fn decoded_size(jpeg: &[u8]) -> (u16, u16) {
+        let mut dec = jpeg_decoder::Decoder::new(jpeg);
+        dec.decode().expect("a JPEG a viewer opens");
+        let info = dec.info().unwrap();
+        (info.width, info.height)
+    }
+
+    #[test]
+    fn the_synthetic_camera_changes_resolution_and_quality_at_run_time() {
+        let mut cam = SyntheticCamera::new(5, SyntheticSettings::default());
+        let q85 = cam.capture(3, 0).unwrap();
+        cam.set_quality(20).unwrap();
+        let q20 = cam.capture(3, 0).unwrap();
+        assert!(
+            q20.len() * 2 < q85.len(),
+            "quality 20 gave {} bytes, 85 gave {}",
+            q20.len(),
+            q85.len()
+        );
+        cam.set_resolution(640, 480).unwrap();
+        assert_eq!(decoded_size(&cam.capture(4, 0).unwrap()), (640, 480));
+        cam.set_resolution(64, 48).unwrap();
+        assert_eq!(decoded_size(&cam.capture(5, 0).unwrap()), (64, 48));
+        // Out of bounds: refused, settings unchanged.
+        for (w, h) in [(63, 48), (64, 47), (3841, 2160), (3840, 2161), (0, 0)] {
+            let e = cam.set_resolution(w, h).unwrap_err();
+            assert!(e.to_string().contains(&format!("{w}x{h}")), "{e}");
+        }
+        for q in [0, 101, 255] {
+            assert!(matches!(cam.set_quality(q), Err(CameraError::Setting(_))));
+        }
+        assert_eq!(
+            cam.settings(),
+            SyntheticSettings {
+                width: 64,
+                height: 48,
+                quality: 20
+            }
+        );
+    }
+
+    #[test]
+    fn folder_replay_refuses_picture_settings_and_says_why() {
+        let dir = std::env::temp_dir().join(format!("livecam-replay-set-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cam = SyntheticCamera::new(1, SyntheticSettings::default());
+        std::fs::write(dir.join("a.jpg"), cam.capture(0, 0).unwrap()).unwrap();
+        let mut replay = FolderReplay::open(&dir).unwrap();
+        let e = replay.set_resolution(640, 480).unwrap_err();
+        assert!(matches!(e, CameraError::Unsupported(_)));
+        assert!(e.to_string().contains("as they are"), "{e}");
+        assert!(matches!(
+            replay.set_quality(50),
+            Err(CameraError::Unsupported(_))
+        ));
+        // Bounds are checked first, whatever the source.
+        assert!(matches!(
+            replay.set_quality(0),
+            Err(CameraError::Setting(_))
+        ));
+        assert_eq!(
+            replay.capture(0, 0).unwrap(),
+            std::fs::read(dir.join("a.jpg")).unwrap()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

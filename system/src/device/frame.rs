@@ -10,8 +10,9 @@
 
 use thiserror::Error;
 
-use super::camera::FrameSource;
+use super::camera::{check_quality, check_resolution, FrameSource};
 use super::gps::{Fix, GpsSource};
+use crate::proto::wire::Command;
 use crate::role::{FrameCheck, FrameProducer};
 use crate::time::Instant;
 
@@ -118,7 +119,8 @@ impl CapturedFrame {
     }
 }
 
-/// Frames from a camera, each with the latest fix of a synthetic route.
+/// Frames from a camera, each with the latest fix of a GPS source. Picture-setting commands
+/// (resolution, JPEG quality) reach the camera through [`FrameProducer::apply`].
 pub struct DeviceFrames<C> {
     pub camera: C,
     pub gps: Box<dyn GpsSource>,
@@ -142,6 +144,20 @@ impl<C: FrameSource + Send> FrameProducer for DeviceFrames<C> {
             jpeg,
         }
         .encode()
+    }
+
+    fn apply(&mut self, command: &Command) -> Result<(), String> {
+        match *command {
+            Command::SetResolution { width, height } => check_resolution(width, height)
+                .and_then(|()| self.camera.set_resolution(width, height))
+                .map_err(|e| e.to_string()),
+            Command::SetQuality { quality } => check_quality(quality)
+                .and_then(|()| self.camera.set_quality(quality))
+                .map_err(|e| e.to_string()),
+            ref other => Err(format!(
+                "{other:?} is not a picture setting: the frame source takes only resolution and quality"
+            )),
+        }
     }
 }
 
@@ -180,6 +196,93 @@ mod tests {
         damaged[last] ^= 1;
         assert!(!CapturedCheck.is_intact(7, 3, &damaged));
         assert_eq!(CapturedFrame::decode(&damaged), Err(FrameError::Checksum));
+    }
+
+    fn frames_of(camera: Box<dyn FrameSource + Send>) -> DeviceFrames<Box<dyn FrameSource + Send>> {
+        DeviceFrames {
+            camera,
+            gps: Box::new(SyntheticRoute::new(City::default(), 10.0, 1, Instant::ZERO)),
+            errors: 0,
+        }
+    }
+
+    fn picture_size(bytes: &[u8]) -> (u16, u16) {
+        let f = CapturedFrame::decode(bytes).unwrap();
+        let mut dec = jpeg_decoder::Decoder::new(&f.jpeg[..]);
+        dec.decode().unwrap();
+        let info = dec.info().unwrap();
+        (info.width, info.height)
+    }
+
+    #[test]
+    fn picture_commands_reach_the_camera_and_others_are_refused() {
+        let mut frames = frames_of(Box::new(SyntheticCamera::new(
+            7,
+            SyntheticSettings::default(),
+        )));
+        let before = frames.produce(7, 1, Instant::from_millis(100), 0);
+        assert_eq!(picture_size(&before), (320, 240));
+        frames
+            .apply(&Command::SetResolution {
+                width: 640,
+                height: 360,
+            })
+            .unwrap();
+        let big = frames.produce(7, 2, Instant::from_millis(200), 0);
+        assert_eq!(picture_size(&big), (640, 360));
+        frames.apply(&Command::SetQuality { quality: 10 }).unwrap();
+        let small = frames.produce(7, 3, Instant::from_millis(300), 0);
+        assert_eq!(picture_size(&small), (640, 360));
+        assert!(
+            small.len() * 2 < big.len(),
+            "{} vs {}",
+            small.len(),
+            big.len()
+        );
+
+        let e = frames
+            .apply(&Command::SetResolution {
+                width: 7680,
+                height: 4320,
+            })
+            .unwrap_err();
+        assert!(e.contains("7680x4320") && e.contains("3840x2160"), "{e}");
+        let e = frames
+            .apply(&Command::SetQuality { quality: 0 })
+            .unwrap_err();
+        assert!(e.contains("1..=100"), "{e}");
+        for other in [
+            Command::SetFps { milli_fps: 5000 },
+            Command::Snapshot,
+            Command::Start,
+            Command::Stop,
+        ] {
+            let e = frames.apply(&other).unwrap_err();
+            assert!(e.contains("not a picture setting"), "{e}");
+            assert!(e.len() <= crate::proto::wire::MAX_REASON_LEN, "{e}");
+        }
+        // Refused commands changed nothing.
+        let after = frames.produce(7, 4, Instant::from_millis(400), 0);
+        assert_eq!(picture_size(&after), (640, 360));
+        assert_eq!(frames.errors, 0);
+    }
+
+    #[test]
+    fn a_replayed_folder_refuses_picture_commands_with_its_reason() {
+        let dir = std::env::temp_dir().join(format!("livecam-apply-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let jpeg = SyntheticCamera::new(1, SyntheticSettings::default())
+            .capture(0, 0)
+            .unwrap();
+        std::fs::write(dir.join("a.jpg"), &jpeg).unwrap();
+        let mut frames = frames_of(Box::new(crate::device::FolderReplay::open(&dir).unwrap()));
+        let e = frames
+            .apply(&Command::SetQuality { quality: 50 })
+            .unwrap_err();
+        assert!(e.contains("as they are"), "{e}");
+        let f = CapturedFrame::decode(&frames.produce(1, 1, Instant::ZERO, 0)).unwrap();
+        assert_eq!(f.jpeg, jpeg);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     proptest! {

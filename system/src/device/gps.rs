@@ -1,8 +1,9 @@
 //! GPS sources: where a mobile client's position comes from.
 //!
-//! - [`NmeaGps`]: NMEA 0183 sentences (GGA, RMC, VTG at least) from any line source (a serial
-//!   port opened as a file, or a log file), parsed with the `nmea` crate. A bad or
-//!   checksum-failing sentence is counted and skipped, never fatal.
+//! - [`NmeaParser`]: NMEA 0183 sentences (GGA, RMC, VTG at least), parsed with the `nmea`
+//!   crate. A bad or checksum-failing sentence is counted and skipped, never fatal.
+//!   [`NmeaGps`] reads them from any line source; [`super::NmeaFeed`] reads a serial port or a
+//!   log file on a background thread into a [`SharedFix`].
 //! - [`parse_gpsd`]: one line of gpsd's JSON protocol (port 2947); a `TPV` report gives a fix.
 //! - [`SyntheticRoute`]: a vehicle driving along the streets of the synthetic city,
 //!   deterministic per seed.
@@ -45,23 +46,58 @@ const KNOTS_TO_MPS: f64 = 0.514_444;
 pub trait GpsSource: Send {
     /// The latest fix at `now`, if there is one.
     fn fix(&mut self, now: Instant) -> Option<Fix>;
+
+    /// What a receiver-backed source has read so far; `None` for sources that read nothing
+    /// (a synthetic route).
+    fn stats(&self) -> Option<GpsStats> {
+        None
+    }
 }
 
-/// The latest fix from a receiver read elsewhere (a task reading NMEA or gpsd lines).
+#[derive(Debug, Default)]
+struct Latest {
+    fix: Option<Fix>,
+    stats: GpsStats,
+}
+
+/// The latest fix (and read counts) from a receiver read elsewhere: a task or thread reading
+/// NMEA or gpsd lines writes it, the frame producer reads it.
 #[derive(Debug, Clone, Default)]
-pub struct SharedFix(std::sync::Arc<std::sync::Mutex<Option<Fix>>>);
+pub struct SharedFix(std::sync::Arc<std::sync::Mutex<Latest>>);
 
 impl SharedFix {
     pub fn set(&self, fix: Fix) {
-        if let Ok(mut f) = self.0.lock() {
-            *f = Some(fix);
+        if let Ok(mut l) = self.0.lock() {
+            l.fix = Some(fix);
+        }
+    }
+
+    /// Records what the reader has read so far.
+    pub fn set_stats(&self, stats: GpsStats) {
+        if let Ok(mut l) = self.0.lock() {
+            l.stats = stats;
+        }
+    }
+
+    /// What the reader has read so far.
+    pub fn read_stats(&self) -> GpsStats {
+        self.0.lock().map(|l| l.stats).unwrap_or_default()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Latest)) {
+        if let Ok(mut l) = self.0.lock() {
+            f(&mut l);
         }
     }
 }
 
 impl GpsSource for SharedFix {
     fn fix(&mut self, _now: Instant) -> Option<Fix> {
-        self.0.lock().ok().and_then(|f| *f)
+        self.0.lock().ok().and_then(|l| l.fix)
+    }
+
+    fn stats(&self) -> Option<GpsStats> {
+        Some(self.read_stats())
     }
 }
 
@@ -75,31 +111,29 @@ pub async fn follow_gpsd(addr: std::net::SocketAddr, shared: SharedFix) -> std::
         .await?;
     let mut lines = tokio::io::BufReader::new(stream).lines();
     while let Some(line) = lines.next_line().await? {
-        if let Some(fix) = parse_gpsd(&line) {
-            shared.set(fix);
-        }
+        let fix = parse_gpsd(&line);
+        shared.update(|l| {
+            l.stats.sentences += 1;
+            if let Some(fix) = fix {
+                l.stats.fixes += 1;
+                l.fix = Some(fix);
+            }
+        });
     }
     Ok(())
 }
 
-/// NMEA 0183 from any line source.
-pub struct NmeaGps<R> {
-    lines: R,
+/// The NMEA 0183 parser: sentences in, fixes out, bad sentences counted. Sans-IO.
+#[derive(Debug, Default)]
+pub struct NmeaParser {
     nmea: nmea::Nmea,
     stats: GpsStats,
     latest: Option<Fix>,
-    line: String,
 }
 
-impl<R: BufRead> NmeaGps<R> {
-    pub fn new(lines: R) -> Self {
-        NmeaGps {
-            lines,
-            nmea: nmea::Nmea::default(),
-            stats: GpsStats::default(),
-            latest: None,
-            line: String::new(),
-        }
+impl NmeaParser {
+    pub fn new() -> Self {
+        NmeaParser::default()
     }
 
     pub fn stats(&self) -> GpsStats {
@@ -153,12 +187,49 @@ impl<R: BufRead> NmeaGps<R> {
         Some(fix)
     }
 
+    /// Counts a line that could not be a sentence (too long, or cut off).
+    pub fn count_bad(&mut self) {
+        self.stats.sentences += 1;
+        self.stats.bad_sentences += 1;
+    }
+}
+
+/// NMEA 0183 from any line source.
+pub struct NmeaGps<R> {
+    lines: R,
+    parser: NmeaParser,
+    line: String,
+}
+
+impl<R: BufRead> NmeaGps<R> {
+    pub fn new(lines: R) -> Self {
+        NmeaGps {
+            lines,
+            parser: NmeaParser::new(),
+            line: String::new(),
+        }
+    }
+
+    pub fn stats(&self) -> GpsStats {
+        self.parser.stats()
+    }
+
+    /// The latest fix.
+    pub fn latest(&self) -> Option<Fix> {
+        self.parser.latest()
+    }
+
+    /// Takes one sentence; returns the fix when it completes or updates one.
+    pub fn feed(&mut self, sentence: &str) -> Option<Fix> {
+        self.parser.feed(sentence)
+    }
+
     /// Reads every line available now (to the end of a file); returns the latest fix.
     pub fn read_available(&mut self) -> std::io::Result<Option<Fix>> {
         loop {
             self.line.clear();
             if self.lines.read_line(&mut self.line)? == 0 {
-                return Ok(self.latest);
+                return Ok(self.parser.latest());
             }
             let line = std::mem::take(&mut self.line);
             self.feed(&line);

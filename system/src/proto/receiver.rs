@@ -251,6 +251,11 @@ impl Receiver {
     }
 
     /// The segment size the session's policy currently asks for.
+    /// Where session `session`'s sender was last heard from, while the session is open.
+    pub fn peer(&self, session: u32) -> Option<SocketAddr> {
+        self.sessions.get(&session).map(|s| s.peer)
+    }
+
     pub fn segment_size(&self, session: u32) -> Option<usize> {
         self.sessions.get(&session).map(|s| s.policy.current())
     }

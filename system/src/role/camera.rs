@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::{FrameProducer, Recorder, RoleEvent};
 use crate::driver::{Endpoint, Role};
+use crate::proto::wire::Command;
 use crate::proto::{Sender, SenderEvent};
 use crate::stats::Samples;
 use crate::time::Instant;
@@ -56,8 +57,13 @@ pub struct Camera {
     dropped: u64,
     bytes_delivered: u64,
     last_ack_at: Instant,
+    /// Stopped by a command: no captures until started again.
+    paused: bool,
     recorder: Recorder,
 }
+
+/// Frame rates a command may set.
+pub const FPS_RANGE: std::ops::RangeInclusive<f64> = 0.1..=60.0;
 
 impl Camera {
     pub fn new(cfg: CameraConfig, sender: Sender, producer: Box<dyn FrameProducer>) -> Self {
@@ -73,8 +79,83 @@ impl Camera {
             dropped: 0,
             bytes_delivered: 0,
             last_ack_at: Instant::ZERO,
+            paused: false,
             recorder: Recorder::default(),
         }
+    }
+
+    /// Frames per second now.
+    pub fn fps(&self) -> f64 {
+        self.cfg.fps
+    }
+
+    /// True while stopped by a command.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Carries out a browser command that concerns the camera: frame rate, snapshot,
+    /// start/stop here; picture settings in the frame producer. Err says why not.
+    pub fn apply(&mut self, now: Instant, command: &Command) -> Result<(), String> {
+        match *command {
+            Command::SetFps { milli_fps } => {
+                let fps = f64::from(milli_fps) / 1e3;
+                if !FPS_RANGE.contains(&fps) {
+                    return Err(format!(
+                        "frame rate {fps} outside {}..={}",
+                        FPS_RANGE.start(),
+                        FPS_RANGE.end()
+                    ));
+                }
+                self.cfg.fps = fps;
+                // The new rate applies from the next capture on, no later than one new
+                // interval from now.
+                self.next_frame_at = self.next_frame_at.min(now + self.frame_interval());
+                Ok(())
+            }
+            Command::Snapshot => {
+                if self.pushed >= self.cfg.frames {
+                    return Err("the camera has sent all its frames".to_string());
+                }
+                self.capture(now);
+                Ok(())
+            }
+            Command::Start => {
+                if self.paused {
+                    self.paused = false;
+                    self.next_frame_at = self.next_frame_at.max(now);
+                }
+                Ok(())
+            }
+            Command::Stop => {
+                self.paused = true;
+                Ok(())
+            }
+            Command::SetResolution { .. } | Command::SetQuality { .. } => {
+                self.producer.apply(command)
+            }
+            Command::SwitchTier1 { .. } => Err("not a camera command".to_string()),
+        }
+    }
+
+    /// Captures one frame now and pushes it into the sender.
+    fn capture(&mut self, now: Instant) {
+        let id = self.sender.config().session;
+        let frame = self.sender.next_frame_id();
+        let data = self.producer.produce(id, frame, now, self.cfg.frame_bytes);
+        let len = data.len();
+        match self.sender.push_frame(now, data) {
+            Ok(frame) => self.record(
+                now,
+                RoleEvent::FramePushed {
+                    session: id,
+                    frame,
+                    len,
+                },
+            ),
+            Err(e) => tracing::warn!(error = %e, "camera frame refused"),
+        }
+        self.pushed += 1;
     }
 
     /// Its [`RoleEvent`]s, recorded once enabled.
@@ -111,7 +192,7 @@ impl Camera {
 
     /// When the next frame is captured, if any is left.
     pub fn next_capture(&self) -> Option<Instant> {
-        (self.pushed < self.cfg.frames).then_some(self.next_frame_at)
+        (!self.paused && self.pushed < self.cfg.frames).then_some(self.next_frame_at)
     }
 
     /// The next capture, frame deadline or probe, leaving pacing aside (for while the camera
@@ -198,23 +279,8 @@ impl Endpoint for Camera {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        while self.pushed < self.cfg.frames && self.next_frame_at <= now {
-            let id = self.sender.config().session;
-            let frame = self.sender.next_frame_id();
-            let data = self.producer.produce(id, frame, now, self.cfg.frame_bytes);
-            let len = data.len();
-            match self.sender.push_frame(now, data) {
-                Ok(frame) => self.record(
-                    now,
-                    RoleEvent::FramePushed {
-                        session: id,
-                        frame,
-                        len,
-                    },
-                ),
-                Err(e) => tracing::warn!(error = %e, "camera frame refused"),
-            }
-            self.pushed += 1;
+        while !self.paused && self.pushed < self.cfg.frames && self.next_frame_at <= now {
+            self.capture(now);
             self.next_frame_at += self.frame_interval();
         }
         self.sender.handle_timeout(now);
@@ -236,5 +302,70 @@ impl Endpoint for Camera {
 impl Role for Camera {
     fn is_finished(&self) -> bool {
         self.pushed >= self.cfg.frames && self.sender.frames_in_flight() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::SenderConfig;
+    use crate::role::FrameContent;
+
+    fn camera() -> Camera {
+        let peer = SocketAddr::from(([127, 0, 0, 1], 9));
+        Camera::new(
+            CameraConfig {
+                fps: 10.0,
+                frames: 1000,
+                frame_bytes: 100,
+                start_at: Instant::ZERO,
+            },
+            Sender::new(SenderConfig::new(1, peer)),
+            Box::new(FrameContent { seed: 1 }),
+        )
+    }
+
+    fn ms(n: u64) -> Instant {
+        Instant::from_millis(n)
+    }
+
+    #[test]
+    fn commands_change_rate_pause_resume_and_snap() {
+        let mut cam = camera();
+        cam.handle_timeout(ms(0));
+        assert_eq!(cam.next_capture(), Some(ms(100)));
+        // 2 fps: the next capture moves no later than one new interval from now...
+        cam.apply(ms(50), &Command::SetFps { milli_fps: 2000 })
+            .unwrap();
+        assert_eq!(cam.fps(), 2.0);
+        assert_eq!(cam.next_capture(), Some(ms(100)));
+        cam.handle_timeout(ms(100));
+        // ...and later ones follow the new rate.
+        assert_eq!(cam.next_capture(), Some(ms(600)));
+        assert!(cam
+            .apply(ms(100), &Command::SetFps { milli_fps: 0 })
+            .is_err());
+        assert!(cam
+            .apply(ms(100), &Command::SetFps { milli_fps: 61_000 })
+            .is_err());
+        // Stopped: no captures, and no deadline for them.
+        cam.apply(ms(100), &Command::Stop).unwrap();
+        assert!(cam.is_paused());
+        assert_eq!(cam.next_capture(), None);
+        cam.handle_timeout(ms(5000));
+        assert_eq!(cam.report().frames_sent, 2);
+        // A snapshot is taken even when stopped.
+        cam.apply(ms(5000), &Command::Snapshot).unwrap();
+        assert_eq!(cam.report().frames_sent, 3);
+        // Started again: capturing resumes now, not with a backlog of missed frames.
+        cam.apply(ms(6000), &Command::Start).unwrap();
+        assert_eq!(cam.next_capture(), Some(ms(6000)));
+        cam.handle_timeout(ms(6000));
+        assert_eq!(cam.report().frames_sent, 4);
+        // Picture settings go to the producer, which here has none.
+        let e = cam
+            .apply(ms(6000), &Command::SetQuality { quality: 50 })
+            .unwrap_err();
+        assert!(e.contains("not supported"), "{e}");
     }
 }

@@ -74,4 +74,6 @@ pub enum RoleEvent {
     Draining { tier1: u32 },
     /// A tier-1 has no tier-2 left after draining.
     Drained { tier1: u32 },
+    /// A mobile client carried out a command (`ok`) or refused it.
+    CommandDone { client: u32, id: u64, ok: bool },
 }

@@ -1,10 +1,12 @@
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{Camera, Recorder, RoleEvent};
 use crate::cluster::{ClientEvent, Connector};
 use crate::driver::{Endpoint, Role};
-use crate::proto::wire;
+use crate::outbox::Outbox;
+use crate::proto::wire::{self, Command, CommandMsg, CommandResult, Message};
 use crate::time::Instant;
 
 /// How a mobile client watches its session.
@@ -13,12 +15,16 @@ pub struct MobileConfig {
     /// Frames in flight and no ACK or NACK for this long: the tier-2 is taken for gone and the
     /// client reconnects through tier-1.
     pub session_timeout: Duration,
+    /// The client asks for a session this long before its camera's first capture (zero: at
+    /// the first capture, which then waits for the session).
+    pub connect_ahead: Duration,
 }
 
 impl Default for MobileConfig {
     fn default() -> Self {
         MobileConfig {
             session_timeout: Duration::from_millis(1000),
+            connect_ahead: Duration::ZERO,
         }
     }
 }
@@ -30,8 +36,15 @@ pub struct Mobile {
     camera: Camera,
     started: bool,
     connected_at: Instant,
+    /// Results of the latest commands, so a repeated command (its result was lost) is
+    /// answered again, not carried out twice.
+    results: VecDeque<CommandResult>,
+    outbox: Outbox,
     recorder: Recorder,
 }
+
+/// Command results a mobile client remembers.
+const REMEMBERED_RESULTS: usize = 64;
 
 impl Mobile {
     /// `camera`'s sender must use the client id as its session id.
@@ -42,8 +55,51 @@ impl Mobile {
             camera,
             started: false,
             connected_at: Instant::ZERO,
+            results: VecDeque::new(),
+            outbox: Outbox::default(),
             recorder: Recorder::default(),
         }
+    }
+
+    /// Carries out a command from the backend (once per command id) and answers `from`.
+    fn on_command(&mut self, now: Instant, from: SocketAddr, m: &CommandMsg) {
+        let client = self.connector.id();
+        if m.client != client {
+            return;
+        }
+        let result = match self.results.iter().find(|r| r.id == m.id) {
+            Some(done) => done.clone(),
+            None => {
+                let outcome = match m.command {
+                    Command::SwitchTier1 { addr } => {
+                        self.connector.set_default_tier1(addr);
+                        Ok(())
+                    }
+                    ref other => self.camera.apply(now, other),
+                };
+                tracing::info!(id = m.id, command = ?m.command, ?outcome, "command");
+                let result = CommandResult {
+                    id: m.id,
+                    client,
+                    ok: outcome.is_ok(),
+                    reason: outcome.err().unwrap_or_default(),
+                };
+                self.recorder.record(
+                    now,
+                    RoleEvent::CommandDone {
+                        client,
+                        id: m.id,
+                        ok: result.ok,
+                    },
+                );
+                if self.results.len() == REMEMBERED_RESULTS {
+                    self.results.pop_front();
+                }
+                self.results.push_back(result.clone());
+                result
+            }
+        };
+        self.outbox.send(from, &Message::CommandResult(result));
     }
 
     pub fn camera(&self) -> &Camera {
@@ -102,6 +158,16 @@ impl Mobile {
         }
     }
 
+    /// When the client starts asking for a session.
+    fn join_at(&self) -> Instant {
+        let start = self.camera.start_at();
+        Instant::from_micros(
+            start
+                .as_micros()
+                .saturating_sub(self.cfg.connect_ahead.as_micros() as u64),
+        )
+    }
+
     /// When the session counts as lost if nothing is heard before.
     fn silence_deadline(&self) -> Option<Instant> {
         self.connector.connected()?;
@@ -124,9 +190,18 @@ impl Mobile {
 impl Endpoint for Mobile {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         if wire::is_control(data) {
-            if let Ok(msg) = wire::decode(data) {
-                self.connector.handle(now, from, &msg);
-                self.drain_connector(now);
+            match wire::decode(data) {
+                // Commands come only through the tier-2 that holds the session.
+                Ok(Message::Command(m)) => {
+                    if self.connector.connected().is_some_and(|(_, a)| a == from) {
+                        self.on_command(now, from, &m);
+                    }
+                }
+                Ok(msg) => {
+                    self.connector.handle(now, from, &msg);
+                    self.drain_connector(now);
+                }
+                Err(_) => {}
             }
         } else if self
             .connector
@@ -138,8 +213,8 @@ impl Endpoint for Mobile {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        // The client joins the fleet when its camera starts.
-        if !self.started && now >= self.camera.start_at() {
+        // The client joins the fleet when its camera starts (or `connect_ahead` before).
+        if !self.started && now >= self.join_at() {
             self.started = true;
             self.start_connecting(now);
         }
@@ -160,7 +235,11 @@ impl Endpoint for Mobile {
     }
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        if let Some(to) = self.connector.poll_transmit(buf) {
+        if let Some(to) = self
+            .connector
+            .poll_transmit(buf)
+            .or_else(|| self.outbox.poll_transmit(buf))
+        {
             return Some(to);
         }
         self.connector.connected()?;
@@ -169,7 +248,7 @@ impl Endpoint for Mobile {
 
     fn poll_timeout(&self) -> Option<Instant> {
         if !self.started {
-            return Some(self.camera.start_at());
+            return Some(self.join_at());
         }
         let camera = if self.connector.connected().is_some() {
             self.camera.poll_timeout()

@@ -11,6 +11,7 @@
 //! - [`Tier2Server`]: a tier-2 server: cluster logic plus a [`Sink`].
 //! - [`Tier1Server`]: a tier-1 server.
 
+mod backhaul;
 mod camera;
 mod content;
 mod event;
@@ -20,7 +21,8 @@ mod sink;
 mod tier1;
 mod tier2;
 
-pub use camera::{Camera, CameraConfig, CameraReport};
+pub use backhaul::{Backhaul, Delivered};
+pub use camera::{Camera, CameraConfig, CameraReport, FPS_RANGE};
 pub use content::{FrameCheck, FrameContent, FrameProducer};
 pub use event::RoleEvent;
 pub use mobile::{Mobile, MobileConfig};

@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::{FrameCheck, Recorder, RoleEvent};
+use super::{Backhaul, Delivered, FrameCheck, Recorder, RoleEvent};
 use crate::driver::{Endpoint, Role};
 use crate::proto::{Receiver, ReceiverEvent, ReceiverStats};
 use crate::time::Instant;
@@ -29,6 +29,7 @@ pub struct Sink {
     /// Frames delivered per session, the most recent [`Sink::SEEN_PER_SESSION`] of each.
     seen: BTreeMap<u32, BTreeSet<u32>>,
     report: SinkReport,
+    backhaul: Option<Box<dyn Backhaul>>,
     recorder: Recorder,
 }
 
@@ -43,8 +44,20 @@ impl Sink {
             check,
             seen: BTreeMap::new(),
             report: SinkReport::default(),
+            backhaul: None,
             recorder: Recorder::default(),
         }
+    }
+
+    /// Hands sessions and intact first deliveries to `backhaul` from now on.
+    pub fn with_backhaul(mut self, backhaul: Box<dyn Backhaul>) -> Self {
+        self.backhaul = Some(backhaul);
+        self
+    }
+
+    /// Where session `session`'s client was last heard from, while its session is open.
+    pub fn peer(&self, session: u32) -> Option<SocketAddr> {
+        self.receiver.peer(session)
     }
 
     /// Its [`RoleEvent`]s, recorded once enabled.
@@ -71,7 +84,9 @@ impl Sink {
                     frame,
                     data,
                     segment_size,
+                    segments,
                     failed,
+                    first_segment_at,
                     ..
                 } => {
                     self.report.frames_delivered += 1;
@@ -87,6 +102,20 @@ impl Sink {
                     }
                     if duplicate {
                         self.report.frames_duplicated += 1;
+                    }
+                    if let (Some(b), true, false) = (self.backhaul.as_mut(), intact, duplicate) {
+                        b.frame_delivered(
+                            now,
+                            &Delivered {
+                                session,
+                                frame,
+                                data: &data,
+                                segment_size,
+                                segments,
+                                failed,
+                                reassembly: now.saturating_duration_since(first_segment_at),
+                            },
+                        );
                     }
                     self.recorder.record(
                         now,
@@ -107,6 +136,9 @@ impl Sink {
                     ..
                 } => {
                     self.report.frames_dropped += 1;
+                    if let Some(b) = self.backhaul.as_mut() {
+                        b.frame_dropped(now, session, frame);
+                    }
                     self.recorder.record(
                         now,
                         RoleEvent::FrameDropped {
@@ -118,8 +150,15 @@ impl Sink {
                 }
                 ReceiverEvent::SessionClosed { session } => {
                     self.seen.remove(&session);
+                    if let Some(b) = self.backhaul.as_mut() {
+                        b.session_closed(now, session);
+                    }
                 }
-                ReceiverEvent::SessionOpened { .. } => {}
+                ReceiverEvent::SessionOpened { session, peer } => {
+                    if let Some(b) = self.backhaul.as_mut() {
+                        b.session_opened(now, session, peer);
+                    }
+                }
             }
         }
     }

@@ -1,22 +1,42 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::{Recorder, RoleEvent, Sink};
 use crate::cluster::{Tier2, Tier2Event};
 use crate::driver::{Endpoint, Role};
-use crate::proto::wire;
+use crate::outbox::Outbox;
+use crate::proto::wire::{self, CommandMsg, CommandResult, Message};
 use crate::time::Instant;
 
 /// A tier-2 server: the cluster logic ([`Tier2`]) for control messages and a [`Sink`] for the
 /// frames. Its load is the sessions its receiver holds plus clients that accepted and have not
 /// sent their first segment yet, plus open reservations.
+///
+/// It also relays the backend's commands to the clients it holds, and their results back
+/// (seed [0040]: commands from the browser reach the mobile client through its tier-2).
 pub struct Tier2Server {
     tier2: Tier2,
     sink: Sink,
     /// Clients that accepted, until their session shows up in the receiver.
     accepted: BTreeMap<u32, Instant>,
+    /// Command id -> (who sent it, client, until when its result is relayed back).
+    relays: BTreeMap<u64, Relay>,
+    outbox: Outbox,
     recorder: Recorder,
 }
+
+#[derive(Debug, Clone, Copy)]
+struct Relay {
+    backend: SocketAddr,
+    client: u32,
+    expires: Instant,
+}
+
+/// How long a tier-2 relays results of a command back.
+const RELAY_TTL: Duration = Duration::from_secs(30);
+/// Commands in relay at most; the oldest is forgotten first.
+const MAX_RELAYS: usize = 4096;
 
 impl Tier2Server {
     pub fn new(tier2: Tier2, sink: Sink) -> Self {
@@ -24,7 +44,54 @@ impl Tier2Server {
             tier2,
             sink,
             accepted: BTreeMap::new(),
+            relays: BTreeMap::new(),
+            outbox: Outbox::default(),
             recorder: Recorder::default(),
+        }
+    }
+
+    /// A command from the backend: passed on to the client if this tier-2 holds its session,
+    /// refused with a reason otherwise.
+    fn on_command(&mut self, now: Instant, from: SocketAddr, m: &CommandMsg) {
+        self.relays.retain(|_, r| r.expires > now);
+        match self.sink.peer(m.client) {
+            Some(client_addr) => {
+                if self.relays.len() >= MAX_RELAYS && !self.relays.contains_key(&m.id) {
+                    self.relays.pop_first();
+                }
+                self.relays.insert(
+                    m.id,
+                    Relay {
+                        backend: from,
+                        client: m.client,
+                        expires: now + RELAY_TTL,
+                    },
+                );
+                self.outbox.send(client_addr, &Message::Command(*m));
+            }
+            None => self.outbox.send(
+                from,
+                &Message::CommandResult(CommandResult {
+                    id: m.id,
+                    client: m.client,
+                    ok: false,
+                    reason: format!(
+                        "client {} has no session on tier-2 {}",
+                        m.client,
+                        self.tier2.id()
+                    ),
+                }),
+            ),
+        }
+    }
+
+    /// A client's result: back to whoever sent the command.
+    fn on_command_result(&mut self, from: SocketAddr, r: CommandResult) {
+        let Some(relay) = self.relays.get(&r.id) else {
+            return;
+        };
+        if relay.client == r.client && self.sink.peer(r.client) == Some(from) {
+            self.outbox.send(relay.backend, &Message::CommandResult(r));
         }
     }
 
@@ -77,8 +144,13 @@ impl Tier2Server {
 impl Endpoint for Tier2Server {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         if wire::is_control(data) {
-            if let Ok(msg) = wire::decode(data) {
-                self.tier2.handle(now, from, &msg);
+            match wire::decode(data) {
+                Ok(Message::Command(m)) => self.on_command(now, from, &m),
+                Ok(Message::CommandResult(r)) => self.on_command_result(from, r),
+                Ok(msg) => {
+                    self.tier2.handle(now, from, &msg);
+                }
+                Err(_) => {}
             }
         } else {
             self.sink.handle_datagram(now, from, data);
@@ -95,6 +167,7 @@ impl Endpoint for Tier2Server {
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
         self.tier2
             .poll_transmit(buf)
+            .or_else(|| self.outbox.poll_transmit(buf))
             .or_else(|| self.sink.poll_transmit(now, buf))
     }
 

@@ -1,4 +1,10 @@
 //! Real runs over the operating system's UDP, on tokio.
 
+pub mod backend;
+pub mod backhaul;
+pub mod capacity;
+pub mod load;
+pub mod procstat;
 pub mod service;
 pub mod transfer;
+pub mod up;

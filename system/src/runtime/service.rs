@@ -1,29 +1,35 @@
-//! Role processes: `livecam tier1|tier2|mobile --config FILE.toml`.
+//! Role processes: `livecam tier1|tier2|mobile --config FILE.toml` (the backend's is in
+//! [`super::backend`]).
 //!
 //! Each reads a TOML config (an error names the field), binds one UDP socket, runs its role
 //! with the one driver loop over tokio until SIGINT or SIGTERM, and prints a JSON summary of
-//! what it did on its way out. A mobile client sends frames of its synthetic camera (a real
-//! JPEG) with the fix of a synthetic route; a tier-2 checks each one's JPEG checksum. The
-//! real camera and GPS receiver, and the backend a tier-2 forwards to, come with the
-//! real-system issues.
+//! what it did on its way out. A mobile client sends frames of its camera (a real JPEG) with
+//! the latest fix of its GPS source; a tier-2 checks each one's JPEG checksum and, when it has
+//! a `database`, stores frames, fixes, its sessions and their link figures through the
+//! backend's storage ([`super::backhaul`]), and relays the backend's commands to its clients.
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::backhaul::{BackhaulReport, StorageBackhaul};
+use crate::backend::StorageError;
 use crate::cluster::{ClientConfig, Connector, Tier1, Tier1Config, Tier2, Tier2Config};
 use crate::device::{
-    follow_gpsd, CapturedCheck, City, DeviceFrames, SharedFix, SyntheticCamera, SyntheticRoute,
-    SyntheticSettings,
+    open_camera, open_gps, CameraSettings, CameraSpec, CapturedCheck, DeviceFrames, GpsSettings,
+    GpsSpec, SyntheticSettings,
 };
 use crate::driver::{self, Role};
-use crate::net::{Clock, TokioClock};
+use crate::net::{Clock, DatagramSocket, TokioClock};
 use crate::proto::{PolicyConfig, Receiver, ReceiverConfig, Sender, SenderConfig};
-use crate::role::{Camera, CameraConfig, Mobile, MobileConfig, Sink, Tier1Server, Tier2Server};
+use crate::role::{
+    Camera, CameraConfig, FrameProducer, Mobile, MobileConfig, Sink, Tier1Server, Tier2Server,
+};
+use crate::time::Instant;
 
 /// A config that cannot be used.
 #[derive(Debug, Error)]
@@ -38,6 +44,17 @@ pub enum ConfigError {
         field: &'static str,
         message: String,
     },
+}
+
+/// Why a role process stopped with an error.
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceError),
 }
 
 /// A peer tier-1 server.
@@ -71,6 +88,21 @@ pub struct Tier2File {
     pub capacity: u32,
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// Where frames, fixes, sessions and link figures go: `sqlite:PATH` or
+    /// `postgres://...`. Without one the tier-2 only checks what it receives.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// The address the backend sends commands for this tier-2's clients to (default:
+    /// `listen`; needed when `listen` is a wildcard address).
+    #[serde(default)]
+    pub advertise: Option<SocketAddr>,
+}
+
+impl Tier2File {
+    /// Where the backend reaches this tier-2.
+    pub fn advertised(&self) -> SocketAddr {
+        self.advertise.unwrap_or(self.listen)
+    }
 }
 
 fn default_capacity() -> u32 {
@@ -89,13 +121,27 @@ pub struct MobileFile {
     pub tier1: Vec<SocketAddr>,
     #[serde(default = "default_fps")]
     pub fps: f64,
-    /// Where positions come from: `synthetic` (a route through the synthetic city) or
-    /// `gpsd:HOST:PORT` (a gpsd daemon, usually port 2947).
-    #[serde(default = "default_gps")]
+    /// Where pictures come from: `synthetic`, `folder:PATH`, `v4l2:/dev/videoN` or
+    /// `camera:N` (real cameras need the `camera` feature); see [`crate::device::open_camera`].
+    #[serde(default = "default_synthetic")]
+    pub camera: String,
+    /// Where positions come from: `synthetic` (a route through the synthetic city),
+    /// `gpsd:HOST:PORT`, `nmea:/dev/ttyUSB0@9600` or `nmea-file:PATH`; see
+    /// [`crate::device::open_gps`].
+    #[serde(default = "default_synthetic")]
     pub gps: String,
-    /// JPEG quality of the synthetic camera, 1..=100.
+    /// Capture resolution.
+    #[serde(default = "default_width")]
+    pub width: u16,
+    #[serde(default = "default_height")]
+    pub height: u16,
+    /// JPEG quality, 1..=100.
     #[serde(default = "default_quality")]
     pub jpeg_quality: u8,
+    /// Keep a copy of every frame sent in this directory, as `FRAME.lf` (the captured-frame
+    /// format), for audits and end-to-end checks. Grows without bound: not for vehicles.
+    #[serde(default)]
+    pub keep_frames: Option<PathBuf>,
 }
 
 fn any_port() -> SocketAddr {
@@ -104,35 +150,21 @@ fn any_port() -> SocketAddr {
 fn default_fps() -> f64 {
     10.0
 }
-fn default_gps() -> String {
+fn default_synthetic() -> String {
     "synthetic".to_string()
 }
-
-/// A mobile client's position source, from its config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GpsChoice {
-    Synthetic,
-    Gpsd(SocketAddr),
+fn default_width() -> u16 {
+    SyntheticSettings::default().width
 }
-
-impl MobileFile {
-    /// The GPS source named by `gps`.
-    pub fn gps_choice(&self) -> Option<GpsChoice> {
-        match self.gps.as_str() {
-            "synthetic" => Some(GpsChoice::Synthetic),
-            other => other
-                .strip_prefix("gpsd:")
-                .and_then(|a| a.parse().ok())
-                .map(GpsChoice::Gpsd),
-        }
-    }
+fn default_height() -> u16 {
+    SyntheticSettings::default().height
 }
 
 fn default_quality() -> u8 {
     SyntheticSettings::default().quality
 }
 
-fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ConfigError> {
+pub(crate) fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ConfigError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: p.clone(),
@@ -174,11 +206,29 @@ impl Tier2File {
         c.policy
             .validate()
             .map_err(|e| invalid(path, "policy", &e.to_string()))?;
+        if c.database.is_some() && c.advertised().ip().is_unspecified() {
+            return Err(invalid(
+                path,
+                "advertise",
+                "needed when `listen` is a wildcard address and a database is set",
+            ));
+        }
         Ok(c)
     }
 }
 
 impl MobileFile {
+    /// What the camera is opened with.
+    pub fn camera_settings(&self) -> CameraSettings {
+        CameraSettings {
+            vehicle: self.id,
+            width: self.width,
+            height: self.height,
+            fps: self.fps,
+            quality: self.jpeg_quality,
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let c: Self = load(path)?;
         if c.tier1.is_empty() {
@@ -187,15 +237,14 @@ impl MobileFile {
         if !(c.fps.is_finite() && c.fps > 0.0) {
             return Err(invalid(path, "fps", "must be positive"));
         }
-        if c.gps_choice().is_none() {
-            return Err(invalid(
-                path,
-                "gps",
-                "expected `synthetic` or `gpsd:HOST:PORT`",
-            ));
+        CameraSpec::parse(&c.camera).map_err(|e| invalid(path, "camera", &e.to_string()))?;
+        GpsSpec::parse(&c.gps).map_err(|e| invalid(path, "gps", &e.to_string()))?;
+        let settings = c.camera_settings();
+        if let Err(e) = crate::device::check_resolution(settings.width, settings.height) {
+            return Err(invalid(path, "width", &e.to_string()));
         }
-        if !(1..=100).contains(&c.jpeg_quality) {
-            return Err(invalid(path, "jpeg_quality", "must be within 1..=100"));
+        if let Err(e) = crate::device::check_quality(settings.quality) {
+            return Err(invalid(path, "jpeg_quality", &e.to_string()));
         }
         Ok(c)
     }
@@ -226,9 +275,9 @@ pub async fn shutdown_signal() {
 }
 
 /// Runs `role` on `socket` until it finishes or `stop` completes.
-async fn serve<R: Role>(
+async fn serve<R: Role, S: DatagramSocket>(
     role: &mut R,
-    socket: &tokio::net::UdpSocket,
+    socket: &S,
     clock: &TokioClock,
     stop: impl std::future::Future<Output = ()>,
 ) -> io::Result<()> {
@@ -247,18 +296,27 @@ pub struct Tier1Summary {
     pub sessions: u32,
 }
 
-/// Runs a tier-1 until `stop`.
+/// Runs a tier-1 on a socket bound to `listen` until `stop`.
 pub async fn run_tier1(
     cfg: &Tier1File,
     stop: impl std::future::Future<Output = ()>,
-) -> io::Result<Tier1Summary> {
+) -> Result<Tier1Summary, ServiceError> {
     let socket = tokio::net::UdpSocket::bind(cfg.listen).await?;
+    run_tier1_on(cfg, &socket, stop).await
+}
+
+/// Runs a tier-1 on `socket` (bound to `cfg.listen`) until `stop`.
+pub async fn run_tier1_on<S: DatagramSocket>(
+    cfg: &Tier1File,
+    socket: &S,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Tier1Summary, ServiceError> {
     let clock = TokioClock::new();
     let peers = cfg.peers.iter().map(|p| (p.id, p.addr)).collect();
     let tier1 = Tier1::new(Tier1Config::new(cfg.id, cfg.listen, peers), clock.now());
     let mut server = Tier1Server::new(tier1, None);
     tracing::info!(id = cfg.id, listen = %cfg.listen, "tier-1 up");
-    serve(&mut server, &socket, &clock, stop).await?;
+    serve(&mut server, socket, &clock, stop).await?;
     Ok(Tier1Summary {
         role: "tier1",
         id: cfg.id,
@@ -276,14 +334,26 @@ pub struct Tier2Summary {
     pub sessions: usize,
     #[serde(flatten)]
     pub frames: crate::role::SinkReport,
+    /// What went to the database, when there is one.
+    pub database: Option<BackhaulReport>,
 }
 
-/// Runs a tier-2 until `stop`.
+/// Runs a tier-2 on a socket bound to `listen` until `stop`.
 pub async fn run_tier2(
     cfg: &Tier2File,
     stop: impl std::future::Future<Output = ()>,
-) -> io::Result<Tier2Summary> {
+) -> Result<Tier2Summary, ServiceError> {
     let socket = tokio::net::UdpSocket::bind(cfg.listen).await?;
+    run_tier2_on(cfg, &socket, stop).await
+}
+
+/// Runs a tier-2 on `socket` until `stop`; on the way out, waits for the database writer to
+/// store what it queued.
+pub async fn run_tier2_on<S: DatagramSocket>(
+    cfg: &Tier2File,
+    socket: &S,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Tier2Summary, ServiceError> {
     let clock = TokioClock::new();
     let tier2 = Tier2::new(
         Tier2Config {
@@ -296,15 +366,39 @@ pub async fn run_tier2(
         policy: cfg.policy,
         ..ReceiverConfig::default()
     });
-    let mut server = Tier2Server::new(tier2, Sink::new(receiver, Box::new(CapturedCheck)));
-    tracing::info!(id = cfg.id, listen = %cfg.listen, "tier-2 up");
-    serve(&mut server, &socket, &clock, stop).await?;
-    Ok(Tier2Summary {
+    let mut sink = Sink::new(receiver, Box::new(CapturedCheck));
+    let mut writer = None;
+    if let Some(url) = &cfg.database {
+        let storage = crate::backend::open(url)?;
+        let (backhaul, counters, thread) =
+            StorageBackhaul::start(storage, cfg.id, cfg.advertised(), clock.now());
+        sink = sink.with_backhaul(Box::new(backhaul));
+        writer = Some((counters, thread));
+    }
+    let mut server = Tier2Server::new(tier2, sink);
+    tracing::info!(id = cfg.id, listen = %cfg.listen, database = cfg.database.is_some(), "tier-2 up");
+    let served = serve(&mut server, socket, &clock, stop).await;
+    let summary = Tier2Summary {
         role: "tier2",
         id: cfg.id,
         manager: server.tier2().manager(),
         sessions: server.sink().receiver().session_count(),
         frames: server.sink().report(),
+        database: None,
+    };
+    // Dropping the server closes the writer's queue; the writer stores what is left.
+    drop(server);
+    let database = match writer {
+        Some((counters, thread)) => {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            Some(counters.report())
+        }
+        None => None,
+    };
+    served?;
+    Ok(Tier2Summary {
+        database,
+        ..summary
     })
 }
 
@@ -318,12 +412,42 @@ pub struct MobileSummary {
     pub camera: crate::role::CameraReport,
 }
 
-/// Runs a mobile client until `stop`.
+/// Runs a mobile client on a socket bound to `listen` until `stop`.
 pub async fn run_mobile(
     cfg: &MobileFile,
     stop: impl std::future::Future<Output = ()>,
-) -> io::Result<MobileSummary> {
+) -> Result<MobileSummary, ServiceError> {
     let socket = tokio::net::UdpSocket::bind(cfg.listen).await?;
+    run_mobile_on(cfg, &socket, stop).await
+}
+
+/// Keeps a copy of every frame its inner producer makes in a directory (`keep_frames`).
+struct KeepFrames {
+    inner: Box<dyn FrameProducer>,
+    dir: PathBuf,
+}
+
+impl FrameProducer for KeepFrames {
+    fn produce(&mut self, session: u32, frame: u32, now: Instant, len: usize) -> Vec<u8> {
+        let data = self.inner.produce(session, frame, now, len);
+        let path = self.dir.join(format!("{frame}.lf"));
+        if let Err(e) = std::fs::write(&path, &data) {
+            tracing::warn!(error = %e, path = %path.display(), "keeping a frame failed");
+        }
+        data
+    }
+
+    fn apply(&mut self, command: &crate::proto::wire::Command) -> Result<(), String> {
+        self.inner.apply(command)
+    }
+}
+
+/// Runs a mobile client on `socket` until `stop`.
+pub async fn run_mobile_on<S: DatagramSocket>(
+    cfg: &MobileFile,
+    socket: &S,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<MobileSummary, ServiceError> {
     let clock = TokioClock::new();
     let policy = PolicyConfig::default();
     // Frame ids start from a per-boot value, so a camera that restarts within a tier-2's
@@ -338,6 +462,27 @@ pub async fn run_mobile(
         first_frame: boot,
         ..SenderConfig::new(cfg.id, any_port())
     });
+    let camera = open_camera(&cfg.camera, &cfg.camera_settings())?;
+    let gps = open_gps(
+        &cfg.gps,
+        &GpsSettings {
+            seed: u64::from(cfg.id),
+            start: clock.now(),
+            ..GpsSettings::default()
+        },
+    )?;
+    let mut producer: Box<dyn FrameProducer> = Box::new(DeviceFrames {
+        camera,
+        gps,
+        errors: 0,
+    });
+    if let Some(dir) = &cfg.keep_frames {
+        std::fs::create_dir_all(dir)?;
+        producer = Box::new(KeepFrames {
+            inner: producer,
+            dir: dir.clone(),
+        });
+    }
     let camera = Camera::new(
         CameraConfig {
             fps: cfg.fps,
@@ -346,39 +491,12 @@ pub async fn run_mobile(
             start_at: clock.now() + Duration::from_millis(10),
         },
         sender,
-        Box::new(DeviceFrames {
-            camera: SyntheticCamera::new(
-                cfg.id,
-                SyntheticSettings {
-                    quality: cfg.jpeg_quality,
-                    ..SyntheticSettings::default()
-                },
-            ),
-            gps: match cfg.gps_choice() {
-                Some(GpsChoice::Gpsd(addr)) => {
-                    let shared = SharedFix::default();
-                    let follow = shared.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = follow_gpsd(addr, follow).await {
-                            tracing::warn!(error = %e, %addr, "gpsd connection ended");
-                        }
-                    });
-                    Box::new(shared)
-                }
-                _ => Box::new(SyntheticRoute::new(
-                    City::default(),
-                    10.0,
-                    u64::from(cfg.id),
-                    clock.now(),
-                )),
-            },
-            errors: 0,
-        }),
+        producer,
     );
     let connector = Connector::new(ClientConfig::new(cfg.id, cfg.tier1.clone()));
     let mut mobile = Mobile::new(MobileConfig::default(), connector, camera);
     tracing::info!(id = cfg.id, "mobile client up");
-    serve(&mut mobile, &socket, &clock, stop).await?;
+    serve(&mut mobile, socket, &clock, stop).await?;
     Ok(MobileSummary {
         role: "mobile",
         id: cfg.id,

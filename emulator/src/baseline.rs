@@ -1,0 +1,587 @@
+//! `tcp-vs-segment`: the same frames over the same emulated link, with the segment protocol,
+//! the kernel's TCP and SRT (`srt-live-transmit`), measured the same way.
+//!
+//! Every run is two hosts in namespaces behind the [`Bridge`], whose link model (both
+//! directions) is [`LinkConfig`] with the loss and delay asked for: loss applies per IP packet
+//! on the wire, to data and acknowledgments alike, whatever the transport. Each transport
+//! streams the same frames ([`FrameContent`]: `frames` of `frame_bytes` at `fps`) from host 0
+//! to host 1:
+//!
+//! - **segment**: the protocol's own code, the [`Camera`] and [`Sink`] roles the role
+//!   processes run, over UDP sockets opened in the namespaces and driven by the shared
+//!   [`driver`] loop, without the cluster's control plane (the tier-1 only sets the session
+//!   up; frames go from mobile client to tier-2 as here);
+//! - **tcp**: one TCP connection (Linux defaults, `TCP_NODELAY`), frames length-prefixed;
+//! - **srt**: `srt-live-transmit` on both hosts (live mode, default 120 ms latency), fed frames
+//!   cut into 1316-byte UDP datagrams on host 0's loopback and handing them out on host 1's.
+//!
+//! The latency of every transport is the same figure: **one way, from the frame's scheduled
+//! capture instant to the instant the receiving application has the whole frame**, both read
+//! on one monotonic clock (the namespaces share the host's clock, and both ends live in this
+//! process or report through it). A frame the transport gave up, or that had not arrived a
+//! grace period after the stream ended, is not delivered; percentiles are over delivered
+//! frames, and the delivered share is reported next to them. For the segment protocol the
+//! camera's own figure (capture to acknowledgment, one round trip more) is reported too.
+//! Goodput is the bytes of delivered frames over the span from the first capture to the last
+//! delivery.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use livecam_system::driver;
+use livecam_system::link::{LinkConfig, LinkStats};
+use livecam_system::net::TokioClock;
+use livecam_system::proto::{PolicyConfig, Receiver, ReceiverConfig, Sender, SenderConfig};
+use livecam_system::role::{Camera, CameraConfig, FrameContent, RoleEvent, Sink};
+use livecam_system::stats::Samples;
+use serde::Serialize;
+
+use crate::bridge::Bridge;
+use crate::forward::{Forwarder, Mode};
+use crate::netns::{self, Net};
+use crate::run::RunError;
+
+/// The SRT tool this experiment drives.
+pub const SRT_TOOL: &str = "srt-live-transmit";
+/// SRT's receive latency (its default), milliseconds.
+pub const SRT_LATENCY_MS: u32 = 120;
+/// Largest UDP datagram handed to SRT: its live-mode payload (7 MPEG-TS packets).
+const SRT_CHUNK: usize = 1316;
+/// Header of an SRT chunk: frame id, chunk index, chunk count, capture microseconds.
+const CHUNK_HEADER: usize = 16;
+/// Header of a TCP frame: payload length, frame id, capture microseconds.
+const TCP_HEADER: usize = 16;
+/// How long after the last capture a frame may still arrive.
+const GRACE: Duration = Duration::from_secs(8);
+/// The stream starts this long after the run's clock starts.
+const LEAD: Duration = Duration::from_millis(20);
+
+/// The stream and the link, apart from loss.
+#[derive(Clone, Debug, Serialize)]
+pub struct StreamSpec {
+    pub frames: u32,
+    pub frame_bytes: usize,
+    pub fps: f64,
+    /// One-way delay of the link, each direction.
+    pub delay_ms: f64,
+    /// Seed of the link model and of the frames' content.
+    pub seed: u64,
+}
+
+impl Default for StreamSpec {
+    fn default() -> Self {
+        StreamSpec {
+            frames: 300,
+            frame_bytes: 10_000,
+            fps: 10.0,
+            delay_ms: 20.0,
+            seed: 1,
+        }
+    }
+}
+
+impl StreamSpec {
+    /// The link model at `loss`.
+    pub fn link(&self, loss: f64) -> LinkConfig {
+        LinkConfig {
+            loss,
+            delay_ms: self.delay_ms,
+            ..LinkConfig::default()
+        }
+    }
+
+    fn interval_us(&self) -> f64 {
+        1e6 / self.fps.max(1e-3)
+    }
+
+    /// Scheduled capture of frame `i`, microseconds on the run's clock.
+    fn capture_us(&self, start_us: u64, i: u32) -> u64 {
+        start_us + (f64::from(i) * self.interval_us()).round() as u64
+    }
+
+    fn stream_time(&self) -> Duration {
+        Duration::from_secs_f64(f64::from(self.frames) / self.fps.max(1e-3))
+    }
+}
+
+/// A transport under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Segment,
+    Tcp,
+    Srt,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 3] = [Transport::Segment, Transport::Tcp, Transport::Srt];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Segment => "segment",
+            Transport::Tcp => "tcp",
+            Transport::Srt => "srt",
+        }
+    }
+}
+
+/// One transport at one loss rate.
+#[derive(Clone, Debug, Serialize)]
+pub struct Measured {
+    pub transport: &'static str,
+    pub loss: f64,
+    pub frames_sent: u64,
+    pub frames_delivered: u64,
+    /// Delivered frames whose bytes differ from what was sent (must be 0).
+    pub frames_corrupted: u64,
+    /// Scheduled capture to delivery at the receiver, milliseconds (delivered frames).
+    pub one_way_ms_p50: f64,
+    pub one_way_ms_p99: f64,
+    pub one_way_ms_max: f64,
+    pub goodput_bytes_per_s: f64,
+    /// The camera's own figure, capture to acknowledgment (segment protocol only).
+    pub ack_ms_p50: Option<f64>,
+    pub ack_ms_p99: Option<f64>,
+    /// IP packets the bridge carried from sender to receiver, and lost on the way.
+    pub packets_forward: u64,
+    pub packets_forward_lost: u64,
+    /// The same from receiver to sender (acknowledgments).
+    pub packets_back: u64,
+    pub packets_back_lost: u64,
+}
+
+impl Measured {
+    pub fn delivered_ratio(&self) -> f64 {
+        if self.frames_sent == 0 {
+            0.0
+        } else {
+            self.frames_delivered as f64 / self.frames_sent as f64
+        }
+    }
+}
+
+/// What a receiver saw: `(frame, scheduled capture us, delivered us)` of each frame it had
+/// whole, and how many of those were damaged.
+#[derive(Default)]
+struct Log {
+    delivered: Vec<(u32, u64, u64)>,
+    corrupted: u64,
+    ack_ms: Option<(f64, f64)>,
+}
+
+fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> RunError {
+    move |source| RunError::Io {
+        what: what.to_string(),
+        source,
+    }
+}
+
+/// Whether `srt-live-transmit` can be started here.
+pub fn srt_available() -> bool {
+    Command::new(SRT_TOOL)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// Streams `spec` with `transport` over a link losing `loss` of the packets each way.
+pub fn measure(transport: Transport, loss: f64, spec: &StreamSpec) -> Result<Measured, RunError> {
+    netns::sweep()?;
+    let net = Net::create(2, 1500)?;
+    let ports: Vec<String> = (0..2).map(|i| net.names().root_veth(i)).collect();
+    let link = spec.link(loss);
+    let forwarder = Forwarder::new(Mode::Packet, 2, |_, _| link.clone(), spec.seed, vec![]);
+    let bridge = Bridge::start(&ports, forwarder)?;
+    let origin = Instant::now();
+    let log = match transport {
+        Transport::Segment => segment(&net, spec, origin),
+        Transport::Tcp => tcp(&net, spec, origin),
+        Transport::Srt => srt(&net, spec, origin),
+    };
+    let stats = |f: &Forwarder, a, b| f.link_stats(a, b).cloned().unwrap_or_default();
+    let (fwd, back): (LinkStats, LinkStats) = bridge.stop(|f| (stats(f, 0, 1), stats(f, 1, 0)));
+    drop(net);
+    let log = log.map_err(io_err("streaming the frames"))?;
+    let start_us = micros(LEAD);
+    let mut one_way = Samples::default();
+    let mut bytes = 0u64;
+    let mut last = start_us;
+    for &(_, capture, at) in &log.delivered {
+        one_way.push(at.saturating_sub(capture) as f64 / 1e3);
+        bytes += spec.frame_bytes as u64;
+        last = last.max(at);
+    }
+    let span_s = last.saturating_sub(start_us) as f64 / 1e6;
+    Ok(Measured {
+        transport: transport.name(),
+        loss,
+        frames_sent: u64::from(spec.frames),
+        frames_delivered: log.delivered.len() as u64,
+        frames_corrupted: log.corrupted,
+        one_way_ms_p50: one_way.quantile(0.5),
+        one_way_ms_p99: one_way.quantile(0.99),
+        one_way_ms_max: one_way.quantile(1.0),
+        goodput_bytes_per_s: if span_s > 0.0 {
+            bytes as f64 / span_s
+        } else {
+            0.0
+        },
+        ack_ms_p50: log.ack_ms.map(|a| a.0),
+        ack_ms_p99: log.ack_ms.map(|a| a.1),
+        packets_forward: fwd.offered,
+        packets_forward_lost: fwd.lost(),
+        packets_back: back.offered,
+        packets_back_lost: back.lost(),
+    })
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn now_us(origin: Instant) -> u64 {
+    micros(origin.elapsed())
+}
+
+fn sleep_until_us(origin: Instant, at_us: u64) {
+    let now = now_us(origin);
+    if at_us > now {
+        std::thread::sleep(Duration::from_micros(at_us - now));
+    }
+}
+
+/// The segment protocol: a camera in host 0, a sink in host 1, one tokio runtime on the run's
+/// clock.
+fn segment(net: &Net, spec: &StreamSpec, origin: Instant) -> io::Result<Log> {
+    let rx_addr = SocketAddr::from((net.ip(1), 7000));
+    let tx_addr = SocketAddr::from((net.ip(0), 7000));
+    let udp = |addr: SocketAddr| {
+        move || {
+            let s = UdpSocket::bind(addr)?;
+            s.set_nonblocking(true)?;
+            Ok(s)
+        }
+    };
+    let rx_std = netns::within(&net.names().netns(1), udp(rx_addr))?;
+    let tx_std = netns::within(&net.names().netns(0), udp(tx_addr))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let rx = tokio::net::UdpSocket::from_std(rx_std)?;
+        let tx = tokio::net::UdpSocket::from_std(tx_std)?;
+        let clock = TokioClock::reading(origin.elapsed());
+        let content = FrameContent { seed: spec.seed };
+        let policy = PolicyConfig::default();
+        let mut sink = Sink::new(
+            Receiver::new(ReceiverConfig {
+                policy,
+                ..ReceiverConfig::default()
+            }),
+            Box::new(content),
+        );
+        sink.recorder().enable();
+        let mut sender = SenderConfig::new(1, rx_addr);
+        sender.initial_segment_size = policy.initial_size();
+        let start = livecam_system::time::Instant::ZERO + LEAD;
+        let mut camera = Camera::new(
+            CameraConfig {
+                fps: spec.fps,
+                frames: u64::from(spec.frames),
+                frame_bytes: spec.frame_bytes,
+                start_at: start,
+            },
+            Sender::new(sender),
+            Box::new(content),
+        );
+        let limit = LEAD + spec.stream_time() + GRACE;
+        tokio::select! {
+            r = driver::run(&mut camera, &tx, &clock) => r?,
+            r = driver::run(&mut sink, &rx, &clock) => r?,
+            _ = tokio::time::sleep(limit.saturating_sub(origin.elapsed())) => {}
+        }
+        // The last ACK may still be crossing: the sink may hold a frame the camera does not
+        // know about yet, which counts (it was delivered).
+        let start_us = start.as_micros();
+        let mut log = Log::default();
+        for (at, ev) in sink.recorder().take() {
+            if let RoleEvent::FrameDelivered {
+                frame,
+                intact,
+                duplicate: false,
+                ..
+            } = ev
+            {
+                if !intact {
+                    log.corrupted += 1;
+                }
+                log.delivered
+                    .push((frame, spec.capture_us(start_us, frame), at.as_micros()));
+            }
+        }
+        let report = camera.report();
+        log.ack_ms = Some((report.latency_ms_p50, report.latency_ms_p99));
+        Ok(log)
+    })
+}
+
+/// The kernel's TCP: a sender thread writing each frame at its capture instant (blocking when
+/// the connection is backed up, as an application would), a receiver thread reading frames.
+fn tcp(net: &Net, spec: &StreamSpec, origin: Instant) -> io::Result<Log> {
+    let addr = SocketAddr::from((net.ip(1), 7001));
+    let listener = netns::within(&net.names().netns(1), || TcpListener::bind(addr))?;
+    let limit_us = micros(LEAD + spec.stream_time() + GRACE);
+    let content = FrameContent { seed: spec.seed };
+    let receiver = std::thread::spawn(move || -> io::Result<Log> {
+        listener.set_nonblocking(true)?;
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((c, _)) => break c,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if now_us(origin) > limit_us {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "no connection"));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        conn.set_nonblocking(false)?;
+        conn.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let mut log = Log::default();
+        let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+        let mut chunk = vec![0u8; 64 * 1024];
+        while now_us(origin) < limit_us {
+            match conn.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
+            }
+            let at = now_us(origin);
+            let mut used = 0;
+            while buf.len() - used >= TCP_HEADER {
+                let h = &buf[used..used + TCP_HEADER];
+                let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
+                if buf.len() - used < TCP_HEADER + len {
+                    break;
+                }
+                let frame = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+                let mut c = [0u8; 8];
+                c.copy_from_slice(&h[8..16]);
+                let capture = u64::from_be_bytes(c);
+                let data = &buf[used + TCP_HEADER..used + TCP_HEADER + len];
+                if data != content.frame(1, frame, len).as_slice() {
+                    log.corrupted += 1;
+                }
+                log.delivered.push((frame, capture, at));
+                used += TCP_HEADER + len;
+            }
+            buf.drain(..used);
+        }
+        Ok(log)
+    });
+    let stream = netns::within(&net.names().netns(0), || {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    })?;
+    let control = stream.try_clone()?;
+    let spec2 = spec.clone();
+    let sender = std::thread::spawn(move || -> io::Result<()> {
+        let mut stream = stream;
+        let start_us = micros(LEAD);
+        for i in 0..spec2.frames {
+            let capture = spec2.capture_us(start_us, i);
+            sleep_until_us(origin, capture);
+            let data = content.frame(1, i, spec2.frame_bytes);
+            let mut msg = Vec::with_capacity(TCP_HEADER + data.len());
+            msg.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            msg.extend_from_slice(&i.to_be_bytes());
+            msg.extend_from_slice(&capture.to_be_bytes());
+            msg.extend_from_slice(&data);
+            stream.write_all(&msg)?;
+        }
+        stream.shutdown(std::net::Shutdown::Write)
+    });
+    let log = receiver
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("TCP receiver panicked")));
+    // Unblocks a sender still stuck in a write past the limit.
+    let _ = control.shutdown(std::net::Shutdown::Both);
+    let _ = sender.join();
+    log
+}
+
+/// A child process killed when dropped.
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// SRT: `srt-live-transmit` on both hosts between loopback UDP and the emulated link.
+fn srt(net: &Net, spec: &StreamSpec, origin: Instant) -> io::Result<Log> {
+    let (srt_port, in_port, out_port) = (7002, 7004, 7003);
+    let tool = Path::new(SRT_TOOL);
+    let quiet = |mut c: Command| {
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    };
+    let out = netns::within(&net.names().netns(1), || {
+        let s = UdpSocket::bind(("127.0.0.1", out_port))?;
+        s.set_read_timeout(Some(Duration::from_millis(100)))?;
+        Ok(s)
+    })?;
+    let input = netns::within(&net.names().netns(0), || UdpSocket::bind(("127.0.0.1", 0)))?;
+    let mut rx = quiet(net.command(1, tool));
+    rx.args([
+        "-q".to_string(),
+        format!("srt://:{srt_port}?mode=listener&latency={SRT_LATENCY_MS}"),
+        format!("udp://127.0.0.1:{out_port}"),
+    ]);
+    let _rx = Kill(rx.spawn()?);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut tx = quiet(net.command(0, tool));
+    tx.args([
+        "-q".to_string(),
+        format!("udp://127.0.0.1:{in_port}"),
+        format!(
+            "srt://{}:{srt_port}?mode=caller&latency={SRT_LATENCY_MS}",
+            net.ip(1)
+        ),
+    ]);
+    let _tx = Kill(tx.spawn()?);
+    // Connected well before the stream (the handshake crosses the lossy link too).
+    std::thread::sleep(Duration::from_millis(1000));
+    let lead = micros(origin.elapsed()) + micros(LEAD);
+    let limit_us = lead + micros(spec.stream_time() + GRACE);
+    let content = FrameContent { seed: spec.seed };
+    let receiver = std::thread::spawn(move || -> io::Result<Log> {
+        let mut log = Log::default();
+        // Per frame: its chunks so far.
+        let mut frames: std::collections::BTreeMap<u32, Vec<Option<Vec<u8>>>> =
+            std::collections::BTreeMap::new();
+        let mut buf = vec![0u8; 2048];
+        let mut idle_after_end = 0u32;
+        while now_us(origin) < limit_us {
+            let n = match out.recv(&mut buf) {
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    // Everything arrives within SRT's latency or never: stop once the stream
+                    // is over and a second passed in silence.
+                    if now_us(origin) > limit_us.saturating_sub(micros(GRACE)) {
+                        idle_after_end += 1;
+                        if idle_after_end >= 10 {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if n < CHUNK_HEADER {
+                continue;
+            }
+            let at = now_us(origin);
+            let h = &buf[..CHUNK_HEADER];
+            let frame = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+            let index = usize::from(u16::from_be_bytes([h[4], h[5]]));
+            let count = usize::from(u16::from_be_bytes([h[6], h[7]]));
+            let mut c = [0u8; 8];
+            c.copy_from_slice(&h[8..16]);
+            let capture = u64::from_be_bytes(c);
+            if count == 0 || index >= count {
+                continue;
+            }
+            let parts = frames.entry(frame).or_insert_with(|| vec![None; count]);
+            if parts.len() != count {
+                continue;
+            }
+            parts[index] = Some(buf[CHUNK_HEADER..n].to_vec());
+            if parts.iter().all(Option::is_some) {
+                let data: Vec<u8> = parts.iter().flatten().flatten().copied().collect();
+                if data != content.frame(1, frame, data.len()) {
+                    log.corrupted += 1;
+                }
+                log.delivered.push((frame, capture, at));
+                // Keep an empty entry so late duplicates do not deliver twice.
+                frames.insert(frame, Vec::new());
+            }
+        }
+        Ok(log)
+    });
+    let to = SocketAddr::from(([127, 0, 0, 1], in_port));
+    let per = SRT_CHUNK - CHUNK_HEADER;
+    for i in 0..spec.frames {
+        let capture = spec.capture_us(lead, i);
+        sleep_until_us(origin, capture);
+        let data = content.frame(1, i, spec.frame_bytes);
+        let count = data.len().div_ceil(per).max(1);
+        for (k, part) in data.chunks(per).enumerate() {
+            let mut msg = Vec::with_capacity(CHUNK_HEADER + part.len());
+            msg.extend_from_slice(&i.to_be_bytes());
+            msg.extend_from_slice(&(k as u16).to_be_bytes());
+            msg.extend_from_slice(&(count as u16).to_be_bytes());
+            msg.extend_from_slice(&capture.to_be_bytes());
+            msg.extend_from_slice(part);
+            // A full loopback buffer loses the chunk, and so the frame, as SRT would.
+            let _ = input.send_to(&msg, to);
+        }
+    }
+    let mut log = receiver
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("SRT receiver panicked")))?;
+    // Captures were scheduled from `lead`; shift them to the common origin of the report
+    // (stream start at LEAD) so goodput spans compare.
+    let shift = lead - micros(LEAD);
+    for d in &mut log.delivered {
+        d.1 -= shift;
+        d.2 -= shift;
+    }
+    Ok(log)
+}
+
+/// Runs every transport at every loss rate; `srt` false leaves SRT out. `progress` hears of
+/// each result.
+pub fn sweep(
+    spec: &StreamSpec,
+    losses: &[f64],
+    srt: bool,
+    mut progress: impl FnMut(&Measured),
+) -> Result<Vec<Measured>, RunError> {
+    let mut out = Vec::new();
+    for &loss in losses {
+        for t in Transport::ALL {
+            if t == Transport::Srt && !srt {
+                continue;
+            }
+            let m = measure(t, loss, spec)?;
+            progress(&m);
+            out.push(m);
+        }
+    }
+    Ok(out)
+}

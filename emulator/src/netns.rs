@@ -1,0 +1,341 @@
+//! Network namespaces and veth pairs, set up and torn down with iproute2's `ip` (and `ethtool`
+//! to turn off the veths' offloads, so every frame the bridge sees is a real, checksummed,
+//! MTU-sized packet).
+//!
+//! Every name a run creates starts with `lce<PID>`, the emulator's process id: the namespace of
+//! host `i` is `lce<PID>-<i>`, its root-side veth `lce<PID>r<i>` and the namespace side
+//! `lce<PID>n<i>` (at most 15 characters: hosts up to 99 999 with a 7-digit PID). A [`Net`]
+//! deletes what it made when dropped (normal exit, error, panic, after Ctrl-C); what a killed
+//! run leaves behind is removed by [`sweep`], which every run calls first and which deletes
+//! only names whose PID is no longer alive, so parallel runs never touch each other.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::process::{Command, Output, Stdio};
+
+use thiserror::Error;
+
+use crate::frame::{host_ip, host_mac, mac_text};
+
+/// Prefix of every name a run creates.
+pub const PREFIX: &str = "lce";
+
+/// A namespace command that failed.
+#[derive(Debug, Error)]
+pub enum NetError {
+    #[error("running `{command}`: {source} (is iproute2/ethtool installed?)")]
+    Spawn { command: String, source: io::Error },
+    #[error("`{command}` failed: {stderr}")]
+    Failed { command: String, stderr: String },
+    #[error(
+        "network namespaces need root or CAP_NET_ADMIN; run as root, or use --relay (loopback \
+         UDP, no privileges)"
+    )]
+    NotPrivileged,
+}
+
+/// Whether this process may create namespaces and interfaces: its effective capabilities
+/// include CAP_NET_ADMIN (root has it). CAP_SYS_ADMIN is also needed for `ip netns add`; root
+/// has both, and so does any realistic setup that has the first.
+pub fn privileged() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 12) != 0 && caps & (1 << 21) != 0)
+}
+
+/// Runs a command, failing unless it exits 0.
+pub fn run(program: &str, args: &[&str]) -> Result<Output, NetError> {
+    let command = format!("{program} {}", args.join(" "));
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| NetError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(NetError::Failed {
+            command,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// The names of run `tag` (`lce<PID>`).
+#[derive(Clone, Debug)]
+pub struct Names {
+    tag: String,
+}
+
+impl Names {
+    /// The names of this process's run.
+    pub fn own() -> Names {
+        Names::for_pid(std::process::id())
+    }
+
+    fn for_pid(pid: u32) -> Names {
+        Names {
+            tag: format!("{PREFIX}{pid}"),
+        }
+    }
+
+    /// Namespace of host `i`.
+    pub fn netns(&self, i: usize) -> String {
+        format!("{}-{i}", self.tag)
+    }
+
+    /// Root-side veth of host `i` (the bridge's port).
+    pub fn root_veth(&self, i: usize) -> String {
+        format!("{}r{i}", self.tag)
+    }
+
+    /// Namespace-side veth of host `i`.
+    pub fn host_veth(&self, i: usize) -> String {
+        format!("{}n{i}", self.tag)
+    }
+}
+
+/// The namespaces and veths of one run; dropping it deletes them.
+#[derive(Debug)]
+pub struct Net {
+    names: Names,
+    hosts: usize,
+}
+
+impl Net {
+    /// Creates `hosts` namespaces, each with loopback up and one veth to the root namespace:
+    /// host `i` has address [`host_ip`]`(i)/16` and MAC [`host_mac`]`(i)`, a permanent
+    /// neighbour entry for every other host (so no ARP crosses the bridge), and interface MTU
+    /// `mtu`. Offloads are off on both ends. On error, whatever was made is deleted.
+    pub fn create(hosts: usize, mtu: usize) -> Result<Net, NetError> {
+        if !privileged() {
+            return Err(NetError::NotPrivileged);
+        }
+        let net = Net {
+            names: Names::own(),
+            hosts: 0,
+        };
+        net.build(hosts, mtu)
+    }
+
+    fn build(mut self, hosts: usize, mtu: usize) -> Result<Net, NetError> {
+        let mtu = mtu.to_string();
+        for i in 0..hosts {
+            let ns = self.names.netns(i);
+            let root = self.names.root_veth(i);
+            let host = self.names.host_veth(i);
+            run("ip", &["netns", "add", &ns])?;
+            self.hosts = i + 1;
+            run(
+                "ip",
+                &[
+                    "link", "add", &root, "mtu", &mtu, "type", "veth", "peer", "name", &host,
+                    "mtu", &mtu, "netns", &ns,
+                ],
+            )?;
+            let mac = mac_text(host_mac(i));
+            let ip = format!("{}/16", host_ip(i));
+            run("ip", &["-n", &ns, "link", "set", &host, "address", &mac])?;
+            run("ip", &["-n", &ns, "addr", "add", &ip, "dev", &host])?;
+            for j in (0..hosts).filter(|&j| j != i) {
+                run(
+                    "ip",
+                    &[
+                        "-n",
+                        &ns,
+                        "neigh",
+                        "replace",
+                        &host_ip(j).to_string(),
+                        "lladdr",
+                        &mac_text(host_mac(j)),
+                        "dev",
+                        &host,
+                        "nud",
+                        "permanent",
+                    ],
+                )?;
+            }
+            let offloads = [
+                "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off",
+            ];
+            let mut args = vec!["netns", "exec", &ns, "ethtool", "-K", &host];
+            args.extend(offloads);
+            run("ip", &args)?;
+            let mut args = vec!["-K", &root];
+            args.extend(offloads);
+            run("ethtool", &args)?;
+            // No IPv6 on the root side: it would only send router solicitations at the host.
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{root}/disable_ipv6"), "1");
+            run("ip", &["link", "set", &root, "up"])?;
+            run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
+            run("ip", &["-n", &ns, "link", "set", &host, "up"])?;
+        }
+        Ok(self)
+    }
+
+    /// The run's names.
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    /// Number of hosts.
+    pub fn hosts(&self) -> usize {
+        self.hosts
+    }
+
+    /// The address of host `i`.
+    pub fn ip(&self, i: usize) -> Ipv4Addr {
+        host_ip(i)
+    }
+
+    /// A command that runs `program` inside host `i`'s namespace.
+    pub fn command(&self, i: usize, program: &std::path::Path) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.names.netns(i)]).arg(program);
+        c
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for i in 0..self.hosts {
+            remove_netns(&self.names.netns(i));
+            // Deleting the namespace deletes its end of the pair, and so the pair; this catches
+            // a root end whose peer was never moved in.
+            let _ = run("ip", &["link", "del", &self.names.root_veth(i)]);
+        }
+    }
+}
+
+/// Kills every process left in namespace `ns` and deletes it.
+fn remove_netns(ns: &str) {
+    if let Ok(out) = run("ip", &["netns", "pids", ns]) {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                // SAFETY: kill(2) with a plain pid and signal has no memory effects.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+    let _ = run("ip", &["netns", "del", ns]);
+}
+
+/// Runs `f` on a thread that has entered namespace `ns` (`setns`), and returns its result:
+/// sockets `f` creates belong to that namespace for good, wherever they are used afterwards.
+pub fn within<T: Send>(ns: &str, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::File::open(&path)?;
+            // SAFETY: setns(2) on a valid namespace fd; it changes only this thread's network
+            // namespace, and the thread ends right after `f`.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+    })
+}
+
+/// The PID a name of ours carries, if it is one of ours.
+fn owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(PREFIX)?;
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    if digits.is_empty() || digits.len() == rest.len() {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Names of ours (namespaces, then interfaces) present now: `ip netns list` and `ip link`.
+pub fn present() -> Result<(Vec<String>, Vec<String>), NetError> {
+    let ns = run("ip", &["netns", "list"])?;
+    let namespaces = String::from_utf8_lossy(&ns.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| owner(n).is_some())
+        .map(str::to_string)
+        .collect();
+    let links = run("ip", &["-o", "link", "show"])?;
+    let interfaces = String::from_utf8_lossy(&links.stdout)
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+        .filter(|n| owner(n).is_some())
+        .collect();
+    Ok((namespaces, interfaces))
+}
+
+/// Deletes the namespaces and interfaces of runs whose process is gone (killed, crashed), and
+/// kills what still runs inside them. Returns how many names it removed.
+pub fn sweep() -> Result<usize, NetError> {
+    let (namespaces, interfaces) = present()?;
+    let stale = |n: &String| owner(n).is_some_and(|pid| !alive(pid));
+    let mut removed = 0;
+    for ns in namespaces.iter().filter(|n| stale(n)) {
+        remove_netns(ns);
+        removed += 1;
+    }
+    // Interfaces go with their namespace; delete any root-side one left.
+    let (_, interfaces_now) = present()?;
+    for link in interfaces.iter().filter(|n| stale(n)) {
+        if interfaces_now.contains(link) {
+            let _ = run("ip", &["link", "del", link]);
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// The names of a run that are present now (for tests: `pid` is the emulator's).
+pub fn present_for(pid: u32) -> Result<Vec<String>, NetError> {
+    let (mut namespaces, interfaces) = present()?;
+    namespaces.extend(interfaces);
+    Ok(namespaces
+        .into_iter()
+        .filter(|n| owner(n) == Some(pid))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_and_carry_the_pid() {
+        let n = Names::for_pid(4_194_304);
+        assert_eq!(n.netns(3), "lce4194304-3");
+        assert_eq!(n.root_veth(99_999), "lce4194304r99999");
+        assert!(n.root_veth(9_999).len() <= 15);
+        assert!(n.host_veth(9_999).len() <= 15);
+        for name in [n.netns(7), n.root_veth(7), n.host_veth(7)] {
+            assert_eq!(owner(&name), Some(4_194_304), "{name}");
+        }
+        assert_eq!(owner("lce"), None);
+        assert_eq!(owner("lce123"), None, "no separator: not ours");
+        assert_eq!(owner("eth0"), None);
+        assert_eq!(owner("lcex1-2"), None);
+    }
+
+    #[test]
+    fn our_own_process_is_alive() {
+        assert!(alive(std::process::id()));
+    }
+}

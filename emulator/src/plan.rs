@@ -1,0 +1,360 @@
+//! From a scenario (the simulator's own file format, [`livecam_sim::Scenario`]) to what the
+//! emulator runs: the hosts and their role processes' configs, the link model of every directed
+//! pair, and the fault schedule as [`Action`]s.
+//!
+//! The emulator runs the same scenario files as `livecam sim`, so a simulated and an emulated
+//! run of one file are comparable. It runs real processes, so it takes the hosts whose role has
+//! a process (`tier1`, `tier2`, `mobile`), and the faults that act on links (`partition`,
+//! `repair`, `set_link`); anything else is refused with the field named. Cluster and protocol
+//! timers are the role processes' own defaults; the workload's `fps` and `policy` are used.
+
+use std::net::SocketAddr;
+
+use livecam_sim::scenario::{Fault, RoleKind, Scenario};
+use livecam_system::link::LinkConfig;
+use livecam_system::proto::PolicyConfig;
+use livecam_system::runtime::service::{MobileFile, Peer, Tier1File, Tier2File};
+use livecam_system::time::Instant;
+use thiserror::Error;
+
+use crate::forward::Action;
+use crate::frame::MAX_HOSTS;
+
+/// A scenario the emulator cannot run.
+#[derive(Debug, Error, PartialEq)]
+pub enum PlanError {
+    #[error("{field}: {message}")]
+    Unsupported { field: String, message: String },
+}
+
+fn unsupported(field: impl Into<String>, message: impl Into<String>) -> PlanError {
+    PlanError::Unsupported {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// A role with a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ProcessRole {
+    Tier1,
+    Tier2,
+    Mobile,
+}
+
+impl ProcessRole {
+    /// The `livecam` subcommand.
+    pub fn command(self) -> &'static str {
+        match self {
+            ProcessRole::Tier1 => "tier1",
+            ProcessRole::Tier2 => "tier2",
+            ProcessRole::Mobile => "mobile",
+        }
+    }
+}
+
+/// One emulated host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostPlan {
+    pub name: String,
+    pub role: ProcessRole,
+    /// The role's id: tier-1s and tier-2s `index + 1`, mobile clients `1000 + index`.
+    pub id: u32,
+    /// Tier-1 hosts (indices) this host talks to, default first.
+    pub tier1: Vec<usize>,
+    pub capacity: Option<u32>,
+}
+
+/// Everything the emulator needs from a scenario.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub name: String,
+    pub duration_s: f64,
+    pub seed: u64,
+    pub hosts: Vec<HostPlan>,
+    /// `from * hosts + to`.
+    links: Vec<LinkConfig>,
+    pub schedule: Vec<(Instant, Action)>,
+    pub fps: f64,
+    pub policy: PolicyConfig,
+    /// Mobile clients start this far apart.
+    pub stagger_ms: f64,
+}
+
+impl Plan {
+    /// The plan of `scenario` (already validated by its loader), run with `seed`.
+    pub fn new(scenario: &Scenario, seed: u64) -> Result<Plan, PlanError> {
+        let all = scenario.hosts();
+        if all.len() > MAX_HOSTS {
+            return Err(unsupported(
+                "hosts",
+                format!(
+                    "{} hosts; the emulator takes at most {MAX_HOSTS}",
+                    all.len()
+                ),
+            ));
+        }
+        let index_of = |name: &str| all.iter().position(|h| h.name == name);
+        let mut hosts = Vec::with_capacity(all.len());
+        for h in &all {
+            let role = match h.role {
+                RoleKind::Tier1 => ProcessRole::Tier1,
+                RoleKind::Tier2 => ProcessRole::Tier2,
+                RoleKind::Mobile => ProcessRole::Mobile,
+                RoleKind::Camera | RoleKind::Receiver => {
+                    let spec = scenario
+                        .hosts
+                        .iter()
+                        .position(|s| s.name == h.group)
+                        .unwrap_or(0);
+                    return Err(unsupported(
+                        format!("hosts[{spec}].role"),
+                        "the emulator runs role processes: tier1, tier2 or mobile \
+                         (camera and receiver exist only in simulation)",
+                    ));
+                }
+            };
+            let id = match role {
+                ProcessRole::Mobile => 1000 + h.index as u32,
+                _ => h.index as u32 + 1,
+            };
+            hosts.push(HostPlan {
+                name: h.name.clone(),
+                role,
+                id,
+                tier1: h.tier1.iter().filter_map(|n| index_of(n)).collect(),
+                capacity: h.capacity,
+            });
+        }
+        let n = hosts.len();
+        let mut links = vec![scenario.link.clone(); n * n];
+        let pairs = |a: &str, b: &str| -> Vec<(usize, usize)> {
+            let mut v = Vec::new();
+            for x in scenario.resolve(a) {
+                for y in scenario.resolve(b) {
+                    v.push((x.index, y.index));
+                }
+            }
+            v
+        };
+        for o in &scenario.links {
+            for (a, b) in pairs(&o.from, &o.to) {
+                links[a * n + b] = o.config.clone();
+                if !o.one_way {
+                    links[b * n + a] = o.config.clone();
+                }
+            }
+        }
+        let mut schedule = Vec::new();
+        for (i, f) in scenario.faults.iter().enumerate() {
+            let at = Instant::from_micros((f.at_s() * 1e6).round() as u64);
+            let action = match f {
+                Fault::Partition { a, b, .. } | Fault::Repair { a, b, .. } => {
+                    let both = pairs(a, b)
+                        .into_iter()
+                        .flat_map(|(x, y)| [(x, y), (y, x)])
+                        .collect();
+                    Action::Partition {
+                        pairs: both,
+                        on: matches!(f, Fault::Partition { .. }),
+                    }
+                }
+                Fault::SetLink {
+                    a,
+                    b,
+                    one_way,
+                    config,
+                    ..
+                } => Action::SetLink {
+                    pairs: pairs(a, b)
+                        .into_iter()
+                        .flat_map(|(x, y)| {
+                            if *one_way {
+                                vec![(x, y)]
+                            } else {
+                                vec![(x, y), (y, x)]
+                            }
+                        })
+                        .collect(),
+                    config: config.clone(),
+                },
+                Fault::Crash { .. } | Fault::Restart { .. } | Fault::Drain { .. } => {
+                    return Err(unsupported(
+                        format!("faults[{i}].action"),
+                        "the emulator applies link faults only: partition, repair, set_link",
+                    ))
+                }
+            };
+            schedule.push((at, action));
+        }
+        Ok(Plan {
+            name: scenario.name.clone(),
+            duration_s: scenario.duration_s,
+            seed,
+            hosts,
+            links,
+            schedule,
+            fps: scenario.workload.fps,
+            policy: PolicyConfig {
+                kind: scenario.workload.policy,
+                limits: scenario.workload.limits,
+                ..PolicyConfig::default()
+            },
+            stagger_ms: scenario.workload.stagger_ms,
+        })
+    }
+
+    /// The link model from host `a` to host `b`.
+    pub fn link(&self, a: usize, b: usize) -> LinkConfig {
+        self.links
+            .get(a * self.hosts.len() + b)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The hosts' interface MTU: the largest link MTU of the scenario's links, so every link's
+    /// packets fit (the default link's MTU in the usual case of one).
+    pub fn mtu(&self) -> usize {
+        self.links.iter().map(|l| l.mtu).max().unwrap_or(1500)
+    }
+
+    /// The TOML config of host `i`'s role process: it binds `bind(i)` and reaches host `j` at
+    /// `addr(j)`.
+    pub fn role_config(
+        &self,
+        i: usize,
+        bind: impl Fn(usize) -> SocketAddr,
+        addr: impl Fn(usize) -> SocketAddr,
+    ) -> Result<String, toml::ser::Error> {
+        let h = &self.hosts[i];
+        let tier1: Vec<SocketAddr> = h.tier1.iter().map(|&j| addr(j)).collect();
+        match h.role {
+            ProcessRole::Tier1 => toml::to_string(&Tier1File {
+                id: h.id,
+                listen: bind(i),
+                peers: self
+                    .hosts
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, p)| *j != i && p.role == ProcessRole::Tier1)
+                    .map(|(j, p)| Peer {
+                        id: p.id,
+                        addr: addr(j),
+                    })
+                    .collect(),
+            }),
+            ProcessRole::Tier2 => toml::to_string(&Tier2File {
+                id: h.id,
+                listen: bind(i),
+                tier1,
+                capacity: h.capacity.unwrap_or(1000),
+                policy: self.policy,
+            }),
+            ProcessRole::Mobile => toml::to_string(&MobileFile {
+                id: h.id,
+                listen: bind(i),
+                tier1,
+                fps: self.fps,
+                gps: "synthetic".to_string(),
+                jpeg_quality: 85,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLUSTER: &str = r#"
+name = "t"
+duration_s = 4.0
+[workload]
+fps = 5.0
+frame_bytes = 10000
+policy = "fixed:800"
+[[hosts]]
+name = "t1"
+role = "tier1"
+[[hosts]]
+name = "t2"
+role = "tier2"
+count = 2
+tier1 = ["t1"]
+[[hosts]]
+name = "car"
+role = "mobile"
+tier1 = ["t1"]
+[link]
+loss = 0.01
+[[links]]
+from = "car"
+to = "t20"
+one_way = true
+config = { loss = 0.2, mtu = 9000 }
+[[faults]]
+at_s = 1.5
+action = "partition"
+a = "car"
+b = "t2"
+[[faults]]
+at_s = 2.0
+action = "repair"
+a = "car"
+b = "t2"
+"#;
+
+    #[test]
+    fn plans_hosts_links_and_faults() {
+        let sc = Scenario::parse(CLUSTER).expect("valid scenario");
+        let p = Plan::new(&sc, 9).expect("plan");
+        let names: Vec<_> = p.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["t1", "t20", "t21", "car"]);
+        assert_eq!(p.hosts[3].id, 1003);
+        assert_eq!(p.hosts[3].tier1, [0]);
+        assert_eq!(p.link(3, 1).loss, 0.2);
+        assert_eq!(p.link(1, 3).loss, 0.01, "one way");
+        assert_eq!(p.mtu(), 9000);
+        assert_eq!(p.schedule.len(), 2);
+        assert_eq!(p.schedule[0].0, Instant::from_millis(1500));
+        match &p.schedule[0].1 {
+            Action::Partition { pairs, on } => {
+                assert!(on);
+                assert_eq!(pairs, &[(3, 1), (1, 3), (3, 2), (2, 3)]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let bind = |i: usize| SocketAddr::from(([10, 0, 0, i as u8], 7000));
+        let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16));
+        let t2 = p.role_config(1, bind, addr).expect("toml");
+        let parsed: Tier2File = toml::from_str(&t2).expect("a tier-2 config");
+        assert_eq!(parsed.listen, bind(1));
+        assert_eq!(parsed.tier1, [addr(0)]);
+        assert_eq!(
+            parsed.policy.kind,
+            livecam_system::proto::PolicyKind::Fixed(800)
+        );
+        let t1: Tier1File =
+            toml::from_str(&p.role_config(0, bind, addr).expect("toml")).expect("a tier-1 config");
+        assert!(t1.peers.is_empty());
+        let m: MobileFile =
+            toml::from_str(&p.role_config(3, bind, addr).expect("toml")).expect("a mobile config");
+        assert_eq!((m.fps, m.tier1.clone()), (5.0, vec![addr(0)]));
+    }
+
+    #[test]
+    fn refuses_what_has_no_process_naming_the_field() {
+        let cam = CLUSTER.replace("role = \"mobile\"", "role = \"camera\"\ntarget = \"t20\"");
+        let sc = Scenario::parse(&cam);
+        // The simulator may refuse a camera aimed at a tier-2 first; if it takes it, we do not.
+        if let Ok(sc) = sc {
+            let err = Plan::new(&sc, 1).expect_err("camera");
+            assert!(err.to_string().starts_with("hosts[2].role"), "{err}");
+        }
+        let crash =
+            format!("{CLUSTER}\n[[faults]]\nat_s = 1.0\naction = \"crash\"\nhost = \"t1\"\n");
+        let sc = Scenario::parse(&crash).expect("valid scenario");
+        let err = Plan::new(&sc, 1).expect_err("crash");
+        assert!(err.to_string().starts_with("faults[2].action"), "{err}");
+    }
+}

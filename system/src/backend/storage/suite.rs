@@ -1,0 +1,548 @@
+//! The checks every [`Storage`] implementation must pass, run against each backend by
+//! [`suite_tests`] so both get exactly the same ones.
+
+use std::any::Any;
+
+use crate::backend::{
+    CommandState, FrameRecord, LinkRecord, Pruned, Retention, SessionRecord, Storage, StorageError,
+};
+use crate::device::Fix;
+use crate::proto::wire::Command;
+
+/// A new, empty, migrated database of one backend, and ways to look behind its interface.
+pub(crate) struct Fresh {
+    pub db: Box<dyn Storage>,
+    /// Its URL: [`super::open`] on it opens the same database again.
+    pub url: String,
+    /// Records schema version `v` as applied, as a newer build would.
+    pub set_version: Box<dyn Fn(i64)>,
+    /// The versions `schema_version` holds, ascending.
+    pub versions: Box<dyn Fn() -> Vec<i64>>,
+    /// Dropped last: removes the database.
+    pub _guard: Box<dyn Any>,
+}
+
+impl Fresh {
+    pub fn reopen(&self) -> Result<Box<dyn Storage>, StorageError> {
+        super::open(&self.url)
+    }
+}
+
+/// `#[test]` functions running every check of this suite on databases from `$fresh`, a
+/// closure returning `Option<Fresh>` (`None`: the backend is not available, skip).
+macro_rules! suite_tests {
+    ($fresh:expr) => {
+        $crate::backend::storage::suite::suite_tests!(@each $fresh;
+            round_trips, duplicate_frames_are_ignored, clients_lists_sessions_and_fixes_in_order,
+            ranges_and_limits, command_lifecycle, retention_by_age, retention_by_size,
+            migrations_are_idempotent, newer_schema_is_refused, unknown_ids_are_none);
+    };
+    (@each $fresh:expr; $($name:ident),*) => {
+        $(
+            #[test]
+            fn $name() {
+                if let Some(f) = ($fresh)() {
+                    $crate::backend::storage::suite::$name(f);
+                }
+            }
+        )*
+    };
+}
+pub(crate) use suite_tests;
+
+pub(crate) fn session(client: u32, tier2: u32) -> SessionRecord {
+    SessionRecord {
+        client,
+        tier2,
+        tier2_addr: format!("10.0.0.{}:7000", tier2 % 250).parse().unwrap(),
+        client_addr: "[2001:db8::7]:40123".parse().unwrap(),
+        started_ms: 1_000,
+        last_seen_ms: 2_000,
+    }
+}
+
+pub(crate) fn fix(n: u32) -> Fix {
+    Fix {
+        lat: 48.1 + f64::from(n) * 1e-4,
+        lon: -11.5 - f64::from(n) * 1e-4,
+        speed_mps: 13.25,
+        heading_deg: 271.5,
+        fix_time_ms: 1_700_000_000_000 + u64::from(n),
+    }
+}
+
+/// Frame `frame` of `client`, received at `received_ms`, with a fix and a 1000-byte picture.
+pub(crate) fn frame(client: u32, frame: u32, received_ms: i64) -> FrameRecord {
+    FrameRecord {
+        client,
+        frame,
+        tier2: 3,
+        capture_ms: received_ms - 40,
+        received_ms,
+        fix: Some(fix(frame)),
+        segment_size: 1_200,
+        jpeg: (0..1000u32)
+            .map(|i| i.wrapping_mul(7).wrapping_add(frame) as u8)
+            .collect(),
+    }
+}
+
+pub(crate) fn link(client: u32, at_ms: i64) -> LinkRecord {
+    LinkRecord {
+        client,
+        at_ms,
+        segment_size: 800,
+        loss: 0.125,
+        latency_ms: 35.5,
+        frames_delivered: 240,
+        frames_dropped: 3,
+    }
+}
+
+fn meta(f: &FrameRecord) -> crate::backend::FrameMeta {
+    crate::backend::FrameMeta {
+        client: f.client,
+        frame: f.frame,
+        tier2: f.tier2,
+        capture_ms: f.capture_ms,
+        received_ms: f.received_ms,
+        fix: f.fix,
+        segment_size: f.segment_size,
+        jpeg_len: f.jpeg.len() as u32,
+    }
+}
+
+pub(crate) fn round_trips(mut f: Fresh) {
+    let db = &mut f.db;
+    // Sessions: insert, read, update.
+    let mut s = session(u32::MAX, 9);
+    db.upsert_session(&s).unwrap();
+    assert_eq!(db.session(u32::MAX).unwrap(), Some(s.clone()));
+    s.tier2 = 10;
+    s.tier2_addr = "192.168.1.2:9000".parse().unwrap();
+    s.last_seen_ms = 99_000;
+    db.upsert_session(&s).unwrap();
+    assert_eq!(db.session(u32::MAX).unwrap(), Some(s.clone()));
+
+    // Frames with and without a fix, with extreme values.
+    let with_fix = frame(4, u32::MAX, 5_000);
+    let mut without = frame(4, 0, 4_000);
+    without.fix = None;
+    without.jpeg = Vec::new();
+    let mut odd = frame(4, 1, 4_500);
+    odd.fix = Some(Fix {
+        lat: -90.0,
+        lon: 180.0,
+        speed_mps: 0.0,
+        heading_deg: 359.999,
+        fix_time_ms: u64::MAX,
+    });
+    odd.capture_ms = i64::MIN;
+    db.insert_frames(&[with_fix.clone(), without.clone(), odd.clone()])
+        .unwrap();
+    assert_eq!(db.frame(4, u32::MAX).unwrap(), Some(with_fix.clone()));
+    assert_eq!(db.frame(4, 0).unwrap(), Some(without.clone()));
+    assert_eq!(db.frame(4, 1).unwrap(), Some(odd.clone()));
+    assert_eq!(db.latest_frame(4).unwrap(), Some(with_fix.clone()));
+    assert_eq!(
+        db.frames(4, i64::MIN, i64::MAX, 10).unwrap(),
+        vec![meta(&without), meta(&odd), meta(&with_fix)]
+    );
+    // Fixes: one per frame that had one.
+    let track = db.track(4, i64::MIN, i64::MAX, 10).unwrap();
+    assert_eq!(track.len(), 2);
+    assert_eq!(track[0].fix, odd.fix.unwrap());
+    assert_eq!(track[0].received_ms, 4_500);
+    assert_eq!(track[1].fix, with_fix.fix.unwrap());
+    assert_eq!(track[1].client, 4);
+
+    // Link records, NaN included.
+    let l = link(4, 6_000);
+    db.insert_link(&l).unwrap();
+    let mut nan = link(u32::MAX, 7_000);
+    nan.loss = f64::NAN;
+    nan.latency_ms = f64::INFINITY;
+    nan.frames_delivered = u64::MAX;
+    db.insert_link(&nan).unwrap();
+    let clients = db.clients().unwrap();
+    assert_eq!(clients.len(), 2);
+    assert_eq!(clients[0].client, 4);
+    assert_eq!(clients[0].last_link, Some(l));
+    assert_eq!(clients[0].session, None);
+    assert_eq!(clients[1].client, u32::MAX);
+    assert_eq!(clients[1].session, Some(s));
+    let back = clients[1].last_link.expect("link of client u32::MAX");
+    assert!(back.loss.is_nan());
+    assert_eq!(back.latency_ms, f64::INFINITY);
+    assert_eq!(back.frames_delivered, u64::MAX);
+    assert_eq!(back.frames_dropped, nan.frames_dropped);
+
+    // Commands: every kind survives.
+    let all = [
+        Command::SetFps { milli_fps: 12_500 },
+        Command::SetResolution {
+            width: 1280,
+            height: 720,
+        },
+        Command::SetQuality { quality: 80 },
+        Command::Snapshot,
+        Command::SwitchTier1 {
+            addr: "[::1]:5000".parse().unwrap(),
+        },
+        Command::Start,
+        Command::Stop,
+    ];
+    let mut ids = Vec::new();
+    for (i, c) in all.iter().enumerate() {
+        let rec = db
+            .insert_command(4, *c, "ops ü", 10_000 + i as i64)
+            .unwrap();
+        assert_eq!(rec.command, *c);
+        assert_eq!(rec.state, CommandState::Pending);
+        assert_eq!(db.command(rec.id).unwrap(), Some(rec.clone()));
+        ids.push(rec.id);
+    }
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted, ids, "ids increase");
+}
+
+pub(crate) fn duplicate_frames_are_ignored(mut f: Fresh) {
+    let db = &mut f.db;
+    let first = frame(1, 5, 1_000);
+    db.insert_frames(std::slice::from_ref(&first)).unwrap();
+    let mut again = frame(1, 5, 2_000);
+    again.jpeg = vec![1, 2, 3];
+    again.fix = Some(fix(77));
+    // Alone, and inside a batch with a new frame (and twice in the batch).
+    db.insert_frames(&[again.clone()]).unwrap();
+    let new = frame(1, 6, 3_000);
+    db.insert_frames(&[again.clone(), new.clone(), new.clone()])
+        .unwrap();
+    assert_eq!(db.frame(1, 5).unwrap(), Some(first.clone()));
+    assert_eq!(db.frame(1, 6).unwrap(), Some(new.clone()));
+    let track = db.track(1, i64::MIN, i64::MAX, 100).unwrap();
+    assert_eq!(
+        track
+            .iter()
+            .map(|t| (t.received_ms, t.fix))
+            .collect::<Vec<_>>(),
+        vec![(1_000, first.fix.unwrap()), (3_000, new.fix.unwrap())]
+    );
+    // The same frame id of another client is another frame.
+    db.insert_frames(&[frame(2, 5, 1_500)]).unwrap();
+    assert_eq!(db.frame(2, 5).unwrap(), Some(frame(2, 5, 1_500)));
+    assert!(db.insert_frames(&[]).is_ok());
+}
+
+pub(crate) fn clients_lists_sessions_and_fixes_in_order(mut f: Fresh) {
+    let db = &mut f.db;
+    assert!(db.clients().unwrap().is_empty());
+    db.upsert_session(&session(50, 1)).unwrap();
+    db.upsert_session(&session(7, 2)).unwrap();
+    // Client 30: fixes, no session; frames out of order of id and time.
+    db.insert_frames(&[
+        frame(30, 3, 3_000),
+        frame(30, 9, 1_000),
+        frame(30, 2, 2_000),
+    ])
+    .unwrap();
+    // Client 40: a frame without a fix only, and a link record: no client row.
+    let mut nofix = frame(40, 1, 1_000);
+    nofix.fix = None;
+    db.insert_frames(&[nofix]).unwrap();
+    db.insert_link(&link(40, 1_000)).unwrap();
+    // Client 7: links out of time order, a tie broken by arrival.
+    db.insert_link(&link(7, 5_000)).unwrap();
+    let mut newest = link(7, 9_000);
+    newest.segment_size = 100;
+    db.insert_link(&newest).unwrap();
+    db.insert_link(&link(7, 1_000)).unwrap();
+    let mut tie = link(7, 9_000);
+    tie.segment_size = 200;
+    db.insert_link(&tie).unwrap();
+    db.insert_frames(&[frame(7, 1, 8_000)]).unwrap();
+
+    let rows = db.clients().unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.client).collect::<Vec<_>>(),
+        vec![7, 30, 50]
+    );
+    let (c7, c30, c50) = (&rows[0], &rows[1], &rows[2]);
+    assert_eq!(c7.session, Some(session(7, 2)));
+    assert_eq!(c7.last_link, Some(tie));
+    assert_eq!(c7.last_frame, Some(1));
+    assert_eq!(c7.last_fix.map(|x| x.fix), Some(fix(1)));
+    assert_eq!(c30.session, None);
+    assert_eq!(c30.last_link, None);
+    assert_eq!(c30.last_frame, Some(3), "newest by reception, not by id");
+    let lf = c30.last_fix.expect("fix of 30");
+    assert_eq!((lf.client, lf.received_ms, lf.fix), (30, 3_000, fix(3)));
+    assert_eq!(c50.session, Some(session(50, 1)));
+    assert_eq!(
+        (c50.last_fix, c50.last_link, c50.last_frame),
+        (None, None, None)
+    );
+
+    // Many clients: all there, in order.
+    for c in (1000..1300u32).rev() {
+        db.insert_frames(&[frame(c, 1, 1_000)]).unwrap();
+    }
+    let rows = db.clients().unwrap();
+    assert_eq!(rows.len(), 303);
+    assert!(rows.windows(2).all(|w| w[0].client < w[1].client));
+    assert!(rows[3..].iter().all(|r| r.last_frame == Some(1)));
+}
+
+pub(crate) fn ranges_and_limits(mut f: Fresh) {
+    let db = &mut f.db;
+    let frames: Vec<_> = (0..20u32)
+        .map(|i| frame(8, 100 + i, 10_000 + 100 * i64::from(i)))
+        .collect();
+    db.insert_frames(&frames).unwrap();
+    db.insert_frames(&[frame(9, 100, 10_500)]).unwrap();
+
+    // Inclusive bounds, oldest first.
+    let got = db.frames(8, 10_200, 10_500, 100).unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.frame).collect::<Vec<_>>(),
+        vec![102, 103, 104, 105]
+    );
+    let track = db.track(8, 10_200, 10_500, 100).unwrap();
+    assert_eq!(
+        track.iter().map(|t| t.received_ms).collect::<Vec<_>>(),
+        vec![10_200, 10_300, 10_400, 10_500]
+    );
+    // The limit keeps the oldest.
+    let got = db.frames(8, i64::MIN, i64::MAX, 3).unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.frame).collect::<Vec<_>>(),
+        vec![100, 101, 102]
+    );
+    assert_eq!(
+        db.track(8, i64::MIN, i64::MAX, 3).unwrap()[2].received_ms,
+        10_200
+    );
+    assert!(db.frames(8, 0, 9_999, 100).unwrap().is_empty());
+    assert!(db.track(8, 12_000, 13_000, 100).unwrap().is_empty());
+    assert!(db.frames(8, i64::MIN, i64::MAX, 0).unwrap().is_empty());
+    assert!(db.track(8, 10_500, 10_000, 10).unwrap().is_empty());
+    assert_eq!(db.frames(9, i64::MIN, i64::MAX, 100).unwrap().len(), 1);
+    assert_eq!(
+        db.frames(8, i64::MIN, i64::MAX, u32::MAX).unwrap().len(),
+        20
+    );
+    assert_eq!(db.latest_frame(8).unwrap(), Some(frames[19].clone()));
+}
+
+pub(crate) fn command_lifecycle(mut f: Fresh) {
+    let db = &mut f.db;
+    let a = db.insert_command(3, Command::Snapshot, "ann", 100).unwrap();
+    let b = db
+        .insert_command(3, Command::SetQuality { quality: 50 }, "bob", 200)
+        .unwrap();
+    let other = db.insert_command(4, Command::Stop, "", 250).unwrap();
+    assert_ne!(a.id, b.id);
+
+    db.finish_command(a.id, &CommandState::Acked, 300).unwrap();
+    let reason = "camera busy: 'quoted'; DROP TABLE commands; --".to_string();
+    db.finish_command(
+        b.id,
+        &CommandState::Failed {
+            reason: reason.clone(),
+        },
+        400,
+    )
+    .unwrap();
+    // Finishing again keeps the first outcome.
+    db.finish_command(
+        a.id,
+        &CommandState::Failed {
+            reason: "late".into(),
+        },
+        500,
+    )
+    .unwrap();
+    db.finish_command(b.id, &CommandState::Acked, 600).unwrap();
+    // "Finishing" to pending changes nothing.
+    db.finish_command(other.id, &CommandState::Pending, 700)
+        .unwrap();
+
+    let a2 = db.command(a.id).unwrap().unwrap();
+    assert_eq!(a2.state, CommandState::Acked);
+    assert_eq!((a2.created_ms, a2.updated_ms), (100, 300));
+    let b2 = db.command(b.id).unwrap().unwrap();
+    assert_eq!(b2.state, CommandState::Failed { reason });
+    assert_eq!((b2.created_ms, b2.updated_ms), (200, 400));
+    assert_eq!(b2.issued_by, "bob");
+    assert_eq!(db.command(other.id).unwrap(), Some(other.clone()));
+
+    // Newest first, limited, per client.
+    let list = db.commands(3, 10).unwrap();
+    assert_eq!(list, vec![b2.clone(), a2]);
+    assert_eq!(db.commands(3, 1).unwrap(), vec![b2]);
+    assert_eq!(db.commands(4, 10).unwrap(), vec![other]);
+    assert!(db.commands(5, 10).unwrap().is_empty());
+    // Unknown ids: nothing to finish, nothing found.
+    db.finish_command(u64::MAX, &CommandState::Acked, 1)
+        .unwrap();
+    db.finish_command(999_999, &CommandState::Acked, 1).unwrap();
+    assert_eq!(db.command(999_999).unwrap(), None);
+    assert_eq!(db.command(u64::MAX).unwrap(), None);
+}
+
+pub(crate) fn retention_by_age(mut f: Fresh) {
+    let db = &mut f.db;
+    let now = 1_000_000;
+    // Frames at now-100 s .. now-10 s, every 10 s; half without a fix.
+    let frames: Vec<_> = (1..=10u32)
+        .map(|i| {
+            let mut fr = frame(1, i, now - 10_000 * i64::from(i));
+            if i % 2 == 0 {
+                fr.fix = None;
+            }
+            fr
+        })
+        .collect();
+    db.insert_frames(&frames).unwrap();
+    for i in 1..=10 {
+        db.insert_link(&link(1, now - 10_000 * i)).unwrap();
+    }
+    db.upsert_session(&session(1, 1)).unwrap();
+    let none = Retention {
+        max_age_s: None,
+        max_frame_bytes: None,
+    };
+    assert_eq!(db.apply_retention(&none, now).unwrap(), Pruned::default());
+
+    // Older than 50 s goes; exactly 50 s stays.
+    let r = Retention {
+        max_age_s: Some(50),
+        max_frame_bytes: None,
+    };
+    let pruned = db.apply_retention(&r, now).unwrap();
+    assert_eq!(
+        pruned,
+        Pruned {
+            frames: 5,
+            fixes: 2,
+            links: 5
+        }
+    );
+    let left = db.frames(1, i64::MIN, i64::MAX, 100).unwrap();
+    assert_eq!(
+        left.iter().map(|m| m.frame).collect::<Vec<_>>(),
+        vec![5, 4, 3, 2, 1]
+    );
+    assert_eq!(db.track(1, i64::MIN, i64::MAX, 100).unwrap().len(), 3);
+    assert_eq!(db.apply_retention(&r, now).unwrap(), Pruned::default());
+    // Sessions and commands are not subject to it.
+    assert_eq!(db.session(1).unwrap(), Some(session(1, 1)));
+    let rows = db.clients().unwrap();
+    assert_eq!(rows[0].last_link.map(|l| l.at_ms), Some(now - 10_000));
+    // A huge age deletes nothing.
+    let forever = Retention {
+        max_age_s: Some(u64::MAX),
+        max_frame_bytes: None,
+    };
+    assert_eq!(
+        db.apply_retention(&forever, now).unwrap(),
+        Pruned::default()
+    );
+}
+
+pub(crate) fn retention_by_size(mut f: Fresh) {
+    let db = &mut f.db;
+    // 1000-byte frames of two clients, interleaved in time.
+    for i in 0..10u32 {
+        db.insert_frames(&[frame(1 + i % 2, i, 1_000 + i64::from(i))])
+            .unwrap();
+    }
+    let r = Retention {
+        max_age_s: None,
+        max_frame_bytes: Some(3_500),
+    };
+    let pruned = db.apply_retention(&r, 10_000).unwrap();
+    assert_eq!(
+        pruned,
+        Pruned {
+            frames: 7,
+            fixes: 0,
+            links: 0
+        }
+    );
+    let mut kept: Vec<u32> = [1, 2]
+        .iter()
+        .flat_map(|&c| db.frames(c, i64::MIN, i64::MAX, 100).unwrap())
+        .map(|m| m.frame)
+        .collect();
+    kept.sort_unstable();
+    assert_eq!(kept, vec![7, 8, 9], "the newest frames stay");
+    // Within budget: nothing more.
+    assert_eq!(db.apply_retention(&r, 10_000).unwrap(), Pruned::default());
+    // Fixes stay (the track outlives the pictures).
+    assert_eq!(db.track(1, i64::MIN, i64::MAX, 100).unwrap().len(), 5);
+    // Age and size together: age first, then size on what is left.
+    let both = Retention {
+        max_age_s: Some(1),
+        max_frame_bytes: Some(1_000),
+    };
+    let pruned = db.apply_retention(&both, 2_008).unwrap();
+    assert_eq!(
+        pruned,
+        Pruned {
+            frames: 2,
+            fixes: 8,
+            links: 0
+        }
+    );
+    assert_eq!(db.latest_frame(2).unwrap(), Some(frame(2, 9, 1_009)));
+    assert_eq!(db.latest_frame(1).unwrap(), None);
+    // A zero budget empties the table.
+    let zero = Retention {
+        max_age_s: None,
+        max_frame_bytes: Some(0),
+    };
+    assert_eq!(db.apply_retention(&zero, 0).unwrap().frames, 1);
+}
+
+pub(crate) fn migrations_are_idempotent(mut f: Fresh) {
+    let versions = (f.versions)();
+    assert!(!versions.is_empty());
+    assert_eq!(
+        versions,
+        (1..=*versions.last().unwrap()).collect::<Vec<_>>()
+    );
+    f.db.upsert_session(&session(1, 1)).unwrap();
+    f.db.insert_frames(&[frame(1, 1, 1_000)]).unwrap();
+    for _ in 0..2 {
+        let mut again = f.reopen().expect("reopen");
+        assert_eq!(again.session(1).unwrap(), Some(session(1, 1)));
+        assert_eq!(again.frame(1, 1).unwrap(), Some(frame(1, 1, 1_000)));
+    }
+    assert_eq!((f.versions)(), versions);
+}
+
+pub(crate) fn newer_schema_is_refused(f: Fresh) {
+    let newest = *(f.versions)().last().unwrap();
+    (f.set_version)(newest + 1);
+    match f.reopen() {
+        Err(StorageError::Backend(m)) => {
+            assert!(m.contains(&format!("version {}", newest + 1)), "{m}");
+            assert!(m.contains("newer than this build"), "{m}");
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("opened a database of a newer schema"),
+    }
+}
+
+pub(crate) fn unknown_ids_are_none(mut f: Fresh) {
+    let db = &mut f.db;
+    assert_eq!(db.session(1).unwrap(), None);
+    assert_eq!(db.frame(1, 1).unwrap(), None);
+    assert_eq!(db.latest_frame(1).unwrap(), None);
+    assert!(db.track(1, i64::MIN, i64::MAX, 10).unwrap().is_empty());
+    assert!(db.frames(1, i64::MIN, i64::MAX, 10).unwrap().is_empty());
+    assert!(db.commands(1, 10).unwrap().is_empty());
+}

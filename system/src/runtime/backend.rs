@@ -1,0 +1,308 @@
+//! The backend process: `livecam backend --config FILE.toml`.
+//!
+//! It opens the database the tier-2s write to, serves the map, the REST API, the live push and
+//! the browser client over HTTP ([`crate::backend::web`]), runs the command desk
+//! ([`CommandDesk`]) on a UDP socket, and prunes old data on a timer. Commands go from the
+//! browser through the web API into the database (pending), to the desk, over UDP to the
+//! tier-2 that holds the client's session and on to the client; the client's result comes back
+//! the same way and is written to the database and pushed to browsers.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
+
+use super::backhaul::unix_ms;
+use super::service::{ConfigError, ServiceError};
+use crate::backend::desk::{CommandDesk, DeskConfig, Finished};
+use crate::backend::web::{router, WebState};
+use crate::backend::{CommandRecord, CommandState, Retention, Storage};
+use crate::device::City;
+use crate::driver::{Endpoint, MAX_DATAGRAM};
+use crate::net::{sleep_until_opt, Clock, TokioClock};
+
+/// `livecam backend --config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendFile {
+    /// `sqlite:PATH` or `postgres://...`: the database the tier-2s write to.
+    pub database: String,
+    /// The web server's address (browser client, REST API, live push).
+    #[serde(default = "default_http")]
+    pub http: SocketAddr,
+    /// The UDP address commands leave from (tier-2s answer to it).
+    #[serde(default = "default_commands")]
+    pub commands: SocketAddr,
+    /// An MBTiles file of raster map tiles; without one the map shows the synthetic city.
+    #[serde(default)]
+    pub tiles: Option<PathBuf>,
+    /// A client counts as online when its tier-2 heard from it within this many ms.
+    #[serde(default = "default_online_window")]
+    pub online_window_ms: i64,
+    /// What the database keeps; nothing is pruned without it.
+    #[serde(default)]
+    pub retention: Option<Retention>,
+    /// Seconds between retention passes.
+    #[serde(default = "default_retention_interval")]
+    pub retention_interval_s: u64,
+    /// The synthetic city the map shows (the one synthetic routes drive in).
+    #[serde(default)]
+    pub city: City,
+}
+
+fn default_http() -> SocketAddr {
+    ([127, 0, 0, 1], 8080).into()
+}
+fn default_commands() -> SocketAddr {
+    ([0, 0, 0, 0], 0).into()
+}
+fn default_online_window() -> i64 {
+    3000
+}
+fn default_retention_interval() -> u64 {
+    60
+}
+
+impl BackendFile {
+    /// A backend over `database` with every other field at its default.
+    pub fn new(database: String) -> Self {
+        BackendFile {
+            database,
+            http: default_http(),
+            commands: default_commands(),
+            tiles: None,
+            online_window_ms: default_online_window(),
+            retention: None,
+            retention_interval_s: default_retention_interval(),
+            city: City::default(),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let c: Self = super::service::load(path)?;
+        let invalid = |field, message: &str| ConfigError::Invalid {
+            path: path.display().to_string(),
+            field,
+            message: message.to_string(),
+        };
+        if c.online_window_ms <= 0 {
+            return Err(invalid("online_window_ms", "must be positive"));
+        }
+        if c.retention_interval_s == 0 {
+            return Err(invalid("retention_interval_s", "must be at least 1"));
+        }
+        if c.city.streets < 2 || !(c.city.block_m > 0.0) {
+            return Err(invalid(
+                "city",
+                "needs at least 2 streets and a positive block_m",
+            ));
+        }
+        if let Some(t) = &c.tiles {
+            if !t.is_file() {
+                return Err(invalid("tiles", &format!("{} is not a file", t.display())));
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// What a backend process reports on exit.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BackendSummary {
+    pub role: &'static str,
+    pub http: Option<SocketAddr>,
+    pub commands_sent: u64,
+    pub commands_acked: u64,
+    pub commands_failed: u64,
+    pub datagrams_ignored: u64,
+}
+
+/// A backend that is listening: its addresses, before it runs.
+pub struct Backend {
+    cfg: BackendFile,
+    storage: Arc<Mutex<Box<dyn Storage>>>,
+    http: tokio::net::TcpListener,
+    udp: tokio::net::UdpSocket,
+}
+
+impl Backend {
+    /// Opens the database and binds the HTTP and UDP sockets.
+    pub async fn bind(cfg: &BackendFile) -> Result<Self, ServiceError> {
+        let storage = crate::backend::open(&cfg.database)?;
+        Ok(Backend {
+            cfg: cfg.clone(),
+            storage: Arc::new(Mutex::new(storage)),
+            http: tokio::net::TcpListener::bind(cfg.http).await?,
+            udp: tokio::net::UdpSocket::bind(cfg.commands).await?,
+        })
+    }
+
+    /// The web server's address.
+    pub fn http_addr(&self) -> std::io::Result<SocketAddr> {
+        self.http.local_addr()
+    }
+
+    /// Serves until `stop`.
+    pub async fn run(
+        self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<BackendSummary, ServiceError> {
+        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+        let (upd_tx, _) = broadcast::channel(1024);
+        let state = WebState {
+            storage: self.storage.clone(),
+            commands: cmd_tx,
+            command_updates: upd_tx.clone(),
+            city: self.cfg.city,
+            tiles: self.cfg.tiles.clone(),
+            online_window_ms: self.cfg.online_window_ms,
+        };
+        let http = self.http.local_addr()?;
+        tracing::info!(%http, "backend up: open http://{http}/");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut web_stop = stop_rx.clone();
+        let web = tokio::spawn(async move {
+            axum::serve(self.http, router(state))
+                .with_graceful_shutdown(async move {
+                    let _ = web_stop.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        let retention = self.cfg.retention.map(|r| {
+            let storage = self.storage.clone();
+            let every = Duration::from_secs(self.cfg.retention_interval_s);
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    let storage = storage.clone();
+                    let pruned = tokio::task::spawn_blocking(move || {
+                        lock(&storage).apply_retention(&r, unix_ms())
+                    })
+                    .await;
+                    match pruned {
+                        Ok(Ok(p)) => tracing::info!(?p, "retention pass"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "retention pass failed"),
+                        Err(e) => tracing::warn!(error = %e, "retention pass panicked"),
+                    }
+                }
+            })
+        });
+        let summary = tokio::select! {
+            s = desk_loop(&self.udp, self.storage.clone(), cmd_rx, upd_tx) => s?,
+            _ = stop => BackendSummary::default(),
+        };
+        let _ = stop_tx.send(true);
+        if let Ok(Err(e)) = web.await {
+            tracing::warn!(error = %e, "web server ended with an error");
+        }
+        if let Some(r) = retention {
+            let _ = r.await;
+        }
+        Ok(BackendSummary {
+            role: "backend",
+            http: Some(http),
+            ..summary
+        })
+    }
+}
+
+/// Runs a backend until `stop`.
+pub async fn run_backend(
+    cfg: &BackendFile,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<BackendSummary, ServiceError> {
+    Backend::bind(cfg).await?.run(stop).await
+}
+
+fn lock(storage: &Mutex<Box<dyn Storage>>) -> std::sync::MutexGuard<'_, Box<dyn Storage>> {
+    // A panic while holding the lock leaves the connection as usable as any failed call.
+    storage.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The command desk over the backend's UDP socket: new commands from the web API, results
+/// from tier-2s, resends and deadlines from the desk. Runs until the socket fails.
+async fn desk_loop(
+    socket: &tokio::net::UdpSocket,
+    storage: Arc<Mutex<Box<dyn Storage>>>,
+    mut commands: mpsc::Receiver<CommandRecord>,
+    updates: broadcast::Sender<CommandRecord>,
+) -> Result<BackendSummary, ServiceError> {
+    let clock = TokioClock::new();
+    let mut desk = CommandDesk::new(DeskConfig::default());
+    let mut summary = BackendSummary::default();
+    let mut out = Vec::with_capacity(MAX_DATAGRAM);
+    let mut inbuf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let now = clock.now();
+        if desk.poll_timeout().is_some_and(|t| t <= now) {
+            desk.handle_timeout(now);
+        }
+        while let Some(to) = desk.poll_transmit(now, &mut out) {
+            summary.commands_sent += 1;
+            if let Err(e) = socket.send_to(&out, to).await {
+                tracing::debug!(error = %e, %to, "command send failed; it is resent");
+            }
+        }
+        while let Some(f) = desk.poll_finished() {
+            match f.state {
+                CommandState::Acked => summary.commands_acked += 1,
+                _ => summary.commands_failed += 1,
+            }
+            finish(&storage, &updates, f).await;
+        }
+        summary.datagrams_ignored = desk.ignored;
+        let deadline = desk.poll_timeout();
+        tokio::select! {
+            cmd = commands.recv() => {
+                let Some(cmd) = cmd else { return Ok(summary) };
+                let s = storage.clone();
+                let client = cmd.client;
+                let session = tokio::task::spawn_blocking(move || lock(&s).session(client)).await;
+                match session {
+                    Ok(Ok(Some(session))) => {
+                        desk.submit(clock.now(), cmd.id, cmd.client, cmd.command, session.tier2_addr);
+                    }
+                    Ok(Ok(None)) => desk.fail(cmd.id, cmd.client, &format!("client {client} has no session")),
+                    Ok(Err(e)) => desk.fail(cmd.id, cmd.client, &format!("database: {e}")),
+                    Err(e) => desk.fail(cmd.id, cmd.client, &format!("database: {e}")),
+                }
+            }
+            r = socket.recv_from(&mut inbuf) => match r {
+                Ok((n, from)) => desk.handle_datagram(clock.now(), from, &inbuf[..n]),
+                Err(e) => tracing::debug!(error = %e, "receive failed; skipped"),
+            },
+            _ = sleep_until_opt(&clock, deadline) => {}
+        }
+    }
+}
+
+/// Writes a finished command to the database and tells the browsers.
+async fn finish(
+    storage: &Arc<Mutex<Box<dyn Storage>>>,
+    updates: &broadcast::Sender<CommandRecord>,
+    f: Finished,
+) {
+    let s = storage.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let mut db = lock(&s);
+        db.finish_command(f.id, &f.state, unix_ms())?;
+        db.command(f.id)
+    })
+    .await;
+    match written {
+        Ok(Ok(Some(record))) => {
+            // No browser listening is fine.
+            let _ = updates.send(record);
+        }
+        Ok(Ok(None)) => tracing::warn!(id = f.id, "finished command not in the database"),
+        Ok(Err(e)) => tracing::warn!(error = %e, id = f.id, "storing a command result failed"),
+        Err(e) => tracing::warn!(error = %e, "storing a command result panicked"),
+    }
+}

@@ -1,0 +1,316 @@
+//! A tier-2's path into the database: [`StorageBackhaul`] turns what the role's receiver
+//! delivered into records and queues them for a writer thread that stores them in batches,
+//! one transaction per batch, so the role's event loop never waits on the database.
+//!
+//! The queue is bounded: when the database falls behind, records beyond it are counted as
+//! dropped (and logged), not buffered without limit.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::backend::{FrameRecord, LinkRecord, SessionRecord, Storage};
+use crate::device::CapturedFrame;
+use crate::role::{Backhaul, Delivered};
+use crate::stats::Samples;
+use crate::time::Instant;
+
+/// Records waiting for the writer at most.
+pub const QUEUE: usize = 4096;
+/// Records stored per transaction at most.
+const BATCH: usize = 256;
+/// How often a session's link figures and last-seen time are written.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+enum Record {
+    Session(SessionRecord),
+    Frame(FrameRecord),
+    Link(LinkRecord),
+}
+
+/// What the backhaul did, shared with the writer thread.
+#[derive(Debug, Default)]
+pub struct BackhaulCounters {
+    pub frames_queued: AtomicU64,
+    pub frames_stored: AtomicU64,
+    /// Delivered frames that are not captured frames (no JPEG and fix to store).
+    pub frames_undecodable: AtomicU64,
+    /// Records dropped because the writer was behind.
+    pub records_dropped: AtomicU64,
+    pub write_errors: AtomicU64,
+}
+
+/// A snapshot of [`BackhaulCounters`], for summaries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BackhaulReport {
+    pub frames_queued: u64,
+    pub frames_stored: u64,
+    pub frames_undecodable: u64,
+    pub records_dropped: u64,
+    pub write_errors: u64,
+}
+
+impl BackhaulCounters {
+    pub fn report(&self) -> BackhaulReport {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        BackhaulReport {
+            frames_queued: get(&self.frames_queued),
+            frames_stored: get(&self.frames_stored),
+            frames_undecodable: get(&self.frames_undecodable),
+            records_dropped: get(&self.records_dropped),
+            write_errors: get(&self.write_errors),
+        }
+    }
+}
+
+/// One session's figures over the current reporting interval.
+#[derive(Debug)]
+struct Window {
+    peer: SocketAddr,
+    started_ms: i64,
+    since: Instant,
+    segments: u64,
+    failed: u64,
+    reassembly_ms: Samples,
+    delivered: u64,
+    dropped: u64,
+    segment_size: u32,
+}
+
+/// See the [module docs](self).
+pub struct StorageBackhaul {
+    tier2: u32,
+    tier2_addr: SocketAddr,
+    /// Role time at which the wall clock read `origin_ms`.
+    origin: Instant,
+    origin_ms: i64,
+    queue: SyncSender<Record>,
+    windows: BTreeMap<u32, Window>,
+    counters: Arc<BackhaulCounters>,
+}
+
+/// Milliseconds since the Unix epoch now.
+pub fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl StorageBackhaul {
+    /// Starts the writer thread over `storage`. `now` is the role clock's reading at this
+    /// moment; `tier2_addr` is where the backend sends commands for this tier-2's clients.
+    /// The thread ends once the backhaul is dropped and its queue is written.
+    pub fn start(
+        storage: Box<dyn Storage>,
+        tier2: u32,
+        tier2_addr: SocketAddr,
+        now: Instant,
+    ) -> (Self, Arc<BackhaulCounters>, JoinHandle<()>) {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let counters = Arc::new(BackhaulCounters::default());
+        let c = counters.clone();
+        let writer = std::thread::Builder::new()
+            .name(format!("tier2-{tier2}-db"))
+            .spawn(move || write_loop(storage, rx, &c))
+            .expect("spawning the database writer thread");
+        (
+            StorageBackhaul {
+                tier2,
+                tier2_addr,
+                origin: now,
+                origin_ms: unix_ms(),
+                queue: tx,
+                windows: BTreeMap::new(),
+                counters: counters.clone(),
+            },
+            counters,
+            writer,
+        )
+    }
+
+    fn ms(&self, now: Instant) -> i64 {
+        let d = now.saturating_duration_since(self.origin);
+        self.origin_ms + i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
+    }
+
+    fn push(&self, r: Record) -> bool {
+        match self.queue.try_send(r) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                let n = self
+                    .counters
+                    .records_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                if n.is_power_of_two() {
+                    tracing::warn!(dropped = n + 1, "database behind: records dropped");
+                }
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.counters
+                    .records_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    fn session_record(&self, session: u32, w: &Window, now: Instant) -> SessionRecord {
+        SessionRecord {
+            client: session,
+            tier2: self.tier2,
+            tier2_addr: self.tier2_addr,
+            client_addr: w.peer,
+            started_ms: w.started_ms,
+            last_seen_ms: self.ms(now),
+        }
+    }
+
+    /// Writes the session's figures when its interval is over.
+    fn report(&mut self, now: Instant, session: u32) {
+        let Some(w) = self.windows.get(&session) else {
+            return;
+        };
+        if now.saturating_duration_since(w.since) < REPORT_EVERY {
+            return;
+        }
+        let expected = w.segments;
+        let link = LinkRecord {
+            client: session,
+            at_ms: self.ms(now),
+            segment_size: w.segment_size,
+            loss: if expected == 0 {
+                0.0
+            } else {
+                w.failed as f64 / expected as f64
+            },
+            latency_ms: w.reassembly_ms.quantile(0.5),
+            frames_delivered: w.delivered,
+            frames_dropped: w.dropped,
+        };
+        let rec = self.session_record(session, w, now);
+        self.push(Record::Session(rec));
+        self.push(Record::Link(link));
+        if let Some(w) = self.windows.get_mut(&session) {
+            *w = Window {
+                since: now,
+                segments: 0,
+                failed: 0,
+                reassembly_ms: Samples::default(),
+                delivered: 0,
+                dropped: 0,
+                ..*w
+            };
+        }
+    }
+}
+
+impl Backhaul for StorageBackhaul {
+    fn session_opened(&mut self, now: Instant, session: u32, peer: SocketAddr) {
+        let w = Window {
+            peer,
+            started_ms: self.ms(now),
+            since: now,
+            segments: 0,
+            failed: 0,
+            reassembly_ms: Samples::default(),
+            delivered: 0,
+            dropped: 0,
+            segment_size: 0,
+        };
+        let rec = self.session_record(session, &w, now);
+        self.windows.insert(session, w);
+        self.push(Record::Session(rec));
+    }
+
+    fn frame_delivered(&mut self, now: Instant, f: &Delivered<'_>) {
+        if let Some(w) = self.windows.get_mut(&f.session) {
+            w.segments += u64::from(f.segments);
+            w.failed += u64::from(f.failed);
+            w.reassembly_ms.push(f.reassembly.as_secs_f64() * 1e3);
+            w.delivered += 1;
+            w.segment_size = u32::try_from(f.segment_size).unwrap_or(u32::MAX);
+        }
+        match CapturedFrame::decode(f.data) {
+            Ok(c) => {
+                let record = FrameRecord {
+                    client: f.session,
+                    frame: f.frame,
+                    tier2: self.tier2,
+                    capture_ms: i64::try_from(c.capture_ms).unwrap_or(i64::MAX),
+                    received_ms: self.ms(now),
+                    fix: c.fix,
+                    segment_size: u32::try_from(f.segment_size).unwrap_or(u32::MAX),
+                    jpeg: c.jpeg,
+                };
+                if self.push(Record::Frame(record)) {
+                    self.counters.frames_queued.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                self.counters
+                    .frames_undecodable
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(session = f.session, frame = f.frame, error = %e, "frame not stored");
+            }
+        }
+        self.report(now, f.session);
+    }
+
+    fn frame_dropped(&mut self, now: Instant, session: u32, _frame: u32) {
+        if let Some(w) = self.windows.get_mut(&session) {
+            w.dropped += 1;
+        }
+        self.report(now, session);
+    }
+
+    fn session_closed(&mut self, now: Instant, session: u32) {
+        if let Some(w) = self.windows.remove(&session) {
+            let rec = self.session_record(session, &w, now);
+            self.push(Record::Session(rec));
+        }
+    }
+}
+
+fn write_loop(mut storage: Box<dyn Storage>, rx: Receiver<Record>, c: &BackhaulCounters) {
+    let mut frames = Vec::with_capacity(BATCH);
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let mut fail = |e: crate::backend::StorageError| {
+            let n = c.write_errors.fetch_add(1, Ordering::Relaxed);
+            if n.is_power_of_two() {
+                tracing::warn!(error = %e, errors = n + 1, "database write failed");
+            }
+        };
+        for r in batch {
+            match r {
+                Record::Frame(f) => frames.push(f),
+                Record::Session(s) => storage.upsert_session(&s).unwrap_or_else(&mut fail),
+                Record::Link(l) => storage.insert_link(&l).unwrap_or_else(&mut fail),
+            }
+        }
+        if !frames.is_empty() {
+            match storage.insert_frames(&frames) {
+                Ok(()) => {
+                    c.frames_stored
+                        .fetch_add(frames.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) => fail(e),
+            }
+            frames.clear();
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! `livecam bench capacity`: how many camera sessions one tier-2 core carries.
+//!
+//! Starts one tier-1 and one tier-2 as child processes of the `livecam` binary, both pinned to
+//! one core (`--cpu`, `sched_setaffinity`), pins itself (the load generator) to the other
+//! cores, and ramps the number of cameras at `fps` x `frame_bytes` through [`run_load`]. A
+//! step passes while at least 99.9% of frames are delivered and the p99 frame latency is at
+//! most 5 ms above the one-camera baseline. The knee is the last passing step, reported as
+//! sessions per core, with the tier-2's RSS per session.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::load::{run_load, LoadError, LoadOptions};
+use super::procstat;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct CapacityOptions {
+    /// The `livecam` binary to start the servers from.
+    pub exe: PathBuf,
+    /// The core the servers run on.
+    pub server_cpu: usize,
+    /// Camera counts to try, ascending; the baseline (one camera) runs first regardless.
+    pub steps: Vec<u32>,
+    pub step: Duration,
+    pub fps: f64,
+    pub frame_bytes: usize,
+    /// Delivered frames below this fail a step.
+    pub min_delivered: f64,
+    /// p99 latency more than this above the baseline fails a step, ms.
+    pub max_added_p99_ms: f64,
+}
+
+impl Default for CapacityOptions {
+    fn default() -> Self {
+        CapacityOptions {
+            exe: PathBuf::from("livecam"),
+            server_cpu: 0,
+            steps: vec![25, 50, 100, 150, 200, 300, 400, 500, 600, 800, 1000],
+            step: Duration::from_secs(8),
+            fps: 10.0,
+            frame_bytes: 10_000,
+            min_delivered: 0.999,
+            max_added_p99_ms: 5.0,
+        }
+    }
+}
+
+/// One step of the ramp.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub cameras: u32,
+    pub sessions_established: u32,
+    pub delivered_ratio: f64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    pub added_p99_ms: f64,
+    /// The tier-2's CPU use over the step, in cores (1.0 = one core busy).
+    pub tier2_cores: f64,
+    pub tier1_cores: f64,
+    pub tier2_rss_bytes: u64,
+    pub passed: bool,
+}
+
+/// What `livecam bench capacity` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapacityReport {
+    pub fps: f64,
+    pub frame_bytes: usize,
+    pub baseline_p99_ms: f64,
+    pub steps: Vec<Step>,
+    /// The last passing step's cameras, on one server core; `None` if even the first failed.
+    pub knee_sessions_per_core: Option<u32>,
+    /// Tier-2 RSS growth per session from the baseline to the knee.
+    pub rss_bytes_per_session: Option<f64>,
+    /// True when the ramp ended because the steps ran out, not at a failing step.
+    pub knee_beyond_steps: bool,
+}
+
+/// A child process killed when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn start(exe: &PathBuf, cpu: usize, role: &str, config: &PathBuf) -> std::io::Result<Server> {
+    Command::new(exe)
+        .args(["--cpu", &cpu.to_string(), role, "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(Server)
+}
+
+/// Pins the calling thread's process to every core but `except` (when there is another).
+pub fn pin_self_away_from(except: usize) -> std::io::Result<()> {
+    use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let current = sched_getaffinity(Pid::from_raw(0)).map_err(std::io::Error::from)?;
+    let mut set = CpuSet::new();
+    let mut any = false;
+    for cpu in 0..CpuSet::count() {
+        if cpu != except && current.is_set(cpu).unwrap_or(false) {
+            set.set(cpu).map_err(std::io::Error::from)?;
+            any = true;
+        }
+    }
+    if any {
+        sched_setaffinity(Pid::from_raw(0), &set).map_err(std::io::Error::from)?;
+    }
+    Ok(())
+}
+
+/// Pins this process to core `cpu`.
+pub fn pin_self_to(cpu: usize) -> std::io::Result<()> {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let mut set = CpuSet::new();
+    set.set(cpu).map_err(std::io::Error::from)?;
+    sched_setaffinity(Pid::from_raw(0), &set).map_err(std::io::Error::from)
+}
+
+/// Runs the ramp. Must run inside a [`tokio::task::LocalSet`].
+pub async fn run_capacity(
+    opts: &CapacityOptions,
+    mut progress: impl FnMut(&Step),
+) -> Result<CapacityReport, LoadError> {
+    let dir = std::env::temp_dir().join(format!("livecam-capacity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (p1, p2) = (free_port()?, free_port()?);
+    let t1: SocketAddr = ([127, 0, 0, 1], p1).into();
+    let t2: SocketAddr = ([127, 0, 0, 1], p2).into();
+    let c1 = dir.join("tier1.toml");
+    std::fs::write(&c1, format!("id = 1\nlisten = \"{t1}\"\n"))?;
+    let c2 = dir.join("tier2.toml");
+    std::fs::write(
+        &c2,
+        format!("id = 11\nlisten = \"{t2}\"\ntier1 = [\"{t1}\"]\ncapacity = 100000\n"),
+    )?;
+    let tier1 = start(&opts.exe, opts.server_cpu, "tier1", &c1)?;
+    let tier2 = start(&opts.exe, opts.server_cpu, "tier2", &c2)?;
+    pin_self_away_from(opts.server_cpu)?;
+    // Let the tier-2 register.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    let pid2 = tier2.0.id();
+    let pid1 = tier1.0.id();
+    let mut first_id = 1_000_000u32;
+    let mut step = |cameras: u32| {
+        let o = LoadOptions {
+            tier1: vec![t1],
+            cameras,
+            fps: opts.fps,
+            frame_bytes: opts.frame_bytes,
+            duration: opts.step,
+            loss: 0.0,
+            seed: u64::from(cameras),
+            first_id,
+        };
+        first_id += cameras + 1;
+        o
+    };
+    let measure = |o: LoadOptions| async move {
+        let before = (procstat::sample(pid1), procstat::sample(pid2));
+        let s = run_load(&o).await?;
+        let after = (procstat::sample(pid1), procstat::sample(pid2));
+        let cores = |b: Option<procstat::ProcSample>, a: Option<procstat::ProcSample>| {
+            b.zip(a)
+                .map_or(0.0, |(b, a)| (a.cpu_s - b.cpu_s) / s.duration_s.max(1e-9))
+        };
+        Ok::<_, LoadError>((
+            s.clone(),
+            cores(before.1, after.1),
+            cores(before.0, after.0),
+            after.1.map_or(0, |a| a.rss_bytes),
+        ))
+    };
+
+    let (base, base_t2, base_t1, base_rss) = measure(step(1)).await?;
+    let baseline_p99 = base.latency_ms_p99;
+    let mut report = CapacityReport {
+        fps: opts.fps,
+        frame_bytes: opts.frame_bytes,
+        baseline_p99_ms: baseline_p99,
+        steps: vec![Step {
+            cameras: 1,
+            sessions_established: base.sessions_established,
+            delivered_ratio: base.delivered_ratio,
+            latency_ms_p50: base.latency_ms_p50,
+            latency_ms_p99: base.latency_ms_p99,
+            added_p99_ms: 0.0,
+            tier2_cores: base_t2,
+            tier1_cores: base_t1,
+            tier2_rss_bytes: base_rss,
+            passed: base.delivered_ratio >= opts.min_delivered,
+        }],
+        knee_sessions_per_core: None,
+        rss_bytes_per_session: None,
+        knee_beyond_steps: false,
+    };
+    progress(&report.steps[0]);
+    let mut knee: Option<(u32, u64)> = None;
+    let mut failed = false;
+    for &n in &opts.steps {
+        // Sessions of the last step expire before the next (idle timeout), so each step
+        // measures its own cameras only.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (s, t2c, t1c, rss) = measure(step(n)).await?;
+        let added = s.latency_ms_p99 - baseline_p99;
+        let passed = s.delivered_ratio >= opts.min_delivered
+            && added <= opts.max_added_p99_ms
+            && s.sessions_established == n;
+        let st = Step {
+            cameras: n,
+            sessions_established: s.sessions_established,
+            delivered_ratio: s.delivered_ratio,
+            latency_ms_p50: s.latency_ms_p50,
+            latency_ms_p99: s.latency_ms_p99,
+            added_p99_ms: added,
+            tier2_cores: t2c,
+            tier1_cores: t1c,
+            tier2_rss_bytes: rss,
+            passed,
+        };
+        progress(&st);
+        report.steps.push(st);
+        if !passed {
+            failed = true;
+            break;
+        }
+        knee = Some((n, rss));
+    }
+    report.knee_beyond_steps = !failed;
+    if let Some((n, rss)) = knee {
+        report.knee_sessions_per_core = Some(n);
+        report.rss_bytes_per_session =
+            Some((rss as f64 - base_rss as f64) / f64::from(n.saturating_sub(1).max(1)));
+    }
+    drop((tier1, tier2));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(report)
+}

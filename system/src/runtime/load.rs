@@ -1,0 +1,380 @@
+//! `livecam load`: many camera clients of the real protocol in one process, against running
+//! tier-1 and tier-2 servers, and what it cost the servers.
+//!
+//! Every camera is a full mobile client (the [`Mobile`] role: connection through tier-1,
+//! segment sender, reconnects) on its own UDP socket, all on one tokio runtime. Frames are
+//! captured-frame records (`device::frame` format, CRC-checked by the tier-2) of exactly
+//! `frame_bytes` bytes. Before it starts, one probe client must get an offer, so an address
+//! with no cluster behind it is an error, not a run of zeros. CPU seconds and RSS of the
+//! servers come from `/proc` ([`super::procstat`]): the tier-1s it was pointed at and every
+//! tier-2 its cameras were placed on.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use super::procstat::{self, ProcSample};
+use crate::cluster::{ClientConfig, ClientEvent, Connector};
+use crate::device::CapturedFrame;
+use crate::driver::{self, MAX_DATAGRAM};
+use crate::link::LinkConfig;
+use crate::net::{sleep_until_opt, Clock, ImpairedSocket, TokioClock};
+use crate::proto::wire::Command;
+use crate::proto::{PolicyConfig, Sender, SenderConfig};
+use crate::role::{Camera, CameraConfig, FrameProducer, Mobile, MobileConfig};
+use crate::stats::Samples;
+use crate::time::Instant;
+
+/// Cameras connect this long before they capture.
+const CONNECT_AHEAD: Duration = Duration::from_secs(1);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub tier1: Vec<SocketAddr>,
+    pub cameras: u32,
+    pub fps: f64,
+    pub frame_bytes: usize,
+    pub duration: Duration,
+    /// Probability that a camera's datagram is lost on its way out (seeded).
+    pub loss: f64,
+    pub seed: u64,
+    /// Client id of the first camera; the others follow. Must not clash with real clients.
+    pub first_id: u32,
+}
+
+/// Nonsense refused before anything starts, and a cluster that is not there.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("--cameras must be at least 1")]
+    NoCameras,
+    #[error("--fps must be within 0.1..=60, got {0}")]
+    Fps(f64),
+    #[error("--frame-bytes must be within {min}..={max}, got {got}")]
+    FrameBytes { got: usize, min: usize, max: usize },
+    #[error("--duration must be positive")]
+    Duration,
+    #[error("--loss must be within 0..=1, got {0}")]
+    Loss(f64),
+    #[error("--tier1 needs at least one address")]
+    NoTier1,
+    #[error("no offer within {secs} s through tier-1 {tier1:?}: is a tier-1 listening there, with tier-2s registered?")]
+    Unreachable { tier1: Vec<SocketAddr>, secs: u64 },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// One server's cost over the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerCost {
+    pub role: &'static str,
+    pub addr: SocketAddr,
+    pub pid: Option<u32>,
+    /// CPU seconds the server used during the run (for servers known before it started: the
+    /// tier-1s).
+    pub cpu_s_during_run: Option<f64>,
+    /// CPU seconds since the server process started.
+    pub cpu_s_total: Option<f64>,
+    pub rss_bytes: Option<u64>,
+}
+
+/// What `livecam load` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadSummary {
+    pub cameras: u32,
+    pub sessions_established: u32,
+    pub frames_sent: u64,
+    pub frames_delivered: u64,
+    /// Given up at their deadline.
+    pub frames_late: u64,
+    pub delivered_ratio: f64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    pub latency_ms_max: f64,
+    pub segments_sent: u64,
+    pub segments_resent: u64,
+    pub duration_s: f64,
+    pub servers: Vec<ServerCost>,
+}
+
+/// Frames of exactly `len` bytes in the captured-frame format: one random block, stamped
+/// with the frame id so no two frames are alike.
+struct LoadFrames {
+    block: Arc<[u8]>,
+}
+
+impl FrameProducer for LoadFrames {
+    fn produce(&mut self, _session: u32, frame: u32, now: Instant, _len: usize) -> Vec<u8> {
+        let mut jpeg = self.block.to_vec();
+        jpeg[..4].copy_from_slice(&frame.to_be_bytes());
+        CapturedFrame {
+            capture_ms: now.since_origin().as_millis() as u64,
+            fix: None,
+            jpeg,
+        }
+        .encode()
+    }
+
+    fn apply(&mut self, command: &Command) -> Result<(), String> {
+        Err(format!("{command:?}: load frames have no picture settings"))
+    }
+}
+
+/// Bytes of a captured frame around its picture.
+fn frame_overhead() -> usize {
+    CapturedFrame {
+        capture_ms: 0,
+        fix: None,
+        jpeg: Vec::new(),
+    }
+    .encode()
+    .len()
+}
+
+impl LoadOptions {
+    pub fn validate(&self) -> Result<(), LoadError> {
+        let min = frame_overhead() + 4;
+        let max = 1 << 20;
+        if self.cameras == 0 {
+            return Err(LoadError::NoCameras);
+        }
+        if !crate::role::FPS_RANGE.contains(&self.fps) {
+            return Err(LoadError::Fps(self.fps));
+        }
+        if !(min..=max).contains(&self.frame_bytes) {
+            return Err(LoadError::FrameBytes {
+                got: self.frame_bytes,
+                min,
+                max,
+            });
+        }
+        if self.duration.is_zero() {
+            return Err(LoadError::Duration);
+        }
+        if !(0.0..=1.0).contains(&self.loss) {
+            return Err(LoadError::Loss(self.loss));
+        }
+        if self.tier1.is_empty() {
+            return Err(LoadError::NoTier1);
+        }
+        Ok(())
+    }
+}
+
+fn bind_addr(to: SocketAddr) -> SocketAddr {
+    if to.ip().is_loopback() {
+        SocketAddr::new(to.ip(), 0)
+    } else if to.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    }
+}
+
+/// Asks tier-1 for a session once; true when a tier-2 offered one.
+async fn probe(tier1: &[SocketAddr], id: u32, wait: Duration) -> Result<bool, LoadError> {
+    let socket = tokio::net::UdpSocket::bind(bind_addr(tier1[0])).await?;
+    let clock = TokioClock::new();
+    let mut connector = Connector::new(ClientConfig::new(id, tier1.to_vec()));
+    let end = clock.now() + wait;
+    connector.connect(clock.now());
+    let mut buf = Vec::new();
+    let mut inbuf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let now = clock.now();
+        if now >= end {
+            return Ok(false);
+        }
+        if connector.poll_timeout().is_some_and(|t| t <= now) {
+            connector.handle_timeout(now);
+        }
+        while let Some(to) = connector.poll_transmit(&mut buf) {
+            let _ = socket.send_to(&buf, to).await;
+        }
+        while let Some(ev) = connector.poll_event() {
+            if matches!(ev, ClientEvent::Connected { .. }) {
+                return Ok(true);
+            }
+        }
+        let deadline = connector.poll_timeout().map_or(end, |t| t.min(end));
+        tokio::select! {
+            r = socket.recv_from(&mut inbuf) => {
+                if let Ok((n, from)) = r {
+                    if let Ok(msg) = crate::proto::wire::decode(&inbuf[..n]) {
+                        connector.handle(clock.now(), from, &msg);
+                    }
+                }
+            }
+            _ = sleep_until_opt(&clock, Some(deadline)) => {}
+        }
+    }
+}
+
+struct CameraOutcome {
+    tier2: Option<SocketAddr>,
+    report: crate::role::CameraReport,
+    latencies: Samples,
+}
+
+/// Runs the load. Must run inside a [`tokio::task::LocalSet`].
+pub async fn run_load(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
+    opts.validate()?;
+    let wait = Duration::from_secs(3);
+    if !probe(&opts.tier1, opts.first_id.wrapping_sub(1), wait).await? {
+        return Err(LoadError::Unreachable {
+            tier1: opts.tier1.clone(),
+            secs: wait.as_secs(),
+        });
+    }
+    let tier1_before: Vec<(SocketAddr, Option<ProcSample>)> = opts
+        .tier1
+        .iter()
+        .map(|&a| (a, procstat::udp_owner(a).and_then(procstat::sample)))
+        .collect();
+
+    let mut block = vec![0u8; opts.frame_bytes - frame_overhead()];
+    {
+        use rand::{RngCore, SeedableRng};
+        rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed).fill_bytes(&mut block);
+    }
+    let block: Arc<[u8]> = block.into();
+    let frames = (opts.fps * opts.duration.as_secs_f64()).ceil().max(1.0) as u64;
+    let policy = PolicyConfig::default();
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..opts.cameras {
+        let id = opts.first_id.wrapping_add(i);
+        let inner = tokio::net::UdpSocket::bind(bind_addr(opts.tier1[0])).await?;
+        let clock = TokioClock::new();
+        let socket = ImpairedSocket::new(
+            inner,
+            clock,
+            LinkConfig {
+                loss: opts.loss,
+                ..LinkConfig::default()
+            },
+            opts.seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add(u64::from(id)),
+        )?;
+        // Starts spread over one frame interval, as independent cameras would be.
+        let offset = Duration::from_secs_f64(f64::from(i) / f64::from(opts.cameras) / opts.fps);
+        let sender = Sender::new(SenderConfig {
+            initial_segment_size: policy.initial_size(),
+            ..SenderConfig::new(id, bind_addr(opts.tier1[0]))
+        });
+        let camera = Camera::new(
+            CameraConfig {
+                fps: opts.fps,
+                frames,
+                frame_bytes: opts.frame_bytes,
+                // Sessions first (connection set-up is not frame latency), then capture.
+                start_at: clock.now() + CONNECT_AHEAD + offset,
+            },
+            sender,
+            Box::new(LoadFrames {
+                block: block.clone(),
+            }),
+        );
+        let mut mobile = Mobile::new(
+            MobileConfig {
+                connect_ahead: CONNECT_AHEAD,
+                ..MobileConfig::default()
+            },
+            Connector::new(ClientConfig::new(id, opts.tier1.clone())),
+            camera,
+        );
+        // Frames still in flight when the run ends get their deadline (1 s) and a little.
+        let hard_stop = CONNECT_AHEAD + opts.duration + offset + Duration::from_secs(2);
+        tasks.push(tokio::task::spawn_local(async move {
+            let _ =
+                tokio::time::timeout(hard_stop, driver::run(&mut mobile, &socket, &clock)).await;
+            CameraOutcome {
+                tier2: mobile.connector().connected().map(|(_, a)| a),
+                report: mobile.camera().report(),
+                latencies: mobile.camera().latencies().clone(),
+            }
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        if let Ok(o) = t.await {
+            outcomes.push(o);
+        }
+    }
+    let duration_s = started.elapsed().as_secs_f64();
+
+    let mut servers: Vec<ServerCost> = tier1_before
+        .into_iter()
+        .map(|(addr, before)| {
+            let after = before.and_then(|b| procstat::sample(b.pid));
+            ServerCost {
+                role: "tier1",
+                addr,
+                pid: before.map(|b| b.pid),
+                cpu_s_during_run: before.zip(after).map(|(b, a)| a.cpu_s - b.cpu_s),
+                cpu_s_total: after.map(|a| a.cpu_s),
+                rss_bytes: after.map(|a| a.rss_bytes),
+            }
+        })
+        .collect();
+    // Tier-2s: where the cameras ended up, found only now, so their CPU counts from their
+    // start (`livecam bench capacity` starts its own servers and measures the run alone).
+    let tier2s: BTreeMap<SocketAddr, ()> = outcomes
+        .iter()
+        .filter_map(|o| o.tier2)
+        .map(|a| (a, ()))
+        .collect();
+    for addr in tier2s.into_keys() {
+        let now = procstat::udp_owner(addr).and_then(procstat::sample);
+        servers.push(ServerCost {
+            role: "tier2",
+            addr,
+            pid: now.map(|s| s.pid),
+            cpu_s_during_run: None,
+            cpu_s_total: now.map(|s| s.cpu_s),
+            rss_bytes: now.map(|s| s.rss_bytes),
+        });
+    }
+
+    let mut latencies = Samples::default();
+    let mut s = LoadSummary {
+        cameras: opts.cameras,
+        sessions_established: 0,
+        frames_sent: 0,
+        frames_delivered: 0,
+        frames_late: 0,
+        delivered_ratio: 0.0,
+        latency_ms_p50: 0.0,
+        latency_ms_p99: 0.0,
+        latency_ms_max: 0.0,
+        segments_sent: 0,
+        segments_resent: 0,
+        duration_s,
+        servers,
+    };
+    for o in &outcomes {
+        s.sessions_established += u32::from(o.tier2.is_some());
+        s.frames_sent += o.report.frames_sent;
+        s.frames_delivered += o.report.frames_delivered;
+        s.frames_late += o.report.frames_dropped;
+        s.segments_sent += o.report.segments_sent;
+        s.segments_resent += o.report.segments_resent;
+        for &v in o.latencies.values() {
+            latencies.push(v);
+        }
+    }
+    s.delivered_ratio = if s.frames_sent == 0 {
+        0.0
+    } else {
+        s.frames_delivered as f64 / s.frames_sent as f64
+    };
+    s.latency_ms_p50 = latencies.quantile(0.5);
+    s.latency_ms_p99 = latencies.quantile(0.99);
+    s.latency_ms_max = latencies.quantile(1.0);
+    Ok(s)
+}

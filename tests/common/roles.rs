@@ -1,0 +1,58 @@
+//! Role processes for tests: the real `livecam` binary started with a config, stopped with
+//! SIGTERM, its JSON summary parsed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub fn livecam() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_livecam"))
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    let mut f = std::fs::File::create(&path).expect("create config");
+    f.write_all(text.as_bytes()).expect("write config");
+    path
+}
+
+pub fn spawn(role: &str, config: &Path) -> Child {
+    livecam()
+        .args([role, "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start livecam")
+}
+
+/// Stops a role with SIGTERM and returns its JSON summary.
+pub fn stop(child: Child) -> serde_json::Value {
+    let pid = child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait for livecam");
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "summary is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// A free UDP port on loopback.
+pub fn port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
