@@ -258,7 +258,7 @@ fn sniff_image(data: &[u8]) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::backend::{FixRecord, SessionRecord};
     use crate::device::Fix;
