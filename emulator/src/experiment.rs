@@ -800,3 +800,38 @@ loss</i> column).</li>\n\
 <li><b>Time</b>: the simulator's hosts take no time to compute; the emulated ones share two \
 cores with the bridge, which adds tens of microseconds per packet and, under load, \
 scheduling delays of milliseconds: it shows in the tails.</li>\n</ul>\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(p50: f64, p99: f64, delivered: f64, seg: f64) -> SideFigures {
+        SideFigures {
+            scenario: "s".into(),
+            side: "x",
+            runs: 1,
+            frames_sent: 100.0,
+            delivered_ratio: delivered,
+            latency_ms_p50: p50,
+            latency_ms_p99: p99,
+            final_segment_size: seg,
+            frame_bytes: 1e4,
+            link_loss_ratio: 0.0,
+        }
+    }
+
+    #[test]
+    fn agreement_applies_the_stated_tolerance() {
+        let a = side(20.0, 100.0, 1.0, 1000.0);
+        // p50 off by 4 ms (abs ok), p99 by 45 % (rel ok), size by 20 %: all agree.
+        let ok = agreement(&a, &side(24.0, 145.0, 0.98, 1200.0));
+        assert!(ok.iter().all(|x| x.1), "{ok:?}");
+        // p50 off by 33 % and 20 ms, delivered by 5 points, size 3x: those differ.
+        let bad = agreement(
+            &side(40.0, 100.0, 1.0, 2000.0),
+            &side(60.0, 110.0, 0.95, 6000.0),
+        );
+        let names: Vec<_> = bad.iter().filter(|x| !x.1).map(|x| x.0).collect();
+        assert_eq!(names, ["delivered", "p50", "segment size"]);
+    }
+}
