@@ -58,6 +58,27 @@ if [ "$(id -u)" != 0 ]; then sudo=(sudo); fi
     "${psql_admin[@]}" -c "CREATE DATABASE $db OWNER $user"
   fi
 
+  # The multi-host test's roles run in network namespaces behind a bridge (10.200.0.0/16) and
+  # reach the server on the bridge's address: listen on every address, and let that network
+  # in with a password. Both are idempotent; a change restarts the server once.
+  changed=0
+  if [ "$("${psql_admin[@]}" -c 'SHOW listen_addresses')" != '*' ]; then
+    "${psql_admin[@]}" -c "ALTER SYSTEM SET listen_addresses = '*'"
+    changed=1
+  fi
+  hba="$("${psql_admin[@]}" -c 'SHOW hba_file')"
+  if ! grep -q 'livecam namespaces' "$hba"; then
+    echo 'host all all 10.200.0.0/16 scram-sha-256 # livecam namespaces' | "${sudo[@]}" tee -a "$hba" >/dev/null
+    changed=1
+  fi
+  if [ "$changed" = 1 ]; then
+    "${sudo[@]}" pg_ctlcluster "$version" "$name" restart
+    for _ in $(seq 1 60); do
+      if pg_isready -q -h 127.0.0.1 -p "$port"; then break; fi
+      sleep 0.5
+    done
+  fi
+
   url="postgres://$user:$password@127.0.0.1:$port/$db"
   psql "$url" -v ON_ERROR_STOP=1 -tAq -c 'SELECT 1' | grep -qx 1
 } >&2

@@ -42,16 +42,19 @@
 //! assert_eq!(delivered.unwrap(), vec![42u8; 10_000]);
 //! ```
 
+#[cfg(feature = "server")]
 pub mod backend;
 pub mod cluster;
 pub mod device;
 pub mod driver;
 pub mod link;
+#[cfg(feature = "server")]
 pub mod metrics;
 pub mod net;
 pub mod outbox;
 pub mod proto;
 pub mod role;
+#[cfg(feature = "server")]
 pub mod runtime;
 pub mod stats;
 pub mod time;
