@@ -36,6 +36,8 @@ pub struct Mobile {
     camera: Camera,
     started: bool,
     connected_at: Instant,
+    /// Since when frames have been in flight without a break (none in flight: `None`).
+    waiting_since: Option<Instant>,
     /// Results of the latest commands, so a repeated command (its result was lost) is
     /// answered again, not carried out twice.
     results: VecDeque<CommandResult>,
@@ -55,6 +57,7 @@ impl Mobile {
             camera,
             started: false,
             connected_at: Instant::ZERO,
+            waiting_since: None,
             results: VecDeque::new(),
             outbox: Outbox::default(),
             recorder: Recorder::default(),
@@ -158,6 +161,15 @@ impl Mobile {
         }
     }
 
+    /// Keeps `waiting_since` up to date after a step at `now`.
+    fn track_waiting(&mut self, now: Instant) {
+        if self.camera.sender().frames_in_flight() == 0 {
+            self.waiting_since = None;
+        } else if self.waiting_since.is_none() {
+            self.waiting_since = Some(now);
+        }
+    }
+
     /// When the client starts asking for a session.
     fn join_at(&self) -> Instant {
         let start = self.camera.start_at();
@@ -171,12 +183,13 @@ impl Mobile {
     /// When the session counts as lost if nothing is heard before.
     fn silence_deadline(&self) -> Option<Instant> {
         self.connector.connected()?;
-        // Silence counts from the last word of the tier-2, the connection, or the oldest frame
-        // waiting for an answer, whichever is latest: an idle camera is not a dead session.
-        let sender = self.camera.sender();
-        let waiting_since = sender.oldest_in_flight()?;
+        // Silence counts from the last word of the tier-2, the connection, or the moment frames
+        // started waiting for an answer, whichever is latest: an idle camera is not a dead
+        // session. (Not from the oldest frame in flight: frames given up at their deadline
+        // leave, so with a deadline no longer than the timeout that would never be old enough.)
+        let waiting_since = self.waiting_since?;
         let heard = [
-            sender.last_feedback(),
+            self.camera.sender().last_feedback(),
             Some(self.connected_at),
             Some(waiting_since),
         ]
@@ -210,6 +223,7 @@ impl Endpoint for Mobile {
         {
             self.camera.handle_datagram(now, from, data);
         }
+        self.track_waiting(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -220,6 +234,7 @@ impl Endpoint for Mobile {
         }
         self.connector.handle_timeout(now);
         self.camera.handle_timeout(now);
+        self.track_waiting(now);
         if self.silence_deadline().is_some_and(|t| t <= now) {
             if let Some((tier2, _)) = self.connector.connected() {
                 self.recorder.record(

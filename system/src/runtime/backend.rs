@@ -131,7 +131,7 @@ pub struct Backend {
 impl Backend {
     /// Opens the database and binds the HTTP and UDP sockets.
     pub async fn bind(cfg: &BackendFile) -> Result<Self, ServiceError> {
-        let storage = crate::backend::open(&cfg.database)?;
+        let storage = super::service::open_storage(&cfg.database).await?;
         Ok(Backend {
             cfg: cfg.clone(),
             storage: Arc::new(Mutex::new(storage)),
@@ -206,6 +206,10 @@ impl Backend {
         if let Some(r) = retention {
             let _ = r.await;
         }
+        // The last handle on the database: a PostgreSQL client must not be dropped on the
+        // async runtime.
+        let storage = self.storage;
+        let _ = tokio::task::spawn_blocking(move || drop(storage)).await;
         ended?;
         Ok(BackendSummary {
             role: "backend",

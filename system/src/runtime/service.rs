@@ -59,6 +59,18 @@ pub enum ServiceError {
     Device(#[from] crate::device::DeviceError),
 }
 
+/// Opens the database at `url` off the async runtime: the PostgreSQL client blocks (and runs
+/// a runtime of its own), so it must be opened, used and dropped on blocking threads.
+pub(crate) async fn open_storage(
+    url: &str,
+) -> Result<Box<dyn crate::backend::Storage>, ServiceError> {
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || crate::backend::open(&url))
+        .await
+        .map_err(|e| ServiceError::Io(io::Error::other(e.to_string())))?
+        .map_err(ServiceError::from)
+}
+
 /// A peer tier-1 server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -417,7 +429,7 @@ pub async fn run_tier2_on<S: DatagramSocket>(
     let mut sink = Sink::new(receiver, Box::new(CapturedCheck));
     let mut writer = None;
     if let Some(url) = &cfg.database {
-        let storage = crate::backend::open(url)?;
+        let storage = open_storage(url).await?;
         let (backhaul, counters, thread) =
             StorageBackhaul::start(storage, cfg.id, cfg.advertised(), clock.now());
         sink = sink.with_backhaul(Box::new(backhaul));
