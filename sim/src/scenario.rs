@@ -464,6 +464,7 @@ impl Scenario {
                 "cluster.offer_delay.per_session_ms",
                 c.offer_delay.per_session_ms,
             ),
+            ("cluster.offer_delay.max_ms", c.offer_delay.max_ms),
             ("workload.stagger_ms", self.workload.stagger_ms),
         ] {
             if !(v.is_finite() && (0.0..=MAX_MS).contains(&v)) {

@@ -15,6 +15,9 @@ use crate::time::{period, Instant};
 pub struct OfferDelay {
     pub base_ms: f64,
     pub per_session_ms: f64,
+    /// The longest delay, whatever the load: an offer must reach the client well within its
+    /// connect timeout (500 ms by default), or a busy but healthy tier-2 would never be taken.
+    pub max_ms: f64,
 }
 
 impl Default for OfferDelay {
@@ -22,13 +25,14 @@ impl Default for OfferDelay {
         OfferDelay {
             base_ms: 1.0,
             per_session_ms: 2.0,
+            max_ms: 200.0,
         }
     }
 }
 
 impl OfferDelay {
     pub fn delay(&self, load: u32) -> Duration {
-        let ms = self.base_ms + self.per_session_ms * f64::from(load);
+        let ms = (self.base_ms + self.per_session_ms * f64::from(load)).min(self.max_ms);
         Duration::try_from_secs_f64(ms.max(0.0) / 1e3).unwrap_or(Duration::MAX)
     }
 }

@@ -152,14 +152,7 @@ pub async fn run_capacity(
         &c2,
         format!("id = 11\nlisten = \"{t2}\"\ntier1 = [\"{t1}\"]\ncapacity = 100000\n"),
     )?;
-    let tier1 = start(&opts.exe, opts.server_cpu, "tier1", &c1)?;
-    let tier2 = start(&opts.exe, opts.server_cpu, "tier2", &c2)?;
     pin_self_away_from(opts.server_cpu)?;
-    // Let the tier-2 register.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-
-    let pid2 = tier2.0.id();
-    let pid1 = tier1.0.id();
     let mut first_id = 1_000_000u32;
     let mut step = |cameras: u32| {
         let o = LoadOptions {
@@ -175,20 +168,31 @@ pub async fn run_capacity(
         first_id += cameras + 1;
         o
     };
-    let measure = |o: LoadOptions| async move {
-        let before = (procstat::sample(pid1), procstat::sample(pid2));
-        let s = run_load(&o).await?;
-        let after = (procstat::sample(pid1), procstat::sample(pid2));
-        let cores = |b: Option<procstat::ProcSample>, a: Option<procstat::ProcSample>| {
-            b.zip(a)
-                .map_or(0.0, |(b, a)| (a.cpu_s - b.cpu_s) / s.duration_s.max(1e-9))
-        };
-        Ok::<_, LoadError>((
-            s.clone(),
-            cores(before.1, after.1),
-            cores(before.0, after.0),
-            after.1.map_or(0, |a| a.rss_bytes),
-        ))
+    // Every step on freshly started servers: sessions of an earlier step would otherwise
+    // linger (30 s idle timeout) and count against the next.
+    let measure = |o: LoadOptions| {
+        let (c1, c2) = (c1.clone(), c2.clone());
+        async move {
+            let tier1 = start(&opts.exe, opts.server_cpu, "tier1", &c1)?;
+            let tier2 = start(&opts.exe, opts.server_cpu, "tier2", &c2)?;
+            // Let the tier-2 register.
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            let (pid1, pid2) = (tier1.0.id(), tier2.0.id());
+            let before = (procstat::sample(pid1), procstat::sample(pid2));
+            let s = run_load(&o).await?;
+            let after = (procstat::sample(pid1), procstat::sample(pid2));
+            drop((tier1, tier2));
+            let cores = |b: Option<procstat::ProcSample>, a: Option<procstat::ProcSample>| {
+                b.zip(a)
+                    .map_or(0.0, |(b, a)| (a.cpu_s - b.cpu_s) / s.duration_s.max(1e-9))
+            };
+            Ok::<_, LoadError>((
+                s.clone(),
+                cores(before.1, after.1),
+                cores(before.0, after.0),
+                after.1.map_or(0, |a| a.rss_bytes),
+            ))
+        }
     };
 
     let (base, base_t2, base_t1, base_rss) = measure(step(1)).await?;
@@ -217,9 +221,6 @@ pub async fn run_capacity(
     let mut knee: Option<(u32, u64)> = None;
     let mut failed = false;
     for &n in &opts.steps {
-        // Sessions of the last step expire before the next (idle timeout), so each step
-        // measures its own cameras only.
-        tokio::time::sleep(Duration::from_secs(3)).await;
         let (s, t2c, t1c, rss) = measure(step(n)).await?;
         let added = s.latency_ms_p99 - baseline_p99;
         let passed = s.delivered_ratio >= opts.min_delivered
@@ -251,7 +252,6 @@ pub async fn run_capacity(
         report.rss_bytes_per_session =
             Some((rss as f64 - base_rss as f64) / f64::from(n.saturating_sub(1).max(1)));
     }
-    drop((tier1, tier2));
     let _ = std::fs::remove_dir_all(&dir);
     Ok(report)
 }
