@@ -27,15 +27,63 @@ use crate::state::{lock, Shared};
 const ENVELOPE: usize = 8;
 const MAX_DATAGRAM: usize = 65_535;
 
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Held {
-    at: Instant,
+/// A held datagram's place in the delivery order: due time, arrival order, then its slot in
+/// [`Inbox::slots`]. Kept small so the heap moves 24 bytes, not the datagram.
+type HeldKey = Reverse<(Instant, u64, usize)>;
+
+/// Datagrams that arrived but are not due yet, in `(due time, arrival)` order.
+///
+/// The bytes sit in reusable slots: a slot's buffer keeps its capacity when freed, so a
+/// steady flow of datagrams allocates nothing.
+#[derive(Default)]
+struct Inbox {
+    order: BinaryHeap<HeldKey>,
+    slots: Vec<(SocketAddr, Vec<u8>)>,
+    free: Vec<usize>,
     seq: u64,
-    from: SocketAddr,
-    data: Vec<u8>,
 }
 
-type PendingRecv = Pin<Box<dyn Future<Output = io::Result<(Vec<u8>, SocketAddr)>>>>;
+impl Inbox {
+    fn push(&mut self, at: Instant, from: SocketAddr, data: &[u8]) {
+        let slot = match self.free.pop() {
+            Some(i) => {
+                let (f, buf) = &mut self.slots[i];
+                *f = from;
+                buf.clear();
+                buf.extend_from_slice(data);
+                i
+            }
+            None => {
+                self.slots.push((from, data.to_vec()));
+                self.slots.len() - 1
+            }
+        };
+        self.order.push(Reverse((at, self.seq, slot)));
+        self.seq += 1;
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.order.peek().map(|k| k.0 .0)
+    }
+
+    /// Copies the first datagram due at or before `now` into `buf`.
+    fn pop_due(&mut self, now: Instant, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+        if self.next_due().is_none_or(|at| at > now) {
+            return None;
+        }
+        let Reverse((_, _, slot)) = self.order.pop()?;
+        let (from, data) = &self.slots[slot];
+        let n = data.len().min(buf.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        let from = *from;
+        self.free.push(slot);
+        Some((n, from))
+    }
+}
+
+/// A finished receive on the inner socket: the pooled buffer, the length and the sender.
+type Received = (Vec<u8>, usize, SocketAddr);
+type PendingRecv = Pin<Box<dyn Future<Output = io::Result<Received>>>>;
 
 /// A socket whose traffic crosses the shared link models. See the module docs.
 ///
@@ -46,12 +94,13 @@ pub struct LinkedSocket<S, C> {
     clock: C,
     local: IpAddr,
     state: Shared,
-    inbox: RefCell<BinaryHeap<Reverse<Held>>>,
-    seq: Cell<u64>,
+    inbox: RefCell<Inbox>,
     pending: RefCell<Vec<Option<PendingRecv>>>,
     concurrency: usize,
     /// Full-size receive buffers, reused.
     buffers: Rc<RefCell<Vec<Vec<u8>>>>,
+    /// The envelope being sent, reused.
+    envelope: Cell<Vec<u8>>,
 }
 
 impl<S: DatagramSocket + 'static, C: Clock> LinkedSocket<S, C> {
@@ -75,11 +124,11 @@ impl<S: DatagramSocket + 'static, C: Clock> LinkedSocket<S, C> {
             clock,
             local,
             state,
-            inbox: RefCell::new(BinaryHeap::new()),
-            seq: Cell::new(0),
+            inbox: RefCell::default(),
             pending: RefCell::new(Vec::new()),
             concurrency: concurrency.max(1),
             buffers: Rc::default(),
+            envelope: Cell::default(),
         }
     }
 
@@ -95,15 +144,18 @@ impl<S: DatagramSocket + 'static, C: Clock> LinkedSocket<S, C> {
                     let inner = self.inner.clone();
                     let buffers = self.buffers.clone();
                     Box::pin(async move {
-                        // Receive into a pooled full-size buffer, keep only the bytes.
+                        // Receive into a pooled full-size buffer; `hold` gives it back.
                         let mut buf = buffers
                             .borrow_mut()
                             .pop()
                             .unwrap_or_else(|| vec![0u8; MAX_DATAGRAM + ENVELOPE]);
-                        let r = inner.recv_from(&mut buf).await;
-                        let out = r.map(|(n, from)| (buf[..n].to_vec(), from));
-                        buffers.borrow_mut().push(buf);
-                        out
+                        match inner.recv_from(&mut buf).await {
+                            Ok((n, from)) => Ok((buf, n, from)),
+                            Err(e) => {
+                                buffers.borrow_mut().push(buf);
+                                Err(e)
+                            }
+                        }
                     })
                 });
                 if let Poll::Ready(r) = fut.as_mut().poll(cx) {
@@ -117,21 +169,11 @@ impl<S: DatagramSocket + 'static, C: Clock> LinkedSocket<S, C> {
         }
         let now = self.clock.now();
         for r in arrived {
-            let (data, from) = r?;
-            self.hold(now, from, &data);
+            let (buf, n, from) = r?;
+            self.hold(now, from, &buf[..n]);
+            self.buffers.borrow_mut().push(buf);
         }
         Poll::Ready(Ok(()))
-    }
-
-    fn pop_due(&self, now: Instant, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
-        let mut inbox = self.inbox.borrow_mut();
-        if inbox.peek().is_none_or(|h| h.0.at > now) {
-            return None;
-        }
-        let Reverse(h) = inbox.pop()?;
-        let n = h.data.len().min(buf.len());
-        buf[..n].copy_from_slice(&h.data[..n]);
-        Some((n, h.from))
     }
 
     fn hold(&self, now: Instant, from: SocketAddr, envelope: &[u8]) {
@@ -140,14 +182,7 @@ impl<S: DatagramSocket + 'static, C: Clock> LinkedSocket<S, C> {
             Some((at, data)) => (Instant::from_micros(u64::from_be_bytes(*at)), data),
             None => (now, envelope),
         };
-        let seq = self.seq.get();
-        self.seq.set(seq + 1);
-        self.inbox.borrow_mut().push(Reverse(Held {
-            at,
-            seq,
-            from,
-            data: data.to_vec(),
-        }));
+        self.inbox.borrow_mut().push(at, from, data);
     }
 }
 
@@ -155,23 +190,30 @@ impl<S: DatagramSocket + 'static, C: Clock> DatagramSocket for LinkedSocket<S, C
     async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
         let now = self.clock.now();
         let fate = lock(&self.state).transmit(self.local, target.ip(), now, buf.len());
+        // The scratch envelope is taken out for the await and put back after.
+        let mut envelope = self.envelope.take();
+        let mut result = Ok(buf.len());
         for copy in &fate.copies {
-            let mut envelope = Vec::with_capacity(ENVELOPE + buf.len());
+            envelope.clear();
             envelope.extend_from_slice(&copy.at.as_micros().to_be_bytes());
             envelope.extend_from_slice(buf);
             apply_bit_flips(&mut envelope[ENVELOPE..], &copy.bit_flips);
-            self.inner.send_to(&envelope, target).await?;
+            if let Err(e) = self.inner.send_to(&envelope, target).await {
+                result = Err(e);
+                break;
+            }
         }
-        Ok(buf.len())
+        self.envelope.set(envelope);
+        result
     }
 
     async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         loop {
             let now = self.clock.now();
-            if let Some(got) = self.pop_due(now, buf) {
+            if let Some(got) = self.inbox.borrow_mut().pop_due(now, buf) {
                 return Ok(got);
             }
-            let next = self.inbox.borrow().peek().map(|h| h.0.at);
+            let next = self.inbox.borrow().next_due();
             tokio::select! {
                 biased;
                 r = std::future::poll_fn(|cx| self.poll_arrivals(cx)) => r?,

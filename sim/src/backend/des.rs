@@ -9,8 +9,7 @@
 //! fire in `(time, registration)` order, nothing else decides.
 
 use std::cell::{Cell, RefCell};
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -29,29 +28,8 @@ use crate::net::LinkedSocket;
 use crate::scenario::{Fault, Host, Scenario};
 use crate::state::{lock, Shared};
 
-struct TimerEntry {
-    at: Instant,
-    seq: u64,
-    waker: Waker,
-    live: Rc<Cell<bool>>,
-}
-
-impl PartialEq for TimerEntry {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for TimerEntry {}
-impl PartialOrd for TimerEntry {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for TimerEntry {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
+/// A timer's key: fire time, then registration order.
+type TimerKey = (Instant, u64);
 
 #[derive(Default)]
 struct Mailbox {
@@ -60,51 +38,49 @@ struct Mailbox {
 }
 
 /// The runtime's shared core: clock, timers, network.
+///
+/// Timers live in an ordered map and a dropped [`Sleep`] removes its entry at once, so the map
+/// holds only the sleeps that are still pending (a few per host). A heap with cancelled
+/// entries left in place grows with the event rate times the timer horizon instead: every
+/// datagram a role receives cancels the sleep of its driver loop and of its link layer.
 #[derive(Default)]
 pub struct Core {
     now: Cell<Instant>,
     seq: Cell<u64>,
-    timers: RefCell<BinaryHeap<Reverse<TimerEntry>>>,
+    timers: RefCell<BTreeMap<TimerKey, Waker>>,
     mailboxes: RefCell<BTreeMap<SocketAddr, Mailbox>>,
 }
 
 impl Core {
-    fn add_timer(&self, at: Instant, waker: Waker) -> Rc<Cell<bool>> {
-        let live = Rc::new(Cell::new(true));
+    fn add_timer(&self, at: Instant, waker: Waker) -> TimerKey {
         let seq = self.seq.get();
         self.seq.set(seq + 1);
-        self.timers.borrow_mut().push(Reverse(TimerEntry {
-            at,
-            seq,
-            waker,
-            live: live.clone(),
-        }));
-        live
+        self.timers.borrow_mut().insert((at, seq), waker);
+        (at, seq)
     }
 
-    /// The next time a live timer fires.
+    fn cancel_timer(&self, key: TimerKey) {
+        self.timers.borrow_mut().remove(&key);
+    }
+
+    /// The next time a timer fires.
     fn next_timer(&self) -> Option<Instant> {
-        let mut timers = self.timers.borrow_mut();
-        while timers.peek().is_some_and(|t| !t.0.live.get()) {
-            timers.pop();
-        }
-        timers.peek().map(|t| t.0.at)
+        self.timers.borrow().first_key_value().map(|(k, _)| k.0)
     }
 
-    /// Wakes every live timer due at or before now.
+    /// Wakes every timer due at or before now, in `(time, registration)` order.
     fn fire_timers(&self) {
         let now = self.now.get();
         loop {
             let entry = {
                 let mut timers = self.timers.borrow_mut();
-                match timers.peek() {
-                    Some(t) if t.0.at <= now => timers.pop(),
+                match timers.first_entry() {
+                    Some(e) if e.key().0 <= now => Some(e.remove()),
                     _ => None,
                 }
             };
             match entry {
-                Some(Reverse(t)) if t.live.get() => t.waker.wake(),
-                Some(_) => {}
+                Some(waker) => waker.wake(),
                 None => return,
             }
         }
@@ -118,7 +94,8 @@ pub struct DesClock(Rc<Core>);
 struct Sleep {
     core: Rc<Core>,
     at: Instant,
-    live: Option<Rc<Cell<bool>>>,
+    /// The registered timer, until it fires or the sleep is dropped.
+    key: Option<TimerKey>,
 }
 
 impl Future for Sleep {
@@ -127,9 +104,9 @@ impl Future for Sleep {
         if self.core.now.get() >= self.at {
             return Poll::Ready(());
         }
-        if self.live.is_none() {
-            let live = self.core.add_timer(self.at, cx.waker().clone());
-            self.live = Some(live);
+        if self.key.is_none() {
+            let key = self.core.add_timer(self.at, cx.waker().clone());
+            self.key = Some(key);
         }
         Poll::Pending
     }
@@ -137,8 +114,9 @@ impl Future for Sleep {
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        if let Some(live) = &self.live {
-            live.set(false);
+        // A timer that already fired is gone from the map; removing it again is a no-op.
+        if let Some(key) = self.key {
+            self.core.cancel_timer(key);
         }
     }
 }
@@ -151,7 +129,7 @@ impl Clock for DesClock {
         Sleep {
             core: self.0.clone(),
             at: deadline,
-            live: None,
+            key: None,
         }
     }
 }
