@@ -37,6 +37,57 @@ struct Mailbox {
     waker: Option<Waker>,
 }
 
+/// Every bound socket's mailbox: hosts' addresses ([`address`]) index a vector, so a datagram
+/// finds its mailbox in O(1) whatever the fleet; any other address goes to an ordered map.
+/// Datagram buffers are recycled.
+#[derive(Default)]
+struct Mailboxes {
+    hosts: Vec<Option<(SocketAddr, Mailbox)>>,
+    others: BTreeMap<SocketAddr, Mailbox>,
+    spare: Vec<Vec<u8>>,
+}
+
+impl Mailboxes {
+    fn bind(&mut self, addr: SocketAddr) {
+        match host_slot(addr.ip()) {
+            Some(i) => {
+                if self.hosts.len() <= i {
+                    self.hosts.resize_with(i + 1, || None);
+                }
+                self.hosts[i] = Some((addr, Mailbox::default()));
+            }
+            None => {
+                self.others.insert(addr, Mailbox::default());
+            }
+        }
+    }
+
+    fn get_mut(&mut self, addr: &SocketAddr) -> Option<&mut Mailbox> {
+        match host_slot(addr.ip()) {
+            Some(i) => match self.hosts.get_mut(i) {
+                Some(Some((a, mb))) if a == addr => Some(mb),
+                _ => None,
+            },
+            None => self.others.get_mut(addr),
+        }
+    }
+
+    fn unbind(&mut self, addr: &SocketAddr) {
+        match host_slot(addr.ip()) {
+            Some(i) => {
+                if let Some(slot) = self.hosts.get_mut(i) {
+                    if slot.as_ref().is_some_and(|(a, _)| a == addr) {
+                        *slot = None;
+                    }
+                }
+            }
+            None => {
+                self.others.remove(addr);
+            }
+        }
+    }
+}
+
 /// The runtime's shared core: clock, timers, network.
 ///
 /// Timers live in an ordered map and a dropped [`Sleep`] removes its entry at once, so the map
@@ -48,7 +99,7 @@ pub struct Core {
     now: Cell<Instant>,
     seq: Cell<u64>,
     timers: RefCell<BTreeMap<TimerKey, Waker>>,
-    mailboxes: RefCell<BTreeMap<SocketAddr, Mailbox>>,
+    mailboxes: RefCell<Mailboxes>,
 }
 
 impl Core {
@@ -143,7 +194,7 @@ pub struct DesSocket {
 
 impl DesSocket {
     fn bind(core: Rc<Core>, addr: SocketAddr) -> Self {
-        core.mailboxes.borrow_mut().insert(addr, Mailbox::default());
+        core.mailboxes.borrow_mut().bind(addr);
         DesSocket { core, addr }
     }
 }
@@ -151,8 +202,12 @@ impl DesSocket {
 impl DatagramSocket for DesSocket {
     async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
         // A datagram to an address nobody is bound to vanishes, as UDP does.
-        if let Some(mb) = self.core.mailboxes.borrow_mut().get_mut(&target) {
-            mb.queue.push_back((self.addr, buf.to_vec()));
+        let mut mailboxes = self.core.mailboxes.borrow_mut();
+        let mut data = mailboxes.spare.pop().unwrap_or_default();
+        data.clear();
+        data.extend_from_slice(buf);
+        if let Some(mb) = mailboxes.get_mut(&target) {
+            mb.queue.push_back((self.addr, data));
             if let Some(w) = mb.waker.take() {
                 w.wake();
             }
@@ -173,6 +228,7 @@ impl DatagramSocket for DesSocket {
                 Some((from, data)) => {
                     let n = data.len().min(buf.len());
                     buf[..n].copy_from_slice(&data[..n]);
+                    mailboxes.spare.push(data);
                     Poll::Ready(Ok((n, from)))
                 }
                 None => {
@@ -190,7 +246,7 @@ impl DatagramSocket for DesSocket {
 
 impl Drop for DesSocket {
     fn drop(&mut self) {
-        self.core.mailboxes.borrow_mut().remove(&self.addr);
+        self.core.mailboxes.borrow_mut().unbind(&self.addr);
     }
 }
 
@@ -211,6 +267,17 @@ impl Wake for TaskWaker {
 }
 
 type Task = Pin<Box<dyn Future<Output = ()>>>;
+
+/// The host index behind an address made by [`address`].
+fn host_slot(ip: IpAddr) -> Option<usize> {
+    match ip {
+        IpAddr::V4(v4) => match v4.octets() {
+            [10, 0, hi, lo @ 1..=250] => Some(usize::from(hi) * 250 + usize::from(lo) - 1),
+            _ => None,
+        },
+        IpAddr::V6(_) => None,
+    }
+}
 
 fn address(index: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(
