@@ -339,15 +339,21 @@ impl Executor {
     }
 }
 
+/// Host name to address, built once per run (a scan of `Scenario::hosts` per lookup made
+/// starting a fleet quadratic in its size).
+type Directory = Rc<BTreeMap<String, IpAddr>>;
+
 fn host_task(
     core: &Rc<Core>,
     scenario: &Rc<Scenario>,
+    directory: &Directory,
     host: &Host,
     seed: u64,
     state: &Shared,
 ) -> Task {
     let core = core.clone();
     let scenario = scenario.clone();
+    let directory = directory.clone();
     let host = host.clone();
     let state = state.clone();
     Box::pin(async move {
@@ -355,13 +361,7 @@ fn host_task(
         let clock = DesClock(core.clone());
         let socket = DesSocket::bind(core, (ip, PORT).into());
         let socket = LinkedSocket::new(socket, clock.clone(), ip, state.clone());
-        let resolve = |name: &str| {
-            scenario
-                .hosts()
-                .into_iter()
-                .find(|h| h.name == name)
-                .map(|h| address(h.index))
-        };
+        let resolve = |name: &str| directory.get(name).copied();
         if let Err(e) = host_main(&scenario, &host, seed, state, socket, clock, resolve).await {
             tracing::debug!(error = %e, host = %host.name, "host ended with an error");
         }
@@ -381,6 +381,12 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
     }
     let core = Rc::new(Core::default());
     let shared_scenario = Rc::new(scenario.clone());
+    let mut names = BTreeMap::new();
+    for h in &hosts {
+        // The first host of a name, as a scan would find.
+        names.entry(h.name.clone()).or_insert(address(h.index));
+    }
+    let directory: Directory = Rc::new(names);
     let mut exec = Executor {
         core: core.clone(),
         tasks: Vec::new(),
@@ -388,7 +394,10 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
         host_task: BTreeMap::new(),
     };
     for h in &hosts {
-        exec.spawn(h.index, host_task(&core, &shared_scenario, h, seed, &state));
+        exec.spawn(
+            h.index,
+            host_task(&core, &shared_scenario, &directory, h, seed, &state),
+        );
     }
     let end = Instant::ZERO + Duration::from_secs_f64(scenario.duration_s);
     let faults = schedule(scenario);
@@ -426,7 +435,7 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
                         if !exec.host_task.contains_key(&h.index) {
                             exec.spawn(
                                 h.index,
-                                host_task(&core, &shared_scenario, &h, seed, &state),
+                                host_task(&core, &shared_scenario, &directory, &h, seed, &state),
                             );
                         }
                     }
