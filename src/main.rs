@@ -125,7 +125,8 @@ enum Command {
         #[arg(long = "first-id", default_value_t = 1_000_000)]
         first_id: u32,
     },
-    /// Measurements that print their figures: `capacity` (sessions per tier-2 core).
+    /// Measurements that print their figures: `capacity` (sessions per tier-2 core),
+    /// `sim-scale` (simulation cost against fleet size).
     Bench {
         #[command(subcommand)]
         action: BenchAction,
@@ -314,6 +315,21 @@ enum BenchAction {
         #[arg(long = "server-cpu", default_value_t = 0)]
         server_cpu: usize,
     },
+    /// Run the reference scenario in simulation with growing fleets and write the cost growth
+    /// (CSV, log-log charts of wall time and events per second, index.html) to OUT.
+    SimScale {
+        /// Camera counts, ascending.
+        #[arg(long, value_delimiter = ',', default_value = "10,30,100,300,1000")]
+        sizes: Vec<usize>,
+        /// Simulated seconds per run.
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The report directory; its parent's index.html links it.
+        #[arg(long, default_value = "reports/sim-scale")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -476,6 +492,38 @@ fn main() -> anyhow::Result<()> {
                     );
                 }),
             )?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::Bench {
+            action:
+                BenchAction::SimScale {
+                    sizes,
+                    seconds,
+                    seed,
+                    out,
+                },
+        } => {
+            use livecam_experiments::scale;
+            let opts = scale::ScaleOptions {
+                sizes,
+                seconds,
+                seed,
+                out,
+            };
+            let report = scale::run(&opts, |r| {
+                eprintln!(
+                    "{:>6} cameras: {:>8.2} s wall, {} s CPU, {:>10} events, {:>9.0} events/s, \
+                     {:.2}x real time",
+                    r.cameras,
+                    r.wall_seconds,
+                    r.cpu_seconds
+                        .map(|c| format!("{c:.2}"))
+                        .unwrap_or_else(|| "?".into()),
+                    r.trace_events,
+                    r.events_per_second,
+                    r.speedup
+                );
+            })?;
             println!("{}", serde_json::to_string(&report)?);
         }
         Command::Up {

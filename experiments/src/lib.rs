@@ -26,6 +26,7 @@ pub mod chart;
 pub mod events;
 pub mod report;
 pub mod runner;
+pub mod scale;
 pub mod sweep;
 
 use std::path::{Path, PathBuf};

@@ -200,14 +200,15 @@ pub fn num(v: f64) -> String {
     }
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-const STYLE: &str = "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;\
+pub(crate) const STYLE: &str =
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;\
 color:#222}table{border-collapse:collapse;margin:1em 0;font-size:90%}td,th{border:1px solid \
 #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child\
 {text-align:left}figure{margin:1.5em 0}img{max-width:100%;border:1px solid #ddd}\

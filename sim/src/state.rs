@@ -16,6 +16,17 @@ use crate::scenario::Scenario;
 use crate::summary::Tally;
 use crate::trace::{NetEvent, Trace};
 
+/// An address as a map key: one integer compare instead of `IpAddr`'s enum and byte compares
+/// (IPv4 as its IPv4-mapped IPv6 form).
+type AddrKey = u128;
+
+fn key(ip: IpAddr) -> AddrKey {
+    match ip {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
 /// Shared handle to the world state.
 pub type Shared = Arc<Mutex<SimState>>;
 
@@ -28,13 +39,13 @@ pub fn lock(shared: &Shared) -> MutexGuard<'_, SimState> {
 /// The world state.
 pub struct SimState {
     /// Link model per directed pair of host addresses, created on first use.
-    links: BTreeMap<(IpAddr, IpAddr), Link>,
+    links: BTreeMap<(AddrKey, AddrKey), Link>,
     /// Configuration each directed pair starts with.
     configs: BTreeMap<(String, String), LinkConfig>,
     default_link: LinkConfig,
     /// Pairs currently partitioned.
     partitioned: BTreeMap<(String, String), bool>,
-    names: BTreeMap<IpAddr, Arc<str>>,
+    names: BTreeMap<AddrKey, Arc<str>>,
     addresses: BTreeMap<String, IpAddr>,
     incarnations: BTreeMap<String, u32>,
     seed: u64,
@@ -71,14 +82,14 @@ impl SimState {
 
     /// Registers a host's address.
     pub fn set_address(&mut self, ip: IpAddr, name: &str) {
-        self.names.insert(ip, name.into());
+        self.names.insert(key(ip), name.into());
         self.addresses.insert(name.to_string(), ip);
     }
 
     /// The host name behind an address (the address itself when unknown).
     pub fn name_of(&self, ip: IpAddr) -> Arc<str> {
         self.names
-            .get(&ip)
+            .get(&key(ip))
             .cloned()
             .unwrap_or_else(|| ip.to_string().into())
     }
@@ -103,20 +114,19 @@ impl SimState {
     }
 
     fn link(&mut self, from: IpAddr, to: IpAddr) -> &mut Link {
-        if !self.links.contains_key(&(from, to)) {
-            let key = (self.name_of(from).to_string(), self.name_of(to).to_string());
+        let pair = (key(from), key(to));
+        if !self.links.contains_key(&pair) {
+            let names = (self.name_of(from).to_string(), self.name_of(to).to_string());
             let config = self
                 .configs
-                .get(&key)
+                .get(&names)
                 .cloned()
                 .unwrap_or_else(|| self.default_link.clone());
-            let mut link = Link::new(config, self.link_seed(&key.0, &key.1));
-            link.set_partitioned(self.partitioned.get(&key).copied().unwrap_or(false));
-            self.links.insert((from, to), link);
+            let mut link = Link::new(config, self.link_seed(&names.0, &names.1));
+            link.set_partitioned(self.partitioned.get(&names).copied().unwrap_or(false));
+            self.links.insert(pair, link);
         }
-        self.links
-            .get_mut(&(from, to))
-            .expect("link inserted above")
+        self.links.get_mut(&pair).expect("link inserted above")
     }
 
     /// Decides the fate of a datagram from `from` to `to` and traces a loss.

@@ -9,8 +9,7 @@
 //! fire in `(time, registration)` order, nothing else decides.
 
 use std::cell::{Cell, RefCell};
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -29,29 +28,8 @@ use crate::net::LinkedSocket;
 use crate::scenario::{Fault, Host, Scenario};
 use crate::state::{lock, Shared};
 
-struct TimerEntry {
-    at: Instant,
-    seq: u64,
-    waker: Waker,
-    live: Rc<Cell<bool>>,
-}
-
-impl PartialEq for TimerEntry {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for TimerEntry {}
-impl PartialOrd for TimerEntry {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for TimerEntry {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
+/// A timer's key: fire time, then registration order.
+type TimerKey = (Instant, u64);
 
 #[derive(Default)]
 struct Mailbox {
@@ -59,52 +37,101 @@ struct Mailbox {
     waker: Option<Waker>,
 }
 
+/// Every bound socket's mailbox: hosts' addresses ([`address`]) index a vector, so a datagram
+/// finds its mailbox in O(1) whatever the fleet; any other address goes to an ordered map.
+/// Datagram buffers are recycled.
+#[derive(Default)]
+struct Mailboxes {
+    hosts: Vec<Option<(SocketAddr, Mailbox)>>,
+    others: BTreeMap<SocketAddr, Mailbox>,
+    spare: Vec<Vec<u8>>,
+}
+
+impl Mailboxes {
+    fn bind(&mut self, addr: SocketAddr) {
+        match host_slot(addr.ip()) {
+            Some(i) => {
+                if self.hosts.len() <= i {
+                    self.hosts.resize_with(i + 1, || None);
+                }
+                self.hosts[i] = Some((addr, Mailbox::default()));
+            }
+            None => {
+                self.others.insert(addr, Mailbox::default());
+            }
+        }
+    }
+
+    fn get_mut(&mut self, addr: &SocketAddr) -> Option<&mut Mailbox> {
+        match host_slot(addr.ip()) {
+            Some(i) => match self.hosts.get_mut(i) {
+                Some(Some((a, mb))) if a == addr => Some(mb),
+                _ => None,
+            },
+            None => self.others.get_mut(addr),
+        }
+    }
+
+    fn unbind(&mut self, addr: &SocketAddr) {
+        match host_slot(addr.ip()) {
+            Some(i) => {
+                if let Some(slot) = self.hosts.get_mut(i) {
+                    if slot.as_ref().is_some_and(|(a, _)| a == addr) {
+                        *slot = None;
+                    }
+                }
+            }
+            None => {
+                self.others.remove(addr);
+            }
+        }
+    }
+}
+
 /// The runtime's shared core: clock, timers, network.
+///
+/// Timers live in an ordered map and a dropped [`Sleep`] removes its entry at once, so the map
+/// holds only the sleeps that are still pending (a few per host). A heap with cancelled
+/// entries left in place grows with the event rate times the timer horizon instead: every
+/// datagram a role receives cancels the sleep of its driver loop and of its link layer.
 #[derive(Default)]
 pub struct Core {
     now: Cell<Instant>,
     seq: Cell<u64>,
-    timers: RefCell<BinaryHeap<Reverse<TimerEntry>>>,
-    mailboxes: RefCell<BTreeMap<SocketAddr, Mailbox>>,
+    timers: RefCell<BTreeMap<TimerKey, Waker>>,
+    mailboxes: RefCell<Mailboxes>,
 }
 
 impl Core {
-    fn add_timer(&self, at: Instant, waker: Waker) -> Rc<Cell<bool>> {
-        let live = Rc::new(Cell::new(true));
+    fn add_timer(&self, at: Instant, waker: Waker) -> TimerKey {
         let seq = self.seq.get();
         self.seq.set(seq + 1);
-        self.timers.borrow_mut().push(Reverse(TimerEntry {
-            at,
-            seq,
-            waker,
-            live: live.clone(),
-        }));
-        live
+        self.timers.borrow_mut().insert((at, seq), waker);
+        (at, seq)
     }
 
-    /// The next time a live timer fires.
+    fn cancel_timer(&self, key: TimerKey) {
+        self.timers.borrow_mut().remove(&key);
+    }
+
+    /// The next time a timer fires.
     fn next_timer(&self) -> Option<Instant> {
-        let mut timers = self.timers.borrow_mut();
-        while timers.peek().is_some_and(|t| !t.0.live.get()) {
-            timers.pop();
-        }
-        timers.peek().map(|t| t.0.at)
+        self.timers.borrow().first_key_value().map(|(k, _)| k.0)
     }
 
-    /// Wakes every live timer due at or before now.
+    /// Wakes every timer due at or before now, in `(time, registration)` order.
     fn fire_timers(&self) {
         let now = self.now.get();
         loop {
             let entry = {
                 let mut timers = self.timers.borrow_mut();
-                match timers.peek() {
-                    Some(t) if t.0.at <= now => timers.pop(),
+                match timers.first_entry() {
+                    Some(e) if e.key().0 <= now => Some(e.remove()),
                     _ => None,
                 }
             };
             match entry {
-                Some(Reverse(t)) if t.live.get() => t.waker.wake(),
-                Some(_) => {}
+                Some(waker) => waker.wake(),
                 None => return,
             }
         }
@@ -118,7 +145,8 @@ pub struct DesClock(Rc<Core>);
 struct Sleep {
     core: Rc<Core>,
     at: Instant,
-    live: Option<Rc<Cell<bool>>>,
+    /// The registered timer, until it fires or the sleep is dropped.
+    key: Option<TimerKey>,
 }
 
 impl Future for Sleep {
@@ -127,9 +155,9 @@ impl Future for Sleep {
         if self.core.now.get() >= self.at {
             return Poll::Ready(());
         }
-        if self.live.is_none() {
-            let live = self.core.add_timer(self.at, cx.waker().clone());
-            self.live = Some(live);
+        if self.key.is_none() {
+            let key = self.core.add_timer(self.at, cx.waker().clone());
+            self.key = Some(key);
         }
         Poll::Pending
     }
@@ -137,8 +165,9 @@ impl Future for Sleep {
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        if let Some(live) = &self.live {
-            live.set(false);
+        // A timer that already fired is gone from the map; removing it again is a no-op.
+        if let Some(key) = self.key {
+            self.core.cancel_timer(key);
         }
     }
 }
@@ -151,7 +180,7 @@ impl Clock for DesClock {
         Sleep {
             core: self.0.clone(),
             at: deadline,
-            live: None,
+            key: None,
         }
     }
 }
@@ -165,7 +194,7 @@ pub struct DesSocket {
 
 impl DesSocket {
     fn bind(core: Rc<Core>, addr: SocketAddr) -> Self {
-        core.mailboxes.borrow_mut().insert(addr, Mailbox::default());
+        core.mailboxes.borrow_mut().bind(addr);
         DesSocket { core, addr }
     }
 }
@@ -173,8 +202,12 @@ impl DesSocket {
 impl DatagramSocket for DesSocket {
     async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
         // A datagram to an address nobody is bound to vanishes, as UDP does.
-        if let Some(mb) = self.core.mailboxes.borrow_mut().get_mut(&target) {
-            mb.queue.push_back((self.addr, buf.to_vec()));
+        let mut mailboxes = self.core.mailboxes.borrow_mut();
+        let mut data = mailboxes.spare.pop().unwrap_or_default();
+        data.clear();
+        data.extend_from_slice(buf);
+        if let Some(mb) = mailboxes.get_mut(&target) {
+            mb.queue.push_back((self.addr, data));
             if let Some(w) = mb.waker.take() {
                 w.wake();
             }
@@ -195,6 +228,7 @@ impl DatagramSocket for DesSocket {
                 Some((from, data)) => {
                     let n = data.len().min(buf.len());
                     buf[..n].copy_from_slice(&data[..n]);
+                    mailboxes.spare.push(data);
                     Poll::Ready(Ok((n, from)))
                 }
                 None => {
@@ -212,7 +246,7 @@ impl DatagramSocket for DesSocket {
 
 impl Drop for DesSocket {
     fn drop(&mut self) {
-        self.core.mailboxes.borrow_mut().remove(&self.addr);
+        self.core.mailboxes.borrow_mut().unbind(&self.addr);
     }
 }
 
@@ -233,6 +267,17 @@ impl Wake for TaskWaker {
 }
 
 type Task = Pin<Box<dyn Future<Output = ()>>>;
+
+/// The host index behind an address made by [`address`].
+fn host_slot(ip: IpAddr) -> Option<usize> {
+    match ip {
+        IpAddr::V4(v4) => match v4.octets() {
+            [10, 0, hi, lo @ 1..=250] => Some(usize::from(hi) * 250 + usize::from(lo) - 1),
+            _ => None,
+        },
+        IpAddr::V6(_) => None,
+    }
+}
 
 fn address(index: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(
@@ -294,15 +339,21 @@ impl Executor {
     }
 }
 
+/// Host name to address, built once per run (a scan of `Scenario::hosts` per lookup made
+/// starting a fleet quadratic in its size).
+type Directory = Rc<BTreeMap<String, IpAddr>>;
+
 fn host_task(
     core: &Rc<Core>,
     scenario: &Rc<Scenario>,
+    directory: &Directory,
     host: &Host,
     seed: u64,
     state: &Shared,
 ) -> Task {
     let core = core.clone();
     let scenario = scenario.clone();
+    let directory = directory.clone();
     let host = host.clone();
     let state = state.clone();
     Box::pin(async move {
@@ -310,13 +361,7 @@ fn host_task(
         let clock = DesClock(core.clone());
         let socket = DesSocket::bind(core, (ip, PORT).into());
         let socket = LinkedSocket::new(socket, clock.clone(), ip, state.clone());
-        let resolve = |name: &str| {
-            scenario
-                .hosts()
-                .into_iter()
-                .find(|h| h.name == name)
-                .map(|h| address(h.index))
-        };
+        let resolve = |name: &str| directory.get(name).copied();
         if let Err(e) = host_main(&scenario, &host, seed, state, socket, clock, resolve).await {
             tracing::debug!(error = %e, host = %host.name, "host ended with an error");
         }
@@ -336,6 +381,12 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
     }
     let core = Rc::new(Core::default());
     let shared_scenario = Rc::new(scenario.clone());
+    let mut names = BTreeMap::new();
+    for h in &hosts {
+        // The first host of a name, as a scan would find.
+        names.entry(h.name.clone()).or_insert(address(h.index));
+    }
+    let directory: Directory = Rc::new(names);
     let mut exec = Executor {
         core: core.clone(),
         tasks: Vec::new(),
@@ -343,7 +394,10 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
         host_task: BTreeMap::new(),
     };
     for h in &hosts {
-        exec.spawn(h.index, host_task(&core, &shared_scenario, h, seed, &state));
+        exec.spawn(
+            h.index,
+            host_task(&core, &shared_scenario, &directory, h, seed, &state),
+        );
     }
     let end = Instant::ZERO + Duration::from_secs_f64(scenario.duration_s);
     let faults = schedule(scenario);
@@ -381,7 +435,7 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
                         if !exec.host_task.contains_key(&h.index) {
                             exec.spawn(
                                 h.index,
-                                host_task(&core, &shared_scenario, &h, seed, &state),
+                                host_task(&core, &shared_scenario, &directory, &h, seed, &state),
                             );
                         }
                     }
