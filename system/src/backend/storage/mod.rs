@@ -419,6 +419,25 @@ fn frame_record(r: &impl Cols) -> Result<crate::backend::FrameRecord, StorageErr
 }
 
 /// How a command's state is stored: the `state` and `reason` columns.
+/// The record of a command the database just stored as pending under `id`.
+fn new_pending_command(
+    id: i64,
+    client: u32,
+    command: Command,
+    issued_by: &str,
+    now_ms: i64,
+) -> Result<CommandRecord, StorageError> {
+    Ok(CommandRecord {
+        id: u64::try_from(id).map_err(|_| corrupt("commands", format!("new id {id}")))?,
+        client,
+        command,
+        issued_by: issued_by.to_string(),
+        created_ms: now_ms,
+        updated_ms: now_ms,
+        state: CommandState::Pending,
+    })
+}
+
 fn state_params(s: &CommandState) -> (&'static str, Option<&str>) {
     match s {
         CommandState::Pending => ("pending", None),

@@ -470,16 +470,7 @@ impl Storage for PgStorage {
                 .query_one(&st, &[&i64::from(client), &json, &issued_by, &now_ms])?
                 .try_get(0)?)
         })?;
-        Ok(CommandRecord {
-            id: u64::try_from(id)
-                .map_err(|_| super::corrupt("commands", format!("new id {id}")))?,
-            client,
-            command,
-            issued_by: issued_by.to_string(),
-            created_ms: now_ms,
-            updated_ms: now_ms,
-            state: CommandState::Pending,
-        })
+        super::new_pending_command(id, client, command, issued_by, now_ms)
     }
 
     fn finish_command(

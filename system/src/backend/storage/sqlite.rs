@@ -428,16 +428,7 @@ impl Storage for SqliteStorage {
                 )?
                 .query_row(params![client, json, issued_by, now_ms], |r| r.get(0))?)
         })?;
-        Ok(CommandRecord {
-            id: u64::try_from(id)
-                .map_err(|_| super::corrupt("commands", format!("new id {id}")))?,
-            client,
-            command,
-            issued_by: issued_by.to_string(),
-            created_ms: now_ms,
-            updated_ms: now_ms,
-            state: CommandState::Pending,
-        })
+        super::new_pending_command(id, client, command, issued_by, now_ms)
     }
 
     fn finish_command(
