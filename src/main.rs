@@ -124,6 +124,27 @@ enum Command {
         /// Client id of the first camera (ids must be unique in the fleet).
         #[arg(long = "first-id", default_value_t = 1_000_000)]
         first_id: u32,
+        /// Keys directory (`livecam keygen --cluster DIR --devices ...`) holding a key for
+        /// every camera id and for `first-id - 1`; without it cameras speak the plain protocol
+        /// (tier-2s with `insecure = true`).
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
+    /// Make keys for authenticated sessions. `livecam keygen PATH` writes a private key to
+    /// PATH (mode 0600) and its public key to PATH.pub, and prints the public key.
+    /// `livecam keygen --cluster DIR --devices 1-20,31` makes a whole cluster's keys in DIR:
+    /// cluster.key (for every tier-2), device-ID.key per device, devices.toml (the registry
+    /// tier-2s admit).
+    Keygen {
+        /// Where the private key goes (its public key: PATH.pub).
+        #[arg(required_unless_present = "cluster", conflicts_with = "cluster")]
+        path: Option<PathBuf>,
+        /// A directory for a whole cluster's keys.
+        #[arg(long, requires = "devices")]
+        cluster: Option<PathBuf>,
+        /// Device ids for `--cluster`: ranges and single ids, comma separated.
+        #[arg(long)]
+        devices: Option<String>,
     },
     /// Measurements that print their figures: `capacity` (sessions per tier-2 core),
     /// `sim-scale` (simulation cost against fleet size).
@@ -347,6 +368,27 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the tokio runtime")
 }
 
+/// Device ids as `1-20,31`: ranges and single ids, comma separated.
+fn parse_ids(text: &str) -> anyhow::Result<Vec<u32>> {
+    let mut ids = std::collections::BTreeSet::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (u32, u32) = (
+            a.trim()
+                .parse()
+                .with_context(|| format!("--devices: bad id {a:?}"))?,
+            b.trim()
+                .parse()
+                .with_context(|| format!("--devices: bad id {b:?}"))?,
+        );
+        anyhow::ensure!(a <= b, "--devices: range {part:?} runs backwards");
+        anyhow::ensure!(b - a < 1_000_000, "--devices: range {part:?} is too long");
+        ids.extend(a..=b);
+    }
+    anyhow::ensure!(!ids.is_empty(), "--devices: no ids given");
+    Ok(ids.into_iter().collect())
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -393,6 +435,31 @@ fn main() -> anyhow::Result<()> {
                 .context("running the transfer")?;
             println!("{}", serde_json::to_string(&report)?);
         }
+        Command::Keygen {
+            path,
+            cluster,
+            devices,
+        } => {
+            use livecam_system::runtime::security;
+            if let Some(dir) = cluster {
+                let ids = parse_ids(devices.as_deref().unwrap_or_default())?;
+                let keys = security::ClusterKeys::create(&dir, &ids)
+                    .with_context(|| format!("writing keys to {}", dir.display()))?;
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "cluster_key": keys.cluster_key,
+                        "cluster_public": keys.cluster_public.to_string(),
+                        "devices": keys.devices,
+                        "device_keys": ids.len(),
+                    })
+                );
+            } else if let Some(path) = path {
+                let public = security::keygen(&path)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("{public}");
+            }
+        }
         Command::Tier1 { config } => {
             let cfg = service::Tier1File::load(&config)?;
             let summary =
@@ -428,6 +495,7 @@ fn main() -> anyhow::Result<()> {
             loss,
             seed,
             first_id,
+            keys,
         } => {
             use livecam_system::runtime::load;
             anyhow::ensure!(
@@ -443,6 +511,7 @@ fn main() -> anyhow::Result<()> {
                 loss,
                 seed,
                 first_id,
+                keys,
             };
             opts.validate()?;
             let local = tokio::task::LocalSet::new();

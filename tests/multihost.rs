@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use livecam_emulator::netns::{self, Net};
@@ -182,6 +182,18 @@ fn deploy_configs_run_across_namespaces_with_postgres_and_survive_a_tier2_kill()
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // Keys as an operator makes them: one command for the cluster key and every device's.
+    let keys = dir.join("keys");
+    let _ = std::fs::remove_dir_all(&keys);
+    let made = Command::new(env!("CARGO_BIN_EXE_livecam"))
+        .args(["keygen", "--cluster"])
+        .arg(&keys)
+        .args(["--devices", &format!("1001-{}", 1000 + MOBILES)])
+        .output()
+        .expect("run livecam keygen");
+    assert!(made.status.success(), "keygen: {made:?}");
+    let quoted = |p: PathBuf| format!("{:?}", p.display().to_string());
+
     let mut tier1s = Vec::new();
     for (i, file) in ["tier1-a.toml", "tier1-b.toml"].iter().enumerate() {
         let cfg = moved(&deploy(file), &net, &url);
@@ -203,6 +215,8 @@ fn deploy_configs_run_across_namespaces_with_postgres_and_survive_a_tier2_kill()
         );
         cfg = set_line(&cfg, "id", &id.to_string());
         cfg = set_line(&cfg, "database", &db);
+        cfg = set_line(&cfg, "key", &quoted(keys.join("cluster.key")));
+        cfg = set_line(&cfg, "devices", &quoted(keys.join("devices.toml")));
         let child = spawn(
             &net,
             tier2(i),
@@ -215,11 +229,13 @@ fn deploy_configs_run_across_namespaces_with_postgres_and_survive_a_tier2_kill()
     let mut mobiles = Vec::new();
     for i in 0..MOBILES {
         let id = 1001 + i;
-        let cfg = set_line(
+        let mut cfg = set_line(
             &moved(&deploy("mobile.toml"), &net, &url),
             "id",
             &id.to_string(),
         );
+        cfg = set_line(&cfg, "key", &quoted(keys.join(format!("device-{id}.key"))));
+        cfg = set_line(&cfg, "cluster_key", &quoted(keys.join("cluster.key.pub")));
         mobiles.push(spawn(
             &net,
             mobile(i),

@@ -5,13 +5,14 @@ use std::process::Child;
 use std::time::Duration;
 
 mod common;
-use common::roles::{livecam, port, spawn, stop, write};
+use common::roles::{livecam, port, spawn, stop, write, Keys};
 
 #[test]
 fn tier1_tier2_and_mobile_processes_stream_over_loopback() {
     let dir = std::env::temp_dir().join(format!("livecam-processes-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let (t1, t2a, t2b) = (port(), port(), port());
+    let keys = Keys::make(&dir, "1001-1004");
     let tier1 = write(
         &dir,
         "tier1.toml",
@@ -21,7 +22,10 @@ fn tier1_tier2_and_mobile_processes_stream_over_loopback() {
         write(
             &dir,
             &format!("tier2-{id}.toml"),
-            &format!("id = {id}\nlisten = \"127.0.0.1:{p}\"\ntier1 = [\"127.0.0.1:{t1}\"]\n"),
+            &format!(
+                "id = {id}\nlisten = \"127.0.0.1:{p}\"\ntier1 = [\"127.0.0.1:{t1}\"]\n{}",
+                keys.tier2()
+            ),
         )
     };
     let (c2a, c2b) = (tier2(11, t2a), tier2(12, t2b));
@@ -30,7 +34,8 @@ fn tier1_tier2_and_mobile_processes_stream_over_loopback() {
             &dir,
             &format!("mobile-{id}.toml"),
             &format!(
-                "id = {id}\nlisten = \"127.0.0.1:0\"\ntier1 = [\"127.0.0.1:{t1}\"]\nfps = 20.0\njpeg_quality = 80\n"
+                "id = {id}\nlisten = \"127.0.0.1:0\"\ntier1 = [\"127.0.0.1:{t1}\"]\nfps = 20.0\njpeg_quality = 80\n{}",
+                keys.mobile(id)
             ),
         )
     };
@@ -39,11 +44,40 @@ fn tier1_tier2_and_mobile_processes_stream_over_loopback() {
     let t2bp = spawn("tier2", &c2b);
     // Let the tier-2s register before clients ask.
     std::thread::sleep(Duration::from_millis(600));
+    // One after another, so each asks when the others' sessions already count in the loads.
     let cars: Vec<Child> = (1001..=1004)
-        .map(|id| spawn("mobile", &mobile(id)))
+        .map(|id| {
+            let car = spawn("mobile", &mobile(id));
+            std::thread::sleep(Duration::from_millis(300));
+            car
+        })
         .collect();
+    // Two that must not get in: a device the tier-2s do not know, and one claiming to be
+    // 1003 with a key of its own.
+    let own_key = dir.join("own.key");
+    let _ = std::fs::remove_file(&own_key);
+    let _ = std::fs::remove_file(dir.join("own.key.pub"));
+    let made = livecam()
+        .arg("keygen")
+        .arg(&own_key)
+        .output()
+        .expect("livecam keygen");
+    assert!(made.status.success(), "{made:?}");
+    let stranger = |id: u32| {
+        let text = format!(
+            "id = {id}\nlisten = \"127.0.0.1:0\"\ntier1 = [\"127.0.0.1:{t1}\"]\nfps = 20.0\n{}key = {:?}\n",
+            keys.cluster_key(),
+            own_key.display().to_string()
+        );
+        spawn(
+            "mobile",
+            &write(&dir, &format!("stranger-{id}.toml"), &text),
+        )
+    };
+    let strangers = [stranger(1005), stranger(1003)];
     std::thread::sleep(Duration::from_secs(3));
 
+    let strangers: Vec<serde_json::Value> = strangers.into_iter().map(stop).collect();
     let cars: Vec<serde_json::Value> = cars.into_iter().map(stop).collect();
     let t2: Vec<serde_json::Value> = [t2ap, t2bp].into_iter().map(stop).collect();
     let t1_summary = stop(t1p);
@@ -73,6 +107,24 @@ fn tier1_tier2_and_mobile_processes_stream_over_loopback() {
         received >= acked,
         "tier-2s received {received}, clients saw {acked} acknowledged"
     );
+    for s in &strangers {
+        assert!(
+            s["tier2"].is_null(),
+            "an unauthenticated client got a session: {s}"
+        );
+        assert_eq!(s["frames_delivered"], 0, "{s}");
+    }
+    let refused = |what: &str| -> u64 {
+        t2.iter()
+            .map(|t| t["gate"][what].as_u64().expect("gate figures"))
+            .sum()
+    };
+    assert!(refused("unknown_device") >= 1, "{t2:?}");
+    assert!(
+        refused("failed") >= 1,
+        "the impostor was not refused: {t2:?}"
+    );
+    assert!(refused("admitted") >= 4, "{t2:?}");
     for t in &t2 {
         assert_eq!(t["frames_corrupted"], 0, "{t}");
         assert_eq!(t["frames_duplicated"], 0, "{t}");
@@ -84,7 +136,7 @@ fn tier1_tier2_and_mobile_processes_stream_over_loopback() {
         "{t1_summary}"
     );
     // The least loaded tier-2 answers first: four clients do not all land on one.
-    assert_eq!(placed.len(), 2, "clients on tier-2s {placed:?}");
+    assert_eq!(placed.len(), 2, "clients on tier-2s {placed:?}: {t2:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -102,6 +154,26 @@ fn a_bad_config_names_the_field() {
             "tier2",
             "id = 1\nlisten = \"127.0.0.1:1\"\ntier1 = [\"127.0.0.1:2\"]\ncapacity = 0\n",
             "capacity",
+        ),
+        (
+            "tier2",
+            "id = 1\nlisten = \"127.0.0.1:1\"\ntier1 = [\"127.0.0.1:2\"]\n",
+            "key",
+        ),
+        (
+            "tier2",
+            "id = 1\nlisten = \"127.0.0.1:1\"\ntier1 = [\"127.0.0.1:2\"]\nkey = \"/nonexistent/cluster.key\"\ndevices = \"/nonexistent/d.toml\"\n",
+            "key",
+        ),
+        (
+            "mobile",
+            "id = 1\ntier1 = [\"127.0.0.1:2\"]\n",
+            "key",
+        ),
+        (
+            "mobile",
+            "id = 1\ntier1 = [\"127.0.0.1:2\"]\ninsecure = true\ncluster_key = \"00\"\n",
+            "insecure",
         ),
         (
             "mobile",
@@ -192,7 +264,7 @@ fn every_role_serves_prometheus_metrics() {
         &write(
             &dir,
             "tier2.toml",
-            &format!("id = 11\nlisten = \"127.0.0.1:{t2}\"\ntier1 = [\"127.0.0.1:{t1}\"]\ncapacity = 50\nmetrics = \"{m2}\"\n"),
+            &format!("id = 11\nlisten = \"127.0.0.1:{t2}\"\ntier1 = [\"127.0.0.1:{t1}\"]\ncapacity = 50\nmetrics = \"{m2}\"\ninsecure = true\n"),
         ),
     );
     std::thread::sleep(Duration::from_millis(600));
@@ -201,7 +273,7 @@ fn every_role_serves_prometheus_metrics() {
         &write(
             &dir,
             "mobile.toml",
-            &format!("id = 7\nlisten = \"127.0.0.1:0\"\ntier1 = [\"127.0.0.1:{t1}\"]\nfps = 20.0\nmetrics = \"{mm}\"\n"),
+            &format!("id = 7\nlisten = \"127.0.0.1:0\"\ntier1 = [\"127.0.0.1:{t1}\"]\nfps = 20.0\nmetrics = \"{mm}\"\ninsecure = true\n"),
         ),
     );
     std::thread::sleep(Duration::from_secs(2));

@@ -15,7 +15,7 @@ use livecam_system::device::{
 use serde_json::{json, Value};
 
 mod common;
-use common::roles::{port, spawn, stop, write};
+use common::roles::{port, spawn, stop, write, Keys};
 
 fn tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -124,6 +124,7 @@ fn frames_positions_and_commands_cross_the_whole_system() {
             &format!("id = 1\nlisten = \"127.0.0.1:{t1}\"\n"),
         ),
     );
+    let keys = Keys::make(&dir, "1-2");
     let tier2 = |id: u32, p: u16| {
         spawn(
             "tier2",
@@ -131,7 +132,8 @@ fn frames_positions_and_commands_cross_the_whole_system() {
                 &dir,
                 &format!("tier2-{id}.toml"),
                 &format!(
-                    "id = {id}\nlisten = \"127.0.0.1:{p}\"\ntier1 = [\"127.0.0.1:{t1}\"]\ndatabase = \"{db}\"\n"
+                    "id = {id}\nlisten = \"127.0.0.1:{p}\"\ntier1 = [\"127.0.0.1:{t1}\"]\ndatabase = \"{db}\"\n{}",
+                    keys.tier2()
                 ),
             ),
         )
@@ -152,8 +154,9 @@ fn frames_positions_and_commands_cross_the_whole_system() {
             &dir,
             &format!("mobile-{id}.toml"),
             &format!(
-                "id = {id}\nlisten = \"127.0.0.1:0\"\ntier1 = [\"127.0.0.1:{t1}\"]\nfps = 10.0\ncamera = \"{camera}\"\nkeep_frames = \"{}\"\n",
-                keep.display()
+                "id = {id}\nlisten = \"127.0.0.1:0\"\ntier1 = [\"127.0.0.1:{t1}\"]\nfps = 10.0\ncamera = \"{camera}\"\nkeep_frames = \"{}\"\n{}",
+                keep.display(),
+                keys.mobile(id)
             ),
         );
         (spawn("mobile", &cfg), keep)

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use livecam_sim::scenario::{Fault, RoleKind, Scenario};
 use livecam_system::link::LinkConfig;
 use livecam_system::proto::PolicyConfig;
+use livecam_system::runtime::security::ClusterKeys;
 use livecam_system::runtime::service::{MobileFile, Peer, Tier1File, Tier2File};
 use livecam_system::time::Instant;
 use thiserror::Error;
@@ -219,12 +220,13 @@ impl Plan {
     }
 
     /// The TOML config of host `i`'s role process: it binds `bind(i)` and reaches host `j` at
-    /// `addr(j)`.
+    /// `addr(j)`; its sessions use `keys` (made for the mobile hosts' ids), or none.
     pub fn role_config(
         &self,
         i: usize,
         bind: impl Fn(usize) -> SocketAddr,
         addr: impl Fn(usize) -> SocketAddr,
+        keys: Option<&ClusterKeys>,
     ) -> Result<String, toml::ser::Error> {
         let h = &self.hosts[i];
         let tier1: Vec<SocketAddr> = h.tier1.iter().map(|&j| addr(j)).collect();
@@ -244,29 +246,47 @@ impl Plan {
                     .collect(),
                 metrics: None,
             }),
-            ProcessRole::Tier2 => toml::to_string(&Tier2File {
-                id: h.id,
-                listen: bind(i),
-                tier1,
-                capacity: h.capacity.unwrap_or(1000),
-                policy: self.policy,
-                database: None,
-                advertise: None,
-                metrics: None,
-            }),
-            ProcessRole::Mobile => toml::to_string(&MobileFile {
-                id: h.id,
-                listen: bind(i),
-                tier1,
-                fps: self.fps,
-                camera: "synthetic".to_string(),
-                gps: "synthetic".to_string(),
-                width: 320,
-                height: 240,
-                jpeg_quality: 85,
-                keep_frames: None,
-                metrics: None,
-            }),
+            ProcessRole::Tier2 => {
+                let mut cfg = Tier2File {
+                    id: h.id,
+                    listen: bind(i),
+                    tier1,
+                    capacity: h.capacity.unwrap_or(1000),
+                    policy: self.policy,
+                    database: None,
+                    advertise: None,
+                    metrics: None,
+                    key: None,
+                    devices: None,
+                    insecure: keys.is_none(),
+                };
+                if let Some(k) = keys {
+                    k.secure_tier2(&mut cfg);
+                }
+                toml::to_string(&cfg)
+            }
+            ProcessRole::Mobile => {
+                let mut cfg = MobileFile {
+                    id: h.id,
+                    listen: bind(i),
+                    tier1,
+                    fps: self.fps,
+                    camera: "synthetic".to_string(),
+                    gps: "synthetic".to_string(),
+                    width: 320,
+                    height: 240,
+                    jpeg_quality: 85,
+                    keep_frames: None,
+                    metrics: None,
+                    key: None,
+                    cluster_key: None,
+                    insecure: keys.is_none(),
+                };
+                if let Some(k) = keys {
+                    k.secure_mobile(&mut cfg);
+                }
+                toml::to_string(&cfg)
+            }
         }
     }
 }
@@ -335,7 +355,7 @@ b = "t2"
         }
         let bind = |i: usize| SocketAddr::from(([10, 0, 0, i as u8], 7000));
         let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16));
-        let t2 = p.role_config(1, bind, addr).expect("toml");
+        let t2 = p.role_config(1, bind, addr, None).expect("toml");
         let parsed: Tier2File = toml::from_str(&t2).expect("a tier-2 config");
         assert_eq!(parsed.listen, bind(1));
         assert_eq!(parsed.tier1, [addr(0)]);
@@ -343,11 +363,11 @@ b = "t2"
             parsed.policy.kind,
             livecam_system::proto::PolicyKind::Fixed(800)
         );
-        let t1: Tier1File =
-            toml::from_str(&p.role_config(0, bind, addr).expect("toml")).expect("a tier-1 config");
+        let t1: Tier1File = toml::from_str(&p.role_config(0, bind, addr, None).expect("toml"))
+            .expect("a tier-1 config");
         assert!(t1.peers.is_empty());
-        let m: MobileFile =
-            toml::from_str(&p.role_config(3, bind, addr).expect("toml")).expect("a mobile config");
+        let m: MobileFile = toml::from_str(&p.role_config(3, bind, addr, None).expect("toml"))
+            .expect("a mobile config");
         assert_eq!((m.fps, m.tier1.clone()), (5.0, vec![addr(0)]));
     }
 

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use livecam_system::link::LinkStats;
+use livecam_system::runtime::security::ClusterKeys;
 use serde::Serialize;
 use thiserror::Error;
 
@@ -251,6 +252,17 @@ fn start_roles<'n>(
     let mut order: Vec<usize> = (0..plan.hosts.len()).collect();
     order.sort_by_key(|&i| (plan.hosts[i].role, i));
     let mut registered = false;
+    // Sessions are authenticated as in a deployment: keys for this run, in its directory.
+    let mobile_ids: Vec<u32> = plan
+        .hosts
+        .iter()
+        .filter(|h| h.role == ProcessRole::Mobile)
+        .map(|h| h.id)
+        .collect();
+    let keys_dir = dir.join("keys");
+    let _ = std::fs::remove_dir_all(&keys_dir); // an earlier run's, in the same directory
+    let keys = ClusterKeys::create(&keys_dir, &mobile_ids)
+        .map_err(io_err(format!("making keys in {}", keys_dir.display())))?;
     for i in order {
         let h = &plan.hosts[i];
         if h.role == ProcessRole::Mobile {
@@ -262,7 +274,7 @@ fn start_roles<'n>(
             registered = true;
         }
         let config = dir.join(format!("{}.toml", h.name));
-        std::fs::write(&config, plan.role_config(i, &bind, &addr)?)
+        std::fs::write(&config, plan.role_config(i, &bind, &addr, Some(&keys))?)
             .map_err(io_err(format!("writing {}", config.display())))?;
         let stderr_path = dir.join(format!("{}.stderr", h.name));
         let stderr = std::fs::File::create(&stderr_path)

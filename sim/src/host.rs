@@ -16,6 +16,7 @@ use livecam_system::role::{
     Camera, CameraConfig, FrameContent, Mobile, MobileConfig, RoleEvent, Sink, Tier1Server,
     Tier2Server,
 };
+use livecam_system::secure::{DeviceRegistry, DeviceSecurity, Entropy, Gate, StaticKey};
 use livecam_system::time::Instant;
 
 use crate::scenario::{Fault, Host, RoleKind, Scenario};
@@ -62,6 +63,38 @@ pub fn sender_config(scenario: &Scenario, session: u32, peer: SocketAddr) -> Sen
         probe_timeout: ms(p.probe_timeout_ms),
         ..SenderConfig::new(session, peer)
     }
+}
+
+/// Incarnations of a mobile host the tier-2s' device registry admits (its client id changes
+/// with each restart; see [`session_id`]).
+const REGISTERED_INCARNATIONS: u32 = 16;
+
+/// The simulated cluster's keys, drawn from the run's seed: the same seed, the same keys.
+fn cluster_key(seed: u64) -> StaticKey {
+    StaticKey::generate(&mut Entropy::seeded(seed ^ 0x6c69_7665_6361_6d31))
+}
+
+/// Mobile host `index`'s device key.
+fn device_key(seed: u64, index: usize) -> StaticKey {
+    StaticKey::generate(&mut Entropy::seeded(
+        seed.rotate_left(17) ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    ))
+}
+
+/// Every mobile host's key, under each client id it may use.
+fn device_registry(scenario: &Scenario, seed: u64) -> DeviceRegistry {
+    let mut reg = DeviceRegistry::new();
+    for h in scenario
+        .hosts()
+        .iter()
+        .filter(|h| h.role == RoleKind::Mobile)
+    {
+        let key = device_key(seed, h.index).public();
+        for inc in 0..REGISTERED_INCARNATIONS {
+            reg.insert(session_id(h.index, inc), key);
+        }
+    }
+    reg
 }
 
 /// A session id unique per camera host and incarnation.
@@ -244,10 +277,18 @@ where
             let session = session_id(host.index, incarnation);
             let unconnected: SocketAddr = ([0, 0, 0, 0], 0).into();
             let camera = camera(unconnected, session);
-            let connector = Connector::new(ClientConfig {
+            let mut connector = Connector::new(ClientConfig {
                 connect_timeout: ms(c.connect_timeout_ms),
                 ..ClientConfig::new(session, tier1_addrs)
             });
+            if c.secure {
+                connector = connector.with_security(DeviceSecurity::new(
+                    device_key(seed, host.index),
+                    cluster_key(seed).public(),
+                    0,
+                    Entropy::seeded(seed ^ u64::from(session).rotate_left(32)),
+                ));
+            }
             let mobile_cfg = MobileConfig {
                 session_timeout: ms(c.session_timeout_ms),
                 ..MobileConfig::default()
@@ -302,7 +343,15 @@ where
                 ..Tier2Config::new(host.index as u32, tier1_addrs)
             };
             let sink = Sink::new(Receiver::new(receiver_config(scenario)), Box::new(content));
-            let mut server = Tier2Server::new(Tier2::new(cfg, now), sink);
+            let mut tier2 = Tier2::new(cfg, now);
+            if c.secure {
+                tier2 = tier2.with_gate(Gate::new(
+                    cluster_key(seed),
+                    device_registry(scenario, seed),
+                    Entropy::seeded(seed ^ (host.index as u64) << 40 ^ u64::from(incarnation)),
+                ));
+            }
+            let mut server = Tier2Server::new(tier2, sink);
             server.enable_recording();
             Running::Tier2(Box::new(server))
         }

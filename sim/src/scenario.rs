@@ -118,6 +118,9 @@ pub struct Cluster {
     pub connect_timeout_ms: f64,
     pub session_timeout_ms: f64,
     pub reservation_ttl_ms: f64,
+    /// Sessions are authenticated and encrypted (Noise keys drawn from the seed); `false`
+    /// runs the plain protocol.
+    pub secure: bool,
 }
 
 impl Default for Cluster {
@@ -137,6 +140,7 @@ impl Default for Cluster {
             connect_timeout_ms: 500.0,
             session_timeout_ms: 1000.0,
             reservation_ttl_ms: 2000.0,
+            secure: true,
         }
     }
 }

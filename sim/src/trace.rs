@@ -34,6 +34,11 @@ pub enum MsgSummary {
         frame: u32,
         next: u16,
     },
+    /// A session datagram sealed with its session's keys: what is inside stays hidden.
+    Sealed {
+        session: u32,
+        nonce: u64,
+    },
     /// A cluster control message.
     Control {
         name: &'static str,
@@ -61,6 +66,10 @@ impl MsgSummary {
                 session: a.session,
                 frame: a.frame,
                 next: a.next_segment_size,
+            },
+            Ok(Message::Sealed(s)) => MsgSummary::Sealed {
+                session: s.session,
+                nonce: s.nonce,
             },
             Ok(other) => MsgSummary::Control { name: other.name() },
             Err(e) => MsgSummary::Undecodable {

@@ -56,5 +56,6 @@ pub mod proto;
 pub mod role;
 #[cfg(feature = "server")]
 pub mod runtime;
+pub mod secure;
 pub mod stats;
 pub mod time;

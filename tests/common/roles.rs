@@ -56,3 +56,51 @@ pub fn port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// A cluster's keys made with `livecam keygen --cluster`, and the config lines that use them.
+pub struct Keys {
+    dir: PathBuf,
+}
+
+impl Keys {
+    /// Keys for devices `ids` (as `--devices` takes them, e.g. `1001-1004`) in `dir/keys`.
+    pub fn make(dir: &Path, ids: &str) -> Keys {
+        let dir = dir.join("keys");
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = livecam()
+            .args(["keygen", "--cluster"])
+            .arg(&dir)
+            .args(["--devices", ids])
+            .output()
+            .expect("run livecam keygen");
+        assert!(out.status.success(), "keygen: {out:?}");
+        Keys { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        format!("{:?}", self.dir.join(name).display().to_string())
+    }
+
+    /// A tier-2 config's key lines.
+    pub fn tier2(&self) -> String {
+        format!(
+            "key = {}\ndevices = {}\n",
+            self.path("cluster.key"),
+            self.path("devices.toml")
+        )
+    }
+
+    /// Mobile client `id`'s key lines.
+    pub fn mobile(&self, id: u32) -> String {
+        format!(
+            "key = {}\n{}",
+            self.path(&format!("device-{id}.key")),
+            self.cluster_key()
+        )
+    }
+
+    /// The `cluster_key` line of a mobile config.
+    pub fn cluster_key(&self) -> String {
+        format!("cluster_key = {}\n", self.path("cluster.key.pub"))
+    }
+}

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::outbox::Outbox;
 use crate::proto::wire::{ConnectReply, ConnectRequest, Message};
+use crate::secure::{Channel, DeviceSecurity, Initiator};
 use crate::time::{period, Instant};
 
 /// How a client finds its tier-2.
@@ -66,6 +67,13 @@ pub struct Connector {
     state: State,
     outbox: Outbox,
     events: VecDeque<ClientEvent>,
+    /// With keys: every request carries a Noise hello and only an offer whose reply proves
+    /// the cluster's key is taken (see [`crate::secure`]).
+    security: Option<DeviceSecurity>,
+    /// The handshake of the current attempt.
+    initiator: Option<Initiator>,
+    /// Keys of the session just connected, until the application takes them.
+    channel: Option<Channel>,
 }
 
 impl Connector {
@@ -78,7 +86,25 @@ impl Connector {
             state: State::Idle,
             outbox: Outbox::default(),
             events: VecDeque::new(),
+            security: None,
+            initiator: None,
+            channel: None,
         }
+    }
+
+    /// Authenticates to the cluster with these keys.
+    pub fn with_security(mut self, security: DeviceSecurity) -> Self {
+        self.security = Some(security);
+        self
+    }
+
+    pub fn is_secure(&self) -> bool {
+        self.security.is_some()
+    }
+
+    /// The keys of the session just connected (once, after [`ClientEvent::Connected`]).
+    pub fn take_channel(&mut self) -> Option<Channel> {
+        self.channel.take()
     }
 
     pub fn id(&self) -> u32 {
@@ -137,9 +163,21 @@ impl Connector {
             return;
         };
         self.attempt = self.attempt.wrapping_add(1);
+        let mut hello = Vec::new();
+        self.initiator = None;
+        if let Some(security) = &mut self.security {
+            match security.hello(now, self.cfg.id, self.attempt) {
+                Ok((initiator, h)) => {
+                    self.initiator = Some(initiator);
+                    hello = h;
+                }
+                Err(e) => tracing::warn!(%e, "cannot start a handshake"),
+            }
+        }
         let req = ConnectRequest {
             client: self.cfg.id,
             attempt: self.attempt,
+            hello: &hello,
         };
         self.outbox.send(tier1, &Message::ConnectRequest(req));
         self.state = State::Connecting {
@@ -168,6 +206,21 @@ impl Connector {
         match msg {
             Message::ConnectOffer(o) if o.client == self.cfg.id => match self.state {
                 State::Connecting { started, tries, .. } if o.attempt == self.attempt => {
+                    if self.security.is_some() {
+                        // Only an offer that completes the handshake counts; a forged one is
+                        // ignored (not even released: it did not come from the cluster).
+                        let Some(initiator) = self.initiator.take() else {
+                            return true;
+                        };
+                        match initiator.finish(o.tier2, o.reply) {
+                            Ok(channel) => self.channel = Some(channel),
+                            Err((back, e)) => {
+                                tracing::debug!(tier2 = o.tier2, %e, "offer refused");
+                                self.initiator = back;
+                                return true;
+                            }
+                        }
+                    }
                     // The first answer wins (claim 17).
                     self.reply(from, o.attempt, o.tier2, true);
                     self.state = State::Connected {

@@ -322,6 +322,7 @@ impl Tier1 {
                     client: r.client,
                     attempt: r.attempt,
                     client_addr: from,
+                    hello: r.hello,
                 };
                 let mut targets: Vec<SocketAddr> = self
                     .managed

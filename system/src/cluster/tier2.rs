@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::outbox::Outbox;
 use crate::proto::wire::{ConnectOffer, Heartbeat, Message, MAX_TIER1_LIST};
+use crate::secure::{Channel, Gate, GateStats};
 use crate::time::{period, Instant};
 
 /// How long a tier-2 waits before answering a forwarded request: `base + per_session * load`,
@@ -76,12 +77,16 @@ pub enum Tier2Event {
     ManagerChanged { manager: SocketAddr, epoch: u64 },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Reservation {
     attempt: u32,
     client_addr: SocketAddr,
     offer_at: Option<Instant>,
     expires: Instant,
+    /// The handshake reply the offer carries (empty without keys).
+    reply: Vec<u8>,
+    /// The session's keys, handed over once the client accepts.
+    channel: Option<Channel>,
 }
 
 /// A tier-2 server's cluster logic. Frames go to its [`Receiver`](crate::proto::Receiver);
@@ -98,6 +103,10 @@ pub struct Tier2 {
     sessions: u32,
     outbox: Outbox,
     events: VecDeque<Tier2Event>,
+    /// With keys: admits only registered devices (see [`crate::secure`]).
+    gate: Option<Gate>,
+    /// Keys of sessions accepted and not yet taken by the application.
+    channels: BTreeMap<u32, Channel>,
 }
 
 impl Tier2 {
@@ -115,7 +124,50 @@ impl Tier2 {
             sessions: 0,
             outbox: Outbox::default(),
             events: VecDeque::new(),
+            gate: None,
+            channels: BTreeMap::new(),
         }
+    }
+
+    /// Admits only the devices `gate` knows: a connection request whose handshake does not
+    /// verify gets no reservation.
+    pub fn with_gate(mut self, gate: Gate) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Whether sessions are authenticated and encrypted.
+    pub fn is_secure(&self) -> bool {
+        self.gate.is_some()
+    }
+
+    /// What the gate admitted and refused (`None` without keys).
+    pub fn gate_stats(&self) -> Option<GateStats> {
+        self.gate.as_ref().map(Gate::stats)
+    }
+
+    /// The keys of `client`'s reservation: a sealed datagram that arrives before its accept
+    /// (the accept was lost) is opened with them.
+    pub fn reserved_channel(&mut self, client: u32) -> Option<&mut Channel> {
+        self.reservations.get_mut(&client)?.channel.as_mut()
+    }
+
+    /// `client` proved it took this tier-2's offer (a datagram opened with its reservation's
+    /// keys): accepted as if its accept had arrived from `addr`.
+    pub fn confirm(&mut self, client: u32, addr: SocketAddr) {
+        if let Some(r) = self.reservations.remove(&client) {
+            if let Some(channel) = r.channel {
+                self.channels.insert(client, channel);
+            }
+            self.events
+                .push_back(Tier2Event::SessionAccepted { client, addr });
+        }
+    }
+
+    /// The keys of `client`'s newly accepted session (once, after
+    /// [`Tier2Event::SessionAccepted`]).
+    pub fn take_channel(&mut self, client: u32) -> Option<Channel> {
+        self.channels.remove(&client)
     }
 
     pub fn id(&self) -> u32 {
@@ -192,6 +244,18 @@ impl Tier2 {
                 if self.load() >= self.cfg.capacity {
                     return true; // full: no answer (claim 17: the others answer first)
                 }
+                let (reply, channel) = match &mut self.gate {
+                    None => (Vec::new(), None),
+                    Some(gate) => {
+                        match gate.admit(now, f.client, f.attempt, self.cfg.id, f.hello) {
+                            Ok((reply, channel)) => (reply, Some(channel)),
+                            Err(e) => {
+                                tracing::debug!(client = f.client, %e, "connection refused");
+                                return true; // unknown or unproven device: no reservation
+                            }
+                        }
+                    }
+                };
                 let delay = self.cfg.offer_delay.delay(self.load());
                 self.reservations.insert(
                     f.client,
@@ -200,6 +264,8 @@ impl Tier2 {
                         client_addr: f.client_addr,
                         offer_at: Some(now + delay),
                         expires: now + delay + self.cfg.reservation_ttl,
+                        reply,
+                        channel,
                     },
                 );
             }
@@ -209,9 +275,14 @@ impl Tier2 {
                     .get(&a.client)
                     .is_some_and(|r| r.attempt == a.attempt);
                 // Without a reservation (it expired, or the accept is a duplicate) the client
-                // is still welcome while there is room.
-                if known || self.load() < self.cfg.capacity {
-                    self.reservations.remove(&a.client);
+                // is still welcome while there is room, unless sessions need keys: those come
+                // only from a reservation's handshake.
+                if known || (self.gate.is_none() && self.load() < self.cfg.capacity) {
+                    if let Some(channel) =
+                        self.reservations.remove(&a.client).and_then(|r| r.channel)
+                    {
+                        self.channels.insert(a.client, channel);
+                    }
                     self.events.push_back(Tier2Event::SessionAccepted {
                         client: a.client,
                         addr: from,
@@ -268,6 +339,7 @@ impl Tier2 {
                     attempt: r.attempt,
                     tier2: self.cfg.id,
                     load,
+                    reply: &r.reply,
                 };
                 self.outbox
                     .send(r.client_addr, &Message::ConnectOffer(offer));

@@ -10,10 +10,12 @@
 //! ```
 //!
 //! All integers are big-endian. Types `0x01..=0x0f` belong to the segment protocol (segment,
-//! NACK, frame ACK); `0x10..=0x2f` to the cluster's control messages (connection set-up,
+//! NACK, frame ACK, and `0x08`: a session datagram sealed with the session's Noise keys, whose
+//! body is the encrypted inner datagram and its AEAD tag); `0x10..=0x2f` to the cluster's control messages (connection set-up,
 //! heartbeats, hand-over; `0x10..=0x1b` in use); `0x30..=0x3f` to the backend's (commands to
 //! mobile clients and their results; `0x30..=0x31` in use).
-//! Addresses travel as a family byte (4 or 6), the address, and the port. A decoder that meets a type it does not know rejects it with
+//! Addresses travel as a family byte (4 or 6), the address, and the port; handshake messages
+//! as a 16-bit length and the bytes. A decoder that meets a type it does not know rejects it with
 //! [`WireError::UnknownType`], so old peers fail loudly rather than misread.
 //!
 //! Decoding never panics, whatever the bytes: every field is bounds-checked and every
@@ -42,6 +44,13 @@ pub const UDP_IP_OVERHEAD: usize = 28;
 pub const MAX_SEGMENT_PAYLOAD: usize = 65_507 - SEGMENT_OVERHEAD;
 /// Most segment indices one NACK datagram names; longer lists are split.
 pub const MAX_NACK_INDICES: usize = 1024;
+/// Longest Noise handshake message a connection request or offer carries.
+pub const MAX_HANDSHAKE_LEN: usize = 512;
+/// Bytes a sealed datagram adds around its (encrypted) inner datagram: preamble, session,
+/// nonce, AEAD tag and CRC.
+pub const SEALED_OVERHEAD: usize = PREAMBLE_LEN + 4 + 8 + AEAD_TAG_LEN + CRC_LEN;
+/// Length of the AEAD tag a sealed datagram's body ends with.
+pub const AEAD_TAG_LEN: usize = 16;
 
 /// Message type codes.
 pub mod kind {
@@ -51,6 +60,9 @@ pub mod kind {
     pub const NACK: u8 = 0x02;
     /// A frame is complete; carries the segment size for the next frame.
     pub const FRAME_ACK: u8 = 0x03;
+    /// A session datagram (segment, NACK, ACK, command, result) sealed with the session's
+    /// keys: the inner datagram travels encrypted and authenticated (see [`crate::secure`]).
+    pub const SEALED: u8 = 0x08;
     /// Client -> tier-1: I want a session.
     pub const CONNECT_REQUEST: u8 = 0x10;
     /// Tier-1 -> each tier-2 it manages: this client wants a session.
@@ -145,28 +157,46 @@ pub struct FrameAck {
 
 /// Client -> tier-1: a request for a communication interface (claim 15).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectRequest {
+pub struct ConnectRequest<'a> {
     /// The requesting mobile client; also its session id once connected.
     pub client: u32,
     /// Which attempt this is, so late answers to an old attempt can be told apart.
     pub attempt: u32,
+    /// The first Noise handshake message, which proves the device's key (empty on a cluster
+    /// run without keys); at most [`MAX_HANDSHAKE_LEN`] bytes.
+    pub hello: &'a [u8],
 }
 
 /// Tier-1 -> tier-2: a client's request, with the client's address (claim 15).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectForward {
+pub struct ConnectForward<'a> {
     pub client: u32,
     pub attempt: u32,
     pub client_addr: SocketAddr,
+    /// The client's handshake message, passed on unread.
+    pub hello: &'a [u8],
 }
 
 /// Tier-2 -> client: an offer, sent later the more loaded the tier-2 is (claim 17).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectOffer {
+pub struct ConnectOffer<'a> {
     pub client: u32,
     pub attempt: u32,
     pub tier2: u32,
     pub load: u32,
+    /// The tier-2's answer to the client's handshake message (empty without keys).
+    pub reply: &'a [u8],
+}
+
+/// A session datagram sealed with the session's keys ([`kind::SEALED`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sealed<'a> {
+    /// The session whose keys open it.
+    pub session: u32,
+    /// Sender's counter: the AEAD nonce, and what the receiver's replay window checks.
+    pub nonce: u64,
+    /// The encrypted inner datagram followed by its [`AEAD_TAG_LEN`]-byte tag.
+    pub body: &'a [u8],
 }
 
 /// Client -> tier-2: accept (`CONNECT_ACCEPT`) or release (`CONNECT_RELEASE`) an offer.
@@ -286,9 +316,9 @@ pub enum Message<'a> {
     Segment(Segment<'a>),
     Nack(Nack),
     FrameAck(FrameAck),
-    ConnectRequest(ConnectRequest),
-    ConnectForward(ConnectForward),
-    ConnectOffer(ConnectOffer),
+    ConnectRequest(ConnectRequest<'a>),
+    ConnectForward(ConnectForward<'a>),
+    ConnectOffer(ConnectOffer<'a>),
     ConnectAccept(ConnectReply),
     ConnectRelease(ConnectReply),
     Heartbeat(Heartbeat),
@@ -301,6 +331,7 @@ pub enum Message<'a> {
     PeerStatus(PeerStatus),
     Command(CommandMsg),
     CommandResult(CommandResult),
+    Sealed(Sealed<'a>),
 }
 
 fn put_preamble(buf: &mut Vec<u8>, kind: u8) -> usize {
@@ -314,6 +345,62 @@ fn put_preamble(buf: &mut Vec<u8>, kind: u8) -> usize {
 fn put_crc(buf: &mut Vec<u8>, start: usize) {
     let crc = crc32c::crc32c(&buf[start..]);
     buf.extend_from_slice(&crc.to_be_bytes());
+}
+
+/// A handshake message: a 16-bit length and the bytes (cut at [`MAX_HANDSHAKE_LEN`]; callers
+/// never make longer ones).
+fn put_handshake(buf: &mut Vec<u8>, msg: &[u8]) {
+    let msg = &msg[..msg.len().min(MAX_HANDSHAKE_LEN)];
+    buf.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    buf.extend_from_slice(msg);
+}
+
+/// Appends a sealed datagram for `session` with `nonce` whose body `fill` writes in place:
+/// `fill` gets `body_len` bytes to fill and returns how many it used (the rest is cut). The
+/// preamble and CRC are added around it; on error nothing is appended.
+pub fn put_sealed<E>(
+    buf: &mut Vec<u8>,
+    session: u32,
+    nonce: u64,
+    body_len: usize,
+    fill: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+) -> Result<(), E> {
+    let start = put_preamble(buf, kind::SEALED);
+    buf.extend_from_slice(&session.to_be_bytes());
+    buf.extend_from_slice(&nonce.to_be_bytes());
+    let body = buf.len();
+    buf.resize(body + body_len, 0);
+    match fill(&mut buf[body..]) {
+        Ok(used) => {
+            buf.truncate(body + used.min(body_len));
+            put_crc(buf, start);
+            Ok(())
+        }
+        Err(e) => {
+            buf.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+/// Whether a datagram claims to be sealed ([`kind::SEALED`]); only the preamble is looked at.
+pub fn is_sealed(datagram: &[u8]) -> bool {
+    datagram.len() >= PREAMBLE_LEN && datagram[..2] == MAGIC && datagram[3] == kind::SEALED
+}
+
+/// The session a session datagram belongs to, read from its header without further checks:
+/// the first field of a segment, NACK or frame ACK; the client of a command or its result.
+pub fn session_of(datagram: &[u8]) -> Option<u32> {
+    if datagram.len() < PREAMBLE_LEN || datagram[..2] != MAGIC {
+        return None;
+    }
+    let at = match datagram[3] {
+        0x01..=0x0f => PREAMBLE_LEN,
+        kind::COMMAND | kind::COMMAND_RESULT => PREAMBLE_LEN + 8,
+        _ => return None,
+    };
+    let b = datagram.get(at..at + 4)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 impl Segment<'_> {
@@ -383,6 +470,7 @@ impl Message<'_> {
             Message::PeerStatus(_) => "peer_status",
             Message::Command(_) => "command",
             Message::CommandResult(_) => "command_result",
+            Message::Sealed(_) => "sealed",
         }
     }
 }
@@ -408,6 +496,13 @@ impl Message<'_> {
             Message::Segment(s) => return s.encode(buf),
             Message::Nack(n) => return n.encode(buf),
             Message::FrameAck(a) => return a.encode(buf),
+            Message::Sealed(s) => {
+                return put_sealed(buf, s.session, s.nonce, s.body.len(), |out| {
+                    out.copy_from_slice(s.body);
+                    Ok::<usize, std::convert::Infallible>(out.len())
+                })
+                .unwrap_or_else(|never| match never {})
+            }
             Message::ConnectRequest(_) => (kind::CONNECT_REQUEST, buf.len()),
             Message::ConnectForward(_) => (kind::CONNECT_FORWARD, buf.len()),
             Message::ConnectOffer(_) => (kind::CONNECT_OFFER, buf.len()),
@@ -427,21 +522,24 @@ impl Message<'_> {
         let u32 = |buf: &mut Vec<u8>, v: u32| buf.extend_from_slice(&v.to_be_bytes());
         let u64 = |buf: &mut Vec<u8>, v: u64| buf.extend_from_slice(&v.to_be_bytes());
         match self {
-            Message::Segment(_) | Message::Nack(_) | Message::FrameAck(_) => {}
+            Message::Segment(_) | Message::Nack(_) | Message::FrameAck(_) | Message::Sealed(_) => {}
             Message::ConnectRequest(m) => {
                 u32(buf, m.client);
                 u32(buf, m.attempt);
+                put_handshake(buf, m.hello);
             }
             Message::ConnectForward(m) => {
                 u32(buf, m.client);
                 u32(buf, m.attempt);
                 put_addr(buf, &m.client_addr);
+                put_handshake(buf, m.hello);
             }
             Message::ConnectOffer(m) => {
                 u32(buf, m.client);
                 u32(buf, m.attempt);
                 u32(buf, m.tier2);
                 u32(buf, m.load);
+                put_handshake(buf, m.reply);
             }
             Message::ConnectAccept(m) | Message::ConnectRelease(m) => {
                 u32(buf, m.client);
@@ -536,6 +634,13 @@ impl<'a> Reader<'a> {
         self.bytes = tail;
         Ok(head)
     }
+    fn handshake(&mut self) -> Result<&'a [u8], WireError> {
+        let n = usize::from(self.u16()?);
+        if n > MAX_HANDSHAKE_LEN {
+            return Err(WireError::Invalid("handshake message too long"));
+        }
+        self.take(n)
+    }
     fn u16(&mut self) -> Result<u16, WireError> {
         let b = self.take(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
@@ -618,20 +723,36 @@ pub fn decode(datagram: &[u8]) -> Result<Message<'_>, WireError> {
             frame: r.u32()?,
             next_segment_size: r.u16()?,
         }),
+        kind::SEALED => {
+            let session = r.u32()?;
+            let nonce = r.u64()?;
+            let body = r.take(r.bytes.len())?;
+            if body.len() < AEAD_TAG_LEN {
+                return Err(WireError::Length("sealed body shorter than its tag"));
+            }
+            Message::Sealed(Sealed {
+                session,
+                nonce,
+                body,
+            })
+        }
         kind::CONNECT_REQUEST => Message::ConnectRequest(ConnectRequest {
             client: r.u32()?,
             attempt: r.u32()?,
+            hello: r.handshake()?,
         }),
         kind::CONNECT_FORWARD => Message::ConnectForward(ConnectForward {
             client: r.u32()?,
             attempt: r.u32()?,
             client_addr: r.addr()?,
+            hello: r.handshake()?,
         }),
         kind::CONNECT_OFFER => Message::ConnectOffer(ConnectOffer {
             client: r.u32()?,
             attempt: r.u32()?,
             tier2: r.u32()?,
             load: r.u32()?,
+            reply: r.handshake()?,
         }),
         kind::CONNECT_ACCEPT | kind::CONNECT_RELEASE => {
             let m = ConnectReply {
@@ -935,6 +1056,7 @@ mod tests {
             port in any::<u16>(),
             v6 in any::<bool>(),
             n in 1usize..10,
+            hello in proptest::collection::vec(any::<u8>(), 0..MAX_HANDSHAKE_LEN),
         ) {
             let addr = if v6 {
                 SocketAddr::new(IpAddr::from(ip6), port)
@@ -942,9 +1064,9 @@ mod tests {
                 SocketAddr::new(IpAddr::from(ip), port)
             };
             let msg = match which {
-                0 => Message::ConnectRequest(ConnectRequest { client: a, attempt: b }),
-                1 => Message::ConnectForward(ConnectForward { client: a, attempt: b, client_addr: addr }),
-                2 => Message::ConnectOffer(ConnectOffer { client: a, attempt: b, tier2: c, load: a ^ b }),
+                0 => Message::ConnectRequest(ConnectRequest { client: a, attempt: b, hello: &hello }),
+                1 => Message::ConnectForward(ConnectForward { client: a, attempt: b, client_addr: addr, hello: &hello }),
+                2 => Message::ConnectOffer(ConnectOffer { client: a, attempt: b, tier2: c, load: a ^ b, reply: &hello }),
                 3 => Message::ConnectAccept(ConnectReply { client: a, attempt: b, tier2: c }),
                 4 => Message::ConnectRelease(ConnectReply { client: a, attempt: b, tier2: c }),
                 5 => Message::Heartbeat(Heartbeat { tier2: a, epoch: e, sessions: b, capacity: c }),

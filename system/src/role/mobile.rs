@@ -7,6 +7,7 @@ use crate::cluster::{ClientEvent, Connector};
 use crate::driver::{Endpoint, Role};
 use crate::outbox::Outbox;
 use crate::proto::wire::{self, Command, CommandMsg, CommandResult, Message};
+use crate::secure::Channel;
 use crate::time::Instant;
 
 /// How a mobile client watches its session.
@@ -43,6 +44,13 @@ pub struct Mobile {
     results: VecDeque<CommandResult>,
     outbox: Outbox,
     recorder: Recorder,
+    /// The session's keys when the connector authenticates (see [`crate::secure`]).
+    channel: Option<Channel>,
+    /// Reused for datagrams before sealing and after opening.
+    scratch: Vec<u8>,
+    /// Datagrams refused: unsealed session traffic when keys are in use, or sealed ones that
+    /// did not open (forged, replayed, from another address).
+    rejected: u64,
 }
 
 /// Command results a mobile client remembers.
@@ -61,6 +69,41 @@ impl Mobile {
             results: VecDeque::new(),
             outbox: Outbox::default(),
             recorder: Recorder::default(),
+            channel: None,
+            scratch: Vec::new(),
+            rejected: 0,
+        }
+    }
+
+    /// Datagrams refused as unauthenticated.
+    pub fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
+    /// Opens a sealed datagram from the tier-2 of the session into `inner`.
+    fn open(&mut self, from: SocketAddr, data: &[u8], inner: &mut Vec<u8>) -> bool {
+        let from_tier2 = self.connector.connected().is_some_and(|(_, a)| a == from);
+        let opened = match (&mut self.channel, wire::decode(data)) {
+            (Some(ch), Ok(Message::Sealed(m))) if from_tier2 && m.session == ch.session() => {
+                ch.open(&m, inner).is_ok()
+            }
+            _ => false,
+        };
+        if !opened {
+            self.rejected += 1;
+        }
+        opened
+    }
+
+    /// A datagram of the session, from its tier-2 (opened, when keys are in use).
+    fn on_session_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        if wire::is_control(data) {
+            // Commands come only through the tier-2 that holds the session.
+            if let Ok(Message::Command(m)) = wire::decode(data) {
+                self.on_command(now, from, &m);
+            }
+        } else {
+            self.camera.handle_datagram(now, from, data);
         }
     }
 
@@ -147,6 +190,7 @@ impl Mobile {
             } = ev
             {
                 self.camera.sender_mut().restart(now, addr);
+                self.channel = self.connector.take_channel();
                 self.connected_at = now;
                 self.recorder.record(
                     now,
@@ -202,26 +246,29 @@ impl Mobile {
 
 impl Endpoint for Mobile {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        if wire::is_control(data) {
+        let from_tier2 = self.connector.connected().is_some_and(|(_, a)| a == from);
+        let secure = self.connector.is_secure();
+        if wire::is_sealed(data) {
+            let mut inner = std::mem::take(&mut self.scratch);
+            if self.open(from, data, &mut inner) {
+                self.on_session_datagram(now, from, &inner);
+            }
+            self.scratch = inner;
+        } else if wire::is_control(data) {
             match wire::decode(data) {
-                // Commands come only through the tier-2 that holds the session.
-                Ok(Message::Command(m)) => {
-                    if self.connector.connected().is_some_and(|(_, a)| a == from) {
-                        self.on_command(now, from, &m);
-                    }
-                }
+                Ok(Message::Command(_)) if secure => self.rejected += 1,
+                Ok(Message::Command(_)) if from_tier2 => self.on_session_datagram(now, from, data),
+                Ok(Message::Command(_)) => {}
                 Ok(msg) => {
                     self.connector.handle(now, from, &msg);
                     self.drain_connector(now);
                 }
                 Err(_) => {}
             }
-        } else if self
-            .connector
-            .connected()
-            .is_some_and(|(_, addr)| addr == from)
-        {
-            self.camera.handle_datagram(now, from, data);
+        } else if secure {
+            self.rejected += 1;
+        } else if from_tier2 {
+            self.on_session_datagram(now, from, data);
         }
         self.track_waiting(now);
     }
@@ -250,15 +297,30 @@ impl Endpoint for Mobile {
     }
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        if let Some(to) = self
-            .connector
-            .poll_transmit(buf)
-            .or_else(|| self.outbox.poll_transmit(buf))
-        {
+        if let Some(to) = self.connector.poll_transmit(buf) {
             return Some(to);
         }
-        self.connector.connected()?;
-        self.camera.poll_transmit(now, buf)
+        // Session traffic: command results, then the camera's segments; sealed with keys.
+        let Some(channel) = self.channel.as_mut().filter(|_| self.connector.is_secure()) else {
+            if let Some(to) = self.outbox.poll_transmit(buf) {
+                return Some(to);
+            }
+            self.connector.connected()?;
+            return self.camera.poll_transmit(now, buf);
+        };
+        let mut plain = std::mem::take(&mut self.scratch);
+        plain.clear();
+        let to = match self.outbox.poll_transmit(&mut plain) {
+            Some(to) => Some(to),
+            None if self.connector.connected().is_some() => {
+                self.camera.poll_transmit(now, &mut plain)
+            }
+            None => None,
+        };
+        buf.clear();
+        let sealed = to.filter(|_| channel.seal(&plain, buf).is_ok());
+        self.scratch = plain;
+        sealed
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

@@ -7,6 +7,7 @@ use crate::cluster::{Tier2, Tier2Event};
 use crate::driver::{Endpoint, Role};
 use crate::outbox::Outbox;
 use crate::proto::wire::{self, CommandMsg, CommandResult, Message};
+use crate::secure::Channel;
 use crate::time::Instant;
 
 /// A tier-2 server: the cluster logic ([`Tier2`]) for control messages and a [`Sink`] for the
@@ -22,9 +23,24 @@ pub struct Tier2Server {
     accepted: BTreeMap<u32, Instant>,
     /// Command id -> (who sent it, client, until when its result is relayed back).
     relays: BTreeMap<u64, Relay>,
+    /// Server-to-server datagrams (results back to the backend): never sealed.
     outbox: Outbox,
+    /// Commands to clients: session traffic, sealed when sessions have keys.
+    to_clients: Outbox,
     recorder: Recorder,
+    /// Keys of the sessions it holds, when the cluster authenticates devices.
+    channels: BTreeMap<u32, Channel>,
+    /// When channels of sessions that ended are next swept away.
+    next_sweep: Instant,
+    /// Reused for datagrams before sealing and after opening.
+    scratch: Vec<u8>,
+    /// Session datagrams refused: unsealed while keys are in use, or sealed ones that did not
+    /// open (unknown session, forged, replayed, or naming another session inside).
+    rejected: u64,
 }
+
+/// How often channels of ended sessions are swept away.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 struct Relay {
@@ -46,8 +62,69 @@ impl Tier2Server {
             accepted: BTreeMap::new(),
             relays: BTreeMap::new(),
             outbox: Outbox::default(),
+            to_clients: Outbox::default(),
             recorder: Recorder::default(),
+            channels: BTreeMap::new(),
+            next_sweep: Instant::ZERO,
+            scratch: Vec::new(),
+            rejected: 0,
         }
+    }
+
+    /// Session datagrams refused as unauthenticated.
+    pub fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
+    /// Sessions whose keys it holds.
+    pub fn channels(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Opens a sealed datagram into `inner`; the session it belongs to, if it authenticated.
+    fn open(&mut self, from: SocketAddr, data: &[u8], inner: &mut Vec<u8>) -> Option<u32> {
+        let Ok(Message::Sealed(m)) = wire::decode(data) else {
+            return None;
+        };
+        match self.channels.get_mut(&m.session) {
+            Some(channel) => channel.open(&m, inner).ok()?,
+            None => {
+                // The client's accept may have been lost: its first datagram, opened with the
+                // reservation's keys, is as good as the accept.
+                self.tier2
+                    .reserved_channel(m.session)?
+                    .open(&m, inner)
+                    .ok()?;
+                self.tier2.confirm(m.session, from);
+            }
+        }
+        // Inside, it must be this session's own traffic.
+        (wire::session_of(inner) == Some(m.session)).then_some(m.session)
+    }
+
+    /// A datagram of a client's session (opened, when keys are in use).
+    fn on_session_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        if wire::is_control(data) {
+            if let Ok(Message::CommandResult(r)) = wire::decode(data) {
+                self.on_command_result(from, r);
+            }
+        } else {
+            self.sink.handle_datagram(now, from, data);
+        }
+    }
+
+    /// Drops the keys of sessions that ended (the receiver forgot them and they are not
+    /// waiting for their first segment).
+    fn sweep(&mut self, now: Instant) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + SWEEP_INTERVAL;
+        let receiver = self.sink.receiver();
+        let accepted = &self.accepted;
+        self.channels.retain(|&session, _| {
+            receiver.segment_size(session).is_some() || accepted.contains_key(&session)
+        });
     }
 
     /// A command from the backend: passed on to the client if this tier-2 holds its session,
@@ -67,7 +144,7 @@ impl Tier2Server {
                         expires: now + RELAY_TTL,
                     },
                 );
-                self.outbox.send(client_addr, &Message::Command(*m));
+                self.to_clients.send(client_addr, &Message::Command(*m));
             }
             None => self.outbox.send(
                 from,
@@ -118,6 +195,9 @@ impl Tier2Server {
             match ev {
                 Tier2Event::SessionAccepted { client, .. } => {
                     self.accepted.insert(client, now);
+                    if let Some(channel) = self.tier2.take_channel(client) {
+                        self.channels.insert(client, channel);
+                    }
                     self.recorder
                         .record(now, RoleEvent::SessionAccepted { tier2: id, client });
                 }
@@ -143,17 +223,30 @@ impl Tier2Server {
 
 impl Endpoint for Tier2Server {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        if wire::is_control(data) {
+        let secure = self.tier2.is_secure();
+        if wire::is_sealed(data) {
+            let mut inner = std::mem::take(&mut self.scratch);
+            match self.open(from, data, &mut inner) {
+                Some(_) => self.on_session_datagram(now, from, &inner),
+                None => self.rejected += 1,
+            }
+            self.scratch = inner;
+        } else if wire::is_control(data) {
             match wire::decode(data) {
+                // From the backend: server-to-server, not session traffic.
                 Ok(Message::Command(m)) => self.on_command(now, from, &m),
+                Ok(Message::CommandResult(_)) if secure => self.rejected += 1,
                 Ok(Message::CommandResult(r)) => self.on_command_result(from, r),
                 Ok(msg) => {
                     self.tier2.handle(now, from, &msg);
                 }
                 Err(_) => {}
             }
+        } else if secure {
+            // Unsealed session traffic never reaches the receiver: no state for strangers.
+            self.rejected += 1;
         } else {
-            self.sink.handle_datagram(now, from, data);
+            self.on_session_datagram(now, from, data);
         }
         self.update(now);
     }
@@ -162,17 +255,49 @@ impl Endpoint for Tier2Server {
         self.sink.handle_timeout(now);
         self.tier2.handle_timeout(now);
         self.update(now);
+        self.sweep(now);
     }
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        self.tier2
+        if let Some(to) = self
+            .tier2
             .poll_transmit(buf)
             .or_else(|| self.outbox.poll_transmit(buf))
-            .or_else(|| self.sink.poll_transmit(now, buf))
+        {
+            return Some(to);
+        }
+        if !self.tier2.is_secure() {
+            return self
+                .to_clients
+                .poll_transmit(buf)
+                .or_else(|| self.sink.poll_transmit(now, buf));
+        }
+        // Session traffic, sealed with its session's keys (skipping any whose keys are gone).
+        let mut plain = std::mem::take(&mut self.scratch);
+        let mut sent = None;
+        loop {
+            plain.clear();
+            let Some(to) = self
+                .to_clients
+                .poll_transmit(&mut plain)
+                .or_else(|| self.sink.poll_transmit(now, &mut plain))
+            else {
+                break;
+            };
+            let channel = wire::session_of(&plain).and_then(|s| self.channels.get_mut(&s));
+            buf.clear();
+            if channel.is_some_and(|c| c.seal(&plain, buf).is_ok()) {
+                sent = Some(to);
+                break;
+            }
+        }
+        self.scratch = plain;
+        sent
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        [self.tier2.poll_timeout(), self.sink.poll_timeout()]
+        let sweep = (!self.channels.is_empty()).then_some(self.next_sweep);
+        [self.tier2.poll_timeout(), self.sink.poll_timeout(), sweep]
             .into_iter()
             .flatten()
             .min()

@@ -147,13 +147,28 @@ pub async fn run_capacity(
     let t2: SocketAddr = ([127, 0, 0, 1], p2).into();
     let c1 = dir.join("tier1.toml");
     std::fs::write(&c1, format!("id = 1\nlisten = \"{t1}\"\n"))?;
+    // Authenticated sessions, as deployed: keys for every camera id the steps will use (each
+    // step's cameras and its probe get fresh ids).
+    let first = 1_000_000u32;
+    let total: u32 = std::iter::once(1)
+        .chain(opts.steps.iter().copied())
+        .map(|n| n + 1)
+        .sum();
+    let keys_dir = dir.join("keys");
+    let _ = std::fs::remove_dir_all(&keys_dir);
+    let ids: Vec<u32> = (first - 1..first - 1 + total).collect();
+    let keys = super::security::ClusterKeys::create(&keys_dir, &ids)?;
     let c2 = dir.join("tier2.toml");
     std::fs::write(
         &c2,
-        format!("id = 11\nlisten = \"{t2}\"\ntier1 = [\"{t1}\"]\ncapacity = 100000\n"),
+        format!(
+            "id = 11\nlisten = \"{t2}\"\ntier1 = [\"{t1}\"]\ncapacity = 100000\nkey = {:?}\ndevices = {:?}\n",
+            keys.cluster_key.display().to_string(),
+            keys.devices.display().to_string()
+        ),
     )?;
     pin_self_away_from(opts.server_cpu)?;
-    let mut first_id = 1_000_000u32;
+    let mut first_id = first;
     let mut step = |cameras: u32| {
         let o = LoadOptions {
             tier1: vec![t1],
@@ -164,6 +179,7 @@ pub async fn run_capacity(
             loss: 0.0,
             seed: u64::from(cameras),
             first_id,
+            keys: Some(keys.dir.clone()),
         };
         first_id += cameras + 1;
         o

@@ -45,6 +45,10 @@ pub struct LoadOptions {
     pub seed: u64,
     /// Client id of the first camera; the others follow. Must not clash with real clients.
     pub first_id: u32,
+    /// Keys for authenticated sessions: a directory as `livecam keygen --cluster` writes it,
+    /// with a `device-ID.key` for every camera id (and the probe's, `first_id - 1`). Without
+    /// it the cameras speak the plain protocol (for tier-2s run with `insecure = true`).
+    pub keys: Option<std::path::PathBuf>,
 }
 
 /// Nonsense refused before anything starts, and a cluster that is not there.
@@ -64,8 +68,23 @@ pub enum LoadError {
     NoTier1,
     #[error("no offer within {secs} s through tier-1 {tier1:?}: is a tier-1 listening there, with tier-2s registered?")]
     Unreachable { tier1: Vec<SocketAddr>, secs: u64 },
+    #[error("--keys: {0}")]
+    Keys(#[from] crate::secure::KeyError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// A camera's connector, with its keys when the run has them.
+fn connector(
+    keys: Option<&super::security::ClusterKeys>,
+    id: u32,
+    tier1: &[SocketAddr],
+) -> Result<Connector, LoadError> {
+    let c = Connector::new(ClientConfig::new(id, tier1.to_vec()));
+    Ok(match keys {
+        Some(k) => c.with_security(k.device_security(id)?),
+        None => c,
+    })
 }
 
 /// One server's cost over the run.
@@ -176,10 +195,15 @@ fn bind_addr(to: SocketAddr) -> SocketAddr {
 }
 
 /// Asks tier-1 for a session once; true when a tier-2 offered one.
-async fn probe(tier1: &[SocketAddr], id: u32, wait: Duration) -> Result<bool, LoadError> {
+async fn probe(
+    tier1: &[SocketAddr],
+    id: u32,
+    wait: Duration,
+    keys: Option<&super::security::ClusterKeys>,
+) -> Result<bool, LoadError> {
     let socket = tokio::net::UdpSocket::bind(bind_addr(tier1[0])).await?;
     let clock = TokioClock::new();
-    let mut connector = Connector::new(ClientConfig::new(id, tier1.to_vec()));
+    let mut connector = connector(keys, id, tier1)?;
     let end = clock.now() + wait;
     connector.connect(clock.now());
     let mut buf = Vec::new();
@@ -224,7 +248,18 @@ struct CameraOutcome {
 pub async fn run_load(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
     opts.validate()?;
     let wait = Duration::from_secs(3);
-    if !probe(&opts.tier1, opts.first_id.wrapping_sub(1), wait).await? {
+    let keys = match &opts.keys {
+        Some(dir) => Some(super::security::ClusterKeys::open(dir)?),
+        None => None,
+    };
+    if !probe(
+        &opts.tier1,
+        opts.first_id.wrapping_sub(1),
+        wait,
+        keys.as_ref(),
+    )
+    .await?
+    {
         return Err(LoadError::Unreachable {
             tier1: opts.tier1.clone(),
             secs: wait.as_secs(),
@@ -285,7 +320,7 @@ pub async fn run_load(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
                 connect_ahead: CONNECT_AHEAD,
                 ..MobileConfig::default()
             },
-            Connector::new(ClientConfig::new(id, opts.tier1.clone())),
+            connector(keys.as_ref(), id, &opts.tier1)?,
             camera,
         );
         // Frames still in flight when the run ends get their deadline (1 s) and a little.

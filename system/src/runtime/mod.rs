@@ -5,6 +5,7 @@ pub mod backhaul;
 pub mod capacity;
 pub mod load;
 pub mod procstat;
+pub mod security;
 pub mod service;
 pub mod transfer;
 pub mod up;

@@ -57,6 +57,8 @@ pub enum ServiceError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Device(#[from] crate::device::DeviceError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// Opens the database at `url` off the async runtime: the PostgreSQL client blocks (and runs
@@ -116,6 +118,15 @@ pub struct Tier2File {
     /// Serve Prometheus metrics at `http://ADDR/metrics`.
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
+    /// The cluster's private key file (`livecam keygen`); every tier-2 of the cluster holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// The devices it admits: a TOML file of `[[device]] id = N, key = "HEX"` entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<PathBuf>,
+    /// Run without keys (plain sessions, anyone may connect): lab use only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
 }
 
 impl Tier2File {
@@ -165,6 +176,15 @@ pub struct MobileFile {
     /// Serve Prometheus metrics at `http://ADDR/metrics`.
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
+    /// This device's private key file (`livecam keygen`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// The cluster's public key: 64 hex digits, or the path of the `.pub` file holding them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_key: Option<String>,
+    /// Run without keys (plain sessions): lab use only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
 }
 
 fn any_port() -> SocketAddr {
@@ -236,6 +256,7 @@ impl Tier2File {
                 "needed when `listen` is a wildcard address and a database is set",
             ));
         }
+        super::security::tier2_gate(&c, &path.display().to_string())?;
         Ok(c)
     }
 }
@@ -269,6 +290,7 @@ impl MobileFile {
         if let Err(e) = crate::device::check_quality(settings.quality) {
             return Err(invalid(path, "jpeg_quality", &e.to_string()));
         }
+        super::security::device_security(&c, &path.display().to_string())?;
         Ok(c)
     }
 }
@@ -396,6 +418,10 @@ pub struct Tier2Summary {
     pub frames: crate::role::SinkReport,
     /// What went to the database, when there is one.
     pub database: Option<BackhaulReport>,
+    /// Connection requests admitted and refused by the device keys (`None`: insecure).
+    pub gate: Option<crate::secure::GateStats>,
+    /// Session datagrams refused as unauthenticated (unsealed, forged, replayed).
+    pub datagrams_rejected: u64,
 }
 
 /// Runs a tier-2 on a socket bound to `listen` until `stop`.
@@ -415,13 +441,16 @@ pub async fn run_tier2_on<S: DatagramSocket>(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Tier2Summary, ServiceError> {
     let clock = TokioClock::new();
-    let tier2 = Tier2::new(
+    let mut tier2 = Tier2::new(
         Tier2Config {
             capacity: cfg.capacity,
             ..Tier2Config::new(cfg.id, cfg.tier1.clone())
         },
         clock.now(),
     );
+    if let Some(gate) = super::security::tier2_gate(cfg, &format!("tier-2 {}", cfg.id))? {
+        tier2 = tier2.with_gate(gate);
+    }
     let receiver = Receiver::new(ReceiverConfig {
         policy: cfg.policy,
         ..ReceiverConfig::default()
@@ -445,6 +474,8 @@ pub async fn run_tier2_on<S: DatagramSocket>(
         sessions: server.sink().receiver().session_count(),
         frames: server.sink().report(),
         database: None,
+        gate: server.tier2().gate_stats(),
+        datagrams_rejected: server.rejected(),
     };
     // Dropping the server closes the writer's queue; the writer stores what is left.
     drop(server);
@@ -553,7 +584,12 @@ pub async fn run_mobile_on<S: DatagramSocket>(
         sender,
         producer,
     );
-    let connector = Connector::new(ClientConfig::new(cfg.id, cfg.tier1.clone()));
+    let mut connector = Connector::new(ClientConfig::new(cfg.id, cfg.tier1.clone()));
+    if let Some(security) =
+        super::security::device_security(cfg, &format!("mobile client {}", cfg.id))?
+    {
+        connector = connector.with_security(security);
+    }
     let mobile = Mobile::new(MobileConfig::default(), connector, camera);
     tracing::info!(id = cfg.id, "mobile client up");
     let (mobile, served) = serve_metered(mobile, cfg.metrics, socket, &clock, stop).await;

@@ -83,6 +83,14 @@ pub async fn up(
         ..BackendFile::new(database.clone())
     })
     .await?;
+    // Every session is authenticated: a cluster key and one key per client, made for this run.
+    let keys_dir = std::env::temp_dir().join(format!(
+        "livecam-up-{}/keys-{}",
+        std::process::id(),
+        super::security::unix_micros()
+    ));
+    let ids: Vec<u32> = (1..=opts.clients).collect();
+    let keys = super::security::ClusterKeys::create(&keys_dir, &ids)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -126,7 +134,7 @@ pub async fn up(
         // Half the tier-2s register with each tier-1 first.
         let mut tier1 = t1_addrs.clone();
         tier1.rotate_left((i % TIER1S) as usize);
-        let cfg = Tier2File {
+        let mut cfg = Tier2File {
             id: 11 + i,
             listen: socket.local_addr()?,
             tier1,
@@ -135,7 +143,11 @@ pub async fn up(
             database: Some(database.clone()),
             advertise: None,
             metrics: None,
+            key: None,
+            devices: None,
+            insecure: false,
         };
+        keys.secure_tier2(&mut cfg);
         let stop = stopped();
         tasks_t2.push(tokio::task::spawn_local(async move {
             service::run_tier2_on(&cfg, &socket, stop).await
@@ -147,7 +159,7 @@ pub async fn up(
         let inner = loopback().await?;
         let mut tier1 = t1_addrs.clone();
         tier1.rotate_left((id % TIER1S) as usize);
-        let cfg = MobileFile {
+        let mut cfg = MobileFile {
             id,
             listen: inner.local_addr()?,
             tier1,
@@ -159,7 +171,11 @@ pub async fn up(
             jpeg_quality: crate::device::SyntheticSettings::default().quality,
             keep_frames: None,
             metrics: None,
+            key: None,
+            cluster_key: None,
+            insecure: false,
         };
+        keys.secure_mobile(&mut cfg);
         let socket = ImpairedSocket::new(
             inner,
             TokioClock::new(),
@@ -199,6 +215,7 @@ pub async fn up(
     for t in tasks_t1 {
         summary.tier1.push(joined(t.await)?);
     }
+    let _ = std::fs::remove_dir_all(&keys.dir);
     Ok(summary)
 }
 

@@ -1,0 +1,220 @@
+//! Keys for the role processes: `livecam keygen`, and turning the `key`, `devices`,
+//! `cluster_key` and `insecure` fields of the tier-2 and mobile configs into the sans-IO
+//! [`Gate`] and [`DeviceSecurity`] (see [`crate::secure`]).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::service::{ConfigError, MobileFile, Tier2File};
+use crate::secure::{
+    DeviceRegistry, DeviceSecurity, Entropy, Gate, KeyError, PublicKey, StaticKey,
+};
+
+fn invalid(origin: &str, field: &'static str, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        path: origin.to_string(),
+        field,
+        message,
+    }
+}
+
+/// Microseconds since the Unix epoch now: where a device's handshake timestamps start, so they
+/// keep growing across restarts.
+pub fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The tier-2's gate from its config (`None` for `insecure = true`); `origin` names the config
+/// in errors.
+pub fn tier2_gate(cfg: &Tier2File, origin: &str) -> Result<Option<Gate>, ConfigError> {
+    match (&cfg.key, &cfg.devices, cfg.insecure) {
+        (None, None, true) => Ok(None),
+        (_, _, true) => Err(invalid(
+            origin,
+            "insecure",
+            "`insecure = true` runs without keys: remove `key` and `devices`, or remove it".into(),
+        )),
+        (None, _, false) => Err(invalid(
+            origin,
+            "key",
+            "sessions are authenticated: give the cluster's private key file (made by \
+             `livecam keygen`), or set `insecure = true` for a lab run"
+                .into(),
+        )),
+        (Some(_), None, false) => Err(invalid(
+            origin,
+            "devices",
+            "give the file of device public keys this tier-2 admits".into(),
+        )),
+        (Some(key), Some(devices), false) => {
+            let key = StaticKey::read(key).map_err(|e| invalid(origin, "key", e.to_string()))?;
+            let devices = DeviceRegistry::read(devices)
+                .map_err(|e| invalid(origin, "devices", e.to_string()))?;
+            Ok(Some(Gate::new(key, devices, Entropy::Os)))
+        }
+    }
+}
+
+/// The mobile client's keys from its config (`None` for `insecure = true`).
+pub fn device_security(
+    cfg: &MobileFile,
+    origin: &str,
+) -> Result<Option<DeviceSecurity>, ConfigError> {
+    match (&cfg.key, &cfg.cluster_key, cfg.insecure) {
+        (None, None, true) => Ok(None),
+        (_, _, true) => Err(invalid(
+            origin,
+            "insecure",
+            "`insecure = true` runs without keys: remove `key` and `cluster_key`, or remove it"
+                .into(),
+        )),
+        (None, _, false) => Err(invalid(
+            origin,
+            "key",
+            "sessions are authenticated: give this device's private key file (made by \
+             `livecam keygen`), or set `insecure = true` for a lab run"
+                .into(),
+        )),
+        (Some(_), None, false) => Err(invalid(
+            origin,
+            "cluster_key",
+            "give the cluster's public key (64 hex digits, printed by `livecam keygen`)".into(),
+        )),
+        (Some(key), Some(cluster), false) => {
+            let key = StaticKey::read(key).map_err(|e| invalid(origin, "key", e.to_string()))?;
+            let cluster = cluster_public(cluster)
+                .map_err(|e| invalid(origin, "cluster_key", e.to_string()))?;
+            Ok(Some(DeviceSecurity::new(
+                key,
+                cluster,
+                unix_micros(),
+                Entropy::Os,
+            )))
+        }
+    }
+}
+
+/// The cluster's public key from a config: 64 hex digits, or the path of a file holding them
+/// (`cluster.key.pub` as `livecam keygen` writes it).
+fn cluster_public(value: &str) -> Result<PublicKey, KeyError> {
+    if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return PublicKey::parse(value, "cluster_key");
+    }
+    let text = std::fs::read_to_string(value).map_err(|source| KeyError::Io {
+        path: value.to_string(),
+        source,
+    })?;
+    PublicKey::parse(&text, value)
+}
+
+/// Writes a new private key to `path` (readable by its owner only) and its public key to
+/// `path.pub`; returns the public key.
+pub fn keygen(path: &Path) -> std::io::Result<PublicKey> {
+    let key = StaticKey::generate(&mut Entropy::Os);
+    write_private(path, &key)?;
+    std::fs::write(public_path(path), format!("{}\n", key.public()))?;
+    Ok(key.public())
+}
+
+/// Where [`keygen`] puts the public half of `path`.
+pub fn public_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".pub");
+    PathBuf::from(p)
+}
+
+/// Writes `key`'s private half to `path`, created with mode 0600 (never overwriting a key).
+pub fn write_private(path: &Path, key: &StaticKey) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    writeln!(f, "{}", key.private_hex())
+}
+
+/// Keys for a whole cluster made at once (`livecam up`, tests): the cluster key and one key per
+/// device, written under `dir` as `cluster.key`, `device-ID.key` and `devices.toml`.
+#[derive(Debug, Clone)]
+pub struct ClusterKeys {
+    pub dir: PathBuf,
+    pub cluster_key: PathBuf,
+    pub cluster_public: PublicKey,
+    pub devices: PathBuf,
+}
+
+impl ClusterKeys {
+    pub fn create(dir: &Path, device_ids: &[u32]) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let cluster_key = dir.join("cluster.key");
+        let cluster_public = keygen(&cluster_key)?;
+        let mut reg = DeviceRegistry::new();
+        for &id in device_ids {
+            reg.insert(id, keygen(&Self::device_key_in(dir, id))?);
+        }
+        let devices = dir.join("devices.toml");
+        std::fs::write(&devices, reg.to_toml())?;
+        Ok(ClusterKeys {
+            dir: dir.to_path_buf(),
+            cluster_key,
+            cluster_public,
+            devices,
+        })
+    }
+
+    /// The keys [`create`](Self::create) wrote to `dir`.
+    pub fn open(dir: &Path) -> Result<Self, KeyError> {
+        let cluster_key = dir.join("cluster.key");
+        let public = public_path(&cluster_key);
+        let text = std::fs::read_to_string(&public).map_err(|source| KeyError::Io {
+            path: public.display().to_string(),
+            source,
+        })?;
+        Ok(ClusterKeys {
+            dir: dir.to_path_buf(),
+            cluster_public: PublicKey::parse(&text, &public.display().to_string())?,
+            cluster_key,
+            devices: dir.join("devices.toml"),
+        })
+    }
+
+    /// Device `id`'s side of a session, from its key file.
+    pub fn device_security(&self, id: u32) -> Result<DeviceSecurity, KeyError> {
+        let key = StaticKey::read(&self.device_key(id))?;
+        Ok(DeviceSecurity::new(
+            key,
+            self.cluster_public,
+            unix_micros(),
+            Entropy::Os,
+        ))
+    }
+
+    fn device_key_in(dir: &Path, id: u32) -> PathBuf {
+        dir.join(format!("device-{id}.key"))
+    }
+
+    /// Device `id`'s private key file.
+    pub fn device_key(&self, id: u32) -> PathBuf {
+        Self::device_key_in(&self.dir, id)
+    }
+
+    /// Sets a tier-2 config's key fields.
+    pub fn secure_tier2(&self, cfg: &mut Tier2File) {
+        cfg.key = Some(self.cluster_key.clone());
+        cfg.devices = Some(self.devices.clone());
+        cfg.insecure = false;
+    }
+
+    /// Sets a mobile config's key fields for device `cfg.id`.
+    pub fn secure_mobile(&self, cfg: &mut MobileFile) {
+        cfg.key = Some(self.device_key(cfg.id));
+        cfg.cluster_key = Some(self.cluster_public.to_string());
+        cfg.insecure = false;
+    }
+}

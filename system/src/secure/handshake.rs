@@ -1,0 +1,256 @@
+//! The Noise `IK` handshake, carried by the cluster's connection messages.
+//!
+//! ```text
+//! client --CONNECT_REQUEST{hello}--> tier-1 --CONNECT_FORWARD{hello}--> each tier-2
+//!    hello = Noise IK message 1: e, es, s, ss, payload(client, attempt, timestamp)
+//! tier-2: Gate::admit: known device? its registered key? newer timestamp? -> reservation
+//! client <--CONNECT_OFFER{reply}-- tier-2
+//!    reply = Noise IK message 2: e, ee, se, payload(tier2, attempt)
+//! client: the first offer whose reply verifies wins; both sides hold a Channel.
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use snow::{Builder, HandshakeState};
+
+use super::{noise_err, params, Channel, DeviceRegistry, Entropy, PublicKey, SecureError};
+use super::{StaticKey, PROLOGUE};
+use crate::proto::wire::MAX_HANDSHAKE_LEN;
+use crate::time::Instant;
+
+const HELLO_PAYLOAD_LEN: usize = 16;
+const REPLY_PAYLOAD_LEN: usize = 8;
+
+/// A device's side: its key pair and the cluster's public key.
+#[derive(Debug)]
+pub struct DeviceSecurity {
+    key: StaticKey,
+    cluster: PublicKey,
+    /// Microseconds since the Unix epoch at `Instant::ZERO` (zero in simulations): handshake
+    /// timestamps keep growing across restarts of a real device.
+    epoch_us: u64,
+    last_timestamp: u64,
+    entropy: Entropy,
+}
+
+impl DeviceSecurity {
+    pub fn new(key: StaticKey, cluster: PublicKey, epoch_us: u64, entropy: Entropy) -> Self {
+        DeviceSecurity {
+            key,
+            cluster,
+            epoch_us,
+            last_timestamp: 0,
+            entropy,
+        }
+    }
+
+    pub fn public(&self) -> PublicKey {
+        self.key.public()
+    }
+
+    /// Starts a handshake for connection attempt `attempt`: the hello for the request and the
+    /// state that reads the answer.
+    pub fn hello(
+        &mut self,
+        now: Instant,
+        client: u32,
+        attempt: u32,
+    ) -> Result<(Initiator, Vec<u8>), SecureError> {
+        let timestamp = self
+            .epoch_us
+            .saturating_add(now.as_micros())
+            .max(self.last_timestamp.saturating_add(1));
+        self.last_timestamp = timestamp;
+        let mut hs = Builder::with_resolver(params(), self.entropy.resolver())
+            .local_private_key(self.key.private())
+            .and_then(|b| b.remote_public_key(&self.cluster.0))
+            .and_then(|b| b.prologue(PROLOGUE))
+            .and_then(|b| b.build_initiator())
+            .map_err(noise_err)?;
+        let mut payload = [0u8; HELLO_PAYLOAD_LEN];
+        payload[..4].copy_from_slice(&client.to_be_bytes());
+        payload[4..8].copy_from_slice(&attempt.to_be_bytes());
+        payload[8..].copy_from_slice(&timestamp.to_be_bytes());
+        let mut out = vec![0u8; MAX_HANDSHAKE_LEN];
+        let n = hs.write_message(&payload, &mut out).map_err(noise_err)?;
+        out.truncate(n);
+        Ok((
+            Initiator {
+                hs: Box::new(hs),
+                client,
+                attempt,
+            },
+            out,
+        ))
+    }
+}
+
+/// A client's handshake in progress, waiting for an offer's reply.
+pub struct Initiator {
+    hs: Box<HandshakeState>,
+    client: u32,
+    attempt: u32,
+}
+
+impl std::fmt::Debug for Initiator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Initiator")
+            .field("client", &self.client)
+            .field("attempt", &self.attempt)
+            .finish()
+    }
+}
+
+impl Initiator {
+    /// Reads the reply of tier-2 `tier2`'s offer. On success the handshake is done and the
+    /// session's channel is returned. On failure the error comes back with the handshake if it
+    /// can still read another offer (a forged or damaged reply leaves it unchanged), or `None`
+    /// if this attempt is spent.
+    pub fn finish(
+        mut self,
+        tier2: u32,
+        reply: &[u8],
+    ) -> Result<Channel, (Option<Self>, SecureError)> {
+        let mut payload = [0u8; MAX_HANDSHAKE_LEN];
+        let n = match self.hs.read_message(reply, &mut payload) {
+            Ok(n) => n,
+            Err(e) => return Err((Some(self), noise_err(e))),
+        };
+        let mut want = [0u8; REPLY_PAYLOAD_LEN];
+        want[..4].copy_from_slice(&tier2.to_be_bytes());
+        want[4..].copy_from_slice(&self.attempt.to_be_bytes());
+        if payload[..n] != want {
+            // The reply verified, so the handshake moved on: this attempt is spent.
+            return Err((None, SecureError::Mismatch));
+        }
+        let client = self.client;
+        (*self.hs)
+            .into_stateless_transport_mode()
+            .map(|t| Channel::new(client, t))
+            .map_err(|e| (None, noise_err(e)))
+    }
+}
+
+/// What a tier-2's gate did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GateStats {
+    pub admitted: u64,
+    pub unknown_device: u64,
+    pub failed: u64,
+    pub replayed: u64,
+    pub rate_limited: u64,
+}
+
+/// A tier-2's side: the cluster key pair and the devices it admits.
+#[derive(Debug)]
+pub struct Gate {
+    key: StaticKey,
+    devices: DeviceRegistry,
+    /// Per device: the newest handshake timestamp seen, and when its last handshake was tried.
+    seen: BTreeMap<u32, (u64, Instant)>,
+    entropy: Entropy,
+    stats: GateStats,
+}
+
+/// A device may start a handshake this often at most (each costs the tier-2 three
+/// Diffie-Hellman operations).
+pub const HANDSHAKE_INTERVAL: Duration = Duration::from_millis(20);
+
+impl Gate {
+    pub fn new(key: StaticKey, devices: DeviceRegistry, entropy: Entropy) -> Self {
+        Gate {
+            key,
+            devices,
+            seen: BTreeMap::new(),
+            entropy,
+            stats: GateStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> GateStats {
+        self.stats
+    }
+
+    /// The cluster's public key (what devices are configured with).
+    pub fn public(&self) -> PublicKey {
+        self.key.public()
+    }
+
+    pub fn devices(&self) -> &DeviceRegistry {
+        &self.devices
+    }
+
+    /// Checks a forwarded hello of `client`'s attempt `attempt` and answers it for tier-2
+    /// `tier2`: the reply for the offer and the session's channel, or why it is refused.
+    pub fn admit(
+        &mut self,
+        now: Instant,
+        client: u32,
+        attempt: u32,
+        tier2: u32,
+        hello: &[u8],
+    ) -> Result<(Vec<u8>, Channel), SecureError> {
+        let r = self.admit_inner(now, client, attempt, tier2, hello);
+        let s = &mut self.stats;
+        match &r {
+            Ok(_) => s.admitted += 1,
+            Err(SecureError::UnknownDevice(_)) => s.unknown_device += 1,
+            Err(SecureError::ReplayedHello(_)) => s.replayed += 1,
+            Err(SecureError::RateLimited(_)) => s.rate_limited += 1,
+            Err(_) => s.failed += 1,
+        }
+        r
+    }
+
+    fn admit_inner(
+        &mut self,
+        now: Instant,
+        client: u32,
+        attempt: u32,
+        tier2: u32,
+        hello: &[u8],
+    ) -> Result<(Vec<u8>, Channel), SecureError> {
+        let Some(registered) = self.devices.get(client).copied() else {
+            return Err(SecureError::UnknownDevice(client));
+        };
+        let (newest, last_try) = self.seen.get(&client).copied().unwrap_or_default();
+        if newest != 0 && now.saturating_duration_since(last_try) < HANDSHAKE_INTERVAL {
+            return Err(SecureError::RateLimited(client));
+        }
+        self.seen.insert(client, (newest, now));
+        let mut hs = Builder::with_resolver(params(), self.entropy.resolver())
+            .local_private_key(self.key.private())
+            .and_then(|b| b.prologue(super::PROLOGUE))
+            .and_then(|b| b.build_responder())
+            .map_err(noise_err)?;
+        let mut payload = [0u8; MAX_HANDSHAKE_LEN];
+        let n = hs.read_message(hello, &mut payload).map_err(noise_err)?;
+        if hs.get_remote_static() != Some(&registered.0[..]) {
+            return Err(SecureError::WrongKey(client));
+        }
+        if n != HELLO_PAYLOAD_LEN
+            || payload[..4] != client.to_be_bytes()
+            || payload[4..8] != attempt.to_be_bytes()
+        {
+            return Err(SecureError::Mismatch);
+        }
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&payload[8..16]);
+        let timestamp = u64::from_be_bytes(ts);
+        if timestamp <= newest {
+            return Err(SecureError::ReplayedHello(client));
+        }
+        self.seen.insert(client, (timestamp, now));
+        let mut reply_payload = [0u8; REPLY_PAYLOAD_LEN];
+        reply_payload[..4].copy_from_slice(&tier2.to_be_bytes());
+        reply_payload[4..].copy_from_slice(&attempt.to_be_bytes());
+        let mut reply = vec![0u8; MAX_HANDSHAKE_LEN];
+        let n = hs
+            .write_message(&reply_payload, &mut reply)
+            .map_err(noise_err)?;
+        reply.truncate(n);
+        let transport = hs.into_stateless_transport_mode().map_err(noise_err)?;
+        Ok((reply, Channel::new(client, transport)))
+    }
+}
