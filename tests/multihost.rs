@@ -220,6 +220,9 @@ fn deploy_configs_run_across_namespaces_with_postgres_and_survive_a_tier2_kill()
             "id",
             &id.to_string(),
         );
+        // Each client its own frame ring.
+        let ring = dir.join(format!("mobile-{id}.ring"));
+        let cfg = set_line(&cfg, "ring", &format!("{:?}", ring.display().to_string()));
         mobiles.push(spawn(
             &net,
             mobile(i),

@@ -266,6 +266,8 @@ impl Plan {
                 jpeg_quality: 85,
                 keep_frames: None,
                 metrics: None,
+                ring: None,
+                ring_bytes: livecam_system::runtime::service::default_ring_bytes(),
             }),
         }
     }

@@ -31,6 +31,7 @@ fn drain_out(
             Message::Segment(_) => panic!("segment from a cluster machine"),
             Message::Nack(n) => Message::Nack(n),
             Message::FrameAck(a) => Message::FrameAck(a),
+            Message::Stored(m) => Message::Stored(m),
             Message::ConnectRequest(m) => Message::ConnectRequest(m),
             Message::ConnectForward(m) => Message::ConnectForward(m),
             Message::ConnectOffer(m) => Message::ConnectOffer(m),

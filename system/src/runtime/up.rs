@@ -159,6 +159,8 @@ pub async fn up(
             jpeg_quality: crate::device::SyntheticSettings::default().quality,
             keep_frames: None,
             metrics: None,
+            ring: None,
+            ring_bytes: crate::runtime::service::default_ring_bytes(),
         };
         let socket = ImpairedSocket::new(
             inner,
