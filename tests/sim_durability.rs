@@ -334,3 +334,16 @@ fn a_ring_too_small_for_the_outage_drops_the_oldest_and_counts_them() {
         },
     );
 }
+
+#[test]
+fn durability_runs_are_deterministic() {
+    let scenario = load_scenario("durability.toml");
+    let seed = seeds()[0];
+    let a = run_with_trace_on_des(&scenario, seed).expect("first run");
+    let b = run_with_trace_on_des(&scenario, seed).expect("second run");
+    assert_eq!(
+        a.0.trace_hash, b.0.trace_hash,
+        "seed {seed}: same scenario, other trace"
+    );
+    assert_eq!(a.1, b.1, "seed {seed}: trace bytes differ");
+}
