@@ -236,6 +236,9 @@ fn deploy_configs_run_across_namespaces_with_postgres_and_survive_a_tier2_kill()
         );
         cfg = set_line(&cfg, "key", &quoted(keys.join(format!("device-{id}.key"))));
         cfg = set_line(&cfg, "cluster_key", &quoted(keys.join("cluster.key.pub")));
+        // Each client its own frame ring.
+        let ring = dir.join(format!("mobile-{id}.ring"));
+        cfg = set_line(&cfg, "ring", &format!("{:?}", ring.display().to_string()));
         mobiles.push(spawn(
             &net,
             mobile(i),

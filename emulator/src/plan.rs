@@ -281,6 +281,8 @@ impl Plan {
                     key: None,
                     cluster_key: None,
                     insecure: keys.is_none(),
+                    ring: None,
+                    ring_bytes: livecam_system::runtime::service::default_ring_bytes(),
                 };
                 if let Some(k) = keys {
                     k.secure_mobile(&mut cfg);

@@ -12,6 +12,8 @@ use livecam_system::cluster::{ClientConfig, Connector, Tier1, Tier1Config, Tier2
 use livecam_system::driver::{self, Endpoint, Role};
 use livecam_system::net::{Clock, DatagramSocket};
 use livecam_system::proto::{PolicyConfig, Receiver, ReceiverConfig, Sender, SenderConfig};
+use livecam_system::role::durable::{Durable, DurableConfig};
+use livecam_system::role::ring::{MemoryRing, RingLimits};
 use livecam_system::role::{
     Camera, CameraConfig, FrameContent, Mobile, MobileConfig, RoleEvent, Sink, Tier1Server,
     Tier2Server,
@@ -21,6 +23,7 @@ use livecam_system::time::Instant;
 
 use crate::scenario::{Fault, Host, RoleKind, Scenario};
 use crate::state::{lock, Shared};
+use crate::storage::StorageModel;
 use crate::trace::{MsgSummary, NetEvent};
 
 /// UDP port every simulated role listens on.
@@ -250,7 +253,19 @@ where
         lock(&state)
             .tally
             .on_session_start(start_at, session, sender.segment_size());
-        Camera::new(
+        let durable = scenario.durability.as_ref().map(|d| {
+            let ring = MemoryRing::new(RingLimits {
+                max_frames: d.ring_frames,
+                max_bytes: d.ring_bytes,
+            });
+            let cfg = DurableConfig {
+                stored_timeout: ms(d.stored_timeout_ms),
+                backfill_deadline: ms(d.backfill_deadline_ms),
+                backfill_in_flight: d.backfill_in_flight,
+            };
+            Durable::new(cfg, Box::new(ring), sender.config())
+        });
+        let camera = Camera::new(
             CameraConfig {
                 fps: scenario.workload.fps,
                 frames: (remaining * scenario.workload.fps).floor() as u64,
@@ -259,11 +274,22 @@ where
             },
             sender,
             Box::new(content),
-        )
+        );
+        match durable {
+            Some(d) => camera.with_durable(d),
+            None => camera,
+        }
+    };
+    let sink = || {
+        let sink = Sink::new(Receiver::new(receiver_config(scenario)), Box::new(content));
+        match &scenario.durability {
+            Some(d) => sink.with_backhaul(Box::new(StorageModel::new(ms(d.store_latency_ms)))),
+            None => sink,
+        }
     };
     let running = match host.role {
         RoleKind::Receiver => {
-            let mut sink = Sink::new(Receiver::new(receiver_config(scenario)), Box::new(content));
+            let mut sink = sink();
             sink.recorder().enable();
             Running::Sink(Box::new(sink))
         }
@@ -342,7 +368,6 @@ where
                 reservation_ttl: ms(c.reservation_ttl_ms),
                 ..Tier2Config::new(host.index as u32, tier1_addrs)
             };
-            let sink = Sink::new(Receiver::new(receiver_config(scenario)), Box::new(content));
             let mut tier2 = Tier2::new(cfg, now);
             if c.secure {
                 tier2 = tier2.with_gate(Gate::new(
@@ -351,7 +376,7 @@ where
                     Entropy::seeded(seed ^ (host.index as u64) << 40 ^ u64::from(incarnation)),
                 ));
             }
-            let mut server = Tier2Server::new(tier2, sink);
+            let mut server = Tier2Server::new(tier2, sink());
             server.enable_recording();
             Running::Tier2(Box::new(server))
         }

@@ -20,6 +20,7 @@ pub mod host;
 pub mod net;
 pub mod scenario;
 pub mod state;
+pub mod storage;
 pub mod summary;
 pub mod trace;
 

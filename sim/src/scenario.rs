@@ -95,6 +95,39 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     #[serde(default)]
     pub cluster: Cluster,
+    /// Nothing lost: mobile clients keep frames in a ring until stored, tier-2s store them
+    /// (a storage model) and say so. Absent: off.
+    #[serde(default)]
+    pub durability: Option<Durability>,
+}
+
+/// Ring, backfill and storage-model knobs (`[durability]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Durability {
+    /// Frames and bytes a client's ring holds at most.
+    pub ring_frames: usize,
+    pub ring_bytes: u64,
+    /// Time from a frame's arrival at a tier-2 to its commit in the storage model.
+    pub store_latency_ms: f64,
+    /// Acknowledged but not STORED this long: backfilled.
+    pub stored_timeout_ms: f64,
+    /// A backfilled frame's deadline.
+    pub backfill_deadline_ms: f64,
+    pub backfill_in_flight: usize,
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Durability {
+            ring_frames: 65_536,
+            ring_bytes: 64 << 20,
+            store_latency_ms: 20.0,
+            stored_timeout_ms: 5000.0,
+            backfill_deadline_ms: 5000.0,
+            backfill_in_flight: 2,
+        }
+    }
 }
 
 /// Cluster timers and knobs, in milliseconds.
@@ -495,6 +528,23 @@ impl Scenario {
                 "protocol.max_frames_in_flight",
                 "must be at least 1",
             ));
+        }
+        if let Some(d) = &self.durability {
+            for (field, v) in [
+                ("durability.store_latency_ms", d.store_latency_ms),
+                ("durability.stored_timeout_ms", d.stored_timeout_ms),
+                ("durability.backfill_deadline_ms", d.backfill_deadline_ms),
+            ] {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(invalid(field, "must be a number >= 0"));
+                }
+            }
+            if d.backfill_in_flight == 0 {
+                return Err(invalid(
+                    "durability.backfill_in_flight",
+                    "must be at least 1",
+                ));
+            }
         }
         if self.hosts.is_empty() {
             return Err(invalid("hosts", "at least one host is needed"));

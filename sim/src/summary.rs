@@ -41,6 +41,22 @@ pub struct Tally {
     sizes: BTreeMap<u32, Vec<(f64, usize)>>,
     sender_stats: BTreeMap<(String, u32), SenderStats>,
     cluster: ClusterTally,
+    durable: DurableTally,
+}
+
+/// The durability part of the tally: the storage model's database, frame by frame.
+#[derive(Debug, Default, Clone)]
+struct DurableTally {
+    seen: bool,
+    /// (session, frame) committed by some tier-2's storage: the database's rows.
+    stored: BTreeSet<(u32, u32)>,
+    /// Commits in all (a frame stored twice counts twice here, once above).
+    commits: u64,
+    /// Frames that reached the database through backfill.
+    stored_by_backfill: BTreeSet<(u32, u32)>,
+    /// Backfilled frames the tier-2s received whole.
+    backfill_deliveries: u64,
+    ring_dropped: BTreeSet<(u32, u32)>,
 }
 
 /// The cluster's part of the tally.
@@ -111,6 +127,28 @@ impl Tally {
                 self.frames_duplicated += u64::from(duplicate);
             }
             RoleEvent::FrameDropped { .. } => self.receiver_dropped += 1,
+            RoleEvent::FrameStored {
+                session,
+                frame,
+                backfill,
+            } => {
+                let d = &mut self.durable;
+                d.seen = true;
+                d.commits += 1;
+                if d.stored.insert((session, frame)) && backfill {
+                    d.stored_by_backfill.insert((session, frame));
+                }
+            }
+            RoleEvent::FrameBackfilled { intact, .. } => {
+                self.durable.seen = true;
+                self.durable.backfill_deliveries += 1;
+                self.frames_corrupted += u64::from(!intact);
+            }
+            RoleEvent::RingDropped { session, frame } => {
+                self.durable.seen = true;
+                self.durable.ring_dropped.insert((session, frame));
+            }
+            RoleEvent::BackfillAcked { .. } => self.durable.seen = true,
             ref ev => self.on_cluster_event(now, host, ev),
         }
     }
@@ -278,6 +316,62 @@ impl Tally {
         })
     }
 
+    /// The frames captured that the database does not hold, each `(session, frame)`, leaving
+    /// out those the ring dropped (counted) and those lost with a crashed client.
+    pub fn frames_not_stored(&self) -> Vec<(u32, u32)> {
+        let d = &self.durable;
+        self.sessions
+            .iter()
+            .filter(|(_, t)| !t.crashed)
+            .flat_map(|(&id, t)| t.pushed.iter().map(move |&f| (id, f)))
+            .filter(|k| !d.stored.contains(k) && !d.ring_dropped.contains(k))
+            .collect()
+    }
+
+    /// Whether `(session, frame)` is in the database.
+    pub fn is_stored(&self, session: u32, frame: u32) -> bool {
+        self.durable.stored.contains(&(session, frame))
+    }
+
+    fn durable_summary(&self) -> Option<DurableSummary> {
+        let d = &self.durable;
+        if !d.seen {
+            return None;
+        }
+        let missing = self.frames_not_stored();
+        let captured: BTreeSet<(u32, u32)> = self
+            .sessions
+            .iter()
+            .flat_map(|(&id, t)| t.pushed.iter().map(move |&f| (id, f)))
+            .collect();
+        Some(DurableSummary {
+            frames_captured: captured.len() as u64,
+            frames_stored: d.stored.len() as u64,
+            frames_stored_by_backfill: d.stored_by_backfill.len() as u64,
+            commits: d.commits,
+            backfill_deliveries: d.backfill_deliveries,
+            frames_dropped_from_ring: d.ring_dropped.len() as u64,
+            frames_lost_with_client: self
+                .sessions
+                .iter()
+                .filter(|(_, t)| t.crashed)
+                .map(|(&id, t)| {
+                    t.pushed
+                        .iter()
+                        .filter(|&&f| !d.stored.contains(&(id, f)))
+                        .count() as u64
+                })
+                .sum(),
+            frames_not_stored: missing.len() as u64,
+            first_not_stored: missing
+                .iter()
+                .take(10)
+                .map(|(s, f)| format!("{s}/{f}"))
+                .collect(),
+            stored_never_captured: d.stored.difference(&captured).count() as u64,
+        })
+    }
+
     /// Latest sender counters of one incarnation of a camera host.
     pub fn set_sender_stats(&mut self, host: &str, incarnation: u32, stats: &SenderStats) {
         match self.sender_stats.get_mut(&(host.to_string(), incarnation)) {
@@ -367,6 +461,17 @@ impl Tally {
             s.efficiency = (s.frames_delivered * frame_bytes as u64) as f64 / s.bytes_sent as f64;
         }
         s.cluster = self.cluster_summary(scenario, name_of, &mut violations);
+        s.durability = self.durable_summary();
+        if let Some(d) = s
+            .durability
+            .as_ref()
+            .filter(|d| d.stored_never_captured > 0)
+        {
+            violations.push(format!(
+                "{} frames stored that no camera captured",
+                d.stored_never_captured
+            ));
+        }
         s.promises_kept = violations.is_empty();
         violations.truncate(20);
         s.violations = violations;
@@ -406,6 +511,33 @@ pub struct Summary {
     pub violations: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub durability: Option<DurableSummary>,
+}
+
+/// Nothing lost: the storage model's database against what the cameras captured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DurableSummary {
+    pub frames_captured: u64,
+    /// Distinct frames in the database.
+    pub frames_stored: u64,
+    /// Of those, frames that got there by backfill (they missed their live deadline).
+    pub frames_stored_by_backfill: u64,
+    /// Commits in all; above `frames_stored` when a frame was stored twice (idempotently).
+    pub commits: u64,
+    /// Backfilled frames the tier-2s received whole.
+    pub backfill_deliveries: u64,
+    /// Frames a full ring dropped unstored (each reported by its camera).
+    pub frames_dropped_from_ring: u64,
+    /// Frames unstored when their client crashed (a simulated ring is in memory).
+    pub frames_lost_with_client: u64,
+    /// Captured, not stored, not dropped, not lost with a client: still on their way at the
+    /// end, or lost. Zero once the run has settled.
+    pub frames_not_stored: u64,
+    /// The first of those, as `session/frame`.
+    pub first_not_stored: Vec<String>,
+    /// Must be zero.
+    pub stored_never_captured: u64,
 }
 
 /// The cluster's figures: connection set-up, failover, balance, management.

@@ -202,6 +202,33 @@ impl Sender {
             .min()
     }
 
+    /// True when a segment (fresh or resent) is waiting to go out.
+    pub fn has_queued(&self) -> bool {
+        let live = |q: &VecDeque<(u32, u16)>| q.iter().any(|(f, _)| self.frames.contains_key(f));
+        live(&self.resend) || live(&self.fresh)
+    }
+
+    /// True when nothing is waiting to go out and the pacer would let a datagram leave at
+    /// `now`: the sender leaves the link's budget unused at this moment.
+    pub fn is_idle(&self, now: Instant) -> bool {
+        !self.has_queued() && (self.cfg.pacing_rate.is_none() || now >= self.pace_at)
+    }
+
+    /// When the pacer lets the next datagram leave (`None`: unpaced).
+    pub fn pace_ready_at(&self) -> Option<Instant> {
+        self.cfg.pacing_rate.is_some().then_some(self.pace_at)
+    }
+
+    /// Counts a datagram of `len` bytes that left at `now` against the pacing budget (the
+    /// sender's own, and datagrams another sender sends with the budget this one left over).
+    pub fn charge(&mut self, now: Instant, len: usize) {
+        if let Some(rate) = self.cfg.pacing_rate.filter(|&r| r > 0) {
+            let per_byte = |bytes: usize| Duration::from_secs_f64(bytes as f64 / rate as f64);
+            let base = self.pace_at.max(now - per_byte(self.cfg.pacing_burst));
+            self.pace_at = base + per_byte(len + UDP_IP_OVERHEAD);
+        }
+    }
+
     /// When the oldest frame still in flight was pushed.
     pub fn oldest_in_flight(&self) -> Option<Instant> {
         self.frames.values().map(|f| f.pushed_at).min()
@@ -432,11 +459,7 @@ impl Endpoint for Sender {
         }
         self.stats.segments_sent += 1;
         self.stats.bytes_sent += buf.len() as u64;
-        if let Some(rate) = self.cfg.pacing_rate.filter(|&r| r > 0) {
-            let per_byte = |bytes: usize| Duration::from_secs_f64(bytes as f64 / rate as f64);
-            let base = self.pace_at.max(now - per_byte(self.cfg.pacing_burst));
-            self.pace_at = base + per_byte(buf.len() + UDP_IP_OVERHEAD);
-        }
+        self.charge(now, buf.len());
         Some(self.cfg.peer)
     }
 

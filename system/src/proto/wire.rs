@@ -10,8 +10,8 @@
 //! ```
 //!
 //! All integers are big-endian. Types `0x01..=0x0f` belong to the segment protocol (segment,
-//! NACK, frame ACK, and `0x08`: a session datagram sealed with the session's Noise keys, whose
-//! body is the encrypted inner datagram and its AEAD tag); `0x10..=0x2f` to the cluster's control messages (connection set-up,
+//! NACK, frame ACK, STORED, and `0x08`: a session datagram sealed with the session's Noise
+//! keys, whose body is the encrypted inner datagram and its AEAD tag); `0x10..=0x2f` to the cluster's control messages (connection set-up,
 //! heartbeats, hand-over; `0x10..=0x1b` in use); `0x30..=0x3f` to the backend's (commands to
 //! mobile clients and their results; `0x30..=0x31` in use).
 //! Addresses travel as a family byte (4 or 6), the address, and the port; handshake messages
@@ -60,6 +60,8 @@ pub mod kind {
     pub const NACK: u8 = 0x02;
     /// A frame is complete; carries the segment size for the next frame.
     pub const FRAME_ACK: u8 = 0x03;
+    /// Tier-2 -> client: storage has committed these frames; the client may forget them.
+    pub const STORED: u8 = 0x04;
     /// A session datagram (segment, NACK, ACK, command, result) sealed with the session's
     /// keys: the inner datagram travels encrypted and authenticated (see [`crate::secure`]).
     pub const SEALED: u8 = 0x08;
@@ -153,6 +155,33 @@ pub struct FrameAck {
     pub session: u32,
     pub frame: u32,
     pub next_segment_size: u16,
+}
+
+/// Most frame ids one STORED datagram names; longer lists are split.
+pub const MAX_STORED_FRAMES: usize = 256;
+
+/// Tier-2 -> client: storage has committed these frames of `session` (capture sequence
+/// numbers, see `role::durable`). Unlike [`FrameAck`] (the frame is complete), this is the
+/// durable acknowledgement: only now may the client release the frame from its ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub session: u32,
+    /// At most [`MAX_STORED_FRAMES`] ids.
+    pub frames: Vec<u32>,
+}
+
+impl Stored {
+    /// Appends the encoded message to `buf`. At most [`MAX_STORED_FRAMES`] ids are written.
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        let n = self.frames.len().min(MAX_STORED_FRAMES);
+        let start = put_preamble(buf, kind::STORED);
+        buf.extend_from_slice(&self.session.to_be_bytes());
+        buf.extend_from_slice(&(n as u16).to_be_bytes());
+        for f in &self.frames[..n] {
+            buf.extend_from_slice(&f.to_be_bytes());
+        }
+        put_crc(buf, start);
+    }
 }
 
 /// Client -> tier-1: a request for a communication interface (claim 15).
@@ -316,6 +345,7 @@ pub enum Message<'a> {
     Segment(Segment<'a>),
     Nack(Nack),
     FrameAck(FrameAck),
+    Stored(Stored),
     ConnectRequest(ConnectRequest<'a>),
     ConnectForward(ConnectForward<'a>),
     ConnectOffer(ConnectOffer<'a>),
@@ -456,6 +486,7 @@ impl Message<'_> {
             Message::Segment(_) => "segment",
             Message::Nack(_) => "nack",
             Message::FrameAck(_) => "frame_ack",
+            Message::Stored(_) => "stored",
             Message::ConnectRequest(_) => "connect_request",
             Message::ConnectForward(_) => "connect_forward",
             Message::ConnectOffer(_) => "connect_offer",
@@ -503,6 +534,7 @@ impl Message<'_> {
                 })
                 .unwrap_or_else(|never| match never {})
             }
+            Message::Stored(m) => return m.encode(buf),
             Message::ConnectRequest(_) => (kind::CONNECT_REQUEST, buf.len()),
             Message::ConnectForward(_) => (kind::CONNECT_FORWARD, buf.len()),
             Message::ConnectOffer(_) => (kind::CONNECT_OFFER, buf.len()),
@@ -522,7 +554,11 @@ impl Message<'_> {
         let u32 = |buf: &mut Vec<u8>, v: u32| buf.extend_from_slice(&v.to_be_bytes());
         let u64 = |buf: &mut Vec<u8>, v: u64| buf.extend_from_slice(&v.to_be_bytes());
         match self {
-            Message::Segment(_) | Message::Nack(_) | Message::FrameAck(_) | Message::Sealed(_) => {}
+            Message::Segment(_)
+            | Message::Nack(_)
+            | Message::FrameAck(_)
+            | Message::Stored(_)
+            | Message::Sealed(_) => {}
             Message::ConnectRequest(m) => {
                 u32(buf, m.client);
                 u32(buf, m.attempt);
@@ -735,6 +771,15 @@ pub fn decode(datagram: &[u8]) -> Result<Message<'_>, WireError> {
                 nonce,
                 body,
             })
+        }
+        kind::STORED => {
+            let session = r.u32()?;
+            let n = usize::from(r.u16()?);
+            if n > MAX_STORED_FRAMES {
+                return Err(WireError::Invalid("STORED names too many frames"));
+            }
+            let frames = (0..n).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
+            Message::Stored(Stored { session, frames })
         }
         kind::CONNECT_REQUEST => Message::ConnectRequest(ConnectRequest {
             client: r.u32()?,

@@ -1,5 +1,7 @@
-//! Where a tier-2 hands what its receiver delivered: the backend's database in real runs,
-//! nothing in simulations (their summaries come from the recorded events instead).
+//! Where a tier-2 hands what its receiver delivered: the backend's database in real runs, a
+//! storage model in simulations that test durability, nothing in other simulations (their
+//! summaries come from the recorded events instead). A backhaul reports frames back once
+//! committed, so the tier-2 can send `STORED` (see [`super::durable`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,6 +20,17 @@ pub struct Delivered<'a> {
     pub failed: u16,
     /// First segment to complete frame.
     pub reassembly: Duration,
+    /// A backfilled frame (sent again after it missed its live deadline; `frame` is its
+    /// original id), not a live delivery.
+    pub backfill: bool,
+}
+
+/// A frame storage has committed: the tier-2 tells its client (wire `STORED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StoredFrame {
+    pub session: u32,
+    pub frame: u32,
+    pub backfill: bool,
 }
 
 /// Told about sessions and frames as a tier-2's receiver sees them. Calls must return
@@ -28,4 +41,12 @@ pub trait Backhaul: Send {
     fn frame_delivered(&mut self, now: Instant, frame: &Delivered<'_>);
     fn frame_dropped(&mut self, now: Instant, session: u32, frame: u32);
     fn session_closed(&mut self, now: Instant, session: u32);
+    /// Appends the frames committed since the last call to `out`. Storing must be
+    /// idempotent per (session, frame): a frame handed over twice is one record, reported
+    /// each time.
+    fn poll_stored(&mut self, _now: Instant, _out: &mut Vec<StoredFrame>) {}
+    /// When [`Backhaul::poll_stored`] should next be called, while stores are outstanding.
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
 }

@@ -3,9 +3,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::durable::{Durable, DurableEvent, DurableReport, BACKFILL_SESSION_BIT};
 use super::{FrameProducer, Recorder, RoleEvent};
 use crate::driver::{Endpoint, Role};
-use crate::proto::wire::Command;
+use crate::proto::wire::{self, Command, Message};
 use crate::proto::{Sender, SenderEvent};
 use crate::stats::Samples;
 use crate::time::Instant;
@@ -40,6 +41,9 @@ pub struct CameraReport {
     pub final_segment_size: usize,
     pub first_frame_at_s: f64,
     pub last_ack_at_s: f64,
+    /// The ring and backfill, when the camera keeps frames until stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub durable: Option<DurableReport>,
 }
 
 /// A mobile client's stream: captures frames at `fps` and sends them. Finished once every
@@ -60,6 +64,8 @@ pub struct Camera {
     /// Stopped by a command: no captures until started again.
     paused: bool,
     recorder: Recorder,
+    /// Keeps frames until stored and backfills them (see [`super::durable`]).
+    durable: Option<Durable>,
 }
 
 /// Frame rates a command may set.
@@ -81,6 +87,26 @@ impl Camera {
             last_ack_at: Instant::ZERO,
             paused: false,
             recorder: Recorder::default(),
+            durable: None,
+        }
+    }
+
+    /// Keeps every captured frame in `durable`'s ring until a tier-2 says it is stored, and
+    /// backfills those that missed their live deadline.
+    pub fn with_durable(mut self, durable: Durable) -> Self {
+        self.durable = Some(durable);
+        self
+    }
+
+    pub fn durable(&self) -> Option<&Durable> {
+        self.durable.as_ref()
+    }
+
+    /// Moves the live session (and the backfill session) to a new receiver.
+    pub fn restart(&mut self, now: Instant, peer: SocketAddr) {
+        self.sender.restart(now, peer);
+        if let Some(d) = self.durable.as_mut() {
+            d.restart(now, peer);
         }
     }
 
@@ -144,15 +170,21 @@ impl Camera {
         let frame = self.sender.next_frame_id();
         let data = self.producer.produce(id, frame, now, self.cfg.frame_bytes);
         let len = data.len();
+        let kept = self.durable.is_some().then(|| data.clone());
         match self.sender.push_frame(now, data) {
-            Ok(frame) => self.record(
-                now,
-                RoleEvent::FramePushed {
-                    session: id,
-                    frame,
-                    len,
-                },
-            ),
+            Ok(frame) => {
+                if let (Some(d), Some(data)) = (self.durable.as_mut(), kept) {
+                    d.on_capture(now, frame, &data);
+                }
+                self.record(
+                    now,
+                    RoleEvent::FramePushed {
+                        session: id,
+                        frame,
+                        len,
+                    },
+                )
+            }
             Err(e) => tracing::warn!(error = %e, "camera frame refused"),
         }
         self.pushed += 1;
@@ -198,7 +230,8 @@ impl Camera {
     /// The next capture, frame deadline or probe, leaving pacing aside (for while the camera
     /// may not send).
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.sender.next_deadline(), self.next_capture()]
+        let durable = self.durable.as_ref().and_then(Durable::next_deadline);
+        [self.sender.next_deadline(), self.next_capture(), durable]
             .into_iter()
             .flatten()
             .min()
@@ -222,6 +255,9 @@ impl Camera {
                     self.bytes_delivered += bytes as u64;
                     self.latencies.push(latency.as_secs_f64() * 1e3);
                     self.last_ack_at = now;
+                    if let Some(d) = self.durable.as_mut() {
+                        d.on_live_acked(now, frame);
+                    }
                     let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
                     self.record(
                         now,
@@ -234,6 +270,9 @@ impl Camera {
                 }
                 SenderEvent::FrameDropped { frame, reason } => {
                     self.dropped += 1;
+                    if let Some(d) = self.durable.as_mut() {
+                        d.on_live_dropped(frame);
+                    }
                     tracing::debug!(frame, ?reason, "frame given up");
                     self.record(
                         now,
@@ -250,6 +289,51 @@ impl Camera {
                 }
             }
         }
+        let events = self
+            .durable
+            .as_mut()
+            .map(Durable::take_events)
+            .unwrap_or_default();
+        for ev in events {
+            let ev = match ev {
+                DurableEvent::RingDropped { frame } => RoleEvent::RingDropped { session, frame },
+                DurableEvent::BackfillAcked { frame } => {
+                    RoleEvent::BackfillAcked { session, frame }
+                }
+            };
+            self.record(now, ev);
+        }
+    }
+
+    /// Routes a datagram of the segment protocol: STORED and the backfill session's ACKs and
+    /// NACKs to the durability layer, the rest to the live sender.
+    fn route(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let session = self.sender.config().session;
+        let Some(d) = self.durable.as_mut() else {
+            self.sender.handle_datagram(now, from, data);
+            return;
+        };
+        match wire::decode(data) {
+            Ok(Message::Stored(m)) if m.session == session => d.on_stored(&m.frames),
+            Ok(Message::FrameAck(wire::FrameAck { session: s, .. }))
+            | Ok(Message::Nack(wire::Nack { session: s, .. }))
+                if s == session | BACKFILL_SESSION_BIT =>
+            {
+                d.handle_datagram(now, from, data)
+            }
+            _ => self.sender.handle_datagram(now, from, data),
+        }
+    }
+
+    /// When the receiver last said anything, on the live or the backfill session.
+    pub fn last_feedback(&self) -> Option<Instant> {
+        let backfill = self.durable.as_ref().and_then(Durable::last_feedback);
+        self.sender.last_feedback().max(backfill)
+    }
+
+    /// Frames in flight on the live and the backfill session.
+    pub fn frames_in_flight(&self) -> usize {
+        self.sender.frames_in_flight() + self.durable.as_ref().map_or(0, Durable::frames_in_flight)
     }
 
     pub fn report(&self) -> CameraReport {
@@ -268,13 +352,14 @@ impl Camera {
             final_segment_size: self.sender.segment_size(),
             first_frame_at_s: self.cfg.start_at.since_origin().as_secs_f64(),
             last_ack_at_s: self.last_ack_at.since_origin().as_secs_f64(),
+            durable: self.durable.as_ref().map(Durable::report),
         }
     }
 }
 
 impl Endpoint for Camera {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        self.sender.handle_datagram(now, from, data);
+        self.route(now, from, data);
         self.drain_events(now);
     }
 
@@ -284,15 +369,28 @@ impl Endpoint for Camera {
             self.next_frame_at += self.frame_interval();
         }
         self.sender.handle_timeout(now);
+        if let Some(d) = self.durable.as_mut() {
+            d.handle_timeout(now);
+        }
         self.drain_events(now);
     }
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        self.sender.poll_transmit(now, buf)
+        // Live first; backfill only with what live leaves over.
+        if let Some(to) = self.sender.poll_transmit(now, buf) {
+            return Some(to);
+        }
+        self.durable
+            .as_mut()?
+            .poll_transmit(now, &mut self.sender, buf)
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        [self.sender.poll_timeout(), self.next_capture()]
+        let durable = self
+            .durable
+            .as_ref()
+            .and_then(|d| d.poll_timeout(&self.sender));
+        [self.sender.poll_timeout(), self.next_capture(), durable]
             .into_iter()
             .flatten()
             .min()
@@ -301,7 +399,9 @@ impl Endpoint for Camera {
 
 impl Role for Camera {
     fn is_finished(&self) -> bool {
-        self.pushed >= self.cfg.frames && self.sender.frames_in_flight() == 0
+        self.pushed >= self.cfg.frames
+            && self.sender.frames_in_flight() == 0
+            && self.durable.as_ref().is_none_or(Durable::is_empty)
     }
 }
 

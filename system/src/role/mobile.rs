@@ -189,7 +189,7 @@ impl Mobile {
                 attempts,
             } = ev
             {
-                self.camera.sender_mut().restart(now, addr);
+                self.camera.restart(now, addr);
                 self.channel = self.connector.take_channel();
                 self.connected_at = now;
                 self.recorder.record(
@@ -207,7 +207,7 @@ impl Mobile {
 
     /// Keeps `waiting_since` up to date after a step at `now`.
     fn track_waiting(&mut self, now: Instant) {
-        if self.camera.sender().frames_in_flight() == 0 {
+        if self.camera.frames_in_flight() == 0 {
             self.waiting_since = None;
         } else if self.waiting_since.is_none() {
             self.waiting_since = Some(now);
@@ -233,7 +233,7 @@ impl Mobile {
         // leave, so with a deadline no longer than the timeout that would never be old enough.)
         let waiting_since = self.waiting_since?;
         let heard = [
-            self.camera.sender().last_feedback(),
+            self.camera.last_feedback(),
             Some(self.connected_at),
             Some(waiting_since),
         ]

@@ -14,14 +14,16 @@
 mod backhaul;
 mod camera;
 mod content;
+pub mod durable;
 mod event;
 mod mobile;
 mod recorder;
+pub mod ring;
 mod sink;
 mod tier1;
 mod tier2;
 
-pub use backhaul::{Backhaul, Delivered};
+pub use backhaul::{Backhaul, Delivered, StoredFrame};
 pub use camera::{Camera, CameraConfig, CameraReport, FPS_RANGE};
 pub use content::{FrameCheck, FrameContent, FrameProducer};
 pub use event::RoleEvent;

@@ -3,8 +3,10 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::{Backhaul, Delivered, FrameCheck, Recorder, RoleEvent};
+use super::durable::{decode_envelope, BACKFILL_SESSION_BIT};
+use super::{Backhaul, Delivered, FrameCheck, Recorder, RoleEvent, StoredFrame};
 use crate::driver::{Endpoint, Role};
+use crate::proto::wire::{Message, Stored, MAX_STORED_FRAMES};
 use crate::proto::{Receiver, ReceiverEvent, ReceiverStats};
 use crate::time::Instant;
 
@@ -18,6 +20,15 @@ pub struct SinkReport {
     /// Frames delivered more than once. Must be zero.
     pub frames_duplicated: u64,
     pub bytes_delivered: u64,
+    /// Backfilled frames received whole (not counted as delivered above).
+    pub frames_backfilled: u64,
+    /// Backfilled frames without a valid envelope, dropped.
+    pub backfill_malformed: u64,
+    /// Frames storage committed, and STORED messages sent for them.
+    pub frames_stored: u64,
+    pub stored_sent: u64,
+    /// Committed frames whose client was gone: it sends them again and hears then.
+    pub stored_unsent: u64,
     pub receiver: ReceiverStats,
 }
 
@@ -30,6 +41,9 @@ pub struct Sink {
     seen: BTreeMap<u32, BTreeSet<u32>>,
     report: SinkReport,
     backhaul: Option<Box<dyn Backhaul>>,
+    /// Committed frames per client, waiting to be announced with STORED.
+    stored: BTreeMap<u32, Vec<u32>>,
+    stored_buf: Vec<StoredFrame>,
     recorder: Recorder,
 }
 
@@ -45,6 +59,8 @@ impl Sink {
             seen: BTreeMap::new(),
             report: SinkReport::default(),
             backhaul: None,
+            stored: BTreeMap::new(),
+            stored_buf: Vec::new(),
             recorder: Recorder::default(),
         }
     }
@@ -76,8 +92,117 @@ impl Sink {
         }
     }
 
+    /// A frame of a client's backfill session: unwrapped and handed on under its original id.
+    fn on_backfill(&mut self, now: Instant, ev: ReceiverEvent) {
+        let ReceiverEvent::FrameDelivered {
+            session,
+            data,
+            segment_size,
+            segments,
+            failed,
+            first_segment_at,
+            ..
+        } = ev
+        else {
+            return;
+        };
+        let client = session & !BACKFILL_SESSION_BIT;
+        let Some((frame, _capture_us, data)) = decode_envelope(&data) else {
+            self.report.backfill_malformed += 1;
+            return;
+        };
+        self.report.frames_backfilled += 1;
+        let intact = self.check.is_intact(client, frame, data);
+        if !intact {
+            self.report.frames_corrupted += 1;
+        }
+        if let (Some(b), true) = (self.backhaul.as_mut(), intact) {
+            b.frame_delivered(
+                now,
+                &Delivered {
+                    session: client,
+                    frame,
+                    data,
+                    segment_size,
+                    segments,
+                    failed,
+                    reassembly: now.saturating_duration_since(first_segment_at),
+                    backfill: true,
+                },
+            );
+        }
+        self.recorder.record(
+            now,
+            RoleEvent::FrameBackfilled {
+                session: client,
+                frame,
+                intact,
+            },
+        );
+    }
+
+    /// Collects what storage committed, to announce with STORED.
+    fn drain_stored(&mut self, now: Instant) {
+        let Some(b) = self.backhaul.as_mut() else {
+            return;
+        };
+        b.poll_stored(now, &mut self.stored_buf);
+        for f in self.stored_buf.drain(..) {
+            self.report.frames_stored += 1;
+            self.stored.entry(f.session).or_default().push(f.frame);
+            self.recorder.record(
+                now,
+                RoleEvent::FrameStored {
+                    session: f.session,
+                    frame: f.frame,
+                    backfill: f.backfill,
+                },
+            );
+        }
+    }
+
+    fn poll_stored_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        while let Some(mut entry) = self.stored.first_entry() {
+            let client = *entry.key();
+            let frames = entry.get_mut();
+            let rest = frames.split_off(frames.len().min(MAX_STORED_FRAMES));
+            let batch = std::mem::replace(frames, rest);
+            if frames.is_empty() {
+                entry.remove();
+            }
+            let peer = self
+                .receiver
+                .peer(client)
+                .or_else(|| self.receiver.peer(client | BACKFILL_SESSION_BIT));
+            let Some(peer) = peer else {
+                self.report.stored_unsent += batch.len() as u64;
+                continue;
+            };
+            buf.clear();
+            Message::Stored(Stored {
+                session: client,
+                frames: batch,
+            })
+            .encode(buf);
+            self.report.stored_sent += 1;
+            return Some(peer);
+        }
+        None
+    }
+
     fn drain_events(&mut self, now: Instant) {
         while let Some(ev) = self.receiver.poll_event() {
+            let backfill = match &ev {
+                ReceiverEvent::FrameDelivered { session, .. }
+                | ReceiverEvent::FrameDropped { session, .. }
+                | ReceiverEvent::SessionOpened { session, .. }
+                | ReceiverEvent::SessionClosed { session } => session & BACKFILL_SESSION_BIT != 0,
+            };
+            if backfill {
+                // Only whole frames matter: a backfill given up is sent again later.
+                self.on_backfill(now, ev);
+                continue;
+            }
             match ev {
                 ReceiverEvent::FrameDelivered {
                     session,
@@ -114,6 +239,7 @@ impl Sink {
                                 segments,
                                 failed,
                                 reassembly: now.saturating_duration_since(first_segment_at),
+                                backfill: false,
                             },
                         );
                     }
@@ -168,19 +294,27 @@ impl Endpoint for Sink {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         self.receiver.handle_datagram(now, from, data);
         self.drain_events(now);
+        self.drain_stored(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.receiver.handle_timeout(now);
         self.drain_events(now);
+        self.drain_stored(now);
     }
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        self.receiver.poll_transmit(now, buf)
+        self.receiver
+            .poll_transmit(now, buf)
+            .or_else(|| self.poll_stored_transmit(buf))
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.receiver.poll_timeout()
+        let backhaul = self.backhaul.as_ref().and_then(|b| b.poll_timeout());
+        [self.receiver.poll_timeout(), backhaul]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 

@@ -39,6 +39,12 @@ pub struct Tier2Server {
     rejected: u64,
 }
 
+/// The session whose keys carry session `s`'s datagrams: a client's backfill session travels
+/// under the client's own keys.
+fn keys_of(s: u32) -> u32 {
+    s & !super::durable::BACKFILL_SESSION_BIT
+}
+
 /// How often channels of ended sessions are swept away.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -99,7 +105,7 @@ impl Tier2Server {
             }
         }
         // Inside, it must be this session's own traffic.
-        (wire::session_of(inner) == Some(m.session)).then_some(m.session)
+        (wire::session_of(inner).map(keys_of) == Some(m.session)).then_some(m.session)
     }
 
     /// A datagram of a client's session (opened, when keys are in use).
@@ -284,7 +290,7 @@ impl Endpoint for Tier2Server {
             else {
                 break;
             };
-            let channel = wire::session_of(&plain).and_then(|s| self.channels.get_mut(&s));
+            let channel = wire::session_of(&plain).and_then(|s| self.channels.get_mut(&keys_of(s)));
             buf.clear();
             if channel.is_some_and(|c| c.seal(&plain, buf).is_ok()) {
                 sent = Some(to);

@@ -4,6 +4,12 @@
 //!
 //! The queue is bounded: when the database falls behind, records beyond it are counted as
 //! dropped (and logged), not buffered without limit.
+//!
+//! Once a batch is committed the writer reports its frames back through a channel;
+//! [`Backhaul::poll_stored`] hands them to the role, which tells the clients (`STORED`), and
+//! [`Backhaul::poll_timeout`] asks to be polled every [`STORED_POLL`] while frames are
+//! outstanding. A frame dropped here or in a failed batch is never reported: its client still
+//! holds it and sends it again (storage is idempotent per client and frame).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,7 +23,7 @@ use serde::Serialize;
 
 use crate::backend::{FrameRecord, LinkRecord, SessionRecord, Storage};
 use crate::device::CapturedFrame;
-use crate::role::{Backhaul, Delivered};
+use crate::role::{Backhaul, Delivered, StoredFrame};
 use crate::stats::Samples;
 use crate::time::Instant;
 
@@ -27,11 +33,20 @@ pub const QUEUE: usize = 4096;
 const BATCH: usize = 256;
 /// How often a session's link figures and last-seen time are written.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// How often the role polls for committed frames while some are outstanding.
+pub const STORED_POLL: Duration = Duration::from_millis(5);
 
 enum Record {
     Session(SessionRecord),
-    Frame(FrameRecord),
+    /// A frame, and whether it was backfilled.
+    Frame(FrameRecord, bool),
     Link(LinkRecord),
+}
+
+/// What the writer did with a batch's frames.
+struct Written {
+    stored: Vec<StoredFrame>,
+    failed: u64,
 }
 
 /// What the backhaul did, shared with the writer thread.
@@ -93,6 +108,10 @@ pub struct StorageBackhaul {
     queue: SyncSender<Record>,
     windows: BTreeMap<u32, Window>,
     counters: Arc<BackhaulCounters>,
+    written: Receiver<Written>,
+    /// Frames queued and not yet reported stored or failed.
+    outstanding: u64,
+    last_poll: Instant,
 }
 
 /// Milliseconds since the Unix epoch now.
@@ -114,11 +133,12 @@ impl StorageBackhaul {
         now: Instant,
     ) -> (Self, Arc<BackhaulCounters>, JoinHandle<()>) {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let (written_tx, written) = mpsc::channel();
         let counters = Arc::new(BackhaulCounters::default());
         let c = counters.clone();
         let writer = std::thread::Builder::new()
             .name(format!("tier2-{tier2}-db"))
-            .spawn(move || write_loop(storage, rx, &c))
+            .spawn(move || write_loop(storage, rx, &c, &written_tx))
             .expect("spawning the database writer thread");
         (
             StorageBackhaul {
@@ -129,6 +149,9 @@ impl StorageBackhaul {
                 queue: tx,
                 windows: BTreeMap::new(),
                 counters: counters.clone(),
+                written,
+                outstanding: 0,
+                last_poll: now,
             },
             counters,
             writer,
@@ -250,8 +273,9 @@ impl Backhaul for StorageBackhaul {
                     segment_size: u32::try_from(f.segment_size).unwrap_or(u32::MAX),
                     jpeg: c.jpeg,
                 };
-                if self.push(Record::Frame(record)) {
+                if self.push(Record::Frame(record, f.backfill)) {
                     self.counters.frames_queued.fetch_add(1, Ordering::Relaxed);
+                    self.outstanding += 1;
                 }
             }
             Err(e) => {
@@ -277,10 +301,30 @@ impl Backhaul for StorageBackhaul {
             self.push(Record::Session(rec));
         }
     }
+
+    fn poll_stored(&mut self, now: Instant, out: &mut Vec<StoredFrame>) {
+        self.last_poll = now;
+        while let Ok(w) = self.written.try_recv() {
+            self.outstanding = self
+                .outstanding
+                .saturating_sub(w.stored.len() as u64 + w.failed);
+            out.extend(w.stored);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        (self.outstanding > 0).then_some(self.last_poll + STORED_POLL)
+    }
 }
 
-fn write_loop(mut storage: Box<dyn Storage>, rx: Receiver<Record>, c: &BackhaulCounters) {
+fn write_loop(
+    mut storage: Box<dyn Storage>,
+    rx: Receiver<Record>,
+    c: &BackhaulCounters,
+    written: &mpsc::Sender<Written>,
+) {
     let mut frames = Vec::with_capacity(BATCH);
+    let mut backfill = Vec::with_capacity(BATCH);
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -297,20 +341,134 @@ fn write_loop(mut storage: Box<dyn Storage>, rx: Receiver<Record>, c: &BackhaulC
         };
         for r in batch {
             match r {
-                Record::Frame(f) => frames.push(f),
+                Record::Frame(f, b) => {
+                    frames.push(f);
+                    backfill.push(b);
+                }
                 Record::Session(s) => storage.upsert_session(&s).unwrap_or_else(&mut fail),
                 Record::Link(l) => storage.insert_link(&l).unwrap_or_else(&mut fail),
             }
         }
         if !frames.is_empty() {
-            match storage.insert_frames(&frames) {
+            let outcome = match storage.insert_frames(&frames) {
                 Ok(()) => {
                     c.frames_stored
                         .fetch_add(frames.len() as u64, Ordering::Relaxed);
+                    let stored = frames
+                        .iter()
+                        .zip(&backfill)
+                        .map(|(f, &backfill)| StoredFrame {
+                            session: f.client,
+                            frame: f.frame,
+                            backfill,
+                        })
+                        .collect();
+                    Written { stored, failed: 0 }
                 }
-                Err(e) => fail(e),
-            }
+                Err(e) => {
+                    fail(e);
+                    Written {
+                        stored: Vec::new(),
+                        failed: frames.len() as u64,
+                    }
+                }
+            };
+            // The role may be gone already (shutting down): nothing to tell then.
+            let _ = written.send(outcome);
             frames.clear();
+            backfill.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::storage;
+
+    fn delivered(frame: u32, data: &[u8], backfill: bool) -> Delivered<'_> {
+        Delivered {
+            session: 7,
+            frame,
+            data,
+            segment_size: 500,
+            segments: 1,
+            failed: 0,
+            reassembly: Duration::ZERO,
+            backfill,
+        }
+    }
+
+    /// Polls until `n` frames are reported stored (the writer thread commits meanwhile).
+    fn stored(b: &mut StorageBackhaul, n: usize) -> Vec<StoredFrame> {
+        let mut out = Vec::new();
+        for _ in 0..2000 {
+            b.poll_stored(Instant::ZERO, &mut out);
+            if out.len() >= n {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        out
+    }
+
+    #[test]
+    fn reports_frames_after_commit_and_stores_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+        let db = storage::open(&url).unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], 7000));
+        let (mut b, counters, writer) = StorageBackhaul::start(db, 1, addr, Instant::ZERO);
+        let frame = |ms: u64| {
+            CapturedFrame {
+                capture_ms: ms,
+                fix: None,
+                jpeg: vec![0xff, 0xd8, ms as u8],
+            }
+            .encode()
+        };
+        b.session_opened(Instant::ZERO, 7, addr);
+        assert_eq!(b.poll_timeout(), None, "nothing outstanding");
+        let (f1, f2) = (frame(100), frame(200));
+        b.frame_delivered(Instant::ZERO, &delivered(1, &f1, false));
+        b.frame_delivered(Instant::ZERO, &delivered(2, &f2, true));
+        assert!(
+            b.poll_timeout().is_some(),
+            "polled while frames are outstanding"
+        );
+        let mut got = stored(&mut b, 2);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                StoredFrame {
+                    session: 7,
+                    frame: 1,
+                    backfill: false
+                },
+                StoredFrame {
+                    session: 7,
+                    frame: 2,
+                    backfill: true
+                }
+            ]
+        );
+        assert_eq!(b.poll_timeout(), None);
+        // Frame 2 again (its STORED was lost, the client backfilled it): reported again,
+        // stored once.
+        b.frame_delivered(Instant::ZERO, &delivered(2, &f2, true));
+        assert_eq!(stored(&mut b, 1).len(), 1);
+        drop(b);
+        writer.join().unwrap();
+        assert_eq!(counters.report().write_errors, 0);
+        let mut db = storage::open(&url).unwrap();
+        let rows = db.frames(7, i64::MIN, i64::MAX, 100).unwrap();
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.frame, r.capture_ms))
+                .collect::<Vec<_>>(),
+            vec![(1, 100), (2, 200)],
+            "one row per frame, with its capture time"
+        );
     }
 }

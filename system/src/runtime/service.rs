@@ -27,6 +27,8 @@ use crate::driver::{self, Role};
 use crate::metrics::{Metered, Observed, RoleMetrics};
 use crate::net::{Clock, DatagramSocket, TokioClock};
 use crate::proto::{PolicyConfig, Receiver, ReceiverConfig, Sender, SenderConfig};
+use crate::role::durable::{Durable, DurableConfig, BACKFILL_SESSION_BIT};
+use crate::role::ring::{DiskRing, FrameRing, RingLimits};
 use crate::role::{
     Camera, CameraConfig, FrameProducer, Mobile, MobileConfig, Sink, Tier1Server, Tier2Server,
 };
@@ -136,6 +138,9 @@ impl Tier2File {
     }
 }
 
+/// The smallest ring a client may be configured with.
+const MIN_RING_BYTES: u64 = 1 << 20;
+
 fn default_capacity() -> u32 {
     1000
 }
@@ -185,6 +190,21 @@ pub struct MobileFile {
     /// Run without keys (plain sessions): lab use only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure: bool,
+    /// Keep every frame in this file (an on-disk ring) until a tier-2 says the database has
+    /// it, and backfill frames that missed their live deadline; see `role::durable`. Needs
+    /// tier-2s with a database (only they confirm storage). Without it frames live only as
+    /// long as their deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring: Option<PathBuf>,
+    /// The ring's size bound in bytes; when full the oldest unstored frames are dropped (and
+    /// counted).
+    #[serde(default = "default_ring_bytes")]
+    pub ring_bytes: u64,
+}
+
+/// 64 MiB: about 11 minutes of 10 KB frames at 10 fps.
+pub fn default_ring_bytes() -> u64 {
+    RingLimits::default().max_bytes
 }
 
 fn any_port() -> SocketAddr {
@@ -280,6 +300,19 @@ impl MobileFile {
         }
         if !(c.fps.is_finite() && c.fps > 0.0) {
             return Err(invalid(path, "fps", "must be positive"));
+        }
+        if c.id & BACKFILL_SESSION_BIT != 0 {
+            return Err(invalid(path, "id", "must be below 2^31"));
+        }
+        if c.ring_bytes < MIN_RING_BYTES {
+            return Err(invalid(
+                path,
+                "ring_bytes",
+                "must be at least 1 MiB (1048576)",
+            ));
+        }
+        if c.ring.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err(invalid(path, "ring", "must be a file path"));
         }
         CameraSpec::parse(&c.camera).map_err(|e| invalid(path, "camera", &e.to_string()))?;
         GpsSpec::parse(&c.gps).map_err(|e| invalid(path, "gps", &e.to_string()))?;
@@ -548,9 +581,32 @@ pub async fn run_mobile_on<S: DatagramSocket>(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| (d.as_millis() % (1 << 31)) as u32)
         .unwrap_or(0);
+    let ring = match &cfg.ring {
+        Some(path) => {
+            let limits = RingLimits {
+                max_bytes: cfg.ring_bytes,
+                ..RingLimits::default()
+            };
+            let ring = DiskRing::open(path, limits).map_err(|e| {
+                ServiceError::Io(io::Error::new(
+                    e.kind(),
+                    format!("frame ring {}: {e}", path.display()),
+                ))
+            })?;
+            let s = ring.stats();
+            tracing::info!(path = %path.display(), frames = s.frames, bytes = s.bytes,
+                corrupt = s.records_corrupt, "frame ring open");
+            Some(ring)
+        }
+        None => None,
+    };
+    // Frames still in the ring from a previous run keep their ids: number on above them.
+    let first_frame = ring
+        .as_ref()
+        .map_or(boot, |r| Durable::first_frame(r, boot));
     let sender = Sender::new(SenderConfig {
         initial_segment_size: policy.initial_size(),
-        first_frame: boot,
+        first_frame,
         ..SenderConfig::new(cfg.id, any_port())
     });
     let camera = open_camera(&cfg.camera, &cfg.camera_settings())?;
@@ -584,6 +640,17 @@ pub async fn run_mobile_on<S: DatagramSocket>(
         sender,
         producer,
     );
+    let camera = match ring {
+        Some(ring) => {
+            let d = Durable::new(
+                DurableConfig::default(),
+                Box::new(ring),
+                camera.sender().config(),
+            );
+            camera.with_durable(d)
+        }
+        None => camera,
+    };
     let mut connector = Connector::new(ClientConfig::new(cfg.id, cfg.tier1.clone()));
     if let Some(security) =
         super::security::device_security(cfg, &format!("mobile client {}", cfg.id))?

@@ -174,6 +174,8 @@ pub async fn up(
             key: None,
             cluster_key: None,
             insecure: false,
+            ring: None,
+            ring_bytes: crate::runtime::service::default_ring_bytes(),
         };
         keys.secure_mobile(&mut cfg);
         let socket = ImpairedSocket::new(

@@ -230,6 +230,14 @@ pub(crate) fn duplicate_frames_are_ignored(mut f: Fresh) {
             .collect::<Vec<_>>(),
         vec![(1_000, first.fix.unwrap()), (3_000, new.fix.unwrap())]
     );
+    // The same frame stored again by another tier-2 (a client backfilled it after its
+    // STORED was lost and it reconnected elsewhere): still one row, the first.
+    let mut elsewhere = first.clone();
+    elsewhere.tier2 += 1;
+    elsewhere.received_ms = 9_000;
+    db.insert_frames(&[elsewhere]).unwrap();
+    assert_eq!(db.frame(1, 5).unwrap(), Some(first.clone()));
+    assert_eq!(db.frames(1, i64::MIN, i64::MAX, 100).unwrap().len(), 2);
     // The same frame id of another client is another frame.
     db.insert_frames(&[frame(2, 5, 1_500)]).unwrap();
     assert_eq!(db.frame(2, 5).unwrap(), Some(frame(2, 5, 1_500)));

@@ -1,0 +1,508 @@
+//! Nothing lost: a camera keeps every captured frame until storage has it, and backfills the
+//! frames that missed their live deadline with the bandwidth live frames leave over.
+//!
+//! - **Two acknowledgements.** FRAME_ACK stays the transport's "frame complete" (it stops
+//!   resends and sets the next segment size). `STORED` ([`wire::Stored`]) is sent by the
+//!   tier-2 once its database has committed a frame; only that releases the frame from the
+//!   client's [`FrameRing`].
+//! - **Frame identity.** A frame is named by its client (the live session id, which is the
+//!   client id) and its capture sequence number (its frame id in the live session). Both
+//!   survive reconnects to another tier-2 (the sender keeps its numbering) and restarts (a
+//!   restarted client numbers on from above what its ring holds). Storage is idempotent per
+//!   (client, frame), so a frame stored twice (a STORED lost, a backfill after a reconnect, a
+//!   different tier-2) is one row.
+//! - **Backfill.** Frames in the ring whose live attempt is over (given up at the deadline or
+//!   evicted, or acknowledged but not STORED within `stored_timeout`) are sent again on a
+//!   second, low-priority session: id `client | BACKFILL_SESSION_BIT`, its own
+//!   [`Sender`] with its own frame numbering (so the receiver's duplicate and staleness rules
+//!   for the live session are untouched), each frame wrapped in a small envelope carrying its
+//!   original frame id and capture time ([`encode_envelope`]). The tier-2 unwraps it and
+//!   stores the frame under its original identity, counted as a backfill, not as a live
+//!   delivery.
+//! - **"Left over" bandwidth**, precisely: a backfill datagram leaves only when the live
+//!   sender is idle ([`Sender::is_idle`]: no live segment, fresh or resend, is queued, and the
+//!   live pacer would let a datagram leave now), and it is then charged to the live pacer
+//!   ([`Sender::charge`]). So live and backfill together never exceed the pacing rate, and a
+//!   live segment never waits behind a backfill one for longer than one datagram. A new
+//!   backfill frame is taken from the ring only at such a moment, and at most
+//!   `backfill_in_flight` are in flight.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::ring::{FrameRing, RingFrame, RingStats};
+use crate::driver::Endpoint;
+use crate::proto::{Sender, SenderConfig, SenderEvent};
+use crate::time::Instant;
+
+/// Set in the session id of the backfill session of a client.
+pub const BACKFILL_SESSION_BIT: u32 = 0x8000_0000;
+
+/// Envelope header: original frame id and capture time.
+pub const ENVELOPE_LEN: usize = 4 + 8;
+
+/// Wraps a backfilled frame: its original id and capture time, then its bytes.
+pub fn encode_envelope(frame: u32, capture_us: u64, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ENVELOPE_LEN + data.len());
+    out.extend_from_slice(&frame.to_be_bytes());
+    out.extend_from_slice(&capture_us.to_be_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// Unwraps a backfilled frame: `(frame, capture_us, data)`, or `None` when too short.
+pub fn decode_envelope(bytes: &[u8]) -> Option<(u32, u64, &[u8])> {
+    let (head, data) = bytes.split_at_checked(ENVELOPE_LEN)?;
+    let frame = u32::from_be_bytes(head[..4].try_into().ok()?);
+    let capture_us = u64::from_be_bytes(head[4..].try_into().ok()?);
+    Some((frame, capture_us, data))
+}
+
+/// How a camera backfills.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DurableConfig {
+    /// A frame acknowledged but not STORED this long after is taken for lost on its way to
+    /// the database (the tier-2 died, the STORED was lost) and backfilled.
+    pub stored_timeout: Duration,
+    /// A backfilled frame not acknowledged this long after it was sent is given up (and
+    /// backfilled again later).
+    pub backfill_deadline: Duration,
+    /// Backfill frames in flight at most.
+    pub backfill_in_flight: usize,
+}
+
+impl Default for DurableConfig {
+    fn default() -> Self {
+        DurableConfig {
+            stored_timeout: Duration::from_secs(5),
+            backfill_deadline: Duration::from_secs(5),
+            backfill_in_flight: 2,
+        }
+    }
+}
+
+/// What the durability layer did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DurableReport {
+    /// Frames the ring released on STORED.
+    pub frames_stored: u64,
+    /// Backfill frames sent (each attempt).
+    pub backfill_sent: u64,
+    /// Backfill frames the tier-2 acknowledged.
+    pub backfill_acked: u64,
+    /// Backfill attempts given up (deadline), to be tried again.
+    pub backfill_given_up: u64,
+    /// STORED messages received.
+    pub stored_messages: u64,
+    pub ring: RingStats,
+}
+
+/// Where a frame held in the ring is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Busy {
+    /// In the live sender.
+    Live,
+    /// Acknowledged; backfilled unless STORED comes before this.
+    Acked(Instant),
+    /// In the backfill sender under this transport id.
+    Backfill(u32),
+}
+
+/// A frame released or dropped, for the camera's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurableEvent {
+    /// The ring dropped an unstored frame to make room.
+    RingDropped { frame: u32 },
+    /// A backfilled frame was acknowledged.
+    BackfillAcked { frame: u32 },
+}
+
+/// The durability layer of one camera. See the [module docs](self).
+pub struct Durable {
+    cfg: DurableConfig,
+    ring: Box<dyn FrameRing>,
+    backfill: Sender,
+    /// Frames held in the ring that are not free for backfill (absent: free).
+    busy: BTreeMap<u32, Busy>,
+    /// Backfill transport id -> frame.
+    in_backfill: BTreeMap<u32, u32>,
+    report: DurableReport,
+    events: Vec<DurableEvent>,
+}
+
+impl Durable {
+    /// `live` is the camera's sender config: the backfill session copies its peer, pacing and
+    /// sizes, with the backfill bit set in the session id.
+    pub fn new(cfg: DurableConfig, ring: Box<dyn FrameRing>, live: &SenderConfig) -> Self {
+        let backfill = Sender::new(SenderConfig {
+            session: live.session | BACKFILL_SESSION_BIT,
+            frame_deadline: cfg.backfill_deadline,
+            max_frames_in_flight: cfg.backfill_in_flight.max(1),
+            ..live.clone()
+        });
+        Durable {
+            cfg,
+            ring,
+            backfill,
+            busy: BTreeMap::new(),
+            in_backfill: BTreeMap::new(),
+            report: DurableReport::default(),
+            events: Vec::new(),
+        }
+    }
+
+    /// The first live frame id that does not clash with frames the ring still holds (from a
+    /// previous run of the client): above them, and at least `boot`.
+    pub fn first_frame(ring: &dyn FrameRing, boot: u32) -> u32 {
+        match ring.index().max_frame() {
+            Some(max) if max >= boot => max.wrapping_add(1),
+            _ => boot,
+        }
+    }
+
+    pub fn ring(&self) -> &dyn FrameRing {
+        self.ring.as_ref()
+    }
+
+    pub fn backfill_sender(&self) -> &Sender {
+        &self.backfill
+    }
+
+    pub fn report(&self) -> DurableReport {
+        DurableReport {
+            ring: self.ring.stats(),
+            ..self.report
+        }
+    }
+
+    /// Events since the last call.
+    pub fn take_events(&mut self) -> Vec<DurableEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// True when every frame is stored (or dropped) and nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.ring.index().is_empty() && self.backfill.frames_in_flight() == 0
+    }
+
+    /// A frame was captured and pushed into the live sender.
+    pub fn on_capture(&mut self, now: Instant, frame: u32, data: &[u8]) {
+        let dropped = self.ring.insert(RingFrame {
+            frame,
+            capture_us: now.as_micros(),
+            data: data.to_vec(),
+        });
+        for f in dropped {
+            self.busy.remove(&f);
+            self.events.push(DurableEvent::RingDropped { frame: f });
+        }
+        if self.ring.index().get(frame).is_some() {
+            self.busy.insert(frame, Busy::Live);
+        }
+    }
+
+    /// The live sender's frame was acknowledged (complete at the tier-2, not yet stored).
+    pub fn on_live_acked(&mut self, now: Instant, frame: u32) {
+        if let Some(b) = self.busy.get_mut(&frame) {
+            *b = Busy::Acked(now + self.cfg.stored_timeout);
+        }
+    }
+
+    /// The live sender gave the frame up: it is free for backfill.
+    pub fn on_live_dropped(&mut self, frame: u32) {
+        if self.busy.get(&frame) == Some(&Busy::Live) {
+            self.busy.remove(&frame);
+        }
+    }
+
+    /// STORED for `frames`: released from the ring.
+    pub fn on_stored(&mut self, frames: &[u32]) {
+        self.report.stored_messages += 1;
+        for &f in frames {
+            if self.ring.release(f) {
+                self.report.frames_stored += 1;
+            }
+            if let Some(Busy::Backfill(id)) = self.busy.remove(&f) {
+                self.in_backfill.remove(&id);
+            }
+        }
+    }
+
+    /// A datagram of the backfill session.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.backfill.handle_datagram(now, from, data);
+        self.drain(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        // Acknowledged long ago and never STORED: free for backfill.
+        self.busy
+            .retain(|_, b| !matches!(*b, Busy::Acked(until) if until <= now));
+        self.backfill.handle_timeout(now);
+        self.drain(now);
+    }
+
+    fn drain(&mut self, now: Instant) {
+        while let Some(ev) = self.backfill.poll_event() {
+            match ev {
+                SenderEvent::FrameAcked { frame: id, .. } => {
+                    if let Some(frame) = self.in_backfill.remove(&id) {
+                        self.report.backfill_acked += 1;
+                        self.events.push(DurableEvent::BackfillAcked { frame });
+                        if self.busy.contains_key(&frame) {
+                            self.busy
+                                .insert(frame, Busy::Acked(now + self.cfg.stored_timeout));
+                        }
+                    }
+                }
+                SenderEvent::FrameDropped { frame: id, .. } => {
+                    if let Some(frame) = self.in_backfill.remove(&id) {
+                        self.report.backfill_given_up += 1;
+                        if self.busy.get(&frame) == Some(&Busy::Backfill(id)) {
+                            self.busy.remove(&frame);
+                        }
+                    }
+                }
+                SenderEvent::SegmentSizeChanged { .. } => {}
+            }
+        }
+    }
+
+    /// The oldest frame free for backfill.
+    fn next_free(&self) -> Option<u32> {
+        self.ring
+            .index()
+            .iter()
+            .map(|e| e.frame)
+            .find(|f| !self.busy.contains_key(f))
+    }
+
+    /// Sends a backfill datagram if the live sender leaves room for one now (see the module
+    /// docs), charging it to the live pacer.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        live: &mut Sender,
+        buf: &mut Vec<u8>,
+    ) -> Option<SocketAddr> {
+        if !live.is_idle(now) {
+            return None;
+        }
+        if !self.backfill.has_queued() && self.in_backfill.len() < self.cfg.backfill_in_flight {
+            while let Some(frame) = self.next_free() {
+                let Some(f) = self.ring.load(frame) else {
+                    // Unreadable: the ring dropped it (and counted it).
+                    self.busy.remove(&frame);
+                    continue;
+                };
+                let env = encode_envelope(f.frame, f.capture_us, &f.data);
+                match self.backfill.push_frame(now, env) {
+                    Ok(id) => {
+                        self.report.backfill_sent += 1;
+                        self.in_backfill.insert(id, frame);
+                        self.busy.insert(frame, Busy::Backfill(id));
+                    }
+                    Err(e) => {
+                        // Cannot be cut into segments: no use keeping it.
+                        tracing::warn!(frame, error = %e, "frame cannot be backfilled");
+                        self.ring.release(frame);
+                    }
+                }
+                break;
+            }
+        }
+        let to = self.backfill.poll_transmit(now, buf)?;
+        live.charge(now, buf.len());
+        Some(to)
+    }
+
+    /// Backfill deadlines and probes, and when an acknowledged frame turns free.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let acked = self
+            .busy
+            .values()
+            .filter_map(|b| match b {
+                Busy::Acked(t) => Some(*t),
+                _ => None,
+            })
+            .min();
+        [self.backfill.next_deadline(), acked]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Like [`Durable::next_deadline`], plus when a backfill datagram may leave, if one is
+    /// waiting: once both pacers allow it. While `live` has segments queued, its own timeout
+    /// wakes the caller.
+    pub fn poll_timeout(&self, live: &Sender) -> Option<Instant> {
+        let waiting = self.backfill.has_queued()
+            || (self.in_backfill.len() < self.cfg.backfill_in_flight && self.next_free().is_some());
+        let pacing = (waiting && !live.has_queued())
+            .then(|| {
+                [live.pace_ready_at(), self.backfill.pace_ready_at()]
+                    .into_iter()
+                    .flatten()
+                    .max()
+            })
+            .flatten();
+        [pacing, self.next_deadline()].into_iter().flatten().min()
+    }
+
+    /// Moves the backfill session to a new receiver, as the live one.
+    pub fn restart(&mut self, now: Instant, peer: SocketAddr) {
+        self.backfill.restart(now, peer);
+    }
+
+    /// Frames in the backfill sender.
+    pub fn frames_in_flight(&self) -> usize {
+        self.backfill.frames_in_flight()
+    }
+
+    /// When the backfill session last heard its receiver.
+    pub fn last_feedback(&self) -> Option<Instant> {
+        self.backfill.last_feedback()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::wire::{self, Message, Stored, MAX_STORED_FRAMES};
+    use crate::role::ring::{MemoryRing, RingLimits};
+
+    #[test]
+    fn stored_round_trips_and_rejects_bad_lengths() {
+        let m = Message::Stored(Stored {
+            session: 7,
+            frames: (0..MAX_STORED_FRAMES as u32).collect(),
+        });
+        let mut buf = Vec::new();
+        m.encode(&mut buf);
+        assert_eq!(wire::decode(&buf), Ok(m));
+        // A count above the limit is refused, not allocated.
+        let mut buf = vec![b'L', b'C', wire::VERSION, wire::kind::STORED];
+        buf.extend_from_slice(&7u32.to_be_bytes());
+        buf.extend_from_slice(&u16::MAX.to_be_bytes());
+        let crc = crc32c::crc32c(&buf);
+        buf.extend_from_slice(&crc.to_be_bytes());
+        assert!(wire::decode(&buf).is_err());
+    }
+
+    #[test]
+    fn envelope_round_trips() {
+        let env = encode_envelope(9, 123_456, b"abc");
+        assert_eq!(decode_envelope(&env), Some((9, 123_456, &b"abc"[..])));
+        assert_eq!(decode_envelope(&env[..5]), None);
+    }
+
+    fn peer() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9))
+    }
+
+    fn ms(n: u64) -> Instant {
+        Instant::from_millis(n)
+    }
+
+    /// A receiver's answer: ACK of `frame` on `session`.
+    fn ack(session: u32, frame: u32) -> Vec<u8> {
+        let mut buf = Vec::new();
+        Message::FrameAck(wire::FrameAck {
+            session,
+            frame,
+            next_segment_size: 500,
+        })
+        .encode(&mut buf);
+        buf
+    }
+
+    fn segments(d: &mut Durable, live: &mut Sender, now: Instant) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        while d.poll_transmit(now, live, &mut buf).is_some() {
+            if let Ok(Message::Segment(s)) = wire::decode(&buf) {
+                let orig = (s.index == 0).then(|| decode_envelope(s.payload).map(|e| e.0));
+                out.push((s.frame, orig.flatten().unwrap_or(u32::MAX)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn backfill_sends_only_frames_out_of_the_live_path_and_only_when_live_is_idle() {
+        let live_cfg = SenderConfig::new(5, peer());
+        let mut live = Sender::new(live_cfg.clone());
+        let ring = MemoryRing::new(RingLimits::default());
+        let cfg = DurableConfig {
+            backfill_in_flight: 1,
+            ..DurableConfig::default()
+        };
+        let mut d = Durable::new(cfg, Box::new(ring), &live_cfg);
+        // Three frames captured; 0 given up, 1 acknowledged, 2 still live.
+        for f in 0..3 {
+            live.push_frame(ms(0), vec![f as u8; 100]).unwrap();
+            d.on_capture(ms(0), f, &[f as u8; 100]);
+        }
+        d.on_live_dropped(0);
+        d.on_live_acked(ms(0), 1);
+        // Live has segments queued: no backfill.
+        assert!(segments(&mut d, &mut live, ms(1)).is_empty());
+        let mut buf = Vec::new();
+        while live.poll_transmit(ms(1), &mut buf).is_some() {}
+        // Live idle: frame 0 (only) goes as backfill frame 0 of session 5|BIT.
+        assert_eq!(segments(&mut d, &mut live, ms(2)), vec![(0, 0)]);
+        assert_eq!(
+            d.backfill_sender().config().session,
+            5 | BACKFILL_SESSION_BIT
+        );
+        // Its ACK frees the slot; frame 1's STORED never came: after the timeout it is next.
+        d.handle_datagram(ms(3), peer(), &ack(5 | BACKFILL_SESSION_BIT, 0));
+        assert!(
+            segments(&mut d, &mut live, ms(4)).is_empty(),
+            "1 waits for STORED"
+        );
+        d.handle_timeout(ms(5001));
+        assert_eq!(segments(&mut d, &mut live, ms(5001)), vec![(1, 1)]);
+        // STORED releases frames from the ring.
+        d.on_stored(&[0, 1]);
+        assert_eq!(d.ring().index().len(), 1);
+        assert_eq!(d.report().frames_stored, 2);
+    }
+
+    #[test]
+    fn a_full_ring_drops_the_oldest_and_says_so() {
+        let live_cfg = SenderConfig::new(5, peer());
+        let ring = MemoryRing::new(RingLimits {
+            max_frames: 2,
+            max_bytes: 1 << 20,
+        });
+        let mut d = Durable::new(DurableConfig::default(), Box::new(ring), &live_cfg);
+        for f in 0..4 {
+            d.on_capture(ms(0), f, &[1; 10]);
+        }
+        assert_eq!(
+            d.take_events(),
+            vec![
+                DurableEvent::RingDropped { frame: 0 },
+                DurableEvent::RingDropped { frame: 1 }
+            ]
+        );
+        assert_eq!(d.report().ring.frames_dropped, 2);
+    }
+
+    #[test]
+    fn first_frame_numbers_on_above_the_ring() {
+        let mut ring = MemoryRing::new(RingLimits::default());
+        assert_eq!(Durable::first_frame(&ring, 100), 100);
+        ring.insert(RingFrame {
+            frame: 150,
+            capture_us: 0,
+            data: vec![1],
+        });
+        assert_eq!(Durable::first_frame(&ring, 100), 151);
+        assert_eq!(Durable::first_frame(&ring, 200), 200);
+    }
+}

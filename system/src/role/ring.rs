@@ -1,0 +1,706 @@
+//! A mobile client's ring of captured frames not yet stored by the backend.
+//!
+//! Every frame the camera captures goes into the ring; it leaves only when a tier-2 says the
+//! database has committed it (wire `STORED`). The ring is bounded by a frame count and a byte
+//! count: when a new frame does not fit, the oldest frames are dropped and counted
+//! ([`RingStats::frames_dropped`]), never silently.
+//!
+//! [`FrameRing`] is the interface the camera uses. [`MemoryRing`] keeps the frames in memory
+//! (simulations, tests); [`DiskRing`] keeps them in one append-only log file, so frames not
+//! yet stored survive a crash or restart of the client. Both share the bounded index
+//! ([`RingIndex`]), so they evict the same frames in the same order.
+//!
+//! The log file is a sequence of records, all integers big-endian:
+//!
+//! ```text
+//! put:     'P' | seq u64 | frame u32 | capture_us u64 | len u32 | header CRC-32C | data | data CRC-32C
+//! release: 'R' | 0   u64 | frame u32 | 0          u64 | 0   u32 | header CRC-32C  (stored or dropped)
+//! ```
+//!
+//! On open the log is replayed. A record whose header checksum fails is a torn tail (the
+//! client died while writing it): it and everything after it are cut off. A record whose data
+//! checksum fails is skipped (its length is known from the checked header). Both are counted
+//! in [`RingStats::records_corrupt`]. Released and dropped frames leave dead bytes behind;
+//! once those outweigh the live ones the log is rewritten (to a temporary file, then renamed
+//! over the old one, so a crash in between leaves either the old or the new log).
+//!
+//! Durability: records are written to the file at once (a client process that crashes loses
+//! nothing); they are not fsynced per frame, so a power cut may lose the last ones (and then
+//! leaves at worst a torn tail).
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// A captured frame kept until stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingFrame {
+    /// The frame's capture sequence number (its id in the live session).
+    pub frame: u32,
+    /// Capture time, microseconds on the role clock.
+    pub capture_us: u64,
+    pub data: Vec<u8>,
+}
+
+/// How much a ring holds at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingLimits {
+    pub max_frames: usize,
+    pub max_bytes: u64,
+}
+
+impl Default for RingLimits {
+    /// 64 MiB and 65,536 frames: about 11 minutes of 10 KB frames at 10 fps.
+    fn default() -> Self {
+        RingLimits {
+            max_frames: 65_536,
+            max_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A ring's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RingStats {
+    /// Frames in the ring now.
+    pub frames: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    pub frames_inserted: u64,
+    /// Frames released because storage has them.
+    pub frames_released: u64,
+    /// Frames dropped unstored because the ring was full (or one frame exceeds its bytes).
+    pub frames_dropped: u64,
+    /// Log records found damaged on open or on reading (disk ring only).
+    pub records_corrupt: u64,
+    /// Writes or reads of the log that failed (disk ring only); such a frame is not kept.
+    pub io_errors: u64,
+}
+
+/// One frame in the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingEntry {
+    /// Insertion order: lower is older.
+    pub seq: u64,
+    pub frame: u32,
+    pub capture_us: u64,
+    pub len: u64,
+    /// Where the data lives (the disk ring's file offset; unused in memory).
+    pos: u64,
+}
+
+/// The bounded index both rings share: which frames are held, oldest first.
+#[derive(Debug, Default)]
+pub struct RingIndex {
+    limits: RingLimits,
+    by_seq: BTreeMap<u64, RingEntry>,
+    by_frame: BTreeMap<u32, u64>,
+    next_seq: u64,
+    stats: RingStats,
+}
+
+impl RingIndex {
+    fn new(limits: RingLimits) -> Self {
+        RingIndex {
+            limits,
+            ..RingIndex::default()
+        }
+    }
+
+    /// Frames held, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &RingEntry> + '_ {
+        self.by_seq.values()
+    }
+
+    pub fn get(&self, frame: u32) -> Option<&RingEntry> {
+        self.by_seq.get(self.by_frame.get(&frame)?)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_seq.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_seq.is_empty()
+    }
+
+    /// The highest frame id held, if any.
+    pub fn max_frame(&self) -> Option<u32> {
+        self.by_frame.keys().next_back().copied()
+    }
+
+    fn remove(&mut self, frame: u32) -> Option<RingEntry> {
+        let seq = self.by_frame.remove(&frame)?;
+        let e = self.by_seq.remove(&seq)?;
+        self.stats.frames -= 1;
+        self.stats.bytes -= e.len;
+        Some(e)
+    }
+
+    /// Makes room for a frame of `len` bytes by dropping the oldest frames; returns them.
+    /// `None`: the frame alone exceeds the byte bound and cannot be kept.
+    fn make_room(&mut self, len: u64) -> Option<Vec<RingEntry>> {
+        if len > self.limits.max_bytes || self.limits.max_frames == 0 {
+            self.stats.frames_dropped += 1;
+            return None;
+        }
+        let mut dropped = Vec::new();
+        while self.by_seq.len() >= self.limits.max_frames
+            || self.stats.bytes + len > self.limits.max_bytes
+        {
+            let Some((_, oldest)) = self.by_seq.first_key_value() else {
+                break;
+            };
+            let frame = oldest.frame;
+            if let Some(e) = self.remove(frame) {
+                self.stats.frames_dropped += 1;
+                dropped.push(e);
+            }
+        }
+        Some(dropped)
+    }
+
+    fn add(&mut self, mut e: RingEntry) {
+        if let Some(old) = self.remove(e.frame) {
+            // The same frame again (a restart reusing an id): the newer copy wins.
+            let _ = old;
+        }
+        if e.seq == u64::MAX {
+            e.seq = self.next_seq;
+        }
+        self.next_seq = self.next_seq.max(e.seq + 1);
+        self.stats.frames += 1;
+        self.stats.bytes += e.len;
+        self.by_frame.insert(e.frame, e.seq);
+        self.by_seq.insert(e.seq, e);
+    }
+}
+
+/// Where a camera keeps frames until they are stored. See the [module docs](self).
+pub trait FrameRing: Send {
+    /// Keeps `frame` until released. When it does not fit, the oldest frames are dropped
+    /// (counted) and their ids returned; a frame larger than the whole ring is not kept (its
+    /// own id is returned).
+    fn insert(&mut self, frame: RingFrame) -> Vec<u32>;
+    /// Forgets a frame storage has. False if it was not held.
+    fn release(&mut self, frame: u32) -> bool;
+    /// The frame's bytes, if held (and, on disk, readable and intact).
+    fn load(&mut self, frame: u32) -> Option<RingFrame>;
+    /// The frames held, oldest first.
+    fn index(&self) -> &RingIndex;
+    fn stats(&self) -> RingStats {
+        self.index().stats
+    }
+}
+
+/// A ring in memory. See the [module docs](self).
+#[derive(Debug)]
+pub struct MemoryRing {
+    index: RingIndex,
+    data: BTreeMap<u32, Vec<u8>>,
+}
+
+impl MemoryRing {
+    pub fn new(limits: RingLimits) -> Self {
+        MemoryRing {
+            index: RingIndex::new(limits),
+            data: BTreeMap::new(),
+        }
+    }
+}
+
+impl FrameRing for MemoryRing {
+    fn insert(&mut self, f: RingFrame) -> Vec<u32> {
+        let len = f.data.len() as u64;
+        let Some(dropped) = self.index.make_room(len) else {
+            return vec![f.frame];
+        };
+        for e in &dropped {
+            self.data.remove(&e.frame);
+        }
+        self.index.stats.frames_inserted += 1;
+        self.index.add(RingEntry {
+            seq: u64::MAX,
+            frame: f.frame,
+            capture_us: f.capture_us,
+            len,
+            pos: 0,
+        });
+        self.data.insert(f.frame, f.data);
+        dropped.iter().map(|e| e.frame).collect()
+    }
+
+    fn release(&mut self, frame: u32) -> bool {
+        self.data.remove(&frame);
+        let held = self.index.remove(frame).is_some();
+        if held {
+            self.index.stats.frames_released += 1;
+        }
+        held
+    }
+
+    fn load(&mut self, frame: u32) -> Option<RingFrame> {
+        let e = self.index.get(frame)?;
+        Some(RingFrame {
+            frame,
+            capture_us: e.capture_us,
+            data: self.data.get(&frame)?.clone(),
+        })
+    }
+
+    fn index(&self) -> &RingIndex {
+        &self.index
+    }
+}
+
+const TAG_PUT: u8 = b'P';
+const TAG_RELEASE: u8 = b'R';
+/// Tag, seq, frame, capture time, length.
+const HEADER_FIELDS: usize = 1 + 8 + 4 + 8 + 4;
+const HEADER_LEN: usize = HEADER_FIELDS + 4;
+/// Dead bytes tolerated before the log is rewritten, beyond the live bytes.
+const COMPACT_SLACK: u64 = 1 << 20;
+
+fn header(tag: u8, seq: u64, frame: u32, capture_us: u64, len: u32) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[0] = tag;
+    h[1..9].copy_from_slice(&seq.to_be_bytes());
+    h[9..13].copy_from_slice(&frame.to_be_bytes());
+    h[13..21].copy_from_slice(&capture_us.to_be_bytes());
+    h[21..25].copy_from_slice(&len.to_be_bytes());
+    let crc = crc32c::crc32c(&h[..HEADER_FIELDS]);
+    h[HEADER_FIELDS..].copy_from_slice(&crc.to_be_bytes());
+    h
+}
+
+/// A ring in one append-only log file. See the [module docs](self).
+#[derive(Debug)]
+pub struct DiskRing {
+    index: RingIndex,
+    path: PathBuf,
+    file: File,
+    /// Length of the log.
+    end: u64,
+}
+
+impl DiskRing {
+    /// Opens the log at `path` (creating it and its directory if missing) and replays it.
+    /// Damaged records are skipped or cut off and counted; only an unusable file is an error.
+    pub fn open(path: &Path, limits: RingLimits) -> io::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let mut ring = DiskRing {
+            index: RingIndex::new(limits),
+            path: path.to_path_buf(),
+            file,
+            end: 0,
+        };
+        ring.replay()?;
+        // Replaying may have found more than the (possibly smaller) limits allow now.
+        while ring.index.len() > limits.max_frames || ring.index.stats.bytes > limits.max_bytes {
+            let Some(oldest) = ring.index.iter().next().map(|e| e.frame) else {
+                break;
+            };
+            ring.index.remove(oldest);
+            ring.index.stats.frames_dropped += 1;
+        }
+        ring.compact_if_due()?;
+        Ok(ring)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn replay(&mut self) -> io::Result<()> {
+        let len = self.file.metadata()?.len();
+        self.file.seek(SeekFrom::Start(0))?;
+        let mut r = BufReader::new(&mut self.file);
+        let mut pos = 0u64;
+        let mut h = [0u8; HEADER_LEN];
+        let mut entries = Vec::new();
+        let mut corrupt = 0;
+        loop {
+            if pos + HEADER_LEN as u64 > len {
+                if pos < len {
+                    corrupt += 1; // torn header
+                }
+                break;
+            }
+            r.read_exact(&mut h)?;
+            let crc = u32::from_be_bytes(h[HEADER_FIELDS..].try_into().unwrap_or_default());
+            if crc32c::crc32c(&h[..HEADER_FIELDS]) != crc {
+                corrupt += 1;
+                break;
+            }
+            let u64_at = |i: usize| u64::from_be_bytes(h[i..i + 8].try_into().unwrap_or_default());
+            let seq = u64_at(1);
+            let frame = u32::from_be_bytes(h[9..13].try_into().unwrap_or_default());
+            let capture_us = u64_at(13);
+            let data_len = u64::from(u32::from_be_bytes(h[21..25].try_into().unwrap_or_default()));
+            pos += HEADER_LEN as u64;
+            match h[0] {
+                TAG_RELEASE => entries.push(Err(frame)),
+                TAG_PUT => {
+                    if pos + data_len + 4 > len {
+                        corrupt += 1; // torn data
+                        pos -= HEADER_LEN as u64;
+                        break;
+                    }
+                    let mut data = vec![0u8; data_len as usize];
+                    r.read_exact(&mut data)?;
+                    let mut c = [0u8; 4];
+                    r.read_exact(&mut c)?;
+                    if crc32c::crc32c(&data) == u32::from_be_bytes(c) {
+                        entries.push(Ok(RingEntry {
+                            seq,
+                            frame,
+                            capture_us,
+                            len: data_len,
+                            pos,
+                        }));
+                    } else {
+                        corrupt += 1;
+                    }
+                    pos += data_len + 4;
+                }
+                _ => {
+                    corrupt += 1;
+                    pos -= HEADER_LEN as u64;
+                    break;
+                }
+            }
+        }
+        drop(r);
+        for e in entries {
+            match e {
+                Ok(e) => self.index.add(e),
+                Err(frame) => {
+                    self.index.remove(frame);
+                }
+            }
+        }
+        self.index.stats.records_corrupt += corrupt;
+        if pos < len {
+            // Cut the torn tail off, so new records follow intact ones.
+            self.file.set_len(pos)?;
+        }
+        self.end = pos;
+        Ok(())
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> io::Result<u64> {
+        let at = self.end;
+        self.file.seek(SeekFrom::Start(at))?;
+        if let Err(e) = self.file.write_all(bytes) {
+            // Leave no half record behind to be taken for a torn tail later.
+            let _ = self.file.set_len(at);
+            return Err(e);
+        }
+        self.end += bytes.len() as u64;
+        Ok(at)
+    }
+
+    fn put_record(f: &RingFrame, seq: u64) -> Option<Vec<u8>> {
+        let len = u32::try_from(f.data.len()).ok()?;
+        let mut rec = Vec::with_capacity(HEADER_LEN + f.data.len() + 4);
+        rec.extend_from_slice(&header(TAG_PUT, seq, f.frame, f.capture_us, len));
+        rec.extend_from_slice(&f.data);
+        rec.extend_from_slice(&crc32c::crc32c(&f.data).to_be_bytes());
+        Some(rec)
+    }
+
+    fn read_at(&mut self, e: &RingEntry) -> io::Result<Option<Vec<u8>>> {
+        self.file.seek(SeekFrom::Start(e.pos))?;
+        let mut data = vec![0u8; e.len as usize + 4];
+        self.file.read_exact(&mut data)?;
+        let crc = data.split_off(e.len as usize);
+        let ok = crc32c::crc32c(&data).to_be_bytes() == crc.as_slice();
+        Ok(ok.then_some(data))
+    }
+
+    /// Rewrites the log with only the live frames once dead bytes outweigh them.
+    fn compact_if_due(&mut self) -> io::Result<()> {
+        let live = self.index.stats.bytes + self.index.len() as u64 * (HEADER_LEN as u64 + 4);
+        if self.end <= 2 * live + COMPACT_SLACK {
+            return Ok(());
+        }
+        let tmp = self.path.with_extension("compact");
+        let mut out = io::BufWriter::new(File::create(&tmp)?);
+        let mut moved = Vec::with_capacity(self.index.len());
+        let mut at = 0u64;
+        let entries: Vec<RingEntry> = self.index.iter().copied().collect();
+        for e in entries {
+            let Some(data) = self.read_at(&e)? else {
+                self.index.remove(e.frame);
+                self.index.stats.records_corrupt += 1;
+                continue;
+            };
+            let f = RingFrame {
+                frame: e.frame,
+                capture_us: e.capture_us,
+                data,
+            };
+            let Some(rec) = Self::put_record(&f, e.seq) else {
+                continue;
+            };
+            out.write_all(&rec)?;
+            moved.push(RingEntry {
+                pos: at + HEADER_LEN as u64,
+                ..e
+            });
+            at += rec.len() as u64;
+        }
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, &self.path)?;
+        self.file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+        self.end = at;
+        for e in moved {
+            if let Some(seq) = self.index.by_frame.get(&e.frame).copied() {
+                self.index.by_seq.insert(seq, e);
+            }
+        }
+        Ok(())
+    }
+
+    fn io_error(&mut self, what: &str, e: &io::Error) {
+        let n = self.index.stats.io_errors;
+        self.index.stats.io_errors += 1;
+        if n.is_power_of_two() || n == 0 {
+            tracing::warn!(path = %self.path.display(), error = %e, errors = n + 1, "frame ring {what} failed");
+        }
+    }
+}
+
+impl FrameRing for DiskRing {
+    fn insert(&mut self, f: RingFrame) -> Vec<u32> {
+        let len = f.data.len() as u64;
+        let Some(dropped) = self.index.make_room(len) else {
+            return vec![f.frame];
+        };
+        let mut out: Vec<u32> = dropped.iter().map(|e| e.frame).collect();
+        for &frame in &out {
+            // Dropped for good: a reopen must not bring it back.
+            if let Err(e) = self.append(&header(TAG_RELEASE, 0, frame, 0, 0)) {
+                self.io_error("write", &e);
+            }
+        }
+        let seq = self.index.next_seq;
+        let Some(rec) = Self::put_record(&f, seq) else {
+            self.index.stats.frames_dropped += 1;
+            out.push(f.frame);
+            return out;
+        };
+        match self.append(&rec) {
+            Ok(at) => {
+                self.index.stats.frames_inserted += 1;
+                self.index.add(RingEntry {
+                    seq,
+                    frame: f.frame,
+                    capture_us: f.capture_us,
+                    len,
+                    pos: at + HEADER_LEN as u64,
+                });
+            }
+            Err(e) => {
+                self.io_error("write", &e);
+                self.index.stats.frames_dropped += 1;
+                out.push(f.frame);
+            }
+        }
+        if let Err(e) = self.compact_if_due() {
+            self.io_error("compaction", &e);
+        }
+        out
+    }
+
+    fn release(&mut self, frame: u32) -> bool {
+        if self.index.remove(frame).is_none() {
+            return false;
+        }
+        self.index.stats.frames_released += 1;
+        if let Err(e) = self.append(&header(TAG_RELEASE, 0, frame, 0, 0)) {
+            // Not fatal: after a restart the frame is sent again and stored idempotently.
+            self.io_error("write", &e);
+        }
+        if let Err(e) = self.compact_if_due() {
+            self.io_error("compaction", &e);
+        }
+        true
+    }
+
+    fn load(&mut self, frame: u32) -> Option<RingFrame> {
+        let e = *self.index.get(frame)?;
+        match self.read_at(&e) {
+            Ok(Some(data)) => Some(RingFrame {
+                frame,
+                capture_us: e.capture_us,
+                data,
+            }),
+            Ok(None) => {
+                self.index.remove(frame);
+                self.index.stats.records_corrupt += 1;
+                None
+            }
+            Err(err) => {
+                self.io_error("read", &err);
+                None
+            }
+        }
+    }
+
+    fn index(&self) -> &RingIndex {
+        &self.index
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(id: u32, len: usize) -> RingFrame {
+        RingFrame {
+            frame: id,
+            capture_us: u64::from(id) * 100_000,
+            data: (0..len).map(|i| (i as u32 ^ id) as u8).collect(),
+        }
+    }
+
+    fn limits(max_frames: usize, max_bytes: u64) -> RingLimits {
+        RingLimits {
+            max_frames,
+            max_bytes,
+        }
+    }
+
+    fn held(ring: &dyn FrameRing) -> Vec<u32> {
+        ring.index().iter().map(|e| e.frame).collect()
+    }
+
+    fn bounds_drop_the_oldest_and_count(ring: &mut dyn FrameRing) {
+        // 4 frames or 1000 bytes.
+        for id in 0..4 {
+            assert!(ring.insert(frame(id, 200)).is_empty());
+        }
+        assert_eq!(ring.insert(frame(4, 200)), vec![0], "count bound");
+        assert_eq!(ring.insert(frame(5, 500)), vec![1, 2], "byte bound");
+        assert_eq!(held(ring), vec![3, 4, 5]);
+        assert_eq!(ring.insert(frame(6, 2000)), vec![6], "larger than the ring");
+        assert!(ring.release(4));
+        assert!(!ring.release(4));
+        assert_eq!(ring.load(5), Some(frame(5, 500)));
+        assert_eq!(ring.load(4), None);
+        let s = ring.stats();
+        assert_eq!(
+            (
+                s.frames,
+                s.bytes,
+                s.frames_inserted,
+                s.frames_released,
+                s.frames_dropped
+            ),
+            (2, 700, 6, 1, 4)
+        );
+    }
+
+    #[test]
+    fn memory_ring_is_bounded() {
+        bounds_drop_the_oldest_and_count(&mut MemoryRing::new(limits(4, 1000)));
+    }
+
+    #[test]
+    fn disk_ring_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring.log");
+        bounds_drop_the_oldest_and_count(&mut DiskRing::open(&path, limits(4, 1000)).unwrap());
+        // The same after a reopen.
+        let mut ring = DiskRing::open(&path, limits(4, 1000)).unwrap();
+        assert_eq!(held(&ring), vec![3, 5]);
+        assert_eq!(ring.load(5), Some(frame(5, 500)));
+        assert_eq!(ring.stats().records_corrupt, 0);
+    }
+
+    #[test]
+    fn disk_ring_keeps_unreleased_frames_across_reopen_and_compacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/ring.log");
+        let lim = limits(1000, 1 << 30);
+        {
+            let mut ring = DiskRing::open(&path, lim).unwrap();
+            for id in 0..600 {
+                ring.insert(frame(id, 5000));
+            }
+            // Release all but every 100th: the log gets rewritten on the way.
+            for id in (0..600).filter(|id| id % 100 != 0) {
+                assert!(ring.release(id));
+            }
+            let len = std::fs::metadata(&path).unwrap().len();
+            assert!(
+                len < 2 * 6 * 5100 + COMPACT_SLACK,
+                "log compacted: {len} bytes"
+            );
+        }
+        let mut ring = DiskRing::open(&path, lim).unwrap();
+        assert_eq!(held(&ring), vec![0, 100, 200, 300, 400, 500]);
+        for id in held(&ring) {
+            assert_eq!(ring.load(id), Some(frame(id, 5000)));
+        }
+        assert_eq!(ring.index().max_frame(), Some(500));
+        // Reopened with smaller limits: the oldest beyond them are dropped and counted.
+        drop(ring);
+        let ring = DiskRing::open(&path, limits(2, 1 << 30)).unwrap();
+        assert_eq!(held(&ring), vec![400, 500]);
+        assert_eq!(ring.stats().frames_dropped, 4);
+    }
+
+    #[test]
+    fn disk_ring_skips_corrupt_records_and_cuts_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring.log");
+        let lim = limits(100, 1 << 20);
+        {
+            let mut ring = DiskRing::open(&path, lim).unwrap();
+            for id in 0..5 {
+                ring.insert(frame(id, 100));
+            }
+        }
+        let rec = (HEADER_LEN + 100 + 4) as u64;
+        let mut bytes = std::fs::read(&path).unwrap();
+        // Damage frame 1's data, and tear frame 4's record in half.
+        bytes[(rec + HEADER_LEN as u64 + 10) as usize] ^= 0xff;
+        bytes.truncate((4 * rec + rec / 2) as usize);
+        std::fs::write(&path, &bytes).unwrap();
+        let mut ring = DiskRing::open(&path, lim).unwrap();
+        assert_eq!(held(&ring), vec![0, 2, 3]);
+        assert_eq!(ring.stats().records_corrupt, 2);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 4 * rec, "tail cut");
+        // New records follow the intact ones and survive the next open.
+        ring.insert(frame(7, 100));
+        drop(ring);
+        let mut ring = DiskRing::open(&path, lim).unwrap();
+        assert_eq!(held(&ring), vec![0, 2, 3, 7]);
+        assert_eq!(ring.load(7), Some(frame(7, 100)));
+        assert_eq!(
+            ring.stats().records_corrupt,
+            1,
+            "frame 1's record is still there"
+        );
+        // Garbage from the start is a torn tail at 0: an empty ring, no panic.
+        std::fs::write(&path, b"not a ring at all, just some bytes here....").unwrap();
+        let ring = DiskRing::open(&path, lim).unwrap();
+        assert!(ring.index().is_empty());
+        assert_eq!(ring.stats().records_corrupt, 1);
+    }
+}
