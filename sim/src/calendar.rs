@@ -152,12 +152,12 @@ mod tests {
         for (at, name) in [(5000, "e"), (10, "b"), (10, "c"), (3, "a"), (2000, "d")] {
             c.push(us(at), name, name.as_bytes());
         }
-        let pop = |c: &mut Calendar<&str>, t| {
+        fn pop(c: &mut Calendar<&'static str>, t: u64) -> Option<&'static str> {
             c.pop_due(us(t), |meta, bytes| {
                 assert_eq!(bytes, meta.as_bytes());
                 meta
             })
-        };
+        }
         assert_eq!(c.next_due(), Some(us(3)));
         assert_eq!(pop(&mut c, 2), None);
         assert_eq!(pop(&mut c, 3), Some("a"));
