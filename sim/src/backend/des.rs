@@ -26,8 +26,8 @@ use livecam_system::net::{Clock, DatagramSocket};
 use livecam_system::time::Instant;
 
 use super::{apply_link_fault, finish, new_state, schedule, Backend, Outcome, SimError, TraceOut};
-use crate::host::{host_main, PORT};
 use crate::calendar::Calendar;
+use crate::host::{host_main, PORT};
 use crate::net::{TimedLinkedSocket, TimedNetwork};
 use crate::scenario::{Fault, Host, Scenario};
 use crate::state::{lock, Shared};
