@@ -16,6 +16,7 @@
 //! ```
 
 pub mod backend;
+pub mod calendar;
 pub mod host;
 pub mod net;
 pub mod scenario;

@@ -6,9 +6,12 @@
 //! sends it inside a small envelope carrying that time; the receiver side holds it until then.
 //! The simulators' own networks only carry the envelope, with no loss and no latency of their
 //! own, so a run's behaviour is the link model's, whatever the backend.
+//!
+//! [`TimedLinkedSocket`] applies the same models over a network that can hold a datagram
+//! until its delivery time itself ([`TimedNetwork`], the des backend): no envelope, no
+//! second queue, one wake per datagram.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -20,112 +23,33 @@ use livecam_system::link::apply_bit_flips;
 use livecam_system::net::{sleep_until_opt, Clock, DatagramSocket};
 use livecam_system::time::Instant;
 
+use crate::calendar::Calendar;
 use crate::state::{lock, Shared};
 
 /// Envelope header: delivery time in microseconds.
 const ENVELOPE: usize = 8;
 const MAX_DATAGRAM: usize = 65_535;
 
-/// Width of one [`Inbox`] bucket, in microseconds.
-const BUCKET_US: u64 = 1024;
-
-/// One held datagram: its order key and where its bytes are in the bucket's arena.
-#[derive(Clone, Copy)]
-struct HeldEntry {
-    at: Instant,
-    seq: u64,
-    from: SocketAddr,
-    offset: usize,
-    len: usize,
-}
-
-/// The datagrams due within one [`BUCKET_US`] window.
-#[derive(Default)]
-struct Bucket {
-    entries: Vec<HeldEntry>,
-    bytes: Vec<u8>,
-    /// `entries[next..]` is in `(at, seq)` order; before that, already delivered.
-    sorted: bool,
-    next: usize,
-}
-
 /// Datagrams that arrived but are not due yet, delivered in `(due time, arrival)` order.
-///
-/// A calendar queue: datagrams are appended to the bucket of their due time (bytes to the
-/// bucket's arena), and a bucket is sorted once, when it becomes the earliest. Pushes and
-/// pops touch memory in sequence and cost O(1) amortised however many datagrams are in
-/// flight; a binary heap of them costs O(log n) cache misses per datagram, which made the
-/// receiver of a large fleet slower per datagram than a small one. Emptied buckets keep their
-/// buffers for reuse.
 #[derive(Default)]
-struct Inbox {
-    buckets: BTreeMap<u64, Bucket>,
-    spare: Vec<Bucket>,
-    seq: u64,
-}
+struct Inbox(Calendar<SocketAddr>);
 
 impl Inbox {
     fn push(&mut self, at: Instant, from: SocketAddr, data: &[u8]) {
-        let seq = self.seq;
-        self.seq += 1;
-        let spare = &mut self.spare;
-        let bucket = self
-            .buckets
-            .entry(at.as_micros() / BUCKET_US)
-            .or_insert_with(|| spare.pop().unwrap_or_default());
-        let entry = HeldEntry {
-            at,
-            seq,
-            from,
-            offset: bucket.bytes.len(),
-            len: data.len(),
-        };
-        bucket.bytes.extend_from_slice(data);
-        if bucket.sorted {
-            // Keys only grow in `seq`, so this is an append unless `at` is earlier.
-            let pos = bucket.next
-                + bucket.entries[bucket.next..].partition_point(|e| (e.at, e.seq) < (at, seq));
-            bucket.entries.insert(pos, entry);
-        } else {
-            bucket.entries.push(entry);
-        }
-    }
-
-    /// The earliest bucket, sorted.
-    fn front(&mut self) -> Option<&mut Bucket> {
-        let mut first = self.buckets.first_entry()?;
-        let bucket = first.get_mut();
-        if !bucket.sorted {
-            bucket.entries.sort_unstable_by_key(|e| (e.at, e.seq));
-            bucket.sorted = true;
-        }
-        Some(first.into_mut())
+        self.0.push(at, from, data);
     }
 
     fn next_due(&mut self) -> Option<Instant> {
-        self.front().map(|b| b.entries[b.next].at)
+        self.0.next_due()
     }
 
     /// Copies the first datagram due at or before `now` into `buf`.
     fn pop_due(&mut self, now: Instant, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
-        let bucket = self.front()?;
-        let e = bucket.entries[bucket.next];
-        if e.at > now {
-            return None;
-        }
-        let n = e.len.min(buf.len());
-        buf[..n].copy_from_slice(&bucket.bytes[e.offset..e.offset + n]);
-        bucket.next += 1;
-        if bucket.next == bucket.entries.len() {
-            if let Some((_, mut done)) = self.buckets.pop_first() {
-                done.entries.clear();
-                done.bytes.clear();
-                done.sorted = false;
-                done.next = 0;
-                self.spare.push(done);
-            }
-        }
-        Some((n, e.from))
+        self.0.pop_due(now, |from, bytes| {
+            let n = bytes.len().min(buf.len());
+            buf[..n].copy_from_slice(&bytes[..n]);
+            (n, from)
+        })
     }
 }
 
@@ -268,6 +192,68 @@ impl<S: DatagramSocket + 'static, C: Clock> DatagramSocket for LinkedSocket<S, C
                 _ = sleep_until_opt(&self.clock, next) => {}
             }
         }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A network that itself delivers each datagram at the time it is given (the des backend's,
+/// whose executor jumps to each delivery time): the link layer over it needs no envelope and
+/// no holding queue.
+pub trait TimedNetwork: DatagramSocket {
+    /// Sends `buf` to `target`, to be received at `at` (the sender's now or later). A datagram
+    /// to an address nobody is bound to vanishes, as UDP does.
+    fn send_at(&self, at: Instant, buf: &[u8], target: SocketAddr);
+}
+
+/// The link layer over a [`TimedNetwork`]: the same link models and the same fates as
+/// [`LinkedSocket`], but the network holds each datagram until it is due, so the receiving
+/// host is woken once per datagram (not on arrival and again when due) and the bytes are
+/// copied only when the link damages them.
+pub struct TimedLinkedSocket<S, C> {
+    inner: S,
+    clock: C,
+    local: IpAddr,
+    state: Shared,
+    /// A damaged copy being sent, reused.
+    damaged: RefCell<Vec<u8>>,
+}
+
+impl<S: TimedNetwork, C: Clock> TimedLinkedSocket<S, C> {
+    /// Wraps `inner`, bound on the host with address `local`.
+    pub fn new(inner: S, clock: C, local: IpAddr, state: Shared) -> Self {
+        TimedLinkedSocket {
+            inner,
+            clock,
+            local,
+            state,
+            damaged: RefCell::default(),
+        }
+    }
+}
+
+impl<S: TimedNetwork, C: Clock> DatagramSocket for TimedLinkedSocket<S, C> {
+    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
+        let now = self.clock.now();
+        let fate = lock(&self.state).transmit(self.local, target.ip(), now, buf.len());
+        for copy in &fate.copies {
+            if copy.bit_flips.is_empty() {
+                self.inner.send_at(copy.at, buf, target);
+            } else {
+                let mut damaged = self.damaged.borrow_mut();
+                damaged.clear();
+                damaged.extend_from_slice(buf);
+                apply_bit_flips(&mut damaged, &copy.bit_flips);
+                self.inner.send_at(copy.at, &damaged, target);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn recv_from(&self, buf: &mut [u8]) -> impl Future<Output = io::Result<(usize, SocketAddr)>> {
+        self.inner.recv_from(buf)
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {

@@ -2,11 +2,14 @@
 //! that jumps straight to the next timer, and an in-memory datagram network.
 //!
 //! It runs exactly the same code as the other backends: the product's roles
-//! ([`host_main`]) through the product's one driver loop, over [`LinkedSocket`] with the shared
-//! link models. What differs is only the runtime underneath: there are no ticks (time is exact
-//! to the microsecond) and nothing is polled while nothing is due, so it is the fastest backend
-//! and the default of `livecam sim`. Determinism: tasks run in wake order from one FIFO, timers
-//! fire in `(time, registration)` order, nothing else decides.
+//! ([`host_main`]) through the product's one driver loop, with the shared link models
+//! ([`TimedLinkedSocket`]). What differs is only the runtime underneath: there are no ticks
+//! (time is exact to the microsecond) and nothing is polled while nothing is due, so it is the
+//! fastest backend and the default of `livecam sim`. The network holds each datagram until the
+//! time the link model gave it, so a receiving host is woken once per datagram, when it is due.
+//! Determinism: at each time, faults apply first, then due datagrams reach their mailboxes in
+//! `(due time, send order)` order, then timers fire in `(time, registration)` order; tasks run
+//! in wake order from one FIFO; nothing else decides.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -23,8 +26,9 @@ use livecam_system::net::{Clock, DatagramSocket};
 use livecam_system::time::Instant;
 
 use super::{apply_link_fault, finish, new_state, schedule, Backend, Outcome, SimError, TraceOut};
+use crate::calendar::Calendar;
 use crate::host::{host_main, PORT};
-use crate::net::LinkedSocket;
+use crate::net::{TimedLinkedSocket, TimedNetwork};
 use crate::scenario::{Fault, Host, Scenario};
 use crate::state::{lock, Shared};
 
@@ -100,6 +104,8 @@ pub struct Core {
     seq: Cell<u64>,
     timers: RefCell<BTreeMap<TimerKey, Waker>>,
     mailboxes: RefCell<Mailboxes>,
+    /// Datagrams on their way, `(to, from)` and bytes, by delivery time.
+    in_flight: RefCell<Calendar<(SocketAddr, SocketAddr)>>,
 }
 
 impl Core {
@@ -117,6 +123,39 @@ impl Core {
     /// The next time a timer fires.
     fn next_timer(&self) -> Option<Instant> {
         self.timers.borrow().first_key_value().map(|(k, _)| k.0)
+    }
+
+    /// When the next datagram on its way is due.
+    fn next_delivery(&self) -> Option<Instant> {
+        self.in_flight.borrow_mut().next_due()
+    }
+
+    /// Puts every datagram due at or before now into its mailbox, in `(due time, send order)`
+    /// order, and wakes the receivers (each once, however many datagrams it got).
+    fn deliver_due(&self) {
+        let now = self.now.get();
+        let mut in_flight = self.in_flight.borrow_mut();
+        let mut mailboxes = self.mailboxes.borrow_mut();
+        let mut wake = Vec::new();
+        let mut deliver = |(to, from): (SocketAddr, SocketAddr), bytes: &[u8]| {
+            let mut data = mailboxes.spare.pop().unwrap_or_default();
+            // Nobody there: its host crashed while the datagram was on its way.
+            let Some(mb) = mailboxes.get_mut(&to) else {
+                mailboxes.spare.push(data);
+                return;
+            };
+            data.clear();
+            data.extend_from_slice(bytes);
+            mb.queue.push_back((from, data));
+            if let Some(w) = mb.waker.take() {
+                wake.push(w);
+            }
+        };
+        while in_flight.pop_due(now, &mut deliver).is_some() {}
+        drop((in_flight, mailboxes));
+        for w in wake {
+            w.wake();
+        }
     }
 
     /// Wakes every timer due at or before now, in `(time, registration)` order.
@@ -185,8 +224,9 @@ impl Clock for DesClock {
     }
 }
 
-/// A datagram socket on the in-memory network: delivery is immediate and lossless; the link
-/// layer above it ([`LinkedSocket`]) adds the link model.
+/// A datagram socket on the in-memory network: lossless, and each datagram is delivered at
+/// the time it is sent for ([`TimedNetwork`]); the link layer above it ([`TimedLinkedSocket`])
+/// decides that time and the losses.
 pub struct DesSocket {
     core: Rc<Core>,
     addr: SocketAddr,
@@ -199,19 +239,24 @@ impl DesSocket {
     }
 }
 
-impl DatagramSocket for DesSocket {
-    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
-        // A datagram to an address nobody is bound to vanishes, as UDP does.
-        let mut mailboxes = self.core.mailboxes.borrow_mut();
-        let mut data = mailboxes.spare.pop().unwrap_or_default();
-        data.clear();
-        data.extend_from_slice(buf);
-        if let Some(mb) = mailboxes.get_mut(&target) {
-            mb.queue.push_back((self.addr, data));
-            if let Some(w) = mb.waker.take() {
-                w.wake();
-            }
+impl TimedNetwork for DesSocket {
+    fn send_at(&self, at: Instant, buf: &[u8], target: SocketAddr) {
+        if self.core.mailboxes.borrow_mut().get_mut(&target).is_none() {
+            return;
         }
+        // Never into the past: the executor has already delivered everything due by now.
+        let at = at.max(self.core.now.get());
+        self.core
+            .in_flight
+            .borrow_mut()
+            .push(at, (target, self.addr), buf);
+    }
+}
+
+impl DatagramSocket for DesSocket {
+    /// Sends for delivery now (at the executor's next step).
+    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
+        self.send_at(self.core.now.get(), buf, target);
         Ok(buf.len())
     }
 
@@ -360,7 +405,7 @@ fn host_task(
         let ip = address(host.index);
         let clock = DesClock(core.clone());
         let socket = DesSocket::bind(core, (ip, PORT).into());
-        let socket = LinkedSocket::new(socket, clock.clone(), ip, state.clone());
+        let socket = TimedLinkedSocket::new(socket, clock.clone(), ip, state.clone());
         let resolve = |name: &str| directory.get(name).copied();
         if let Err(e) = host_main(&scenario, &host, seed, state, socket, clock, resolve).await {
             tracing::debug!(error = %e, host = %host.name, "host ended with an error");
@@ -407,7 +452,7 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
         let fault_at = faults
             .get(next_fault)
             .map(|f| Instant::ZERO + Duration::from_secs_f64(f.at_s()));
-        let next = [exec.core.next_timer(), fault_at]
+        let next = [exec.core.next_timer(), exec.core.next_delivery(), fault_at]
             .into_iter()
             .flatten()
             .min();
@@ -444,6 +489,7 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
             }
             next_fault += 1;
         }
+        exec.core.deliver_due();
         exec.core.fire_timers();
     }
     // Drop every task (and so every socket) before the core goes.
