@@ -8,3 +8,4 @@ pub mod procstat;
 pub mod service;
 pub mod transfer;
 pub mod up;
+pub mod users;

@@ -57,6 +57,8 @@ pub enum ServiceError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Device(#[from] crate::device::DeviceError),
+    #[error(transparent)]
+    User(#[from] crate::backend::users::UserError),
 }
 
 /// Opens the database at `url` off the async runtime: the PostgreSQL client blocks (and runs
