@@ -203,8 +203,19 @@ pub(super) async fn login(State(shared): State<AppState>, body: Bytes) -> Respon
             .into_response()
         }
     };
-    if let Err(ms) = lock_throttle(&shared.throttle).check(&body.name, now_ms()) {
-        return throttled(ms);
+    if users::check_name(&body.name).is_err() {
+        // No such name can exist (the rule is public): the same answer, nothing remembered.
+        return unauthorized("wrong name or password");
+    }
+    {
+        let mut throttle = lock_throttle(&shared.throttle);
+        let now = now_ms();
+        if let Err(ms) = throttle.check(&body.name, now) {
+            return throttled(ms);
+        }
+        // Counted before the password is checked, so attempts in parallel cannot get past
+        // the limit; a success clears it.
+        throttle.failed(&body.name, now);
     }
     let name = body.name.clone();
     let user = with_storage(&shared, move |s| {
@@ -214,8 +225,7 @@ pub(super) async fn login(State(shared): State<AppState>, body: Bytes) -> Respon
     let user = match user {
         Ok(Some(u)) => u,
         Ok(None) => {
-            let lock = lock_throttle(&shared.throttle).failed(&name, now_ms());
-            tracing::info!(%name, lock_ms = lock, "failed login");
+            tracing::info!(%name, "failed login");
             return unauthorized("wrong name or password");
         }
         Err(e) => return e.into_response(),

@@ -1084,6 +1084,12 @@ async fn failed_logins_look_alike_and_are_throttled_per_name() {
     assert_eq!(wrong, unknown);
     assert_eq!(wrong["error"], "wrong name or password");
     assert!(wrong.get("token").is_none());
+    let (status, _, v) = login(&f.raw, &"x".repeat(100_000), "pw").await;
+    assert_eq!(
+        (status, &v),
+        (StatusCode::UNAUTHORIZED, &wrong),
+        "an impossible name"
+    );
 
     // Bad bodies are 400 and count for nothing.
     for body in [
