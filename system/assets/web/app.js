@@ -471,6 +471,8 @@
     $("logout").hidden = true;
     $("login").hidden = false;
     if (state.ws) { const ws = state.ws; state.ws = null; ws.close(); }
+    $("conn").dataset.state = "closed";
+    $("conn").textContent = "logged out";
     $("login-name").focus();
   }
 
