@@ -1045,11 +1045,12 @@ async fn login_gives_a_bearer_token_and_cookie_and_logout_ends_it() {
         assert!(cookie.contains(attr), "{cookie} lacks {attr}");
     }
     // Only the token's hash is stored.
-    let hash = users::token_hash(&token);
-    let mut db = f.storage.lock().unwrap();
-    assert!(db.login_user(&hash, now_ms()).unwrap().is_some());
-    assert!(db.login_user(token.as_bytes(), now_ms()).unwrap().is_none());
-    drop(db);
+    {
+        let hash = users::token_hash(&token);
+        let mut db = f.storage.lock().unwrap();
+        assert!(db.login_user(&hash, now_ms()).unwrap().is_some());
+        assert!(db.login_user(token.as_bytes(), now_ms()).unwrap().is_none());
+    }
 
     let (status, _, me) = call_with(&f.raw, Method::GET, "/api/me", &bearer(&token), "").await;
     assert_eq!(status, StatusCode::OK);
