@@ -189,7 +189,21 @@ async fn call(
     uri: &str,
     body: &str,
 ) -> (StatusCode, HeaderMap, Vec<u8>) {
+    call_raw(app, method, uri, &[], body).await
+}
+
+/// A request to `app` with `headers`; the status, headers and body.
+async fn call_raw(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    headers: &[(header::HeaderName, String)],
+    body: &str,
+) -> (StatusCode, HeaderMap, Vec<u8>) {
     let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
     if !body.is_empty() {
         req = req.header(header::CONTENT_TYPE, "application/json");
     }
@@ -925,21 +939,7 @@ async fn call_with(
     headers: &[(header::HeaderName, String)],
     body: &str,
 ) -> (StatusCode, HeaderMap, Value) {
-    let mut req = Request::builder().method(method).uri(uri);
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    if !body.is_empty() {
-        req = req.header(header::CONTENT_TYPE, "application/json");
-    }
-    let res = app
-        .clone()
-        .oneshot(req.body(Body::from(body.to_string())).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let (status, headers, bytes) = call_raw(app, method, uri, headers, body).await;
     (
         status,
         headers,
