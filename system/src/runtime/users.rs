@@ -192,6 +192,32 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_admin_password_file_is_a_config_error_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("short");
+        std::fs::write(&short, "abc\n").unwrap();
+        for (file, needle) in [
+            (dir.path().join("missing"), "reading password file"),
+            (short, "at least 8"),
+        ] {
+            let cfg = dir.path().join("backend.toml");
+            std::fs::write(
+                &cfg,
+                format!(
+                    "database = \"sqlite::memory:\"\nadmin_password_file = \"{}\"\n",
+                    file.display()
+                ),
+            )
+            .unwrap();
+            let e = crate::runtime::backend::BackendFile::load(&cfg)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("admin_password_file"), "{e}");
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+
+    #[test]
     fn the_admin_is_created_once_and_reset_only_when_asked() {
         let mut db = crate::backend::open("sqlite::memory:").unwrap();
         assert!(ensure_admin(db.as_mut(), "password one", false, 1).unwrap());
