@@ -98,6 +98,15 @@ enum Command {
         /// Seed of the loss pattern.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// A file whose first line is the password of the web login `admin`; without it a
+        /// random one is made and printed once.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Manage the users of the web API and UI (passwords from --password-file or stdin).
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
     },
     /// Run N camera clients of the real protocol in this one process against a running
     /// cluster and print a JSON summary: sessions, frames, latency, resends, and the servers'
@@ -353,6 +362,44 @@ enum BenchAction {
     },
 }
 
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user: a viewer (reads only) or an operator (commands the clients given).
+    Add {
+        name: String,
+        #[arg(long)]
+        database: String,
+        /// viewer or operator.
+        #[arg(long, default_value = "viewer")]
+        role: livecam_system::backend::users::Role,
+        /// The clients an operator may command: all, none or ids like 1,2,7.
+        #[arg(long, default_value = "all")]
+        clients: livecam_system::backend::users::ClientScope,
+        /// Read the password from this file's first line instead of stdin.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// List the users: name, role, clients.
+    List {
+        #[arg(long)]
+        database: String,
+    },
+    /// Remove a user and end their logins.
+    Remove {
+        name: String,
+        #[arg(long)]
+        database: String,
+    },
+    /// Set a user's password (from --password-file or stdin) and end their logins.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        database: String,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum SimBackend {
     Des,
@@ -602,6 +649,7 @@ fn main() -> anyhow::Result<()> {
             http,
             database,
             seed,
+            password_file,
         } => {
             use livecam_system::runtime::up;
             anyhow::ensure!(clients > 0, "--clients must be at least 1");
@@ -620,19 +668,64 @@ fn main() -> anyhow::Result<()> {
                 http,
                 database,
                 seed,
+                password_file,
             };
             let local = tokio::task::LocalSet::new();
             let summary = local.block_on(
                 &runtime()?,
                 up::up(
                     &opts,
-                    |url| {
-                        eprintln!("livecam is up: open {url} (Ctrl-C stops it)");
+                    |url, password| match password {
+                        Some(pw) => eprintln!(
+                            "livecam is up: open {url} and log in as admin, password {pw} \
+                             (shown once; Ctrl-C stops it)"
+                        ),
+                        None => eprintln!(
+                            "livecam is up: open {url} and log in as admin with the password \
+                             of --password-file (Ctrl-C stops it)"
+                        ),
                     },
                     service::shutdown_signal(),
                 ),
             )?;
             println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::User { action } => {
+            use livecam_system::runtime::users::{run, UserAction};
+            let (database, action) = match action {
+                UserCommand::Add {
+                    name,
+                    database,
+                    role,
+                    clients,
+                    password_file,
+                } => (
+                    database,
+                    UserAction::Add {
+                        name,
+                        role,
+                        clients,
+                        password_file,
+                    },
+                ),
+                UserCommand::List { database } => (database, UserAction::List),
+                UserCommand::Remove { name, database } => (database, UserAction::Remove { name }),
+                UserCommand::Passwd {
+                    name,
+                    database,
+                    password_file,
+                } => (
+                    database,
+                    UserAction::Passwd {
+                        name,
+                        password_file,
+                    },
+                ),
+            };
+            let out = run(&database, &action)?;
+            if !out.is_empty() {
+                println!("{}", out.trim_end());
+            }
         }
         Command::Sim {
             scenario,

@@ -4,10 +4,13 @@
 //! server and command desk, 3 synthetic mobile clients, all on loopback) spawned as a process
 //! and stopped at the end; its log goes to `browser-artifacts/up.log`.
 //!
-//! Checked in the page: it loads with the city streets, a marker per client appears and moves,
+//! Checked in the page: the login form appears (the API answers 401 without a login), refuses
+//! a wrong password and logs in with the right one; the page loads with the city streets, a
+//! marker per client appears and moves,
 //! the device list shows online clients with link figures, the live picture updates, an area
 //! lists the clients inside, history replay shows stored frames, and a command click goes from
-//! pending to acked by the mobile client. A screenshot is saved under `$CARGO_TARGET_TMPDIR/browser-artifacts/`.
+//! pending to acked by the mobile client; logging out brings the form back and the API refuses
+//! the page. A screenshot is saved under `$CARGO_TARGET_TMPDIR/browser-artifacts/`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`. Without them the test prints why and
 //! passes, unless `LIVECAM_REQUIRE_BROWSER=1`. `LIVECAM_CHROMIUM` and `LIVECAM_CHROMEDRIVER`
@@ -22,6 +25,8 @@ use livecam_system::device::City;
 use serde_json::json;
 
 const CLIENTS: u32 = 3;
+/// The password of the web login `admin`, given to `livecam up` in a file.
+const PASSWORD: &str = "browser test password";
 
 fn find_program(env: &str, names: &[&str]) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(env) {
@@ -131,6 +136,8 @@ async fn browser_client_in_headless_chromium() {
         .unwrap_or(chromium);
 
     let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("admin-password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
     let http = free_port();
     let log = std::fs::File::create(artifacts().join("up.log")).unwrap();
     let _up = Up(Command::new(env!("CARGO_BIN_EXE_livecam"))
@@ -141,6 +148,8 @@ async fn browser_client_in_headless_chromium() {
             "--http",
             &format!("127.0.0.1:{http}"),
         ])
+        .arg("--password-file")
+        .arg(&password_file)
         .arg("--database")
         .arg(format!(
             "sqlite:{}",
@@ -201,6 +210,60 @@ async fn browser_client_in_headless_chromium() {
     let c = client.unwrap();
 
     c.goto(&web).await.unwrap();
+    // The API answers 401 without a login: the page shows the login form. A wrong password
+    // is refused with the server's message, the right one logs in.
+    wait_for(
+        &c,
+        "the login form",
+        15,
+        "return !document.getElementById('login').hidden",
+        |v| v == true,
+    )
+    .await;
+    let log_in = |password: &'static str| {
+        let c = c.clone();
+        async move {
+            c.find(Locator::Id("login-name"))
+                .await
+                .unwrap()
+                .send_keys("admin")
+                .await
+                .unwrap();
+            let field = c.find(Locator::Id("login-password")).await.unwrap();
+            field.clear().await.unwrap();
+            field.send_keys(password).await.unwrap();
+            c.find(Locator::Id("login-submit"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+        }
+    };
+    log_in("not the password").await;
+    wait_for(
+        &c,
+        "the refusal",
+        15,
+        "return document.getElementById('login-error').textContent",
+        |v| v == "wrong name or password",
+    )
+    .await;
+    c.find(Locator::Id("login-name"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    log_in(PASSWORD).await;
+    wait_for(
+        &c,
+        "the login",
+        15,
+        "return [document.getElementById('login').hidden, document.getElementById('user').dataset.name]",
+        |v| v == &json!([true, "admin"]),
+    )
+    .await;
     // The page, the city streets and the live socket.
     wait_for(
         &c,
@@ -341,6 +404,31 @@ async fn browser_client_in_headless_chromium() {
     std::fs::write(&shot, &png).unwrap();
     eprintln!("screenshot: {}", shot.display());
     assert!(png.starts_with(b"\x89PNG"));
+
+    // Logging out ends the login: the form is back, the live socket closed, and the API
+    // refuses the page's requests.
+    c.find(Locator::Id("logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &c,
+        "the login form after logout",
+        10,
+        "return [document.getElementById('login').hidden, document.getElementById('conn').dataset.state]",
+        |v| v == &json!([false, "closed"]),
+    )
+    .await;
+    let status = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; fetch('/api/clients').then(r => done(r.status))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
 
     c.close().await.unwrap();
 }

@@ -20,6 +20,8 @@ use serde_json::Value;
 mod common;
 use common::roles::stop;
 
+/// The password of the web login `admin` the backend creates.
+const ADMIN_PASSWORD: &str = "multihost admin password";
 const TIER1S: usize = 2;
 const TIER2S: usize = 4;
 const MOBILES: usize = 20;
@@ -96,6 +98,16 @@ fn get(url: &str) -> Option<Value> {
     ureq::get(url).call().ok()?.into_json().ok()
 }
 
+/// `get` with the bearer token of a web login.
+fn get_as(url: &str, token: &str) -> Option<Value> {
+    ureq::get(url)
+        .set("Authorization", &format!("Bearer {token}"))
+        .call()
+        .ok()?
+        .into_json()
+        .ok()
+}
+
 #[test]
 fn deploy_configs_run_across_namespaces_with_postgres_and_survive_a_tier2_kill() {
     if !netns::privileged() {
@@ -161,6 +173,12 @@ fn deploy_configs_run_across_namespaces_with_postgres_and_survive_a_tier2_kill()
         "http",
         &format!("\"{backend_ip}:8080\""),
     );
+    // The web login: admin, created from a password file named at the top level.
+    let password_file = write("admin-password", format!("{ADMIN_PASSWORD}\n"));
+    let backend_cfg = format!(
+        "admin_password_file = \"{}\"\n{backend_cfg}",
+        password_file.display()
+    );
     let mut backend = spawn(
         &net,
         BACKEND,
@@ -181,6 +199,12 @@ fn deploy_configs_run_across_namespaces_with_postgres_and_survive_a_tier2_kill()
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let login: Value = ureq::post(&format!("{api}/api/login"))
+        .send_json(serde_json::json!({"name": "admin", "password": ADMIN_PASSWORD}))
+        .expect("log in as admin")
+        .into_json()
+        .expect("login JSON");
+    let token = login["token"].as_str().expect("a token").to_string();
 
     // Keys as an operator makes them: one command for the cluster key and every device's.
     let keys = dir.join("keys");
@@ -249,7 +273,7 @@ fn deploy_configs_run_across_namespaces_with_postgres_and_survive_a_tier2_kill()
 
     // Every client online, with a position, on the backend's API.
     let online = |want_after: i64| -> Option<Vec<Value>> {
-        let clients = get(&format!("{api}/api/clients"))?;
+        let clients = get_as(&format!("{api}/api/clients"), &token)?;
         let a = clients.as_array()?.clone();
         (a.len() == MOBILES
             && a.iter().all(|c| {
@@ -298,7 +322,7 @@ fn deploy_configs_run_across_namespaces_with_postgres_and_survive_a_tier2_kill()
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "clients of tier-2 {victim} never came back: {:?}",
-            get(&format!("{api}/api/clients"))
+            get_as(&format!("{api}/api/clients"), &token)
         );
         std::thread::sleep(Duration::from_millis(200));
     };

@@ -24,11 +24,28 @@ fn tcp_port() -> u16 {
         .expect("a free TCP port")
 }
 
-struct Api(String);
+/// The web API: base URL and the bearer token of a login.
+struct Api(String, String);
 
 impl Api {
+    fn auth(&self) -> String {
+        format!("Bearer {}", self.1)
+    }
+
+    /// Logs in as `name`; the token is sent with every request after.
+    fn login(&mut self, name: &str, password: &str) {
+        let r = ureq::post(&format!("{}/api/login", self.0))
+            .send_json(json!({"name": name, "password": password}))
+            .unwrap_or_else(|e| panic!("login as {name}: {e}"));
+        let v: Value = r.into_json().expect("JSON");
+        self.1 = v["token"].as_str().expect("a token").to_string();
+    }
+
     fn get(&self, path: &str) -> Result<Value, String> {
-        match ureq::get(&format!("{}{path}", self.0)).call() {
+        match ureq::get(&format!("{}{path}", self.0))
+            .set("Authorization", &self.auth())
+            .call()
+        {
             Ok(r) => r.into_json().map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         }
@@ -36,6 +53,7 @@ impl Api {
 
     fn get_bytes(&self, path: &str) -> Vec<u8> {
         let r = ureq::get(&format!("{}{path}", self.0))
+            .set("Authorization", &self.auth())
             .call()
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         assert_eq!(r.content_type(), "image/jpeg", "GET {path}");
@@ -47,7 +65,10 @@ impl Api {
     /// POSTs a command; the status and the JSON body.
     fn command(&self, client: u32, body: Value) -> (u16, Value) {
         let url = format!("{}/api/clients/{client}/commands", self.0);
-        match ureq::post(&url).send_json(body) {
+        match ureq::post(&url)
+            .set("Authorization", &self.auth())
+            .send_json(body)
+        {
             Ok(r) => (r.status(), r.into_json().expect("JSON")),
             Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or(Value::Null)),
             Err(e) => panic!("POST {url}: {e}"),
@@ -100,21 +121,30 @@ fn frames_positions_and_commands_cross_the_whole_system() {
     let db = format!("sqlite:{}", dir.join("livecam.db").display());
     let (t1, t2a, t2b, http) = (port(), port(), port(), tcp_port());
 
+    let password = write(&dir, "admin-password", "e2e admin password\n");
     let backend_cfg = write(
         &dir,
         "backend.toml",
-        &format!("database = \"{db}\"\nhttp = \"127.0.0.1:{http}\"\n"),
+        &format!(
+            "database = \"{db}\"\nhttp = \"127.0.0.1:{http}\"\nadmin_password_file = \"{}\"\n",
+            password.display()
+        ),
     );
     let backend = spawn("backend", &backend_cfg);
-    let api = Api(format!("http://127.0.0.1:{http}"));
+    let mut api = Api(format!("http://127.0.0.1:{http}"), String::new());
     let start = Instant::now();
-    while api.get("/healthz").is_err() {
+    while ureq::get(&format!("{}/healthz", api.0)).call().is_err() {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "backend never answered"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(
+        api.get("/api/clients").is_err(),
+        "the API refuses a request without a login"
+    );
+    api.login("admin", "e2e admin password");
 
     let tier1 = spawn(
         "tier1",
@@ -214,6 +244,7 @@ fn frames_positions_and_commands_cross_the_whole_system() {
     assert_eq!(cmd["state"], "pending", "{cmd}");
     let done = api.settled(cmd["id"].as_u64().expect("command id"));
     assert_eq!(done["state"], "acked", "{done}");
+    assert_eq!(done["issued_by"], "admin", "{done}");
     let (_, cmd) = api.command(2, json!({"kind": "snapshot"}));
     let done = api.settled(cmd["id"].as_u64().expect("command id"));
     assert_eq!(done["state"], "acked", "{done}");

@@ -1,6 +1,8 @@
 // livecam browser client: map with markers and tracks, device list, live picture, area
 // selection, history replay and commands. Plain JavaScript, no build step; talks to the REST
 // API under /api and the WebSocket /api/live. State is on window.livecam for tests.
+// Every API call needs a login: the page shows the login form whenever the API answers 401;
+// the session is the HttpOnly cookie POST /api/login sets, sent with every request.
 "use strict";
 
 (function () {
@@ -16,6 +18,8 @@
     messages: 0,
     history: null, // {client, points, frames, line, marker}
     map: null,
+    user: null, // the logged-in user, from /api/me or /api/login
+    started: false,
   };
   window.livecam = state;
 
@@ -25,6 +29,7 @@
     let body = null;
     const text = await res.text();
     try { body = text ? JSON.parse(text) : null; } catch (_) { body = { error: text }; }
+    if (res.status === 401 && path !== "/api/login") showLogin();
     if (!res.ok) {
       const msg = body && body.error ? body.error : res.status + " " + res.statusText;
       const err = new Error(msg);
@@ -218,9 +223,15 @@
     const conn = $("conn");
     ws.onopen = () => { conn.dataset.state = "open"; conn.textContent = "live"; };
     ws.onclose = () => {
+      if (state.ws !== ws) return;
+      state.ws = null;
       conn.dataset.state = "closed";
+      if (!state.user) { conn.textContent = "logged out"; return; }
       conn.textContent = "disconnected, retrying";
-      setTimeout(connect, 1000);
+      // A refused upgrade may mean the login ended: /api/me shows the form if so.
+      setTimeout(() => {
+        api("/api/me").then(() => { if (state.user && !state.ws) connect(); }).catch(() => {});
+      }, 1000);
     };
     ws.onmessage = (ev) => {
       let msg;
@@ -452,8 +463,56 @@
     }, 200);
   });
 
+  // ---------- login ----------
+  function showLogin() {
+    state.user = null;
+    $("user").textContent = "";
+    $("user").dataset.name = "";
+    $("logout").hidden = true;
+    $("login").hidden = false;
+    if (state.ws) { const ws = state.ws; state.ws = null; ws.close(); }
+    $("conn").dataset.state = "closed";
+    $("conn").textContent = "logged out";
+    $("login-name").focus();
+  }
+
+  function loggedIn(user) {
+    state.user = user;
+    $("login").hidden = true;
+    $("login-error").textContent = "";
+    $("login-password").value = "";
+    $("user").textContent = user.name + " (" + user.role + ")";
+    $("user").dataset.name = user.name;
+    $("user").dataset.role = user.role;
+    $("logout").hidden = false;
+    if (!state.started) {
+      state.started = true;
+      loadMap().catch((e) => { $("map").dataset.error = e.message; });
+    }
+    api("/api/clients").then((list) => { for (const c of list) update(c); }).catch(() => {});
+    if (!state.ws) connect();
+  }
+
+  $("login-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    $("login-error").textContent = "";
+    try {
+      const r = await api("/api/login", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ name: $("login-name").value, password: $("login-password").value }),
+      });
+      loggedIn(r.user);
+    } catch (e) {
+      $("login-error").textContent = e.message;
+    }
+  });
+
+  $("logout").addEventListener("click", async () => {
+    try { await api("/api/logout", { method: "POST" }); } catch (_) { /* logged out anyway */ }
+    showLogin();
+  });
+
   // ---------- start ----------
-  loadMap().catch((e) => { $("map").dataset.error = e.message; });
-  api("/api/clients").then((list) => { for (const c of list) update(c); }).catch(() => {});
-  connect();
+  api("/api/me").then(loggedIn).catch(() => {});
 })();

@@ -17,6 +17,7 @@ pub use storage::open;
 use std::net::SocketAddr;
 
 pub mod desk;
+pub mod users;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -163,8 +164,9 @@ pub enum StorageError {
 }
 
 /// The one storage interface. Implemented for SQLite and PostgreSQL; [`open`] picks by URL.
-/// Every method is one transaction.
-pub trait Storage: Send {
+/// Every method is one transaction. Users and logins of the web login are its part
+/// [`Users`](users::Users).
+pub trait Storage: users::Users + Send {
     /// Creates or updates the client's session row.
     fn upsert_session(&mut self, s: &SessionRecord) -> Result<(), StorageError>;
     /// Stores frames (and their fixes, as fix rows) in one transaction. A frame already stored

@@ -51,6 +51,11 @@ pub struct BackendFile {
     /// The synthetic city the map shows (the one synthetic routes drive in).
     #[serde(default)]
     pub city: City,
+    /// A file whose first line is the password of the operator `admin`, created at start if
+    /// the database has no `admin` yet (an existing one keeps its password). Without it,
+    /// users are added with `livecam user add`.
+    #[serde(default)]
+    pub admin_password_file: Option<PathBuf>,
 }
 
 fn default_http() -> SocketAddr {
@@ -78,6 +83,7 @@ impl BackendFile {
             retention: None,
             retention_interval_s: default_retention_interval(),
             city: City::default(),
+            admin_password_file: None,
         }
     }
 
@@ -99,6 +105,12 @@ impl BackendFile {
                 "city",
                 "needs at least 2 streets and a positive block_m",
             ));
+        }
+        if let Some(p) = &c.admin_password_file {
+            let password = super::users::read_password(Some(p))
+                .map_err(|e| invalid("admin_password_file", &e.to_string()))?;
+            crate::backend::users::check_password(&password)
+                .map_err(|e| invalid("admin_password_file", &e.to_string()))?;
         }
         if let Some(t) = &c.tiles {
             if !t.is_file() {
@@ -132,12 +144,32 @@ impl Backend {
     /// Opens the database and binds the HTTP and UDP sockets.
     pub async fn bind(cfg: &BackendFile) -> Result<Self, ServiceError> {
         let storage = super::service::open_storage(&cfg.database).await?;
-        Ok(Backend {
+        let backend = Backend {
             cfg: cfg.clone(),
             storage: Arc::new(Mutex::new(storage)),
             http: tokio::net::TcpListener::bind(cfg.http).await?,
             udp: tokio::net::UdpSocket::bind(cfg.commands).await?,
+        };
+        if let Some(path) = &cfg.admin_password_file {
+            let password = super::users::read_password(Some(path))?;
+            if backend.ensure_admin(&password, false).await? {
+                tracing::info!(file = %path.display(), "created user admin");
+            }
+        }
+        Ok(backend)
+    }
+
+    /// Makes sure the operator `admin` exists with `password` (an existing one keeps its
+    /// password unless `reset`); whether it was created.
+    pub async fn ensure_admin(&self, password: &str, reset: bool) -> Result<bool, ServiceError> {
+        let storage = self.storage.clone();
+        let password = password.to_string();
+        let created = tokio::task::spawn_blocking(move || {
+            super::users::ensure_admin(lock(&storage).as_mut(), &password, reset, unix_ms())
         })
+        .await
+        .map_err(|e| ServiceError::Io(std::io::Error::other(e.to_string())))??;
+        Ok(created)
     }
 
     /// The web server's address.

@@ -9,3 +9,4 @@ pub mod security;
 pub mod service;
 pub mod transfer;
 pub mod up;
+pub mod users;

@@ -61,6 +61,8 @@ pub enum ServiceError {
     Device(#[from] crate::device::DeviceError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    User(#[from] crate::backend::users::UserError),
 }
 
 /// Opens the database at `url` off the async runtime: the PostgreSQL client blocks (and runs

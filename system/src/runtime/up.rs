@@ -30,6 +30,9 @@ pub struct UpOptions {
     /// The database; a fresh SQLite file in the temp directory when absent.
     pub database: Option<String>,
     pub seed: u64,
+    /// The password of the web login `admin` (first line of the file); a random one, handed
+    /// to `ready`, when absent.
+    pub password_file: Option<PathBuf>,
 }
 
 /// What every role reported at the end.
@@ -60,12 +63,13 @@ fn fresh_database() -> std::io::Result<String> {
     Ok(format!("sqlite:{}", path.display()))
 }
 
-/// Starts everything, calls `ready` with the browser URL once the backend listens, and runs
-/// until `stop`. Must run inside a [`tokio::task::LocalSet`] (the mobile clients' impaired
+/// Starts everything, calls `ready` with the browser URL and the generated password of the
+/// operator `admin` (`None` when it came from `password_file`) once the backend listens, and
+/// runs until `stop`. Must run inside a [`tokio::task::LocalSet`] (the mobile clients' impaired
 /// sockets are not `Send`).
 pub async fn up(
     opts: &UpOptions,
-    ready: impl FnOnce(&str),
+    ready: impl FnOnce(&str, Option<&str>),
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<UpSummary, ServiceError> {
     let database = match &opts.database {
@@ -91,6 +95,14 @@ pub async fn up(
     ));
     let ids: Vec<u32> = (1..=opts.clients).collect();
     let keys = super::security::ClusterKeys::create(&keys_dir, &ids)?;
+    // The login: admin, with the given password or a new random one (set anew either way,
+    // so the password handed out works on a database used before).
+    let generated = opts.password_file.is_none();
+    let password = match &opts.password_file {
+        Some(path) => super::users::read_password(Some(path))?,
+        None => crate::backend::users::random_password()?,
+    };
+    backend.ensure_admin(&password, true).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -196,7 +208,7 @@ pub async fn up(
     }
 
     let url = format!("http://{}/", backend.http_addr()?);
-    ready(&url);
+    ready(&url, generated.then_some(password.as_str()));
     let backend = backend.run(stop).await;
     // The roles stop after the backend, whatever became of it.
     let _ = stop_tx.send(true);

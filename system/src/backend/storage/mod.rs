@@ -12,7 +12,8 @@
 //! `schema_version` table; a database already migrated is left alone, and one whose version is
 //! newer than this build knows is refused. Both store the same tables: `sessions`, `frames`
 //! (the JPEG bytes in the row, after the index columns), `fixes` (one row per frame with a
-//! fix), `link_stats` and `commands`. Values always travel as query parameters.
+//! fix), `link_stats` and `commands`, and `users` and `logins` for the web login. Values always
+//! travel as query parameters.
 //!
 //! ```
 //! use livecam_system::backend::storage::open;
@@ -33,6 +34,7 @@ mod postgres;
 mod sqlite;
 #[cfg(test)]
 mod suite;
+mod users;
 
 pub use self::postgres::PgStorage;
 pub use self::sqlite::SqliteStorage;
@@ -499,6 +501,97 @@ fn client_row(r: &impl Cols) -> Result<crate::backend::ClientRow, StorageError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The storage sources, as compiled into this test.
+    const SOURCES: &[(&str, &str)] = &[
+        ("mod.rs", include_str!("mod.rs")),
+        ("sqlite.rs", include_str!("sqlite.rs")),
+        ("postgres.rs", include_str!("postgres.rs")),
+        ("users.rs", include_str!("users.rs")),
+        ("suite.rs", include_str!("suite.rs")),
+    ];
+
+    /// The places in `source` (outside its `mod tests`, whose per-test schema names are
+    /// identifiers, which cannot be parameters) where text that reads as SQL is built at run
+    /// time: a `format!`, `push_str`, `+` or `+=` whose operands hold an SQL keyword.
+    fn sql_built_from_text(source: &str) -> Vec<String> {
+        const KEYWORDS: &[&str] = &[
+            "SELECT", "INSERT", "UPDATE", "DELETE", "WHERE", "VALUES", "CREATE", "DROP", "ALTER",
+            "FROM", "SET ",
+        ];
+        let code = source
+            .find("#[cfg(test)]\nmod tests")
+            .map_or(source, |end| &source[..end]);
+        let sql = |text: &str| {
+            KEYWORDS.iter().any(|k| {
+                text.match_indices(k).any(|(i, _)| {
+                    let before = text[..i].chars().next_back();
+                    !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
+            })
+        };
+        let mut found = Vec::new();
+        for builder in ["format!(", "push_str(", "write!(", "concat(", "join("] {
+            for (at, _) in code.match_indices(builder) {
+                // The arguments, up to the matching parenthesis.
+                let args = &code[at + builder.len()..];
+                let mut depth = 1;
+                let end = args
+                    .char_indices()
+                    .find(|&(_, c)| {
+                        depth += match c {
+                            '(' => 1,
+                            ')' => -1,
+                            _ => 0,
+                        };
+                        depth == 0
+                    })
+                    .map_or(args.len(), |(i, _)| i);
+                if sql(&args[..end]) {
+                    found.push(format!("{builder}{}", &args[..end]));
+                }
+            }
+        }
+        for line in code.lines() {
+            let t = line.trim();
+            let joins = t.contains('"') && (t.contains(" + ") || t.contains("+= "));
+            if joins && sql(t) {
+                found.push(t.to_string());
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn no_sql_is_built_by_string_concatenation() {
+        for (file, source) in SOURCES {
+            let found = sql_built_from_text(source);
+            assert!(found.is_empty(), "{file} builds SQL from text: {found:#?}");
+        }
+    }
+
+    /// The scan above finds what it looks for.
+    #[test]
+    fn the_sql_scan_finds_built_sql() {
+        for bad in [
+            "let q = format!(\"SELECT * FROM users WHERE name = '{name}'\");",
+            "q.push_str(\" WHERE name = \");",
+            "let q = \"DELETE FROM logins WHERE name = '\".to_string() + name;",
+            "let q = String::from(\"x\") + \"UPDATE users SET role = 1\";",
+            "sql += \"AND expires_ms > 0\"; // FROM the query above",
+            "write!(q, \"INSERT INTO users VALUES ({})\", v)",
+        ] {
+            assert!(!sql_built_from_text(bad).is_empty(), "{bad}");
+        }
+        for fine in [
+            "format!(\"column {i} is null\")",
+            "format!(\"database url {url}: no selection\")",
+            "const Q: &str = concat!(\"SELECT \", cols!(), \" FROM t WHERE a = ?1\");",
+            "#[cfg(test)]\nmod tests { format!(\"DROP SCHEMA {name}\") }",
+        ] {
+            assert!(sql_built_from_text(fine).is_empty(), "{fine}");
+        }
+    }
 
     #[test]
     fn urls_pick_the_backend() {

@@ -17,8 +17,9 @@ use ::postgres::{Client, Config, NoTls, Row, Statement, Transaction};
 use super::{
     age_cutoff, client_row, clients_sql, command_cols, command_json, command_record, fix_params,
     fix_record_at, fix_record_cols, frame_meta, frame_meta_cols, frame_record, session_at,
-    session_cols, state_params, too_new, u64_bits, url_error, Cols, FixParams, Migration,
+    session_cols, state_params, too_new, u64_bits, url_error, users, Cols, FixParams, Migration,
 };
+use crate::backend::users::{StoredUser, UserRecord, Users};
 use crate::backend::{
     ClientRow, CommandRecord, CommandState, FixRecord, FrameMeta, FrameRecord, LinkRecord, Pruned,
     Retention, SessionRecord, Storage, StorageError,
@@ -33,10 +34,11 @@ const MIGRATION_LOCK: i64 = 0x006c_6976_6563_616d;
 
 /// The PostgreSQL schema, in order. Append; never edit a migration that has shipped. The same
 /// tables and columns as SQLite's, in PostgreSQL's types.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "sessions, frames, fixes, link_stats, commands",
-    sql: "
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "sessions, frames, fixes, link_stats, commands",
+        sql: "
         CREATE TABLE sessions (
             client BIGINT PRIMARY KEY,
             tier2 BIGINT NOT NULL,
@@ -102,7 +104,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
         );
         CREATE INDEX commands_client ON commands (client, id);
     ",
-}];
+    },
+    Migration {
+        version: 2,
+        description: super::users::DESCRIPTION,
+        sql: super::users::PG_MIGRATION,
+    },
+];
 
 /// The statements of [`Storage`], by name; prepared on first use.
 mod sql {
@@ -531,6 +539,88 @@ impl Storage for PgStorage {
                 Ok(pruned)
             },
         )
+    }
+}
+
+impl Users for PgStorage {
+    fn add_user(
+        &mut self,
+        user: &UserRecord,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<bool, StorageError> {
+        let (role, clients) = users::user_params(user)?;
+        self.write([users::ADD_USER], |tx, [st]| {
+            let added = tx.execute(&st, &[&user.name, &password_hash, &role, &clients, &now_ms])?;
+            Ok(added == 1)
+        })
+    }
+
+    fn user(&mut self, name: &str) -> Result<Option<StoredUser>, StorageError> {
+        let mut found = self.rows(users::USER, &[&name], users::stored_user)?;
+        Ok(found.pop())
+    }
+
+    fn users(&mut self) -> Result<Vec<UserRecord>, StorageError> {
+        self.rows(users::USERS, &[], users::user_record)
+    }
+
+    fn set_password(&mut self, name: &str, password_hash: &str) -> Result<bool, StorageError> {
+        self.write(
+            [users::SET_PASSWORD, users::DELETE_USER_LOGINS],
+            |tx, [set, logins]| {
+                let n = tx.execute(&set, &[&password_hash, &name])?;
+                tx.execute(&logins, &[&name])?;
+                Ok(n == 1)
+            },
+        )
+    }
+
+    fn remove_user(&mut self, name: &str) -> Result<bool, StorageError> {
+        self.write(
+            [users::REMOVE_USER, users::DELETE_USER_LOGINS],
+            |tx, [remove, logins]| {
+                let n = tx.execute(&remove, &[&name])?;
+                tx.execute(&logins, &[&name])?;
+                Ok(n == 1)
+            },
+        )
+    }
+
+    fn insert_login(
+        &mut self,
+        token_hash: &[u8],
+        name: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<(), StorageError> {
+        self.write(
+            [users::PRUNE_LOGINS, users::INSERT_LOGIN],
+            |tx, [prune, insert]| {
+                tx.execute(&prune, &[&now_ms])?;
+                tx.execute(&insert, &[&token_hash, &name, &now_ms, &expires_ms])?;
+                Ok(())
+            },
+        )
+    }
+
+    fn login_user(
+        &mut self,
+        token_hash: &[u8],
+        now_ms: i64,
+    ) -> Result<Option<UserRecord>, StorageError> {
+        let mut found = self.rows(
+            users::LOGIN_USER,
+            &[&token_hash, &now_ms],
+            users::user_record,
+        )?;
+        Ok(found.pop())
+    }
+
+    fn delete_login(&mut self, token_hash: &[u8]) -> Result<bool, StorageError> {
+        self.write([users::DELETE_LOGIN], |tx, [st]| {
+            Ok(tx.execute(&st, &[&token_hash])? == 1)
+        })
     }
 }
 

@@ -13,8 +13,9 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use super::{
     age_cutoff, client_row, clients_sql, command_cols, command_json, command_record, fix_params,
     fix_record_at, fix_record_cols, frame_meta, frame_meta_cols, frame_record, session_at,
-    session_cols, state_params, too_new, u64_bits, Cols, FixParams, Migration,
+    session_cols, state_params, too_new, u64_bits, users, Cols, FixParams, Migration,
 };
+use crate::backend::users::{StoredUser, UserRecord, Users};
 use crate::backend::{
     ClientRow, CommandRecord, CommandState, FixRecord, FrameMeta, FrameRecord, LinkRecord, Pruned,
     Retention, SessionRecord, Storage, StorageError,
@@ -25,10 +26,11 @@ use crate::proto::wire::Command;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The SQLite schema, in order. Append; never edit a migration that has shipped.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "sessions, frames, fixes, link_stats, commands",
-    sql: "
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "sessions, frames, fixes, link_stats, commands",
+        sql: "
         CREATE TABLE sessions (
             client INTEGER PRIMARY KEY,
             tier2 INTEGER NOT NULL,
@@ -95,7 +97,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
         );
         CREATE INDEX commands_client ON commands (client, id);
     ",
-}];
+    },
+    Migration {
+        version: 2,
+        description: super::users::DESCRIPTION,
+        sql: super::users::SQLITE_MIGRATION,
+    },
+];
 
 /// A SQLite database (file or memory) as [`Storage`].
 pub struct SqliteStorage {
@@ -510,6 +518,99 @@ impl Storage for SqliteStorage {
                     .execute(params![max])? as u64;
             }
             Ok(pruned)
+        })
+    }
+}
+
+impl Users for SqliteStorage {
+    fn add_user(
+        &mut self,
+        user: &UserRecord,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<bool, StorageError> {
+        let (role, clients) = users::user_params(user)?;
+        self.write(|tx| {
+            let added = tx.prepare_cached(users::ADD_USER)?.execute(params![
+                user.name,
+                password_hash,
+                role,
+                clients,
+                now_ms
+            ])?;
+            Ok(added == 1)
+        })
+    }
+
+    fn user(&mut self, name: &str) -> Result<Option<StoredUser>, StorageError> {
+        let mut found = rows(&self.conn, users::USER, params![name], |r| {
+            users::stored_user(r)
+        })?;
+        Ok(found.pop())
+    }
+
+    fn users(&mut self) -> Result<Vec<UserRecord>, StorageError> {
+        rows(&self.conn, users::USERS, [], |r| users::user_record(r))
+    }
+
+    fn set_password(&mut self, name: &str, password_hash: &str) -> Result<bool, StorageError> {
+        self.write(|tx| {
+            let n = tx
+                .prepare_cached(users::SET_PASSWORD)?
+                .execute(params![password_hash, name])?;
+            tx.prepare_cached(users::DELETE_USER_LOGINS)?
+                .execute(params![name])?;
+            Ok(n == 1)
+        })
+    }
+
+    fn remove_user(&mut self, name: &str) -> Result<bool, StorageError> {
+        self.write(|tx| {
+            let n = tx
+                .prepare_cached(users::REMOVE_USER)?
+                .execute(params![name])?;
+            tx.prepare_cached(users::DELETE_USER_LOGINS)?
+                .execute(params![name])?;
+            Ok(n == 1)
+        })
+    }
+
+    fn insert_login(
+        &mut self,
+        token_hash: &[u8],
+        name: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<(), StorageError> {
+        self.write(|tx| {
+            tx.prepare_cached(users::PRUNE_LOGINS)?
+                .execute(params![now_ms])?;
+            tx.prepare_cached(users::INSERT_LOGIN)?
+                .execute(params![token_hash, name, now_ms, expires_ms])?;
+            Ok(())
+        })
+    }
+
+    fn login_user(
+        &mut self,
+        token_hash: &[u8],
+        now_ms: i64,
+    ) -> Result<Option<UserRecord>, StorageError> {
+        let mut found = rows(
+            &self.conn,
+            users::LOGIN_USER,
+            params![token_hash, now_ms],
+            |r| users::user_record(r),
+        )?;
+        Ok(found.pop())
+    }
+
+    fn delete_login(&mut self, token_hash: &[u8]) -> Result<bool, StorageError> {
+        self.write(|tx| {
+            Ok(tx
+                .prepare_cached(users::DELETE_LOGIN)?
+                .execute(params![token_hash])?
+                == 1)
         })
     }
 }

@@ -35,7 +35,8 @@ macro_rules! suite_tests {
         $crate::backend::storage::suite::suite_tests!(@each $fresh;
             round_trips, duplicate_frames_are_ignored, clients_lists_sessions_and_fixes_in_order,
             ranges_and_limits, command_lifecycle, retention_by_age, retention_by_size,
-            migrations_are_idempotent, newer_schema_is_refused, unknown_ids_are_none);
+            migrations_are_idempotent, newer_schema_is_refused, unknown_ids_are_none,
+            users_and_logins, hostile_user_names_are_data);
     };
     (@each $fresh:expr; $($name:ident),*) => {
         $(
@@ -553,4 +554,85 @@ pub(crate) fn unknown_ids_are_none(mut f: Fresh) {
     assert!(db.track(1, i64::MIN, i64::MAX, 10).unwrap().is_empty());
     assert!(db.frames(1, i64::MIN, i64::MAX, 10).unwrap().is_empty());
     assert!(db.commands(1, 10).unwrap().is_empty());
+}
+
+pub(crate) fn users_and_logins(mut f: Fresh) {
+    use crate::backend::users::{ClientScope, Role, UserRecord};
+    let db = &mut f.db;
+    let alice = UserRecord {
+        name: "alice".into(),
+        role: Role::Operator,
+        clients: ClientScope::Only([3, 1].into()),
+    };
+    let bob = UserRecord {
+        name: "bob".into(),
+        role: Role::Viewer,
+        clients: ClientScope::All,
+    };
+    assert!(db.users().unwrap().is_empty());
+    assert!(db.add_user(&bob, "hash-b", 10).unwrap());
+    assert!(db.add_user(&alice, "hash-a", 11).unwrap());
+    assert!(!db.add_user(&alice, "other", 12).unwrap(), "a taken name");
+    assert_eq!(db.users().unwrap(), vec![alice.clone(), bob.clone()]);
+    let stored = db.user("alice").unwrap().unwrap();
+    assert_eq!(stored.user, alice);
+    assert_eq!(
+        stored.password_hash, "hash-a",
+        "a taken name changes nothing"
+    );
+    assert_eq!(db.user("carol").unwrap(), None);
+
+    // Logins: found while valid, by hash only, and gone at expiry, logout or removal.
+    let (ta, tb, old) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+    db.insert_login(&old, "bob", 0, 50).unwrap();
+    db.insert_login(&ta, "alice", 100, 1_000).unwrap();
+    db.insert_login(&tb, "bob", 100, 1_000).unwrap();
+    assert_eq!(db.login_user(&ta, 999).unwrap(), Some(alice.clone()));
+    assert_eq!(db.login_user(&ta, 1_000).unwrap(), None, "expired");
+    assert_eq!(db.login_user(&tb, 500).unwrap(), Some(bob.clone()));
+    assert_eq!(db.login_user(&[9u8; 32], 500).unwrap(), None);
+    assert_eq!(
+        db.login_user(&old, 0).unwrap(),
+        None,
+        "expired logins are deleted when a new one is stored"
+    );
+    assert!(db.delete_login(&tb).unwrap());
+    assert!(!db.delete_login(&tb).unwrap());
+    assert_eq!(db.login_user(&tb, 500).unwrap(), None);
+
+    // A new password ends the user's logins.
+    assert!(db.set_password("alice", "hash-a2").unwrap());
+    assert!(!db.set_password("carol", "x").unwrap());
+    assert_eq!(db.user("alice").unwrap().unwrap().password_hash, "hash-a2");
+    assert_eq!(db.login_user(&ta, 500).unwrap(), None);
+
+    // Removing a user removes their logins with them.
+    db.insert_login(&tb, "bob", 100, 1_000).unwrap();
+    assert!(db.remove_user("bob").unwrap());
+    assert!(!db.remove_user("bob").unwrap());
+    assert_eq!(db.login_user(&tb, 500).unwrap(), None);
+    assert_eq!(db.users().unwrap(), vec![alice.clone()]);
+
+    // Kept across a reopen.
+    let mut again = f.reopen().unwrap();
+    assert_eq!(again.user("alice").unwrap().unwrap().user, alice);
+}
+
+/// Names that would break SQL built from text are stored and found as the data they are.
+pub(crate) fn hostile_user_names_are_data(mut f: Fresh) {
+    use crate::backend::users::{ClientScope, Role, UserRecord};
+    let db = &mut f.db;
+    for name in ["o'brien", "x'; DROP TABLE users; --", "a\"b", "%", "_"] {
+        let u = UserRecord {
+            name: name.to_string(),
+            role: Role::Viewer,
+            clients: ClientScope::Only([].into()),
+        };
+        assert!(db.add_user(&u, "h", 1).unwrap(), "{name}");
+        assert_eq!(db.user(name).unwrap().unwrap().user, u, "{name}");
+    }
+    assert_eq!(db.users().unwrap().len(), 5);
+    assert_eq!(db.user("o").unwrap(), None);
+    assert!(db.remove_user("%").unwrap());
+    assert_eq!(db.users().unwrap().len(), 4, "% is a name, not a pattern");
 }

@@ -13,6 +13,11 @@
 //! its tier-2, stores the answer, and publishes it on [`WebState::command_updates`], which the
 //! WebSocket forwards to every browser.
 //!
+//! Login (`auth`): `POST /api/login` gives a token (and sets it as a cookie); every other
+//! `/api/*` route, the WebSocket too, answers 401 without one. Viewers may not command (403);
+//! operators command the clients they are allowed, and the command records who issued it.
+//! The browser client, `/healthz` and map tiles are served to anyone.
+//!
 //! Every error is JSON `{"error": "..."}` with a fitting status code.
 
 use std::net::SocketAddr;
@@ -29,6 +34,7 @@ use crate::backend::{ClientRow, CommandRecord, LinkRecord, Storage, StorageError
 use crate::device::City;
 
 mod assets;
+pub mod auth;
 mod live;
 mod routes;
 #[cfg(test)]
@@ -57,9 +63,11 @@ pub fn router(state: WebState) -> Router {
         state,
         hub: live::Hub::default(),
         tiles: Mutex::new(None),
+        throttle: Mutex::new(auth::Throttle::default()),
     });
-    Router::new()
-        .route("/healthz", get(routes::healthz))
+    // Every route under /api but login and logout needs a logged-in user (auth.rs).
+    let api = Router::new()
+        .route("/api/me", get(auth::me))
         .route("/api/clients", get(routes::clients))
         .route("/api/clients/{id}", get(routes::client))
         .route("/api/clients/{id}/frame/latest", get(routes::latest_frame))
@@ -75,8 +83,17 @@ pub fn router(state: WebState) -> Router {
         .route("/api/map", get(routes::map_info))
         .route("/api/map/city.geojson", get(routes::city))
         .route("/api/map/clients.geojson", get(routes::positions))
-        .route("/tiles/{z}/{x}/{y}", get(routes::tile))
         .route("/api/live", get(live::upgrade))
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            auth::require_login,
+        ));
+    Router::new()
+        .route("/healthz", get(routes::healthz))
+        .route("/api/login", post(auth::login))
+        .route("/api/logout", post(auth::logout))
+        .route("/tiles/{z}/{x}/{y}", get(routes::tile))
+        .merge(api)
         .merge(assets::routes())
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
@@ -89,6 +106,8 @@ struct Shared {
     hub: live::Hub,
     /// The MBTiles file, opened on the first tile request.
     tiles: Mutex<Option<crate::backend::map::TileSource>>,
+    /// Failed logins per name.
+    throttle: Mutex<auth::Throttle>,
 }
 
 type AppState = Arc<Shared>;

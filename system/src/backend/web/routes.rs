@@ -7,11 +7,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::{json, Value};
 
+use super::auth::CurrentUser;
 use super::{client_views, now_ms, with_storage, ApiError, AppState, ClientView};
 use crate::backend::map::{self, BBox, TileSource};
+use crate::backend::users::Role;
 use crate::backend::{CommandRecord, CommandState, FrameRecord};
 use crate::proto::wire::Command;
 
@@ -228,16 +230,24 @@ fn check_command(c: &Command) -> Result<(), String> {
 
 pub(super) async fn post_command(
     State(shared): State<AppState>,
+    Extension(CurrentUser(user)): Extension<CurrentUser>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, "client id")?;
+    if !user.may_command(id) {
+        let why = match user.role {
+            Role::Viewer => format!("user {} is a viewer and may not send commands", user.name),
+            Role::Operator => format!("user {} may not command client {id}", user.name),
+        };
+        return Err(ApiError::new(StatusCode::FORBIDDEN, why));
+    }
     let command: Command = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("command body: {e}")))?;
     check_command(&command).map_err(ApiError::bad_request)?;
     find_client(&shared, id).await?;
     let record = with_storage(&shared, move |s| {
-        s.insert_command(id, command, "", now_ms())
+        s.insert_command(id, command, &user.name, now_ms())
     })
     .await?;
     let reason = match shared.state.commands.try_send(record.clone()) {

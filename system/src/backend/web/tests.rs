@@ -4,14 +4,15 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 use tower::ServiceExt;
 
-use super::{now_ms, router, WebState};
+use super::{auth, now_ms, router, WebState};
+use crate::backend::users::{self, Role, UserRecord};
 use crate::backend::{
     CommandRecord, CommandState, FrameRecord, LinkRecord, SessionRecord, Storage,
 };
@@ -20,7 +21,10 @@ use crate::device::{City, Fix, FrameSource, SyntheticCamera, SyntheticSettings};
 const WINDOW_MS: i64 = 5_000;
 
 struct Fixture {
+    /// The router as the operator `op` (every client) uses it: each request carries op's token.
     app: Router,
+    /// The router with no token added.
+    raw: Router,
     storage: Arc<Mutex<Box<dyn Storage>>>,
     commands: mpsc::Receiver<CommandRecord>,
     updates: broadcast::Sender<CommandRecord>,
@@ -105,14 +109,43 @@ fn fill(storage: &mut dyn Storage, city: &City, now: i64) -> Vec<i64> {
     times
 }
 
+/// The users every fixture has: name, role, clients. Each one's password is "NAME password".
+const USERS: &[(&str, Role, &str)] = &[
+    ("op", Role::Operator, "all"),
+    ("limited", Role::Operator, "2,3"),
+    ("viewer", Role::Viewer, "all"),
+];
+
+fn password(name: &str) -> String {
+    format!("{name} password")
+}
+
+/// A token of a login of `name`, stored as a login through `POST /api/login` would.
+fn login_token(storage: &mut dyn Storage, name: &str, expires_ms: i64) -> String {
+    let token = users::new_token().unwrap();
+    storage
+        .insert_login(&users::token_hash(&token), name, now_ms(), expires_ms)
+        .unwrap();
+    token
+}
+
 fn fixture_with(tiles: Option<std::path::PathBuf>) -> Fixture {
     let city = City::default();
     let mut storage = crate::backend::open("sqlite::memory:").unwrap();
     let times = fill(storage.as_mut(), &city, now_ms());
+    for &(name, role, clients) in USERS {
+        let user = UserRecord {
+            name: name.into(),
+            role,
+            clients: clients.parse().unwrap(),
+        };
+        users::add_user(storage.as_mut(), &user, &password(name), 0).unwrap();
+    }
+    let token = login_token(storage.as_mut(), "op", now_ms() + 3_600_000);
     let storage = Arc::new(Mutex::new(storage));
     let (tx, commands) = mpsc::channel(16);
     let (updates, _) = broadcast::channel(16);
-    let app = router(WebState {
+    let raw = router(WebState {
         storage: storage.clone(),
         commands: tx,
         command_updates: updates.clone(),
@@ -120,8 +153,13 @@ fn fixture_with(tiles: Option<std::path::PathBuf>) -> Fixture {
         tiles,
         online_window_ms: WINDOW_MS,
     });
+    let app = raw.clone().layer(axum::middleware::map_request(move |req| {
+        let token = token.clone();
+        async move { with_token(req, &token) }
+    }));
     Fixture {
         app,
+        raw,
         storage,
         commands,
         updates,
@@ -133,13 +171,39 @@ fn fixture() -> Fixture {
     fixture_with(None)
 }
 
+/// `req` with `Authorization: Bearer token`, unless it carries a token already.
+fn with_token(mut req: Request<Body>, token: &str) -> Request<Body> {
+    let h = req.headers_mut();
+    if !h.contains_key(header::AUTHORIZATION) && !h.contains_key(header::COOKIE) {
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+    }
+    req
+}
+
 async fn call(
     app: &Router,
     method: Method,
     uri: &str,
     body: &str,
 ) -> (StatusCode, HeaderMap, Vec<u8>) {
+    call_raw(app, method, uri, &[], body).await
+}
+
+/// A request to `app` with `headers`; the status, headers and body.
+async fn call_raw(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    headers: &[(header::HeaderName, String)],
+    body: &str,
+) -> (StatusCode, HeaderMap, Vec<u8>) {
     let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
     if !body.is_empty() {
         req = req.header(header::CONTENT_TYPE, "application/json");
     }
@@ -470,6 +534,7 @@ async fn commands_are_stored_handed_to_the_desk_and_read_back() {
     let rec: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(rec["state"], "pending");
     assert_eq!(rec["client"], 1);
+    assert_eq!(rec["issued_by"], "op");
     assert_eq!(
         rec["command"],
         json!({"kind": "set_fps", "milli_fps": 5000})
@@ -478,6 +543,9 @@ async fn commands_are_stored_handed_to_the_desk_and_read_back() {
     let sent = f.commands.try_recv().unwrap();
     assert_eq!(sent.id, id);
     assert_eq!(sent.state, CommandState::Pending);
+    assert_eq!(sent.issued_by, "op");
+    let stored = f.storage.lock().unwrap().command(id).unwrap().unwrap();
+    assert_eq!(stored.issued_by, "op", "the database records who issued it");
 
     let (_, v) = get_json(&f.app, &format!("/api/commands/{id}")).await;
     assert_eq!(v["state"], "pending");
@@ -861,4 +929,306 @@ async fn live_socket_pushes_changes_and_command_updates() {
     assert_eq!(update["command"]["id"], rec.id);
     assert_eq!(update["command"]["state"], "acked");
     ws.send(Message::Close(None)).await.unwrap();
+}
+
+/// A request to `app` with `headers`; the status, headers and JSON body (Null when none).
+async fn call_with(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    headers: &[(header::HeaderName, String)],
+    body: &str,
+) -> (StatusCode, HeaderMap, Value) {
+    let (status, headers, bytes) = call_raw(app, method, uri, headers, body).await;
+    (
+        status,
+        headers,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn bearer(token: &str) -> Vec<(header::HeaderName, String)> {
+    vec![(header::AUTHORIZATION, format!("Bearer {token}"))]
+}
+
+/// `POST /api/login` as `name`; the status, headers and body.
+async fn login(app: &Router, name: &str, password: &str) -> (StatusCode, HeaderMap, Value) {
+    let body = json!({"name": name, "password": password}).to_string();
+    call_with(app, Method::POST, "/api/login", &[], &body).await
+}
+
+const PROTECTED: &[(&str, &str)] = &[
+    ("GET", "/api/me"),
+    ("GET", "/api/clients"),
+    ("GET", "/api/clients/1"),
+    ("GET", "/api/clients/1/frame/latest"),
+    ("GET", "/api/clients/1/frames/3"),
+    ("GET", "/api/clients/1/frames"),
+    ("GET", "/api/clients/1/track"),
+    ("GET", "/api/clients/1/commands"),
+    ("POST", "/api/clients/1/commands"),
+    ("GET", "/api/commands/1"),
+    ("GET", "/api/area?south=0&west=0&north=1&east=1"),
+    ("GET", "/api/map"),
+    ("GET", "/api/map/city.geojson"),
+    ("GET", "/api/map/clients.geojson"),
+    ("GET", "/api/live"),
+];
+
+#[tokio::test]
+async fn every_api_route_needs_a_valid_unexpired_token() {
+    let f = fixture();
+    let expired = login_token(f.storage.lock().unwrap().as_mut(), "op", now_ms() - 1);
+    let wrong = users::new_token().unwrap();
+    for creds in [
+        vec![],
+        bearer(&wrong),
+        bearer(&expired),
+        bearer(""),
+        vec![(header::COOKIE, format!("livecam_session={wrong}"))],
+        vec![(header::AUTHORIZATION, "Basic b3A6b3AgcGFzc3dvcmQ=".into())],
+    ] {
+        for &(method, uri) in PROTECTED {
+            let method: Method = method.parse().unwrap();
+            let (status, headers, v) =
+                call_with(&f.raw, method, uri, &creds, r#"{"kind":"stop"}"#).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri} with {creds:?}");
+            assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer", "{uri}");
+            assert!(
+                v["error"].as_str().unwrap().contains("login required"),
+                "{uri}: {v}"
+            );
+        }
+    }
+    // Nothing was done on the way.
+    assert!(f
+        .storage
+        .lock()
+        .unwrap()
+        .commands(1, 10)
+        .unwrap()
+        .is_empty());
+    // The page, its assets, the health check and tiles are for anyone.
+    for uri in ["/", "/app.js", "/app.css", "/healthz"] {
+        let (status, _, _) = call(&f.raw, Method::GET, uri, "").await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+    }
+    let (status, _, _) = call(&f.raw, Method::GET, "/tiles/1/0/0.png", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no tile file, but not a 401");
+    // The same token a valid login has does it.
+    let (status, _, v) = call_with(&f.app, Method::GET, "/api/me", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        v,
+        json!({"name": "op", "role": "operator", "clients": "all"})
+    );
+}
+
+#[tokio::test]
+async fn login_gives_a_bearer_token_and_cookie_and_logout_ends_it() {
+    let f = fixture();
+    let (status, headers, v) = login(&f.raw, "limited", &password("limited")).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let token = v["token"].as_str().unwrap().to_string();
+    assert_eq!(token.len(), 64, "256 bits in hex");
+    assert_eq!(
+        v["user"],
+        json!({"name": "limited", "role": "operator", "clients": {"only": [2, 3]}})
+    );
+    assert!(v["expires_ms"].as_i64().unwrap() > now_ms());
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        cookie.starts_with(&format!("livecam_session={token};")),
+        "{cookie}"
+    );
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attr), "{cookie} lacks {attr}");
+    }
+    // Only the token's hash is stored.
+    {
+        let hash = users::token_hash(&token);
+        let mut db = f.storage.lock().unwrap();
+        assert!(db.login_user(&hash, now_ms()).unwrap().is_some());
+        assert!(db.login_user(token.as_bytes(), now_ms()).unwrap().is_none());
+    }
+
+    let (status, _, me) = call_with(&f.raw, Method::GET, "/api/me", &bearer(&token), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["name"], "limited");
+    let by_cookie = vec![(header::COOKIE, format!("other=1; livecam_session={token}"))];
+    let (status, _, _) = call_with(&f.raw, Method::GET, "/api/clients", &by_cookie, "").await;
+    assert_eq!(status, StatusCode::OK, "the cookie alone logs in");
+
+    let (status, headers, _) = call_with(&f.raw, Method::POST, "/api/logout", &by_cookie, "").await;
+    assert_eq!(status, StatusCode::OK);
+    let cleared = headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    for creds in [bearer(&token), by_cookie] {
+        let (status, _, _) = call_with(&f.raw, Method::GET, "/api/me", &creds, "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "logged out");
+    }
+    // The fixture's own login is another one: still valid.
+    let (status, _, _) = call_with(&f.app, Method::GET, "/api/me", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn failed_logins_look_alike_and_are_throttled_per_name() {
+    let f = fixture();
+    // A wrong password and an unknown name: the same answer.
+    let (s1, _, wrong) = login(&f.raw, "viewer", "not the password").await;
+    let (s2, _, unknown) = login(&f.raw, "nobody", "not the password").await;
+    assert_eq!(
+        (s1, s2),
+        (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(wrong, unknown);
+    assert_eq!(wrong["error"], "wrong name or password");
+    assert!(wrong.get("token").is_none());
+    let (status, _, v) = login(&f.raw, &"x".repeat(100_000), "pw").await;
+    assert_eq!(
+        (status, &v),
+        (StatusCode::UNAUTHORIZED, &wrong),
+        "an impossible name"
+    );
+
+    // Bad bodies are 400 and count for nothing.
+    for body in [
+        "",
+        "{",
+        r#"{"name":"viewer"}"#,
+        r#"{"name":1,"password":"x"}"#,
+    ] {
+        let (status, _, v) = call_with(&f.raw, Method::POST, "/api/login", &[], body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {v}");
+    }
+
+    // After the free failures (one spent above) the name is locked: even the right
+    // password is refused, with a Retry-After. Unknown names are locked just the same.
+    for name in ["viewer", "nobody"] {
+        let spent = 1;
+        for _ in spent..auth::FREE_FAILURES {
+            let (status, _, _) = login(&f.raw, name, "still wrong").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        let (status, _, _) = login(&f.raw, name, "wrong once more").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "this one locks it");
+        let (status, headers, v) = login(&f.raw, name, &password(name)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{name}: {v}");
+        let retry: i64 = headers[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=auth::FIRST_LOCK_MS / 1000).contains(&retry), "{retry}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains("too many failed logins"),
+            "{v}"
+        );
+        assert!(v.get("token").is_none());
+    }
+    // Other names are not affected.
+    let (status, _, v) = login(&f.raw, "op", &password("op")).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
+async fn commands_are_authorised_per_user() {
+    let mut f = fixture();
+    let (viewer, limited) = {
+        let mut db = f.storage.lock().unwrap();
+        let later = now_ms() + 60_000;
+        (
+            login_token(db.as_mut(), "viewer", later),
+            login_token(db.as_mut(), "limited", later),
+        )
+    };
+    let body = r#"{"kind":"snapshot"}"#;
+    // A viewer reads everything and commands nothing.
+    let (status, _, _) =
+        call_with(&f.raw, Method::GET, "/api/clients/1", &bearer(&viewer), "").await;
+    assert_eq!(status, StatusCode::OK);
+    for client in [1, 2] {
+        let uri = format!("/api/clients/{client}/commands");
+        let (status, _, v) = call_with(&f.raw, Method::POST, &uri, &bearer(&viewer), body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+        assert_eq!(
+            v["error"],
+            "user viewer is a viewer and may not send commands"
+        );
+    }
+    // An operator commands only the clients of their list.
+    let (status, _, v) = call_with(
+        &f.raw,
+        Method::POST,
+        "/api/clients/1/commands",
+        &bearer(&limited),
+        body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"], "user limited may not command client 1");
+    assert!(
+        f.commands.try_recv().is_err(),
+        "refused commands never reach the desk"
+    );
+    assert!(f
+        .storage
+        .lock()
+        .unwrap()
+        .commands(1, 10)
+        .unwrap()
+        .is_empty());
+
+    let (status, _, v) = call_with(
+        &f.raw,
+        Method::POST,
+        "/api/clients/2/commands",
+        &bearer(&limited),
+        body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["issued_by"], "limited");
+    let sent = f.commands.try_recv().unwrap();
+    assert_eq!((sent.client, sent.issued_by.as_str()), (2, "limited"));
+    let stored = f.storage.lock().unwrap().command(sent.id).unwrap().unwrap();
+    assert_eq!(stored.issued_by, "limited");
+}
+
+#[tokio::test]
+async fn the_live_socket_needs_a_login() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+
+    let f = fixture();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let raw = f.raw.clone();
+    tokio::spawn(async move { axum::serve(listener, raw).await });
+    let url = format!("ws://127.0.0.1:{port}/api/live");
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(WsError::Http(res)) => assert_eq!(res.status(), StatusCode::UNAUTHORIZED),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a socket without a login"),
+    }
+    let token = login_token(
+        f.storage.lock().unwrap().as_mut(),
+        "viewer",
+        now_ms() + 60_000,
+    );
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert(
+        header::COOKIE,
+        HeaderValue::from_str(&format!("livecam_session={token}")).unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(
+        next(&mut ws).await["type"],
+        "hello",
+        "any logged-in user watches"
+    );
 }

@@ -1,0 +1,340 @@
+//! Login for the web API: `POST /api/login`, `POST /api/logout`, `GET /api/me`, and
+//! [`require_login`], the layer every other `/api/*` route (the `/api/live` WebSocket too) is
+//! behind.
+//!
+//! A request is logged in when it carries a valid token, as `Authorization: Bearer TOKEN` or
+//! as the cookie [`COOKIE`] (HttpOnly, SameSite=Strict) that a login sets; otherwise it gets
+//! 401 with a JSON error. The user is put into the request's extensions as [`CurrentUser`].
+//!
+//! Failed logins are throttled per name by [`Throttle`]: after [`FREE_FAILURES`] failures in a
+//! row a name is locked for a time that doubles with each further failure (5 s, 10 s, 20 s, ...,
+//! at most [`MAX_LOCK_MS`]); while locked every attempt, right or wrong, gets 429 with
+//! `Retry-After`. Names that exist and names that do not are treated alike, and a wrong
+//! password and an unknown name get the same answer, so nothing tells which names exist.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{now_ms, with_storage, ApiError, AppState};
+use crate::backend::users::{self, UserRecord};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "livecam_session";
+/// How long a login lasts: 12 hours.
+pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
+/// Failures in a row a name may have before it is locked.
+pub const FREE_FAILURES: u32 = 3;
+/// The first lock, doubled with each further failure.
+pub const FIRST_LOCK_MS: i64 = 5_000;
+/// The longest lock.
+pub const MAX_LOCK_MS: i64 = 15 * 60 * 1000;
+/// Names the throttle remembers at most; the oldest unlocked ones go first beyond it.
+const MAX_TRACKED: usize = 10_000;
+
+/// The logged-in user of a request.
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub UserRecord);
+
+/// A name's failed logins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Failures {
+    count: u32,
+    last_ms: i64,
+    locked_until_ms: i64,
+}
+
+/// Failed logins per name, a plain state machine: `now` in, a verdict out.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    names: BTreeMap<String, Failures>,
+}
+
+impl Throttle {
+    /// `Err(ms)` when `name` is locked for `ms` more at `now_ms`.
+    pub fn check(&self, name: &str, now_ms: i64) -> Result<(), i64> {
+        match self.names.get(name) {
+            Some(f) if f.locked_until_ms > now_ms => Err(f.locked_until_ms - now_ms),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a failed login of `name`; returns how long it is locked now (0: not locked).
+    pub fn failed(&mut self, name: &str, now_ms: i64) -> i64 {
+        if self.names.len() >= MAX_TRACKED && !self.names.contains_key(name) {
+            self.forget_oldest(now_ms);
+        }
+        let f = self.names.entry(name.to_string()).or_insert(Failures {
+            count: 0,
+            last_ms: now_ms,
+            locked_until_ms: i64::MIN,
+        });
+        f.count = f.count.saturating_add(1);
+        f.last_ms = now_ms;
+        if f.count <= FREE_FAILURES {
+            return 0;
+        }
+        let doublings = (f.count - FREE_FAILURES - 1).min(20);
+        let lock = (FIRST_LOCK_MS << doublings).min(MAX_LOCK_MS);
+        f.locked_until_ms = now_ms.saturating_add(lock);
+        lock
+    }
+
+    /// A successful login clears the name's failures.
+    pub fn succeeded(&mut self, name: &str) {
+        self.names.remove(name);
+    }
+
+    /// Drops the unlocked name whose last failure is oldest (a locked one only if all are).
+    fn forget_oldest(&mut self, now_ms: i64) {
+        let oldest = self
+            .names
+            .iter()
+            .min_by_key(|(_, f)| (f.locked_until_ms > now_ms, f.last_ms))
+            .map(|(n, _)| n.clone());
+        if let Some(n) = oldest {
+            self.names.remove(&n);
+        }
+    }
+}
+
+/// What `POST /api/login` takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    name: String,
+    password: String,
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut res = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+    res.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    res
+}
+
+fn throttled(retry_ms: i64) -> Response {
+    let secs = (retry_ms + 999) / 1000;
+    let mut res = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many failed logins for this name; try again in {secs} s"),
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
+}
+
+fn lock_throttle(t: &Mutex<Throttle>) -> std::sync::MutexGuard<'_, Throttle> {
+    t.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The cookie that holds `token` for `max_age_s` (0 clears it).
+fn cookie(token: &str, max_age_s: i64) -> HeaderValue {
+    let text = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}");
+    // A token is hex digits; the rest is ASCII.
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The token a request carries: `Authorization: Bearer` first, else the session cookie.
+fn token(headers: &HeaderMap) -> Option<String> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if let Some(t) = bearer {
+        return Some(t.to_string());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The user a request's token logs in, if any.
+async fn current_user(
+    shared: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<UserRecord>, ApiError> {
+    let Some(token) = token(headers).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let hash = users::token_hash(&token);
+    with_storage(shared, move |s| s.login_user(&hash, now_ms())).await
+}
+
+/// The layer in front of every `/api/*` route but login: 401 without a valid token.
+pub(super) async fn require_login(
+    State(shared): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match current_user(&shared, req.headers()).await {
+        Ok(Some(user)) => {
+            req.extensions_mut().insert(CurrentUser(user));
+            next.run(req).await
+        }
+        Ok(None) => unauthorized("login required: POST /api/login, then send the token"),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub(super) async fn login(State(shared): State<AppState>, body: Bytes) -> Response {
+    let body: LoginBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return ApiError::bad_request(format!(
+                "login body must be {{\"name\": ..., \"password\": ...}}: {e}"
+            ))
+            .into_response()
+        }
+    };
+    if users::check_name(&body.name).is_err() {
+        // No such name can exist (the rule is public): the same answer, nothing remembered.
+        return unauthorized("wrong name or password");
+    }
+    {
+        let mut throttle = lock_throttle(&shared.throttle);
+        let now = now_ms();
+        if let Err(ms) = throttle.check(&body.name, now) {
+            return throttled(ms);
+        }
+        // Counted before the password is checked, so attempts in parallel cannot get past
+        // the limit; a success clears it.
+        throttle.failed(&body.name, now);
+    }
+    let name = body.name.clone();
+    let user = with_storage(&shared, move |s| {
+        users::authenticate(s, &body.name, &body.password)
+    })
+    .await;
+    let user = match user {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            tracing::info!(%name, "failed login");
+            return unauthorized("wrong name or password");
+        }
+        Err(e) => return e.into_response(),
+    };
+    lock_throttle(&shared.throttle).succeeded(&name);
+    let token = match users::new_token() {
+        Ok(t) => t,
+        Err(e) => return ApiError::internal(e.to_string()).into_response(),
+    };
+    let hash = users::token_hash(&token);
+    let now = now_ms();
+    let expires_ms = now.saturating_add(SESSION_TTL_MS);
+    let who = user.name.clone();
+    if let Err(e) = with_storage(&shared, move |s| {
+        s.insert_login(&hash, &who, now, expires_ms)
+    })
+    .await
+    {
+        return e.into_response();
+    }
+    tracing::info!(name = %user.name, "login");
+    let mut res =
+        Json(json!({"token": token, "user": user, "expires_ms": expires_ms})).into_response();
+    res.headers_mut()
+        .insert(header::SET_COOKIE, cookie(&token, SESSION_TTL_MS / 1000));
+    res
+}
+
+pub(super) async fn logout(State(shared): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = token(&headers) {
+        let hash = users::token_hash(&token);
+        if let Err(e) = with_storage(&shared, move |s| s.delete_login(&hash)).await {
+            return e.into_response();
+        }
+    }
+    let mut res = Json(json!({"status": "logged out"})).into_response();
+    res.headers_mut().insert(header::SET_COOKIE, cookie("", 0));
+    res
+}
+
+pub(super) async fn me(Extension(CurrentUser(user)): Extension<CurrentUser>) -> Json<UserRecord> {
+    Json(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_throttle_locks_a_name_after_free_failures_for_doubling_times() {
+        let mut t = Throttle::default();
+        let now = 1_000_000;
+        for _ in 0..FREE_FAILURES {
+            assert_eq!(t.check("a", now), Ok(()));
+            assert_eq!(t.failed("a", now), 0);
+        }
+        assert_eq!(t.failed("a", now), FIRST_LOCK_MS);
+        assert_eq!(t.check("a", now), Err(FIRST_LOCK_MS));
+        assert_eq!(t.check("a", now + FIRST_LOCK_MS - 1), Err(1));
+        assert_eq!(t.check("b", now), Ok(()), "per name");
+        let later = now + FIRST_LOCK_MS;
+        assert_eq!(t.check("a", later), Ok(()));
+        assert_eq!(t.failed("a", later), 2 * FIRST_LOCK_MS);
+        assert_eq!(t.failed("a", later), 4 * FIRST_LOCK_MS);
+        for _ in 0..40 {
+            t.failed("a", later);
+        }
+        assert_eq!(t.check("a", later), Err(MAX_LOCK_MS), "capped");
+        t.succeeded("a");
+        assert_eq!(t.check("a", later), Ok(()));
+        assert_eq!(t.failed("a", later), 0, "a success starts over");
+    }
+
+    #[test]
+    fn the_throttle_forgets_old_unlocked_names_first_when_full() {
+        let mut t = Throttle::default();
+        for i in 0..MAX_TRACKED {
+            t.failed(&format!("n{i}"), i as i64);
+        }
+        for _ in 0..=FREE_FAILURES {
+            t.failed("locked", 0);
+        }
+        assert_eq!(t.names.len(), MAX_TRACKED);
+        assert!(t.check("locked", 1).is_err());
+        assert!(!t.names.contains_key("n0"), "the oldest went");
+        assert!(t.names.contains_key("n1"));
+    }
+
+    #[test]
+    fn tokens_come_from_bearer_or_cookie() {
+        let mut h = HeaderMap::new();
+        assert_eq!(token(&h), None);
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=b; livecam_session=abc ; c=d"),
+        );
+        assert_eq!(token(&h).as_deref(), Some("abc"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer xyz"),
+        );
+        assert_eq!(token(&h).as_deref(), Some("xyz"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic xyz"));
+        assert_eq!(token(&h).as_deref(), Some("abc"));
+        let c = cookie("tok", 60);
+        let c = c.to_str().unwrap();
+        assert!(
+            c.contains("HttpOnly") && c.contains("SameSite=Strict"),
+            "{c}"
+        );
+    }
+}
