@@ -82,7 +82,12 @@ impl BackendFile {
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let c: Self = super::service::load(path)?;
+        Self::parse(&super::service::read_text(path)?, path)
+    }
+
+    /// Parses and checks config text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let c: Self = super::service::from_toml(text, path)?;
         let invalid = |field, message: &str| ConfigError::Invalid {
             path: path.display().to_string(),
             field,
