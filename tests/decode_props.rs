@@ -51,31 +51,142 @@ fn encoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let v6: SocketAddr = "[2001:db8::7]:7102".parse().expect("an address");
     let payload = [0xa5u8; 64];
     let messages = [
-        Message::Segment(Segment { session: 1001, frame: 7, index: 1, count: 3, offset: 64, frame_len: 190, payload: &payload }),
-        Message::Nack(Nack { session: 1001, frame: 7, missing: vec![0, 2, 9] }),
-        Message::FrameAck(FrameAck { session: 1001, frame: 7, next_segment_size: 1100 }),
-        Message::ConnectRequest(ConnectRequest { client: 1001, attempt: 1 }),
-        Message::ConnectForward(ConnectForward { client: 1001, attempt: 1, client_addr: v4 }),
-        Message::ConnectForward(ConnectForward { client: 1001, attempt: 2, client_addr: v6 }),
-        Message::ConnectOffer(ConnectOffer { client: 1001, attempt: 1, tier2: 11, load: 3 }),
-        Message::ConnectAccept(ConnectReply { client: 1001, attempt: 1, tier2: 11 }),
-        Message::ConnectRelease(ConnectReply { client: 1001, attempt: 1, tier2: 12 }),
-        Message::Heartbeat(Heartbeat { tier2: 11, epoch: 2, sessions: 3, capacity: 200 }),
-        Message::HeartbeatAck(HeartbeatAck { tier1: 1, tier2: 11, epoch: 2 }),
-        Message::HandoverRequest(Handover { tier1: 1, tier2: 11, tier2_addr: v4, epoch: 2 }),
-        Message::HandoverAccept(Handover { tier1: 2, tier2: 11, tier2_addr: v6, epoch: 2 }),
-        Message::ManagerChange(ManagerChange { tier2: 11, manager: 2, manager_addr: v4, epoch: 3 }),
+        Message::Segment(Segment {
+            session: 1001,
+            frame: 7,
+            index: 1,
+            count: 3,
+            offset: 64,
+            frame_len: 190,
+            payload: &payload,
+        }),
+        Message::Nack(Nack {
+            session: 1001,
+            frame: 7,
+            missing: vec![0, 2, 9],
+        }),
+        Message::FrameAck(FrameAck {
+            session: 1001,
+            frame: 7,
+            next_segment_size: 1100,
+        }),
+        Message::ConnectRequest(ConnectRequest {
+            client: 1001,
+            attempt: 1,
+        }),
+        Message::ConnectForward(ConnectForward {
+            client: 1001,
+            attempt: 1,
+            client_addr: v4,
+        }),
+        Message::ConnectForward(ConnectForward {
+            client: 1001,
+            attempt: 2,
+            client_addr: v6,
+        }),
+        Message::ConnectOffer(ConnectOffer {
+            client: 1001,
+            attempt: 1,
+            tier2: 11,
+            load: 3,
+        }),
+        Message::ConnectAccept(ConnectReply {
+            client: 1001,
+            attempt: 1,
+            tier2: 11,
+        }),
+        Message::ConnectRelease(ConnectReply {
+            client: 1001,
+            attempt: 1,
+            tier2: 12,
+        }),
+        Message::Heartbeat(Heartbeat {
+            tier2: 11,
+            epoch: 2,
+            sessions: 3,
+            capacity: 200,
+        }),
+        Message::HeartbeatAck(HeartbeatAck {
+            tier1: 1,
+            tier2: 11,
+            epoch: 2,
+        }),
+        Message::HandoverRequest(Handover {
+            tier1: 1,
+            tier2: 11,
+            tier2_addr: v4,
+            epoch: 2,
+        }),
+        Message::HandoverAccept(Handover {
+            tier1: 2,
+            tier2: 11,
+            tier2_addr: v6,
+            epoch: 2,
+        }),
+        Message::ManagerChange(ManagerChange {
+            tier2: 11,
+            manager: 2,
+            manager_addr: v4,
+            epoch: 3,
+        }),
         Message::Tier1List(vec![v4, v6]),
-        Message::PeerStatus(PeerStatus { tier1: 1, tier2s: 2, sessions: 30, capacity: 400, draining: true }),
-        Message::Command(CommandMsg { id: 1, client: 1001, command: Command::SetFps { milli_fps: 5000 } }),
-        Message::Command(CommandMsg { id: 2, client: 1001, command: Command::SetResolution { width: 640, height: 480 } }),
-        Message::Command(CommandMsg { id: 3, client: 1001, command: Command::SetQuality { quality: 70 } }),
-        Message::Command(CommandMsg { id: 4, client: 1001, command: Command::Snapshot }),
-        Message::Command(CommandMsg { id: 5, client: 1001, command: Command::SwitchTier1 { addr: v6 } }),
-        Message::Command(CommandMsg { id: 6, client: 1001, command: Command::Start }),
-        Message::Command(CommandMsg { id: 7, client: 1001, command: Command::Stop }),
-        Message::CommandResult(CommandResult { id: 1, client: 1001, ok: true, reason: String::new() }),
-        Message::CommandResult(CommandResult { id: 2, client: 1001, ok: false, reason: "resolution not supported: 640x480".into() }),
+        Message::PeerStatus(PeerStatus {
+            tier1: 1,
+            tier2s: 2,
+            sessions: 30,
+            capacity: 400,
+            draining: true,
+        }),
+        Message::Command(CommandMsg {
+            id: 1,
+            client: 1001,
+            command: Command::SetFps { milli_fps: 5000 },
+        }),
+        Message::Command(CommandMsg {
+            id: 2,
+            client: 1001,
+            command: Command::SetResolution {
+                width: 640,
+                height: 480,
+            },
+        }),
+        Message::Command(CommandMsg {
+            id: 3,
+            client: 1001,
+            command: Command::SetQuality { quality: 70 },
+        }),
+        Message::Command(CommandMsg {
+            id: 4,
+            client: 1001,
+            command: Command::Snapshot,
+        }),
+        Message::Command(CommandMsg {
+            id: 5,
+            client: 1001,
+            command: Command::SwitchTier1 { addr: v6 },
+        }),
+        Message::Command(CommandMsg {
+            id: 6,
+            client: 1001,
+            command: Command::Start,
+        }),
+        Message::Command(CommandMsg {
+            id: 7,
+            client: 1001,
+            command: Command::Stop,
+        }),
+        Message::CommandResult(CommandResult {
+            id: 1,
+            client: 1001,
+            ok: true,
+            reason: String::new(),
+        }),
+        Message::CommandResult(CommandResult {
+            id: 2,
+            client: 1001,
+            ok: false,
+            reason: "resolution not supported: 640x480".into(),
+        }),
     ];
     let mut out: Vec<_> = messages
         .iter()
@@ -89,13 +200,19 @@ fn encoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         heading_deg: 270.0,
         fix_time_ms: 1_700_000_000_000,
     };
-    let jpeg = vec![0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0xff, 0xd9];
+    let jpeg = vec![
+        0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0xff, 0xd9,
+    ];
     for (name, fix, jpeg) in [
         ("with-fix", Some(fix), jpeg.clone()),
         ("without-fix", None, jpeg),
         ("empty-picture", Some(fix), Vec::new()),
     ] {
-        let f = livecam_system::device::CapturedFrame { capture_ms: 123_456, fix, jpeg };
+        let f = livecam_system::device::CapturedFrame {
+            capture_ms: 123_456,
+            fix,
+            jpeg,
+        };
         out.push(("frame", name.to_string(), f.encode()));
     }
     out
@@ -154,7 +271,8 @@ fn arb_addr() -> impl Strategy<Value = SocketAddr> {
 fn arb_command() -> impl Strategy<Value = Command> {
     prop_oneof![
         any::<u32>().prop_map(|milli_fps| Command::SetFps { milli_fps }),
-        (any::<u16>(), any::<u16>()).prop_map(|(width, height)| Command::SetResolution { width, height }),
+        (any::<u16>(), any::<u16>())
+            .prop_map(|(width, height)| Command::SetResolution { width, height }),
         any::<u8>().prop_map(|quality| Command::SetQuality { quality }),
         Just(Command::Snapshot),
         arb_addr().prop_map(|addr| Command::SwitchTier1 { addr }),
@@ -168,7 +286,14 @@ fn arb_command() -> impl Strategy<Value = Command> {
 fn arb_message() -> impl Strategy<Value = Message<'static>> {
     let u = any::<u32>;
     prop_oneof![
-        (u(), u(), 1u16.., any::<u16>(), vec(any::<u8>(), 1..1500), any::<u32>())
+        (
+            u(),
+            u(),
+            1u16..,
+            any::<u16>(),
+            vec(any::<u8>(), 1..1500),
+            any::<u32>()
+        )
             .prop_map(|(session, frame, count, index, payload, offset)| {
                 let payload: &'static [u8] = Box::leak(payload.into_boxed_slice());
                 let offset = offset % (u32::MAX - payload.len() as u32);
@@ -182,42 +307,112 @@ fn arb_message() -> impl Strategy<Value = Message<'static>> {
                     payload,
                 })
             }),
-        (u(), u(), btree_set(any::<u16>(), 1..=wire::MAX_NACK_INDICES)).prop_map(|(session, frame, m)| {
-            Message::Nack(Nack { session, frame, missing: m.into_iter().collect() })
-        }),
+        (
+            u(),
+            u(),
+            btree_set(any::<u16>(), 1..=wire::MAX_NACK_INDICES)
+        )
+            .prop_map(|(session, frame, m)| {
+                Message::Nack(Nack {
+                    session,
+                    frame,
+                    missing: m.into_iter().collect(),
+                })
+            }),
         (u(), u(), any::<u16>()).prop_map(|(session, frame, next_segment_size)| {
-            Message::FrameAck(FrameAck { session, frame, next_segment_size })
+            Message::FrameAck(FrameAck {
+                session,
+                frame,
+                next_segment_size,
+            })
         }),
-        (u(), u()).prop_map(|(client, attempt)| Message::ConnectRequest(ConnectRequest { client, attempt })),
+        (u(), u()).prop_map(|(client, attempt)| Message::ConnectRequest(ConnectRequest {
+            client,
+            attempt
+        })),
         (u(), u(), arb_addr()).prop_map(|(client, attempt, client_addr)| {
-            Message::ConnectForward(ConnectForward { client, attempt, client_addr })
+            Message::ConnectForward(ConnectForward {
+                client,
+                attempt,
+                client_addr,
+            })
         }),
         (u(), u(), u(), u()).prop_map(|(client, attempt, tier2, load)| {
-            Message::ConnectOffer(ConnectOffer { client, attempt, tier2, load })
+            Message::ConnectOffer(ConnectOffer {
+                client,
+                attempt,
+                tier2,
+                load,
+            })
         }),
         (u(), u(), u(), any::<bool>()).prop_map(|(client, attempt, tier2, accept)| {
-            let r = ConnectReply { client, attempt, tier2 };
-            if accept { Message::ConnectAccept(r) } else { Message::ConnectRelease(r) }
+            let r = ConnectReply {
+                client,
+                attempt,
+                tier2,
+            };
+            if accept {
+                Message::ConnectAccept(r)
+            } else {
+                Message::ConnectRelease(r)
+            }
         }),
         (u(), any::<u64>(), u(), u()).prop_map(|(tier2, epoch, sessions, capacity)| {
-            Message::Heartbeat(Heartbeat { tier2, epoch, sessions, capacity })
+            Message::Heartbeat(Heartbeat {
+                tier2,
+                epoch,
+                sessions,
+                capacity,
+            })
         }),
         (u(), u(), any::<u64>()).prop_map(|(tier1, tier2, epoch)| {
-            Message::HeartbeatAck(HeartbeatAck { tier1, tier2, epoch })
+            Message::HeartbeatAck(HeartbeatAck {
+                tier1,
+                tier2,
+                epoch,
+            })
         }),
-        (u(), u(), arb_addr(), any::<u64>(), any::<bool>()).prop_map(|(tier1, tier2, tier2_addr, epoch, req)| {
-            let h = Handover { tier1, tier2, tier2_addr, epoch };
-            if req { Message::HandoverRequest(h) } else { Message::HandoverAccept(h) }
-        }),
+        (u(), u(), arb_addr(), any::<u64>(), any::<bool>()).prop_map(
+            |(tier1, tier2, tier2_addr, epoch, req)| {
+                let h = Handover {
+                    tier1,
+                    tier2,
+                    tier2_addr,
+                    epoch,
+                };
+                if req {
+                    Message::HandoverRequest(h)
+                } else {
+                    Message::HandoverAccept(h)
+                }
+            }
+        ),
         (u(), u(), arb_addr(), any::<u64>()).prop_map(|(tier2, manager, manager_addr, epoch)| {
-            Message::ManagerChange(ManagerChange { tier2, manager, manager_addr, epoch })
+            Message::ManagerChange(ManagerChange {
+                tier2,
+                manager,
+                manager_addr,
+                epoch,
+            })
         }),
         vec(arb_addr(), 1..=wire::MAX_TIER1_LIST).prop_map(Message::Tier1List),
-        (u(), u(), u(), u(), any::<bool>()).prop_map(|(tier1, tier2s, sessions, capacity, draining)| {
-            Message::PeerStatus(PeerStatus { tier1, tier2s, sessions, capacity, draining })
-        }),
+        (u(), u(), u(), u(), any::<bool>()).prop_map(
+            |(tier1, tier2s, sessions, capacity, draining)| {
+                Message::PeerStatus(PeerStatus {
+                    tier1,
+                    tier2s,
+                    sessions,
+                    capacity,
+                    draining,
+                })
+            }
+        ),
         (any::<u64>(), u(), arb_command()).prop_map(|(id, client, command)| {
-            Message::Command(CommandMsg { id, client, command })
+            Message::Command(CommandMsg {
+                id,
+                client,
+                command,
+            })
         }),
         (any::<u64>(), u(), any::<bool>(), "\\PC{0,60}").prop_map(|(id, client, ok, reason)| {
             // The longest prefix on a character boundary that fits the wire's limit.
@@ -225,7 +420,12 @@ fn arb_message() -> impl Strategy<Value = Message<'static>> {
             while !reason.is_char_boundary(end) {
                 end -= 1;
             }
-            Message::CommandResult(CommandResult { id, client, ok, reason: reason[..end].to_string() })
+            Message::CommandResult(CommandResult {
+                id,
+                client,
+                ok,
+                reason: reason[..end].to_string(),
+            })
         }),
     ]
 }
@@ -280,11 +480,37 @@ fn damage(mut bytes: Vec<u8>, how: &[Damage]) -> Vec<u8> {
 
 /// Values a config or scenario field should never choke on.
 const NASTY_VALUES: &[&str] = &[
-    "0", "-1", "1", "4294967296", "18446744073709551616", "-9223372036854775808", "1e309",
-    "-1e309", "nan", "inf", "-inf", "0.0", "-0.0", "1e-320", "\"\"", "\"x\"", "\"\\u0000\"",
-    "\"0.0.0.0:0\"", "\"[::]:65535\"", "\"256.1.1.1:1\"", "\"fixed:0\"", "\"nmea-file:@0\"",
-    "\"gpsd:\"", "\"camera:99999999999\"", "[]", "[\"\"]", "{}", "true", "1979-05-27",
-    "\"sqlite:\"", "\"postgres://\"",
+    "0",
+    "-1",
+    "1",
+    "4294967296",
+    "18446744073709551616",
+    "-9223372036854775808",
+    "1e309",
+    "-1e309",
+    "nan",
+    "inf",
+    "-inf",
+    "0.0",
+    "-0.0",
+    "1e-320",
+    "\"\"",
+    "\"x\"",
+    "\"\\u0000\"",
+    "\"0.0.0.0:0\"",
+    "\"[::]:65535\"",
+    "\"256.1.1.1:1\"",
+    "\"fixed:0\"",
+    "\"nmea-file:@0\"",
+    "\"gpsd:\"",
+    "\"camera:99999999999\"",
+    "[]",
+    "[\"\"]",
+    "{}",
+    "true",
+    "1979-05-27",
+    "\"sqlite:\"",
+    "\"postgres://\"",
 ];
 
 /// A sample TOML file with one line changed: a value replaced by a nasty one, the line
@@ -346,16 +572,18 @@ fn arb_nmea_body() -> impl Strategy<Value = String> {
         (0u32..24, 0u32..60, 0u32..61),
         0u32..1000,
     )
-        .prop_map(|(gga, (la, lm, lf), ns, (lo, om, of), ew, (h, m, s), knots)| {
-            let time = format!("{h:02}{m:02}{s:02}.000");
-            let lat = format!("{la:02}{lm:02}.{lf:04}");
-            let lon = format!("{lo:03}{om:02}.{of:04}");
-            if gga {
-                format!("GPGGA,{time},{lat},{ns},{lon},{ew},1,8,1.03,61.7,M,55.2,M,,")
-            } else {
-                format!("GPRMC,{time},A,{lat},{ns},{lon},{ew},{knots}.5,31.66,280511,,,A")
-            }
-        })
+        .prop_map(
+            |(gga, (la, lm, lf), ns, (lo, om, of), ew, (h, m, s), knots)| {
+                let time = format!("{h:02}{m:02}{s:02}.000");
+                let lat = format!("{la:02}{lm:02}.{lf:04}");
+                let lon = format!("{lo:03}{om:02}.{of:04}");
+                if gga {
+                    format!("GPGGA,{time},{lat},{ns},{lon},{ew},1,8,1.03,61.7,M,55.2,M,,")
+                } else {
+                    format!("GPRMC,{time},A,{lat},{ns},{lon},{ew},{knots}.5,31.66,280511,,,A")
+                }
+            },
+        )
 }
 
 proptest! {

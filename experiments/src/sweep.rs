@@ -190,8 +190,8 @@ impl Sweep {
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 // Counted before the product is built: a few short lists multiply past memory.
-                let total = (combos.len().saturating_mul(values.len()))
-                    .saturating_add(points.len());
+                let total =
+                    (combos.len().saturating_mul(values.len())).saturating_add(points.len());
                 if total > MAX_POINTS {
                     return Err(bad(format!(
                         "points[{b}].{name}: more than {MAX_POINTS} points in all"

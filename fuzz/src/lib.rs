@@ -143,7 +143,11 @@ pub fn specs(data: &[u8]) {
     let _ = GpsSpec::parse(&text);
     if let Ok(p) = PolicyKind::from_str(&text) {
         let printed: String = p.into();
-        assert_eq!(PolicyKind::from_str(&printed), Ok(p), "{text:?} -> {printed:?}");
+        assert_eq!(
+            PolicyKind::from_str(&printed),
+            Ok(p),
+            "{text:?} -> {printed:?}"
+        );
     }
 }
 
@@ -195,7 +199,8 @@ pub fn sweep(data: &[u8]) {
     };
     if let Ok(s) = Sweep::parse("fuzz.toml", text) {
         for p in &s.points {
-            s.scenario(p).expect("an accepted sweep's points are scenarios");
+            s.scenario(p)
+                .expect("an accepted sweep's points are scenarios");
         }
     }
 }

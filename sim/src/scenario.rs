@@ -531,7 +531,9 @@ impl Scenario {
         if total > MAX_HOSTS {
             return Err(invalid(
                 "hosts",
-                format!("{total} hosts in all, more than the {MAX_HOSTS} the simulator can address"),
+                format!(
+                    "{total} hosts in all, more than the {MAX_HOSTS} the simulator can address"
+                ),
             ));
         }
         let hosts = self.hosts();
