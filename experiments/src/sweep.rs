@@ -102,6 +102,9 @@ impl fmt::Display for Value {
     }
 }
 
+/// Most points one sweep file may expand to (every point is a scenario to check and run).
+pub const MAX_POINTS: usize = 10_000;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SweepFile {
@@ -186,6 +189,14 @@ impl Sweep {
                         ))),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
+                // Counted before the product is built: a few short lists multiply past memory.
+                let total =
+                    (combos.len().saturating_mul(values.len())).saturating_add(points.len());
+                if total > MAX_POINTS {
+                    return Err(bad(format!(
+                        "points[{b}].{name}: more than {MAX_POINTS} points in all"
+                    )));
+                }
                 combos = combos
                     .into_iter()
                     .flat_map(|c| {
@@ -321,6 +332,16 @@ _extra = ["delay_ms = 5.0"]
         assert_eq!(s.seed_list(false, None), [1, 2, 3]);
         assert_eq!(s.seed_list(true, None), [1]);
         assert_eq!(s.seed_list(true, Some(2)), [1, 2]);
+    }
+
+    #[test]
+    fn a_product_past_the_point_limit_is_an_error_before_it_is_built() {
+        // Nine lists of ten values asked for 10^9 points, all built before any check.
+        let list = format!("[{}]", ["1"; 10].join(", "));
+        let block: Vec<String> = (0..9).map(|i| format!("p{i} = {list}")).collect();
+        let text = SMALL.replace("[[points]]", &format!("[[points]]\n{}", block.join("\n")));
+        let e = Sweep::parse("t.toml", &text).unwrap_err().to_string();
+        assert!(e.contains("more than 10000 points"), "{e}");
     }
 
     #[test]

@@ -50,6 +50,10 @@ use thiserror::Error;
 /// The longest time, in milliseconds, any scenario field may give (about 11.6 days).
 pub const MAX_MS: f64 = 1e9;
 
+/// Most hosts one scenario may have, groups expanded: the simulated address plan
+/// (`10.0.H.L`, H in 0..=255, L in 1..=250) has no more addresses.
+pub const MAX_HOSTS: usize = 256 * 250;
+
 /// A scenario that failed to load.
 #[derive(Debug, Error)]
 pub enum ScenarioError {
@@ -573,6 +577,19 @@ impl Scenario {
                 ));
             }
         }
+        // Before the groups are expanded: a huge `count` is an error, not an allocation.
+        let total = self
+            .hosts
+            .iter()
+            .fold(0usize, |n, h| n.saturating_add(h.count));
+        if total > MAX_HOSTS {
+            return Err(invalid(
+                "hosts",
+                format!(
+                    "{total} hosts in all, more than the {MAX_HOSTS} the simulator can address"
+                ),
+            ));
+        }
         let hosts = self.hosts();
         let mut concrete = BTreeSet::new();
         for h in &hosts {
@@ -739,6 +756,9 @@ mod tests {
                 .contains("explode")
         );
         assert!(err(&GOOD.replace("count = 3", "count = 0")).contains("hosts[1].count"));
+        // Found by fuzzing: a count past the address plan was expanded (and allocated) first.
+        assert!(err(&GOOD.replace("count = 3", "count = 4294967296")).contains("hosts: 4294967297"));
+        assert!(err(&GOOD.replace("count = 3", "count = 64000")).contains("more than the 64000"));
         assert!(err("duration_s = ").contains("TOML parse error"));
         let cluster = |knob: &str| format!("{GOOD}\n[cluster]\n{knob}\n");
         assert!(err(&cluster("heartbeat_ms = 0.0")).contains("cluster.heartbeat_ms"));

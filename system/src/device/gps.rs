@@ -32,6 +32,19 @@ pub struct Fix {
     pub fix_time_ms: u64,
 }
 
+impl Fix {
+    /// A position on Earth with a finite speed and heading: what a receiver's fix must be
+    /// before anything uses it (a bad receiver or a damaged line can say otherwise).
+    pub fn is_plausible(&self) -> bool {
+        self.lat.is_finite()
+            && (-90.0..=90.0).contains(&self.lat)
+            && self.lon.is_finite()
+            && (-180.0..=180.0).contains(&self.lon)
+            && self.speed_mps.is_finite()
+            && self.heading_deg.is_finite()
+    }
+}
+
 /// Counts of what a GPS source read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct GpsStats {
@@ -182,6 +195,17 @@ impl NmeaParser {
             heading_deg: self.nmea.true_course.map_or(0.0, f64::from),
             fix_time_ms,
         };
+        if !fix.is_plausible() {
+            // Found by fuzzing: the `nmea` crate takes `9807.038,N` (latitude 98.1).
+            // The sentence is bad, and what it set must not leak into the next fix.
+            self.stats.bad_sentences += 1;
+            self.nmea.latitude = None;
+            self.nmea.longitude = None;
+            self.nmea.speed_over_ground = None;
+            self.nmea.true_course = None;
+            tracing::debug!(sentence, "NMEA sentence with an impossible fix skipped");
+            return None;
+        }
         self.stats.fixes += 1;
         self.latest = Some(fix);
         Some(fix)
@@ -239,7 +263,7 @@ impl<R: BufRead> NmeaGps<R> {
 }
 
 /// Reads one line of gpsd's JSON protocol; a `TPV` report with a position gives a fix. Other
-/// classes (`VERSION`, `SKY`, ...) and malformed lines give `None`.
+/// classes (`VERSION`, `SKY`, ...), malformed lines and positions off the Earth give `None`.
 pub fn parse_gpsd(line: &str) -> Option<Fix> {
     #[derive(Deserialize)]
     struct Tpv {
@@ -266,6 +290,7 @@ pub fn parse_gpsd(line: &str) -> Option<Fix> {
         heading_deg: tpv.track.unwrap_or(0.0),
         fix_time_ms,
     })
+    .filter(Fix::is_plausible)
 }
 
 /// The synthetic city every simulated vehicle drives in and the map server shows: a square
@@ -415,6 +440,33 @@ $GPVTG,31.66,T,,M,0.06,N,0.1,K,A*38
         assert_eq!(gps.feed("not nmea at all \u{1F600}"), None);
         assert_eq!(gps.stats().bad_sentences, 3);
         assert_eq!(gps.latest(), Some(fix));
+    }
+
+    /// `$BODY*XX` with the right checksum.
+    fn sentence(body: &str) -> String {
+        format!("${body}*{:02X}", body.bytes().fold(0, |a, b| a ^ b))
+    }
+
+    #[test]
+    fn impossible_positions_are_bad_sentences_and_never_become_fixes() {
+        // Found by fuzzing: the `nmea` crate reads two digits of degrees and any minutes, so
+        // these parse, as latitude 100 and longitude 255 + 16.7.
+        let mut p = NmeaParser::new();
+        let good = sentence("GPGGA,092750.000,5321.6802,N,00630.3372,W,1,8,1.03,61.7,M,55.2,M,,");
+        let fix = p.feed(&good).expect("a fix");
+        for body in [
+            "GPGGA,092751.000,9960.0000,N,00630.3372,W,1,8,1.03,61.7,M,55.2,M,,",
+            "GPGGA,092751.000,5321.6802,N,2551000.0,E,1,8,1.03,61.7,M,55.2,M,,",
+        ] {
+            assert_eq!(p.feed(&sentence(body)), None, "{body}");
+        }
+        assert_eq!((p.stats().bad_sentences, p.stats().fixes), (2, 1));
+        // What the bad sentences set does not come back with the next speed report.
+        assert_eq!(p.feed(&sentence("GPVTG,31.66,T,,M,0.06,N,0.1,K,A")), None);
+        assert_eq!(p.latest(), Some(fix));
+        assert!(parse_gpsd(r#"{"class":"TPV","lat":91.0,"lon":139.5}"#).is_none());
+        assert!(parse_gpsd(r#"{"class":"TPV","lat":35.5,"lon":-180.5}"#).is_none());
+        assert!(parse_gpsd(r#"{"class":"TPV","lat":35.5,"lon":139.5}"#).is_some());
     }
 
     #[test]

@@ -88,7 +88,12 @@ impl BackendFile {
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let c: Self = super::service::load(path)?;
+        Self::parse(&super::service::read_text(path)?, path)
+    }
+
+    /// Parses and checks config text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let c: Self = super::service::from_toml(text, path)?;
         let invalid = |field, message: &str| ConfigError::Invalid {
             path: path.display().to_string(),
             field,
@@ -100,10 +105,19 @@ impl BackendFile {
         if c.retention_interval_s == 0 {
             return Err(invalid("retention_interval_s", "must be at least 1"));
         }
-        if c.city.streets < 2 || c.city.block_m.is_nan() || c.city.block_m <= 0.0 {
+        if c.city.streets < 2 || !c.city.block_m.is_finite() || c.city.block_m <= 0.0 {
             return Err(invalid(
                 "city",
                 "needs at least 2 streets and a positive block_m",
+            ));
+        }
+        // Found by the config fuzz target: a centre of NaN (or off the Earth) was accepted.
+        if !(c.city.centre_lat.is_finite() && c.city.centre_lat.abs() <= 85.0)
+            || !(c.city.centre_lon.is_finite() && c.city.centre_lon.abs() <= 180.0)
+        {
+            return Err(invalid(
+                "city",
+                "centre_lat must be within +-85 and centre_lon within +-180 degrees",
             ));
         }
         if let Some(p) = &c.admin_password_file {

@@ -229,14 +229,21 @@ fn default_quality() -> u8 {
     SyntheticSettings::default().quality
 }
 
-pub(crate) fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ConfigError> {
-    let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: p.clone(),
+/// The text of the config file at `path`.
+pub(crate) fn read_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
         source,
-    })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: p,
+    })
+}
+
+/// Config text as TOML; `path` only names the file in the error.
+pub(crate) fn from_toml<T: for<'de> Deserialize<'de>>(
+    text: &str,
+    path: &Path,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.display().to_string(),
         message: e.to_string(),
     })
 }
@@ -251,7 +258,12 @@ fn invalid(path: &Path, field: &'static str, message: &str) -> ConfigError {
 
 impl Tier1File {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let c: Self = load(path)?;
+        Self::parse(&read_text(path)?, path)
+    }
+
+    /// Parses and checks config text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let c: Self = from_toml(text, path)?;
         if c.peers.iter().any(|p| p.id == c.id) {
             return Err(invalid(path, "peers", "lists this tier-1's own id"));
         }
@@ -261,7 +273,12 @@ impl Tier1File {
 
 impl Tier2File {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let c: Self = load(path)?;
+        Self::parse(&read_text(path)?, path)
+    }
+
+    /// Parses and checks config text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let c: Self = from_toml(text, path)?;
         if c.tier1.is_empty() {
             return Err(invalid(path, "tier1", "needs at least one tier-1 address"));
         }
@@ -296,7 +313,12 @@ impl MobileFile {
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let c: Self = load(path)?;
+        Self::parse(&read_text(path)?, path)
+    }
+
+    /// Parses and checks config text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let c: Self = from_toml(text, path)?;
         if c.tier1.is_empty() {
             return Err(invalid(path, "tier1", "needs at least one tier-1 address"));
         }
