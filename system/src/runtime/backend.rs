@@ -112,9 +112,11 @@ impl BackendFile {
             ));
         }
         // Found by the config fuzz target: a centre of NaN (or off the Earth) was accepted.
-        if !(c.city.centre_lat.is_finite() && c.city.centre_lat.abs() <= 85.0)
-            || !(c.city.centre_lon.is_finite() && c.city.centre_lon.abs() <= 180.0)
-        {
+        let on_earth = c.city.centre_lat.is_finite()
+            && c.city.centre_lat.abs() <= 85.0
+            && c.city.centre_lon.is_finite()
+            && c.city.centre_lon.abs() <= 180.0;
+        if !on_earth {
             return Err(invalid(
                 "city",
                 "centre_lat must be within +-85 and centre_lon within +-180 degrees",
