@@ -130,6 +130,9 @@ pub struct FloodReport {
     pub tier2_cores_under_flood: f64,
     /// Session datagrams the tier-2 refused as unauthenticated, from its exit summary.
     pub tier2_datagrams_rejected: Option<u64>,
+    /// Datagrams the kernel dropped for full UDP receive buffers during the flood, on the
+    /// whole host (`/proc/net/snmp` `RcvbufErrors`): what the servers could not read in time.
+    pub udp_rcvbuf_drops: Option<u64>,
     /// Its handshake gate's counters (connection requests admitted, refused, limited).
     pub tier2_gate: Option<serde_json::Value>,
     pub rss_target_met: bool,
@@ -146,7 +149,7 @@ pub fn flood_datagrams(seed: u64, real_sessions: &[u32], count: usize) -> Vec<Ve
     (0..count)
         .map(|i| {
             let mut buf = Vec::new();
-            let mut body = vec![0u8; rng.random_range(64..1_200)];
+            let mut body = vec![0u8; rng.random_range(100..1_200)];
             rng.fill_bytes(&mut body);
             match i % 6 {
                 // Garbage.
@@ -249,6 +252,15 @@ pub fn run_flooder(
     Ok(out)
 }
 
+/// The host's count of UDP datagrams dropped for a full receive buffer.
+fn udp_rcvbuf_errors() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let at = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
+    values.split_whitespace().nth(at)?.parse().ok()
+}
+
 /// Stops a child with SIGTERM and returns what it printed.
 fn stop_and_collect(mut server: Server) -> Option<String> {
     use nix::sys::signal::{kill, Signal};
@@ -342,6 +354,7 @@ pub async fn run_flood(opts: &FloodOptions) -> Result<FloodReport, FloodError> {
         })
     };
     let f0 = procstat::sample(pid2);
+    let drops0 = udp_rcvbuf_errors();
     let started = std::time::Instant::now();
     // The load's own set-up (probe, connect-ahead) and drain take about 3 s of the flood.
     let flooded = run_load(&load(second, opts.seconds - 3.0)).await;
@@ -351,6 +364,7 @@ pub async fn run_flood(opts: &FloodOptions) -> Result<FloodReport, FloodError> {
         tokio::time::sleep(Duration::from_secs_f64(left)).await;
     }
     let f1 = procstat::sample(pid2);
+    let drops1 = udp_rcvbuf_errors();
     stop.store(true, Ordering::Relaxed);
     let sent = flooder
         .join()
@@ -391,6 +405,7 @@ pub async fn run_flood(opts: &FloodOptions) -> Result<FloodReport, FloodError> {
             .as_ref()
             .and_then(|s| s.get("datagrams_rejected"))
             .and_then(|v| v.as_u64()),
+        udp_rcvbuf_drops: drops0.zip(drops1).map(|(a, b)| b.saturating_sub(a)),
         tier2_gate: summary.and_then(|s| s.get("gate").cloned()),
     })
 }
