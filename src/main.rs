@@ -345,6 +345,31 @@ enum BenchAction {
         #[arg(long = "server-cpu", default_value_t = 0)]
         server_cpu: usize,
     },
+    /// A secured tier-2 under a flood of garbage and unauthenticated datagrams next to a
+    /// legitimate load: goodput normal vs under flood, tier-2 RSS and CPU, datagrams rejected.
+    Flood {
+        /// Flood datagrams per second.
+        #[arg(long, default_value_t = 200_000)]
+        rate: u64,
+        /// Seconds of flood.
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        /// Seconds of the baseline load, without flood.
+        #[arg(long = "baseline-seconds", default_value_t = 10.0)]
+        baseline_seconds: f64,
+        #[arg(long, default_value_t = 4)]
+        cameras: u32,
+        #[arg(long, default_value_t = 10.0)]
+        fps: f64,
+        #[arg(long = "frame-bytes", default_value_t = 10_000)]
+        frame_bytes: usize,
+        /// Sockets (source ports) the flood comes from.
+        #[arg(long, default_value_t = 4)]
+        sockets: usize,
+        /// The core the servers are pinned to; load generator and flooder take the others.
+        #[arg(long = "server-cpu", default_value_t = 0)]
+        server_cpu: usize,
+    },
     /// Run the reference scenario in simulation with growing fleets and write the cost growth
     /// (CSV, log-log charts of wall time and events per second, index.html) to OUT.
     SimScale {
@@ -608,6 +633,47 @@ fn main() -> anyhow::Result<()> {
                     );
                 }),
             )?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::Bench {
+            action:
+                BenchAction::Flood {
+                    rate,
+                    seconds,
+                    baseline_seconds,
+                    cameras,
+                    fps,
+                    frame_bytes,
+                    sockets,
+                    server_cpu,
+                },
+        } => {
+            use livecam_system::runtime::flood;
+            anyhow::ensure!(rate >= 1, "--rate must be at least 1");
+            anyhow::ensure!(
+                seconds.is_finite() && seconds >= 5.0,
+                "--seconds must be at least 5"
+            );
+            anyhow::ensure!(
+                baseline_seconds.is_finite() && baseline_seconds >= 1.0,
+                "--baseline-seconds must be at least 1"
+            );
+            anyhow::ensure!(cameras >= 1, "--cameras must be at least 1");
+            anyhow::ensure!(sockets >= 1, "--sockets must be at least 1");
+            let opts = flood::FloodOptions {
+                exe: std::env::current_exe().context("finding the livecam binary")?,
+                server_cpu,
+                rate,
+                seconds,
+                baseline_seconds,
+                cameras,
+                fps,
+                frame_bytes,
+                sockets,
+                ..flood::FloodOptions::default()
+            };
+            let local = tokio::task::LocalSet::new();
+            let report = local.block_on(&runtime()?, flood::run_flood(&opts))?;
             println!("{}", serde_json::to_string(&report)?);
         }
         Command::Bench {

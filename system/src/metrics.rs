@@ -30,6 +30,8 @@ pub struct RoleMetrics {
     pub segments_resent: Counter,
     pub nacks_sent: Counter,
     pub nacks_received: Counter,
+    pub nacks_ignored: Counter,
+    pub nack_resends_limited: Counter,
     pub frames_sent: Counter,
     pub frames_delivered: Counter,
     pub frames_late: Counter,
@@ -55,6 +57,8 @@ impl Default for RoleMetrics {
             segments_resent: Counter::default(),
             nacks_sent: Counter::default(),
             nacks_received: Counter::default(),
+            nacks_ignored: Counter::default(),
+            nack_resends_limited: Counter::default(),
             frames_sent: Counter::default(),
             frames_delivered: Counter::default(),
             frames_late: Counter::default(),
@@ -92,6 +96,16 @@ impl Default for RoleMetrics {
             ),
             ("nacks_sent", "NACKs sent", &m.nacks_sent),
             ("nacks_received", "NACKs received", &m.nacks_received),
+            (
+                "nacks_ignored",
+                "NACKs for frames not in flight plus NACKed indices ignored (out of range, unsent, repeated)",
+                &m.nacks_ignored,
+            ),
+            (
+                "nack_resends_limited",
+                "NACKed segments not resent because the per-segment resend rate limit applied",
+                &m.nack_resends_limited,
+            ),
             (
                 "frames_sent",
                 "Frames captured and pushed into the sender",
@@ -195,6 +209,11 @@ impl Observed for Mobile {
         mirror(&m.segments_out, s.segments_sent);
         mirror(&m.segments_resent, s.segments_resent);
         mirror(&m.nacks_received, s.nacks_received);
+        mirror(
+            &m.nacks_ignored,
+            s.nacks_unknown_frame + s.nack_indices_ignored,
+        );
+        mirror(&m.nack_resends_limited, s.nack_resends_limited);
         mirror(&m.frames_sent, s.frames_pushed);
         mirror(&m.frames_delivered, s.frames_acked);
         mirror(&m.frames_late, s.frames_dropped);

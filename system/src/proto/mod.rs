@@ -33,4 +33,6 @@ pub enum DropReason {
 }
 
 #[cfg(test)]
+mod nack_limits;
+#[cfg(test)]
 mod tests;

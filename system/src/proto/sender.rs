@@ -8,6 +8,15 @@
 //! within the probe timeout, the sender resends the frame's last segment once (a tail probe).
 //! That tells a receiver which saw nothing of the frame its size, so it can NACK the rest, and
 //! makes a receiver whose ACK was lost repeat it.
+//!
+//! NACK limits: a NACK is a request from the network, so it never makes the sender send more
+//! than it names. Only segments of a frame still in flight that were already sent once are
+//! resent, each once per NACK (repeats in the list, out-of-range indices and unknown frames
+//! are counted and ignored), so the bytes resent never exceed the named segments' sizes. A
+//! segment is resent on NACK at most once per [`SenderConfig::nack_resend_interval`] (or half
+//! the smoothed round trip, if longer, up to the probe timeout): NACKs inside that window are
+//! counted as limited and ignored. The receiver repeats its NACKs no faster than its own
+//! `nack_interval_min`, so an honest receiver loses at most one repeat to the limit.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -48,6 +57,9 @@ pub struct SenderConfig {
     /// again; used until the round trip is measured, then `3 x srtt + 5 ms` within 10 ms and
     /// this.
     pub probe_timeout: Duration,
+    /// Shortest time between two NACK-driven resends of one segment; half the smoothed round
+    /// trip is used instead when that is longer (capped at `probe_timeout`).
+    pub nack_resend_interval: Duration,
 }
 
 impl SenderConfig {
@@ -63,6 +75,7 @@ impl SenderConfig {
             first_frame: 0,
             max_frames_in_flight: 16,
             probe_timeout: Duration::from_millis(100),
+            nack_resend_interval: Duration::from_millis(10),
         }
     }
 }
@@ -105,6 +118,12 @@ pub struct SenderStats {
     pub tail_probes: u64,
     pub bytes_sent: u64,
     pub nacks_received: u64,
+    /// NACKs for a frame not in flight (unknown, acknowledged or given up).
+    pub nacks_unknown_frame: u64,
+    /// NACKed indices ignored: out of range, not sent yet, named twice or already queued.
+    pub nack_indices_ignored: u64,
+    /// NACKed segments not resent because they were resent on NACK too recently.
+    pub nack_resends_limited: u64,
     pub acks_received: u64,
     pub datagrams_malformed: u64,
     pub datagrams_damaged: u64,
@@ -122,6 +141,8 @@ struct OutFrame {
     unsent: u16,
     /// Segments waiting in the resend queue, so a repeated NACK does not queue them twice.
     queued: Vec<bool>,
+    /// When each segment was last resent, for the NACK rate limit.
+    resent_at: Vec<Option<Instant>>,
     resent: u32,
     /// When to probe the tail, once everything was sent and nothing came back.
     probe_at: Option<Instant>,
@@ -250,6 +271,7 @@ impl Sender {
         for (&id, f) in self.frames.iter_mut() {
             f.unsent = f.count;
             f.queued.iter_mut().for_each(|q| *q = false);
+            f.resent_at.iter_mut().for_each(|t| *t = None);
             f.probe_at = None;
             self.fresh.extend((0..f.count).map(|i| (id, i)));
         }
@@ -287,6 +309,7 @@ impl Sender {
                 deadline: now + self.cfg.frame_deadline,
                 unsent: count,
                 queued: vec![false; usize::from(count)],
+                resent_at: vec![None; usize::from(count)],
                 resent: 0,
                 probe_at: None,
                 last_tx: now,
@@ -347,21 +370,37 @@ impl Sender {
         }
     }
 
-    fn on_nack(&mut self, nack: wire::Nack) {
+    /// Shortest time between two NACK-driven resends of one segment.
+    pub fn nack_resend_interval(&self) -> Duration {
+        let floor = self.cfg.nack_resend_interval;
+        match self.srtt {
+            Some(srtt) => (srtt / 2).min(self.cfg.probe_timeout).max(floor),
+            None => floor,
+        }
+    }
+
+    fn on_nack(&mut self, now: Instant, nack: wire::Nack) {
         self.stats.nacks_received += 1;
+        let interval = self.nack_resend_interval();
         let Some(f) = self.frames.get_mut(&nack.frame) else {
+            self.stats.nacks_unknown_frame += 1;
             return;
         };
+        let sent = usize::from(f.count - f.unsent);
         for i in nack.missing {
-            let Some(queued) = f.queued.get_mut(usize::from(i)) else {
+            let i_us = usize::from(i);
+            // A segment never sent yet is still on its way in the fresh queue; one already
+            // queued (named earlier in this or another NACK, or probed) goes out once.
+            if i_us >= sent || f.queued[i_us] {
+                self.stats.nack_indices_ignored += 1;
                 continue;
-            };
-            // A segment never sent yet is still on its way in the fresh queue.
-            let sent_once = usize::from(i) < usize::from(f.count - f.unsent);
-            if !*queued && sent_once {
-                *queued = true;
-                self.resend.push_back((nack.frame, i));
             }
+            if f.resent_at[i_us].is_some_and(|t| now < t + interval) {
+                self.stats.nack_resends_limited += 1;
+                continue;
+            }
+            f.queued[i_us] = true;
+            self.resend.push_back((nack.frame, i));
         }
     }
 
@@ -387,7 +426,7 @@ impl Endpoint for Sender {
             Ok(Message::FrameAck(a)) if a.session == self.cfg.session => self.on_ack(now, a),
             Ok(Message::Nack(n)) if n.session == self.cfg.session => {
                 self.last_feedback = Some(now);
-                self.on_nack(n)
+                self.on_nack(now, n)
             }
             Ok(_) => self.stats.datagrams_foreign += 1,
             Err(wire::WireError::BadChecksum) => self.stats.datagrams_damaged += 1,
@@ -441,6 +480,7 @@ impl Endpoint for Sender {
         }
         .encode(buf);
         if resend {
+            f.resent_at[usize::from(index)] = Some(now);
             f.resent += 1;
             self.stats.segments_resent += 1;
         } else {

@@ -82,7 +82,7 @@ pub struct CapacityReport {
 }
 
 /// A child process killed when dropped.
-struct Server(Child);
+pub(super) struct Server(pub(super) Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -91,13 +91,18 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
+pub(super) fn free_port() -> std::io::Result<u16> {
     Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-fn start(exe: &PathBuf, cpu: usize, role: &str, config: &PathBuf) -> std::io::Result<Server> {
+pub(super) fn start(
+    exe: &PathBuf,
+    cpu: usize,
+    role: &str,
+    config: &PathBuf,
+) -> std::io::Result<Server> {
     Command::new(exe)
         .args(["--cpu", &cpu.to_string(), role, "--config"])
         .arg(config)
