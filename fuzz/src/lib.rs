@@ -232,8 +232,11 @@ pub fn sweep(data: &[u8]) {
     }
 }
 
+/// One fuzz target's check: it panics on a finding.
+pub type Check = fn(&[u8]);
+
 /// The checks by target name, for the corpus replay in the main workspace's tests.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("wire", wire),
     ("frame", frame),
     ("nmea", nmea),
