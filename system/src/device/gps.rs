@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::Instant;
 
+/// NMEA sentence types a fix is read from (position, time, course and speed).
+const FIX_SENTENCES: [&str; 5] = ["GGA", "RMC", "VTG", "GLL", "GNS"];
+
 /// A position fix, as every frame carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Fix {
@@ -165,6 +168,13 @@ impl NmeaParser {
             return None;
         }
         self.stats.sentences += 1;
+        // Only the sentences a fix comes from reach the parser: the nmea crate's satellite
+        // bookkeeping panics on some GSV sequences (found by the `nmea` fuzz target), and
+        // satellites in view are not ours to track.
+        let kind = sentence.get(3..6).unwrap_or_default();
+        if sentence.starts_with('$') && !FIX_SENTENCES.contains(&kind) {
+            return None;
+        }
         if let Err(e) = self.nmea.parse(sentence) {
             self.stats.bad_sentences += 1;
             tracing::debug!(error = ?e, sentence, "NMEA sentence skipped");
@@ -544,5 +554,26 @@ $GPVTG,31.66,T,,M,0.06,N,0.1,K,A*38
             prev = fa;
         }
         assert!(differs, "seeds 7 and 8 drove the same route");
+    }
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    use super::*;
+
+    /// Found by the `nmea` fuzz target: a GSV sequence that made the nmea crate panic.
+    #[test]
+    fn satellites_in_view_sentences_are_skipped_without_panicking() {
+        let mut p = NmeaParser::new();
+        for line in [
+            "$GPGSV,2,1,09,01,4,,*47",
+            "$GPGSV,2,1,09,01,4,,*47",
+            "$GPGSV,2,1,09,01,4,,*47",
+            "$GPGSV,2,1,09,01,4,,*47",
+            "$GPGSV,2,1,09,01,4,,*47",
+        ] {
+            assert_eq!(p.feed(line), None);
+        }
+        assert_eq!(p.stats().bad_sentences, 0);
     }
 }
