@@ -260,8 +260,7 @@ fn start_roles<'n>(
         .map(|h| h.id)
         .collect();
     let keys_dir = dir.join("keys");
-    let _ = std::fs::remove_dir_all(&keys_dir); // an earlier run's, in the same directory
-    let keys = ClusterKeys::create(&keys_dir, &mobile_ids)
+    let keys = ClusterKeys::create_for_run(&keys_dir, &mobile_ids)
         .map_err(io_err(format!("making keys in {}", keys_dir.display())))?;
     for i in order {
         let h = &plan.hosts[i];

@@ -159,17 +159,14 @@ pub async fn run_capacity(
         .chain(opts.steps.iter().copied())
         .map(|n| n + 1)
         .sum();
-    let keys_dir = dir.join("keys");
-    let _ = std::fs::remove_dir_all(&keys_dir);
     let ids: Vec<u32> = (first - 1..first - 1 + total).collect();
-    let keys = super::security::ClusterKeys::create(&keys_dir, &ids)?;
+    let keys = super::security::ClusterKeys::create_for_run(&dir.join("keys"), &ids)?;
     let c2 = dir.join("tier2.toml");
     std::fs::write(
         &c2,
         format!(
-            "id = 11\nlisten = \"{t2}\"\ntier1 = [\"{t1}\"]\ncapacity = 100000\nkey = {:?}\ndevices = {:?}\n",
-            keys.cluster_key.display().to_string(),
-            keys.devices.display().to_string()
+            "id = 11\nlisten = \"{t2}\"\ntier1 = [\"{t1}\"]\ncapacity = 100000\n{}",
+            keys.tier2_toml()
         ),
     )?;
     pin_self_away_from(opts.server_cpu)?;

@@ -285,16 +285,13 @@ pub async fn run_flood(opts: &FloodOptions) -> Result<FloodReport, FloodError> {
     // Keys for the two runs' cameras and their probes.
     let first = 2_000_000u32;
     let ids: Vec<u32> = (first - 1..first + 2 * (opts.cameras + 1)).collect();
-    let keys_dir = dir.join("keys");
-    let _ = std::fs::remove_dir_all(&keys_dir);
-    let keys = super::security::ClusterKeys::create(&keys_dir, &ids)?;
+    let keys = super::security::ClusterKeys::create_for_run(&dir.join("keys"), &ids)?;
     let c2 = dir.join("tier2.toml");
     std::fs::write(
         &c2,
         format!(
-            "id = 11\nlisten = \"{t2}\"\ntier1 = [\"{t1}\"]\ncapacity = 10000\nkey = {:?}\ndevices = {:?}\n",
-            keys.cluster_key.display().to_string(),
-            keys.devices.display().to_string()
+            "id = 11\nlisten = \"{t2}\"\ntier1 = [\"{t1}\"]\ncapacity = 10000\n{}",
+            keys.tier2_toml()
         ),
     )?;
     pin_self_away_from(opts.server_cpu)?;

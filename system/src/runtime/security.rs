@@ -168,6 +168,22 @@ impl ClusterKeys {
         })
     }
 
+    /// Keys for one run of a bench or emulation: whatever an earlier run left in `dir` is
+    /// removed first (key files are never overwritten), then [`create`](Self::create).
+    pub fn create_for_run(dir: &Path, device_ids: &[u32]) -> std::io::Result<Self> {
+        let _ = std::fs::remove_dir_all(dir);
+        Self::create(dir, device_ids)
+    }
+
+    /// A tier-2 config's `key` and `devices` lines for these keys.
+    pub fn tier2_toml(&self) -> String {
+        format!(
+            "key = {:?}\ndevices = {:?}\n",
+            self.cluster_key.display().to_string(),
+            self.devices.display().to_string()
+        )
+    }
+
     /// The keys [`create`](Self::create) wrote to `dir`.
     pub fn open(dir: &Path) -> Result<Self, KeyError> {
         let cluster_key = dir.join("cluster.key");
