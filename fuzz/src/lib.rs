@@ -211,8 +211,24 @@ pub fn scenario(data: &[u8]) {
         return;
     };
     if let Ok(s) = Scenario::parse(text) {
-        for h in s.hosts() {
-            assert_eq!(s.resolve(&h.name).len(), 1, "host {} resolves", h.name);
+        // Every host resolves to itself alone, and every group to its members in order:
+        // resolving costs a pass over the specs, so this stays linear in the hosts.
+        let hosts = s.hosts();
+        let mut group: &[livecam_sim::scenario::Host] = &[];
+        for (i, h) in hosts.iter().enumerate() {
+            assert_eq!(h.index, i, "host {} has index {}", h.name, h.index);
+            assert_eq!(s.resolve(&h.name), [h.clone()], "host {} resolves", h.name);
+            if h.member == 0 {
+                let end = hosts[i..]
+                    .iter()
+                    .position(|x| x.group != h.group)
+                    .map_or(hosts.len(), |n| i + n);
+                group = &hosts[i..end];
+                if group.len() > 1 {
+                    assert_eq!(s.resolve(&h.group), group, "group {} resolves", h.group);
+                }
+            }
+            assert_eq!(group.get(h.member), Some(h), "host {} in its group", h.name);
         }
         let _ = s.frames_per_camera();
     }

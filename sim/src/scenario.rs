@@ -54,6 +54,10 @@ pub const MAX_MS: f64 = 1e9;
 /// (`10.0.H.L`, H in 0..=255, L in 1..=250) has no more addresses.
 pub const MAX_HOSTS: usize = 256 * 250;
 
+/// Most tier-1 hosts one host's `tier1` list may name, groups expanded (a real client is
+/// given a handful).
+pub const MAX_TIER1_NAMED: usize = 64;
+
 /// A scenario that failed to load.
 #[derive(Debug, Error)]
 pub enum ScenarioError {
@@ -355,6 +359,24 @@ pub struct Host {
     pub member: usize,
 }
 
+/// What a name stands for among the host specs (indices into [`Scenario::hosts`]' specs).
+#[derive(Debug, Clone, Copy)]
+enum Named {
+    /// One concrete host: spec index and member index.
+    Member(usize, usize),
+    /// Every member of a group.
+    Group(usize),
+}
+
+/// The concrete name of member `i` of a spec.
+fn member_name(spec: &HostSpec, i: usize) -> String {
+    if spec.count == 1 {
+        spec.name.clone()
+    } else {
+        format!("{}{i}", spec.name)
+    }
+}
+
 impl Scenario {
     /// Loads and checks a scenario file.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
@@ -376,69 +398,99 @@ impl Scenario {
     pub fn hosts(&self) -> Vec<Host> {
         let mut out = Vec::new();
         for spec in &self.hosts {
+            let tier1 = self.tier1_of(spec);
             for i in 0..spec.count {
-                let name = if spec.count == 1 {
-                    spec.name.clone()
-                } else {
-                    format!("{}{i}", spec.name)
-                };
-                let mut tier1: Vec<String> = spec
-                    .tier1
-                    .iter()
-                    .flat_map(|n| self.resolve_spec(n))
-                    .collect();
-                if spec.rotate_tier1 && !tier1.is_empty() {
-                    let k = i % tier1.len();
-                    tier1.rotate_left(k);
-                }
-                out.push(Host {
-                    name,
-                    group: spec.name.clone(),
-                    role: spec.role,
-                    index: out.len(),
-                    target: spec.target.clone(),
-                    tier1,
-                    capacity: spec.capacity,
-                    member: i,
-                });
+                out.push(Self::host(spec, &tier1, i, out.len()));
             }
         }
         out
     }
 
-    /// Host names a name stands for, from the specs alone (used while expanding).
-    fn resolve_spec(&self, name: &str) -> Vec<String> {
-        for spec in &self.hosts {
-            if spec.count == 1 && spec.name == name {
-                return vec![name.to_string()];
-            }
-            if spec.count > 1 {
-                if spec.name == name {
-                    return (0..spec.count)
-                        .map(|i| format!("{}{i}", spec.name))
-                        .collect();
-                }
-                if let Some(i) = name
-                    .strip_prefix(spec.name.as_str())
-                    .and_then(|r| r.parse::<usize>().ok())
-                {
-                    if i < spec.count {
-                        return vec![name.to_string()];
-                    }
-                }
-            }
+    /// Member `i` of `spec`, at `index` in the host list; `tier1` is the spec's tier-1
+    /// names expanded ([`Scenario::tier1_of`]), rotated here when the spec asks for it.
+    fn host(spec: &HostSpec, tier1: &[String], i: usize, index: usize) -> Host {
+        let mut tier1 = tier1.to_vec();
+        if spec.rotate_tier1 && !tier1.is_empty() {
+            let k = i % tier1.len();
+            tier1.rotate_left(k);
         }
-        Vec::new()
+        Host {
+            name: member_name(spec, i),
+            group: spec.name.clone(),
+            role: spec.role,
+            index,
+            target: spec.target.clone(),
+            tier1,
+            capacity: spec.capacity,
+            member: i,
+        }
     }
 
-    /// The hosts a name stands for: a host, or every member of a group.
-    pub fn resolve(&self, name: &str) -> Vec<Host> {
-        let hosts = self.hosts();
-        let exact: Vec<Host> = hosts.iter().filter(|h| h.name == name).cloned().collect();
-        if !exact.is_empty() {
-            return exact;
+    /// The tier-1 host names a spec's `tier1` list expands to, in order.
+    fn tier1_of(&self, spec: &HostSpec) -> Vec<String> {
+        spec.tier1
+            .iter()
+            .flat_map(|n| match self.find(n) {
+                Some(Named::Member(s, i)) => vec![member_name(&self.hosts[s], i)],
+                Some(Named::Group(s)) => {
+                    let g = &self.hosts[s];
+                    (0..g.count).map(|i| member_name(g, i)).collect()
+                }
+                None => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// What a name stands for among the specs: one concrete host (a single host, or a
+    /// group's member) before a whole group, so that it agrees with [`Scenario::resolve`]
+    /// whatever order the specs come in. Costs one pass over the specs, not the hosts.
+    fn find(&self, name: &str) -> Option<Named> {
+        let member = self.hosts.iter().enumerate().find_map(|(s, spec)| {
+            if spec.count == 1 {
+                return (spec.name == name).then_some(Named::Member(s, 0));
+            }
+            let i = name
+                .strip_prefix(spec.name.as_str())
+                // Only the names the group produces: digits, no leading zero, no sign.
+                .filter(|r| {
+                    !r.is_empty()
+                        && r.bytes().all(|b| b.is_ascii_digit())
+                        && (r.len() == 1 || !r.starts_with('0'))
+                })
+                .and_then(|r| r.parse::<usize>().ok())?;
+            (i < spec.count).then_some(Named::Member(s, i))
+        });
+        member.or_else(|| {
+            self.hosts
+                .iter()
+                .position(|spec| spec.count > 1 && spec.name == name)
+                .map(Named::Group)
+        })
+    }
+
+    /// How many concrete hosts a name stands for, without expanding anything.
+    fn count_of(&self, name: &str) -> usize {
+        match self.find(name) {
+            Some(Named::Member(..)) => 1,
+            Some(Named::Group(s)) => self.hosts[s].count,
+            None => 0,
         }
-        hosts.into_iter().filter(|h| h.group == name).collect()
+    }
+
+    /// The hosts a name stands for: a host, or every member of a group. Builds only those
+    /// hosts, not the whole list.
+    pub fn resolve(&self, name: &str) -> Vec<Host> {
+        let (s, members) = match self.find(name) {
+            Some(Named::Member(s, i)) => (s, i..i + 1),
+            Some(Named::Group(s)) => (s, 0..self.hosts[s].count),
+            None => return Vec::new(),
+        };
+        let spec = &self.hosts[s];
+        let first = self.hosts[..s].iter().map(|h| h.count).sum::<usize>();
+        let tier1 = self.tier1_of(spec);
+        members
+            .map(|i| Self::host(spec, &tier1, i, first + i))
+            .collect()
     }
 
     /// Frames each camera captures: it stops `settle_s` before the end.
@@ -590,6 +642,33 @@ impl Scenario {
                 ),
             ));
         }
+        // A group's name must not also be a member of another group ("cam1" of "cam"), or
+        // the name would stand for two things.
+        for (i, h) in self.hosts.iter().enumerate() {
+            if let Some(Named::Member(s, _)) = self.find(&h.name).filter(|_| h.count > 1) {
+                return Err(invalid(
+                    format!("hosts[{i}].name"),
+                    format!(
+                        "{:?} is also a member of group {:?}",
+                        h.name, self.hosts[s].name
+                    ),
+                ));
+            }
+        }
+        // Every host gets its own copy of the tier-1 names it is given: bounded, or a group
+        // naming a big group would expand to count x count names.
+        for (i, h) in self.hosts.iter().enumerate() {
+            let named = h
+                .tier1
+                .iter()
+                .fold(0usize, |n, t| n.saturating_add(self.count_of(t)));
+            if named > MAX_TIER1_NAMED {
+                return Err(invalid(
+                    format!("hosts[{i}].tier1"),
+                    format!("names {named} tier-1 hosts, more than {MAX_TIER1_NAMED}"),
+                ));
+            }
+        }
         let hosts = self.hosts();
         let mut concrete = BTreeSet::new();
         for h in &hosts {
@@ -739,6 +818,74 @@ mod tests {
         assert_eq!(s.resolve("cam").len(), 3);
         assert_eq!(s.resolve("cam1").len(), 1);
         assert_eq!(s.frames_per_camera(), 70);
+    }
+
+    /// A cluster text with `tier1` for the mobile group and one more host spec appended.
+    fn cluster(tier1_count: usize, extra: &str) -> String {
+        format!(
+            r#"
+            duration_s = 10.0
+            [workload]
+            fps = 10.0
+            frame_bytes = 10000
+            [[hosts]]
+            name = "t"
+            role = "tier1"
+            count = {tier1_count}
+            [[hosts]]
+            name = "s"
+            role = "tier2"
+            count = 2
+            tier1 = ["t"]
+            [[hosts]]
+            name = "m"
+            role = "mobile"
+            count = 5
+            tier1 = ["t1", "t0"]
+            rotate_tier1 = true
+            {extra}
+            "#
+        )
+    }
+
+    #[test]
+    fn resolve_builds_the_same_hosts_as_the_expansion() {
+        let s = Scenario::parse(&cluster(3, "")).unwrap();
+        let hosts = s.hosts();
+        for h in &hosts {
+            assert_eq!(s.resolve(&h.name), [h.clone()]);
+        }
+        assert_eq!(s.resolve("m"), hosts[5..10]);
+        assert_eq!(s.resolve("m3")[0].tier1, ["t0", "t1"]);
+        assert_eq!(s.resolve("s1")[0].tier1, ["t0", "t1", "t2"]);
+        // Only the names a group produces: no leading zero, no sign, no member past the end.
+        for name in ["m03", "m+3", "m5", "m", "t"] {
+            assert_eq!(s.resolve(name).len(), s.count_of(name), "{name}");
+        }
+        assert!(s.resolve("m03").is_empty() && s.resolve("m+3").is_empty());
+        assert!(s.resolve("m5").is_empty());
+    }
+
+    #[test]
+    fn a_group_name_that_is_another_groups_member_is_refused() {
+        let e = err(&cluster(
+            2,
+            r#"[[hosts]]
+            name = "m1"
+            role = "mobile"
+            count = 2
+            tier1 = ["t"]"#,
+        ));
+        assert!(e.contains("hosts[3].name") && e.contains("group \"m\""), "{e}");
+    }
+
+    #[test]
+    fn a_host_naming_too_many_tier1s_is_refused_before_expanding() {
+        // 60,000 tier-1s named by each of 5 mobiles and 2 tier-2s: refused at once, not
+        // expanded into 420,000 names.
+        let e = err(&cluster(60_000, ""));
+        assert!(e.contains("hosts[1].tier1") && e.contains("60000 tier-1"), "{e}");
+        assert!(Scenario::parse(&cluster(MAX_TIER1_NAMED, "")).is_ok());
     }
 
     #[test]
