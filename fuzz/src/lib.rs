@@ -217,7 +217,12 @@ pub fn scenario(data: &[u8]) {
         let mut group: &[livecam_sim::scenario::Host] = &[];
         for (i, h) in hosts.iter().enumerate() {
             assert_eq!(h.index, i, "host {} has index {}", h.name, h.index);
-            assert_eq!(s.resolve(&h.name), [h.clone()], "host {} resolves", h.name);
+            assert_eq!(
+                s.resolve(&h.name),
+                std::slice::from_ref(h),
+                "host {} resolves",
+                h.name
+            );
             if h.member == 0 {
                 let end = hosts[i..]
                     .iter()

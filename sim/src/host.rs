@@ -22,9 +22,9 @@ use livecam_system::secure::{DeviceRegistry, DeviceSecurity, Entropy, Gate, Stat
 use livecam_system::time::Instant;
 
 use crate::scenario::{Fault, Host, RoleKind, Scenario};
-use crate::state::{lock, Shared};
+use crate::state::{lock, Shared, Way};
 use crate::storage::StorageModel;
-use crate::trace::{MsgSummary, NetEvent};
+use crate::summary::SenderSlot;
 
 /// UDP port every simulated role listens on.
 pub const PORT: u16 = 7000;
@@ -116,7 +116,8 @@ enum Running {
 /// A role with tracing around it.
 pub struct SimRole {
     host: String,
-    incarnation: u32,
+    /// Where the tally keeps this incarnation's sender counters (cameras and mobiles).
+    sender: Option<SenderSlot>,
     running: Running,
     state: Shared,
 }
@@ -143,9 +144,8 @@ impl SimRole {
             Running::Mobile(m) => Some(m.camera().sender().stats()),
             _ => None,
         };
-        if let Some(stats) = sender {
-            st.tally
-                .set_sender_stats(&self.host, self.incarnation, stats);
+        if let (Some(stats), Some(slot)) = (sender, self.sender) {
+            st.tally.set_sender_stats(slot, stats);
         }
     }
 
@@ -172,16 +172,7 @@ impl SimRole {
 
 impl Endpoint for SimRole {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        {
-            let mut st = lock(&self.state);
-            let name = st.name_of(from.ip());
-            let ev = NetEvent::Recv {
-                from: &name,
-                len: data.len(),
-                msg: MsgSummary::of(data),
-            };
-            st.trace.record(now, &self.host, &ev);
-        }
+        lock(&self.state).trace_datagram(now, &self.host, Way::Received, from.ip(), data);
         self.endpoint().handle_datagram(now, from, data);
         self.flush();
     }
@@ -193,14 +184,7 @@ impl Endpoint for SimRole {
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
         let dst = self.endpoint().poll_transmit(now, buf)?;
-        let mut st = lock(&self.state);
-        let name = st.name_of(dst.ip());
-        let ev = NetEvent::Send {
-            to: &name,
-            len: buf.len(),
-            msg: MsgSummary::of(buf),
-        };
-        st.trace.record(now, &self.host, &ev);
+        lock(&self.state).trace_datagram(now, &self.host, Way::Sent, dst.ip(), buf);
         Some(dst)
     }
 
@@ -381,9 +365,11 @@ where
             Running::Tier2(Box::new(server))
         }
     };
+    let sender = matches!(running, Running::Camera(_) | Running::Mobile(_))
+        .then(|| lock(&state).tally.add_sender());
     let mut role = SimRole {
         host: host.name.clone(),
-        incarnation,
+        sender,
         running,
         state,
     };

@@ -853,7 +853,7 @@ mod tests {
         let s = Scenario::parse(&cluster(3, "")).unwrap();
         let hosts = s.hosts();
         for h in &hosts {
-            assert_eq!(s.resolve(&h.name), [h.clone()]);
+            assert_eq!(s.resolve(&h.name), std::slice::from_ref(h));
         }
         assert_eq!(s.resolve("m"), hosts[5..10]);
         assert_eq!(s.resolve("m3")[0].tier1, ["t0", "t1"]);
@@ -876,7 +876,10 @@ mod tests {
             count = 2
             tier1 = ["t"]"#,
         ));
-        assert!(e.contains("hosts[3].name") && e.contains("group \"m\""), "{e}");
+        assert!(
+            e.contains("hosts[3].name") && e.contains("group \"m\""),
+            "{e}"
+        );
     }
 
     #[test]
@@ -884,7 +887,10 @@ mod tests {
         // 60,000 tier-1s named by each of 5 mobiles and 2 tier-2s: refused at once, not
         // expanded into 420,000 names.
         let e = err(&cluster(60_000, ""));
-        assert!(e.contains("hosts[1].tier1") && e.contains("60000 tier-1"), "{e}");
+        assert!(
+            e.contains("hosts[1].tier1") && e.contains("60000 tier-1"),
+            "{e}"
+        );
         assert!(Scenario::parse(&cluster(MAX_TIER1_NAMED, "")).is_ok());
     }
 

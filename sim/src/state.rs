@@ -3,20 +3,21 @@
 //! One `SimState` per run, behind an `Arc<Mutex<_>>` (madsim spawns need `Send`; nothing ever
 //! contends, every backend runs one thread). Hosts touch it only between awaits.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::BuildHasherDefault;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use livecam_system::link::{Link, LinkConfig, Transmission};
+use livecam_system::lookup::Lookup;
 use livecam_system::time::Instant;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rustc_hash::FxHasher;
 
 use crate::scenario::Scenario;
 use crate::summary::Tally;
-use crate::trace::{NetEvent, Trace};
+pub use crate::trace::Way;
+use crate::trace::{MsgSummary, NetEvent, Trace};
 
 /// An address as a map key: one integer compare instead of `IpAddr`'s enum and byte compares
 /// (IPv4 as its IPv4-mapped IPv6 form).
@@ -29,10 +30,13 @@ fn key(ip: IpAddr) -> AddrKey {
     }
 }
 
-/// A map looked up once or twice per datagram and never iterated: hashed with a fixed (unseeded)
-/// hasher, so nothing about a run depends on it but its contents. An ordered map costs about
-/// ten cache-missing compares per lookup with a thousand hosts.
-type Lookup<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+/// The host name behind an address in `names`, borrowed; the address itself when unknown.
+fn name_in(names: &Lookup<AddrKey, Box<str>>, ip: IpAddr) -> Cow<'_, str> {
+    match names.get(&key(ip)) {
+        Some(name) => Cow::Borrowed(name),
+        None => Cow::Owned(ip.to_string()),
+    }
+}
 
 /// Shared handle to the world state.
 pub type Shared = Arc<Mutex<SimState>>;
@@ -52,7 +56,7 @@ pub struct SimState {
     default_link: LinkConfig,
     /// Pairs currently partitioned.
     partitioned: BTreeMap<(String, String), bool>,
-    names: Lookup<AddrKey, Arc<str>>,
+    names: Lookup<AddrKey, Box<str>>,
     addresses: BTreeMap<String, IpAddr>,
     incarnations: BTreeMap<String, u32>,
     seed: u64,
@@ -94,11 +98,26 @@ impl SimState {
     }
 
     /// The host name behind an address (the address itself when unknown).
-    pub fn name_of(&self, ip: IpAddr) -> Arc<str> {
-        self.names
-            .get(&key(ip))
-            .cloned()
-            .unwrap_or_else(|| ip.to_string().into())
+    pub fn name_of(&self, ip: IpAddr) -> String {
+        name_in(&self.names, ip).into_owned()
+    }
+
+    /// Traces a datagram `host` sent to, or received from, the host at `peer`.
+    pub fn trace_datagram(
+        &mut self,
+        now: Instant,
+        host: &str,
+        way: Way,
+        peer: IpAddr,
+        datagram: &[u8],
+    ) {
+        let name = name_in(&self.names, peer);
+        let msg = match way {
+            Way::Sent => MsgSummary::of_sent(datagram),
+            Way::Received => MsgSummary::of(datagram),
+        };
+        self.trace
+            .record_datagram(now, host, way, &name, datagram.len(), msg);
     }
 
     /// Counts a host start and returns its incarnation (0 for the first).
@@ -141,7 +160,7 @@ impl SimState {
         let fate = self.link(from, to).transmit(now, len);
         if let Some(cause) = fate.lost {
             self.tally.datagrams_lost += 1;
-            let (a, b) = (self.name_of(from), self.name_of(to));
+            let (a, b) = (name_in(&self.names, from), name_in(&self.names, to));
             self.trace
                 .record(now, &a, &NetEvent::Lost { to: &b, cause });
         }

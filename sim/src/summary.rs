@@ -26,6 +26,10 @@ struct SessionTally {
     crashed: bool,
 }
 
+/// Where one camera incarnation's sender counters are kept in a [`Tally`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderSlot(usize);
+
 /// Running counts of a simulation.
 #[derive(Debug, Default, Clone)]
 pub struct Tally {
@@ -39,7 +43,8 @@ pub struct Tally {
     latencies: Samples,
     /// Segment size over time per session: `(seconds, size)`.
     sizes: BTreeMap<u32, Vec<(f64, usize)>>,
-    sender_stats: BTreeMap<(String, u32), SenderStats>,
+    /// Latest counters of each camera incarnation's sender, by [`SenderSlot`].
+    sender_stats: Vec<SenderStats>,
     cluster: ClusterTally,
     durable: DurableTally,
 }
@@ -372,14 +377,17 @@ impl Tally {
         })
     }
 
-    /// Latest sender counters of one incarnation of a camera host.
-    pub fn set_sender_stats(&mut self, host: &str, incarnation: u32, stats: &SenderStats) {
-        match self.sender_stats.get_mut(&(host.to_string(), incarnation)) {
-            Some(s) => s.clone_from(stats),
-            None => {
-                self.sender_stats
-                    .insert((host.to_string(), incarnation), stats.clone());
-            }
+    /// A place for the sender counters of a camera incarnation that has just started.
+    pub fn add_sender(&mut self) -> SenderSlot {
+        self.sender_stats.push(SenderStats::default());
+        SenderSlot(self.sender_stats.len() - 1)
+    }
+
+    /// Latest sender counters of one camera incarnation (set on every step it takes: a
+    /// slot, not a lookup by name).
+    pub fn set_sender_stats(&mut self, slot: SenderSlot, stats: &SenderStats) {
+        if let Some(s) = self.sender_stats.get_mut(slot.0) {
+            s.clone_from(stats);
         }
     }
 
@@ -409,7 +417,7 @@ impl Tally {
             datagrams_lost_by_link: self.datagrams_lost,
             ..Summary::default()
         };
-        for st in self.sender_stats.values() {
+        for st in &self.sender_stats {
             s.segments_sent += st.segments_sent;
             s.segments_resent += st.segments_resent;
             s.bytes_sent += st.bytes_sent;

@@ -1,9 +1,11 @@
 //! The event trace of a run and its hash.
 //!
 //! Every datagram sent, received or lost, every role event and every fault goes into the
-//! trace. Each event is hashed (XXH3-128 over a compact binary encoding: time, host, event) as
-//! it is made, so the hash covers the whole run without storing it; with `--trace FILE` each
-//! event is also written out as one JSON line `{"t_us":..,"host":"..","e":{..}}`. Same
+//! trace. Each event is hashed as it is made, so the hash covers the whole run without storing
+//! it: its compact binary encoding (time, host, event; datagrams, the bulk of a run, in a
+//! fixed layout written here, other events with bincode) goes through XXH3-128 seeded with
+//! the hash so far, a chain in which every event and its place count. With `--trace FILE`
+//! each event is also written out as one JSON line `{"t_us":..,"host":"..","e":{..}}`. Same
 //! scenario and seed, same events, same hash, with or without the file.
 
 use std::io::{self, Write};
@@ -12,7 +14,7 @@ use livecam_system::link::LossCause;
 use livecam_system::proto::wire::{self, Message};
 use livecam_system::time::Instant;
 use serde::Serialize;
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 /// What a datagram was, for trace lines.
 #[derive(Debug, Clone, Serialize)]
@@ -49,8 +51,76 @@ pub enum MsgSummary {
 }
 
 impl MsgSummary {
+    /// What a received datagram was (a damaged one is undecodable: bad checksum).
     pub fn of(datagram: &[u8]) -> Self {
-        match wire::decode(datagram) {
+        Self::of_decoded(wire::decode(datagram))
+    }
+
+    /// What a datagram the host's role has just encoded is (its checksum is the encoder's,
+    /// not checked again: see [`wire::decode_own`]).
+    pub fn of_sent(datagram: &[u8]) -> Self {
+        Self::of_decoded(wire::decode_own(datagram))
+    }
+
+    /// Appends the summary's fixed binary layout (for the hash): a kind byte, then its
+    /// fields little-endian, text NUL-terminated.
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            MsgSummary::Segment {
+                session,
+                frame,
+                index,
+                count,
+            } => {
+                out.push(0);
+                out.extend_from_slice(&session.to_le_bytes());
+                out.extend_from_slice(&frame.to_le_bytes());
+                out.extend_from_slice(&index.to_le_bytes());
+                out.extend_from_slice(&count.to_le_bytes());
+            }
+            MsgSummary::Nack {
+                session,
+                frame,
+                missing,
+            } => {
+                out.push(1);
+                out.extend_from_slice(&session.to_le_bytes());
+                out.extend_from_slice(&frame.to_le_bytes());
+                out.extend_from_slice(&(missing.len() as u32).to_le_bytes());
+                for i in missing {
+                    out.extend_from_slice(&i.to_le_bytes());
+                }
+            }
+            MsgSummary::Ack {
+                session,
+                frame,
+                next,
+            } => {
+                out.push(2);
+                out.extend_from_slice(&session.to_le_bytes());
+                out.extend_from_slice(&frame.to_le_bytes());
+                out.extend_from_slice(&next.to_le_bytes());
+            }
+            MsgSummary::Sealed { session, nonce } => {
+                out.push(3);
+                out.extend_from_slice(&session.to_le_bytes());
+                out.extend_from_slice(&nonce.to_le_bytes());
+            }
+            MsgSummary::Control { name } => {
+                out.push(4);
+                out.extend_from_slice(name.as_bytes());
+                out.push(0);
+            }
+            MsgSummary::Undecodable { error } => {
+                out.push(5);
+                out.extend_from_slice(error.as_bytes());
+                out.push(0);
+            }
+        }
+    }
+
+    fn of_decoded(decoded: Result<Message<'_>, wire::WireError>) -> Self {
+        match decoded {
             Ok(Message::Segment(s)) => MsgSummary::Segment {
                 session: s.session,
                 frame: s.frame,
@@ -105,9 +175,16 @@ pub enum NetEvent<'a> {
     },
 }
 
+/// Which way a traced datagram went, seen from the host that traces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    Sent,
+    Received,
+}
+
 /// The running trace: a hash, and optionally the lines written out.
 pub struct Trace {
-    hasher: Xxh3,
+    hash: u128,
     lines: u64,
     out: Option<Box<dyn Write + Send>>,
     line: Vec<u8>,
@@ -117,7 +194,7 @@ pub struct Trace {
 impl Trace {
     pub fn new(out: Option<Box<dyn Write + Send>>) -> Self {
         Trace {
-            hasher: Xxh3::new(),
+            hash: 0,
             lines: 0,
             out,
             line: Vec::with_capacity(256),
@@ -127,14 +204,61 @@ impl Trace {
 
     /// Adds one event.
     pub fn record(&mut self, t: Instant, host: &str, event: &impl Serialize) {
+        self.start_line(t, host);
+        if bincode::serialize_into(&mut self.line, event).is_err() {
+            self.line.push(0xff);
+        }
+        self.commit(t, host, event);
+    }
+
+    /// Adds a datagram `host` sent (`to` its peer) or received (from its peer): the same
+    /// event as [`NetEvent::Send`] or [`NetEvent::Recv`], hashed in a fixed layout without
+    /// serde's machinery (two of these per datagram are most of a run's events).
+    pub fn record_datagram(
+        &mut self,
+        t: Instant,
+        host: &str,
+        way: Way,
+        peer: &str,
+        len: usize,
+        msg: MsgSummary,
+    ) {
+        self.start_line(t, host);
+        self.line.push(match way {
+            Way::Sent => 0xf0,
+            Way::Received => 0xf1,
+        });
+        self.line.extend_from_slice(peer.as_bytes());
+        self.line.push(0);
+        self.line.extend_from_slice(&(len as u32).to_le_bytes());
+        msg.encode(&mut self.line);
+        if self.out.is_some() {
+            let event = match way {
+                Way::Sent => NetEvent::Send { to: peer, len, msg },
+                Way::Received => NetEvent::Recv {
+                    from: peer,
+                    len,
+                    msg,
+                },
+            };
+            self.commit(t, host, &event);
+        } else {
+            self.commit(t, host, &());
+        }
+    }
+
+    /// Starts an event's binary line: time and host.
+    fn start_line(&mut self, t: Instant, host: &str) {
         self.line.clear();
         self.line.extend_from_slice(&t.as_micros().to_le_bytes());
         self.line.extend_from_slice(host.as_bytes());
         self.line.push(0);
-        if bincode::serialize_into(&mut self.line, event).is_err() {
-            self.line.push(0xff);
-        }
-        self.hasher.update(&self.line);
+    }
+
+    /// Chains the binary line into the hash and writes the event's JSON line if asked to.
+    fn commit(&mut self, t: Instant, host: &str, event: &impl Serialize) {
+        let seed = (self.hash as u64) ^ ((self.hash >> 64) as u64);
+        self.hash = xxh3_128_with_seed(&self.line, seed);
         self.lines += 1;
         if let Some(out) = self.out.as_mut() {
             self.line.clear();
@@ -165,7 +289,7 @@ impl Trace {
 
     /// The hash of everything so far, as 32 hex digits.
     pub fn hash(&self) -> String {
-        format!("{:032x}", self.hasher.digest128())
+        format!("{:032x}", self.hash)
     }
 
     /// Flushes the output, reporting the first write error if any.

@@ -48,6 +48,7 @@ pub mod cluster;
 pub mod device;
 pub mod driver;
 pub mod link;
+pub mod lookup;
 #[cfg(feature = "server")]
 pub mod metrics;
 pub mod net;

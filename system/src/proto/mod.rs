@@ -9,6 +9,7 @@
 //! Both machines implement [`crate::driver::Endpoint`]: feed them datagrams and timeouts with
 //! `now`, take datagrams from `poll_transmit`, sleep until `poll_timeout`, and read `poll_event`.
 
+mod finished;
 pub mod policy;
 pub mod receiver;
 pub mod sender;

@@ -14,6 +14,7 @@
 //! reassembly per session (a new frame evicts the oldest, reported dropped), frames of at most
 //! `max_frame_len` bytes and `max_bytes` of reassembly buffers in all.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use std::net::SocketAddr;
@@ -21,10 +22,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::finished::{Finished, FinishedWindow};
 use super::policy::{FrameOutcome, PolicyConfig, SizePolicy};
 use super::wire::{self, FrameAck, Message, Nack, Segment, MAX_NACK_INDICES};
 use super::DropReason;
 use crate::driver::Endpoint;
+use crate::lookup::Lookup;
 use crate::outbox::Outbox;
 use crate::time::{period, Instant};
 
@@ -47,7 +50,8 @@ pub struct ReceiverConfig {
     pub max_frames_per_session: usize,
     pub max_frame_len: usize,
     pub max_bytes: usize,
-    /// Finished frame ids remembered per session, to re-ACK duplicates and ignore stale ones.
+    /// Finished frame ids remembered per session (a window of the latest ids, rounded up to a
+    /// multiple of 64), to re-ACK duplicates and ignore stale ones.
     pub finished_memory: usize,
     /// Segment size policy, one instance per session.
     pub policy: PolicyConfig,
@@ -175,19 +179,12 @@ impl InFrame {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Finished {
-    Delivered,
-    Dropped,
-}
-
 struct Session {
     peer: SocketAddr,
     policy: Box<dyn SizePolicy>,
     frames: BTreeMap<u32, InFrame>,
-    finished: BTreeMap<u32, Finished>,
-    /// Frames below this id are older than anything remembered.
-    floor: u32,
+    /// Frames finished lately; ids below its floor are older than anything remembered.
+    finished: FinishedWindow,
     /// Smoothed NACK-to-retransmission time.
     srtt: Option<Duration>,
     last_activity: Instant,
@@ -202,7 +199,8 @@ enum Timer {
 /// The receiving state machine. See the module docs.
 pub struct Receiver {
     cfg: ReceiverConfig,
-    sessions: BTreeMap<u32, Session>,
+    /// Looked up on every segment; never iterated but to count.
+    sessions: Lookup<u32, Session>,
     timers: BTreeSet<(Instant, u32, Timer)>,
     bytes_in_use: usize,
     outbox: Outbox,
@@ -218,7 +216,7 @@ impl Receiver {
         cfg.session_idle_timeout = period(cfg.session_idle_timeout);
         Receiver {
             cfg,
-            sessions: BTreeMap::new(),
+            sessions: Lookup::default(),
             timers: BTreeSet::new(),
             bytes_in_use: 0,
             outbox: Outbox::default(),
@@ -265,37 +263,33 @@ impl Receiver {
         self.events.pop_front()
     }
 
-    /// The session's NACK repeat period: twice its measured round trip, within the limits.
-    fn nack_interval(&self, session: &Session) -> Duration {
-        match session.srtt {
+    /// A session's NACK repeat period: twice its measured round trip, within the limits.
+    fn nack_interval(cfg: &ReceiverConfig, srtt: Option<Duration>) -> Duration {
+        match srtt {
             Some(srtt) => (srtt * 2 + Duration::from_millis(2)).clamp(
-                self.cfg.nack_interval_min,
-                self.cfg.nack_interval.max(self.cfg.nack_interval_min),
+                cfg.nack_interval_min,
+                cfg.nack_interval.max(cfg.nack_interval_min),
             ),
-            None => self.cfg.nack_interval,
+            None => cfg.nack_interval,
         }
     }
 
-    fn arm(&mut self, session: u32, frame: u32) {
-        let Some(s) = self.sessions.get(&session) else {
-            return;
-        };
-        let interval = self.nack_interval(s);
-        let Some(f) = self
-            .sessions
-            .get_mut(&session)
-            .and_then(|s| s.frames.get_mut(&frame))
-        else {
-            return;
-        };
+    /// Arms frame `frame`'s timer for its next wake, unless it is already armed as early.
+    fn arm(
+        timers: &mut BTreeSet<(Instant, u32, Timer)>,
+        session: u32,
+        frame: u32,
+        f: &mut InFrame,
+        interval: Duration,
+    ) {
         let at = f.wake_at(interval);
         if f.armed.is_some_and(|armed| armed <= at) {
             return;
         }
         if let Some(old) = f.armed.replace(at) {
-            self.timers.remove(&(old, session, Timer::Frame(frame)));
+            timers.remove(&(old, session, Timer::Frame(frame)));
         }
-        self.timers.insert((at, session, Timer::Frame(frame)));
+        timers.insert((at, session, Timer::Frame(frame)));
     }
 
     fn send_ack(&mut self, session: u32, frame: u32) {
@@ -312,17 +306,10 @@ impl Receiver {
         self.stats.acks_sent += 1;
     }
 
-    /// Records a frame as finished, remembering a bounded number of finished ids.
+    /// Records a frame as finished (remembered over a window of recent ids).
     fn finish(&mut self, session: u32, frame: u32, how: Finished) {
-        let cap = self.cfg.finished_memory.max(1);
-        let Some(s) = self.sessions.get_mut(&session) else {
-            return;
-        };
-        s.finished.insert(frame, how);
-        while s.finished.len() > cap {
-            if let Some((old, _)) = s.finished.pop_first() {
-                s.floor = s.floor.max(old.wrapping_add(1));
-            }
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.finished.insert(frame, how);
         }
     }
 
@@ -367,35 +354,39 @@ impl Receiver {
         self.finish(session, frame, Finished::Dropped);
     }
 
+    /// Notes a segment from `from` on its session, opened if it is new and there is room;
+    /// false when there is none.
     fn session_for(&mut self, now: Instant, from: SocketAddr, session: u32) -> bool {
-        if let Some(s) = self.sessions.get_mut(&session) {
-            s.peer = from;
-            s.last_activity = now;
-            return true;
+        let full = self.sessions.len() >= self.cfg.max_sessions;
+        match self.sessions.entry(session) {
+            Entry::Occupied(e) => {
+                let s = e.into_mut();
+                s.peer = from;
+                s.last_activity = now;
+                true
+            }
+            Entry::Vacant(_) if full => {
+                self.stats.sessions_refused += 1;
+                false
+            }
+            Entry::Vacant(e) => {
+                self.timers
+                    .insert((now + self.cfg.session_idle_timeout, session, Timer::Idle));
+                self.events.push_back(ReceiverEvent::SessionOpened {
+                    session,
+                    peer: from,
+                });
+                e.insert(Session {
+                    peer: from,
+                    policy: self.cfg.policy.build(),
+                    frames: BTreeMap::new(),
+                    finished: FinishedWindow::new(self.cfg.finished_memory),
+                    srtt: None,
+                    last_activity: now,
+                });
+                true
+            }
         }
-        if self.sessions.len() >= self.cfg.max_sessions {
-            self.stats.sessions_refused += 1;
-            return false;
-        }
-        self.sessions.insert(
-            session,
-            Session {
-                peer: from,
-                policy: self.cfg.policy.build(),
-                frames: BTreeMap::new(),
-                finished: BTreeMap::new(),
-                floor: 0,
-                srtt: None,
-                last_activity: now,
-            },
-        );
-        self.timers
-            .insert((now + self.cfg.session_idle_timeout, session, Timer::Idle));
-        self.events.push_back(ReceiverEvent::SessionOpened {
-            session,
-            peer: from,
-        });
-        true
     }
 
     /// Makes room for and starts reassembly of a new frame; false when it cannot be taken.
@@ -462,14 +453,17 @@ impl Receiver {
         true
     }
 
+    /// A segment: two session lookups on the common path (a segment of a frame already in
+    /// reassembly); a new frame, a finished one and a completed one look it up again.
     fn on_segment(&mut self, now: Instant, from: SocketAddr, seg: Segment<'_>) {
         if !self.session_for(now, from, seg.session) {
             return;
         }
-        let Some(s) = self.sessions.get(&seg.session) else {
+        let Some(s) = self.sessions.get_mut(&seg.session) else {
             return;
         };
-        match s.finished.get(&seg.frame) {
+        let in_reassembly = s.frames.contains_key(&seg.frame);
+        match s.finished.get(seg.frame) {
             Some(Finished::Delivered) => {
                 // Our ACK may have been lost: the sender is probing. Say it again.
                 self.stats.segments_duplicate += 1;
@@ -480,20 +474,25 @@ impl Receiver {
                 self.stats.segments_stale += 1;
                 return;
             }
-            None if seg.frame < s.floor => {
+            // Forgotten: older than the window (unless it is still being reassembled).
+            None if seg.frame < s.finished.floor() && !in_reassembly => {
                 self.stats.segments_stale += 1;
                 return;
             }
             None => {}
         }
-        if !s.frames.contains_key(&seg.frame) && !self.open_frame(now, &seg) {
-            return;
-        }
-        let Some(f) = self
-            .sessions
-            .get_mut(&seg.session)
-            .and_then(|s| s.frames.get_mut(&seg.frame))
-        else {
+        let s = if in_reassembly {
+            s
+        } else {
+            if !self.open_frame(now, &seg) {
+                return;
+            }
+            match self.sessions.get_mut(&seg.session) {
+                Some(s) => s,
+                None => return,
+            }
+        };
+        let Some(f) = s.frames.get_mut(&seg.frame) else {
             return;
         };
         let index = usize::from(seg.index);
@@ -523,20 +522,11 @@ impl Receiver {
         if let Some(asked) = f.nacked_at[index] {
             // A segment we asked for: one round-trip sample.
             let sample = now - asked;
-            if let Some(s) = self.sessions.get_mut(&seg.session) {
-                s.srtt = Some(match s.srtt {
-                    Some(srtt) => (srtt * 7 + sample) / 8,
-                    None => sample,
-                });
-            }
+            s.srtt = Some(match s.srtt {
+                Some(srtt) => (srtt * 7 + sample) / 8,
+                None => sample,
+            });
         }
-        let Some(f) = self
-            .sessions
-            .get_mut(&seg.session)
-            .and_then(|s| s.frames.get_mut(&seg.frame))
-        else {
-            return;
-        };
         if f.received == f.count {
             self.complete(seg.session, seg.frame);
             return;
@@ -549,7 +539,8 @@ impl Receiver {
                 f.hole_nack_at = Some(now + self.cfg.nack_delay);
             }
         }
-        self.arm(seg.session, seg.frame);
+        let interval = Self::nack_interval(&self.cfg, s.srtt);
+        Self::arm(&mut self.timers, seg.session, seg.frame, f, interval);
     }
 
     fn complete(&mut self, session: u32, frame: u32) {
@@ -573,13 +564,10 @@ impl Receiver {
 
     /// Sends the NACK that is due for a frame, if any, and handles its deadline.
     fn frame_timer(&mut self, now: Instant, session: u32, frame: u32) {
-        let Some(s) = self.sessions.get(&session) else {
-            return;
-        };
-        let interval = self.nack_interval(s);
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
         };
+        let interval = Self::nack_interval(&self.cfg, s.srtt);
         let peer = s.peer;
         let Some(f) = s.frames.get_mut(&frame) else {
             return;
@@ -622,7 +610,7 @@ impl Receiver {
                 );
             }
         }
-        self.arm(session, frame);
+        Self::arm(&mut self.timers, session, frame, f, interval);
     }
 
     fn idle_timer(&mut self, now: Instant, session: u32) {
