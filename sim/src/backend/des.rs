@@ -103,6 +103,11 @@ pub struct Core {
     now: Cell<Instant>,
     seq: Cell<u64>,
     timers: RefCell<BTreeMap<TimerKey, Waker>>,
+    /// Timers whose sleep was dropped while the current task ran: removed when its poll
+    /// ends, unless the task sleeps until the same time again first (the driver loop drops
+    /// its sleep for every datagram it receives and sleeps again until the same deadline:
+    /// that costs no tree operation at all).
+    dropped: RefCell<Vec<TimerKey>>,
     mailboxes: RefCell<Mailboxes>,
     /// Datagrams on their way, `(to, from)` and bytes, by delivery time.
     in_flight: RefCell<Calendar<(SocketAddr, SocketAddr)>>,
@@ -110,6 +115,14 @@ pub struct Core {
 
 impl Core {
     fn add_timer(&self, at: Instant, waker: Waker) -> TimerKey {
+        {
+            // The same task sleeping again until a time it just stopped sleeping until: the
+            // entry (and its waker, the task's) is still there.
+            let mut dropped = self.dropped.borrow_mut();
+            if let Some(i) = dropped.iter().position(|k| k.0 == at) {
+                return dropped.swap_remove(i);
+            }
+        }
         let seq = self.seq.get();
         self.seq.set(seq + 1);
         self.timers.borrow_mut().insert((at, seq), waker);
@@ -117,7 +130,18 @@ impl Core {
     }
 
     fn cancel_timer(&self, key: TimerKey) {
-        self.timers.borrow_mut().remove(&key);
+        self.dropped.borrow_mut().push(key);
+    }
+
+    /// Removes the timers of sleeps dropped during the task poll that just ended.
+    fn end_poll(&self) {
+        let mut dropped = self.dropped.borrow_mut();
+        if !dropped.is_empty() {
+            let mut timers = self.timers.borrow_mut();
+            for key in dropped.drain(..) {
+                timers.remove(&key);
+            }
+        }
     }
 
     /// The next time a timer fires.
@@ -192,6 +216,11 @@ impl Future for Sleep {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if self.core.now.get() >= self.at {
+            // Done. Its entry, if the executor has not fired it yet (the task was woken by
+            // something else at the same time), goes when this poll ends.
+            if let Some(key) = self.key.take() {
+                self.core.cancel_timer(key);
+            }
             return Poll::Ready(());
         }
         if self.key.is_none() {
@@ -204,7 +233,6 @@ impl Future for Sleep {
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        // A timer that already fired is gone from the map; removing it again is a no-op.
         if let Some(key) = self.key {
             self.core.cancel_timer(key);
         }
@@ -359,8 +387,10 @@ impl Executor {
 
     fn kill(&mut self, host: usize) {
         if let Some(id) = self.host_task.remove(&host) {
-            // Dropping the future drops everything the host held, its socket included.
+            // Dropping the future drops everything the host held, its socket included; its
+            // sleeps' timers go now, so that no other task's sleep takes one over.
             self.tasks[id] = None;
+            self.core.end_poll();
         }
     }
 
@@ -380,6 +410,7 @@ impl Executor {
             if fut.as_mut().poll(&mut cx).is_ready() {
                 self.tasks[id] = None;
             }
+            self.core.end_poll();
         }
     }
 }
