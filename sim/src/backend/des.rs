@@ -94,10 +94,11 @@ impl Mailboxes {
 
 /// The runtime's shared core: clock, timers, network.
 ///
-/// Timers live in an ordered map and a dropped [`Sleep`] removes its entry at once, so the map
-/// holds only the sleeps that are still pending (a few per host). A heap with cancelled
-/// entries left in place grows with the event rate times the timer horizon instead: every
-/// datagram a role receives cancels the sleep of its driver loop and of its link layer.
+/// Timers live in an ordered map, and a dropped [`Sleep`]'s entry goes when the poll of its
+/// task ends (unless the task sleeps until the same time again in that poll, which keeps
+/// it), so the map holds only the sleeps that are still pending (a few per host). A heap with
+/// cancelled entries left in place grows with the event rate times the timer horizon
+/// instead: every datagram a role receives cancels the sleep of its driver loop.
 #[derive(Default)]
 pub struct Core {
     now: Cell<Instant>,
