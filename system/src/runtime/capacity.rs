@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::load::{run_load, LoadError, LoadOptions};
 use super::procstat;
+use super::security::ClusterKeys;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -97,6 +98,47 @@ pub(super) fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
+/// A bench's cluster on loopback, ready to start: a tier-1 and a keyed tier-2 (ids 1 and
+/// 11) on free ports, their configs in a fresh directory, keys for the cameras `device_ids`.
+pub(super) struct BenchCluster {
+    pub(super) dir: PathBuf,
+    pub(super) tier1: SocketAddr,
+    pub(super) tier2: SocketAddr,
+    pub(super) tier1_config: PathBuf,
+    pub(super) tier2_config: PathBuf,
+    pub(super) keys: ClusterKeys,
+}
+
+impl BenchCluster {
+    /// Writes the configs for bench `name` (the directory is `livecam-NAME-PID` under the
+    /// temporary directory) with a tier-2 that takes `capacity` sessions.
+    pub(super) fn prepare(name: &str, device_ids: &[u32], capacity: u32) -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("livecam-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let tier1: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+        let tier2: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+        let tier1_config = dir.join("tier1.toml");
+        std::fs::write(&tier1_config, format!("id = 1\nlisten = \"{tier1}\"\n"))?;
+        let keys = ClusterKeys::create_for_run(&dir.join("keys"), device_ids)?;
+        let tier2_config = dir.join("tier2.toml");
+        std::fs::write(
+            &tier2_config,
+            format!(
+                "id = 11\nlisten = \"{tier2}\"\ntier1 = [\"{tier1}\"]\ncapacity = {capacity}\n{}",
+                keys.tier2_toml()
+            ),
+        )?;
+        Ok(BenchCluster {
+            dir,
+            tier1,
+            tier2,
+            tier1_config,
+            tier2_config,
+            keys,
+        })
+    }
+}
+
 pub(super) fn start(
     exe: &PathBuf,
     cpu: usize,
@@ -145,13 +187,6 @@ pub async fn run_capacity(
     opts: &CapacityOptions,
     mut progress: impl FnMut(&Step),
 ) -> Result<CapacityReport, LoadError> {
-    let dir = std::env::temp_dir().join(format!("livecam-capacity-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let (p1, p2) = (free_port()?, free_port()?);
-    let t1: SocketAddr = ([127, 0, 0, 1], p1).into();
-    let t2: SocketAddr = ([127, 0, 0, 1], p2).into();
-    let c1 = dir.join("tier1.toml");
-    std::fs::write(&c1, format!("id = 1\nlisten = \"{t1}\"\n"))?;
     // Authenticated sessions, as deployed: keys for every camera id the steps will use (each
     // step's cameras and its probe get fresh ids).
     let first = 1_000_000u32;
@@ -160,15 +195,9 @@ pub async fn run_capacity(
         .map(|n| n + 1)
         .sum();
     let ids: Vec<u32> = (first - 1..first - 1 + total).collect();
-    let keys = super::security::ClusterKeys::create_for_run(&dir.join("keys"), &ids)?;
-    let c2 = dir.join("tier2.toml");
-    std::fs::write(
-        &c2,
-        format!(
-            "id = 11\nlisten = \"{t2}\"\ntier1 = [\"{t1}\"]\ncapacity = 100000\n{}",
-            keys.tier2_toml()
-        ),
-    )?;
+    let cluster = BenchCluster::prepare("capacity", &ids, 100_000)?;
+    let (t1, keys) = (cluster.tier1, &cluster.keys);
+    let (c1, c2) = (&cluster.tier1_config, &cluster.tier2_config);
     pin_self_away_from(opts.server_cpu)?;
     let mut first_id = first;
     let mut step = |cameras: u32| {
@@ -188,29 +217,22 @@ pub async fn run_capacity(
     };
     // Every step on freshly started servers: sessions of an earlier step would otherwise
     // linger (30 s idle timeout) and count against the next.
-    let measure = |o: LoadOptions| {
-        let (c1, c2) = (c1.clone(), c2.clone());
-        async move {
-            let tier1 = start(&opts.exe, opts.server_cpu, "tier1", &c1)?;
-            let tier2 = start(&opts.exe, opts.server_cpu, "tier2", &c2)?;
-            // Let the tier-2 register.
-            tokio::time::sleep(Duration::from_millis(800)).await;
-            let (pid1, pid2) = (tier1.0.id(), tier2.0.id());
-            let before = (procstat::sample(pid1), procstat::sample(pid2));
-            let s = run_load(&o).await?;
-            let after = (procstat::sample(pid1), procstat::sample(pid2));
-            drop((tier1, tier2));
-            let cores = |b: Option<procstat::ProcSample>, a: Option<procstat::ProcSample>| {
-                b.zip(a)
-                    .map_or(0.0, |(b, a)| (a.cpu_s - b.cpu_s) / s.duration_s.max(1e-9))
-            };
-            Ok::<_, LoadError>((
-                s.clone(),
-                cores(before.1, after.1),
-                cores(before.0, after.0),
-                after.1.map_or(0, |a| a.rss_bytes),
-            ))
-        }
+    let measure = |o: LoadOptions| async move {
+        let tier1 = start(&opts.exe, opts.server_cpu, "tier1", c1)?;
+        let tier2 = start(&opts.exe, opts.server_cpu, "tier2", c2)?;
+        // Let the tier-2 register.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let (pid1, pid2) = (tier1.0.id(), tier2.0.id());
+        let before = (procstat::sample(pid1), procstat::sample(pid2));
+        let s = run_load(&o).await?;
+        let after = (procstat::sample(pid1), procstat::sample(pid2));
+        drop((tier1, tier2));
+        Ok::<_, LoadError>((
+            s.clone(),
+            procstat::cores(before.1, after.1, s.duration_s),
+            procstat::cores(before.0, after.0, s.duration_s),
+            after.1.map_or(0, |a| a.rss_bytes),
+        ))
     };
 
     let (base, base_t2, base_t1, base_rss) = measure(step(1)).await?;
@@ -270,6 +292,6 @@ pub async fn run_capacity(
         report.rss_bytes_per_session =
             Some((rss as f64 - base_rss as f64) / f64::from(n.saturating_sub(1).max(1)));
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&cluster.dir);
     Ok(report)
 }

@@ -22,7 +22,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::capacity::{free_port, pin_self_away_from, start, Server};
+use super::capacity::{pin_self_away_from, start, BenchCluster, Server};
 use super::load::{run_load, LoadError, LoadOptions, LoadSummary};
 use super::procstat;
 use crate::proto::wire::{self, Message};
@@ -275,30 +275,16 @@ fn stop_and_collect(mut server: Server) -> Option<String> {
 
 /// Runs the bench. Must run inside a [`tokio::task::LocalSet`].
 pub async fn run_flood(opts: &FloodOptions) -> Result<FloodReport, FloodError> {
-    let dir = std::env::temp_dir().join(format!("livecam-flood-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let (p1, p2) = (free_port()?, free_port()?);
-    let t1: SocketAddr = ([127, 0, 0, 1], p1).into();
-    let t2: SocketAddr = ([127, 0, 0, 1], p2).into();
-    let c1 = dir.join("tier1.toml");
-    std::fs::write(&c1, format!("id = 1\nlisten = \"{t1}\"\n"))?;
     // Keys for the two runs' cameras and their probes.
     let first = 2_000_000u32;
     let ids: Vec<u32> = (first - 1..first + 2 * (opts.cameras + 1)).collect();
-    let keys = super::security::ClusterKeys::create_for_run(&dir.join("keys"), &ids)?;
-    let c2 = dir.join("tier2.toml");
-    std::fs::write(
-        &c2,
-        format!(
-            "id = 11\nlisten = \"{t2}\"\ntier1 = [\"{t1}\"]\ncapacity = 10000\n{}",
-            keys.tier2_toml()
-        ),
-    )?;
+    let cluster = BenchCluster::prepare("flood", &ids, 10_000)?;
+    let (t1, t2, keys) = (cluster.tier1, cluster.tier2, &cluster.keys);
     pin_self_away_from(opts.server_cpu)?;
-    let tier1 = start(&opts.exe, opts.server_cpu, "tier1", &c1)?;
+    let tier1 = start(&opts.exe, opts.server_cpu, "tier1", &cluster.tier1_config)?;
     let tier2 = Command::new(&opts.exe)
         .args(["--cpu", &opts.server_cpu.to_string(), "tier2", "--config"])
-        .arg(&c2)
+        .arg(&cluster.tier2_config)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -315,10 +301,6 @@ pub async fn run_flood(opts: &FloodOptions) -> Result<FloodReport, FloodError> {
         seed: opts.seed,
         first_id,
         keys: Some(keys.dir.clone()),
-    };
-    let cores = |b: Option<procstat::ProcSample>, a: Option<procstat::ProcSample>, s: f64| {
-        b.zip(a)
-            .map_or(0.0, |(b, a)| (a.cpu_s - b.cpu_s) / s.max(1e-9))
     };
 
     // Baseline.
@@ -375,7 +357,7 @@ pub async fn run_flood(opts: &FloodOptions) -> Result<FloodReport, FloodError> {
     drop(tier1);
     let summary: Option<serde_json::Value> =
         stop_and_collect(tier2).and_then(|t| serde_json::from_str(t.trim()).ok());
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&cluster.dir);
 
     let normal = Goodput::from(&normal);
     let under_flood = Goodput::from(&flooded);
@@ -396,8 +378,8 @@ pub async fn run_flood(opts: &FloodOptions) -> Result<FloodReport, FloodError> {
         tier2_rss_max_during_bytes: rss_max,
         tier2_rss_after_bytes: rss_after,
         tier2_rss_growth_bytes: growth,
-        tier2_cores_normal: cores(b0, b1, opts.baseline_seconds),
-        tier2_cores_under_flood: cores(f0, f1, started.elapsed().as_secs_f64()),
+        tier2_cores_normal: procstat::cores(b0, b1, opts.baseline_seconds),
+        tier2_cores_under_flood: procstat::cores(f0, f1, started.elapsed().as_secs_f64()),
         tier2_datagrams_rejected: summary
             .as_ref()
             .and_then(|s| s.get("datagrams_rejected"))

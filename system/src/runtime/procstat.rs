@@ -16,6 +16,13 @@ pub struct ProcSample {
 /// Clock ticks per second of `/proc/PID/stat` times (USER_HZ; 100 on every Linux ABI).
 const USER_HZ: f64 = 100.0;
 
+/// Cores a process kept busy between two readings `seconds` apart (0 when either is missing).
+pub fn cores(before: Option<ProcSample>, after: Option<ProcSample>, seconds: f64) -> f64 {
+    before
+        .zip(after)
+        .map_or(0.0, |(b, a)| (a.cpu_s - b.cpu_s) / seconds.max(1e-9))
+}
+
 /// Reads process `pid`.
 pub fn sample(pid: u32) -> Option<ProcSample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
