@@ -103,11 +103,7 @@ fn cluster_public(value: &str) -> Result<PublicKey, KeyError> {
     if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
         return PublicKey::parse(value, "cluster_key");
     }
-    let text = std::fs::read_to_string(value).map_err(|source| KeyError::Io {
-        path: value.to_string(),
-        source,
-    })?;
-    PublicKey::parse(&text, value)
+    PublicKey::read(Path::new(value))
 }
 
 /// Writes a new private key to `path` (readable by its owner only) and its public key to
@@ -188,13 +184,9 @@ impl ClusterKeys {
     pub fn open(dir: &Path) -> Result<Self, KeyError> {
         let cluster_key = dir.join("cluster.key");
         let public = public_path(&cluster_key);
-        let text = std::fs::read_to_string(&public).map_err(|source| KeyError::Io {
-            path: public.display().to_string(),
-            source,
-        })?;
         Ok(ClusterKeys {
             dir: dir.to_path_buf(),
-            cluster_public: PublicKey::parse(&text, &public.display().to_string())?,
+            cluster_public: PublicKey::read(&public)?,
             cluster_key,
             devices: dir.join("devices.toml"),
         })

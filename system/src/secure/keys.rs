@@ -35,6 +35,11 @@ impl PublicKey {
     pub fn parse(text: &str, what: &str) -> Result<Self, KeyError> {
         parse_hex32(text, what).map(PublicKey)
     }
+
+    /// Reads a public key file (`NAME.pub`, as `livecam keygen` writes it).
+    pub fn read(path: &Path) -> Result<Self, KeyError> {
+        Self::parse(&read_text(path)?, &path.display().to_string())
+    }
 }
 
 impl fmt::Display for PublicKey {
@@ -100,17 +105,21 @@ impl StaticKey {
 
     /// Reads a private key file (as `livecam keygen` writes it).
     pub fn read(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse(&read_text(path)?, &path.display().to_string())
     }
 
     /// The private key's text form, as written to key files.
     pub fn private_hex(&self) -> String {
         hex::encode(self.private)
     }
+}
+
+/// A key or registry file's text; the error names the file.
+fn read_text(path: &Path) -> Result<String, KeyError> {
+    std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 fn parse_hex32(text: &str, what: &str) -> Result<[u8; 32], KeyError> {
@@ -193,11 +202,7 @@ impl DeviceRegistry {
 
     /// Reads a registry file.
     pub fn read(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse(&read_text(path)?, &path.display().to_string())
     }
 
     /// The registry's text form (what [`parse`](Self::parse) reads).
