@@ -10,22 +10,12 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use livecam_system::device::CapturedFrame;
-
 mod common;
-use common::roles::{port, spawn, stop, write, Keys};
+use common::roles::{kept, kept_ids, port, spawn, stop, write, Keys};
 
 /// How long the database stays locked: longer than the client's `stored_timeout` (5 s), so
 /// frames acknowledged during the outage go to backfill.
 const OUTAGE: Duration = Duration::from_secs(8);
-
-/// Frame ids the client kept a copy of (every frame it captured).
-fn captured(dir: &Path) -> BTreeSet<u32> {
-    std::fs::read_dir(dir)
-        .expect("kept frames")
-        .filter_map(|e| e.ok()?.path().file_stem()?.to_str()?.parse::<u32>().ok())
-        .collect()
-}
 
 /// `(frame, jpeg)` of client `client`'s stored frames.
 fn stored(db: &Path, client: u32) -> Vec<(u32, Vec<u8>)> {
@@ -97,9 +87,9 @@ fn a_database_locked_for_seconds_loses_no_frame() {
     let lock = rusqlite::Connection::open(&db).expect("open the database");
     lock.execute_batch("BEGIN EXCLUSIVE")
         .expect("lock the database");
-    let locked_from = captured(&keep).last().copied().unwrap_or(0);
+    let locked_from = kept_ids(&keep).last().copied().unwrap_or(0);
     std::thread::sleep(OUTAGE);
-    let locked_until = captured(&keep).last().copied().unwrap_or(0);
+    let locked_until = kept_ids(&keep).last().copied().unwrap_or(0);
     let during = stored(&db, 7).len();
     lock.execute_batch("COMMIT").expect("unlock the database");
     drop(lock);
@@ -113,7 +103,7 @@ fn a_database_locked_for_seconds_loses_no_frame() {
     let start = Instant::now();
     let missing = loop {
         let have: BTreeSet<u32> = stored(&db, 7).into_iter().map(|(f, _)| f).collect();
-        let kept = captured(&keep);
+        let kept = kept_ids(&keep);
         let newest = kept.last().copied().unwrap_or(0);
         let missing: Vec<u32> = kept
             .iter()
@@ -151,10 +141,11 @@ fn a_database_locked_for_seconds_loses_no_frame() {
     );
 
     // Stored frames are the camera's, byte for byte.
+    let kept = kept(&keep);
     for (frame, jpeg) in stored(&db, 7) {
-        let bytes = std::fs::read(keep.join(format!("{frame}.lf")))
-            .unwrap_or_else(|e| panic!("frame {frame} was not captured: {e}"));
-        let original = CapturedFrame::decode(&bytes).expect("a kept frame decodes");
+        let original = kept
+            .get(&frame)
+            .unwrap_or_else(|| panic!("frame {frame} was not captured"));
         assert!(jpeg == original.jpeg, "frame {frame} differs");
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -6,16 +6,13 @@
 //! acknowledged, or failed with a reason.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use livecam_system::device::{
-    CapturedFrame, City, FrameSource, SyntheticCamera, SyntheticSettings,
-};
+use livecam_system::device::{City, FrameSource, SyntheticCamera, SyntheticSettings};
 use serde_json::{json, Value};
 
 mod common;
-use common::roles::{port, spawn, stop, write, Keys};
+use common::roles::{kept, port, spawn, stop, write, Keys};
 
 fn tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -90,27 +87,6 @@ impl Api {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-}
-
-/// What a client kept of each frame it sent: frame id -> the captured frame.
-fn kept(dir: &Path) -> BTreeMap<u32, CapturedFrame> {
-    let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).expect("kept frames") {
-        let path = entry.expect("entry").path();
-        let Some(id) = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .and_then(|s| s.parse().ok())
-        else {
-            continue;
-        };
-        let bytes = std::fs::read(&path).expect("read kept frame");
-        out.insert(
-            id,
-            CapturedFrame::decode(&bytes).expect("a kept frame decodes"),
-        );
-    }
-    out
 }
 
 #[test]

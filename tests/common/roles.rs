@@ -1,9 +1,12 @@
 //! Role processes for tests: the real `livecam` binary started with a config, stopped with
-//! SIGTERM, its JSON summary parsed.
+//! SIGTERM, its JSON summary parsed; the frames a mobile client kept (`keep_frames`).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+use livecam_system::device::CapturedFrame;
 
 pub fn livecam() -> Command {
     Command::new(env!("CARGO_BIN_EXE_livecam"))
@@ -103,4 +106,33 @@ impl Keys {
     pub fn cluster_key(&self) -> String {
         format!("cluster_key = {}\n", self.path("cluster.key.pub"))
     }
+}
+
+/// The frame ids and files in a client's `keep_frames` directory (`FRAME.lf`).
+fn kept_files(dir: &Path) -> impl Iterator<Item = (u32, PathBuf)> {
+    std::fs::read_dir(dir)
+        .expect("kept frames")
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let id = path.file_stem()?.to_str()?.parse().ok()?;
+            Some((id, path))
+        })
+}
+
+/// Ids of the frames a client kept a copy of: every frame it captured. Safe while the client
+/// runs (it reads names, not the files being written).
+pub fn kept_ids(dir: &Path) -> BTreeSet<u32> {
+    kept_files(dir).map(|(id, _)| id).collect()
+}
+
+/// What a client kept of each frame it sent: frame id -> the captured frame. Read it once the
+/// client has stopped.
+pub fn kept(dir: &Path) -> BTreeMap<u32, CapturedFrame> {
+    kept_files(dir)
+        .map(|(id, path)| {
+            let bytes = std::fs::read(&path).expect("read kept frame");
+            let frame = CapturedFrame::decode(&bytes).expect("a kept frame decodes");
+            (id, frame)
+        })
+        .collect()
 }
