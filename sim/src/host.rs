@@ -22,9 +22,10 @@ use livecam_system::secure::{DeviceRegistry, DeviceSecurity, Entropy, Gate, Stat
 use livecam_system::time::Instant;
 
 use crate::scenario::{Fault, Host, RoleKind, Scenario};
-use crate::state::{lock, Shared, Way};
+use crate::state::{lock, Shared};
 use crate::storage::StorageModel;
 use crate::summary::SenderSlot;
+use crate::trace::Way;
 
 /// UDP port every simulated role listens on.
 pub const PORT: u16 = 7000;

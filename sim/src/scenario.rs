@@ -40,6 +40,7 @@
 //! fault, e.g. `hosts[1].target: no host or group named "srv"`.
 
 use std::collections::BTreeSet;
+use std::ops::Range;
 use std::path::Path;
 
 use livecam_system::link::LinkConfig;
@@ -359,14 +360,9 @@ pub struct Host {
     pub member: usize,
 }
 
-/// What a name stands for among the host specs (indices into [`Scenario::hosts`]' specs).
-#[derive(Debug, Clone, Copy)]
-enum Named {
-    /// One concrete host: spec index and member index.
-    Member(usize, usize),
-    /// Every member of a group.
-    Group(usize),
-}
+/// What a name stands for among the host specs: a spec's index into [`Scenario::hosts`] and
+/// the members of it the name covers (one, or the whole group).
+type Span = (usize, Range<usize>);
 
 /// The concrete name of member `i` of a spec.
 fn member_name(spec: &HostSpec, i: usize) -> String {
@@ -430,24 +426,18 @@ impl Scenario {
     fn tier1_of(&self, spec: &HostSpec) -> Vec<String> {
         spec.tier1
             .iter()
-            .flat_map(|n| match self.find(n) {
-                Some(Named::Member(s, i)) => vec![member_name(&self.hosts[s], i)],
-                Some(Named::Group(s)) => {
-                    let g = &self.hosts[s];
-                    (0..g.count).map(|i| member_name(g, i)).collect()
-                }
-                None => Vec::new(),
-            })
+            .filter_map(|n| self.find(n))
+            .flat_map(|(s, members)| members.map(move |i| member_name(&self.hosts[s], i)))
             .collect()
     }
 
     /// What a name stands for among the specs: one concrete host (a single host, or a
     /// group's member) before a whole group, so that it agrees with [`Scenario::resolve`]
     /// whatever order the specs come in. Costs one pass over the specs, not the hosts.
-    fn find(&self, name: &str) -> Option<Named> {
+    fn find(&self, name: &str) -> Option<Span> {
         let member = self.hosts.iter().enumerate().find_map(|(s, spec)| {
             if spec.count == 1 {
-                return (spec.name == name).then_some(Named::Member(s, 0));
+                return (spec.name == name).then_some((s, 0..1));
             }
             let i = name
                 .strip_prefix(spec.name.as_str())
@@ -458,32 +448,26 @@ impl Scenario {
                         && (r.len() == 1 || !r.starts_with('0'))
                 })
                 .and_then(|r| r.parse::<usize>().ok())?;
-            (i < spec.count).then_some(Named::Member(s, i))
+            (i < spec.count).then_some((s, i..i + 1))
         });
         member.or_else(|| {
             self.hosts
                 .iter()
                 .position(|spec| spec.count > 1 && spec.name == name)
-                .map(Named::Group)
+                .map(|s| (s, 0..self.hosts[s].count))
         })
     }
 
     /// How many concrete hosts a name stands for, without expanding anything.
     fn count_of(&self, name: &str) -> usize {
-        match self.find(name) {
-            Some(Named::Member(..)) => 1,
-            Some(Named::Group(s)) => self.hosts[s].count,
-            None => 0,
-        }
+        self.find(name).map_or(0, |(_, members)| members.len())
     }
 
     /// The hosts a name stands for: a host, or every member of a group. Builds only those
     /// hosts, not the whole list.
     pub fn resolve(&self, name: &str) -> Vec<Host> {
-        let (s, members) = match self.find(name) {
-            Some(Named::Member(s, i)) => (s, i..i + 1),
-            Some(Named::Group(s)) => (s, 0..self.hosts[s].count),
-            None => return Vec::new(),
+        let Some((s, members)) = self.find(name) else {
+            return Vec::new();
         };
         let spec = &self.hosts[s];
         let first = self.hosts[..s].iter().map(|h| h.count).sum::<usize>();
@@ -643,9 +627,9 @@ impl Scenario {
             ));
         }
         // A group's name must not also be a member of another group ("cam1" of "cam"), or
-        // the name would stand for two things.
+        // the name would stand for two things (it finds that member, not its own group).
         for (i, h) in self.hosts.iter().enumerate() {
-            if let Some(Named::Member(s, _)) = self.find(&h.name).filter(|_| h.count > 1) {
+            if let Some((s, _)) = self.find(&h.name).filter(|&(s, _)| h.count > 1 && s != i) {
                 return Err(invalid(
                     format!("hosts[{i}].name"),
                     format!(

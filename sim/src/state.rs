@@ -16,8 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::scenario::Scenario;
 use crate::summary::Tally;
-pub use crate::trace::Way;
-use crate::trace::{MsgSummary, NetEvent, Trace};
+use crate::trace::{MsgSummary, NetEvent, Trace, Way};
 
 /// An address as a map key: one integer compare instead of `IpAddr`'s enum and byte compares
 /// (IPv4 as its IPv4-mapped IPv6 form).
