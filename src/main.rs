@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 use livecam_sim::{Backend, Scenario};
-use livecam_system::proto::PolicyKind;
+use livecam_system::proto::{FecKind, PolicyKind};
 use livecam_system::runtime::service;
 use livecam_system::runtime::transfer::{transfer, TransferOptions};
 
@@ -49,6 +49,9 @@ enum Command {
         /// Segment size policy: `seed`, `fixed:N` or `model`.
         #[arg(long, default_value = "seed")]
         policy: PolicyKind,
+        /// Parity segments per frame: `off` (NACK only), `auto` or `fixed:M`.
+        #[arg(long, default_value = "off")]
+        fec: FecKind,
         /// Sender pacing in bytes per second (unpaced when absent).
         #[arg(long)]
         rate: Option<u64>,
@@ -481,6 +484,7 @@ fn main() -> anyhow::Result<()> {
             loss,
             seed,
             policy,
+            fec,
             rate,
         } => {
             anyhow::ensure!(
@@ -496,6 +500,7 @@ fn main() -> anyhow::Result<()> {
                 loss,
                 seed,
                 policy,
+                fec,
                 pacing_rate: rate,
             };
             let rt = tokio::runtime::Builder::new_current_thread()

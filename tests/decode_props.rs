@@ -10,7 +10,7 @@ use livecam_system::device::NmeaParser;
 use livecam_system::proto::wire::{
     self, Command, CommandMsg, CommandResult, ConnectForward, ConnectOffer, ConnectReply,
     ConnectRequest, FrameAck, Handover, Heartbeat, HeartbeatAck, ManagerChange, Message, Nack,
-    PeerStatus, Sealed, Segment, Stored,
+    Parity, PeerStatus, Sealed, Segment, Stored,
 };
 use proptest::collection::{btree_set, vec};
 use proptest::prelude::*;
@@ -73,6 +73,27 @@ fn encoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             offset: 64,
             frame_len: 190,
             payload: &payload,
+            repair: false,
+        }),
+        Message::Segment(Segment {
+            session: 1001,
+            frame: 7,
+            index: 2,
+            count: 3,
+            offset: 128,
+            frame_len: 190,
+            payload: &payload[..62],
+            repair: true,
+        }),
+        Message::Parity(Parity {
+            session: 1001,
+            frame: 7,
+            index: 1,
+            first_count: 2,
+            count: 3,
+            frame_len: 190,
+            repair: false,
+            payload: &payload,
         }),
         Message::Nack(Nack {
             session: 1001,
@@ -83,6 +104,7 @@ fn encoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             session: 1001,
             frame: 7,
             next_segment_size: 1100,
+            next_parity: 2,
         }),
         Message::Stored(Stored {
             session: 1001,
@@ -332,6 +354,29 @@ fn arb_message() -> impl Strategy<Value = Message<'static>> {
                     offset,
                     frame_len: offset + payload.len() as u32,
                     payload,
+                    repair: index % 2 == 1,
+                })
+            }),
+        (
+            u(),
+            u(),
+            1u16..200,
+            any::<u16>(),
+            vec(any::<u8>(), 1..1500),
+            any::<u32>()
+        )
+            .prop_map(|(session, frame, count, index, payload, extra)| {
+                let payload: &'static [u8] = Box::leak(payload.into_boxed_slice());
+                let len = payload.len() as u32;
+                Message::Parity(Parity {
+                    session,
+                    frame,
+                    index: index % (wire::MAX_SHARDS as u16 - count),
+                    first_count: index % (wire::MAX_SHARDS as u16 - count + 1),
+                    count,
+                    frame_len: (u32::from(count) - 1) * len + 1 + extra % len,
+                    repair: extra % 2 == 0,
+                    payload,
                 })
             }),
         (
@@ -346,13 +391,16 @@ fn arb_message() -> impl Strategy<Value = Message<'static>> {
                     missing: m.into_iter().collect(),
                 })
             }),
-        (u(), u(), any::<u16>()).prop_map(|(session, frame, next_segment_size)| {
-            Message::FrameAck(FrameAck {
-                session,
-                frame,
-                next_segment_size,
-            })
-        }),
+        (u(), u(), any::<u16>(), any::<u8>()).prop_map(
+            |(session, frame, next_segment_size, next_parity)| {
+                Message::FrameAck(FrameAck {
+                    session,
+                    frame,
+                    next_segment_size,
+                    next_parity,
+                })
+            }
+        ),
         (u(), u()).prop_map(|(client, attempt)| Message::ConnectRequest(ConnectRequest {
             client,
             attempt,

@@ -400,7 +400,9 @@ fn emulator_experiments_write_sane_reports() {
         .arg("-version")
         .output()
         .is_ok();
-    assert_eq!(rows.len(), if srt { 6 } else { 4 }, "{rows:?}");
+    // Three segment protocol variants (seed rule, model, model + FEC), TCP and SRT, at two
+    // loss rates.
+    assert_eq!(rows.len(), if srt { 10 } else { 8 }, "{rows:?}");
     for r in &rows {
         assert_eq!(num(r, "frames_corrupted"), 0.0, "{r:?}");
         assert!(num(r, "packets_forward") > 0.0, "{r:?}");
@@ -419,8 +421,13 @@ fn emulator_experiments_write_sane_reports() {
                 );
             }
         }
-        if r["transport"] == "segment" {
+        if r["transport"].starts_with("segment") {
             assert!(num(r, "ack_ms_p50") > 0.0, "{r:?}");
+            assert!(num(r, "header_ratio") > 0.0, "{r:?}");
+        }
+        if r["transport"] == "segment" && num(r, "loss") > 0.0 {
+            // The default carries parity on a lossy link.
+            assert!(num(r, "repair_ratio") > 0.0, "{r:?}");
         }
     }
     for f in ["index.html", "tcp-vs-segment-latency.png", "report.json"] {

@@ -34,7 +34,9 @@ use std::time::{Duration, Instant};
 use livecam_system::driver;
 use livecam_system::link::{LinkConfig, LinkStats};
 use livecam_system::net::TokioClock;
-use livecam_system::proto::{PolicyConfig, Receiver, ReceiverConfig, Sender, SenderConfig};
+use livecam_system::proto::{
+    PolicyConfig, PolicyKind, Receiver, ReceiverConfig, Sender, SenderConfig,
+};
 use livecam_system::role::{Camera, CameraConfig, FrameContent, RoleEvent, Sink};
 use livecam_system::stats::Samples;
 use serde::Serialize;
@@ -111,19 +113,45 @@ impl StreamSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
+    /// The segment protocol as the seed has it: the seed's size rule, NACK repair only.
+    SegmentSeed,
+    /// The model size policy, NACK repair only.
+    SegmentModel,
+    /// The model size policy with adaptive parity segments (our default).
     Segment,
     Tcp,
     Srt,
 }
 
 impl Transport {
-    pub const ALL: [Transport; 3] = [Transport::Segment, Transport::Tcp, Transport::Srt];
+    pub const ALL: [Transport; 5] = [
+        Transport::SegmentSeed,
+        Transport::SegmentModel,
+        Transport::Segment,
+        Transport::Tcp,
+        Transport::Srt,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
+            Transport::SegmentSeed => "segment-seed",
+            Transport::SegmentModel => "segment-model",
             Transport::Segment => "segment",
             Transport::Tcp => "tcp",
             Transport::Srt => "srt",
+        }
+    }
+
+    /// The segment protocol's policy for the segment variants.
+    fn policy(self) -> Option<PolicyConfig> {
+        match self {
+            Transport::SegmentSeed => Some(PolicyConfig::default()),
+            Transport::SegmentModel => Some(PolicyConfig {
+                kind: PolicyKind::Model,
+                ..PolicyConfig::default()
+            }),
+            Transport::Segment => Some(PolicyConfig::best()),
+            Transport::Tcp | Transport::Srt => None,
         }
     }
 }
@@ -144,6 +172,10 @@ pub struct Measured {
     pub goodput_bytes_per_s: f64,
     /// The camera's own figure, capture to acknowledgment (segment protocol only).
     pub ack_ms_p50: Option<f64>,
+    /// Repair bytes (parity and resent payload) and header bytes per frame byte sent
+    /// (segment protocol only).
+    pub repair_ratio: Option<f64>,
+    pub header_ratio: Option<f64>,
     pub ack_ms_p99: Option<f64>,
     /// IP packets the bridge carried from sender to receiver, and lost on the way.
     pub packets_forward: u64,
@@ -170,6 +202,8 @@ struct Log {
     delivered: Vec<(u32, u64, u64)>,
     corrupted: u64,
     ack_ms: Option<(f64, f64)>,
+    /// (repair, header) bytes per data byte.
+    overhead: Option<(f64, f64)>,
 }
 
 fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> RunError {
@@ -198,10 +232,10 @@ pub fn measure(transport: Transport, loss: f64, spec: &StreamSpec) -> Result<Mea
     let forwarder = Forwarder::new(Mode::Packet, 2, |_, _| link.clone(), spec.seed, vec![]);
     let bridge = Bridge::start(&ports, forwarder)?;
     let origin = Instant::now();
-    let log = match transport {
-        Transport::Segment => segment(&net, spec, origin),
-        Transport::Tcp => tcp(&net, spec, origin),
-        Transport::Srt => srt(&net, spec, origin),
+    let log = match (transport, transport.policy()) {
+        (_, Some(policy)) => segment(&net, spec, origin, policy),
+        (Transport::Srt, None) => srt(&net, spec, origin),
+        (_, None) => tcp(&net, spec, origin),
     };
     let stats = |f: &Forwarder, a, b| f.link_stats(a, b).cloned().unwrap_or_default();
     let (fwd, back): (LinkStats, LinkStats) = bridge.stop(|f| (stats(f, 0, 1), stats(f, 1, 0)));
@@ -232,6 +266,8 @@ pub fn measure(transport: Transport, loss: f64, spec: &StreamSpec) -> Result<Mea
             0.0
         },
         ack_ms_p50: log.ack_ms.map(|a| a.0),
+        repair_ratio: log.overhead.map(|o| o.0),
+        header_ratio: log.overhead.map(|o| o.1),
         ack_ms_p99: log.ack_ms.map(|a| a.1),
         packets_forward: fwd.offered,
         packets_forward_lost: fwd.lost(),
@@ -257,7 +293,7 @@ fn sleep_until_us(origin: Instant, at_us: u64) {
 
 /// The segment protocol: a camera in host 0, a sink in host 1, one tokio runtime on the run's
 /// clock.
-fn segment(net: &Net, spec: &StreamSpec, origin: Instant) -> io::Result<Log> {
+fn segment(net: &Net, spec: &StreamSpec, origin: Instant, policy: PolicyConfig) -> io::Result<Log> {
     let rx_addr = SocketAddr::from((net.ip(1), 7000));
     let tx_addr = SocketAddr::from((net.ip(0), 7000));
     let udp = |addr: SocketAddr| {
@@ -277,7 +313,6 @@ fn segment(net: &Net, spec: &StreamSpec, origin: Instant) -> io::Result<Log> {
         let tx = tokio::net::UdpSocket::from_std(tx_std)?;
         let clock = TokioClock::reading(origin.elapsed());
         let content = FrameContent { seed: spec.seed };
-        let policy = PolicyConfig::default();
         let mut sink = Sink::new(
             Receiver::new(ReceiverConfig {
                 policy,
@@ -326,6 +361,9 @@ fn segment(net: &Net, spec: &StreamSpec, origin: Instant) -> io::Result<Log> {
         }
         let report = camera.report();
         log.ack_ms = Some((report.latency_ms_p50, report.latency_ms_p99));
+        let st = camera.sender().stats();
+        let data = st.data_bytes.max(1) as f64;
+        log.overhead = Some((st.repair_bytes as f64 / data, st.header_bytes as f64 / data));
         Ok(log)
     })
 }

@@ -15,6 +15,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use livecam_experiments::bounds;
 use livecam_experiments::chart::{self, Axis, Chart, Legend, Series, Stroke};
 use livecam_experiments::report::Meta;
 use livecam_sim::{Backend, Scenario};
@@ -188,7 +189,7 @@ fn tcp_vs_segment(args: &EmulateArgs) -> Result<PathBuf, ExperimentError> {
     let name = "tcp-vs-segment";
     let dir = prepare(&args.out, name)?;
     write_csv(&dir.join(format!("{name}.csv")), &rows)?;
-    let charts = tcp_charts(&rows);
+    let charts = tcp_charts(&spec, &rows);
     for c in &charts {
         render(c, &dir)?;
     }
@@ -226,7 +227,7 @@ fn by_transport(rows: &[Measured]) -> Vec<(&'static str, Vec<&Measured>)> {
     out
 }
 
-fn tcp_charts(rows: &[Measured]) -> Vec<Chart> {
+fn tcp_charts(spec: &StreamSpec, rows: &[Measured]) -> Vec<Chart> {
     let groups = by_transport(rows);
     let pts = |v: &[&Measured], f: &dyn Fn(&Measured) -> f64| -> Vec<(f64, f64)> {
         v.iter().map(|m| (m.loss * 100.0, f(m))).collect()
@@ -239,9 +240,39 @@ fn tcp_charts(rows: &[Measured]) -> Vec<Chart> {
             pts(v, &|m| m.one_way_ms_p99),
         ));
         let mut p50 = Series::line(format!("{t} p50"), i, pts(v, &|m| m.one_way_ms_p50));
-        p50.stroke = Stroke::Dashed;
+        p50.stroke = Stroke::Dotted;
         latency.push(p50);
     }
+    // The floors on this link: NACK repair only at p99 (rounds formula), and one crossing.
+    let mut losses: Vec<f64> = rows.iter().map(|m| m.loss).collect();
+    losses.dedup();
+    let limits = livecam_system::proto::SizeLimits::default();
+    let floors: Vec<(f64, (f64, f64))> = losses
+        .iter()
+        .map(|&loss| {
+            let f = bounds::latency_floors_ms(
+                &spec.link(loss),
+                &limits,
+                spec.frame_bytes,
+                0.99,
+                bounds::Until::Delivery,
+            );
+            (loss * 100.0, f)
+        })
+        .collect();
+    latency.push(Series::reference(
+        "ARQ floor p99 (NACK only, rounds formula)",
+        Stroke::Dashed,
+        floors.iter().map(|(x, (_, arq))| (*x, *arq)).collect(),
+    ));
+    latency.push(Series {
+        color: Some(7),
+        ..Series::reference(
+            "one-crossing floor (delay + serialisation)",
+            Stroke::Dashed,
+            floors.iter().map(|(x, (one, _))| (*x, *one)).collect(),
+        )
+    });
     let base = |file: &str, title: &str, y: Axis, series: Vec<Series>, caption: &str| Chart {
         file: file.into(),
         title: title.into(),
@@ -261,7 +292,9 @@ fn tcp_charts(rows: &[Measured]) -> Vec<Chart> {
             Axis::log("latency (ms)"),
             latency,
             "One-way latency of delivered frames, from scheduled capture to the receiving \
-             application having the whole frame: 99th percentile solid, median dashed.",
+             application having the whole frame: 99th percentile solid, median dotted. Dashed: \
+             the ARQ floor at p99 (NACK repair only, best segment size) and, grey, the \
+             one-crossing floor that parity can approach.",
         ),
         base(
             "tcp-vs-segment-goodput",

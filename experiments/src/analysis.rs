@@ -120,7 +120,18 @@ pub fn analyse(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, Error> {
     }
 }
 
+/// A point's transport: its size policy, with `+fec:KIND` when parity is on.
+fn transport(p: &crate::sweep::Point) -> String {
+    match p.text("fec").as_str() {
+        "" | "off" => p.text("policy"),
+        fec => format!("{}+fec:{fec}", p.text("policy")),
+    }
+}
+
 fn policy_label(p: &str) -> String {
+    if let Some((policy, fec)) = p.split_once("+fec:") {
+        return format!("{} + FEC ({fec})", policy_label(policy));
+    }
     match p {
         "seed" => "seed rule (+/-10%)".into(),
         "model" => "model-based".into(),
@@ -145,7 +156,13 @@ type Channel<'a> = (f64, Scenario, BTreeMap<String, Vec<&'a RunRecord>>);
 
 fn policy_vs_loss(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, Error> {
     let groups = by_point(sweep, records);
-    let policies = distinct(sweep, "policy");
+    let mut policies: Vec<String> = Vec::new();
+    for p in &sweep.points {
+        let t = transport(p);
+        if !policies.contains(&t) {
+            policies.push(t);
+        }
+    }
     let mut f = Figures::default();
     for family in distinct(sweep, "family") {
         // x -> (policy -> runs), and the point's scenario for the limits.
@@ -159,7 +176,7 @@ fn policy_vs_loss(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, Error
             let entry = at
                 .entry(x.to_bits())
                 .or_insert_with(|| (x, sc, BTreeMap::new()));
-            entry.2.insert(p.text("policy"), groups[i].clone());
+            entry.2.insert(transport(p), groups[i].clone());
         }
         let mut rows: Vec<&Channel> = at.values().collect();
         rows.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -294,23 +311,55 @@ fn policy_vs_loss(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, Error
         });
 
         // Latency.
-        for (metric, name) in [
-            ("latency_ms_p50", "median"),
-            ("latency_ms_p99", "99th percentile"),
+        let frame_bytes = rows[0].1.workload.frame_bytes;
+        for (metric, name, quantile) in [
+            ("latency_ms_p50", "median", 0.5),
+            ("latency_ms_p99", "99th percentile", 0.99),
         ] {
+            let floors: Vec<(f64, (f64, f64))> = rows
+                .iter()
+                .map(|(x, sc, _)| {
+                    (
+                        *x,
+                        bounds::latency_floors_ms(
+                            &sc.link,
+                            limits,
+                            frame_bytes,
+                            quantile,
+                            bounds::Until::Ack,
+                        ),
+                    )
+                })
+                .collect();
+            let mut series = series_of(metric, 1.0);
+            series.push(Series::reference(
+                "ARQ floor (NACK only, rounds formula)",
+                Stroke::Dashed,
+                floors.iter().map(|(x, (_, arq))| (*x, *arq)).collect(),
+            ));
+            series.push(Series {
+                color: Some(7),
+                ..Series::reference(
+                    "one-crossing floor (serialisation + delay both ways)",
+                    Stroke::Dashed,
+                    floors.iter().map(|(x, (one, _))| (*x, *one)).collect(),
+                )
+            });
             f.charts.push(Chart {
                 file: format!("{file_stem}-{}", metric.replace("latency_ms_", "latency-")),
                 title: format!("Frame latency ({name}) against {what}"),
                 x: x_axis.clone(),
                 y: Axis::log("frame latency, capture to ACK (ms)"),
-                series: series_of(metric, 1.0),
+                series,
                 bands: vec![],
                 vlines: vec![],
                 legend: Legend::UpperLeft,
                 headroom: 0.0,
                 caption: format!(
                     "The {name} of frame latency from capture to acknowledgement, mean over \
-                     seeds (log scale); frames given up at the 1 s deadline are not counted."
+                     seeds (log scale); frames given up at the 1 s deadline are not counted. \
+                     Dashed: the ARQ floor at this quantile (NACK repair only) and, grey, the \
+                     one-crossing floor that parity can approach."
                 ),
             });
         }
@@ -328,10 +377,13 @@ fn policy_vs_loss(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, Error
             if !pol.starts_with("fixed:") {
                 t.header.push(format!("{} kB/s", policy_label(pol)));
                 t.header.push(format!("{} p99 ms", policy_label(pol)));
+                t.header.push(format!("{} efficiency", policy_label(pol)));
+                t.header.push(format!("{} repair", policy_label(pol)));
             }
         }
         t.header.push("best fixed (hindsight)".into());
         t.header.push("best fixed kB/s".into());
+        t.header.push("model / best fixed efficiency".into());
         for (row, (_, size, v)) in rows.iter().zip(&bf) {
             let (x, sc, by) = row;
             let mut cells = vec![fmt_num(*x)];
@@ -349,12 +401,24 @@ fn policy_vs_loss(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, Error
                             metric_mean(runs, "goodput_bytes_per_s") * 1e-3
                         ));
                         cells.push(format!("{:.0}", metric_mean(runs, "latency_ms_p99")));
+                        cells.push(format!("{:.2}", metric_mean(runs, "efficiency")));
+                        cells.push(format!("{:.0}%", metric_mean(runs, "repair_ratio") * 100.0));
                     }
-                    None => cells.extend(["".into(), "".into()]),
+                    None => cells.extend(["".into(), "".into(), "".into(), "".into()]),
                 }
             }
             cells.push(policy_label(size));
             cells.push(format!("{:.1}", v * 1e-3));
+            let best_eff = by
+                .iter()
+                .filter(|(p, _)| p.starts_with("fixed:"))
+                .map(|(_, runs)| metric_mean(runs, "efficiency"))
+                .fold(0.0, f64::max);
+            let model = by.get("model").map(|r| metric_mean(r, "efficiency"));
+            cells.push(match model {
+                Some(m) if best_eff > 0.0 => format!("{:.3}", m / best_eff),
+                _ => String::new(),
+            });
             t.rows.push(cells);
         }
         f.tables.push(t);

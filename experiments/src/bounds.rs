@@ -8,18 +8,80 @@
 //! over `S` times the link rate is the goodput limit. Bursty loss is taken at its mean loss, as
 //! if it were i.i.d. (a bound for comparison, not an exact limit).
 
-use livecam_system::link::{packet_sizes, wire_bytes, LinkConfig};
+use livecam_system::link::{wire_bytes, LinkConfig};
 use livecam_system::proto::wire::SEGMENT_OVERHEAD;
-use livecam_system::proto::SizeLimits;
+use livecam_system::proto::{LinkEstimate, SizeLimits};
+
+/// The link as the protocol's own model sees it ([`LinkEstimate`]): loss per packet (bursty
+/// loss at its mean), byte errors `-8 ln(1 - BER)` per wire byte, the MTU. The limits drawn
+/// here and the model policy's choices come from the same formulas.
+pub fn estimate_of(link: &LinkConfig) -> LinkEstimate {
+    let loss = link.loss + link.burst.as_ref().map_or(0.0, |b| b.mean_loss());
+    let ber = link.bit_error_rate.clamp(0.0, 1.0 - 1e-12);
+    LinkEstimate {
+        loss: loss.clamp(0.0, 1.0),
+        byte_error: -8.0 * (1.0 - ber).ln(),
+        mtu: link.mtu,
+        ..LinkEstimate::default()
+    }
+}
 
 /// Probability that a segment of `size` payload bytes arrives intact over `link`.
 pub fn p_intact(link: &LinkConfig, size: usize) -> f64 {
-    let loss = link.loss + link.burst.as_ref().map_or(0.0, |b| b.mean_loss());
-    let loss = loss.clamp(0.0, 1.0);
-    let ber = link.bit_error_rate.clamp(0.0, 1.0);
-    packet_sizes(size + SEGMENT_OVERHEAD, link.mtu)
-        .map(|len| (1.0 - loss) * (1.0 - ber).powf(8.0 * len as f64))
-        .product()
+    estimate_of(link).p_intact(size)
+}
+
+/// Rounds of NACK repair a frame of `segments` segments, each lost with probability `q` per
+/// crossing, needs to be complete with probability `quantile`: the smallest `r` with
+/// `(1 - q^r)^segments >= quantile` (the first crossing is round 1).
+pub fn arq_rounds(q: f64, segments: usize, quantile: f64) -> u32 {
+    let q = q.clamp(0.0, 0.999);
+    (1..=64)
+        .find(|&r| (1.0 - q.powi(r as i32)).powi(segments as i32) >= quantile)
+        .unwrap_or(64)
+}
+
+/// Where a frame's latency ends: at the receiver holding it, or at the sender holding its ACK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    Delivery,
+    Ack,
+}
+
+/// The latency floors of a frame of `frame_bytes` over `link`, from capture until `until`, in
+/// ms, at the best segment size: `(one crossing, ARQ at quantile)`. One crossing: the frame's
+/// wire bytes serialised at the link rate plus the delay (and the delay back for the ACK):
+/// what a frame whose every segment, or enough parity, arrives the first time costs. ARQ: one
+/// more round trip per extra round of NACK repair, from [`arq_rounds`].
+pub fn latency_floors_ms(
+    link: &LinkConfig,
+    limits: &SizeLimits,
+    frame_bytes: usize,
+    quantile: f64,
+    until: Until,
+) -> (f64, f64) {
+    let (size, _) = best_size(limits, |s| wire_efficiency(link, s));
+    let segments = frame_bytes.div_ceil(size.max(1));
+    let wire: usize = (0..segments)
+        .map(|i| {
+            let len = if i + 1 < segments {
+                size
+            } else {
+                frame_bytes - size * i
+            };
+            wire_bytes(len + SEGMENT_OVERHEAD, link.mtu)
+        })
+        .sum();
+    let serial = link
+        .rate_bytes_per_s
+        .map_or(0.0, |rate| wire as f64 / rate * 1e3);
+    let crossings = match until {
+        Until::Delivery => 1.0,
+        Until::Ack => 2.0,
+    };
+    let one = serial + crossings * link.delay_ms;
+    let rounds = arq_rounds(1.0 - p_intact(link, size), segments, quantile);
+    (one, one + f64::from(rounds - 1) * 2.0 * link.delay_ms)
 }
 
 /// Useful bytes delivered per byte on the wire with segments of `size` bytes.
@@ -54,6 +116,28 @@ pub fn goodput_limit(link: &LinkConfig, limits: &SizeLimits) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rounds_formula_and_the_floors() {
+        // 8 segments at 10% loss: 3 rounds at p99, 2 at the median (0.9^8 = 0.43 < 0.5).
+        assert_eq!(arq_rounds(0.1, 8, 0.99), 3);
+        assert_eq!(arq_rounds(0.1, 8, 0.5), 2);
+        assert_eq!(arq_rounds(0.0, 8, 0.99), 1);
+        let link = LinkConfig {
+            loss: 0.1,
+            delay_ms: 20.0,
+            ..LinkConfig::default()
+        };
+        let limits = SizeLimits {
+            initial: 500,
+            min: 100,
+            max: 8000,
+        };
+        let (one, arq) = latency_floors_ms(&link, &limits, 10_000, 0.99, Until::Ack);
+        assert_eq!((one, arq), (40.0, 120.0));
+        let (one, arq) = latency_floors_ms(&link, &limits, 10_000, 0.99, Until::Delivery);
+        assert_eq!((one, arq), (20.0, 100.0));
+    }
 
     #[test]
     fn a_clean_link_favours_the_largest_single_packet() {

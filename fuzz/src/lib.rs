@@ -42,6 +42,7 @@ pub fn wire(data: &[u8]) {
     let protocol = matches!(
         msg,
         Message::Segment(_)
+            | Message::Parity(_)
             | Message::Nack(_)
             | Message::FrameAck(_)
             | Message::Stored(_)
@@ -57,6 +58,7 @@ pub fn wire(data: &[u8]) {
     );
     let session = match &msg {
         Message::Segment(m) => Some(m.session),
+        Message::Parity(m) => Some(m.session),
         Message::Nack(m) => Some(m.session),
         Message::FrameAck(m) => Some(m.session),
         Message::Stored(m) => Some(m.session),

@@ -39,6 +39,9 @@ fn policy(scenario: &Scenario) -> PolicyConfig {
     PolicyConfig {
         kind: scenario.workload.policy,
         limits: scenario.workload.limits,
+        fec: scenario.workload.fec,
+        // The path MTU is configured: the scenario's default link's.
+        mtu: scenario.link.mtu,
         ..PolicyConfig::default()
     }
 }

@@ -44,7 +44,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use livecam_system::link::LinkConfig;
-use livecam_system::proto::{PolicyKind, SizeLimits};
+use livecam_system::proto::{FecKind, PolicyKind, SizeLimits};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -201,6 +201,10 @@ pub struct Workload {
     pub policy: PolicyKind,
     #[serde(default)]
     pub limits: SizeLimits,
+    /// Parity segments per frame: `off` (the default: NACK only, the seed's protocol),
+    /// `auto` or `fixed:M`.
+    #[serde(default)]
+    pub fec: FecKind,
     /// Cameras start one after another, this far apart, so they do not all fire at once.
     #[serde(default = "default_stagger")]
     pub stagger_ms: f64,

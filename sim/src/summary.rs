@@ -41,6 +41,9 @@ pub struct Tally {
     frames_duplicated: u64,
     receiver_dropped: u64,
     latencies: Samples,
+    /// When each frame not yet delivered was pushed, and capture-to-delivery times.
+    pushed_at: BTreeMap<(u32, u32), Instant>,
+    one_way: Samples,
     /// Segment size over time per session: `(seconds, size)`.
     sizes: BTreeMap<u32, Vec<(f64, usize)>>,
     /// Latest counters of each camera incarnation's sender, by [`SenderSlot`].
@@ -92,6 +95,7 @@ impl Tally {
                     s.host = host.to_string();
                 }
                 s.pushed.insert(frame);
+                self.pushed_at.insert((session, frame), now);
             }
             RoleEvent::FrameAcked {
                 session,
@@ -127,6 +131,10 @@ impl Tally {
                 ..
             } => {
                 self.frames_received += 1;
+                if let Some(at) = self.pushed_at.remove(&(session, frame)) {
+                    let one_way = now.saturating_duration_since(at);
+                    self.one_way.push(one_way.as_secs_f64() * 1e3);
+                }
                 self.delivered.insert((session, frame));
                 self.frames_corrupted += u64::from(!intact);
                 self.frames_duplicated += u64::from(duplicate);
@@ -414,6 +422,8 @@ impl Tally {
             latency_ms_p50: self.latencies.quantile(0.5),
             latency_ms_p99: self.latencies.quantile(0.99),
             latency_ms_max: self.latencies.quantile(1.0),
+            one_way_ms_p50: self.one_way.quantile(0.5),
+            one_way_ms_p99: self.one_way.quantile(0.99),
             datagrams_lost_by_link: self.datagrams_lost,
             ..Summary::default()
         };
@@ -421,6 +431,13 @@ impl Tally {
             s.segments_sent += st.segments_sent;
             s.segments_resent += st.segments_resent;
             s.bytes_sent += st.bytes_sent;
+            s.data_bytes += st.data_bytes;
+            s.repair_bytes += st.repair_bytes;
+            s.header_bytes += st.header_bytes;
+        }
+        if s.data_bytes > 0 {
+            s.repair_ratio = s.repair_bytes as f64 / s.data_bytes as f64;
+            s.header_ratio = s.header_bytes as f64 / s.data_bytes as f64;
         }
         let mut violations = Vec::new();
         for (&id, t) in &self.sessions {
@@ -507,12 +524,23 @@ pub struct Summary {
     pub latency_ms_p50: f64,
     pub latency_ms_p99: f64,
     pub latency_ms_max: f64,
+    /// One way: from capture to the receiver holding the whole frame (first delivery).
+    pub one_way_ms_p50: f64,
+    pub one_way_ms_p99: f64,
     pub segments_sent: u64,
     pub segments_resent: u64,
     pub bytes_sent: u64,
     /// Frame bytes acknowledged per byte the cameras sent (UDP payload): the share of the
     /// uplink that carried useful data.
     pub efficiency: f64,
+    /// Payload bytes of data segments sent once, repair bytes (parity shards and resent
+    /// payload) and header bytes (ours, UDP and IP), as the senders counted them.
+    pub data_bytes: u64,
+    pub repair_bytes: u64,
+    pub header_bytes: u64,
+    /// Repair bytes per data byte; header bytes per data byte.
+    pub repair_ratio: f64,
+    pub header_ratio: f64,
     pub datagrams_lost_by_link: u64,
     pub final_segment_size_mean: f64,
     pub promises_kept: bool,

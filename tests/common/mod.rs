@@ -559,7 +559,7 @@ pub fn show_series(series: &[(f64, usize)]) -> String {
         .iter()
         .map(|(t, size)| format!("{t:.2}s:{size}"))
         .collect();
-    if shown.len() > 60 {
+    if shown.len() > 60 && std::env::var_os("LIVECAM_FULL_SERIES").is_none() {
         format!(
             "{} ... {}",
             shown[..30].join(" "),

@@ -522,6 +522,7 @@ mod with_keys {
             session: 7,
             frame: 0,
             next_segment_size: 500,
+            next_parity: 0,
         }
         .encode(&mut inner);
         let mut sealed = Vec::new();

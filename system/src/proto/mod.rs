@@ -5,16 +5,23 @@
 //! - [`Sender`]: cuts frames into segments, paces them, resends what is NACKed.
 //! - [`Receiver`]: reassembles, checks, NACKs, acknowledges with the next segment size.
 //! - [`policy`]: how the next segment size is chosen.
+//! - [`estimator`]: what the receiver can tell about the link (loss, byte errors, bursts, round
+//!   trip, jitter), which the model policy and the parity count read.
+//! - [`fec`]: parity segments (Reed-Solomon) and how many a frame gets.
 //!
 //! Both machines implement [`crate::driver::Endpoint`]: feed them datagrams and timeouts with
 //! `now`, take datagrams from `poll_transmit`, sleep until `poll_timeout`, and read `poll_event`.
 
+pub mod estimator;
+pub mod fec;
 mod finished;
 pub mod policy;
 pub mod receiver;
 pub mod sender;
 pub mod wire;
 
+pub use estimator::{LinkEstimate, LinkEstimator};
+pub use fec::FecKind;
 pub use policy::{FrameOutcome, PolicyConfig, PolicyKind, SizeLimits, SizePolicy};
 pub use receiver::{Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats};
 pub use sender::{PushError, Sender, SenderConfig, SenderEvent, SenderStats};

@@ -34,6 +34,7 @@ fn ack(frame: u32) -> Vec<u8> {
         session: 1,
         frame,
         next_segment_size: 0,
+        next_parity: 0,
     })
     .encode(&mut buf);
     buf

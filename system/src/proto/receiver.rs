@@ -1,14 +1,31 @@
 //! The receiving half of the segment protocol (the tier-2 server's side).
 //!
 //! [`Receiver`] reassembles frames from segments for many sessions at once. A segment whose
-//! CRC-32C fails is dropped and so counts as missing. A NACK names exactly the segments still
-//! missing: holes below the highest index seen go out after `nack_delay`; when a frame stops
-//! making progress for `nack_interval`, every missing segment (the tail included) is named, and
-//! that repeats while the frame is incomplete. No segment is named twice within
-//! `nack_interval`. A complete frame is delivered at once, whatever older frames are still
-//! missing (later frames never wait behind an old one), and acknowledged with the segment size
-//! the session's [`SizePolicy`](super::policy::SizePolicy) picks for the next frame. A frame
-//! not complete `frame_timeout` after its first segment is reported dropped.
+//! CRC-32C fails is dropped and so counts as missing (and, where its header still names a
+//! session, as damage in that session's link estimate). A complete frame is delivered at once,
+//! whatever older frames are still missing (later frames never wait behind an old one), and
+//! acknowledged with the segment size the session's
+//! [`SizePolicy`](super::policy::SizePolicy) picks for the next frame and the parity count its
+//! FEC setting asks for. A frame not complete `frame_timeout` after its first segment is
+//! reported dropped.
+//!
+//! Parity: any `count` of a frame's data and parity segments rebuild it ([`super::fec`]). A
+//! parity segment is kept only while the frame still lacks shards, so it never holds more
+//! than the missing data's bytes.
+//!
+//! Fast repair: a NACK names only what is needed, as soon as the receiver can know it is
+//! missing. Without parity a hole (a segment skipped by a later one) is NACKed after the
+//! reorder allowance, three times the measured jitter of arrivals (at least `nack_delay`);
+//! with parity, once the frame's first crossing is over (its last parity segment, or a later
+//! frame's segment, arrived), naming as many missing data segments as shards are lacking. A
+//! lost tail is found by silence: no segment for twice the measured spacing of the frame's
+//! segments plus the allowance. A segment NACKed and then arriving unasked (its first
+//! crossing, not a repair) was late, not lost: it does not count as failed, and the allowance
+//! grows by half as much again as it was late (decaying over about 50 frames, at most
+//! `nack_interval / 5`). NACKs repeat every `srtt + 4 x rttvar` plus the allowance
+//! (the round trip measured from a NACK to the first repair it brought), within
+//! `nack_interval_min..=nack_interval` (`nack_interval` until measured), while the frame is
+//! incomplete; no segment is named twice within that period.
 //!
 //! Memory is bounded: at most `max_sessions` sessions, `max_frames_per_session` frames in
 //! reassembly per session (a new frame evicts the oldest, reported dropped), frames of at most
@@ -22,9 +39,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::estimator::LinkEstimator;
+use super::fec::Coder;
 use super::finished::{Finished, FinishedWindow};
 use super::policy::{FrameOutcome, PolicyConfig, SizePolicy};
-use super::wire::{self, FrameAck, Message, Nack, Segment, MAX_NACK_INDICES};
+use super::wire::{
+    self, FrameAck, Message, Nack, Parity, Segment, MAX_NACK_INDICES, PARITY_OVERHEAD,
+    SEGMENT_OVERHEAD,
+};
 use super::DropReason;
 use crate::driver::Endpoint;
 use crate::lookup::Lookup;
@@ -34,13 +56,13 @@ use crate::time::{period, Instant};
 /// How a [`Receiver`] behaves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReceiverConfig {
-    /// Wait after a hole appears before NACKing it (lets a burst of holes share one NACK).
+    /// Least reorder allowance: the wait after a hole appears before NACKing it, when the
+    /// measured jitter asks for less.
     pub nack_delay: Duration,
-    /// Longest repeat period of NACKs, and of the silence after which the tail is NACKed too;
-    /// used until the session has measured its round-trip time.
+    /// Longest repeat period of NACKs and longest silence before the tail is NACKed; the
+    /// repeat period until the session has measured its round trip.
     pub nack_interval: Duration,
-    /// Shortest repeat period. In between, a session repeats NACKs every `2 x srtt + 2 ms`,
-    /// srtt being the smoothed time from a NACK to the arrival of a segment it named.
+    /// Shortest repeat period (the measured one is `srtt + 4 x rttvar` plus the allowance).
     pub nack_interval_min: Duration,
     /// A frame not complete this long after its first segment is dropped.
     pub frame_timeout: Duration,
@@ -60,7 +82,7 @@ pub struct ReceiverConfig {
 impl Default for ReceiverConfig {
     fn default() -> Self {
         ReceiverConfig {
-            nack_delay: Duration::from_millis(2),
+            nack_delay: Duration::from_millis(1),
             nack_interval: Duration::from_millis(50),
             nack_interval_min: Duration::from_millis(5),
             frame_timeout: Duration::from_secs(1),
@@ -89,8 +111,10 @@ pub enum ReceiverEvent {
         data: Vec<u8>,
         segment_size: usize,
         segments: u16,
-        /// Segments that had to be asked for again.
+        /// Data segments that had to be asked for again or were rebuilt from parity.
         failed: u16,
+        /// Data segments rebuilt from parity.
+        recovered: u16,
         next_segment_size: usize,
         first_segment_at: Instant,
     },
@@ -117,12 +141,22 @@ pub struct ReceiverStats {
     pub segments_duplicate: u64,
     pub segments_stale: u64,
     pub segments_inconsistent: u64,
+    pub parity_received: u64,
+    /// Parity segments not kept: the frame had all the shards it needed.
+    pub parity_unneeded: u64,
+    /// Frames completed by rebuilding data segments from parity, and those segments.
+    pub frames_recovered: u64,
+    pub segments_recovered: u64,
+    /// Rebuilds that failed (shards inconsistent with each other); the frame waits for more.
+    pub rebuilds_failed: u64,
     pub frames_delivered: u64,
     pub frames_dropped: u64,
     pub frames_refused: u64,
     pub sessions_refused: u64,
     pub nacks_sent: u64,
     pub segments_nacked: u64,
+    /// NACKed segments that then arrived in their first crossing (they were late, not lost).
+    pub nacks_spurious: u64,
     pub acks_sent: u64,
 }
 
@@ -137,10 +171,18 @@ struct InFrame {
     max_seen: u16,
     /// When each segment was last named in a NACK.
     nacked_at: Vec<Option<Instant>>,
+    /// Parity shards kept (index, bytes), only while the frame lacks shards.
+    parity: Vec<(u16, Vec<u8>)>,
+    /// Parity segments the first crossing carries (as the sender said, or as we asked).
+    first_parity: u16,
+    /// The first crossing is over: what is missing now will not come unasked.
+    crossed: bool,
     first_seen: Instant,
     deadline: Instant,
     last_progress: Instant,
     last_nack: Option<Instant>,
+    /// The last NACK still waits for its first repair (a round-trip sample).
+    rtt_pending: bool,
     hole_nack_at: Option<Instant>,
     /// The timer entry currently armed for this frame.
     armed: Option<Instant>,
@@ -158,24 +200,115 @@ fn footprint(len: usize, count: usize) -> usize {
 impl InFrame {
     fn footprint(&self) -> usize {
         footprint(self.data.len(), self.have.len())
+            + self.parity.iter().map(|(_, p)| p.len()).sum::<usize>()
     }
 
     fn failed(&self) -> usize {
         self.nacked_at.iter().filter(|t| t.is_some()).count()
     }
 
-    fn repeat_at(&self, interval: Duration) -> Instant {
-        self.last_progress
-            .max(self.last_nack.unwrap_or(Instant::ZERO))
-            + interval
+    /// Shards still lacking before the frame can be completed.
+    fn lacking(&self) -> usize {
+        usize::from(self.count - self.received).saturating_sub(self.parity.len())
     }
 
-    fn wake_at(&self, interval: Duration) -> Instant {
-        let mut at = self.deadline.min(self.repeat_at(interval));
+    /// When the tail is NACKed (first after a silence, then on the repeat period).
+    fn nack_due(&self, t: &Timing) -> Instant {
+        let quiet = self.last_progress + t.quiet;
+        match self.last_nack {
+            None => quiet,
+            Some(last) => quiet.max(last + t.repeat),
+        }
+    }
+
+    fn wake_at(&self, t: &Timing) -> Instant {
+        let mut at = self.deadline.min(self.nack_due(t));
         if let Some(h) = self.hole_nack_at {
             at = at.min(h);
         }
         at
+    }
+}
+
+/// A session's NACK timing, from its link estimate.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    /// Wait after a hole before NACKing it.
+    allowance: Duration,
+    /// Silence after which the frame's tail is taken as lost.
+    quiet: Duration,
+    /// NACK repeat period.
+    repeat: Duration,
+}
+
+/// One frame's first crossing as received: which of its data and parity segments arrived
+/// (repairs left out), until a later frame shows it is over; then it goes to the estimator.
+#[derive(Debug)]
+struct Crossing {
+    frame: u32,
+    size: usize,
+    frame_len: usize,
+    data: Vec<bool>,
+    parity: Vec<bool>,
+}
+
+impl Crossing {
+    /// The crossing's segments in the order they were sent: UDP payload length, arrived.
+    fn segments(&self) -> impl Iterator<Item = (usize, bool)> + '_ {
+        let k = self.data.len();
+        let last = self.frame_len - self.size * (k - 1);
+        let data = self.data.iter().enumerate().map(move |(i, &a)| {
+            let len = if i + 1 < k { self.size } else { last };
+            (len + SEGMENT_OVERHEAD, a)
+        });
+        let parity = self
+            .parity
+            .iter()
+            .map(move |&a| (self.size + PARITY_OVERHEAD, a));
+        data.chain(parity)
+    }
+}
+
+/// Crossings a session keeps open at once (frames overlap when the sender pipelines them).
+const MAX_CROSSINGS: usize = 4;
+
+/// A shard of a frame, data or parity, as the receiver handles it.
+#[derive(Clone, Copy)]
+enum Shard<'a> {
+    Data(Segment<'a>),
+    Parity(Parity<'a>),
+}
+
+impl Shard<'_> {
+    fn session(&self) -> u32 {
+        match self {
+            Shard::Data(s) => s.session,
+            Shard::Parity(p) => p.session,
+        }
+    }
+    fn frame(&self) -> u32 {
+        match self {
+            Shard::Data(s) => s.frame,
+            Shard::Parity(p) => p.frame,
+        }
+    }
+    fn repair(&self) -> bool {
+        match self {
+            Shard::Data(s) => s.repair,
+            Shard::Parity(p) => p.repair,
+        }
+    }
+    fn frame_len(&self) -> usize {
+        match self {
+            Shard::Data(s) => s.frame_len as usize,
+            Shard::Parity(p) => p.frame_len as usize,
+        }
+    }
+    fn count(&self) -> u16 {
+        match self {
+            Shard::Data(s) => s.count,
+            Shard::Parity(p) => p.count,
+        }
     }
 }
 
@@ -185,9 +318,64 @@ struct Session {
     frames: BTreeMap<u32, InFrame>,
     /// Frames finished lately; ids below its floor are older than anything remembered.
     finished: FinishedWindow,
-    /// Smoothed NACK-to-retransmission time.
-    srtt: Option<Duration>,
+    /// What the session's segments tell about its link.
+    estimator: LinkEstimator,
+    /// First crossings not yet over, oldest first.
+    crossings: VecDeque<Crossing>,
+    /// Parity segments per frame the session last asked for.
+    parity: usize,
+    coder: Coder,
     last_activity: Instant,
+}
+
+impl Session {
+    fn timing(&self, cfg: &ReceiverConfig) -> Timing {
+        let e = self.estimator.estimate();
+        // Lateness seen is waited for, up to a fifth of the longest NACK period (a queue that
+        // holds segments for seconds is congestion, not reordering: its frames should fail).
+        let allowance = (e.jitter * 3).max(cfg.nack_delay) + e.late.min(cfg.nack_interval / 5);
+        let quiet = (e.gap * 2 + allowance).clamp(cfg.nack_delay, cfg.nack_interval);
+        let repeat = match e.srtt {
+            Some(srtt) => {
+                (srtt + e.rttvar * 4 + allowance).clamp(cfg.nack_interval_min, cfg.nack_interval)
+            }
+            None => cfg.nack_interval,
+        };
+        Timing {
+            allowance,
+            quiet,
+            repeat,
+        }
+    }
+
+    /// Feeds the crossings a first-crossing shard of `frame` shows to be over (those of
+    /// earlier frames) to the estimator, and marks their frames crossed.
+    fn settle_before(&mut self, frame: u32) {
+        while let Some(c) = self.crossings.front() {
+            if !is_before(c.frame, frame) {
+                break;
+            }
+            if let Some(c) = self.crossings.pop_front() {
+                self.settle(c);
+            }
+        }
+    }
+
+    fn settle(&mut self, c: Crossing) {
+        self.estimator.on_crossing(c.segments());
+        if let Some(f) = self.frames.get_mut(&c.frame) {
+            f.crossed = true;
+        }
+    }
+
+    fn crossing(&mut self, frame: u32) -> Option<&mut Crossing> {
+        self.crossings.iter_mut().find(|c| c.frame == frame)
+    }
+}
+
+/// Frame id `a` comes before `b` (ids wrap).
+fn is_before(a: u32, b: u32) -> bool {
+    a != b && b.wrapping_sub(a) < u32::MAX / 2
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -212,6 +400,7 @@ impl Receiver {
     pub fn new(mut cfg: ReceiverConfig) -> Self {
         cfg.nack_interval_min = period(cfg.nack_interval_min);
         cfg.nack_interval = cfg.nack_interval.max(cfg.nack_interval_min);
+        cfg.nack_delay = cfg.nack_delay.min(cfg.nack_interval);
         cfg.frame_timeout = period(cfg.frame_timeout);
         cfg.session_idle_timeout = period(cfg.session_idle_timeout);
         Receiver {
@@ -243,35 +432,34 @@ impl Receiver {
         self.sessions.values().map(|s| s.frames.len()).sum()
     }
 
-    /// Bytes held in reassembly: frame data and per-segment bookkeeping.
+    /// Bytes held in reassembly: frame data, parity kept and per-segment bookkeeping.
     pub fn bytes_in_use(&self) -> usize {
         self.bytes_in_use
     }
 
-    /// The segment size the session's policy currently asks for.
     /// Where session `session`'s sender was last heard from, while the session is open.
     pub fn peer(&self, session: u32) -> Option<SocketAddr> {
         self.sessions.get(&session).map(|s| s.peer)
     }
 
+    /// The segment size the session's policy currently asks for.
     pub fn segment_size(&self, session: u32) -> Option<usize> {
         self.sessions.get(&session).map(|s| s.policy.current())
+    }
+
+    /// The parity count per frame the session currently asks for.
+    pub fn parity(&self, session: u32) -> Option<usize> {
+        self.sessions.get(&session).map(|s| s.parity)
+    }
+
+    /// The session's link estimate.
+    pub fn link_estimate(&self, session: u32) -> Option<super::LinkEstimate> {
+        self.sessions.get(&session).map(|s| s.estimator.estimate())
     }
 
     /// The next event for the application, if any.
     pub fn poll_event(&mut self) -> Option<ReceiverEvent> {
         self.events.pop_front()
-    }
-
-    /// A session's NACK repeat period: twice its measured round trip, within the limits.
-    fn nack_interval(cfg: &ReceiverConfig, srtt: Option<Duration>) -> Duration {
-        match srtt {
-            Some(srtt) => (srtt * 2 + Duration::from_millis(2)).clamp(
-                cfg.nack_interval_min,
-                cfg.nack_interval.max(cfg.nack_interval_min),
-            ),
-            None => cfg.nack_interval,
-        }
     }
 
     /// Arms frame `frame`'s timer for its next wake, unless it is already armed as early.
@@ -280,9 +468,9 @@ impl Receiver {
         session: u32,
         frame: u32,
         f: &mut InFrame,
-        interval: Duration,
+        timing: &Timing,
     ) {
-        let at = f.wake_at(interval);
+        let at = f.wake_at(timing);
         if f.armed.is_some_and(|armed| armed <= at) {
             return;
         }
@@ -300,6 +488,7 @@ impl Receiver {
             session,
             frame,
             next_segment_size: u16::try_from(s.policy.current()).unwrap_or(u16::MAX),
+            next_parity: u8::try_from(s.parity).unwrap_or(u8::MAX),
         };
         let peer = s.peer;
         self.outbox.send(peer, &Message::FrameAck(ack));
@@ -328,13 +517,18 @@ impl Receiver {
         }
         self.bytes_in_use -= f.footprint();
         let failed = f.failed();
-        let next = s.policy.observe(&FrameOutcome {
-            segment_size: f.segment_size,
-            frame_len: f.data.len(),
-            segments: usize::from(f.count),
-            failed,
-            delivered,
-        });
+        let link = s.estimator.estimate();
+        let next = s.policy.observe(
+            &FrameOutcome {
+                segment_size: f.segment_size,
+                frame_len: f.data.len(),
+                segments: usize::from(f.count),
+                failed,
+                delivered,
+            },
+            &link,
+        );
+        s.parity = self.cfg.policy.parity(&link, f.data.len(), next);
         Some((f, failed, next))
     }
 
@@ -381,7 +575,11 @@ impl Receiver {
                     policy: self.cfg.policy.build(),
                     frames: BTreeMap::new(),
                     finished: FinishedWindow::new(self.cfg.finished_memory),
-                    srtt: None,
+                    estimator: LinkEstimator::new(self.cfg.policy.mtu),
+                    crossings: VecDeque::new(),
+                    // A sender starts without parity until an ACK asks for some.
+                    parity: 0,
+                    coder: Coder::default(),
                     last_activity: now,
                 });
                 true
@@ -390,36 +588,37 @@ impl Receiver {
     }
 
     /// Makes room for and starts reassembly of a new frame; false when it cannot be taken.
-    fn open_frame(&mut self, now: Instant, seg: &Segment<'_>) -> bool {
-        let len = seg.frame_len as usize;
+    fn open_frame(&mut self, now: Instant, shard: &Shard<'_>) -> bool {
+        let len = shard.frame_len();
+        let session = shard.session();
         if len > self.cfg.max_frame_len {
             self.stats.frames_refused += 1;
             return false;
         }
         // Each segment but the last carries `size` bytes; learn it from whichever arrived.
-        let size = if seg.index + 1 < seg.count {
-            seg.payload.len()
-        } else if seg.index == 0 {
-            len
-        } else {
-            seg.offset as usize / usize::from(seg.index)
+        let size = match shard {
+            Shard::Data(seg) if seg.index + 1 < seg.count => seg.payload.len(),
+            Shard::Data(seg) if seg.index == 0 => len,
+            Shard::Data(seg) => seg.offset as usize / usize::from(seg.index),
+            Shard::Parity(p) => p.payload.len(),
         };
-        if size == 0 || len.div_ceil(size) != usize::from(seg.count) {
+        let count = shard.count();
+        if size == 0 || len.div_ceil(size) != usize::from(count) {
             self.stats.segments_inconsistent += 1;
             return false;
         }
         loop {
-            let Some(s) = self.sessions.get(&seg.session) else {
+            let Some(s) = self.sessions.get(&session) else {
                 return false;
             };
             let over_frames = s.frames.len() >= self.cfg.max_frames_per_session.max(1);
             let over_bytes =
-                self.bytes_in_use + footprint(len, usize::from(seg.count)) > self.cfg.max_bytes;
+                self.bytes_in_use + footprint(len, usize::from(count)) > self.cfg.max_bytes;
             if !over_frames && !over_bytes {
                 break;
             }
             match s.frames.keys().next().copied() {
-                Some(oldest) => self.drop_frame(seg.session, oldest, DropReason::Evicted),
+                Some(oldest) => self.drop_frame(session, oldest, DropReason::Evicted),
                 None => {
                     self.stats.frames_refused += 1;
                     return false;
@@ -427,47 +626,99 @@ impl Receiver {
             }
         }
         let deadline = now + self.cfg.frame_timeout;
-        let count = usize::from(seg.count);
-        let Some(s) = self.sessions.get_mut(&seg.session) else {
+        let n = usize::from(count);
+        let Some(s) = self.sessions.get_mut(&session) else {
             return false;
         };
+        let first_parity = match shard {
+            Shard::Parity(p) => p.first_count,
+            Shard::Data(_) => u16::try_from(s.parity).unwrap_or(0),
+        };
+        let frame = shard.frame();
         s.frames.insert(
-            seg.frame,
+            frame,
             InFrame {
                 data: vec![0; len],
-                count: seg.count,
+                count,
                 segment_size: size,
-                have: vec![false; count],
+                have: vec![false; n],
                 received: 0,
                 max_seen: 0,
-                nacked_at: vec![None; count],
+                nacked_at: vec![None; n],
+                parity: Vec::new(),
+                first_parity,
+                crossed: false,
                 first_seen: now,
                 deadline,
                 last_progress: now,
                 last_nack: None,
+                rtt_pending: false,
                 hole_nack_at: None,
                 armed: None,
             },
         );
-        self.bytes_in_use += footprint(len, count);
+        if s.crossing(frame).is_none() {
+            if s.crossings.len() >= MAX_CROSSINGS {
+                if let Some(c) = s.crossings.pop_front() {
+                    s.settle(c);
+                }
+            }
+            s.crossings.push_back(Crossing {
+                frame,
+                size,
+                frame_len: len,
+                data: vec![false; n],
+                parity: vec![false; usize::from(first_parity)],
+            });
+        }
+        self.bytes_in_use += footprint(len, n);
         true
     }
 
-    /// A segment: two session lookups on the common path (a segment of a frame already in
-    /// reassembly); a new frame, a finished one and a completed one look it up again.
-    fn on_segment(&mut self, now: Instant, from: SocketAddr, seg: Segment<'_>) {
-        if !self.session_for(now, from, seg.session) {
+    /// A data or parity segment: two session lookups on the common path (a segment of a
+    /// frame already in reassembly); a new frame, a finished one and a completed one look it
+    /// up again.
+    fn on_shard(&mut self, now: Instant, from: SocketAddr, shard: Shard<'_>) {
+        let (session, frame) = (shard.session(), shard.frame());
+        if !self.session_for(now, from, session) {
             return;
         }
-        let Some(s) = self.sessions.get_mut(&seg.session) else {
+        let Some(s) = self.sessions.get_mut(&session) else {
             return;
         };
-        let in_reassembly = s.frames.contains_key(&seg.frame);
-        match s.finished.get(seg.frame) {
+        if !shard.repair() {
+            s.settle_before(frame);
+            s.estimator.on_arrival(now, frame);
+            // The first crossing's record, while it is open (also for a finished frame: its
+            // parity may still be arriving after the frame was rebuilt).
+            if let Some(c) = s.crossing(frame) {
+                match shard {
+                    Shard::Data(seg) => {
+                        if let Some(a) = c.data.get_mut(usize::from(seg.index)) {
+                            *a = true;
+                        }
+                    }
+                    Shard::Parity(p) => {
+                        let i = usize::from(p.index);
+                        if c.parity.len() < usize::from(p.first_count) {
+                            c.parity.resize(usize::from(p.first_count), false);
+                        }
+                        if let Some(a) = c.parity.get_mut(i) {
+                            *a = true;
+                        }
+                    }
+                }
+            }
+        }
+        let in_reassembly = s.frames.contains_key(&frame);
+        match s.finished.get(frame) {
             Some(Finished::Delivered) => {
-                // Our ACK may have been lost: the sender is probing. Say it again.
                 self.stats.segments_duplicate += 1;
-                self.send_ack(seg.session, seg.frame);
+                // A repair for a delivered frame: our ACK was lost and the sender is probing.
+                // Say it again. (Late first-crossing parity of a rebuilt frame is no probe.)
+                if shard.repair() {
+                    self.send_ack(session, frame);
+                }
                 return;
             }
             Some(Finished::Dropped) => {
@@ -475,75 +726,142 @@ impl Receiver {
                 return;
             }
             // Forgotten: older than the window (unless it is still being reassembled).
-            None if seg.frame < s.finished.floor() && !in_reassembly => {
+            None if frame < s.finished.floor() && !in_reassembly => {
                 self.stats.segments_stale += 1;
                 return;
             }
             None => {}
         }
-        let s = if in_reassembly {
-            s
-        } else {
-            if !self.open_frame(now, &seg) {
+        if !in_reassembly && !self.open_frame(now, &shard) {
+            return;
+        }
+        let cfg = &self.cfg;
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        let timing = s.timing(cfg);
+        let Some(f) = s.frames.get_mut(&frame) else {
+            return;
+        };
+        let consistent = shard.count() == f.count && shard.frame_len() == f.data.len();
+        let progress = match shard {
+            Shard::Data(seg) if consistent => {
+                let index = usize::from(seg.index);
+                let expect_len = if index + 1 < usize::from(f.count) {
+                    f.segment_size
+                } else {
+                    f.data.len() - f.segment_size * index.min(usize::from(f.count) - 1)
+                };
+                if seg.offset as usize != index * f.segment_size || seg.payload.len() != expect_len
+                {
+                    None
+                } else if f.have[index] {
+                    Some(false)
+                } else {
+                    if let (false, Some(asked)) = (seg.repair, f.nacked_at[index]) {
+                        // Taken for lost, yet here in its first crossing: it was late, not
+                        // lost. Not a packet error; the NACK timing learns to wait longer.
+                        f.nacked_at[index] = None;
+                        self.stats.nacks_spurious += 1;
+                        s.estimator.on_late(now.saturating_duration_since(asked));
+                    }
+                    let offset = seg.offset as usize;
+                    f.data[offset..offset + seg.payload.len()].copy_from_slice(seg.payload);
+                    f.have[index] = true;
+                    f.received += 1;
+                    self.stats.segments_received += 1;
+                    if seg.index > f.max_seen || f.received == 1 {
+                        // Anything skipped between the old highest index and this one is a
+                        // new hole.
+                        let new_hole = (usize::from(f.max_seen)..index).any(|i| !f.have[i]);
+                        f.max_seen = f.max_seen.max(seg.index);
+                        if new_hole && f.first_parity == 0 && f.hole_nack_at.is_none() {
+                            f.hole_nack_at = Some(now + timing.allowance);
+                        }
+                    }
+                    if !seg.repair && seg.index + 1 == seg.count && f.first_parity == 0 {
+                        f.crossed = true;
+                    }
+                    Some(true)
+                }
+            }
+            Shard::Parity(p) if consistent && p.payload.len() == f.segment_size => {
+                self.stats.parity_received += 1;
+                f.first_parity = f.first_parity.max(p.first_count);
+                if !p.repair && p.index + 1 >= p.first_count {
+                    f.crossed = true;
+                }
+                if f.parity.iter().any(|(i, _)| *i == p.index) {
+                    Some(false)
+                } else if f.lacking() == 0 {
+                    self.stats.parity_unneeded += 1;
+                    Some(false)
+                } else {
+                    f.parity.push((p.index, p.payload.to_vec()));
+                    self.bytes_in_use += p.payload.len();
+                    Some(true)
+                }
+            }
+            _ => None,
+        };
+        match progress {
+            None => {
+                self.stats.segments_inconsistent += 1;
                 return;
             }
-            match self.sessions.get_mut(&seg.session) {
-                Some(s) => s,
-                None => return,
+            Some(false) => {
+                self.stats.segments_duplicate += 1;
+                return;
             }
-        };
-        let Some(f) = s.frames.get_mut(&seg.frame) else {
-            return;
-        };
-        let index = usize::from(seg.index);
-        let expect_len = if index + 1 < usize::from(f.count) {
-            f.segment_size
-        } else {
-            f.data.len() - f.segment_size * index.min(usize::from(f.count) - 1)
-        };
-        let consistent = seg.count == f.count
-            && seg.frame_len as usize == f.data.len()
-            && seg.offset as usize == index * f.segment_size
-            && seg.payload.len() == expect_len;
-        if !consistent {
-            self.stats.segments_inconsistent += 1;
-            return;
+            Some(true) => {}
         }
-        if f.have[index] {
-            self.stats.segments_duplicate += 1;
-            return;
-        }
-        let offset = seg.offset as usize;
-        f.data[offset..offset + seg.payload.len()].copy_from_slice(seg.payload);
-        f.have[index] = true;
-        f.received += 1;
         f.last_progress = now;
-        self.stats.segments_received += 1;
-        if let Some(asked) = f.nacked_at[index] {
-            // A segment we asked for: one round-trip sample.
-            let sample = now - asked;
-            s.srtt = Some(match s.srtt {
-                Some(srtt) => (srtt * 7 + sample) / 8,
-                None => sample,
-            });
+        if shard.repair() && f.rtt_pending {
+            // The first repair a NACK brought: one round-trip sample.
+            f.rtt_pending = false;
+            if let Some(asked) = f.last_nack {
+                s.estimator.on_rtt(now - asked);
+            }
+        }
+        if f.crossed && f.first_parity > 0 && f.lacking() > 0 && f.hole_nack_at.is_none() {
+            f.hole_nack_at = Some(now + timing.allowance);
         }
         if f.received == f.count {
-            self.complete(seg.session, seg.frame);
+            self.complete(session, frame);
             return;
         }
-        if seg.index > f.max_seen || f.received == 1 {
-            // Anything skipped between the old highest index and this one is a new hole.
-            let new_hole = (usize::from(f.max_seen)..index).any(|i| !f.have[i]);
-            f.max_seen = f.max_seen.max(seg.index);
-            if new_hole && f.hole_nack_at.is_none() {
-                f.hole_nack_at = Some(now + self.cfg.nack_delay);
+        if f.lacking() == 0 {
+            // Enough shards: rebuild the missing data segments from parity.
+            let parity: Vec<(u16, &[u8])> =
+                f.parity.iter().map(|(i, p)| (*i, p.as_slice())).collect();
+            if s.coder
+                .rebuild(&mut f.data, f.segment_size, &f.have, &parity)
+            {
+                let recovered = f.count - f.received;
+                for i in 0..usize::from(f.count) {
+                    if !f.have[i] {
+                        f.have[i] = true;
+                        f.nacked_at[i] = Some(f.nacked_at[i].unwrap_or(now));
+                    }
+                }
+                f.received = f.count;
+                self.stats.frames_recovered += 1;
+                self.stats.segments_recovered += u64::from(recovered);
+                self.complete_recovered(session, frame, recovered);
+                return;
             }
+            self.stats.rebuilds_failed += 1;
+            let freed: usize = f.parity.drain(..).map(|(_, p)| p.len()).sum();
+            self.bytes_in_use -= freed;
         }
-        let interval = Self::nack_interval(&self.cfg, s.srtt);
-        Self::arm(&mut self.timers, seg.session, seg.frame, f, interval);
+        Self::arm(&mut self.timers, session, frame, f, &timing);
     }
 
     fn complete(&mut self, session: u32, frame: u32) {
+        self.complete_recovered(session, frame, 0);
+    }
+
+    fn complete_recovered(&mut self, session: u32, frame: u32, recovered: u16) {
         let Some((f, failed, next)) = self.take_frame(session, frame, true) else {
             return;
         };
@@ -554,6 +872,7 @@ impl Receiver {
             segment_size: f.segment_size,
             segments: f.count,
             failed: failed as u16,
+            recovered,
             next_segment_size: next,
             first_segment_at: f.first_seen,
             data: f.data,
@@ -567,7 +886,7 @@ impl Receiver {
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
         };
-        let interval = Self::nack_interval(&self.cfg, s.srtt);
+        let timing = s.timing(&self.cfg);
         let peer = s.peer;
         let Some(f) = s.frames.get_mut(&frame) else {
             return;
@@ -578,16 +897,29 @@ impl Receiver {
             return;
         }
         let holes_due = f.hole_nack_at.is_some_and(|t| t <= now);
-        let tail_due = f.repeat_at(interval) <= now;
+        let tail_due = f.nack_due(&timing) <= now;
         if holes_due || tail_due {
-            let limit = if tail_due {
+            if tail_due {
+                // Silence: whatever has not come by now is not coming unasked.
+                f.crossed = true;
+            }
+            let limit = if tail_due || f.crossed {
                 usize::from(f.count)
             } else {
                 usize::from(f.max_seen)
             };
+            // With parity, any shard will do: ask for as many as are lacking.
+            let want = if f.first_parity > 0 || !f.parity.is_empty() {
+                f.lacking()
+            } else {
+                usize::MAX
+            };
             let mut missing = Vec::new();
             for i in 0..limit {
-                let eligible = f.nacked_at[i].is_none_or(|t| t + interval <= now);
+                if missing.len() >= want {
+                    break;
+                }
+                let eligible = f.nacked_at[i].is_none_or(|t| t + timing.repeat <= now);
                 if !f.have[i] && eligible {
                     f.nacked_at[i] = Some(now);
                     missing.push(i as u16);
@@ -596,6 +928,7 @@ impl Receiver {
             f.hole_nack_at = None;
             if tail_due || !missing.is_empty() {
                 f.last_nack = Some(now);
+                f.rtt_pending = !missing.is_empty();
             }
             for chunk in missing.chunks(MAX_NACK_INDICES) {
                 self.stats.nacks_sent += 1;
@@ -610,7 +943,7 @@ impl Receiver {
                 );
             }
         }
-        Self::arm(&mut self.timers, session, frame, f, interval);
+        Self::arm(&mut self.timers, session, frame, f, &timing);
     }
 
     fn idle_timer(&mut self, now: Instant, session: u32) {
@@ -630,15 +963,25 @@ impl Receiver {
         self.events
             .push_back(ReceiverEvent::SessionClosed { session });
     }
+
+    /// A datagram of `len` bytes whose CRC failed: damage on the session its header names,
+    /// if that session exists (the header is unverified, so it opens nothing).
+    fn on_damaged(&mut self, datagram: &[u8]) {
+        self.stats.datagrams_damaged += 1;
+        if let Some(s) = wire::session_of(datagram).and_then(|id| self.sessions.get_mut(&id)) {
+            s.estimator.on_damaged(datagram.len());
+        }
+    }
 }
 
 impl Endpoint for Receiver {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         self.stats.datagrams += 1;
         match wire::decode(data) {
-            Ok(Message::Segment(seg)) => self.on_segment(now, from, seg),
+            Ok(Message::Segment(seg)) => self.on_shard(now, from, Shard::Data(seg)),
+            Ok(Message::Parity(p)) => self.on_shard(now, from, Shard::Parity(p)),
             Ok(_) => self.stats.datagrams_unexpected += 1,
-            Err(wire::WireError::BadChecksum) => self.stats.datagrams_damaged += 1,
+            Err(wire::WireError::BadChecksum) => self.on_damaged(data),
             Err(e) => {
                 self.stats.datagrams_malformed += 1;
                 tracing::debug!(error = %e, %from, "receiver dropped a malformed datagram");

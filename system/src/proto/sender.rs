@@ -4,13 +4,21 @@
 //! rate, resends exactly the segments a NACK names (with their original boundaries), gives a
 //! frame up at its deadline, and takes the segment size for the next frame from each frame ACK.
 //!
+//! Parity: an ACK also says how many parity segments ([`super::fec`]) to add to the next
+//! frames. They follow the frame's data segments in its first crossing; two spare ones more
+//! are encoded with them and answer NACKs: a NACKed data segment of full size is answered with
+//! a spare parity segment (the same bytes, and it repairs whichever segment is still missing
+//! when it arrives, a repair lost on the way included), the short last one with itself.
+//!
 //! Tail loss: if every segment of a frame has been sent and neither an ACK nor a NACK arrives
 //! within the probe timeout, the sender resends the frame's last segment once (a tail probe).
 //! That tells a receiver which saw nothing of the frame its size, so it can NACK the rest, and
-//! makes a receiver whose ACK was lost repeat it.
+//! makes a receiver whose ACK was lost repeat it. The probe timeout is `srtt + 4 x rttvar` plus
+//! 2 ms (RFC 6298's form, the round trip measured from a frame's last transmission to its
+//! ACK), within 10 ms and `probe_timeout`.
 //!
 //! NACK limits: a NACK is a request from the network, so it never makes the sender send more
-//! than it names. Only segments of a frame still in flight that were already sent once are
+//! than it names (a spare parity segment answers a full-size segment only, byte for byte). Only segments of a frame still in flight that were already sent once are
 //! resent, each once per NACK (repeats in the list, out-of-range indices and unknown frames
 //! are counted and ignored), so the bytes resent never exceed the named segments' sizes. A
 //! segment is resent on NACK at most once per [`SenderConfig::nack_resend_interval`] (or half
@@ -25,8 +33,11 @@ use std::time::Duration;
 use serde::Serialize;
 use thiserror::Error;
 
+use super::fec::Coder;
 use super::policy::DEFAULT_SEGMENT_SIZE;
-use super::wire::{self, Message, Segment, MAX_SEGMENT_PAYLOAD, UDP_IP_OVERHEAD};
+use super::wire::{
+    self, Message, Parity, Segment, MAX_SEGMENT_PAYLOAD, MAX_SHARDS, UDP_IP_OVERHEAD,
+};
 use super::DropReason;
 use crate::driver::Endpoint;
 use crate::time::{period, Instant};
@@ -96,6 +107,8 @@ pub enum SenderEvent {
     FrameDropped { frame: u32, reason: DropReason },
     /// Frames pushed from now on are cut at the new size.
     SegmentSizeChanged { from: usize, to: usize },
+    /// Frames pushed from now on carry this many parity segments.
+    ParityChanged { from: usize, to: usize },
 }
 
 /// A frame the sender cannot take.
@@ -116,7 +129,16 @@ pub struct SenderStats {
     pub segments_sent: u64,
     pub segments_resent: u64,
     pub tail_probes: u64,
+    /// Parity segments sent in first crossings, and in answer to NACKs.
+    pub parity_sent: u64,
+    pub parity_repairs: u64,
     pub bytes_sent: u64,
+    /// Payload bytes of data segments sent for the first time.
+    pub data_bytes: u64,
+    /// Repair bytes: parity shards and resent data payload.
+    pub repair_bytes: u64,
+    /// Everything else on the wire: our headers and CRC, UDP and IP (28 per datagram).
+    pub header_bytes: u64,
     pub nacks_received: u64,
     /// NACKs for a frame not in flight (unknown, acknowledged or given up).
     pub nacks_unknown_frame: u64,
@@ -130,11 +152,33 @@ pub struct SenderStats {
     pub datagrams_foreign: u64,
 }
 
+/// One datagram's worth of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shard {
+    Data(u16),
+    /// A parity segment, in the first crossing or (`repair`) in answer to a NACK.
+    Parity {
+        index: u16,
+        repair: bool,
+    },
+}
+
+/// Spare parity segments encoded per frame with parity, to answer NACKs.
+const SPARE_PARITY: usize = 2;
+
 #[derive(Debug)]
 struct OutFrame {
     data: Vec<u8>,
     segment_size: usize,
     count: u16,
+    /// Parity shards: the first crossing's, then the spares.
+    parity: Vec<Vec<u8>>,
+    /// Parity shards in the first crossing.
+    parity_first: u16,
+    /// First-crossing parity shards not yet sent.
+    parity_unsent: u16,
+    /// Next spare parity shard to answer a NACK with.
+    parity_next: u16,
     pushed_at: Instant,
     deadline: Instant,
     /// Segments not yet sent even once.
@@ -159,13 +203,18 @@ pub struct Sender {
     /// Highest frame whose ACK set the segment size; older ACKs do not override it.
     size_set_by: Option<u32>,
     frames: BTreeMap<u32, OutFrame>,
-    fresh: VecDeque<(u32, u16)>,
-    resend: VecDeque<(u32, u16)>,
+    fresh: VecDeque<(u32, Shard)>,
+    resend: VecDeque<(u32, Shard)>,
     pace_at: Instant,
     /// When the receiver last said anything (ACK or NACK).
     last_feedback: Option<Instant>,
-    /// Smoothed round trip, from a frame's last transmission to its ACK (frames sent once).
+    /// Smoothed round trip, from a frame's last transmission to its ACK (frames sent once),
+    /// and its mean deviation.
     srtt: Option<Duration>,
+    rttvar: Duration,
+    /// Parity segments per frame, as the last ACK asked.
+    parity: usize,
+    coder: Coder,
     events: VecDeque<SenderEvent>,
     stats: SenderStats,
 }
@@ -185,6 +234,9 @@ impl Sender {
             pace_at: Instant::ZERO,
             last_feedback: None,
             srtt: None,
+            rttvar: Duration::ZERO,
+            parity: 0,
+            coder: Coder::default(),
             events: VecDeque::new(),
             stats: SenderStats::default(),
         }
@@ -202,6 +254,11 @@ impl Sender {
     /// The size the next pushed frame will be cut into.
     pub fn segment_size(&self) -> usize {
         self.segment_size
+    }
+
+    /// Parity segments the next pushed frame gets.
+    pub fn parity(&self) -> usize {
+        self.parity
     }
 
     pub fn stats(&self) -> &SenderStats {
@@ -225,7 +282,7 @@ impl Sender {
 
     /// True when a segment (fresh or resent) is waiting to go out.
     pub fn has_queued(&self) -> bool {
-        let live = |q: &VecDeque<(u32, u16)>| q.iter().any(|(f, _)| self.frames.contains_key(f));
+        let live = |q: &VecDeque<(u32, Shard)>| q.iter().any(|(f, _)| self.frames.contains_key(f));
         live(&self.resend) || live(&self.fresh)
     }
 
@@ -270,10 +327,13 @@ impl Sender {
         self.resend.clear();
         for (&id, f) in self.frames.iter_mut() {
             f.unsent = f.count;
+            f.parity_unsent = f.parity_first;
+            f.parity_next = f.parity_first;
             f.queued.iter_mut().for_each(|q| *q = false);
             f.resent_at.iter_mut().for_each(|t| *t = None);
             f.probe_at = None;
-            self.fresh.extend((0..f.count).map(|i| (id, i)));
+            self.fresh
+                .extend(first_crossing(id, f.count, f.parity_first));
         }
     }
 
@@ -299,12 +359,29 @@ impl Sender {
         }
         let id = self.next_frame;
         self.next_frame = self.next_frame.wrapping_add(1);
+        // Parity only where the code reaches (k + m shards at most).
+        let first = if usize::from(count) + self.parity <= MAX_SHARDS {
+            self.parity
+        } else {
+            0
+        };
+        let spare = SPARE_PARITY.min(MAX_SHARDS.saturating_sub(usize::from(count) + first));
+        let parity = if first > 0 {
+            self.coder.encode(&data, size, first + spare)
+        } else {
+            Vec::new()
+        };
+        let parity_first = if parity.is_empty() { 0 } else { first as u16 };
         self.frames.insert(
             id,
             OutFrame {
                 data,
                 segment_size: size,
                 count,
+                parity,
+                parity_first,
+                parity_unsent: parity_first,
+                parity_next: parity_first,
                 pushed_at: now,
                 deadline: now + self.cfg.frame_deadline,
                 unsent: count,
@@ -315,7 +392,7 @@ impl Sender {
                 last_tx: now,
             },
         );
-        self.fresh.extend((0..count).map(|i| (id, i)));
+        self.fresh.extend(first_crossing(id, count, parity_first));
         self.stats.frames_pushed += 1;
         Ok(id)
     }
@@ -337,12 +414,18 @@ impl Sender {
         self.stats.acks_received += 1;
         self.last_feedback = Some(now);
         if let Some(f) = self.frames.remove(&ack.frame) {
-            if f.resent == 0 && f.unsent == 0 {
+            if f.resent == 0 && f.unsent == 0 && f.parity_unsent == 0 {
                 let sample = now - f.last_tx;
-                self.srtt = Some(match self.srtt {
-                    Some(srtt) => (srtt * 7 + sample) / 8,
-                    None => sample,
-                });
+                match self.srtt {
+                    Some(srtt) => {
+                        self.rttvar = (self.rttvar * 3 + srtt.abs_diff(sample)) / 4;
+                        self.srtt = Some((srtt * 7 + sample) / 8);
+                    }
+                    None => {
+                        self.srtt = Some(sample);
+                        self.rttvar = sample / 2;
+                    }
+                }
             }
             self.stats.frames_acked += 1;
             self.events.push_back(SenderEvent::FrameAcked {
@@ -366,6 +449,14 @@ impl Sender {
                     to: next,
                 });
                 self.segment_size = next;
+            }
+            let parity = usize::from(ack.next_parity);
+            if parity != self.parity {
+                self.events.push_back(SenderEvent::ParityChanged {
+                    from: self.parity,
+                    to: parity,
+                });
+                self.parity = parity;
             }
         }
     }
@@ -399,24 +490,53 @@ impl Sender {
                 self.stats.nack_resends_limited += 1;
                 continue;
             }
-            f.queued[i_us] = true;
-            self.resend.push_back((nack.frame, i));
+            let full = i + 1 < f.count || f.data.len() % f.segment_size == 0;
+            if full && usize::from(f.parity_next) < f.parity.len() {
+                // A spare parity segment: as many bytes as the named one, and it repairs
+                // whichever segment is missing when it arrives.
+                f.resent_at[i_us] = Some(now);
+                let index = f.parity_next;
+                f.parity_next += 1;
+                self.resend.push_back((
+                    nack.frame,
+                    Shard::Parity {
+                        index,
+                        repair: true,
+                    },
+                ));
+            } else {
+                f.queued[i_us] = true;
+                self.resend.push_back((nack.frame, Shard::Data(i)));
+            }
         }
     }
 
-    fn pop_next(&mut self) -> Option<(u32, u16, bool)> {
-        while let Some((frame, i)) = self.resend.pop_front() {
+    fn pop_next(&mut self) -> Option<(u32, Shard, bool)> {
+        while let Some((frame, shard)) = self.resend.pop_front() {
             if let Some(f) = self.frames.get_mut(&frame) {
-                f.queued[usize::from(i)] = false;
-                return Some((frame, i, true));
+                if let Shard::Data(i) = shard {
+                    f.queued[usize::from(i)] = false;
+                }
+                return Some((frame, shard, true));
             }
         }
-        while let Some((frame, i)) = self.fresh.pop_front() {
+        while let Some((frame, shard)) = self.fresh.pop_front() {
             if self.frames.contains_key(&frame) {
-                return Some((frame, i, false));
+                return Some((frame, shard, false));
             }
         }
         None
+    }
+
+    /// The probe timeout: `srtt + 4 x rttvar + 2 ms` within 10 ms and `probe_timeout`.
+    fn probe_timeout(&self) -> Duration {
+        match self.srtt {
+            Some(srtt) => (srtt + self.rttvar * 4 + Duration::from_millis(2)).clamp(
+                Duration::from_millis(10),
+                self.cfg.probe_timeout.max(Duration::from_millis(10)),
+            ),
+            None => self.cfg.probe_timeout,
+        }
     }
 }
 
@@ -453,7 +573,7 @@ impl Endpoint for Sender {
                 let last = f.count - 1;
                 if !f.queued[usize::from(last)] {
                     f.queued[usize::from(last)] = true;
-                    self.resend.push_back((id, last));
+                    self.resend.push_back((id, Shard::Data(last)));
                     self.stats.tail_probes += 1;
                 }
             }
@@ -464,41 +584,67 @@ impl Endpoint for Sender {
         if self.cfg.pacing_rate.is_some() && now < self.pace_at {
             return None;
         }
-        let (frame, index, resend) = self.pop_next()?;
+        let (frame, shard, resend) = self.pop_next()?;
+        let probe_timeout = self.probe_timeout();
         let f = self.frames.get_mut(&frame)?;
-        let offset = usize::from(index) * f.segment_size;
-        let end = (offset + f.segment_size).min(f.data.len());
         buf.clear();
-        Segment {
-            session: self.cfg.session,
-            frame,
-            index,
-            count: f.count,
-            offset: offset as u32,
-            frame_len: f.data.len() as u32,
-            payload: &f.data[offset..end],
-        }
-        .encode(buf);
-        if resend {
-            f.resent_at[usize::from(index)] = Some(now);
-            f.resent += 1;
-            self.stats.segments_resent += 1;
-        } else {
-            f.unsent -= 1;
-        }
+        let payload = match shard {
+            Shard::Data(index) => {
+                let offset = usize::from(index) * f.segment_size;
+                let end = (offset + f.segment_size).min(f.data.len());
+                Segment {
+                    session: self.cfg.session,
+                    frame,
+                    index,
+                    count: f.count,
+                    offset: offset as u32,
+                    frame_len: f.data.len() as u32,
+                    payload: &f.data[offset..end],
+                    repair: resend,
+                }
+                .encode(buf);
+                if resend {
+                    f.resent_at[usize::from(index)] = Some(now);
+                    f.resent += 1;
+                    self.stats.segments_resent += 1;
+                    self.stats.repair_bytes += (end - offset) as u64;
+                } else {
+                    f.unsent -= 1;
+                    self.stats.data_bytes += (end - offset) as u64;
+                }
+                end - offset
+            }
+            Shard::Parity { index, repair } => {
+                let shard = f.parity.get(usize::from(index))?;
+                Parity {
+                    session: self.cfg.session,
+                    frame,
+                    index,
+                    first_count: f.parity_first,
+                    count: f.count,
+                    frame_len: f.data.len() as u32,
+                    repair,
+                    payload: shard,
+                }
+                .encode(buf);
+                if repair {
+                    f.resent += 1;
+                    self.stats.parity_repairs += 1;
+                } else {
+                    f.parity_unsent -= 1;
+                    self.stats.parity_sent += 1;
+                }
+                self.stats.repair_bytes += shard.len() as u64;
+                shard.len()
+            }
+        };
         f.last_tx = now;
-        if f.unsent == 0 {
-            let timeout = match self.srtt {
-                Some(srtt) => (srtt * 3 + Duration::from_millis(5)).clamp(
-                    Duration::from_millis(10),
-                    self.cfg.probe_timeout.max(Duration::from_millis(10)),
-                ),
-                None => self.cfg.probe_timeout,
-            };
-            f.probe_at = Some(now + timeout);
+        if f.unsent == 0 && f.parity_unsent == 0 {
+            f.probe_at = Some(now + probe_timeout);
         }
         self.stats.segments_sent += 1;
         self.stats.bytes_sent += buf.len() as u64;
+        self.stats.header_bytes += (buf.len() - payload + UDP_IP_OVERHEAD) as u64;
         self.charge(now, buf.len());
         Some(self.cfg.peer)
     }
@@ -509,4 +655,19 @@ impl Endpoint for Sender {
         .then_some(self.pace_at);
         [self.next_deadline(), pacing].into_iter().flatten().min()
     }
+}
+
+/// A frame's first crossing, in sending order: its data segments, then its parity segments.
+fn first_crossing(frame: u32, count: u16, parity: u16) -> impl Iterator<Item = (u32, Shard)> {
+    (0..count)
+        .map(move |i| (frame, Shard::Data(i)))
+        .chain((0..parity).map(move |index| {
+            (
+                frame,
+                Shard::Parity {
+                    index,
+                    repair: false,
+                },
+            )
+        }))
 }

@@ -458,6 +458,7 @@ fn segment(session: u32, frame: u32, index: u16, len: usize, size: usize) -> Vec
         offset: offset as u32,
         frame_len: len as u32,
         payload: &data[offset..end],
+        repair: false,
     }
     .encode(&mut buf);
     buf
@@ -554,6 +555,7 @@ mod hostile_input {
                     count,
                     offset,
                     frame_len: offset + payload.len() as u32 + extra,
+                    repair: false,
                     payload: &payload,
                 }
                 .encode(&mut buf);
@@ -583,6 +585,7 @@ mod hostile_input {
                     session: 1,
                     frame: frame % 8,
                     next_segment_size: next,
+                    next_parity: 0,
                 })
                 .encode(&mut buf);
                 buf

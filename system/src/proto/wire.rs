@@ -27,8 +27,10 @@ use thiserror::Error;
 
 /// First two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"LC";
-/// The wire version this build speaks.
-pub const VERSION: u8 = 1;
+/// The wire version this build speaks. Version 2 added the repair segment and parity types and
+/// the parity count in the frame ACK; a version 1 peer's datagrams are refused as
+/// [`WireError::UnsupportedVersion`], and ours by it.
+pub const VERSION: u8 = 2;
 /// Preamble (magic, version, type) length.
 pub const PREAMBLE_LEN: usize = 4;
 /// Trailing checksum length.
@@ -38,6 +40,14 @@ pub const CRC_LEN: usize = 4;
 const SEGMENT_FIELDS_LEN: usize = 4 + 4 + 2 + 2 + 4 + 4 + 2;
 /// Bytes a segment adds to its payload on the wire (preamble, header and CRC), before UDP/IP.
 pub const SEGMENT_OVERHEAD: usize = PREAMBLE_LEN + SEGMENT_FIELDS_LEN + CRC_LEN;
+/// Parity header after the preamble: session, frame, index, first count, data count, frame
+/// length, flags, payload length.
+const PARITY_FIELDS_LEN: usize = 4 + 4 + 2 + 2 + 2 + 4 + 1 + 2;
+/// Bytes a parity segment adds to its shard on the wire, before UDP/IP.
+pub const PARITY_OVERHEAD: usize = PREAMBLE_LEN + PARITY_FIELDS_LEN + CRC_LEN;
+/// Most shards (data segments and parity segments) one frame's erasure code spans: the code
+/// works in GF(2^8).
+pub const MAX_SHARDS: usize = 256;
 /// UDP (8) and IPv4 (20) header bytes that every datagram also carries.
 pub const UDP_IP_OVERHEAD: usize = 28;
 /// Largest payload one segment may carry (keeps the datagram under UDP's 65,507-byte limit).
@@ -54,8 +64,13 @@ pub const AEAD_TAG_LEN: usize = 16;
 
 /// Message type codes.
 pub mod kind {
-    /// A piece of a frame.
+    /// A piece of a frame, sent for the first time.
     pub const SEGMENT: u8 = 0x01;
+    /// A piece of a frame sent again (NACK answer or tail probe): the same layout as
+    /// [`SEGMENT`], told apart so the receiver's link estimate counts first crossings only.
+    pub const SEGMENT_REPAIR: u8 = 0x05;
+    /// A parity segment: a Reed-Solomon recovery shard of a frame's data segments.
+    pub const PARITY: u8 = 0x06;
     /// The receiver's request for named segments again.
     pub const NACK: u8 = 0x02;
     /// A frame is complete; carries the segment size for the next frame.
@@ -138,6 +153,29 @@ pub struct Segment<'a> {
     pub frame_len: u32,
     /// The segment's bytes.
     pub payload: &'a [u8],
+    /// Sent again (a repair), not in the frame's first crossing.
+    pub repair: bool,
+}
+
+/// A parity segment: recovery shard `index` of a frame whose `count` data segments, each
+/// padded with zeros to the payload's length (the frame's segment size), form the code's
+/// original shards. Any `count` of the frame's data and parity segments rebuild the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parity<'a> {
+    pub session: u32,
+    pub frame: u32,
+    /// Index among the frame's parity shards; `count + index < MAX_SHARDS`.
+    pub index: u16,
+    /// Parity segments the frame's first crossing carries (repairs may use later indices).
+    pub first_count: u16,
+    /// Data segments the frame was cut into.
+    pub count: u16,
+    /// Length of the whole frame in bytes.
+    pub frame_len: u32,
+    /// Sent in answer to a NACK, not in the first crossing.
+    pub repair: bool,
+    /// The shard: as long as the frame's segment size.
+    pub payload: &'a [u8],
 }
 
 /// The receiver asks for exactly these segments of a frame again.
@@ -149,12 +187,14 @@ pub struct Nack {
     pub missing: Vec<u16>,
 }
 
-/// A frame arrived whole; the sender cuts its next frame into `next_segment_size` bytes.
+/// A frame arrived whole; the sender cuts its next frame into `next_segment_size` bytes and
+/// adds `next_parity` parity segments to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameAck {
     pub session: u32,
     pub frame: u32,
     pub next_segment_size: u16,
+    pub next_parity: u8,
 }
 
 /// Most frame ids one STORED datagram names; longer lists are split.
@@ -343,6 +383,7 @@ pub const MAX_TIER1_LIST: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<'a> {
     Segment(Segment<'a>),
+    Parity(Parity<'a>),
     Nack(Nack),
     FrameAck(FrameAck),
     Stored(Stored),
@@ -437,7 +478,12 @@ impl Segment<'_> {
     /// Appends the encoded segment to `buf`.
     pub fn encode(&self, buf: &mut Vec<u8>) {
         buf.reserve(SEGMENT_OVERHEAD + self.payload.len());
-        let start = put_preamble(buf, kind::SEGMENT);
+        let code = if self.repair {
+            kind::SEGMENT_REPAIR
+        } else {
+            kind::SEGMENT
+        };
+        let start = put_preamble(buf, code);
         buf.extend_from_slice(&self.session.to_be_bytes());
         buf.extend_from_slice(&self.frame.to_be_bytes());
         buf.extend_from_slice(&self.index.to_be_bytes());
@@ -445,6 +491,25 @@ impl Segment<'_> {
         buf.extend_from_slice(&self.offset.to_be_bytes());
         buf.extend_from_slice(&self.frame_len.to_be_bytes());
         // The payload length fits: callers cut segments of at most MAX_SEGMENT_PAYLOAD bytes.
+        let len = u16::try_from(self.payload.len()).unwrap_or(u16::MAX);
+        buf.extend_from_slice(&len.to_be_bytes());
+        buf.extend_from_slice(self.payload);
+        put_crc(buf, start);
+    }
+}
+
+impl Parity<'_> {
+    /// Appends the encoded parity segment to `buf`.
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        buf.reserve(PARITY_OVERHEAD + self.payload.len());
+        let start = put_preamble(buf, kind::PARITY);
+        buf.extend_from_slice(&self.session.to_be_bytes());
+        buf.extend_from_slice(&self.frame.to_be_bytes());
+        buf.extend_from_slice(&self.index.to_be_bytes());
+        buf.extend_from_slice(&self.first_count.to_be_bytes());
+        buf.extend_from_slice(&self.count.to_be_bytes());
+        buf.extend_from_slice(&self.frame_len.to_be_bytes());
+        buf.push(u8::from(self.repair));
         let len = u16::try_from(self.payload.len()).unwrap_or(u16::MAX);
         buf.extend_from_slice(&len.to_be_bytes());
         buf.extend_from_slice(self.payload);
@@ -475,6 +540,7 @@ impl FrameAck {
         buf.extend_from_slice(&self.session.to_be_bytes());
         buf.extend_from_slice(&self.frame.to_be_bytes());
         buf.extend_from_slice(&self.next_segment_size.to_be_bytes());
+        buf.push(self.next_parity);
         put_crc(buf, start);
     }
 }
@@ -483,7 +549,9 @@ impl Message<'_> {
     /// A short name of the message's type, for logs and traces.
     pub fn name(&self) -> &'static str {
         match self {
+            Message::Segment(s) if s.repair => "segment_repair",
             Message::Segment(_) => "segment",
+            Message::Parity(_) => "parity",
             Message::Nack(_) => "nack",
             Message::FrameAck(_) => "frame_ack",
             Message::Stored(_) => "stored",
@@ -525,6 +593,7 @@ impl Message<'_> {
     pub fn encode(&self, buf: &mut Vec<u8>) {
         let (kind, start) = match self {
             Message::Segment(s) => return s.encode(buf),
+            Message::Parity(p) => return p.encode(buf),
             Message::Nack(n) => return n.encode(buf),
             Message::FrameAck(a) => return a.encode(buf),
             Message::Sealed(s) => {
@@ -555,6 +624,7 @@ impl Message<'_> {
         let u64 = |buf: &mut Vec<u8>, v: u64| buf.extend_from_slice(&v.to_be_bytes());
         match self {
             Message::Segment(_)
+            | Message::Parity(_)
             | Message::Nack(_)
             | Message::FrameAck(_)
             | Message::Stored(_)
@@ -764,12 +834,15 @@ fn decode_checked(datagram: &[u8], verify_crc: bool) -> Result<Message<'_>, Wire
         bytes: &signed[PREAMBLE_LEN..],
     };
     let msg = match kind {
-        kind::SEGMENT => Message::Segment(decode_segment(&mut r)?),
+        kind::SEGMENT => Message::Segment(decode_segment(&mut r, false)?),
+        kind::SEGMENT_REPAIR => Message::Segment(decode_segment(&mut r, true)?),
+        kind::PARITY => Message::Parity(decode_parity(&mut r)?),
         kind::NACK => Message::Nack(decode_nack(&mut r)?),
         kind::FRAME_ACK => Message::FrameAck(FrameAck {
             session: r.u32()?,
             frame: r.u32()?,
             next_segment_size: r.u16()?,
+            next_parity: r.u8()?,
         }),
         kind::SEALED => {
             let session = r.u32()?;
@@ -927,7 +1000,7 @@ fn decode_checked(datagram: &[u8], verify_crc: bool) -> Result<Message<'_>, Wire
     Ok(msg)
 }
 
-fn decode_segment<'a>(r: &mut Reader<'a>) -> Result<Segment<'a>, WireError> {
+fn decode_segment<'a>(r: &mut Reader<'a>, repair: bool) -> Result<Segment<'a>, WireError> {
     let session = r.u32()?;
     let frame = r.u32()?;
     let index = r.u16()?;
@@ -955,6 +1028,44 @@ fn decode_segment<'a>(r: &mut Reader<'a>) -> Result<Segment<'a>, WireError> {
         count,
         offset,
         frame_len,
+        payload,
+        repair,
+    })
+}
+
+fn decode_parity<'a>(r: &mut Reader<'a>) -> Result<Parity<'a>, WireError> {
+    let session = r.u32()?;
+    let frame = r.u32()?;
+    let index = r.u16()?;
+    let first_count = r.u16()?;
+    let count = r.u16()?;
+    let frame_len = r.u32()?;
+    let repair = match r.u8()? {
+        0 => false,
+        1 => true,
+        _ => return Err(WireError::Invalid("parity flags")),
+    };
+    let len = r.u16()?;
+    let payload = r.take(usize::from(len))?;
+    if count == 0 || payload.is_empty() {
+        return Err(WireError::Invalid("parity of an empty frame"));
+    }
+    if usize::from(count) + usize::from(index) >= MAX_SHARDS
+        || usize::from(count) + usize::from(first_count) > MAX_SHARDS
+    {
+        return Err(WireError::Invalid("parity index past the code's shards"));
+    }
+    if u64::from(frame_len).div_ceil(u64::from(len)) != u64::from(count) {
+        return Err(WireError::Invalid("parity shard does not fit its frame"));
+    }
+    Ok(Parity {
+        session,
+        frame,
+        index,
+        first_count,
+        count,
+        frame_len,
+        repair,
         payload,
     })
 }
@@ -995,6 +1106,7 @@ mod tests {
             offset: 500,
             frame_len: 2000,
             payload,
+            repair: false,
         }
     }
 
@@ -1003,6 +1115,78 @@ mod tests {
         let mut buf = Vec::new();
         seg(&[7; 500]).encode(&mut buf);
         assert_eq!(buf.len(), 500 + SEGMENT_OVERHEAD);
+    }
+
+    fn parity(payload: &[u8]) -> Parity<'_> {
+        Parity {
+            session: 9,
+            frame: 3,
+            index: 0,
+            first_count: 2,
+            count: 4,
+            frame_len: 1900,
+            repair: false,
+            payload,
+        }
+    }
+
+    #[test]
+    fn parity_overhead_matches_encoding_and_round_trips() {
+        let mut buf = Vec::new();
+        let shard = [5u8; 500];
+        parity(&shard).encode(&mut buf);
+        assert_eq!(buf.len(), 500 + PARITY_OVERHEAD);
+        assert_eq!(decode(&buf), Ok(Message::Parity(parity(&shard))));
+    }
+
+    #[test]
+    fn parity_that_does_not_fit_its_frame_is_rejected() {
+        let shard = [5u8; 500];
+        let cases = [
+            // 2100 bytes are five shards of 500, not four.
+            (
+                Parity {
+                    frame_len: 2100,
+                    ..parity(&shard)
+                },
+                "parity shard does not fit its frame",
+            ),
+            (
+                Parity {
+                    index: 252,
+                    ..parity(&shard)
+                },
+                "parity index past the code's shards",
+            ),
+            (
+                Parity {
+                    first_count: 253,
+                    ..parity(&shard)
+                },
+                "parity index past the code's shards",
+            ),
+            (
+                Parity {
+                    count: 0,
+                    frame_len: 0,
+                    ..parity(&shard)
+                },
+                "parity of an empty frame",
+            ),
+        ];
+        for (p, why) in cases {
+            let mut buf = Vec::new();
+            p.encode(&mut buf);
+            assert_eq!(decode(&buf), Err(WireError::Invalid(why)), "{p:?}");
+        }
+        // A flags byte other than 0 or 1.
+        let mut buf = Vec::new();
+        parity(&shard).encode(&mut buf);
+        buf[PREAMBLE_LEN + 18] = 7;
+        let n = buf.len() - CRC_LEN;
+        let crc = crc32c::crc32c(&buf[..n]);
+        buf[n..].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(decode(&buf), Err(WireError::Invalid("parity flags")));
     }
 
     #[test]
@@ -1026,6 +1210,7 @@ mod tests {
             session: 1,
             frame: 2,
             next_segment_size: 500,
+            next_parity: 0,
         }
         .encode(&mut buf);
         buf[3] = 0x2f;
@@ -1051,7 +1236,7 @@ mod tests {
 
     fn arb_message() -> impl Strategy<Value = (u8, u32, u32, u16, u16, Vec<u8>, Vec<u16>)> {
         (
-            1u8..=3,
+            1u8..=5,
             any::<u32>(),
             any::<u32>(),
             any::<u16>(),
@@ -1092,10 +1277,25 @@ mod tests {
                         offset: 17,
                         frame_len: 17 + payload.len() as u32 + 5,
                         payload: &payload,
+                        repair: a % 2 == 1,
                     })
                 }
                 2 => Message::Nack(Nack { session, frame, missing: missing.clone() }),
-                _ => Message::FrameAck(FrameAck { session, frame, next_segment_size: a }),
+                3 => Message::FrameAck(FrameAck { session, frame, next_segment_size: a, next_parity: b as u8 }),
+                _ => {
+                    // A parity shard of a frame of `count` segments of the shard's length.
+                    let count = b % 200 + 1;
+                    let len = payload.len() as u32;
+                    Message::Parity(Parity {
+                        session, frame,
+                        index: a % (MAX_SHARDS as u16 - count),
+                        first_count: b % 50,
+                        count,
+                        frame_len: (u32::from(count) - 1) * len + 1 + (a as u32 % len),
+                        repair: which == 5,
+                        payload: &payload,
+                    })
+                }
             };
             msg.encode(&mut buf);
             prop_assert_eq!(decode(&buf), Ok(msg));
@@ -1173,7 +1373,7 @@ mod tests {
         #[test]
         fn truncation_is_always_rejected(payload in proptest::collection::vec(any::<u8>(), 1..600), cut in 1usize..600) {
             let mut buf = Vec::new();
-            Segment { session: 1, frame: 1, index: 0, count: 1, offset: 0, frame_len: payload.len() as u32, payload: &payload }.encode(&mut buf);
+            Segment { session: 1, frame: 1, index: 0, count: 1, offset: 0, frame_len: payload.len() as u32, payload: &payload, repair: false }.encode(&mut buf);
             let cut = cut.min(buf.len());
             prop_assert!(decode(&buf[..buf.len() - cut]).is_err());
         }

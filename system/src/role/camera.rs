@@ -287,6 +287,7 @@ impl Camera {
                     self.size_trace.push((now, to));
                     self.record(now, RoleEvent::SegmentSize { session, size: to });
                 }
+                SenderEvent::ParityChanged { .. } => {}
             }
         }
         let events = self

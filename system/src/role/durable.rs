@@ -266,7 +266,7 @@ impl Durable {
                         }
                     }
                 }
-                SenderEvent::SegmentSizeChanged { .. } => {}
+                SenderEvent::SegmentSizeChanged { .. } | SenderEvent::ParityChanged { .. } => {}
             }
         }
     }
@@ -414,6 +414,7 @@ mod tests {
             session,
             frame,
             next_segment_size: 500,
+            next_parity: 0,
         })
         .encode(&mut buf);
         buf

@@ -165,6 +165,7 @@ pub fn flood_datagrams(seed: u64, real_sessions: &[u32], count: usize) -> Vec<Ve
                         offset: 0,
                         frame_len: body.len() as u32 * u32::from(count),
                         payload: &body,
+                        repair: false,
                     }
                     .encode(&mut buf);
                 }

@@ -109,7 +109,9 @@ pub struct Tier2File {
     pub tier1: Vec<SocketAddr>,
     #[serde(default = "default_capacity")]
     pub capacity: u32,
-    #[serde(default)]
+    /// Segment size policy and FEC; without a `[policy]` table the best we have (the model
+    /// policy with adaptive parity), the seed's rule with `kind = "seed"` and `fec = "off"`.
+    #[serde(default = "PolicyConfig::best")]
     pub policy: PolicyConfig,
     /// Where frames, fixes, sessions and link figures go: `sqlite:PATH` or
     /// `postgres://...`. Without one the tier-2 only checks what it receives.

@@ -13,7 +13,9 @@ use serde::Serialize;
 use crate::driver;
 use crate::link::LinkConfig;
 use crate::net::{Clock, ImpairedSocket, TokioClock};
-use crate::proto::{PolicyConfig, PolicyKind, Receiver, ReceiverConfig, Sender, SenderConfig};
+use crate::proto::{
+    FecKind, PolicyConfig, PolicyKind, Receiver, ReceiverConfig, Sender, SenderConfig,
+};
 use crate::role::{Camera, CameraConfig, FrameContent, Sink};
 
 /// What to transfer.
@@ -26,6 +28,8 @@ pub struct TransferOptions {
     pub loss: f64,
     pub seed: u64,
     pub policy: PolicyKind,
+    /// Parity segments per frame.
+    pub fec: FecKind,
     /// Sender pacing in bytes per second; `None` is unpaced.
     pub pacing_rate: Option<u64>,
 }
@@ -39,6 +43,7 @@ impl Default for TransferOptions {
             loss: 0.0,
             seed: 1,
             policy: PolicyKind::Seed,
+            fec: FecKind::Off,
             pacing_rate: None,
         }
     }
@@ -59,6 +64,9 @@ pub struct TransferReport {
     pub segments_resent: u64,
     pub final_segment_size: usize,
     pub policy: String,
+    pub fec: String,
+    /// Repair bytes (parity and resent payload) per frame byte sent once.
+    pub repair_ratio: f64,
     pub loss: f64,
     pub seed: u64,
     pub datagrams_lost_by_link: u64,
@@ -69,6 +77,7 @@ pub struct TransferReport {
 pub async fn transfer(opts: &TransferOptions) -> io::Result<TransferReport> {
     let policy = PolicyConfig {
         kind: opts.policy,
+        fec: opts.fec,
         ..PolicyConfig::default()
     };
     policy
@@ -136,6 +145,11 @@ pub async fn transfer(opts: &TransferOptions) -> io::Result<TransferReport> {
         segments_resent: cam.segments_resent,
         final_segment_size: cam.final_segment_size,
         policy: opts.policy.to_string(),
+        fec: opts.fec.to_string(),
+        repair_ratio: {
+            let st = camera.sender().stats();
+            st.repair_bytes as f64 / st.data_bytes.max(1) as f64
+        },
         loss: opts.loss,
         seed: opts.seed,
         datagrams_lost_by_link: tx_socket.link_stats().lost() + rx_socket.link_stats().lost(),

@@ -151,7 +151,7 @@ pub async fn up(
             listen: socket.local_addr()?,
             tier1,
             capacity: 1000,
-            policy: PolicyConfig::default(),
+            policy: PolicyConfig::best(),
             database: Some(database.clone()),
             advertise: None,
             metrics: None,

@@ -74,6 +74,7 @@ fn sealed_datagrams_open_on_the_other_side_only() {
         session: 7,
         frame: 1,
         next_segment_size: 900,
+        next_parity: 0,
     }
     .encode(&mut inner);
     let mut sealed = Vec::new();

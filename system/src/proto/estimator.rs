@@ -1,0 +1,649 @@
+//! What a receiver can tell about the link a session's segments cross, and what follows for
+//! the segment size and the parity count.
+//!
+//! The receiver sees each frame's first crossing (its data and parity segments sent once, in
+//! order; repairs are flagged on the wire and left out) and so which datagrams arrived, which
+//! arrived damaged (a bad CRC, when the link hands damaged datagrams up rather than discarding
+//! them) and which never came. [`LinkEstimator`] turns that into a [`LinkEstimate`] of:
+//!
+//! - **per-packet loss** `p`: every IP packet lost with probability `p`, whatever its size, so a
+//!   datagram in `c` fragments survives with `(1 - p)^c`;
+//! - **byte errors** `λ` per wire byte (`λ = -8 ln(1 - BER)`): a datagram of `L` wire bytes
+//!   survives them with `exp(-λ L)`;
+//! - **burstiness**: the mean length of a run of consecutive lost segments (`1/(1 - q)` for
+//!   independent losses at rate `q`, longer for a Gilbert-Elliott channel);
+//! - the round trip (from a NACK to the repair it asked for) and its variation, the spacing of
+//!   a frame's segments on arrival and its jitter, and the path MTU (configured).
+//!
+//! Loss and byte errors are told apart as far as the data allows. Damaged datagrams are byte
+//! errors, seen directly; once any are seen, the missing ones are loss. Where damaged datagrams
+//! never arrive (checksums discard them on the way), both causes look alike but for their
+//! dependence on size: losses that grow with the datagram's bytes are byte errors, those that
+//! grow with its packet count are loss. The estimator keeps decayed counts per size class
+//! (packets, wire bytes) and fits `(p, λ)` to them: per class, loss events per segment
+//! `-ln(1 - q) = -ln(1 - p) x packets + λ x wire bytes` (exact for the two independent
+//! causes), by non-negative weighted least squares. With one size class only the fit keeps its previous split
+//! (at the start: loss), and moves as soon as sizes differ, which the size policy's own moves
+//! and the shorter last segment of each frame provide.
+//!
+//! [`LinkEstimate::best_size`] picks the segment size that maximises delivered payload per wire
+//! byte, `S / wire(S) x (1 - p)^c(S) x exp(-λ wire(S))`, fragmentation counted: under pure loss
+//! that is the largest unfragmented size (or the next fragment count's, when loss is so low
+//! that the header share matters more), under byte errors the square-root law optimum
+//! `S* = (-H + sqrt(H² + 4H/λ)) / 2` for the header `H` of its fragment count.
+
+use std::time::Duration;
+
+use crate::link::{packet_sizes, wire_bytes, DEFAULT_MTU, IPV4_HEADER_LEN, UDP_HEADER_LEN};
+use crate::time::Instant;
+
+use super::policy::SizeLimits;
+use super::wire::{PARITY_OVERHEAD, SEGMENT_OVERHEAD};
+
+/// The estimate, as the policies read it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkEstimate {
+    /// Probability that an IP packet is lost, whatever its size.
+    pub loss: f64,
+    /// Byte errors per wire byte (`-8 ln(1 - BER)`).
+    pub byte_error: f64,
+    /// Mean length of a run of lost segments, at least 1.
+    pub mean_burst: f64,
+    /// Smoothed round trip, once measured.
+    pub srtt: Option<Duration>,
+    /// Its mean deviation.
+    pub rttvar: Duration,
+    /// Smoothed spacing of a frame's segments on arrival.
+    pub gap: Duration,
+    /// Mean deviation of that spacing.
+    pub jitter: Duration,
+    /// How late a segment taken for lost has come, unasked, lately (decaying): the extra
+    /// patience the receiver's NACK timing needs on this link.
+    pub late: Duration,
+    /// Path MTU in bytes.
+    pub mtu: usize,
+}
+
+impl Default for LinkEstimate {
+    /// A perfect link of MTU 1500, nothing measured.
+    fn default() -> Self {
+        LinkEstimate {
+            loss: 0.0,
+            byte_error: 0.0,
+            mean_burst: 1.0,
+            srtt: None,
+            rttvar: Duration::ZERO,
+            gap: Duration::ZERO,
+            jitter: Duration::ZERO,
+            late: Duration::ZERO,
+            mtu: DEFAULT_MTU,
+        }
+    }
+}
+
+impl LinkEstimate {
+    /// Probability that a datagram of `len` bytes of UDP payload arrives intact.
+    pub fn p_datagram(&self, len: usize) -> f64 {
+        let keep = 1.0 - self.loss.clamp(0.0, 1.0);
+        let lambda = self.byte_error.max(0.0);
+        packet_sizes(len, self.mtu)
+            .map(|bytes| keep * (-lambda * bytes as f64).exp())
+            .product()
+    }
+
+    /// Probability that a data segment of `size` payload bytes arrives intact.
+    pub fn p_intact(&self, size: usize) -> f64 {
+        self.p_datagram(size + SEGMENT_OVERHEAD)
+    }
+
+    /// Probability that a parity segment of `size` shard bytes arrives intact.
+    pub fn p_intact_parity(&self, size: usize) -> f64 {
+        self.p_datagram(size + PARITY_OVERHEAD)
+    }
+
+    /// Payload bytes delivered per wire byte with data segments of `size` bytes.
+    pub fn efficiency(&self, size: usize) -> f64 {
+        let wire = wire_bytes(size + SEGMENT_OVERHEAD, self.mtu) as f64;
+        size as f64 * self.p_intact(size) / wire
+    }
+
+    /// The segment size within `limits` that maximises [`efficiency`](Self::efficiency);
+    /// with `unfragmented`, among sizes that fit one packet (when any does). The optimum for
+    /// each fragment count is found in closed form, so this is a handful of evaluations.
+    pub fn best_size(&self, limits: &SizeLimits, unfragmented: bool) -> usize {
+        let cap = self.mtu.max(crate::link::MIN_MTU) - IPV4_HEADER_LEN;
+        let base = SEGMENT_OVERHEAD + UDP_HEADER_LEN;
+        let fragments = |size: usize| (size + base).div_ceil(cap);
+        let most = if unfragmented && fragments(limits.min) == 1 {
+            1
+        } else {
+            fragments(limits.max)
+        };
+        let mut candidates = vec![limits.min];
+        if !unfragmented || most > 1 {
+            candidates.push(limits.max);
+        }
+        for c in 1..=most {
+            // Sizes that travel in exactly `c` packets.
+            let lo = ((c - 1) * cap + 1).saturating_sub(base).max(limits.min);
+            let hi = (c * cap).saturating_sub(base).min(limits.max);
+            if lo > hi {
+                continue;
+            }
+            let header = (base + c * IPV4_HEADER_LEN) as f64;
+            let star = if self.byte_error > 0.0 {
+                (-header + (header * header + 4.0 * header / self.byte_error).sqrt()) / 2.0
+            } else {
+                f64::INFINITY
+            };
+            let s = star.clamp(lo as f64, hi as f64);
+            candidates.extend([s.floor() as usize, s.ceil() as usize, hi]);
+        }
+        candidates
+            .into_iter()
+            .filter(|&s| s >= limits.min && s <= limits.max)
+            .filter(|&s| !unfragmented || most > 1 || fragments(s) == 1)
+            .map(|s| (s, self.efficiency(s)))
+            .fold((limits.min, f64::MIN), |best, (s, e)| {
+                if e > best.1 + 1e-12 || (e >= best.1 - 1e-12 && s > best.0) {
+                    (s, e)
+                } else {
+                    best
+                }
+            })
+            .0
+    }
+
+    /// Probability that at least `k` of `k + m` segments sent back to back arrive, data
+    /// segments lost with `data_loss`, parity ones with `parity_loss`, losses running in
+    /// bursts of [`mean_burst`](Self::mean_burst) on average (a two-state chain with that mean
+    /// run length and the data loss rate as its stationary loss).
+    pub fn p_complete(&self, k: usize, m: usize, data_loss: f64, parity_loss: f64) -> f64 {
+        let n = k + m;
+        let q = data_loss.clamp(0.0, 0.999_999);
+        if q == 0.0 && parity_loss <= 0.0 {
+            return 1.0;
+        }
+        // P(lost | previous lost) from the mean run length, never below independence.
+        let stay = (1.0 - 1.0 / self.mean_burst.max(1.0)).clamp(q, 0.999);
+        let enter = (q * (1.0 - stay) / (1.0 - q)).clamp(0.0, 1.0);
+        // dist[lost][state]: state 0 = previous arrived, 1 = previous lost; losses past m are
+        // pooled at m + 1.
+        let mut dist = vec![[0.0f64; 2]; m + 2];
+        dist[0][0] = 1.0 - q;
+        dist[0][1] = q;
+        let mut first = true;
+        for i in 0..n {
+            let rate = if i < k {
+                q
+            } else {
+                parity_loss.clamp(0.0, 1.0)
+            };
+            let scale = if q > 0.0 { rate / q } else { 1.0 };
+            let mut next = vec![[0.0f64; 2]; m + 2];
+            for (lost, states) in dist.iter().enumerate() {
+                for (state, &p) in states.iter().enumerate() {
+                    if p == 0.0 {
+                        continue;
+                    }
+                    let p_loss = if first {
+                        // The first segment: the chain's state is the stationary one.
+                        if state == 1 {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    } else if state == 1 {
+                        (stay * scale).min(1.0)
+                    } else {
+                        (enter * scale).min(1.0)
+                    };
+                    let up = (lost + 1).min(m + 1);
+                    next[up][1] += p * p_loss;
+                    next[lost][0] += p * (1.0 - p_loss);
+                }
+            }
+            dist = next;
+            first = false;
+        }
+        dist.iter().take(m + 1).map(|s| s[0] + s[1]).sum()
+    }
+}
+
+/// Decayed counts of first-crossing segments of one size class.
+#[derive(Debug, Clone, Copy)]
+struct Bin {
+    packets: usize,
+    bucket: usize,
+    /// Sent, their wire bytes, missing (damaged included), damaged.
+    sent: f64,
+    wire: f64,
+    missing: f64,
+    damaged: f64,
+}
+
+/// Size classes kept (the smallest is forgotten first).
+const MAX_BINS: usize = 16;
+/// Wire bytes per size class.
+const BUCKET_BYTES: usize = 64;
+
+/// The estimator a receiver keeps per session. See the module docs.
+#[derive(Debug, Clone)]
+pub struct LinkEstimator {
+    mtu: usize,
+    bins: Vec<Bin>,
+    /// Loss events per packet (`-ln(1 - p)`) and byte errors per wire byte.
+    rate_loss: f64,
+    rate_byte: f64,
+    /// Decayed lost segments and runs of them.
+    run_lost: f64,
+    runs: f64,
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    gap_us: Option<f64>,
+    jitter_us: f64,
+    late_us: f64,
+    last_arrival: Option<(u32, Instant)>,
+}
+
+impl LinkEstimator {
+    /// Weight kept by past crossings at each new one (a window of about 50 frames).
+    const DECAY: f64 = 0.98;
+    /// Prior: 20 pseudo-packets of 1500 bytes with 0.1% loss and 1e-7 byte errors per byte.
+    const PRIOR_PACKETS: f64 = 20.0;
+    const PRIOR_LOSS: f64 = 0.02;
+    const PRIOR_BYTES: f64 = 30_000.0;
+    const PRIOR_BYTE_ERRORS: f64 = 0.003;
+    /// A class's failure share is capped here before `-ln(1 - q)`.
+    const MAX_SHARE: f64 = 0.95;
+
+    pub fn new(mtu: usize) -> Self {
+        LinkEstimator {
+            mtu: mtu.max(crate::link::MIN_MTU),
+            bins: Vec::new(),
+            rate_loss: Self::PRIOR_LOSS / Self::PRIOR_PACKETS,
+            rate_byte: Self::PRIOR_BYTE_ERRORS / Self::PRIOR_BYTES,
+            run_lost: 0.0,
+            runs: 0.0,
+            srtt: None,
+            rttvar: Duration::ZERO,
+            gap_us: None,
+            jitter_us: 0.0,
+            late_us: 0.0,
+            last_arrival: None,
+        }
+    }
+
+    pub fn estimate(&self) -> LinkEstimate {
+        LinkEstimate {
+            loss: 1.0 - (-self.rate_loss).exp(),
+            byte_error: self.rate_byte,
+            mean_burst: if self.runs > 0.05 {
+                (self.run_lost / self.runs).max(1.0)
+            } else {
+                1.0
+            },
+            srtt: self.srtt,
+            rttvar: self.rttvar,
+            gap: Duration::from_micros(self.gap_us.unwrap_or(0.0) as u64),
+            jitter: Duration::from_micros(self.jitter_us as u64),
+            late: Duration::from_micros(self.late_us as u64),
+            mtu: self.mtu,
+        }
+    }
+
+    fn bin(&mut self, len: usize) -> &mut Bin {
+        let packets = packet_sizes(len, self.mtu).count();
+        let wire = wire_bytes(len, self.mtu);
+        let bucket = wire / BUCKET_BYTES;
+        let at = match self
+            .bins
+            .iter()
+            .position(|b| b.packets == packets && b.bucket == bucket)
+        {
+            Some(at) => at,
+            None => {
+                if self.bins.len() >= MAX_BINS {
+                    let smallest = (0..self.bins.len())
+                        .min_by(|&a, &b| self.bins[a].sent.total_cmp(&self.bins[b].sent))
+                        .unwrap_or(0);
+                    self.bins.swap_remove(smallest);
+                }
+                self.bins.push(Bin {
+                    packets,
+                    bucket,
+                    sent: 0.0,
+                    wire: 0.0,
+                    missing: 0.0,
+                    damaged: 0.0,
+                });
+                self.bins.len() - 1
+            }
+        };
+        &mut self.bins[at]
+    }
+
+    /// A datagram of the session arrived damaged: `len` bytes of UDP payload with a bad CRC.
+    /// The crossing it belonged to counts it missing too.
+    pub fn on_damaged(&mut self, len: usize) {
+        self.bin(len).damaged += 1.0;
+    }
+
+    /// A first-crossing segment of `frame` arrived at `now`: the spacing of arrivals within a
+    /// frame and its jitter. Time going backwards is ignored.
+    pub fn on_arrival(&mut self, now: Instant, frame: u32) {
+        if let Some((f, at)) = self.last_arrival {
+            if f == frame && now >= at {
+                let gap = (now - at).as_micros() as f64;
+                match self.gap_us {
+                    Some(g) => {
+                        self.jitter_us += ((gap - g).abs() - self.jitter_us) / 16.0;
+                        self.gap_us = Some(g + (gap - g) / 8.0);
+                    }
+                    None => self.gap_us = Some(gap),
+                }
+            }
+        }
+        self.last_arrival = Some((frame, now));
+    }
+
+    /// A segment NACKed as lost arrived in its first crossing, `by` after the NACK: the NACK
+    /// was spurious. The NACK timing waits that much longer from now on (decaying per frame).
+    pub fn on_late(&mut self, by: Duration) {
+        self.late_us = self.late_us.max(by.as_micros() as f64 * 1.5);
+    }
+
+    /// A round-trip sample: from a NACK to the first repair it brought (RFC 6298's filter).
+    pub fn on_rtt(&mut self, sample: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(sample);
+                self.rttvar = sample / 2;
+            }
+            Some(srtt) => {
+                let dev = srtt.abs_diff(sample);
+                self.rttvar = (self.rttvar * 3 + dev) / 4;
+                self.srtt = Some((srtt * 7 + sample) / 8);
+            }
+        }
+    }
+
+    /// One frame's first crossing, in the order it was sent: each segment's UDP payload length
+    /// and whether it arrived (intact). Refits the loss model.
+    pub fn on_crossing(&mut self, segments: impl IntoIterator<Item = (usize, bool)>) {
+        for b in &mut self.bins {
+            b.sent *= Self::DECAY;
+            b.wire *= Self::DECAY;
+            b.missing *= Self::DECAY;
+            b.damaged *= Self::DECAY;
+        }
+        self.bins.retain(|b| b.sent >= 0.02);
+        self.run_lost *= Self::DECAY;
+        self.runs *= Self::DECAY;
+        self.late_us *= Self::DECAY;
+        let mut in_run = false;
+        let mut any = false;
+        for (len, arrived) in segments {
+            any = true;
+            let wire = wire_bytes(len, self.mtu) as f64;
+            let b = self.bin(len);
+            b.sent += 1.0;
+            b.wire += wire;
+            if !arrived {
+                b.missing += 1.0;
+                self.run_lost += 1.0;
+                if !in_run {
+                    self.runs += 1.0;
+                }
+            }
+            in_run = !arrived;
+        }
+        if any {
+            self.refit();
+        }
+    }
+
+    fn refit(&mut self) {
+        let events = |missing: f64, sent: f64| {
+            let share = (missing / sent.max(1e-9)).clamp(0.0, Self::MAX_SHARE);
+            -sent * (1.0 - share).ln()
+        };
+        let packets: f64 = self.bins.iter().map(|b| b.sent * b.packets as f64).sum();
+        let bytes: f64 = self.bins.iter().map(|b| b.wire).sum();
+        let damaged: f64 = self.bins.iter().map(|b| b.damaged).sum();
+        let loss_den = packets + Self::PRIOR_PACKETS;
+        let byte_den = bytes + Self::PRIOR_BYTES;
+        if damaged >= 0.5 {
+            // Damage is visible: damaged datagrams are the byte errors, the rest is loss.
+            let lost: f64 = self
+                .bins
+                .iter()
+                .map(|b| events((b.missing - b.damaged).max(0.0), b.sent))
+                .sum();
+            self.rate_loss = (lost + Self::PRIOR_LOSS) / loss_den;
+            let errors: f64 = self.bins.iter().map(|b| events(b.damaged, b.sent)).sum();
+            self.rate_byte = (errors + Self::PRIOR_BYTE_ERRORS) / byte_den;
+            return;
+        }
+        // Per class, loss events per segment r = a x packets + λ x wire bytes: a weighted
+        // least-squares fit of (a, λ) >= 0 over the classes (weights: segments sent).
+        let (mut skk, mut skl, mut sll, mut skr, mut slr, mut total) =
+            (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        for b in &self.bins {
+            let e = events(b.missing, b.sent);
+            let r = e / b.sent;
+            let k = b.packets as f64;
+            let l = b.wire / b.sent;
+            skk += b.sent * k * k;
+            skl += b.sent * k * l;
+            sll += b.sent * l * l;
+            skr += b.sent * k * r;
+            slr += b.sent * l * r;
+            total += e;
+        }
+        let det = skk * sll - skl * skl;
+        let (a, l) = if skk > 0.0 && sll > 0.0 && det > 1e-4 * skk * sll {
+            let a = (skr * sll - slr * skl) / det;
+            let l = (slr * skk - skr * skl) / det;
+            if a < 0.0 {
+                (0.0, slr / sll)
+            } else if l < 0.0 {
+                (skr / skk, 0.0)
+            } else {
+                (a, l)
+            }
+        } else {
+            // One size class (or sizes too alike to tell): keep the previous split.
+            let (a0, l0) = (self.rate_loss, self.rate_byte);
+            let bytes_per_packet = if skk > 0.0 { skl / skk } else { 1500.0 };
+            let share = a0 / (a0 + l0 * bytes_per_packet).max(1e-30);
+            let per_packet = if packets > 0.0 { total / packets } else { 0.0 };
+            (
+                per_packet * share,
+                per_packet * (1.0 - share) / bytes_per_packet,
+            )
+        };
+        self.rate_loss = (a * packets + Self::PRIOR_LOSS) / loss_den;
+        self.rate_byte = (l * bytes + Self::PRIOR_BYTE_ERRORS) / byte_den;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::{Link, LinkConfig};
+    use crate::proto::policy::{FrameOutcome, ModelBased, SizePolicy};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn limits() -> SizeLimits {
+        SizeLimits {
+            initial: 500,
+            min: 100,
+            max: 8000,
+        }
+    }
+
+    /// Sends `frames` 10 KB frames over `link` at the sizes the model policy picks (NACK only),
+    /// feeding the first crossings back; returns the estimator and the best size it sees.
+    fn run(config: LinkConfig, frames: usize, seed: u64) -> (LinkEstimator, usize) {
+        let mut link = Link::new(config.clone(), seed);
+        let mut est = LinkEstimator::new(config.mtu);
+        let mut policy = ModelBased::new(limits(), false);
+        let mut size = policy.current();
+        let mut t = Instant::ZERO;
+        for _ in 0..frames {
+            let k = 10_000usize.div_ceil(size);
+            let mut crossing = Vec::new();
+            for i in 0..k {
+                let payload = if i + 1 < k {
+                    size
+                } else {
+                    10_000 - size * (k - 1)
+                };
+                let len = payload + SEGMENT_OVERHEAD;
+                let fate = link.transmit(t, len);
+                let arrived = fate.copies.iter().any(|c| c.bit_flips.is_empty());
+                let damaged = !fate.copies.is_empty() && !arrived;
+                if damaged {
+                    est.on_damaged(len);
+                }
+                crossing.push((len, arrived));
+            }
+            est.on_crossing(crossing);
+            let outcome = FrameOutcome {
+                segment_size: size,
+                frame_len: 10_000,
+                segments: k,
+                failed: 0,
+                delivered: true,
+            };
+            size = policy.observe(&outcome, &est.estimate());
+            t += Duration::from_millis(100);
+        }
+        let best = est.estimate().best_size(&limits(), false);
+        (est, best)
+    }
+
+    #[test]
+    fn pure_loss_is_read_as_loss_and_picks_the_largest_unfragmented_size() {
+        for (loss, seed) in [(0.05, 1), (0.1, 2), (0.2, 3)] {
+            let (est, size) = run(
+                LinkConfig {
+                    loss,
+                    ..LinkConfig::default()
+                },
+                300,
+                seed,
+            );
+            let e = est.estimate();
+            assert!(
+                (e.loss - loss).abs() < loss * 0.35,
+                "loss {loss}: estimated {}",
+                e.loss
+            );
+            assert_eq!(size, 1500 - 28 - SEGMENT_OVERHEAD, "loss {loss}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn bit_errors_behind_checksums_are_told_from_loss_by_their_size_dependence() {
+        // Checksums on: damaged packets are discarded, so bit errors look like loss that
+        // grows with size. The fit must find the square-root law's neighbourhood anyway.
+        for (ber, seed) in [(3e-5, 4), (1e-4, 5)] {
+            let cfg = LinkConfig {
+                bit_error_rate: ber,
+                ..LinkConfig::default()
+            };
+            let truth = LinkEstimate {
+                byte_error: -8.0 * (1.0f64 - ber).ln(),
+                ..LinkEstimate::default()
+            };
+            let best = truth.best_size(&limits(), false);
+            let (_, size) = run(cfg, 400, seed);
+            let ratio = truth.efficiency(size) / truth.efficiency(best);
+            assert!(
+                ratio > 0.97,
+                "ber {ber}: picked {size} B, best {best} B, {ratio:.3} of its efficiency"
+            );
+        }
+    }
+
+    #[test]
+    fn visible_damage_is_counted_as_byte_errors() {
+        let ber = 1e-4;
+        let cfg = LinkConfig {
+            bit_error_rate: ber,
+            checksums: false,
+            loss: 0.02,
+            ..LinkConfig::default()
+        };
+        let (est, _) = run(cfg, 300, 6);
+        let e = est.estimate();
+        let lambda = -8.0 * (1.0f64 - ber).ln();
+        assert!((e.byte_error / lambda - 1.0).abs() < 0.3, "{e:?}");
+        assert!((e.loss - 0.02).abs() < 0.012, "{e:?}");
+    }
+
+    #[test]
+    fn bursts_lengthen_the_mean_run_and_ask_for_more_parity() {
+        let mut est = LinkEstimator::new(1500);
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..200 {
+            // Runs of three lost segments in one frame of two.
+            let start = rng.random_range(0..16usize);
+            let lost = |i: usize| start < 8 && (start..start + 3).contains(&i);
+            est.on_crossing((0..10).map(|i| (1472, !lost(i))));
+        }
+        let e = est.estimate();
+        assert!((e.mean_burst - 3.0).abs() < 0.2, "{e:?}");
+        let iid = LinkEstimate {
+            mean_burst: 1.0,
+            ..e
+        };
+        let q = 1.0 - e.p_intact(1442);
+        assert!(e.p_complete(7, 2, q, q) < iid.p_complete(7, 2, q, q));
+    }
+
+    #[test]
+    fn p_complete_matches_the_binomial_for_independent_loss() {
+        let e = LinkEstimate::default();
+        // P(at most 2 of 9 lost) at 10%.
+        let exact: f64 = (0..=2)
+            .map(|j| {
+                let c = [1.0, 9.0, 36.0][j];
+                c * 0.1f64.powi(j as i32) * 0.9f64.powi(9 - j as i32)
+            })
+            .sum();
+        let iid = LinkEstimate {
+            mean_burst: 1.0 / 0.9,
+            ..e
+        };
+        assert!((iid.p_complete(7, 2, 0.1, 0.1) - exact).abs() < 1e-9);
+        assert_eq!(e.p_complete(7, 0, 0.0, 0.0), 1.0);
+    }
+
+    #[test]
+    fn nonsense_input_stays_bounded() {
+        let mut est = LinkEstimator::new(0);
+        // Every datagram damaged, then none at all, then time going backwards.
+        for _ in 0..100 {
+            est.on_damaged(1472);
+            est.on_crossing([(1472, false); 8]);
+        }
+        let e = est.estimate();
+        assert!(e.loss.is_finite() && e.byte_error.is_finite() && e.loss <= 1.0);
+        est.on_crossing([]);
+        est.on_arrival(Instant::from_micros(10_000), 1);
+        est.on_arrival(Instant::from_micros(5_000), 1);
+        est.on_rtt(Duration::ZERO);
+        for len in [0, 1, 65_535] {
+            est.on_crossing([(len, true), (len, false)]);
+        }
+        assert!(est.bins.len() <= MAX_BINS);
+        let e = est.estimate();
+        assert!(e.p_intact(1000).is_finite());
+        let s = e.best_size(&limits(), true);
+        assert!((100..=8000).contains(&s));
+    }
+}

@@ -1,0 +1,343 @@
+//! Forward error correction: parity segments for a frame, and how many to send.
+//!
+//! A frame cut into `k` data segments of `S` bytes (the last one padded with zeros to `S`)
+//! forms the `k` original shards of a systematic Reed-Solomon code over GF(2^8); parity
+//! segment `i` is recovery shard `i`. Any `k` of a frame's data and parity segments rebuild
+//! it, so a frame with `m` parity segments survives any `m` losses in its first crossing
+//! without waiting a round trip for a NACK. The code is `reed-solomon-erasure` (see
+//! `system/Cargo.toml` for the measured choice); its recovery shard `i` is the same whatever
+//! the number of recovery shards asked for (the rows of its encoding matrix below the identity
+//! are fixed Vandermonde rows), so a sender may encode spare shards beyond the first crossing
+//! to answer NACKs with, and a receiver decodes with any subset of them.
+//!
+//! [`FecKind`] is the configuration (`off`, `auto`, `fixed:M`); [`parity_for`] is the `auto`
+//! rule: the parity count that minimises the expected cost of a frame, counting each parity
+//! segment's bytes and, for a frame that misses its first crossing, `miss_cost` frame lengths
+//! (the round trip it then waits, priced in bytes), within a budget of parity bytes per frame
+//! byte. The probability of missing is computed over the estimated loss process, bursts
+//! included ([`LinkEstimate::p_complete`](super::estimator::LinkEstimate::p_complete)).
+
+use std::fmt;
+use std::str::FromStr;
+
+use reed_solomon_erasure::galois_8::ReedSolomon;
+use serde::{Deserialize, Serialize};
+
+use super::estimator::LinkEstimate;
+use super::policy::PolicyError;
+use super::wire::{MAX_SHARDS, PARITY_OVERHEAD};
+
+/// Whether and how a session adds parity segments to its frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum FecKind {
+    /// None: losses are repaired by NACK only (the seed's protocol).
+    #[default]
+    Off,
+    /// As many as the link estimate says pay for themselves ([`parity_for`]).
+    Auto,
+    /// Always this many per frame.
+    Fixed(u8),
+}
+
+impl FromStr for FecKind {
+    type Err = PolicyError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" => Ok(FecKind::Off),
+            "auto" => Ok(FecKind::Auto),
+            _ => match s.strip_prefix("fixed:") {
+                Some(n) => n
+                    .parse::<u8>()
+                    .map(FecKind::Fixed)
+                    .map_err(|_| PolicyError::BadFec(s.to_string())),
+                None => Err(PolicyError::BadFec(s.to_string())),
+            },
+        }
+    }
+}
+
+impl TryFrom<String> for FecKind {
+    type Error = PolicyError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<FecKind> for String {
+    fn from(k: FecKind) -> String {
+        k.to_string()
+    }
+}
+
+impl fmt::Display for FecKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FecKind::Off => f.write_str("off"),
+            FecKind::Auto => f.write_str("auto"),
+            FecKind::Fixed(n) => write!(f, "fixed:{n}"),
+        }
+    }
+}
+
+/// Most parity segments the `auto` rule puts on one frame.
+pub const MAX_AUTO_PARITY: usize = 32;
+
+/// The `auto` rule: the parity count for a frame of `frame_len` bytes cut into segments of
+/// `size` bytes, given the link estimate. Minimises `m x (size + overhead) + miss_cost x
+/// frame_len x P(the frame misses its first crossing with m parity)` over `m` with
+/// `m x size <= budget x frame_len`.
+pub fn parity_for(
+    link: &LinkEstimate,
+    frame_len: usize,
+    size: usize,
+    budget: f64,
+    miss_cost: f64,
+) -> usize {
+    if frame_len == 0 || size == 0 {
+        return 0;
+    }
+    let k = frame_len.div_ceil(size);
+    let most = ((budget.max(0.0) * frame_len as f64) / size as f64).floor() as usize;
+    let most = most
+        .min(MAX_AUTO_PARITY)
+        .min(MAX_SHARDS.saturating_sub(k + 1));
+    let data_loss = 1.0 - link.p_intact(size);
+    let parity_loss = 1.0 - link.p_intact_parity(size);
+    let mut best = (0, f64::INFINITY);
+    for m in 0..=most {
+        let miss = 1.0 - link.p_complete(k, m, data_loss, parity_loss);
+        let cost = (m * (size + PARITY_OVERHEAD)) as f64 + miss_cost * frame_len as f64 * miss;
+        if cost < best.1 - 1e-9 {
+            best = (m, cost);
+        }
+    }
+    best.0
+}
+
+/// The parity count a session asks for under `kind` (for `Fixed`, within the code's shards).
+pub fn parity_count(
+    kind: FecKind,
+    link: &LinkEstimate,
+    frame_len: usize,
+    size: usize,
+    budget: f64,
+    miss_cost: f64,
+) -> usize {
+    let k = frame_len.div_ceil(size.max(1));
+    match kind {
+        FecKind::Off => 0,
+        FecKind::Fixed(m) => usize::from(m).min(MAX_SHARDS.saturating_sub(k + 1)),
+        FecKind::Auto => parity_for(link, frame_len, size, budget, miss_cost),
+    }
+}
+
+/// A Reed-Solomon coder for one shape `(k, m)`, kept while frames keep that shape (building
+/// one costs a matrix inversion).
+#[derive(Default)]
+pub struct Coder {
+    rs: Option<ReedSolomon>,
+}
+
+impl fmt::Debug for Coder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shape = self
+            .rs
+            .as_ref()
+            .map(|rs| (rs.data_shard_count(), rs.parity_shard_count()));
+        f.debug_struct("Coder").field("shape", &shape).finish()
+    }
+}
+
+impl Coder {
+    fn get(&mut self, k: usize, m: usize) -> Option<&ReedSolomon> {
+        let fits = self
+            .rs
+            .as_ref()
+            .is_some_and(|rs| rs.data_shard_count() == k && rs.parity_shard_count() == m);
+        if !fits {
+            self.rs = Some(ReedSolomon::new(k, m).ok()?);
+        }
+        self.rs.as_ref()
+    }
+
+    /// The first `m` parity shards of `data` cut into segments of `size` bytes; empty when the
+    /// shape is outside the code (`k + m > 256`, `m == 0`).
+    pub fn encode(&mut self, data: &[u8], size: usize, m: usize) -> Vec<Vec<u8>> {
+        if data.is_empty() || size == 0 || m == 0 {
+            return Vec::new();
+        }
+        let k = data.len().div_ceil(size);
+        if k + m > MAX_SHARDS {
+            return Vec::new();
+        }
+        let Some(rs) = self.get(k, m) else {
+            return Vec::new();
+        };
+        let mut last = data[(k - 1) * size..].to_vec();
+        last.resize(size, 0);
+        let originals: Vec<&[u8]> = data
+            .chunks(size)
+            .take(k - 1)
+            .chain(std::iter::once(last.as_slice()))
+            .collect();
+        let mut parity = vec![vec![0u8; size]; m];
+        match rs.encode_sep(&originals, &mut parity) {
+            Ok(()) => parity,
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Rebuilds the missing data segments of `frame` (cut into segments of `size`; `have[i]`
+    /// true for those present) from `parity` (index, shard) pairs. True when every data
+    /// segment is now in `frame`; false (nothing changed) when the shards cannot rebuild it.
+    pub fn rebuild(
+        &mut self,
+        frame: &mut [u8],
+        size: usize,
+        have: &[bool],
+        parity: &[(u16, &[u8])],
+    ) -> bool {
+        let k = have.len();
+        if size == 0 || k == 0 || frame.len().div_ceil(size) != k {
+            return false;
+        }
+        let present = have.iter().filter(|h| **h).count();
+        if present == k {
+            return true;
+        }
+        let Some(m) = parity.iter().map(|(i, _)| usize::from(*i) + 1).max() else {
+            return false;
+        };
+        if present + parity.len() < k || k + m > MAX_SHARDS {
+            return false;
+        }
+        if parity.iter().any(|(_, p)| p.len() != size) {
+            return false;
+        }
+        let mut shards: Vec<Option<Vec<u8>>> = (0..k)
+            .map(|i| {
+                have[i].then(|| {
+                    let mut s = frame[i * size..((i + 1) * size).min(frame.len())].to_vec();
+                    s.resize(size, 0);
+                    s
+                })
+            })
+            .collect();
+        shards.resize(k + m, None);
+        for (i, p) in parity {
+            shards[k + usize::from(*i)] = Some(p.to_vec());
+        }
+        let Some(rs) = self.get(k, m) else {
+            return false;
+        };
+        if rs.reconstruct_data(&mut shards).is_err() {
+            return false;
+        }
+        for (i, shard) in shards.iter().take(k).enumerate() {
+            if have[i] {
+                continue;
+            }
+            let Some(shard) = shard else {
+                return false;
+            };
+            let start = i * size;
+            let end = (start + size).min(frame.len());
+            frame[start..end].copy_from_slice(&shard[..end - start]);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn fec_kind_parses_and_prints() {
+        for s in ["off", "auto", "fixed:3", "fixed:0"] {
+            assert_eq!(s.parse::<FecKind>().unwrap().to_string(), s);
+        }
+        for bad in ["on", "fixed:", "fixed:-1", "fixed:300"] {
+            assert!(
+                matches!(bad.parse::<FecKind>(), Err(PolicyError::BadFec(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn auto_parity_grows_with_loss_and_stays_in_budget() {
+        let link = |loss: f64| LinkEstimate {
+            loss,
+            ..LinkEstimate::default()
+        };
+        let counts: Vec<usize> = [0.0, 0.01, 0.05, 0.1, 0.2]
+            .iter()
+            .map(|&p| parity_for(&link(p), 10_000, 1442, 1.0, 3.5))
+            .collect();
+        assert_eq!(counts, [0, 1, 2, 2, 4], "parity per loss rate");
+        // At 20% loss four parity segments cost 58% of the frame: a budget of 30% caps them.
+        assert_eq!(parity_for(&link(0.2), 10_000, 1442, 0.3, 3.5), 2);
+    }
+
+    proptest! {
+        /// Any `k` of a frame's data and parity shards rebuild it, byte for byte.
+        #[test]
+        fn any_k_shards_rebuild_the_frame(
+            data in proptest::collection::vec(any::<u8>(), 1..6000),
+            size in 1usize..1500,
+            m in 1usize..6,
+            lose in proptest::collection::vec(any::<bool>(), 0..40),
+        ) {
+            let k = data.len().div_ceil(size);
+            prop_assume!(k + m <= MAX_SHARDS);
+            let mut coder = Coder::default();
+            let parity = coder.encode(&data, size, m);
+            prop_assert_eq!(parity.len(), m);
+            // Lose up to m shards among data and parity.
+            let mut lost = 0;
+            let mut present = Vec::with_capacity(k + m);
+            for i in 0..k + m {
+                let drop = lost < m && lose.get(i).copied().unwrap_or(false);
+                if drop { lost += 1; }
+                present.push(!drop);
+            }
+            let have = present[..k].to_vec();
+            let kept: Vec<usize> = (0..m).filter(|&i| present[k + i]).collect();
+            let mut frame = data.clone();
+            for (i, h) in have.iter().enumerate() {
+                if !h {
+                    let end = ((i + 1) * size).min(frame.len());
+                    frame[i * size..end].fill(0xEE);
+                }
+            }
+            let shards: Vec<(u16, &[u8])> =
+                kept.iter().map(|&i| (i as u16, parity[i].as_slice())).collect();
+            prop_assert!(coder.rebuild(&mut frame, size, &have, &shards));
+            prop_assert_eq!(frame, data);
+        }
+
+        /// Too few shards, shards of the wrong length or a shape outside the code: no rebuild,
+        /// no panic, the frame untouched.
+        #[test]
+        fn bad_shards_never_panic(
+            len in 1usize..3000,
+            size in 1usize..700,
+            shard_len in 0usize..800,
+            index in any::<u16>(),
+        ) {
+            let k = len.div_ceil(size);
+            let mut frame = vec![1u8; len];
+            let mut have = vec![true; k];
+            have[0] = false;
+            let shard = vec![9u8; shard_len];
+            let ok = Coder::default().rebuild(&mut frame, size, &have, &[(index, &shard)]);
+            if shard_len != size || k + usize::from(index) + 1 > MAX_SHARDS {
+                prop_assert!(!ok);
+                prop_assert!(frame.iter().all(|&b| b == 1));
+            }
+        }
+    }
+}
