@@ -445,12 +445,20 @@ impl LinkEstimator {
         let (a, l) = if skk > 0.0 && sll > 0.0 && det > 1e-4 * skk * sll {
             let a = (skr * sll - slr * skl) / det;
             let l = (slr * skk - skr * skl) / det;
-            if a < 0.0 {
-                (0.0, slr / sll)
-            } else if l < 0.0 {
-                (skr / skk, 0.0)
-            } else {
-                (a, l)
+            // Each cause must show itself beyond the counting noise (two standard errors; the
+            // events are Poisson, so their variance is about their mean): otherwise noise in
+            // a loss-only link would read as byte errors, and the size would drift down.
+            let sent: f64 = self.bins.iter().map(|b| b.sent).sum();
+            let var = (total / sent.max(1e-9)).max(1e-12);
+            let se_a = (var * sll / det).sqrt();
+            let se_l = (var * skk / det).sqrt();
+            let loss_shows = a > 2.0 * se_a;
+            let bytes_show = l > 2.0 * se_l;
+            match (loss_shows, bytes_show) {
+                (true, true) => (a, l),
+                (false, true) => (0.0, slr / sll),
+                // Size-independent loss is the null: byte errors must show themselves.
+                _ => (skr / skk, 0.0),
             }
         } else {
             // One size class (or sizes too alike to tell): keep the previous split.

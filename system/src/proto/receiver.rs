@@ -253,6 +253,25 @@ struct Crossing {
 }
 
 impl Crossing {
+    /// Marks a first-crossing shard as arrived.
+    fn arrived(&mut self, shard: &Shard<'_>) {
+        match shard {
+            Shard::Data(seg) => {
+                if let Some(a) = self.data.get_mut(usize::from(seg.index)) {
+                    *a = true;
+                }
+            }
+            Shard::Parity(p) => {
+                if self.parity.len() < usize::from(p.first_count) {
+                    self.parity.resize(usize::from(p.first_count), false);
+                }
+                if let Some(a) = self.parity.get_mut(usize::from(p.index)) {
+                    *a = true;
+                }
+            }
+        }
+    }
+
     /// The crossing's segments in the order they were sent: UDP payload length, arrived.
     fn segments(&self) -> impl Iterator<Item = (usize, bool)> + '_ {
         let k = self.data.len();
@@ -663,13 +682,18 @@ impl Receiver {
                     s.settle(c);
                 }
             }
-            s.crossings.push_back(Crossing {
+            let mut c = Crossing {
                 frame,
                 size,
                 frame_len: len,
                 data: vec![false; n],
                 parity: vec![false; usize::from(first_parity)],
-            });
+            };
+            // The shard that opens the frame is part of its crossing too.
+            if !shard.repair() {
+                c.arrived(shard);
+            }
+            s.crossings.push_back(c);
         }
         self.bytes_in_use += footprint(len, n);
         true
@@ -692,22 +716,7 @@ impl Receiver {
             // The first crossing's record, while it is open (also for a finished frame: its
             // parity may still be arriving after the frame was rebuilt).
             if let Some(c) = s.crossing(frame) {
-                match shard {
-                    Shard::Data(seg) => {
-                        if let Some(a) = c.data.get_mut(usize::from(seg.index)) {
-                            *a = true;
-                        }
-                    }
-                    Shard::Parity(p) => {
-                        let i = usize::from(p.index);
-                        if c.parity.len() < usize::from(p.first_count) {
-                            c.parity.resize(usize::from(p.first_count), false);
-                        }
-                        if let Some(a) = c.parity.get_mut(i) {
-                            *a = true;
-                        }
-                    }
-                }
+                c.arrived(&shard);
             }
         }
         let in_reassembly = s.frames.contains_key(&frame);
@@ -1008,5 +1017,68 @@ impl Endpoint for Receiver {
 
     fn poll_timeout(&self) -> Option<Instant> {
         self.timers.first().map(|&(at, _, _)| at)
+    }
+}
+
+#[cfg(test)]
+mod estimate_tests {
+    use super::*;
+    use crate::proto::{FecKind, PolicyKind, Sender, SenderConfig};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use std::time::Duration;
+
+    /// Streams `frames` 10 KB frames through a channel that loses datagrams (both ways) with
+    /// `loss`, and returns the receiver's estimate of the session's link.
+    fn estimate_after(loss: f64, fec: FecKind, frames: u32) -> super::super::LinkEstimate {
+        let addr: SocketAddr = "10.0.0.1:7000".parse().expect("an address");
+        let mut rx = Receiver::new(ReceiverConfig {
+            policy: PolicyConfig {
+                kind: PolicyKind::Model,
+                fec,
+                ..PolicyConfig::default()
+            },
+            ..ReceiverConfig::default()
+        });
+        let mut tx = Sender::new(SenderConfig::new(1, addr));
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut buf = Vec::new();
+        let mut now = Instant::ZERO;
+        for f in 0..frames {
+            tx.push_frame(now, vec![f as u8; 10_000]).expect("a frame");
+            for _ in 0..200 {
+                while tx.poll_transmit(now, &mut buf).is_some() {
+                    if !rng.random_bool(loss) {
+                        rx.handle_datagram(now + Duration::from_millis(20), addr, &buf);
+                    }
+                }
+                while rx.poll_transmit(now, &mut buf).is_some() {
+                    if !rng.random_bool(loss) {
+                        tx.handle_datagram(now, addr, &buf);
+                    }
+                }
+                now += Duration::from_millis(1);
+                rx.handle_timeout(now);
+                tx.handle_timeout(now);
+                if tx.frames_in_flight() == 0 {
+                    break;
+                }
+            }
+            now += Duration::from_millis(100);
+        }
+        rx.link_estimate(1).expect("the session")
+    }
+
+    #[test]
+    fn the_estimate_reads_loss_as_loss_with_and_without_parity() {
+        for fec in [FecKind::Off, FecKind::Auto] {
+            let clean = estimate_after(0.0, fec, 100);
+            assert!(clean.loss < 0.005, "{fec}: clean link read as {clean:?}");
+            let lossy = estimate_after(0.1, fec, 300);
+            assert!(
+                (0.07..0.13).contains(&lossy.loss) && lossy.byte_error < 1e-5,
+                "{fec}: 10% loss read as {lossy:?}"
+            );
+        }
     }
 }
