@@ -62,6 +62,9 @@ pub struct LinkEstimate {
     pub late: Duration,
     /// Path MTU in bytes.
     pub mtu: usize,
+    /// The smallest and largest datagrams (UDP payload bytes) the estimate has seen enough of
+    /// (two segments' weight): where the fit is backed by data.
+    pub seen: Option<(usize, usize)>,
 }
 
 impl Default for LinkEstimate {
@@ -77,6 +80,7 @@ impl Default for LinkEstimate {
             jitter: Duration::ZERO,
             late: Duration::ZERO,
             mtu: DEFAULT_MTU,
+            seen: None,
         }
     }
 }
@@ -289,6 +293,18 @@ impl LinkEstimator {
             jitter: Duration::from_micros(self.jitter_us as u64),
             late: Duration::from_micros(self.late_us as u64),
             mtu: self.mtu,
+            seen: self
+                .bins
+                .iter()
+                .filter(|b| b.sent >= 2.0)
+                .map(|b| {
+                    let wire = (b.wire / b.sent) as usize;
+                    wire.saturating_sub(UDP_HEADER_LEN + b.packets * IPV4_HEADER_LEN)
+                })
+                .fold(None, |r, s| match r {
+                    None => Some((s, s)),
+                    Some((lo, hi)) => Some((lo.min(s), hi.max(s))),
+                }),
         }
     }
 

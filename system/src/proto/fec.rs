@@ -11,11 +11,14 @@
 //! to answer NACKs with, and a receiver decodes with any subset of them.
 //!
 //! [`FecKind`] is the configuration (`off`, `auto`, `fixed:M`); [`parity_for`] is the `auto`
-//! rule: the parity count that minimises the expected cost of a frame, counting each parity
-//! segment's bytes and, for a frame that misses its first crossing, `miss_cost` frame lengths
-//! (the round trip it then waits, priced in bytes), within a budget of parity bytes per frame
-//! byte. The probability of missing is computed over the estimated loss process, bursts
-//! included ([`LinkEstimate::p_complete`](super::estimator::LinkEstimate::p_complete)).
+//! rule, in two tiers that follow the frame's latency percentiles. First: the fewest parity
+//! segments with which a frame misses its first crossing with probability at most `target`
+//! (1%: the p99 frame then arrives in one crossing), if they cost at most
+//! [`CHEAP_SHARE`] of the frame's bytes. Otherwise the loss is too high to buy that, and the
+//! rule settles for the fewest with which at most [`SECOND_ROUND_MISS`] of frames need a NACK
+//! round (the p99 frame then arrives one round trip later), within the budget. The
+//! probability of missing is computed over the estimated loss process, bursts included
+//! ([`LinkEstimate::p_complete`](super::estimator::LinkEstimate::p_complete)).
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::estimator::LinkEstimate;
 use super::policy::PolicyError;
-use super::wire::{MAX_SHARDS, PARITY_OVERHEAD};
+use super::wire::MAX_SHARDS;
 
 /// Whether and how a session adds parity segments to its frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -82,37 +85,41 @@ impl fmt::Display for FecKind {
 
 /// Most parity segments the `auto` rule puts on one frame.
 pub const MAX_AUTO_PARITY: usize = 32;
+/// The parity share of a frame's bytes worth paying for the first-crossing target.
+pub const CHEAP_SHARE: f64 = 0.3;
+/// The share of frames the second tier lets miss their first crossing.
+pub const SECOND_ROUND_MISS: f64 = 0.08;
 
-/// The `auto` rule: the parity count for a frame of `frame_len` bytes cut into segments of
-/// `size` bytes, given the link estimate. Minimises `m x (size + overhead) + miss_cost x
-/// frame_len x P(the frame misses its first crossing with m parity)` over `m` with
-/// `m x size <= budget x frame_len`.
+/// The `auto` rule (see the module docs): the parity count for a frame of `frame_len` bytes
+/// cut into segments of `size` bytes, given the link estimate, a first-crossing miss target
+/// and a budget of parity bytes per frame byte.
 pub fn parity_for(
     link: &LinkEstimate,
     frame_len: usize,
     size: usize,
     budget: f64,
-    miss_cost: f64,
+    target: f64,
 ) -> usize {
     if frame_len == 0 || size == 0 {
         return 0;
     }
     let k = frame_len.div_ceil(size);
-    let most = ((budget.max(0.0) * frame_len as f64) / size as f64).floor() as usize;
-    let most = most
-        .min(MAX_AUTO_PARITY)
-        .min(MAX_SHARDS.saturating_sub(k + 1));
+    let share = |m: usize| (m * size) as f64 / frame_len as f64;
+    let within = |cap: f64| {
+        (0..=MAX_AUTO_PARITY.min(MAX_SHARDS.saturating_sub(k + 1)))
+            .take_while(|&m| share(m) <= cap)
+            .last()
+            .unwrap_or(0)
+    };
+    let most = within(budget.max(0.0));
+    let cheap = within(CHEAP_SHARE.min(budget.max(0.0)));
     let data_loss = 1.0 - link.p_intact(size);
     let parity_loss = 1.0 - link.p_intact_parity(size);
-    let mut best = (0, f64::INFINITY);
-    for m in 0..=most {
-        let miss = 1.0 - link.p_complete(k, m, data_loss, parity_loss);
-        let cost = (m * (size + PARITY_OVERHEAD)) as f64 + miss_cost * frame_len as f64 * miss;
-        if cost < best.1 - 1e-9 {
-            best = (m, cost);
-        }
-    }
-    best.0
+    let miss = |m: usize| 1.0 - link.p_complete(k, m, data_loss, parity_loss);
+    let fewest = |goal: f64, cap: usize| (0..=cap).find(|&m| miss(m) <= goal);
+    fewest(target, cheap)
+        .or_else(|| fewest(SECOND_ROUND_MISS.max(target), most))
+        .unwrap_or(most)
 }
 
 /// The parity count a session asks for under `kind` (for `Fixed`, within the code's shards).
@@ -122,13 +129,13 @@ pub fn parity_count(
     frame_len: usize,
     size: usize,
     budget: f64,
-    miss_cost: f64,
+    target: f64,
 ) -> usize {
     let k = frame_len.div_ceil(size.max(1));
     match kind {
         FecKind::Off => 0,
         FecKind::Fixed(m) => usize::from(m).min(MAX_SHARDS.saturating_sub(k + 1)),
-        FecKind::Auto => parity_for(link, frame_len, size, budget, miss_cost),
+        FecKind::Auto => parity_for(link, frame_len, size, budget, target),
     }
 }
 
@@ -275,11 +282,13 @@ mod tests {
         };
         let counts: Vec<usize> = [0.0, 0.01, 0.05, 0.1, 0.2]
             .iter()
-            .map(|&p| parity_for(&link(p), 10_000, 1442, 1.0, 3.5))
+            .map(|&p| parity_for(&link(p), 10_000, 1442, 1.0, 0.01))
             .collect();
         assert_eq!(counts, [0, 1, 2, 2, 4], "parity per loss rate");
         // At 20% loss four parity segments cost 58% of the frame: a budget of 30% caps them.
-        assert_eq!(parity_for(&link(0.2), 10_000, 1442, 0.3, 3.5), 2);
+        assert_eq!(parity_for(&link(0.2), 10_000, 1442, 0.3, 0.01), 2);
+        // At 0.5% estimated loss one parity segment already pays (the p99 frame crosses once).
+        assert_eq!(parity_for(&link(0.005), 10_000, 1442, 1.0, 0.01), 1);
     }
 
     proptest! {

@@ -24,6 +24,7 @@ use thiserror::Error;
 
 use super::estimator::LinkEstimate;
 use super::fec::{self, FecKind};
+use super::wire::SEGMENT_OVERHEAD;
 use crate::link::{DEFAULT_MTU, MAX_MTU, MIN_MTU};
 
 /// The seed's default segment size (seed [0029]).
@@ -103,8 +104,8 @@ pub enum PolicyError {
     BadFec(String),
     #[error("fec_budget: must be a finite number >= 0, got {0}")]
     BadFecBudget(String),
-    #[error("fec_miss_cost: must be a finite number >= 0, got {0}")]
-    BadMissCost(String),
+    #[error("fec_target: must lie within 0..1, got {0}")]
+    BadFecTarget(String),
     #[error("mtu: must lie within {MIN_MTU}..={MAX_MTU}, got {0}")]
     BadMtu(usize),
 }
@@ -198,9 +199,9 @@ pub struct PolicyConfig {
     pub fec: FecKind,
     /// Most parity bytes per frame byte `auto` may add.
     pub fec_budget: f64,
-    /// What a frame that misses its first crossing costs `auto`, in frame lengths (the round
-    /// trip it waits for its repair, priced in bytes).
-    pub fec_miss_cost: f64,
+    /// The share of frames `auto` lets miss their first crossing when parity is cheap enough
+    /// (see [`fec`](super::fec)).
+    pub fec_target: f64,
     /// Path MTU in bytes (IP packet size): where fragmentation starts.
     pub mtu: usize,
 }
@@ -212,7 +213,7 @@ impl Default for PolicyConfig {
             limits: SizeLimits::default(),
             fec: FecKind::Off,
             fec_budget: 1.0,
-            fec_miss_cost: 3.5,
+            fec_target: 0.01,
             mtu: DEFAULT_MTU,
         }
     }
@@ -239,8 +240,8 @@ impl PolicyConfig {
         if !(self.fec_budget.is_finite() && self.fec_budget >= 0.0) {
             return Err(PolicyError::BadFecBudget(self.fec_budget.to_string()));
         }
-        if !(self.fec_miss_cost.is_finite() && self.fec_miss_cost >= 0.0) {
-            return Err(PolicyError::BadMissCost(self.fec_miss_cost.to_string()));
+        if !(self.fec_target > 0.0 && self.fec_target < 1.0) {
+            return Err(PolicyError::BadFecTarget(self.fec_target.to_string()));
         }
         if !(MIN_MTU..=MAX_MTU).contains(&self.mtu) {
             return Err(PolicyError::BadMtu(self.mtu));
@@ -256,7 +257,7 @@ impl PolicyConfig {
             frame_len,
             size,
             self.fec_budget,
-            self.fec_miss_cost,
+            self.fec_target,
         )
     }
 
@@ -324,6 +325,11 @@ impl SizePolicy for Fixed {
 /// session's link estimate ([`LinkEstimate::best_size`]): loss and byte errors told apart,
 /// fragmentation at the path MTU counted.
 ///
+/// The fit is trusted only near the sizes it has data for: the size moves at most 1.5x beyond
+/// the smallest and largest segments seen (from the current size when nothing is seen yet).
+/// A link whose failures are byte errors thus shows it on the way up instead of being read as
+/// loss and sent 1442-byte segments at once.
+///
 /// The estimate can only tell loss from byte errors hidden behind checksums by how failures
 /// vary with size, so the policy keeps sizes varied: while segments fail, every
 /// [`EXPLORE_EVERY`](Self::EXPLORE_EVERY)th frame is cut at
@@ -344,6 +350,8 @@ impl ModelBased {
     pub const EXPLORE_EVERY: u64 = 8;
     /// How much smaller.
     pub const EXPLORE_SHARE: f64 = 0.6;
+    /// How far past the sizes seen the policy goes.
+    pub const TRUST: f64 = 1.5;
 
     pub fn new(limits: SizeLimits, unfragmented: bool) -> Self {
         ModelBased {
@@ -362,7 +370,22 @@ impl SizePolicy for ModelBased {
 
     fn observe(&mut self, _: &FrameOutcome, link: &LinkEstimate) -> usize {
         self.frames += 1;
-        let best = link.best_size(&self.limits, self.unfragmented);
+        let (lo, hi) = link
+            .seen
+            .map(|(lo, hi)| {
+                (
+                    lo.saturating_sub(SEGMENT_OVERHEAD),
+                    hi.saturating_sub(SEGMENT_OVERHEAD),
+                )
+            })
+            .unwrap_or((self.size, self.size));
+        // max/min, not clamp: nothing here may panic, whatever the limits.
+        let best = link
+            .best_size(&self.limits, self.unfragmented)
+            .min((hi as f64 * Self::TRUST) as usize)
+            .max((lo as f64 / Self::TRUST) as usize)
+            .min(self.limits.max)
+            .max(self.limits.min);
         let failing = link.p_intact(best) < 0.995;
         self.size = if failing && self.frames.is_multiple_of(Self::EXPLORE_EVERY) {
             self.limits.clamp(best as f64 * Self::EXPLORE_SHARE)
@@ -489,10 +512,10 @@ mod tests {
             ),
             (
                 PolicyConfig {
-                    fec_miss_cost: f64::NAN,
+                    fec_target: f64::NAN,
                     ..PolicyConfig::default()
                 },
-                "fec_miss_cost",
+                "fec_target",
             ),
             (
                 PolicyConfig {

@@ -17,7 +17,8 @@
 //! missing. Without parity a hole (a segment skipped by a later one) is NACKed after the
 //! reorder allowance, three times the measured jitter of arrivals (at least `nack_delay`);
 //! with parity, once the frame's first crossing is over (its last parity segment, or a later
-//! frame's segment, arrived), naming as many missing data segments as shards are lacking. A
+//! frame's segment, arrived), naming one more missing data segment than shards are lacking,
+//! in two copies of the NACK (a lost repair or a lost NACK then costs no round trip). A
 //! lost tail is found by silence: no segment for twice the measured spacing of the frame's
 //! segments plus the allowance. A segment NACKed and then arriving unasked (its first
 //! crossing, not a repair) was late, not lost: it does not count as failed, and the allowance
@@ -917,12 +918,10 @@ impl Receiver {
             } else {
                 usize::from(f.max_seen)
             };
-            // With parity, any shard will do: ask for as many as are lacking.
-            let want = if f.first_parity > 0 || !f.parity.is_empty() {
-                f.lacking()
-            } else {
-                usize::MAX
-            };
+            // With parity, any shard will do: ask for one more than are lacking, so that one
+            // repair lost on the way costs no further round trip.
+            let parity = f.first_parity > 0 || !f.parity.is_empty();
+            let want = if parity { f.lacking() + 1 } else { usize::MAX };
             let mut missing = Vec::new();
             for i in 0..limit {
                 if missing.len() >= want {
@@ -942,14 +941,17 @@ impl Receiver {
             for chunk in missing.chunks(MAX_NACK_INDICES) {
                 self.stats.nacks_sent += 1;
                 self.stats.segments_nacked += chunk.len() as u64;
-                self.outbox.send(
-                    peer,
-                    &Message::Nack(Nack {
-                        session,
-                        frame,
-                        missing: chunk.to_vec(),
-                    }),
-                );
+                let nack = Message::Nack(Nack {
+                    session,
+                    frame,
+                    missing: chunk.to_vec(),
+                });
+                self.outbox.send(peer, &nack);
+                if parity {
+                    // Twice: a lost NACK would cost a whole repeat period. The sender's limits
+                    // make the copy free (each named segment is answered once per period).
+                    self.outbox.send(peer, &nack);
+                }
             }
         }
         Self::arm(&mut self.timers, session, frame, f, &timing);
