@@ -22,7 +22,9 @@
 //! grow with its packet count are loss. The estimator keeps decayed counts per size class
 //! (packets, wire bytes) and fits `(p, λ)` to them: per class, loss events per segment
 //! `-ln(1 - q) = -ln(1 - p) x packets + λ x wire bytes` (exact for the two independent
-//! causes), by non-negative weighted least squares. With one size class only the fit keeps its previous split
+//! causes), by weighted least squares, a cause taken only where it shows beyond two standard
+//! errors of the counting noise. Where the data cannot decide, the previous split is kept,
+//! moving 5% per frame towards loss (the null: size-independent loss). With one size class only the fit keeps its previous split
 //! (at the start: loss), and moves as soon as sizes differ, which the size policy's own moves
 //! and the shorter last segment of each frame provide.
 //!
@@ -258,6 +260,8 @@ impl LinkEstimator {
     const PRIOR_LOSS: f64 = 0.02;
     const PRIOR_BYTES: f64 = 30_000.0;
     const PRIOR_BYTE_ERRORS: f64 = 0.003;
+    /// How far an undecided fit moves the split towards loss per frame.
+    const TOWARDS_NULL: f64 = 0.05;
     /// A class's failure share is capped here before `-ln(1 - q)`.
     const MAX_SHARE: f64 = 0.95;
 
@@ -457,35 +461,40 @@ impl LinkEstimator {
             slr += b.sent * l * r;
             total += e;
         }
-        let det = skk * sll - skl * skl;
-        let (a, l) = if skk > 0.0 && sll > 0.0 && det > 1e-4 * skk * sll {
-            let a = (skr * sll - slr * skl) / det;
-            let l = (slr * skk - skr * skl) / det;
-            // Each cause must show itself beyond the counting noise (two standard errors; the
-            // events are Poisson, so their variance is about their mean): otherwise noise in
-            // a loss-only link would read as byte errors, and the size would drift down.
-            let sent: f64 = self.bins.iter().map(|b| b.sent).sum();
-            let var = (total / sent.max(1e-9)).max(1e-12);
-            let se_a = (var * sll / det).sqrt();
-            let se_l = (var * skk / det).sqrt();
-            let loss_shows = a > 2.0 * se_a;
-            let bytes_show = l > 2.0 * se_l;
-            match (loss_shows, bytes_show) {
-                (true, true) => (a, l),
-                (false, true) => (0.0, slr / sll),
-                // Size-independent loss is the null: byte errors must show themselves.
-                _ => (skr / skk, 0.0),
-            }
-        } else {
-            // One size class (or sizes too alike to tell): keep the previous split.
+        // The previous split of the events between the causes, moved a little towards
+        // size-independent loss (the null): what the fit keeps where the data cannot decide,
+        // so that an estimate does not flip between the causes frame by frame.
+        let kept_split = || {
             let (a0, l0) = (self.rate_loss, self.rate_byte);
             let bytes_per_packet = if skk > 0.0 { skl / skk } else { 1500.0 };
             let share = a0 / (a0 + l0 * bytes_per_packet).max(1e-30);
+            let share = share + (1.0 - share) * Self::TOWARDS_NULL;
             let per_packet = if packets > 0.0 { total / packets } else { 0.0 };
             (
                 per_packet * share,
                 per_packet * (1.0 - share) / bytes_per_packet,
             )
+        };
+        let det = skk * sll - skl * skl;
+        let (a, l) = if skk > 0.0 && sll > 0.0 && det > 1e-4 * skk * sll {
+            let a = (skr * sll - slr * skl) / det;
+            let l = (slr * skk - skr * skl) / det;
+            // A cause is taken only where it shows itself beyond the counting noise (two
+            // standard errors; the events are Poisson, so their variance is about their mean):
+            // otherwise noise on a loss-only link would read as byte errors and the size
+            // would drift down.
+            let sent: f64 = self.bins.iter().map(|b| b.sent).sum();
+            let var = (total / sent.max(1e-9)).max(1e-12);
+            let loss_shows = a > 2.0 * (var * sll / det).sqrt();
+            let bytes_show = l > 2.0 * (var * skk / det).sqrt();
+            match (loss_shows, bytes_show) {
+                (true, true) => (a, l),
+                (false, true) => (0.0, slr / sll),
+                _ => kept_split(),
+            }
+        } else {
+            // One size class (or sizes too alike to tell).
+            kept_split()
         };
         self.rate_loss = (a * packets + Self::PRIOR_LOSS) / loss_den;
         self.rate_byte = (l * bytes + Self::PRIOR_BYTE_ERRORS) / byte_den;
