@@ -216,6 +216,16 @@ impl LinkEstimate {
     }
 }
 
+/// The round trip, arrival spacing, jitter and lateness of a [`LinkEstimate`], on their own.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkTiming {
+    pub srtt: Option<Duration>,
+    pub rttvar: Duration,
+    pub gap: Duration,
+    pub jitter: Duration,
+    pub late: Duration,
+}
+
 /// Decayed counts of first-crossing segments of one size class.
 #[derive(Debug, Clone, Copy)]
 struct Bin {
@@ -282,7 +292,20 @@ impl LinkEstimator {
         }
     }
 
+    /// The timing part of the estimate alone: what the receiver's NACK timers read on every
+    /// segment, without the loss model's arithmetic.
+    pub fn timing(&self) -> LinkTiming {
+        LinkTiming {
+            srtt: self.srtt,
+            rttvar: self.rttvar,
+            gap: Duration::from_micros(self.gap_us.unwrap_or(0.0) as u64),
+            jitter: Duration::from_micros(self.jitter_us as u64),
+            late: Duration::from_micros(self.late_us as u64),
+        }
+    }
+
     pub fn estimate(&self) -> LinkEstimate {
+        let t = self.timing();
         LinkEstimate {
             loss: 1.0 - (-self.rate_loss).exp(),
             byte_error: self.rate_byte,
@@ -291,11 +314,11 @@ impl LinkEstimator {
             } else {
                 1.0
             },
-            srtt: self.srtt,
-            rttvar: self.rttvar,
-            gap: Duration::from_micros(self.gap_us.unwrap_or(0.0) as u64),
-            jitter: Duration::from_micros(self.jitter_us as u64),
-            late: Duration::from_micros(self.late_us as u64),
+            srtt: t.srtt,
+            rttvar: t.rttvar,
+            gap: t.gap,
+            jitter: t.jitter,
+            late: t.late,
             mtu: self.mtu,
             seen: self
                 .bins

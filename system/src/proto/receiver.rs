@@ -350,7 +350,8 @@ struct Session {
 
 impl Session {
     fn timing(&self, cfg: &ReceiverConfig) -> Timing {
-        let e = self.estimator.estimate();
+        // Read on every segment: the timing part only, not the whole estimate.
+        let e = self.estimator.timing();
         // Lateness seen is waited for, up to a fifth of the longest NACK period (a queue that
         // holds segments for seconds is congestion, not reordering: its frames should fail).
         let allowance = (e.jitter * 3).max(cfg.nack_delay) + e.late.min(cfg.nack_interval / 5);
