@@ -11,7 +11,12 @@
 //!   session's keys (ChaCha20-Poly1305, replay window), as authenticated sessions run; after
 //!   the run the sealed/plain throughput ratios are printed.
 //!
-//! Targets: encode and decode >= 2 GB/s on one core. Run with `cargo bench -p livecam-system`.
+//! - `encode_fec` / `decode_fec`: a 10 KB frame in 1400 B segments with two Reed-Solomon parity
+//!   segments (the sender's spares for NACKs encoded too); the decode side loses two data
+//!   segments and rebuilds them from the parity, so the figure is decode + repair.
+//!
+//! Targets: encode and decode >= 2 GB/s on one core; with parity (encode + parity, decode +
+//! repair) >= 1 GB/s. Run with `cargo bench -p livecam-system`.
 
 use std::hint::black_box;
 use std::net::{SocketAddr, UdpSocket};
@@ -40,9 +45,37 @@ fn sender(size: usize) -> Sender {
     Sender::new(cfg)
 }
 
+/// Parity segments per frame in the FEC benchmarks.
+const PARITY: u8 = 2;
+
+/// A sender whose peer asked (by a frame ACK, as a receiver does) for `size` segments with
+/// [`PARITY`] parity segments per frame.
+fn fec_sender(size: usize) -> Sender {
+    let mut tx = sender(size);
+    let mut ack = Vec::new();
+    Message::FrameAck(wire::FrameAck {
+        session: 1,
+        frame: 0,
+        next_segment_size: size as u16,
+        next_parity: PARITY,
+    })
+    .encode(&mut ack);
+    tx.handle_datagram(Instant::ZERO, peer(), &ack);
+    assert_eq!(tx.parity(), usize::from(PARITY));
+    tx
+}
+
 /// The datagrams of one frame, as the sender emits them.
 fn segments(size: usize) -> Vec<Vec<u8>> {
-    let mut tx = sender(size);
+    frame_datagrams(sender(size))
+}
+
+fn frame_datagrams(mut tx: Sender) -> Vec<Vec<u8>> {
+    frame_datagrams_of(&mut tx)
+}
+
+/// The datagrams of the next frame `tx` sends.
+fn frame_datagrams_of(tx: &mut Sender) -> Vec<Vec<u8>> {
     tx.push_frame(Instant::ZERO, vec![0xA5; FRAME]).unwrap();
     let mut out = Vec::new();
     let mut buf = Vec::new();
@@ -101,6 +134,77 @@ fn decode(c: &mut Criterion) {
             );
         });
     }
+    g.finish();
+}
+
+fn encode_fec(c: &mut Criterion) {
+    let mut g = c.benchmark_group("encode_fec");
+    g.throughput(Throughput::Bytes(FRAME as u64));
+    g.bench_function("10KB_frame_into_1400B_segments_2_parity", |b| {
+        let mut tx = fec_sender(1400);
+        let mut buf = Vec::with_capacity(2048);
+        let frame = vec![0xA5u8; FRAME];
+        b.iter_batched(
+            || frame.clone(),
+            |data| {
+                tx.push_frame(Instant::ZERO, data).unwrap();
+                while tx.poll_transmit(Instant::ZERO, &mut buf).is_some() {
+                    black_box(&buf);
+                }
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    g.finish();
+}
+
+fn decode_fec(c: &mut Criterion) {
+    /// Frames decoded by one receiver: a session keeps its Reed-Solomon coder while frames
+    /// keep their shape, so the coder is built once per this many frames, as in a session.
+    const RUN: usize = 256;
+    let mut g = c.benchmark_group("decode_fec");
+    g.throughput(Throughput::Bytes(FRAME as u64));
+    let mut tx = fec_sender(1400);
+    let mut frames = Vec::with_capacity(RUN);
+    for _ in 0..RUN {
+        let all = frame_datagrams_of(&mut tx);
+        // Two data segments lost: the frame completes only by rebuilding them from the parity.
+        let kept: Vec<Vec<u8>> = all
+            .iter()
+            .filter(|d| !matches!(wire::decode(d), Ok(Message::Segment(s)) if s.index < 2))
+            .cloned()
+            .collect();
+        assert_eq!(kept.len() + 2, all.len());
+        frames.push(kept);
+    }
+    g.bench_function("10KB_frame_from_1400B_segments_2_lost_2_parity", |b| {
+        let from = peer();
+        let mut buf = Vec::with_capacity(64);
+        b.iter_custom(|iters| {
+            let mut spent = std::time::Duration::ZERO;
+            let mut rx = Receiver::new(ReceiverConfig::default());
+            for i in 0..iters as usize {
+                if i > 0 && i % RUN == 0 {
+                    rx = Receiver::new(ReceiverConfig::default());
+                }
+                let started = std::time::Instant::now();
+                for s in &frames[i % RUN] {
+                    rx.handle_datagram(Instant::ZERO, from, s);
+                }
+                let mut delivered = false;
+                while let Some(ev) = rx.poll_event() {
+                    if let ReceiverEvent::FrameDelivered { data, .. } = ev {
+                        delivered = true;
+                        black_box(data);
+                    }
+                }
+                while rx.poll_transmit(Instant::ZERO, &mut buf).is_some() {}
+                spent += started.elapsed();
+                assert!(delivered, "the parity rebuilt the frame");
+            }
+            spent
+        });
+    });
     g.finish();
 }
 
@@ -289,7 +393,16 @@ fn mean_ns(group: &str, bench: &str) -> Option<f64> {
     v["mean"]["point_estimate"].as_f64()
 }
 
-criterion_group!(benches, encode, decode, encode_seal, open_decode, loopback);
+criterion_group!(
+    benches,
+    encode,
+    decode,
+    encode_fec,
+    decode_fec,
+    encode_seal,
+    open_decode,
+    loopback
+);
 
 fn main() {
     benches();
@@ -304,6 +417,17 @@ fn main() {
             FRAME as f64 / proto * 1e3,
             plain / proto
         );
+    }
+    for (group, bench) in [
+        ("encode_fec", "10KB_frame_into_1400B_segments_2_parity"),
+        ("decode_fec", "10KB_frame_from_1400B_segments_2_lost_2_parity"),
+    ] {
+        if let Some(ns) = mean_ns(group, bench) {
+            println!(
+                "{group}: {:.0} MB/s of frame per core (target >= 1000)",
+                FRAME as f64 / ns * 1e3
+            );
+        }
     }
     for size in SIZES {
         for (plain, sealed, what) in [

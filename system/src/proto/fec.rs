@@ -197,7 +197,8 @@ impl Coder {
 
     /// Rebuilds the missing data segments of `frame` (cut into segments of `size`; `have[i]`
     /// true for those present) from `parity` (index, shard) pairs. True when every data
-    /// segment is now in `frame`; false (nothing changed) when the shards cannot rebuild it.
+    /// segment is now in `frame`; false when the shards cannot rebuild it (the segments
+    /// present are untouched, the bytes of the missing ones unspecified).
     pub fn rebuild(
         &mut self,
         frame: &mut [u8],
@@ -222,35 +223,38 @@ impl Coder {
         if parity.iter().any(|(_, p)| p.len() != size) {
             return false;
         }
-        let mut shards: Vec<Option<Vec<u8>>> = (0..k)
-            .map(|i| {
-                have[i].then(|| {
-                    let mut s = frame[i * size..((i + 1) * size).min(frame.len())].to_vec();
-                    s.resize(size, 0);
-                    s
-                })
-            })
-            .collect();
-        shards.resize(k + m, None);
-        for (i, p) in parity {
-            shards[k + usize::from(*i)] = Some(p.to_vec());
-        }
         let Some(rs) = self.get(k, m) else {
             return false;
         };
+        // Rebuilt in place: the full-size data segments are slices of `frame`, only a short
+        // last segment and the received parity are copied (the crate writes the missing
+        // shards into the slices it is given).
+        let full = frame.len() / size;
+        let (body, tail) = frame.split_at_mut(full * size);
+        let mut last = Vec::new();
+        if k > full {
+            last.extend_from_slice(tail);
+            last.resize(size, 0);
+        }
+        let mut received = vec![false; m];
+        let mut scratch = vec![0u8; size * m];
+        for (i, p) in parity {
+            let i = usize::from(*i);
+            received[i] = true;
+            scratch[i * size..(i + 1) * size].copy_from_slice(p);
+        }
+        let mut shards: Vec<(&mut [u8], bool)> = Vec::with_capacity(k + m);
+        shards.extend(body.chunks_mut(size).zip(have.iter().copied()));
+        if k > full {
+            shards.push((last.as_mut_slice(), have[k - 1]));
+        }
+        shards.extend(scratch.chunks_mut(size).zip(received));
         if rs.reconstruct_data(&mut shards).is_err() {
             return false;
         }
-        for (i, shard) in shards.iter().take(k).enumerate() {
-            if have[i] {
-                continue;
-            }
-            let Some(shard) = shard else {
-                return false;
-            };
-            let start = i * size;
-            let end = (start + size).min(frame.len());
-            frame[start..end].copy_from_slice(&shard[..end - start]);
+        drop(shards);
+        if k > full && !have[k - 1] {
+            tail.copy_from_slice(&last[..tail.len()]);
         }
         true
     }
