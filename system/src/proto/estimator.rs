@@ -368,6 +368,20 @@ impl LinkEstimator {
 
     /// A datagram of the session arrived damaged: `len` bytes of UDP payload with a bad CRC.
     /// The crossing it belonged to counts it missing too.
+    /// Share of recent first-crossing datagrams that did not arrive intact (decayed counts;
+    /// 0 before any). Cheap: a sum over the size classes, no fit.
+    pub fn missing_share(&self) -> f64 {
+        let (missing, sent) = self
+            .bins
+            .iter()
+            .fold((0.0, 0.0), |(m, s), b| (m + b.missing, s + b.sent));
+        if sent > 0.0 {
+            missing / sent
+        } else {
+            0.0
+        }
+    }
+
     pub fn on_damaged(&mut self, len: usize) {
         self.bin(len).damaged += 1.0;
     }

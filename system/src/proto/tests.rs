@@ -319,6 +319,39 @@ fn a_lost_ack_is_repeated_after_a_probe() {
 }
 
 #[test]
+fn on_a_lossy_link_the_ack_goes_twice_and_one_lost_copy_costs_nothing() {
+    let mut p = Pair::default_pair();
+    p.hook = Box::new(|s, n| match s {
+        // Frame 0 loses a segment (the session has now seen loss) ...
+        Seen::Segment { frame: 0, index: 1 } if n == 0 => Fate::Drop,
+        // ... and frame 1 loses its first ACK.
+        Seen::Ack { frame: 1, .. } if n == 0 => Fate::Drop,
+        _ => Fate::Deliver,
+    });
+    p.push(2_000);
+    p.run_for(Duration::from_millis(200));
+    let acks_before = p.rx.stats().acks_sent;
+    let pushed = p.now;
+    p.push(2_000);
+    p.run_for(Duration::from_millis(200));
+    assert_eq!(p.acked(), vec![0, 1]);
+    assert_eq!(p.rx.stats().acks_sent - acks_before, 2, "frame 1's ACK and its copy");
+    assert_eq!(p.tx.stats().tail_probes, 0, "the copy acknowledged frame 1");
+    let latency = p
+        .tx_events
+        .iter()
+        .find_map(|e| match e {
+            SenderEvent::FrameAcked { frame: 1, latency, .. } => Some(*latency),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        latency <= Duration::from_millis(25),
+        "acked in one round trip (20 ms), not after a probe: {latency:?} from {pushed:?}"
+    );
+}
+
+#[test]
 fn frames_past_their_deadline_are_reported_dropped_on_both_sides() {
     let mut p = Pair::default_pair();
     p.hook = Box::new(|s, _| match s {
