@@ -420,7 +420,10 @@ fn main() {
     }
     for (group, bench) in [
         ("encode_fec", "10KB_frame_into_1400B_segments_2_parity"),
-        ("decode_fec", "10KB_frame_from_1400B_segments_2_lost_2_parity"),
+        (
+            "decode_fec",
+            "10KB_frame_from_1400B_segments_2_lost_2_parity",
+        ),
     ] {
         if let Some(ns) = mean_ns(group, bench) {
             println!(

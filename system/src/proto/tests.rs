@@ -335,13 +335,19 @@ fn on_a_lossy_link_the_ack_goes_twice_and_one_lost_copy_costs_nothing() {
     p.push(2_000);
     p.run_for(Duration::from_millis(200));
     assert_eq!(p.acked(), vec![0, 1]);
-    assert_eq!(p.rx.stats().acks_sent - acks_before, 2, "frame 1's ACK and its copy");
+    assert_eq!(
+        p.rx.stats().acks_sent - acks_before,
+        2,
+        "frame 1's ACK and its copy"
+    );
     assert_eq!(p.tx.stats().tail_probes, 0, "the copy acknowledged frame 1");
     let latency = p
         .tx_events
         .iter()
         .find_map(|e| match e {
-            SenderEvent::FrameAcked { frame: 1, latency, .. } => Some(*latency),
+            SenderEvent::FrameAcked {
+                frame: 1, latency, ..
+            } => Some(*latency),
             _ => None,
         })
         .unwrap();
