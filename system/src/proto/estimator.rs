@@ -811,7 +811,9 @@ mod tests {
         assert_eq!(parity, 1, "{e:?}");
         // Then the link turns to 20% loss: within ten frames the long window is dropped and
         // the estimate is the short window's (4-5% by then, and rising), not held at 1%.
-        feed(&mut est, 201..211, |f, i| (f as usize * 8 + i) % 5 == 0);
+        feed(&mut est, 201..211, |f, i| {
+            (f as usize * 8 + i).is_multiple_of(5)
+        });
         let e = est.estimate();
         assert!(e.loss > 0.9 * est.missing_share(), "{e:?}");
         assert!(e.loss > 0.04, "{e:?}");
