@@ -22,7 +22,7 @@ use std::hint::black_box;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 
-use criterion::{criterion_group, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, BatchSize, Bencher, Criterion, Throughput};
 use livecam_system::driver::Endpoint;
 use livecam_system::proto::wire::{self, Message};
 use livecam_system::proto::{
@@ -85,24 +85,28 @@ fn frame_datagrams_of(tx: &mut Sender) -> Vec<Vec<u8>> {
     out
 }
 
+/// One iteration: a 10 KB frame pushed into `tx` and every datagram polled out.
+fn push_and_poll(b: &mut Bencher, mut tx: Sender) {
+    let mut buf = Vec::with_capacity(2048);
+    let frame = vec![0xA5u8; FRAME];
+    b.iter_batched(
+        || frame.clone(),
+        |data| {
+            tx.push_frame(Instant::ZERO, data).unwrap();
+            while tx.poll_transmit(Instant::ZERO, &mut buf).is_some() {
+                black_box(&buf);
+            }
+        },
+        BatchSize::SmallInput,
+    );
+}
+
 fn encode(c: &mut Criterion) {
     let mut g = c.benchmark_group("encode");
     g.throughput(Throughput::Bytes(FRAME as u64));
     for size in SIZES {
         g.bench_function(format!("10KB_frame_into_{size}B_segments"), |b| {
-            let mut tx = sender(size);
-            let mut buf = Vec::with_capacity(2048);
-            let frame = vec![0xA5u8; FRAME];
-            b.iter_batched(
-                || frame.clone(),
-                |data| {
-                    tx.push_frame(Instant::ZERO, data).unwrap();
-                    while tx.poll_transmit(Instant::ZERO, &mut buf).is_some() {
-                        black_box(&buf);
-                    }
-                },
-                BatchSize::SmallInput,
-            );
+            push_and_poll(b, sender(size))
         });
     }
     g.finish();
@@ -141,19 +145,7 @@ fn encode_fec(c: &mut Criterion) {
     let mut g = c.benchmark_group("encode_fec");
     g.throughput(Throughput::Bytes(FRAME as u64));
     g.bench_function("10KB_frame_into_1400B_segments_2_parity", |b| {
-        let mut tx = fec_sender(1400);
-        let mut buf = Vec::with_capacity(2048);
-        let frame = vec![0xA5u8; FRAME];
-        b.iter_batched(
-            || frame.clone(),
-            |data| {
-                tx.push_frame(Instant::ZERO, data).unwrap();
-                while tx.poll_transmit(Instant::ZERO, &mut buf).is_some() {
-                    black_box(&buf);
-                }
-            },
-            BatchSize::SmallInput,
-        );
+        push_and_poll(b, fec_sender(1400))
     });
     g.finish();
 }

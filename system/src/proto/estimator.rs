@@ -333,10 +333,11 @@ impl LinkEstimator {
 
     pub fn estimate(&self) -> LinkEstimate {
         let t = self.timing();
+        let loss = 1.0 - (-self.rate_loss * self.level).exp();
         LinkEstimate {
-            loss: 1.0 - (-self.rate_loss * self.level).exp(),
+            loss,
             byte_error: self.rate_byte * self.level,
-            mean_burst: self.mean_burst(),
+            mean_burst: self.mean_burst(loss),
             srtt: t.srtt,
             rttvar: t.rttvar,
             gap: t.gap,
@@ -392,10 +393,7 @@ impl LinkEstimator {
     /// Share of recent first-crossing datagrams that did not arrive intact (decayed counts;
     /// 0 before any). Cheap: a sum over the size classes, no fit.
     pub fn missing_share(&self) -> f64 {
-        let (missing, sent) = self
-            .bins
-            .iter()
-            .fold((0.0, 0.0), |(m, s), b| (m + b.missing, s + b.sent));
+        let (missing, sent) = self.short_totals();
         if sent > 0.0 {
             missing / sent
         } else {
@@ -494,19 +492,22 @@ impl LinkEstimator {
     /// i.i.d. length `1 / (1 - loss)`: at 1% loss a window holds a few dozen runs, and one
     /// chance pair of adjacent losses must not read as a bursty link (it would double the
     /// parity of the next twenty frames).
-    fn mean_burst(&self) -> f64 {
-        let loss = (1.0 - (-self.rate_loss * self.level).exp()).min(Self::MAX_SHARE);
-        let iid = 1.0 / (1.0 - loss);
+    fn mean_burst(&self, loss: f64) -> f64 {
+        let iid = 1.0 / (1.0 - loss.min(Self::MAX_SHARE));
         ((self.run_lost + Self::PRIOR_RUNS * iid) / (self.runs + Self::PRIOR_RUNS)).max(1.0)
     }
 
     /// Updates the long window and the level factor after a crossing (see
     /// [`Self::LEVEL_DECAY`]).
-    fn relevel(&mut self, new_sent: f64, new_missing: f64) {
-        let (missing, sent) = self
-            .bins
+    /// Missing and sent first-crossing datagrams over the fit's (short) window, all sizes.
+    fn short_totals(&self) -> (f64, f64) {
+        self.bins
             .iter()
-            .fold((0.0, 0.0), |(m, s), b| (m + b.missing, s + b.sent));
+            .fold((0.0, 0.0), |(m, s), b| (m + b.missing, s + b.sent))
+    }
+
+    fn relevel(&mut self, new_sent: f64, new_missing: f64) {
+        let (missing, sent) = self.short_totals();
         self.slow_sent = self.slow_sent * Self::LEVEL_DECAY + new_sent;
         self.slow_missing = self.slow_missing * Self::LEVEL_DECAY + new_missing;
         self.level = 1.0;
