@@ -178,6 +178,7 @@ impl LinkEstimate {
         let mut dist = vec![[0.0f64; 2]; m + 2];
         dist[0][0] = 1.0 - q;
         dist[0][1] = q;
+        let mut next = vec![[0.0f64; 2]; m + 2];
         let mut first = true;
         for i in 0..n {
             let rate = if i < k {
@@ -186,7 +187,7 @@ impl LinkEstimate {
                 parity_loss.clamp(0.0, 1.0)
             };
             let scale = if q > 0.0 { rate / q } else { 1.0 };
-            let mut next = vec![[0.0f64; 2]; m + 2];
+            next.iter_mut().for_each(|s| *s = [0.0; 2]);
             for (lost, states) in dist.iter().enumerate() {
                 for (state, &p) in states.iter().enumerate() {
                     if p == 0.0 {
@@ -209,7 +210,7 @@ impl LinkEstimate {
                     next[lost][0] += p * (1.0 - p_loss);
                 }
             }
-            dist = next;
+            std::mem::swap(&mut dist, &mut next);
             first = false;
         }
         dist.iter().take(m + 1).map(|s| s[0] + s[1]).sum()
@@ -808,7 +809,7 @@ mod tests {
         assert!(e.mean_burst < 1.1, "{e:?}");
         assert!((0.006..0.02).contains(&e.loss), "{e:?}");
         // The parity that frame needs is still one (the level is the long window's).
-        let parity = super::super::fec::parity_for(&e, 10_000, 1442, 1.0, 0.01);
+        let parity = super::super::fec::plan_for(&e, 10_000, 1442, 100, 1.0, 0.01).parity;
         assert_eq!(parity, 1, "{e:?}");
         // Then the link turns to 20% loss: within ten frames the long window is dropped and
         // the estimate is the short window's (4-5% by then, and rising), not held at 1%.

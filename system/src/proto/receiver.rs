@@ -41,7 +41,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::estimator::LinkEstimator;
-use super::fec::Coder;
+use super::fec::{Coder, Plan};
 use super::finished::{Finished, FinishedWindow};
 use super::policy::{FrameOutcome, PolicyConfig, SizePolicy};
 use super::wire::{
@@ -345,8 +345,8 @@ struct Session {
     estimator: LinkEstimator,
     /// First crossings not yet over, oldest first.
     crossings: VecDeque<Crossing>,
-    /// Parity segments per frame the session last asked for.
-    parity: usize,
+    /// The cut and parity the session last asked for.
+    plan: Plan,
     coder: Coder,
     last_activity: Instant,
 }
@@ -466,14 +466,14 @@ impl Receiver {
         self.sessions.get(&session).map(|s| s.peer)
     }
 
-    /// The segment size the session's policy currently asks for.
+    /// The segment size the session currently asks for.
     pub fn segment_size(&self, session: u32) -> Option<usize> {
-        self.sessions.get(&session).map(|s| s.policy.current())
+        self.sessions.get(&session).map(|s| s.plan.size)
     }
 
     /// The parity count per frame the session currently asks for.
     pub fn parity(&self, session: u32) -> Option<usize> {
-        self.sessions.get(&session).map(|s| s.parity)
+        self.sessions.get(&session).map(|s| s.plan.parity)
     }
 
     /// The session's link estimate.
@@ -511,14 +511,14 @@ impl Receiver {
         let ack = FrameAck {
             session,
             frame,
-            next_segment_size: u16::try_from(s.policy.current()).unwrap_or(u16::MAX),
-            next_parity: u8::try_from(s.parity).unwrap_or(u8::MAX),
+            next_segment_size: u16::try_from(s.plan.size).unwrap_or(u16::MAX),
+            next_parity: u8::try_from(s.plan.parity).unwrap_or(u8::MAX),
         };
         let peer = s.peer;
         // Twice on a link that loses datagrams: a lost ACK leaves the frame in flight until
         // the sender's probe timeout and one more round trip (about two RTTs); its copy makes
         // that p^2 instead of p, for 16 bytes. The sender takes the copy as a duplicate.
-        let copies = if s.parity > 0 || s.estimator.missing_share() >= ACK_COPY_LOSS {
+        let copies = if s.plan.parity > 0 || s.estimator.missing_share() >= ACK_COPY_LOSS {
             2
         } else {
             1
@@ -562,8 +562,8 @@ impl Receiver {
             },
             &link,
         );
-        s.parity = self.cfg.policy.parity(&link, f.data.len(), next);
-        Some((f, failed, next))
+        s.plan = self.cfg.policy.plan(&link, f.data.len(), next);
+        Some((f, failed, s.plan.size))
     }
 
     /// Removes a frame from reassembly and reports it dropped.
@@ -604,15 +604,17 @@ impl Receiver {
                     session,
                     peer: from,
                 });
+                let policy = self.cfg.policy.build();
+                let size = policy.current();
                 e.insert(Session {
                     peer: from,
-                    policy: self.cfg.policy.build(),
+                    policy,
                     frames: BTreeMap::new(),
                     finished: FinishedWindow::new(self.cfg.finished_memory),
                     estimator: LinkEstimator::new(self.cfg.policy.mtu),
                     crossings: VecDeque::new(),
                     // A sender starts without parity until an ACK asks for some.
-                    parity: 0,
+                    plan: Plan { size, parity: 0 },
                     coder: Coder::default(),
                     last_activity: now,
                 });
@@ -666,7 +668,7 @@ impl Receiver {
         };
         let first_parity = match shard {
             Shard::Parity(p) => p.first_count,
-            Shard::Data(_) => u16::try_from(s.parity).unwrap_or(0),
+            Shard::Data(_) => u16::try_from(s.plan.parity).unwrap_or(0),
         };
         let frame = shard.frame();
         s.frames.insert(
