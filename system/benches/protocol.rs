@@ -19,7 +19,7 @@
 //! repair) >= 1 GB/s. Run with `cargo bench -p livecam-system`.
 
 use std::hint::black_box;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 
 use criterion::{criterion_group, BatchSize, Bencher, Criterion, Throughput};
@@ -211,7 +211,7 @@ fn channels(seed: u64) -> (Channel, Channel) {
     let mut gate = Gate::new(cluster, reg, Entropy::seeded(seed + 2));
     let (init, hello) = dev.hello(Instant::ZERO, 1, 1).expect("hello");
     let (reply, server) = gate
-        .admit(Instant::ZERO, 1, 1, 9, &hello)
+        .admit(Instant::ZERO, IpAddr::from([127, 0, 0, 1]), 1, 1, 9, &hello)
         .expect("admitted");
     let client = init.finish(9, &reply).map_err(|(_, e)| e).expect("reply");
     (client, server)

@@ -247,7 +247,14 @@ impl Tier2 {
                 let (reply, channel) = match &mut self.gate {
                     None => (Vec::new(), None),
                     Some(gate) => {
-                        match gate.admit(now, f.client, f.attempt, self.cfg.id, f.hello) {
+                        match gate.admit(
+                            now,
+                            f.client_addr.ip(),
+                            f.client,
+                            f.attempt,
+                            self.cfg.id,
+                            f.hello,
+                        ) {
                             Ok((reply, channel)) => (reply, Some(channel)),
                             Err(e) => {
                                 tracing::debug!(client = f.client, %e, "connection refused");

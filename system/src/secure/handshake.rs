@@ -3,13 +3,15 @@
 //! ```text
 //! client --CONNECT_REQUEST{hello}--> tier-1 --CONNECT_FORWARD{hello}--> each tier-2
 //!    hello = Noise IK message 1: e, es, s, ss, payload(client, attempt, timestamp)
-//! tier-2: Gate::admit: known device? its registered key? newer timestamp? -> reservation
+//! tier-2: Gate::admit: known device? budget of the source address? its registered key?
+//!         newer timestamp? -> reservation
 //! client <--CONNECT_OFFER{reply}-- tier-2
 //!    reply = Noise IK message 2: e, ee, se, payload(tier2, attempt)
 //! client: the first offer whose reply verifies wins; both sides hold a Channel.
 //! ```
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use snow::{Builder, HandshakeState};
@@ -139,22 +141,75 @@ pub struct GateStats {
     pub unknown_device: u64,
     pub failed: u64,
     pub replayed: u64,
+    /// Refused unread: the source address, or the gate as a whole, is out of handshakes.
     pub rate_limited: u64,
 }
 
+/// A token bucket: `burst` at most, refilled at `per_second`.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(now: Instant, burst: f64) -> Self {
+        Bucket { tokens: burst, at: now }
+    }
+
+    fn refill(&mut self, now: Instant, burst: f64, per_second: f64) {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + dt * per_second).min(burst);
+        self.at = self.at.max(now);
+    }
+
+    /// Takes one token if there is one.
+    fn take(&mut self, now: Instant, burst: f64, per_second: f64) -> bool {
+        self.refill(now, burst, per_second);
+        let ok = self.tokens >= 1.0;
+        if ok {
+            self.tokens -= 1.0;
+        }
+        ok
+    }
+}
+
+/// Handshakes one source address may make the gate read: a burst, then a rate. A fleet behind
+/// one carrier NAT shares an address, so this is far above what one device needs.
+pub const ADDRESS_BURST: f64 = 200.0;
+pub const ADDRESS_PER_SECOND: f64 = 100.0;
+/// Handshakes the gate reads in all (each costs three Diffie-Hellman operations, about 0.1 ms):
+/// a fifth of a core at most, whatever the number of source addresses.
+pub const GATE_BURST: f64 = 500.0;
+pub const GATE_PER_SECOND: f64 = 2000.0;
+/// Source addresses with a bucket in use; past this, new addresses wait for idle ones to go.
+pub const MAX_ADDRESSES: usize = 4096;
+/// How often a full address table is swept of idle (refilled) buckets.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+
 /// A tier-2's side: the cluster key pair and the devices it admits.
+///
+/// What a hello costs whom: an unknown device id costs a map lookup; anything else costs the
+/// gate three Diffie-Hellman operations, so it is charged to the source address's budget and
+/// to the gate's before it is read. Nothing about a device changes until its hello has
+/// verified: a forged hello for a real device id is refused without touching that device's
+/// state, so forgers cannot lock it out (they spend their own address's budget instead).
 #[derive(Debug)]
 pub struct Gate {
     key: StaticKey,
     devices: DeviceRegistry,
-    /// Per device: the newest handshake timestamp seen, and when its last handshake was tried.
+    /// Per device: the newest verified handshake timestamp, and when it was admitted.
     seen: BTreeMap<u32, (u64, Instant)>,
+    /// Per source address, its handshake budget.
+    addresses: BTreeMap<IpAddr, Bucket>,
+    total: Option<Bucket>,
+    last_sweep: Option<Instant>,
     entropy: Entropy,
     stats: GateStats,
 }
 
-/// A device may start a handshake this often at most (each costs the tier-2 three
-/// Diffie-Hellman operations).
+/// A device is admitted this often at most (a verified hello sooner after the last is refused
+/// as a retry storm; forged ones never count).
 pub const HANDSHAKE_INTERVAL: Duration = Duration::from_millis(20);
 
 impl Gate {
@@ -163,6 +218,9 @@ impl Gate {
             key,
             devices,
             seen: BTreeMap::new(),
+            addresses: BTreeMap::new(),
+            total: None,
+            last_sweep: None,
             entropy,
             stats: GateStats::default(),
         }
@@ -181,17 +239,24 @@ impl Gate {
         &self.devices
     }
 
-    /// Checks a forwarded hello of `client`'s attempt `attempt` and answers it for tier-2
-    /// `tier2`: the reply for the offer and the session's channel, or why it is refused.
+    /// Source addresses holding a handshake budget (bounded by [`MAX_ADDRESSES`]).
+    pub fn addresses_tracked(&self) -> usize {
+        self.addresses.len()
+    }
+
+    /// Checks a forwarded hello of `client`'s attempt `attempt`, coming from `from`, and
+    /// answers it for tier-2 `tier2`: the reply for the offer and the session's channel, or why
+    /// it is refused.
     pub fn admit(
         &mut self,
         now: Instant,
+        from: IpAddr,
         client: u32,
         attempt: u32,
         tier2: u32,
         hello: &[u8],
     ) -> Result<(Vec<u8>, Channel), SecureError> {
-        let r = self.admit_inner(now, client, attempt, tier2, hello);
+        let r = self.admit_inner(now, from, client, attempt, tier2, hello);
         let s = &mut self.stats;
         match &r {
             Ok(_) => s.admitted += 1,
@@ -203,9 +268,44 @@ impl Gate {
         r
     }
 
+    /// Charges one handshake to `from` and to the gate; false when either is out.
+    fn charge(&mut self, now: Instant, from: IpAddr) -> bool {
+        if !self.addresses.contains_key(&from) && self.addresses.len() >= MAX_ADDRESSES {
+            let due = self.last_sweep.is_none_or(|t| now >= t + SWEEP_EVERY);
+            if !due {
+                return false;
+            }
+            self.last_sweep = Some(now);
+            self.addresses.retain(|_, b| {
+                b.refill(now, ADDRESS_BURST, ADDRESS_PER_SECOND);
+                b.tokens < ADDRESS_BURST
+            });
+            if self.addresses.len() >= MAX_ADDRESSES {
+                return false;
+            }
+        }
+        let total = self
+            .total
+            .get_or_insert_with(|| Bucket::full(now, GATE_BURST));
+        total.refill(now, GATE_BURST, GATE_PER_SECOND);
+        if total.tokens < 1.0 {
+            return false;
+        }
+        let bucket = self
+            .addresses
+            .entry(from)
+            .or_insert_with(|| Bucket::full(now, ADDRESS_BURST));
+        if !bucket.take(now, ADDRESS_BURST, ADDRESS_PER_SECOND) {
+            return false;
+        }
+        total.tokens -= 1.0;
+        true
+    }
+
     fn admit_inner(
         &mut self,
         now: Instant,
+        from: IpAddr,
         client: u32,
         attempt: u32,
         tier2: u32,
@@ -214,11 +314,9 @@ impl Gate {
         let Some(registered) = self.devices.get(client).copied() else {
             return Err(SecureError::UnknownDevice(client));
         };
-        let (newest, last_try) = self.seen.get(&client).copied().unwrap_or_default();
-        if newest != 0 && now.saturating_duration_since(last_try) < HANDSHAKE_INTERVAL {
+        if !self.charge(now, from) {
             return Err(SecureError::RateLimited(client));
         }
-        self.seen.insert(client, (newest, now));
         let mut hs = Builder::with_resolver(params(), self.entropy.resolver())
             .local_private_key(self.key.private())
             .and_then(|b| b.prologue(super::PROLOGUE))
@@ -235,11 +333,16 @@ impl Gate {
         {
             return Err(SecureError::Mismatch);
         }
+        // Verified: from here on the hello is the device's own (or a replay of one).
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&payload[8..16]);
         let timestamp = u64::from_be_bytes(ts);
+        let (newest, admitted_at) = self.seen.get(&client).copied().unwrap_or_default();
         if timestamp <= newest {
             return Err(SecureError::ReplayedHello(client));
+        }
+        if newest != 0 && now.saturating_duration_since(admitted_at) < HANDSHAKE_INTERVAL {
+            return Err(SecureError::RateLimited(client));
         }
         self.seen.insert(client, (timestamp, now));
         let mut reply_payload = [0u8; REPLY_PAYLOAD_LEN];

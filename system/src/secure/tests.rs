@@ -1,8 +1,14 @@
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
 use proptest::prelude::*;
 
 use super::*;
 use crate::proto::wire::{self, Message};
 use crate::time::Instant;
+
+/// Where the test device's hellos come from.
+const DEVICE_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7));
 
 fn pair(seed: u64) -> (DeviceSecurity, Gate, StaticKey) {
     let mut e = Entropy::seeded(seed);
@@ -23,7 +29,7 @@ fn pair(seed: u64) -> (DeviceSecurity, Gate, StaticKey) {
 fn handshake(dev: &mut DeviceSecurity, gate: &mut Gate, at: u64) -> (Channel, Channel) {
     let now = Instant::from_micros(at);
     let (init, hello) = dev.hello(now, 7, 1).unwrap();
-    let (reply, server) = gate.admit(now, 7, 1, 3, &hello).unwrap();
+    let (reply, server) = gate.admit(now, DEVICE_ADDR, 7, 1, 3, &hello).unwrap();
     let client = init.finish(3, &reply).map_err(|(_, e)| e).unwrap();
     (client, server)
 }
@@ -127,13 +133,13 @@ fn unknown_devices_wrong_keys_and_replayed_hellos_are_refused() {
     let now = Instant::from_micros(5_000);
     let (_, hello) = dev.hello(now, 7, 1).unwrap();
     assert_eq!(
-        gate.admit(now, 8, 1, 1, &hello).map(|_| ()),
+        gate.admit(now, DEVICE_ADDR, 8, 1, 1, &hello).map(|_| ()),
         Err(SecureError::UnknownDevice(8))
     );
-    assert!(gate.admit(now, 7, 1, 1, &hello).is_ok());
+    assert!(gate.admit(now, DEVICE_ADDR, 7, 1, 1, &hello).is_ok());
     let later = Instant::from_micros(500_000);
     assert_eq!(
-        gate.admit(later, 7, 1, 1, &hello).map(|_| ()),
+        gate.admit(later, DEVICE_ADDR, 7, 1, 1, &hello).map(|_| ()),
         Err(SecureError::ReplayedHello(7))
     );
     // A device with another key claiming to be 7.
@@ -142,12 +148,12 @@ fn unknown_devices_wrong_keys_and_replayed_hellos_are_refused() {
     let at = Instant::from_micros(600_000);
     let (_, bad) = impostor.hello(at, 7, 2).unwrap();
     assert_eq!(
-        gate.admit(at, 7, 2, 1, &bad).map(|_| ()),
+        gate.admit(at, DEVICE_ADDR, 7, 2, 1, &bad).map(|_| ()),
         Err(SecureError::WrongKey(7))
     );
     // Garbage.
     assert!(matches!(
-        gate.admit(Instant::from_micros(900_000), 7, 3, 1, &[1, 2, 3]),
+        gate.admit(Instant::from_micros(900_000), DEVICE_ADDR, 7, 3, 1, &[1, 2, 3]),
         Err(SecureError::Handshake(_))
     ));
     let st = gate.stats();
@@ -159,15 +165,15 @@ fn hello_floods_are_rate_limited_per_device() {
     let (mut dev, mut gate, _) = pair(13);
     let t0 = Instant::from_micros(1_000);
     let (_, h1) = dev.hello(t0, 7, 1).unwrap();
-    assert!(gate.admit(t0, 7, 1, 1, &h1).is_ok());
+    assert!(gate.admit(t0, DEVICE_ADDR, 7, 1, 1, &h1).is_ok());
     let (_, h2) = dev.hello(t0, 7, 2).unwrap();
     assert_eq!(
-        gate.admit(t0, 7, 2, 1, &h2).map(|_| ()),
+        gate.admit(t0, DEVICE_ADDR, 7, 2, 1, &h2).map(|_| ()),
         Err(SecureError::RateLimited(7))
     );
     let t1 = t0 + handshake::HANDSHAKE_INTERVAL;
     let (_, h3) = dev.hello(t1, 7, 3).unwrap();
-    assert!(gate.admit(t1, 7, 3, 1, &h3).is_ok());
+    assert!(gate.admit(t1, DEVICE_ADDR, 7, 3, 1, &h3).is_ok());
 }
 
 #[test]
@@ -175,7 +181,7 @@ fn a_forged_offer_leaves_the_handshake_able_to_read_the_real_one() {
     let (mut dev, mut gate, _) = pair(14);
     let now = Instant::from_micros(1_000);
     let (init, hello) = dev.hello(now, 7, 1).unwrap();
-    let (reply, _) = gate.admit(now, 7, 1, 3, &hello).unwrap();
+    let (reply, _) = gate.admit(now, DEVICE_ADDR, 7, 1, 3, &hello).unwrap();
     let mut bad = reply.clone();
     bad[40] ^= 1;
     let (init, err) = init.finish(3, &bad).unwrap_err();
@@ -189,7 +195,7 @@ fn same_seed_same_handshake_bytes() {
         let (mut dev, mut gate, _) = pair(20);
         let now = Instant::from_micros(77);
         let (_, hello) = dev.hello(now, 7, 1).unwrap();
-        let (reply, _) = gate.admit(now, 7, 1, 3, &hello).unwrap();
+        let (reply, _) = gate.admit(now, DEVICE_ADDR, 7, 1, 3, &hello).unwrap();
         (hello, reply)
     };
     assert_eq!(run(), run());
@@ -213,4 +219,88 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn forged_hellos_for_a_real_device_never_lock_it_out() {
+    let (mut dev, mut gate, _) = pair(21);
+    let now = Instant::from_micros(1_000);
+    // A stranger forwards garbage and other keys' hellos for device 7, from its own address,
+    // as fast as it likes: refused, and budgeted to that address.
+    let stranger = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+    let mut other = DeviceSecurity::new(
+        StaticKey::generate(&mut Entropy::seeded(99)),
+        gate.public(),
+        0,
+        Entropy::seeded(98),
+    );
+    for i in 0..1000u32 {
+        let forged = if i % 2 == 0 {
+            vec![i as u8; 96]
+        } else {
+            other.hello(now, 7, i).unwrap().1
+        };
+        assert!(gate.admit(now, stranger, 7, i, 1, &forged).is_err());
+    }
+    let st = gate.stats();
+    assert_eq!(st.rate_limited, 1000 - handshake::ADDRESS_BURST as u64, "{st:?}");
+    // The real device, at the same instant, is admitted.
+    let (_, hello) = dev.hello(now, 7, 5000).unwrap();
+    assert!(gate.admit(now, DEVICE_ADDR, 7, 5000, 1, &hello).is_ok());
+}
+
+#[test]
+fn each_address_and_the_gate_have_a_handshake_budget() {
+    let (_, mut gate, _) = pair(22);
+    let t0 = Instant::from_micros(1_000);
+    let a = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+    let garbage = [7u8; 96];
+    let refused = |gate: &mut Gate, at: Instant, from: IpAddr| {
+        matches!(
+            gate.admit(at, from, 7, 1, 1, &garbage),
+            Err(SecureError::RateLimited(7))
+        )
+    };
+    let burst = handshake::ADDRESS_BURST as usize;
+    for _ in 0..burst {
+        assert!(!refused(&mut gate, t0, a));
+    }
+    assert!(refused(&mut gate, t0, a));
+    // Another address has its own budget; a second later `a` has a second's worth again.
+    assert!(!refused(&mut gate, t0, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2))));
+    let t1 = t0 + Duration::from_secs(1);
+    let rate = handshake::ADDRESS_PER_SECOND as usize;
+    for _ in 0..rate {
+        assert!(!refused(&mut gate, t1, a));
+    }
+    assert!(refused(&mut gate, t1, a));
+    // Spread over many addresses, the gate as a whole stops at its own burst.
+    let (_, mut gate, _) = pair(23);
+    let spread = |i: usize| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i as u32));
+    let read = (0..2 * handshake::GATE_BURST as usize)
+        .filter(|&i| !refused(&mut gate, t0, spread(i)))
+        .count();
+    assert_eq!(read, handshake::GATE_BURST as usize);
+}
+
+#[test]
+fn the_address_table_is_bounded() {
+    let (_, mut gate, _) = pair(24);
+    let garbage = [7u8; 96];
+    let mut at = Instant::from_micros(1_000);
+    for i in 0..handshake::MAX_ADDRESSES + 500 {
+        // Slow enough for the gate's budget, each from a new address.
+        at += Duration::from_millis(1);
+        let from = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i as u32));
+        let _ = gate.admit(at, from, 7, 1, 1, &garbage);
+        assert!(gate.addresses_tracked() <= handshake::MAX_ADDRESSES);
+    }
+    // Once their buckets have refilled, idle addresses make room for new ones.
+    let later = at + Duration::from_secs(10);
+    let from = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
+    assert!(!matches!(
+        gate.admit(later, from, 7, 1, 1, &garbage),
+        Err(SecureError::RateLimited(_))
+    ));
+    assert!(gate.addresses_tracked() < handshake::MAX_ADDRESSES);
 }
