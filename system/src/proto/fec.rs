@@ -402,9 +402,15 @@ mod tests {
         let floor = plan_for(&link(0.2), 10_000, 1442, 1000, 1.0, 0.01);
         assert!(floor.size >= 1000, "{floor:?}");
         let big = plan_for(&link(0.3), 60_000, 240, 100, 1.0, 0.01);
-        assert!(60_000usize.div_ceil(big.size) + big.parity <= MAX_SHARDS, "{big:?}");
+        assert!(
+            60_000usize.div_ceil(big.size) + big.parity <= MAX_SHARDS,
+            "{big:?}"
+        );
         // At 0.5% estimated loss one parity segment already pays (the p99 frame crosses once).
-        assert_eq!(plan_for(&link(0.005), 10_000, 1442, 100, 1.0, 0.01).parity, 1);
+        assert_eq!(
+            plan_for(&link(0.005), 10_000, 1442, 100, 1.0, 0.01).parity,
+            1
+        );
     }
 
     #[test]
@@ -419,7 +425,10 @@ mod tests {
             let m0 = (0..32)
                 .find(|&m| 1.0 - link(p).p_complete(7, m, p, p) <= 0.01)
                 .unwrap();
-            assert!(wire(k, plan.size, plan.parity) < wire(7, 1442, m0), "{p}: {plan:?}");
+            assert!(
+                wire(k, plan.size, plan.parity) < wire(7, 1442, m0),
+                "{p}: {plan:?}"
+            );
         }
     }
 

@@ -154,7 +154,10 @@ struct Bucket {
 
 impl Bucket {
     fn full(now: Instant, burst: f64) -> Self {
-        Bucket { tokens: burst, at: now }
+        Bucket {
+            tokens: burst,
+            at: now,
+        }
     }
 
     fn refill(&mut self, now: Instant, burst: f64, per_second: f64) {

@@ -153,7 +153,14 @@ fn unknown_devices_wrong_keys_and_replayed_hellos_are_refused() {
     );
     // Garbage.
     assert!(matches!(
-        gate.admit(Instant::from_micros(900_000), DEVICE_ADDR, 7, 3, 1, &[1, 2, 3]),
+        gate.admit(
+            Instant::from_micros(900_000),
+            DEVICE_ADDR,
+            7,
+            3,
+            1,
+            &[1, 2, 3]
+        ),
         Err(SecureError::Handshake(_))
     ));
     let st = gate.stats();
@@ -243,7 +250,11 @@ fn forged_hellos_for_a_real_device_never_lock_it_out() {
         assert!(gate.admit(now, stranger, 7, i, 1, &forged).is_err());
     }
     let st = gate.stats();
-    assert_eq!(st.rate_limited, 1000 - handshake::ADDRESS_BURST as u64, "{st:?}");
+    assert_eq!(
+        st.rate_limited,
+        1000 - handshake::ADDRESS_BURST as u64,
+        "{st:?}"
+    );
     // The real device, at the same instant, is admitted.
     let (_, hello) = dev.hello(now, 7, 5000).unwrap();
     assert!(gate.admit(now, DEVICE_ADDR, 7, 5000, 1, &hello).is_ok());
@@ -267,7 +278,11 @@ fn each_address_and_the_gate_have_a_handshake_budget() {
     }
     assert!(refused(&mut gate, t0, a));
     // Another address has its own budget; a second later `a` has a second's worth again.
-    assert!(!refused(&mut gate, t0, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2))));
+    assert!(!refused(
+        &mut gate,
+        t0,
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2))
+    ));
     let t1 = t0 + Duration::from_secs(1);
     let rate = handshake::ADDRESS_PER_SECOND as usize;
     for _ in 0..rate {
