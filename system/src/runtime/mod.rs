@@ -8,6 +8,7 @@ pub mod load;
 pub mod procstat;
 pub mod security;
 pub mod service;
+pub mod socket;
 pub mod transfer;
 pub mod up;
 pub mod users;

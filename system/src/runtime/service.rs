@@ -441,7 +441,7 @@ pub async fn run_tier1(
     cfg: &Tier1File,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Tier1Summary, ServiceError> {
-    let socket = tokio::net::UdpSocket::bind(cfg.listen).await?;
+    let socket = super::socket::bind(cfg.listen)?;
     run_tier1_on(cfg, &socket, stop).await
 }
 
@@ -488,7 +488,7 @@ pub async fn run_tier2(
     cfg: &Tier2File,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Tier2Summary, ServiceError> {
-    let socket = tokio::net::UdpSocket::bind(cfg.listen).await?;
+    let socket = super::socket::bind(cfg.listen)?;
     run_tier2_on(cfg, &socket, stop).await
 }
 
@@ -567,7 +567,7 @@ pub async fn run_mobile(
     cfg: &MobileFile,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<MobileSummary, ServiceError> {
-    let socket = tokio::net::UdpSocket::bind(cfg.listen).await?;
+    let socket = super::socket::bind(cfg.listen)?;
     run_mobile_on(cfg, &socket, stop).await
 }
 

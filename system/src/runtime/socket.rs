@@ -1,0 +1,77 @@
+//! The role processes' UDP sockets, with receive and send buffers sized for bursts.
+//!
+//! A tier-2 takes every camera of its share on one socket. The kernel's default receive buffer
+//! (`net.core.rmem_default`, 208 KiB on most Linux systems) holds about 0.4 s of five cameras at
+//! 100 kB/s. A process that loses the CPU for longer (a busy host, a start-up with many
+//! processes) then drops datagrams in the kernel. Near a full buffer, small datagrams still fit
+//! where large ones do not, so that loss also grows with datagram size. The link estimator
+//! cannot tell it from bit errors, so the size policy shrinks the segments, which makes more
+//! datagrams per byte and drops more: a collapse seen in the multi-host test. So role sockets ask
+//! for [`BUFFER_BYTES`] each way. The kernel caps the request at `net.core.rmem_max` /
+//! `wmem_max`; the size obtained is logged, with the sysctl to raise when it falls short.
+//!
+//! `socket2` sets the options before the socket is bound and handed to tokio (tokio's
+//! `UdpSocket` does not expose them).
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Receive and send buffer asked for on every role socket: about 20 s of one camera at
+/// 100 kB/s, or 0.4 s of a hundred.
+pub const BUFFER_BYTES: usize = 4 << 20;
+
+/// A UDP socket bound to `addr`, with buffers of [`BUFFER_BYTES`] where the kernel allows.
+pub fn bind(addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: a smaller buffer is a worse socket, not a broken one.
+    let _ = socket.set_recv_buffer_size(BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(BUFFER_BYTES);
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    // Linux reports twice the size asked for (its bookkeeping overhead included).
+    let got = socket.recv_buffer_size().unwrap_or(0);
+    if got < BUFFER_BYTES {
+        tracing::warn!(
+            %addr,
+            asked = BUFFER_BYTES,
+            got,
+            "UDP receive buffer smaller than asked: raise net.core.rmem_max"
+        );
+    } else {
+        tracing::debug!(%addr, got, "UDP receive buffer");
+    }
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn role_sockets_get_large_buffers_where_the_kernel_allows() {
+        let socket = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let s = socket2::SockRef::from(&socket);
+        let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|t| t.trim().parse::<usize>().ok());
+        let got = s.recv_buffer_size().unwrap();
+        let default = std::fs::read_to_string("/proc/sys/net/core/rmem_default")
+            .ok()
+            .and_then(|t| t.trim().parse::<usize>().ok());
+        // At least what the kernel lets an unprivileged socket have, up to what was asked.
+        if let (Some(max), Some(default)) = (max, default) {
+            let want = BUFFER_BYTES.min(max);
+            assert!(got >= want.max(default), "got {got}, max {max}");
+        }
+        // And it is a working socket.
+        let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        peer.send_to(b"hi", socket.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 8];
+        let (n, _) = socket.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"hi");
+    }
+}
