@@ -14,8 +14,8 @@
 //! rule. It picks the frame's cut with its parity (parity comes in whole segments, so smaller
 //! segments buy protection in finer steps), in two tiers that follow the frame's latency
 //! percentiles. First: the cut and parity count with the fewest wire bytes with which a frame
-//! misses its first crossing with probability at most `target` (1%: the p99 frame then
-//! arrives in one crossing), if the parity costs at most [`CHEAP_SHARE`] of the frame's bytes.
+//! misses its first crossing with probability at most `target` (0.5% by default: the p99
+//! frame then arrives in one crossing), if the parity costs at most [`CHEAP_SHARE`] of the frame's bytes.
 //! Otherwise the loss is too high to buy that, and the rule settles for the cheapest with
 //! which at most [`SECOND_ROUND_MISS`] of frames need a NACK round (the p99 frame then arrives
 //! one round trip later), within the budget. The probability of missing is computed over the
@@ -112,9 +112,8 @@ pub struct Plan {
 ///
 /// Parity comes in whole shards of the segment size, so the size is chosen with it: among the
 /// cuts into `k` (the policy's) to [`MAX_SPLIT`] times the unfragmented cut's count of equal
-/// segments (no smaller than `min_size`), the one
-/// whose data and parity segments take the fewest wire bytes (headers and fragmentation
-/// counted) while the frame meets the goal. At 1% i.i.d. loss a 10 kB frame misses its first
+/// segments (no smaller than `min_size`), the one whose data and parity segments take the
+/// fewest wire bytes (headers and fragmentation counted) while the frame meets the goal. At 1% i.i.d. loss a 10 kB frame misses its first
 /// crossing less than once in a hundred as 13 segments of 770 bytes and one parity segment
 /// (16% more wire bytes than the frame) as well as 7 of 1429 bytes and one (19%); at 10%, where
 /// the second tier rules, as 8 segments of 1250 bytes and two parity (31%) rather than 7 and
