@@ -146,7 +146,8 @@ enum Command {
     /// PATH (mode 0600) and its public key to PATH.pub, and prints the public key.
     /// `livecam keygen --cluster DIR --devices 1-20,31` makes a whole cluster's keys in DIR:
     /// cluster.key (for every tier-2), device-ID.key per device, devices.toml (the registry
-    /// tier-2s admit).
+    /// tier-2s admit), and a signing key per server (tier1-ID.sign, tier2-ID.sign,
+    /// backend-ID.sign: `--tier1`, `--tier2`, `--backends`) with their registry servers.toml.
     Keygen {
         /// Where the private key goes (its public key: PATH.pub).
         #[arg(required_unless_present = "cluster", conflicts_with = "cluster")]
@@ -157,6 +158,15 @@ enum Command {
         /// Device ids for `--cluster`: ranges and single ids, comma separated.
         #[arg(long)]
         devices: Option<String>,
+        /// Tier-1 ids for `--cluster` (their signing keys).
+        #[arg(long, default_value = "1")]
+        tier1: String,
+        /// Tier-2 ids for `--cluster` (their signing keys).
+        #[arg(long, default_value = "11")]
+        tier2: String,
+        /// Backend ids for `--cluster` (their signing keys).
+        #[arg(long, default_value = "1")]
+        backends: String,
     },
     /// Measurements that print their figures: `capacity` (sessions per tier-2 core),
     /// `sim-scale` (simulation cost against fleet size).
@@ -444,23 +454,23 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Device ids as `1-20,31`: ranges and single ids, comma separated.
-fn parse_ids(text: &str) -> anyhow::Result<Vec<u32>> {
+fn parse_ids(text: &str, flag: &str) -> anyhow::Result<Vec<u32>> {
     let mut ids = std::collections::BTreeSet::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
         let (a, b): (u32, u32) = (
             a.trim()
                 .parse()
-                .with_context(|| format!("--devices: bad id {a:?}"))?,
+                .with_context(|| format!("{flag}: bad id {a:?}"))?,
             b.trim()
                 .parse()
-                .with_context(|| format!("--devices: bad id {b:?}"))?,
+                .with_context(|| format!("{flag}: bad id {b:?}"))?,
         );
-        anyhow::ensure!(a <= b, "--devices: range {part:?} runs backwards");
-        anyhow::ensure!(b - a < 1_000_000, "--devices: range {part:?} is too long");
+        anyhow::ensure!(a <= b, "{flag}: range {part:?} runs backwards");
+        anyhow::ensure!(b - a < 1_000_000, "{flag}: range {part:?} is too long");
         ids.extend(a..=b);
     }
-    anyhow::ensure!(!ids.is_empty(), "--devices: no ids given");
+    anyhow::ensure!(!ids.is_empty(), "{flag}: no ids given");
     Ok(ids.into_iter().collect())
 }
 
@@ -516,11 +526,19 @@ fn main() -> anyhow::Result<()> {
             path,
             cluster,
             devices,
+            tier1,
+            tier2,
+            backends,
         } => {
             use livecam_system::runtime::security;
             if let Some(dir) = cluster {
-                let ids = parse_ids(devices.as_deref().unwrap_or_default())?;
-                let keys = security::ClusterKeys::create(&dir, &ids)
+                let ids = parse_ids(devices.as_deref().unwrap_or_default(), "--devices")?;
+                let servers = security::servers(
+                    &parse_ids(&tier1, "--tier1")?,
+                    &parse_ids(&tier2, "--tier2")?,
+                    &parse_ids(&backends, "--backends")?,
+                );
+                let keys = security::ClusterKeys::create(&dir, &ids, &servers)
                     .with_context(|| format!("writing keys to {}", dir.display()))?;
                 println!(
                     "{}",
@@ -529,6 +547,8 @@ fn main() -> anyhow::Result<()> {
                         "cluster_public": keys.cluster_public.to_string(),
                         "devices": keys.devices,
                         "device_keys": ids.len(),
+                        "servers": keys.servers,
+                        "server_keys": servers.len(),
                     })
                 );
             } else if let Some(path) = path {

@@ -167,6 +167,28 @@ fn deploy_configs_run_across_namespaces_with_postgres_and_survive_a_tier2_kill()
         p
     };
 
+    // Keys as an operator makes them: one command for the cluster key, every device's and every
+    // server's signing key.
+    let keys = dir.join("keys");
+    let _ = std::fs::remove_dir_all(&keys);
+    let made = Command::new(env!("CARGO_BIN_EXE_livecam"))
+        .args(["keygen", "--cluster"])
+        .arg(&keys)
+        .args(["--devices", &format!("1001-{}", 1000 + MOBILES)])
+        .args(["--tier1", "1-2", "--tier2", &format!("11-{}", 10 + TIER2S)])
+        .output()
+        .expect("run livecam keygen");
+    assert!(made.status.success(), "keygen: {made:?}");
+    let quoted = |p: PathBuf| format!("{:?}", p.display().to_string());
+    // The signing key lines of server `name` (e.g. tier2-11).
+    let identity = |cfg: &str, name: &str| {
+        set_line(
+            &set_line(cfg, "identity", &quoted(keys.join(format!("{name}.sign")))),
+            "servers",
+            &quoted(keys.join("servers.toml")),
+        )
+    };
+
     let backend_ip = net.ip(BACKEND);
     let backend_cfg = set_line(
         &set_line(&moved(&deploy("backend.toml"), &net, &url), "database", &db),
@@ -176,8 +198,9 @@ fn deploy_configs_run_across_namespaces_with_postgres_and_survive_a_tier2_kill()
     // The web login: admin, created from a password file named at the top level.
     let password_file = write("admin-password", format!("{ADMIN_PASSWORD}\n"));
     let backend_cfg = format!(
-        "admin_password_file = \"{}\"\n{backend_cfg}",
-        password_file.display()
+        "admin_password_file = \"{}\"\n{}",
+        password_file.display(),
+        identity(&backend_cfg, "backend-1")
     );
     let mut backend = spawn(
         &net,
@@ -206,21 +229,12 @@ fn deploy_configs_run_across_namespaces_with_postgres_and_survive_a_tier2_kill()
         .expect("login JSON");
     let token = login["token"].as_str().expect("a token").to_string();
 
-    // Keys as an operator makes them: one command for the cluster key and every device's.
-    let keys = dir.join("keys");
-    let _ = std::fs::remove_dir_all(&keys);
-    let made = Command::new(env!("CARGO_BIN_EXE_livecam"))
-        .args(["keygen", "--cluster"])
-        .arg(&keys)
-        .args(["--devices", &format!("1001-{}", 1000 + MOBILES)])
-        .output()
-        .expect("run livecam keygen");
-    assert!(made.status.success(), "keygen: {made:?}");
-    let quoted = |p: PathBuf| format!("{:?}", p.display().to_string());
-
     let mut tier1s = Vec::new();
     for (i, file) in ["tier1-a.toml", "tier1-b.toml"].iter().enumerate() {
-        let cfg = moved(&deploy(file), &net, &url);
+        let cfg = identity(
+            &moved(&deploy(file), &net, &url),
+            &format!("tier1-{}", i + 1),
+        );
         tier1s.push(spawn(&net, tier1(i), "tier1", &write(file, cfg)));
     }
     let mut tier2s: BTreeMap<u64, (usize, Child)> = BTreeMap::new();
@@ -241,6 +255,7 @@ fn deploy_configs_run_across_namespaces_with_postgres_and_survive_a_tier2_kill()
         cfg = set_line(&cfg, "database", &db);
         cfg = set_line(&cfg, "key", &quoted(keys.join("cluster.key")));
         cfg = set_line(&cfg, "devices", &quoted(keys.join("devices.toml")));
+        cfg = identity(&cfg, &format!("tier2-{id}"));
         let child = spawn(
             &net,
             tier2(i),

@@ -16,7 +16,10 @@ fn tier1_tier2_and_mobile_processes_stream_over_loopback() {
     let tier1 = write(
         &dir,
         "tier1.toml",
-        &format!("id = 1\nlisten = \"127.0.0.1:{t1}\"\n"),
+        &format!(
+            "id = 1\nlisten = \"127.0.0.1:{t1}\"\n{}",
+            keys.identity("tier1", 1)
+        ),
     );
     let tier2 = |id: u32, p: u16| {
         write(
@@ -24,7 +27,7 @@ fn tier1_tier2_and_mobile_processes_stream_over_loopback() {
             &format!("tier2-{id}.toml"),
             &format!(
                 "id = {id}\nlisten = \"127.0.0.1:{p}\"\ntier1 = [\"127.0.0.1:{t1}\"]\n{}",
-                keys.tier2()
+                keys.tier2(id)
             ),
         )
     };
@@ -186,6 +189,12 @@ fn a_bad_config_names_the_field() {
             "fsp",
         ),
         ("tier1", "id = 1\nlisten = \"nowhere\"\n", "listen"),
+        ("tier1", "id = 1\nlisten = \"127.0.0.1:1\"\n", "identity"),
+        (
+            "tier1",
+            "id = 1\nlisten = \"127.0.0.1:1\"\nidentity = \"/nonexistent/tier1-1.sign\"\n",
+            "servers",
+        ),
         (
             "mobile",
             "id = 1\ntier1 = [\"127.0.0.1:2\"]\ngps = \"gpsd:nowhere\"\n",
@@ -256,7 +265,7 @@ fn every_role_serves_prometheus_metrics() {
         &write(
             &dir,
             "tier1.toml",
-            &format!("id = 1\nlisten = \"127.0.0.1:{t1}\"\nmetrics = \"{m1}\"\n"),
+            &format!("id = 1\nlisten = \"127.0.0.1:{t1}\"\nmetrics = \"{m1}\"\ninsecure = true\n"),
         ),
     );
     let tier2 = spawn(

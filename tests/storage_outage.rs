@@ -42,7 +42,10 @@ fn a_database_locked_for_seconds_loses_no_frame() {
         &write(
             &dir,
             "tier1.toml",
-            &format!("id = 1\nlisten = \"127.0.0.1:{t1}\"\n"),
+            &format!(
+                "id = 1\nlisten = \"127.0.0.1:{t1}\"\n{}",
+                keys.identity("tier1", 1)
+            ),
         ),
     );
     let tier2 = spawn(
@@ -53,7 +56,7 @@ fn a_database_locked_for_seconds_loses_no_frame() {
             &format!(
                 "id = 11\nlisten = \"127.0.0.1:{t2}\"\ntier1 = [\"127.0.0.1:{t1}\"]\ndatabase = \"sqlite:{}\"\n{}",
                 db.display(),
-                keys.tier2()
+                keys.tier2(11)
             ),
         ),
     );

@@ -97,13 +97,16 @@ fn frames_positions_and_commands_cross_the_whole_system() {
     let db = format!("sqlite:{}", dir.join("livecam.db").display());
     let (t1, t2a, t2b, http) = (port(), port(), port(), tcp_port());
 
+    // Keys for the devices and every server: sessions and the control plane are authenticated.
+    let keys = Keys::make(&dir, "1-2");
     let password = write(&dir, "admin-password", "e2e admin password\n");
     let backend_cfg = write(
         &dir,
         "backend.toml",
         &format!(
-            "database = \"{db}\"\nhttp = \"127.0.0.1:{http}\"\nadmin_password_file = \"{}\"\n",
-            password.display()
+            "database = \"{db}\"\nhttp = \"127.0.0.1:{http}\"\nadmin_password_file = \"{}\"\n{}",
+            password.display(),
+            keys.identity("backend", 1)
         ),
     );
     let backend = spawn("backend", &backend_cfg);
@@ -127,10 +130,12 @@ fn frames_positions_and_commands_cross_the_whole_system() {
         &write(
             &dir,
             "tier1.toml",
-            &format!("id = 1\nlisten = \"127.0.0.1:{t1}\"\n"),
+            &format!(
+                "id = 1\nlisten = \"127.0.0.1:{t1}\"\n{}",
+                keys.identity("tier1", 1)
+            ),
         ),
     );
-    let keys = Keys::make(&dir, "1-2");
     let tier2 = |id: u32, p: u16| {
         spawn(
             "tier2",
@@ -139,7 +144,7 @@ fn frames_positions_and_commands_cross_the_whole_system() {
                 &format!("tier2-{id}.toml"),
                 &format!(
                     "id = {id}\nlisten = \"127.0.0.1:{p}\"\ntier1 = [\"127.0.0.1:{t1}\"]\ndatabase = \"{db}\"\n{}",
-                    keys.tier2()
+                    keys.tier2(id)
                 ),
             ),
         )

@@ -231,21 +231,30 @@ impl Plan {
         let h = &self.hosts[i];
         let tier1: Vec<SocketAddr> = h.tier1.iter().map(|&j| addr(j)).collect();
         match h.role {
-            ProcessRole::Tier1 => toml::to_string(&Tier1File {
-                id: h.id,
-                listen: bind(i),
-                peers: self
-                    .hosts
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, p)| *j != i && p.role == ProcessRole::Tier1)
-                    .map(|(j, p)| Peer {
-                        id: p.id,
-                        addr: addr(j),
-                    })
-                    .collect(),
-                metrics: None,
-            }),
+            ProcessRole::Tier1 => {
+                let mut cfg = Tier1File {
+                    id: h.id,
+                    listen: bind(i),
+                    peers: self
+                        .hosts
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, p)| *j != i && p.role == ProcessRole::Tier1)
+                        .map(|(j, p)| Peer {
+                            id: p.id,
+                            addr: addr(j),
+                        })
+                        .collect(),
+                    metrics: None,
+                    identity: None,
+                    servers: None,
+                    insecure: keys.is_none(),
+                };
+                if let Some(k) = keys {
+                    k.secure_tier1(&mut cfg);
+                }
+                toml::to_string(&cfg)
+            }
             ProcessRole::Tier2 => {
                 let mut cfg = Tier2File {
                     id: h.id,
@@ -258,6 +267,8 @@ impl Plan {
                     metrics: None,
                     key: None,
                     devices: None,
+                    identity: None,
+                    servers: None,
                     insecure: keys.is_none(),
                 };
                 if let Some(k) = keys {

@@ -260,7 +260,19 @@ fn start_roles<'n>(
         .map(|h| h.id)
         .collect();
     let keys_dir = dir.join("keys");
-    let keys = ClusterKeys::create_for_run(&keys_dir, &mobile_ids)
+    let ids_of = |role| -> Vec<u32> {
+        plan.hosts
+            .iter()
+            .filter(|h| h.role == role)
+            .map(|h| h.id)
+            .collect()
+    };
+    let servers = livecam_system::runtime::security::servers(
+        &ids_of(ProcessRole::Tier1),
+        &ids_of(ProcessRole::Tier2),
+        &[],
+    );
+    let keys = ClusterKeys::create_for_run(&keys_dir, &mobile_ids, &servers)
         .map_err(io_err(format!("making keys in {}", keys_dir.display())))?;
     for i in order {
         let h = &plan.hosts[i];

@@ -18,7 +18,10 @@ use livecam_system::role::{
     Camera, CameraConfig, FrameContent, Mobile, MobileConfig, RoleEvent, Sink, Tier1Server,
     Tier2Server,
 };
-use livecam_system::secure::{DeviceRegistry, DeviceSecurity, Entropy, Gate, StaticKey};
+use livecam_system::secure::{
+    ControlPlane, DeviceRegistry, DeviceSecurity, Entropy, Gate, ServerId, ServerRegistry,
+    ServerRole, SigningKey, StaticKey,
+};
 use livecam_system::time::Instant;
 
 use crate::scenario::{Fault, Host, RoleKind, Scenario};
@@ -102,6 +105,41 @@ fn device_registry(scenario: &Scenario, seed: u64) -> DeviceRegistry {
         }
     }
     reg
+}
+
+/// Server host `index`'s signing key (tier-1s and tier-2s sign their control traffic in a
+/// secure scenario).
+fn server_key(seed: u64, index: usize) -> SigningKey {
+    SigningKey::generate(&mut Entropy::seeded(
+        seed.rotate_left(29) ^ (index as u64).wrapping_mul(0xd6e8_feb8_6659_fd93) ^ 0x5349_474e,
+    ))
+}
+
+/// Which server a host is: tier-1s and tier-2s are numbered by their host index.
+fn server_id(host: &Host) -> Option<ServerId> {
+    match host.role {
+        RoleKind::Tier1 => Some(ServerId::new(ServerRole::Tier1, host.index as u32)),
+        RoleKind::Tier2 => Some(ServerId::new(ServerRole::Tier2, host.index as u32)),
+        _ => None,
+    }
+}
+
+/// Server host `host`'s control plane: its key, and every server host's public key. Counters
+/// follow simulated time, which every host shares and which carries on across restarts.
+fn control_plane(scenario: &Scenario, seed: u64, host: &Host) -> Option<ControlPlane> {
+    let me = server_id(host)?;
+    let mut registry = ServerRegistry::new();
+    for h in scenario.hosts() {
+        if let Some(who) = server_id(&h) {
+            registry.insert(who, server_key(seed, h.index).public());
+        }
+    }
+    Some(ControlPlane::new(
+        me,
+        server_key(seed, host.index),
+        registry,
+        0,
+    ))
 }
 
 /// A session id unique per camera host and incarnation.
@@ -344,6 +382,11 @@ where
             });
             let drain_at = drain_at.filter(|&t| t >= now);
             let mut server = Tier1Server::new(Tier1::new(cfg, now), drain_at);
+            if c.secure {
+                if let Some(plane) = control_plane(scenario, seed, host) {
+                    server = server.with_control(plane);
+                }
+            }
             server.enable_recording();
             Running::Tier1(Box::new(server))
         }
@@ -365,6 +408,11 @@ where
                 ));
             }
             let mut server = Tier2Server::new(tier2, sink());
+            if c.secure {
+                if let Some(plane) = control_plane(scenario, seed, host) {
+                    server = server.with_control(plane);
+                }
+            }
             server.enable_recording();
             Running::Tier2(Box::new(server))
         }

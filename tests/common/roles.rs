@@ -74,6 +74,7 @@ impl Keys {
             .args(["keygen", "--cluster"])
             .arg(&dir)
             .args(["--devices", ids])
+            .args(["--tier1", "1-2", "--tier2", "11-14", "--backends", "1"])
             .output()
             .expect("run livecam keygen");
         assert!(out.status.success(), "keygen: {out:?}");
@@ -84,12 +85,22 @@ impl Keys {
         format!("{:?}", self.dir.join(name).display().to_string())
     }
 
-    /// A tier-2 config's key lines.
-    pub fn tier2(&self) -> String {
+    /// Tier-2 `id`'s key lines (ids 11-14 have keys).
+    pub fn tier2(&self, id: u32) -> String {
         format!(
-            "key = {}\ndevices = {}\n",
+            "key = {}\ndevices = {}\n{}",
             self.path("cluster.key"),
-            self.path("devices.toml")
+            self.path("devices.toml"),
+            self.identity("tier2", id)
+        )
+    }
+
+    /// A server config's signing key and registry lines (`role`: tier1, tier2 or backend).
+    pub fn identity(&self, role: &str, id: u32) -> String {
+        format!(
+            "identity = {}\nservers = {}\n",
+            self.path(&format!("{role}-{id}.sign")),
+            self.path("servers.toml")
         )
     }
 

@@ -11,6 +11,7 @@ use super::CommandState;
 use crate::driver::{Endpoint, Role};
 use crate::outbox::Outbox;
 use crate::proto::wire::{self, Command, CommandMsg, Message};
+use crate::secure::control::{ControlGate, ControlPlane, ControlStats, Incoming};
 use crate::time::{period, Instant};
 
 /// Timing of a [`CommandDesk`].
@@ -59,6 +60,8 @@ pub struct CommandDesk {
     finished: VecDeque<Finished>,
     /// Datagrams that were not a result of a pending command from its tier-2.
     pub ignored: u64,
+    /// Signs the commands and checks the results (secure mode).
+    control: ControlGate,
 }
 
 impl CommandDesk {
@@ -70,7 +73,19 @@ impl CommandDesk {
             outbox: Outbox::default(),
             finished: VecDeque::new(),
             ignored: 0,
+            control: ControlGate::default(),
         }
+    }
+
+    /// Signs its commands with `plane` and takes only results signed by a tier-2.
+    pub fn with_control(mut self, plane: ControlPlane) -> Self {
+        self.control = ControlGate::new(Some(plane));
+        self
+    }
+
+    /// What its control plane signed, let in and refused.
+    pub fn control_stats(&self) -> ControlStats {
+        self.control.stats()
     }
 
     /// Sends command `id` for `client` to `tier2`, the tier-2 holding the client's session.
@@ -129,7 +144,14 @@ impl CommandDesk {
 }
 
 impl Endpoint for CommandDesk {
-    fn handle_datagram(&mut self, _now: Instant, from: SocketAddr, data: &[u8]) {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let data = match self.control.incoming(now, data) {
+            Incoming::Other(d) | Incoming::Control { datagram: d, .. } => d,
+            Incoming::Refused => {
+                self.ignored += 1;
+                return;
+            }
+        };
         let Ok(Message::CommandResult(r)) = wire::decode(data) else {
             self.ignored += 1;
             return;
@@ -173,8 +195,10 @@ impl Endpoint for CommandDesk {
         }
     }
 
-    fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        self.outbox.poll_transmit(buf)
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        let to = self.outbox.poll_transmit(buf)?;
+        self.control.outgoing(now, buf);
+        Some(to)
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

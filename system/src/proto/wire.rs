@@ -61,6 +61,11 @@ pub const MAX_HANDSHAKE_LEN: usize = 512;
 pub const SEALED_OVERHEAD: usize = PREAMBLE_LEN + 4 + 8 + AEAD_TAG_LEN + CRC_LEN;
 /// Length of the AEAD tag a sealed datagram's body ends with.
 pub const AEAD_TAG_LEN: usize = 16;
+/// Length of the Ed25519 signature a signed control datagram ends with (before its CRC).
+pub const SIGNATURE_LEN: usize = 64;
+/// Bytes a signed datagram adds around the control datagram it carries: preamble, sender role
+/// and id, counter, signature and CRC.
+pub const SIGNED_OVERHEAD: usize = PREAMBLE_LEN + 1 + 4 + 8 + SIGNATURE_LEN + CRC_LEN;
 
 /// Message type codes.
 pub mod kind {
@@ -104,6 +109,9 @@ pub mod kind {
     pub const TIER1_LIST: u8 = 0x1a;
     /// Tier-1 -> peer tier-1: my group and its load.
     pub const PEER_STATUS: u8 = 0x1b;
+    /// A server-to-server control datagram (heartbeat, hand-over, forward, command, ...)
+    /// signed by the server that sent it (see [`crate::secure::control`]).
+    pub const SIGNED: u8 = 0x20;
     /// Backend -> tier-2 -> mobile client: do this.
     pub const COMMAND: u8 = 0x30;
     /// Mobile client -> tier-2 -> backend: done, or failed and why.
@@ -268,6 +276,21 @@ pub struct Sealed<'a> {
     pub body: &'a [u8],
 }
 
+/// A control datagram signed by the server that sent it ([`kind::SIGNED`]). The signature
+/// covers every byte before it: preamble, sender, counter and the inner datagram (itself a
+/// whole datagram, preamble and CRC included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signed<'a> {
+    /// The sender's role code (see [`crate::secure::control::ServerRole`]).
+    pub role: u8,
+    /// The sender's id within its role.
+    pub id: u32,
+    /// The sender's counter: never repeats, grows across restarts (microseconds of its clock).
+    pub counter: u64,
+    pub inner: &'a [u8],
+    pub signature: &'a [u8; SIGNATURE_LEN],
+}
+
 /// Client -> tier-2: accept (`CONNECT_ACCEPT`) or release (`CONNECT_RELEASE`) an offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectReply {
@@ -403,6 +426,7 @@ pub enum Message<'a> {
     Command(CommandMsg),
     CommandResult(CommandResult),
     Sealed(Sealed<'a>),
+    Signed(Signed<'a>),
 }
 
 fn put_preamble(buf: &mut Vec<u8>, kind: u8) -> usize {
@@ -452,6 +476,55 @@ pub fn put_sealed<E>(
             Err(e)
         }
     }
+}
+
+/// Appends a signed datagram's preamble, sender, counter and inner datagram: the bytes its
+/// signature covers. Returns where the datagram starts; the caller appends the
+/// [`SIGNATURE_LEN`]-byte signature of `buf[start..]` and then calls [`finish_signed`].
+pub fn put_signed_head(buf: &mut Vec<u8>, role: u8, id: u32, counter: u64, inner: &[u8]) -> usize {
+    buf.reserve(SIGNED_OVERHEAD + inner.len());
+    let start = put_preamble(buf, kind::SIGNED);
+    buf.push(role);
+    buf.extend_from_slice(&id.to_be_bytes());
+    buf.extend_from_slice(&counter.to_be_bytes());
+    buf.extend_from_slice(inner);
+    start
+}
+
+/// Ends a signed datagram begun at `start` by [`put_signed_head`] (and its signature): the CRC.
+pub fn finish_signed(buf: &mut Vec<u8>, start: usize) {
+    put_crc(buf, start);
+}
+
+/// The bytes of a signed datagram its signature covers (everything before the signature), or
+/// `None` when it is too short to be one.
+pub fn signed_part(datagram: &[u8]) -> Option<&[u8]> {
+    datagram.get(..datagram.len().checked_sub(SIGNATURE_LEN + CRC_LEN)?)
+}
+
+/// Whether a datagram claims to be signed ([`kind::SIGNED`]); only the preamble is looked at.
+pub fn is_signed(datagram: &[u8]) -> bool {
+    datagram.len() >= PREAMBLE_LEN && datagram[..2] == MAGIC && datagram[3] == kind::SIGNED
+}
+
+/// Whether a datagram is one that servers send each other, which an authenticated control
+/// plane signs (and drops unsigned): heartbeats and their answers, hand-overs, manager
+/// changes, peer status, connect forwards, commands and (outside a session) their results.
+pub fn is_server_to_server(datagram: &[u8]) -> bool {
+    datagram.len() >= PREAMBLE_LEN
+        && datagram[..2] == MAGIC
+        && matches!(
+            datagram[3],
+            kind::HEARTBEAT
+                | kind::HEARTBEAT_ACK
+                | kind::HANDOVER_REQUEST
+                | kind::HANDOVER_ACCEPT
+                | kind::MANAGER_CHANGE
+                | kind::PEER_STATUS
+                | kind::CONNECT_FORWARD
+                | kind::COMMAND
+                | kind::COMMAND_RESULT
+        )
 }
 
 /// Whether a datagram claims to be sealed ([`kind::SEALED`]); only the preamble is looked at.
@@ -570,6 +643,7 @@ impl Message<'_> {
             Message::Command(_) => "command",
             Message::CommandResult(_) => "command_result",
             Message::Sealed(_) => "sealed",
+            Message::Signed(_) => "signed",
         }
     }
 }
@@ -604,6 +678,11 @@ impl Message<'_> {
                 .unwrap_or_else(|never| match never {})
             }
             Message::Stored(m) => return m.encode(buf),
+            Message::Signed(m) => {
+                let start = put_signed_head(buf, m.role, m.id, m.counter, m.inner);
+                buf.extend_from_slice(m.signature);
+                return put_crc(buf, start);
+            }
             Message::ConnectRequest(_) => (kind::CONNECT_REQUEST, buf.len()),
             Message::ConnectForward(_) => (kind::CONNECT_FORWARD, buf.len()),
             Message::ConnectOffer(_) => (kind::CONNECT_OFFER, buf.len()),
@@ -628,7 +707,8 @@ impl Message<'_> {
             | Message::Nack(_)
             | Message::FrameAck(_)
             | Message::Stored(_)
-            | Message::Sealed(_) => {}
+            | Message::Sealed(_)
+            | Message::Signed(_) => {}
             Message::ConnectRequest(m) => {
                 u32(buf, m.client);
                 u32(buf, m.attempt);
@@ -855,6 +935,30 @@ fn decode_checked(datagram: &[u8], verify_crc: bool) -> Result<Message<'_>, Wire
                 session,
                 nonce,
                 body,
+            })
+        }
+        kind::SIGNED => {
+            let role = r.u8()?;
+            let id = r.u32()?;
+            let counter = r.u64()?;
+            let inner_len = r
+                .bytes
+                .len()
+                .checked_sub(SIGNATURE_LEN)
+                .ok_or(WireError::Length(
+                    "signed datagram shorter than its signature",
+                ))?;
+            let inner = r.take(inner_len)?;
+            let signature = r
+                .take(SIGNATURE_LEN)?
+                .try_into()
+                .map_err(|_| WireError::Length("signature"))?;
+            Message::Signed(Signed {
+                role,
+                id,
+                counter,
+                inner,
+                signature,
             })
         }
         kind::STORED => {

@@ -4,6 +4,7 @@ use super::{Recorder, RoleEvent};
 use crate::cluster::{Tier1, Tier1Event};
 use crate::driver::{Endpoint, Role};
 use crate::proto::wire;
+use crate::secure::control::{ControlGate, ControlPlane, ControlStats, Incoming};
 use crate::time::Instant;
 
 /// A tier-1 server, optionally told to drain at a given time (an operator's command ahead of
@@ -12,6 +13,8 @@ pub struct Tier1Server {
     tier1: Tier1,
     drain_at: Option<Instant>,
     recorder: Recorder,
+    /// Signs what it sends other servers and checks what they send it (secure mode).
+    control: ControlGate,
 }
 
 impl Tier1Server {
@@ -20,7 +23,20 @@ impl Tier1Server {
             tier1,
             drain_at,
             recorder: Recorder::default(),
+            control: ControlGate::default(),
         }
+    }
+
+    /// Authenticates its server-to-server traffic with `plane`: signed out, checked in, and
+    /// unsigned control datagrams dropped.
+    pub fn with_control(mut self, plane: ControlPlane) -> Self {
+        self.control = ControlGate::new(Some(plane));
+        self
+    }
+
+    /// What its control plane signed, let in and refused.
+    pub fn control_stats(&self) -> ControlStats {
+        self.control.stats()
     }
 
     pub fn tier1(&self) -> &Tier1 {
@@ -50,6 +66,10 @@ impl Tier1Server {
 
 impl Endpoint for Tier1Server {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let data = match self.control.incoming(now, data) {
+            Incoming::Refused => return,
+            Incoming::Other(d) | Incoming::Control { datagram: d, .. } => d,
+        };
         if let Ok(msg) = wire::decode(data) {
             self.tier1.handle(now, from, &msg);
         }
@@ -71,8 +91,10 @@ impl Endpoint for Tier1Server {
         self.drain_events(now);
     }
 
-    fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        self.tier1.poll_transmit(buf)
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        let to = self.tier1.poll_transmit(buf)?;
+        self.control.outgoing(now, buf);
+        Some(to)
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

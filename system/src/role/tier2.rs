@@ -7,6 +7,7 @@ use crate::cluster::{Tier2, Tier2Event};
 use crate::driver::{Endpoint, Role};
 use crate::outbox::Outbox;
 use crate::proto::wire::{self, CommandMsg, CommandResult, Message};
+use crate::secure::control::{ControlGate, ControlPlane, ControlStats, Incoming};
 use crate::secure::Channel;
 use crate::time::Instant;
 
@@ -37,6 +38,8 @@ pub struct Tier2Server {
     /// Session datagrams refused: unsealed while keys are in use, or sealed ones that did not
     /// open (unknown session, forged, replayed, or naming another session inside).
     rejected: u64,
+    /// Signs what it sends other servers and checks what they send it (secure mode).
+    control: ControlGate,
 }
 
 /// The session whose keys carry session `s`'s datagrams: a client's backfill session travels
@@ -74,7 +77,21 @@ impl Tier2Server {
             next_sweep: Instant::ZERO,
             scratch: Vec::new(),
             rejected: 0,
+            control: ControlGate::default(),
         }
+    }
+
+    /// Authenticates its server-to-server traffic with `plane`: heartbeats, results and the
+    /// rest signed out; forwards, manager changes and commands taken only signed by a server
+    /// whose role may send them.
+    pub fn with_control(mut self, plane: ControlPlane) -> Self {
+        self.control = ControlGate::new(Some(plane));
+        self
+    }
+
+    /// What its control plane signed, let in and refused.
+    pub fn control_stats(&self) -> ControlStats {
+        self.control.stats()
     }
 
     /// Session datagrams refused as unauthenticated.
@@ -230,6 +247,10 @@ impl Tier2Server {
 impl Endpoint for Tier2Server {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         let secure = self.tier2.is_secure();
+        let data = match self.control.incoming(now, data) {
+            Incoming::Refused => return self.update(now),
+            Incoming::Other(d) | Incoming::Control { datagram: d, .. } => d,
+        };
         if wire::is_sealed(data) {
             let mut inner = std::mem::take(&mut self.scratch);
             match self.open(from, data, &mut inner) {
@@ -276,6 +297,7 @@ impl Endpoint for Tier2Server {
             .poll_transmit(buf)
             .or_else(|| self.outbox.poll_transmit(buf))
         {
+            self.control.outgoing(now, buf);
             return Some(to);
         }
         if !self.tier2.is_secure() {

@@ -23,6 +23,8 @@ use crate::backend::{CommandRecord, CommandState, Retention, Storage};
 use crate::device::City;
 use crate::driver::{Endpoint, MAX_DATAGRAM};
 use crate::net::{sleep_until_opt, Clock, TokioClock};
+use crate::secure::{ControlPlane, ControlStats, ServerId, ServerRole};
+use crate::time::Instant;
 
 /// `livecam backend --config`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +58,23 @@ pub struct BackendFile {
     /// users are added with `livecam user add`.
     #[serde(default)]
     pub admin_password_file: Option<PathBuf>,
+    /// The backend's id among the cluster's backends (its signing key is `backend-ID.sign`).
+    #[serde(default = "default_backend_id")]
+    pub id: u32,
+    /// This backend's signing key file (from `livecam keygen --cluster`): commands are signed
+    /// with it, and tier-2s take commands only from the backends in their registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<PathBuf>,
+    /// The registry of the cluster's servers (`servers.toml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub servers: Option<PathBuf>,
+    /// Send commands unsigned and take unsigned results: lab use only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+}
+
+fn default_backend_id() -> u32 {
+    1
 }
 
 fn default_http() -> SocketAddr {
@@ -84,7 +103,27 @@ impl BackendFile {
             retention_interval_s: default_retention_interval(),
             city: City::default(),
             admin_password_file: None,
+            id: default_backend_id(),
+            identity: None,
+            servers: None,
+            insecure: false,
         }
+    }
+
+    /// Its control plane (`None` for `insecure = true`).
+    pub fn control_plane(
+        &self,
+        now: Instant,
+        origin: &str,
+    ) -> Result<Option<ControlPlane>, ConfigError> {
+        super::security::control_plane(
+            self.identity.as_deref(),
+            self.servers.as_deref(),
+            self.insecure,
+            ServerId::new(ServerRole::Backend, self.id),
+            now,
+            origin,
+        )
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -133,6 +172,7 @@ impl BackendFile {
                 return Err(invalid("tiles", &format!("{} is not a file", t.display())));
             }
         }
+        c.control_plane(Instant::ZERO, &path.display().to_string())?;
         Ok(c)
     }
 }
@@ -146,6 +186,8 @@ pub struct BackendSummary {
     pub commands_acked: u64,
     pub commands_failed: u64,
     pub datagrams_ignored: u64,
+    /// Control datagrams signed, let in and refused (all zero: insecure).
+    pub control: ControlStats,
 }
 
 /// A backend that is listening: its addresses, before it runs.
@@ -244,7 +286,7 @@ impl Backend {
         });
         let mut summary = BackendSummary::default();
         let ended = tokio::select! {
-            r = desk_loop(&self.udp, self.storage.clone(), cmd_rx, upd_tx, &mut summary) => r,
+            r = desk_loop(&self.cfg, &self.udp, self.storage.clone(), cmd_rx, upd_tx, &mut summary) => r,
             _ = stop => Ok(()),
         };
         let _ = stop_tx.send(true);
@@ -283,6 +325,7 @@ fn lock(storage: &Mutex<Box<dyn Storage>>) -> std::sync::MutexGuard<'_, Box<dyn 
 /// The command desk over the backend's UDP socket: new commands from the web API, results
 /// from tier-2s, resends and deadlines from the desk. Runs until the socket fails.
 async fn desk_loop(
+    cfg: &BackendFile,
     socket: &tokio::net::UdpSocket,
     storage: Arc<Mutex<Box<dyn Storage>>>,
     mut commands: mpsc::Receiver<CommandRecord>,
@@ -291,6 +334,10 @@ async fn desk_loop(
 ) -> Result<(), ServiceError> {
     let clock = TokioClock::new();
     let mut desk = CommandDesk::new(DeskConfig::default());
+    match cfg.control_plane(clock.now(), &format!("backend {}", cfg.id))? {
+        Some(plane) => desk = desk.with_control(plane),
+        None => super::service::warn_insecure("backend", cfg.id),
+    }
     let mut out = Vec::with_capacity(MAX_DATAGRAM);
     let mut inbuf = vec![0u8; MAX_DATAGRAM];
     loop {
@@ -312,6 +359,7 @@ async fn desk_loop(
             finish(&storage, &updates, f).await;
         }
         summary.datagrams_ignored = desk.ignored;
+        summary.control = desk.control_stats();
         let deadline = desk.poll_timeout();
         tokio::select! {
             cmd = commands.recv() => {

@@ -118,14 +118,21 @@ impl BenchCluster {
         let tier1: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let tier2: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let tier1_config = dir.join("tier1.toml");
-        std::fs::write(&tier1_config, format!("id = 1\nlisten = \"{tier1}\"\n"))?;
-        let keys = ClusterKeys::create_for_run(&dir.join("keys"), device_ids)?;
+        let servers = super::security::servers(&[1], &[11], &[]);
+        let keys = ClusterKeys::create_for_run(&dir.join("keys"), device_ids, &servers)?;
+        std::fs::write(
+            &tier1_config,
+            format!(
+                "id = 1\nlisten = \"{tier1}\"\n{}",
+                keys.identity_toml(servers[0])
+            ),
+        )?;
         let tier2_config = dir.join("tier2.toml");
         std::fs::write(
             &tier2_config,
             format!(
                 "id = 11\nlisten = \"{tier2}\"\ntier1 = [\"{tier1}\"]\ncapacity = {capacity}\n{}",
-                keys.tier2_toml()
+                keys.tier2_toml(11)
             ),
         )?;
         Ok(BenchCluster {

@@ -5,10 +5,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::service::{ConfigError, MobileFile, Tier2File};
+use super::service::{ConfigError, MobileFile, Tier1File, Tier2File};
 use crate::secure::{
-    DeviceRegistry, DeviceSecurity, Entropy, Gate, KeyError, PublicKey, StaticKey,
+    ControlPlane, DeviceRegistry, DeviceSecurity, Entropy, Gate, KeyError, PublicKey, ServerId,
+    ServerRegistry, ServerRole, SigningKey, StaticKey,
 };
+use crate::time::Instant;
 
 fn invalid(origin: &str, field: &'static str, message: String) -> ConfigError {
     ConfigError::Invalid {
@@ -27,6 +29,59 @@ pub fn unix_micros() -> u64 {
         .unwrap_or(0)
 }
 
+/// A server's control plane from its `identity`, `servers` and `insecure` fields (`None` for
+/// `insecure = true`): signs what it sends other servers as `me`, checks what they send.
+/// `now` is the server clock's time at this moment (counters follow the wall clock).
+pub fn control_plane(
+    identity: Option<&Path>,
+    servers: Option<&Path>,
+    insecure: bool,
+    me: ServerId,
+    now: Instant,
+    origin: &str,
+) -> Result<Option<ControlPlane>, ConfigError> {
+    match (identity, servers, insecure) {
+        (None, None, true) => Ok(None),
+        (_, _, true) => Err(invalid(
+            origin,
+            "insecure",
+            "`insecure = true` runs without keys: remove `identity` and `servers`, or remove it"
+                .into(),
+        )),
+        (None, _, false) => Err(invalid(
+            origin,
+            "identity",
+            format!(
+                "server-to-server messages are signed: give this server's signing key file \
+                 (`livecam keygen --cluster` writes {me}.sign), or set `insecure = true` for \
+                 a lab run"
+            ),
+        )),
+        (Some(_), None, false) => Err(invalid(
+            origin,
+            "servers",
+            "give the registry of the cluster's servers (servers.toml, written by \
+             `livecam keygen --cluster`)"
+                .into(),
+        )),
+        (Some(identity), Some(servers), false) => {
+            let key = SigningKey::read(identity)
+                .map_err(|e| invalid(origin, "identity", e.to_string()))?;
+            let registry = ServerRegistry::read(servers)
+                .map_err(|e| invalid(origin, "servers", e.to_string()))?;
+            if registry.get(me) != Some(&key.public()) {
+                return Err(invalid(
+                    origin,
+                    "identity",
+                    format!("this key is not the one the registry lists for {me}"),
+                ));
+            }
+            let wall_at_zero = unix_micros().saturating_sub(now.as_micros());
+            Ok(Some(ControlPlane::new(me, key, registry, wall_at_zero)))
+        }
+    }
+}
+
 /// The tier-2's gate from its config (`None` for `insecure = true`); `origin` names the config
 /// in errors.
 pub fn tier2_gate(cfg: &Tier2File, origin: &str) -> Result<Option<Gate>, ConfigError> {
@@ -35,7 +90,9 @@ pub fn tier2_gate(cfg: &Tier2File, origin: &str) -> Result<Option<Gate>, ConfigE
         (_, _, true) => Err(invalid(
             origin,
             "insecure",
-            "`insecure = true` runs without keys: remove `key` and `devices`, or remove it".into(),
+            "`insecure = true` runs without keys: remove `key`, `devices`, `identity` and \
+             `servers`, or remove it"
+                .into(),
         )),
         (None, _, false) => Err(invalid(
             origin,
@@ -115,6 +172,14 @@ pub fn keygen(path: &Path) -> std::io::Result<PublicKey> {
     Ok(key.public())
 }
 
+/// Writes a new server signing key to `path` (mode 0600) and its public key to `path.pub`.
+pub fn keygen_signing(path: &Path) -> std::io::Result<PublicKey> {
+    let key = SigningKey::generate(&mut Entropy::Os);
+    write_secret(path, &key.private_hex())?;
+    std::fs::write(public_path(path), format!("{}\n", key.public()))?;
+    Ok(key.public())
+}
+
 /// Where [`keygen`] puts the public half of `path`.
 pub fn public_path(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
@@ -124,6 +189,11 @@ pub fn public_path(path: &Path) -> PathBuf {
 
 /// Writes `key`'s private half to `path`, created with mode 0600 (never overwriting a key).
 pub fn write_private(path: &Path, key: &StaticKey) -> std::io::Result<()> {
+    write_secret(path, &key.private_hex())
+}
+
+/// Writes a secret's text form to `path`, created with mode 0600 (never overwriting one).
+fn write_secret(path: &Path, hex: &str) -> std::io::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -132,21 +202,40 @@ pub fn write_private(path: &Path, key: &StaticKey) -> std::io::Result<()> {
         opts.mode(0o600);
     }
     let mut f = opts.open(path)?;
-    writeln!(f, "{}", key.private_hex())
+    writeln!(f, "{hex}")
 }
 
-/// Keys for a whole cluster made at once (`livecam up`, tests): the cluster key and one key per
-/// device, written under `dir` as `cluster.key`, `device-ID.key` and `devices.toml`.
+/// Keys for a whole cluster made at once (`livecam keygen --cluster`, `livecam up`, tests):
+/// the cluster key and one key per device, written under `dir` as `cluster.key`,
+/// `device-ID.key` and `devices.toml`; and one signing key per server, as `ROLE-ID.sign`,
+/// with the registry of them all in `servers.toml`.
 #[derive(Debug, Clone)]
 pub struct ClusterKeys {
     pub dir: PathBuf,
     pub cluster_key: PathBuf,
     pub cluster_public: PublicKey,
     pub devices: PathBuf,
+    pub servers: PathBuf,
+}
+
+/// The servers of a cluster with `tier1s` tier-1s, `tier2s` tier-2s and `backends` backends,
+/// numbered by the given ids.
+pub fn servers(tier1s: &[u32], tier2s: &[u32], backends: &[u32]) -> Vec<ServerId> {
+    let of = |role, ids: &[u32]| {
+        ids.iter()
+            .map(move |&id| ServerId::new(role, id))
+            .collect::<Vec<_>>()
+    };
+    [
+        of(ServerRole::Tier1, tier1s),
+        of(ServerRole::Tier2, tier2s),
+        of(ServerRole::Backend, backends),
+    ]
+    .concat()
 }
 
 impl ClusterKeys {
-    pub fn create(dir: &Path, device_ids: &[u32]) -> std::io::Result<Self> {
+    pub fn create(dir: &Path, device_ids: &[u32], servers: &[ServerId]) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let cluster_key = dir.join("cluster.key");
         let cluster_public = keygen(&cluster_key)?;
@@ -156,27 +245,71 @@ impl ClusterKeys {
         }
         let devices = dir.join("devices.toml");
         std::fs::write(&devices, reg.to_toml())?;
+        let mut known = ServerRegistry::new();
+        for &who in servers {
+            known.insert(who, keygen_signing(&Self::server_key_in(dir, who))?);
+        }
+        let servers = dir.join("servers.toml");
+        std::fs::write(&servers, known.to_toml())?;
         Ok(ClusterKeys {
             dir: dir.to_path_buf(),
             cluster_key,
             cluster_public,
             devices,
+            servers,
         })
     }
 
     /// Keys for one run of a bench or emulation: whatever an earlier run left in `dir` is
     /// removed first (key files are never overwritten), then [`create`](Self::create).
-    pub fn create_for_run(dir: &Path, device_ids: &[u32]) -> std::io::Result<Self> {
+    pub fn create_for_run(
+        dir: &Path,
+        device_ids: &[u32],
+        servers: &[ServerId],
+    ) -> std::io::Result<Self> {
         let _ = std::fs::remove_dir_all(dir);
-        Self::create(dir, device_ids)
+        Self::create(dir, device_ids, servers)
     }
 
-    /// A tier-2 config's `key` and `devices` lines for these keys.
-    pub fn tier2_toml(&self) -> String {
+    fn server_key_in(dir: &Path, who: ServerId) -> PathBuf {
+        dir.join(format!("{who}.sign"))
+    }
+
+    /// Server `who`'s signing key file.
+    pub fn server_key(&self, who: ServerId) -> PathBuf {
+        Self::server_key_in(&self.dir, who)
+    }
+
+    /// Sets a backend config's identity fields.
+    pub fn secure_backend(&self, cfg: &mut super::backend::BackendFile) {
+        cfg.identity = Some(self.server_key(ServerId::new(ServerRole::Backend, cfg.id)));
+        cfg.servers = Some(self.servers.clone());
+        cfg.insecure = false;
+    }
+
+    /// Sets a tier-1 config's identity fields.
+    pub fn secure_tier1(&self, cfg: &mut Tier1File) {
+        cfg.identity = Some(self.server_key(ServerId::new(ServerRole::Tier1, cfg.id)));
+        cfg.servers = Some(self.servers.clone());
+        cfg.insecure = false;
+    }
+
+    /// A tier-2 config's `key`, `devices`, `identity` and `servers` lines for these keys.
+    pub fn tier2_toml(&self, id: u32) -> String {
         format!(
-            "key = {:?}\ndevices = {:?}\n",
+            "key = {:?}\ndevices = {:?}\n{}",
             self.cluster_key.display().to_string(),
-            self.devices.display().to_string()
+            self.devices.display().to_string(),
+            self.identity_toml(ServerId::new(ServerRole::Tier2, id))
+        )
+    }
+
+    /// A server config's `identity` and `servers` lines for server `who`.
+    pub fn identity_toml(&self, who: ServerId) -> String {
+        format!(
+            "identity = {:?}\nservers = {:?}\n",
+            self.server_key(who).display().to_string(),
+            self.servers.display().to_string()
         )
     }
 
@@ -189,6 +322,7 @@ impl ClusterKeys {
             cluster_public: PublicKey::read(&public)?,
             cluster_key,
             devices: dir.join("devices.toml"),
+            servers: dir.join("servers.toml"),
         })
     }
 
@@ -216,6 +350,8 @@ impl ClusterKeys {
     pub fn secure_tier2(&self, cfg: &mut Tier2File) {
         cfg.key = Some(self.cluster_key.clone());
         cfg.devices = Some(self.devices.clone());
+        cfg.identity = Some(self.server_key(ServerId::new(ServerRole::Tier2, cfg.id)));
+        cfg.servers = Some(self.servers.clone());
         cfg.insecure = false;
     }
 

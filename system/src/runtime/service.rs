@@ -32,6 +32,7 @@ use crate::role::ring::{DiskRing, FrameRing, RingLimits};
 use crate::role::{
     Camera, CameraConfig, FrameProducer, Mobile, MobileConfig, Sink, Tier1Server, Tier2Server,
 };
+use crate::secure::{ControlPlane, ControlStats, ServerId, ServerRole};
 use crate::time::Instant;
 use std::sync::Arc;
 
@@ -97,6 +98,15 @@ pub struct Tier1File {
     /// Serve Prometheus metrics at `http://ADDR/metrics`.
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
+    /// This server's signing key file (`tier1-ID.sign`, from `livecam keygen --cluster`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<PathBuf>,
+    /// The registry of the cluster's servers (`servers.toml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub servers: Option<PathBuf>,
+    /// Take and send unsigned control messages (anyone may steer the cluster): lab use only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
 }
 
 /// `livecam tier2 --config`.
@@ -130,7 +140,14 @@ pub struct Tier2File {
     /// The devices it admits: a TOML file of `[[device]] id = N, key = "HEX"` entries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<PathBuf>,
-    /// Run without keys (plain sessions, anyone may connect): lab use only.
+    /// This server's signing key file (`tier2-ID.sign`, from `livecam keygen --cluster`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<PathBuf>,
+    /// The registry of the cluster's servers (`servers.toml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub servers: Option<PathBuf>,
+    /// Run without keys (plain sessions, anyone may connect, unsigned control messages):
+    /// lab use only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure: bool,
 }
@@ -269,7 +286,24 @@ impl Tier1File {
         if c.peers.iter().any(|p| p.id == c.id) {
             return Err(invalid(path, "peers", "lists this tier-1's own id"));
         }
+        c.control_plane(Instant::ZERO, &path.display().to_string())?;
         Ok(c)
+    }
+
+    /// Its control plane (`None` for `insecure = true`).
+    pub fn control_plane(
+        &self,
+        now: Instant,
+        origin: &str,
+    ) -> Result<Option<ControlPlane>, ConfigError> {
+        super::security::control_plane(
+            self.identity.as_deref(),
+            self.servers.as_deref(),
+            self.insecure,
+            ServerId::new(ServerRole::Tier1, self.id),
+            now,
+            origin,
+        )
     }
 }
 
@@ -298,7 +332,24 @@ impl Tier2File {
             ));
         }
         super::security::tier2_gate(&c, &path.display().to_string())?;
+        c.control_plane(Instant::ZERO, &path.display().to_string())?;
         Ok(c)
+    }
+
+    /// Its control plane (`None` for `insecure = true`).
+    pub fn control_plane(
+        &self,
+        now: Instant,
+        origin: &str,
+    ) -> Result<Option<ControlPlane>, ConfigError> {
+        super::security::control_plane(
+            self.identity.as_deref(),
+            self.servers.as_deref(),
+            self.insecure,
+            ServerId::new(ServerRole::Tier2, self.id),
+            now,
+            origin,
+        )
     }
 }
 
@@ -427,6 +478,14 @@ async fn serve_metered<R: Observed, S: DatagramSocket>(
     (metered.into_inner(), r)
 }
 
+/// Says loudly that a server runs without authentication.
+pub(crate) fn warn_insecure(role: &str, id: u32) {
+    tracing::warn!(
+        "{role} {id} runs INSECURE (`insecure = true`): anyone on the network can send it \
+         control messages; lab use only"
+    );
+}
+
 /// What a tier-1 process reports on exit.
 #[derive(Debug, Clone, Serialize)]
 pub struct Tier1Summary {
@@ -434,6 +493,8 @@ pub struct Tier1Summary {
     pub id: u32,
     pub managed: Vec<u32>,
     pub sessions: u32,
+    /// Control datagrams signed, let in and refused (all zero: insecure).
+    pub control: ControlStats,
 }
 
 /// Runs a tier-1 on a socket bound to `listen` until `stop`.
@@ -454,7 +515,11 @@ pub async fn run_tier1_on<S: DatagramSocket>(
     let clock = TokioClock::new();
     let peers = cfg.peers.iter().map(|p| (p.id, p.addr)).collect();
     let tier1 = Tier1::new(Tier1Config::new(cfg.id, cfg.listen, peers), clock.now());
-    let server = Tier1Server::new(tier1, None);
+    let mut server = Tier1Server::new(tier1, None);
+    match cfg.control_plane(clock.now(), &format!("tier-1 {}", cfg.id))? {
+        Some(plane) => server = server.with_control(plane),
+        None => warn_insecure("tier-1", cfg.id),
+    }
     tracing::info!(id = cfg.id, listen = %cfg.listen, "tier-1 up");
     let (server, served) = serve_metered(server, cfg.metrics, socket, &clock, stop).await;
     served?;
@@ -463,6 +528,7 @@ pub async fn run_tier1_on<S: DatagramSocket>(
         id: cfg.id,
         managed: server.tier1().managed().collect(),
         sessions: server.tier1().sessions(),
+        control: server.control_stats(),
     })
 }
 
@@ -481,6 +547,8 @@ pub struct Tier2Summary {
     pub gate: Option<crate::secure::GateStats>,
     /// Session datagrams refused as unauthenticated (unsealed, forged, replayed).
     pub datagrams_rejected: u64,
+    /// Control datagrams signed, let in and refused (all zero: insecure).
+    pub control: ControlStats,
 }
 
 /// Runs a tier-2 on a socket bound to `listen` until `stop`.
@@ -523,7 +591,11 @@ pub async fn run_tier2_on<S: DatagramSocket>(
         sink = sink.with_backhaul(Box::new(backhaul));
         writer = Some((counters, thread));
     }
-    let server = Tier2Server::new(tier2, sink);
+    let mut server = Tier2Server::new(tier2, sink);
+    match cfg.control_plane(clock.now(), &format!("tier-2 {}", cfg.id))? {
+        Some(plane) => server = server.with_control(plane),
+        None => warn_insecure("tier-2", cfg.id),
+    }
     tracing::info!(id = cfg.id, listen = %cfg.listen, database = cfg.database.is_some(), "tier-2 up");
     let (server, served) = serve_metered(server, cfg.metrics, socket, &clock, stop).await;
     let summary = Tier2Summary {
@@ -535,6 +607,7 @@ pub async fn run_tier2_on<S: DatagramSocket>(
         database: None,
         gate: server.tier2().gate_stats(),
         datagrams_rejected: server.rejected(),
+        control: server.control_stats(),
     };
     // Dropping the server closes the writer's queue; the writer stores what is left.
     drop(server);

@@ -76,17 +76,6 @@ pub async fn up(
         Some(url) => url.clone(),
         None => fresh_database()?,
     };
-    // The backend opens (and migrates) the database before any tier-2 writes to it.
-    let backend = Backend::bind(&BackendFile {
-        http: opts.http,
-        retention: Some(Retention {
-            max_age_s: Some(3600),
-            max_frame_bytes: Some(512 << 20),
-        }),
-        retention_interval_s: 30,
-        ..BackendFile::new(database.clone())
-    })
-    .await?;
     // Every session is authenticated: a cluster key and one key per client, made for this run.
     let keys_dir = std::env::temp_dir().join(format!(
         "livecam-up-{}/keys-{}",
@@ -94,7 +83,25 @@ pub async fn up(
         super::security::unix_micros()
     ));
     let ids: Vec<u32> = (1..=opts.clients).collect();
-    let keys = super::security::ClusterKeys::create(&keys_dir, &ids)?;
+    // And a signing key for every server: the control plane between them is authenticated.
+    let servers = super::security::servers(
+        &(1..=TIER1S).collect::<Vec<_>>(),
+        &(0..TIER2S).map(|i| 11 + i).collect::<Vec<_>>(),
+        &[1],
+    );
+    let keys = super::security::ClusterKeys::create(&keys_dir, &ids, &servers)?;
+    // The backend opens (and migrates) the database before any tier-2 writes to it.
+    let mut backend_cfg = BackendFile {
+        http: opts.http,
+        retention: Some(Retention {
+            max_age_s: Some(3600),
+            max_frame_bytes: Some(512 << 20),
+        }),
+        retention_interval_s: 30,
+        ..BackendFile::new(database.clone())
+    };
+    keys.secure_backend(&mut backend_cfg);
+    let backend = Backend::bind(&backend_cfg).await?;
     // The login: admin, with the given password or a new random one (set anew either way,
     // so the password handed out works on a database used before).
     let generated = opts.password_file.is_none();
@@ -122,7 +129,7 @@ pub async fn up(
     let mut tasks_t1 = Vec::new();
     for (i, socket) in t1_sockets.into_iter().enumerate() {
         let id = i as u32 + 1;
-        let cfg = Tier1File {
+        let mut cfg = Tier1File {
             id,
             listen: t1_addrs[i],
             peers: (0..TIER1S as usize)
@@ -133,7 +140,11 @@ pub async fn up(
                 })
                 .collect(),
             metrics: None,
+            identity: None,
+            servers: None,
+            insecure: false,
         };
+        keys.secure_tier1(&mut cfg);
         let stop = stopped();
         tasks_t1.push(tokio::task::spawn_local(async move {
             service::run_tier1_on(&cfg, &socket, stop).await
@@ -157,6 +168,8 @@ pub async fn up(
             metrics: None,
             key: None,
             devices: None,
+            identity: None,
+            servers: None,
             insecure: false,
         };
         keys.secure_tier2(&mut cfg);

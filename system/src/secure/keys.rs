@@ -115,14 +115,14 @@ impl StaticKey {
 }
 
 /// A key or registry file's text; the error names the file.
-fn read_text(path: &Path) -> Result<String, KeyError> {
+pub(crate) fn read_text(path: &Path) -> Result<String, KeyError> {
     std::fs::read_to_string(path).map_err(|source| KeyError::Io {
         path: path.display().to_string(),
         source,
     })
 }
 
-fn parse_hex32(text: &str, what: &str) -> Result<[u8; 32], KeyError> {
+pub(crate) fn parse_hex32(text: &str, what: &str) -> Result<[u8; 32], KeyError> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(text.trim(), &mut out).map_err(|_| KeyError::Format {
         what: what.to_string(),

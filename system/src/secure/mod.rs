@@ -13,11 +13,16 @@
 //!   datagram: ChaCha20-Poly1305 with an explicit 64-bit nonce (UDP loses and reorders, so the
 //!   nonce travels) and a 1024-wide replay window on the receiving side.
 //!
+//! - Control plane ([`control`]): every server-to-server datagram (heartbeats, hand-overs,
+//!   forwards, commands and their results) is signed by the server that sent it (Ed25519, one
+//!   key per tier-1, tier-2 and backend, listed in a registry), with replay protection.
+//!
 //! All of it is sans-IO: `now` and bytes in, bytes out. Randomness comes from an [`Entropy`]:
 //! the operating system's in real runs, a seeded generator in simulations (same seed, same
 //! keys, same trace).
 
 pub mod channel;
+pub mod control;
 pub mod handshake;
 pub mod keys;
 
@@ -28,6 +33,9 @@ use snow::types::{Cipher, Dh, Hash, Random};
 use thiserror::Error;
 
 pub use channel::{Channel, ReplayWindow};
+pub use control::{
+    ControlGate, ControlPlane, ControlStats, ServerId, ServerRegistry, ServerRole, SigningKey,
+};
 pub use handshake::{DeviceSecurity, Gate, GateStats, Initiator};
 pub use keys::{DeviceRegistry, KeyError, PublicKey, StaticKey};
 

@@ -1,0 +1,773 @@
+//! The authenticated control plane: every server-to-server datagram (heartbeats and their
+//! answers, hand-overs, manager changes, peer status, connect forwards, commands and their
+//! results) travels signed by the server that sent it, and a server in secure mode drops
+//! what is unsigned, signed by a stranger, replayed, or signed by a server whose role may not
+//! send it.
+//!
+//! - **Who**: every tier-1, tier-2 and backend has an Ed25519 key of its own
+//!   ([`SigningKey`]); the [`ServerRegistry`] (`servers.toml`, written by
+//!   `livecam keygen --cluster`) says which public key is which role and id. A signature
+//!   proves the sender, not only membership: a tier-2 cannot pose as a tier-1, nor one tier-2
+//!   as another (heartbeats must name their signer).
+//! - **Why signatures, not MACs**: a MAC needs a key per pair, so the sender must know whom an
+//!   address belongs to before it sends; a signature is checked by whoever receives it, which
+//!   fits a cluster whose addresses are learned from the traffic. Ed25519 from `ring` (already
+//!   linked for the session AEAD), deterministic (RFC 8032), so simulated runs keep their trace
+//!   hash.
+//! - **Replay**: each signed datagram carries the sender's counter, which never repeats: the
+//!   sender's clock in microseconds (wall clock in real runs, so it grows across restarts),
+//!   bumped past the last one used. The receiver keeps a replay window per sender, checked
+//!   before the signature and moved only after it; and, for a receiver that restarted and
+//!   lost its windows, refuses counters older than [`MAX_AGE`] behind its own clock (servers
+//!   keep their clocks within that of each other, as Kerberos asks of its hosts).
+//! - **What a stranger costs**: an unknown sender id is dropped after a map lookup; a replayed
+//!   or stale counter before any cryptography; a forged signature costs one Ed25519
+//!   verification (tens of microseconds). Nothing a stranger sends creates state.
+//!
+//! Sans-IO like the rest of [`crate::secure`]: `now` and bytes in, bytes out.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::keys::{parse_hex32, read_text, KeyError, PublicKey};
+use super::{Entropy, ReplayWindow};
+use crate::proto::wire::{self, Message};
+use crate::time::Instant;
+
+/// Oldest counter a receiver takes, behind its own clock: bounds replays of recorded traffic
+/// to a receiver that restarted (and so lost its replay windows).
+pub const MAX_AGE: Duration = Duration::from_secs(300);
+
+/// What a server is in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerRole {
+    Tier1,
+    Tier2,
+    Backend,
+}
+
+impl ServerRole {
+    /// The role's code on the wire.
+    pub fn code(self) -> u8 {
+        match self {
+            ServerRole::Tier1 => 1,
+            ServerRole::Tier2 => 2,
+            ServerRole::Backend => 3,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(ServerRole::Tier1),
+            2 => Some(ServerRole::Tier2),
+            3 => Some(ServerRole::Backend),
+            _ => None,
+        }
+    }
+
+    /// The role's name, as in registries and key file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerRole::Tier1 => "tier1",
+            ServerRole::Tier2 => "tier2",
+            ServerRole::Backend => "backend",
+        }
+    }
+}
+
+/// One server of the cluster: its role and its id within the role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServerId {
+    pub role: ServerRole,
+    pub id: u32,
+}
+
+impl ServerId {
+    pub fn new(role: ServerRole, id: u32) -> Self {
+        ServerId { role, id }
+    }
+}
+
+impl fmt::Display for ServerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.role.name(), self.id)
+    }
+}
+
+/// A server's Ed25519 signing key (its 32-byte seed). Never shown in `Debug` output.
+pub struct SigningKey {
+    seed: [u8; 32],
+    pair: Ed25519KeyPair,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKey {{ public: {} }}", self.public())
+    }
+}
+
+impl Clone for SigningKey {
+    fn clone(&self) -> Self {
+        Self::from_seed(self.seed)
+    }
+}
+
+impl SigningKey {
+    pub fn generate(entropy: &mut Entropy) -> Self {
+        Self::from_seed(entropy.bytes32())
+    }
+
+    /// The key of a 32-byte seed (every seed is a valid Ed25519 key).
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        let pair = Ed25519KeyPair::from_seed_unchecked(&seed)
+            .expect("ring takes every 32-byte Ed25519 seed");
+        SigningKey { seed, pair }
+    }
+
+    pub fn public(&self) -> PublicKey {
+        let mut p = [0u8; 32];
+        p.copy_from_slice(self.pair.public_key().as_ref());
+        PublicKey(p)
+    }
+
+    /// Parses the key's text form (64 hex digits); `what` names the field in errors.
+    pub fn parse(text: &str, what: &str) -> Result<Self, KeyError> {
+        parse_hex32(text, what).map(Self::from_seed)
+    }
+
+    /// Reads a key file (as `livecam keygen --cluster` writes it).
+    pub fn read(path: &Path) -> Result<Self, KeyError> {
+        Self::parse(&read_text(path)?, &path.display().to_string())
+    }
+
+    /// The key's text form, as written to key files.
+    pub fn private_hex(&self) -> String {
+        hex::encode(self.seed)
+    }
+}
+
+/// Who is who in the cluster: each server's role, id and public signing key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerRegistry {
+    keys: BTreeMap<ServerId, PublicKey>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryFile {
+    #[serde(default)]
+    server: Vec<ServerEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerEntry {
+    role: ServerRole,
+    id: u32,
+    key: String,
+}
+
+impl ServerRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&mut self, server: ServerId, key: PublicKey) {
+        self.keys.insert(server, key);
+    }
+
+    pub fn get(&self, server: ServerId) -> Option<&PublicKey> {
+        self.keys.get(&server)
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Parses a registry file:
+    ///
+    /// ```toml
+    /// [[server]]
+    /// role = "tier1"   # or "tier2", "backend"
+    /// id = 1
+    /// key = "<64 hex digits: the server's public signing key>"
+    /// ```
+    pub fn parse(text: &str, origin: &str) -> Result<Self, KeyError> {
+        let file: RegistryFile = toml::from_str(text).map_err(|e| KeyError::Registry {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        let mut reg = ServerRegistry::new();
+        for (i, s) in file.server.iter().enumerate() {
+            let who = ServerId::new(s.role, s.id);
+            let key = PublicKey::parse(&s.key, &format!("{origin}: server[{i}] ({who}) key"))?;
+            if reg.keys.insert(who, key).is_some() {
+                return Err(KeyError::Registry {
+                    path: origin.to_string(),
+                    message: format!("server[{i}]: {who} listed twice"),
+                });
+            }
+        }
+        Ok(reg)
+    }
+
+    pub fn read(path: &Path) -> Result<Self, KeyError> {
+        Self::parse(&read_text(path)?, &path.display().to_string())
+    }
+
+    /// The registry's text form (what [`parse`](Self::parse) reads).
+    pub fn to_toml(&self) -> String {
+        self.keys
+            .iter()
+            .map(|(s, key)| {
+                format!(
+                    "[[server]]\nrole = \"{}\"\nid = {}\nkey = \"{key}\"\n\n",
+                    s.role.name(),
+                    s.id
+                )
+            })
+            .collect()
+    }
+}
+
+/// Why a signed datagram was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ControlError {
+    #[error("not a signed datagram")]
+    NotSigned,
+    #[error("signed by {0}, which the registry does not list")]
+    UnknownSender(String),
+    #[error("replayed counter {counter} from {sender}")]
+    Replayed { sender: String, counter: u64 },
+    #[error("counter {counter} from {sender} is older than the receiver takes")]
+    Stale { sender: String, counter: u64 },
+    #[error("signature by {0} does not verify")]
+    Forged(String),
+    #[error("{sender} may not send {what}")]
+    NotPermitted { sender: String, what: &'static str },
+}
+
+/// What a [`ControlPlane`] saw: every refusal is counted by its reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ControlStats {
+    /// Datagrams it signed and sent.
+    pub signed: u64,
+    /// Signed datagrams that verified and were let in.
+    pub accepted: u64,
+    /// Server-to-server datagrams that arrived unsigned (dropped).
+    pub unsigned: u64,
+    pub unknown_sender: u64,
+    pub replayed: u64,
+    pub stale: u64,
+    pub forged: u64,
+    pub not_permitted: u64,
+}
+
+impl ControlStats {
+    /// Every control datagram refused, whatever the reason.
+    pub fn refused(&self) -> u64 {
+        self.unsigned
+            + self.unknown_sender
+            + self.replayed
+            + self.stale
+            + self.forged
+            + self.not_permitted
+    }
+}
+
+/// One server's side of the control plane: signs what it sends, checks what it receives.
+#[derive(Debug)]
+pub struct ControlPlane {
+    me: ServerId,
+    key: SigningKey,
+    registry: ServerRegistry,
+    /// The wall clock at `Instant::ZERO`, in microseconds: counters are `wall_at_zero + now`.
+    wall_at_zero: u64,
+    /// The last counter this server used.
+    counter: u64,
+    windows: BTreeMap<ServerId, ReplayWindow>,
+    stats: ControlStats,
+    scratch: Vec<u8>,
+}
+
+impl ControlPlane {
+    /// `wall_at_zero`: microseconds of the wall clock (since the Unix epoch in real runs) at
+    /// `Instant::ZERO` of the clock this server's `now` comes from.
+    pub fn new(me: ServerId, key: SigningKey, registry: ServerRegistry, wall_at_zero: u64) -> Self {
+        ControlPlane {
+            me,
+            key,
+            registry,
+            wall_at_zero,
+            counter: 0,
+            windows: BTreeMap::new(),
+            stats: ControlStats::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn me(&self) -> ServerId {
+        self.me
+    }
+
+    pub fn stats(&self) -> ControlStats {
+        self.stats
+    }
+
+    fn clock(&self, now: Instant) -> u64 {
+        self.wall_at_zero.saturating_add(now.as_micros())
+    }
+
+    /// Replaces the datagram in `buf` with its signed form.
+    pub fn sign_in_place(&mut self, now: Instant, buf: &mut Vec<u8>) {
+        let mut inner = std::mem::take(&mut self.scratch);
+        std::mem::swap(&mut inner, buf);
+        buf.clear();
+        self.sign(now, &inner, buf);
+        self.scratch = inner;
+    }
+
+    /// Appends `datagram` signed by this server to `out`.
+    pub fn sign(&mut self, now: Instant, datagram: &[u8], out: &mut Vec<u8>) {
+        self.counter = self.clock(now).max(self.counter.saturating_add(1));
+        let start =
+            wire::put_signed_head(out, self.me.role.code(), self.me.id, self.counter, datagram);
+        let signature = self.key.pair.sign(&out[start..]);
+        out.extend_from_slice(signature.as_ref());
+        wire::finish_signed(out, start);
+        self.stats.signed += 1;
+    }
+
+    /// Counts a server-to-server datagram that arrived unsigned (and is dropped).
+    pub fn count_unsigned(&mut self) {
+        self.stats.unsigned += 1;
+    }
+
+    /// Checks a signed datagram: the inner datagram and who sent it, if it verifies, is fresh
+    /// and is one its sender's role may send. Every refusal is counted.
+    pub fn open<'a>(
+        &mut self,
+        now: Instant,
+        datagram: &'a [u8],
+    ) -> Result<(ServerId, &'a [u8]), ControlError> {
+        let r = self.check(now, datagram);
+        match &r {
+            Ok(_) => self.stats.accepted += 1,
+            Err(ControlError::NotSigned) => {}
+            Err(ControlError::UnknownSender(_)) => self.stats.unknown_sender += 1,
+            Err(ControlError::Replayed { .. }) => self.stats.replayed += 1,
+            Err(ControlError::Stale { .. }) => self.stats.stale += 1,
+            Err(ControlError::Forged(_)) => self.stats.forged += 1,
+            Err(ControlError::NotPermitted { .. }) => self.stats.not_permitted += 1,
+        }
+        r
+    }
+
+    fn check<'a>(
+        &mut self,
+        now: Instant,
+        datagram: &'a [u8],
+    ) -> Result<(ServerId, &'a [u8]), ControlError> {
+        let Ok(Message::Signed(m)) = wire::decode(datagram) else {
+            return Err(ControlError::NotSigned);
+        };
+        let unknown = || ControlError::UnknownSender(format!("role {} id {}", m.role, m.id));
+        let role = ServerRole::from_code(m.role).ok_or_else(unknown)?;
+        let sender = ServerId::new(role, m.id);
+        let key = *self.registry.get(sender).ok_or_else(unknown)?;
+        let window = self.windows.get(&sender);
+        if window.is_some_and(|w| w.check(m.counter).is_err()) {
+            return Err(ControlError::Replayed {
+                sender: sender.to_string(),
+                counter: m.counter,
+            });
+        }
+        let oldest = self.clock(now).saturating_sub(MAX_AGE.as_micros() as u64);
+        if m.counter < oldest {
+            return Err(ControlError::Stale {
+                sender: sender.to_string(),
+                counter: m.counter,
+            });
+        }
+        let signed = wire::signed_part(datagram).ok_or(ControlError::NotSigned)?;
+        UnparsedPublicKey::new(&ED25519, key.0)
+            .verify(signed, m.signature)
+            .map_err(|_| ControlError::Forged(sender.to_string()))?;
+        self.windows.entry(sender).or_default().mark(m.counter);
+        let inner = wire::decode(m.inner).map_err(|_| ControlError::NotPermitted {
+            sender: sender.to_string(),
+            what: "an undecodable datagram",
+        })?;
+        if !permitted(sender, &inner) {
+            return Err(ControlError::NotPermitted {
+                sender: sender.to_string(),
+                what: inner.name(),
+            });
+        }
+        Ok((sender, m.inner))
+    }
+}
+
+/// Whether `sender` may send `msg`: each message comes from one role, and where it names its
+/// sender, it names the one that signed it.
+pub fn permitted(sender: ServerId, msg: &Message<'_>) -> bool {
+    use ServerRole::*;
+    match (sender.role, msg) {
+        (Tier2, Message::Heartbeat(h)) => h.tier2 == sender.id,
+        (Tier2, Message::CommandResult(_)) => true,
+        (Tier1, Message::HeartbeatAck(a)) => a.tier1 == sender.id,
+        (Tier1, Message::HandoverRequest(h) | Message::HandoverAccept(h)) => h.tier1 == sender.id,
+        (Tier1, Message::PeerStatus(s)) => s.tier1 == sender.id,
+        // Sent by the tier-2's manager naming its successor.
+        (Tier1, Message::ManagerChange(_)) => true,
+        (Tier1, Message::ConnectForward(_)) => true,
+        (Backend, Message::Command(_)) => true,
+        _ => false,
+    }
+}
+
+/// How a role's control datagrams go out and come in, signed or not.
+///
+/// With a [`ControlPlane`], outgoing server-to-server datagrams are signed; incoming ones must
+/// be signed and verify, and unsigned ones are dropped and counted. Without one (a lab run,
+/// `insecure = true`), everything passes as it is.
+#[derive(Debug, Default)]
+pub struct ControlGate {
+    plane: Option<ControlPlane>,
+}
+
+/// What [`ControlGate::incoming`] made of a datagram.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming<'a> {
+    /// Not server-to-server traffic: for the role to handle as it comes.
+    Other(&'a [u8]),
+    /// Server-to-server traffic from `sender` (`None`: the plane is off).
+    Control {
+        sender: Option<ServerId>,
+        datagram: &'a [u8],
+    },
+    /// Refused (and counted).
+    Refused,
+}
+
+impl ControlGate {
+    pub fn new(plane: Option<ControlPlane>) -> Self {
+        ControlGate { plane }
+    }
+
+    pub fn is_secure(&self) -> bool {
+        self.plane.is_some()
+    }
+
+    pub fn stats(&self) -> ControlStats {
+        self.plane.as_ref().map(|p| p.stats()).unwrap_or_default()
+    }
+
+    /// Signs the datagram in `buf` if it is server-to-server and the plane is on.
+    pub fn outgoing(&mut self, now: Instant, buf: &mut Vec<u8>) {
+        if let Some(plane) = &mut self.plane {
+            if wire::is_server_to_server(buf) {
+                plane.sign_in_place(now, buf);
+            }
+        }
+    }
+
+    /// Sorts an arriving datagram: signed ones are checked and unwrapped, unsigned
+    /// server-to-server ones refused when the plane is on.
+    pub fn incoming<'a>(&mut self, now: Instant, data: &'a [u8]) -> Incoming<'a> {
+        match &mut self.plane {
+            Some(plane) if wire::is_signed(data) => match plane.open(now, data) {
+                Ok((sender, inner)) => Incoming::Control {
+                    sender: Some(sender),
+                    datagram: inner,
+                },
+                Err(e) => {
+                    tracing::debug!(error = %e, "control datagram refused");
+                    Incoming::Refused
+                }
+            },
+            Some(plane) if wire::is_server_to_server(data) => {
+                plane.count_unsigned();
+                Incoming::Refused
+            }
+            None if wire::is_server_to_server(data) => Incoming::Control {
+                sender: None,
+                datagram: data,
+            },
+            _ => Incoming::Other(data),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::cluster::{Tier1, Tier1Config, Tier2, Tier2Config};
+    use crate::device::CapturedCheck;
+    use crate::driver::Endpoint;
+    use crate::proto::wire::{Command, CommandMsg, Heartbeat, ManagerChange};
+    use crate::proto::{Receiver, ReceiverConfig};
+    use crate::role::{Sink, Tier1Server, Tier2Server};
+
+    const T1: ServerId = ServerId {
+        role: ServerRole::Tier1,
+        id: 1,
+    };
+    const T2: ServerId = ServerId {
+        role: ServerRole::Tier2,
+        id: 11,
+    };
+    const BACKEND: ServerId = ServerId {
+        role: ServerRole::Backend,
+        id: 1,
+    };
+
+    fn key(who: ServerId) -> SigningKey {
+        SigningKey::generate(&mut Entropy::seeded(
+            u64::from(who.role.code()) << 32 | u64::from(who.id),
+        ))
+    }
+
+    fn registry() -> ServerRegistry {
+        let mut r = ServerRegistry::new();
+        for who in [T1, T2, BACKEND] {
+            r.insert(who, key(who).public());
+        }
+        r
+    }
+
+    fn plane(who: ServerId) -> ControlPlane {
+        ControlPlane::new(who, key(who), registry(), 1_000_000_000)
+    }
+
+    fn encode(m: &Message<'_>) -> Vec<u8> {
+        let mut b = Vec::new();
+        m.encode(&mut b);
+        b
+    }
+
+    fn heartbeat(tier2: u32) -> Vec<u8> {
+        encode(&Message::Heartbeat(Heartbeat {
+            tier2,
+            epoch: 1,
+            sessions: 0,
+            capacity: 10,
+        }))
+    }
+
+    fn signed(by: &mut ControlPlane, now: Instant, inner: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        by.sign(now, inner, &mut out);
+        out
+    }
+
+    const T: Instant = Instant::from_millis(5_000);
+
+    #[test]
+    fn a_signed_datagram_opens_to_its_inner_one_and_names_its_sender() {
+        let hb = heartbeat(11);
+        let d = signed(&mut plane(T2), T, &hb);
+        assert_eq!(d.len(), hb.len() + wire::SIGNED_OVERHEAD);
+        // Every byte of a signed datagram decodes and encodes back the same.
+        let m = wire::decode(&d).unwrap();
+        assert_eq!(encode(&m), d);
+        let mut t1 = plane(T1);
+        assert_eq!(t1.open(T, &d), Ok((T2, &hb[..])));
+        assert_eq!(t1.stats().accepted, 1);
+    }
+
+    #[test]
+    fn forged_replayed_stale_unknown_and_out_of_role_datagrams_are_refused_and_counted() {
+        let mut t1 = plane(T1);
+        let mut t2 = plane(T2);
+        let hb = heartbeat(11);
+        let good = signed(&mut t2, T, &hb);
+
+        // A stranger's key under the tier-2's name.
+        let mut stranger = ControlPlane::new(T2, key(BACKEND), registry(), 1_000_000_000);
+        let forged = signed(&mut stranger, T, &hb);
+        assert!(matches!(t1.open(T, &forged), Err(ControlError::Forged(_))));
+        // One bit of the inner datagram changed (CRC fixed up, as an attacker would).
+        let mut flipped = good.clone();
+        flipped[20] ^= 1;
+        let n = flipped.len() - wire::CRC_LEN;
+        let crc = crc32c::crc32c(&flipped[..n]).to_be_bytes();
+        flipped[n..].copy_from_slice(&crc);
+        assert!(matches!(t1.open(T, &flipped), Err(ControlError::Forged(_))));
+        // Forgeries did not move the window: the real one still opens, once.
+        assert!(t1.open(T, &good).is_ok());
+        assert!(matches!(
+            t1.open(T, &good),
+            Err(ControlError::Replayed { .. })
+        ));
+        // A sender the registry does not list.
+        let ghost = ServerId::new(ServerRole::Tier2, 99);
+        let mut g = ControlPlane::new(ghost, key(ghost), registry(), 1_000_000_000);
+        assert!(matches!(
+            t1.open(T, &signed(&mut g, T, &heartbeat(99))),
+            Err(ControlError::UnknownSender(_))
+        ));
+        // A tier-2 may not hand out managers, nor heartbeat for another tier-2.
+        let change = encode(&Message::ManagerChange(ManagerChange {
+            tier2: 12,
+            manager: 1,
+            manager_addr: SocketAddr::from(([10, 0, 0, 1], 1)),
+            epoch: u64::MAX,
+        }));
+        assert!(matches!(
+            t1.open(T, &signed(&mut t2, T, &change)),
+            Err(ControlError::NotPermitted { .. })
+        ));
+        assert!(matches!(
+            t1.open(T, &signed(&mut t2, T, &heartbeat(12))),
+            Err(ControlError::NotPermitted { .. })
+        ));
+        // A receiver that restarted (fresh windows) refuses what is older than MAX_AGE.
+        let mut restarted = plane(T1);
+        let later = T + MAX_AGE + Duration::from_secs(1);
+        assert!(matches!(
+            restarted.open(later, &good),
+            Err(ControlError::Stale { .. })
+        ));
+        let s = t1.stats();
+        assert_eq!(
+            (
+                s.accepted,
+                s.forged,
+                s.replayed,
+                s.unknown_sender,
+                s.not_permitted
+            ),
+            (1, 2, 1, 1, 2)
+        );
+        assert_eq!(restarted.stats().stale, 1);
+        assert_eq!(s.refused(), 6);
+    }
+
+    #[test]
+    fn counters_grow_across_a_restart_and_past_a_burst() {
+        let mut a = plane(T2);
+        let c = |d: &[u8]| match wire::decode(d) {
+            Ok(Message::Signed(m)) => m.counter,
+            other => panic!("{other:?}"),
+        };
+        let first = c(&signed(&mut a, T, &heartbeat(11)));
+        let second = c(&signed(&mut a, T, &heartbeat(11)));
+        assert!(second > first, "two in the same microsecond still differ");
+        // The same server started again later (its clock read anew) picks up above.
+        let mut again = ControlPlane::new(T2, key(T2), registry(), 1_000_000_000 + 10);
+        assert!(
+            c(&signed(
+                &mut again,
+                Instant::ZERO + Duration::from_secs(5),
+                &heartbeat(11)
+            )) > second
+        );
+    }
+
+    #[test]
+    fn registry_files_round_trip_and_name_bad_entries() {
+        let r = registry();
+        assert_eq!(
+            ServerRegistry::parse(&r.to_toml(), "servers.toml").unwrap(),
+            r
+        );
+        let e = ServerRegistry::parse(
+            "[[server]]\nrole = \"tier1\"\nid = 1\nkey = \"00\"\n",
+            "servers.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("server[0] (tier1-1) key"), "{e}");
+        let e = ServerRegistry::parse(
+            "[[server]]\nrole = \"mayor\"\nid = 1\nkey = \"00\"\n",
+            "servers.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("servers.toml"), "{e}");
+    }
+
+    fn tier2_server() -> Tier2Server {
+        let t1: SocketAddr = ([10, 0, 0, 1], 7000).into();
+        let tier2 = Tier2::new(Tier2Config::new(11, vec![t1]), Instant::ZERO);
+        let sink = Sink::new(
+            Receiver::new(ReceiverConfig::default()),
+            Box::new(CapturedCheck),
+        );
+        Tier2Server::new(tier2, sink).with_control(plane(T2))
+    }
+
+    fn sent(e: &mut impl Endpoint, now: Instant) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        while let Some(to) = e.poll_transmit(now, &mut buf) {
+            out.push((to, buf.clone()));
+        }
+        out
+    }
+
+    #[test]
+    fn a_secure_tier2_takes_commands_only_signed_by_a_backend_and_signs_what_it_sends() {
+        let mut s = tier2_server();
+        let backend: SocketAddr = ([10, 0, 0, 9], 9000).into();
+        let stranger: SocketAddr = ([10, 6, 6, 6], 1).into();
+        let _ = sent(&mut s, T);
+        let stop = encode(&Message::Command(CommandMsg {
+            id: 1,
+            client: 7,
+            command: Command::Stop,
+        }));
+        // Plain from a stranger, and signed by a tier-1 (not a backend): nothing happens.
+        s.handle_datagram(T, stranger, &stop);
+        let by_tier1 = signed(&mut plane(T1), T, &stop);
+        s.handle_datagram(T, stranger, &by_tier1);
+        assert!(sent(&mut s, T).is_empty(), "no answer to a stranger");
+        let st = s.control_stats();
+        assert_eq!((st.unsigned, st.not_permitted), (1, 1));
+        // Signed by the backend: taken (no such client here, so a signed failure goes back).
+        s.handle_datagram(T, backend, &signed(&mut plane(BACKEND), T, &stop));
+        let out = sent(&mut s, T);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, backend);
+        let mut desk_side = plane(BACKEND);
+        let (who, inner) = desk_side.open(T, &out[0].1).expect("a signed result");
+        assert_eq!(who, T2);
+        assert!(matches!(wire::decode(inner), Ok(Message::CommandResult(r)) if !r.ok));
+        // Its heartbeats to its manager are signed too.
+        s.handle_timeout(T + Duration::from_secs(1));
+        let beats = sent(&mut s, T + Duration::from_secs(1));
+        assert!(!beats.is_empty() && beats.iter().all(|(_, d)| wire::is_signed(d)));
+    }
+
+    #[test]
+    fn a_secure_tier1_ignores_unsigned_heartbeats_and_manages_a_signed_one() {
+        let me: SocketAddr = ([10, 0, 0, 1], 7000).into();
+        let tier1 = Tier1::new(Tier1Config::new(1, me, Vec::new()), Instant::ZERO);
+        let mut s = Tier1Server::new(tier1, None).with_control(plane(T1));
+        let fake: SocketAddr = ([10, 6, 6, 6], 1).into();
+        let real: SocketAddr = ([10, 0, 0, 2], 7000).into();
+        // A stranger registering the real tier-2 at its own address.
+        s.handle_datagram(T, fake, &heartbeat(11));
+        assert_eq!(s.tier1().managed().count(), 0);
+        assert!(sent(&mut s, T).is_empty());
+        s.handle_datagram(T, real, &signed(&mut plane(T2), T, &heartbeat(11)));
+        assert_eq!(s.tier1().managed().collect::<Vec<_>>(), vec![11]);
+        let acks = sent(&mut s, T);
+        assert_eq!(acks.len(), 1);
+        assert_eq!(acks[0].0, real);
+        assert!(plane(T2).open(T, &acks[0].1).is_ok());
+        assert_eq!(s.control_stats().unsigned, 1);
+    }
+}
