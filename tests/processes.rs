@@ -306,3 +306,119 @@ fn every_role_serves_prometheus_metrics() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The attacks of "Security, part 2" against real processes, from a socket of a stranger on
+/// the same network: each does no harm, and the servers count what they refused.
+#[test]
+fn strangers_cannot_stop_a_camera_or_steer_the_cluster() {
+    use livecam_system::proto::wire::{
+        self, Command, CommandMsg, Heartbeat, ManagerChange, Message,
+    };
+
+    let dir = std::env::temp_dir().join(format!("livecam-attacks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (t1, t2) = (port(), port());
+    let keys = Keys::make(&dir, "1001");
+    let tier1 = write(
+        &dir,
+        "tier1.toml",
+        &format!(
+            "id = 1\nlisten = \"127.0.0.1:{t1}\"\n{}",
+            keys.identity("tier1", 1)
+        ),
+    );
+    let tier2 = write(
+        &dir,
+        "tier2.toml",
+        &format!(
+            "id = 11\nlisten = \"127.0.0.1:{t2}\"\ntier1 = [\"127.0.0.1:{t1}\"]\n{}",
+            keys.tier2(11)
+        ),
+    );
+    let mobile = write(
+        &dir,
+        "mobile.toml",
+        &format!(
+            "id = 1001\nlisten = \"127.0.0.1:0\"\ntier1 = [\"127.0.0.1:{t1}\"]\nfps = 20.0\n{}",
+            keys.mobile(1001)
+        ),
+    );
+    let t1p = spawn("tier1", &tier1);
+    let t2p = spawn("tier2", &tier2);
+    std::thread::sleep(Duration::from_millis(600));
+    let car = spawn("mobile", &mobile);
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let attacker = std::net::UdpSocket::bind("127.0.0.1:0").expect("attacker socket");
+    let me = attacker.local_addr().expect("address");
+    let send = |to: u16, m: &Message<'_>| {
+        let mut b = Vec::new();
+        m.encode(&mut b);
+        attacker.send_to(&b, ("127.0.0.1", to)).expect("send");
+        b.len()
+    };
+    let stop_cmd = Message::Command(CommandMsg {
+        id: 77,
+        client: 1001,
+        command: Command::Stop,
+    });
+    // Five plain `Stop` commands (on main before the fix, these stopped the camera).
+    for _ in 0..5 {
+        send(t2, &stop_cmd);
+    }
+    // The real tier-2 re-registered at the attacker's address; its manager moved to the
+    // attacker with an epoch that would stick for ever.
+    send(
+        t1,
+        &Message::Heartbeat(Heartbeat {
+            tier2: 11,
+            epoch: 1_000,
+            sessions: 0,
+            capacity: 1_000_000,
+        }),
+    );
+    send(
+        t2,
+        &Message::ManagerChange(ManagerChange {
+            tier2: 11,
+            manager: 1,
+            manager_addr: me,
+            epoch: u64::MAX,
+        }),
+    );
+    // A `Stop` under the backend's name with a made-up signature.
+    let mut inner = Vec::new();
+    stop_cmd.encode(&mut inner);
+    let mut forged = Vec::new();
+    let start = wire::put_signed_head(&mut forged, 3, 1, u64::MAX / 2, &inner);
+    forged.extend_from_slice(&[0x5a; wire::SIGNATURE_LEN]);
+    wire::finish_signed(&mut forged, start);
+    attacker.send_to(&forged, ("127.0.0.1", t2)).expect("send");
+    // Nothing comes back to the stranger.
+    attacker
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut buf = [0u8; 2048];
+    assert!(
+        attacker.recv_from(&mut buf).is_err(),
+        "a server answered a stranger"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+
+    let car = stop(car);
+    let t2s = stop(t2p);
+    let t1s = stop(t1p);
+    // The camera kept filming at 20 fps through the attack (about 4.5 s in all; stopped at
+    // the attack it would have sent about 30).
+    let delivered = car["frames_delivered"].as_u64().unwrap_or(0);
+    assert!(delivered >= 60, "the camera stopped: {car}");
+    // The cluster was not steered: the tier-2 still at its address under its real manager.
+    assert_eq!(t2s["manager"], format!("127.0.0.1:{t1}"), "{t2s}");
+    assert_eq!(t1s["managed"], serde_json::json!([11]), "{t1s}");
+    // And each attack was seen and counted.
+    assert!(t2s["control"]["unsigned"].as_u64() >= Some(6), "{t2s}");
+    assert!(t2s["control"]["forged"].as_u64() >= Some(1), "{t2s}");
+    assert!(t1s["control"]["unsigned"].as_u64() >= Some(1), "{t1s}");
+    assert!(t2s["control"]["accepted"].as_u64() > Some(0), "{t2s}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

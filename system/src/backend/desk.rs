@@ -145,7 +145,7 @@ impl CommandDesk {
 
 impl Endpoint for CommandDesk {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        let data = match self.control.incoming(now, data) {
+        let data = match self.control.incoming(now, from, data) {
             Incoming::Other(d) | Incoming::Control { datagram: d, .. } => d,
             Incoming::Refused => {
                 self.ignored += 1;

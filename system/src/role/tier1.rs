@@ -66,7 +66,7 @@ impl Tier1Server {
 
 impl Endpoint for Tier1Server {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        let data = match self.control.incoming(now, data) {
+        let data = match self.control.incoming(now, from, data) {
             Incoming::Refused => return,
             Incoming::Other(d) | Incoming::Control { datagram: d, .. } => d,
         };

@@ -247,7 +247,7 @@ impl Tier2Server {
 impl Endpoint for Tier2Server {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         let secure = self.tier2.is_secure();
-        let data = match self.control.incoming(now, data) {
+        let data = match self.control.incoming(now, from, data) {
             Incoming::Refused => return self.update(now),
             Incoming::Other(d) | Incoming::Control { datagram: d, .. } => d,
         };

@@ -6,8 +6,10 @@
 //! through [`run_load`]) twice: once alone (the baseline) and once while a flooder thread
 //! sends `rate` datagrams per second at the tier-2 from several sockets. The flood mixes
 //! garbage, plain segments for random sessions, sealed datagrams for random sessions and
-//! nonces, forged sealed datagrams for the real sessions' ids, and connect requests and
-//! forwards from unknown devices. The report compares goodput and latency, follows the
+//! nonces, forged sealed datagrams for the real sessions' ids, connect requests and
+//! forwards from unknown devices, unsigned commands stopping the real cameras, unsigned manager
+//! changes with an epoch of `u64::MAX`, and control datagrams with forged signatures under
+//! the real tier-1's name. The report compares goodput and latency, follows the
 //! tier-2's RSS (before, highest during, after) and CPU, and takes the tier-2's own count of
 //! rejected datagrams from the JSON summary it prints when stopped.
 
@@ -26,6 +28,7 @@ use super::capacity::{pin_self_away_from, start, BenchCluster, Server};
 use super::load::{run_load, LoadError, LoadOptions, LoadSummary};
 use super::procstat;
 use crate::proto::wire::{self, Message};
+use crate::secure::ServerRole;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -135,6 +138,8 @@ pub struct FloodReport {
     pub udp_rcvbuf_drops: Option<u64>,
     /// Its handshake gate's counters (connection requests admitted, refused, limited).
     pub tier2_gate: Option<serde_json::Value>,
+    /// Its control plane's counters (unsigned, forged, rate-limited control datagrams).
+    pub tier2_control: Option<serde_json::Value>,
     pub rss_target_met: bool,
     pub goodput_target_met: bool,
 }
@@ -151,7 +156,7 @@ pub fn flood_datagrams(seed: u64, real_sessions: &[u32], count: usize) -> Vec<Ve
             let mut buf = Vec::new();
             let mut body = vec![0u8; rng.random_range(100..1_200)];
             rng.fill_bytes(&mut body);
-            match i % 6 {
+            match i % 9 {
                 // Garbage.
                 0 => buf = body,
                 // Well-formed plain segments for random sessions.
@@ -193,14 +198,53 @@ pub fn flood_datagrams(seed: u64, real_sessions: &[u32], count: usize) -> Vec<Ve
                     hello: &body[..96],
                 })
                 .encode(&mut buf),
-                // Connect forwards for unknown devices, as if from a tier-1.
-                _ => Message::ConnectForward(wire::ConnectForward {
+                // Connect forwards for unknown devices, as if from a tier-1 (unsigned).
+                5 => Message::ConnectForward(wire::ConnectForward {
                     client: rng.random_range(3_000_000_000..u32::MAX),
                     attempt: rng.random(),
                     client_addr: unknown_addr,
                     hello: &body[..96],
                 })
                 .encode(&mut buf),
+                // A stranger's commands for the real cameras (stop them), unsigned.
+                6 => Message::Command(wire::CommandMsg {
+                    id: rng.random(),
+                    client: real_sessions
+                        .get(rng.random_range(0..real_sessions.len().max(1)))
+                        .copied()
+                        .unwrap_or(1),
+                    command: wire::Command::Stop,
+                })
+                .encode(&mut buf),
+                // A manager change to the stranger with an epoch that would stick for ever.
+                7 => Message::ManagerChange(wire::ManagerChange {
+                    tier2: 11,
+                    manager: 1,
+                    manager_addr: unknown_addr,
+                    epoch: u64::MAX,
+                })
+                .encode(&mut buf),
+                // Forged signatures under the real tier-1's name, fresh counters: each costs a
+                // signature check until the source's budget is spent.
+                _ => {
+                    let mut inner = Vec::new();
+                    Message::ConnectForward(wire::ConnectForward {
+                        client: rng.random_range(3_000_000_000..u32::MAX),
+                        attempt: rng.random(),
+                        client_addr: unknown_addr,
+                        hello: &body[..96],
+                    })
+                    .encode(&mut inner);
+                    let start = wire::put_signed_head(
+                        &mut buf,
+                        ServerRole::Tier1.code(),
+                        1,
+                        u64::MAX / 2 + rng.random_range(0..u64::MAX / 4),
+                        &inner,
+                    );
+                    buf.extend_from_slice(&body[..wire::SIGNATURE_LEN]);
+                    wire::finish_signed(&mut buf, start);
+                }
             }
             buf
         })
@@ -386,6 +430,7 @@ pub async fn run_flood(opts: &FloodOptions) -> Result<FloodReport, FloodError> {
             .and_then(|s| s.get("datagrams_rejected"))
             .and_then(|v| v.as_u64()),
         udp_rcvbuf_drops: drops0.zip(drops1).map(|(a, b)| b.saturating_sub(a)),
-        tier2_gate: summary.and_then(|s| s.get("gate").cloned()),
+        tier2_gate: summary.as_ref().and_then(|s| s.get("gate").cloned()),
+        tier2_control: summary.and_then(|s| s.get("control").cloned()),
     })
 }

@@ -21,13 +21,20 @@
 //!   lost its windows, refuses counters older than [`MAX_AGE`] behind its own clock (servers
 //!   keep their clocks within that of each other, as Kerberos asks of its hosts).
 //! - **What a stranger costs**: an unknown sender id is dropped after a map lookup; a replayed
-//!   or stale counter before any cryptography; a forged signature costs one Ed25519
-//!   verification (tens of microseconds). Nothing a stranger sends creates state.
+//!   or stale counter before any cryptography; anything else costs one Ed25519 verification
+//!   (tens of microseconds), charged first to a budget. A datagram from the address a sender
+//!   last proved itself from is charged to the known paths' budget ([`KNOWN_PATHS`]); any
+//!   other to the strangers' budget, per source address and in all ([`VERIFICATIONS`]: a
+//!   quarter of a core at most, whatever the number of addresses). So a flood of forged
+//!   signatures spends the strangers' budget and is then refused unchecked, while the real
+//!   servers, on their known paths, keep being heard. Nothing a stranger sends creates state
+//!   beyond its address's bucket.
 //!
 //! Sans-IO like the rest of [`crate::secure`]: `now` and bytes in, bytes out.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -35,6 +42,7 @@ use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::budget::{AddressBudget, Limits};
 use super::keys::{parse_hex32, read_text, KeyError, PublicKey};
 use super::{Entropy, ReplayWindow};
 use crate::proto::wire::{self, Message};
@@ -43,6 +51,25 @@ use crate::time::Instant;
 /// Oldest counter a receiver takes, behind its own clock: bounds replays of recorded traffic
 /// to a receiver that restarted (and so lost its replay windows).
 pub const MAX_AGE: Duration = Duration::from_secs(300);
+
+/// Signature checks per source address (a tier-1 forwarding a fleet's reconnects after a
+/// failover sends a few thousand at once) and in all (each costs ~50 us).
+pub const VERIFICATIONS: Limits = Limits {
+    address_burst: 4000.0,
+    address_per_second: 2000.0,
+    total_burst: 5000.0,
+    total_per_second: 5000.0,
+};
+
+/// Signature checks for datagrams on a known path (the address its sender last verified
+/// from): per address and in all, far above what a cluster sends, bounding only what an
+/// on-path attacker spoofing a server's address could make a receiver spend.
+pub const KNOWN_PATHS: Limits = Limits {
+    address_burst: 20_000.0,
+    address_per_second: 10_000.0,
+    total_burst: 40_000.0,
+    total_per_second: 20_000.0,
+};
 
 /// What a server is in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -256,6 +283,8 @@ pub enum ControlError {
     Forged(String),
     #[error("{sender} may not send {what}")]
     NotPermitted { sender: String, what: &'static str },
+    #[error("signature checks for this source are used up")]
+    RateLimited,
 }
 
 /// What a [`ControlPlane`] saw: every refusal is counted by its reason.
@@ -272,6 +301,8 @@ pub struct ControlStats {
     pub stale: u64,
     pub forged: u64,
     pub not_permitted: u64,
+    /// Refused unchecked: the source address, or the server, is out of signature checks.
+    pub rate_limited: u64,
 }
 
 impl ControlStats {
@@ -283,6 +314,7 @@ impl ControlStats {
             + self.stale
             + self.forged
             + self.not_permitted
+            + self.rate_limited
     }
 }
 
@@ -297,6 +329,11 @@ pub struct ControlPlane {
     /// The last counter this server used.
     counter: u64,
     windows: BTreeMap<ServerId, ReplayWindow>,
+    /// Signature checks for strangers, and for datagrams on known paths.
+    budget: AddressBudget,
+    known_budget: AddressBudget,
+    /// Where each sender last proved itself from (one entry per registered server at most).
+    paths: BTreeMap<ServerId, SocketAddr>,
     stats: ControlStats,
     scratch: Vec<u8>,
 }
@@ -312,6 +349,9 @@ impl ControlPlane {
             wall_at_zero,
             counter: 0,
             windows: BTreeMap::new(),
+            budget: AddressBudget::new(VERIFICATIONS),
+            known_budget: AddressBudget::new(KNOWN_PATHS),
+            paths: BTreeMap::new(),
             stats: ControlStats::default(),
             scratch: Vec::new(),
         }
@@ -354,14 +394,16 @@ impl ControlPlane {
         self.stats.unsigned += 1;
     }
 
-    /// Checks a signed datagram: the inner datagram and who sent it, if it verifies, is fresh
-    /// and is one its sender's role may send. Every refusal is counted.
+    /// Checks a signed datagram from source address `from`: the inner datagram and who sent
+    /// it, if it verifies, is fresh and is one its sender's role may send. Every refusal is
+    /// counted.
     pub fn open<'a>(
         &mut self,
         now: Instant,
+        from: SocketAddr,
         datagram: &'a [u8],
     ) -> Result<(ServerId, &'a [u8]), ControlError> {
-        let r = self.check(now, datagram);
+        let r = self.check(now, from, datagram);
         match &r {
             Ok(_) => self.stats.accepted += 1,
             Err(ControlError::NotSigned) => {}
@@ -370,6 +412,7 @@ impl ControlPlane {
             Err(ControlError::Stale { .. }) => self.stats.stale += 1,
             Err(ControlError::Forged(_)) => self.stats.forged += 1,
             Err(ControlError::NotPermitted { .. }) => self.stats.not_permitted += 1,
+            Err(ControlError::RateLimited) => self.stats.rate_limited += 1,
         }
         r
     }
@@ -377,6 +420,7 @@ impl ControlPlane {
     fn check<'a>(
         &mut self,
         now: Instant,
+        from: SocketAddr,
         datagram: &'a [u8],
     ) -> Result<(ServerId, &'a [u8]), ControlError> {
         let Ok(Message::Signed(m)) = wire::decode(datagram) else {
@@ -401,10 +445,19 @@ impl ControlPlane {
             });
         }
         let signed = wire::signed_part(datagram).ok_or(ControlError::NotSigned)?;
+        let budget = if self.paths.get(&sender) == Some(&from) {
+            &mut self.known_budget
+        } else {
+            &mut self.budget
+        };
+        if !budget.charge(now, from.ip()) {
+            return Err(ControlError::RateLimited);
+        }
         UnparsedPublicKey::new(&ED25519, key.0)
             .verify(signed, m.signature)
             .map_err(|_| ControlError::Forged(sender.to_string()))?;
         self.windows.entry(sender).or_default().mark(m.counter);
+        self.paths.insert(sender, from);
         let inner = wire::decode(m.inner).map_err(|_| ControlError::NotPermitted {
             sender: sender.to_string(),
             what: "an undecodable datagram",
@@ -485,9 +538,9 @@ impl ControlGate {
 
     /// Sorts an arriving datagram: signed ones are checked and unwrapped, unsigned
     /// server-to-server ones refused when the plane is on.
-    pub fn incoming<'a>(&mut self, now: Instant, data: &'a [u8]) -> Incoming<'a> {
+    pub fn incoming<'a>(&mut self, now: Instant, from: SocketAddr, data: &'a [u8]) -> Incoming<'a> {
         match &mut self.plane {
-            Some(plane) if wire::is_signed(data) => match plane.open(now, data) {
+            Some(plane) if wire::is_signed(data) => match plane.open(now, from, data) {
                 Ok((sender, inner)) => Incoming::Control {
                     sender: Some(sender),
                     datagram: inner,
@@ -512,9 +565,11 @@ impl ControlGate {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
+    use std::net::{IpAddr, Ipv4Addr};
 
     use super::*;
+
+    const FROM: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)), 7000);
     use crate::cluster::{Tier1, Tier1Config, Tier2, Tier2Config};
     use crate::device::CapturedCheck;
     use crate::driver::Endpoint;
@@ -585,7 +640,7 @@ mod tests {
         let m = wire::decode(&d).unwrap();
         assert_eq!(encode(&m), d);
         let mut t1 = plane(T1);
-        assert_eq!(t1.open(T, &d), Ok((T2, &hb[..])));
+        assert_eq!(t1.open(T, FROM, &d), Ok((T2, &hb[..])));
         assert_eq!(t1.stats().accepted, 1);
     }
 
@@ -599,25 +654,31 @@ mod tests {
         // A stranger's key under the tier-2's name.
         let mut stranger = ControlPlane::new(T2, key(BACKEND), registry(), 1_000_000_000);
         let forged = signed(&mut stranger, T, &hb);
-        assert!(matches!(t1.open(T, &forged), Err(ControlError::Forged(_))));
+        assert!(matches!(
+            t1.open(T, FROM, &forged),
+            Err(ControlError::Forged(_))
+        ));
         // One bit of the inner datagram changed (CRC fixed up, as an attacker would).
         let mut flipped = good.clone();
         flipped[20] ^= 1;
         let n = flipped.len() - wire::CRC_LEN;
         let crc = crc32c::crc32c(&flipped[..n]).to_be_bytes();
         flipped[n..].copy_from_slice(&crc);
-        assert!(matches!(t1.open(T, &flipped), Err(ControlError::Forged(_))));
-        // Forgeries did not move the window: the real one still opens, once.
-        assert!(t1.open(T, &good).is_ok());
         assert!(matches!(
-            t1.open(T, &good),
+            t1.open(T, FROM, &flipped),
+            Err(ControlError::Forged(_))
+        ));
+        // Forgeries did not move the window: the real one still opens, once.
+        assert!(t1.open(T, FROM, &good).is_ok());
+        assert!(matches!(
+            t1.open(T, FROM, &good),
             Err(ControlError::Replayed { .. })
         ));
         // A sender the registry does not list.
         let ghost = ServerId::new(ServerRole::Tier2, 99);
         let mut g = ControlPlane::new(ghost, key(ghost), registry(), 1_000_000_000);
         assert!(matches!(
-            t1.open(T, &signed(&mut g, T, &heartbeat(99))),
+            t1.open(T, FROM, &signed(&mut g, T, &heartbeat(99))),
             Err(ControlError::UnknownSender(_))
         ));
         // A tier-2 may not hand out managers, nor heartbeat for another tier-2.
@@ -628,18 +689,18 @@ mod tests {
             epoch: u64::MAX,
         }));
         assert!(matches!(
-            t1.open(T, &signed(&mut t2, T, &change)),
+            t1.open(T, FROM, &signed(&mut t2, T, &change)),
             Err(ControlError::NotPermitted { .. })
         ));
         assert!(matches!(
-            t1.open(T, &signed(&mut t2, T, &heartbeat(12))),
+            t1.open(T, FROM, &signed(&mut t2, T, &heartbeat(12))),
             Err(ControlError::NotPermitted { .. })
         ));
         // A receiver that restarted (fresh windows) refuses what is older than MAX_AGE.
         let mut restarted = plane(T1);
         let later = T + MAX_AGE + Duration::from_secs(1);
         assert!(matches!(
-            restarted.open(later, &good),
+            restarted.open(later, FROM, &good),
             Err(ControlError::Stale { .. })
         ));
         let s = t1.stats();
@@ -655,6 +716,47 @@ mod tests {
         );
         assert_eq!(restarted.stats().stale, 1);
         assert_eq!(s.refused(), 6);
+    }
+
+    #[test]
+    fn a_forger_spends_its_own_addresss_signature_checks_not_the_real_servers() {
+        let mut t1 = plane(T1);
+        let mut stranger = ControlPlane::new(T2, key(BACKEND), registry(), 1_000_000_000);
+        let mut t2 = plane(T2);
+        // The real tier-2 proves itself once from its address.
+        assert!(t1
+            .open(T, FROM, &signed(&mut t2, T, &heartbeat(11)))
+            .is_ok());
+        // Forgers from many ports of one address, then from many addresses: the per-address
+        // and then the whole strangers' budget run out, and the rest is refused unchecked.
+        let per_address = VERIFICATIONS.address_burst as u64;
+        let total = VERIFICATIONS.total_burst as u64;
+        for i in 0..per_address + 100 {
+            let forger = SocketAddr::from(([10, 6, 6, 6], 1000 + i as u16));
+            let d = signed(&mut stranger, T, &heartbeat(11));
+            assert!(t1.open(T, forger, &d).is_err());
+        }
+        for i in 0..total {
+            let forger = SocketAddr::from(([10, 7, (i >> 8) as u8, i as u8], 1));
+            let d = signed(&mut stranger, T, &heartbeat(11));
+            assert!(t1.open(T, forger, &d).is_err());
+        }
+        let s = t1.stats();
+        // Checked: what the strangers' budget allows (the real tier-2's first heartbeat, from
+        // a path not known yet, took one check of it).
+        assert_eq!(s.forged, total - 1);
+        // (One forgery repeats the real heartbeat's counter: refused as a replay, unchecked.)
+        assert_eq!(
+            s.forged + s.rate_limited + s.replayed,
+            per_address + 100 + total,
+            "{s:?}"
+        );
+        // The real tier-2, on its known path, is still heard while the strangers' budget is
+        // spent.
+        assert!(t1
+            .open(T, FROM, &signed(&mut t2, T, &heartbeat(11)))
+            .is_ok());
+        assert_eq!(t1.stats().accepted, 2);
     }
 
     #[test]
@@ -742,7 +844,7 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].0, backend);
         let mut desk_side = plane(BACKEND);
-        let (who, inner) = desk_side.open(T, &out[0].1).expect("a signed result");
+        let (who, inner) = desk_side.open(T, FROM, &out[0].1).expect("a signed result");
         assert_eq!(who, T2);
         assert!(matches!(wire::decode(inner), Ok(Message::CommandResult(r)) if !r.ok));
         // Its heartbeats to its manager are signed too.
@@ -767,7 +869,7 @@ mod tests {
         let acks = sent(&mut s, T);
         assert_eq!(acks.len(), 1);
         assert_eq!(acks[0].0, real);
-        assert!(plane(T2).open(T, &acks[0].1).is_ok());
+        assert!(plane(T2).open(T, FROM, &acks[0].1).is_ok());
         assert_eq!(s.control_stats().unsigned, 1);
     }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use snow::{Builder, HandshakeState};
 
+use super::budget::{AddressBudget, Limits};
 use super::{noise_err, params, Channel, DeviceRegistry, Entropy, PublicKey, SecureError};
 use super::{StaticKey, PROLOGUE};
 use crate::proto::wire::MAX_HANDSHAKE_LEN;
@@ -145,38 +146,6 @@ pub struct GateStats {
     pub rate_limited: u64,
 }
 
-/// A token bucket: `burst` at most, refilled at `per_second`.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn full(now: Instant, burst: f64) -> Self {
-        Bucket {
-            tokens: burst,
-            at: now,
-        }
-    }
-
-    fn refill(&mut self, now: Instant, burst: f64, per_second: f64) {
-        let dt = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + dt * per_second).min(burst);
-        self.at = self.at.max(now);
-    }
-
-    /// Takes one token if there is one.
-    fn take(&mut self, now: Instant, burst: f64, per_second: f64) -> bool {
-        self.refill(now, burst, per_second);
-        let ok = self.tokens >= 1.0;
-        if ok {
-            self.tokens -= 1.0;
-        }
-        ok
-    }
-}
-
 /// Handshakes one source address may make the gate read: a burst, then a rate. A fleet behind
 /// one carrier NAT shares an address, so this is far above what one device needs.
 pub const ADDRESS_BURST: f64 = 200.0;
@@ -185,10 +154,15 @@ pub const ADDRESS_PER_SECOND: f64 = 100.0;
 /// a fifth of a core at most, whatever the number of source addresses.
 pub const GATE_BURST: f64 = 500.0;
 pub const GATE_PER_SECOND: f64 = 2000.0;
-/// Source addresses with a bucket in use; past this, new addresses wait for idle ones to go.
-pub const MAX_ADDRESSES: usize = 4096;
-/// How often a full address table is swept of idle (refilled) buckets.
-const SWEEP_EVERY: Duration = Duration::from_millis(100);
+pub use super::budget::MAX_ADDRESSES;
+
+/// The gate's handshake budget: per source address and in all.
+const HANDSHAKES: Limits = Limits {
+    address_burst: ADDRESS_BURST,
+    address_per_second: ADDRESS_PER_SECOND,
+    total_burst: GATE_BURST,
+    total_per_second: GATE_PER_SECOND,
+};
 
 /// A tier-2's side: the cluster key pair and the devices it admits.
 ///
@@ -203,10 +177,8 @@ pub struct Gate {
     devices: DeviceRegistry,
     /// Per device: the newest verified handshake timestamp, and when it was admitted.
     seen: BTreeMap<u32, (u64, Instant)>,
-    /// Per source address, its handshake budget.
-    addresses: BTreeMap<IpAddr, Bucket>,
-    total: Option<Bucket>,
-    last_sweep: Option<Instant>,
+    /// Handshakes read, per source address and in all.
+    budget: AddressBudget,
     entropy: Entropy,
     stats: GateStats,
 }
@@ -221,9 +193,7 @@ impl Gate {
             key,
             devices,
             seen: BTreeMap::new(),
-            addresses: BTreeMap::new(),
-            total: None,
-            last_sweep: None,
+            budget: AddressBudget::new(HANDSHAKES),
             entropy,
             stats: GateStats::default(),
         }
@@ -244,7 +214,7 @@ impl Gate {
 
     /// Source addresses holding a handshake budget (bounded by [`MAX_ADDRESSES`]).
     pub fn addresses_tracked(&self) -> usize {
-        self.addresses.len()
+        self.budget.addresses_tracked()
     }
 
     /// Checks a forwarded hello of `client`'s attempt `attempt`, coming from `from`, and
@@ -271,40 +241,6 @@ impl Gate {
         r
     }
 
-    /// Charges one handshake to `from` and to the gate; false when either is out.
-    fn charge(&mut self, now: Instant, from: IpAddr) -> bool {
-        if !self.addresses.contains_key(&from) && self.addresses.len() >= MAX_ADDRESSES {
-            let due = self.last_sweep.is_none_or(|t| now >= t + SWEEP_EVERY);
-            if !due {
-                return false;
-            }
-            self.last_sweep = Some(now);
-            self.addresses.retain(|_, b| {
-                b.refill(now, ADDRESS_BURST, ADDRESS_PER_SECOND);
-                b.tokens < ADDRESS_BURST
-            });
-            if self.addresses.len() >= MAX_ADDRESSES {
-                return false;
-            }
-        }
-        let total = self
-            .total
-            .get_or_insert_with(|| Bucket::full(now, GATE_BURST));
-        total.refill(now, GATE_BURST, GATE_PER_SECOND);
-        if total.tokens < 1.0 {
-            return false;
-        }
-        let bucket = self
-            .addresses
-            .entry(from)
-            .or_insert_with(|| Bucket::full(now, ADDRESS_BURST));
-        if !bucket.take(now, ADDRESS_BURST, ADDRESS_PER_SECOND) {
-            return false;
-        }
-        total.tokens -= 1.0;
-        true
-    }
-
     fn admit_inner(
         &mut self,
         now: Instant,
@@ -317,7 +253,7 @@ impl Gate {
         let Some(registered) = self.devices.get(client).copied() else {
             return Err(SecureError::UnknownDevice(client));
         };
-        if !self.charge(now, from) {
+        if !self.budget.charge(now, from) {
             return Err(SecureError::RateLimited(client));
         }
         let mut hs = Builder::with_resolver(params(), self.entropy.resolver())

@@ -21,6 +21,7 @@
 //! the operating system's in real runs, a seeded generator in simulations (same seed, same
 //! keys, same trace).
 
+pub mod budget;
 pub mod channel;
 pub mod control;
 pub mod handshake;
