@@ -17,16 +17,25 @@
 //! release: 'R' | 0   u64 | frame u32 | 0          u64 | 0   u32 | header CRC-32C  (stored or dropped)
 //! ```
 //!
-//! On open the log is replayed. A record whose header checksum fails is a torn tail (the
-//! client died while writing it): it and everything after it are cut off. A record whose data
-//! checksum fails is skipped (its length is known from the checked header). Both are counted
-//! in [`RingStats::records_corrupt`]. Released and dropped frames leave dead bytes behind;
-//! once those outweigh the live ones the log is rewritten (to a temporary file, then renamed
-//! over the old one, so a crash in between leaves either the old or the new log).
+//! On open the log is replayed. A record whose data checksum fails is skipped (its length is
+//! known from the checked header). A record whose header is damaged (checksum or tag) has no
+//! length to trust: the log is scanned forward for the next intact header and replay goes on
+//! from there, so one bad sector costs the records it hit, not every record after it. Only
+//! when no intact header follows is the damage a torn tail (the client died while writing):
+//! then it is cut off, so new records follow intact ones. Each damaged record or region is
+//! counted in [`RingStats::records_corrupt`]. Released and dropped frames leave dead bytes
+//! behind; once those outweigh the live ones the log is rewritten (to a temporary file, then
+//! renamed over the old one, so a crash in between leaves either the old or the new log; a
+//! temporary file left by such a crash is removed on open).
 //!
-//! Durability: records are written to the file at once (a client process that crashes loses
-//! nothing); they are not fsynced per frame, so a power cut may lose the last ones (and then
-//! leaves at worst a torn tail).
+//! Durability: a captured frame counts as kept ([`RingStats::frames_inserted`]) only once its
+//! record is on stable storage: every put is followed by `fdatasync` (group commit: the release
+//! records written since the last put ride on the same sync; a release lost to a power cut
+//! only brings back a frame storage already has, which is then stored again idempotently).
+//! A write that fails (disk full, I/O error) keeps nothing of the frame, truncates the half
+//! record, counts the frame as dropped and the error in [`RingStats::io_errors`] (and disk
+//! full in [`RingStats::disk_full`]); the next frame tries again, so the ring recovers by
+//! itself when space returns.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -76,8 +85,12 @@ pub struct RingStats {
     pub frames_dropped: u64,
     /// Log records found damaged on open or on reading (disk ring only).
     pub records_corrupt: u64,
-    /// Writes or reads of the log that failed (disk ring only); such a frame is not kept.
+    /// Writes, syncs or reads of the log that failed (disk ring only); such a frame is not kept.
     pub io_errors: u64,
+    /// Of those, writes refused because the disk (or the user's quota) was full.
+    pub disk_full: u64,
+    /// `fdatasync` calls made (one per kept frame, see the module docs).
+    pub syncs: u64,
 }
 
 /// One frame in the index.
@@ -276,6 +289,63 @@ fn header(tag: u8, seq: u64, frame: u32, capture_us: u64, len: u32) -> [u8; HEAD
     h
 }
 
+/// A record header read back, its checksum and tag checked.
+struct Header {
+    tag: u8,
+    seq: u64,
+    frame: u32,
+    capture_us: u64,
+    len: u64,
+}
+
+impl Header {
+    fn parse(h: &[u8; HEADER_LEN]) -> Option<Header> {
+        let (fields, crc) = h.split_at(HEADER_FIELDS);
+        if crc32c::crc32c(fields).to_be_bytes() != crc || ![TAG_PUT, TAG_RELEASE].contains(&h[0]) {
+            return None;
+        }
+        let u64_at = |i: usize| u64::from_be_bytes(h[i..i + 8].try_into().unwrap_or_default());
+        Some(Header {
+            tag: h[0],
+            seq: u64_at(1),
+            frame: u32::from_be_bytes(h[9..13].try_into().unwrap_or_default()),
+            capture_us: u64_at(13),
+            len: u64::from(u32::from_be_bytes(h[21..25].try_into().unwrap_or_default())),
+        })
+    }
+}
+
+/// The offset of the first intact record header at or after `from` (before `len`), reading
+/// the log in windows that overlap by a header's length.
+fn find_header(file: &mut File, from: u64, len: u64) -> io::Result<Option<u64>> {
+    const WINDOW: usize = 64 << 10;
+    let mut buf = vec![0u8; WINDOW + HEADER_LEN];
+    let mut at = from;
+    while at + HEADER_LEN as u64 <= len {
+        let n = (len - at).min(buf.len() as u64) as usize;
+        file.seek(SeekFrom::Start(at))?;
+        file.read_exact(&mut buf[..n])?;
+        for i in 0..=n - HEADER_LEN {
+            let h: &[u8; HEADER_LEN] = buf[i..i + HEADER_LEN]
+                .try_into()
+                .unwrap_or(&[0; HEADER_LEN]);
+            if Header::parse(h).is_some() {
+                return Ok(Some(at + i as u64));
+            }
+        }
+        at += (n - HEADER_LEN + 1) as u64;
+    }
+    Ok(None)
+}
+
+/// True for the errors a full disk or quota gives.
+fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
 /// A ring in one append-only log file. See the [module docs](self).
 #[derive(Debug)]
 pub struct DiskRing {
@@ -284,6 +354,9 @@ pub struct DiskRing {
     file: File,
     /// Length of the log.
     end: u64,
+    /// The log's length when a compaction last failed (disk full): the next try waits until
+    /// it has grown by another [`COMPACT_SLACK`].
+    compact_failed_at: Option<u64>,
 }
 
 impl DiskRing {
@@ -304,7 +377,13 @@ impl DiskRing {
             path: path.to_path_buf(),
             file,
             end: 0,
+            compact_failed_at: None,
         };
+        // A compaction that a crash interrupted before its rename: the log is still whole.
+        match std::fs::remove_file(ring.compact_path()) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         ring.replay()?;
         // Replaying may have found more than the (possibly smaller) limits allow now.
         while ring.index.len() > limits.max_frames || ring.index.stats.bytes > limits.max_bytes {
@@ -320,6 +399,13 @@ impl DiskRing {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where a compaction writes the new log before renaming it over the old one.
+    fn compact_path(&self) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(".compact");
+        PathBuf::from(name)
     }
 
     fn replay(&mut self) -> io::Result<()> {
@@ -338,46 +424,43 @@ impl DiskRing {
                 break;
             }
             r.read_exact(&mut h)?;
-            let crc = u32::from_be_bytes(h[HEADER_FIELDS..].try_into().unwrap_or_default());
-            if crc32c::crc32c(&h[..HEADER_FIELDS]) != crc {
+            let Some(head) = Header::parse(&h) else {
+                // Damaged header: no length to trust. Go on from the next intact one, if any.
                 corrupt += 1;
-                break;
-            }
-            let u64_at = |i: usize| u64::from_be_bytes(h[i..i + 8].try_into().unwrap_or_default());
-            let seq = u64_at(1);
-            let frame = u32::from_be_bytes(h[9..13].try_into().unwrap_or_default());
-            let capture_us = u64_at(13);
-            let data_len = u64::from(u32::from_be_bytes(h[21..25].try_into().unwrap_or_default()));
+                match find_header(r.get_mut(), pos + 1, len)? {
+                    Some(next) => {
+                        r.seek(SeekFrom::Start(next))?;
+                        pos = next;
+                        continue;
+                    }
+                    None => break,
+                }
+            };
             pos += HEADER_LEN as u64;
-            match h[0] {
-                TAG_RELEASE => entries.push(Err(frame)),
-                TAG_PUT => {
-                    if pos + data_len + 4 > len {
+            match head.tag {
+                TAG_RELEASE => entries.push(Err(head.frame)),
+                _ => {
+                    if pos + head.len + 4 > len {
                         corrupt += 1; // torn data
                         pos -= HEADER_LEN as u64;
                         break;
                     }
-                    let mut data = vec![0u8; data_len as usize];
+                    let mut data = vec![0u8; head.len as usize];
                     r.read_exact(&mut data)?;
                     let mut c = [0u8; 4];
                     r.read_exact(&mut c)?;
                     if crc32c::crc32c(&data) == u32::from_be_bytes(c) {
                         entries.push(Ok(RingEntry {
-                            seq,
-                            frame,
-                            capture_us,
-                            len: data_len,
+                            seq: head.seq,
+                            frame: head.frame,
+                            capture_us: head.capture_us,
+                            len: head.len,
                             pos,
                         }));
                     } else {
                         corrupt += 1;
                     }
-                    pos += data_len + 4;
-                }
-                _ => {
-                    corrupt += 1;
-                    pos -= HEADER_LEN as u64;
-                    break;
+                    pos += head.len + 4;
                 }
             }
         }
@@ -394,6 +477,7 @@ impl DiskRing {
         if pos < len {
             // Cut the torn tail off, so new records follow intact ones.
             self.file.set_len(pos)?;
+            self.file.sync_all()?;
         }
         self.end = pos;
         Ok(())
@@ -409,6 +493,22 @@ impl DiskRing {
         }
         self.end += bytes.len() as u64;
         Ok(at)
+    }
+
+    /// Syncs the log, whose last record starts at `at`; when the sync fails that record is cut
+    /// off again, so a frame reported not kept cannot come back on the next open.
+    fn sync_from(&mut self, at: u64) -> io::Result<u64> {
+        match self.file.sync_data() {
+            Ok(()) => {
+                self.index.stats.syncs += 1;
+                Ok(at)
+            }
+            Err(e) => {
+                let _ = self.file.set_len(at);
+                self.end = at;
+                Err(e)
+            }
+        }
     }
 
     fn put_record(f: &RingFrame, seq: u64) -> Option<Vec<u8>> {
@@ -432,11 +532,42 @@ impl DiskRing {
     /// Rewrites the log with only the live frames once dead bytes outweigh them.
     fn compact_if_due(&mut self) -> io::Result<()> {
         let live = self.index.stats.bytes + self.index.len() as u64 * (HEADER_LEN as u64 + 4);
-        if self.end <= 2 * live + COMPACT_SLACK {
+        if self.end <= 2 * live + COMPACT_SLACK
+            || self
+                .compact_failed_at
+                .is_some_and(|at| self.end < at + COMPACT_SLACK)
+        {
             return Ok(());
         }
-        let tmp = self.path.with_extension("compact");
-        let mut out = io::BufWriter::new(File::create(&tmp)?);
+        let tmp = self.compact_path();
+        let moved = match self.write_compacted(&tmp) {
+            Ok(moved) => moved,
+            Err(e) => {
+                // Leave no partial copy behind (it would fill the disk further).
+                let _ = std::fs::remove_file(&tmp);
+                self.compact_failed_at = Some(self.end);
+                return Err(e);
+            }
+        };
+        self.compact_failed_at = None;
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // The rename itself made durable.
+            File::open(dir)?.sync_all()?;
+        }
+        self.file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+        self.end = moved.iter().map(|e| e.pos + e.len + 4).max().unwrap_or(0);
+        for e in moved {
+            if let Some(seq) = self.index.by_frame.get(&e.frame).copied() {
+                self.index.by_seq.insert(seq, e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the live frames to `tmp` and syncs it; returns their new places.
+    fn write_compacted(&mut self, tmp: &Path) -> io::Result<Vec<RingEntry>> {
+        let mut out = io::BufWriter::new(File::create(tmp)?);
         let mut moved = Vec::with_capacity(self.index.len());
         let mut at = 0u64;
         let entries: Vec<RingEntry> = self.index.iter().copied().collect();
@@ -463,21 +594,15 @@ impl DiskRing {
         }
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, &self.path)?;
-        self.file = OpenOptions::new().read(true).write(true).open(&self.path)?;
-        self.end = at;
-        for e in moved {
-            if let Some(seq) = self.index.by_frame.get(&e.frame).copied() {
-                self.index.by_seq.insert(seq, e);
-            }
-        }
-        Ok(())
+        Ok(moved)
     }
 
     fn io_error(&mut self, what: &str, e: &io::Error) {
         let n = self.index.stats.io_errors;
         self.index.stats.io_errors += 1;
+        if is_disk_full(e) {
+            self.index.stats.disk_full += 1;
+        }
         if n.is_power_of_two() || n == 0 {
             tracing::warn!(path = %self.path.display(), error = %e, errors = n + 1, "frame ring {what} failed");
         }
@@ -503,7 +628,8 @@ impl FrameRing for DiskRing {
             out.push(f.frame);
             return out;
         };
-        match self.append(&rec) {
+        // Kept only once on stable storage (the release records above ride on this sync).
+        match self.append(&rec).and_then(|at| self.sync_from(at)) {
             Ok(at) => {
                 self.index.stats.frames_inserted += 1;
                 self.index.add(RingEntry {
@@ -697,10 +823,74 @@ mod tests {
             1,
             "frame 1's record is still there"
         );
-        // Garbage from the start is a torn tail at 0: an empty ring, no panic.
+        // Garbage from the start, with no intact header anywhere: a torn tail at 0, an empty
+        // ring, no panic.
         std::fs::write(&path, b"not a ring at all, just some bytes here....").unwrap();
         let ring = DiskRing::open(&path, lim).unwrap();
         assert!(ring.index().is_empty());
         assert_eq!(ring.stats().records_corrupt, 1);
+    }
+
+    #[test]
+    fn a_damaged_header_costs_its_record_not_the_rest_of_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring.log");
+        let lim = limits(100, 1 << 20);
+        {
+            let mut ring = DiskRing::open(&path, lim).unwrap();
+            for id in 0..6 {
+                ring.insert(frame(id, 100));
+            }
+            assert!(ring.release(5));
+        }
+        let rec = HEADER_LEN + 100 + 4;
+        let mut bytes = std::fs::read(&path).unwrap();
+        let len = bytes.len();
+        // A bad sector: frame 1's header, and frame 3's length field (its checksum then fails,
+        // so the length is not believed).
+        bytes[rec + 3] ^= 0x5a;
+        bytes[3 * rec + 22] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let mut ring = DiskRing::open(&path, lim).unwrap();
+        assert_eq!(
+            held(&ring),
+            vec![0, 2, 4],
+            "frame 5's release was still read"
+        );
+        assert_eq!(ring.stats().records_corrupt, 2);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            len as u64,
+            "nothing cut off: the damage is not a tail"
+        );
+        for id in [0, 2, 4] {
+            assert_eq!(ring.load(id), Some(frame(id, 100)));
+        }
+        ring.insert(frame(9, 100));
+        drop(ring);
+        let ring = DiskRing::open(&path, lim).unwrap();
+        assert_eq!(held(&ring), vec![0, 2, 4, 9]);
+    }
+
+    #[test]
+    fn every_kept_frame_is_synced_and_compaction_leftovers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring.log");
+        let lim = limits(3, 1 << 20);
+        let mut ring = DiskRing::open(&path, lim).unwrap();
+        for id in 0..5 {
+            ring.insert(frame(id, 100));
+        }
+        ring.release(3);
+        let s = ring.stats();
+        assert_eq!((s.frames_inserted, s.syncs, s.frames_dropped), (5, 5, 2));
+        drop(ring);
+        // A crash between writing a compacted copy and renaming it leaves the copy behind.
+        let leftover = dir.path().join("ring.log.compact");
+        std::fs::write(&leftover, vec![7u8; 4096]).unwrap();
+        let ring = DiskRing::open(&path, lim).unwrap();
+        assert!(!leftover.exists(), "the half-written copy is removed");
+        assert_eq!(held(&ring), vec![2, 4]);
+        assert_eq!(ring.stats().records_corrupt, 0);
     }
 }
