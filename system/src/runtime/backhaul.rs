@@ -89,6 +89,9 @@ impl BackhaulCounters {
 struct Window {
     peer: SocketAddr,
     started_ms: i64,
+    /// When the session last delivered a frame (or opened): its row's `last_seen_ms`, so a
+    /// tier-2 the client has left never overwrites the row of the one it moved to.
+    last_heard: Instant,
     since: Instant,
     segments: u64,
     failed: u64,
@@ -192,7 +195,7 @@ impl StorageBackhaul {
             tier2_addr: self.tier2_addr,
             client_addr: w.peer,
             started_ms: w.started_ms,
-            last_seen_ms: self.ms(now),
+            last_seen_ms: self.ms(w.last_heard.min(now)),
         }
     }
 
@@ -240,6 +243,7 @@ impl Backhaul for StorageBackhaul {
         let w = Window {
             peer,
             started_ms: self.ms(now),
+            last_heard: now,
             since: now,
             segments: 0,
             failed: 0,
@@ -259,6 +263,7 @@ impl Backhaul for StorageBackhaul {
             w.failed += u64::from(f.failed);
             w.reassembly_ms.push(f.reassembly.as_secs_f64() * 1e3);
             w.delivered += 1;
+            w.last_heard = now;
             w.segment_size = u32::try_from(f.segment_size).unwrap_or(u32::MAX);
         }
         match CapturedFrame::decode(f.data) {

@@ -122,7 +122,8 @@ mod sql {
          ON CONFLICT (client) DO UPDATE SET
             tier2 = excluded.tier2, tier2_addr = excluded.tier2_addr,
             client_addr = excluded.client_addr, started_ms = excluded.started_ms,
-            last_seen_ms = excluded.last_seen_ms";
+            last_seen_ms = excluded.last_seen_ms
+         WHERE excluded.last_seen_ms >= sessions.last_seen_ms";
     pub const INSERT_FRAME: &str = "INSERT INTO frames (client, frame, tier2, capture_ms,
             received_ms, lat, lon, speed_mps, heading_deg, fix_time_ms, segment_size, jpeg_len,
             jpeg)

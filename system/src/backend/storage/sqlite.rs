@@ -1,9 +1,12 @@
 //! [`Storage`] on SQLite through `rusqlite` (bundled library): the embedded default.
 //!
-//! A file database runs in WAL mode with `synchronous = NORMAL` (a crash of the process loses
-//! nothing committed; a power loss may lose the last transactions, never consistency) and a
-//! busy timeout, so several processes on one host can write one file: readers never block,
-//! writers queue. Every write takes the write lock at `BEGIN` (`BEGIN IMMEDIATE`), so a
+//! A file database runs in WAL mode with `synchronous = FULL`: the WAL is synced at every
+//! commit, so a commit that returned survives a power loss, and a tier-2 sends STORED only
+//! after one (with `NORMAL` a power loss could take back the last commits, frames whose
+//! STORED had already released them from the camera's ring). The tier-2's writer commits in
+//! batches (group commit), so the sync is paid per batch, not per frame; `livecam bench
+//! capacity --database sqlite` measures what it costs. A busy timeout lets several processes
+//! on one host write one file: readers never block, writers queue. Every write takes the write lock at `BEGIN` (`BEGIN IMMEDIATE`), so a
 //! transaction never fails half-way for a lock another writer took after it began.
 
 use std::time::Duration;
@@ -138,7 +141,7 @@ impl SqliteStorage {
                 "sqlite {path}: cannot use WAL mode (journal_mode is {mode})"
             )));
         }
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        conn.pragma_update(None, "synchronous", "FULL")
             .map_err(at)?;
         Self::migrated(conn, MIGRATIONS).map_err(|e| match e {
             StorageError::Backend(m) => StorageError::Backend(format!("{path}: {m}")),
@@ -242,7 +245,8 @@ impl Storage for SqliteStorage {
                  ON CONFLICT (client) DO UPDATE SET
                     tier2 = excluded.tier2, tier2_addr = excluded.tier2_addr,
                     client_addr = excluded.client_addr, started_ms = excluded.started_ms,
-                    last_seen_ms = excluded.last_seen_ms",
+                    last_seen_ms = excluded.last_seen_ms
+                 WHERE excluded.last_seen_ms >= sessions.last_seen_ms",
             )?
             .execute(params![
                 s.client,
@@ -678,7 +682,7 @@ mod tests {
     }
 
     #[test]
-    fn file_databases_use_wal() {
+    fn file_databases_use_wal_and_sync_every_commit() {
         let f = fresh();
         let s = SqliteStorage::open_file(f.url.trim_start_matches("sqlite:")).unwrap();
         let mode: String = s
@@ -686,6 +690,12 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+        // 2 = FULL: a commit that returned survives a power loss (STORED follows it).
+        let sync: i64 = s
+            .conn()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2);
     }
 
     #[test]

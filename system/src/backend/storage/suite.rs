@@ -124,6 +124,19 @@ pub(crate) fn round_trips(mut f: Fresh) {
     s.last_seen_ms = 99_000;
     db.upsert_session(&s).unwrap();
     assert_eq!(db.session(u32::MAX).unwrap(), Some(s.clone()));
+    // The tier-2 the client left writes its closing record late (it last heard the client
+    // before the move): the row of the tier-2 that took the client over stays.
+    let closing = SessionRecord {
+        tier2: 9,
+        last_seen_ms: 98_000,
+        ..session(u32::MAX, 9)
+    };
+    db.upsert_session(&closing).unwrap();
+    assert_eq!(
+        db.session(u32::MAX).unwrap(),
+        Some(s.clone()),
+        "newest sighting wins"
+    );
 
     // Frames with and without a fix, with extreme values.
     let with_fix = frame(4, u32::MAX, 5_000);
