@@ -9,8 +9,8 @@ use std::path::Path;
 use livecam_system::device::NmeaParser;
 use livecam_system::proto::wire::{
     self, Command, CommandMsg, CommandResult, ConnectForward, ConnectOffer, ConnectReply,
-    ConnectRequest, FrameAck, Handover, Heartbeat, HeartbeatAck, ManagerChange, Message, Nack,
-    Parity, PeerStatus, Sealed, Segment, Stored,
+    ConnectRequest, FrameAck, Handover, Heartbeat, HeartbeatAck, KeepAlive, ManagerChange, Message,
+    Nack, Parity, PeerStatus, Sealed, Segment, Stored,
 };
 use proptest::collection::{btree_set, vec};
 use proptest::prelude::*;
@@ -109,6 +109,10 @@ fn encoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         Message::Stored(Stored {
             session: 1001,
             frames: vec![5, 6, 7],
+        }),
+        Message::KeepAlive(KeepAlive {
+            session: 1001,
+            seq: 3,
         }),
         Message::Sealed(Sealed {
             session: 1001,

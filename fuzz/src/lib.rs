@@ -46,6 +46,7 @@ pub fn wire(data: &[u8]) {
             | Message::Nack(_)
             | Message::FrameAck(_)
             | Message::Stored(_)
+            | Message::KeepAlive(_)
             | Message::Sealed(_)
     );
     assert_eq!(control, !protocol, "is_control disagrees on {}", msg.name());
@@ -62,6 +63,7 @@ pub fn wire(data: &[u8]) {
         Message::Nack(m) => Some(m.session),
         Message::FrameAck(m) => Some(m.session),
         Message::Stored(m) => Some(m.session),
+        Message::KeepAlive(m) => Some(m.session),
         Message::Sealed(m) => Some(m.session),
         Message::Command(m) => Some(m.client),
         Message::CommandResult(m) => Some(m.client),

@@ -82,6 +82,8 @@ pub mod kind {
     pub const FRAME_ACK: u8 = 0x03;
     /// Tier-2 -> client: storage has committed these frames; the client may forget them.
     pub const STORED: u8 = 0x04;
+    /// Client -> tier-2 on an idle session: still here; tier-2 -> client: the echo.
+    pub const KEEPALIVE: u8 = 0x07;
     /// A session datagram (segment, NACK, ACK, command, result) sealed with the session's
     /// keys: the inner datagram travels encrypted and authenticated (see [`crate::secure`]).
     pub const SEALED: u8 = 0x08;
@@ -203,6 +205,36 @@ pub struct FrameAck {
     pub frame: u32,
     pub next_segment_size: u16,
     pub next_parity: u8,
+}
+
+/// An idle session's sign of life (see `role::Mobile`): the client sends one when it has
+/// heard nothing from its tier-2 for a keep-alive interval, and the tier-2 echoes it. It keeps
+/// the session (and its keys) at the tier-2 while the camera sends no frames (stopped), and
+/// tells the client its tier-2 is gone when no echo comes. Who may send it: the session's two
+/// ends only (it travels sealed with the session's keys); the echo is the size of the request,
+/// so answering it amplifies nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepAlive {
+    pub session: u32,
+    /// Counts up per keep-alive; the echo carries the request's.
+    pub seq: u32,
+}
+
+impl KeepAlive {
+    /// Appends the encoded keep-alive to `buf`.
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        let start = put_preamble(buf, kind::KEEPALIVE);
+        buf.extend_from_slice(&self.session.to_be_bytes());
+        buf.extend_from_slice(&self.seq.to_be_bytes());
+        put_crc(buf, start);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(KeepAlive {
+            session: r.u32()?,
+            seq: r.u32()?,
+        })
+    }
 }
 
 /// Most frame ids one STORED datagram names; longer lists are split.
@@ -410,6 +442,7 @@ pub enum Message<'a> {
     Nack(Nack),
     FrameAck(FrameAck),
     Stored(Stored),
+    KeepAlive(KeepAlive),
     ConnectRequest(ConnectRequest<'a>),
     ConnectForward(ConnectForward<'a>),
     ConnectOffer(ConnectOffer<'a>),
@@ -628,6 +661,7 @@ impl Message<'_> {
             Message::Nack(_) => "nack",
             Message::FrameAck(_) => "frame_ack",
             Message::Stored(_) => "stored",
+            Message::KeepAlive(_) => "keepalive",
             Message::ConnectRequest(_) => "connect_request",
             Message::ConnectForward(_) => "connect_forward",
             Message::ConnectOffer(_) => "connect_offer",
@@ -678,6 +712,7 @@ impl Message<'_> {
                 .unwrap_or_else(|never| match never {})
             }
             Message::Stored(m) => return m.encode(buf),
+            Message::KeepAlive(k) => return k.encode(buf),
             Message::Signed(m) => {
                 let start = put_signed_head(buf, m.role, m.id, m.counter, m.inner);
                 buf.extend_from_slice(m.signature);
@@ -707,6 +742,7 @@ impl Message<'_> {
             | Message::Nack(_)
             | Message::FrameAck(_)
             | Message::Stored(_)
+            | Message::KeepAlive(_)
             | Message::Sealed(_)
             | Message::Signed(_) => {}
             Message::ConnectRequest(m) => {
@@ -924,6 +960,7 @@ fn decode_checked(datagram: &[u8], verify_crc: bool) -> Result<Message<'_>, Wire
             next_segment_size: r.u16()?,
             next_parity: r.u8()?,
         }),
+        kind::KEEPALIVE => Message::KeepAlive(KeepAlive::decode(&mut r)?),
         kind::SEALED => {
             let session = r.u32()?;
             let nonce = r.u64()?;
@@ -1340,7 +1377,7 @@ mod tests {
 
     fn arb_message() -> impl Strategy<Value = (u8, u32, u32, u16, u16, Vec<u8>, Vec<u16>)> {
         (
-            1u8..=5,
+            1u8..=6,
             any::<u32>(),
             any::<u32>(),
             any::<u16>(),
@@ -1386,6 +1423,7 @@ mod tests {
                 }
                 2 => Message::Nack(Nack { session, frame, missing: missing.clone() }),
                 3 => Message::FrameAck(FrameAck { session, frame, next_segment_size: a, next_parity: b as u8 }),
+                6 => Message::KeepAlive(KeepAlive { session, seq: frame }),
                 _ => {
                     // A parity shard of a frame of `count` segments of the shard's length.
                     let count = b % 200 + 1;

@@ -32,3 +32,6 @@ pub use recorder::Recorder;
 pub use sink::{Sink, SinkReport};
 pub use tier1::Tier1Server;
 pub use tier2::Tier2Server;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,265 @@
+//! The roles together on a lossless in-process network with a fixed delay, stepped by hand on
+//! virtual time: a tier-1, two tier-2s and one mobile client, and the test standing in for the
+//! backend (it sends commands to a tier-2 and reads the results). For behaviour over minutes
+//! of idle time, which the simulators' cameras (they finish when their frames are done) and
+//! the process tests (real time) cannot afford.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::*;
+use crate::cluster::{ClientConfig, Connector, Tier1, Tier1Config, Tier2, Tier2Config};
+use crate::driver::Endpoint;
+use crate::proto::wire::{self, Command, CommandMsg, CommandResult, Message};
+use crate::proto::{Receiver, ReceiverConfig, Sender, SenderConfig};
+use crate::time::Instant;
+
+const DELAY: Duration = Duration::from_millis(5);
+const CLIENT: u32 = 7;
+
+fn addr(last: u8) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, last], 7000))
+}
+
+fn backend() -> SocketAddr {
+    addr(200)
+}
+
+enum Host {
+    Tier1(Box<Tier1Server>),
+    Tier2(Box<Tier2Server>),
+    Mobile(Box<Mobile>),
+}
+
+impl Host {
+    fn endpoint(&mut self) -> &mut dyn Endpoint {
+        match self {
+            Host::Tier1(t) => t.as_mut(),
+            Host::Tier2(t) => t.as_mut(),
+            Host::Mobile(m) => m.as_mut(),
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match self {
+            Host::Tier1(t) => t.poll_timeout(),
+            Host::Tier2(t) => t.poll_timeout(),
+            Host::Mobile(m) => m.poll_timeout(),
+        }
+    }
+}
+
+struct Net {
+    now: Instant,
+    hosts: BTreeMap<SocketAddr, Host>,
+    /// `(arrival, sequence) -> (from, to, datagram)`.
+    flight: BTreeMap<(Instant, u64), (SocketAddr, SocketAddr, Vec<u8>)>,
+    seq: u64,
+    /// Command results that reached the backend.
+    results: Vec<CommandResult>,
+}
+
+impl Net {
+    fn new() -> Net {
+        let t1 = addr(1);
+        let mut hosts = BTreeMap::new();
+        hosts.insert(
+            t1,
+            Host::Tier1(Box::new(Tier1Server::new(
+                Tier1::new(Tier1Config::new(1, t1, Vec::new()), Instant::ZERO),
+                None,
+            ))),
+        );
+        for id in [11u8, 12] {
+            let tier2 = Tier2::new(Tier2Config::new(u32::from(id), vec![t1]), Instant::ZERO);
+            let sink = Sink::new(
+                Receiver::new(ReceiverConfig::default()),
+                Box::new(FrameContent { seed: 1 }),
+            );
+            hosts.insert(
+                addr(id),
+                Host::Tier2(Box::new(Tier2Server::new(tier2, sink))),
+            );
+        }
+        let camera = Camera::new(
+            CameraConfig {
+                fps: 10.0,
+                frames: u64::MAX,
+                frame_bytes: 3000,
+                start_at: Instant::ZERO + Duration::from_secs(1),
+            },
+            Sender::new(SenderConfig::new(CLIENT, addr(11))),
+            Box::new(FrameContent { seed: 1 }),
+        );
+        let connector = Connector::new(ClientConfig::new(CLIENT, vec![t1]));
+        hosts.insert(
+            addr(50),
+            Host::Mobile(Box::new(Mobile::new(
+                MobileConfig::default(),
+                connector,
+                camera,
+            ))),
+        );
+        Net {
+            now: Instant::ZERO,
+            hosts,
+            flight: BTreeMap::new(),
+            seq: 0,
+            results: Vec::new(),
+        }
+    }
+
+    fn mobile(&self) -> &Mobile {
+        match self.hosts.get(&addr(50)) {
+            Some(Host::Mobile(m)) => m,
+            _ => unreachable!("the mobile is at .50"),
+        }
+    }
+
+    fn tier2(&self, at: SocketAddr) -> &Tier2Server {
+        match self.hosts.get(&at) {
+            Some(Host::Tier2(t)) => t,
+            _ => panic!("no tier-2 at {at}"),
+        }
+    }
+
+    /// The tier-2 address the mobile's session is on.
+    fn session_tier2(&self) -> Option<SocketAddr> {
+        self.mobile().connector().connected().map(|(_, a)| a)
+    }
+
+    fn send(&mut self, from: SocketAddr, to: SocketAddr, datagram: Vec<u8>) {
+        self.seq += 1;
+        self.flight
+            .insert((self.now + DELAY, self.seq), (from, to, datagram));
+    }
+
+    /// Sends a command from the backend to the tier-2 holding the session.
+    fn command(&mut self, id: u64, command: Command) {
+        let to = self.session_tier2().expect("a session");
+        let mut buf = Vec::new();
+        Message::Command(CommandMsg {
+            id,
+            client: CLIENT,
+            command,
+        })
+        .encode(&mut buf);
+        self.send(backend(), to, buf);
+    }
+
+    fn run_until(&mut self, end: Instant) {
+        loop {
+            let next_arrival = self.flight.keys().next().map(|&(t, _)| t);
+            let next_timer = self.hosts.values().filter_map(Host::deadline).min();
+            let Some(t) = [next_arrival, next_timer].into_iter().flatten().min() else {
+                break;
+            };
+            if t > end {
+                break;
+            }
+            self.now = self.now.max(t);
+            let now = self.now;
+            while let Some(entry) = self.flight.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                let (from, to, data) = entry.remove();
+                if to == backend() {
+                    if let Ok(Message::CommandResult(r)) = wire::decode(&data) {
+                        self.results.push(r);
+                    }
+                } else if let Some(h) = self.hosts.get_mut(&to) {
+                    h.endpoint().handle_datagram(now, from, &data);
+                }
+            }
+            let mut out = Vec::new();
+            for (&at, h) in self.hosts.iter_mut() {
+                if h.deadline().is_some_and(|d| d <= now) {
+                    h.endpoint().handle_timeout(now);
+                }
+                let mut buf = Vec::new();
+                while let Some(to) = h.endpoint().poll_transmit(now, &mut buf) {
+                    out.push((at, to, std::mem::take(&mut buf)));
+                }
+            }
+            for (from, to, data) in out {
+                self.send(from, to, data);
+            }
+        }
+        self.now = end;
+    }
+
+    fn result(&self, id: u64) -> Option<&CommandResult> {
+        self.results.iter().find(|r| r.id == id)
+    }
+}
+
+fn at(secs: u64) -> Instant {
+    Instant::ZERO + Duration::from_secs(secs)
+}
+
+#[test]
+fn a_stopped_camera_stays_commandable_long_past_the_idle_timeout() {
+    let mut net = Net::new();
+    net.run_until(at(3));
+    let tier2 = net.session_tier2().expect("connected");
+    net.command(1, Command::Stop);
+    net.run_until(at(4));
+    assert!(net.result(1).is_some_and(|r| r.ok), "{:?}", net.results);
+    let sent = net.mobile().camera().report().frames_sent;
+    // Twice the tier-2's 30 s idle timeout with no frame at all.
+    net.run_until(at(64));
+    assert_eq!(net.mobile().camera().report().frames_sent, sent, "stopped");
+    assert_eq!(
+        net.session_tier2(),
+        Some(tier2),
+        "the same session all along"
+    );
+    let keepalives = net.tier2(tier2).sink().receiver().stats().keepalives;
+    assert!(
+        (55..=62).contains(&keepalives),
+        "one keep-alive a second while idle, got {keepalives}"
+    );
+    net.command(2, Command::Start);
+    net.run_until(at(66));
+    let r = net.result(2).expect("the start command answered");
+    assert!(r.ok, "start after 60 s stopped: {r:?}");
+    assert!(
+        net.mobile().camera().report().frames_sent >= sent + 10,
+        "frames flow again"
+    );
+}
+
+#[test]
+fn an_idle_client_fails_over_when_its_tier2_dies() {
+    let mut net = Net::new();
+    net.run_until(at(3));
+    net.command(1, Command::Stop);
+    net.run_until(at(10));
+    let dead = net.session_tier2().expect("connected");
+    net.hosts.remove(&dead);
+    let died = net.now;
+    // Within a keep-alive interval plus the session timeout, and a connection set-up.
+    let bound = MobileConfig::default().keepalive_interval
+        + MobileConfig::default().session_timeout
+        + Duration::from_millis(500);
+    let mut moved = None;
+    while net.now < died + Duration::from_secs(10) {
+        let step = net.now + Duration::from_millis(10);
+        net.run_until(step);
+        if net.session_tier2().is_some_and(|a| a != dead) {
+            moved = Some(net.now.saturating_duration_since(died));
+            break;
+        }
+    }
+    let moved = moved.expect("the idle client reconnected to the other tier-2");
+    assert!(
+        moved <= bound,
+        "failed over after {moved:?} (bound {bound:?})"
+    );
+    // Still stopped, still commandable on its new tier-2.
+    net.command(2, Command::Snapshot);
+    net.run_until(net.now + Duration::from_secs(1));
+    assert!(net.result(2).is_some_and(|r| r.ok), "{:?}", net.results);
+}
