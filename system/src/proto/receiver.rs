@@ -154,6 +154,13 @@ pub struct ReceiverStats {
     pub frames_dropped: u64,
     pub frames_refused: u64,
     pub sessions_refused: u64,
+    /// Data segments dropped because they lie too far ahead of what their frame has received
+    /// (they would reserve memory for bytes nobody sent yet).
+    pub segments_ahead: u64,
+    /// Segments dropped because the reassembly budget had nothing fair to free for them.
+    pub segments_over_budget: u64,
+    /// Keep-alives of idle sessions, each answered with its echo.
+    pub keepalives: u64,
     pub nacks_sent: u64,
     pub segments_nacked: u64,
     /// NACKed segments that then arrived in their first crossing (they were late, not lost).
@@ -163,7 +170,13 @@ pub struct ReceiverStats {
 
 #[derive(Debug)]
 struct InFrame {
+    /// The frame's bytes from its start up to the highest segment end received so far: the
+    /// buffer grows with what arrives (see [`Receiver`]'s memory rules), `len` when complete.
     data: Vec<u8>,
+    /// The frame's length, as its segments say.
+    len: usize,
+    /// Payload bytes of the data segments received (what the buffer may grow by).
+    received_bytes: usize,
     count: u16,
     /// Payload bytes per segment (all but the last), learned from the first segment seen.
     segment_size: usize,
@@ -192,6 +205,11 @@ struct InFrame {
 /// Bytes a frame in reassembly holds per segment besides its data (the `have` flag and the
 /// time it was last NACKed).
 const PER_SEGMENT_BYTES: usize = 1 + std::mem::size_of::<Option<Instant>>();
+
+/// A frame's buffer may run ahead of its received bytes by this factor ...
+const GROW_AHEAD_FACTOR: usize = 4;
+/// ... plus this (so frames up to this size are taken in any order).
+const GROW_AHEAD_BYTES: usize = 64 << 10;
 
 /// What a frame of `len` bytes in `count` segments holds in memory while in reassembly.
 fn footprint(len: usize, count: usize) -> usize {
@@ -349,6 +367,8 @@ struct Session {
     plan: Plan,
     coder: Coder,
     last_activity: Instant,
+    /// Bytes its frames in reassembly hold (its share of [`Receiver::bytes_in_use`]).
+    bytes: usize,
 }
 
 impl Session {
@@ -550,19 +570,20 @@ impl Receiver {
             self.timers.remove(&(at, session, Timer::Frame(frame)));
         }
         self.bytes_in_use -= f.footprint();
+        s.bytes -= f.footprint();
         let failed = f.failed();
         let link = s.estimator.estimate();
         let next = s.policy.observe(
             &FrameOutcome {
                 segment_size: f.segment_size,
-                frame_len: f.data.len(),
+                frame_len: f.len,
                 segments: usize::from(f.count),
                 failed,
                 delivered,
             },
             &link,
         );
-        s.plan = self.cfg.policy.plan(&link, f.data.len(), next);
+        s.plan = self.cfg.policy.plan(&link, f.len, next);
         Some((f, failed, s.plan.size))
     }
 
@@ -617,6 +638,7 @@ impl Receiver {
                     plan: Plan { size, parity: 0 },
                     coder: Coder::default(),
                     last_activity: now,
+                    bytes: 0,
                 });
                 true
             }
@@ -643,14 +665,13 @@ impl Receiver {
             self.stats.segments_inconsistent += 1;
             return false;
         }
+        // Per-frame bookkeeping now; the data buffer grows as segments arrive.
+        let charge = footprint(0, usize::from(count));
         loop {
             let Some(s) = self.sessions.get(&session) else {
                 return false;
             };
-            let over_frames = s.frames.len() >= self.cfg.max_frames_per_session.max(1);
-            let over_bytes =
-                self.bytes_in_use + footprint(len, usize::from(count)) > self.cfg.max_bytes;
-            if !over_frames && !over_bytes {
+            if s.frames.len() < self.cfg.max_frames_per_session.max(1) {
                 break;
             }
             match s.frames.keys().next().copied() {
@@ -660,6 +681,10 @@ impl Receiver {
                     return false;
                 }
             }
+        }
+        if !self.make_room(session, None, charge) {
+            self.stats.frames_refused += 1;
+            return false;
         }
         let deadline = now + self.cfg.frame_timeout;
         let n = usize::from(count);
@@ -674,7 +699,9 @@ impl Receiver {
         s.frames.insert(
             frame,
             InFrame {
-                data: vec![0; len],
+                data: Vec::new(),
+                len,
+                received_bytes: 0,
                 count,
                 segment_size: size,
                 have: vec![false; n],
@@ -712,7 +739,81 @@ impl Receiver {
             }
             s.crossings.push_back(c);
         }
-        self.bytes_in_use += footprint(len, n);
+        self.bytes_in_use += charge;
+        s.bytes += charge;
+        true
+    }
+
+    /// Frees reassembly memory until `need` more bytes fit the budget, fairly between
+    /// sessions: when the budget is full, the session holding the most gives up its oldest
+    /// frame (never `keep`, the frame being written). So a session at or below an even share
+    /// of the budget never loses a frame to another's traffic (whoever holds the most holds
+    /// at least the average); a session that would then hold the most evicts its own oldest
+    /// instead. False when nothing can be freed for it.
+    fn make_room(&mut self, session: u32, keep: Option<u32>, need: usize) -> bool {
+        while self.bytes_in_use + need > self.cfg.max_bytes {
+            let mine = self.sessions.get(&session).map_or(0, |s| s.bytes) + need;
+            // The largest other holder (ties: the lowest id, as the map iterates).
+            let biggest = self
+                .sessions
+                .iter()
+                .filter(|(&id, s)| id != session && !s.frames.is_empty())
+                .fold(None::<(u32, usize)>, |best, (&id, s)| match best {
+                    Some((_, b)) if b >= s.bytes => best,
+                    _ => Some((id, s.bytes)),
+                });
+            let victim = match biggest {
+                Some((id, used)) if used >= mine => id,
+                _ => session,
+            };
+            let oldest = self.sessions.get(&victim).and_then(|s| {
+                s.frames
+                    .keys()
+                    .copied()
+                    .find(|&f| victim != session || Some(f) != keep)
+            });
+            match oldest {
+                Some(frame) => self.drop_frame(victim, frame, DropReason::Evicted),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// Grows frame `frame`'s buffer to hold a data segment ending at `end`, charging the
+    /// budget. The buffer may run ahead of the bytes received by at most
+    /// [`GROW_AHEAD_FACTOR`] times them plus [`GROW_AHEAD_BYTES`]: one small segment claiming
+    /// a far offset of a large frame reserves nothing (it is dropped, counted, and comes back
+    /// when the frame's earlier segments have arrived, as a lost segment would).
+    fn grow_for(&mut self, session: u32, frame: u32, end: usize, payload: usize) -> bool {
+        let Some(f) = self
+            .sessions
+            .get(&session)
+            .and_then(|s| s.frames.get(&frame))
+        else {
+            return false;
+        };
+        let need = end.saturating_sub(f.data.len());
+        if need == 0 {
+            return true;
+        }
+        if end > (f.received_bytes + payload) * GROW_AHEAD_FACTOR + GROW_AHEAD_BYTES {
+            self.stats.segments_ahead += 1;
+            return false;
+        }
+        if !self.make_room(session, Some(frame), need) {
+            self.stats.segments_over_budget += 1;
+            return false;
+        }
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return false;
+        };
+        let Some(f) = s.frames.get_mut(&frame) else {
+            return false;
+        };
+        f.data.resize(end, 0);
+        s.bytes += need;
+        self.bytes_in_use += need;
         true
     }
 
@@ -761,6 +862,39 @@ impl Receiver {
         if !in_reassembly && !self.open_frame(now, &shard) {
             return;
         }
+        // Memory first: a data segment may grow the frame's buffer, a parity segment adds its
+        // bytes; either must fit the budget (see `make_room`).
+        let room = match &shard {
+            Shard::Data(seg) => {
+                let end = (seg.offset as usize).saturating_add(seg.payload.len());
+                let fits = self
+                    .sessions
+                    .get(&session)
+                    .and_then(|s| s.frames.get(&frame))
+                    .is_some_and(|f| end <= f.len);
+                // One that does not fit the frame is inconsistent, found below.
+                !fits || self.grow_for(session, frame, end, seg.payload.len())
+            }
+            Shard::Parity(p) => {
+                let kept = self
+                    .sessions
+                    .get(&session)
+                    .and_then(|s| s.frames.get(&frame))
+                    .is_some_and(|f| {
+                        f.lacking() > 0 && !f.parity.iter().any(|(i, _)| *i == p.index)
+                    });
+                !kept || {
+                    let ok = self.make_room(session, Some(frame), p.payload.len());
+                    if !ok {
+                        self.stats.segments_over_budget += 1;
+                    }
+                    ok
+                }
+            }
+        };
+        if !room {
+            return;
+        }
         let cfg = &self.cfg;
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
@@ -769,14 +903,14 @@ impl Receiver {
         let Some(f) = s.frames.get_mut(&frame) else {
             return;
         };
-        let consistent = shard.count() == f.count && shard.frame_len() == f.data.len();
+        let consistent = shard.count() == f.count && shard.frame_len() == f.len;
         let progress = match shard {
             Shard::Data(seg) if consistent => {
                 let index = usize::from(seg.index);
                 let expect_len = if index + 1 < usize::from(f.count) {
                     f.segment_size
                 } else {
-                    f.data.len() - f.segment_size * index.min(usize::from(f.count) - 1)
+                    f.len - f.segment_size * index.min(usize::from(f.count) - 1)
                 };
                 if seg.offset as usize != index * f.segment_size || seg.payload.len() != expect_len
                 {
@@ -795,6 +929,7 @@ impl Receiver {
                     f.data[offset..offset + seg.payload.len()].copy_from_slice(seg.payload);
                     f.have[index] = true;
                     f.received += 1;
+                    f.received_bytes += seg.payload.len();
                     self.stats.segments_received += 1;
                     if seg.index > f.max_seen || f.received == 1 {
                         // Anything skipped between the old highest index and this one is a
@@ -825,6 +960,7 @@ impl Receiver {
                 } else {
                     f.parity.push((p.index, p.payload.to_vec()));
                     self.bytes_in_use += p.payload.len();
+                    s.bytes += p.payload.len();
                     Some(true)
                 }
             }
@@ -858,6 +994,12 @@ impl Receiver {
         }
         if f.lacking() == 0 {
             // Enough shards: rebuild the missing data segments from parity.
+            // The buffer to its full length for the rebuild (the shards in hand make up that
+            // many bytes, so this reserves no more than has arrived).
+            let grow = f.len - f.data.len();
+            f.data.resize(f.len, 0);
+            self.bytes_in_use += grow;
+            s.bytes += grow;
             let parity: Vec<(u16, &[u8])> =
                 f.parity.iter().map(|(i, p)| (*i, p.as_slice())).collect();
             if s.coder
@@ -879,6 +1021,7 @@ impl Receiver {
             self.stats.rebuilds_failed += 1;
             let freed: usize = f.parity.drain(..).map(|(_, p)| p.len()).sum();
             self.bytes_in_use -= freed;
+            s.bytes -= freed;
         }
         Self::arm(&mut self.timers, session, frame, f, &timing);
     }
@@ -991,6 +1134,15 @@ impl Receiver {
             .push_back(ReceiverEvent::SessionClosed { session });
     }
 
+    /// An idle session's keep-alive: the session lives on (opened if new and there is room, as
+    /// a segment would open it) and the echo goes back to where it came from.
+    fn on_keepalive(&mut self, now: Instant, from: SocketAddr, k: wire::KeepAlive) {
+        if self.session_for(now, from, k.session) {
+            self.stats.keepalives += 1;
+            self.outbox.send(from, &Message::KeepAlive(k));
+        }
+    }
+
     /// A datagram of `len` bytes whose CRC failed: damage on the session its header names,
     /// if that session exists (the header is unverified, so it opens nothing).
     fn on_damaged(&mut self, datagram: &[u8]) {
@@ -1007,6 +1159,7 @@ impl Endpoint for Receiver {
         match wire::decode(data) {
             Ok(Message::Segment(seg)) => self.on_shard(now, from, Shard::Data(seg)),
             Ok(Message::Parity(p)) => self.on_shard(now, from, Shard::Parity(p)),
+            Ok(Message::KeepAlive(k)) => self.on_keepalive(now, from, k),
             Ok(_) => self.stats.datagrams_unexpected += 1,
             Err(wire::WireError::BadChecksum) => self.on_damaged(data),
             Err(e) => {

@@ -552,6 +552,39 @@ fn receiver_memory_is_bounded_by_its_caps() {
 }
 
 #[test]
+fn a_small_segment_reserves_what_arrived_not_the_whole_frame() {
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    let now = Instant::ZERO;
+    let from = addr(TX);
+    // The first 1400 bytes of a 4 MB frame: the buffer holds those (and per-segment flags).
+    rx.handle_datagram(now, from, &segment(1, 0, 0, 4_000_000, 1400));
+    let held = rx.bytes_in_use();
+    assert!(held < 100_000, "{held} bytes reserved for 1400 received");
+    // A segment claiming an offset near the end reserves nothing: dropped and counted.
+    rx.handle_datagram(now, from, &segment(1, 0, 2800, 4_000_000, 1400));
+    assert_eq!(rx.bytes_in_use(), held);
+    assert_eq!(rx.stats().segments_ahead, 1);
+    // Arriving in order, the buffer grows with what arrives and the frame completes.
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    let count = 200_000usize.div_ceil(1400) as u16;
+    for index in 0..count {
+        rx.handle_datagram(now, from, &segment(1, 0, index, 200_000, 1400));
+        if index + 1 < count {
+            let grown = usize::from(index + 1) * 1400;
+            assert!(rx.bytes_in_use() < grown + 20_000, "grows with the data");
+        }
+    }
+    assert_eq!(rx.stats().frames_delivered, 1);
+    assert_eq!(rx.bytes_in_use(), 0);
+    // Out of order within the allowance (a lost first segment) still completes.
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    for index in (1..8).chain([0]) {
+        rx.handle_datagram(now, from, &segment(1, 0, index, 10_000, 1400));
+    }
+    assert_eq!(rx.stats().frames_delivered, 1);
+}
+
+#[test]
 fn inconsistent_and_malformed_datagrams_are_counted_and_dropped() {
     let mut rx = Receiver::new(ReceiverConfig::default());
     let now = Instant::ZERO;
@@ -633,7 +666,82 @@ mod hostile_input {
         ]
     }
 
+    /// A well-formed segment of a large frame of session 2, 3 or 4: any length up to the
+    /// frame limit, any segment size, any index (so any offset).
+    fn arb_hostile() -> impl Strategy<Value = Vec<u8>> {
+        (
+            2u32..5,
+            0u32..64,
+            1usize..4_000_000,
+            100usize..1400,
+            any::<u16>(),
+        )
+            .prop_map(|(session, frame, len, size, index)| {
+                let count = len.div_ceil(size).min(usize::from(u16::MAX)) as u16;
+                let len = len.min(usize::from(count) * size);
+                let index = index % count;
+                let offset = usize::from(index) * size;
+                let payload = vec![0x5a; (len - offset).min(size)];
+                let mut buf = Vec::new();
+                wire::Segment {
+                    session,
+                    frame,
+                    index,
+                    count,
+                    offset: offset as u32,
+                    frame_len: len as u32,
+                    payload: &payload,
+                    repair: false,
+                }
+                .encode(&mut buf);
+                buf
+            })
+    }
+
     proptest! {
+        #[test]
+        fn one_session_never_starves_another(
+            hostile in proptest::collection::vec(arb_hostile(), 1..300),
+            per_frame in 1usize..20,
+        ) {
+            // Session 1 streams 10 KB frames (a tenth of an even share of the budget) while
+            // three others throw segments of huge frames at the receiver.
+            let cfg = ReceiverConfig {
+                max_bytes: 400_000,
+                ..ReceiverConfig::default()
+            };
+            let mut rx = Receiver::new(cfg);
+            let mut now = Instant::ZERO;
+            let mut buf = Vec::new();
+            let mut hostile = hostile.iter().cycle();
+            let mut delivered = 0;
+            let frames = 30u32;
+            for frame in 0..frames {
+                for index in 0..8u16 {
+                    for _ in 0..per_frame {
+                        if let Some(h) = hostile.next() {
+                            rx.handle_datagram(now, addr(RX), h);
+                        }
+                    }
+                    now += Duration::from_micros(200);
+                    rx.handle_datagram(now, addr(TX), &segment(1, frame, index, 10_000, 1400));
+                    rx.handle_timeout(now);
+                    while rx.poll_transmit(now, &mut buf).is_some() {}
+                    prop_assert!(rx.bytes_in_use() <= 400_000);
+                }
+                while let Some(ev) = rx.poll_event() {
+                    match ev {
+                        ReceiverEvent::FrameDelivered { session: 1, .. } => delivered += 1,
+                        ReceiverEvent::FrameDropped { session: 1, frame, reason, .. } => {
+                            prop_assert!(false, "session 1 lost frame {frame}: {reason:?}");
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            prop_assert_eq!(delivered, frames);
+        }
+
         #[test]
         fn the_receiver_survives_any_segments(
             segments in proptest::collection::vec(arb_segment(), 1..60),
