@@ -141,6 +141,10 @@ enum Command {
         /// (tier-2s with `insecure = true`).
         #[arg(long)]
         keys: Option<PathBuf>,
+        /// Cameras keep frames until a tier-2 reports them stored (STORED) and backfill the
+        /// rest, as deployed cameras do; the summary counts frames stored.
+        #[arg(long)]
+        durable: bool,
     },
     /// Make keys for authenticated sessions. `livecam keygen PATH` writes a private key to
     /// PATH (mode 0600) and its public key to PATH.pub, and prints the public key.
@@ -357,6 +361,11 @@ enum BenchAction {
         /// The core the servers are pinned to; the load generator takes the others.
         #[arg(long = "server-cpu", default_value_t = 0)]
         server_cpu: usize,
+        /// The tier-2 commits every frame to a SQLite file (synchronous = FULL), the cameras
+        /// keep frames until STORED, and a step also needs 99.9% of frames stored: what
+        /// durable storage costs.
+        #[arg(long)]
+        database: bool,
     },
     /// A secured tier-2 under a flood of garbage and unauthenticated datagrams next to a
     /// legitimate load: goodput normal vs under flood, tier-2 RSS and CPU, datagrams rejected.
@@ -593,6 +602,7 @@ fn main() -> anyhow::Result<()> {
             seed,
             first_id,
             keys,
+            durable,
         } => {
             use livecam_system::runtime::load;
             anyhow::ensure!(
@@ -609,6 +619,7 @@ fn main() -> anyhow::Result<()> {
                 seed,
                 first_id,
                 keys,
+                durable,
             };
             opts.validate()?;
             let local = tokio::task::LocalSet::new();
@@ -623,6 +634,7 @@ fn main() -> anyhow::Result<()> {
                     fps,
                     frame_bytes,
                     server_cpu,
+                    database,
                 },
         } => {
             use livecam_system::runtime::capacity;
@@ -641,14 +653,20 @@ fn main() -> anyhow::Result<()> {
                 step: std::time::Duration::from_secs_f64(step_seconds),
                 fps,
                 frame_bytes,
+                database,
                 ..capacity::CapacityOptions::default()
             };
             let local = tokio::task::LocalSet::new();
             let report = local.block_on(
                 &runtime()?,
                 capacity::run_capacity(&opts, |s| {
+                    let stored = if database {
+                        format!(", stored {:.4}", s.stored_ratio)
+                    } else {
+                        String::new()
+                    };
                     eprintln!(
-                        "{:>5} cameras: delivered {:.4}, p99 {:.2} ms (+{:.2}), tier-2 {:.2} cores, {} MB",
+                        "{:>5} cameras: delivered {:.4}{stored}, p99 {:.2} ms ({:+.2}), tier-2 {:.2} cores, {} MB",
                         s.cameras,
                         s.delivered_ratio,
                         s.latency_ms_p99,

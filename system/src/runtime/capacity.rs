@@ -34,6 +34,10 @@ pub struct CapacityOptions {
     pub min_delivered: f64,
     /// p99 latency more than this above the baseline fails a step, ms.
     pub max_added_p99_ms: f64,
+    /// The tier-2 commits every frame to a SQLite file (`synchronous = FULL`, a fresh file
+    /// per step), the cameras keep frames until STORED, and a step also needs
+    /// `min_delivered` of its frames stored.
+    pub database: bool,
 }
 
 impl Default for CapacityOptions {
@@ -47,6 +51,7 @@ impl Default for CapacityOptions {
             frame_bytes: 10_000,
             min_delivered: 0.999,
             max_added_p99_ms: 5.0,
+            database: false,
         }
     }
 }
@@ -57,6 +62,8 @@ pub struct Step {
     pub cameras: u32,
     pub sessions_established: u32,
     pub delivered_ratio: f64,
+    /// Frames reported stored (STORED) over frames sent; 0 without a database.
+    pub stored_ratio: f64,
     pub latency_ms_p50: f64,
     pub latency_ms_p99: f64,
     pub added_p99_ms: f64,
@@ -70,6 +77,8 @@ pub struct Step {
 /// What `livecam bench capacity` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct CapacityReport {
+    /// Whether the tier-2 stored every frame durably (see [`CapacityOptions::database`]).
+    pub database: bool,
     pub fps: f64,
     pub frame_bytes: usize,
     pub baseline_p99_ms: f64,
@@ -107,12 +116,20 @@ pub(super) struct BenchCluster {
     pub(super) tier1_config: PathBuf,
     pub(super) tier2_config: PathBuf,
     pub(super) keys: ClusterKeys,
+    /// The tier-2's SQLite file, when it has a database.
+    pub(super) database: Option<PathBuf>,
 }
 
 impl BenchCluster {
     /// Writes the configs for bench `name` (the directory is `livecam-NAME-PID` under the
-    /// temporary directory) with a tier-2 that takes `capacity` sessions.
-    pub(super) fn prepare(name: &str, device_ids: &[u32], capacity: u32) -> std::io::Result<Self> {
+    /// temporary directory) with a tier-2 that takes `capacity` sessions and, with
+    /// `database`, stores every frame in a SQLite file there.
+    pub(super) fn prepare(
+        name: &str,
+        device_ids: &[u32],
+        capacity: u32,
+        database: bool,
+    ) -> std::io::Result<Self> {
         let dir = std::env::temp_dir().join(format!("livecam-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let tier1: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
@@ -128,10 +145,14 @@ impl BenchCluster {
             ),
         )?;
         let tier2_config = dir.join("tier2.toml");
+        let database = database.then(|| dir.join("tier2.db"));
+        let db_line = database.as_ref().map_or(String::new(), |p| {
+            format!("database = {:?}\n", format!("sqlite:{}", p.display()))
+        });
         std::fs::write(
             &tier2_config,
             format!(
-                "id = 11\nlisten = \"{tier2}\"\ntier1 = [\"{tier1}\"]\ncapacity = {capacity}\n{}",
+                "id = 11\nlisten = \"{tier2}\"\ntier1 = [\"{tier1}\"]\ncapacity = {capacity}\n{db_line}{}",
                 keys.tier2_toml(11)
             ),
         )?;
@@ -142,7 +163,24 @@ impl BenchCluster {
             tier1_config,
             tier2_config,
             keys,
+            database,
         })
+    }
+
+    /// Removes the tier-2's database (and its WAL), so the next start begins empty.
+    pub(super) fn clear_database(&self) -> std::io::Result<()> {
+        let Some(db) = &self.database else {
+            return Ok(());
+        };
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = db.as_os_str().to_owned();
+            p.push(suffix);
+            match std::fs::remove_file(PathBuf::from(p)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 
@@ -202,7 +240,7 @@ pub async fn run_capacity(
         .map(|n| n + 1)
         .sum();
     let ids: Vec<u32> = (first - 1..first - 1 + total).collect();
-    let cluster = BenchCluster::prepare("capacity", &ids, 100_000)?;
+    let cluster = BenchCluster::prepare("capacity", &ids, 100_000, opts.database)?;
     let (t1, keys) = (cluster.tier1, &cluster.keys);
     let (c1, c2) = (&cluster.tier1_config, &cluster.tier2_config);
     pin_self_away_from(opts.server_cpu)?;
@@ -218,13 +256,16 @@ pub async fn run_capacity(
             seed: u64::from(cameras),
             first_id,
             keys: Some(keys.dir.clone()),
+            durable: opts.database,
         };
         first_id += cameras + 1;
         o
     };
     // Every step on freshly started servers: sessions of an earlier step would otherwise
     // linger (30 s idle timeout) and count against the next.
+    let cluster = &cluster;
     let measure = |o: LoadOptions| async move {
+        cluster.clear_database()?;
         let tier1 = start(&opts.exe, opts.server_cpu, "tier1", c1)?;
         let tier2 = start(&opts.exe, opts.server_cpu, "tier2", c2)?;
         // Let the tier-2 register.
@@ -245,6 +286,7 @@ pub async fn run_capacity(
     let (base, base_t2, base_t1, base_rss) = measure(step(1)).await?;
     let baseline_p99 = base.latency_ms_p99;
     let mut report = CapacityReport {
+        database: opts.database,
         fps: opts.fps,
         frame_bytes: opts.frame_bytes,
         baseline_p99_ms: baseline_p99,
@@ -252,13 +294,15 @@ pub async fn run_capacity(
             cameras: 1,
             sessions_established: base.sessions_established,
             delivered_ratio: base.delivered_ratio,
+            stored_ratio: base.stored_ratio,
             latency_ms_p50: base.latency_ms_p50,
             latency_ms_p99: base.latency_ms_p99,
             added_p99_ms: 0.0,
             tier2_cores: base_t2,
             tier1_cores: base_t1,
             tier2_rss_bytes: base_rss,
-            passed: base.delivered_ratio >= opts.min_delivered,
+            passed: base.delivered_ratio >= opts.min_delivered
+                && (!opts.database || base.stored_ratio >= opts.min_delivered),
         }],
         knee_sessions_per_core: None,
         rss_bytes_per_session: None,
@@ -271,12 +315,14 @@ pub async fn run_capacity(
         let (s, t2c, t1c, rss) = measure(step(n)).await?;
         let added = s.latency_ms_p99 - baseline_p99;
         let passed = s.delivered_ratio >= opts.min_delivered
+            && (!opts.database || s.stored_ratio >= opts.min_delivered)
             && added <= opts.max_added_p99_ms
             && s.sessions_established == n;
         let st = Step {
             cameras: n,
             sessions_established: s.sessions_established,
             delivered_ratio: s.delivered_ratio,
+            stored_ratio: s.stored_ratio,
             latency_ms_p50: s.latency_ms_p50,
             latency_ms_p99: s.latency_ms_p99,
             added_p99_ms: added,

@@ -323,7 +323,7 @@ pub async fn run_flood(opts: &FloodOptions) -> Result<FloodReport, FloodError> {
     // Keys for the two runs' cameras and their probes.
     let first = 2_000_000u32;
     let ids: Vec<u32> = (first - 1..first + 2 * (opts.cameras + 1)).collect();
-    let cluster = BenchCluster::prepare("flood", &ids, 10_000)?;
+    let cluster = BenchCluster::prepare("flood", &ids, 10_000, false)?;
     let (t1, t2, keys) = (cluster.tier1, cluster.tier2, &cluster.keys);
     pin_self_away_from(opts.server_cpu)?;
     let tier1 = start(&opts.exe, opts.server_cpu, "tier1", &cluster.tier1_config)?;
@@ -346,6 +346,7 @@ pub async fn run_flood(opts: &FloodOptions) -> Result<FloodReport, FloodError> {
         seed: opts.seed,
         first_id,
         keys: Some(keys.dir.clone()),
+        durable: false,
     };
 
     // Baseline.

@@ -25,6 +25,8 @@ use crate::link::LinkConfig;
 use crate::net::{sleep_until_opt, Clock, ImpairedSocket, TokioClock};
 use crate::proto::wire::Command;
 use crate::proto::{PolicyConfig, Sender, SenderConfig};
+use crate::role::durable::{Durable, DurableConfig};
+use crate::role::ring::{MemoryRing, RingLimits};
 use crate::role::{Camera, CameraConfig, FrameProducer, Mobile, MobileConfig};
 use crate::stats::Samples;
 use crate::time::Instant;
@@ -49,6 +51,10 @@ pub struct LoadOptions {
     /// with a `device-ID.key` for every camera id (and the probe's, `first_id - 1`). Without
     /// it the cameras speak the plain protocol (for tier-2s run with `insecure = true`).
     pub keys: Option<std::path::PathBuf>,
+    /// Every camera keeps its frames in a ring (in memory) until a tier-2 says they are
+    /// stored (wire `STORED`), and backfills what is not: the load for tier-2s with a
+    /// database. The summary then counts frames stored.
+    pub durable: bool,
 }
 
 /// Nonsense refused before anything starts, and a cluster that is not there.
@@ -116,6 +122,10 @@ pub struct LoadSummary {
     pub latency_ms_max: f64,
     pub segments_sent: u64,
     pub segments_resent: u64,
+    /// Frames a tier-2 reported committed to its database (with `durable`; else 0).
+    pub frames_stored: u64,
+    /// `frames_stored / frames_sent` (with `durable`; else 0).
+    pub stored_ratio: f64,
     pub duration_s: f64,
     pub servers: Vec<ServerCost>,
 }
@@ -181,6 +191,20 @@ impl LoadOptions {
             return Err(LoadError::NoTier1);
         }
         Ok(())
+    }
+}
+
+/// Where camera `index` binds: on IPv4 loopback each camera from an address of its own
+/// (`127.1.0.0/16` and up: Linux answers all of `127/8`), as independent devices would be;
+/// from one address the handshake gate's per-address budget (a burst of 200 hellos) is what
+/// a ramp of hundreds of cameras would measure.
+fn camera_bind_addr(to: SocketAddr, index: u32) -> SocketAddr {
+    match to.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_loopback() => {
+            let base = u32::from(std::net::Ipv4Addr::new(127, 1, 0, 0));
+            SocketAddr::from((std::net::Ipv4Addr::from(base + index % (1 << 16)), 0))
+        }
+        _ => bind_addr(to),
     }
 }
 
@@ -283,7 +307,8 @@ pub async fn run_load(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
     let mut tasks = Vec::new();
     for i in 0..opts.cameras {
         let id = opts.first_id.wrapping_add(i);
-        let inner = tokio::net::UdpSocket::bind(bind_addr(opts.tier1[0])).await?;
+        let local = camera_bind_addr(opts.tier1[0], i);
+        let inner = tokio::net::UdpSocket::bind(local).await?;
         let clock = TokioClock::new();
         let socket = ImpairedSocket::new(
             inner,
@@ -300,7 +325,7 @@ pub async fn run_load(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
         let offset = Duration::from_secs_f64(f64::from(i) / f64::from(opts.cameras) / opts.fps);
         let sender = Sender::new(SenderConfig {
             initial_segment_size: policy.initial_size(),
-            ..SenderConfig::new(id, bind_addr(opts.tier1[0]))
+            ..SenderConfig::new(id, local)
         });
         let camera = Camera::new(
             CameraConfig {
@@ -315,6 +340,17 @@ pub async fn run_load(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
                 block: block.clone(),
             }),
         );
+        let camera = if opts.durable {
+            let ring = MemoryRing::new(RingLimits::default());
+            let d = Durable::new(
+                DurableConfig::default(),
+                Box::new(ring),
+                camera.sender().config(),
+            );
+            camera.with_durable(d)
+        } else {
+            camera
+        };
         let mut mobile = Mobile::new(
             MobileConfig {
                 connect_ahead: CONNECT_AHEAD,
@@ -389,6 +425,8 @@ pub async fn run_load(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
         latency_ms_max: 0.0,
         segments_sent: 0,
         segments_resent: 0,
+        frames_stored: 0,
+        stored_ratio: 0.0,
         duration_s,
         servers,
     };
@@ -399,6 +437,7 @@ pub async fn run_load(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
         s.frames_late += o.report.frames_dropped;
         s.segments_sent += o.report.segments_sent;
         s.segments_resent += o.report.segments_resent;
+        s.frames_stored += o.report.durable.map_or(0, |d| d.frames_stored);
         for &v in o.latencies.values() {
             latencies.push(v);
         }
@@ -408,6 +447,9 @@ pub async fn run_load(opts: &LoadOptions) -> Result<LoadSummary, LoadError> {
     } else {
         s.frames_delivered as f64 / s.frames_sent as f64
     };
+    if s.frames_sent > 0 {
+        s.stored_ratio = s.frames_stored as f64 / s.frames_sent as f64;
+    }
     s.latency_ms_p50 = latencies.quantile(0.5);
     s.latency_ms_p99 = latencies.quantile(0.99);
     s.latency_ms_max = latencies.quantile(1.0);
