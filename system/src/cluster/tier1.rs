@@ -130,6 +130,8 @@ pub struct Tier1 {
     next_pick: usize,
     outbox: Outbox,
     events: VecDeque<Tier1Event>,
+    /// Answers to unverified sources no larger than what they sent (secure mode).
+    bounded_answers: bool,
 }
 
 impl Tier1 {
@@ -169,7 +171,15 @@ impl Tier1 {
             next_pick: 0,
             outbox: Outbox::default(),
             events: VecDeque::new(),
+            bounded_answers: false,
         }
+    }
+
+    /// Secure mode: what it answers a connection request (whose source address nobody has
+    /// verified) is never larger than the request, so a forged source cannot be flooded
+    /// with more bytes than the forger spent. (Its forwards go to registered tier-2s only.)
+    pub fn bound_answers(&mut self) {
+        self.bounded_answers = true;
     }
 
     pub fn id(&self) -> u32 {
@@ -348,8 +358,19 @@ impl Tier1 {
                 for to in targets {
                     self.outbox.send(to, &Message::ConnectForward(fwd));
                 }
-                let list = self.tier1_list(now);
-                self.outbox.send(from, &Message::Tier1List(list));
+                let mut list = self.tier1_list(now);
+                if self.bounded_answers {
+                    // The source of a request is not verified (it may be forged): it gets no
+                    // more bytes than it sent. The list is sorted best first; the tail goes.
+                    let asked = msg.encoded_len();
+                    while !list.is_empty() && Message::Tier1List(list.clone()).encoded_len() > asked
+                    {
+                        list.pop();
+                    }
+                }
+                if !list.is_empty() {
+                    self.outbox.send(from, &Message::Tier1List(list));
+                }
             }
             Message::Heartbeat(hb) => {
                 if let Some(h) = self.handing.get(&hb.tier2) {

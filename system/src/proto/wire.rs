@@ -697,6 +697,13 @@ fn put_addr(buf: &mut Vec<u8>, addr: &SocketAddr) {
 }
 
 impl Message<'_> {
+    /// The bytes the message takes on the wire (it is encoded to count them).
+    pub fn encoded_len(&self) -> usize {
+        let mut buf = Vec::new();
+        self.encode(&mut buf);
+        buf.len()
+    }
+
     /// Appends the encoded message to `buf`.
     pub fn encode(&self, buf: &mut Vec<u8>) {
         let (kind, start) = match self {

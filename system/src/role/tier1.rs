@@ -31,6 +31,7 @@ impl Tier1Server {
     /// unsigned control datagrams dropped.
     pub fn with_control(mut self, plane: ControlPlane) -> Self {
         self.control = ControlGate::new(Some(plane));
+        self.tier1.bound_answers();
         self
     }
 

@@ -872,4 +872,280 @@ mod tests {
         assert!(plane(T2).open(T, FROM, &acks[0].1).is_ok());
         assert_eq!(s.control_stats().unsigned, 1);
     }
+
+    /// Amplification: what a secure cluster sends towards an address nobody verified (a
+    /// stranger's, or a victim's that the stranger forged as its source) for one datagram of
+    /// each kind, against the bytes of that datagram. Fresh servers for every datagram (the
+    /// worst case: nothing seen before); traffic between the cluster's own servers (forwards,
+    /// heartbeats) is not an answer and is not counted; everything else is, for a second
+    /// after the datagram (offers wait up to 200 ms).
+    #[test]
+    fn a_secure_cluster_answers_no_unverified_source_with_more_bytes_than_it_sent() {
+        use crate::proto::wire::{
+            ConnectForward, ConnectReply, ConnectRequest, FrameAck, Handover, KeepAlive, Nack,
+            PeerStatus, Sealed, Segment,
+        };
+        use crate::secure::{DeviceRegistry, DeviceSecurity, Gate, StaticKey};
+
+        let t1: SocketAddr = ([10, 0, 0, 1], 7000).into();
+        let t2: SocketAddr = ([10, 0, 0, 2], 7000).into();
+        let victim: SocketAddr = ([10, 6, 6, 6], 5000).into();
+        let mut e = Entropy::seeded(40);
+        let cluster = StaticKey::generate(&mut e);
+        let device = StaticKey::generate(&mut e);
+        let mut devices = DeviceRegistry::new();
+        devices.insert(7, device.public());
+        // A real hello of device 7, as an attacker who recorded it would replay it.
+        let mut dev = DeviceSecurity::new(device, cluster.public(), 0, Entropy::seeded(41));
+        let (_, hello) = dev.hello(T, 7, 1).expect("a hello");
+
+        let cluster_up = || {
+            let tier1 = Tier1::new(Tier1Config::new(1, t1, Vec::new()), Instant::ZERO);
+            let tier1 = Tier1Server::new(tier1, None).with_control(plane(T1));
+            let tier2 = Tier2::new(Tier2Config::new(11, vec![t1]), Instant::ZERO).with_gate(
+                Gate::new(cluster.clone(), devices.clone(), Entropy::seeded(42)),
+            );
+            let sink = Sink::new(
+                Receiver::new(ReceiverConfig::default()),
+                Box::new(CapturedCheck),
+            );
+            let tier2 = Tier2Server::new(tier2, sink).with_control(plane(T2));
+            (tier1, tier2)
+        };
+        // Runs both servers from `from` to `to` in 5 ms steps, handing datagrams between
+        // them; returns the bytes sent anywhere else.
+        fn run(
+            s1: &mut Tier1Server,
+            s2: &mut Tier2Server,
+            (a1, a2): (SocketAddr, SocketAddr),
+            first: Option<(SocketAddr, SocketAddr, Vec<u8>)>,
+            from: Instant,
+            to: Instant,
+        ) -> usize {
+            let mut outside = 0;
+            let mut pending: Vec<_> = first.into_iter().collect();
+            let mut now = from;
+            while now <= to {
+                for _ in 0..8 {
+                    for (src, dst, d) in std::mem::take(&mut pending) {
+                        if dst == a1 {
+                            s1.handle_datagram(now, src, &d);
+                        } else {
+                            s2.handle_datagram(now, src, &d);
+                        }
+                    }
+                    if s1.poll_timeout().is_some_and(|t| t <= now) {
+                        s1.handle_timeout(now);
+                    }
+                    if s2.poll_timeout().is_some_and(|t| t <= now) {
+                        s2.handle_timeout(now);
+                    }
+                    for (src, out) in [(a1, sent(s1, now)), (a2, sent(s2, now))] {
+                        for (dst, d) in out {
+                            if dst == a1 || dst == a2 {
+                                pending.push((src, dst, d));
+                            } else {
+                                outside += d.len();
+                            }
+                        }
+                    }
+                    if pending.is_empty() {
+                        break;
+                    }
+                }
+                now += Duration::from_millis(5);
+            }
+            outside
+        }
+
+        let payload = [0x5a; 1000];
+        let garbage = [0xa5; 112];
+        let samples: Vec<(&str, SocketAddr, Message<'_>)> = vec![
+            (
+                "connect_request (a replayed real hello)",
+                t1,
+                Message::ConnectRequest(ConnectRequest {
+                    client: 7,
+                    attempt: 1,
+                    hello: &hello,
+                }),
+            ),
+            (
+                "connect_request (a forged hello)",
+                t1,
+                Message::ConnectRequest(ConnectRequest {
+                    client: 7,
+                    attempt: 2,
+                    hello: &garbage,
+                }),
+            ),
+            (
+                "connect_request (no hello)",
+                t1,
+                Message::ConnectRequest(ConnectRequest {
+                    client: 7,
+                    attempt: 3,
+                    hello: &[],
+                }),
+            ),
+            (
+                "connect_forward (unsigned)",
+                t2,
+                Message::ConnectForward(ConnectForward {
+                    client: 7,
+                    attempt: 1,
+                    client_addr: victim,
+                    hello: &hello,
+                }),
+            ),
+            (
+                "connect_accept",
+                t2,
+                Message::ConnectAccept(ConnectReply {
+                    client: 7,
+                    attempt: 1,
+                    tier2: 11,
+                }),
+            ),
+            (
+                "connect_release",
+                t2,
+                Message::ConnectRelease(ConnectReply {
+                    client: 7,
+                    attempt: 1,
+                    tier2: 11,
+                }),
+            ),
+            (
+                "heartbeat (unsigned)",
+                t1,
+                Message::Heartbeat(Heartbeat {
+                    tier2: 12,
+                    epoch: 1,
+                    sessions: 0,
+                    capacity: 10,
+                }),
+            ),
+            (
+                "peer_status (unsigned)",
+                t1,
+                Message::PeerStatus(PeerStatus {
+                    tier1: 2,
+                    tier2s: 1,
+                    sessions: 0,
+                    capacity: 10,
+                    draining: false,
+                }),
+            ),
+            (
+                "handover_request (unsigned)",
+                t1,
+                Message::HandoverRequest(Handover {
+                    tier1: 2,
+                    tier2: 12,
+                    tier2_addr: victim,
+                    epoch: 9,
+                }),
+            ),
+            (
+                "manager_change (unsigned)",
+                t2,
+                Message::ManagerChange(ManagerChange {
+                    tier2: 11,
+                    manager: 2,
+                    manager_addr: victim,
+                    epoch: u64::MAX,
+                }),
+            ),
+            (
+                "command (unsigned)",
+                t2,
+                Message::Command(CommandMsg {
+                    id: 1,
+                    client: 7,
+                    command: Command::Snapshot,
+                }),
+            ),
+            ("tier1_list", t1, Message::Tier1List(vec![victim; 8])),
+            (
+                "keepalive (plain)",
+                t2,
+                Message::KeepAlive(KeepAlive { session: 7, seq: 1 }),
+            ),
+            (
+                "segment (plain)",
+                t2,
+                Message::Segment(Segment {
+                    session: 7,
+                    frame: 1,
+                    index: 0,
+                    count: 2,
+                    offset: 0,
+                    frame_len: 2000,
+                    payload: &payload,
+                    repair: false,
+                }),
+            ),
+            (
+                "nack (plain)",
+                t2,
+                Message::Nack(Nack {
+                    session: 7,
+                    frame: 1,
+                    missing: vec![0, 1, 2],
+                }),
+            ),
+            (
+                "frame_ack (plain)",
+                t2,
+                Message::FrameAck(FrameAck {
+                    session: 7,
+                    frame: 1,
+                    next_segment_size: 1200,
+                    next_parity: 0,
+                }),
+            ),
+            (
+                "sealed (a stranger's bytes)",
+                t2,
+                Message::Sealed(Sealed {
+                    session: 7,
+                    nonce: 1,
+                    body: &payload,
+                }),
+            ),
+        ];
+        let mut seen = 0;
+        for (name, to, msg) in samples {
+            let (mut s1, mut s2) = cluster_up();
+            // The tier-2 registers with its tier-1 first (signed heartbeats).
+            let start = T - Duration::from_secs(2);
+            let quiet = run(&mut s1, &mut s2, (t1, t2), None, start, T);
+            assert_eq!(quiet, 0, "nothing leaves the cluster unasked");
+            assert_eq!(s1.tier1().managed().count(), 1, "the tier-2 is managed");
+            let d = {
+                let mut b = Vec::new();
+                msg.encode(&mut b);
+                b
+            };
+            let datagram = Some((victim, to, d.clone()));
+            let out = run(
+                &mut s1,
+                &mut s2,
+                (t1, t2),
+                datagram,
+                T,
+                T + Duration::from_secs(1),
+            );
+            eprintln!(
+                "{name:<40} in {:>5} B  out {out:>5} B  ratio {:.2}",
+                d.len(),
+                out as f64 / d.len() as f64
+            );
+            assert!(out <= d.len(), "{name}: {out} bytes out for {} in", d.len());
+            seen += usize::from(out > 0);
+        }
+        // The replayed hello is answered (an offer and the tier-1 list), within its size.
+        assert!(seen >= 1, "the measurement saw the answers it bounds");
+    }
 }
