@@ -143,9 +143,15 @@ impl Mobile {
             Some(done) => done.clone(),
             None => {
                 let outcome = match m.command {
-                    Command::SwitchTier1 { addr } => {
+                    // Only to a tier-1 it already knows (configured, or listed by a tier-1
+                    // it asked): a command cannot point the camera at an address of the
+                    // sender's choosing, whoever the sender is.
+                    Command::SwitchTier1 { addr } if self.connector.tier1s().contains(&addr) => {
                         self.connector.set_default_tier1(addr);
                         Ok(())
+                    }
+                    Command::SwitchTier1 { addr } => {
+                        Err(format!("{addr} is not one of this client's tier-1 servers"))
                     }
                     ref other => self.camera.apply(now, other),
                 };

@@ -263,3 +263,20 @@ fn an_idle_client_fails_over_when_its_tier2_dies() {
     net.run_until(net.now + Duration::from_secs(1));
     assert!(net.result(2).is_some_and(|r| r.ok), "{:?}", net.results);
 }
+
+#[test]
+fn switch_tier1_goes_only_to_a_tier1_the_client_knows() {
+    let mut net = Net::new();
+    net.run_until(at(3));
+    let attacker = SocketAddr::from(([10, 6, 6, 6], 7000));
+    net.command(1, Command::SwitchTier1 { addr: attacker });
+    net.run_until(at(4));
+    let r = net.result(1).expect("answered");
+    assert!(!r.ok && r.reason.contains("not one of"), "{r:?}");
+    assert!(!net.mobile().connector().tier1s().contains(&attacker));
+    // Its own tier-1 is taken.
+    net.command(2, Command::SwitchTier1 { addr: addr(1) });
+    net.run_until(at(5));
+    assert!(net.result(2).is_some_and(|r| r.ok), "{:?}", net.results);
+    assert_eq!(net.mobile().connector().tier1s().first(), Some(&addr(1)));
+}
