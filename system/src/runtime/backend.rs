@@ -255,11 +255,14 @@ impl Backend {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut web_stop = stop_rx.clone();
         let web = tokio::spawn(async move {
-            axum::serve(self.http, router(state))
-                .with_graceful_shutdown(async move {
-                    let _ = web_stop.wait_for(|s| *s).await;
-                })
-                .await
+            axum::serve(
+                self.http,
+                router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = web_stop.wait_for(|s| *s).await;
+            })
+            .await
         });
         let retention = self.cfg.retention.map(|r| {
             let storage = self.storage.clone();

@@ -6,18 +6,34 @@
 //! as the cookie [`COOKIE`] (HttpOnly, SameSite=Strict) that a login sets; otherwise it gets
 //! 401 with a JSON error. The user is put into the request's extensions as [`CurrentUser`].
 //!
-//! Failed logins are throttled per name by [`Throttle`]: after [`FREE_FAILURES`] failures in a
-//! row a name is locked for a time that doubles with each further failure (5 s, 10 s, 20 s, ...,
-//! at most [`MAX_LOCK_MS`]); while locked every attempt, right or wrong, gets 429 with
-//! `Retry-After`. Names that exist and names that do not are treated alike, and a wrong
-//! password and an unknown name get the same answer, so nothing tells which names exist.
+//! Failed logins are throttled by [`Throttle`], per name *from one address* and per address:
+//! after [`FREE_FAILURES`] failures in a row of a name from an address (or
+//! [`ADDRESS_FREE_FAILURES`] of any names from one address) that pair (or that address) is
+//! locked for a time that doubles with each further failure (5 s, 10 s, 20 s, ..., at most
+//! [`MAX_LOCK_MS`]); while locked every attempt, right or wrong, gets 429 with `Retry-After`.
+//! So a guesser locks out itself, never the real user at another address (a per-name lock
+//! let anyone keep `admin` out). Names that exist and names that do not are treated alike, and
+//! a wrong password and an unknown name get the same answer, so nothing tells which names
+//! exist.
+//!
+//! Passwords are checked by [`Verifier`]: argon2 (19 MiB, tens of milliseconds) on tokio's
+//! blocking pool, at most one per core at a time and outside the storage lock, so a login
+//! flood costs those cores and never stalls the API behind it; past [`MAX_WAITING`] queued
+//! checks a login gets 503 at once.
+//!
+//! State-changing requests authenticated by the cookie must come from this server's own
+//! pages: [`same_origin`] refuses (403) a POST whose `Origin` names another host (cross-site
+//! request forgery; `SameSite=Strict` already keeps the cookie off most of them). Requests
+//! with a bearer token cannot be forged by another site and are not checked.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -31,8 +47,12 @@ use crate::backend::users::{self, UserRecord};
 pub const COOKIE: &str = "livecam_session";
 /// How long a login lasts: 12 hours.
 pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
-/// Failures in a row a name may have before it is locked.
+/// Failures in a row a name may have from one address before that pair is locked.
 pub const FREE_FAILURES: u32 = 3;
+/// Failures in a row (of any names) an address may have before it is locked.
+pub const ADDRESS_FREE_FAILURES: u32 = 20;
+/// Password checks waiting for a core, beyond which a login gets 503 at once.
+pub const MAX_WAITING: usize = 64;
 /// The first lock, doubled with each further failure.
 pub const FIRST_LOCK_MS: i64 = 5_000;
 /// The longest lock.
@@ -52,13 +72,30 @@ struct Failures {
     locked_until_ms: i64,
 }
 
-/// Failed logins per name, a plain state machine: `now` in, a verdict out.
-#[derive(Debug, Default)]
+/// Failed logins per key (a name at an address, or an address), a plain state machine: `now`
+/// in, a verdict out.
+#[derive(Debug)]
 pub struct Throttle {
     names: BTreeMap<String, Failures>,
+    /// Failures in a row a key may have before it is locked.
+    free: u32,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle::new(FREE_FAILURES)
+    }
 }
 
 impl Throttle {
+    /// A throttle that locks a key after `free` failures in a row.
+    pub fn new(free: u32) -> Self {
+        Throttle {
+            names: BTreeMap::new(),
+            free,
+        }
+    }
+
     /// `Err(ms)` when `name` is locked for `ms` more at `now_ms`.
     pub fn check(&self, name: &str, now_ms: i64) -> Result<(), i64> {
         match self.names.get(name) {
@@ -79,10 +116,10 @@ impl Throttle {
         });
         f.count = f.count.saturating_add(1);
         f.last_ms = now_ms;
-        if f.count <= FREE_FAILURES {
+        if f.count <= self.free {
             return 0;
         }
-        let doublings = (f.count - FREE_FAILURES - 1).min(20);
+        let doublings = (f.count - self.free - 1).min(20);
         let lock = (FIRST_LOCK_MS << doublings).min(MAX_LOCK_MS);
         f.locked_until_ms = now_ms.saturating_add(lock);
         lock
@@ -125,7 +162,7 @@ fn throttled(retry_ms: i64) -> Response {
     let secs = (retry_ms + 999) / 1000;
     let mut res = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
-        format!("too many failed logins for this name; try again in {secs} s"),
+        format!("too many failed logins from this address; try again in {secs} s"),
     )
     .into_response();
     if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
@@ -134,8 +171,133 @@ fn throttled(retry_ms: i64) -> Response {
     res
 }
 
-fn lock_throttle(t: &Mutex<Throttle>) -> std::sync::MutexGuard<'_, Throttle> {
+fn lock_throttle(t: &Mutex<Throttles>) -> std::sync::MutexGuard<'_, Throttles> {
     t.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The login throttles: per name at an address, and per address.
+#[derive(Debug)]
+pub(super) struct Throttles {
+    name_at_address: Throttle,
+    address: Throttle,
+}
+
+impl Default for Throttles {
+    fn default() -> Self {
+        Throttles {
+            name_at_address: Throttle::new(FREE_FAILURES),
+            address: Throttle::new(ADDRESS_FREE_FAILURES),
+        }
+    }
+}
+
+impl Throttles {
+    fn keys(name: &str, from: Option<IpAddr>) -> (String, String) {
+        let at = from.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+        (format!("{name} at {at}"), at)
+    }
+
+    /// `Err(ms)` while the name at that address, or the address, is locked.
+    fn check(&self, name: &str, from: Option<IpAddr>, now_ms: i64) -> Result<(), i64> {
+        let (pair, at) = Self::keys(name, from);
+        self.name_at_address.check(&pair, now_ms)?;
+        self.address.check(&at, now_ms)
+    }
+
+    fn failed(&mut self, name: &str, from: Option<IpAddr>, now_ms: i64) {
+        let (pair, at) = Self::keys(name, from);
+        self.name_at_address.failed(&pair, now_ms);
+        self.address.failed(&at, now_ms);
+    }
+
+    fn succeeded(&mut self, name: &str, from: Option<IpAddr>) {
+        let (pair, at) = Self::keys(name, from);
+        self.name_at_address.succeeded(&pair);
+        self.address.succeeded(&at);
+    }
+}
+
+/// Runs argon2 password checks on tokio's blocking pool, at most one per core at once and
+/// with a bounded queue (see the module docs). Argon2 is the `argon2` crate's (RustCrypto).
+pub(super) struct Verifier {
+    cores: Arc<tokio::sync::Semaphore>,
+    waiting: AtomicUsize,
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Verifier {
+            cores: Arc::new(tokio::sync::Semaphore::new(cores)),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Verifier {
+    /// Whether `password` matches the PHC string `hash`; 503 when the queue is full.
+    async fn verify(&self, password: String, hash: String) -> Result<bool, ApiError> {
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many logins at once; try again in a second",
+            ));
+        }
+        let permit = self.cores.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let permit = permit.map_err(|_| ApiError::internal("password checks stopped"))?;
+        tokio::task::spawn_blocking(move || {
+            let _core = permit;
+            users::verify_password(&password, &hash)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("password check failed: {e}")))
+    }
+
+    /// Holds every core's permit (tests: logins then queue).
+    #[cfg(test)]
+    pub(super) async fn hold_all(&self) -> tokio::sync::OwnedSemaphorePermit {
+        let n = u32::try_from(self.cores.available_permits()).unwrap_or(u32::MAX);
+        self.cores
+            .clone()
+            .acquire_many_owned(n)
+            .await
+            .expect("the semaphore is open")
+    }
+}
+
+/// Refuses (403) a state-changing request that carries no bearer token and whose `Origin`
+/// names a host other than the one it was sent to.
+pub(super) async fn same_origin(req: Request, next: Next) -> Response {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer "));
+    if !safe && !bearer {
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or("");
+            // HTTP/1.1 names the host in `Host`; HTTP/2 in the URI's authority.
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| req.uri().authority().map(|a| a.as_str()))
+                .unwrap_or("");
+            let authority = origin.split_once("://").map_or("", |(_, a)| a);
+            if host.is_empty() || !authority.eq_ignore_ascii_case(host) {
+                tracing::info!(%origin, %host, "cross-origin request refused");
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!("cross-origin request refused: Origin {origin:?} is not this server"),
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(req).await
 }
 
 /// The cookie that holds `token` for `max_age_s` (0 clears it).
@@ -177,6 +339,21 @@ async fn current_user(
     with_storage(shared, move |s| s.login_user(&hash, now_ms())).await
 }
 
+/// The stored hash of the token a request carries, if it carries one.
+pub(super) fn login_of(headers: &HeaderMap) -> Option<Vec<u8>> {
+    token(headers)
+        .filter(|t| !t.is_empty())
+        .map(|t| users::token_hash(&t))
+}
+
+/// Whether the login with token hash `hash` still holds (not logged out, not expired).
+pub(super) async fn login_holds(shared: &AppState, hash: &[u8]) -> Result<bool, ApiError> {
+    let hash = hash.to_vec();
+    with_storage(shared, move |s| s.login_user(&hash, now_ms()))
+        .await
+        .map(|u| u.is_some())
+}
+
 /// The layer in front of every `/api/*` route but login: 401 without a valid token.
 pub(super) async fn require_login(
     State(shared): State<AppState>,
@@ -193,7 +370,16 @@ pub(super) async fn require_login(
     }
 }
 
-pub(super) async fn login(State(shared): State<AppState>, body: Bytes) -> Response {
+pub(super) async fn login(State(shared): State<AppState>, req: Request) -> Response {
+    let from = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    // The limit axum gives a `Bytes` body (2 MiB).
+    let body: Bytes = match axum::body::to_bytes(req.into_body(), 2 << 20).await {
+        Ok(b) => b,
+        Err(e) => return ApiError::bad_request(format!("login body: {e}")).into_response(),
+    };
     let body: LoginBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -210,27 +396,37 @@ pub(super) async fn login(State(shared): State<AppState>, body: Bytes) -> Respon
     {
         let mut throttle = lock_throttle(&shared.throttle);
         let now = now_ms();
-        if let Err(ms) = throttle.check(&body.name, now) {
+        if let Err(ms) = throttle.check(&body.name, from, now) {
             return throttled(ms);
         }
         // Counted before the password is checked, so attempts in parallel cannot get past
         // the limit; a success clears it.
-        throttle.failed(&body.name, now);
+        throttle.failed(&body.name, from, now);
     }
     let name = body.name.clone();
-    let user = with_storage(&shared, move |s| {
-        users::authenticate(s, &body.name, &body.password)
-    })
-    .await;
+    // The storage lock is held for the lookup only; the hash is checked outside it.
+    let lookup = body.name.clone();
+    let stored = match with_storage(&shared, move |s| s.user(&lookup)).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let hash = stored
+        .as_ref()
+        .map_or(users::decoy_hash(), |s| s.password_hash.as_str())
+        .to_string();
+    let user = match shared.verifier.verify(body.password, hash).await {
+        Ok(true) => stored.map(|s| s.user),
+        Ok(false) => None,
+        Err(e) => return e.into_response(),
+    };
     let user = match user {
-        Ok(Some(u)) => u,
-        Ok(None) => {
+        Some(u) => u,
+        None => {
             tracing::info!(%name, "failed login");
             return unauthorized("wrong name or password");
         }
-        Err(e) => return e.into_response(),
     };
-    lock_throttle(&shared.throttle).succeeded(&name);
+    lock_throttle(&shared.throttle).succeeded(&name, from);
     let token = match users::new_token() {
         Ok(t) => t,
         Err(e) => return ApiError::internal(e.to_string()).into_response(),

@@ -11,13 +11,18 @@
 //!   one full;
 //! - `{"type":"command","command":CommandRecord}` when the command desk finished one;
 //! - `{"type":"lagged","missed":N}` when this socket fell behind the command updates.
+//!
+//! A socket lives as long as the login that opened it: every [`LOGIN_CHECK_MS`] it checks the
+//! login still holds and, once it is logged out or expired, closes with code 4401 ("login
+//! ended"), so a logged-out browser (or a stolen token that was revoked) stops receiving.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
@@ -26,6 +31,10 @@ use super::{client_views, AppState, ClientView};
 
 /// How often the poller reads the fleet.
 pub(super) const POLL_MS: u64 = 300;
+/// How often a socket checks that its login still holds.
+pub(super) const LOGIN_CHECK_MS: u64 = 1000;
+/// The close code a socket whose login ended gets (4000-4999: the application's own).
+pub(super) const LOGIN_ENDED: u16 = 4401;
 /// Polls with no browser before the poller stops.
 const IDLE_POLLS: u32 = 10;
 
@@ -94,8 +103,14 @@ async fn poll(shared: AppState, tx: watch::Sender<Snapshot>) {
     }
 }
 
-pub(super) async fn upgrade(ws: WebSocketUpgrade, State(shared): State<AppState>) -> Response {
-    ws.on_upgrade(move |socket| serve(socket, shared))
+pub(super) async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(shared): State<AppState>,
+    headers: HeaderMap,
+) -> Response {
+    // `require_login` let the request in, so it carries a token.
+    let login = super::auth::login_of(&headers).unwrap_or_default();
+    ws.on_upgrade(move |socket| serve(socket, shared, login))
 }
 
 /// What changed between what a socket sent and `now`.
@@ -125,7 +140,7 @@ async fn send(socket: &mut WebSocket, value: serde_json::Value) -> bool {
         .is_ok()
 }
 
-async fn serve(mut socket: WebSocket, shared: AppState) {
+async fn serve(mut socket: WebSocket, shared: AppState, login: Vec<u8>) {
     let hello = json!({
         "type": "hello",
         "poll_ms": POLL_MS,
@@ -140,8 +155,22 @@ async fn serve(mut socket: WebSocket, shared: AppState) {
     let mut full = true;
     // A snapshot may already be there.
     views.mark_changed();
+    let mut login_check = tokio::time::interval(Duration::from_millis(LOGIN_CHECK_MS));
+    login_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = login_check.tick() => {
+                // A storage error is taken for a hiccup (the next check asks again); only a
+                // login that is gone ends the socket.
+                if matches!(super::auth::login_holds(&shared, &login).await, Ok(false)) {
+                    let close = CloseFrame {
+                        code: LOGIN_ENDED,
+                        reason: "login ended".into(),
+                    };
+                    let _ = socket.send(Message::Close(Some(close))).await;
+                    return;
+                }
+            }
             msg = socket.recv() => match msg {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
                 Some(Ok(_)) => {}

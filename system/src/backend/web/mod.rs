@@ -2,7 +2,9 @@
 //! [`Storage`](crate::backend::Storage), the map server's routes, and the browser client, every
 //! asset of which is compiled into the binary (it works with no internet).
 //!
-//! [`router`] builds the whole thing from a [`WebState`]; serve it with `axum::serve`.
+//! [`router`] builds the whole thing from a [`WebState`]; serve it with `axum::serve` and
+//! `into_make_service_with_connect_info::<SocketAddr>()` (the login throttle keys on the
+//! client's address).
 //!
 //! - `routes`: the REST API (`/api/...`, `/healthz`, `/tiles/{z}/{x}/{y}.png`).
 //! - `live`: `/api/live`, a WebSocket pushing what changed in the fleet and command updates.
@@ -59,11 +61,17 @@ pub struct WebState {
 
 /// The whole web server: REST API, WebSocket push, map server and browser client.
 pub fn router(state: WebState) -> Router {
+    router_and_state(state).0
+}
+
+/// [`router`], and the state it shares between requests (tests look into it).
+fn router_and_state(state: WebState) -> (Router, AppState) {
     let shared = Arc::new(Shared {
         state,
         hub: live::Hub::default(),
         tiles: Mutex::new(None),
-        throttle: Mutex::new(auth::Throttle::default()),
+        throttle: Mutex::new(auth::Throttles::default()),
+        verifier: auth::Verifier::default(),
     });
     // Every route under /api but login and logout needs a logged-in user (auth.rs).
     let api = Router::new()
@@ -88,7 +96,7 @@ pub fn router(state: WebState) -> Router {
             shared.clone(),
             auth::require_login,
         ));
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(routes::healthz))
         .route("/api/login", post(auth::login))
         .route("/api/logout", post(auth::logout))
@@ -97,7 +105,9 @@ pub fn router(state: WebState) -> Router {
         .merge(assets::routes())
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .with_state(shared)
+        .layer(axum::middleware::from_fn(auth::same_origin))
+        .with_state(shared.clone());
+    (router, shared)
 }
 
 /// The router's state: the caller's, plus what the server keeps for itself.
@@ -106,8 +116,10 @@ struct Shared {
     hub: live::Hub,
     /// The MBTiles file, opened on the first tile request.
     tiles: Mutex<Option<crate::backend::map::TileSource>>,
-    /// Failed logins per name.
-    throttle: Mutex<auth::Throttle>,
+    /// Failed logins per name at an address, and per address.
+    throttle: Mutex<auth::Throttles>,
+    /// The argon2 checks' bounded pool.
+    verifier: auth::Verifier,
 }
 
 type AppState = Arc<Shared>;

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 use tower::ServiceExt;
 
-use super::{auth, now_ms, router, WebState};
+use super::{auth, now_ms, router_and_state, AppState, WebState};
 use crate::backend::users::{self, Role, UserRecord};
 use crate::backend::{
     CommandRecord, CommandState, FrameRecord, LinkRecord, SessionRecord, Storage,
@@ -30,6 +30,8 @@ struct Fixture {
     updates: broadcast::Sender<CommandRecord>,
     /// Receive time of client 1's frames 1..=5.
     times: Vec<i64>,
+    /// What the router shares between requests.
+    shared: AppState,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -145,7 +147,7 @@ fn fixture_with(tiles: Option<std::path::PathBuf>) -> Fixture {
     let storage = Arc::new(Mutex::new(storage));
     let (tx, commands) = mpsc::channel(16);
     let (updates, _) = broadcast::channel(16);
-    let raw = router(WebState {
+    let (raw, shared) = router_and_state(WebState {
         storage: storage.clone(),
         commands: tx,
         command_updates: updates.clone(),
@@ -164,6 +166,7 @@ fn fixture_with(tiles: Option<std::path::PathBuf>) -> Fixture {
         commands,
         updates,
         times,
+        shared,
     }
 }
 
@@ -1231,4 +1234,184 @@ async fn the_live_socket_needs_a_login() {
         "hello",
         "any logged-in user watches"
     );
+}
+
+/// `POST /api/login` as `name` from `from` (as `axum::serve` with connect info gives it).
+async fn login_from(app: &Router, from: SocketAddr, name: &str, password: &str) -> StatusCode {
+    let body = json!({"name": name, "password": password}).to_string();
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri("/api/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(from));
+    app.clone().oneshot(req).await.unwrap().status()
+}
+
+#[tokio::test]
+async fn a_guesser_locks_out_its_own_address_not_the_real_user() {
+    let f = fixture();
+    let guesser: SocketAddr = "10.6.6.6:40000".parse().unwrap();
+    let user: SocketAddr = "10.0.0.7:50000".parse().unwrap();
+    for i in 0..10 {
+        let status = login_from(&f.raw, guesser, "op", &format!("guess {i}")).await;
+        let want = if i <= auth::FREE_FAILURES {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(status, want, "guess {i}");
+    }
+    // The guesser's address is locked for that name, even with the right password...
+    assert_eq!(
+        login_from(&f.raw, guesser, "op", &password("op")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // ...and the real user, elsewhere, logs in.
+    assert_eq!(
+        login_from(&f.raw, user, "op", &password("op")).await,
+        StatusCode::OK
+    );
+    // One address trying many names is locked as an address.
+    let sprayer: SocketAddr = "10.6.6.7:40000".parse().unwrap();
+    for i in 0..=auth::ADDRESS_FREE_FAILURES {
+        let status = login_from(&f.raw, sprayer, &format!("name{i}"), "x").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "name{i}");
+    }
+    assert_eq!(
+        login_from(&f.raw, sprayer, "viewer", &password("viewer")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login_from(&f.raw, user, "viewer", &password("viewer")).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn password_checks_wait_outside_the_storage_lock_and_the_queue_is_bounded() {
+    let f = fixture();
+    // Every core's permit taken: logins queue for the hash pool.
+    let held = f.shared.verifier.hold_all().await;
+    let mut queued = Vec::new();
+    for i in 0..auth::MAX_WAITING {
+        let app = f.raw.clone();
+        let from: SocketAddr = format!("10.1.{}.{}:1", i / 200, i % 200).parse().unwrap();
+        queued.push(tokio::spawn(async move {
+            login_from(&app, from, "op", &password("op")).await
+        }));
+    }
+    // Let them all reach the queue.
+    for _ in 0..200 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The API answers meanwhile: nobody holds the storage lock while waiting for a hash.
+    let (status, _) = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        get_json(&f.app, "/api/clients"),
+    )
+    .await
+    .expect("the API answers while logins wait");
+    assert_eq!(status, StatusCode::OK);
+    // One more login than the queue holds gets 503 at once.
+    let over: SocketAddr = "10.2.0.1:1".parse().unwrap();
+    assert_eq!(
+        login_from(&f.raw, over, "op", &password("op")).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    drop(held);
+    for q in queued {
+        assert_eq!(q.await.unwrap(), StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn cookie_posts_from_another_origin_are_refused() {
+    let f = fixture();
+    let (status, _, v) = login(&f.raw, "op", &password("op")).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let token = v["token"].as_str().unwrap().to_string();
+    let cookie = (header::COOKIE, format!("{}={token}", auth::COOKIE));
+    let host = (header::HOST, "cams.example:8080".to_string());
+    let command = r#"{"kind":"snapshot"}"#;
+    let uri = "/api/clients/1/commands";
+    let evil = (header::ORIGIN, "https://evil.example".to_string());
+    let (status, _, v) = call_with(
+        &f.raw,
+        Method::POST,
+        uri,
+        &[cookie.clone(), host.clone(), evil.clone()],
+        command,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("cross-origin"), "{v}");
+    // A login forged from another site is refused too.
+    let body = json!({"name": "op", "password": password("op")}).to_string();
+    let (status, _, _) = call_with(
+        &f.raw,
+        Method::POST,
+        "/api/login",
+        &[host.clone(), evil.clone()],
+        &body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // From its own pages, or with a bearer token (no other site can send one), it is taken.
+    let own = (header::ORIGIN, "http://cams.example:8080".to_string());
+    let (status, _, v) = call_with(
+        &f.raw,
+        Method::POST,
+        uri,
+        &[cookie, host.clone(), own],
+        command,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let mut with_bearer = bearer(&token);
+    with_bearer.extend([host, evil]);
+    let (status, _, v) = call_with(&f.raw, Method::POST, uri, &with_bearer, command).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+}
+
+#[tokio::test]
+async fn a_live_socket_closes_when_its_login_ends() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let f = fixture();
+    let (_, _, v) = login(&f.raw, "viewer", &password("viewer")).await;
+    let token = v["token"].as_str().unwrap().to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let raw = f.raw.clone();
+    tokio::spawn(async move { axum::serve(listener, raw).await });
+    let mut req = format!("ws://127.0.0.1:{port}/api/live")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(next(&mut ws).await["type"], "hello");
+    let (status, _, _) = call_with(&f.raw, Method::POST, "/api/logout", &bearer(&token), "").await;
+    assert_eq!(status, StatusCode::OK);
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(msg) = ws.next().await {
+            match msg {
+                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+    .await
+    .expect("the socket closes after logout");
+    assert_eq!(closed, Some(4401));
 }
