@@ -152,7 +152,7 @@ fn storage_reports_a_full_disk_and_commits_again_when_space_returns() {
     let (mut ok, mut failed) = (Vec::new(), Vec::new());
     for n in 0..200 {
         match db.insert_frames(&[record(7, n)]) {
-            Ok(()) => ok.push(n),
+            Ok(_) => ok.push(n),
             Err(StorageError::Backend(msg)) => {
                 assert!(msg.contains("full"), "names the cause: {msg}");
                 failed.push(n);

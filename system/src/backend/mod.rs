@@ -39,6 +39,15 @@ pub struct SessionRecord {
     pub last_seen_ms: i64,
 }
 
+/// What [`Storage::insert_frames`] did with a batch besides storing it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inserted {
+    /// `(client, frame)` of the frames refused because their key already holds a different
+    /// picture (frame ids repeated, e.g. after a clock step on a board without RTC): the stored
+    /// one is kept, the new one is not stored and must not be reported STORED.
+    pub conflicts: Vec<(u32, u32)>,
+}
+
 /// A frame as stored: the captured JPEG with its capture time and fix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FrameRecord {
@@ -170,8 +179,10 @@ pub trait Storage: users::Users + Send {
     /// Creates or updates the client's session row.
     fn upsert_session(&mut self, s: &SessionRecord) -> Result<(), StorageError>;
     /// Stores frames (and their fixes, as fix rows) in one transaction. A frame already stored
-    /// (same client and frame id) is left as it is.
-    fn insert_frames(&mut self, frames: &[FrameRecord]) -> Result<(), StorageError>;
+    /// (same client and frame id) is left as it is: the same picture again is taken as stored
+    /// (a repeat), a different picture under that key is refused and named in
+    /// [`Inserted::conflicts`].
+    fn insert_frames(&mut self, frames: &[FrameRecord]) -> Result<Inserted, StorageError>;
     fn insert_link(&mut self, l: &LinkRecord) -> Result<(), StorageError>;
     /// Every client with a session or a fix, by client id.
     fn clients(&mut self) -> Result<Vec<ClientRow>, StorageError>;

@@ -59,6 +59,9 @@ pub struct BackhaulCounters {
     /// Records dropped because the writer was behind.
     pub records_dropped: AtomicU64,
     pub write_errors: AtomicU64,
+    /// Frames refused because their (client, frame) key holds a different picture: never
+    /// reported STORED.
+    pub frames_conflicting: AtomicU64,
 }
 
 /// A snapshot of [`BackhaulCounters`], for summaries.
@@ -69,6 +72,7 @@ pub struct BackhaulReport {
     pub frames_undecodable: u64,
     pub records_dropped: u64,
     pub write_errors: u64,
+    pub frames_conflicting: u64,
 }
 
 impl BackhaulCounters {
@@ -80,6 +84,7 @@ impl BackhaulCounters {
             frames_undecodable: get(&self.frames_undecodable),
             records_dropped: get(&self.records_dropped),
             write_errors: get(&self.write_errors),
+            frames_conflicting: get(&self.frames_conflicting),
         }
     }
 }
@@ -356,18 +361,32 @@ fn write_loop(
         }
         if !frames.is_empty() {
             let outcome = match storage.insert_frames(&frames) {
-                Ok(()) => {
-                    c.frames_stored
-                        .fetch_add(frames.len() as u64, Ordering::Relaxed);
-                    let stored = frames
+                Ok(inserted) => {
+                    for &(client, frame) in &inserted.conflicts {
+                        let n = c.frames_conflicting.fetch_add(1, Ordering::Relaxed);
+                        if n.is_power_of_two() || n == 0 {
+                            tracing::warn!(
+                                client,
+                                frame,
+                                conflicts = n + 1,
+                                "frame refused: its id is stored already with another picture"
+                            );
+                        }
+                    }
+                    let refused =
+                        |f: &FrameRecord| inserted.conflicts.contains(&(f.client, f.frame));
+                    let stored: Vec<StoredFrame> = frames
                         .iter()
                         .zip(&backfill)
+                        .filter(|(f, _)| !refused(f))
                         .map(|(f, &backfill)| StoredFrame {
                             session: f.client,
                             frame: f.frame,
                             backfill,
                         })
                         .collect();
+                    c.frames_stored
+                        .fetch_add(stored.len() as u64, Ordering::Relaxed);
                     Written { stored, failed: 0 }
                 }
                 Err(e) => {
@@ -463,6 +482,13 @@ mod tests {
         // stored once.
         b.frame_delivered(Instant::ZERO, &delivered(2, &f2, true));
         assert_eq!(stored(&mut b, 1).len(), 1);
+        // Another picture under frame 1's id (ids repeated after a clock step): refused,
+        // counted, and never reported STORED; frame 3 in the same batch is.
+        b.frame_delivered(Instant::ZERO, &delivered(1, &frame(300), false));
+        b.frame_delivered(Instant::ZERO, &delivered(3, &frame(400), false));
+        let got = stored(&mut b, 1);
+        assert_eq!(got.iter().map(|s| s.frame).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(counters.report().frames_conflicting, 1);
         drop(b);
         writer.join().unwrap();
         assert_eq!(counters.report().write_errors, 0);
@@ -472,8 +498,8 @@ mod tests {
             rows.iter()
                 .map(|r| (r.frame, r.capture_ms))
                 .collect::<Vec<_>>(),
-            vec![(1, 100), (2, 200)],
-            "one row per frame, with its capture time"
+            vec![(1, 100), (2, 200), (3, 400)],
+            "one row per frame, with its capture time; frame 1 the first picture"
         );
     }
 }

@@ -21,8 +21,8 @@ use super::{
 };
 use crate::backend::users::{StoredUser, UserRecord, Users};
 use crate::backend::{
-    ClientRow, CommandRecord, CommandState, FixRecord, FrameMeta, FrameRecord, LinkRecord, Pruned,
-    Retention, SessionRecord, Storage, StorageError,
+    ClientRow, CommandRecord, CommandState, FixRecord, FrameMeta, FrameRecord, Inserted,
+    LinkRecord, Pruned, Retention, SessionRecord, Storage, StorageError,
 };
 use crate::proto::wire::Command;
 
@@ -129,6 +129,7 @@ mod sql {
             jpeg)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          ON CONFLICT (client, frame) DO NOTHING";
+    pub const SAME_FRAME: &str = "SELECT jpeg = $3 FROM frames WHERE client = $1 AND frame = $2";
     pub const INSERT_FIX: &str = "INSERT INTO fixes (client, frame, received_ms, lat, lon,
             speed_mps, heading_deg, fix_time_ms)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -339,11 +340,13 @@ impl Storage for PgStorage {
         })
     }
 
-    fn insert_frames(&mut self, frames: &[FrameRecord]) -> Result<(), StorageError> {
+    fn insert_frames(&mut self, frames: &[FrameRecord]) -> Result<Inserted, StorageError> {
         if frames.is_empty() {
-            return Ok(());
+            return Ok(Inserted::default());
         }
-        self.write([sql::INSERT_FRAME, sql::INSERT_FIX], |tx, [fr, fx]| {
+        let sqls = [sql::INSERT_FRAME, sql::INSERT_FIX, sql::SAME_FRAME];
+        self.write(sqls, |tx, [fr, fx, same]| {
+            let mut out = Inserted::default();
             for f in frames {
                 let FixParams {
                     lat,
@@ -377,7 +380,12 @@ impl Storage for PgStorage {
                         &f.jpeg,
                     ],
                 )?;
-                if inserted == 1 && f.fix.is_some() {
+                if inserted == 0 {
+                    let row = tx.query_one(&same, &[&client, &frame, &f.jpeg])?;
+                    if !row.try_get::<_, bool>(0)? {
+                        out.conflicts.push((f.client, f.frame));
+                    }
+                } else if f.fix.is_some() {
                     tx.execute(
                         &fx,
                         &[
@@ -393,7 +401,7 @@ impl Storage for PgStorage {
                     )?;
                 }
             }
-            Ok(())
+            Ok(out)
         })
     }
 

@@ -20,8 +20,8 @@ use super::{
 };
 use crate::backend::users::{StoredUser, UserRecord, Users};
 use crate::backend::{
-    ClientRow, CommandRecord, CommandState, FixRecord, FrameMeta, FrameRecord, LinkRecord, Pruned,
-    Retention, SessionRecord, Storage, StorageError,
+    ClientRow, CommandRecord, CommandState, FixRecord, FrameMeta, FrameRecord, Inserted,
+    LinkRecord, Pruned, Retention, SessionRecord, Storage, StorageError,
 };
 use crate::proto::wire::Command;
 
@@ -260,11 +260,14 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn insert_frames(&mut self, frames: &[FrameRecord]) -> Result<(), StorageError> {
+    fn insert_frames(&mut self, frames: &[FrameRecord]) -> Result<Inserted, StorageError> {
         if frames.is_empty() {
-            return Ok(());
+            return Ok(Inserted::default());
         }
         self.write(|tx| {
+            let mut same_stmt =
+                tx.prepare_cached("SELECT jpeg = ?3 FROM frames WHERE client = ?1 AND frame = ?2")?;
+            let mut out = Inserted::default();
             let mut frame_stmt = tx.prepare_cached(
                 "INSERT INTO frames (client, frame, tier2, capture_ms, received_ms, lat, lon,
                     speed_mps, heading_deg, fix_time_ms, segment_size, jpeg_len, jpeg)
@@ -300,7 +303,13 @@ impl Storage for SqliteStorage {
                     jpeg_len(&f.jpeg)?,
                     f.jpeg
                 ])?;
-                if inserted == 1 && f.fix.is_some() {
+                if inserted == 0 {
+                    let same: bool =
+                        same_stmt.query_row(params![f.client, f.frame, f.jpeg], |r| r.get(0))?;
+                    if !same {
+                        out.conflicts.push((f.client, f.frame));
+                    }
+                } else if f.fix.is_some() {
                     fix_stmt.execute(params![
                         f.client,
                         f.frame,
@@ -313,7 +322,7 @@ impl Storage for SqliteStorage {
                     ])?;
                 }
             }
-            Ok(())
+            Ok(out)
         })
     }
 

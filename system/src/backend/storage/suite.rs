@@ -229,11 +229,19 @@ pub(crate) fn duplicate_frames_are_ignored(mut f: Fresh) {
     let mut again = frame(1, 5, 2_000);
     again.jpeg = vec![1, 2, 3];
     again.fix = Some(fix(77));
-    // Alone, and inside a batch with a new frame (and twice in the batch).
-    db.insert_frames(&[again.clone()]).unwrap();
+    // Alone, and inside a batch with a new frame (and twice in the batch): another picture
+    // under a stored key is refused and named; the same picture again is a repeat, no conflict.
+    let r = db.insert_frames(&[again.clone()]).unwrap();
+    assert_eq!(r.conflicts, vec![(1, 5)]);
     let new = frame(1, 6, 3_000);
-    db.insert_frames(&[again.clone(), new.clone(), new.clone()])
+    let r = db
+        .insert_frames(&[again.clone(), new.clone(), new.clone()])
         .unwrap();
+    assert_eq!(
+        r.conflicts,
+        vec![(1, 5)],
+        "the repeat of frame 6 is no conflict"
+    );
     assert_eq!(db.frame(1, 5).unwrap(), Some(first.clone()));
     assert_eq!(db.frame(1, 6).unwrap(), Some(new.clone()));
     let track = db.track(1, i64::MIN, i64::MAX, 100).unwrap();
@@ -249,7 +257,8 @@ pub(crate) fn duplicate_frames_are_ignored(mut f: Fresh) {
     let mut elsewhere = first.clone();
     elsewhere.tier2 += 1;
     elsewhere.received_ms = 9_000;
-    db.insert_frames(&[elsewhere]).unwrap();
+    let r = db.insert_frames(&[elsewhere]).unwrap();
+    assert!(r.conflicts.is_empty(), "the same picture: {r:?}");
     assert_eq!(db.frame(1, 5).unwrap(), Some(first.clone()));
     assert_eq!(db.frames(1, i64::MIN, i64::MAX, 100).unwrap().len(), 2);
     // The same frame id of another client is another frame.
