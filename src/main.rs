@@ -105,6 +105,12 @@ enum Command {
         /// random one is made and printed once.
         #[arg(long)]
         password_file: Option<PathBuf>,
+        /// Serve the web UI over HTTPS with this PEM certificate chain (with --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Manage the users of the web API and UI (passwords from --password-file or stdin).
     User {
@@ -759,6 +765,8 @@ fn main() -> anyhow::Result<()> {
             database,
             seed,
             password_file,
+            tls_cert,
+            tls_key,
         } => {
             use livecam_system::runtime::up;
             anyhow::ensure!(clients > 0, "--clients must be at least 1");
@@ -778,6 +786,8 @@ fn main() -> anyhow::Result<()> {
                 database,
                 seed,
                 password_file,
+                tls_cert,
+                tls_key,
             };
             let local = tokio::task::LocalSet::new();
             let summary = local.block_on(

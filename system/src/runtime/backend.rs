@@ -71,6 +71,13 @@ pub struct BackendFile {
     /// Send commands unsigned and take unsigned results: lab use only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure: bool,
+    /// Serve HTTPS with this PEM certificate chain (and `tls_key`); login cookies are then
+    /// `Secure`. Without both, plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 fn default_backend_id() -> u32 {
@@ -107,6 +114,25 @@ impl BackendFile {
             identity: None,
             servers: None,
             insecure: false,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+
+    /// The TLS server configuration, when `tls_cert` and `tls_key` are set.
+    pub fn tls(&self, origin: &str) -> Result<Option<Arc<rustls::ServerConfig>>, ConfigError> {
+        let invalid = |field, message: String| ConfigError::Invalid {
+            path: origin.to_string(),
+            field,
+            message,
+        };
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(invalid("tls_key", "needed with tls_cert".into())),
+            (None, Some(_)) => Err(invalid("tls_cert", "needed with tls_key".into())),
+            (Some(cert), Some(key)) => super::tls::server_config(cert, key)
+                .map(Some)
+                .map_err(|e| invalid("tls_cert", e.to_string())),
         }
     }
 
@@ -173,6 +199,7 @@ impl BackendFile {
             }
         }
         c.control_plane(Instant::ZERO, &path.display().to_string())?;
+        c.tls(&path.display().to_string())?;
         Ok(c)
     }
 }
@@ -196,6 +223,8 @@ pub struct Backend {
     storage: Arc<Mutex<Box<dyn Storage>>>,
     http: tokio::net::TcpListener,
     udp: tokio::net::UdpSocket,
+    /// HTTPS when configured.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Backend {
@@ -207,6 +236,7 @@ impl Backend {
             storage: Arc::new(Mutex::new(storage)),
             http: tokio::net::TcpListener::bind(cfg.http).await?,
             udp: tokio::net::UdpSocket::bind(cfg.commands).await?,
+            tls: cfg.tls("the backend config")?,
         };
         if let Some(path) = &cfg.admin_password_file {
             let password = super::users::read_password(Some(path))?;
@@ -235,6 +265,12 @@ impl Backend {
         self.http.local_addr()
     }
 
+    /// The web server's URL: `https://` when it serves TLS.
+    pub fn url(&self) -> std::io::Result<String> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        Ok(format!("{scheme}://{}/", self.http_addr()?))
+    }
+
     /// Serves until `stop`.
     pub async fn run(
         self,
@@ -249,21 +285,36 @@ impl Backend {
             city: self.cfg.city,
             tiles: self.cfg.tiles.clone(),
             online_window_ms: self.cfg.online_window_ms,
+            secure_cookies: self.tls.is_some(),
         };
         let http = self.http.local_addr()?;
-        tracing::info!(%http, "backend up: open http://{http}/");
+        let url = self.url()?;
+        tracing::info!(%http, tls = self.tls.is_some(), "backend up: open {url}");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut web_stop = stop_rx.clone();
-        let web = tokio::spawn(async move {
-            axum::serve(
-                self.http,
-                router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = web_stop.wait_for(|s| *s).await;
-            })
-            .await
-        });
+        let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let web = match self.tls.clone() {
+            None => tokio::spawn(async move {
+                axum::serve(self.http, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = web_stop.wait_for(|s| *s).await;
+                    })
+                    .await
+            }),
+            Some(config) => {
+                let handle = axum_server::Handle::new();
+                let server = axum_server::from_tcp_rustls(
+                    self.http.into_std()?,
+                    axum_server::tls_rustls::RustlsConfig::from_config(config),
+                )?
+                .handle(handle.clone());
+                tokio::spawn(async move {
+                    let _ = web_stop.wait_for(|s| *s).await;
+                    handle.graceful_shutdown(Some(Duration::from_secs(5)));
+                });
+                tokio::spawn(async move { server.serve(app).await })
+            }
+        };
         let retention = self.cfg.retention.map(|r| {
             let storage = self.storage.clone();
             let every = Duration::from_secs(self.cfg.retention_interval_s);

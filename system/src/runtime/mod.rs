@@ -9,6 +9,7 @@ pub mod procstat;
 pub mod security;
 pub mod service;
 pub mod socket;
+pub mod tls;
 pub mod transfer;
 pub mod up;
 pub mod users;

@@ -33,6 +33,9 @@ pub struct UpOptions {
     /// The password of the web login `admin` (first line of the file); a random one, handed
     /// to `ready`, when absent.
     pub password_file: Option<PathBuf>,
+    /// HTTPS for the web UI: a PEM certificate chain and its key (see `BackendFile::tls_cert`).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// What every role reported at the end.
@@ -98,6 +101,8 @@ pub async fn up(
             max_frame_bytes: Some(512 << 20),
         }),
         retention_interval_s: 30,
+        tls_cert: opts.tls_cert.clone(),
+        tls_key: opts.tls_key.clone(),
         ..BackendFile::new(database.clone())
     };
     keys.secure_backend(&mut backend_cfg);
@@ -220,7 +225,7 @@ pub async fn up(
         }));
     }
 
-    let url = format!("http://{}/", backend.http_addr()?);
+    let url = backend.url()?;
     ready(&url, generated.then_some(password.as_str()));
     let backend = backend.run(stop).await;
     // The roles stop after the backend, whatever became of it.

@@ -300,9 +300,11 @@ pub(super) async fn same_origin(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// The cookie that holds `token` for `max_age_s` (0 clears it).
-fn cookie(token: &str, max_age_s: i64) -> HeaderValue {
-    let text = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}");
+/// The cookie that holds `token` for `max_age_s` (0 clears it); `Secure` over HTTPS.
+fn cookie(token: &str, max_age_s: i64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let text =
+        format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}");
     // A token is hex digits; the rest is ASCII.
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -445,8 +447,10 @@ pub(super) async fn login(State(shared): State<AppState>, req: Request) -> Respo
     tracing::info!(name = %user.name, "login");
     let mut res =
         Json(json!({"token": token, "user": user, "expires_ms": expires_ms})).into_response();
-    res.headers_mut()
-        .insert(header::SET_COOKIE, cookie(&token, SESSION_TTL_MS / 1000));
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        cookie(&token, SESSION_TTL_MS / 1000, shared.state.secure_cookies),
+    );
     res
 }
 
@@ -458,7 +462,10 @@ pub(super) async fn logout(State(shared): State<AppState>, headers: HeaderMap) -
         }
     }
     let mut res = Json(json!({"status": "logged out"})).into_response();
-    res.headers_mut().insert(header::SET_COOKIE, cookie("", 0));
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        cookie("", 0, shared.state.secure_cookies),
+    );
     res
 }
 
@@ -526,7 +533,11 @@ mod tests {
         assert_eq!(token(&h).as_deref(), Some("xyz"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic xyz"));
         assert_eq!(token(&h).as_deref(), Some("abc"));
-        let c = cookie("tok", 60);
+        assert!(cookie("tok", 60, true)
+            .to_str()
+            .unwrap()
+            .ends_with("; Secure"));
+        let c = cookie("tok", 60, false);
         let c = c.to_str().unwrap();
         assert!(
             c.contains("HttpOnly") && c.contains("SameSite=Strict"),

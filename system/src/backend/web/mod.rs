@@ -57,6 +57,8 @@ pub struct WebState {
     pub tiles: Option<PathBuf>,
     /// A client is online if its session's `last_seen_ms` is within this of now.
     pub online_window_ms: i64,
+    /// The page is served over HTTPS: login cookies get `Secure` (never sent in the clear).
+    pub secure_cookies: bool,
 }
 
 /// The whole web server: REST API, WebSocket push, map server and browser client.

@@ -154,6 +154,7 @@ fn fixture_with(tiles: Option<std::path::PathBuf>) -> Fixture {
         city,
         tiles,
         online_window_ms: WINDOW_MS,
+        secure_cookies: false,
     });
     let app = raw.clone().layer(axum::middleware::map_request(move |req| {
         let token = token.clone();
