@@ -44,7 +44,7 @@ pub struct SessionRecord {
 pub struct Inserted {
     /// `(client, frame)` of the frames refused because their key already holds a different
     /// picture (frame ids repeated, e.g. after a clock step on a board without RTC): the stored
-    /// one is kept, the new one is not stored and must not be reported STORED.
+    /// one is kept and the new one is not stored.
     pub conflicts: Vec<(u32, u32)>,
 }
 

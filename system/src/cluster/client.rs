@@ -74,6 +74,9 @@ pub struct Connector {
     initiator: Option<Initiator>,
     /// Keys of the session just connected, until the application takes them.
     channel: Option<Channel>,
+    /// The tier-1 the last request went to: the only one whose tier-1 list is taken (the list
+    /// is its answer; a list from anywhere else would let a stranger redirect the client).
+    asked: Option<SocketAddr>,
 }
 
 impl Connector {
@@ -89,6 +92,7 @@ impl Connector {
             security: None,
             initiator: None,
             channel: None,
+            asked: None,
         }
     }
 
@@ -163,6 +167,7 @@ impl Connector {
             return;
         };
         self.attempt = self.attempt.wrapping_add(1);
+        self.asked = Some(tier1);
         let mut hello = Vec::new();
         self.initiator = None;
         if let Some(security) = &mut self.security {
@@ -241,6 +246,9 @@ impl Connector {
                 _ => self.reply(from, o.attempt, o.tier2, false),
             },
             Message::Tier1List(list) => {
+                if Some(from) != self.asked {
+                    return true; // not the answer to our request: ignored
+                }
                 if !list.is_empty() && *list != self.cfg.tier1s {
                     self.cfg.tier1s = list.clone();
                     self.current = 0;

@@ -176,6 +176,16 @@ fn the_client_fails_over_to_its_backup_and_takes_a_new_tier1_list() {
     // An offer for the first attempt is late: released, not taken.
     c.handle(timeout, t2addr(1), &offer(1, 1));
     assert!(c.connected().is_none());
+    // A list from anyone but the tier-1 it asked (a stranger, or T1A it no longer asks) is
+    // not taken.
+    let planted = vec![addr("10.6.6.6:7000")];
+    c.handle(
+        timeout,
+        addr("10.6.6.6:7000"),
+        &Message::Tier1List(planted.clone()),
+    );
+    c.handle(timeout, addr(T1A), &Message::Tier1List(planted));
+    assert_eq!(c.tier1s(), &[addr(T1A), addr(T1B)]);
     // T1B sends its list; the client uses it from now on.
     let list = vec![addr(T1B), addr("10.0.1.3:7000")];
     c.handle(timeout, addr(T1B), &Message::Tier1List(list.clone()));

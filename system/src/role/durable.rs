@@ -11,7 +11,7 @@
 //!   restarted client numbers on from above what its ring holds). Storage is idempotent per
 //!   (client, frame), so a frame stored twice (a STORED lost, a backfill after a reconnect, a
 //!   different tier-2) is one row; a different picture under a stored key is refused and
-//!   counted at the tier-2, never reported STORED.
+//!   counted at the tier-2 (and answered STORED, since no retry could store it).
 //! - **Backfill.** Frames in the ring whose live attempt is over (given up at the deadline or
 //!   evicted, or acknowledged but not STORED within `stored_timeout`) are sent again on a
 //!   second, low-priority session: id `client | BACKFILL_SESSION_BIT`, its own

@@ -23,8 +23,10 @@ pub struct MobileConfig {
     /// keep-alive once nothing has been heard from the tier-2 for this long. The echo keeps
     /// the session and its keys at the tier-2 (a stopped camera stays commandable), and no
     /// echo within `session_timeout` means the tier-2 is gone: the client reconnects, so an
-    /// idle client fails over within `keepalive_interval + session_timeout`. Costs one small
-    /// sealed datagram each way per interval while idle (about 80 bytes on the wire).
+    /// idle client fails over within `keepalive_interval + session_timeout`. While one is
+    /// unanswered it is repeated every quarter of `session_timeout`, so a lost keep-alive or
+    /// echo is not a lost session (four in a row must be). Costs one small sealed datagram
+    /// each way per interval while idle (about 80 bytes on the wire).
     pub keepalive_interval: Duration,
 }
 
@@ -268,6 +270,11 @@ impl Mobile {
         }
         if self.greet {
             return Some(self.connected_at);
+        }
+        if self.keepalive_since.is_some() {
+            // Unanswered: try again well before the session counts as lost.
+            let retry = (self.cfg.session_timeout / 4).max(Duration::from_millis(1));
+            return Some(self.keepalive_sent_at + retry);
         }
         Some(self.heard_at.max(self.keepalive_sent_at) + self.cfg.keepalive_interval)
     }

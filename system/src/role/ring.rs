@@ -393,7 +393,11 @@ impl DiskRing {
             ring.index.remove(oldest);
             ring.index.stats.frames_dropped += 1;
         }
-        ring.compact_if_due()?;
+        // A compaction that fails (a full disk) is retried later, as on every insert: the log
+        // as it is still serves.
+        if let Err(e) = ring.compact_if_due() {
+            ring.io_error("compacting on open", &e);
+        }
         Ok(ring)
     }
 
@@ -549,17 +553,34 @@ impl DiskRing {
                 return Err(e);
             }
         };
+        // Opened before the rename, so once the rename happened nothing can fail before the
+        // ring writes to the new file (writing on to the old, unlinked one would lose frames).
+        let renamed = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&tmp)
+            .and_then(|file| std::fs::rename(&tmp, &self.path).map(|()| file));
+        let file = match renamed {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                self.compact_failed_at = Some(self.end);
+                return Err(e);
+            }
+        };
         self.compact_failed_at = None;
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // The rename itself made durable.
-            File::open(dir)?.sync_all()?;
-        }
-        self.file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+        self.file = file;
         self.end = moved.iter().map(|e| e.pos + e.len + 4).max().unwrap_or(0);
         for e in moved {
             if let Some(seq) = self.index.by_frame.get(&e.frame).copied() {
                 self.index.by_seq.insert(seq, e);
+            }
+        }
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // The rename itself made durable. If that fails, a power cut may bring back the
+            // old log: it holds every frame the new one does, so nothing is lost.
+            if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+                tracing::warn!(error = %e, "frame ring: syncing the directory after compaction");
             }
         }
         Ok(())

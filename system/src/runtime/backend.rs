@@ -130,9 +130,20 @@ impl BackendFile {
             (None, None) => Ok(None),
             (Some(_), None) => Err(invalid("tls_key", "needed with tls_cert".into())),
             (None, Some(_)) => Err(invalid("tls_cert", "needed with tls_key".into())),
-            (Some(cert), Some(key)) => super::tls::server_config(cert, key)
-                .map(Some)
-                .map_err(|e| invalid("tls_cert", e.to_string())),
+            (Some(cert), Some(key)) => {
+                super::tls::server_config(cert, key).map(Some).map_err(|e| {
+                    // Name the file that failed; a pair that does not match is the cert's.
+                    let field = match &e {
+                        super::tls::TlsError::File { path, .. }
+                            if *path == key.display().to_string() =>
+                        {
+                            "tls_key"
+                        }
+                        _ => "tls_cert",
+                    };
+                    invalid(field, e.to_string())
+                })
+            }
         }
     }
 

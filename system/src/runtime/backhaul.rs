@@ -59,8 +59,8 @@ pub struct BackhaulCounters {
     /// Records dropped because the writer was behind.
     pub records_dropped: AtomicU64,
     pub write_errors: AtomicU64,
-    /// Frames refused because their (client, frame) key holds a different picture: never
-    /// reported STORED.
+    /// Frames refused because their (client, frame) key holds a different picture (answered
+    /// STORED, since no retry could store them; not counted in `frames_stored`).
     pub frames_conflicting: AtomicU64,
 }
 
@@ -373,20 +373,20 @@ fn write_loop(
                             );
                         }
                     }
-                    let refused =
-                        |f: &FrameRecord| inserted.conflicts.contains(&(f.client, f.frame));
+                    // A conflicting frame is answered STORED all the same: storage will never
+                    // take it (retrying would clog the camera's ring and its backfill for ever),
+                    // so the camera lets it go, and the refusal is counted and logged here.
                     let stored: Vec<StoredFrame> = frames
                         .iter()
                         .zip(&backfill)
-                        .filter(|(f, _)| !refused(f))
                         .map(|(f, &backfill)| StoredFrame {
                             session: f.client,
                             frame: f.frame,
                             backfill,
                         })
                         .collect();
-                    c.frames_stored
-                        .fetch_add(stored.len() as u64, Ordering::Relaxed);
+                    let kept = stored.len() - inserted.conflicts.len().min(stored.len());
+                    c.frames_stored.fetch_add(kept as u64, Ordering::Relaxed);
                     Written { stored, failed: 0 }
                 }
                 Err(e) => {
@@ -482,13 +482,20 @@ mod tests {
         // stored once.
         b.frame_delivered(Instant::ZERO, &delivered(2, &f2, true));
         assert_eq!(stored(&mut b, 1).len(), 1);
-        // Another picture under frame 1's id (ids repeated after a clock step): refused,
-        // counted, and never reported STORED; frame 3 in the same batch is.
+        // Another picture under frame 1's id (ids repeated after a clock step): refused and
+        // counted; answered STORED so the camera does not retry it for ever.
+        let before = counters.report().frames_stored;
         b.frame_delivered(Instant::ZERO, &delivered(1, &frame(300), false));
         b.frame_delivered(Instant::ZERO, &delivered(3, &frame(400), false));
-        let got = stored(&mut b, 1);
-        assert_eq!(got.iter().map(|s| s.frame).collect::<Vec<_>>(), vec![3]);
+        let mut got: Vec<u32> = stored(&mut b, 2).iter().map(|s| s.frame).collect();
+        got.sort_unstable();
+        assert_eq!(got, vec![1, 3]);
         assert_eq!(counters.report().frames_conflicting, 1);
+        assert_eq!(
+            counters.report().frames_stored,
+            before + 1,
+            "only frame 3 stored"
+        );
         drop(b);
         writer.join().unwrap();
         assert_eq!(counters.report().write_errors, 0);

@@ -381,8 +381,9 @@ impl Storage for PgStorage {
                     ],
                 )?;
                 if inserted == 0 {
-                    let row = tx.query_one(&same, &[&client, &frame, &f.jpeg])?;
-                    if !row.try_get::<_, bool>(0)? {
+                    // No row: retention removed it meanwhile; nothing to conflict with.
+                    let row = tx.query_opt(&same, &[&client, &frame, &f.jpeg])?;
+                    if row.map(|r| r.try_get::<_, bool>(0)).transpose()? == Some(false) {
                         out.conflicts.push((f.client, f.frame));
                     }
                 } else if f.fix.is_some() {

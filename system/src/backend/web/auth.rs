@@ -221,7 +221,7 @@ impl Throttles {
 /// with a bounded queue (see the module docs). Argon2 is the `argon2` crate's (RustCrypto).
 pub(super) struct Verifier {
     cores: Arc<tokio::sync::Semaphore>,
-    waiting: AtomicUsize,
+    pub(super) waiting: AtomicUsize,
 }
 
 impl Default for Verifier {
@@ -237,15 +237,23 @@ impl Default for Verifier {
 impl Verifier {
     /// Whether `password` matches the PHC string `hash`; 503 when the queue is full.
     async fn verify(&self, password: String, hash: String) -> Result<bool, ApiError> {
+        /// A place in the queue, given back however the wait ends (a client that hangs up
+        /// drops the request's future mid-wait: without this the place would be lost).
+        struct Place<'a>(&'a AtomicUsize);
+        impl Drop for Place<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let place = Place(&self.waiting);
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many logins at once; try again in a second",
             ));
         }
         let permit = self.cores.clone().acquire_owned().await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        drop(place);
         let permit = permit.map_err(|_| ApiError::internal("password checks stopped"))?;
         tokio::task::spawn_blocking(move || {
             let _core = permit;

@@ -1323,6 +1323,17 @@ async fn password_checks_wait_outside_the_storage_lock_and_the_queue_is_bounded(
         login_from(&f.raw, over, "op", &password("op")).await,
         StatusCode::SERVICE_UNAVAILABLE
     );
+    // A login whose client hung up while it waited gives its place back.
+    let gone = queued.pop().unwrap();
+    gone.abort();
+    let _ = gone.await;
+    assert_eq!(
+        f.shared
+            .verifier
+            .waiting
+            .load(std::sync::atomic::Ordering::SeqCst),
+        auth::MAX_WAITING - 1
+    );
     drop(held);
     for q in queued {
         assert_eq!(q.await.unwrap(), StatusCode::OK);
