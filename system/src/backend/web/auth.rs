@@ -21,9 +21,10 @@
 //! flood costs those cores and never stalls the API behind it; past [`MAX_WAITING`] queued
 //! checks a login gets 503 at once.
 //!
-//! State-changing requests authenticated by the cookie must come from this server's own
-//! pages: [`same_origin`] refuses (403) a POST whose `Origin` names another host (cross-site
-//! request forgery; `SameSite=Strict` already keeps the cookie off most of them). Requests
+//! State-changing requests and WebSocket upgrades authenticated by the cookie must come from
+//! this server's own pages: [`same_origin`] refuses (403) a POST or an upgrade whose `Origin`
+//! names another host (cross-site request forgery and WebSocket hijacking; `SameSite=Strict`
+//! already keeps the cookie off cross-site ones, not off another port of the same host). Requests
 //! with a bearer token cannot be forged by another site and are not checked.
 
 use std::collections::BTreeMap;
@@ -193,7 +194,15 @@ impl Default for Throttles {
 
 impl Throttles {
     fn keys(name: &str, from: Option<IpAddr>) -> (String, String) {
-        let at = from.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+        // An IPv6 host usually holds a whole /64: it is counted as one address.
+        let at = match from {
+            None => "unknown".to_string(),
+            Some(IpAddr::V4(ip)) => ip.to_string(),
+            Some(IpAddr::V6(ip)) => {
+                let s = ip.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        };
         (format!("{name} at {at}"), at)
     }
 
@@ -275,10 +284,12 @@ impl Verifier {
     }
 }
 
-/// Refuses (403) a state-changing request that carries no bearer token and whose `Origin`
-/// names a host other than the one it was sent to.
+/// Refuses (403) a state-changing request, or a WebSocket upgrade (a page elsewhere must not
+/// read the live socket with the user's cookie), that carries no bearer token and whose
+/// `Origin` names a host other than the one it was sent to.
 pub(super) async fn same_origin(req: Request, next: Next) -> Response {
-    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let upgrade = req.headers().contains_key(header::UPGRADE);
+    let safe = !upgrade && matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)

@@ -1255,6 +1255,19 @@ async fn login_from(app: &Router, from: SocketAddr, name: &str, password: &str) 
 async fn a_guesser_locks_out_its_own_address_not_the_real_user() {
     let f = fixture();
     let guesser: SocketAddr = "10.6.6.6:40000".parse().unwrap();
+    // Another address of the guesser's IPv6 /64 counts as the same address.
+    let v6: SocketAddr = "[2001:db8:1:2::10]:40000".parse().unwrap();
+    let v6_next: SocketAddr = "[2001:db8:1:2::99]:40000".parse().unwrap();
+    for i in 0..=auth::FREE_FAILURES {
+        assert_eq!(
+            login_from(&f.raw, v6, "viewer", &format!("guess {i}")).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_from(&f.raw, v6_next, "viewer", &password("viewer")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     let user: SocketAddr = "10.0.0.7:50000".parse().unwrap();
     for i in 0..10 {
         let status = login_from(&f.raw, guesser, "op", &format!("guess {i}")).await;
@@ -1361,6 +1374,22 @@ async fn cookie_posts_from_another_origin_are_refused() {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
     assert!(v["error"].as_str().unwrap().contains("cross-origin"), "{v}");
+    // So is the live socket opened from another origin with the cookie.
+    let (status, _, _) = call_with(
+        &f.raw,
+        Method::GET,
+        "/api/live",
+        &[
+            cookie.clone(),
+            host.clone(),
+            (header::ORIGIN, "http://cams.example:8081".to_string()),
+            (header::UPGRADE, "websocket".to_string()),
+            (header::CONNECTION, "upgrade".to_string()),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     // A login forged from another site is refused too.
     let body = json!({"name": "op", "password": password("op")}).to_string();
     let (status, _, _) = call_with(
