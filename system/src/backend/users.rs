@@ -307,6 +307,12 @@ pub fn set_password(
     Ok(())
 }
 
+/// The hash a login for `stored` is checked against: the user's, or the decoy when there is
+/// no such user, so an unknown name costs the same argon2 verification as a known one.
+pub fn hash_to_check(stored: Option<&StoredUser>) -> &str {
+    stored.map_or(decoy_hash(), |s| s.password_hash.as_str())
+}
+
 /// Checks a name and password; the user when they match. Costs one argon2 verification
 /// whether or not the user exists.
 pub fn authenticate(
@@ -319,10 +325,7 @@ pub fn authenticate(
     } else {
         None
     };
-    let hash = stored
-        .as_ref()
-        .map_or(decoy_hash(), |s| s.password_hash.as_str());
-    let ok = verify_password(password, hash);
+    let ok = verify_password(password, hash_to_check(stored.as_ref()));
     Ok(stored.filter(|_| ok).map(|s| s.user))
 }
 

@@ -34,4 +34,4 @@ pub use tier1::Tier1Server;
 pub use tier2::Tier2Server;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -544,25 +544,18 @@ impl DiskRing {
             return Ok(());
         }
         let tmp = self.compact_path();
-        let moved = match self.write_compacted(&tmp) {
-            Ok(moved) => moved,
+        // The new file is opened before the rename, so once the rename happened nothing can
+        // fail before the ring writes to it (writing on to the old, unlinked one would lose
+        // frames).
+        let done = self.write_compacted(&tmp).and_then(|moved| {
+            let file = OpenOptions::new().read(true).write(true).open(&tmp)?;
+            std::fs::rename(&tmp, &self.path)?;
+            Ok((moved, file))
+        });
+        let (moved, file) = match done {
+            Ok(done) => done,
             Err(e) => {
                 // Leave no partial copy behind (it would fill the disk further).
-                let _ = std::fs::remove_file(&tmp);
-                self.compact_failed_at = Some(self.end);
-                return Err(e);
-            }
-        };
-        // Opened before the rename, so once the rename happened nothing can fail before the
-        // ring writes to the new file (writing on to the old, unlinked one would lose frames).
-        let renamed = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&tmp)
-            .and_then(|file| std::fs::rename(&tmp, &self.path).map(|()| file));
-        let file = match renamed {
-            Ok(file) => file,
-            Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 self.compact_failed_at = Some(self.end);
                 return Err(e);

@@ -2,7 +2,8 @@
 //! virtual time: a tier-1, two tier-2s and one mobile client, and the test standing in for the
 //! backend (it sends commands to a tier-2 and reads the results). For behaviour over minutes
 //! of idle time, which the simulators' cameras (they finish when their frames are done) and
-//! the process tests (real time) cannot afford.
+//! the process tests (real time) cannot afford. [`Net`] also serves other modules' tests
+//! with hosts of their own ([`Net::with_hosts`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,7 +27,7 @@ fn backend() -> SocketAddr {
     addr(200)
 }
 
-enum Host {
+pub(crate) enum Host {
     Tier1(Box<Tier1Server>),
     Tier2(Box<Tier2Server>),
     Mobile(Box<Mobile>),
@@ -50,14 +51,16 @@ impl Host {
     }
 }
 
-struct Net {
-    now: Instant,
-    hosts: BTreeMap<SocketAddr, Host>,
+pub(crate) struct Net {
+    pub(crate) now: Instant,
+    pub(crate) hosts: BTreeMap<SocketAddr, Host>,
     /// `(arrival, sequence) -> (from, to, datagram)`.
     flight: BTreeMap<(Instant, u64), (SocketAddr, SocketAddr, Vec<u8>)>,
     seq: u64,
     /// Command results that reached the backend.
     results: Vec<CommandResult>,
+    /// Bytes sent to addresses that are neither a host nor the backend.
+    pub(crate) outside_bytes: usize,
 }
 
 impl Net {
@@ -101,12 +104,18 @@ impl Net {
                 camera,
             ))),
         );
+        Net::with_hosts(hosts)
+    }
+
+    /// A network of `hosts`, at time zero.
+    pub(crate) fn with_hosts(hosts: BTreeMap<SocketAddr, Host>) -> Net {
         Net {
             now: Instant::ZERO,
             hosts,
             flight: BTreeMap::new(),
             seq: 0,
             results: Vec::new(),
+            outside_bytes: 0,
         }
     }
 
@@ -129,7 +138,7 @@ impl Net {
         self.mobile().connector().connected().map(|(_, a)| a)
     }
 
-    fn send(&mut self, from: SocketAddr, to: SocketAddr, datagram: Vec<u8>) {
+    pub(crate) fn send(&mut self, from: SocketAddr, to: SocketAddr, datagram: Vec<u8>) {
         self.seq += 1;
         self.flight
             .insert((self.now + DELAY, self.seq), (from, to, datagram));
@@ -148,7 +157,7 @@ impl Net {
         self.send(backend(), to, buf);
     }
 
-    fn run_until(&mut self, end: Instant) {
+    pub(crate) fn run_until(&mut self, end: Instant) {
         loop {
             let next_arrival = self.flight.keys().next().map(|&(t, _)| t);
             let next_timer = self.hosts.values().filter_map(Host::deadline).min();
@@ -171,6 +180,8 @@ impl Net {
                     }
                 } else if let Some(h) = self.hosts.get_mut(&to) {
                     h.endpoint().handle_datagram(now, from, &data);
+                } else {
+                    self.outside_bytes += data.len();
                 }
             }
             let mut out = Vec::new();

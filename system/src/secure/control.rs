@@ -885,6 +885,7 @@ mod tests {
             ConnectForward, ConnectReply, ConnectRequest, FrameAck, Handover, KeepAlive, Nack,
             PeerStatus, Sealed, Segment,
         };
+        use crate::role::tests::{Host, Net};
         use crate::secure::{DeviceRegistry, DeviceSecurity, Gate, StaticKey};
 
         let t1: SocketAddr = ([10, 0, 0, 1], 7000).into();
@@ -899,6 +900,8 @@ mod tests {
         let mut dev = DeviceSecurity::new(device, cluster.public(), 0, Entropy::seeded(41));
         let (_, hello) = dev.hello(T, 7, 1).expect("a hello");
 
+        // A fresh secure cluster on the roles' in-process network (`role::tests::Net`): what
+        // it sends to an address that is not one of its hosts is counted as leaving it.
         let cluster_up = || {
             let tier1 = Tier1::new(Tier1Config::new(1, t1, Vec::new()), Instant::ZERO);
             let tier1 = Tier1Server::new(tier1, None).with_control(plane(T1));
@@ -910,53 +913,15 @@ mod tests {
                 Box::new(CapturedCheck),
             );
             let tier2 = Tier2Server::new(tier2, sink).with_control(plane(T2));
-            (tier1, tier2)
+            Net::with_hosts(BTreeMap::from([
+                (t1, Host::Tier1(Box::new(tier1))),
+                (t2, Host::Tier2(Box::new(tier2))),
+            ]))
         };
-        // Runs both servers from `from` to `to` in 5 ms steps, handing datagrams between
-        // them; returns the bytes sent anywhere else.
-        fn run(
-            s1: &mut Tier1Server,
-            s2: &mut Tier2Server,
-            (a1, a2): (SocketAddr, SocketAddr),
-            first: Option<(SocketAddr, SocketAddr, Vec<u8>)>,
-            from: Instant,
-            to: Instant,
-        ) -> usize {
-            let mut outside = 0;
-            let mut pending: Vec<_> = first.into_iter().collect();
-            let mut now = from;
-            while now <= to {
-                for _ in 0..8 {
-                    for (src, dst, d) in std::mem::take(&mut pending) {
-                        if dst == a1 {
-                            s1.handle_datagram(now, src, &d);
-                        } else {
-                            s2.handle_datagram(now, src, &d);
-                        }
-                    }
-                    if s1.poll_timeout().is_some_and(|t| t <= now) {
-                        s1.handle_timeout(now);
-                    }
-                    if s2.poll_timeout().is_some_and(|t| t <= now) {
-                        s2.handle_timeout(now);
-                    }
-                    for (src, out) in [(a1, sent(s1, now)), (a2, sent(s2, now))] {
-                        for (dst, d) in out {
-                            if dst == a1 || dst == a2 {
-                                pending.push((src, dst, d));
-                            } else {
-                                outside += d.len();
-                            }
-                        }
-                    }
-                    if pending.is_empty() {
-                        break;
-                    }
-                }
-                now += Duration::from_millis(5);
-            }
-            outside
-        }
+        let managed = |net: &Net| match net.hosts.get(&t1) {
+            Some(Host::Tier1(s)) => s.tier1().managed().count(),
+            _ => 0,
+        };
 
         let payload = [0x5a; 1000];
         let garbage = [0xa5; 112];
@@ -1117,26 +1082,19 @@ mod tests {
         ];
         let mut seen = 0;
         for (name, to, msg) in samples {
-            let (mut s1, mut s2) = cluster_up();
+            let mut net = cluster_up();
             // The tier-2 registers with its tier-1 first (signed heartbeats).
-            let start = T - Duration::from_secs(2);
-            let quiet = run(&mut s1, &mut s2, (t1, t2), None, start, T);
-            assert_eq!(quiet, 0, "nothing leaves the cluster unasked");
-            assert_eq!(s1.tier1().managed().count(), 1, "the tier-2 is managed");
+            net.run_until(T);
+            assert_eq!(net.outside_bytes, 0, "nothing leaves the cluster unasked");
+            assert_eq!(managed(&net), 1, "the tier-2 is managed");
             let d = {
                 let mut b = Vec::new();
                 msg.encode(&mut b);
                 b
             };
-            let datagram = Some((victim, to, d.clone()));
-            let out = run(
-                &mut s1,
-                &mut s2,
-                (t1, t2),
-                datagram,
-                T,
-                T + Duration::from_secs(1),
-            );
+            net.send(victim, to, d.clone());
+            net.run_until(T + Duration::from_secs(1));
+            let out = net.outside_bytes;
             eprintln!(
                 "{name:<40} in {:>5} B  out {out:>5} B  ratio {:.2}",
                 d.len(),

@@ -431,10 +431,7 @@ pub(super) async fn login(State(shared): State<AppState>, req: Request) -> Respo
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    let hash = stored
-        .as_ref()
-        .map_or(users::decoy_hash(), |s| s.password_hash.as_str())
-        .to_string();
+    let hash = users::hash_to_check(stored.as_ref()).to_string();
     let user = match shared.verifier.verify(body.password, hash).await {
         Ok(true) => stored.map(|s| s.user),
         Ok(false) => None,
