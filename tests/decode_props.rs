@@ -108,7 +108,7 @@ fn encoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         }),
         Message::Stored(Stored {
             session: 1001,
-            frames: vec![5, 6, 7],
+            frames: vec![1_764_000_000_005, 1_764_000_000_006, 1 << 40],
         }),
         Message::KeepAlive(KeepAlive {
             session: 1001,
@@ -122,17 +122,20 @@ fn encoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         Message::ConnectRequest(ConnectRequest {
             client: 1001,
             attempt: 1,
+            boot_seq: 0,
             hello: &hello,
         }),
         Message::ConnectForward(ConnectForward {
             client: 1001,
             attempt: 1,
+            boot_seq: 0,
             client_addr: v4,
             hello: &hello,
         }),
         Message::ConnectForward(ConnectForward {
             client: 1001,
             attempt: 2,
+            boot_seq: 0,
             client_addr: v6,
             hello: &[],
         }),
@@ -408,12 +411,14 @@ fn arb_message() -> impl Strategy<Value = Message<'static>> {
         (u(), u()).prop_map(|(client, attempt)| Message::ConnectRequest(ConnectRequest {
             client,
             attempt,
+            boot_seq: u64::from(attempt) << 20,
             hello: handshake(client),
         })),
         (u(), u(), arb_addr()).prop_map(|(client, attempt, client_addr)| {
             Message::ConnectForward(ConnectForward {
                 client,
                 attempt,
+                boot_seq: u64::from(attempt) << 20,
                 client_addr,
                 hello: handshake(attempt),
             })
@@ -441,7 +446,7 @@ fn arb_message() -> impl Strategy<Value = Message<'static>> {
             }),
         (
             u(),
-            proptest::collection::vec(u(), 0..=wire::MAX_STORED_FRAMES)
+            proptest::collection::vec(any::<u64>(), 0..=wire::MAX_STORED_FRAMES)
         )
             .prop_map(|(session, frames)| Message::Stored(Stored { session, frames })),
         (u(), u(), u(), any::<bool>()).prop_map(|(client, attempt, tier2, accept)| {

@@ -57,17 +57,17 @@ impl Drop for SmallDisk {
     }
 }
 
-fn frame(id: u32) -> RingFrame {
+fn frame(id: u64) -> RingFrame {
     RingFrame {
         frame: id,
-        capture_us: u64::from(id) * 100_000,
-        data: (0..10_000u32)
+        capture_us: id * 100_000,
+        data: (0..10_000u64)
             .map(|i| (i ^ id.wrapping_mul(31)) as u8)
             .collect(),
     }
 }
 
-fn held(ring: &DiskRing) -> Vec<u32> {
+fn held(ring: &DiskRing) -> Vec<u64> {
     ring.index().iter().map(|e| e.frame).collect()
 }
 
@@ -121,7 +121,7 @@ fn the_ring_counts_what_a_full_disk_refuses_and_recovers_when_space_returns() {
 fn record(client: u32, n: u32) -> FrameRecord {
     FrameRecord {
         client,
-        frame: n,
+        frame: u64::from(n),
         tier2: 11,
         capture_ms: 1_000 + i64::from(n),
         received_ms: 1_040 + i64::from(n),

@@ -18,13 +18,13 @@ use common::roles::{kept, kept_ids, port, spawn, stop, write, Keys};
 const OUTAGE: Duration = Duration::from_secs(8);
 
 /// `(frame, jpeg)` of client `client`'s stored frames.
-fn stored(db: &Path, client: u32) -> Vec<(u32, Vec<u8>)> {
+fn stored(db: &Path, client: u32) -> Vec<(u64, Vec<u8>)> {
     let conn = rusqlite::Connection::open(db).expect("open the database");
     let mut q = conn
         .prepare("SELECT frame, jpeg FROM frames WHERE client = ?1 ORDER BY frame")
         .expect("prepare");
     let rows = q
-        .query_map([client], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([client], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
         .expect("query");
     rows.collect::<Result<_, _>>().expect("rows")
 }
@@ -105,10 +105,10 @@ fn a_database_locked_for_seconds_loses_no_frame() {
     // stored (the newest frames may still be on their way).
     let start = Instant::now();
     let missing = loop {
-        let have: BTreeSet<u32> = stored(&db, 7).into_iter().map(|(f, _)| f).collect();
+        let have: BTreeSet<u64> = stored(&db, 7).into_iter().map(|(f, _)| f).collect();
         let kept = kept_ids(&keep);
         let newest = kept.last().copied().unwrap_or(0);
-        let missing: Vec<u32> = kept
+        let missing: Vec<u64> = kept
             .iter()
             .copied()
             .filter(|&f| f + 10 <= newest && !have.contains(&f))

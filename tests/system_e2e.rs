@@ -184,7 +184,7 @@ fn frames_positions_and_commands_cross_the_whole_system() {
         let ready = clients.as_array().is_some_and(|a| {
             a.len() == 2
                 && a.iter().all(|c| {
-                    c["online"] == true && c["fix"]["lat"].is_f64() && c["last_frame"].is_u64()
+                    c["online"] == true && c["fix"]["lat"].is_f64() && c["last_frame"].is_string()
                 })
         });
         if ready {
@@ -288,7 +288,11 @@ fn frames_positions_and_commands_cross_the_whole_system() {
             acked[&client]
         );
         for f in frames {
-            let id = f["frame"].as_u64().unwrap() as u32;
+            // 64-bit ids travel as decimal strings (JavaScript numbers hold 53 bits).
+            let id: u64 = f["frame"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("frame id");
             let original = kept
                 .get(&id)
                 .unwrap_or_else(|| panic!("frame {id} never sent"));

@@ -34,7 +34,7 @@ impl Backhaul for StorageModel {
             now + self.latency,
             StoredFrame {
                 session: f.session,
-                frame: f.frame,
+                seq: f.seq,
                 backfill: f.backfill,
             },
         ));

@@ -56,15 +56,17 @@ pub struct Tally {
 #[derive(Debug, Default, Clone)]
 struct DurableTally {
     seen: bool,
-    /// (session, frame) committed by some tier-2's storage: the database's rows.
-    stored: BTreeSet<(u32, u32)>,
+    /// (session, frame) committed by some tier-2's storage: the database's rows. Frames are
+    /// named by capture sequence number; simulated cameras number from `boot_seq` 0, so that
+    /// is the live frame id.
+    stored: BTreeSet<(u32, u64)>,
     /// Commits in all (a frame stored twice counts twice here, once above).
     commits: u64,
     /// Frames that reached the database through backfill.
-    stored_by_backfill: BTreeSet<(u32, u32)>,
+    stored_by_backfill: BTreeSet<(u32, u64)>,
     /// Backfilled frames the tier-2s received whole.
     backfill_deliveries: u64,
-    ring_dropped: BTreeSet<(u32, u32)>,
+    ring_dropped: BTreeSet<(u32, u64)>,
 }
 
 /// The cluster's part of the tally.
@@ -337,13 +339,16 @@ impl Tally {
             .iter()
             .filter(|(_, t)| !t.crashed)
             .flat_map(|(&id, t)| t.pushed.iter().map(move |&f| (id, f)))
-            .filter(|k| !d.stored.contains(k) && !d.ring_dropped.contains(k))
+            .filter(|&(id, f)| {
+                let k = (id, u64::from(f));
+                !d.stored.contains(&k) && !d.ring_dropped.contains(&k)
+            })
             .collect()
     }
 
     /// Whether `(session, frame)` is in the database.
     pub fn is_stored(&self, session: u32, frame: u32) -> bool {
-        self.durable.stored.contains(&(session, frame))
+        self.durable.stored.contains(&(session, u64::from(frame)))
     }
 
     fn durable_summary(&self) -> Option<DurableSummary> {
@@ -352,10 +357,10 @@ impl Tally {
             return None;
         }
         let missing = self.frames_not_stored();
-        let captured: BTreeSet<(u32, u32)> = self
+        let captured: BTreeSet<(u32, u64)> = self
             .sessions
             .iter()
-            .flat_map(|(&id, t)| t.pushed.iter().map(move |&f| (id, f)))
+            .flat_map(|(&id, t)| t.pushed.iter().map(move |&f| (id, u64::from(f))))
             .collect();
         Some(DurableSummary {
             frames_captured: captured.len() as u64,
@@ -371,7 +376,7 @@ impl Tally {
                 .map(|(&id, t)| {
                     t.pushed
                         .iter()
-                        .filter(|&&f| !d.stored.contains(&(id, f)))
+                        .filter(|&&f| !d.stored.contains(&(id, u64::from(f))))
                         .count() as u64
                 })
                 .sum(),

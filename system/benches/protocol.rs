@@ -28,7 +28,9 @@ use livecam_system::proto::wire::{self, Message};
 use livecam_system::proto::{
     PolicyConfig, PolicyKind, Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig,
 };
-use livecam_system::secure::{Channel, DeviceRegistry, DeviceSecurity, Entropy, Gate, StaticKey};
+use livecam_system::secure::{
+    Attempt, Channel, DeviceRegistry, DeviceSecurity, Entropy, Gate, StaticKey,
+};
 use livecam_system::time::Instant;
 
 const FRAME: usize = 10_000;
@@ -209,9 +211,17 @@ fn channels(seed: u64) -> (Channel, Channel) {
     reg.insert(1, device.public());
     let mut dev = DeviceSecurity::new(device, cluster.public(), 0, Entropy::seeded(seed + 1));
     let mut gate = Gate::new(cluster, reg, Entropy::seeded(seed + 2));
-    let (init, hello) = dev.hello(Instant::ZERO, 1, 1).expect("hello");
+    let (init, hello) = dev
+        .hello(Instant::ZERO, Attempt::new(1, 1, 0))
+        .expect("hello");
     let (reply, server) = gate
-        .admit(Instant::ZERO, IpAddr::from([127, 0, 0, 1]), 1, 1, 9, &hello)
+        .admit(
+            Instant::ZERO,
+            IpAddr::from([127, 0, 0, 1]),
+            Attempt::new(1, 1, 0),
+            9,
+            &hello,
+        )
         .expect("admitted");
     let client = init.finish(9, &reply).map_err(|(_, e)| e).expect("reply");
     (client, server)

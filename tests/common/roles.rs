@@ -119,8 +119,9 @@ impl Keys {
     }
 }
 
-/// The frame ids and files in a client's `keep_frames` directory (`FRAME.lf`).
-fn kept_files(dir: &Path) -> impl Iterator<Item = (u32, PathBuf)> {
+/// The frame ids (capture sequence numbers) and files in a client's `keep_frames` directory
+/// (`SEQ.lf`).
+fn kept_files(dir: &Path) -> impl Iterator<Item = (u64, PathBuf)> {
     std::fs::read_dir(dir)
         .expect("kept frames")
         .filter_map(|entry| {
@@ -132,13 +133,13 @@ fn kept_files(dir: &Path) -> impl Iterator<Item = (u32, PathBuf)> {
 
 /// Ids of the frames a client kept a copy of: every frame it captured. Safe while the client
 /// runs (it reads names, not the files being written).
-pub fn kept_ids(dir: &Path) -> BTreeSet<u32> {
+pub fn kept_ids(dir: &Path) -> BTreeSet<u64> {
     kept_files(dir).map(|(id, _)| id).collect()
 }
 
 /// What a client kept of each frame it sent: frame id -> the captured frame. Read it once the
 /// client has stopped.
-pub fn kept(dir: &Path) -> BTreeMap<u32, CapturedFrame> {
+pub fn kept(dir: &Path) -> BTreeMap<u64, CapturedFrame> {
     kept_files(dir)
         .map(|(id, path)| {
             let bytes = std::fs::read(&path).expect("read kept frame");

@@ -45,15 +45,18 @@ pub struct Inserted {
     /// `(client, frame)` of the frames refused because their key already holds a different
     /// picture (frame ids repeated, e.g. after a clock step on a board without RTC): the stored
     /// one is kept and the new one is not stored.
-    pub conflicts: Vec<(u32, u32)>,
+    pub conflicts: Vec<(u32, u64)>,
 }
 
 /// A frame as stored: the captured JPEG with its capture time and fix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FrameRecord {
     pub client: u32,
-    /// The frame id of the segment protocol (unique per client).
-    pub frame: u32,
+    /// The frame's 64-bit capture sequence number (never repeats per client, see
+    /// [`crate::role::durable`]). Stored as the bits of a signed 64-bit column; in the web
+    /// API's JSON it is a decimal string, since JavaScript numbers hold 53 bits.
+    #[serde(with = "seq_string")]
+    pub frame: u64,
     pub tier2: u32,
     /// Capture time on the client's clock.
     pub capture_ms: i64,
@@ -69,7 +72,8 @@ pub struct FrameRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FrameMeta {
     pub client: u32,
-    pub frame: u32,
+    #[serde(with = "seq_string")]
+    pub frame: u64,
     pub tier2: u32,
     pub capture_ms: i64,
     pub received_ms: i64,
@@ -135,7 +139,8 @@ pub struct ClientRow {
     pub last_fix: Option<FixRecord>,
     pub last_link: Option<LinkRecord>,
     /// The id of the newest stored frame.
-    pub last_frame: Option<u32>,
+    #[serde(with = "seq_string_opt")]
+    pub last_frame: Option<u64>,
 }
 
 /// How much the database keeps. Frames and fixes older than `max_age_s`, and the oldest
@@ -203,7 +208,7 @@ pub trait Storage: users::Users + Send {
         to_ms: i64,
         limit: u32,
     ) -> Result<Vec<FrameMeta>, StorageError>;
-    fn frame(&mut self, client: u32, frame: u32) -> Result<Option<FrameRecord>, StorageError>;
+    fn frame(&mut self, client: u32, frame: u64) -> Result<Option<FrameRecord>, StorageError>;
     fn latest_frame(&mut self, client: u32) -> Result<Option<FrameRecord>, StorageError>;
     /// Stores a new pending command and returns it with its id.
     fn insert_command(
@@ -229,3 +234,33 @@ pub trait Storage: users::Users + Send {
 // The map and web servers over this storage.
 pub mod map;
 pub mod web;
+
+/// Frame ids in JSON as decimal strings (JavaScript numbers hold 53 bits; ids are 64).
+pub mod seq_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// [`seq_string`] for an optional id (`null` when absent).
+pub mod seq_string_opt {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        v.map(|v| v.to_string()).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|v| v.parse().map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}

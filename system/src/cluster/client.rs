@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::outbox::Outbox;
 use crate::proto::wire::{ConnectReply, ConnectRequest, Message};
-use crate::secure::{Channel, DeviceSecurity, Initiator};
+use crate::secure::{Attempt, Channel, DeviceSecurity, Initiator};
 use crate::time::{period, Instant};
 
 /// How a client finds its tier-2.
@@ -77,6 +77,9 @@ pub struct Connector {
     /// The tier-1 the last request went to: the only one whose tier-1 list is taken (the list
     /// is its answer; a list from anywhere else would let a stranger redirect the client).
     asked: Option<SocketAddr>,
+    /// The capture sequence number of the boot's frame 0, told by the camera: each request
+    /// carries it, so the tier-2 can read the session's 32-bit frame ids as 64-bit ones.
+    boot_seq: u64,
 }
 
 impl Connector {
@@ -93,7 +96,13 @@ impl Connector {
             initiator: None,
             channel: None,
             asked: None,
+            boot_seq: 0,
         }
+    }
+
+    /// The capture sequence number of the boot's frame 0 (see [`ConnectRequest`]).
+    pub fn set_boot_seq(&mut self, seq: u64) {
+        self.boot_seq = seq;
     }
 
     /// Authenticates to the cluster with these keys.
@@ -171,7 +180,7 @@ impl Connector {
         let mut hello = Vec::new();
         self.initiator = None;
         if let Some(security) = &mut self.security {
-            match security.hello(now, self.cfg.id, self.attempt) {
+            match security.hello(now, Attempt::new(self.cfg.id, self.attempt, self.boot_seq)) {
                 Ok((initiator, h)) => {
                     self.initiator = Some(initiator);
                     hello = h;
@@ -182,6 +191,7 @@ impl Connector {
         let req = ConnectRequest {
             client: self.cfg.id,
             attempt: self.attempt,
+            boot_seq: self.boot_seq,
             hello: &hello,
         };
         self.outbox.send(tier1, &Message::ConnectRequest(req));

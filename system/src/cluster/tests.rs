@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::proto::wire::{self, Message};
+use crate::secure::Attempt;
 use crate::time::Instant;
 
 fn addr(s: &str) -> SocketAddr {
@@ -55,6 +56,7 @@ fn forward(client: u32, attempt: u32) -> Message<'static> {
     Message::ConnectForward(wire::ConnectForward {
         client,
         attempt,
+        boot_seq: 0,
         client_addr: addr(CLIENT),
         hello: &[],
     })
@@ -106,6 +108,7 @@ fn tier1_forwards_to_every_tier2_it_manages_with_the_clients_address() {
     let req = Message::ConnectRequest(wire::ConnectRequest {
         client: 7,
         attempt: 1,
+        boot_seq: 0,
         hello: &[],
     });
     t1.handle(now, addr(CLIENT), &req);
@@ -292,6 +295,7 @@ mod hostile_input {
                 wire::ConnectRequest {
                     client,
                     attempt,
+                    boot_seq: u64::from(attempt) << 20,
                     hello: &[]
                 }
             )),
@@ -299,6 +303,7 @@ mod hostile_input {
                 Message::ConnectForward(wire::ConnectForward {
                     client,
                     attempt,
+                    boot_seq: u64::from(attempt) << 20,
                     client_addr,
                     hello: &[],
                 })
@@ -469,6 +474,7 @@ mod with_keys {
         Message::ConnectForward(wire::ConnectForward {
             client,
             attempt: 1,
+            boot_seq: 0,
             client_addr: addr(CLIENT),
             hello,
         })
@@ -493,7 +499,7 @@ mod with_keys {
     fn requests_without_a_valid_handshake_get_no_reservation_and_no_answer() {
         let (mut t, mut dev) = keyed(1);
         // No handshake at all, an unknown device, and garbage.
-        let (_, hello) = dev.hello(Instant::ZERO, 7, 1).unwrap();
+        let (_, hello) = dev.hello(Instant::ZERO, Attempt::new(7, 1, 0)).unwrap();
         t.handle(Instant::ZERO, addr(T1A), &forward_with(7, &[]));
         t.handle(Instant::ZERO, addr(T1A), &forward_with(8, &hello));
         t.handle(Instant::ZERO, addr(T1A), &forward_with(7, &[0xAB; 96]));
@@ -511,7 +517,7 @@ mod with_keys {
     #[test]
     fn a_valid_handshake_is_answered_and_its_first_datagram_stands_in_for_a_lost_accept() {
         let (mut t, mut dev) = keyed(2);
-        let (init, hello) = dev.hello(Instant::ZERO, 7, 1).unwrap();
+        let (init, hello) = dev.hello(Instant::ZERO, Attempt::new(7, 1, 0)).unwrap();
         t.handle(Instant::ZERO, addr(T1A), &forward_with(7, &hello));
         assert_eq!(t.load(), 1);
         let out = run_for_a_second(&mut t);
@@ -551,7 +557,8 @@ mod with_keys {
         assert!(
             events.contains(&Tier2Event::SessionAccepted {
                 client: 7,
-                addr: addr(CLIENT)
+                addr: addr(CLIENT),
+                boot_seq: Some(0),
             }),
             "{events:?}"
         );

@@ -331,6 +331,7 @@ impl Tier1 {
                 let fwd = ConnectForward {
                     client: r.client,
                     attempt: r.attempt,
+                    boot_seq: r.boot_seq,
                     client_addr: from,
                     hello: r.hello,
                 };

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::outbox::Outbox;
 use crate::proto::wire::{ConnectOffer, Heartbeat, Message, MAX_TIER1_LIST};
-use crate::secure::{Channel, Gate, GateStats};
+use crate::secure::{Attempt, Channel, Gate, GateStats};
 use crate::time::{period, Instant};
 
 /// How long a tier-2 waits before answering a forwarded request: `base + per_session * load`,
@@ -72,7 +72,14 @@ impl Tier2Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tier2Event {
     /// A client accepted this tier-2's offer.
-    SessionAccepted { client: u32, addr: SocketAddr },
+    /// `boot_seq` is the capture sequence number the session's frame ids continue from (what
+    /// the client's request said, authenticated by its hello when the cluster has keys);
+    /// `None` for a client taken without a reservation (only without keys).
+    SessionAccepted {
+        client: u32,
+        addr: SocketAddr,
+        boot_seq: Option<u64>,
+    },
     /// The tier-2's manager changed.
     ManagerChanged { manager: SocketAddr, epoch: u64 },
 }
@@ -80,6 +87,8 @@ pub enum Tier2Event {
 #[derive(Debug)]
 struct Reservation {
     attempt: u32,
+    /// From the forward (and its hello): see [`Tier2Event::SessionAccepted`].
+    boot_seq: u64,
     client_addr: SocketAddr,
     offer_at: Option<Instant>,
     expires: Instant,
@@ -159,8 +168,11 @@ impl Tier2 {
             if let Some(channel) = r.channel {
                 self.channels.insert(client, channel);
             }
-            self.events
-                .push_back(Tier2Event::SessionAccepted { client, addr });
+            self.events.push_back(Tier2Event::SessionAccepted {
+                client,
+                addr,
+                boot_seq: Some(r.boot_seq),
+            });
         }
     }
 
@@ -247,14 +259,8 @@ impl Tier2 {
                 let (reply, channel) = match &mut self.gate {
                     None => (Vec::new(), None),
                     Some(gate) => {
-                        match gate.admit(
-                            now,
-                            f.client_addr.ip(),
-                            f.client,
-                            f.attempt,
-                            self.cfg.id,
-                            f.hello,
-                        ) {
+                        let at = Attempt::new(f.client, f.attempt, f.boot_seq);
+                        match gate.admit(now, f.client_addr.ip(), at, self.cfg.id, f.hello) {
                             Ok((reply, channel)) => (reply, Some(channel)),
                             Err(e) => {
                                 tracing::debug!(client = f.client, %e, "connection refused");
@@ -268,6 +274,7 @@ impl Tier2 {
                     f.client,
                     Reservation {
                         attempt: f.attempt,
+                        boot_seq: f.boot_seq,
                         client_addr: f.client_addr,
                         offer_at: Some(now + delay),
                         expires: now + delay + self.cfg.reservation_ttl,
@@ -285,14 +292,15 @@ impl Tier2 {
                 // is still welcome while there is room, unless sessions need keys: those come
                 // only from a reservation's handshake.
                 if known || (self.gate.is_none() && self.load() < self.cfg.capacity) {
-                    if let Some(channel) =
-                        self.reservations.remove(&a.client).and_then(|r| r.channel)
-                    {
+                    let r = self.reservations.remove(&a.client);
+                    let boot_seq = r.as_ref().map(|r| r.boot_seq);
+                    if let Some(channel) = r.and_then(|r| r.channel) {
                         self.channels.insert(a.client, channel);
                     }
                     self.events.push_back(Tier2Event::SessionAccepted {
                         client: a.client,
                         addr: from,
+                        boot_seq,
                     });
                 }
             }

@@ -1125,6 +1125,15 @@ impl Receiver {
             self.timers.insert((expires, session, Timer::Idle));
             return;
         }
+        self.close_session(session);
+    }
+
+    /// Ends a session now, as if it had gone idle: its frames in reassembly are dropped and
+    /// its numbering forgotten (a restarted client numbers from 0 again). No-op if unknown.
+    pub fn close_session(&mut self, session: u32) {
+        let Some(s) = self.sessions.get(&session) else {
+            return;
+        };
         let frames: Vec<u32> = s.frames.keys().copied().collect();
         for frame in frames {
             self.drop_frame(session, frame, DropReason::SessionClosed);

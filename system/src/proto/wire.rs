@@ -30,7 +30,7 @@ pub const MAGIC: [u8; 2] = *b"LC";
 /// The wire version this build speaks. Version 2 added the repair segment and parity types and
 /// the parity count in the frame ACK; a version 1 peer's datagrams are refused as
 /// [`WireError::UnsupportedVersion`], and ours by it.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Preamble (magic, version, type) length.
 pub const PREAMBLE_LEN: usize = 4;
 /// Trailing checksum length.
@@ -237,8 +237,9 @@ impl KeepAlive {
     }
 }
 
-/// Most frame ids one STORED datagram names; longer lists are split.
-pub const MAX_STORED_FRAMES: usize = 256;
+/// Most frame ids one STORED datagram names; longer lists are split (160 x 8 B keeps a sealed
+/// STORED within a 1500-byte MTU).
+pub const MAX_STORED_FRAMES: usize = 160;
 
 /// Tier-2 -> client: storage has committed these frames of `session` (capture sequence
 /// numbers, see `role::durable`). Unlike [`FrameAck`] (the frame is complete), this is the
@@ -246,8 +247,8 @@ pub const MAX_STORED_FRAMES: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub session: u32,
-    /// At most [`MAX_STORED_FRAMES`] ids.
-    pub frames: Vec<u32>,
+    /// At most [`MAX_STORED_FRAMES`] ids: the frames' 64-bit capture sequence numbers.
+    pub frames: Vec<u64>,
 }
 
 impl Stored {
@@ -271,6 +272,10 @@ pub struct ConnectRequest<'a> {
     pub client: u32,
     /// Which attempt this is, so late answers to an old attempt can be told apart.
     pub attempt: u32,
+    /// The capture sequence number (the 64-bit frame identity) of frame 0 of the client's
+    /// boot: live frame id `n` of the session is frame `boot_seq + n` (see
+    /// [`crate::role::durable`]). Sealed into the hello when the cluster has keys.
+    pub boot_seq: u64,
     /// The first Noise handshake message, which proves the device's key (empty on a cluster
     /// run without keys); at most [`MAX_HANDSHAKE_LEN`] bytes.
     pub hello: &'a [u8],
@@ -281,6 +286,8 @@ pub struct ConnectRequest<'a> {
 pub struct ConnectForward<'a> {
     pub client: u32,
     pub attempt: u32,
+    /// Copied from the request.
+    pub boot_seq: u64,
     pub client_addr: SocketAddr,
     /// The client's handshake message, passed on unread.
     pub hello: &'a [u8],
@@ -755,11 +762,13 @@ impl Message<'_> {
             Message::ConnectRequest(m) => {
                 u32(buf, m.client);
                 u32(buf, m.attempt);
+                u64(buf, m.boot_seq);
                 put_handshake(buf, m.hello);
             }
             Message::ConnectForward(m) => {
                 u32(buf, m.client);
                 u32(buf, m.attempt);
+                u64(buf, m.boot_seq);
                 put_addr(buf, &m.client_addr);
                 put_handshake(buf, m.hello);
             }
@@ -1011,17 +1020,19 @@ fn decode_checked(datagram: &[u8], verify_crc: bool) -> Result<Message<'_>, Wire
             if n > MAX_STORED_FRAMES {
                 return Err(WireError::Invalid("STORED names too many frames"));
             }
-            let frames = (0..n).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
+            let frames = (0..n).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
             Message::Stored(Stored { session, frames })
         }
         kind::CONNECT_REQUEST => Message::ConnectRequest(ConnectRequest {
             client: r.u32()?,
             attempt: r.u32()?,
+            boot_seq: r.u64()?,
             hello: r.handshake()?,
         }),
         kind::CONNECT_FORWARD => Message::ConnectForward(ConnectForward {
             client: r.u32()?,
             attempt: r.u32()?,
+            boot_seq: r.u64()?,
             client_addr: r.addr()?,
             hello: r.handshake()?,
         }),
@@ -1470,8 +1481,8 @@ mod tests {
                 SocketAddr::new(IpAddr::from(ip), port)
             };
             let msg = match which {
-                0 => Message::ConnectRequest(ConnectRequest { client: a, attempt: b, hello: &hello }),
-                1 => Message::ConnectForward(ConnectForward { client: a, attempt: b, client_addr: addr, hello: &hello }),
+                0 => Message::ConnectRequest(ConnectRequest { client: a, attempt: b, boot_seq: u64::from(a) << 33, hello: &hello }),
+                1 => Message::ConnectForward(ConnectForward { client: a, attempt: b, boot_seq: u64::MAX, client_addr: addr, hello: &hello }),
                 2 => Message::ConnectOffer(ConnectOffer { client: a, attempt: b, tier2: c, load: a ^ b, reply: &hello }),
                 3 => Message::ConnectAccept(ConnectReply { client: a, attempt: b, tier2: c }),
                 4 => Message::ConnectRelease(ConnectReply { client: a, attempt: b, tier2: c }),

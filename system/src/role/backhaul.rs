@@ -12,7 +12,12 @@ use crate::time::Instant;
 #[derive(Debug, Clone, Copy)]
 pub struct Delivered<'a> {
     pub session: u32,
+    /// Its id in the session it arrived on (a backfill session's own numbering for a
+    /// backfilled frame).
     pub frame: u32,
+    /// Its 64-bit capture sequence number, the storage key with the client (see
+    /// [`super::durable`]).
+    pub seq: u64,
     pub data: &'a [u8],
     pub segment_size: usize,
     pub segments: u16,
@@ -20,8 +25,8 @@ pub struct Delivered<'a> {
     pub failed: u16,
     /// First segment to complete frame.
     pub reassembly: Duration,
-    /// A backfilled frame (sent again after it missed its live deadline; `frame` is its
-    /// original id), not a live delivery.
+    /// A backfilled frame (sent again after it missed its live deadline; `seq` is its
+    /// original identity), not a live delivery.
     pub backfill: bool,
 }
 
@@ -29,7 +34,8 @@ pub struct Delivered<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct StoredFrame {
     pub session: u32,
-    pub frame: u32,
+    /// The capture sequence number.
+    pub seq: u64,
     pub backfill: bool,
 }
 
@@ -42,7 +48,7 @@ pub trait Backhaul: Send {
     fn frame_dropped(&mut self, now: Instant, session: u32, frame: u32);
     fn session_closed(&mut self, now: Instant, session: u32);
     /// Appends the frames committed since the last call to `out`. Storing must be
-    /// idempotent per (session, frame): a frame handed over twice is one record, reported
+    /// idempotent per (session, seq): a frame handed over twice is one record, reported
     /// each time.
     fn poll_stored(&mut self, _now: Instant, _out: &mut Vec<StoredFrame>) {}
     /// When [`Backhaul::poll_stored`] should next be called, while stores are outstanding.

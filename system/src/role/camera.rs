@@ -66,6 +66,8 @@ pub struct Camera {
     recorder: Recorder,
     /// Keeps frames until stored and backfills them (see [`super::durable`]).
     durable: Option<Durable>,
+    /// The capture sequence number of this boot's live frame 0 (see [`super::durable`]).
+    boot_seq: u64,
 }
 
 /// Frame rates a command may set.
@@ -88,7 +90,25 @@ impl Camera {
             paused: false,
             recorder: Recorder::default(),
             durable: None,
+            boot_seq: 0,
         }
+    }
+
+    /// Numbers this boot's frames on from capture sequence number `seq` (default 0): live
+    /// frame id `n` is frame `seq + n` (see [`super::durable::boot_seq`]).
+    pub fn with_boot_seq(mut self, seq: u64) -> Self {
+        self.boot_seq = seq;
+        self
+    }
+
+    /// See [`Camera::with_boot_seq`].
+    pub fn boot_seq(&self) -> u64 {
+        self.boot_seq
+    }
+
+    /// The capture sequence number of live frame `frame`.
+    fn seq_of(&self, frame: u32) -> u64 {
+        self.boot_seq.saturating_add(u64::from(frame))
     }
 
     /// Keeps every captured frame in `durable`'s ring until a tier-2 says it is stored, and
@@ -173,8 +193,9 @@ impl Camera {
         let kept = self.durable.is_some().then(|| data.clone());
         match self.sender.push_frame(now, data) {
             Ok(frame) => {
+                let seq = self.seq_of(frame);
                 if let (Some(d), Some(data)) = (self.durable.as_mut(), kept) {
-                    d.on_capture(now, frame, &data);
+                    d.on_capture(now, seq, &data);
                 }
                 self.record(
                     now,
@@ -255,8 +276,9 @@ impl Camera {
                     self.bytes_delivered += bytes as u64;
                     self.latencies.push(latency.as_secs_f64() * 1e3);
                     self.last_ack_at = now;
+                    let seq = self.seq_of(frame);
                     if let Some(d) = self.durable.as_mut() {
-                        d.on_live_acked(now, frame);
+                        d.on_live_acked(now, seq);
                     }
                     let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
                     self.record(
@@ -270,8 +292,9 @@ impl Camera {
                 }
                 SenderEvent::FrameDropped { frame, reason } => {
                     self.dropped += 1;
+                    let seq = self.seq_of(frame);
                     if let Some(d) = self.durable.as_mut() {
-                        d.on_live_dropped(frame);
+                        d.on_live_dropped(seq);
                     }
                     tracing::debug!(frame, ?reason, "frame given up");
                     self.record(

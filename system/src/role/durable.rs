@@ -6,18 +6,29 @@
 //!   tier-2 once its database has committed a frame; only that releases the frame from the
 //!   client's [`FrameRing`].
 //! - **Frame identity.** A frame is named by its client (the live session id, which is the
-//!   client id) and its capture sequence number (its frame id in the live session). Both
-//!   survive reconnects to another tier-2 (the sender keeps its numbering) and restarts (a
-//!   restarted client numbers on from above what its ring holds). Storage is idempotent per
-//!   (client, frame), so a frame stored twice (a STORED lost, a backfill after a reconnect, a
-//!   different tier-2) is one row; a different picture under a stored key is refused and
-//!   counted at the tier-2 (and answered STORED, since no retry could store it).
+//!   client id) and its 64-bit capture sequence number. Each boot of a client numbers its
+//!   frames on from a `boot_seq`: live frame id `n` (32 bits on the wire, from 0 in every
+//!   boot) is frame `boot_seq + n`. The connect request carries `boot_seq` (inside the
+//!   authenticated hello when the cluster has keys), so a tier-2 knows every live frame's
+//!   identity; backfilled frames carry theirs in their envelope, and STORED names frames by
+//!   it. A real client takes `boot_seq` above its ring's high water (the highest id it ever
+//!   kept, persisted in the ring's log) and at least the Unix time in milliseconds: so ids
+//!   never repeat across restarts and reconnects (the sender keeps its numbering), across a
+//!   clock step (the ring's high water wins), or when the ring is lost (the clock wins, as
+//!   long as the client captures fewer than 1,000 frames a second). Only both at once (ring
+//!   lost and clock set back) can repeat an id; then storage refuses the different picture
+//!   under the stored key and the tier-2 counts it (`frames_conflicting`) and answers STORED,
+//!   since no retry could store it. Storage is idempotent per (client, frame), so a frame
+//!   stored twice (a STORED lost, a backfill after a reconnect, a different tier-2) is one
+//!   row. A tier-2 that sees a new `boot_seq` for a session it still holds (the client
+//!   restarted within its memory) forgets the session's old numbering first, so the new
+//!   boot's low ids are not taken for stale ones.
 //! - **Backfill.** Frames in the ring whose live attempt is over (given up at the deadline or
 //!   evicted, or acknowledged but not STORED within `stored_timeout`) are sent again on a
 //!   second, low-priority session: id `client | BACKFILL_SESSION_BIT`, its own
 //!   [`Sender`] with its own frame numbering (so the receiver's duplicate and staleness rules
 //!   for the live session are untouched), each frame wrapped in a small envelope carrying its
-//!   original frame id and capture time ([`encode_envelope`]). The tier-2 unwraps it and
+//!   capture sequence number and capture time ([`encode_envelope`]). The tier-2 unwraps it and
 //!   stores the frame under its original identity, counted as a backfill, not as a live
 //!   delivery.
 //! - **"Left over" bandwidth**, precisely: a backfill datagram leaves only when the live
@@ -42,11 +53,20 @@ use crate::time::Instant;
 /// Set in the session id of the backfill session of a client.
 pub const BACKFILL_SESSION_BIT: u32 = 0x8000_0000;
 
-/// Envelope header: original frame id and capture time.
-pub const ENVELOPE_LEN: usize = 4 + 8;
+/// Envelope header: capture sequence number and capture time.
+pub const ENVELOPE_LEN: usize = 8 + 8;
 
-/// Wraps a backfilled frame: its original id and capture time, then its bytes.
-pub fn encode_envelope(frame: u32, capture_us: u64, data: &[u8]) -> Vec<u8> {
+/// The first `boot_seq` of a client whose ring holds `ring` and whose clock reads `unix_ms`:
+/// above every frame the ring ever kept, and not below the clock (see the module docs).
+pub fn boot_seq(ring: Option<&dyn FrameRing>, unix_ms: u64) -> u64 {
+    let above_ring = ring
+        .and_then(|r| r.index().high_water())
+        .map_or(0, |h| h.saturating_add(1));
+    above_ring.max(unix_ms)
+}
+
+/// Wraps a backfilled frame: its capture sequence number and capture time, then its bytes.
+pub fn encode_envelope(frame: u64, capture_us: u64, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ENVELOPE_LEN + data.len());
     out.extend_from_slice(&frame.to_be_bytes());
     out.extend_from_slice(&capture_us.to_be_bytes());
@@ -55,10 +75,10 @@ pub fn encode_envelope(frame: u32, capture_us: u64, data: &[u8]) -> Vec<u8> {
 }
 
 /// Unwraps a backfilled frame: `(frame, capture_us, data)`, or `None` when too short.
-pub fn decode_envelope(bytes: &[u8]) -> Option<(u32, u64, &[u8])> {
+pub fn decode_envelope(bytes: &[u8]) -> Option<(u64, u64, &[u8])> {
     let (head, data) = bytes.split_at_checked(ENVELOPE_LEN)?;
-    let frame = u32::from_be_bytes(head[..4].try_into().ok()?);
-    let capture_us = u64::from_be_bytes(head[4..].try_into().ok()?);
+    let frame = u64::from_be_bytes(head[..8].try_into().ok()?);
+    let capture_us = u64::from_be_bytes(head[8..].try_into().ok()?);
     Some((frame, capture_us, data))
 }
 
@@ -116,9 +136,9 @@ enum Busy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DurableEvent {
     /// The ring dropped an unstored frame to make room.
-    RingDropped { frame: u32 },
+    RingDropped { frame: u64 },
     /// A backfilled frame was acknowledged.
-    BackfillAcked { frame: u32 },
+    BackfillAcked { frame: u64 },
 }
 
 /// The durability layer of one camera. See the [module docs](self).
@@ -127,9 +147,9 @@ pub struct Durable {
     ring: Box<dyn FrameRing>,
     backfill: Sender,
     /// Frames held in the ring that are not free for backfill (absent: free).
-    busy: BTreeMap<u32, Busy>,
+    busy: BTreeMap<u64, Busy>,
     /// Backfill transport id -> frame.
-    in_backfill: BTreeMap<u32, u32>,
+    in_backfill: BTreeMap<u32, u64>,
     report: DurableReport,
     events: Vec<DurableEvent>,
 }
@@ -152,15 +172,6 @@ impl Durable {
             in_backfill: BTreeMap::new(),
             report: DurableReport::default(),
             events: Vec::new(),
-        }
-    }
-
-    /// The first live frame id that does not clash with frames the ring still holds (from a
-    /// previous run of the client): above them, and at least `boot`.
-    pub fn first_frame(ring: &dyn FrameRing, boot: u32) -> u32 {
-        match ring.index().max_frame() {
-            Some(max) if max >= boot => max.wrapping_add(1),
-            _ => boot,
         }
     }
 
@@ -190,7 +201,7 @@ impl Durable {
     }
 
     /// A frame was captured and pushed into the live sender.
-    pub fn on_capture(&mut self, now: Instant, frame: u32, data: &[u8]) {
+    pub fn on_capture(&mut self, now: Instant, frame: u64, data: &[u8]) {
         let dropped = self.ring.insert(RingFrame {
             frame,
             capture_us: now.as_micros(),
@@ -206,21 +217,21 @@ impl Durable {
     }
 
     /// The live sender's frame was acknowledged (complete at the tier-2, not yet stored).
-    pub fn on_live_acked(&mut self, now: Instant, frame: u32) {
+    pub fn on_live_acked(&mut self, now: Instant, frame: u64) {
         if let Some(b) = self.busy.get_mut(&frame) {
             *b = Busy::Acked(now + self.cfg.stored_timeout);
         }
     }
 
     /// The live sender gave the frame up: it is free for backfill.
-    pub fn on_live_dropped(&mut self, frame: u32) {
+    pub fn on_live_dropped(&mut self, frame: u64) {
         if self.busy.get(&frame) == Some(&Busy::Live) {
             self.busy.remove(&frame);
         }
     }
 
     /// STORED for `frames`: released from the ring.
-    pub fn on_stored(&mut self, frames: &[u32]) {
+    pub fn on_stored(&mut self, frames: &[u64]) {
         self.report.stored_messages += 1;
         for &f in frames {
             if self.ring.release(f) {
@@ -273,7 +284,7 @@ impl Durable {
     }
 
     /// The oldest frame free for backfill.
-    fn next_free(&self) -> Option<u32> {
+    fn next_free(&self) -> Option<u64> {
         self.ring
             .index()
             .iter()
@@ -379,7 +390,7 @@ mod tests {
     fn stored_round_trips_and_rejects_bad_lengths() {
         let m = Message::Stored(Stored {
             session: 7,
-            frames: (0..MAX_STORED_FRAMES as u32).collect(),
+            frames: (0..MAX_STORED_FRAMES as u64).map(|i| i << 40 | i).collect(),
         });
         let mut buf = Vec::new();
         m.encode(&mut buf);
@@ -421,13 +432,13 @@ mod tests {
         buf
     }
 
-    fn segments(d: &mut Durable, live: &mut Sender, now: Instant) -> Vec<(u32, u32)> {
+    fn segments(d: &mut Durable, live: &mut Sender, now: Instant) -> Vec<(u32, u64)> {
         let mut out = Vec::new();
         let mut buf = Vec::new();
         while d.poll_transmit(now, live, &mut buf).is_some() {
             if let Ok(Message::Segment(s)) = wire::decode(&buf) {
                 let orig = (s.index == 0).then(|| decode_envelope(s.payload).map(|e| e.0));
-                out.push((s.frame, orig.flatten().unwrap_or(u32::MAX)));
+                out.push((s.frame, orig.flatten().unwrap_or(u64::MAX)));
             }
         }
         out
@@ -496,15 +507,22 @@ mod tests {
     }
 
     #[test]
-    fn first_frame_numbers_on_above_the_ring() {
+    fn a_boot_numbers_on_above_everything_the_ring_ever_kept_and_not_below_the_clock() {
         let mut ring = MemoryRing::new(RingLimits::default());
-        assert_eq!(Durable::first_frame(&ring, 100), 100);
+        assert_eq!(boot_seq(None, 1_000), 1_000, "no ring: the clock");
+        assert_eq!(
+            boot_seq(Some(&ring), 1_000),
+            1_000,
+            "an empty ring: the clock"
+        );
         ring.insert(RingFrame {
-            frame: 150,
+            frame: 5_000,
             capture_us: 0,
             data: vec![1],
         });
-        assert_eq!(Durable::first_frame(&ring, 100), 151);
-        assert_eq!(Durable::first_frame(&ring, 200), 200);
+        assert!(ring.release(5_000));
+        // The frame is stored and gone, and the clock went back: still above it.
+        assert_eq!(boot_seq(Some(&ring), 1_000), 5_001);
+        assert_eq!(boot_seq(Some(&ring), 9_000), 9_000, "the clock ahead wins");
     }
 }

@@ -75,19 +75,19 @@ pub enum RoleEvent {
     /// A tier-1 has no tier-2 left after draining.
     Drained { tier1: u32 },
     /// A camera's ring dropped a frame not yet stored, to make room for a new one.
-    RingDropped { session: u32, frame: u32 },
+    RingDropped { session: u32, frame: u64 },
     /// A camera's backfilled frame (one that missed its live deadline) was acknowledged.
-    BackfillAcked { session: u32, frame: u32 },
+    BackfillAcked { session: u32, frame: u64 },
     /// A tier-2 received a backfilled frame whole (checked against the camera's content).
     FrameBackfilled {
         session: u32,
-        frame: u32,
+        frame: u64,
         intact: bool,
     },
     /// A tier-2's storage committed a frame (and the tier-2 tells the client: STORED).
     FrameStored {
         session: u32,
-        frame: u32,
+        frame: u64,
         backfill: bool,
     },
     /// A mobile client carried out a command (`ok`) or refused it.

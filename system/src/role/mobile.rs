@@ -77,7 +77,8 @@ const REMEMBERED_RESULTS: usize = 64;
 
 impl Mobile {
     /// `camera`'s sender must use the client id as its session id.
-    pub fn new(cfg: MobileConfig, connector: Connector, camera: Camera) -> Self {
+    pub fn new(cfg: MobileConfig, mut connector: Connector, camera: Camera) -> Self {
+        connector.set_boot_seq(camera.boot_seq());
         Mobile {
             cfg,
             connector,

@@ -13,9 +13,14 @@
 //! The log file is a sequence of records, all integers big-endian:
 //!
 //! ```text
-//! put:     'P' | seq u64 | frame u32 | capture_us u64 | len u32 | header CRC-32C | data | data CRC-32C
-//! release: 'R' | 0   u64 | frame u32 | 0          u64 | 0   u32 | header CRC-32C  (stored or dropped)
+//! put:     'F' | seq u64 | frame u64 | capture_us u64 | len u32 | header CRC-32C | data | data CRC-32C
+//! release: 'D' | 0   u64 | frame u64 | 0          u64 | 0   u32 | header CRC-32C  (stored or dropped)
 //! ```
+//!
+//! `frame` is the frame's 64-bit capture sequence number. The highest one ever written is the
+//! ring's [`RingIndex::high_water`]: a compaction keeps it (as a release record of that id
+//! when the frame itself is gone), so a restarted camera can number on above every frame it
+//! ever captured, even with a wrong clock.
 //!
 //! On open the log is replayed. A record whose data checksum fails is skipped (its length is
 //! known from the checked header). A record whose header is damaged (checksum or tag) has no
@@ -47,8 +52,8 @@ use serde::Serialize;
 /// A captured frame kept until stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RingFrame {
-    /// The frame's capture sequence number (its id in the live session).
-    pub frame: u32,
+    /// The frame's capture sequence number (its 64-bit identity, see [`super::durable`]).
+    pub frame: u64,
     /// Capture time, microseconds on the role clock.
     pub capture_us: u64,
     pub data: Vec<u8>,
@@ -98,7 +103,7 @@ pub struct RingStats {
 pub struct RingEntry {
     /// Insertion order: lower is older.
     pub seq: u64,
-    pub frame: u32,
+    pub frame: u64,
     pub capture_us: u64,
     pub len: u64,
     /// Where the data lives (the disk ring's file offset; unused in memory).
@@ -110,8 +115,10 @@ pub struct RingEntry {
 pub struct RingIndex {
     limits: RingLimits,
     by_seq: BTreeMap<u64, RingEntry>,
-    by_frame: BTreeMap<u32, u64>,
+    by_frame: BTreeMap<u64, u64>,
     next_seq: u64,
+    /// The highest frame id ever held (kept across releases, compactions and reopens).
+    high_water: Option<u64>,
     stats: RingStats,
 }
 
@@ -128,7 +135,7 @@ impl RingIndex {
         self.by_seq.values()
     }
 
-    pub fn get(&self, frame: u32) -> Option<&RingEntry> {
+    pub fn get(&self, frame: u64) -> Option<&RingEntry> {
         self.by_seq.get(self.by_frame.get(&frame)?)
     }
 
@@ -141,11 +148,21 @@ impl RingIndex {
     }
 
     /// The highest frame id held, if any.
-    pub fn max_frame(&self) -> Option<u32> {
+    pub fn max_frame(&self) -> Option<u64> {
         self.by_frame.keys().next_back().copied()
     }
 
-    fn remove(&mut self, frame: u32) -> Option<RingEntry> {
+    /// The highest frame id this ring ever held, released or not (on disk: across reopens).
+    /// A restarted camera numbers on above it.
+    pub fn high_water(&self) -> Option<u64> {
+        self.high_water
+    }
+
+    fn saw(&mut self, frame: u64) {
+        self.high_water = Some(self.high_water.map_or(frame, |h| h.max(frame)));
+    }
+
+    fn remove(&mut self, frame: u64) -> Option<RingEntry> {
         let seq = self.by_frame.remove(&frame)?;
         let e = self.by_seq.remove(&seq)?;
         self.stats.frames -= 1;
@@ -185,6 +202,7 @@ impl RingIndex {
             e.seq = self.next_seq;
         }
         self.next_seq = self.next_seq.max(e.seq + 1);
+        self.saw(e.frame);
         self.stats.frames += 1;
         self.stats.bytes += e.len;
         self.by_frame.insert(e.frame, e.seq);
@@ -197,11 +215,11 @@ pub trait FrameRing: Send {
     /// Keeps `frame` until released. When it does not fit, the oldest frames are dropped
     /// (counted) and their ids returned; a frame larger than the whole ring is not kept (its
     /// own id is returned).
-    fn insert(&mut self, frame: RingFrame) -> Vec<u32>;
+    fn insert(&mut self, frame: RingFrame) -> Vec<u64>;
     /// Forgets a frame storage has. False if it was not held.
-    fn release(&mut self, frame: u32) -> bool;
+    fn release(&mut self, frame: u64) -> bool;
     /// The frame's bytes, if held (and, on disk, readable and intact).
-    fn load(&mut self, frame: u32) -> Option<RingFrame>;
+    fn load(&mut self, frame: u64) -> Option<RingFrame>;
     /// The frames held, oldest first.
     fn index(&self) -> &RingIndex;
     fn stats(&self) -> RingStats {
@@ -213,7 +231,7 @@ pub trait FrameRing: Send {
 #[derive(Debug)]
 pub struct MemoryRing {
     index: RingIndex,
-    data: BTreeMap<u32, Vec<u8>>,
+    data: BTreeMap<u64, Vec<u8>>,
 }
 
 impl MemoryRing {
@@ -226,7 +244,7 @@ impl MemoryRing {
 }
 
 impl FrameRing for MemoryRing {
-    fn insert(&mut self, f: RingFrame) -> Vec<u32> {
+    fn insert(&mut self, f: RingFrame) -> Vec<u64> {
         let len = f.data.len() as u64;
         let Some(dropped) = self.index.make_room(len) else {
             return vec![f.frame];
@@ -246,7 +264,7 @@ impl FrameRing for MemoryRing {
         dropped.iter().map(|e| e.frame).collect()
     }
 
-    fn release(&mut self, frame: u32) -> bool {
+    fn release(&mut self, frame: u64) -> bool {
         self.data.remove(&frame);
         let held = self.index.remove(frame).is_some();
         if held {
@@ -255,7 +273,7 @@ impl FrameRing for MemoryRing {
         held
     }
 
-    fn load(&mut self, frame: u32) -> Option<RingFrame> {
+    fn load(&mut self, frame: u64) -> Option<RingFrame> {
         let e = self.index.get(frame)?;
         Some(RingFrame {
             frame,
@@ -269,21 +287,23 @@ impl FrameRing for MemoryRing {
     }
 }
 
-const TAG_PUT: u8 = b'P';
-const TAG_RELEASE: u8 = b'R';
+/// Version 2 of the log (64-bit frame ids). Version 1 used 'P' and 'R' with 32-bit ids; its
+/// records do not parse as version 2 and are counted as damaged, never misread.
+const TAG_PUT: u8 = b'F';
+const TAG_RELEASE: u8 = b'D';
 /// Tag, seq, frame, capture time, length.
-const HEADER_FIELDS: usize = 1 + 8 + 4 + 8 + 4;
+const HEADER_FIELDS: usize = 1 + 8 + 8 + 8 + 4;
 const HEADER_LEN: usize = HEADER_FIELDS + 4;
 /// Dead bytes tolerated before the log is rewritten, beyond the live bytes.
 const COMPACT_SLACK: u64 = 1 << 20;
 
-fn header(tag: u8, seq: u64, frame: u32, capture_us: u64, len: u32) -> [u8; HEADER_LEN] {
+fn header(tag: u8, seq: u64, frame: u64, capture_us: u64, len: u32) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[0] = tag;
     h[1..9].copy_from_slice(&seq.to_be_bytes());
-    h[9..13].copy_from_slice(&frame.to_be_bytes());
-    h[13..21].copy_from_slice(&capture_us.to_be_bytes());
-    h[21..25].copy_from_slice(&len.to_be_bytes());
+    h[9..17].copy_from_slice(&frame.to_be_bytes());
+    h[17..25].copy_from_slice(&capture_us.to_be_bytes());
+    h[25..29].copy_from_slice(&len.to_be_bytes());
     let crc = crc32c::crc32c(&h[..HEADER_FIELDS]);
     h[HEADER_FIELDS..].copy_from_slice(&crc.to_be_bytes());
     h
@@ -293,7 +313,7 @@ fn header(tag: u8, seq: u64, frame: u32, capture_us: u64, len: u32) -> [u8; HEAD
 struct Header {
     tag: u8,
     seq: u64,
-    frame: u32,
+    frame: u64,
     capture_us: u64,
     len: u64,
 }
@@ -308,9 +328,9 @@ impl Header {
         Some(Header {
             tag: h[0],
             seq: u64_at(1),
-            frame: u32::from_be_bytes(h[9..13].try_into().unwrap_or_default()),
-            capture_us: u64_at(13),
-            len: u64::from(u32::from_be_bytes(h[21..25].try_into().unwrap_or_default())),
+            frame: u64_at(9),
+            capture_us: u64_at(17),
+            len: u64::from(u32::from_be_bytes(h[25..29].try_into().unwrap_or_default())),
         })
     }
 }
@@ -473,6 +493,7 @@ impl DiskRing {
             match e {
                 Ok(e) => self.index.add(e),
                 Err(frame) => {
+                    self.index.saw(frame);
                     self.index.remove(frame);
                 }
             }
@@ -547,12 +568,12 @@ impl DiskRing {
         // The new file is opened before the rename, so once the rename happened nothing can
         // fail before the ring writes to it (writing on to the old, unlinked one would lose
         // frames).
-        let done = self.write_compacted(&tmp).and_then(|moved| {
+        let done = self.write_compacted(&tmp).and_then(|(moved, end)| {
             let file = OpenOptions::new().read(true).write(true).open(&tmp)?;
             std::fs::rename(&tmp, &self.path)?;
-            Ok((moved, file))
+            Ok((moved, end, file))
         });
-        let (moved, file) = match done {
+        let (moved, end, file) = match done {
             Ok(done) => done,
             Err(e) => {
                 // Leave no partial copy behind (it would fill the disk further).
@@ -563,7 +584,7 @@ impl DiskRing {
         };
         self.compact_failed_at = None;
         self.file = file;
-        self.end = moved.iter().map(|e| e.pos + e.len + 4).max().unwrap_or(0);
+        self.end = end;
         for e in moved {
             if let Some(seq) = self.index.by_frame.get(&e.frame).copied() {
                 self.index.by_seq.insert(seq, e);
@@ -579,8 +600,8 @@ impl DiskRing {
         Ok(())
     }
 
-    /// Writes the live frames to `tmp` and syncs it; returns their new places.
-    fn write_compacted(&mut self, tmp: &Path) -> io::Result<Vec<RingEntry>> {
+    /// Writes the live frames to `tmp` and syncs it; returns their new places and the end.
+    fn write_compacted(&mut self, tmp: &Path) -> io::Result<(Vec<RingEntry>, u64)> {
         let mut out = io::BufWriter::new(File::create(tmp)?);
         let mut moved = Vec::with_capacity(self.index.len());
         let mut at = 0u64;
@@ -606,9 +627,18 @@ impl DiskRing {
             });
             at += rec.len() as u64;
         }
+        // The high water survives the compaction, also when its frame is gone.
+        if let Some(hw) = self
+            .index
+            .high_water
+            .filter(|&hw| self.index.get(hw).is_none())
+        {
+            out.write_all(&header(TAG_RELEASE, 0, hw, 0, 0))?;
+            at += HEADER_LEN as u64;
+        }
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        Ok(moved)
+        Ok((moved, at))
     }
 
     fn io_error(&mut self, what: &str, e: &io::Error) {
@@ -624,12 +654,12 @@ impl DiskRing {
 }
 
 impl FrameRing for DiskRing {
-    fn insert(&mut self, f: RingFrame) -> Vec<u32> {
+    fn insert(&mut self, f: RingFrame) -> Vec<u64> {
         let len = f.data.len() as u64;
         let Some(dropped) = self.index.make_room(len) else {
             return vec![f.frame];
         };
-        let mut out: Vec<u32> = dropped.iter().map(|e| e.frame).collect();
+        let mut out: Vec<u64> = dropped.iter().map(|e| e.frame).collect();
         for &frame in &out {
             // Dropped for good: a reopen must not bring it back.
             if let Err(e) = self.append(&header(TAG_RELEASE, 0, frame, 0, 0)) {
@@ -666,7 +696,7 @@ impl FrameRing for DiskRing {
         out
     }
 
-    fn release(&mut self, frame: u32) -> bool {
+    fn release(&mut self, frame: u64) -> bool {
         if self.index.remove(frame).is_none() {
             return false;
         }
@@ -681,7 +711,7 @@ impl FrameRing for DiskRing {
         true
     }
 
-    fn load(&mut self, frame: u32) -> Option<RingFrame> {
+    fn load(&mut self, frame: u64) -> Option<RingFrame> {
         let e = *self.index.get(frame)?;
         match self.read_at(&e) {
             Ok(Some(data)) => Some(RingFrame {
@@ -710,11 +740,11 @@ impl FrameRing for DiskRing {
 mod tests {
     use super::*;
 
-    fn frame(id: u32, len: usize) -> RingFrame {
+    fn frame(id: u64, len: usize) -> RingFrame {
         RingFrame {
             frame: id,
-            capture_us: u64::from(id) * 100_000,
-            data: (0..len).map(|i| (i as u32 ^ id) as u8).collect(),
+            capture_us: id.wrapping_mul(100_000),
+            data: (0..len).map(|i| (i as u64 ^ id) as u8).collect(),
         }
     }
 
@@ -725,7 +755,7 @@ mod tests {
         }
     }
 
-    fn held(ring: &dyn FrameRing) -> Vec<u32> {
+    fn held(ring: &dyn FrameRing) -> Vec<u64> {
         ring.index().iter().map(|e| e.frame).collect()
     }
 
@@ -803,6 +833,38 @@ mod tests {
         let ring = DiskRing::open(&path, limits(2, 1 << 30)).unwrap();
         assert_eq!(held(&ring), vec![400, 500]);
         assert_eq!(ring.stats().frames_dropped, 4);
+    }
+
+    #[test]
+    fn the_high_water_outlives_its_frame_compactions_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring.log");
+        let lim = limits(1000, 1 << 30);
+        let big = u64::MAX - 3;
+        {
+            let mut ring = DiskRing::open(&path, lim).unwrap();
+            ring.insert(frame(big, 10));
+            assert_eq!(ring.index().high_water(), Some(big));
+            // Stored and released: nothing is held, the high water stays.
+            assert!(ring.release(big));
+            assert_eq!(ring.index().max_frame(), None);
+            assert_eq!(ring.index().high_water(), Some(big));
+            // Enough traffic below it that the log is rewritten without that frame.
+            for id in 0..400 {
+                ring.insert(frame(id, 5000));
+                assert!(ring.release(id));
+            }
+            let len = std::fs::metadata(&path).unwrap().len();
+            assert!(len < COMPACT_SLACK + 5100, "compacted: {len} bytes");
+        }
+        let ring = DiskRing::open(&path, lim).unwrap();
+        assert!(held(&ring).is_empty());
+        assert_eq!(
+            ring.index().high_water(),
+            Some(big),
+            "kept across the reopen"
+        );
+        assert_eq!(ring.stats().records_corrupt, 0);
     }
 
     #[test]

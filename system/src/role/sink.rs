@@ -29,6 +29,8 @@ pub struct SinkReport {
     pub stored_sent: u64,
     /// Committed frames whose client was gone: it sends them again and hears then.
     pub stored_unsent: u64,
+    /// Sessions ended because their client came back with a new numbering (restarted).
+    pub sessions_renumbered: u64,
     pub receiver: ReceiverStats,
 }
 
@@ -42,7 +44,9 @@ pub struct Sink {
     report: SinkReport,
     backhaul: Option<Box<dyn Backhaul>>,
     /// Committed frames per client, waiting to be announced with STORED.
-    stored: BTreeMap<u32, Vec<u32>>,
+    stored: BTreeMap<u32, Vec<u64>>,
+    /// Each session's `boot_seq` (see [`super::durable`]), from its accepted request.
+    boot_seqs: BTreeMap<u32, u64>,
     stored_buf: Vec<StoredFrame>,
     recorder: Recorder,
 }
@@ -60,6 +64,7 @@ impl Sink {
             report: SinkReport::default(),
             backhaul: None,
             stored: BTreeMap::new(),
+            boot_seqs: BTreeMap::new(),
             stored_buf: Vec::new(),
             recorder: Recorder::default(),
         }
@@ -69,6 +74,32 @@ impl Sink {
     pub fn with_backhaul(mut self, backhaul: Box<dyn Backhaul>) -> Self {
         self.backhaul = Some(backhaul);
         self
+    }
+
+    /// Client `client` was accepted, numbering its frames from `boot_seq` (`None`: not known,
+    /// a client taken without a request, only without keys). A new numbering for a session
+    /// still held (the client restarted) ends the old session and its backfill session first,
+    /// so the new boot's ids start afresh instead of being taken for stale ones.
+    pub fn begin_session(&mut self, client: u32, boot_seq: Option<u64>) {
+        let Some(seq) = boot_seq else {
+            return;
+        };
+        if self
+            .boot_seqs
+            .insert(client, seq)
+            .is_some_and(|old| old != seq)
+        {
+            self.report.sessions_renumbered += 1;
+            self.receiver.close_session(client);
+            self.receiver.close_session(client | BACKFILL_SESSION_BIT);
+            self.seen.remove(&client);
+        }
+    }
+
+    /// Forgets the `boot_seq` of sessions that `keep` says are over.
+    pub fn retain_boot_seqs(&mut self, keep: impl Fn(&Receiver, u32) -> bool) {
+        let receiver = &self.receiver;
+        self.boot_seqs.retain(|&client, _| keep(receiver, client));
     }
 
     /// Where session `session`'s client was last heard from, while its session is open.
@@ -96,6 +127,7 @@ impl Sink {
     fn on_backfill(&mut self, now: Instant, ev: ReceiverEvent) {
         let ReceiverEvent::FrameDelivered {
             session,
+            frame: ev_frame,
             data,
             segment_size,
             segments,
@@ -107,12 +139,17 @@ impl Sink {
             return;
         };
         let client = session & !BACKFILL_SESSION_BIT;
-        let Some((frame, _capture_us, data)) = decode_envelope(&data) else {
+        let Some((seq, _capture_us, data)) = decode_envelope(&data) else {
             self.report.backfill_malformed += 1;
             return;
         };
         self.report.frames_backfilled += 1;
-        let intact = self.check.is_intact(client, frame, data);
+        // Checked under its live id (what its content was made for): the low bits of its
+        // sequence number relative to the current boot, exact within one boot.
+        let boot = self.boot_seqs.get(&client).copied().unwrap_or(0);
+        let intact = self
+            .check
+            .is_intact(client, seq.wrapping_sub(boot) as u32, data);
         if !intact {
             self.report.frames_corrupted += 1;
         }
@@ -121,7 +158,8 @@ impl Sink {
                 now,
                 &Delivered {
                     session: client,
-                    frame,
+                    frame: ev_frame,
+                    seq,
                     data,
                     segment_size,
                     segments,
@@ -135,7 +173,7 @@ impl Sink {
             now,
             RoleEvent::FrameBackfilled {
                 session: client,
-                frame,
+                frame: seq,
                 intact,
             },
         );
@@ -149,12 +187,12 @@ impl Sink {
         b.poll_stored(now, &mut self.stored_buf);
         for f in self.stored_buf.drain(..) {
             self.report.frames_stored += 1;
-            self.stored.entry(f.session).or_default().push(f.frame);
+            self.stored.entry(f.session).or_default().push(f.seq);
             self.recorder.record(
                 now,
                 RoleEvent::FrameStored {
                     session: f.session,
-                    frame: f.frame,
+                    frame: f.seq,
                     backfill: f.backfill,
                 },
             );
@@ -229,11 +267,13 @@ impl Sink {
                         self.report.frames_duplicated += 1;
                     }
                     if let (Some(b), true, false) = (self.backhaul.as_mut(), intact, duplicate) {
+                        let boot = self.boot_seqs.get(&session).copied().unwrap_or(0);
                         b.frame_delivered(
                             now,
                             &Delivered {
                                 session,
                                 frame,
+                                seq: boot.saturating_add(u64::from(frame)),
                                 data: &data,
                                 segment_size,
                                 segments,

@@ -85,25 +85,7 @@ impl Net {
                 Host::Tier2(Box::new(Tier2Server::new(tier2, sink))),
             );
         }
-        let camera = Camera::new(
-            CameraConfig {
-                fps: 10.0,
-                frames: u64::MAX,
-                frame_bytes: 3000,
-                start_at: Instant::ZERO + Duration::from_secs(1),
-            },
-            Sender::new(SenderConfig::new(CLIENT, addr(11))),
-            Box::new(FrameContent { seed: 1 }),
-        );
-        let connector = Connector::new(ClientConfig::new(CLIENT, vec![t1]));
-        hosts.insert(
-            addr(50),
-            Host::Mobile(Box::new(Mobile::new(
-                MobileConfig::default(),
-                connector,
-                camera,
-            ))),
-        );
+        hosts.insert(addr(50), Host::Mobile(Box::new(mobile(0, Instant::ZERO))));
         Net::with_hosts(hosts)
     }
 
@@ -206,6 +188,24 @@ impl Net {
     }
 }
 
+/// The mobile client of [`Net::new`], booted at `boot` and numbering its frames from
+/// `boot_seq` (see [`super::durable`]).
+fn mobile(boot_seq: u64, boot: Instant) -> Mobile {
+    let camera = Camera::new(
+        CameraConfig {
+            fps: 10.0,
+            frames: u64::MAX,
+            frame_bytes: 3000,
+            start_at: boot + Duration::from_secs(1),
+        },
+        Sender::new(SenderConfig::new(CLIENT, addr(11))),
+        Box::new(FrameContent { seed: 1 }),
+    )
+    .with_boot_seq(boot_seq);
+    let connector = Connector::new(ClientConfig::new(CLIENT, vec![addr(1)]));
+    Mobile::new(MobileConfig::default(), connector, camera)
+}
+
 fn at(secs: u64) -> Instant {
     Instant::ZERO + Duration::from_secs(secs)
 }
@@ -290,4 +290,29 @@ fn switch_tier1_goes_only_to_a_tier1_the_client_knows() {
     net.run_until(at(5));
     assert!(net.result(2).is_some_and(|r| r.ok), "{:?}", net.results);
     assert_eq!(net.mobile().connector().tier1s().first(), Some(&addr(1)));
+}
+
+#[test]
+fn a_restarted_client_numbers_afresh_and_its_new_frames_are_not_taken_for_stale_ones() {
+    let mut net = Net::new();
+    // One tier-2, so the restarted client comes back to the one that remembers its session.
+    net.hosts.remove(&addr(12));
+    net.run_until(at(5));
+    let before = net.tier2(addr(11)).sink().report();
+    assert!(before.frames_delivered >= 30, "{before:?}");
+    // The client restarts: a new boot numbering on from a higher sequence number, its live
+    // frame ids from 0 again, while the tier-2 still holds the old session (ids up to ~40).
+    let reboot = net.now;
+    net.hosts
+        .insert(addr(50), Host::Mobile(Box::new(mobile(1_000_000, reboot))));
+    net.run_until(at(10));
+    let after = net.tier2(addr(11)).sink().report();
+    assert_eq!(after.sessions_renumbered, 1, "{after:?}");
+    assert!(
+        after.frames_delivered >= before.frames_delivered + 30,
+        "the new boot's frames are delivered: {} before, {} after",
+        before.frames_delivered,
+        after.frames_delivered
+    );
+    assert_eq!((after.frames_corrupted, after.frames_duplicated), (0, 0));
 }

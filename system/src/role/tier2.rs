@@ -145,9 +145,11 @@ impl Tier2Server {
         self.next_sweep = now + SWEEP_INTERVAL;
         let receiver = self.sink.receiver();
         let accepted = &self.accepted;
-        self.channels.retain(|&session, _| {
+        let held = |receiver: &crate::proto::Receiver, session: u32| {
             receiver.segment_size(session).is_some() || accepted.contains_key(&session)
-        });
+        };
+        self.channels.retain(|&session, _| held(receiver, session));
+        self.sink.retain_boot_seqs(held);
     }
 
     /// A command from the backend: passed on to the client if this tier-2 holds its session,
@@ -216,8 +218,11 @@ impl Tier2Server {
         while let Some(ev) = self.tier2.poll_event() {
             let id = self.tier2.id();
             match ev {
-                Tier2Event::SessionAccepted { client, .. } => {
+                Tier2Event::SessionAccepted {
+                    client, boot_seq, ..
+                } => {
                     self.accepted.insert(client, now);
+                    self.sink.begin_session(client, boot_seq);
                     if let Some(channel) = self.tier2.take_channel(client) {
                         self.channels.insert(client, channel);
                     }

@@ -275,7 +275,7 @@ impl Backhaul for StorageBackhaul {
             Ok(c) => {
                 let record = FrameRecord {
                     client: f.session,
-                    frame: f.frame,
+                    frame: f.seq,
                     tier2: self.tier2,
                     capture_ms: i64::try_from(c.capture_ms).unwrap_or(i64::MAX),
                     received_ms: self.ms(now),
@@ -381,7 +381,7 @@ fn write_loop(
                         .zip(&backfill)
                         .map(|(f, &backfill)| StoredFrame {
                             session: f.client,
-                            frame: f.frame,
+                            seq: f.frame,
                             backfill,
                         })
                         .collect();
@@ -414,6 +414,7 @@ mod tests {
         Delivered {
             session: 7,
             frame,
+            seq: u64::from(frame),
             data,
             segment_size: 500,
             segments: 1,
@@ -467,12 +468,12 @@ mod tests {
             vec![
                 StoredFrame {
                     session: 7,
-                    frame: 1,
+                    seq: 1,
                     backfill: false
                 },
                 StoredFrame {
                     session: 7,
-                    frame: 2,
+                    seq: 2,
                     backfill: true
                 }
             ]
@@ -487,7 +488,7 @@ mod tests {
         let before = counters.report().frames_stored;
         b.frame_delivered(Instant::ZERO, &delivered(1, &frame(300), false));
         b.frame_delivered(Instant::ZERO, &delivered(3, &frame(400), false));
-        let mut got: Vec<u32> = stored(&mut b, 2).iter().map(|s| s.frame).collect();
+        let mut got: Vec<u64> = stored(&mut b, 2).iter().map(|s| s.seq).collect();
         got.sort_unstable();
         assert_eq!(got, vec![1, 3]);
         assert_eq!(counters.report().frames_conflicting, 1);

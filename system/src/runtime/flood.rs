@@ -195,6 +195,7 @@ pub fn flood_datagrams(seed: u64, real_sessions: &[u32], count: usize) -> Vec<Ve
                 4 => Message::ConnectRequest(wire::ConnectRequest {
                     client: rng.random_range(3_000_000_000..u32::MAX),
                     attempt: rng.random(),
+                    boot_seq: 0,
                     hello: &body[..96],
                 })
                 .encode(&mut buf),
@@ -202,6 +203,7 @@ pub fn flood_datagrams(seed: u64, real_sessions: &[u32], count: usize) -> Vec<Ve
                 5 => Message::ConnectForward(wire::ConnectForward {
                     client: rng.random_range(3_000_000_000..u32::MAX),
                     attempt: rng.random(),
+                    boot_seq: 0,
                     client_addr: unknown_addr,
                     hello: &body[..96],
                 })
@@ -231,6 +233,7 @@ pub fn flood_datagrams(seed: u64, real_sessions: &[u32], count: usize) -> Vec<Ve
                     Message::ConnectForward(wire::ConnectForward {
                         client: rng.random_range(3_000_000_000..u32::MAX),
                         attempt: rng.random(),
+                        boot_seq: 0,
                         client_addr: unknown_addr,
                         hello: &body[..96],
                     })

@@ -27,7 +27,7 @@ use crate::driver::{self, Role};
 use crate::metrics::{Metered, Observed, RoleMetrics};
 use crate::net::{Clock, DatagramSocket, TokioClock};
 use crate::proto::{PolicyConfig, Receiver, ReceiverConfig, Sender, SenderConfig};
-use crate::role::durable::{Durable, DurableConfig, BACKFILL_SESSION_BIT};
+use crate::role::durable::{self, Durable, DurableConfig, BACKFILL_SESSION_BIT};
 use crate::role::ring::{DiskRing, FrameRing, RingLimits};
 use crate::role::{
     Camera, CameraConfig, FrameProducer, Mobile, MobileConfig, Sink, Tier1Server, Tier2Server,
@@ -644,16 +644,20 @@ pub async fn run_mobile(
     run_mobile_on(cfg, &socket, stop).await
 }
 
-/// Keeps a copy of every frame its inner producer makes in a directory (`keep_frames`).
+/// Keeps a copy of every frame its inner producer makes in a directory (`keep_frames`), named
+/// by the frame's capture sequence number (`SEQ.lf`, the identity storage files it under).
 struct KeepFrames {
     inner: Box<dyn FrameProducer>,
     dir: PathBuf,
+    /// This boot's `boot_seq` (see [`crate::role::durable`]).
+    boot_seq: u64,
 }
 
 impl FrameProducer for KeepFrames {
     fn produce(&mut self, session: u32, frame: u32, now: Instant, len: usize) -> Vec<u8> {
         let data = self.inner.produce(session, frame, now, len);
-        let path = self.dir.join(format!("{frame}.lf"));
+        let seq = self.boot_seq.saturating_add(u64::from(frame));
+        let path = self.dir.join(format!("{seq}.lf"));
         if let Err(e) = std::fs::write(&path, &data) {
             tracing::warn!(error = %e, path = %path.display(), "keeping a frame failed");
         }
@@ -673,13 +677,6 @@ pub async fn run_mobile_on<S: DatagramSocket>(
 ) -> Result<MobileSummary, ServiceError> {
     let clock = TokioClock::new();
     let policy = PolicyConfig::default();
-    // Frame ids start from a per-boot value, so a camera that restarts within a tier-2's
-    // memory of its session is not taken for repeating frames it already sent. Taken below
-    // 2^31 so ids do not wrap for 2^31 frames (the receiver orders frame ids plainly).
-    let boot = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| (d.as_millis() % (1 << 31)) as u32)
-        .unwrap_or(0);
     let ring = match &cfg.ring {
         Some(path) => {
             let limits = RingLimits {
@@ -699,13 +696,15 @@ pub async fn run_mobile_on<S: DatagramSocket>(
         }
         None => None,
     };
-    // Frames still in the ring from a previous run keep their ids: number on above them.
-    let first_frame = ring
-        .as_ref()
-        .map_or(boot, |r| Durable::first_frame(r, boot));
+    // This boot's frames number on above every frame the ring ever kept and not below the
+    // clock (see `role::durable`): frame identities never repeat across restarts.
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let boot_seq = durable::boot_seq(ring.as_ref().map(|r| r as &dyn FrameRing), unix_ms);
+    tracing::info!(boot_seq, "frames of this boot number on from here");
     let sender = Sender::new(SenderConfig {
         initial_segment_size: policy.initial_size(),
-        first_frame,
         ..SenderConfig::new(cfg.id, any_port())
     });
     let camera = open_camera(&cfg.camera, &cfg.camera_settings())?;
@@ -727,6 +726,7 @@ pub async fn run_mobile_on<S: DatagramSocket>(
         producer = Box::new(KeepFrames {
             inner: producer,
             dir: dir.clone(),
+            boot_seq,
         });
     }
     let camera = Camera::new(
@@ -739,6 +739,7 @@ pub async fn run_mobile_on<S: DatagramSocket>(
         sender,
         producer,
     );
+    let camera = camera.with_boot_seq(boot_seq);
     let camera = match ring {
         Some(ring) => {
             let d = Durable::new(

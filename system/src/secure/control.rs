@@ -576,6 +576,7 @@ mod tests {
     use crate::proto::wire::{Command, CommandMsg, Heartbeat, ManagerChange};
     use crate::proto::{Receiver, ReceiverConfig};
     use crate::role::{Sink, Tier1Server, Tier2Server};
+    use crate::secure::Attempt;
 
     const T1: ServerId = ServerId {
         role: ServerRole::Tier1,
@@ -898,7 +899,7 @@ mod tests {
         devices.insert(7, device.public());
         // A real hello of device 7, as an attacker who recorded it would replay it.
         let mut dev = DeviceSecurity::new(device, cluster.public(), 0, Entropy::seeded(41));
-        let (_, hello) = dev.hello(T, 7, 1).expect("a hello");
+        let (_, hello) = dev.hello(T, Attempt::new(7, 1, 0)).expect("a hello");
 
         // A fresh secure cluster on the roles' in-process network (`role::tests::Net`): what
         // it sends to an address that is not one of its hosts is counted as leaving it.
@@ -932,6 +933,7 @@ mod tests {
                 Message::ConnectRequest(ConnectRequest {
                     client: 7,
                     attempt: 1,
+                    boot_seq: 0,
                     hello: &hello,
                 }),
             ),
@@ -941,6 +943,7 @@ mod tests {
                 Message::ConnectRequest(ConnectRequest {
                     client: 7,
                     attempt: 2,
+                    boot_seq: 0,
                     hello: &garbage,
                 }),
             ),
@@ -950,6 +953,7 @@ mod tests {
                 Message::ConnectRequest(ConnectRequest {
                     client: 7,
                     attempt: 3,
+                    boot_seq: 0,
                     hello: &[],
                 }),
             ),
@@ -959,6 +963,7 @@ mod tests {
                 Message::ConnectForward(ConnectForward {
                     client: 7,
                     attempt: 1,
+                    boot_seq: 0,
                     client_addr: victim,
                     hello: &hello,
                 }),

@@ -22,8 +22,37 @@ use super::{StaticKey, PROLOGUE};
 use crate::proto::wire::MAX_HANDSHAKE_LEN;
 use crate::time::Instant;
 
-const HELLO_PAYLOAD_LEN: usize = 16;
+const HELLO_PAYLOAD_LEN: usize = 24;
 const REPLY_PAYLOAD_LEN: usize = 8;
+
+/// What a hello claims, sealed into its payload: the device, which connection attempt, and
+/// the capture sequence number its frames on the new session continue from (so a tier-1 or
+/// anyone on the path cannot make the tier-2 file them under another identity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    pub client: u32,
+    pub attempt: u32,
+    pub boot_seq: u64,
+}
+
+impl Attempt {
+    pub fn new(client: u32, attempt: u32, boot_seq: u64) -> Self {
+        Attempt {
+            client,
+            attempt,
+            boot_seq,
+        }
+    }
+
+    fn payload(&self, timestamp: u64) -> [u8; HELLO_PAYLOAD_LEN] {
+        let mut p = [0u8; HELLO_PAYLOAD_LEN];
+        p[..4].copy_from_slice(&self.client.to_be_bytes());
+        p[4..8].copy_from_slice(&self.attempt.to_be_bytes());
+        p[8..16].copy_from_slice(&timestamp.to_be_bytes());
+        p[16..].copy_from_slice(&self.boot_seq.to_be_bytes());
+        p
+    }
+}
 
 /// A device's side: its key pair and the cluster's public key.
 #[derive(Debug)]
@@ -52,13 +81,12 @@ impl DeviceSecurity {
         self.key.public()
     }
 
-    /// Starts a handshake for connection attempt `attempt`: the hello for the request and the
+    /// Starts a handshake for connection attempt `at`: the hello for the request and the
     /// state that reads the answer.
     pub fn hello(
         &mut self,
         now: Instant,
-        client: u32,
-        attempt: u32,
+        at: Attempt,
     ) -> Result<(Initiator, Vec<u8>), SecureError> {
         let timestamp = self
             .epoch_us
@@ -71,18 +99,15 @@ impl DeviceSecurity {
             .and_then(|b| b.prologue(PROLOGUE))
             .and_then(|b| b.build_initiator())
             .map_err(noise_err)?;
-        let mut payload = [0u8; HELLO_PAYLOAD_LEN];
-        payload[..4].copy_from_slice(&client.to_be_bytes());
-        payload[4..8].copy_from_slice(&attempt.to_be_bytes());
-        payload[8..].copy_from_slice(&timestamp.to_be_bytes());
+        let payload = at.payload(timestamp);
         let mut out = vec![0u8; MAX_HANDSHAKE_LEN];
         let n = hs.write_message(&payload, &mut out).map_err(noise_err)?;
         out.truncate(n);
         Ok((
             Initiator {
                 hs: Box::new(hs),
-                client,
-                attempt,
+                client: at.client,
+                attempt: at.attempt,
             },
             out,
         ))
@@ -217,19 +242,17 @@ impl Gate {
         self.budget.addresses_tracked()
     }
 
-    /// Checks a forwarded hello of `client`'s attempt `attempt`, coming from `from`, and
-    /// answers it for tier-2 `tier2`: the reply for the offer and the session's channel, or why
-    /// it is refused.
+    /// Checks a forwarded hello claiming `at`, coming from `from`, and answers it for tier-2
+    /// `tier2`: the reply for the offer and the session's channel, or why it is refused.
     pub fn admit(
         &mut self,
         now: Instant,
         from: IpAddr,
-        client: u32,
-        attempt: u32,
+        at: Attempt,
         tier2: u32,
         hello: &[u8],
     ) -> Result<(Vec<u8>, Channel), SecureError> {
-        let r = self.admit_inner(now, from, client, attempt, tier2, hello);
+        let r = self.admit_inner(now, from, at, tier2, hello);
         let s = &mut self.stats;
         match &r {
             Ok(_) => s.admitted += 1,
@@ -245,11 +268,13 @@ impl Gate {
         &mut self,
         now: Instant,
         from: IpAddr,
-        client: u32,
-        attempt: u32,
+        at: Attempt,
         tier2: u32,
         hello: &[u8],
     ) -> Result<(Vec<u8>, Channel), SecureError> {
+        let Attempt {
+            client, attempt, ..
+        } = at;
         let Some(registered) = self.devices.get(client).copied() else {
             return Err(SecureError::UnknownDevice(client));
         };
@@ -266,10 +291,12 @@ impl Gate {
         if hs.get_remote_static() != Some(&registered.0[..]) {
             return Err(SecureError::WrongKey(client));
         }
-        if n != HELLO_PAYLOAD_LEN
-            || payload[..4] != client.to_be_bytes()
-            || payload[4..8] != attempt.to_be_bytes()
-        {
+        // The payload must claim what the (unsealed) forward says, timestamp aside.
+        let mut claimed = at.payload(0);
+        if n == HELLO_PAYLOAD_LEN {
+            claimed[8..16].copy_from_slice(&payload[8..16]);
+        }
+        if payload[..n] != claimed {
             return Err(SecureError::Mismatch);
         }
         // Verified: from here on the hello is the device's own (or a replay of one).

@@ -37,7 +37,7 @@ pub use channel::{Channel, ReplayWindow};
 pub use control::{
     ControlGate, ControlPlane, ControlStats, ServerId, ServerRegistry, ServerRole, SigningKey,
 };
-pub use handshake::{DeviceSecurity, Gate, GateStats, Initiator};
+pub use handshake::{Attempt, DeviceSecurity, Gate, GateStats, Initiator};
 pub use keys::{DeviceRegistry, KeyError, PublicKey, StaticKey};
 
 /// The Noise protocol every session uses.

@@ -28,8 +28,10 @@ fn pair(seed: u64) -> (DeviceSecurity, Gate, StaticKey) {
 
 fn handshake(dev: &mut DeviceSecurity, gate: &mut Gate, at: u64) -> (Channel, Channel) {
     let now = Instant::from_micros(at);
-    let (init, hello) = dev.hello(now, 7, 1).unwrap();
-    let (reply, server) = gate.admit(now, DEVICE_ADDR, 7, 1, 3, &hello).unwrap();
+    let (init, hello) = dev.hello(now, Attempt::new(7, 1, 0)).unwrap();
+    let (reply, server) = gate
+        .admit(now, DEVICE_ADDR, Attempt::new(7, 1, 0), 3, &hello)
+        .unwrap();
     let client = init.finish(3, &reply).map_err(|(_, e)| e).unwrap();
     (client, server)
 }
@@ -131,24 +133,29 @@ fn a_flipped_bit_or_a_wrong_nonce_does_not_authenticate() {
 fn unknown_devices_wrong_keys_and_replayed_hellos_are_refused() {
     let (mut dev, mut gate, _) = pair(12);
     let now = Instant::from_micros(5_000);
-    let (_, hello) = dev.hello(now, 7, 1).unwrap();
+    let (_, hello) = dev.hello(now, Attempt::new(7, 1, 0)).unwrap();
     assert_eq!(
-        gate.admit(now, DEVICE_ADDR, 8, 1, 1, &hello).map(|_| ()),
+        gate.admit(now, DEVICE_ADDR, Attempt::new(8, 1, 0), 1, &hello)
+            .map(|_| ()),
         Err(SecureError::UnknownDevice(8))
     );
-    assert!(gate.admit(now, DEVICE_ADDR, 7, 1, 1, &hello).is_ok());
+    assert!(gate
+        .admit(now, DEVICE_ADDR, Attempt::new(7, 1, 0), 1, &hello)
+        .is_ok());
     let later = Instant::from_micros(500_000);
     assert_eq!(
-        gate.admit(later, DEVICE_ADDR, 7, 1, 1, &hello).map(|_| ()),
+        gate.admit(later, DEVICE_ADDR, Attempt::new(7, 1, 0), 1, &hello)
+            .map(|_| ()),
         Err(SecureError::ReplayedHello(7))
     );
     // A device with another key claiming to be 7.
     let thief = StaticKey::generate(&mut Entropy::seeded(99));
     let mut impostor = DeviceSecurity::new(thief, gate.public(), 0, Entropy::seeded(5));
     let at = Instant::from_micros(600_000);
-    let (_, bad) = impostor.hello(at, 7, 2).unwrap();
+    let (_, bad) = impostor.hello(at, Attempt::new(7, 2, 0)).unwrap();
     assert_eq!(
-        gate.admit(at, DEVICE_ADDR, 7, 2, 1, &bad).map(|_| ()),
+        gate.admit(at, DEVICE_ADDR, Attempt::new(7, 2, 0), 1, &bad)
+            .map(|_| ()),
         Err(SecureError::WrongKey(7))
     );
     // Garbage.
@@ -156,8 +163,7 @@ fn unknown_devices_wrong_keys_and_replayed_hellos_are_refused() {
         gate.admit(
             Instant::from_micros(900_000),
             DEVICE_ADDR,
-            7,
-            3,
+            Attempt::new(7, 3, 0),
             1,
             &[1, 2, 3]
         ),
@@ -168,27 +174,62 @@ fn unknown_devices_wrong_keys_and_replayed_hellos_are_refused() {
 }
 
 #[test]
+fn a_forward_that_changes_the_sealed_frame_numbering_is_refused() {
+    let (mut dev, mut gate, _) = pair(21);
+    let now = Instant::from_micros(5_000);
+    let claimed = Attempt::new(7, 1, 1_700_000_000_000);
+    let (_, hello) = dev.hello(now, claimed).unwrap();
+    // A tier-1 or anyone on the path rewrites the boot sequence number in the forward: the
+    // tier-2 would file the device's frames under other identities.
+    for boot_seq in [0, 1_700_000_000_001, u64::MAX] {
+        assert_eq!(
+            gate.admit(
+                now,
+                DEVICE_ADDR,
+                Attempt {
+                    boot_seq,
+                    ..claimed
+                },
+                1,
+                &hello
+            )
+            .map(|_| ()),
+            Err(SecureError::Mismatch),
+            "boot_seq {boot_seq}"
+        );
+    }
+    assert!(gate.admit(now, DEVICE_ADDR, claimed, 1, &hello).is_ok());
+}
+
+#[test]
 fn hello_floods_are_rate_limited_per_device() {
     let (mut dev, mut gate, _) = pair(13);
     let t0 = Instant::from_micros(1_000);
-    let (_, h1) = dev.hello(t0, 7, 1).unwrap();
-    assert!(gate.admit(t0, DEVICE_ADDR, 7, 1, 1, &h1).is_ok());
-    let (_, h2) = dev.hello(t0, 7, 2).unwrap();
+    let (_, h1) = dev.hello(t0, Attempt::new(7, 1, 0)).unwrap();
+    assert!(gate
+        .admit(t0, DEVICE_ADDR, Attempt::new(7, 1, 0), 1, &h1)
+        .is_ok());
+    let (_, h2) = dev.hello(t0, Attempt::new(7, 2, 0)).unwrap();
     assert_eq!(
-        gate.admit(t0, DEVICE_ADDR, 7, 2, 1, &h2).map(|_| ()),
+        gate.admit(t0, DEVICE_ADDR, Attempt::new(7, 2, 0), 1, &h2)
+            .map(|_| ()),
         Err(SecureError::RateLimited(7))
     );
     let t1 = t0 + handshake::HANDSHAKE_INTERVAL;
-    let (_, h3) = dev.hello(t1, 7, 3).unwrap();
-    assert!(gate.admit(t1, DEVICE_ADDR, 7, 3, 1, &h3).is_ok());
+    let (_, h3) = dev.hello(t1, Attempt::new(7, 3, 0)).unwrap();
+    assert!(gate
+        .admit(t1, DEVICE_ADDR, Attempt::new(7, 3, 0), 1, &h3)
+        .is_ok());
 }
 
 #[test]
 fn a_forged_offer_leaves_the_handshake_able_to_read_the_real_one() {
     let (mut dev, mut gate, _) = pair(14);
     let now = Instant::from_micros(1_000);
-    let (init, hello) = dev.hello(now, 7, 1).unwrap();
-    let (reply, _) = gate.admit(now, DEVICE_ADDR, 7, 1, 3, &hello).unwrap();
+    let (init, hello) = dev.hello(now, Attempt::new(7, 1, 0)).unwrap();
+    let (reply, _) = gate
+        .admit(now, DEVICE_ADDR, Attempt::new(7, 1, 0), 3, &hello)
+        .unwrap();
     let mut bad = reply.clone();
     bad[40] ^= 1;
     let (init, err) = init.finish(3, &bad).unwrap_err();
@@ -201,8 +242,10 @@ fn same_seed_same_handshake_bytes() {
     let run = || {
         let (mut dev, mut gate, _) = pair(20);
         let now = Instant::from_micros(77);
-        let (_, hello) = dev.hello(now, 7, 1).unwrap();
-        let (reply, _) = gate.admit(now, DEVICE_ADDR, 7, 1, 3, &hello).unwrap();
+        let (_, hello) = dev.hello(now, Attempt::new(7, 1, 0)).unwrap();
+        let (reply, _) = gate
+            .admit(now, DEVICE_ADDR, Attempt::new(7, 1, 0), 3, &hello)
+            .unwrap();
         (hello, reply)
     };
     assert_eq!(run(), run());
@@ -245,9 +288,11 @@ fn forged_hellos_for_a_real_device_never_lock_it_out() {
         let forged = if i % 2 == 0 {
             vec![i as u8; 96]
         } else {
-            other.hello(now, 7, i).unwrap().1
+            other.hello(now, Attempt::new(7, i, 0)).unwrap().1
         };
-        assert!(gate.admit(now, stranger, 7, i, 1, &forged).is_err());
+        assert!(gate
+            .admit(now, stranger, Attempt::new(7, i, 0), 1, &forged)
+            .is_err());
     }
     let st = gate.stats();
     assert_eq!(
@@ -256,8 +301,10 @@ fn forged_hellos_for_a_real_device_never_lock_it_out() {
         "{st:?}"
     );
     // The real device, at the same instant, is admitted.
-    let (_, hello) = dev.hello(now, 7, 5000).unwrap();
-    assert!(gate.admit(now, DEVICE_ADDR, 7, 5000, 1, &hello).is_ok());
+    let (_, hello) = dev.hello(now, Attempt::new(7, 5000, 0)).unwrap();
+    assert!(gate
+        .admit(now, DEVICE_ADDR, Attempt::new(7, 5000, 0), 1, &hello)
+        .is_ok());
 }
 
 #[test]
@@ -268,7 +315,7 @@ fn each_address_and_the_gate_have_a_handshake_budget() {
     let garbage = [7u8; 96];
     let refused = |gate: &mut Gate, at: Instant, from: IpAddr| {
         matches!(
-            gate.admit(at, from, 7, 1, 1, &garbage),
+            gate.admit(at, from, Attempt::new(7, 1, 0), 1, &garbage),
             Err(SecureError::RateLimited(7))
         )
     };
@@ -307,14 +354,14 @@ fn the_address_table_is_bounded() {
         // Slow enough for the gate's budget, each from a new address.
         at += Duration::from_millis(1);
         let from = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i as u32));
-        let _ = gate.admit(at, from, 7, 1, 1, &garbage);
+        let _ = gate.admit(at, from, Attempt::new(7, 1, 0), 1, &garbage);
         assert!(gate.addresses_tracked() <= handshake::MAX_ADDRESSES);
     }
     // Once their buckets have refilled, idle addresses make room for new ones.
     let later = at + Duration::from_secs(10);
     let from = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
     assert!(!matches!(
-        gate.admit(later, from, 7, 1, 1, &garbage),
+        gate.admit(later, from, Attempt::new(7, 1, 0), 1, &garbage),
         Err(SecureError::RateLimited(_))
     ));
     assert!(gate.addresses_tracked() < handshake::MAX_ADDRESSES);

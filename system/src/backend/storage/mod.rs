@@ -395,7 +395,7 @@ fn frame_meta(r: &impl Cols) -> Result<FrameMeta, StorageError> {
     const T: &str = "frames";
     Ok(FrameMeta {
         client: u32_col(r, 0, T)?,
-        frame: u32_col(r, 1, T)?,
+        frame: bits_u64(i64_col(r, 1, T)?),
         tier2: u32_col(r, 2, T)?,
         capture_ms: i64_col(r, 3, T)?,
         received_ms: i64_col(r, 4, T)?,
@@ -489,12 +489,7 @@ fn client_row(r: &impl Cols) -> Result<crate::backend::ClientRow, StorageError> 
         session: session_at(r, s)?,
         last_fix: fix_record_at(r, f)?,
         last_link: link_at(r, l)?,
-        last_frame: match r.opt_i64(fr)? {
-            Some(v) => {
-                Some(u32::try_from(v).map_err(|_| corrupt("frames", format!("frame id {v}")))?)
-            }
-            None => None,
-        },
+        last_frame: r.opt_i64(fr)?.map(bits_u64),
     })
 }
 

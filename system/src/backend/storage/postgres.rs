@@ -355,7 +355,7 @@ impl Storage for PgStorage {
                     heading,
                     time,
                 } = fix_params(f.fix.as_ref());
-                let (client, frame) = (i64::from(f.client), i64::from(f.frame));
+                let (client, frame) = (i64::from(f.client), u64_bits(f.frame));
                 let len = i64::try_from(f.jpeg.len())
                     .ok()
                     .filter(|&n| n <= i64::from(u32::MAX))
@@ -461,10 +461,10 @@ impl Storage for PgStorage {
         )
     }
 
-    fn frame(&mut self, client: u32, frame: u32) -> Result<Option<FrameRecord>, StorageError> {
+    fn frame(&mut self, client: u32, frame: u64) -> Result<Option<FrameRecord>, StorageError> {
         let mut found = self.rows(
             sql::FRAME,
-            &[&i64::from(client), &i64::from(frame)],
+            &[&i64::from(client), &u64_bits(frame)],
             frame_record,
         )?;
         Ok(found.pop())

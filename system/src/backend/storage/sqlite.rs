@@ -290,7 +290,7 @@ impl Storage for SqliteStorage {
                 } = fix_params(f.fix.as_ref());
                 let inserted = frame_stmt.execute(params![
                     f.client,
-                    f.frame,
+                    u64_bits(f.frame),
                     f.tier2,
                     f.capture_ms,
                     f.received_ms,
@@ -304,15 +304,15 @@ impl Storage for SqliteStorage {
                     f.jpeg
                 ])?;
                 if inserted == 0 {
-                    let same: bool =
-                        same_stmt.query_row(params![f.client, f.frame, f.jpeg], |r| r.get(0))?;
+                    let same: bool = same_stmt
+                        .query_row(params![f.client, u64_bits(f.frame), f.jpeg], |r| r.get(0))?;
                     if !same {
                         out.conflicts.push((f.client, f.frame));
                     }
                 } else if f.fix.is_some() {
                     fix_stmt.execute(params![
                         f.client,
-                        f.frame,
+                        u64_bits(f.frame),
                         f.received_ms,
                         lat,
                         lon,
@@ -403,7 +403,7 @@ impl Storage for SqliteStorage {
         )
     }
 
-    fn frame(&mut self, client: u32, frame: u32) -> Result<Option<FrameRecord>, StorageError> {
+    fn frame(&mut self, client: u32, frame: u64) -> Result<Option<FrameRecord>, StorageError> {
         let mut found = rows(
             &self.conn,
             concat!(
@@ -411,7 +411,7 @@ impl Storage for SqliteStorage {
                 frame_meta_cols!(),
                 ", jpeg FROM frames WHERE client = ?1 AND frame = ?2"
             ),
-            params![client, frame],
+            params![client, u64_bits(frame)],
             |r| frame_record(r),
         )?;
         Ok(found.pop())

@@ -76,7 +76,7 @@ pub(crate) fn fix(n: u32) -> Fix {
 pub(crate) fn frame(client: u32, frame: u32, received_ms: i64) -> FrameRecord {
     FrameRecord {
         client,
-        frame,
+        frame: u64::from(frame),
         tier2: 3,
         capture_ms: received_ms - 40,
         received_ms,
@@ -139,7 +139,11 @@ pub(crate) fn round_trips(mut f: Fresh) {
     );
 
     // Frames with and without a fix, with extreme values.
-    let with_fix = frame(4, u32::MAX, 5_000);
+    // The largest 64-bit frame id round-trips (stored as the bits of a signed column).
+    let with_fix = FrameRecord {
+        frame: u64::MAX,
+        ..frame(4, u32::MAX, 5_000)
+    };
     let mut without = frame(4, 0, 4_000);
     without.fix = None;
     without.jpeg = Vec::new();
@@ -154,7 +158,7 @@ pub(crate) fn round_trips(mut f: Fresh) {
     odd.capture_ms = i64::MIN;
     db.insert_frames(&[with_fix.clone(), without.clone(), odd.clone()])
         .unwrap();
-    assert_eq!(db.frame(4, u32::MAX).unwrap(), Some(with_fix.clone()));
+    assert_eq!(db.frame(4, u64::MAX).unwrap(), Some(with_fix.clone()));
     assert_eq!(db.frame(4, 0).unwrap(), Some(without.clone()));
     assert_eq!(db.frame(4, 1).unwrap(), Some(odd.clone()));
     assert_eq!(db.latest_frame(4).unwrap(), Some(with_fix.clone()));
@@ -503,7 +507,7 @@ pub(crate) fn retention_by_size(mut f: Fresh) {
             links: 0
         }
     );
-    let mut kept: Vec<u32> = [1, 2]
+    let mut kept: Vec<u64> = [1, 2]
         .iter()
         .flat_map(|&c| db.frames(c, i64::MIN, i64::MAX, 100).unwrap())
         .map(|m| m.frame)

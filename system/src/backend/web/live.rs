@@ -217,7 +217,7 @@ async fn serve(mut socket: WebSocket, shared: AppState, login: Vec<u8>) {
 mod tests {
     use super::*;
 
-    fn view(id: u32, frame: u32) -> ClientView {
+    fn view(id: u32, frame: u64) -> ClientView {
         ClientView {
             id,
             online: true,

@@ -218,7 +218,9 @@ pub struct ClientView {
     pub fix: Option<FixView>,
     /// Segment size, loss, latency and frame counts of the last reporting interval.
     pub link: Option<LinkRecord>,
-    pub last_frame: Option<u32>,
+    /// A decimal string (see [`crate::backend::seq_string`]).
+    #[serde(with = "crate::backend::seq_string_opt")]
+    pub last_frame: Option<u64>,
 }
 
 impl ClientView {

@@ -25,7 +25,7 @@ const MAX_LIMIT: u32 = 10_000;
 /// Commands shown with a client.
 const RECENT_COMMANDS: u32 = 20;
 
-fn parse_id(text: &str, what: &str) -> Result<u32, ApiError> {
+fn parse_id<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ApiError> {
     text.parse()
         .map_err(|_| ApiError::bad_request(format!("{what} must be a whole number, got {text:?}")))
 }
@@ -156,8 +156,8 @@ pub(super) async fn frame(
     State(shared): State<AppState>,
     Path((id, frame)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "client id")?;
-    let frame = parse_id(&frame, "frame id")?;
+    let id: u32 = parse_id(&id, "client id")?;
+    let frame: u64 = parse_id(&frame, "frame id")?;
     match with_storage(&shared, move |s| s.frame(id, frame)).await? {
         Some(f) => Ok(jpeg(f, "private, max-age=3600, immutable")),
         None => Err(ApiError::not_found(format!(

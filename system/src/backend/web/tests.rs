@@ -73,7 +73,7 @@ fn fill(storage: &mut dyn Storage, city: &City, now: i64) -> Vec<i64> {
             times.push(t);
             FrameRecord {
                 client: 1,
-                frame: i,
+                frame: u64::from(i),
                 tier2: 11,
                 capture_ms: t - 30,
                 received_ms: t,
@@ -272,7 +272,7 @@ async fn clients_list_last_fix_online_state_and_link_figures() {
     assert_eq!(c1["online"], true);
     assert_eq!(c1["tier2"], 11);
     assert_eq!(c1["tier2_addr"], "127.0.0.1:7101");
-    assert_eq!(c1["last_frame"], 5);
+    assert_eq!(c1["last_frame"], "5");
     let want = city_fix(&city, 1000.0, 0.0);
     assert!((c1["fix"]["lat"].as_f64().unwrap() - want.lat).abs() < 1e-9);
     assert!((c1["fix"]["lon"].as_f64().unwrap() - want.lon).abs() < 1e-9);
@@ -281,7 +281,7 @@ async fn clients_list_last_fix_online_state_and_link_figures() {
     assert_eq!(c1["link"]["loss"], 0.025);
     assert_eq!(c1["link"]["latency_ms"], 12.5);
     assert_eq!(list[1]["online"], false, "last seen a minute ago");
-    assert_eq!(list[1]["last_frame"], 7);
+    assert_eq!(list[1]["last_frame"], "7");
     assert_eq!(list[2]["fix"], Value::Null);
     assert_eq!(list[2]["link"], Value::Null);
 
@@ -369,10 +369,20 @@ async fn frames_are_served_as_the_stored_jpeg() {
     expect_error(
         &f.app,
         Method::GET,
-        "/api/clients/1/frames/99999999999",
+        "/api/clients/1/frames/18446744073709551616",
         "",
         StatusCode::BAD_REQUEST,
         "frame id",
+    )
+    .await;
+    // Frame ids are 64-bit: one past 2^32 is a fine id that is not stored.
+    expect_error(
+        &f.app,
+        Method::GET,
+        "/api/clients/1/frames/99999999999",
+        "",
+        StatusCode::NOT_FOUND,
+        "no frame 99999999999",
     )
     .await;
 }
@@ -404,8 +414,8 @@ async fn track_and_frame_history_follow_the_range() {
     .await;
     let frames = v["frames"].as_array().unwrap();
     assert_eq!(frames.len(), 2);
-    assert_eq!(frames[0]["frame"], 1);
-    assert_eq!(frames[1]["frame"], 2);
+    assert_eq!(frames[0]["frame"], "1");
+    assert_eq!(frames[1]["frame"], "2");
     assert!(
         frames[0].get("jpeg").is_none(),
         "history lists index rows only"
@@ -908,7 +918,7 @@ async fn live_socket_pushes_changes_and_command_updates() {
     let changed = diff["clients"].as_array().unwrap();
     assert_eq!(changed.len(), 1, "{diff}");
     assert_eq!(changed[0]["id"], 1);
-    assert_eq!(changed[0]["last_frame"], 6);
+    assert_eq!(changed[0]["last_frame"], "6");
 
     // The desk's update reaches the socket.
     let rec = f
