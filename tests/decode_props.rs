@@ -10,7 +10,7 @@ use livecam_system::device::NmeaParser;
 use livecam_system::proto::wire::{
     self, Command, CommandMsg, CommandResult, ConnectForward, ConnectOffer, ConnectReply,
     ConnectRequest, FrameAck, Handover, Heartbeat, HeartbeatAck, KeepAlive, ManagerChange, Message,
-    Nack, Parity, PeerStatus, Sealed, Segment, Stored,
+    Nack, Parity, PeerStatus, Sealed, Segment, SessionTier1s, Stored,
 };
 use proptest::collection::{btree_set, vec};
 use proptest::prelude::*;
@@ -124,6 +124,7 @@ fn encoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             attempt: 1,
             boot_seq: 0,
             hello: &hello,
+            padding: 1034,
         }),
         Message::ConnectForward(ConnectForward {
             client: 1001,
@@ -186,6 +187,10 @@ fn encoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             epoch: 3,
         }),
         Message::Tier1List(vec![v4, v6]),
+        Message::SessionTier1s(SessionTier1s {
+            session: 1001,
+            tier1s: vec![v4, v6],
+        }),
         Message::PeerStatus(PeerStatus {
             tier1: 1,
             tier2s: 2,
@@ -413,6 +418,7 @@ fn arb_message() -> impl Strategy<Value = Message<'static>> {
             attempt,
             boot_seq: u64::from(attempt) << 20,
             hello: handshake(client),
+            padding: (client % 1200) as u16,
         })),
         (u(), u(), arb_addr()).prop_map(|(client, attempt, client_addr)| {
             Message::ConnectForward(ConnectForward {
@@ -500,6 +506,9 @@ fn arb_message() -> impl Strategy<Value = Message<'static>> {
             })
         }),
         vec(arb_addr(), 1..=wire::MAX_TIER1_LIST).prop_map(Message::Tier1List),
+        (u(), vec(arb_addr(), 1..=wire::MAX_TIER1_LIST)).prop_map(|(session, tier1s)| {
+            Message::SessionTier1s(SessionTier1s { session, tier1s })
+        }),
         (u(), u(), u(), u(), any::<bool>()).prop_map(
             |(tier1, tier2s, sessions, capacity, draining)| {
                 Message::PeerStatus(PeerStatus {

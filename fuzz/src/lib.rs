@@ -47,6 +47,7 @@ pub fn wire(data: &[u8]) {
             | Message::FrameAck(_)
             | Message::Stored(_)
             | Message::KeepAlive(_)
+            | Message::SessionTier1s(_)
             | Message::Sealed(_)
     );
     assert_eq!(control, !protocol, "is_control disagrees on {}", msg.name());
@@ -64,6 +65,7 @@ pub fn wire(data: &[u8]) {
         Message::FrameAck(m) => Some(m.session),
         Message::Stored(m) => Some(m.session),
         Message::KeepAlive(m) => Some(m.session),
+        Message::SessionTier1s(m) => Some(m.session),
         Message::Sealed(m) => Some(m.session),
         Message::Command(m) => Some(m.client),
         Message::CommandResult(m) => Some(m.client),

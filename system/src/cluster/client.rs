@@ -3,7 +3,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::outbox::Outbox;
-use crate::proto::wire::{ConnectReply, ConnectRequest, Message};
+use crate::proto::wire::{
+    ConnectReply, ConnectRequest, Message, MAX_TIER1_LIST, PADDED_REQUEST_LEN,
+};
 use crate::secure::{Attempt, Channel, DeviceSecurity, Initiator};
 use crate::time::{period, Instant};
 
@@ -188,12 +190,18 @@ impl Connector {
                 Err(e) => tracing::warn!(%e, "cannot start a handshake"),
             }
         }
-        let req = ConnectRequest {
+        let mut req = ConnectRequest {
             client: self.cfg.id,
             attempt: self.attempt,
             boot_seq: self.boot_seq,
             hello: &hello,
+            padding: 0,
         };
+        if self.security.is_some() {
+            // Padded: a secure tier-1 answers with no more bytes than it got (offers included).
+            let len = Message::ConnectRequest(req).encoded_len();
+            req.padding = u16::try_from(PADDED_REQUEST_LEN.saturating_sub(len)).unwrap_or(0);
+        }
         self.outbox.send(tier1, &Message::ConnectRequest(req));
         self.state = State::Connecting {
             started,
@@ -259,15 +267,49 @@ impl Connector {
                 if Some(from) != self.asked {
                     return true; // not the answer to our request: ignored
                 }
-                if !list.is_empty() && *list != self.cfg.tier1s {
-                    self.cfg.tier1s = list.clone();
-                    self.current = 0;
-                    self.events.push_back(ClientEvent::Tier1List(list.clone()));
-                }
+                let next = if self.security.is_some() {
+                    // Its source is not verified (an off-path spoofer can answer in its
+                    // name): it may reorder the tier-1s this client trusts, never add or drop
+                    // one. New ones come sealed in a session ([`Connector::trust_tier1s`]).
+                    let known = &self.cfg.tier1s;
+                    let mut next = Vec::with_capacity(known.len());
+                    for a in list.iter().chain(known) {
+                        if known.contains(a) && !next.contains(a) {
+                            next.push(*a);
+                        }
+                    }
+                    next
+                } else {
+                    list.clone()
+                };
+                self.take_tier1s(next);
             }
             _ => return false,
         }
         true
+    }
+
+    /// The tier-1 list a tier-2 sent sealed in this client's session (authenticated: only a
+    /// holder of the cluster key could have agreed the session's keys): its tier-1s first, in
+    /// its order, then those this client knew that it does not name (a tier-1 it does not know
+    /// of may still be alive), at most [`MAX_TIER1_LIST`].
+    pub fn trust_tier1s(&mut self, list: &[SocketAddr]) {
+        let mut next = Vec::with_capacity(list.len() + self.cfg.tier1s.len());
+        for a in list.iter().chain(&self.cfg.tier1s) {
+            if !next.contains(a) {
+                next.push(*a);
+            }
+        }
+        next.truncate(MAX_TIER1_LIST);
+        self.take_tier1s(next);
+    }
+
+    fn take_tier1s(&mut self, list: Vec<SocketAddr>) {
+        if !list.is_empty() && list != self.cfg.tier1s {
+            self.cfg.tier1s = list.clone();
+            self.current = 0;
+            self.events.push_back(ClientEvent::Tier1List(list));
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {

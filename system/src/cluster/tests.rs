@@ -110,6 +110,7 @@ fn tier1_forwards_to_every_tier2_it_manages_with_the_clients_address() {
         attempt: 1,
         boot_seq: 0,
         hello: &[],
+        padding: 0,
     });
     t1.handle(now, addr(CLIENT), &req);
     let out = drain_out(|b| t1.poll_transmit(b));
@@ -296,7 +297,8 @@ mod hostile_input {
                     client,
                     attempt,
                     boot_seq: u64::from(attempt) << 20,
-                    hello: &[]
+                    hello: &[],
+                    padding: (attempt % 2000) as u16,
                 }
             )),
             (any::<u32>(), any::<u32>(), a.clone()).prop_map(|(client, attempt, client_addr)| {
@@ -468,6 +470,40 @@ mod with_keys {
         let dev = DeviceSecurity::new(device, cluster.public(), 0, Entropy::seeded(seed + 1));
         let t = tier2(3, 0).with_gate(Gate::new(cluster, reg, Entropy::seeded(seed + 2)));
         (t, dev)
+    }
+
+    #[test]
+    fn a_secure_client_pads_its_request_and_takes_new_tier1s_only_sealed() {
+        let (_, dev) = keyed(5);
+        let mut c =
+            Connector::new(ClientConfig::new(7, vec![addr(T1A), addr(T1B)])).with_security(dev);
+        c.connect(Instant::ZERO);
+        let out = drain_out(|b| c.poll_transmit(b));
+        let [(to, Message::ConnectRequest(r))] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(*to, addr(T1A));
+        assert_eq!(
+            Message::ConnectRequest(*r).encoded_len(),
+            wire::PADDED_REQUEST_LEN,
+            "padded, so a tier-1 can afford offers"
+        );
+        // The plain answer of the tier-1 asked (an off-path spoofer can forge it): a new
+        // address is not taken, the known ones are reordered, none is dropped.
+        let stranger = addr("10.6.6.6:7000");
+        let list = vec![stranger, addr(T1B)];
+        c.handle(Instant::ZERO, addr(T1A), &Message::Tier1List(list));
+        assert_eq!(c.tier1s(), &[addr(T1B), addr(T1A)]);
+        c.handle(
+            Instant::ZERO,
+            addr(T1A),
+            &Message::Tier1List(vec![stranger]),
+        );
+        assert_eq!(c.tier1s(), &[addr(T1B), addr(T1A)]);
+        // The list sealed in a session (from a tier-2 holding the cluster key) adds one.
+        let new = addr("10.0.1.3:7000");
+        c.trust_tier1s(&[new, addr(T1A)]);
+        assert_eq!(c.tier1s(), &[new, addr(T1A), addr(T1B)]);
     }
 
     fn forward_with(client: u32, hello: &[u8]) -> Message<'_> {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::outbox::Outbox;
 use crate::proto::wire::{
-    ConnectForward, Handover, HeartbeatAck, ManagerChange, Message, PeerStatus,
+    ConnectForward, ConnectOffer, Handover, HeartbeatAck, ManagerChange, Message, PeerStatus,
 };
 use crate::time::{period, Instant};
 
@@ -130,8 +130,9 @@ pub struct Tier1 {
     next_pick: usize,
     outbox: Outbox,
     events: VecDeque<Tier1Event>,
-    /// Answers to unverified sources no larger than what they sent (secure mode).
-    bounded_answers: bool,
+    /// Secure mode: answers to unverified sources, the offers of the tier-2s it asks
+    /// included, no larger than what they sent; the wire bytes of one offer.
+    bounded_answers: Option<usize>,
 }
 
 impl Tier1 {
@@ -171,15 +172,26 @@ impl Tier1 {
             next_pick: 0,
             outbox: Outbox::default(),
             events: VecDeque::new(),
-            bounded_answers: false,
+            bounded_answers: None,
         }
     }
 
-    /// Secure mode: what it answers a connection request (whose source address nobody has
-    /// verified) is never larger than the request, so a forged source cannot be flooded
-    /// with more bytes than the forger spent. (Its forwards go to registered tier-2s only.)
+    /// Secure mode: what a connection request (whose source address nobody has verified)
+    /// draws towards its source, this tier-1's list and the offers of the tier-2s it asks,
+    /// is never larger than the request, so a forged source cannot be flooded with more bytes
+    /// than the forger spent. A request asks as many tier-2s as its size pays offers for
+    /// (clients with keys pad theirs to
+    /// [`PADDED_REQUEST_LEN`](crate::proto::wire::PADDED_REQUEST_LEN): a dozen), the least
+    /// loaded first; the list gets what is left. (Forwards go to registered tier-2s only.)
     pub fn bound_answers(&mut self) {
-        self.bounded_answers = true;
+        let offer = Message::ConnectOffer(ConnectOffer {
+            client: 0,
+            attempt: 0,
+            tier2: 0,
+            load: 0,
+            reply: &[0; crate::secure::handshake::REPLY_LEN],
+        });
+        self.bounded_answers = Some(offer.encoded_len());
     }
 
     pub fn id(&self) -> u32 {
@@ -335,11 +347,11 @@ impl Tier1 {
                     client_addr: from,
                     hello: r.hello,
                 };
-                let mut targets: Vec<SocketAddr> = self
+                let mut targets: Vec<(u32, &Managed)> = self
                     .managed
                     .iter()
                     .filter(|(t, _)| !self.handing.get(t).is_some_and(|h| h.accepted))
-                    .map(|(_, m)| m.addr)
+                    .map(|(&t, m)| (t, m))
                     .collect();
                 // The seed's fan-out, or one tier-2 picked without asking (the baselines the
                 // experiments compare it with).
@@ -356,18 +368,31 @@ impl Tier1 {
                     }
                     _ => {}
                 }
+                // The source of a request is not verified (it may be forged): in secure mode
+                // it gets no more bytes than it sent, offers and list together.
+                let mut room = usize::MAX;
+                if let Some(offer) = self.bounded_answers {
+                    let asked = msg.encoded_len();
+                    let fits = asked / offer.max(1);
+                    if targets.len() > fits {
+                        // The least loaded first: the ones that would answer first anyway.
+                        targets.sort_by(|a, b| {
+                            let load =
+                                |m: &Managed| f64::from(m.sessions) / f64::from(m.capacity.max(1));
+                            load(a.1).total_cmp(&load(b.1)).then(a.0.cmp(&b.0))
+                        });
+                        targets.truncate(fits);
+                    }
+                    room = asked - targets.len() * offer;
+                }
+                let targets: Vec<SocketAddr> = targets.iter().map(|(_, m)| m.addr).collect();
                 for to in targets {
                     self.outbox.send(to, &Message::ConnectForward(fwd));
                 }
                 let mut list = self.tier1_list(now);
-                if self.bounded_answers {
-                    // The source of a request is not verified (it may be forged): it gets no
-                    // more bytes than it sent. The list is sorted best first; the tail goes.
-                    let asked = msg.encoded_len();
-                    while !list.is_empty() && Message::Tier1List(list.clone()).encoded_len() > asked
-                    {
-                        list.pop();
-                    }
+                // Sorted best first: the tail goes.
+                while !list.is_empty() && Message::Tier1List(list.clone()).encoded_len() > room {
+                    list.pop();
                 }
                 if !list.is_empty() {
                     self.outbox.send(from, &Message::Tier1List(list));

@@ -196,6 +196,22 @@ impl Tier2 {
     }
 
     /// Tier-1 servers this tier-2 knows of.
+    /// The tier-1s this tier-2 knows (configured, or named by a manager change), its manager
+    /// first: what it tells its clients (see [`crate::proto::wire::SessionTier1s`]).
+    pub fn tier1s(&self) -> Vec<SocketAddr> {
+        let manager = self.manager();
+        manager
+            .into_iter()
+            .chain(
+                self.cfg
+                    .tier1s
+                    .iter()
+                    .copied()
+                    .filter(|&a| Some(a) != manager),
+            )
+            .collect()
+    }
+
     pub fn known_tier1s(&self) -> usize {
         self.cfg.tier1s.len()
     }

@@ -87,6 +87,8 @@ pub mod kind {
     /// A session datagram (segment, NACK, ACK, command, result) sealed with the session's
     /// keys: the inner datagram travels encrypted and authenticated (see [`crate::secure`]).
     pub const SEALED: u8 = 0x08;
+    /// Tier-2 -> client, sealed in the session: the cluster's tier-1 servers.
+    pub const SESSION_TIER1S: u8 = 0x09;
     /// Client -> tier-1: I want a session.
     pub const CONNECT_REQUEST: u8 = 0x10;
     /// Tier-1 -> each tier-2 it manages: this client wants a session.
@@ -279,7 +281,17 @@ pub struct ConnectRequest<'a> {
     /// The first Noise handshake message, which proves the device's key (empty on a cluster
     /// run without keys); at most [`MAX_HANDSHAKE_LEN`] bytes.
     pub hello: &'a [u8],
+    /// Zero bytes after the hello. A client with keys pads its request to
+    /// [`PADDED_REQUEST_LEN`] bytes: a secure tier-1 answers the request's unverified source
+    /// (it may be a victim's forged address) with at most as many bytes as the request had,
+    /// offers of the tier-2s it asks included, so padding buys a fan-out to several tier-2s
+    /// (QUIC pads its Initial to 1200 bytes for the same reason).
+    pub padding: u16,
 }
+
+/// What a client with keys pads its connection request to (see [`ConnectRequest::padding`]):
+/// room for the tier-1's answer and a dozen offers, and within any path's MTU.
+pub const PADDED_REQUEST_LEN: usize = 1200;
 
 /// Tier-1 -> tier-2: a client's request, with the client's address (claim 15).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -441,6 +453,19 @@ pub struct CommandResult {
 /// Most addresses one tier-1 list carries.
 pub const MAX_TIER1_LIST: usize = 64;
 
+/// Tier-2 -> client, sent once a session is set up: the tier-1 servers the tier-2 knows, its
+/// manager first. Who may send it: the session's tier-2 only. It travels sealed with the
+/// session's keys, which only a holder of the cluster key could agree, so unlike the plain
+/// [`Message::Tier1List`] (whose source a client cannot verify) it may add tier-1s to the
+/// client's list, and with them the addresses a `SwitchTier1` command may name. Never sent
+/// without keys (a client then takes the plain list, as in the seed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionTier1s {
+    pub session: u32,
+    /// 1 to [`MAX_TIER1_LIST`] addresses.
+    pub tier1s: Vec<SocketAddr>,
+}
+
 /// Any decoded datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<'a> {
@@ -462,6 +487,7 @@ pub enum Message<'a> {
     ManagerChange(ManagerChange),
     /// The tier-1 servers a client should use, default first (claims 22-23).
     Tier1List(Vec<SocketAddr>),
+    SessionTier1s(SessionTier1s),
     PeerStatus(PeerStatus),
     Command(CommandMsg),
     CommandResult(CommandResult),
@@ -480,6 +506,15 @@ fn put_preamble(buf: &mut Vec<u8>, kind: u8) -> usize {
 fn put_crc(buf: &mut Vec<u8>, start: usize) {
     let crc = crc32c::crc32c(&buf[start..]);
     buf.extend_from_slice(&crc.to_be_bytes());
+}
+
+/// A tier-1 list: a count and the addresses (cut at [`MAX_TIER1_LIST`]).
+fn put_addr_list(buf: &mut Vec<u8>, addrs: &[SocketAddr]) {
+    let n = addrs.len().min(MAX_TIER1_LIST);
+    buf.push(n as u8);
+    for a in &addrs[..n] {
+        put_addr(buf, a);
+    }
 }
 
 /// A handshake message: a 16-bit length and the bytes (cut at [`MAX_HANDSHAKE_LEN`]; callers
@@ -680,6 +715,7 @@ impl Message<'_> {
             Message::HandoverAccept(_) => "handover_accept",
             Message::ManagerChange(_) => "manager_change",
             Message::Tier1List(_) => "tier1_list",
+            Message::SessionTier1s(_) => "session_tier1s",
             Message::PeerStatus(_) => "peer_status",
             Message::Command(_) => "command",
             Message::CommandResult(_) => "command_result",
@@ -743,6 +779,7 @@ impl Message<'_> {
             Message::HandoverAccept(_) => (kind::HANDOVER_ACCEPT, buf.len()),
             Message::ManagerChange(_) => (kind::MANAGER_CHANGE, buf.len()),
             Message::Tier1List(_) => (kind::TIER1_LIST, buf.len()),
+            Message::SessionTier1s(_) => (kind::SESSION_TIER1S, buf.len()),
             Message::PeerStatus(_) => (kind::PEER_STATUS, buf.len()),
             Message::Command(_) => (kind::COMMAND, buf.len()),
             Message::CommandResult(_) => (kind::COMMAND_RESULT, buf.len()),
@@ -764,6 +801,8 @@ impl Message<'_> {
                 u32(buf, m.attempt);
                 u64(buf, m.boot_seq);
                 put_handshake(buf, m.hello);
+                buf.extend_from_slice(&m.padding.to_be_bytes());
+                buf.resize(buf.len() + usize::from(m.padding), 0);
             }
             Message::ConnectForward(m) => {
                 u32(buf, m.client);
@@ -807,12 +846,10 @@ impl Message<'_> {
                 put_addr(buf, &m.manager_addr);
                 u64(buf, m.epoch);
             }
-            Message::Tier1List(addrs) => {
-                let n = addrs.len().min(MAX_TIER1_LIST);
-                buf.push(n as u8);
-                for a in &addrs[..n] {
-                    put_addr(buf, a);
-                }
+            Message::Tier1List(addrs) => put_addr_list(buf, addrs),
+            Message::SessionTier1s(m) => {
+                u32(buf, m.session);
+                put_addr_list(buf, &m.tier1s);
             }
             Message::PeerStatus(m) => {
                 u32(buf, m.tier1);
@@ -911,6 +948,14 @@ impl<'a> Reader<'a> {
             _ => return Err(WireError::Invalid("unknown address family")),
         };
         Ok(SocketAddr::new(ip, self.u16()?))
+    }
+    /// A tier-1 list: a count (1 to [`MAX_TIER1_LIST`]) and the addresses.
+    fn addr_list(&mut self) -> Result<Vec<SocketAddr>, WireError> {
+        let n = usize::from(self.u8()?);
+        if n == 0 || n > MAX_TIER1_LIST {
+            return Err(WireError::Invalid("tier-1 list length out of range"));
+        }
+        (0..n).map(|_| self.addr()).collect()
     }
     fn finish(self) -> Result<(), WireError> {
         if self.bytes.is_empty() {
@@ -1028,6 +1073,12 @@ fn decode_checked(datagram: &[u8], verify_crc: bool) -> Result<Message<'_>, Wire
             attempt: r.u32()?,
             boot_seq: r.u64()?,
             hello: r.handshake()?,
+            // Its bytes say nothing: only their number counts.
+            padding: {
+                let n = r.u16()?;
+                r.take(usize::from(n))?;
+                n
+            },
         }),
         kind::CONNECT_FORWARD => Message::ConnectForward(ConnectForward {
             client: r.u32()?,
@@ -1085,17 +1136,11 @@ fn decode_checked(datagram: &[u8], verify_crc: bool) -> Result<Message<'_>, Wire
             manager_addr: r.addr()?,
             epoch: r.u64()?,
         }),
-        kind::TIER1_LIST => {
-            let n = usize::from(r.u8()?);
-            if n == 0 || n > MAX_TIER1_LIST {
-                return Err(WireError::Invalid("tier-1 list length out of range"));
-            }
-            let mut addrs = Vec::with_capacity(n);
-            for _ in 0..n {
-                addrs.push(r.addr()?);
-            }
-            Message::Tier1List(addrs)
-        }
+        kind::TIER1_LIST => Message::Tier1List(r.addr_list()?),
+        kind::SESSION_TIER1S => Message::SessionTier1s(SessionTier1s {
+            session: r.u32()?,
+            tier1s: r.addr_list()?,
+        }),
         kind::PEER_STATUS => Message::PeerStatus(PeerStatus {
             tier1: r.u32()?,
             tier2s: r.u32()?,
@@ -1463,7 +1508,7 @@ mod tests {
 
         #[test]
         fn cluster_messages_round_trip(
-            which in 0u8..12,
+            which in 0u8..13,
             a in any::<u32>(),
             b in any::<u32>(),
             c in any::<u32>(),
@@ -1481,7 +1526,7 @@ mod tests {
                 SocketAddr::new(IpAddr::from(ip), port)
             };
             let msg = match which {
-                0 => Message::ConnectRequest(ConnectRequest { client: a, attempt: b, boot_seq: u64::from(a) << 33, hello: &hello }),
+                0 => Message::ConnectRequest(ConnectRequest { client: a, attempt: b, boot_seq: u64::from(a) << 33, hello: &hello, padding: (b % 1500) as u16 }),
                 1 => Message::ConnectForward(ConnectForward { client: a, attempt: b, boot_seq: u64::MAX, client_addr: addr, hello: &hello }),
                 2 => Message::ConnectOffer(ConnectOffer { client: a, attempt: b, tier2: c, load: a ^ b, reply: &hello }),
                 3 => Message::ConnectAccept(ConnectReply { client: a, attempt: b, tier2: c }),
@@ -1492,6 +1537,7 @@ mod tests {
                 8 => Message::HandoverAccept(Handover { tier1: a, tier2: b, tier2_addr: addr, epoch: e }),
                 9 => Message::ManagerChange(ManagerChange { tier2: a, manager: b, manager_addr: addr, epoch: e }),
                 10 => Message::Tier1List(vec![addr; n]),
+                11 => Message::SessionTier1s(SessionTier1s { session: a, tier1s: vec![addr; n] }),
                 _ => Message::PeerStatus(PeerStatus { tier1: a, tier2s: b, sessions: c, capacity: a, draining: v6 }),
             };
             let mut buf = Vec::new();

@@ -126,6 +126,14 @@ impl Mobile {
         self.keepalive_since = None;
         if data.get(3) == Some(&wire::kind::KEEPALIVE) {
             // The echo: its arrival was all it had to say.
+        } else if data.get(3) == Some(&wire::kind::SESSION_TIER1S) {
+            // Trusted only sealed (it came through `open`); without keys the plain tier-1
+            // list rules, as in the seed.
+            if let (Some(_), Ok(Message::SessionTier1s(m))) = (&self.channel, wire::decode(data)) {
+                if m.session == self.connector.id() {
+                    self.connector.trust_tier1s(&m.tier1s);
+                }
+            }
         } else if wire::is_control(data) {
             // Commands come only through the tier-2 that holds the session.
             if let Ok(Message::Command(m)) = wire::decode(data) {

@@ -6,7 +6,7 @@ use super::{Recorder, RoleEvent, Sink};
 use crate::cluster::{Tier2, Tier2Event};
 use crate::driver::{Endpoint, Role};
 use crate::outbox::Outbox;
-use crate::proto::wire::{self, CommandMsg, CommandResult, Message};
+use crate::proto::wire::{self, CommandMsg, CommandResult, Message, SessionTier1s};
 use crate::secure::control::{ControlGate, ControlPlane, ControlStats, Incoming};
 use crate::secure::Channel;
 use crate::time::Instant;
@@ -219,12 +219,24 @@ impl Tier2Server {
             let id = self.tier2.id();
             match ev {
                 Tier2Event::SessionAccepted {
-                    client, boot_seq, ..
+                    client,
+                    addr,
+                    boot_seq,
                 } => {
                     self.accepted.insert(client, now);
                     self.sink.begin_session(client, boot_seq);
                     if let Some(channel) = self.tier2.take_channel(client) {
                         self.channels.insert(client, channel);
+                        // The tier-1s, sealed: the list a client may trust (a plain one from
+                        // a tier-1 could come from anyone).
+                        let tier1s = self.tier2.tier1s();
+                        if !tier1s.is_empty() {
+                            let m = SessionTier1s {
+                                session: client,
+                                tier1s,
+                            };
+                            self.to_clients.send(addr, &Message::SessionTier1s(m));
+                        }
                     }
                     self.recorder
                         .record(now, RoleEvent::SessionAccepted { tier2: id, client });

@@ -197,6 +197,7 @@ pub fn flood_datagrams(seed: u64, real_sessions: &[u32], count: usize) -> Vec<Ve
                     attempt: rng.random(),
                     boot_seq: 0,
                     hello: &body[..96],
+                    padding: 0,
                 })
                 .encode(&mut buf),
                 // Connect forwards for unknown devices, as if from a tier-1 (unsigned).

@@ -602,6 +602,11 @@ mod tests {
         for who in [T1, T2, BACKEND] {
             r.insert(who, key(who).public());
         }
+        // More tier-2s, for a cluster of several (the amplification test).
+        for id in [12, 13] {
+            let who = ServerId::new(ServerRole::Tier2, id);
+            r.insert(who, key(who).public());
+        }
         r
     }
 
@@ -874,23 +879,31 @@ mod tests {
         assert_eq!(s.control_stats().unsigned, 1);
     }
 
-    /// Amplification: what a secure cluster sends towards an address nobody verified (a
-    /// stranger's, or a victim's that the stranger forged as its source) for one datagram of
-    /// each kind, against the bytes of that datagram. Fresh servers for every datagram (the
-    /// worst case: nothing seen before); traffic between the cluster's own servers (forwards,
-    /// heartbeats) is not an answer and is not counted; everything else is, for a second
-    /// after the datagram (offers wait up to 200 ms).
+    /// Amplification: what a secure cluster (one tier-1 managing three tier-2s) sends towards
+    /// an address nobody verified (a stranger's, or a victim's that the stranger forged as its
+    /// source) for one datagram of each kind, against the bytes of that datagram. Fresh
+    /// servers for every datagram (the worst case: nothing seen before, so every tier-2 would
+    /// answer a replayed hello with an offer); traffic between the cluster's own servers
+    /// (forwards, heartbeats) is not an answer and is not counted; everything else is, for a
+    /// second after the datagram (offers wait up to 200 ms).
     #[test]
     fn a_secure_cluster_answers_no_unverified_source_with_more_bytes_than_it_sent() {
         use crate::proto::wire::{
-            ConnectForward, ConnectReply, ConnectRequest, FrameAck, Handover, KeepAlive, Nack,
-            PeerStatus, Sealed, Segment,
+            ConnectForward, ConnectOffer, ConnectReply, ConnectRequest, FrameAck, Handover,
+            KeepAlive, Nack, PeerStatus, Sealed, Segment,
         };
         use crate::role::tests::{Host, Net};
         use crate::secure::{DeviceRegistry, DeviceSecurity, Gate, StaticKey};
 
+        use crate::proto::wire::PADDED_REQUEST_LEN;
+
         let t1: SocketAddr = ([10, 0, 0, 1], 7000).into();
         let t2: SocketAddr = ([10, 0, 0, 2], 7000).into();
+        let tier2s = [
+            (11u32, t2),
+            (12, ([10, 0, 0, 3], 7000).into()),
+            (13, ([10, 0, 0, 4], 7000).into()),
+        ];
         let victim: SocketAddr = ([10, 6, 6, 6], 5000).into();
         let mut e = Entropy::seeded(40);
         let cluster = StaticKey::generate(&mut e);
@@ -906,18 +919,20 @@ mod tests {
         let cluster_up = || {
             let tier1 = Tier1::new(Tier1Config::new(1, t1, Vec::new()), Instant::ZERO);
             let tier1 = Tier1Server::new(tier1, None).with_control(plane(T1));
-            let tier2 = Tier2::new(Tier2Config::new(11, vec![t1]), Instant::ZERO).with_gate(
-                Gate::new(cluster.clone(), devices.clone(), Entropy::seeded(42)),
-            );
-            let sink = Sink::new(
-                Receiver::new(ReceiverConfig::default()),
-                Box::new(CapturedCheck),
-            );
-            let tier2 = Tier2Server::new(tier2, sink).with_control(plane(T2));
-            Net::with_hosts(BTreeMap::from([
-                (t1, Host::Tier1(Box::new(tier1))),
-                (t2, Host::Tier2(Box::new(tier2))),
-            ]))
+            let mut hosts = BTreeMap::from([(t1, Host::Tier1(Box::new(tier1)))]);
+            for (id, at) in tier2s {
+                let tier2 = Tier2::new(Tier2Config::new(id, vec![t1]), Instant::ZERO).with_gate(
+                    Gate::new(cluster.clone(), devices.clone(), Entropy::seeded(42)),
+                );
+                let sink = Sink::new(
+                    Receiver::new(ReceiverConfig::default()),
+                    Box::new(CapturedCheck),
+                );
+                let me = ServerId::new(ServerRole::Tier2, id);
+                let tier2 = Tier2Server::new(tier2, sink).with_control(plane(me));
+                hosts.insert(at, Host::Tier2(Box::new(tier2)));
+            }
+            Net::with_hosts(hosts)
         };
         let managed = |net: &Net| match net.hosts.get(&t1) {
             Some(Host::Tier1(s)) => s.tier1().managed().count(),
@@ -926,16 +941,28 @@ mod tests {
 
         let payload = [0x5a; 1000];
         let garbage = [0xa5; 112];
+        let replayed = ConnectRequest {
+            client: 7,
+            attempt: 1,
+            boot_seq: 0,
+            hello: &hello,
+            padding: 0,
+        };
+        // As the client sent it: padded (see `cluster::Connector`).
+        let padded = ConnectRequest {
+            padding: (PADDED_REQUEST_LEN - Message::ConnectRequest(replayed).encoded_len()) as u16,
+            ..replayed
+        };
         let samples: Vec<(&str, SocketAddr, Message<'_>)> = vec![
             (
                 "connect_request (a replayed real hello)",
                 t1,
-                Message::ConnectRequest(ConnectRequest {
-                    client: 7,
-                    attempt: 1,
-                    boot_seq: 0,
-                    hello: &hello,
-                }),
+                Message::ConnectRequest(padded),
+            ),
+            (
+                "connect_request (that hello, padding cut)",
+                t1,
+                Message::ConnectRequest(replayed),
             ),
             (
                 "connect_request (a forged hello)",
@@ -945,6 +972,7 @@ mod tests {
                     attempt: 2,
                     boot_seq: 0,
                     hello: &garbage,
+                    padding: 0,
                 }),
             ),
             (
@@ -955,6 +983,7 @@ mod tests {
                     attempt: 3,
                     boot_seq: 0,
                     hello: &[],
+                    padding: 0,
                 }),
             ),
             (
@@ -1085,13 +1114,13 @@ mod tests {
                 }),
             ),
         ];
-        let mut seen = 0;
+        let mut answered = BTreeMap::new();
         for (name, to, msg) in samples {
             let mut net = cluster_up();
-            // The tier-2 registers with its tier-1 first (signed heartbeats).
+            // The tier-2s register with their tier-1 first (signed heartbeats).
             net.run_until(T);
             assert_eq!(net.outside_bytes, 0, "nothing leaves the cluster unasked");
-            assert_eq!(managed(&net), 1, "the tier-2 is managed");
+            assert_eq!(managed(&net), tier2s.len(), "the tier-2s are managed");
             let d = {
                 let mut b = Vec::new();
                 msg.encode(&mut b);
@@ -1106,9 +1135,79 @@ mod tests {
                 out as f64 / d.len() as f64
             );
             assert!(out <= d.len(), "{name}: {out} bytes out for {} in", d.len());
-            seen += usize::from(out > 0);
+            answered.insert(name, out);
         }
-        // The replayed hello is answered (an offer and the tier-1 list), within its size.
-        assert!(seen >= 1, "the measurement saw the answers it bounds");
+        // The measurement saw the answers it bounds: the padded hello draws an offer from
+        // every tier-2 (three; the padding pays for a dozen) and the tier-1 list; cut to its
+        // unpadded size, one offer at most.
+        let offer = Message::ConnectOffer(ConnectOffer {
+            client: 7,
+            attempt: 1,
+            tier2: 11,
+            load: 0,
+            reply: &[0; crate::secure::handshake::REPLY_LEN],
+        })
+        .encoded_len();
+        let full = answered["connect_request (a replayed real hello)"];
+        assert!(full > 3 * offer, "{answered:?}");
+        let cut = answered["connect_request (that hello, padding cut)"];
+        assert!((offer..2 * offer).contains(&cut), "{answered:?}");
+    }
+
+    /// The tier-1 list a secure client trusts comes sealed from its tier-2: it learns a
+    /// tier-1 that only the tier-2 knows of, and nothing from the plain answers.
+    #[test]
+    fn a_secure_client_learns_its_tier2s_tier1s_sealed_in_the_session() {
+        use crate::cluster::{ClientConfig, Connector};
+        use crate::proto::{Sender, SenderConfig};
+        use crate::role::tests::{Host, Net};
+        use crate::role::{Camera, CameraConfig, FrameContent, Mobile, MobileConfig};
+        use crate::secure::{DeviceRegistry, DeviceSecurity, Gate, StaticKey};
+
+        let t1: SocketAddr = ([10, 0, 0, 1], 7000).into();
+        let t2: SocketAddr = ([10, 0, 0, 2], 7000).into();
+        // A second tier-1 that only the tier-2's configuration names (not running).
+        let other: SocketAddr = ([10, 0, 0, 9], 7000).into();
+        let car: SocketAddr = ([10, 0, 0, 50], 7000).into();
+        let mut e = Entropy::seeded(50);
+        let cluster = StaticKey::generate(&mut e);
+        let device = StaticKey::generate(&mut e);
+        let mut devices = DeviceRegistry::new();
+        devices.insert(7, device.public());
+
+        let tier1 = Tier1::new(Tier1Config::new(1, t1, Vec::new()), Instant::ZERO);
+        let tier1 = Tier1Server::new(tier1, None).with_control(plane(T1));
+        let tier2 = Tier2::new(Tier2Config::new(11, vec![t1, other]), Instant::ZERO)
+            .with_gate(Gate::new(cluster.clone(), devices, Entropy::seeded(51)));
+        let sink = Sink::new(
+            Receiver::new(ReceiverConfig::default()),
+            Box::new(FrameContent { seed: 1 }),
+        );
+        let tier2 = Tier2Server::new(tier2, sink).with_control(plane(T2));
+        let camera = Camera::new(
+            CameraConfig {
+                fps: 10.0,
+                frames: u64::MAX,
+                frame_bytes: 3000,
+                start_at: Instant::ZERO + Duration::from_secs(1),
+            },
+            Sender::new(SenderConfig::new(7, t2)),
+            Box::new(FrameContent { seed: 1 }),
+        );
+        let dev = DeviceSecurity::new(device, cluster.public(), 0, Entropy::seeded(52));
+        let connector = Connector::new(ClientConfig::new(7, vec![t1])).with_security(dev);
+        let mobile = Mobile::new(MobileConfig::default(), connector, camera);
+        let mut net = Net::with_hosts(BTreeMap::from([
+            (t1, Host::Tier1(Box::new(tier1))),
+            (t2, Host::Tier2(Box::new(tier2))),
+            (car, Host::Mobile(Box::new(mobile))),
+        ]));
+        net.run_until(Instant::ZERO + Duration::from_secs(3));
+        let Some(Host::Mobile(m)) = net.hosts.get(&car) else {
+            unreachable!("the mobile is a host")
+        };
+        assert_eq!(m.connector().connected(), Some((11, t2)));
+        assert_eq!(m.connector().tier1s(), &[t1, other]);
+        assert!(m.camera().report().frames_sent >= 10);
     }
 }

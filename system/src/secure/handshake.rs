@@ -24,6 +24,10 @@ use crate::time::Instant;
 
 const HELLO_PAYLOAD_LEN: usize = 24;
 const REPLY_PAYLOAD_LEN: usize = 8;
+/// Bytes of the gate's answer to a hello (Noise IK's second message: an ephemeral key, then
+/// the payload and its tag). What a tier-2's offer carries, so a tier-1 knows what the
+/// offers its forwards draw will cost the request's source.
+pub const REPLY_LEN: usize = 32 + REPLY_PAYLOAD_LEN + 16;
 
 /// What a hello claims, sealed into its payload: the device, which connection attempt, and
 /// the capture sequence number its frames on the new session continue from (so a tier-1 or

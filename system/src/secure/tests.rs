@@ -32,6 +32,8 @@ fn handshake(dev: &mut DeviceSecurity, gate: &mut Gate, at: u64) -> (Channel, Ch
     let (reply, server) = gate
         .admit(now, DEVICE_ADDR, Attempt::new(7, 1, 0), 3, &hello)
         .unwrap();
+    // What a tier-1 budgets for the offer that carries it.
+    assert_eq!(reply.len(), super::handshake::REPLY_LEN);
     let client = init.finish(3, &reply).map_err(|(_, e)| e).unwrap();
     (client, server)
 }
