@@ -422,3 +422,114 @@ fn strangers_cannot_stop_a_camera_or_steer_the_cluster() {
     assert!(t2s["control"]["accepted"].as_u64() > Some(0), "{t2s}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Amplification against real processes: a stranger replays a real device's hello (made from
+/// the device's key, as an attacker who recorded one would hold it) to a secure tier-1 that
+/// manages three tier-2s, as the client sent it (padded) and with its padding cut, plus a
+/// forged one. Whatever comes back to the sender's address (the victim's, had it forged its
+/// source) within a second is no larger than what was sent, for each.
+#[test]
+fn a_secure_cluster_sends_a_stranger_no_more_bytes_than_it_got() {
+    use livecam_system::proto::wire::{ConnectRequest, Message, PADDED_REQUEST_LEN};
+    use livecam_system::runtime::security::ClusterKeys;
+    use livecam_system::secure::Attempt;
+    use livecam_system::time::Instant;
+
+    let dir = std::env::temp_dir().join(format!("livecam-amplify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let t1 = port();
+    let keys = Keys::make(&dir, "1001");
+    let tier1 = write(
+        &dir,
+        "tier1.toml",
+        &format!(
+            "id = 1\nlisten = \"127.0.0.1:{t1}\"\n{}",
+            keys.identity("tier1", 1)
+        ),
+    );
+    let t1p = spawn("tier1", &tier1);
+    let tier2s: Vec<Child> = [11, 12, 13]
+        .into_iter()
+        .map(|id| {
+            let cfg = write(
+                &dir,
+                &format!("tier2-{id}.toml"),
+                &format!(
+                    "id = {id}\nlisten = \"127.0.0.1:{}\"\ntier1 = [\"127.0.0.1:{t1}\"]\n{}",
+                    port(),
+                    keys.tier2(id)
+                ),
+            );
+            spawn("tier2", &cfg)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let cluster = ClusterKeys::open(&dir.join("keys")).expect("the cluster's keys");
+    let mut device = cluster.device_security(1001).expect("device 1001's key");
+    let attacker = std::net::UdpSocket::bind("127.0.0.1:0").expect("attacker socket");
+    attacker
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let exchange = |datagram: &[u8]| {
+        attacker.send_to(datagram, ("127.0.0.1", t1)).expect("send");
+        let (mut got, until) = (0, std::time::Instant::now() + Duration::from_secs(1));
+        let mut buf = [0u8; 2048];
+        while std::time::Instant::now() < until {
+            if let Ok((n, _)) = attacker.recv_from(&mut buf) {
+                got += n;
+            }
+        }
+        got
+    };
+    let mut results = Vec::new();
+    for (attempt, padded) in [(1, true), (2, false)] {
+        let (_, hello) = device
+            .hello(Instant::ZERO, Attempt::new(1001, attempt, 0))
+            .expect("a hello");
+        let mut req = ConnectRequest {
+            client: 1001,
+            attempt,
+            boot_seq: 0,
+            hello: &hello,
+            padding: 0,
+        };
+        if padded {
+            req.padding = (PADDED_REQUEST_LEN - Message::ConnectRequest(req).encoded_len()) as u16;
+        }
+        let mut d = Vec::new();
+        Message::ConnectRequest(req).encode(&mut d);
+        results.push((d.len(), exchange(&d)));
+    }
+    let forged = [0x5a; 112];
+    let mut d = Vec::new();
+    Message::ConnectRequest(ConnectRequest {
+        client: 1001,
+        attempt: 3,
+        boot_seq: 0,
+        hello: &forged,
+        padding: 0,
+    })
+    .encode(&mut d);
+    results.push((d.len(), exchange(&d)));
+
+    let t1s = stop(t1p);
+    let t2s: Vec<serde_json::Value> = tier2s.into_iter().map(stop).collect();
+    eprintln!("bytes (in, out) per request: {results:?}");
+    assert_eq!(t1s["managed"], serde_json::json!([11, 12, 13]), "{t1s}");
+    for &(sent, got) in &results {
+        assert!(got <= sent, "{got} bytes back for {sent}: {results:?}");
+    }
+    // The measurement saw real answers: three offers and the list for the padded hello.
+    assert!(results[0].1 > 3 * 82, "{results:?}");
+    assert!(results[1].1 > 82, "{results:?}");
+    let admitted: u64 = t2s
+        .iter()
+        .map(|s| s["gate"]["admitted"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        admitted >= 4,
+        "tier-2s admitted the replayed hellos: {t2s:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -290,12 +290,14 @@ impl Connector {
     }
 
     /// The tier-1 list a tier-2 sent sealed in this client's session (authenticated: only a
-    /// holder of the cluster key could have agreed the session's keys): its tier-1s first, in
-    /// its order, then those this client knew that it does not name (a tier-1 it does not know
-    /// of may still be alive), at most [`MAX_TIER1_LIST`].
+    /// holder of the cluster key could have agreed the session's keys): the tier-1s it names
+    /// that this client did not know are added after those it knows, at most
+    /// [`MAX_TIER1_LIST`] in all. The order stays the tier-1s' to give (their list puts the
+    /// least loaded first, claims 22-23); a tier-1 the tier-2 does not name stays too (it
+    /// may still be alive).
     pub fn trust_tier1s(&mut self, list: &[SocketAddr]) {
-        let mut next = Vec::with_capacity(list.len() + self.cfg.tier1s.len());
-        for a in list.iter().chain(&self.cfg.tier1s) {
+        let mut next = self.cfg.tier1s.clone();
+        for a in list {
             if !next.contains(a) {
                 next.push(*a);
             }

@@ -503,7 +503,10 @@ mod with_keys {
         // The list sealed in a session (from a tier-2 holding the cluster key) adds one.
         let new = addr("10.0.1.3:7000");
         c.trust_tier1s(&[new, addr(T1A)]);
-        assert_eq!(c.tier1s(), &[new, addr(T1A), addr(T1B)]);
+        assert_eq!(c.tier1s(), &[addr(T1B), addr(T1A), new]);
+        // Which the plain list may then put first.
+        c.handle(Instant::ZERO, addr(T1A), &Message::Tier1List(vec![new]));
+        assert_eq!(c.tier1s(), &[new, addr(T1B), addr(T1A)]);
     }
 
     fn forward_with(client: u32, hello: &[u8]) -> Message<'_> {
