@@ -533,3 +533,121 @@ fn a_secure_cluster_sends_a_stranger_no_more_bytes_than_it_got() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An HTTP/1.1 request from local address `from` (so one test can be two users at two
+/// addresses on loopback); the status and the body.
+fn http_from(from: std::net::IpAddr, to: std::net::SocketAddr, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(std::net::SocketAddr::new(from, 0))
+            .expect("bind the client's address");
+        let mut stream = socket.connect(to).await.expect("connect");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("send the request");
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).await.expect("read the answer");
+        let text = String::from_utf8_lossy(&out).to_string();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        (status, body)
+    })
+}
+
+/// Web attacks against a real backend process, each failing to harm the real user: a guesser
+/// at one address locks out only itself (the real admin, at another address, logs in), and a
+/// cookie-authenticated request forged from another site is refused while the same request
+/// from the page's own origin goes through.
+#[test]
+fn a_web_attacker_locks_out_itself_and_cannot_forge_cookie_requests() {
+    let dir = std::env::temp_dir().join(format!("livecam-web-attacks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let db = format!("sqlite:{}", dir.join("livecam.db").display());
+    let http = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free TCP port");
+    let keys = Keys::make(&dir, "1");
+    let password = write(&dir, "admin-password", "the real admin password\n");
+    let cfg = write(
+        &dir,
+        "backend.toml",
+        &format!(
+            "database = \"{db}\"\nhttp = \"{http}\"\nadmin_password_file = \"{}\"\n{}",
+            password.display(),
+            keys.identity("backend", 1)
+        ),
+    );
+    let backend = spawn("backend", &cfg);
+    let start = std::time::Instant::now();
+    while ureq::get(&format!("http://{http}/healthz")).call().is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "backend never answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let host = format!("Host: {http}\r\n");
+    let login = |from: [u8; 4], password: &str| {
+        let body = format!(r#"{{"name":"admin","password":"{password}"}}"#);
+        http_from(
+            from.into(),
+            http,
+            &format!(
+                "POST /api/login HTTP/1.1\r\n{host}Content-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    // The guesser at 127.0.0.1: a few free failures, then locked, the right password too.
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        statuses.push(login([127, 0, 0, 1], &format!("guess {i}")).0);
+    }
+    assert!(statuses[..3].iter().all(|&s| s == 401), "{statuses:?}");
+    assert_eq!(statuses[5], 429, "{statuses:?}");
+    assert_eq!(
+        login([127, 0, 0, 1], "the real admin password").0,
+        429,
+        "the guesser's address is locked"
+    );
+    // The real admin, at another address, logs in.
+    let (status, body) = login([127, 0, 0, 2], "the real admin password");
+    assert_eq!(status, 200, "{body}");
+    let token: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let token = token["token"].as_str().expect("a token").to_string();
+    // A page on another site makes the admin's browser POST a command with its cookie.
+    let command = r#"{"kind":"snapshot"}"#;
+    let post = |origin: &str| {
+        http_from(
+            [127, 0, 0, 2].into(),
+            http,
+            &format!(
+                "POST /api/clients/1/commands HTTP/1.1\r\n{host}Origin: {origin}\r\n\
+                 Cookie: livecam_session={token}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{command}",
+                command.len()
+            ),
+        )
+    };
+    let (status, body) = post("https://evil.example");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("cross-origin"), "{body}");
+    // The same request from the page's own origin is carried out (no such client: 404).
+    let (status, body) = post(&format!("http://{http}"));
+    assert!(status != 403 && status != 401, "{status} {body}");
+    let _ = stop(backend);
+    let _ = std::fs::remove_dir_all(&dir);
+}
