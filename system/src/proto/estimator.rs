@@ -28,6 +28,10 @@
 //! (at the start: loss), and moves as soon as sizes differ, which the size policy's own moves
 //! and the shorter last segment of each frame provide.
 //!
+//! The fit also gives the standard error of `λ` ([`LinkEstimate::byte_error_se`]): how
+//! decided the split is. [`LinkEstimate::split_regret`] turns it into what a better split
+//! could still gain, which is what the size policy's exploration buys.
+//!
 //! [`LinkEstimate::best_size`] picks the segment size that maximises delivered payload per wire
 //! byte, `S / wire(S) x (1 - p)^c(S) x exp(-λ wire(S))`, fragmentation counted: under pure loss
 //! that is the largest unfragmented size (or the next fragment count's, when loss is so low
@@ -67,6 +71,11 @@ pub struct LinkEstimate {
     /// The smallest and largest datagrams (UDP payload bytes) the estimate has seen enough of
     /// (two segments' weight): where the fit is backed by data.
     pub seen: Option<(usize, usize)>,
+    /// Standard error of [`byte_error`](Self::byte_error) from the counting noise of the fit:
+    /// how well the data split the failures between loss and byte errors. Infinite while they
+    /// cannot (one size class, sizes too alike, nothing measured) and for a few frames after a
+    /// change-point (the fit's window then mixes two links). See [`Self::split_regret`].
+    pub byte_error_se: f64,
 }
 
 impl Default for LinkEstimate {
@@ -83,6 +92,7 @@ impl Default for LinkEstimate {
             late: Duration::ZERO,
             mtu: DEFAULT_MTU,
             seen: None,
+            byte_error_se: f64::INFINITY,
         }
     }
 }
@@ -158,6 +168,47 @@ impl LinkEstimate {
                 }
             })
             .0
+    }
+
+    /// How much efficiency segments of `size` could be losing for want of a better split of
+    /// the failures between loss and byte errors: the largest shortfall of `size` against the
+    /// best size of a link that fits the data as well within `z` standard errors of
+    /// [`byte_error`](Self::byte_error), that is, with `λ ± z se` and the per-packet loss moved
+    /// to keep the failure rate at `size` (which the data pin down far better than the split).
+    /// 1 when the split is unknown. What exploring other sizes can still gain, at most.
+    pub fn split_regret(
+        &self,
+        size: usize,
+        limits: &SizeLimits,
+        unfragmented: bool,
+        z: f64,
+    ) -> f64 {
+        let se = self.byte_error_se;
+        if !se.is_finite() {
+            return 1.0;
+        }
+        let len = size + SEGMENT_OVERHEAD;
+        let packets = packet_sizes(len, self.mtu).count().max(1) as f64;
+        let wire = wire_bytes(len, self.mtu) as f64;
+        let lambda = self.byte_error.max(0.0);
+        let hazard = -(1.0 - self.loss.clamp(0.0, 0.999_999)).ln() * packets + lambda * wire;
+        [lambda + z * se, (lambda - z * se).max(0.0)]
+            .into_iter()
+            .map(|l| {
+                let l = l.min(hazard / wire);
+                let alt = LinkEstimate {
+                    loss: 1.0 - (-(hazard - l * wire) / packets).exp(),
+                    byte_error: l,
+                    ..*self
+                };
+                let best = alt.efficiency(alt.best_size(limits, unfragmented));
+                if best > 0.0 {
+                    1.0 - alt.efficiency(size) / best
+                } else {
+                    0.0
+                }
+            })
+            .fold(0.0, f64::max)
     }
 
     /// Probability that at least `k` of `k + m` segments sent back to back arrive, data
@@ -266,6 +317,10 @@ pub struct LinkEstimator {
     slow_sent: f64,
     slow_missing: f64,
     level: f64,
+    /// Standard error of `rate_byte` from the last fit (infinite when it could not tell).
+    se_byte: f64,
+    /// Crossings since the last change-point reset of the long window.
+    since_change: u32,
 }
 
 impl LinkEstimator {
@@ -295,6 +350,11 @@ impl LinkEstimator {
     const PRIOR_LOSS: f64 = 0.02;
     const PRIOR_BYTES: f64 = 30_000.0;
     const PRIOR_BYTE_ERRORS: f64 = 0.003;
+    /// Crossings after a change-point reset during which the split counts as unknown
+    /// ([`LinkEstimate::byte_error_se`] infinite): the fit's window still holds the old link's
+    /// counts, so its standard errors understate the doubt, and the size policy should vary
+    /// sizes until the new link shows its cause.
+    const CHANGE_DOUBT: u32 = 10;
     /// How far an undecided fit moves the split towards loss per frame.
     const TOWARDS_NULL: f64 = 0.05;
     /// A class's failure share is capped here before `-ln(1 - q)`.
@@ -317,6 +377,8 @@ impl LinkEstimator {
             slow_sent: 0.0,
             slow_missing: 0.0,
             level: 1.0,
+            se_byte: f64::INFINITY,
+            since_change: 0,
         }
     }
 
@@ -345,6 +407,11 @@ impl LinkEstimator {
             jitter: t.jitter,
             late: t.late,
             mtu: self.mtu,
+            byte_error_se: if self.since_change < Self::CHANGE_DOUBT {
+                f64::INFINITY
+            } else {
+                self.se_byte * self.level
+            },
             seen: self
                 .bins
                 .iter()
@@ -483,6 +550,7 @@ impl LinkEstimator {
             in_run = !arrived;
         }
         if any {
+            self.since_change = self.since_change.saturating_add(1);
             self.refit();
             self.relevel(new_sent, new_missing);
         }
@@ -522,6 +590,7 @@ impl LinkEstimator {
         if (fast - slow).abs() > Self::LEVEL_CHANGE * se {
             self.slow_sent = sent;
             self.slow_missing = missing;
+            self.since_change = 0;
             return;
         }
         let hazard = |p: f64| -(1.0 - p.min(Self::MAX_SHARE)).ln();
@@ -549,6 +618,8 @@ impl LinkEstimator {
             self.rate_loss = (lost + Self::PRIOR_LOSS) / loss_den;
             let errors: f64 = self.bins.iter().map(|b| events(b.damaged, b.sent)).sum();
             self.rate_byte = (errors + Self::PRIOR_BYTE_ERRORS) / byte_den;
+            // Seen directly: the counting noise of the damaged datagrams alone.
+            self.se_byte = (errors + Self::PRIOR_BYTE_ERRORS).sqrt() / byte_den;
             return;
         }
         // Per class, loss events per segment r = a x packets + λ x wire bytes: a weighted
@@ -582,6 +653,7 @@ impl LinkEstimator {
             )
         };
         let det = skk * sll - skl * skl;
+        self.se_byte = f64::INFINITY;
         let (a, l) = if skk > 0.0 && sll > 0.0 && det > 1e-4 * skk * sll {
             let a = (skr * sll - slr * skl) / det;
             let l = (slr * skk - skr * skl) / det;
@@ -591,8 +663,11 @@ impl LinkEstimator {
             // as byte errors and the size would drift down.
             let sent: f64 = self.bins.iter().map(|b| b.sent).sum();
             let var = (total / sent.max(1e-9)).max(1e-12);
+            let se_l = (var * skk / det).sqrt();
             let loss_shows = a > Self::SIGNIFICANCE * (var * sll / det).sqrt();
-            let bytes_show = l > Self::SIGNIFICANCE * (var * skk / det).sqrt();
+            let bytes_show = l > Self::SIGNIFICANCE * se_l;
+            // In the units of the rate (the prior's pseudo-bytes dilute it as they do `l`).
+            self.se_byte = se_l * bytes / byte_den;
             match (loss_shows, bytes_show) {
                 (true, true) => (a, l),
                 (false, true) => (0.0, slr / sll),
@@ -706,6 +781,30 @@ mod tests {
                 "ber {ber}: picked {size} B, best {best} B, {ratio:.3} of its efficiency"
             );
         }
+    }
+
+    #[test]
+    fn a_bit_error_split_settles_and_one_size_class_leaves_it_open() {
+        let lim = limits();
+        // Bit errors behind checksums (1e-4): the sizes the policy varies pin the split down
+        // to a few percent of efficiency, and then the policy explores rarely.
+        let cfg = LinkConfig {
+            bit_error_rate: 1e-4,
+            ..LinkConfig::default()
+        };
+        let (est, size) = run(cfg, 300, 8);
+        let e = est.estimate();
+        assert!(e.byte_error_se.is_finite(), "{e:?}");
+        assert!(e.byte_error_se < 0.3 * e.byte_error, "{e:?}");
+        assert!(e.split_regret(size, &lim, false, ModelBased::DOUBT) < ModelBased::REGRET);
+        // One size class only: loss or byte errors, the data cannot say.
+        let mut est = LinkEstimator::new(1500);
+        feed(&mut est, 0..100, |f, i| {
+            (f as usize * 8 + i).is_multiple_of(5)
+        });
+        let e = est.estimate();
+        assert!(e.byte_error_se.is_infinite(), "{e:?}");
+        assert_eq!(e.split_regret(1442, &lim, false, ModelBased::DOUBT), 1.0);
     }
 
     #[test]
