@@ -28,6 +28,10 @@
 //! (at the start: loss), and moves as soon as sizes differ, which the size policy's own moves
 //! and the shorter last segment of each frame provide.
 //!
+//! The fit also gives the standard error of `λ` ([`LinkEstimate::byte_error_se`]): how
+//! decided the split is. [`LinkEstimate::split_regret`] turns it into what a better split
+//! could still gain, which is what the size policy's exploration buys.
+//!
 //! [`LinkEstimate::best_size`] picks the segment size that maximises delivered payload per wire
 //! byte, `S / wire(S) x (1 - p)^c(S) x exp(-λ wire(S))`, fragmentation counted: under pure loss
 //! that is the largest unfragmented size (or the next fragment count's, when loss is so low
@@ -67,6 +71,14 @@ pub struct LinkEstimate {
     /// The smallest and largest datagrams (UDP payload bytes) the estimate has seen enough of
     /// (two segments' weight): where the fit is backed by data.
     pub seen: Option<(usize, usize)>,
+    /// Standard error of [`byte_error`](Self::byte_error) from the counting noise of the fit:
+    /// how well the data split the failures between loss and byte errors. Infinite while they
+    /// cannot (one size class, sizes too alike, nothing measured). See [`Self::split_regret`].
+    pub byte_error_se: f64,
+    /// A change-point reset happened within the last few frames: the fit's window still mixes
+    /// the old link's counts with the new one's, so its standard error understates the doubt
+    /// about the new link's split.
+    pub changed_recently: bool,
 }
 
 impl Default for LinkEstimate {
@@ -83,6 +95,8 @@ impl Default for LinkEstimate {
             late: Duration::ZERO,
             mtu: DEFAULT_MTU,
             seen: None,
+            byte_error_se: f64::INFINITY,
+            changed_recently: false,
         }
     }
 }
@@ -158,6 +172,47 @@ impl LinkEstimate {
                 }
             })
             .0
+    }
+
+    /// How much efficiency segments of `size` could be losing for want of a better split of
+    /// the failures between loss and byte errors: the largest shortfall of `size` against the
+    /// best size of a link that fits the data as well within `z` standard errors of
+    /// [`byte_error`](Self::byte_error), that is, with `λ ± z se` and the per-packet loss moved
+    /// to keep the failure rate at `size` (which the data pin down far better than the split).
+    /// 1 when the split is unknown. What exploring other sizes can still gain, at most.
+    pub fn split_regret(
+        &self,
+        size: usize,
+        limits: &SizeLimits,
+        unfragmented: bool,
+        z: f64,
+    ) -> f64 {
+        let se = self.byte_error_se;
+        if !se.is_finite() {
+            return 1.0;
+        }
+        let len = size + SEGMENT_OVERHEAD;
+        let packets = packet_sizes(len, self.mtu).count().max(1) as f64;
+        let wire = wire_bytes(len, self.mtu) as f64;
+        let lambda = self.byte_error.max(0.0);
+        let hazard = -(1.0 - self.loss.clamp(0.0, 0.999_999)).ln() * packets + lambda * wire;
+        [lambda + z * se, (lambda - z * se).max(0.0)]
+            .into_iter()
+            .map(|l| {
+                let l = l.min(hazard / wire);
+                let alt = LinkEstimate {
+                    loss: 1.0 - (-(hazard - l * wire) / packets).exp(),
+                    byte_error: l,
+                    ..*self
+                };
+                let best = alt.efficiency(alt.best_size(limits, unfragmented));
+                if best > 0.0 {
+                    1.0 - alt.efficiency(size) / best
+                } else {
+                    0.0
+                }
+            })
+            .fold(0.0, f64::max)
     }
 
     /// Probability that at least `k` of `k + m` segments sent back to back arrive, data
@@ -266,6 +321,10 @@ pub struct LinkEstimator {
     slow_sent: f64,
     slow_missing: f64,
     level: f64,
+    /// Standard error of `rate_byte` from the last fit (infinite when it could not tell).
+    se_byte: f64,
+    /// Crossings since the last change-point reset of the long window.
+    since_change: u32,
 }
 
 impl LinkEstimator {
@@ -295,6 +354,15 @@ impl LinkEstimator {
     const PRIOR_LOSS: f64 = 0.02;
     const PRIOR_BYTES: f64 = 30_000.0;
     const PRIOR_BYTE_ERRORS: f64 = 0.003;
+    /// Crossings after a change-point reset during which the estimate says so
+    /// ([`LinkEstimate::changed_recently`]): the fit's window still holds the old link's
+    /// counts, so its standard errors understate the doubt. The size policy does not grow past
+    /// the sizes seen meanwhile. 20: in `policy-vs-loss` (8 seeds, NACK-only, model / best
+    /// fixed efficiency, exploring 1 frame in 16 once settled) 10 left bursty 6% and 10% at
+    /// 0.976 and 0.971 and 30% loss at 0.966, 20 gives 0.987, 0.985 and 0.971 (0 made the
+    /// split count as known at once and gave 0.972, 0.970, 0.966, with 1e-5 bit errors at
+    /// 0.957).
+    const CHANGE_DOUBT: u32 = 20;
     /// How far an undecided fit moves the split towards loss per frame.
     const TOWARDS_NULL: f64 = 0.05;
     /// A class's failure share is capped here before `-ln(1 - q)`.
@@ -317,6 +385,8 @@ impl LinkEstimator {
             slow_sent: 0.0,
             slow_missing: 0.0,
             level: 1.0,
+            se_byte: f64::INFINITY,
+            since_change: 0,
         }
     }
 
@@ -345,6 +415,8 @@ impl LinkEstimator {
             jitter: t.jitter,
             late: t.late,
             mtu: self.mtu,
+            byte_error_se: self.se_byte * self.level,
+            changed_recently: self.since_change < Self::CHANGE_DOUBT,
             seen: self
                 .bins
                 .iter()
@@ -483,6 +555,7 @@ impl LinkEstimator {
             in_run = !arrived;
         }
         if any {
+            self.since_change = self.since_change.saturating_add(1);
             self.refit();
             self.relevel(new_sent, new_missing);
         }
@@ -522,6 +595,7 @@ impl LinkEstimator {
         if (fast - slow).abs() > Self::LEVEL_CHANGE * se {
             self.slow_sent = sent;
             self.slow_missing = missing;
+            self.since_change = 0;
             return;
         }
         let hazard = |p: f64| -(1.0 - p.min(Self::MAX_SHARE)).ln();
@@ -549,6 +623,8 @@ impl LinkEstimator {
             self.rate_loss = (lost + Self::PRIOR_LOSS) / loss_den;
             let errors: f64 = self.bins.iter().map(|b| events(b.damaged, b.sent)).sum();
             self.rate_byte = (errors + Self::PRIOR_BYTE_ERRORS) / byte_den;
+            // Seen directly: the counting noise of the damaged datagrams alone.
+            self.se_byte = (errors + Self::PRIOR_BYTE_ERRORS).sqrt() / byte_den;
             return;
         }
         // Per class, loss events per segment r = a x packets + λ x wire bytes: a weighted
@@ -582,6 +658,7 @@ impl LinkEstimator {
             )
         };
         let det = skk * sll - skl * skl;
+        self.se_byte = f64::INFINITY;
         let (a, l) = if skk > 0.0 && sll > 0.0 && det > 1e-4 * skk * sll {
             let a = (skr * sll - slr * skl) / det;
             let l = (slr * skk - skr * skl) / det;
@@ -591,8 +668,11 @@ impl LinkEstimator {
             // as byte errors and the size would drift down.
             let sent: f64 = self.bins.iter().map(|b| b.sent).sum();
             let var = (total / sent.max(1e-9)).max(1e-12);
+            let se_l = (var * skk / det).sqrt();
             let loss_shows = a > Self::SIGNIFICANCE * (var * sll / det).sqrt();
-            let bytes_show = l > Self::SIGNIFICANCE * (var * skk / det).sqrt();
+            let bytes_show = l > Self::SIGNIFICANCE * se_l;
+            // In the units of the rate (the prior's pseudo-bytes dilute it as they do `l`).
+            self.se_byte = se_l * bytes / byte_den;
             match (loss_shows, bytes_show) {
                 (true, true) => (a, l),
                 (false, true) => (0.0, slr / sll),
@@ -706,6 +786,41 @@ mod tests {
                 "ber {ber}: picked {size} B, best {best} B, {ratio:.3} of its efficiency"
             );
         }
+    }
+
+    #[test]
+    fn a_bit_error_split_settles_and_one_size_class_leaves_it_open() {
+        let lim = limits();
+        // Bit errors behind checksums (1e-4): the sizes the policy varies pin the split down
+        // to a few percent of efficiency, and then the policy explores rarely. Exploring
+        // rarely thins the smaller sizes until the doubt shows again, so the regret is held
+        // about the threshold (0.0088-0.0104 from 200 to 400 frames on this seed): settled
+        // more often than not, and never far above.
+        let cfg = LinkConfig {
+            bit_error_rate: 1e-4,
+            ..LinkConfig::default()
+        };
+        let mut settled = 0;
+        let mut checks = 0;
+        for n in (200..=400).step_by(40) {
+            let (est, size) = run(cfg.clone(), n, 8);
+            let e = est.estimate();
+            assert!(e.byte_error_se.is_finite(), "{e:?}");
+            assert!(e.byte_error_se < 0.3 * e.byte_error, "{e:?}");
+            let regret = e.split_regret(size, &lim, false, ModelBased::DOUBT);
+            assert!(regret < 1.5 * ModelBased::REGRET, "{n} frames: {regret}");
+            settled += usize::from(regret < ModelBased::REGRET);
+            checks += 1;
+        }
+        assert!(2 * settled > checks, "settled at {settled} of {checks}");
+        // One size class only: loss or byte errors, the data cannot say.
+        let mut est = LinkEstimator::new(1500);
+        feed(&mut est, 0..100, |f, i| {
+            (f as usize * 8 + i).is_multiple_of(5)
+        });
+        let e = est.estimate();
+        assert!(e.byte_error_se.is_infinite(), "{e:?}");
+        assert_eq!(e.split_regret(1442, &lim, false, ModelBased::DOUBT), 1.0);
     }
 
     #[test]
