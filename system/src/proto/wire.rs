@@ -1073,10 +1073,12 @@ fn decode_checked(datagram: &[u8], verify_crc: bool) -> Result<Message<'_>, Wire
             attempt: r.u32()?,
             boot_seq: r.u64()?,
             hello: r.handshake()?,
-            // Its bytes say nothing: only their number counts.
+            // Zeros: only their number counts (and one encoding per message).
             padding: {
                 let n = r.u16()?;
-                r.take(usize::from(n))?;
+                if r.take(usize::from(n))?.iter().any(|&b| b != 0) {
+                    return Err(WireError::Invalid("padding not zero"));
+                }
                 n
             },
         }),
@@ -1299,6 +1301,27 @@ fn decode_nack(r: &mut Reader<'_>) -> Result<Nack, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connect_requests_padding_is_zeros_or_refused() {
+        let m = Message::ConnectRequest(ConnectRequest {
+            client: 1,
+            attempt: 1,
+            boot_seq: 5,
+            hello: &[1, 2, 3],
+            padding: 10,
+        });
+        let mut buf = Vec::new();
+        m.encode(&mut buf);
+        assert_eq!(decode(&buf), Ok(m.clone()));
+        // A padding byte set, under a valid checksum: one message has one encoding.
+        let end = buf.len() - CRC_LEN;
+        buf.truncate(end);
+        buf[end - 1] = 1;
+        let crc = crc32c::crc32c(&buf);
+        buf.extend_from_slice(&crc.to_be_bytes());
+        assert_eq!(decode(&buf), Err(WireError::Invalid("padding not zero")));
+    }
     use proptest::prelude::*;
 
     fn seg(payload: &[u8]) -> Segment<'_> {

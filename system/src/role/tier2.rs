@@ -271,7 +271,15 @@ impl Endpoint for Tier2Server {
         if wire::is_sealed(data) {
             let mut inner = std::mem::take(&mut self.scratch);
             match self.open(from, data, &mut inner) {
-                Some(_) => self.on_session_datagram(now, from, &inner),
+                Some(session) => {
+                    if !self.channels.contains_key(&session) {
+                        // This very datagram confirmed the session (its accept was lost): the
+                        // session begins, and its frame numbering is known, before its first
+                        // frame is handled.
+                        self.update(now);
+                    }
+                    self.on_session_datagram(now, from, &inner)
+                }
                 // Damaged on the way (its checksum fails, so nothing in it can be trusted):
                 // the receiver counts it as it counts every damaged datagram, and keeps no
                 // state for it.
