@@ -521,8 +521,10 @@ fn a_secure_cluster_sends_a_stranger_no_more_bytes_than_it_got() {
         assert!(got <= sent, "{got} bytes back for {sent}: {results:?}");
     }
     // The measurement saw real answers: three offers and the list for the padded hello.
-    assert!(results[0].1 > 3 * 82, "{results:?}");
-    assert!(results[1].1 > 82, "{results:?}");
+    let offer = livecam_system::secure::handshake::offer_len();
+    assert_eq!(offer, 82, "an offer with the gate's reply");
+    assert!(results[0].1 > 3 * offer, "{results:?}");
+    assert!(results[1].1 > offer, "{results:?}");
     let admitted: u64 = t2s
         .iter()
         .map(|s| s["gate"]["admitted"].as_u64().unwrap_or(0))

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::outbox::Outbox;
 use crate::proto::wire::{
-    ConnectForward, ConnectOffer, Handover, HeartbeatAck, ManagerChange, Message, PeerStatus,
+    ConnectForward, Handover, HeartbeatAck, ManagerChange, Message, PeerStatus,
 };
 use crate::time::{period, Instant};
 
@@ -184,14 +184,7 @@ impl Tier1 {
     /// [`PADDED_REQUEST_LEN`](crate::proto::wire::PADDED_REQUEST_LEN): a dozen), the least
     /// loaded first; the list gets what is left. (Forwards go to registered tier-2s only.)
     pub fn bound_answers(&mut self) {
-        let offer = Message::ConnectOffer(ConnectOffer {
-            client: 0,
-            attempt: 0,
-            tier2: 0,
-            load: 0,
-            reply: &[0; crate::secure::handshake::REPLY_LEN],
-        });
-        self.bounded_answers = Some(offer.encoded_len());
+        self.bounded_answers = Some(crate::secure::handshake::offer_len());
     }
 
     pub fn id(&self) -> u32 {

@@ -195,7 +195,6 @@ impl Tier2 {
         self.epoch
     }
 
-    /// Tier-1 servers this tier-2 knows of.
     /// The tier-1s this tier-2 knows (configured, or named by a manager change), its manager
     /// first: what it tells its clients (see [`crate::proto::wire::SessionTier1s`]).
     pub fn tier1s(&self) -> Vec<SocketAddr> {
@@ -212,6 +211,7 @@ impl Tier2 {
             .collect()
     }
 
+    /// How many tier-1 servers this tier-2 knows of.
     pub fn known_tier1s(&self) -> usize {
         self.cfg.tier1s.len()
     }

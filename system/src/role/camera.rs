@@ -108,7 +108,7 @@ impl Camera {
 
     /// The capture sequence number of live frame `frame`.
     fn seq_of(&self, frame: u32) -> u64 {
-        self.boot_seq.saturating_add(u64::from(frame))
+        super::durable::seq_of(self.boot_seq, frame)
     }
 
     /// Keeps every captured frame in `durable`'s ring until a tier-2 says it is stored, and

@@ -65,6 +65,11 @@ pub fn boot_seq(ring: Option<&dyn FrameRing>, unix_ms: u64) -> u64 {
     above_ring.max(unix_ms)
 }
 
+/// The capture sequence number of live frame `frame` of a boot numbering from `boot_seq`.
+pub fn seq_of(boot_seq: u64, frame: u32) -> u64 {
+    boot_seq.saturating_add(u64::from(frame))
+}
+
 /// Wraps a backfilled frame: its capture sequence number and capture time, then its bytes.
 pub fn encode_envelope(frame: u64, capture_us: u64, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ENVELOPE_LEN + data.len());

@@ -273,7 +273,7 @@ impl Sink {
                             &Delivered {
                                 session,
                                 frame,
-                                seq: boot.saturating_add(u64::from(frame)),
+                                seq: super::durable::seq_of(boot, frame),
                                 data: &data,
                                 segment_size,
                                 segments,

@@ -656,7 +656,7 @@ struct KeepFrames {
 impl FrameProducer for KeepFrames {
     fn produce(&mut self, session: u32, frame: u32, now: Instant, len: usize) -> Vec<u8> {
         let data = self.inner.produce(session, frame, now, len);
-        let seq = self.boot_seq.saturating_add(u64::from(frame));
+        let seq = durable::seq_of(self.boot_seq, frame);
         let path = self.dir.join(format!("{seq}.lf"));
         if let Err(e) = std::fs::write(&path, &data) {
             tracing::warn!(error = %e, path = %path.display(), "keeping a frame failed");

@@ -889,8 +889,8 @@ mod tests {
     #[test]
     fn a_secure_cluster_answers_no_unverified_source_with_more_bytes_than_it_sent() {
         use crate::proto::wire::{
-            ConnectForward, ConnectOffer, ConnectReply, ConnectRequest, FrameAck, Handover,
-            KeepAlive, Nack, PeerStatus, Sealed, Segment,
+            ConnectForward, ConnectReply, ConnectRequest, FrameAck, Handover, KeepAlive, Nack,
+            PeerStatus, Sealed, Segment,
         };
         use crate::role::tests::{Host, Net};
         use crate::secure::{DeviceRegistry, DeviceSecurity, Gate, StaticKey};
@@ -1140,14 +1140,7 @@ mod tests {
         // The measurement saw the answers it bounds: the padded hello draws an offer from
         // every tier-2 (three; the padding pays for a dozen) and the tier-1 list; cut to its
         // unpadded size, one offer at most.
-        let offer = Message::ConnectOffer(ConnectOffer {
-            client: 7,
-            attempt: 1,
-            tier2: 11,
-            load: 0,
-            reply: &[0; crate::secure::handshake::REPLY_LEN],
-        })
-        .encoded_len();
+        let offer = crate::secure::handshake::offer_len();
         let full = answered["connect_request (a replayed real hello)"];
         assert!(full > 3 * offer, "{answered:?}");
         let cut = answered["connect_request (that hello, padding cut)"];

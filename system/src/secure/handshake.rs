@@ -29,6 +29,20 @@ const REPLY_PAYLOAD_LEN: usize = 8;
 /// offers its forwards draw will cost the request's source.
 pub const REPLY_LEN: usize = 32 + REPLY_PAYLOAD_LEN + 16;
 
+/// Wire bytes of a tier-2's offer carrying the gate's reply: what each tier-2 a secure tier-1
+/// forwards a request to sends the request's (unverified) source.
+pub fn offer_len() -> usize {
+    use crate::proto::wire::{ConnectOffer, Message};
+    Message::ConnectOffer(ConnectOffer {
+        client: 0,
+        attempt: 0,
+        tier2: 0,
+        load: 0,
+        reply: &[0; REPLY_LEN],
+    })
+    .encoded_len()
+}
+
 /// What a hello claims, sealed into its payload: the device, which connection attempt, and
 /// the capture sequence number its frames on the new session continue from (so a tier-1 or
 /// anyone on the path cannot make the tier-2 file them under another identity).
