@@ -11,7 +11,9 @@ use std::time::Duration;
 use livecam_system::cluster::{ClientConfig, Connector, Tier1, Tier1Config, Tier2, Tier2Config};
 use livecam_system::driver::{self, Endpoint, Role};
 use livecam_system::net::{Clock, DatagramSocket};
-use livecam_system::proto::{PolicyConfig, Receiver, ReceiverConfig, Sender, SenderConfig};
+use livecam_system::proto::{
+    PolicyConfig, RateConfig, Receiver, ReceiverConfig, Sender, SenderConfig,
+};
 use livecam_system::role::durable::{Durable, DurableConfig};
 use livecam_system::role::ring::{MemoryRing, RingLimits};
 use livecam_system::role::{
@@ -71,6 +73,7 @@ pub fn sender_config(scenario: &Scenario, session: u32, peer: SocketAddr) -> Sen
         frame_deadline: ms(p.frame_deadline_ms),
         max_frames_in_flight: p.max_frames_in_flight,
         probe_timeout: ms(p.probe_timeout_ms),
+        rate_control: p.rate_control.then(RateConfig::default),
         ..SenderConfig::new(session, peer)
     }
 }

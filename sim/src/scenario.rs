@@ -231,8 +231,12 @@ pub struct Protocol {
     pub nack_delay_ms: f64,
     pub nack_interval_ms: f64,
     pub probe_timeout_ms: f64,
-    /// Sender pacing, bytes per second; 0 is unpaced.
+    /// Sender pacing, bytes per second; 0 is unpaced. Unused with `rate_control`.
     pub pacing_rate: f64,
+    /// Rate control (default on): the sender paces at what the link delivers and the camera
+    /// shapes its frames to it (see `livecam_system::proto::rate`). `false` is the seed's
+    /// sender, which sends what the camera makes as fast as it comes.
+    pub rate_control: bool,
     pub max_frames_in_flight: usize,
     /// A receiver forgets a session (and its segment size memory) silent this long.
     pub session_idle_ms: f64,
@@ -246,6 +250,7 @@ impl Default for Protocol {
             nack_interval_ms: 50.0,
             probe_timeout_ms: 100.0,
             pacing_rate: 0.0,
+            rate_control: true,
             max_frames_in_flight: 16,
             session_idle_ms: 30_000.0,
         }

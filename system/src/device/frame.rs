@@ -125,6 +125,8 @@ pub struct DeviceFrames<C> {
     pub camera: C,
     pub gps: Box<dyn GpsSource>,
     pub errors: u64,
+    /// The camera refused a quality rate adaptation chose (said once).
+    pub adapt_refused: bool,
 }
 
 impl<C: FrameSource + Send> FrameProducer for DeviceFrames<C> {
@@ -159,6 +161,19 @@ impl<C: FrameSource + Send> FrameProducer for DeviceFrames<C> {
             )),
         }
     }
+
+    /// Rate adaptation's picture: the JPEG quality is set on the camera (the synthetic,
+    /// folder and nokhwa cameras each take it or say why not, once); the resolution is left
+    /// at the operator's setting, because changing a real camera's format mid-stream stalls
+    /// capture for hundreds of milliseconds.
+    fn adapt(&mut self, picture: &crate::role::adapt::Picture) {
+        if let Err(e) = self.camera.set_quality(picture.quality) {
+            if !self.adapt_refused {
+                self.adapt_refused = true;
+                tracing::warn!(error = %e, "the camera cannot follow rate adaptation's quality");
+            }
+        }
+    }
 }
 
 /// A receiver's check of captured frames: they decode and their JPEG checksum holds.
@@ -183,6 +198,7 @@ mod tests {
             camera: SyntheticCamera::new(7, SyntheticSettings::default()),
             gps: Box::new(SyntheticRoute::new(City::default(), 10.0, 1, Instant::ZERO)),
             errors: 0,
+            adapt_refused: false,
         };
         let bytes = frames.produce(7, 3, Instant::from_millis(1500), 0);
         let f = CapturedFrame::decode(&bytes).unwrap();
@@ -203,6 +219,7 @@ mod tests {
             camera,
             gps: Box::new(SyntheticRoute::new(City::default(), 10.0, 1, Instant::ZERO)),
             errors: 0,
+            adapt_refused: false,
         }
     }
 

@@ -8,6 +8,7 @@
 //! - [`estimator`]: what the receiver can tell about the link (loss, byte errors, bursts, round
 //!   trip, jitter), which the model policy and the parity count read.
 //! - [`fec`]: parity segments (Reed-Solomon) and how many a frame gets.
+//! - [`rate`]: how fast the sender may send (delivery rate and queueing delay).
 //!
 //! Both machines implement [`crate::driver::Endpoint`]: feed them datagrams and timeouts with
 //! `now`, take datagrams from `poll_transmit`, sleep until `poll_timeout`, and read `poll_event`.
@@ -16,6 +17,7 @@ pub mod estimator;
 pub mod fec;
 mod finished;
 pub mod policy;
+pub mod rate;
 pub mod receiver;
 pub mod sender;
 pub mod wire;
@@ -23,6 +25,7 @@ pub mod wire;
 pub use estimator::{LinkEstimate, LinkEstimator};
 pub use fec::FecKind;
 pub use policy::{FrameOutcome, PolicyConfig, PolicyKind, SizeLimits, SizePolicy};
+pub use rate::{RateConfig, RateController, RateStats};
 pub use receiver::{Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats};
 pub use sender::{PushError, Sender, SenderConfig, SenderEvent, SenderStats};
 
@@ -38,6 +41,9 @@ pub enum DropReason {
     Evicted,
     /// Its session went idle and was forgotten.
     SessionClosed,
+    /// A newer frame was captured before this one could start to leave (rate control: the
+    /// newest frame wins); dropped at the source.
+    Superseded,
 }
 
 #[cfg(test)]

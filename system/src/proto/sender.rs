@@ -35,6 +35,7 @@ use thiserror::Error;
 
 use super::fec::Coder;
 use super::policy::DEFAULT_SEGMENT_SIZE;
+use super::rate::{RateConfig, RateController};
 use super::wire::{
     self, Message, Parity, Segment, MAX_SEGMENT_PAYLOAD, MAX_SHARDS, UDP_IP_OVERHEAD,
 };
@@ -71,6 +72,10 @@ pub struct SenderConfig {
     /// Shortest time between two NACK-driven resends of one segment; half the smoothed round
     /// trip is used instead when that is longer (capped at `probe_timeout`).
     pub nack_resend_interval: Duration,
+    /// Rate control ([`super::rate`]): when set, the pacing rate follows the controller's
+    /// target (and `pacing_rate` is unused), new frames wait while the bytes in flight fill
+    /// its window, and repairs get at most half of the rate while new frames wait.
+    pub rate_control: Option<RateConfig>,
 }
 
 impl SenderConfig {
@@ -87,6 +92,7 @@ impl SenderConfig {
             max_frames_in_flight: 16,
             probe_timeout: Duration::from_millis(100),
             nack_resend_interval: Duration::from_millis(10),
+            rate_control: None,
         }
     }
 }
@@ -105,6 +111,9 @@ pub enum SenderEvent {
     },
     /// The frame was given up.
     FrameDropped { frame: u32, reason: DropReason },
+    /// The rate control's target changed (bytes per second on the wire): what the camera
+    /// shapes its frames to.
+    TargetRate { bytes_per_s: u64 },
     /// Frames pushed from now on are cut at the new size.
     SegmentSizeChanged { from: usize, to: usize },
     /// Frames pushed from now on carry this many parity segments.
@@ -163,6 +172,9 @@ enum Shard {
     },
 }
 
+/// The repair credit may build up to at least this many bytes: a few full datagrams.
+const MAX_DATAGRAM_BURST: usize = 4 * 1500;
+
 /// Spare parity segments encoded per frame with parity, to answer NACKs.
 const SPARE_PARITY: usize = 2;
 
@@ -192,6 +204,29 @@ struct OutFrame {
     probe_at: Option<Instant>,
     /// When the frame's last datagram left.
     last_tx: Instant,
+    /// Bytes on the wire for this frame so far (every datagram, UDP/IP headers included).
+    wire_bytes: u64,
+    /// When a NACK for it last came: the receiver is seeing it, so a late ACK is a loss
+    /// being repaired, not a queue.
+    nacked_at: Option<Instant>,
+    /// When the last datagram of its first crossing left. Repairs and tail probes do not
+    /// move it: an ACK is overdue from here (see [`RateController::on_overdue`]).
+    crossed_at: Option<Instant>,
+    /// Wire bytes sent since the last NACK for it (all of them before one came).
+    unheard_bytes: u64,
+}
+
+impl OutFrame {
+    /// Whether every datagram of its first crossing has left.
+    fn all_sent(&self) -> bool {
+        self.unsent == 0 && self.parity_unsent == 0
+    }
+
+    /// When the receiver should have answered it: its first crossing or the last NACK.
+    fn heard_or_sent(&self) -> Instant {
+        let crossed = self.crossed_at.unwrap_or(self.last_tx);
+        self.nacked_at.map_or(crossed, |t| t.max(crossed))
+    }
 }
 
 /// The sending state machine. See the module docs.
@@ -217,12 +252,54 @@ pub struct Sender {
     coder: Coder,
     events: VecDeque<SenderEvent>,
     stats: SenderStats,
+    rate: Option<RateController>,
+    /// The target last reported in a [`SenderEvent::TargetRate`].
+    reported_target: u64,
+    /// Bytes repairs may still take while new frames wait (see [`REPAIR_SHARE`]), and when
+    /// it was last topped up.
+    repair_credit: f64,
+    repair_credit_at: Instant,
+    /// Frames given up after some of their bytes left, oldest first: those bytes may still
+    /// sit in the bottleneck queue, so they count as in flight until the frame's late ACK
+    /// (which also tells the rate control what the link delivered), or an ACK of a newer
+    /// frame, or one more frame deadline (rate control only).
+    abandoned: VecDeque<Abandoned>,
+    /// New frame data (first crossings of data segments) and wire bytes sent recently, each
+    /// decaying with [`SHARE_TIME`], and when they were last updated: their ratio is the
+    /// share of the rate the camera may fill.
+    recent_data: f64,
+    recent_wire: f64,
+    share_at: Instant,
 }
+
+/// Time constant, in seconds, of the recent data share.
+const SHARE_TIME: f64 = 1.0;
+
+/// A frame given up while its bytes may still be on the way (see `Sender::abandoned`).
+#[derive(Debug, Clone, Copy)]
+struct Abandoned {
+    frame: u32,
+    wire_bytes: u64,
+    /// When its last datagram left, and whether it left once only (a clean round trip).
+    last_tx: Instant,
+    clean: bool,
+    /// Forgotten at this instant if nothing was heard of it.
+    until: Instant,
+}
+
+/// The share of the pacing rate repairs (resends, parity answering NACKs, tail probes) may
+/// take while new frames are waiting; with nothing new waiting they take what is left.
+const REPAIR_SHARE: f64 = 0.5;
+
+/// Pacing runs this much faster than the rate control's target, so a frame shaped to the
+/// target leaves in less than its frame interval, with room for its repairs.
+const PACING_GAIN: f64 = 1.25;
 
 impl Sender {
     pub fn new(mut cfg: SenderConfig) -> Self {
         cfg.frame_deadline = period(cfg.frame_deadline);
         cfg.probe_timeout = period(cfg.probe_timeout);
+        let rate = cfg.rate_control.clone().map(RateController::new);
         Sender {
             segment_size: cfg.initial_segment_size.clamp(1, MAX_SEGMENT_PAYLOAD),
             next_frame: cfg.first_frame,
@@ -239,7 +316,78 @@ impl Sender {
             coder: Coder::default(),
             events: VecDeque::new(),
             stats: SenderStats::default(),
+            rate,
+            reported_target: 0,
+            repair_credit: 0.0,
+            repair_credit_at: Instant::ZERO,
+            abandoned: VecDeque::new(),
+            recent_data: 0.0,
+            recent_wire: 0.0,
+            share_at: Instant::ZERO,
         }
+    }
+
+    /// The rate control, when on.
+    pub fn rate_control(&self) -> Option<&RateController> {
+        self.rate.as_ref()
+    }
+
+    /// The pacing rate in bytes per second: the rate control's target (times a small gain),
+    /// else the configured one; `None` when unpaced.
+    pub fn pacing_rate(&self) -> Option<f64> {
+        match &self.rate {
+            Some(rc) => Some(rc.target() * PACING_GAIN),
+            None => self.cfg.pacing_rate.filter(|&r| r > 0).map(|r| r as f64),
+        }
+    }
+
+    /// Payload bytes per second the camera may produce: the rate control's target less the
+    /// share headers, parity and repairs took of the recent datagrams. `None` without rate
+    /// control.
+    pub fn source_rate(&self) -> Option<f64> {
+        let target = self.rate.as_ref()?.target();
+        // Until something was sent, a fifth is assumed to go to overhead.
+        let share = if self.recent_wire > 0.0 {
+            self.recent_data / self.recent_wire
+        } else {
+            0.8
+        };
+        Some(target * share.clamp(0.3, 1.0))
+    }
+
+    /// Gives up every frame that has not started to leave (superseded by a newer capture:
+    /// live video shows the newest). Returns how many.
+    pub fn drop_unstarted(&mut self) -> usize {
+        let unstarted: Vec<u32> = self
+            .frames
+            .iter()
+            .filter(|(_, f)| f.wire_bytes == 0)
+            .map(|(&id, _)| id)
+            .collect();
+        for &id in &unstarted {
+            self.give_up(id, DropReason::Superseded);
+        }
+        unstarted.len()
+    }
+
+    /// Whether the window lets a new frame start now: the bytes in flight, leaving out the
+    /// newest frame that started, are within the rate control's window. A frame's bytes
+    /// stop counting when a NACK for it shows they arrived (what it sent after that counts):
+    /// on a lossy link a frame waits for its repairs without sitting in any queue.
+    fn window_open(&self) -> bool {
+        let Some(rc) = &self.rate else { return true };
+        let started = self.frames.values().filter(|f| f.wire_bytes > 0);
+        let newest = started.clone().map(|f| f.pushed_at).max();
+        let mut skipped_newest = false;
+        let mut in_flight = 0u64;
+        for f in started {
+            if !skipped_newest && Some(f.pushed_at) == newest {
+                skipped_newest = true;
+                continue;
+            }
+            in_flight += f.unheard_bytes;
+        }
+        ((in_flight + self.abandoned_bytes()) as f64) < rc.window()
     }
 
     pub fn config(&self) -> &SenderConfig {
@@ -280,28 +428,49 @@ impl Sender {
             .min()
     }
 
-    /// True when a segment (fresh or resent) is waiting to go out.
+    /// True when a segment (fresh or resent) is waiting to go out and may go once the pacer
+    /// allows: a new frame held back by the rate control's window does not count.
     pub fn has_queued(&self) -> bool {
-        let live = |q: &VecDeque<(u32, Shard)>| q.iter().any(|(f, _)| self.frames.contains_key(f));
-        live(&self.resend) || live(&self.fresh)
+        self.resend.iter().any(|(f, _)| self.frames.contains_key(f)) || self.fresh_ready()
+    }
+
+    /// When repairs, out of their share and with no new frame to send instead, may go again
+    /// (`None`: they are not held back). See [`REPAIR_SHARE`].
+    fn repairs_held_until(&self) -> Option<Instant> {
+        let rate = self.rate.as_ref()?.target() * PACING_GAIN * REPAIR_SHARE;
+        if self.repair_credit >= 0.0 || self.fresh_ready() || self.window_open() {
+            return None;
+        }
+        // One microsecond past the exact instant, so the credit is surely back at zero.
+        let wait = Duration::from_secs_f64(-self.repair_credit / rate) + Duration::from_micros(1);
+        Some(self.repair_credit_at + wait)
+    }
+
+    /// Whether the first live entry of the fresh queue may go: it belongs to a frame already
+    /// leaving, or the window lets a new one start.
+    fn fresh_ready(&self) -> bool {
+        self.fresh
+            .iter()
+            .find_map(|(id, _)| self.frames.get(id))
+            .is_some_and(|f| f.wire_bytes > 0 || self.window_open())
     }
 
     /// True when nothing is waiting to go out and the pacer would let a datagram leave at
     /// `now`: the sender leaves the link's budget unused at this moment.
     pub fn is_idle(&self, now: Instant) -> bool {
-        !self.has_queued() && (self.cfg.pacing_rate.is_none() || now >= self.pace_at)
+        !self.has_queued() && (self.pacing_rate().is_none() || now >= self.pace_at)
     }
 
     /// When the pacer lets the next datagram leave (`None`: unpaced).
     pub fn pace_ready_at(&self) -> Option<Instant> {
-        self.cfg.pacing_rate.is_some().then_some(self.pace_at)
+        self.pacing_rate().is_some().then_some(self.pace_at)
     }
 
     /// Counts a datagram of `len` bytes that left at `now` against the pacing budget (the
     /// sender's own, and datagrams another sender sends with the budget this one left over).
     pub fn charge(&mut self, now: Instant, len: usize) {
-        if let Some(rate) = self.cfg.pacing_rate.filter(|&r| r > 0) {
-            let per_byte = |bytes: usize| Duration::from_secs_f64(bytes as f64 / rate as f64);
+        if let Some(rate) = self.pacing_rate().filter(|&r| r > 0.0) {
+            let per_byte = |bytes: usize| Duration::from_secs_f64(bytes as f64 / rate);
             let base = self.pace_at.max(now - per_byte(self.cfg.pacing_burst));
             self.pace_at = base + per_byte(len + UDP_IP_OVERHEAD);
         }
@@ -332,6 +501,9 @@ impl Sender {
             f.queued.iter_mut().for_each(|q| *q = false);
             f.resent_at.iter_mut().for_each(|t| *t = None);
             f.probe_at = None;
+            f.wire_bytes = 0;
+            f.unheard_bytes = 0;
+            f.crossed_at = None;
             self.fresh
                 .extend(first_crossing(id, f.count, f.parity_first));
         }
@@ -390,6 +562,10 @@ impl Sender {
                 resent: 0,
                 probe_at: None,
                 last_tx: now,
+                wire_bytes: 0,
+                nacked_at: None,
+                crossed_at: None,
+                unheard_bytes: 0,
             },
         );
         self.fresh.extend(first_crossing(id, count, parity_first));
@@ -403,18 +579,63 @@ impl Sender {
     }
 
     fn give_up(&mut self, frame: u32, reason: DropReason) {
-        if self.frames.remove(&frame).is_some() {
+        if let Some(f) = self.frames.remove(&frame) {
+            if self.rate.is_some() && f.wire_bytes > 0 {
+                self.abandoned.push_back(Abandoned {
+                    frame,
+                    wire_bytes: f.wire_bytes,
+                    last_tx: f.last_tx,
+                    clean: f.resent == 0 && f.unsent == 0 && f.parity_unsent == 0,
+                    until: f.deadline + self.cfg.frame_deadline,
+                });
+            }
             self.stats.frames_dropped += 1;
             self.events
                 .push_back(SenderEvent::FrameDropped { frame, reason });
         }
     }
 
+    /// Tells the rate control a frame of `wire_bytes` was acknowledged, with its round trip
+    /// when that is a clean sample.
+    fn rate_sample(&mut self, now: Instant, wire_bytes: u64, rtt: Option<Duration>) {
+        if let Some(rc) = self.rate.as_mut() {
+            rc.on_ack(now, wire_bytes, rtt);
+            let target = rc.target() as u64;
+            if target != self.reported_target {
+                self.reported_target = target;
+                self.events.push_back(SenderEvent::TargetRate {
+                    bytes_per_s: target,
+                });
+            }
+        }
+    }
+
+    /// Bytes of abandoned frames that may still be on the way.
+    fn abandoned_bytes(&self) -> u64 {
+        self.abandoned.iter().map(|a| a.wire_bytes).sum()
+    }
+
+    /// An ACK of `frame` arrived: an abandoned frame of that id was delivered late (its bytes
+    /// count as delivered), and older abandoned ones are behind the queue either way.
+    fn settle_abandoned(&mut self, now: Instant, frame: u32) {
+        let older = |a: &Abandoned| frame.wrapping_sub(a.frame).wrapping_sub(1) < u32::MAX / 2;
+        while self.abandoned.front().is_some_and(older) {
+            self.abandoned.pop_front();
+        }
+        let late = self.abandoned.iter().position(|a| a.frame == frame);
+        if let Some(a) = late.and_then(|i| self.abandoned.remove(i)) {
+            self.rate_sample(now, a.wire_bytes, a.clean.then(|| now - a.last_tx));
+        }
+    }
+
     fn on_ack(&mut self, now: Instant, ack: wire::FrameAck) {
         self.stats.acks_received += 1;
         self.last_feedback = Some(now);
+        self.settle_abandoned(now, ack.frame);
         if let Some(f) = self.frames.remove(&ack.frame) {
-            if f.resent == 0 && f.unsent == 0 && f.parity_unsent == 0 {
+            let clean = f.resent == 0 && f.unsent == 0 && f.parity_unsent == 0;
+            self.rate_sample(now, f.wire_bytes, clean.then(|| now - f.last_tx));
+            if clean {
                 let sample = now - f.last_tx;
                 match self.srtt {
                     Some(srtt) => {
@@ -461,6 +682,19 @@ impl Sender {
         }
     }
 
+    /// The oldest frame that has wholly left and is waiting for its ACK: when it last left or
+    /// was NACKed (see [`RateController::on_overdue`]).
+    /// Feedback about any frame counts: a newer frame's prompt ACK says the path is not
+    /// queueing, and the old frame was lost (its tail probe repairs it).
+    fn overdue_since(&self) -> Option<Instant> {
+        let heard = self
+            .frames
+            .values()
+            .find(|f| f.all_sent() && f.wire_bytes > 0)
+            .map(OutFrame::heard_or_sent)?;
+        Some(self.last_feedback.map_or(heard, |t| t.max(heard)))
+    }
+
     /// Shortest time between two NACK-driven resends of one segment.
     pub fn nack_resend_interval(&self) -> Duration {
         let floor = self.cfg.nack_resend_interval;
@@ -477,6 +711,8 @@ impl Sender {
             self.stats.nacks_unknown_frame += 1;
             return;
         };
+        f.nacked_at = Some(now);
+        f.unheard_bytes = 0;
         let sent = usize::from(f.count - f.unsent);
         for i in nack.missing {
             let i_us = usize::from(i);
@@ -511,7 +747,33 @@ impl Sender {
         }
     }
 
-    fn pop_next(&mut self) -> Option<(u32, Shard, bool)> {
+    fn pop_next(&mut self, now: Instant) -> Option<(u32, Shard, bool)> {
+        // Drop what is no longer in flight from the front of the fresh queue.
+        while self
+            .fresh
+            .front()
+            .is_some_and(|(f, _)| !self.frames.contains_key(f))
+        {
+            self.fresh.pop_front();
+        }
+        let fresh_ready = self.fresh_ready();
+        if let Some(rate) = self.rate.as_ref().map(|rc| rc.target() * PACING_GAIN) {
+            // Repairs within their share while a new frame waits.
+            let dt = (now - self.repair_credit_at).as_secs_f64();
+            self.repair_credit = (self.repair_credit + dt * rate * REPAIR_SHARE)
+                .min(self.cfg.pacing_burst.max(MAX_DATAGRAM_BURST) as f64);
+            self.repair_credit_at = now;
+            if self.repair_credit < 0.0 {
+                if fresh_ready {
+                    let (frame, shard) = self.fresh.pop_front()?;
+                    return Some((frame, shard, false));
+                }
+                if !self.window_open() {
+                    // A queue is building: repairs wait for their share too.
+                    return None;
+                }
+            }
+        }
         while let Some((frame, shard)) = self.resend.pop_front() {
             if let Some(f) = self.frames.get_mut(&frame) {
                 if let Shard::Data(i) = shard {
@@ -520,12 +782,11 @@ impl Sender {
                 return Some((frame, shard, true));
             }
         }
-        while let Some((frame, shard)) = self.fresh.pop_front() {
-            if self.frames.contains_key(&frame) {
-                return Some((frame, shard, false));
-            }
+        if !fresh_ready {
+            return None;
         }
-        None
+        let (frame, shard) = self.fresh.pop_front()?;
+        Some((frame, shard, false))
     }
 
     /// The probe timeout: `srtt + 4 x rttvar + 2 ms` within 10 ms and `probe_timeout`.
@@ -558,6 +819,14 @@ impl Endpoint for Sender {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        while self.abandoned.front().is_some_and(|a| a.until <= now) {
+            self.abandoned.pop_front();
+        }
+        if let Some(t) = self.overdue_since() {
+            if let Some(rc) = self.rate.as_mut() {
+                rc.on_overdue(now, t);
+            }
+        }
         let expired: Vec<u32> = self
             .frames
             .iter()
@@ -581,10 +850,10 @@ impl Endpoint for Sender {
     }
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        if self.cfg.pacing_rate.is_some() && now < self.pace_at {
+        if self.pacing_rate().is_some() && now < self.pace_at {
             return None;
         }
-        let (frame, shard, resend) = self.pop_next()?;
+        let (frame, shard, resend) = self.pop_next(now)?;
         let probe_timeout = self.probe_timeout();
         let f = self.frames.get_mut(&frame)?;
         buf.clear();
@@ -639,21 +908,55 @@ impl Endpoint for Sender {
             }
         };
         f.last_tx = now;
+        f.wire_bytes += (buf.len() + UDP_IP_OVERHEAD) as u64;
+        f.unheard_bytes += (buf.len() + UDP_IP_OVERHEAD) as u64;
+        let queued_ahead = self.rate.as_ref().map_or(Duration::ZERO, |rc| {
+            let ahead: u64 = self
+                .frames
+                .range(..frame)
+                .map(|(_, f)| f.wire_bytes)
+                .sum::<u64>()
+                + self.abandoned_bytes();
+            Duration::from_secs_f64((ahead as f64 / rc.target()).min(10.0))
+        });
+        let probe_timeout = probe_timeout + queued_ahead;
+        let Some(f) = self.frames.get_mut(&frame) else {
+            return None;
+        };
+        if resend && self.rate.is_some() {
+            self.repair_credit = (self.repair_credit - (buf.len() + UDP_IP_OVERHEAD) as f64)
+                .max(-(MAX_DATAGRAM_BURST as f64));
+        }
         if f.unsent == 0 && f.parity_unsent == 0 {
             f.probe_at = Some(now + probe_timeout);
+            f.crossed_at.get_or_insert(now);
         }
         self.stats.segments_sent += 1;
         self.stats.bytes_sent += buf.len() as u64;
         self.stats.header_bytes += (buf.len() - payload + UDP_IP_OVERHEAD) as u64;
+        let decay = (-(now - self.share_at).as_secs_f64() / SHARE_TIME).exp();
+        self.share_at = now;
+        self.recent_data = self.recent_data * decay + if resend { 0.0 } else { payload as f64 };
+        self.recent_wire = self.recent_wire * decay + (buf.len() + UDP_IP_OVERHEAD) as f64;
         self.charge(now, buf.len());
         Some(self.cfg.peer)
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let pacing = (self.cfg.pacing_rate.is_some()
-            && !(self.fresh.is_empty() && self.resend.is_empty()))
-        .then_some(self.pace_at);
-        [self.next_deadline(), pacing].into_iter().flatten().min()
+        let pacing = (self.pacing_rate().is_some() && self.has_queued()).then(|| {
+            self.pace_at
+                .max(self.repairs_held_until().unwrap_or(self.pace_at))
+        });
+        let overdue = self
+            .rate
+            .as_ref()
+            .zip(self.overdue_since())
+            .map(|(rc, t)| rc.overdue_at(t));
+        let forget = self.abandoned.iter().map(|a| a.until).min();
+        [self.next_deadline(), pacing, overdue, forget]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 

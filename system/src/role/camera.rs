@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::adapt::{Bounds, Ladder, Picture};
 use super::durable::{Durable, DurableEvent, DurableReport, BACKFILL_SESSION_BIT};
 use super::{FrameProducer, Recorder, RoleEvent};
 use crate::driver::{Endpoint, Role};
@@ -41,6 +42,14 @@ pub struct CameraReport {
     pub final_segment_size: usize,
     pub first_frame_at_s: f64,
     pub last_ack_at_s: f64,
+    /// Frames given up before they could start to leave, a newer capture having come
+    /// (rate control: the newest frame wins). Also in `frames_dropped`.
+    pub frames_superseded: u64,
+    /// Capture instants skipped because the rate control lowered the frame rate.
+    pub frames_skipped: u64,
+    /// The picture of the last capture.
+    pub final_quality: u8,
+    pub final_fps: f64,
     /// The ring and backfill, when the camera keeps frames until stored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub durable: Option<DurableReport>,
@@ -68,6 +77,15 @@ pub struct Camera {
     durable: Option<Durable>,
     /// The capture sequence number of this boot's live frame 0 (see [`super::durable`]).
     boot_seq: u64,
+    /// Chooses each capture's picture from the sender's rate (see [`super::adapt`]).
+    ladder: Ladder,
+    picture: Picture,
+    /// Fractions of a capture owed at a frame rate below the ceiling.
+    capture_credit: f64,
+    superseded: u64,
+    skipped: u64,
+    /// `(time, target rate in bytes/s on the wire, picture)` whenever either changed.
+    rate_trace: Vec<(Instant, f64, Picture)>,
 }
 
 /// Frame rates a command may set.
@@ -75,7 +93,21 @@ pub const FPS_RANGE: std::ops::RangeInclusive<f64> = 0.1..=60.0;
 
 impl Camera {
     pub fn new(cfg: CameraConfig, sender: Sender, producer: Box<dyn FrameProducer>) -> Self {
+        let ladder = Ladder {
+            bounds: Bounds {
+                fps: (cfg.fps, cfg.fps.min(1.0)),
+                ..Bounds::default()
+            },
+            nominal_bytes: cfg.frame_bytes,
+        };
+        let picture = ladder.choose(None);
         Camera {
+            ladder,
+            picture,
+            capture_credit: 0.0,
+            superseded: 0,
+            skipped: 0,
+            rate_trace: Vec::new(),
             producer,
             next_frame_at: cfg.start_at,
             size_trace: vec![(cfg.start_at, sender.segment_size())],
@@ -154,6 +186,8 @@ impl Camera {
                     ));
                 }
                 self.cfg.fps = fps;
+                let floor = self.ladder.bounds.fps.1.min(fps);
+                self.ladder.bounds.fps = (fps, floor);
                 // The new rate applies from the next capture on, no later than one new
                 // interval from now.
                 self.next_frame_at = self.next_frame_at.min(now + self.frame_interval());
@@ -177,18 +211,84 @@ impl Camera {
                 self.paused = true;
                 Ok(())
             }
-            Command::SetResolution { .. } | Command::SetQuality { .. } => {
-                self.producer.apply(command)
+            Command::SetResolution { width, height } => {
+                self.producer.apply(command)?;
+                self.ladder.bounds.resolution = (width, height);
+                Ok(())
+            }
+            Command::SetQuality { quality } => {
+                self.producer.apply(command)?;
+                let floor = self.ladder.bounds.quality.1.min(quality);
+                self.ladder.bounds.quality = (quality, floor);
+                Ok(())
             }
             Command::SwitchTier1 { .. } => Err("not a camera command".to_string()),
         }
     }
 
-    /// Captures one frame now and pushes it into the sender.
+    /// The bounds the picture is chosen within.
+    pub fn bounds(&self) -> &Bounds {
+        &self.ladder.bounds
+    }
+
+    /// Sets the floors (and ceilings) of the picture; the commands move the ceilings later.
+    pub fn with_bounds(mut self, bounds: Bounds) -> Self {
+        self.ladder.bounds = bounds;
+        self.cfg.fps = bounds.fps.0;
+        self.picture = self.ladder.choose(self.sender.source_rate());
+        self
+    }
+
+    /// The picture of the latest capture.
+    pub fn picture(&self) -> &Picture {
+        &self.picture
+    }
+
+    /// `(time, target rate, picture)` each time the rate control's target or the picture
+    /// changed.
+    pub fn rate_trace(&self) -> &[(Instant, f64, Picture)] {
+        &self.rate_trace
+    }
+
+    /// Chooses the picture for the capture due now from the sender's rate; returns whether
+    /// to capture at all (below the frame-rate ceiling some instants are skipped).
+    fn adapt(&mut self, now: Instant) -> bool {
+        let picture = self.ladder.choose(self.sender.source_rate());
+        let target = self.sender.rate_control().map_or(0.0, |rc| rc.target());
+        if picture != self.picture
+            || self
+                .rate_trace
+                .last()
+                .is_none_or(|&(_, t, _)| (t - target).abs() >= 1.0)
+        {
+            if picture.quality != self.picture.quality
+                || (picture.width, picture.height) != (self.picture.width, self.picture.height)
+            {
+                self.producer.adapt(&picture);
+            }
+            self.rate_trace.push((now, target, picture));
+        }
+        self.picture = picture;
+        let ceiling = self.ladder.bounds.fps.0.max(1e-3);
+        self.capture_credit = (self.capture_credit + picture.fps / ceiling).min(1.0);
+        if self.capture_credit + 1e-9 >= 1.0 {
+            self.capture_credit = 0.0;
+            true
+        } else {
+            self.skipped += 1;
+            false
+        }
+    }
+
+    /// Captures one frame now and pushes it into the sender. Under rate control a frame that
+    /// has not started to leave is dropped first: the newest frame wins.
     fn capture(&mut self, now: Instant) {
         let id = self.sender.config().session;
+        if self.sender.rate_control().is_some() {
+            self.superseded += self.sender.drop_unstarted() as u64;
+        }
         let frame = self.sender.next_frame_id();
-        let data = self.producer.produce(id, frame, now, self.cfg.frame_bytes);
+        let data = self.producer.produce(id, frame, now, self.picture.bytes);
         let len = data.len();
         let kept = self.durable.is_some().then(|| data.clone());
         match self.sender.push_frame(now, data) {
@@ -310,7 +410,7 @@ impl Camera {
                     self.size_trace.push((now, to));
                     self.record(now, RoleEvent::SegmentSize { session, size: to });
                 }
-                SenderEvent::ParityChanged { .. } => {}
+                SenderEvent::ParityChanged { .. } | SenderEvent::TargetRate { .. } => {}
             }
         }
         let events = self
@@ -376,6 +476,10 @@ impl Camera {
             final_segment_size: self.sender.segment_size(),
             first_frame_at_s: self.cfg.start_at.since_origin().as_secs_f64(),
             last_ack_at_s: self.last_ack_at.since_origin().as_secs_f64(),
+            frames_superseded: self.superseded,
+            frames_skipped: self.skipped,
+            final_quality: self.picture.quality,
+            final_fps: self.picture.fps,
             durable: self.durable.as_ref().map(Durable::report),
         }
     }
@@ -389,7 +493,11 @@ impl Endpoint for Camera {
 
     fn handle_timeout(&mut self, now: Instant) {
         while !self.paused && self.pushed < self.cfg.frames && self.next_frame_at <= now {
-            self.capture(now);
+            if self.adapt(now) {
+                self.capture(now);
+            } else {
+                self.pushed += 1;
+            }
             self.next_frame_at += self.frame_interval();
         }
         self.sender.handle_timeout(now);
@@ -486,10 +594,22 @@ mod tests {
         assert_eq!(cam.next_capture(), Some(ms(6000)));
         cam.handle_timeout(ms(6000));
         assert_eq!(cam.report().frames_sent, 4);
-        // Picture settings go to the producer, which here has none.
-        let e = cam
-            .apply(ms(6000), &Command::SetQuality { quality: 50 })
-            .unwrap_err();
-        assert!(e.contains("not supported"), "{e}");
+        // Picture settings go to the producer (the synthetic one honours them) and become the
+        // ceilings the rate control's choices stay under; out of range is refused.
+        cam.apply(ms(6000), &Command::SetQuality { quality: 50 })
+            .unwrap();
+        assert_eq!(cam.bounds().quality.0, 50);
+        cam.apply(
+            ms(6000),
+            &Command::SetResolution {
+                width: 640,
+                height: 480,
+            },
+        )
+        .unwrap();
+        assert_eq!(cam.bounds().resolution, (640, 480));
+        assert!(cam
+            .apply(ms(6000), &Command::SetQuality { quality: 0 })
+            .is_err());
     }
 }

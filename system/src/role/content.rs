@@ -20,6 +20,13 @@ pub trait FrameProducer: Send {
     fn apply(&mut self, command: &Command) -> Result<(), String> {
         Err(format!("{command:?} is not supported by this frame source"))
     }
+
+    /// Takes the picture rate adaptation chose ([`super::adapt`]) for the next captures.
+    /// Producers of synthetic content need do nothing (the length they are asked for is the
+    /// picture's); a real camera changes what it can and says once what it cannot.
+    fn adapt(&mut self, picture: &super::adapt::Picture) {
+        let _ = picture;
+    }
 }
 
 /// Checks a delivered frame.
@@ -86,6 +93,19 @@ impl FrameContent {
 impl FrameProducer for FrameContent {
     fn produce(&mut self, session: u32, frame: u32, _now: Instant, len: usize) -> Vec<u8> {
         self.frame(session, frame, len)
+    }
+
+    /// Takes resolution and quality (checked as a real camera checks them): the camera role
+    /// sizes synthetic frames by its picture model ([`super::adapt`]), so both are honoured.
+    fn apply(&mut self, command: &Command) -> Result<(), String> {
+        use crate::device::camera::{check_quality, check_resolution};
+        match *command {
+            Command::SetResolution { width, height } => {
+                check_resolution(width, height).map_err(|e| e.to_string())
+            }
+            Command::SetQuality { quality } => check_quality(quality).map_err(|e| e.to_string()),
+            ref other => Err(format!("{other:?} is not a picture setting")),
+        }
     }
 }
 

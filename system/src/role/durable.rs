@@ -167,6 +167,8 @@ impl Durable {
             session: live.session | BACKFILL_SESSION_BIT,
             frame_deadline: cfg.backfill_deadline,
             max_frames_in_flight: cfg.backfill_in_flight.max(1),
+            // Backfill spends what the live sender's pacer leaves (it is charged there).
+            rate_control: None,
             ..live.clone()
         });
         Durable {
@@ -283,7 +285,9 @@ impl Durable {
                         }
                     }
                 }
-                SenderEvent::SegmentSizeChanged { .. } | SenderEvent::ParityChanged { .. } => {}
+                SenderEvent::SegmentSizeChanged { .. }
+                | SenderEvent::ParityChanged { .. }
+                | SenderEvent::TargetRate { .. } => {}
             }
         }
     }

@@ -11,6 +11,7 @@
 //! - [`Tier2Server`]: a tier-2 server: cluster logic plus a [`Sink`].
 //! - [`Tier1Server`]: a tier-1 server.
 
+pub mod adapt;
 mod backhaul;
 mod camera;
 mod content;

@@ -720,6 +720,7 @@ pub async fn run_mobile_on<S: DatagramSocket>(
         camera,
         gps,
         errors: 0,
+        adapt_refused: false,
     });
     if let Some(dir) = &cfg.keep_frames {
         std::fs::create_dir_all(dir)?;

@@ -1,0 +1,391 @@
+//! Rate control: how many bytes per second the sender may put on the link.
+//!
+//! A camera on a cellular uplink gets a capacity that changes every second. Without control
+//! the sender keeps sending what the camera makes, the bottleneck queue grows, every frame
+//! behind it misses its deadline, and repairs of late frames add to the queue: a congestion
+//! collapse. [`RateController`] estimates what the link delivers and keeps the queue short;
+//! the [`Sender`](super::Sender) paces every datagram (data, parity, repairs) at its rate and
+//! the camera shapes its frames to fit ([`RateController::target`]).
+//!
+//! # Why this design
+//!
+//! The feedback this protocol has is one ACK per frame (and NACKs naming damaged segments),
+//! taken at the sender: no receiver timestamps, no per-packet ACKs. Of the published
+//! controllers:
+//!
+//! - loss-based ones (TCP Reno/CUBIC) read radio loss as congestion and starve a camera on a
+//!   lossy link, which is exactly the link this system is for;
+//! - GCC (WebRTC) needs per-packet receive timestamps to get a one-way delay gradient;
+//! - Sprout needs the receiver's forecasts; Copa needs per-packet ACKs to run its window;
+//! - BBR builds its model from two sender-side measurements that frame ACKs do give: the
+//!   *delivery rate* (bytes acknowledged per unit of time) and the *minimum round trip*.
+//!
+//! So this is BBR's model (delivery rate, windowed minimum RTT, pacing at the estimate,
+//! in-flight bytes capped near the bandwidth-delay product) with a delay-based control law
+//! in place of BBR's gain cycling, because a camera is not a bulk flow: it cannot fill a
+//! probe phase on demand, and every millisecond of queue is latency on screen. The law, per
+//! ACK that carries a clean round-trip sample (a frame that needed no repair, Karn's rule):
+//!
+//! - the *queueing delay* is the smaller of the last two samples minus the minimum round
+//!   trip of the last 10 s (the smaller of two, so one jittered sample is not a queue);
+//! - above [`RateConfig::queue_target`] the link is overused: the target falls to 0.85 x
+//!   the delivery rate (the rate the bottleneck is actually draining at, so the queue
+//!   drains), at most once per round trip;
+//! - below half of it the target grows by 15% per sample;
+//! - in between it holds;
+//! - and after every ACK it is at most 1.5 x the delivery rate (GCC's bound: a source that
+//!   is not using its rate does not earn a larger one, and a capacity drop that finds the
+//!   sender at 1.5 x its load strands less in the queue than one that finds it at its
+//!   initial rate).
+//!
+//! Random radio loss changes none of this: a lost segment is repaired and its frame gives no
+//! sample, and the delivery rate counts every byte that arrived. Queue build-up raises the
+//! round trip of every frame, repaired or not, and that is what the law reads.
+//!
+//! Whatever arrives, the target stays within [`RateConfig::min_rate`] and
+//! [`RateConfig::max_rate`]: a forged or replayed ACK (the sealed sessions reject those
+//! anyway), a clock that jumps, or a sample of zero cannot push it outside.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::time::Instant;
+
+/// How a [`RateController`] behaves. Rates are bytes per second on the wire (UDP and IP
+/// headers included).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateConfig {
+    /// The rate before anything is measured.
+    pub initial_rate: f64,
+    /// The target never falls below this.
+    pub min_rate: f64,
+    /// The target never rises above this.
+    pub max_rate: f64,
+    /// Queueing delay above the minimum round trip that counts as overuse.
+    pub queue_target: Duration,
+}
+
+impl Default for RateConfig {
+    /// Starts at 1.25 MB/s (10 Mbit/s), within 8 KB/s and 12.5 MB/s, overuse above 40 ms of
+    /// queue.
+    fn default() -> Self {
+        RateConfig {
+            initial_rate: 1_250_000.0,
+            min_rate: 8_000.0,
+            max_rate: 12_500_000.0,
+            queue_target: Duration::from_millis(40),
+        }
+    }
+}
+
+impl RateConfig {
+    /// The bounds made sane: finite, positive, `min <= max`, the initial rate between them.
+    fn sanitized(mut self) -> Self {
+        let finite_pos = |x: f64, or: f64| if x.is_finite() && x > 0.0 { x } else { or };
+        self.min_rate = finite_pos(self.min_rate, 1_000.0);
+        self.max_rate = finite_pos(self.max_rate, self.min_rate).max(self.min_rate);
+        self.initial_rate =
+            finite_pos(self.initial_rate, self.max_rate).clamp(self.min_rate, self.max_rate);
+        self
+    }
+}
+
+/// Round-trip samples kept for the windowed minimum.
+const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
+/// ACKs kept for the delivery rate: the last few, over at least this long.
+const DELIVERY_WINDOW: Duration = Duration::from_millis(300);
+/// At most this many ACKs in the delivery-rate window.
+const DELIVERY_ACKS: usize = 8;
+/// Multiplicative decrease, of the delivery rate, on overuse.
+const DECREASE: f64 = 0.85;
+/// Multiplicative decrease when an ACK is overdue.
+const OVERDUE_DECREASE: f64 = 0.7;
+/// Multiplicative increase per clean sample while the queue is empty.
+const INCREASE: f64 = 1.15;
+/// The target may not run further ahead of the delivery rate than this.
+const AHEAD_OF_DELIVERY: f64 = 1.5;
+/// A round-trip sample longer than this is a clock step or a stall, not a measurement.
+const MAX_SAMPLE: Duration = Duration::from_secs(10);
+
+/// Counters, for reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RateStats {
+    /// Times the target was cut for a queue.
+    pub decreases: u64,
+    /// Times it was raised.
+    pub increases: u64,
+    /// Round-trip samples ignored (time going backwards, or implausibly long).
+    pub samples_ignored: u64,
+}
+
+/// The rate controller. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct RateController {
+    cfg: RateConfig,
+    target: f64,
+    /// `(when, sample)` of recent clean round trips, for the windowed minimum (monotone
+    /// deque: each entry smaller than the ones after it).
+    min_rtt: VecDeque<(Instant, Duration)>,
+    /// The previous clean sample.
+    last_sample: Option<Duration>,
+    /// `(when, wire bytes)` of recent ACKs.
+    acks: VecDeque<(Instant, u64)>,
+    /// When the target was last cut, and the round trip then: no second cut within it.
+    hold_until: Instant,
+    /// The latest `now` seen: time never goes backwards here.
+    clock: Instant,
+    stats: RateStats,
+}
+
+impl RateController {
+    pub fn new(cfg: RateConfig) -> Self {
+        let cfg = cfg.sanitized();
+        RateController {
+            target: cfg.initial_rate,
+            cfg,
+            min_rtt: VecDeque::new(),
+            last_sample: None,
+            acks: VecDeque::new(),
+            hold_until: Instant::ZERO,
+            clock: Instant::ZERO,
+            stats: RateStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &RateConfig {
+        &self.cfg
+    }
+
+    /// The rate the sender should use now, bytes per second on the wire.
+    pub fn target(&self) -> f64 {
+        self.target
+    }
+
+    pub fn stats(&self) -> &RateStats {
+        &self.stats
+    }
+
+    /// The minimum round trip of the last 10 s, once measured.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt.front().map(|&(_, d)| d)
+    }
+
+    /// The queueing delay the last two clean samples show (the smaller of them, less the
+    /// minimum round trip).
+    pub fn queue_delay(&self) -> Option<Duration> {
+        Some(self.last_sample?.saturating_sub(self.min_rtt()?))
+    }
+
+    /// Bytes per second the ACKs of the last few frames show arriving, once two are in.
+    pub fn delivery_rate(&self) -> Option<f64> {
+        let (&(first, _), &(last, _)) = (self.acks.front()?, self.acks.back()?);
+        let span = (last - first).as_secs_f64();
+        if self.acks.len() < 2 || span < 1e-3 {
+            return None;
+        }
+        let bytes: f64 = self.acks.iter().skip(1).map(|&(_, b)| b as f64).sum();
+        Some(bytes / span)
+    }
+
+    /// How many bytes may be in flight (sent, not acknowledged) before a new frame starts:
+    /// the target over the minimum round trip plus the queue target. The sender lets one
+    /// frame beyond this go, so a frame larger than the window still leaves.
+    pub fn window(&self) -> f64 {
+        let rtt = self.min_rtt().unwrap_or(Duration::from_millis(100));
+        self.target * (rtt + self.cfg.queue_target).as_secs_f64()
+    }
+
+    /// A frame of `wire_bytes` (every datagram it took, headers included) was acknowledged at
+    /// `now`; `rtt` is its round trip when it is a clean sample (sent once, not repaired).
+    pub fn on_ack(&mut self, now: Instant, wire_bytes: u64, rtt: Option<Duration>) {
+        if now < self.clock {
+            self.stats.samples_ignored += u64::from(rtt.is_some());
+            return;
+        }
+        self.clock = now;
+        self.acks.push_back((now, wire_bytes));
+        while self.acks.len() > DELIVERY_ACKS
+            || (self.acks.len() > 2
+                && self
+                    .acks
+                    .front()
+                    .is_some_and(|&(t, _)| now - t > DELIVERY_WINDOW))
+        {
+            self.acks.pop_front();
+        }
+        let Some(sample) = rtt else { return };
+        if sample > MAX_SAMPLE {
+            self.stats.samples_ignored += 1;
+            return;
+        }
+        while self.min_rtt.back().is_some_and(|&(_, d)| d >= sample) {
+            self.min_rtt.pop_back();
+        }
+        self.min_rtt.push_back((now, sample));
+        while self
+            .min_rtt
+            .front()
+            .is_some_and(|&(t, _)| now - t > MIN_RTT_WINDOW)
+        {
+            self.min_rtt.pop_front();
+        }
+        let smaller = self.last_sample.map_or(sample, |last| last.min(sample));
+        self.last_sample = Some(sample);
+        let Some(min_rtt) = self.min_rtt() else {
+            return;
+        };
+        let queue = smaller.saturating_sub(min_rtt);
+        if queue > self.cfg.queue_target {
+            if now >= self.hold_until {
+                let drained = self.delivery_rate().unwrap_or(self.target) * DECREASE;
+                self.set_target(self.target.min(drained));
+                self.hold_until = now + sample;
+                self.stats.decreases += 1;
+            }
+        } else if queue < self.cfg.queue_target / 2 && now >= self.hold_until {
+            self.stats.increases += 1;
+            self.set_target(self.target * INCREASE);
+        }
+        // Never further ahead of what is delivered than GCC allows (twice, with next to no
+        // queue, so a source recovering from a dip doubles per delivery window), whatever
+        // the sample.
+        if let Some(delivered) = self.delivery_rate() {
+            let ahead = if queue < self.cfg.queue_target / 4 {
+                2.0
+            } else {
+                AHEAD_OF_DELIVERY
+            };
+            self.set_target(self.target.min(delivered * ahead));
+        }
+    }
+
+    /// A frame whose last datagram left at `last_tx` is still not acknowledged at `now`, and
+    /// the receiver has not asked for a repair since: its ACK is overdue once the minimum
+    /// round trip plus twice the queue target have passed. Only a queue (or an outage) holds
+    /// an ACK back that long: a loss would have brought a NACK. The target is cut by 30%, at
+    /// most once per minimum round trip plus queue target, without waiting for the late ACK
+    /// to say by how much.
+    pub fn on_overdue(&mut self, now: Instant, last_tx: Instant) {
+        let rtt = self.min_rtt().unwrap_or(Duration::from_millis(100));
+        if now < self.clock || now < last_tx + rtt + self.cfg.queue_target * 2 {
+            return;
+        }
+        self.clock = now;
+        if now >= self.hold_until {
+            self.set_target(self.target * OVERDUE_DECREASE);
+            self.hold_until = now + rtt + self.cfg.queue_target;
+            self.stats.decreases += 1;
+        }
+    }
+
+    /// When [`RateController::on_overdue`] would act for a frame whose last datagram left at
+    /// `last_tx`.
+    pub fn overdue_at(&self, last_tx: Instant) -> Instant {
+        let rtt = self.min_rtt().unwrap_or(Duration::from_millis(100));
+        (last_tx + rtt + self.cfg.queue_target * 2).max(self.hold_until)
+    }
+
+    fn set_target(&mut self, rate: f64) {
+        if rate.is_finite() {
+            self.target = rate.clamp(self.cfg.min_rate, self.cfg.max_rate);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Instant {
+        Instant::from_millis(n)
+    }
+
+    fn rtt(n: u64) -> Option<Duration> {
+        Some(Duration::from_millis(n))
+    }
+
+    /// ACKs of 10 KB frames every 100 ms (100 KB/s delivered) with round trip `rtt_ms`.
+    fn feed(rc: &mut RateController, from_ms: u64, n: u64, rtt_ms: u64) {
+        for i in 0..n {
+            rc.on_ack(ms(from_ms + i * 100), 10_000, rtt(rtt_ms));
+        }
+    }
+
+    #[test]
+    fn a_queue_cuts_the_target_to_below_the_delivery_rate() {
+        let mut rc = RateController::new(RateConfig::default());
+        // Ahead of what is delivered by at most 2 x with no queue.
+        feed(&mut rc, 0, 10, 40);
+        assert_eq!(rc.min_rtt(), Some(Duration::from_millis(40)));
+        assert!(rc.target() <= 200_000.0 + 1.0, "{}", rc.target());
+        // The round trip grows by 100 ms: a queue. The target drops below what is delivered.
+        feed(&mut rc, 1000, 3, 140);
+        assert!(rc.target() <= 100_000.0 * DECREASE + 1.0, "{}", rc.target());
+        assert!(rc.stats().decreases >= 1);
+    }
+
+    #[test]
+    fn loss_alone_is_not_congestion() {
+        // Frames that needed repair give no round-trip sample but still count as delivered:
+        // the target grows to 1.5 x what is delivered and stays there.
+        let mut rc = RateController::new(RateConfig {
+            initial_rate: 50_000.0,
+            ..RateConfig::default()
+        });
+        for i in 0..50 {
+            let sample = if i % 2 == 0 { rtt(40) } else { None };
+            rc.on_ack(ms(i * 100), 10_000, sample);
+        }
+        assert_eq!(rc.stats().decreases, 0);
+        assert!(rc.target() > 140_000.0, "{}", rc.target());
+    }
+
+    #[test]
+    fn the_target_stays_within_its_bounds_whatever_arrives() {
+        let cfg = RateConfig {
+            initial_rate: 100_000.0,
+            min_rate: 20_000.0,
+            max_rate: 200_000.0,
+            ..RateConfig::default()
+        };
+        let mut rc = RateController::new(cfg);
+        // A flood of ACKs at one instant, huge byte counts, zero and huge round trips, time
+        // going backwards.
+        for i in 0..1000u64 {
+            rc.on_ack(ms(5000 + i % 7), u64::MAX / 4, rtt(i % 3));
+            assert!((20_000.0..=200_000.0).contains(&rc.target()));
+        }
+        rc.on_ack(ms(1), 1, rtt(100_000));
+        for i in 0..100 {
+            rc.on_ack(ms(6000 + i * 100), 1, rtt(5000));
+            assert!((20_000.0..=200_000.0).contains(&rc.target()));
+        }
+        assert!(rc.stats().samples_ignored >= 1);
+        // Nonsense bounds are made sane rather than trusted.
+        let rc = RateController::new(RateConfig {
+            initial_rate: f64::NAN,
+            min_rate: -1.0,
+            max_rate: 0.0,
+            queue_target: Duration::ZERO,
+        });
+        assert!(rc.target().is_finite() && rc.target() > 0.0);
+    }
+
+    #[test]
+    fn the_window_covers_the_round_trip_and_the_queue_target() {
+        let mut rc = RateController::new(RateConfig {
+            initial_rate: 100_000.0,
+            ..RateConfig::default()
+        });
+        rc.on_ack(ms(0), 1000, rtt(60));
+        // The target x (60 + 40) ms.
+        assert!(rc.target() > 100_000.0, "no queue: it grew");
+        assert!(
+            (rc.window() - rc.target() * 0.1).abs() < 1.0,
+            "{}",
+            rc.window()
+        );
+    }
+}
