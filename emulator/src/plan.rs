@@ -390,10 +390,8 @@ b = "t2"
         let text = CLUSTER.replace(
             "config = { loss = 0.2, mtu = 9000 }",
             &format!("config = {{ loss = 0.2, {cellular} }}"),
-        ) + &format!(
-            "\n[[faults]]\nat_s = 3.0\naction = \"set_link\"\na = \"car\"\nb = \"t1\"\n\
-             config = {{ capacity = {{ opportunities_ms = [1, 2] }} }}\n"
-        );
+        ) + "\n[[faults]]\nat_s = 3.0\naction = \"set_link\"\na = \"car\"\nb = \"t1\"\n\
+              config = { capacity = { opportunities_ms = [1, 2] } }\n";
         let sc = Scenario::parse(&text).expect("valid scenario");
         let p = Plan::new(&sc, 9).expect("plan");
         let up = p.link(3, 1);

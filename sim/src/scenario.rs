@@ -23,6 +23,9 @@
 //! [link]                     # every directed pair, unless overridden
 //! loss = 0.05
 //! delay_ms = 20.0
+//! # a time-varying capacity instead of rate_bytes_per_s (livecam_system::link::Capacity):
+//! # capacity = { cellular = { mean_bytes_per_s = 250000.0, seed = 7 } }
+//! # capacity = { trace = "../shared/data/cellular/ATT-LTE-driving-2016.up" }  # from the cwd
 //!
 //! [[links]]                  # an override, both directions unless one_way
 //! from = "cam0"

@@ -342,11 +342,24 @@ pub enum CapacitySpec {
 ///
 /// Serializes as its spec and deserializes by building it again, so a configuration holding one
 /// stays `Clone + PartialEq + Serialize + Deserialize`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(try_from = "CapacitySpec", into = "CapacitySpec")]
 pub struct Capacity {
+    /// Behind an [`Arc`] so a configuration stays small and cheap to clone.
+    inner: Arc<CapacityInner>,
+}
+
+#[derive(Debug, PartialEq)]
+struct CapacityInner {
     spec: CapacitySpec,
     trace: CapacityTrace,
+}
+
+impl PartialEq for Capacity {
+    /// The same spec and the same opportunities (a file read twice is compared by content).
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner) || self.inner == other.inner
+    }
 }
 
 impl Capacity {
@@ -357,7 +370,9 @@ impl Capacity {
             CapacitySpec::Cellular(c) => c.generate()?,
             CapacitySpec::OpportunitiesMs(t) => t.clone(),
         };
-        Ok(Capacity { spec, trace })
+        Ok(Capacity {
+            inner: Arc::new(CapacityInner { spec, trace }),
+        })
     }
 
     /// A Mahimahi trace file: see [`CapacityTrace::load`].
@@ -373,19 +388,21 @@ impl Capacity {
     /// A trace already in memory (it serializes inline, as `opportunities_ms`).
     pub fn from_trace(trace: CapacityTrace) -> Self {
         Capacity {
-            spec: CapacitySpec::OpportunitiesMs(trace.clone()),
-            trace,
+            inner: Arc::new(CapacityInner {
+                spec: CapacitySpec::OpportunitiesMs(trace.clone()),
+                trace,
+            }),
         }
     }
 
     /// Where it came from.
     pub fn spec(&self) -> &CapacitySpec {
-        &self.spec
+        &self.inner.spec
     }
 
     /// Its delivery opportunities.
     pub fn trace(&self) -> &CapacityTrace {
-        &self.trace
+        &self.inner.trace
     }
 }
 
@@ -399,7 +416,7 @@ impl TryFrom<CapacitySpec> for Capacity {
 
 impl From<Capacity> for CapacitySpec {
     fn from(c: Capacity) -> Self {
-        c.spec
+        c.inner.spec.clone()
     }
 }
 
