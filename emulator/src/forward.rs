@@ -473,6 +473,36 @@ mod tests {
     }
 
     #[test]
+    fn a_capacity_trace_delivers_at_its_opportunities() {
+        use livecam_system::link::{Capacity, CapacityTrace};
+        // One 1500-byte opportunity every 10 ms, from the forwarder's origin; a 20 ms delay.
+        let trace = CapacityTrace::from_millis(&[10]).expect("valid trace");
+        for mode in [Mode::Packet, Mode::Datagram] {
+            let mut f = Forwarder::new(
+                mode,
+                2,
+                |_, _| LinkConfig {
+                    capacity: Some(Capacity::from_trace(trace.clone())),
+                    delay_ms: 20.0,
+                    ..LinkConfig::default()
+                },
+                1,
+                vec![],
+            );
+            for _ in 0..3 {
+                let bytes = match mode {
+                    Mode::Packet => udp_frame(0, 1, 1472, 0),
+                    Mode::Datagram => vec![0; 1472],
+                };
+                assert_eq!(f.offer(ms(0), 0, 1, bytes), None);
+            }
+            assert_eq!(f.next_deadline(), Some(ms(30)), "{mode:?}");
+            assert_eq!(drain(&mut f, ms(49)).len(), 2, "{mode:?}");
+            assert_eq!(drain(&mut f, ms(50)).len(), 1, "{mode:?}");
+        }
+    }
+
+    #[test]
     fn datagram_mode_fragments_by_link_mtu() {
         // Fragment loss 0.5 on a 576 MTU: a 4000-byte datagram is 8 packets, survives with
         // 0.5^8 = 0.4%; a 100-byte one with 50%.

@@ -385,6 +385,31 @@ b = "t2"
     }
 
     #[test]
+    fn plans_links_with_a_capacity() {
+        let cellular = "capacity = { cellular = { mean_bytes_per_s = 250000.0, seed = 7 } }";
+        let text = CLUSTER.replace(
+            "config = { loss = 0.2, mtu = 9000 }",
+            &format!("config = {{ loss = 0.2, {cellular} }}"),
+        ) + "\n[[faults]]\nat_s = 3.0\naction = \"set_link\"\na = \"car\"\nb = \"t1\"\n\
+              config = { capacity = { opportunities_ms = [1, 2] } }\n";
+        let sc = Scenario::parse(&text).expect("valid scenario");
+        let p = Plan::new(&sc, 9).expect("plan");
+        let up = p.link(3, 1);
+        let mean = up
+            .capacity
+            .as_ref()
+            .expect("a capacity")
+            .trace()
+            .mean_bytes_per_s();
+        assert!((mean - 250_000.0).abs() < 2500.0, "{mean}");
+        assert_eq!(p.link(1, 3).capacity, None, "one way");
+        let Some((at, Action::SetLink { .. })) = p.schedule.last() else {
+            panic!("{:?}", p.schedule.last());
+        };
+        assert_eq!(*at, Instant::from_millis(3000));
+    }
+
+    #[test]
     fn refuses_what_has_no_process_naming_the_field() {
         let cam = CLUSTER.replace("role = \"mobile\"", "role = \"camera\"\ntarget = \"t20\"");
         let sc = Scenario::parse(&cam);

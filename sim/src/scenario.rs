@@ -23,6 +23,9 @@
 //! [link]                     # every directed pair, unless overridden
 //! loss = 0.05
 //! delay_ms = 20.0
+//! # a time-varying capacity instead of rate_bytes_per_s (livecam_system::link::Capacity):
+//! # capacity = { cellular = { mean_bytes_per_s = 250000.0, seed = 7 } }
+//! # capacity = { trace = "../shared/data/cellular/ATT-LTE-driving-2016.up" }  # from the cwd
 //!
 //! [[links]]                  # an override, both directions unless one_way
 //! from = "cam0"
@@ -914,5 +917,63 @@ mod tests {
         let protocol = |knob: &str| format!("{GOOD}\n[protocol]\n{knob}\n");
         assert!(err(&protocol("frame_deadline_ms = 1e300")).contains("protocol.frame_deadline_ms"));
         assert!(err(&protocol("nack_interval_ms = 0.0005")).contains("protocol.nack_interval_ms"));
+    }
+
+    #[test]
+    fn links_overrides_and_set_link_take_a_capacity() {
+        let cellular = "capacity = { cellular = { mean_bytes_per_s = 250000.0, seed = 7 } }";
+        let text = GOOD.replace("loss = 0.1", &format!("loss = 0.1\n{cellular}"))
+            + &format!(
+                r#"
+        [[links]]
+        from = "cam0"
+        to = "rx"
+        config = {{ capacity = {{ opportunities_ms = [1, 1, 5, 10] }} }}
+        [[faults]]
+        at_s = 3.0
+        action = "set_link"
+        a = "cam"
+        b = "rx"
+        config = {{ delay_ms = 5.0, {cellular} }}
+        "#
+            );
+        let s = Scenario::parse(&text).unwrap();
+        let mean = |c: &LinkConfig| c.capacity.as_ref().unwrap().trace().mean_bytes_per_s();
+        assert!((mean(&s.link) - 250_000.0).abs() < 2500.0);
+        assert_eq!(mean(&s.links[0].config), 600_000.0);
+        let Fault::SetLink { config, .. } = &s.faults[1] else {
+            panic!("{:?}", s.faults[1]);
+        };
+        assert_eq!(config.capacity, s.link.capacity);
+    }
+
+    #[test]
+    fn capacity_errors_name_the_field_the_path_and_the_line() {
+        let with = |config: &str| GOOD.replace("loss = 0.1", config);
+        let e = err(&with(
+            "rate_bytes_per_s = 1e5\ncapacity = { opportunities_ms = [10] }",
+        ));
+        assert!(
+            e.contains("link: capacity and rate_bytes_per_s exclude each other"),
+            "{e}"
+        );
+        let e = err(&with("capacity = { trace = \"no/such.up\" }"));
+        assert!(e.contains("capacity.trace \"no/such.up\""), "{e}");
+        let e = err(&with("capacity = { opportunities_ms = [5, 3] }"));
+        assert!(e.contains("line 2"), "{e}");
+        let e = err(&with(
+            "capacity = { cellular = { mean_bytes_per_s = 0.0, seed = 1 } }",
+        ));
+        assert!(e.contains("capacity.cellular.mean_bytes_per_s"), "{e}");
+        let dir = std::env::temp_dir().join(format!("livecam-scenario-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("bad.up");
+        std::fs::write(&bad, "1\n2\n2\nabc\n").unwrap();
+        let e = err(&with(&format!("capacity = {{ trace = {:?} }}", bad)));
+        assert!(
+            e.contains("capacity.trace") && e.contains("bad.up") && e.contains("line 4"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -116,12 +116,13 @@ impl<S: DatagramSocket, C: Clock> ImpairedSocket<S, C> {
         let timed = config.delay_ms > 0.0
             || config.jitter_ms > 0.0
             || config.rate_bytes_per_s.is_some()
+            || config.capacity.is_some()
             || config.reorder > 0.0;
         if timed {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "ImpairedSocket applies loss, corruption and duplication only; \
-                 delay, jitter, rate and reorder need a simulator or the emulator",
+                 delay, jitter, rate, capacity and reorder need a simulator or the emulator",
             ));
         }
         Ok(ImpairedSocket {

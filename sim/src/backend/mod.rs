@@ -188,3 +188,132 @@ pub fn new_state(scenario: &Scenario, seed: u64, trace: TraceOut) -> crate::stat
         Trace::new(trace),
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario_file(name: &str) -> Scenario {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scenarios")
+            .join(name);
+        Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn des(scenario: &Scenario) -> Outcome {
+        run(Backend::Des, scenario, 1, None).expect("runs")
+    }
+
+    /// The cellular uplink scenario with its capacity replaced by `config` (a TOML inline table
+    /// of the uplink's link fields).
+    fn uplink(config: &str) -> Scenario {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/cellular_uplink.toml"),
+        )
+        .expect("reads");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("config = "))
+            .expect("the uplink's config line");
+        Scenario::parse(&text.replace(line, &format!("config = {config}"))).expect("valid")
+    }
+
+    #[test]
+    fn a_capacity_drives_the_uplink_end_to_end() {
+        let cellular = scenario_file("cellular_uplink.toml");
+        let a = des(&cellular);
+        assert!(a.summary.promises_kept, "{:?}", a.summary.violations);
+        assert_eq!(
+            a.trace_hash,
+            des(&cellular).trace_hash,
+            "a function of the scenario"
+        );
+        // The dips overflow the uplink's queue; a constant 250 KB/s does not.
+        assert!(a.summary.datagrams_lost_by_link > 0);
+        let rate = des(&uplink("{ delay_ms = 30.0, rate_bytes_per_s = 250000.0 }"));
+        assert_eq!(rate.summary.datagrams_lost_by_link, 0);
+        assert_eq!(rate.summary.frames_dropped, 0);
+        // A flat synthetic capacity at the same mean behaves as the rate does.
+        let flat = des(&uplink(
+            "{ delay_ms = 30.0, capacity = { cellular = { mean_bytes_per_s = 250000.0, seed = 7, \
+             variability = 0.0, outage_probability = 0.0 } } }",
+        ));
+        assert_eq!(flat.summary.datagrams_lost_by_link, 0);
+        assert_eq!(flat.summary.frames_delivered, rate.summary.frames_delivered);
+        assert!(
+            (flat.summary.latency_ms_p50 - rate.summary.latency_ms_p50).abs() < 10.0,
+            "{} vs {}",
+            flat.summary.latency_ms_p50,
+            rate.summary.latency_ms_p50
+        );
+    }
+
+    #[test]
+    fn a_capacity_with_no_opportunity_in_the_run_drops_every_frame_honestly() {
+        let none = des(&uplink(
+            "{ delay_ms = 30.0, capacity = { opportunities_ms = [600000] } }",
+        ));
+        assert!(none.summary.promises_kept, "{:?}", none.summary.violations);
+        assert_eq!(none.summary.frames_delivered, 0);
+        assert_eq!(none.summary.frames_dropped, none.summary.frames_sent);
+    }
+
+    #[test]
+    fn set_link_switches_a_capacity_on_and_off_mid_run() {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/cellular_uplink.toml"),
+        )
+        .expect("reads");
+        let text = format!(
+            "{text}
+[[faults]]
+at_s = 10.0
+action = \"set_link\"
+a = \"cam\"
+b = \"server\"
+one_way = true
+config = {{ delay_ms = 30.0, rate_bytes_per_s = 20000.0 }}
+
+[[faults]]
+at_s = 20.0
+action = \"set_link\"
+a = \"cam\"
+b = \"server\"
+one_way = true
+config = {{ delay_ms = 30.0 }}
+
+[[faults]]
+at_s = 30.0
+action = \"set_link\"
+a = \"cam\"
+b = \"server\"
+one_way = true
+config = {{ delay_ms = 30.0, capacity = {{ opportunities_ms = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] }} }}
+"
+        );
+        let s = Scenario::parse(&text).expect("valid");
+        for backend in [Backend::Des, Backend::Turmoil] {
+            let o = run(backend, &s, 3, None).expect("runs");
+            assert!(
+                o.summary.promises_kept,
+                "{backend:?}: {:?}",
+                o.summary.violations
+            );
+            assert!(o.summary.frames_delivered > 0, "{backend:?}");
+        }
+    }
+
+    #[test]
+    fn a_recorded_trace_runs_from_its_path() {
+        // GPLv3 mahimahi data next to the clone, read in place (never copied here).
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/data/cellular/ATT-LTE-driving-2016.up"
+        );
+        let o = des(&uplink(&format!(
+            "{{ delay_ms = 30.0, capacity = {{ trace = {path:?} }} }}"
+        )));
+        assert!(o.summary.promises_kept, "{:?}", o.summary.violations);
+        assert!(o.summary.frames_delivered > 0);
+    }
+}

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::capacity::Capacity;
+
 /// The smallest IPv4 MTU (RFC 791: every host must pass 68-byte datagrams unfragmented).
 pub const MIN_MTU: usize = 68;
 /// The largest IPv4 MTU: the 16-bit total length field.
@@ -61,11 +63,20 @@ pub struct LinkConfig {
     /// alone never reorders: a datagram is never delivered before the one offered before it.
     pub jitter_ms: f64,
     /// Serialization rate in bytes per second (`> 0`), counting IP and UDP headers;
-    /// `None` (the default) for unlimited.
+    /// `None` (the default) for unlimited. Not together with `capacity`.
     pub rate_bytes_per_s: Option<f64>,
+    /// A time-varying capacity instead of a constant rate: a Mahimahi trace file or the seeded
+    /// synthetic cellular model (see [`Capacity`]); `None` (the default) for none. In TOML
+    /// `capacity = { trace = "path/to/file.up" }` (the path relative to the current directory
+    /// of the process that reads the configuration) or
+    /// `capacity = { cellular = { mean_bytes_per_s = 250000.0, seed = 7 } }`. The file is read,
+    /// or the trace generated, when the configuration is deserialized, so a bad one fails there.
+    /// Not together with `rate_bytes_per_s`.
+    pub capacity: Option<Capacity>,
     /// Capacity in bytes of the FIFO queue in front of the rate limiter (default 64 KiB); a
     /// datagram that would overflow it is dropped
-    /// ([`LossCause::QueueFull`](super::LossCause::QueueFull)). Unused without a rate.
+    /// ([`LossCause::QueueFull`](super::LossCause::QueueFull)). Unused without a rate or a
+    /// capacity.
     pub queue_bytes: usize,
     /// Probability that a delivered datagram is delivered twice (`0..=1`).
     pub duplicate: f64,
@@ -88,6 +99,7 @@ impl Default for LinkConfig {
             delay_ms: 0.0,
             jitter_ms: 0.0,
             rate_bytes_per_s: None,
+            capacity: None,
             queue_bytes: DEFAULT_QUEUE_BYTES,
             duplicate: 0.0,
             reorder: 0.0,
@@ -100,7 +112,7 @@ impl LinkConfig {
     /// Checks every field, returning the first bad one.
     ///
     /// Probabilities must be within `0..=1`, the MTU within `68..=65535`, times finite and
-    /// `>= 0`, a rate finite and `> 0`.
+    /// `>= 0`, a rate finite and `> 0`; a rate and a capacity are not both set.
     pub fn validate(&self) -> Result<(), LinkConfigError> {
         probability("loss", self.loss)?;
         probability("bit_error_rate", self.bit_error_rate)?;
@@ -119,6 +131,12 @@ impl LinkConfig {
                     value: rate,
                 });
             }
+        }
+        if self.rate_bytes_per_s.is_some() && self.capacity.is_some() {
+            return Err(LinkConfigError::Conflict {
+                field: "capacity",
+                other: "rate_bytes_per_s",
+            });
         }
         probability("duplicate", self.duplicate)?;
         probability("reorder", self.reorder)?;
@@ -237,6 +255,22 @@ pub enum LinkConfigError {
         /// The configured MTU.
         mtu: usize,
     },
+    /// A value outside its range, for knobs whose range is not one of the above.
+    #[error("{field} {message}")]
+    OutOfRange {
+        /// The field's name, e.g. `capacity.cellular.period_s`.
+        field: &'static str,
+        /// What it must be.
+        message: String,
+    },
+    /// Two fields that exclude each other are both set.
+    #[error("{field} and {other} exclude each other: set one of them")]
+    Conflict {
+        /// The field reported: `capacity`.
+        field: &'static str,
+        /// The other one: `rate_bytes_per_s`.
+        other: &'static str,
+    },
 }
 
 impl LinkConfigError {
@@ -245,7 +279,9 @@ impl LinkConfigError {
         match self {
             LinkConfigError::NotAProbability { field, .. }
             | LinkConfigError::Negative { field, .. }
-            | LinkConfigError::NotPositive { field, .. } => field,
+            | LinkConfigError::NotPositive { field, .. }
+            | LinkConfigError::OutOfRange { field, .. }
+            | LinkConfigError::Conflict { field, .. } => field,
             LinkConfigError::Mtu { .. } => "mtu",
         }
     }

@@ -21,6 +21,17 @@
 //!    `queue_bytes` is tail-dropped ([`LossCause::QueueFull`]) — except that an idle link
 //!    (empty backlog) always takes one, so a datagram larger than the queue is not a black
 //!    hole. An accepted datagram occupies the medium even if it is lost later on.
+//!
+//!    With a **capacity** instead of a rate (`capacity`: a Mahimahi trace or the seeded
+//!    synthetic cellular model, see [`Capacity`]) the serializer is driven by delivery
+//!    opportunities, as Mahimahi's `mm-link` is: each carries up to [`OPPORTUNITY_BYTES`] wire
+//!    bytes of the queue's head, FIFO, a datagram spanning several opportunities or sharing one
+//!    with others; it finishes at the opportunity that carries its last byte. An opportunity
+//!    that finds the queue empty is wasted (an idle link banks nothing). The trace's time
+//!    origin is the link's [`Instant::ZERO`], and it repeats with its period. The backlog is the
+//!    bytes still to be carried by opportunities after `now`, and tail drop works as above. A
+//!    capacity with no opportunity for a long time just holds (and then tail-drops) what is
+//!    offered.
 //! 3. **The medium, per IP packet**: the datagram travels as the fragments of
 //!    [`packet_sizes`] and is lost if any of them is. For each packet in turn, the
 //!    [`GilbertElliott`] chain (if `burst` is set) takes one step and may lose it
@@ -66,6 +77,7 @@
 //! # Ok::<(), livecam_system::link::LinkConfigError>(())
 //! ```
 
+mod capacity;
 mod config;
 mod packet;
 #[cfg(test)]
@@ -79,6 +91,10 @@ use serde::Serialize;
 
 use crate::time::Instant;
 
+pub use capacity::{
+    Capacity, CapacityError, CapacitySpec, CapacityTrace, CellularSpec, TraceError,
+    MAX_OPPORTUNITIES, MAX_PERIOD_S, MAX_TRACE_FILE_BYTES, OPPORTUNITY_BYTES,
+};
 pub use config::{
     GilbertElliott, LinkConfig, LinkConfigError, DEFAULT_MTU, DEFAULT_QUEUE_BYTES, MAX_MTU, MIN_MTU,
 };
@@ -103,6 +119,9 @@ pub struct Link {
     /// When the serializer finishes everything accepted so far, in microseconds (fractional, so
     /// rounding never accumulates).
     busy_until_us: f64,
+    /// With a capacity: where its serializer stands, `None` until it has carried a datagram
+    /// (and again after the capacity is changed).
+    cursor: Option<Cursor>,
     /// Delivery time of the last datagram not held back for reordering; later ones are not
     /// delivered before it.
     last_delivery: Instant,
@@ -210,6 +229,7 @@ impl Link {
             partitioned: false,
             burst_bad: false,
             busy_until_us: 0.0,
+            cursor: None,
             last_delivery: Instant::ZERO,
             stats: LinkStats::default(),
         }
@@ -222,8 +242,14 @@ impl Link {
 
     /// Replaces the configuration, as a fault schedule does mid-run. The random stream, the
     /// queue (datagrams already accepted keep their departure times), the burst state, the
-    /// partition and the statistics are kept.
+    /// partition and the statistics are kept. Moving between a rate, a capacity and neither,
+    /// datagrams accepted later queue behind those accepted before; a new capacity's first
+    /// opportunity is its first one after the queue empties (the trace's origin stays at
+    /// [`Instant::ZERO`]).
     pub fn set_config(&mut self, config: LinkConfig) {
+        if config.capacity != self.config.capacity {
+            self.cursor = None;
+        }
         self.config = config;
     }
 
@@ -242,8 +268,26 @@ impl Link {
         &self.stats
     }
 
-    /// Bytes accepted into the queue but not yet serialized at `now` (0 without a rate).
+    /// Bytes accepted into the queue but not yet serialized at `now` (0 without a rate or a
+    /// capacity). With a capacity, the bytes still to be carried by opportunities after `now`
+    /// (those queued under a previous rate count as what the capacity could carry until they
+    /// are out).
     pub fn backlog_bytes(&self, now: Instant) -> f64 {
+        if let Some(capacity) = &self.config.capacity {
+            let now_us = now.as_micros() as f64;
+            if self.busy_until_us <= now_us {
+                return 0.0;
+            }
+            let trace = capacity.trace();
+            return match self.cursor {
+                Some(c) => {
+                    let first = trace.first_after(now).max(c.first);
+                    let full = c.op.saturating_sub(first);
+                    (full as f64) * OPPORTUNITY_BYTES as f64 + f64::from(c.used)
+                }
+                None => trace.bytes_between(now, instant_at(self.busy_until_us.ceil())) as f64,
+            };
+        }
         match self.rate() {
             Some(rate) => (self.busy_until_us - now.as_micros() as f64).max(0.0) * rate / 1e6,
             None => 0.0,
@@ -300,7 +344,7 @@ impl Link {
         Transmission { copies, lost: None }
     }
 
-    /// The configured rate, when it limits anything.
+    /// The configured rate, when it limits anything (a capacity takes precedence).
     fn rate(&self) -> Option<f64> {
         self.config
             .rate_bytes_per_s
@@ -310,6 +354,9 @@ impl Link {
     /// Puts `wire` bytes in the queue at `now`; returns when they finish serializing, in
     /// microseconds, or `None` when tail-dropped.
     fn enqueue(&mut self, now: Instant, wire: usize) -> Option<f64> {
+        if self.config.capacity.is_some() {
+            return self.enqueue_on_capacity(now, wire);
+        }
         let now_us = now.as_micros() as f64;
         let start_us = self.busy_until_us.max(now_us);
         let Some(rate) = self.rate() else {
@@ -324,6 +371,53 @@ impl Link {
             return None;
         }
         self.busy_until_us = start_us + wire as f64 * 1e6 / rate;
+        Some(self.busy_until_us)
+    }
+
+    /// [`Link::enqueue`] with a capacity: the datagram's wire bytes take what is left of the
+    /// opportunity the queue ends in (if that is not in the past), then whole opportunities;
+    /// it finishes at the one carrying its last byte.
+    fn enqueue_on_capacity(&mut self, now: Instant, wire: usize) -> Option<f64> {
+        let trace = self.config.capacity.as_ref()?.trace();
+        let backlog = self.backlog_bytes(now);
+        if backlog > QUEUE_SLACK_BYTES
+            && backlog + wire as f64 > self.config.queue_bytes as f64 + QUEUE_SLACK_BYTES
+        {
+            return None;
+        }
+        let per_op = OPPORTUNITY_BYTES as u64;
+        let wire = wire as u64;
+        let ongoing = self.cursor.filter(|c| trace.time_of(c.op) >= now);
+        let cursor = match ongoing {
+            Some(c) if wire <= per_op - u64::from(c.used) => Cursor {
+                used: c.used + wire as u32,
+                ..c
+            },
+            Some(c) => {
+                // The rest of the current opportunity, then whole ones.
+                let rest = wire - (per_op - u64::from(c.used));
+                let n = rest.div_ceil(per_op);
+                Cursor {
+                    op: c.op.saturating_add(n),
+                    used: (rest - (n - 1) * per_op) as u32,
+                    first: c.first,
+                }
+            }
+            None => {
+                // The queue is empty (or held by a previous model): start afresh at the first
+                // opportunity once it is free.
+                let start = instant_at(self.busy_until_us.max(now.as_micros() as f64).ceil());
+                let first = trace.first_at_or_after(start);
+                let n = wire.div_ceil(per_op).max(1);
+                Cursor {
+                    op: first.saturating_add(n - 1),
+                    used: (wire - (n - 1) * per_op) as u32,
+                    first,
+                }
+            }
+        };
+        self.cursor = Some(cursor);
+        self.busy_until_us = trace.time_of(cursor.op).as_micros() as f64;
         Some(self.busy_until_us)
     }
 
@@ -397,6 +491,17 @@ impl Link {
             lost: Some(cause),
         }
     }
+}
+
+/// Where a capacity's serializer stands: the last opportunity holding accepted bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Cursor {
+    /// Global number of the opportunity the last accepted datagram finishes in.
+    op: u64,
+    /// Wire bytes of it taken (`1..=1500`).
+    used: u32,
+    /// The first opportunity of the current busy period: every one from it to `op` is full.
+    first: u64,
 }
 
 /// Whether an event of probability `p` can happen at all: `p` above 0 (so not NaN).

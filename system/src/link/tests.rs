@@ -676,6 +676,7 @@ fn invalid_configs_do_not_panic() {
         delay_ms: -1.0,
         jitter_ms: f64::NAN,
         rate_bytes_per_s: Some(0.0),
+        capacity: None,
         queue_bytes: 0,
         duplicate: -0.5,
         reorder: f64::INFINITY,
@@ -696,5 +697,233 @@ fn invalid_configs_do_not_panic() {
         link.transmit(ms(i), 1000);
     }
     link.transmit(Instant::MAX, 70_000);
+    // A capacity far in the future, and at the end of time.
+    link.set_config(LinkConfig {
+        rate_bytes_per_s: Some(1.0),
+        capacity: Some(Capacity::from_trace(
+            CapacityTrace::from_millis(&[u32::MAX]).expect("valid"),
+        )),
+        queue_bytes: 0,
+        ..LinkConfig::default()
+    });
+    for i in 0..100 {
+        link.transmit(ms(i), 65_507);
+        link.backlog_bytes(ms(i));
+    }
+    link.transmit(Instant::MAX, 70_000);
+    link.backlog_bytes(Instant::MAX);
     assert_accounted(link.stats());
+}
+
+/// A link on the trace `ms` (opportunity timestamps) with a queue of `queue_bytes`.
+fn trace_link(ms_list: &[u32], queue_bytes: usize) -> Link {
+    let trace = CapacityTrace::from_millis(ms_list).expect("valid trace");
+    let config = LinkConfig {
+        capacity: Some(Capacity::from_trace(trace)),
+        queue_bytes,
+        ..LinkConfig::default()
+    };
+    config.validate().expect("valid config");
+    Link::new(config, 1)
+}
+
+/// When `t` arrives (it must be delivered).
+fn arrival(t: &Transmission) -> Instant {
+    assert!(!t.is_lost(), "{t:?}");
+    t.copies[0].at
+}
+
+#[test]
+fn capacity_link_uses_one_opportunity_per_full_packet() {
+    // Opportunities at 1, 1, 5 and 10 ms of every 10 ms: 4 x 1500 B per period.
+    let mut link = trace_link(&[1, 1, 5, 10], 1 << 20);
+    // 1472 B of payload is 1500 B on the wire: exactly one opportunity each.
+    let got: Vec<u64> = (0..12)
+        .map(|_| arrival(&link.transmit(ms(0), 1472)).as_micros() / 1000)
+        .collect();
+    assert_eq!(got, [1, 1, 5, 10, 11, 11, 15, 20, 21, 21, 25, 30]);
+    // Per period, exactly the opportunities' bytes went out.
+    assert_eq!(link.stats().delivered, 12);
+}
+
+#[test]
+fn capacity_link_shares_opportunities_between_small_datagrams() {
+    let mut link = trace_link(&[1, 1, 5, 10], 1 << 20);
+    // 100 B of payload is 128 B on the wire; datagram k carries bytes up to (k + 1) * 128,
+    // so it finishes in opportunity ((k + 1) * 128 - 1) / 1500.
+    let opportunity_ms = |n: u64| [1, 1, 5, 10][(n % 4) as usize] + 10 * (n / 4);
+    for k in 0..200u64 {
+        let at = arrival(&link.transmit(ms(0), 100));
+        let n = ((k + 1) * 128 - 1) / 1500;
+        assert_eq!(at, ms(opportunity_ms(n)), "datagram {k}");
+    }
+    // 200 x 128 B = 25 600 B: 17.07 opportunities, so the last is the 18th.
+    assert_eq!(link.backlog_bytes(ms(0)), 25_600.0);
+    // At 20 ms, 8 opportunities are behind (20 ms itself counts as done).
+    assert_eq!(link.backlog_bytes(ms(20)), 25_600.0 - 8.0 * 1500.0);
+    assert_eq!(link.backlog_bytes(ms(45)), 0.0);
+}
+
+#[test]
+fn capacity_link_delivers_the_traces_bytes_under_overload() {
+    // Saturated for 10 s, the link delivers what the opportunities carry: every wire byte
+    // offered by then (the queue is never empty) up to the trace's bytes.
+    let spec = CellularSpec::new(200_000.0, 3);
+    let capacity = Capacity::cellular(spec).expect("valid");
+    let trace = capacity.trace().clone();
+    let mut link = Link::new(
+        LinkConfig {
+            capacity: Some(capacity),
+            ..LinkConfig::default()
+        },
+        9,
+    );
+    let mut delivered_wire = 0u64;
+    let end = ms(10_000);
+    for i in 0..10_000 {
+        // 1 MB/s offered, far above the capacity.
+        let t = link.transmit(ms(i), 972);
+        if t.copies.first().is_some_and(|c| c.at < end) {
+            delivered_wire += 1000;
+        }
+    }
+    let capacity_bytes = trace.bytes_between(Instant::ZERO, end);
+    assert!(
+        delivered_wire <= capacity_bytes && delivered_wire + 1500 >= capacity_bytes,
+        "delivered {delivered_wire} B of wire, capacity {capacity_bytes} B"
+    );
+    assert!(link.stats().lost_queue > 0);
+    assert_accounted(link.stats());
+}
+
+#[test]
+fn capacity_link_wastes_opportunities_that_find_the_queue_empty() {
+    // One opportunity every 10 ms.
+    let mut link = trace_link(&[10, 20], 1 << 20);
+    assert_eq!(arrival(&link.transmit(ms(0), 100)), ms(10));
+    // The rest of the 10 ms opportunity is gone: the next one is at 20 ms.
+    assert_eq!(arrival(&link.transmit(ms(12), 100)), ms(20));
+    // Offered at 20 ms, it shares the opportunity at 20 ms.
+    assert_eq!(arrival(&link.transmit(ms(20), 100)), ms(20));
+    // 3000 B of wire: 1500 - 256 left at 20 ms, then 30 and 40 ms.
+    assert_eq!(arrival(&link.transmit(ms(20), 2972)), ms(40));
+    // An idle link does not bank opportunities: after 1 s idle, the next is the next one.
+    assert_eq!(arrival(&link.transmit(ms(1005), 1472)), ms(1010));
+    assert_eq!(arrival(&link.transmit(ms(1005), 1472)), ms(1020));
+}
+
+#[test]
+fn capacity_link_tail_drops_past_queue_bytes_and_reports_its_backlog() {
+    let mut link = trace_link(&[10], 4500);
+    assert_eq!(link.backlog_bytes(ms(0)), 0.0);
+    for k in 1..=3 {
+        assert_eq!(arrival(&link.transmit(ms(0), 1472)), ms(10 * k));
+    }
+    assert_eq!(link.backlog_bytes(ms(0)), 4500.0);
+    let t = link.transmit(ms(0), 1);
+    assert_eq!(t.lost, Some(LossCause::QueueFull));
+    assert_eq!(link.backlog_bytes(ms(10)), 3000.0);
+    assert_eq!(link.backlog_bytes(ms(25)), 1500.0);
+    // Room again for one full packet.
+    assert_eq!(arrival(&link.transmit(ms(10), 1472)), ms(40));
+    assert!(link.transmit(ms(10), 1472).is_lost());
+    assert_eq!(link.backlog_bytes(ms(40)), 0.0);
+    // An idle link takes a datagram larger than the queue (not a black hole).
+    assert_eq!(arrival(&link.transmit(ms(50), 9000)), ms(110));
+    assert_eq!(link.stats().lost_queue, 2);
+    assert_accounted(link.stats());
+}
+
+#[test]
+fn capacity_with_no_opportunity_during_the_run_holds_everything() {
+    // One opportunity a minute; a 30 s run never sees it.
+    let mut link = trace_link(&[60_000], 64 * 1024);
+    let mut first_arrival = None;
+    for i in 0..3000 {
+        let t = link.transmit(ms(i * 10), 1200);
+        if let Some(c) = t.copies.first() {
+            assert!(c.at >= ms(60_000));
+            first_arrival.get_or_insert(c.at);
+        }
+    }
+    assert_eq!(first_arrival, Some(ms(60_000)));
+    let stats = link.stats();
+    assert!(stats.lost_queue > 2900, "{stats:?}");
+    assert!(link.backlog_bytes(ms(30_000)) <= 64.0 * 1024.0 + 1500.0);
+    assert_accounted(stats);
+}
+
+#[test]
+fn set_config_switches_between_rate_capacity_and_unlimited() {
+    let capacity = Capacity::from_trace(CapacityTrace::from_millis(&[10]).expect("valid"));
+    let with_capacity = LinkConfig {
+        capacity: Some(capacity),
+        ..LinkConfig::default()
+    };
+    let with_rate = LinkConfig {
+        rate_bytes_per_s: Some(150_000.0),
+        ..LinkConfig::default()
+    };
+    let mut link = Link::new(with_rate.clone(), 1);
+    // 1500 B at 150 KB/s: 10 ms each.
+    assert_eq!(arrival(&link.transmit(ms(0), 1472)), ms(10));
+    assert_eq!(arrival(&link.transmit(ms(0), 1472)), ms(20));
+    link.set_config(with_capacity.clone());
+    // Behind the rate's queue (free at 20 ms): the capacity's first opportunity from then.
+    assert_eq!(arrival(&link.transmit(ms(5), 1472)), ms(20));
+    assert_eq!(arrival(&link.transmit(ms(5), 1472)), ms(30));
+    // A change that keeps the capacity keeps its serializer.
+    link.set_config(LinkConfig {
+        delay_ms: 1.0,
+        ..with_capacity.clone()
+    });
+    assert_eq!(arrival(&link.transmit(ms(5), 1472)), ms(41));
+    link.set_config(LinkConfig::default());
+    // Unlimited, but behind what is queued (and not before the last delivery, at 41 ms).
+    assert_eq!(arrival(&link.transmit(ms(6), 1472)), ms(41));
+    assert_eq!(link.backlog_bytes(ms(6)), 0.0);
+    link.set_config(with_capacity);
+    assert_eq!(arrival(&link.transmit(ms(50), 1472)), ms(50));
+    link.set_config(with_rate);
+    assert_eq!(arrival(&link.transmit(ms(50), 1472)), ms(60));
+    assert_accounted(link.stats());
+}
+
+#[test]
+fn capacity_and_rate_together_are_refused_naming_both() {
+    let config = LinkConfig {
+        rate_bytes_per_s: Some(1e6),
+        capacity: Some(Capacity::from_trace(
+            CapacityTrace::from_millis(&[1]).expect("valid"),
+        )),
+        ..LinkConfig::default()
+    };
+    let err = config.validate().expect_err("both");
+    assert_eq!(err.field(), "capacity");
+    let text = err.to_string();
+    assert!(
+        text.contains("capacity") && text.contains("rate_bytes_per_s"),
+        "{text}"
+    );
+    // Unvalidated, the capacity wins and nothing panics.
+    let mut link = Link::new(config, 1);
+    assert_eq!(arrival(&link.transmit(ms(0), 100)), ms(1));
+}
+
+#[test]
+fn link_config_toml_takes_a_capacity() {
+    let c: LinkConfig = toml::from_str(
+        "delay_ms = 20.0\ncapacity = { cellular = { mean_bytes_per_s = 250000.0, seed = 7 } }",
+    )
+    .expect("valid");
+    c.validate().expect("valid");
+    let capacity = c.capacity.as_ref().expect("set");
+    assert!((capacity.trace().mean_bytes_per_s() - 250_000.0).abs() < 2500.0);
+    let back: LinkConfig =
+        toml::from_str(&toml::to_string(&c).expect("serializes")).expect("reads");
+    assert_eq!(back, c);
+    let err = toml::from_str::<LinkConfig>("capacity = { trace = \"no/such/trace.up\" }")
+        .expect_err("missing file");
+    assert!(err.to_string().contains("no/such/trace.up"), "{err}");
+    assert!(toml::from_str::<LinkConfig>("capacity = { trace = 5 }").is_err());
 }
