@@ -44,6 +44,9 @@ pub enum DropReason {
     /// A newer frame was captured before this one could start to leave (rate control: the
     /// newest frame wins); dropped at the source.
     Superseded,
+    /// Never captured: the rate control lowered the frame rate and this capture instant was
+    /// skipped; dropped at the source.
+    Skipped,
 }
 
 #[cfg(test)]

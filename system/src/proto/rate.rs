@@ -68,11 +68,12 @@ pub struct RateConfig {
 }
 
 impl Default for RateConfig {
-    /// Starts at 1.25 MB/s (10 Mbit/s), within 8 KB/s and 12.5 MB/s, overuse above 40 ms of
-    /// queue.
+    /// Starts at 500 KB/s (4 Mbit/s: above what a camera offers, below what a cellular
+    /// uplink's queue absorbs in the first round trip), within 8 KB/s and 12.5 MB/s, overuse
+    /// above 40 ms of queue.
     fn default() -> Self {
         RateConfig {
-            initial_rate: 1_250_000.0,
+            initial_rate: 500_000.0,
             min_rate: 8_000.0,
             max_rate: 12_500_000.0,
             queue_target: Duration::from_millis(40),
@@ -215,7 +216,20 @@ impl RateController {
         {
             self.acks.pop_front();
         }
-        let Some(sample) = rtt else { return };
+        if let Some(sample) = rtt {
+            self.on_rtt(now, sample);
+        }
+    }
+
+    /// A round-trip sample taken at `now` without an ACK: from the end of a frame's first
+    /// crossing to the first NACK for it (the receiver asks for repairs once it sees the
+    /// frame's last segment), so a link where every frame needs repair still shows its queue.
+    pub fn on_rtt(&mut self, now: Instant, sample: Duration) {
+        if now < self.clock {
+            self.stats.samples_ignored += 1;
+            return;
+        }
+        self.clock = now;
         if sample > MAX_SAMPLE {
             self.stats.samples_ignored += 1;
             return;

@@ -355,9 +355,27 @@ impl Sender {
         Some(target * share.clamp(0.3, 1.0))
     }
 
-    /// Gives up every frame that has not started to leave (superseded by a newer capture:
-    /// live video shows the newest). Returns how many.
+    /// Takes the next frame id for a capture instant the camera skips (its frame rate lowered
+    /// to fit the rate) and reports it dropped at once ([`DropReason::Skipped`]).
+    pub fn skip_frame(&mut self) -> u32 {
+        let frame = self.next_frame;
+        self.next_frame = self.next_frame.wrapping_add(1);
+        self.stats.frames_dropped += 1;
+        self.events.push_back(SenderEvent::FrameDropped {
+            frame,
+            reason: DropReason::Skipped,
+        });
+        frame
+    }
+
+    /// Gives up every frame that has not started to leave because the rate control's window
+    /// is closed (superseded by a newer capture: live video shows the newest). Frames held
+    /// back for another reason (the session being set up, or moved to another receiver) wait
+    /// for their deadline as before. Returns how many.
     pub fn drop_unstarted(&mut self) -> usize {
+        if self.window_open() {
+            return 0;
+        }
         let unstarted: Vec<u32> = self
             .frames
             .iter()
@@ -491,6 +509,10 @@ impl Sender {
     /// their deadline are given up as usual.
     pub fn restart(&mut self, now: Instant, peer: SocketAddr) {
         self.cfg.peer = peer;
+        // A new path: its rate is learned afresh, as QUIC resets its congestion controller
+        // on migration (RFC 9000, 9.4); what the silence before it taught is not about it.
+        self.rate = self.cfg.rate_control.clone().map(RateController::new);
+        self.abandoned.clear();
         self.last_feedback = Some(now);
         self.fresh.clear();
         self.resend.clear();
@@ -632,6 +654,11 @@ impl Sender {
         self.stats.acks_received += 1;
         self.last_feedback = Some(now);
         self.settle_abandoned(now, ack.frame);
+        // What older frames sent before this one is out of the network: delivered, or lost
+        // (their repairs, sent from now on, count again).
+        for f in self.frames.range_mut(..ack.frame).map(|(_, f)| f) {
+            f.unheard_bytes = 0;
+        }
         if let Some(f) = self.frames.remove(&ack.frame) {
             let clean = f.resent == 0 && f.unsent == 0 && f.parity_unsent == 0;
             self.rate_sample(now, f.wire_bytes, clean.then(|| now - f.last_tx));
@@ -711,8 +738,17 @@ impl Sender {
             self.stats.nacks_unknown_frame += 1;
             return;
         };
+        let first_nack = f.nacked_at.is_none();
         f.nacked_at = Some(now);
         f.unheard_bytes = 0;
+        // A clean sample only when the frame's last segment arrived (what made the receiver
+        // ask): a NACK its timer sent later would read as a queue.
+        let tail_seen = !nack.missing.contains(&(f.count - 1));
+        if let (true, true, Some(crossed), Some(rc)) =
+            (first_nack, tail_seen, f.crossed_at, self.rate.as_mut())
+        {
+            rc.on_rtt(now, now - crossed);
+        }
         let sent = usize::from(f.count - f.unsent);
         for i in nack.missing {
             let i_us = usize::from(i);

@@ -311,6 +311,22 @@ impl Camera {
         self.pushed += 1;
     }
 
+    /// A capture instant skipped to fit the rate: its frame id is taken and reported dropped
+    /// at the source (an empty frame pushed, then given up).
+    fn skip(&mut self, now: Instant) {
+        let session = self.sender.config().session;
+        let frame = self.sender.skip_frame();
+        self.record(
+            now,
+            RoleEvent::FramePushed {
+                session,
+                frame,
+                len: 0,
+            },
+        );
+        self.pushed += 1;
+    }
+
     /// Its [`RoleEvent`]s, recorded once enabled.
     pub fn recorder(&mut self) -> &mut Recorder {
         &mut self.recorder
@@ -493,10 +509,12 @@ impl Endpoint for Camera {
 
     fn handle_timeout(&mut self, now: Instant) {
         while !self.paused && self.pushed < self.cfg.frames && self.next_frame_at <= now {
-            if self.adapt(now) {
+            // A camera that keeps frames until stored captures every instant: what the link
+            // cannot carry live, the backfill stores later.
+            if self.adapt(now) || self.durable.is_some() {
                 self.capture(now);
             } else {
-                self.pushed += 1;
+                self.skip(now);
             }
             self.next_frame_at += self.frame_interval();
         }

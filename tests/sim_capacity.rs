@@ -1,0 +1,158 @@
+//! Capacity adaptation under simulation: the rate control and the camera's source adaptation
+//! keep the link out of congestion collapse, and ride a capacity that drops and comes back.
+//!
+//! - `no_collapse_on_links_that_can_carry_the_load`: a soak over random links (loss up to
+//!   30%, bit error rate up to 3e-4, delay, jitter, bursts, a rate limit) whose capacity is at
+//!   least what the load plus its repair overhead needs; every case must deliver >= 99.5% of
+//!   the frames the camera was asked to capture. Each failing case prints its scenario and
+//!   the command that replays it alone: `LIVECAM_SOAK_CASE=17 cargo test --test sim_capacity
+//!   no_collapse -- --exact`. `LIVECAM_SOAK_CASES=1000` runs more.
+//! - `a_step_down_adapts_and_recovers`: capacity falls to a fifth of the offered load for 5 s.
+
+mod common;
+
+use common::run_with_trace;
+use livecam_sim::Scenario;
+
+/// SplitMix64: one seeded stream per soak case.
+struct Draw(u64);
+
+impl Draw {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[lo, hi)`.
+    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        self.uniform(0.0, 1.0) < p
+    }
+}
+
+/// Header bytes per datagram on the wire: the segment header plus UDP and IPv4.
+const OVERHEAD: f64 = 33.0 + 28.0;
+
+/// The wire rate a load of `load` payload bytes per second needs on a link losing `loss` of
+/// its packets (a share `burst` of the time in a bad state losing everything) with bit error
+/// rate `ber`, at the best segment size: every byte with its header, divided by the chance
+/// that a datagram arrives.
+fn needed_rate(load: f64, loss: f64, burst: f64, ber: f64) -> f64 {
+    (1..=80)
+        .map(|k| f64::from(k) * 100.0)
+        .map(|s| {
+            let arrives =
+                (1.0 - loss) * (1.0 - burst) * (1.0 - ber).powf(8.0 * (s + OVERHEAD).min(1500.0));
+            load * (s + OVERHEAD) / s / arrives
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Soak case `case`: its scenario as TOML, and a one-line description.
+fn soak_case(case: u64) -> (String, String) {
+    let mut d = Draw(case.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x5eed);
+    let frame_bytes = d.uniform(2_000.0, 12_000.0).round();
+    let fps = [5.0, 10.0, 15.0][(d.next() % 3) as usize];
+    let loss = if d.chance(0.3) {
+        0.0
+    } else {
+        d.uniform(0.0, 0.3)
+    };
+    let ber = if d.chance(0.3) {
+        0.0
+    } else {
+        d.uniform(0.0, 3e-4)
+    };
+    let delay = d.uniform(5.0, 80.0);
+    let jitter = d.uniform(0.0, delay / 4.0);
+    // Bursts on a fifth of the links: mean bad run 2-4 packets, 2-8% of the time bad.
+    let burst = d.chance(0.2).then(|| {
+        let to_good = d.uniform(0.25, 0.5);
+        let bad_share = d.uniform(0.02, 0.08);
+        (to_good * bad_share / (1.0 - bad_share), to_good, bad_share)
+    });
+    let load = frame_bytes * fps;
+    let needed = needed_rate(load, loss, burst.map_or(0.0, |b| b.2), ber);
+    let rate = d
+        .chance(0.7)
+        .then(|| (needed * d.uniform(1.3, 3.0)).round());
+    let mut link = format!(
+        "loss = {loss}\nbit_error_rate = {ber}\ndelay_ms = {delay}\njitter_ms = {jitter}\n"
+    );
+    if let Some(r) = rate {
+        link += &format!("rate_bytes_per_s = {r}\n");
+    }
+    if let Some((to_bad, to_good, _)) = burst {
+        link += &format!("burst = {{ p_good_to_bad = {to_bad}, p_bad_to_good = {to_good} }}\n");
+    }
+    let toml = format!(
+        "name = \"soak-{case}\"\nduration_s = 15.0\n\n[workload]\nfps = {fps}\n\
+         frame_bytes = {frame_bytes}\npolicy = \"model\"\nsettle_s = 3.0\n\n\
+         [[hosts]]\nname = \"server\"\nrole = \"receiver\"\n\n\
+         [[hosts]]\nname = \"cam\"\nrole = \"camera\"\ntarget = \"server\"\n\n[link]\n{link}"
+    );
+    let what = format!(
+        "{frame_bytes} B x {fps} fps, loss {loss:.3}, ber {ber:.1e}, delay {delay:.0} ms, \
+         burst {:?}, rate {rate:?} (needs {needed:.0})",
+        burst.map(|b| b.2)
+    );
+    (toml, what)
+}
+
+/// Frames delivered over frames the camera was asked for in soak case `case`, or why the
+/// run failed.
+fn soak_run(case: u64) -> Result<(f64, String), String> {
+    let (toml, what) = soak_case(case);
+    let scenario = Scenario::parse(&toml).map_err(|e| format!("{e}\n{toml}"))?;
+    let (outcome, _) = run_with_trace(&scenario, case)?;
+    let s = &outcome.summary;
+    if !s.promises_kept {
+        return Err(format!("promises broken: {:?}", s.violations));
+    }
+    let asked = scenario.frames_per_camera().max(1);
+    Ok((s.frames_delivered as f64 / asked as f64, what))
+}
+
+#[test]
+fn no_collapse_on_links_that_can_carry_the_load() {
+    let cases: Vec<u64> = match std::env::var("LIVECAM_SOAK_CASE") {
+        Ok(one) => vec![one.parse().expect("LIVECAM_SOAK_CASE is a number")],
+        Err(_) => {
+            let n = std::env::var("LIVECAM_SOAK_CASES")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(120u64);
+            (0..n).collect()
+        }
+    };
+    let mut failures = Vec::new();
+    let mut worst = f64::INFINITY;
+    for &case in &cases {
+        match soak_run(case) {
+            Ok((share, _)) if share >= 0.995 => worst = worst.min(share),
+            Ok((share, what)) => {
+                worst = worst.min(share);
+                failures.push(format!(
+                    "case {case}: {:.1}% delivered on {what}\n  replay: LIVECAM_SOAK_CASE={case} \
+                     cargo test --test sim_capacity no_collapse -- --exact\n{}",
+                    share * 100.0,
+                    soak_case(case).0
+                ))
+            }
+            Err(e) => failures.push(format!("case {case}: {e}")),
+        }
+    }
+    eprintln!(
+        "{} cases, worst delivered {:.2}%, {} failing",
+        cases.len(),
+        worst * 100.0,
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
