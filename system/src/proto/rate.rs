@@ -110,6 +110,31 @@ const AHEAD_OF_DELIVERY: f64 = 1.5;
 /// A round-trip sample longer than this is a clock step or a stall, not a measurement.
 const MAX_SAMPLE: Duration = Duration::from_secs(10);
 
+/// The minimum of the samples of the last [`MIN_RTT_WINDOW`] (a monotone deque: each entry
+/// smaller than the ones after it).
+#[derive(Debug, Clone, Default)]
+struct WindowedMin(VecDeque<(Instant, Duration)>);
+
+impl WindowedMin {
+    fn push(&mut self, now: Instant, sample: Duration) {
+        while self.0.back().is_some_and(|&(_, d)| d >= sample) {
+            self.0.pop_back();
+        }
+        self.0.push_back((now, sample));
+        while self
+            .0
+            .front()
+            .is_some_and(|&(t, _)| now - t > MIN_RTT_WINDOW)
+        {
+            self.0.pop_front();
+        }
+    }
+
+    fn min(&self) -> Option<Duration> {
+        self.0.front().map(|&(_, d)| d)
+    }
+}
+
 /// Counters, for reports.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RateStats {
@@ -128,7 +153,10 @@ pub struct RateController {
     target: f64,
     /// `(when, sample)` of recent clean round trips, for the windowed minimum (monotone
     /// deque: each entry smaller than the ones after it).
-    min_rtt: VecDeque<(Instant, Duration)>,
+    min_rtt: WindowedMin,
+    /// The same over samples that may read short (see [`RateController::on_rtt`]): the
+    /// minimum only when there is no clean one.
+    min_rough: WindowedMin,
     /// The previous clean sample.
     last_sample: Option<Duration>,
     /// `(when, wire bytes)` of recent ACKs.
@@ -146,7 +174,8 @@ impl RateController {
         RateController {
             target: cfg.initial_rate,
             cfg,
-            min_rtt: VecDeque::new(),
+            min_rtt: WindowedMin::default(),
+            min_rough: WindowedMin::default(),
             last_sample: None,
             acks: VecDeque::new(),
             hold_until: Instant::ZERO,
@@ -170,7 +199,7 @@ impl RateController {
 
     /// The minimum round trip of the last 10 s, once measured.
     pub fn min_rtt(&self) -> Option<Duration> {
-        self.min_rtt.front().map(|&(_, d)| d)
+        self.min_rtt.min().or(self.min_rough.min())
     }
 
     /// The queueing delay the last two clean samples show (the smaller of them, less the
@@ -217,14 +246,17 @@ impl RateController {
             self.acks.pop_front();
         }
         if let Some(sample) = rtt {
-            self.on_rtt(now, sample);
+            self.on_rtt(now, sample, true);
         }
     }
 
-    /// A round-trip sample taken at `now` without an ACK: from the end of a frame's first
-    /// crossing to the first NACK for it (the receiver asks for repairs once it sees the
-    /// frame's last segment), so a link where every frame needs repair still shows its queue.
-    pub fn on_rtt(&mut self, now: Instant, sample: Duration) {
+    /// A round-trip sample taken at `now`. A `clean` one is a frame sent once and
+    /// acknowledged; the others (from the end of a frame's first crossing to the first NACK
+    /// for it, which the receiver sends once it sees the frame's last segment) may read
+    /// short when an earlier segment made the receiver ask, so they set the minimum round
+    /// trip only while there is no clean sample; either shows a queue, so a link where every
+    /// frame needs repair still has its delay watched.
+    pub fn on_rtt(&mut self, now: Instant, sample: Duration, clean: bool) {
         if now < self.clock {
             self.stats.samples_ignored += 1;
             return;
@@ -234,16 +266,10 @@ impl RateController {
             self.stats.samples_ignored += 1;
             return;
         }
-        while self.min_rtt.back().is_some_and(|&(_, d)| d >= sample) {
-            self.min_rtt.pop_back();
-        }
-        self.min_rtt.push_back((now, sample));
-        while self
-            .min_rtt
-            .front()
-            .is_some_and(|&(t, _)| now - t > MIN_RTT_WINDOW)
-        {
-            self.min_rtt.pop_front();
+        if clean {
+            self.min_rtt.push(now, sample);
+        } else {
+            self.min_rough.push(now, sample);
         }
         let smaller = self.last_sample.map_or(sample, |last| last.min(sample));
         self.last_sample = Some(sample);
@@ -252,12 +278,7 @@ impl RateController {
         };
         let queue = smaller.saturating_sub(min_rtt);
         if queue > self.cfg.queue_target {
-            if now >= self.hold_until {
-                let drained = self.delivery_rate().unwrap_or(self.target) * DECREASE;
-                self.set_target(self.target.min(drained));
-                self.hold_until = now + sample;
-                self.stats.decreases += 1;
-            }
+            self.overuse(now, sample);
         } else if queue < self.cfg.queue_target / 2 && now >= self.hold_until {
             self.stats.increases += 1;
             self.set_target(self.target * INCREASE);
@@ -272,6 +293,33 @@ impl RateController {
                 AHEAD_OF_DELIVERY
             };
             self.set_target(self.target.min(delivered * ahead));
+        }
+    }
+
+    /// A frame acknowledged at `now` gave no sure round trip (it was repaired), but its last
+    /// datagram left `since_last_tx` ago: whatever brought the ACK took at least that long,
+    /// so if that is a queue's worth above the minimum round trip, it is overuse.
+    pub fn on_late_ack(&mut self, now: Instant, since_last_tx: Duration) {
+        let Some(min_rtt) = self.min_rtt() else {
+            return;
+        };
+        if now >= self.clock
+            && since_last_tx <= MAX_SAMPLE
+            && since_last_tx.saturating_sub(min_rtt) > self.cfg.queue_target
+        {
+            self.clock = now;
+            self.overuse(now, since_last_tx);
+        }
+    }
+
+    /// The queue is above its target: the target falls below what the bottleneck drains,
+    /// at most once per round trip (`rtt`).
+    fn overuse(&mut self, now: Instant, rtt: Duration) {
+        if now >= self.hold_until {
+            let drained = self.delivery_rate().unwrap_or(self.target) * DECREASE;
+            self.set_target(self.target.min(drained));
+            self.hold_until = now + rtt;
+            self.stats.decreases += 1;
         }
     }
 

@@ -202,6 +202,9 @@ struct OutFrame {
     resent: u32,
     /// When to probe the tail, once everything was sent and nothing came back.
     probe_at: Option<Instant>,
+    /// A newer frame was acknowledged while this one was not: its tail is lost, not queued
+    /// (the path is first in, first out), so its probe goes without further wait.
+    tail_lost: bool,
     /// When the frame's last datagram left.
     last_tx: Instant,
     /// Bytes on the wire for this frame so far (every datagram, UDP/IP headers included).
@@ -212,11 +215,30 @@ struct OutFrame {
     /// When the last datagram of its first crossing left. Repairs and tail probes do not
     /// move it: an ACK is overdue from here (see [`RateController::on_overdue`]).
     crossed_at: Option<Instant>,
+    /// When its last data segment first left: no ACK can come before that segment arrives
+    /// (parity sent after it can only make the ACK later), so a round trip measured from
+    /// here never reads short.
+    data_sent_at: Option<Instant>,
+    /// When its first repair (resend, spare parity or tail probe) left.
+    first_repair_at: Option<Instant>,
     /// Wire bytes sent since the last NACK for it (all of them before one came).
     unheard_bytes: u64,
 }
 
 impl OutFrame {
+    /// The round trip an ACK at `now` gives for the rate control, when it is a sure one:
+    /// from the frame's last data segment, if no NACK asked for a repair and no repair
+    /// left within `min_rtt` before `now`, so the ACK can only have come from the first
+    /// crossing (Karn's rule, sharpened: a tail probe sent into a queue does not blind the
+    /// rate control to that queue).
+    fn rate_rtt(&self, now: Instant, min_rtt: Option<Duration>) -> Option<Duration> {
+        let data_sent = self.data_sent_at?;
+        if !self.all_sent() || self.nacked_at.is_some() {
+            return None;
+        }
+        sure_rtt(now, data_sent, self.first_repair_at, min_rtt)
+    }
+
     /// Whether every datagram of its first crossing has left.
     fn all_sent(&self) -> bool {
         self.unsent == 0 && self.parity_unsent == 0
@@ -280,9 +302,12 @@ const SHARE_TIME: f64 = 1.0;
 struct Abandoned {
     frame: u32,
     wire_bytes: u64,
-    /// When its last datagram left, and whether it left once only (a clean round trip).
+    /// When its last data segment left, if its late ACK can give a sure round trip (see
+    /// [`sure_rtt`]), and when its first repair left.
+    data_sent_at: Option<Instant>,
+    first_repair_at: Option<Instant>,
+    /// When its last datagram left.
     last_tx: Instant,
-    clean: bool,
     /// Forgotten at this instant if nothing was heard of it.
     until: Instant,
 }
@@ -526,6 +551,8 @@ impl Sender {
             f.wire_bytes = 0;
             f.unheard_bytes = 0;
             f.crossed_at = None;
+            f.data_sent_at = None;
+            f.first_repair_at = None;
             self.fresh
                 .extend(first_crossing(id, f.count, f.parity_first));
         }
@@ -583,10 +610,13 @@ impl Sender {
                 resent_at: vec![None; usize::from(count)],
                 resent: 0,
                 probe_at: None,
+                tail_lost: false,
                 last_tx: now,
                 wire_bytes: 0,
                 nacked_at: None,
                 crossed_at: None,
+                data_sent_at: None,
+                first_repair_at: None,
                 unheard_bytes: 0,
             },
         );
@@ -606,8 +636,11 @@ impl Sender {
                 self.abandoned.push_back(Abandoned {
                     frame,
                     wire_bytes: f.wire_bytes,
+                    data_sent_at: f
+                        .data_sent_at
+                        .filter(|_| f.all_sent() && f.nacked_at.is_none()),
+                    first_repair_at: f.first_repair_at,
                     last_tx: f.last_tx,
-                    clean: f.resent == 0 && f.unsent == 0 && f.parity_unsent == 0,
                     until: f.deadline + self.cfg.frame_deadline,
                 });
             }
@@ -617,11 +650,20 @@ impl Sender {
         }
     }
 
-    /// Tells the rate control a frame of `wire_bytes` was acknowledged, with its round trip
-    /// when that is a clean sample.
-    fn rate_sample(&mut self, now: Instant, wire_bytes: u64, rtt: Option<Duration>) {
+    /// Tells the rate control a frame of `wire_bytes` whose last datagram left at `last_tx`
+    /// was acknowledged, with its round trip when that is a sure sample.
+    fn rate_sample(
+        &mut self,
+        now: Instant,
+        wire_bytes: u64,
+        rtt: Option<Duration>,
+        last_tx: Instant,
+    ) {
         if let Some(rc) = self.rate.as_mut() {
             rc.on_ack(now, wire_bytes, rtt);
+            if rtt.is_none() {
+                rc.on_late_ack(now, now - last_tx);
+            }
             let target = rc.target() as u64;
             if target != self.reported_target {
                 self.reported_target = target;
@@ -646,7 +688,11 @@ impl Sender {
         }
         let late = self.abandoned.iter().position(|a| a.frame == frame);
         if let Some(a) = late.and_then(|i| self.abandoned.remove(i)) {
-            self.rate_sample(now, a.wire_bytes, a.clean.then(|| now - a.last_tx));
+            let min_rtt = self.rate.as_ref().and_then(RateController::min_rtt);
+            let rtt = a
+                .data_sent_at
+                .and_then(|sent| sure_rtt(now, sent, a.first_repair_at, min_rtt));
+            self.rate_sample(now, a.wire_bytes, rtt, a.last_tx);
         }
     }
 
@@ -658,10 +704,17 @@ impl Sender {
         // (their repairs, sent from now on, count again).
         for f in self.frames.range_mut(..ack.frame).map(|(_, f)| f) {
             f.unheard_bytes = 0;
+            if self.rate.is_some() && f.all_sent() {
+                if let Some(at) = f.probe_at.as_mut() {
+                    f.tail_lost = true;
+                    *at = (*at).min(now);
+                }
+            }
         }
         if let Some(f) = self.frames.remove(&ack.frame) {
             let clean = f.resent == 0 && f.unsent == 0 && f.parity_unsent == 0;
-            self.rate_sample(now, f.wire_bytes, clean.then(|| now - f.last_tx));
+            let min_rtt = self.rate.as_ref().and_then(RateController::min_rtt);
+            self.rate_sample(now, f.wire_bytes, f.rate_rtt(now, min_rtt), f.last_tx);
             if clean {
                 let sample = now - f.last_tx;
                 match self.srtt {
@@ -747,7 +800,7 @@ impl Sender {
         if let (true, true, Some(crossed), Some(rc)) =
             (first_nack, tail_seen, f.crossed_at, self.rate.as_mut())
         {
-            rc.on_rtt(now, now - crossed);
+            rc.on_rtt(now, now - crossed, false);
         }
         let sent = usize::from(f.count - f.unsent);
         for i in nack.missing {
@@ -872,9 +925,19 @@ impl Endpoint for Sender {
         for id in expired {
             self.give_up(id, DropReason::Deadline);
         }
+        // Under rate control a probe waits while feedback keeps coming: the frame is queued
+        // behind frames still being acknowledged (a probe now would only add to the queue),
+        // and if its tail is lost, the ACK of a newer frame says so (`tail_lost`).
+        let heard = self.last_feedback.filter(|_| self.rate.is_some());
+        let rearm = now + self.probe_timeout();
         for (&id, f) in self.frames.iter_mut() {
             if f.probe_at.is_some_and(|at| at <= now) {
+                if !f.tail_lost && heard.is_some_and(|t| t > f.last_tx) {
+                    f.probe_at = Some(rearm);
+                    continue;
+                }
                 f.probe_at = None;
+                f.tail_lost = false;
                 let last = f.count - 1;
                 if !f.queued[usize::from(last)] {
                     f.queued[usize::from(last)] = true;
@@ -911,10 +974,14 @@ impl Endpoint for Sender {
                 if resend {
                     f.resent_at[usize::from(index)] = Some(now);
                     f.resent += 1;
+                    f.first_repair_at.get_or_insert(now);
                     self.stats.segments_resent += 1;
                     self.stats.repair_bytes += (end - offset) as u64;
                 } else {
                     f.unsent -= 1;
+                    if f.unsent == 0 {
+                        f.data_sent_at = Some(now);
+                    }
                     self.stats.data_bytes += (end - offset) as u64;
                 }
                 end - offset
@@ -934,6 +1001,7 @@ impl Endpoint for Sender {
                 .encode(buf);
                 if repair {
                     f.resent += 1;
+                    f.first_repair_at.get_or_insert(now);
                     self.stats.parity_repairs += 1;
                 } else {
                     f.parity_unsent -= 1;
@@ -994,6 +1062,23 @@ impl Endpoint for Sender {
             .flatten()
             .min()
     }
+}
+
+/// The round trip from `data_sent` to an ACK at `now`, unless a repair that left at
+/// `first_repair` could have brought the ACK (it left at least `min_rtt` before `now`; with
+/// no minimum known yet, any repair could have).
+fn sure_rtt(
+    now: Instant,
+    data_sent: Instant,
+    first_repair: Option<Instant>,
+    min_rtt: Option<Duration>,
+) -> Option<Duration> {
+    let from_first_crossing = match (first_repair, min_rtt) {
+        (None, _) => true,
+        (Some(at), Some(rtt)) => at + rtt > now,
+        (Some(_), None) => false,
+    };
+    from_first_crossing.then(|| now - data_sent)
 }
 
 /// A frame's first crossing, in sending order: its data segments, then its parity segments.

@@ -270,9 +270,11 @@ impl Camera {
         }
         self.picture = picture;
         let ceiling = self.ladder.bounds.fps.0.max(1e-3);
-        self.capture_credit = (self.capture_credit + picture.fps / ceiling).min(1.0);
+        // Whole captures owed so far; what is left over carries to the next instant, so 8.4
+        // fps of a 10 fps ceiling skips 1.6 instants in 10, not every other one.
+        self.capture_credit += (picture.fps / ceiling).min(1.0);
         if self.capture_credit + 1e-9 >= 1.0 {
-            self.capture_credit = 0.0;
+            self.capture_credit = (self.capture_credit - 1.0).max(0.0);
             true
         } else {
             self.skipped += 1;
