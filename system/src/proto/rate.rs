@@ -103,6 +103,10 @@ const DELIVERY_ACKS: usize = 8;
 const DECREASE: f64 = 0.85;
 /// Multiplicative decrease when an ACK is overdue.
 const OVERDUE_DECREASE: f64 = 0.7;
+/// A silence cuts the target to no less than this share of what it was when the silence
+/// began: lost feedback looks the same, and a queue shows itself in the late ACKs that follow
+/// ([`RateController::on_late_ack`]).
+const OVERDUE_FLOOR: f64 = 0.5;
 /// Multiplicative increase per clean sample while the queue is empty.
 const INCREASE: f64 = 1.15;
 /// The target may not run further ahead of the delivery rate than this.
@@ -163,6 +167,10 @@ pub struct RateController {
     acks: VecDeque<(Instant, u64)>,
     /// When the target was last cut, and the round trip then: no second cut within it.
     hold_until: Instant,
+    /// The target before a silence cut it ([`RateController::on_overdue`]): restored if the
+    /// first sure round trip after it shows no queue (the silence was lost feedback, not a
+    /// queue: Eifel's response to a spurious timeout, RFC 4015).
+    undo: Option<f64>,
     /// The latest `now` seen: time never goes backwards here.
     clock: Instant,
     stats: RateStats,
@@ -179,6 +187,7 @@ impl RateController {
             last_sample: None,
             acks: VecDeque::new(),
             hold_until: Instant::ZERO,
+            undo: None,
             clock: Instant::ZERO,
             stats: RateStats::default(),
         }
@@ -277,6 +286,13 @@ impl RateController {
             return;
         };
         let queue = smaller.saturating_sub(min_rtt);
+        if clean {
+            if let Some(before) = self.undo.take() {
+                if sample.saturating_sub(min_rtt) < self.cfg.queue_target / 2 {
+                    self.set_target(self.target.max(before));
+                }
+            }
+        }
         if queue > self.cfg.queue_target {
             self.overuse(now, sample);
         } else if queue < self.cfg.queue_target / 2 && now >= self.hold_until {
@@ -325,20 +341,26 @@ impl RateController {
 
     /// A frame whose last datagram left at `last_tx` is still not acknowledged at `now`, and
     /// the receiver has not asked for a repair since: its ACK is overdue once the minimum
-    /// round trip plus twice the queue target have passed. Only a queue (or an outage) holds
-    /// an ACK back that long: a loss would have brought a NACK. The target is cut by 30%, at
-    /// most once per minimum round trip plus queue target, without waiting for the late ACK
-    /// to say by how much.
+    /// round trip plus twice the queue target have passed. A queue (or an outage) holds an ACK
+    /// back that long, and so does a burst that takes the feedback with it. The target is cut
+    /// by 30%, at most once per minimum round trip plus queue target and to no less than half
+    /// of what it was when the silence began, without waiting for the late ACK to say by how
+    /// much.
     pub fn on_overdue(&mut self, now: Instant, last_tx: Instant) {
         let rtt = self.min_rtt().unwrap_or(Duration::from_millis(100));
         if now < self.clock || now < last_tx + rtt + self.cfg.queue_target * 2 {
             return;
         }
         self.clock = now;
+        let before = *self.undo.get_or_insert(self.target);
+        let floor = before * OVERDUE_FLOOR;
         if now >= self.hold_until {
-            self.set_target(self.target * OVERDUE_DECREASE);
+            // Held for the same time whether or not it cut, so `overdue_at` moves on.
             self.hold_until = now + rtt + self.cfg.queue_target;
-            self.stats.decreases += 1;
+            if self.target > floor {
+                self.set_target((self.target * OVERDUE_DECREASE).max(floor));
+                self.stats.decreases += 1;
+            }
         }
     }
 

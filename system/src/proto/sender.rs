@@ -928,8 +928,12 @@ impl Endpoint for Sender {
         // Under rate control a probe waits while feedback keeps coming: the frame is queued
         // behind frames still being acknowledged (a probe now would only add to the queue),
         // and if its tail is lost, the ACK of a newer frame says so (`tail_lost`).
-        let heard = self.last_feedback.filter(|_| self.rate.is_some());
-        let rearm = now + self.probe_timeout();
+        // Feedback counts when it came within the last probe timeout.
+        let probe_timeout = self.probe_timeout();
+        let heard = self
+            .last_feedback
+            .filter(|&t| self.rate.is_some() && t + probe_timeout > now);
+        let rearm = now + probe_timeout;
         for (&id, f) in self.frames.iter_mut() {
             if f.probe_at.is_some_and(|at| at <= now) {
                 if !f.tail_lost && heard.is_some_and(|t| t > f.last_tx) {
