@@ -223,6 +223,8 @@ pub fn run_traced(scenario: &Scenario, seed: u64) -> Result<Run, String> {
 pub struct FrameFate {
     /// When the camera captured it (pushed it into its sender), in simulated seconds.
     pub captured_s: f64,
+    /// Its size in bytes (0: a capture instant skipped to fit the rate).
+    pub len: usize,
     /// When the camera got its ACK.
     pub acked_s: Option<f64>,
     /// When the camera gave it up.
@@ -275,6 +277,7 @@ enum TraceEvent {
     FramePushed {
         session: u32,
         frame: u32,
+        len: usize,
     },
     FrameAcked {
         session: u32,
@@ -311,8 +314,14 @@ impl Frames {
                 .map_err(|e| format!("unreadable trace line {line:?}: {e}"))?;
             let t = parsed.t_us as f64 / 1e6;
             match parsed.e {
-                TraceEvent::FramePushed { session, frame } => {
-                    frames.by_id.entry((session, frame)).or_default().captured_s = t;
+                TraceEvent::FramePushed {
+                    session,
+                    frame,
+                    len,
+                } => {
+                    let f = frames.by_id.entry((session, frame)).or_default();
+                    f.captured_s = t;
+                    f.len = len;
                 }
                 TraceEvent::FrameAcked { session, frame } => {
                     frames.by_id.entry((session, frame)).or_default().acked_s = Some(t);

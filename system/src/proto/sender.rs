@@ -199,6 +199,8 @@ struct OutFrame {
     queued: Vec<bool>,
     /// When each segment was last resent, for the NACK rate limit.
     resent_at: Vec<Option<Instant>>,
+    /// How many times each segment was sent again (NACKs and probes).
+    resends: Vec<u8>,
     resent: u32,
     /// When to probe the tail, once everything was sent and nothing came back.
     probe_at: Option<Instant>,
@@ -547,6 +549,7 @@ impl Sender {
             f.parity_next = f.parity_first;
             f.queued.iter_mut().for_each(|q| *q = false);
             f.resent_at.iter_mut().for_each(|t| *t = None);
+            f.resends.iter_mut().for_each(|n| *n = 0);
             f.probe_at = None;
             f.wire_bytes = 0;
             f.unheard_bytes = 0;
@@ -608,6 +611,7 @@ impl Sender {
                 unsent: count,
                 queued: vec![false; usize::from(count)],
                 resent_at: vec![None; usize::from(count)],
+                resends: vec![0; usize::from(count)],
                 resent: 0,
                 probe_at: None,
                 tail_lost: false,
@@ -811,7 +815,15 @@ impl Sender {
                 self.stats.nack_indices_ignored += 1;
                 continue;
             }
-            if f.resent_at[i_us].is_some_and(|t| now < t + interval) {
+            // Under rate control each further resend of one segment waits twice as long
+            // (RTO's backoff, RFC 6298): a NACK repeated while the last copy still sits in a
+            // queue must not stack copies behind it.
+            let backoff = if self.rate.is_some() {
+                1u32 << f.resends[i_us].saturating_sub(1).min(4)
+            } else {
+                1
+            };
+            if f.resent_at[i_us].is_some_and(|t| now < t + interval * backoff) {
                 self.stats.nack_resends_limited += 1;
                 continue;
             }
@@ -820,6 +832,7 @@ impl Sender {
                 // A spare parity segment: as many bytes as the named one, and it repairs
                 // whichever segment is missing when it arrives.
                 f.resent_at[i_us] = Some(now);
+                f.resends[i_us] = f.resends[i_us].saturating_add(1);
                 let index = f.parity_next;
                 f.parity_next += 1;
                 self.resend.push_back((
@@ -977,6 +990,7 @@ impl Endpoint for Sender {
                 .encode(buf);
                 if resend {
                     f.resent_at[usize::from(index)] = Some(now);
+                    f.resends[usize::from(index)] = f.resends[usize::from(index)].saturating_add(1);
                     f.resent += 1;
                     f.first_repair_at.get_or_insert(now);
                     self.stats.segments_resent += 1;
@@ -1036,7 +1050,16 @@ impl Endpoint for Sender {
                 .max(-(MAX_DATAGRAM_BURST as f64));
         }
         if f.unsent == 0 && f.parity_unsent == 0 {
-            f.probe_at = Some(now + probe_timeout);
+            // Under rate control each probe of the same tail waits twice as long as the last
+            // (RTO's backoff): in a silence, probes every round trip would fill the queue
+            // that made the silence.
+            let last = usize::from(f.count - 1);
+            let backoff = if self.rate.is_some() {
+                1u32 << f.resends[last].min(4)
+            } else {
+                1
+            };
+            f.probe_at = Some(now + probe_timeout * backoff);
             f.crossed_at.get_or_insert(now);
         }
         self.stats.segments_sent += 1;
