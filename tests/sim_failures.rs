@@ -1,6 +1,7 @@
 //! Reproducible failure scenarios (issue 3, item 6): 30% loss, bursty (Gilbert-Elliott) loss,
 //! a 5 s partition mid-stream, and a link whose rate collapses. Each runs its scenario file
-//! from `sim/scenarios/` over 25 seeds and checks, for every seed:
+//! from `sim/scenarios/` with the seed's sender (no rate control) over 25 seeds and checks,
+//! for every seed:
 //!
 //! - the protocol's promises: every frame captured is acknowledged within its deadline, or
 //!   reported dropped when the deadline passes; none is delivered damaged or twice; none is
@@ -24,6 +25,17 @@ use livecam_sim::scenario::Fault;
 use livecam_sim::Scenario;
 
 const FILE: &str = module_path!();
+
+/// `sim/scenarios/<file>` with the seed's sender (`rate_control = false`): these checks are
+/// the patent's protocol under failures (its size rule shrinking under errors and overflow,
+/// every frame either acknowledged or dropped at its deadline). The rate-controlled sender,
+/// which drops at the source instead and keeps the queue from overflowing, is checked in
+/// `tests/sim_capacity.rs`.
+fn seed_sender(file: &str) -> Scenario {
+    let mut scenario = load_scenario(file);
+    scenario.protocol.rate_control = false;
+    scenario
+}
 
 /// When the scenario's first fault that `pick` selects happens, in seconds.
 fn fault_time(scenario: &Scenario, what: &str, pick: impl Fn(&Fault) -> bool) -> f64 {
@@ -153,7 +165,7 @@ fn check_lossy_then_clean(
 
 #[test]
 fn loss30_keeps_promises_and_adapts() {
-    let scenario = load_scenario("loss30.toml");
+    let scenario = seed_sender("loss30.toml");
     for_each_seed("loss30_keeps_promises_and_adapts", FILE, |seed| {
         check_lossy_then_clean(&scenario, seed, "random", 0.9)
     });
@@ -161,7 +173,7 @@ fn loss30_keeps_promises_and_adapts() {
 
 #[test]
 fn bursty_loss_keeps_promises_and_adapts() {
-    let scenario = load_scenario("bursty.toml");
+    let scenario = seed_sender("bursty.toml");
     for_each_seed("bursty_loss_keeps_promises_and_adapts", FILE, |seed| {
         check_lossy_then_clean(&scenario, seed, "burst", 0.9)
     });
@@ -169,7 +181,7 @@ fn bursty_loss_keeps_promises_and_adapts() {
 
 #[test]
 fn partition_keeps_promises_and_recovers() {
-    let scenario = load_scenario("partition.toml");
+    let scenario = seed_sender("partition.toml");
     let cut_at = fault_time(&scenario, "partition", |f| {
         matches!(f, Fault::Partition { .. })
     });
@@ -234,7 +246,7 @@ fn partition_keeps_promises_and_recovers() {
 
 #[test]
 fn rate_collapse_keeps_promises_and_recovers() {
-    let scenario = load_scenario("rate_collapse.toml");
+    let scenario = seed_sender("rate_collapse.toml");
     let set_links: Vec<&Fault> = scenario
         .faults
         .iter()

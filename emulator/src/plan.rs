@@ -294,6 +294,7 @@ impl Plan {
                     insecure: keys.is_none(),
                     ring: None,
                     ring_bytes: livecam_system::runtime::service::default_ring_bytes(),
+                    rate_control: true,
                 };
                 if let Some(k) = keys {
                     k.secure_mobile(&mut cfg);

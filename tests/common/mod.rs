@@ -387,12 +387,25 @@ impl Frames {
             }
             if let Some(at) = f.given_up_s {
                 let age = at - f.captured_s;
-                if f.given_up_for.as_deref() != Some("deadline") {
-                    out.push(format!("{id}: given up for {:?}", f.given_up_for));
-                } else if age < deadline_s - 1e-6 || age > deadline_s + slack_s {
-                    out.push(format!(
-                        "{id}: given up {age:.3} s after capture, deadline {deadline_s} s"
-                    ));
+                match f.given_up_for.as_deref() {
+                    // Dropped at the source by the rate control: a capture instant skipped
+                    // (at once), or a frame a newer capture superseded before it could start
+                    // (by its deadline at the latest).
+                    Some("skipped") if age > 1e-6 => {
+                        out.push(format!("{id}: skipped {age:.3} s after capture"))
+                    }
+                    Some("superseded") if age > deadline_s + 1e-6 => {
+                        out.push(format!("{id}: superseded {age:.3} s after capture"))
+                    }
+                    Some("skipped" | "superseded") => {}
+                    Some("deadline") => {
+                        if age < deadline_s - 1e-6 || age > deadline_s + slack_s {
+                            out.push(format!(
+                                "{id}: given up {age:.3} s after capture, deadline {deadline_s} s"
+                            ));
+                        }
+                    }
+                    other => out.push(format!("{id}: given up for {other:?}")),
                 }
             }
         }

@@ -26,7 +26,7 @@ use crate::device::{
 use crate::driver::{self, Role};
 use crate::metrics::{Metered, Observed, RoleMetrics};
 use crate::net::{Clock, DatagramSocket, TokioClock};
-use crate::proto::{PolicyConfig, Receiver, ReceiverConfig, Sender, SenderConfig};
+use crate::proto::{PolicyConfig, RateConfig, Receiver, ReceiverConfig, Sender, SenderConfig};
 use crate::role::durable::{self, Durable, DurableConfig, BACKFILL_SESSION_BIT};
 use crate::role::ring::{DiskRing, FrameRing, RingLimits};
 use crate::role::{
@@ -221,6 +221,16 @@ pub struct MobileFile {
     /// counted).
     #[serde(default = "default_ring_bytes")]
     pub ring_bytes: u64,
+    /// Rate control (default on): the sender paces at what the uplink delivers and the
+    /// camera shapes its frames to fit, within the bounds `set_quality`, `set_resolution`
+    /// and `set_fps` set; see `proto::rate`. `false` sends what the camera makes as fast as
+    /// it comes (the seed's sender).
+    #[serde(default = "yes")]
+    pub rate_control: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// 64 MiB: about 11 minutes of 10 KB frames at 10 fps.
@@ -705,6 +715,7 @@ pub async fn run_mobile_on<S: DatagramSocket>(
     tracing::info!(boot_seq, "frames of this boot number on from here");
     let sender = Sender::new(SenderConfig {
         initial_segment_size: policy.initial_size(),
+        rate_control: cfg.rate_control.then(RateConfig::default),
         ..SenderConfig::new(cfg.id, any_port())
     });
     let camera = open_camera(&cfg.camera, &cfg.camera_settings())?;

@@ -206,6 +206,7 @@ pub async fn up(
             insecure: false,
             ring: None,
             ring_bytes: crate::runtime::service::default_ring_bytes(),
+            rate_control: true,
         };
         keys.secure_mobile(&mut cfg);
         let socket = ImpairedSocket::new(
