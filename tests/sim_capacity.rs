@@ -263,8 +263,8 @@ fn a_step_down_adapts_and_recovers() {
         // lets almost none through.
         if adapted.dip_acked * 10 < adapted.dip_captured * 3 {
             problems.push(format!(
-                "seed {seed}: {} of {} frames of the dip arrived ({replay})",
-                adapted.dip_acked, adapted.dip_captured
+                "seed {seed}: {} of {} frames of the dip arrived, p99 {:.0} ms ({replay})",
+                adapted.dip_acked, adapted.dip_captured, adapted.dip_p99_ms
             ));
         }
         if adapted.dip_acked <= plain.dip_acked {

@@ -1042,9 +1042,7 @@ impl Endpoint for Sender {
             Duration::from_secs_f64((ahead as f64 / rc.target()).min(10.0))
         });
         let probe_timeout = probe_timeout + queued_ahead;
-        let Some(f) = self.frames.get_mut(&frame) else {
-            return None;
-        };
+        let f = self.frames.get_mut(&frame)?;
         if resend && self.rate.is_some() {
             self.repair_credit = (self.repair_credit - (buf.len() + UDP_IP_OVERHEAD) as f64)
                 .max(-(MAX_DATAGRAM_BURST as f64));
