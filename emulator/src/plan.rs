@@ -6,7 +6,8 @@
 //! run of one file are comparable. It runs real processes, so it takes the hosts whose role has
 //! a process (`tier1`, `tier2`, `mobile`), and the faults that act on links (`partition`,
 //! `repair`, `set_link`); anything else is refused with the field named. Cluster and protocol
-//! timers are the role processes' own defaults; the workload's `fps` and `policy` are used.
+//! timers are the role processes' own defaults; the workload's `fps` and `policy` and the
+//! protocol's `rate_control` are used.
 
 use std::net::SocketAddr;
 
@@ -77,6 +78,8 @@ pub struct Plan {
     links: Vec<LinkConfig>,
     pub schedule: Vec<(Instant, Action)>,
     pub fps: f64,
+    /// The scenario's `protocol.rate_control`, for the mobiles.
+    pub rate_control: bool,
     pub policy: PolicyConfig,
     /// Mobile clients start this far apart.
     pub stagger_ms: f64,
@@ -196,6 +199,7 @@ impl Plan {
             links,
             schedule,
             fps: scenario.workload.fps,
+            rate_control: scenario.protocol.rate_control,
             policy: PolicyConfig {
                 kind: scenario.workload.policy,
                 limits: scenario.workload.limits,
@@ -294,7 +298,7 @@ impl Plan {
                     insecure: keys.is_none(),
                     ring: None,
                     ring_bytes: livecam_system::runtime::service::default_ring_bytes(),
-                    rate_control: true,
+                    rate_control: self.rate_control,
                 };
                 if let Some(k) = keys {
                     k.secure_mobile(&mut cfg);
