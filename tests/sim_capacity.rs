@@ -290,3 +290,70 @@ fn a_step_down_adapts_and_recovers() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The recorded LTE uplinks (GPLv3 data from mahimahi, read from `../shared/data/cellular`,
+/// never copied here): one camera offering 100 KB/s over each, 60 s. Without the directory
+/// the test says so and passes, unless `LIVECAM_REQUIRE_TRACES=1` (CI) makes that a failure.
+#[test]
+fn cellular_traces_keep_frame_latency_low() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/cellular");
+    let mut traces: Vec<_> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "up"))
+            .collect(),
+        Err(e) => {
+            assert!(
+                std::env::var("LIVECAM_REQUIRE_TRACES").is_err(),
+                "{}: {e}",
+                dir.display()
+            );
+            eprintln!("skipped: no traces at {} ({e})", dir.display());
+            return;
+        }
+    };
+    traces.sort();
+    assert!(!traces.is_empty(), "no .up traces in {}", dir.display());
+    let mut problems = Vec::new();
+    for trace in &traces {
+        let toml = format!(
+            "name = \"trace\"\nduration_s = 60.0\n[workload]\nfps = 10.0\nframe_bytes = 10000\n\
+             policy = \"model\"\n[[hosts]]\nname = \"server\"\nrole = \"receiver\"\n\
+             [[hosts]]\nname = \"cam\"\nrole = \"camera\"\ntarget = \"server\"\n[link]\n\
+             delay_ms = 30.0\n[[links]]\nfrom = \"cam\"\nto = \"server\"\none_way = true\n\
+             config = {{ delay_ms = 30.0, capacity = {{ trace = {:?} }} }}\n",
+            trace.display().to_string()
+        );
+        let scenario = Scenario::parse(&toml).unwrap_or_else(|e| panic!("{e}"));
+        let run = run_traced(&scenario, 1).unwrap_or_else(|e| panic!("{}: {e}", trace.display()));
+        let s = &run.outcome.summary;
+        let mut lat: Vec<f64> = run
+            .frames
+            .by_id
+            .values()
+            .filter_map(|f| f.acked_s.map(|a| (a - f.captured_s) * 1000.0))
+            .collect();
+        lat.sort_by(f64::total_cmp);
+        let p95 = lat
+            .get(((lat.len() as f64 - 1.0) * 0.95).round() as usize)
+            .copied()
+            .unwrap_or(f64::INFINITY);
+        eprintln!(
+            "{}: {} of {} frames delivered, latency p95 {p95:.0} ms, p99 {:.0} ms",
+            trace.display(),
+            s.frames_delivered,
+            s.frames_sent,
+            s.latency_ms_p99
+        );
+        if !s.promises_kept {
+            problems.push(format!("{}: {:?}", trace.display(), s.violations));
+        }
+        if p95 > 300.0 {
+            problems.push(format!(
+                "{}: frame latency p95 {p95:.0} ms",
+                trace.display()
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
