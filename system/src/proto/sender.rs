@@ -815,15 +815,7 @@ impl Sender {
                 self.stats.nack_indices_ignored += 1;
                 continue;
             }
-            // Under rate control each further resend of one segment waits twice as long
-            // (RTO's backoff, RFC 6298): a NACK repeated while the last copy still sits in a
-            // queue must not stack copies behind it.
-            let backoff = if self.rate.is_some() {
-                1u32 << f.resends[i_us].saturating_sub(1).min(4)
-            } else {
-                1
-            };
-            if f.resent_at[i_us].is_some_and(|t| now < t + interval * backoff) {
+            if f.resent_at[i_us].is_some_and(|t| now < t + interval) {
                 self.stats.nack_resends_limited += 1;
                 continue;
             }
