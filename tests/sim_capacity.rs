@@ -9,6 +9,8 @@
 //!   no_collapse_on_lossy_links -- --exact`. `LIVECAM_SOAK_CASES=1000` runs more.
 //! - `a_step_down_adapts_and_recovers`: `sim/scenarios/step_down.toml`, capacity falls to a
 //!   fifth of the offered load for 5 s and comes back.
+//! - `cellular_traces_keep_frame_latency_low`: the recorded LTE uplinks in `../shared`.
+//! - `an_uplink_that_carries_nothing_...`: zero capacity for the whole run is legal.
 
 mod common;
 
@@ -357,4 +359,41 @@ fn cellular_traces_keep_frame_latency_low() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// An uplink that carries nothing for the whole run is legal: every frame is reported
+/// dropped, most at the source (superseded by the next capture while the window stays shut),
+/// and the sender does not pour the camera's load into the void: one frame per deadline goes
+/// out to find out whether the link is back.
+#[test]
+fn an_uplink_that_carries_nothing_drops_every_frame_mostly_at_the_source() {
+    let toml = "name = \"nothing\"\nduration_s = 10.0\n[workload]\nfps = 10.0\n\
+                frame_bytes = 10000\npolicy = \"model\"\n[[hosts]]\nname = \"server\"\n\
+                role = \"receiver\"\n[[hosts]]\nname = \"cam\"\nrole = \"camera\"\n\
+                target = \"server\"\n[link]\ndelay_ms = 20.0\n[[links]]\nfrom = \"cam\"\n\
+                to = \"server\"\none_way = true\nconfig = { delay_ms = 20.0, loss = 1.0 }\n";
+    let scenario = Scenario::parse(toml).unwrap_or_else(|e| panic!("{e}"));
+    let run = run_traced(&scenario, 1).unwrap_or_else(|e| panic!("{e}"));
+    let s = &run.outcome.summary;
+    assert!(s.promises_kept, "{:?}", s.violations);
+    assert!(s.frames_sent > 50, "{} frames captured", s.frames_sent);
+    assert_eq!(s.frames_delivered, 0);
+    assert_eq!(s.frames_dropped, s.frames_sent);
+    let at_source = run
+        .frames
+        .by_id
+        .values()
+        .filter(|f| matches!(f.given_up_for.as_deref(), Some("superseded" | "skipped")))
+        .count() as u64;
+    assert!(
+        at_source * 2 > s.frames_sent,
+        "{at_source} of {} dropped at the source",
+        s.frames_sent
+    );
+    let offered = s.frames_sent * scenario.workload.frame_bytes as u64;
+    assert!(
+        s.bytes_sent * 3 < offered,
+        "{} bytes sent of {offered} captured",
+        s.bytes_sent
+    );
 }
