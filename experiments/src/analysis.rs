@@ -40,6 +40,7 @@ pub fn key_metrics(kind: Kind) -> &'static [&'static str] {
         Kind::SegmentSizeTrace => &["efficiency", "final_segment_size_mean"],
         Kind::ClusterBalance => &["jain_index", "max_over_mean", "setup_ms_p99"],
         Kind::Failover => &["frames_delivered", "failover_ms_max"],
+        Kind::CapacityAdaptation => &["frames_delivered", "latency_ms_p99"],
     }
 }
 
@@ -117,6 +118,7 @@ pub fn analyse(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, Error> {
         Kind::SegmentSizeTrace => segment_size_trace(sweep, records),
         Kind::ClusterBalance => cluster_balance(sweep, records),
         Kind::Failover => failover(sweep, records),
+        Kind::CapacityAdaptation => capacity_adaptation(sweep, records),
     }
 }
 
@@ -944,6 +946,160 @@ fn failover(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, Error> {
         rows,
         note: "A failover is a client reconnecting through tier-1 after its session went \
                quiet; its time runs from the loss being noticed to the new session."
+            .into(),
+    });
+    Ok(f)
+}
+
+/// Capacity, delivered rate, frame latency, frame size and frame rate over time, one seed
+/// per point (the sender with and without rate control), and a table over all seeds.
+fn capacity_adaptation(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, Error> {
+    let groups = by_point(sweep, records);
+    let mut f = Figures::default();
+    let Some(first) = sweep.points.first() else {
+        return Ok(f);
+    };
+    let sc = scenario(sweep, first)?;
+    let end = sc.duration_s - sc.workload.settle_s;
+    let offered = sc.workload.frame_bytes as f64 * sc.workload.fps;
+    let ph = phases(&sc);
+    // The uplink's capacity in payload terms; unlimited phases draw at twice the load.
+    let capacity: Vec<(f64, f64)> = ph
+        .iter()
+        .flat_map(|(a, b, l)| {
+            let c = l.rate_bytes_per_s.unwrap_or(2.0 * offered) / 1000.0;
+            [(*a, c), (b.min(end), c)]
+        })
+        .collect();
+    let bands: Vec<(f64, f64, String)> = ph
+        .iter()
+        .filter(|(_, _, l)| l.rate_bytes_per_s.is_some())
+        .map(|(a, b, l)| {
+            let rate = l.rate_bytes_per_s.unwrap_or(0.0) / 1000.0;
+            (*a, *b, format!("capacity {} KB/s", fmt_num(rate)))
+        })
+        .collect();
+    let label = |p: &crate::sweep::Point| {
+        if p.text("rate_control") == "true" {
+            "rate control".to_string()
+        } else {
+            "seed's sender (no rate control)".to_string()
+        }
+    };
+    let mut charts: Vec<(&str, &str, &str, Axis, Vec<Series>)> = vec![
+        (
+            "delivered",
+            "Delivered rate",
+            "frame bytes acknowledged per second (KB/s)",
+            Axis::linear("KB/s"),
+            vec![],
+        ),
+        (
+            "latency",
+            "Frame latency",
+            "capture to ACK (ms), at capture time",
+            Axis::log("ms"),
+            vec![],
+        ),
+        (
+            "size",
+            "Frame size (quality and resolution)",
+            "bytes per frame at capture",
+            Axis::linear("bytes"),
+            vec![],
+        ),
+        (
+            "fps",
+            "Frame rate",
+            "frames captured per second (skipped instants left out)",
+            Axis::linear("frames/s"),
+            vec![],
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (i, p) in sweep.points.iter().enumerate() {
+        let runs = &groups[i];
+        let Some(run) = runs.first() else { continue };
+        let cut = |name: &str, scale: f64| -> Vec<(f64, f64)> {
+            run.series
+                .get(name)
+                .map(|v| {
+                    v.iter()
+                        .filter(|q| q.0 <= end)
+                        .map(|&(t, y)| (t, y * scale))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let data = [
+            cut("delivered_bps", 1e-3),
+            cut("latency_ms", 1.0),
+            cut("size", 1.0),
+            cut("fps", 1.0),
+        ];
+        for (chart, points) in charts.iter_mut().zip(data) {
+            let mut s = Series::line(format!("{} (seed {})", label(p), run.seed), i, points);
+            s.markers = chart.0 == "latency";
+            s.step = chart.0 == "size";
+            chart.4.push(s);
+        }
+        rows.push(vec![
+            label(p),
+            format!("{:.0}", metric_mean(runs, "frames_sent")),
+            format!("{:.0}", metric_mean(runs, "frames_delivered")),
+            format!("{:.0}", metric_mean(runs, "frames_dropped")),
+            format!("{:.0}", metric_mean(runs, "latency_ms_p50")),
+            format!("{:.0}", metric_mean(runs, "latency_ms_p99")),
+        ]);
+    }
+    for (name, title, y, axis, mut series) in charts {
+        if name == "delivered" {
+            series.push(Series::reference(
+                "capacity",
+                Stroke::Dashed,
+                capacity.clone(),
+            ));
+        }
+        f.charts.push(Chart {
+            file: format!("{}-{name}", sweep.name),
+            title: format!("{title} through a capacity step"),
+            x: Axis::linear("time (s)").range(0.0, end),
+            y: Axis {
+                label: y.into(),
+                ..axis
+            },
+            series,
+            bands: bands.clone(),
+            vlines: vec![],
+            legend: Legend::UpperRight,
+            headroom: 0.3,
+            caption: format!(
+                "One seed per sender; shaded: the dip. Offered load {} KB/s ({} B frames at {} \
+                 fps); the dashed line is the capacity (unlimited phases drawn at twice the \
+                 load).",
+                fmt_num(offered / 1000.0),
+                sc.workload.frame_bytes,
+                fmt_num(sc.workload.fps)
+            ),
+        });
+    }
+    f.tables.push(Table {
+        title: "Frames per run (mean over seeds)".into(),
+        header: [
+            "sender",
+            "frames captured",
+            "delivered",
+            "dropped (reported)",
+            "latency p50 ms",
+            "latency p99 ms",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        rows,
+        note: "Dropped counts the frames given up at their deadline and, under rate control, \
+               those dropped at the source (superseded by a newer capture, or capture instants \
+               skipped for a lower frame rate)."
             .into(),
     });
     Ok(f)

@@ -18,8 +18,11 @@ pub struct Event {
 /// The events kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {
-    /// A camera's frame was acknowledged.
-    FrameAcked,
+    /// A camera's frame was acknowledged, this long after its capture.
+    FrameAcked { frame: u32, latency_us: u64 },
+    /// A camera captured a frame of `len` bytes (0: a capture instant skipped to fit the
+    /// rate).
+    FramePushed { frame: u32, len: u64 },
     /// A mobile client got a session on tier-2 `tier2` (its host index).
     Connected { tier2: u32 },
     /// A mobile client lost its session.
@@ -36,13 +39,15 @@ struct Line {
 #[derive(Deserialize)]
 #[serde(tag = "ev", rename_all = "snake_case")]
 enum Body {
-    FrameAcked {},
+    FrameAcked { frame: u32, latency_us: u64 },
+    FramePushed { frame: u32, len: u64 },
     Connected { tier2: u32 },
     SessionLost {},
 }
 
-const TAGS: [&[u8]; 3] = [
+const TAGS: [&[u8]; 4] = [
     b"\"ev\":\"frame_acked\"",
+    b"\"ev\":\"frame_pushed\"",
     b"\"ev\":\"connected\"",
     b"\"ev\":\"session_lost\"",
 ];
@@ -89,7 +94,10 @@ impl SinkState {
                 t_us: l.t_us,
                 host: l.host,
                 kind: match l.e {
-                    Body::FrameAcked {} => EventKind::FrameAcked,
+                    Body::FrameAcked { frame, latency_us } => {
+                        EventKind::FrameAcked { frame, latency_us }
+                    }
+                    Body::FramePushed { frame, len } => EventKind::FramePushed { frame, len },
                     Body::Connected { tier2 } => EventKind::Connected { tier2 },
                     Body::SessionLost {} => EventKind::SessionLost,
                 },
@@ -154,7 +162,13 @@ mod tests {
             kinds,
             [
                 (7, EventKind::Connected { tier2: 4 }),
-                (9, EventKind::FrameAcked),
+                (
+                    9,
+                    EventKind::FrameAcked {
+                        frame: 0,
+                        latency_us: 3
+                    }
+                ),
                 (11, EventKind::SessionLost)
             ]
         );

@@ -123,7 +123,10 @@ pub fn run_one(sweep: &Sweep, point: usize, seed: u64) -> Result<RunRecord, Erro
         file: format!("{}.toml", sweep.name),
         message,
     })?;
-    let needs_trace = matches!(sweep.kind, Kind::ClusterBalance | Kind::Failover);
+    let needs_trace = matches!(
+        sweep.kind,
+        Kind::ClusterBalance | Kind::Failover | Kind::CapacityAdaptation
+    );
     let sink = EventSink::new();
     let trace: livecam_sim::backend::TraceOut = if needs_trace {
         Some(Box::new(sink.clone()))
@@ -162,6 +165,7 @@ pub fn run_one(sweep: &Sweep, point: usize, seed: u64) -> Result<RunRecord, Erro
                 delivered_rate(&events, scenario.duration_s),
             );
         }
+        Kind::CapacityAdaptation => series.extend(frame_series(&events, scenario.duration_s)),
     }
     Ok(RunRecord {
         point,
@@ -222,7 +226,10 @@ pub fn metrics(scenario: &Scenario, o: &Outcome) -> Vec<(String, f64)> {
 pub fn delivered_rate(events: &[Event], duration_s: f64) -> Vec<(f64, f64)> {
     let bins = (duration_s / RATE_BIN_S).ceil() as usize;
     let mut counts = vec![0u64; bins.max(1)];
-    for e in events.iter().filter(|e| e.kind == EventKind::FrameAcked) {
+    for e in events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::FrameAcked { .. }))
+    {
         let b = ((e.t_us as f64 / 1e6) / RATE_BIN_S) as usize;
         if let Some(c) = counts.get_mut(b) {
             *c += 1;
@@ -233,6 +240,54 @@ pub fn delivered_rate(events: &[Event], duration_s: f64) -> Vec<(f64, f64)> {
         .enumerate()
         .map(|(i, &c)| ((i as f64 + 0.5) * RATE_BIN_S, c as f64 / RATE_BIN_S))
         .collect()
+}
+
+/// Per frame, over time (the first camera's; a capacity experiment has one): `size` (bytes
+/// at capture, 0 for a skipped instant), `latency_ms` (at capture, for the frames
+/// acknowledged), `delivered_bps` (bytes of the frames acknowledged in each
+/// [`RATE_BIN_S`] bin, per second) and `fps` (frames captured, skipped ones left out, per
+/// second).
+pub fn frame_series(events: &[Event], duration_s: f64) -> BTreeMap<String, Vec<(f64, f64)>> {
+    let camera = events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::FramePushed { .. }))
+        .map(|e| e.host.clone());
+    let bins = (duration_s / RATE_BIN_S).ceil() as usize;
+    let mut delivered = vec![0.0; bins.max(1)];
+    let mut captured = vec![0.0; bins.max(1)];
+    let mut len_of = BTreeMap::new();
+    let mut out: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let bin = |t: f64| (t / RATE_BIN_S) as usize;
+    for e in events.iter().filter(|e| Some(&e.host) == camera.as_ref()) {
+        let t = e.t_us as f64 / 1e6;
+        match e.kind {
+            EventKind::FramePushed { frame, len } => {
+                len_of.insert(frame, len);
+                out.entry("size".into()).or_default().push((t, len as f64));
+                if let (Some(c), true) = (captured.get_mut(bin(t)), len > 0) {
+                    *c += 1.0;
+                }
+            }
+            EventKind::FrameAcked { frame, latency_us } => {
+                let at = t - latency_us as f64 / 1e6;
+                let ms = latency_us as f64 / 1e3;
+                out.entry("latency_ms".into()).or_default().push((at, ms));
+                if let (Some(d), Some(&len)) = (delivered.get_mut(bin(t)), len_of.get(&frame)) {
+                    *d += len as f64;
+                }
+            }
+            _ => {}
+        }
+    }
+    let per_second = |v: &[f64]| {
+        v.iter()
+            .enumerate()
+            .map(|(i, &x)| ((i as f64 + 0.5) * RATE_BIN_S, x / RATE_BIN_S))
+            .collect()
+    };
+    out.insert("delivered_bps".into(), per_second(&delivered));
+    out.insert("fps".into(), per_second(&captured));
+    out
 }
 
 /// Clients per tier-2 over time (`load:NAME`), and Jain's index of those loads (`jain`),
@@ -260,7 +315,7 @@ pub fn load_series(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, Ve
                 EventKind::SessionLost => {
                     at.remove(e.host.as_str());
                 }
-                EventKind::FrameAcked => {}
+                EventKind::FrameAcked { .. } | EventKind::FramePushed { .. } => {}
             }
         }
         let loads: Vec<f64> = tier2
@@ -315,7 +370,10 @@ mod tests {
         let e = |t_us| Event {
             t_us,
             host: "car0".into(),
-            kind: EventKind::FrameAcked,
+            kind: EventKind::FrameAcked {
+                frame: 0,
+                latency_us: 0,
+            },
         };
         let r = delivered_rate(&[e(100), e(400_000), e(600_000)], 1.0);
         assert_eq!(r, [(0.25, 4.0), (0.75, 2.0)]);

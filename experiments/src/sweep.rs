@@ -57,6 +57,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../cluster-balance.toml"),
     ),
     ("failover.toml", include_str!("../failover.toml")),
+    (
+        "capacity-adaptation.toml",
+        include_str!("../capacity-adaptation.toml"),
+    ),
 ];
 
 /// Which analysis turns a sweep's runs into charts and tables.
@@ -67,6 +71,7 @@ pub enum Kind {
     SegmentSizeTrace,
     ClusterBalance,
     Failover,
+    CapacityAdaptation,
 }
 
 /// One parameter value.
