@@ -1015,6 +1015,13 @@ fn capacity_adaptation(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, 
             Axis::linear("frames/s"),
             vec![],
         ),
+        (
+            "queue",
+            "Queueing delay read by the rate control",
+            "ms above the minimum round trip",
+            Axis::linear("ms"),
+            vec![],
+        ),
     ];
     let mut rows = Vec::new();
     for (i, p) in sweep.points.iter().enumerate() {
@@ -1036,12 +1043,28 @@ fn capacity_adaptation(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, 
             cut("latency_ms", 1.0),
             cut("size", 1.0),
             cut("fps", 1.0),
+            cut("queue_ms", 1.0),
         ];
         for (chart, points) in charts.iter_mut().zip(data) {
+            if points.is_empty() {
+                continue;
+            }
             let mut s = Series::line(format!("{} (seed {})", label(p), run.seed), i, points);
             s.markers = chart.0 == "latency";
-            s.step = chart.0 == "size";
+            s.step = matches!(chart.0, "size" | "queue");
             chart.4.push(s);
+        }
+        let target = cut("target_bps", 1e-3);
+        if !target.is_empty() {
+            let mut s = Series::line(
+                format!("rate control's target, wire bytes (seed {})", run.seed),
+                i,
+                target,
+            );
+            s.markers = false;
+            s.step = true;
+            s.stroke = Stroke::Dotted;
+            charts[0].4.push(s);
         }
         rows.push(vec![
             label(p),

@@ -23,6 +23,8 @@ pub enum EventKind {
     /// A camera captured a frame of `len` bytes (0: a capture instant skipped to fit the
     /// rate).
     FramePushed { frame: u32, len: u64 },
+    /// A camera's rate control moved its target, reading this queueing delay.
+    TargetRate { bytes_per_s: u64, queue_us: u64 },
     /// A mobile client got a session on tier-2 `tier2` (its host index).
     Connected { tier2: u32 },
     /// A mobile client lost its session.
@@ -41,11 +43,13 @@ struct Line {
 enum Body {
     FrameAcked { frame: u32, latency_us: u64 },
     FramePushed { frame: u32, len: u64 },
+    TargetRate { bytes_per_s: u64, queue_us: u64 },
     Connected { tier2: u32 },
     SessionLost {},
 }
 
-const TAGS: [&[u8]; 4] = [
+const TAGS: [&[u8]; 5] = [
+    b"\"ev\":\"target_rate\"",
     b"\"ev\":\"frame_acked\"",
     b"\"ev\":\"frame_pushed\"",
     b"\"ev\":\"connected\"",
@@ -98,6 +102,13 @@ impl SinkState {
                         EventKind::FrameAcked { frame, latency_us }
                     }
                     Body::FramePushed { frame, len } => EventKind::FramePushed { frame, len },
+                    Body::TargetRate {
+                        bytes_per_s,
+                        queue_us,
+                    } => EventKind::TargetRate {
+                        bytes_per_s,
+                        queue_us,
+                    },
                     Body::Connected { tier2 } => EventKind::Connected { tier2 },
                     Body::SessionLost {} => EventKind::SessionLost,
                 },

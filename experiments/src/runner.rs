@@ -245,8 +245,9 @@ pub fn delivered_rate(events: &[Event], duration_s: f64) -> Vec<(f64, f64)> {
 /// Per frame, over time (the first camera's; a capacity experiment has one): `size` (bytes
 /// at capture, 0 for a skipped instant), `latency_ms` (at capture, for the frames
 /// acknowledged), `delivered_bps` (bytes of the frames acknowledged in each
-/// [`RATE_BIN_S`] bin, per second) and `fps` (frames captured, skipped ones left out, per
-/// second).
+/// [`RATE_BIN_S`] bin, per second), `fps` (frames captured, skipped ones left out, per
+/// second), and under rate control `target_bps` and `queue_ms` (the target and the queueing
+/// delay it read, each time the target moved).
 pub fn frame_series(events: &[Event], duration_s: f64) -> BTreeMap<String, Vec<(f64, f64)>> {
     let camera = events
         .iter()
@@ -275,6 +276,17 @@ pub fn frame_series(events: &[Event], duration_s: f64) -> BTreeMap<String, Vec<(
                 if let (Some(d), Some(&len)) = (delivered.get_mut(bin(t)), len_of.get(&frame)) {
                     *d += len as f64;
                 }
+            }
+            EventKind::TargetRate {
+                bytes_per_s,
+                queue_us,
+            } => {
+                out.entry("target_bps".into())
+                    .or_default()
+                    .push((t, bytes_per_s as f64));
+                out.entry("queue_ms".into())
+                    .or_default()
+                    .push((t, queue_us as f64 / 1e3));
             }
             _ => {}
         }
@@ -315,7 +327,9 @@ pub fn load_series(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, Ve
                 EventKind::SessionLost => {
                     at.remove(e.host.as_str());
                 }
-                EventKind::FrameAcked { .. } | EventKind::FramePushed { .. } => {}
+                EventKind::FrameAcked { .. }
+                | EventKind::FramePushed { .. }
+                | EventKind::TargetRate { .. } => {}
             }
         }
         let loads: Vec<f64> = tier2

@@ -113,7 +113,11 @@ pub enum SenderEvent {
     FrameDropped { frame: u32, reason: DropReason },
     /// The rate control's target changed (bytes per second on the wire): what the camera
     /// shapes its frames to.
-    TargetRate { bytes_per_s: u64 },
+    TargetRate {
+        bytes_per_s: u64,
+        /// The queueing delay the rate control reads from its latest round trips.
+        queue: Duration,
+    },
     /// Frames pushed from now on are cut at the new size.
     SegmentSizeChanged { from: usize, to: usize },
     /// Frames pushed from now on carry this many parity segments.
@@ -668,13 +672,20 @@ impl Sender {
             if rtt.is_none() {
                 rc.on_late_ack(now, now - last_tx);
             }
-            let target = rc.target() as u64;
-            if target != self.reported_target {
-                self.reported_target = target;
-                self.events.push_back(SenderEvent::TargetRate {
-                    bytes_per_s: target,
-                });
-            }
+        }
+        self.report_target();
+    }
+
+    /// Reports the rate control's target when it moved by a byte per second or more.
+    fn report_target(&mut self) {
+        let Some(rc) = self.rate.as_ref() else { return };
+        let target = rc.target() as u64;
+        if target != self.reported_target {
+            self.reported_target = target;
+            self.events.push_back(SenderEvent::TargetRate {
+                bytes_per_s: target,
+                queue: rc.queue_delay().unwrap_or_default(),
+            });
         }
     }
 
@@ -901,7 +912,8 @@ impl Endpoint for Sender {
             Ok(Message::FrameAck(a)) if a.session == self.cfg.session => self.on_ack(now, a),
             Ok(Message::Nack(n)) if n.session == self.cfg.session => {
                 self.last_feedback = Some(now);
-                self.on_nack(now, n)
+                self.on_nack(now, n);
+                self.report_target();
             }
             Ok(_) => self.stats.datagrams_foreign += 1,
             Err(wire::WireError::BadChecksum) => self.stats.datagrams_damaged += 1,
@@ -920,6 +932,7 @@ impl Endpoint for Sender {
             if let Some(rc) = self.rate.as_mut() {
                 rc.on_overdue(now, t);
             }
+            self.report_target();
         }
         let expired: Vec<u32> = self
             .frames

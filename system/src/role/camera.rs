@@ -428,7 +428,18 @@ impl Camera {
                     self.size_trace.push((now, to));
                     self.record(now, RoleEvent::SegmentSize { session, size: to });
                 }
-                SenderEvent::ParityChanged { .. } | SenderEvent::TargetRate { .. } => {}
+                SenderEvent::TargetRate { bytes_per_s, queue } => {
+                    let queue_us = u64::try_from(queue.as_micros()).unwrap_or(u64::MAX);
+                    self.record(
+                        now,
+                        RoleEvent::TargetRate {
+                            session,
+                            bytes_per_s,
+                            queue_us,
+                        },
+                    );
+                }
+                SenderEvent::ParityChanged { .. } => {}
             }
         }
         let events = self

@@ -28,6 +28,13 @@ pub enum RoleEvent {
     },
     /// A camera's segment size for the next frames changed.
     SegmentSize { session: u32, size: usize },
+    /// A camera's rate control moved its target (bytes per second on the wire), with the
+    /// queueing delay it read then.
+    TargetRate {
+        session: u32,
+        bytes_per_s: u64,
+        queue_us: u64,
+    },
     /// A receiver delivered a whole frame, checked against the camera's content.
     FrameDelivered {
         session: u32,
