@@ -14,8 +14,21 @@
 
 mod common;
 
-use common::{load_scenario, run_traced, run_with_trace};
+use common::{load_scenario, run_traced, run_with_trace, FrameFate};
 use livecam_sim::Scenario;
+use livecam_system::stats::Samples;
+
+/// The `q` quantile (nearest rank) of some latencies; infinite when there are none, so a
+/// run that delivered nothing cannot pass a latency bound.
+fn quantile_ms(latencies: impl Iterator<Item = f64>, q: f64) -> f64 {
+    let mut s = Samples::default();
+    latencies.for_each(|v| s.push(v));
+    if s.is_empty() {
+        f64::INFINITY
+    } else {
+        s.quantile(q)
+    }
+}
 
 /// SplitMix64: one seeded stream per soak case.
 struct Draw(u64);
@@ -220,21 +233,16 @@ fn step_down(scenario: &Scenario, seed: u64) -> Result<StepDown, String> {
     }
     let (dip_from, dip_to) = (4.0, 9.0);
     let frames: Vec<_> = run.frames.by_id.values().collect();
-    let latency = |f: &common::FrameFate| f.acked_s.map(|a| (a - f.captured_s) * 1000.0);
     let dip: Vec<_> = frames
         .iter()
         .filter(|f| (dip_from..dip_to).contains(&f.captured_s))
         .collect();
-    let mut lat: Vec<f64> = dip.iter().filter_map(|f| latency(f)).collect();
-    lat.sort_by(f64::total_cmp);
-    let dip_p99_ms = lat
-        .get(((lat.len() as f64 - 1.0) * 0.99).round() as usize)
-        .copied()
-        .unwrap_or(f64::INFINITY);
+    let dip_acked = dip.iter().filter(|f| f.acked_s.is_some()).count();
+    let dip_p99_ms = quantile_ms(dip.iter().filter_map(|f| f.latency_ms()), 0.99);
     let after_max_ms = frames
         .iter()
         .filter(|f| (dip_to..dip_to + 1.0).contains(&f.captured_s))
-        .map(|f| latency(f).unwrap_or(f64::INFINITY))
+        .map(|f| f.latency_ms().unwrap_or(f64::INFINITY))
         .fold(0.0, f64::max);
     let nominal = scenario.workload.frame_bytes;
     let last_short = frames
@@ -244,7 +252,7 @@ fn step_down(scenario: &Scenario, seed: u64) -> Result<StepDown, String> {
         .fold(dip_to, f64::max);
     Ok(StepDown {
         dip_captured: dip.len(),
-        dip_acked: lat.len(),
+        dip_acked,
         dip_p99_ms,
         after_max_ms,
         full_again_s: last_short - dip_to,
@@ -330,17 +338,10 @@ fn cellular_traces_keep_frame_latency_low() {
         let scenario = Scenario::parse(&toml).unwrap_or_else(|e| panic!("{e}"));
         let run = run_traced(&scenario, 1).unwrap_or_else(|e| panic!("{}: {e}", trace.display()));
         let s = &run.outcome.summary;
-        let mut lat: Vec<f64> = run
-            .frames
-            .by_id
-            .values()
-            .filter_map(|f| f.acked_s.map(|a| (a - f.captured_s) * 1000.0))
-            .collect();
-        lat.sort_by(f64::total_cmp);
-        let p95 = lat
-            .get(((lat.len() as f64 - 1.0) * 0.95).round() as usize)
-            .copied()
-            .unwrap_or(f64::INFINITY);
+        let p95 = quantile_ms(
+            run.frames.by_id.values().filter_map(FrameFate::latency_ms),
+            0.95,
+        );
         eprintln!(
             "{}: {} of {} frames delivered, latency p95 {p95:.0} ms, p99 {:.0} ms",
             trace.display(),

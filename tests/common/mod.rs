@@ -300,6 +300,13 @@ enum TraceEvent {
     Other,
 }
 
+impl FrameFate {
+    /// Capture to ACK in milliseconds, if it was acknowledged.
+    pub fn latency_ms(&self) -> Option<f64> {
+        self.acked_s.map(|a| (a - self.captured_s) * 1000.0)
+    }
+}
+
 impl Frames {
     /// Reads the frame and loss events out of trace lines (one JSON object a line).
     pub fn from_trace(trace: &[u8]) -> Result<Frames, String> {

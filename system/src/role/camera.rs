@@ -84,8 +84,6 @@ pub struct Camera {
     capture_credit: f64,
     superseded: u64,
     skipped: u64,
-    /// `(time, target rate in bytes/s on the wire, picture)` whenever either changed.
-    rate_trace: Vec<(Instant, f64, Picture)>,
 }
 
 /// Frame rates a command may set.
@@ -107,7 +105,6 @@ impl Camera {
             capture_credit: 0.0,
             superseded: 0,
             skipped: 0,
-            rate_trace: Vec::new(),
             producer,
             next_frame_at: cfg.start_at,
             size_trace: vec![(cfg.start_at, sender.segment_size())],
@@ -244,29 +241,14 @@ impl Camera {
         &self.picture
     }
 
-    /// `(time, target rate, picture)` each time the rate control's target or the picture
-    /// changed.
-    pub fn rate_trace(&self) -> &[(Instant, f64, Picture)] {
-        &self.rate_trace
-    }
-
     /// Chooses the picture for the capture due now from the sender's rate; returns whether
     /// to capture at all (below the frame-rate ceiling some instants are skipped).
-    fn adapt(&mut self, now: Instant) -> bool {
+    fn adapt(&mut self) -> bool {
         let picture = self.ladder.choose(self.sender.source_rate());
-        let target = self.sender.rate_control().map_or(0.0, |rc| rc.target());
-        if picture != self.picture
-            || self
-                .rate_trace
-                .last()
-                .is_none_or(|&(_, t, _)| (t - target).abs() >= 1.0)
+        if picture.quality != self.picture.quality
+            || (picture.width, picture.height) != (self.picture.width, self.picture.height)
         {
-            if picture.quality != self.picture.quality
-                || (picture.width, picture.height) != (self.picture.width, self.picture.height)
-            {
-                self.producer.adapt(&picture);
-            }
-            self.rate_trace.push((now, target, picture));
+            self.producer.adapt(&picture);
         }
         self.picture = picture;
         let ceiling = self.ladder.bounds.fps.0.max(1e-3);
@@ -524,7 +506,7 @@ impl Endpoint for Camera {
         while !self.paused && self.pushed < self.cfg.frames && self.next_frame_at <= now {
             // A camera that keeps frames until stored captures every instant: what the link
             // cannot carry live, the backfill stores later.
-            if self.adapt(now) || self.durable.is_some() {
+            if self.adapt() || self.durable.is_some() {
                 self.capture(now);
             } else {
                 self.skip(now);
