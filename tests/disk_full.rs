@@ -5,7 +5,9 @@
 //! as space returns.
 //!
 //! Mounting needs root. Without it the test says so and passes, unless
-//! `LIVECAM_REQUIRE_PRIVILEGES=1` (CI, which runs as root, sets it): then it fails.
+//! `LIVECAM_REQUIRE_ROOT=1` (CI, which runs as root, sets it): then it fails.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,10 +23,9 @@ struct SmallDisk {
 impl SmallDisk {
     fn mount(name: &str, kib: u32) -> Option<SmallDisk> {
         // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            let required = std::env::var("LIVECAM_REQUIRE_PRIVILEGES").as_deref() == Ok("1");
-            assert!(!required, "LIVECAM_REQUIRE_PRIVILEGES=1 but not root");
-            eprintln!("skipped: mounting a small tmpfs needs root");
+        let root = unsafe { libc::geteuid() } == 0;
+        let missing = (!root).then(|| "mounting a small tmpfs needs root".to_string());
+        if !common::can_run(name, missing) {
             return None;
         }
         let dir = std::env::temp_dir().join(format!("livecam-{name}-{}", std::process::id()));

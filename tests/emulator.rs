@@ -1,7 +1,10 @@
 //! The emulator with the real binary: `livecam emulate` runs the role processes in network
-//! namespaces behind the pnet bridge (root or CAP_NET_ADMIN needed: without, these tests say so
-//! and skip), and `--relay` on loopback (no privileges). Every namespace run checks that no
-//! namespace or interface of it is left behind.
+//! namespaces behind the pnet bridge (root or CAP_NET_ADMIN and iproute2 needed: without, these
+//! tests say so and skip, unless `LIVECAM_REQUIRE_ROOT=1` makes that a failure), and `--relay`
+//! on loopback (no privileges). Every namespace run checks that no namespace or interface of it
+//! is left behind.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,16 +24,10 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Whether namespace tests can run here; prints why not.
+/// Whether namespace tests can run here (see [`common::can_run`]); the --relay tests cover the
+/// link models without privileges.
 fn privileged(test: &str) -> bool {
-    if netns::privileged() {
-        return true;
-    }
-    eprintln!(
-        "SKIPPED {test}: network namespaces need root or CAP_NET_ADMIN (CI runs as root); \
-         the --relay tests cover the link models without privileges"
-    );
-    false
+    common::can_run(test, netns::unavailable())
 }
 
 fn scenario(name: &str, text: &str) -> PathBuf {

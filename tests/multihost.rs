@@ -110,8 +110,7 @@ fn get_as(url: &str, token: &str) -> Option<Value> {
 
 #[test]
 fn deploy_configs_run_across_namespaces_with_postgres_and_survive_a_tier2_kill() {
-    if !netns::privileged() {
-        eprintln!("SKIPPED multi-host test: network namespaces need root or CAP_NET_ADMIN");
+    if !common::can_run("multi-host test", netns::unavailable()) {
         return;
     }
     let Ok(base) = std::env::var("LIVECAM_TEST_POSTGRES") else {

@@ -1,6 +1,6 @@
-//! Network namespaces and veth pairs, set up and torn down with iproute2's `ip` (and `ethtool`
-//! to turn off the veths' offloads, so every frame the bridge sees is a real, checksummed,
-//! MTU-sized packet).
+//! Network namespaces and veth pairs, set up and torn down with iproute2's `ip`; the veths'
+//! offloads are turned off through the kernel's ethtool ioctl (`SIOCETHTOOL`, no `ethtool`
+//! binary needed), so every frame the bridge sees is a real, checksummed, MTU-sized packet.
 //!
 //! Every name a run creates starts with `lce<PID>`, the emulator's process id: the namespace of
 //! host `i` is `lce<PID>-<i>`, its root-side veth `lce<PID>r<i>` and the namespace side
@@ -23,10 +23,16 @@ pub const PREFIX: &str = "lce";
 /// A namespace command that failed.
 #[derive(Debug, Error)]
 pub enum NetError {
-    #[error("running `{command}`: {source} (is iproute2/ethtool installed?)")]
+    #[error("running `{command}`: {source} (is iproute2 installed?)")]
     Spawn { command: String, source: io::Error },
     #[error("`{command}` failed: {stderr}")]
     Failed { command: String, stderr: String },
+    #[error("turning off offload {feature} on {interface}: {source}")]
+    Offload {
+        interface: String,
+        feature: &'static str,
+        source: io::Error,
+    },
     #[error(
         "network namespaces need root or CAP_NET_ADMIN; run as root, or use --relay (loopback \
          UDP, no privileges)"
@@ -46,6 +52,195 @@ pub fn privileged() -> bool {
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
         .is_some_and(|caps| caps & (1 << 12) != 0 && caps & (1 << 21) != 0)
+}
+
+/// Why the namespace emulator cannot run here, or `None` when it can: it needs CAP_NET_ADMIN
+/// ([`privileged`]) and iproute2's `ip` on the `PATH`. Tests call this to skip with the reason
+/// (or, under `LIVECAM_REQUIRE_ROOT=1`, to fail with it).
+pub fn unavailable() -> Option<String> {
+    if !privileged() {
+        return Some(NetError::NotPrivileged.to_string());
+    }
+    match Command::new("ip").arg("-V").stdin(Stdio::null()).output() {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(format!(
+            "`ip -V` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Some(format!(
+            "iproute2's `ip` cannot run: {e} (apt-get install iproute2)"
+        )),
+    }
+}
+
+/// Turns off checksum, segmentation and receive offloads on interface `name` in this process's
+/// namespace, as `ethtool -K name tx off rx off tso off gso off gro off` does, and by the same
+/// means: the kernel's ethtool ioctl, reading the device's feature names (`ETH_SS_FEATURES`)
+/// and clearing every `tx-checksum-*`, `rx-checksum`, `tx-tcp*-segmentation`,
+/// `tx-generic-segmentation` and `rx-gro` bit in one `ETHTOOL_SFEATURES` (names rather than
+/// bit numbers, which change between kernels; the legacy one-feature commands miss newer bits
+/// such as `tx-tcp-accecn-segmentation`). The `ethtool` binary would be one more package for a
+/// user to install for three ioctls.
+pub fn offloads_off(name: &str) -> Result<(), NetError> {
+    Ethtool::open(name)
+        .and_then(|e| e.clear_offloads())
+        .map_err(|(step, source)| NetError::Offload {
+            interface: name.to_string(),
+            feature: step,
+            source,
+        })
+}
+
+/// The offloads [`offloads_off`] clears that are active on interface `name` now (empty once
+/// they are off).
+pub fn offloads_on(name: &str) -> Result<Vec<String>, NetError> {
+    Ethtool::open(name)
+        .and_then(|e| e.active_offloads())
+        .map_err(|(step, source)| NetError::Offload {
+            interface: name.to_string(),
+            feature: step,
+            source,
+        })
+}
+
+/// Whether ethtool feature `name` is one [`offloads_off`] clears.
+fn is_offload(name: &str) -> bool {
+    name.starts_with("tx-checksum")
+        || name == "rx-checksum"
+        || (name.starts_with("tx-tcp") && name.ends_with("segmentation"))
+        || name == "tx-generic-segmentation"
+        || name == "rx-gro"
+}
+
+/// One interface's ethtool ioctl (`SIOCETHTOOL` on a datagram socket).
+struct Ethtool {
+    fd: std::os::fd::OwnedFd,
+    name: [libc::c_char; libc::IFNAMSIZ],
+}
+
+/// A failed step of [`Ethtool`]: what it was doing, and the error.
+type EthtoolError = (&'static str, io::Error);
+
+impl Ethtool {
+    // <linux/ethtool.h>
+    const GSTRINGS: u32 = 0x1b;
+    const GSSET_INFO: u32 = 0x37;
+    const GFEATURES: u32 = 0x3a;
+    const SFEATURES: u32 = 0x3b;
+    const SS_FEATURES: u32 = 4;
+    const GSTRING_LEN: usize = 32;
+
+    fn open(name: &str) -> Result<Ethtool, EthtoolError> {
+        if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+            let e = io::Error::new(io::ErrorKind::InvalidInput, "bad interface name length");
+            return Err(("name", e));
+        }
+        let mut ifname = [0 as libc::c_char; libc::IFNAMSIZ];
+        for (dst, src) in ifname.iter_mut().zip(name.bytes()) {
+            *dst = src as libc::c_char;
+        }
+        // SAFETY: socket(2) with constant arguments; the result is checked before use.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(("socket", io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` is a fresh descriptor nothing else owns; OwnedFd closes it.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(Ethtool { fd, name: ifname })
+    }
+
+    /// Runs one ethtool command whose request (starting with its `u32` command) is `data`.
+    fn call(&self, step: &'static str, data: &mut [u8]) -> Result<(), EthtoolError> {
+        // SAFETY: ifreq is plain old data; all zeroes is a valid (empty) request.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        req.ifr_name = self.name;
+        req.ifr_ifru.ifru_data = data.as_mut_ptr().cast();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.fd);
+        // SAFETY: the name is NUL-terminated (shorter than IFNAMSIZ, the rest zeroed), and
+        // every caller sizes `data` for what the kernel reads and writes for its command
+        // (header plus the counts it announced); `data` outlives the call.
+        let rc = unsafe { libc::ioctl(fd, libc::SIOCETHTOOL as _, &mut req) };
+        if rc < 0 {
+            return Err((step, io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    fn clear_offloads(&self) -> Result<(), EthtoolError> {
+        let names = self.feature_names()?;
+        let words = names.len().div_ceil(32);
+        // struct ethtool_sfeatures { cmd, size, features[size] { valid, requested } }
+        let mut blocks = vec![(0u32, 0u32); words];
+        for (bit, _) in names.iter().enumerate().filter(|(_, n)| is_offload(n)) {
+            blocks[bit / 32].0 |= 1 << (bit % 32);
+        }
+        let mut req = Vec::with_capacity(8 + 8 * words);
+        req.extend(Self::SFEATURES.to_ne_bytes());
+        req.extend((words as u32).to_ne_bytes());
+        for (valid, requested) in blocks {
+            req.extend(valid.to_ne_bytes());
+            req.extend(requested.to_ne_bytes());
+        }
+        // A positive return (features the device could not change) is not an error: those
+        // are fixed, and a fixed offload on a veth is a fixed "off".
+        self.call("set features", &mut req)
+    }
+
+    fn active_offloads(&self) -> Result<Vec<String>, EthtoolError> {
+        let names = self.feature_names()?;
+        let words = names.len().div_ceil(32);
+        // struct ethtool_gfeatures { cmd, size, features[size] { available, requested,
+        // active, never_changed } }
+        let mut req = vec![0u8; 8 + 16 * words];
+        req[..4].copy_from_slice(&Self::GFEATURES.to_ne_bytes());
+        req[4..8].copy_from_slice(&(words as u32).to_ne_bytes());
+        self.call("read features", &mut req)?;
+        let active = |bit: usize| {
+            let at = 8 + 16 * (bit / 32) + 8;
+            let word = u32::from_ne_bytes(req[at..at + 4].try_into().expect("4 bytes"));
+            word & (1 << (bit % 32)) != 0
+        };
+        Ok(names
+            .into_iter()
+            .enumerate()
+            .filter(|(bit, n)| is_offload(n) && active(*bit))
+            .map(|(_, n)| n)
+            .collect())
+    }
+
+    /// The device's feature names, by bit.
+    fn feature_names(&self) -> Result<Vec<String>, EthtoolError> {
+        // struct ethtool_sset_info { cmd, reserved, u64 sset_mask, u32 data[] }
+        let mut info = Vec::with_capacity(20);
+        info.extend(Self::GSSET_INFO.to_ne_bytes());
+        info.extend(0u32.to_ne_bytes());
+        info.extend((1u64 << Self::SS_FEATURES).to_ne_bytes());
+        info.extend(0u32.to_ne_bytes());
+        self.call("count features", &mut info)?;
+        let mask = u64::from_ne_bytes(info[8..16].try_into().expect("8 bytes"));
+        let count = if mask & (1 << Self::SS_FEATURES) != 0 {
+            u32::from_ne_bytes(info[16..20].try_into().expect("4 bytes")) as usize
+        } else {
+            0
+        };
+        if count == 0 || count > 4096 {
+            let e = io::Error::other(format!("{count} feature names"));
+            return Err(("count features", e));
+        }
+        // struct ethtool_gstrings { cmd, string_set, len, u8 data[len * ETH_GSTRING_LEN] }
+        let mut strings = vec![0u8; 12 + count * Self::GSTRING_LEN];
+        strings[..4].copy_from_slice(&Self::GSTRINGS.to_ne_bytes());
+        strings[4..8].copy_from_slice(&Self::SS_FEATURES.to_ne_bytes());
+        strings[8..12].copy_from_slice(&(count as u32).to_ne_bytes());
+        self.call("read feature names", &mut strings)?;
+        Ok(strings[12..]
+            .chunks(Self::GSTRING_LEN)
+            .map(|s| {
+                let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
+                String::from_utf8_lossy(&s[..end]).into_owned()
+            })
+            .collect())
+    }
 }
 
 /// Runs a command, failing unless it exits 0.
@@ -133,13 +328,18 @@ impl Net {
             let host = self.names.host_veth(i);
             run("ip", &["netns", "add", &ns])?;
             self.hosts = i + 1;
+            // Both ends are made here, their offloads turned off by ioctl (which acts in this
+            // process's namespace), then the host end moves into its namespace, keeping them off.
             run(
                 "ip",
                 &[
                     "link", "add", &root, "mtu", &mtu, "type", "veth", "peer", "name", &host,
-                    "mtu", &mtu, "netns", &ns,
+                    "mtu", &mtu,
                 ],
             )?;
+            offloads_off(&root)?;
+            offloads_off(&host)?;
+            run("ip", &["link", "set", &host, "netns", &ns])?;
             let mac = mac_text(host_mac(i));
             let ip = format!("{}/16", host_ip(i));
             run("ip", &["-n", &ns, "link", "set", &host, "address", &mac])?;
@@ -162,15 +362,6 @@ impl Net {
                     ],
                 )?;
             }
-            let offloads = [
-                "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off",
-            ];
-            let mut args = vec!["netns", "exec", &ns, "ethtool", "-K", &host];
-            args.extend(offloads);
-            run("ip", &args)?;
-            let mut args = vec!["-K", &root];
-            args.extend(offloads);
-            run("ethtool", &args)?;
             // No IPv6 on the root side: it would only send router solicitations at the host.
             let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{root}/disable_ipv6"), "1");
             run("ip", &["link", "set", &root, "up"])?;
@@ -317,6 +508,47 @@ pub fn present_for(pid: u32) -> Result<Vec<String>, NetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A veth pair made as [`Net`] makes them, offloads turned off by ioctl, checked by
+    /// ioctl. Root only (skipped otherwise, unless `LIVECAM_REQUIRE_ROOT=1`).
+    #[test]
+    fn offloads_go_off_by_ioctl() {
+        if let Some(why) = unavailable() {
+            assert!(
+                std::env::var("LIVECAM_REQUIRE_ROOT").as_deref() != Ok("1"),
+                "LIVECAM_REQUIRE_ROOT=1 but {why}"
+            );
+            eprintln!("SKIPPED offloads_go_off_by_ioctl: {why}");
+            return;
+        }
+        let (a, b) = (
+            format!("{PREFIX}{}t0", std::process::id()),
+            format!("{PREFIX}{}t1", std::process::id()),
+        );
+        run(
+            "ip",
+            &["link", "add", &a, "type", "veth", "peer", "name", &b],
+        )
+        .expect("veth pair");
+        let result = (|| {
+            let before = offloads_on(&a)?;
+            offloads_off(&a)?;
+            offloads_off(&b)?;
+            Ok::<_, NetError>((before, offloads_on(&a)?, offloads_on(&b)?))
+        })();
+        let _ = run("ip", &["link", "del", &a]);
+        let (before, after_a, after_b) = result.expect("ethtool ioctl");
+        assert!(
+            before.iter().any(|f| f == "tx-generic-segmentation"),
+            "{before:?}"
+        );
+        assert!(after_a.is_empty(), "still on: {after_a:?}");
+        assert!(after_b.is_empty(), "still on: {after_b:?}");
+        assert!(matches!(
+            offloads_off("lce-no-such-if"),
+            Err(NetError::Offload { .. })
+        ));
+    }
 
     #[test]
     fn names_fit_and_carry_the_pid() {

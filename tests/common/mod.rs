@@ -21,6 +21,22 @@ use livecam_sim::scenario::{Fault, RoleKind};
 use livecam_sim::{Backend, Outcome, Scenario};
 use serde::Deserialize;
 
+/// Whether a test that needs privileges or outside tools can run here: `missing` is why not
+/// (`None`: everything it needs is there). Without it the test prints why it is skipped and
+/// passes, unless `LIVECAM_REQUIRE_ROOT=1` (CI: root, with every package `.ci/run` installs)
+/// makes that a failure, so a privileged test can never pass there by skipping.
+pub fn can_run(test: &str, missing: Option<String>) -> bool {
+    let Some(why) = missing else {
+        return true;
+    };
+    assert!(
+        std::env::var("LIVECAM_REQUIRE_ROOT").as_deref() != Ok("1"),
+        "{test}: LIVECAM_REQUIRE_ROOT=1 but it cannot run here: {why}"
+    );
+    eprintln!("SKIPPED {test}: {why}");
+    false
+}
+
 /// The `--backend` argument of `livecam sim` for [`backend`].
 pub fn backend_arg() -> &'static str {
     match backend() {
