@@ -1,9 +1,8 @@
 //! `livecam emulate`: the command line of the emulator.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use livecam_sim::Scenario;
-
+use crate::experiment::ExperimentArgs;
 use crate::plan::Plan;
 use crate::run::{run, RunOptions};
 
@@ -48,16 +47,8 @@ pub struct EmulateArgs {
 /// Errors of the command line.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("loading scenario {path}: {source}")]
-    Scenario {
-        path: String,
-        source: livecam_sim::scenario::ScenarioError,
-    },
-    #[error("scenario {path}: {source}")]
-    Plan {
-        path: String,
-        source: crate::plan::PlanError,
-    },
+    #[error(transparent)]
+    Load(#[from] crate::plan::LoadError),
     #[error(transparent)]
     Run(#[from] crate::run::RunError),
     #[error(transparent)]
@@ -68,17 +59,6 @@ pub enum CliError {
     Json(#[from] serde_json::Error),
     #[error(transparent)]
     Experiment(#[from] crate::experiment::ExperimentError),
-}
-
-/// Loads a scenario and plans it.
-pub fn load_plan(path: &Path, seed: Option<u64>) -> Result<Plan, CliError> {
-    let p = path.display().to_string();
-    let sc = Scenario::load(path).map_err(|source| CliError::Scenario {
-        path: p.clone(),
-        source,
-    })?;
-    let seed = seed.unwrap_or(sc.seed);
-    Plan::new(&sc, seed).map_err(|source| CliError::Plan { path: p, source })
 }
 
 /// Runs `livecam emulate`; `exe` is the `livecam` binary, started for the roles.
@@ -94,7 +74,7 @@ pub fn main(args: EmulateArgs, exe: PathBuf) -> Result<(), CliError> {
         return Ok(());
     }
     if let Some(name) = &args.experiment {
-        let dir = crate::experiment::run(name, &args, &exe)?;
+        let dir = crate::experiment::run(name, &ExperimentArgs::from(&args), &exe)?;
         println!("{name} -> {}", dir.display());
         return Ok(());
     }
@@ -111,7 +91,7 @@ pub fn main(args: EmulateArgs, exe: PathBuf) -> Result<(), CliError> {
             )));
         }
     }
-    let plan = load_plan(path, args.seed)?;
+    let plan = Plan::load(path, args.seed)?;
     let report = run(
         &plan,
         &RunOptions {
@@ -122,4 +102,17 @@ pub fn main(args: EmulateArgs, exe: PathBuf) -> Result<(), CliError> {
     )?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
+}
+
+impl From<&EmulateArgs> for ExperimentArgs {
+    fn from(a: &EmulateArgs) -> Self {
+        ExperimentArgs {
+            scenario: a.scenario.clone(),
+            duration: a.duration,
+            seed: a.seed,
+            out: a.out.clone(),
+            frames: a.frames,
+            losses: a.losses.clone(),
+        }
+    }
 }

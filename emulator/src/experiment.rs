@@ -23,7 +23,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::baseline::{self, Measured, StreamSpec};
-use crate::cli::{load_plan, CliError, EmulateArgs};
+use crate::plan::{LoadError, Plan};
 use crate::run::{RunError, RunOptions};
 
 /// An experiment that could not be run or written.
@@ -44,8 +44,25 @@ pub enum ExperimentError {
     Write { path: String, message: String },
     #[error("simulating {scenario}: {message}")]
     Sim { scenario: String, message: String },
-    #[error("{0}")]
-    Cli(String),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+}
+
+/// What an emulator experiment is asked for (from `livecam emulate`'s arguments).
+#[derive(Debug, Clone)]
+pub struct ExperimentArgs {
+    /// sim-vs-emulator: one scenario instead of the committed pair.
+    pub scenario: Option<PathBuf>,
+    /// Seconds per run (default: each scenario's).
+    pub duration: Option<f64>,
+    /// tcp-vs-segment: the link models' seed (default 1).
+    pub seed: Option<u64>,
+    /// Where reports go.
+    pub out: PathBuf,
+    /// tcp-vs-segment: frames per stream.
+    pub frames: Option<u32>,
+    /// tcp-vs-segment: loss rates in percent.
+    pub losses: Option<Vec<f64>>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExperimentError + '_ {
@@ -72,7 +89,7 @@ const SIM_SEEDS: u64 = 5;
 const EMU_SEEDS: u64 = 2;
 
 /// Runs experiment `name` and writes its report; returns its directory.
-pub fn run(name: &str, args: &EmulateArgs, exe: &Path) -> Result<PathBuf, ExperimentError> {
+pub fn run(name: &str, args: &ExperimentArgs, exe: &Path) -> Result<PathBuf, ExperimentError> {
     match name {
         "tcp-vs-segment" => tcp_vs_segment(args),
         "sim-vs-emulator" => sim_vs_emulator(args, exe),
@@ -80,7 +97,7 @@ pub fn run(name: &str, args: &EmulateArgs, exe: &Path) -> Result<PathBuf, Experi
     }
 }
 
-fn command(args: &EmulateArgs, name: &str) -> String {
+fn command(args: &ExperimentArgs, name: &str) -> String {
     let mut c = format!("sudo livecam emulate --experiment {name}");
     if let Some(f) = args.frames {
         let _ = write!(c, " --frames {f}");
@@ -154,7 +171,7 @@ fn ms(v: f64) -> String {
 // ---------------------------------------------------------------------------------------------
 // tcp-vs-segment
 
-fn tcp_vs_segment(args: &EmulateArgs) -> Result<PathBuf, ExperimentError> {
+fn tcp_vs_segment(args: &ExperimentArgs) -> Result<PathBuf, ExperimentError> {
     let spec = StreamSpec {
         frames: args.frames.unwrap_or(300),
         seed: args.seed.unwrap_or(1),
@@ -592,8 +609,7 @@ fn emulate(path: &Path, duration: Option<f64>, exe: &Path) -> Result<SideFigures
     let mut cols: [Vec<f64>; 7] = Default::default();
     let mut scenario = String::new();
     for seed in 1..=EMU_SEEDS {
-        let plan = load_plan(path, Some(seed))
-            .map_err(|e: CliError| ExperimentError::Cli(e.to_string()))?;
+        let plan = Plan::load(path, Some(seed))?;
         scenario = plan.name.clone();
         let r = crate::run::run(
             &plan,
@@ -638,7 +654,7 @@ fn emulate(path: &Path, duration: Option<f64>, exe: &Path) -> Result<SideFigures
     })
 }
 
-fn sim_vs_emulator(args: &EmulateArgs, exe: &Path) -> Result<PathBuf, ExperimentError> {
+fn sim_vs_emulator(args: &ExperimentArgs, exe: &Path) -> Result<PathBuf, ExperimentError> {
     let paths: Vec<PathBuf> = match &args.scenario {
         Some(p) => vec![p.clone()],
         None => SIM_VS_EMULATOR.iter().map(PathBuf::from).collect(),

@@ -85,7 +85,30 @@ pub struct Plan {
     pub stagger_ms: f64,
 }
 
+/// A scenario file that could not be loaded and planned.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("loading scenario {path}: {source}")]
+    Scenario {
+        path: String,
+        source: livecam_sim::scenario::ScenarioError,
+    },
+    #[error("scenario {path}: {source}")]
+    Plan { path: String, source: PlanError },
+}
+
 impl Plan {
+    /// Loads the scenario file at `path` and plans it with `seed` (default: the scenario's).
+    pub fn load(path: &std::path::Path, seed: Option<u64>) -> Result<Plan, LoadError> {
+        let p = path.display().to_string();
+        let sc = Scenario::load(path).map_err(|source| LoadError::Scenario {
+            path: p.clone(),
+            source,
+        })?;
+        let seed = seed.unwrap_or(sc.seed);
+        Plan::new(&sc, seed).map_err(|source| LoadError::Plan { path: p, source })
+    }
+
     /// The plan of `scenario` (already validated by its loader), run with `seed`.
     pub fn new(scenario: &Scenario, seed: u64) -> Result<Plan, PlanError> {
         let all = scenario.hosts();
@@ -255,7 +278,7 @@ impl Plan {
                     insecure: keys.is_none(),
                 };
                 if let Some(k) = keys {
-                    k.secure_tier1(&mut cfg);
+                    cfg.secure_with(k);
                 }
                 toml::to_string(&cfg)
             }
@@ -276,7 +299,7 @@ impl Plan {
                     insecure: keys.is_none(),
                 };
                 if let Some(k) = keys {
-                    k.secure_tier2(&mut cfg);
+                    cfg.secure_with(k);
                 }
                 toml::to_string(&cfg)
             }
@@ -301,7 +324,7 @@ impl Plan {
                     rate_control: self.rate_control,
                 };
                 if let Some(k) = keys {
-                    k.secure_mobile(&mut cfg);
+                    cfg.secure_with(k);
                 }
                 toml::to_string(&cfg)
             }

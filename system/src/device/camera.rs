@@ -330,6 +330,47 @@ impl FrameSource for FolderReplay {
     }
 }
 
+/// What a camera is opened with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CameraSettings {
+    /// The vehicle's id, which the synthetic picture shows.
+    pub vehicle: u32,
+    pub width: u16,
+    pub height: u16,
+    /// Frames per second a real camera is asked for.
+    pub fps: f64,
+    /// JPEG quality, 1..=100.
+    pub quality: u8,
+}
+
+impl Default for CameraSettings {
+    fn default() -> Self {
+        let s = SyntheticSettings::default();
+        CameraSettings {
+            vehicle: 0,
+            width: s.width,
+            height: s.height,
+            fps: 10.0,
+            quality: s.quality,
+        }
+    }
+}
+
+impl CameraSettings {
+    /// Checks resolution, quality and frame rate.
+    pub fn check(&self) -> Result<(), CameraError> {
+        check_resolution(self.width, self.height)?;
+        check_quality(self.quality)?;
+        if !(self.fps.is_finite() && self.fps > 0.0 && self.fps <= 1000.0) {
+            return Err(CameraError::Setting(format!(
+                "frame rate {} is not within (0, 1000]",
+                self.fps
+            )));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,8 +20,7 @@ use nokhwa::utils::{
 };
 use nokhwa::Camera;
 
-use super::camera::{check_quality, check_resolution, CameraError, FrameSource};
-use super::open::CameraSettings;
+use super::camera::{check_quality, check_resolution, CameraError, CameraSettings, FrameSource};
 
 /// The pixel formats this module decodes, most preferred first.
 const DECODABLE: [FrameFormat; 6] = [

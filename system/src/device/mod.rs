@@ -11,8 +11,8 @@ pub mod nmea_feed;
 pub mod open;
 
 pub use camera::{
-    check_quality, check_resolution, CameraError, FolderReplay, FrameSource, SyntheticCamera,
-    SyntheticSettings, MAX_RESOLUTION, MIN_RESOLUTION,
+    check_quality, check_resolution, CameraError, CameraSettings, FolderReplay, FrameSource,
+    SyntheticCamera, SyntheticSettings, MAX_RESOLUTION, MIN_RESOLUTION,
 };
 #[cfg(feature = "camera")]
 pub use capture::{CameraDevice, NokhwaCamera};
@@ -22,6 +22,4 @@ pub use gps::{
     SyntheticRoute,
 };
 pub use nmea_feed::{NmeaFeed, NmeaFeedError, Replay};
-pub use open::{
-    open_camera, open_gps, CameraSettings, CameraSpec, DeviceError, GpsSettings, GpsSpec,
-};
+pub use open::{open_camera, open_gps, CameraSpec, DeviceError, GpsSettings, GpsSpec};

@@ -24,8 +24,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::camera::{
-    check_quality, check_resolution, CameraError, FolderReplay, FrameSource, SyntheticCamera,
-    SyntheticSettings,
+    CameraError, CameraSettings, FolderReplay, FrameSource, SyntheticCamera, SyntheticSettings,
 };
 use super::gps::{follow_gpsd, City, Fix, GpsSource, GpsStats, SharedFix, SyntheticRoute};
 use super::nmea_feed::{NmeaFeed, NmeaFeedError, Replay};
@@ -59,47 +58,6 @@ pub enum DeviceError {
     BadGps { spec: String, message: String },
     #[error("gps `{spec}`: {source}")]
     Gps { spec: String, source: NmeaFeedError },
-}
-
-/// What a camera is opened with.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CameraSettings {
-    /// The vehicle's id, which the synthetic picture shows.
-    pub vehicle: u32,
-    pub width: u16,
-    pub height: u16,
-    /// Frames per second a real camera is asked for.
-    pub fps: f64,
-    /// JPEG quality, 1..=100.
-    pub quality: u8,
-}
-
-impl Default for CameraSettings {
-    fn default() -> Self {
-        let s = SyntheticSettings::default();
-        CameraSettings {
-            vehicle: 0,
-            width: s.width,
-            height: s.height,
-            fps: 10.0,
-            quality: s.quality,
-        }
-    }
-}
-
-impl CameraSettings {
-    /// Checks resolution, quality and frame rate.
-    pub fn check(&self) -> Result<(), CameraError> {
-        check_resolution(self.width, self.height)?;
-        check_quality(self.quality)?;
-        if !(self.fps.is_finite() && self.fps > 0.0 && self.fps <= 1000.0) {
-            return Err(CameraError::Setting(format!(
-                "frame rate {} is not within (0, 1000]",
-                self.fps
-            )));
-        }
-        Ok(())
-    }
 }
 
 /// A parsed camera spec (see the module docs).

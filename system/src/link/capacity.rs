@@ -28,7 +28,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::config::LinkConfigError;
+use super::error::LinkConfigError;
 use crate::time::Instant;
 
 /// Wire bytes (IP and UDP headers included) one delivery opportunity carries: Mahimahi's

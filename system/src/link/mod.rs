@@ -79,6 +79,7 @@
 
 mod capacity;
 mod config;
+mod error;
 mod packet;
 #[cfg(test)]
 mod tests;
@@ -95,10 +96,11 @@ pub use capacity::{
     Capacity, CapacityError, CapacitySpec, CapacityTrace, CellularSpec, TraceError,
     MAX_OPPORTUNITIES, MAX_PERIOD_S, MAX_TRACE_FILE_BYTES, OPPORTUNITY_BYTES,
 };
-pub use config::{
-    GilbertElliott, LinkConfig, LinkConfigError, DEFAULT_MTU, DEFAULT_QUEUE_BYTES, MAX_MTU, MIN_MTU,
+pub use config::{GilbertElliott, LinkConfig, DEFAULT_MTU, DEFAULT_QUEUE_BYTES};
+pub use error::LinkConfigError;
+pub use packet::{
+    apply_bit_flips, packet_sizes, wire_bytes, IPV4_HEADER_LEN, MAX_MTU, MIN_MTU, UDP_HEADER_LEN,
 };
-pub use packet::{apply_bit_flips, packet_sizes, wire_bytes, IPV4_HEADER_LEN, UDP_HEADER_LEN};
 
 use packet::{fragment_capacity, payload_bit, BitErrors};
 

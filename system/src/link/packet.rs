@@ -2,8 +2,10 @@
 
 use rand::Rng;
 
-use super::config::MIN_MTU;
-
+/// The smallest IPv4 MTU (RFC 791: every host must pass 68-byte datagrams unfragmented).
+pub const MIN_MTU: usize = 68;
+/// The largest IPv4 MTU: the 16-bit total length field.
+pub const MAX_MTU: usize = 65_535;
 /// Bytes of IPv4 header on every packet (no options).
 pub const IPV4_HEADER_LEN: usize = 20;
 /// Bytes of UDP header, carried once per datagram, in its first fragment.

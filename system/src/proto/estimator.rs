@@ -43,7 +43,7 @@ use std::time::Duration;
 use crate::link::{packet_sizes, wire_bytes, DEFAULT_MTU, IPV4_HEADER_LEN, UDP_HEADER_LEN};
 use crate::time::Instant;
 
-use super::policy::SizeLimits;
+use super::limits::SizeLimits;
 use super::wire::{PARITY_OVERHEAD, SEGMENT_OVERHEAD};
 
 /// The estimate, as the policies read it.

@@ -29,7 +29,7 @@ use reed_solomon_erasure::galois_8::ReedSolomon;
 use serde::{Deserialize, Serialize};
 
 use super::estimator::LinkEstimate;
-use super::policy::PolicyError;
+use super::limits::PolicyError;
 use super::wire::{MAX_SHARDS, PARITY_OVERHEAD, SEGMENT_OVERHEAD};
 use crate::link::{wire_bytes, IPV4_HEADER_LEN, UDP_HEADER_LEN};
 

@@ -16,6 +16,7 @@
 pub mod estimator;
 pub mod fec;
 mod finished;
+mod limits;
 pub mod policy;
 pub mod rate;
 pub mod receiver;
@@ -24,7 +25,8 @@ pub mod wire;
 
 pub use estimator::{LinkEstimate, LinkEstimator};
 pub use fec::FecKind;
-pub use policy::{FrameOutcome, PolicyConfig, PolicyKind, SizeLimits, SizePolicy};
+pub use limits::{PolicyError, SizeLimits, DEFAULT_SEGMENT_SIZE};
+pub use policy::{FrameOutcome, PolicyConfig, PolicyKind, SizePolicy};
 pub use rate::{RateConfig, RateController, RateStats};
 pub use receiver::{Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats};
 pub use sender::{PushError, Sender, SenderConfig, SenderEvent, SenderStats};

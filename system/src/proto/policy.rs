@@ -19,16 +19,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
-use thiserror::Error;
-
 use super::estimator::LinkEstimate;
 use super::fec::{self, FecKind};
+use super::limits::{PolicyError, SizeLimits};
 use super::wire::SEGMENT_OVERHEAD;
 use crate::link::{DEFAULT_MTU, MAX_MTU, MIN_MTU};
-
-/// The seed's default segment size (seed [0029]).
-pub const DEFAULT_SEGMENT_SIZE: usize = 500;
+use serde::{Deserialize, Serialize};
 
 /// What one frame's transfer looked like, as the receiver saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,84 +56,6 @@ pub trait SizePolicy: Send {
     fn current(&self) -> usize;
     /// Takes one frame's outcome and returns the size for the next frame.
     fn observe(&mut self, outcome: &FrameOutcome, link: &LinkEstimate) -> usize;
-}
-
-/// Smallest and largest segment size a policy may choose, and where it starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SizeLimits {
-    pub initial: usize,
-    pub min: usize,
-    pub max: usize,
-}
-
-impl Default for SizeLimits {
-    fn default() -> Self {
-        SizeLimits {
-            initial: DEFAULT_SEGMENT_SIZE,
-            min: 100,
-            max: 8000,
-        }
-    }
-}
-
-/// A size limit that cannot work.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum PolicyError {
-    #[error("segment size limits: min must be at least 1, got {0}")]
-    MinZero(usize),
-    #[error("segment size limits: min ({min}) must not exceed max ({max})")]
-    MinAboveMax { min: usize, max: usize },
-    #[error("segment size limits: max ({0}) exceeds the largest segment payload")]
-    MaxTooLarge(usize),
-    #[error("segment size limits: initial ({initial}) must lie within min..=max ({min}..={max})")]
-    InitialOutside {
-        initial: usize,
-        min: usize,
-        max: usize,
-    },
-    #[error("policy: expected `seed`, `fixed:N` or `model`, got `{0}`")]
-    UnknownPolicy(String),
-    #[error("policy: fixed size `{0}` is not a positive number")]
-    BadFixedSize(String),
-    #[error("fec: expected `off`, `auto` or `fixed:M` (M at most 255), got `{0}`")]
-    BadFec(String),
-    #[error("fec_budget: must be a finite number >= 0, got {0}")]
-    BadFecBudget(String),
-    #[error("fec_target: must lie within 0..1, got {0}")]
-    BadFecTarget(String),
-    #[error("mtu: must lie within {MIN_MTU}..={MAX_MTU}, got {0}")]
-    BadMtu(usize),
-}
-
-impl SizeLimits {
-    /// Checks the limits, naming the field at fault.
-    pub fn validate(&self) -> Result<(), PolicyError> {
-        if self.min == 0 {
-            return Err(PolicyError::MinZero(self.min));
-        }
-        if self.min > self.max {
-            return Err(PolicyError::MinAboveMax {
-                min: self.min,
-                max: self.max,
-            });
-        }
-        if self.max > super::wire::MAX_SEGMENT_PAYLOAD {
-            return Err(PolicyError::MaxTooLarge(self.max));
-        }
-        if !(self.min..=self.max).contains(&self.initial) {
-            return Err(PolicyError::InitialOutside {
-                initial: self.initial,
-                min: self.min,
-                max: self.max,
-            });
-        }
-        Ok(())
-    }
-
-    fn clamp(&self, size: f64) -> usize {
-        (size.round() as usize).clamp(self.min, self.max)
-    }
 }
 
 /// Which policy to run; parses from `seed`, `fixed:N` or `model`.

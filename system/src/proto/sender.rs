@@ -34,7 +34,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::fec::Coder;
-use super::policy::DEFAULT_SEGMENT_SIZE;
+use super::limits::DEFAULT_SEGMENT_SIZE;
 use super::rate::{RateConfig, RateController};
 use super::wire::{
     self, Message, Parity, Segment, MAX_SEGMENT_PAYLOAD, MAX_SHARDS, UDP_IP_OVERHEAD,

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
 use super::backhaul::unix_ms;
-use super::service::{ConfigError, ServiceError};
+use super::config::{from_toml, invalid, read_text, ConfigError};
+use super::service::ServiceError;
 use crate::backend::desk::{CommandDesk, DeskConfig, Finished};
 use crate::backend::web::{router, WebState};
 use crate::backend::{CommandRecord, CommandState, Retention, Storage};
@@ -98,6 +99,13 @@ fn default_retention_interval() -> u64 {
 }
 
 impl BackendFile {
+    /// Sets the identity fields for the cluster's `keys`.
+    pub fn secure_with(&mut self, keys: &super::security::ClusterKeys) {
+        self.identity = Some(keys.server_key(ServerId::new(ServerRole::Backend, self.id)));
+        self.servers = Some(keys.servers.clone());
+        self.insecure = false;
+    }
+
     /// A backend over `database` with every other field at its default.
     pub fn new(database: String) -> Self {
         BackendFile {
@@ -121,11 +129,7 @@ impl BackendFile {
 
     /// The TLS server configuration, when `tls_cert` and `tls_key` are set.
     pub fn tls(&self, origin: &str) -> Result<Option<Arc<rustls::ServerConfig>>, ConfigError> {
-        let invalid = |field, message: String| ConfigError::Invalid {
-            path: origin.to_string(),
-            field,
-            message,
-        };
+        let invalid = |field, message: String| invalid(origin, field, message);
         match (&self.tls_cert, &self.tls_key) {
             (None, None) => Ok(None),
             (Some(_), None) => Err(invalid("tls_key", "needed with tls_cert".into())),
@@ -164,17 +168,13 @@ impl BackendFile {
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        Self::parse(&super::service::read_text(path)?, path)
+        Self::parse(&read_text(path)?, path)
     }
 
     /// Parses and checks config text; `path` only names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let c: Self = super::service::from_toml(text, path)?;
-        let invalid = |field, message: &str| ConfigError::Invalid {
-            path: path.display().to_string(),
-            field,
-            message: message.to_string(),
-        };
+        let c: Self = from_toml(text, path)?;
+        let invalid = |field, message: &str| invalid(path.display(), field, message);
         if c.online_window_ms <= 0 {
             return Err(invalid("online_window_ms", "must be positive"));
         }

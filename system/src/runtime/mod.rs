@@ -3,6 +3,7 @@
 pub mod backend;
 pub mod backhaul;
 pub mod capacity;
+pub mod config;
 pub mod flood;
 pub mod load;
 pub mod procstat;

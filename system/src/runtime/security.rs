@@ -5,20 +5,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::service::{ConfigError, MobileFile, Tier1File, Tier2File};
+use super::config::{invalid, ConfigError};
 use crate::secure::{
     ControlPlane, DeviceRegistry, DeviceSecurity, Entropy, Gate, KeyError, PublicKey, ServerId,
     ServerRegistry, ServerRole, SigningKey, StaticKey,
 };
 use crate::time::Instant;
-
-fn invalid(origin: &str, field: &'static str, message: String) -> ConfigError {
-    ConfigError::Invalid {
-        path: origin.to_string(),
-        field,
-        message,
-    }
-}
 
 /// Microseconds since the Unix epoch now: where a device's handshake timestamps start, so they
 /// keep growing across restarts.
@@ -45,8 +37,7 @@ pub fn control_plane(
         (_, _, true) => Err(invalid(
             origin,
             "insecure",
-            "`insecure = true` runs without keys: remove `identity` and `servers`, or remove it"
-                .into(),
+            "`insecure = true` runs without keys: remove `identity` and `servers`, or remove it",
         )),
         (None, _, false) => Err(invalid(
             origin,
@@ -61,8 +52,7 @@ pub fn control_plane(
             origin,
             "servers",
             "give the registry of the cluster's servers (servers.toml, written by \
-             `livecam keygen --cluster`)"
-                .into(),
+             `livecam keygen --cluster`)",
         )),
         (Some(identity), Some(servers), false) => {
             let key = SigningKey::read(identity)
@@ -82,29 +72,32 @@ pub fn control_plane(
     }
 }
 
-/// The tier-2's gate from its config (`None` for `insecure = true`); `origin` names the config
-/// in errors.
-pub fn tier2_gate(cfg: &Tier2File, origin: &str) -> Result<Option<Gate>, ConfigError> {
-    match (&cfg.key, &cfg.devices, cfg.insecure) {
+/// The tier-2's gate from its config's `key`, `devices` and `insecure` fields (`None` for
+/// `insecure = true`); `origin` names the config in errors.
+pub fn tier2_gate(
+    key: Option<&Path>,
+    devices: Option<&Path>,
+    insecure: bool,
+    origin: &str,
+) -> Result<Option<Gate>, ConfigError> {
+    match (key, devices, insecure) {
         (None, None, true) => Ok(None),
         (_, _, true) => Err(invalid(
             origin,
             "insecure",
             "`insecure = true` runs without keys: remove `key`, `devices`, `identity` and \
-             `servers`, or remove it"
-                .into(),
+             `servers`, or remove it",
         )),
         (None, _, false) => Err(invalid(
             origin,
             "key",
             "sessions are authenticated: give the cluster's private key file (made by \
-             `livecam keygen`), or set `insecure = true` for a lab run"
-                .into(),
+             `livecam keygen`), or set `insecure = true` for a lab run",
         )),
         (Some(_), None, false) => Err(invalid(
             origin,
             "devices",
-            "give the file of device public keys this tier-2 admits".into(),
+            "give the file of device public keys this tier-2 admits",
         )),
         (Some(key), Some(devices), false) => {
             let key = StaticKey::read(key).map_err(|e| invalid(origin, "key", e.to_string()))?;
@@ -115,30 +108,31 @@ pub fn tier2_gate(cfg: &Tier2File, origin: &str) -> Result<Option<Gate>, ConfigE
     }
 }
 
-/// The mobile client's keys from its config (`None` for `insecure = true`).
+/// The mobile client's keys from its config's `key`, `cluster_key` and `insecure` fields
+/// (`None` for `insecure = true`).
 pub fn device_security(
-    cfg: &MobileFile,
+    key: Option<&Path>,
+    cluster_key: Option<&str>,
+    insecure: bool,
     origin: &str,
 ) -> Result<Option<DeviceSecurity>, ConfigError> {
-    match (&cfg.key, &cfg.cluster_key, cfg.insecure) {
+    match (key, cluster_key, insecure) {
         (None, None, true) => Ok(None),
         (_, _, true) => Err(invalid(
             origin,
             "insecure",
-            "`insecure = true` runs without keys: remove `key` and `cluster_key`, or remove it"
-                .into(),
+            "`insecure = true` runs without keys: remove `key` and `cluster_key`, or remove it",
         )),
         (None, _, false) => Err(invalid(
             origin,
             "key",
             "sessions are authenticated: give this device's private key file (made by \
-             `livecam keygen`), or set `insecure = true` for a lab run"
-                .into(),
+             `livecam keygen`), or set `insecure = true` for a lab run",
         )),
         (Some(_), None, false) => Err(invalid(
             origin,
             "cluster_key",
-            "give the cluster's public key (64 hex digits, printed by `livecam keygen`)".into(),
+            "give the cluster's public key (64 hex digits, printed by `livecam keygen`)",
         )),
         (Some(key), Some(cluster), false) => {
             let key = StaticKey::read(key).map_err(|e| invalid(origin, "key", e.to_string()))?;
@@ -280,20 +274,6 @@ impl ClusterKeys {
         Self::server_key_in(&self.dir, who)
     }
 
-    /// Sets a backend config's identity fields.
-    pub fn secure_backend(&self, cfg: &mut super::backend::BackendFile) {
-        cfg.identity = Some(self.server_key(ServerId::new(ServerRole::Backend, cfg.id)));
-        cfg.servers = Some(self.servers.clone());
-        cfg.insecure = false;
-    }
-
-    /// Sets a tier-1 config's identity fields.
-    pub fn secure_tier1(&self, cfg: &mut Tier1File) {
-        cfg.identity = Some(self.server_key(ServerId::new(ServerRole::Tier1, cfg.id)));
-        cfg.servers = Some(self.servers.clone());
-        cfg.insecure = false;
-    }
-
     /// A tier-2 config's `key`, `devices`, `identity` and `servers` lines for these keys.
     pub fn tier2_toml(&self, id: u32) -> String {
         format!(
@@ -344,21 +324,5 @@ impl ClusterKeys {
     /// Device `id`'s private key file.
     pub fn device_key(&self, id: u32) -> PathBuf {
         Self::device_key_in(&self.dir, id)
-    }
-
-    /// Sets a tier-2 config's key fields.
-    pub fn secure_tier2(&self, cfg: &mut Tier2File) {
-        cfg.key = Some(self.cluster_key.clone());
-        cfg.devices = Some(self.devices.clone());
-        cfg.identity = Some(self.server_key(ServerId::new(ServerRole::Tier2, cfg.id)));
-        cfg.servers = Some(self.servers.clone());
-        cfg.insecure = false;
-    }
-
-    /// Sets a mobile config's key fields for device `cfg.id`.
-    pub fn secure_mobile(&self, cfg: &mut MobileFile) {
-        cfg.key = Some(self.device_key(cfg.id));
-        cfg.cluster_key = Some(self.cluster_public.to_string());
-        cfg.insecure = false;
     }
 }

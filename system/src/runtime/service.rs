@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::backhaul::{BackhaulReport, StorageBackhaul};
+use super::config::{from_toml, invalid, read_text, ConfigError};
+use super::security::{self, ClusterKeys};
 use crate::backend::StorageError;
 use crate::cluster::{ClientConfig, Connector, Tier1, Tier1Config, Tier2, Tier2Config};
 use crate::device::{
@@ -32,24 +34,9 @@ use crate::role::ring::{DiskRing, FrameRing, RingLimits};
 use crate::role::{
     Camera, CameraConfig, FrameProducer, Mobile, MobileConfig, Sink, Tier1Server, Tier2Server,
 };
-use crate::secure::{ControlPlane, ControlStats, ServerId, ServerRole};
+use crate::secure::{ControlPlane, ControlStats, DeviceSecurity, Gate, ServerId, ServerRole};
 use crate::time::Instant;
 use std::sync::Arc;
-
-/// A config that cannot be used.
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    #[error("reading {path}: {source}")]
-    Read { path: String, source: io::Error },
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
-    #[error("{path}: {field}: {message}")]
-    Invalid {
-        path: String,
-        field: &'static str,
-        message: String,
-    },
-}
 
 /// Why a role process stopped with an error.
 #[derive(Debug, Error)]
@@ -258,34 +245,14 @@ fn default_quality() -> u8 {
     SyntheticSettings::default().quality
 }
 
-/// The text of the config file at `path`.
-pub(crate) fn read_text(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
-/// Config text as TOML; `path` only names the file in the error.
-pub(crate) fn from_toml<T: for<'de> Deserialize<'de>>(
-    text: &str,
-    path: &Path,
-) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError::Parse {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
-}
-
-fn invalid(path: &Path, field: &'static str, message: &str) -> ConfigError {
-    ConfigError::Invalid {
-        path: path.display().to_string(),
-        field,
-        message: message.to_string(),
-    }
-}
-
 impl Tier1File {
+    /// Sets the identity fields for the cluster's `keys`.
+    pub fn secure_with(&mut self, keys: &ClusterKeys) {
+        self.identity = Some(keys.server_key(ServerId::new(ServerRole::Tier1, self.id)));
+        self.servers = Some(keys.servers.clone());
+        self.insecure = false;
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         Self::parse(&read_text(path)?, path)
     }
@@ -294,7 +261,11 @@ impl Tier1File {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let c: Self = from_toml(text, path)?;
         if c.peers.iter().any(|p| p.id == c.id) {
-            return Err(invalid(path, "peers", "lists this tier-1's own id"));
+            return Err(invalid(
+                path.display(),
+                "peers",
+                "lists this tier-1's own id",
+            ));
         }
         c.control_plane(Instant::ZERO, &path.display().to_string())?;
         Ok(c)
@@ -306,7 +277,7 @@ impl Tier1File {
         now: Instant,
         origin: &str,
     ) -> Result<Option<ControlPlane>, ConfigError> {
-        super::security::control_plane(
+        security::control_plane(
             self.identity.as_deref(),
             self.servers.as_deref(),
             self.insecure,
@@ -318,6 +289,25 @@ impl Tier1File {
 }
 
 impl Tier2File {
+    /// Sets the key fields for the cluster's `keys`.
+    pub fn secure_with(&mut self, keys: &ClusterKeys) {
+        self.key = Some(keys.cluster_key.clone());
+        self.devices = Some(keys.devices.clone());
+        self.identity = Some(keys.server_key(ServerId::new(ServerRole::Tier2, self.id)));
+        self.servers = Some(keys.servers.clone());
+        self.insecure = false;
+    }
+
+    /// The session gate its `key`, `devices` and `insecure` fields give (`None`: insecure).
+    pub fn gate(&self, origin: &str) -> Result<Option<Gate>, ConfigError> {
+        security::tier2_gate(
+            self.key.as_deref(),
+            self.devices.as_deref(),
+            self.insecure,
+            origin,
+        )
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         Self::parse(&read_text(path)?, path)
     }
@@ -326,22 +316,26 @@ impl Tier2File {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let c: Self = from_toml(text, path)?;
         if c.tier1.is_empty() {
-            return Err(invalid(path, "tier1", "needs at least one tier-1 address"));
+            return Err(invalid(
+                path.display(),
+                "tier1",
+                "needs at least one tier-1 address",
+            ));
         }
         if c.capacity == 0 {
-            return Err(invalid(path, "capacity", "must be at least 1"));
+            return Err(invalid(path.display(), "capacity", "must be at least 1"));
         }
         c.policy
             .validate()
-            .map_err(|e| invalid(path, "policy", &e.to_string()))?;
+            .map_err(|e| invalid(path.display(), "policy", e.to_string()))?;
         if c.database.is_some() && c.advertised().ip().is_unspecified() {
             return Err(invalid(
-                path,
+                path.display(),
                 "advertise",
                 "needed when `listen` is a wildcard address and a database is set",
             ));
         }
-        super::security::tier2_gate(&c, &path.display().to_string())?;
+        c.gate(&path.display().to_string())?;
         c.control_plane(Instant::ZERO, &path.display().to_string())?;
         Ok(c)
     }
@@ -352,7 +346,7 @@ impl Tier2File {
         now: Instant,
         origin: &str,
     ) -> Result<Option<ControlPlane>, ConfigError> {
-        super::security::control_plane(
+        security::control_plane(
             self.identity.as_deref(),
             self.servers.as_deref(),
             self.insecure,
@@ -364,6 +358,24 @@ impl Tier2File {
 }
 
 impl MobileFile {
+    /// Sets the key fields for device `self.id` of the cluster's `keys`.
+    pub fn secure_with(&mut self, keys: &ClusterKeys) {
+        self.key = Some(keys.device_key(self.id));
+        self.cluster_key = Some(keys.cluster_public.to_string());
+        self.insecure = false;
+    }
+
+    /// The device's side of sessions from its `key`, `cluster_key` and `insecure` fields
+    /// (`None`: insecure).
+    pub fn device_security(&self, origin: &str) -> Result<Option<DeviceSecurity>, ConfigError> {
+        security::device_security(
+            self.key.as_deref(),
+            self.cluster_key.as_deref(),
+            self.insecure,
+            origin,
+        )
+    }
+
     /// What the camera is opened with.
     pub fn camera_settings(&self) -> CameraSettings {
         CameraSettings {
@@ -383,34 +395,39 @@ impl MobileFile {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let c: Self = from_toml(text, path)?;
         if c.tier1.is_empty() {
-            return Err(invalid(path, "tier1", "needs at least one tier-1 address"));
+            return Err(invalid(
+                path.display(),
+                "tier1",
+                "needs at least one tier-1 address",
+            ));
         }
         if !(c.fps.is_finite() && c.fps > 0.0) {
-            return Err(invalid(path, "fps", "must be positive"));
+            return Err(invalid(path.display(), "fps", "must be positive"));
         }
         if c.id & BACKFILL_SESSION_BIT != 0 {
-            return Err(invalid(path, "id", "must be below 2^31"));
+            return Err(invalid(path.display(), "id", "must be below 2^31"));
         }
         if c.ring_bytes < MIN_RING_BYTES {
             return Err(invalid(
-                path,
+                path.display(),
                 "ring_bytes",
                 "must be at least 1 MiB (1048576)",
             ));
         }
         if c.ring.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
-            return Err(invalid(path, "ring", "must be a file path"));
+            return Err(invalid(path.display(), "ring", "must be a file path"));
         }
-        CameraSpec::parse(&c.camera).map_err(|e| invalid(path, "camera", &e.to_string()))?;
-        GpsSpec::parse(&c.gps).map_err(|e| invalid(path, "gps", &e.to_string()))?;
+        CameraSpec::parse(&c.camera)
+            .map_err(|e| invalid(path.display(), "camera", e.to_string()))?;
+        GpsSpec::parse(&c.gps).map_err(|e| invalid(path.display(), "gps", e.to_string()))?;
         let settings = c.camera_settings();
         if let Err(e) = crate::device::check_resolution(settings.width, settings.height) {
-            return Err(invalid(path, "width", &e.to_string()));
+            return Err(invalid(path.display(), "width", e.to_string()));
         }
         if let Err(e) = crate::device::check_quality(settings.quality) {
-            return Err(invalid(path, "jpeg_quality", &e.to_string()));
+            return Err(invalid(path.display(), "jpeg_quality", e.to_string()));
         }
-        super::security::device_security(&c, &path.display().to_string())?;
+        c.device_security(&path.display().to_string())?;
         Ok(c)
     }
 }
@@ -585,7 +602,7 @@ pub async fn run_tier2_on<S: DatagramSocket>(
         },
         clock.now(),
     );
-    if let Some(gate) = super::security::tier2_gate(cfg, &format!("tier-2 {}", cfg.id))? {
+    if let Some(gate) = cfg.gate(&format!("tier-2 {}", cfg.id))? {
         tier2 = tier2.with_gate(gate);
     }
     let receiver = Receiver::new(ReceiverConfig {
@@ -764,9 +781,7 @@ pub async fn run_mobile_on<S: DatagramSocket>(
         None => camera,
     };
     let mut connector = Connector::new(ClientConfig::new(cfg.id, cfg.tier1.clone()));
-    if let Some(security) =
-        super::security::device_security(cfg, &format!("mobile client {}", cfg.id))?
-    {
+    if let Some(security) = cfg.device_security(&format!("mobile client {}", cfg.id))? {
         connector = connector.with_security(security);
     }
     let mobile = Mobile::new(MobileConfig::default(), connector, camera);

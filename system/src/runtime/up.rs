@@ -105,7 +105,7 @@ pub async fn up(
         tls_key: opts.tls_key.clone(),
         ..BackendFile::new(database.clone())
     };
-    keys.secure_backend(&mut backend_cfg);
+    backend_cfg.secure_with(&keys);
     let backend = Backend::bind(&backend_cfg).await?;
     // The login: admin, with the given password or a new random one (set anew either way,
     // so the password handed out works on a database used before).
@@ -149,7 +149,7 @@ pub async fn up(
             servers: None,
             insecure: false,
         };
-        keys.secure_tier1(&mut cfg);
+        cfg.secure_with(&keys);
         let stop = stopped();
         tasks_t1.push(tokio::task::spawn_local(async move {
             service::run_tier1_on(&cfg, &socket, stop).await
@@ -177,7 +177,7 @@ pub async fn up(
             servers: None,
             insecure: false,
         };
-        keys.secure_tier2(&mut cfg);
+        cfg.secure_with(&keys);
         let stop = stopped();
         tasks_t2.push(tokio::task::spawn_local(async move {
             service::run_tier2_on(&cfg, &socket, stop).await
@@ -208,7 +208,7 @@ pub async fn up(
             ring_bytes: crate::runtime::service::default_ring_bytes(),
             rate_control: true,
         };
-        keys.secure_mobile(&mut cfg);
+        cfg.secure_with(&keys);
         let socket = ImpairedSocket::new(
             inner,
             TokioClock::new(),
