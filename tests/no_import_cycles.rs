@@ -229,6 +229,7 @@ fn no_module_imports_its_own_importer() {
             .collect();
         let modules: BTreeSet<Module> = files.iter().map(|(m, _)| m.clone()).collect();
         let mut edges: BTreeMap<Module, BTreeSet<Module>> = BTreeMap::new();
+        let mut resolved = 0;
         for (module, file) in &files {
             let text = std::fs::read_to_string(file).expect("read source");
             let ast = syn::parse_file(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
@@ -242,6 +243,7 @@ fn no_module_imports_its_own_importer() {
                 let Some(target) = file_module(&modules, named) else {
                     continue;
                 };
+                resolved += 1;
                 // A module and its submodules are one unit.
                 if target.starts_with(module) || module.starts_with(target) {
                     continue;
@@ -256,10 +258,10 @@ fn no_module_imports_its_own_importer() {
             let names: Vec<String> = cycle.iter().map(|m| m.join("::")).collect();
             problems.push(format!("{name}: {}", names.join(" <-> ")));
         }
-        // The check must see the graph it claims to check.
+        // The check must see the paths it claims to check.
         assert!(
-            edges.values().map(BTreeSet::len).sum::<usize>() > 0 || files.len() < 3,
-            "{name}: no imports found between its {} modules",
+            resolved > 0 || files.len() < 2,
+            "{name}: no crate-internal paths found in its {} modules",
             files.len()
         );
     }
