@@ -134,7 +134,7 @@ impl CommandDesk {
     }
 
     /// The next command that finished.
-    pub fn poll_finished(&mut self) -> Option<Finished> {
+    pub fn poll_event(&mut self) -> Option<Finished> {
         self.finished.pop_front()
     }
 
@@ -271,10 +271,10 @@ mod tests {
         );
         // An answer from someone else is ignored; the tier-2's finishes it.
         desk.handle_datagram(t1, addr(9), &result(1, 5, true, ""));
-        assert_eq!(desk.poll_finished(), None);
+        assert_eq!(desk.poll_event(), None);
         desk.handle_datagram(t1, addr(2), &result(1, 5, true, ""));
         assert_eq!(
-            desk.poll_finished(),
+            desk.poll_event(),
             Some(Finished {
                 id: 1,
                 client: 5,
@@ -285,7 +285,7 @@ mod tests {
         assert_eq!(desk.poll_timeout(), None);
         // A repeated answer changes nothing.
         desk.handle_datagram(t1, addr(2), &result(1, 5, false, "late"));
-        assert_eq!(desk.poll_finished(), None);
+        assert_eq!(desk.poll_event(), None);
         assert_eq!(desk.ignored, 2);
     }
 
@@ -296,7 +296,7 @@ mod tests {
         desk.submit(Instant::ZERO, 2, 6, Command::Start, addr(3));
         desk.handle_datagram(Instant::ZERO, addr(2), &result(1, 5, false, "no camera"));
         assert_eq!(
-            desk.poll_finished().unwrap().state,
+            desk.poll_event().unwrap().state,
             CommandState::Failed {
                 reason: "no camera".into()
             }
@@ -307,7 +307,7 @@ mod tests {
             desk.handle_timeout(now);
         }
         assert_eq!(now, Instant::ZERO + Duration::from_secs(5));
-        let f = desk.poll_finished().unwrap();
+        let f = desk.poll_event().unwrap();
         assert_eq!(f.id, 2);
         assert!(
             matches!(f.state, CommandState::Failed { ref reason } if reason.contains("no answer"))

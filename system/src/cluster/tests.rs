@@ -67,7 +67,7 @@ fn offer_time(t: &mut Tier2) -> Option<Instant> {
     t.handle(Instant::ZERO, addr(T1A), &forward(7, 1));
     let mut now = Instant::ZERO;
     for _ in 0..100 {
-        let offered = drain_out(|b| t.poll_transmit(b))
+        let offered = drain_out(|b| t.poll_transmit(Instant::ZERO, b))
             .into_iter()
             .any(|(to, m)| to == addr(CLIENT) && matches!(m, Message::ConnectOffer(_)));
         if offered {
@@ -104,7 +104,7 @@ fn tier1_forwards_to_every_tier2_it_manages_with_the_clients_address() {
         });
         t1.handle(now, t2addr(i), &hb);
     }
-    drain_out(|b| t1.poll_transmit(b));
+    drain_out(|b| t1.poll_transmit(Instant::ZERO, b));
     let req = Message::ConnectRequest(wire::ConnectRequest {
         client: 7,
         attempt: 1,
@@ -113,7 +113,7 @@ fn tier1_forwards_to_every_tier2_it_manages_with_the_clients_address() {
         padding: 0,
     });
     t1.handle(now, addr(CLIENT), &req);
-    let out = drain_out(|b| t1.poll_transmit(b));
+    let out = drain_out(|b| t1.poll_transmit(Instant::ZERO, b));
     let forwarded: Vec<SocketAddr> = out
         .iter()
         .filter(|(_, m)| matches!(m, Message::ConnectForward(f) if f.client_addr == addr(CLIENT)))
@@ -139,12 +139,12 @@ fn offer(tier2: u32, attempt: u32) -> Message<'static> {
 fn the_client_takes_the_first_offer_and_releases_the_others() {
     let mut c = Connector::new(ClientConfig::new(7, vec![addr(T1A), addr(T1B)]));
     c.connect(Instant::ZERO);
-    let out = drain_out(|b| c.poll_transmit(b));
+    let out = drain_out(|b| c.poll_transmit(Instant::ZERO, b));
     assert!(matches!(out[..], [(to, Message::ConnectRequest(_))] if to == addr(T1A)));
     let t = Instant::from_millis(30);
     c.handle(t, t2addr(2), &offer(2, 1));
     c.handle(t, t2addr(1), &offer(1, 1));
-    let out = drain_out(|b| c.poll_transmit(b));
+    let out = drain_out(|b| c.poll_transmit(Instant::ZERO, b));
     assert!(matches!(out[0], (to, Message::ConnectAccept(r)) if to == t2addr(2) && r.tier2 == 2));
     assert!(matches!(out[1], (to, Message::ConnectRelease(r)) if to == t2addr(1) && r.tier2 == 1));
     assert_eq!(c.connected(), Some((2, t2addr(2))));
@@ -169,11 +169,11 @@ fn a_reservation_whose_release_was_lost_expires() {
 fn the_client_fails_over_to_its_backup_and_takes_a_new_tier1_list() {
     let mut c = Connector::new(ClientConfig::new(7, vec![addr(T1A), addr(T1B)]));
     c.connect(Instant::ZERO);
-    drain_out(|b| c.poll_transmit(b));
+    drain_out(|b| c.poll_transmit(Instant::ZERO, b));
     // T1A is dead: nothing comes back before the timeout.
     let timeout = c.poll_timeout().unwrap();
     c.handle_timeout(timeout);
-    let out = drain_out(|b| c.poll_transmit(b));
+    let out = drain_out(|b| c.poll_transmit(Instant::ZERO, b));
     assert!(
         matches!(out[..], [(to, Message::ConnectRequest(r))] if to == addr(T1B) && r.attempt == 2)
     );
@@ -197,7 +197,7 @@ fn the_client_fails_over_to_its_backup_and_takes_a_new_tier1_list() {
 }
 
 fn heartbeat_from(t: &mut Tier2) -> (SocketAddr, wire::Heartbeat) {
-    drain_out(|b| t.poll_transmit(b))
+    drain_out(|b| t.poll_transmit(Instant::ZERO, b))
         .into_iter()
         .rev()
         .find_map(|(to, m)| match m {
@@ -220,27 +220,27 @@ fn hand_over_survives_a_lost_manager_change_and_duplicates() {
     // Peers learn of each other.
     a.handle_timeout(now);
     b.handle_timeout(now);
-    for (to, m) in drain_out(|x| a.poll_transmit(x)) {
+    for (to, m) in drain_out(|x| a.poll_transmit(Instant::ZERO, x)) {
         if to == addr(T1B) {
             b.handle(now, addr(T1A), &m);
         }
     }
-    for (to, m) in drain_out(|x| b.poll_transmit(x)) {
+    for (to, m) in drain_out(|x| b.poll_transmit(Instant::ZERO, x)) {
         if to == addr(T1A) {
             a.handle(now, addr(T1B), &m);
         }
     }
     // A drains: request -> accept -> manager change (lost).
     a.drain(now);
-    let req = drain_out(|x| a.poll_transmit(x))
+    let req = drain_out(|x| a.poll_transmit(Instant::ZERO, x))
         .into_iter()
         .find(|(_, m)| matches!(m, Message::HandoverRequest(_)))
         .expect("a hand-over request");
     b.handle(now, addr(T1A), &req.1);
-    let accept = drain_out(|x| b.poll_transmit(x)).remove(0).1;
+    let accept = drain_out(|x| b.poll_transmit(Instant::ZERO, x)).remove(0).1;
     a.handle(now, addr(T1B), &accept);
     a.handle(now, addr(T1B), &accept); // duplicated
-    let changes: Vec<Message> = drain_out(|x| a.poll_transmit(x))
+    let changes: Vec<Message> = drain_out(|x| a.poll_transmit(Instant::ZERO, x))
         .into_iter()
         .filter(|(to, m)| *to == t2addr(5) && matches!(m, Message::ManagerChange(_)))
         .map(|(_, m)| m)
@@ -253,7 +253,7 @@ fn hand_over_survives_a_lost_manager_change_and_duplicates() {
     let (to, hb) = heartbeat_from(&mut t);
     assert_eq!((to, hb.epoch), (addr(T1A), 0));
     a.handle(now, t2addr(5), &Message::Heartbeat(hb));
-    let again = drain_out(|x| a.poll_transmit(x))
+    let again = drain_out(|x| a.poll_transmit(Instant::ZERO, x))
         .into_iter()
         .find(|(to, m)| *to == t2addr(5) && matches!(m, Message::ManagerChange(_)))
         .expect("the change sent again");
@@ -399,9 +399,9 @@ mod hostile_input {
                 t1.handle_timeout(now);
                 t2.handle_timeout(now);
                 c.handle_timeout(now);
-                while t1.poll_transmit(&mut buf).is_some() {}
-                while t2.poll_transmit(&mut buf).is_some() {}
-                while c.poll_transmit(&mut buf).is_some() {}
+                while t1.poll_transmit(now, &mut buf).is_some() {}
+                while t2.poll_transmit(now, &mut buf).is_some() {}
+                while c.poll_transmit(now, &mut buf).is_some() {}
                 prop_assert!(t2.load() <= 10 + 1, "load {} beyond capacity", t2.load());
                 prop_assert!(t2.known_tier1s() <= wire::MAX_TIER1_LIST);
             }
@@ -443,7 +443,7 @@ fn a_handover_to_a_peer_that_died_moves_to_a_live_one() {
         a.handle(now, c_addr, &status(3, 5));
         a.handle(now, t2addr(10), &hb);
         a.handle_timeout(now);
-        for (to, m) in drain_out(|x| a.poll_transmit(x)) {
+        for (to, m) in drain_out(|x| a.poll_transmit(Instant::ZERO, x)) {
             if matches!(m, Message::HandoverRequest(_)) {
                 asked.push(to);
             }
@@ -478,7 +478,7 @@ mod with_keys {
         let mut c =
             Connector::new(ClientConfig::new(7, vec![addr(T1A), addr(T1B)])).with_security(dev);
         c.connect(Instant::ZERO);
-        let out = drain_out(|b| c.poll_transmit(b));
+        let out = drain_out(|b| c.poll_transmit(Instant::ZERO, b));
         let [(to, Message::ConnectRequest(r))] = &out[..] else {
             panic!("{out:?}")
         };
@@ -524,7 +524,7 @@ mod with_keys {
         let mut out = Vec::new();
         let mut now = Instant::ZERO;
         while now < Instant::from_micros(1_000_000) {
-            out.extend(drain_out(|b| t.poll_transmit(b)));
+            out.extend(drain_out(|b| t.poll_transmit(Instant::ZERO, b)));
             now = t
                 .poll_timeout()
                 .unwrap_or(now)

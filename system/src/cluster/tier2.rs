@@ -389,7 +389,10 @@ impl Tier2 {
         }
     }
 
-    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+    /// The next datagram to send, written into `buf`, and where to. `now` is taken as every
+    /// machine's `poll_transmit` takes it; these machines queue what they send as inputs
+    /// arrive, so nothing here depends on it.
+    pub fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
         self.outbox.poll_transmit(buf)
     }
 

@@ -424,12 +424,7 @@ impl Camera {
                 SenderEvent::ParityChanged { .. } => {}
             }
         }
-        let events = self
-            .durable
-            .as_mut()
-            .map(Durable::take_events)
-            .unwrap_or_default();
-        for ev in events {
+        while let Some(ev) = self.durable.as_mut().and_then(Durable::poll_event) {
             let ev = match ev {
                 DurableEvent::RingDropped { frame } => RoleEvent::RingDropped { session, frame },
                 DurableEvent::BackfillAcked { frame } => {

@@ -39,7 +39,7 @@
 //!   backfill frame is taken from the ring only at such a moment, and at most
 //!   `backfill_in_flight` are in flight.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -156,7 +156,7 @@ pub struct Durable {
     /// Backfill transport id -> frame.
     in_backfill: BTreeMap<u32, u64>,
     report: DurableReport,
-    events: Vec<DurableEvent>,
+    events: VecDeque<DurableEvent>,
 }
 
 impl Durable {
@@ -178,7 +178,7 @@ impl Durable {
             busy: BTreeMap::new(),
             in_backfill: BTreeMap::new(),
             report: DurableReport::default(),
-            events: Vec::new(),
+            events: VecDeque::new(),
         }
     }
 
@@ -197,9 +197,9 @@ impl Durable {
         }
     }
 
-    /// Events since the last call.
-    pub fn take_events(&mut self) -> Vec<DurableEvent> {
-        std::mem::take(&mut self.events)
+    /// The next event (a frame released or dropped), oldest first.
+    pub fn poll_event(&mut self) -> Option<DurableEvent> {
+        self.events.pop_front()
     }
 
     /// True when every frame is stored (or dropped) and nothing is in flight.
@@ -216,7 +216,8 @@ impl Durable {
         });
         for f in dropped {
             self.busy.remove(&f);
-            self.events.push(DurableEvent::RingDropped { frame: f });
+            self.events
+                .push_back(DurableEvent::RingDropped { frame: f });
         }
         if self.ring.index().get(frame).is_some() {
             self.busy.insert(frame, Busy::Live);
@@ -270,7 +271,7 @@ impl Durable {
                 SenderEvent::FrameAcked { frame: id, .. } => {
                     if let Some(frame) = self.in_backfill.remove(&id) {
                         self.report.backfill_acked += 1;
-                        self.events.push(DurableEvent::BackfillAcked { frame });
+                        self.events.push_back(DurableEvent::BackfillAcked { frame });
                         if self.busy.contains_key(&frame) {
                             self.busy
                                 .insert(frame, Busy::Acked(now + self.cfg.stored_timeout));
@@ -506,7 +507,7 @@ mod tests {
             d.on_capture(ms(0), f, &[1; 10]);
         }
         assert_eq!(
-            d.take_events(),
+            std::iter::from_fn(|| d.poll_event()).collect::<Vec<_>>(),
             vec![
                 DurableEvent::RingDropped { frame: 0 },
                 DurableEvent::RingDropped { frame: 1 }

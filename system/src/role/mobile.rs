@@ -380,7 +380,7 @@ impl Endpoint for Mobile {
     }
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        if let Some(to) = self.connector.poll_transmit(buf) {
+        if let Some(to) = self.connector.poll_transmit(now, buf) {
             return Some(to);
         }
         // Session traffic: command results, then the camera's segments; sealed with keys.

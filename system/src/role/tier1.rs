@@ -93,7 +93,7 @@ impl Endpoint for Tier1Server {
     }
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        let to = self.tier1.poll_transmit(buf)?;
+        let to = self.tier1.poll_transmit(now, buf)?;
         self.control.outgoing(now, buf);
         Some(to)
     }

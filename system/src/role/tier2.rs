@@ -319,7 +319,7 @@ impl Endpoint for Tier2Server {
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
         if let Some(to) = self
             .tier2
-            .poll_transmit(buf)
+            .poll_transmit(now, buf)
             .or_else(|| self.outbox.poll_transmit(buf))
         {
             self.control.outgoing(now, buf);

@@ -416,7 +416,7 @@ async fn desk_loop(
                 tracing::debug!(error = %e, %to, "command send failed; it is resent");
             }
         }
-        while let Some(f) = desk.poll_finished() {
+        while let Some(f) = desk.poll_event() {
             match f.state {
                 CommandState::Acked => summary.commands_acked += 1,
                 _ => summary.commands_failed += 1,

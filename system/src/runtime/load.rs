@@ -240,7 +240,7 @@ async fn probe(
         if connector.poll_timeout().is_some_and(|t| t <= now) {
             connector.handle_timeout(now);
         }
-        while let Some(to) = connector.poll_transmit(&mut buf) {
+        while let Some(to) = connector.poll_transmit(now, &mut buf) {
             let _ = socket.send_to(&buf, to).await;
         }
         while let Some(ev) = connector.poll_event() {
