@@ -37,38 +37,6 @@ fn run(
     Ok((outcome, cluster))
 }
 
-/// What every cluster run must show: the stream promises, every client connected at the end,
-/// every frame accounted for, exactly one manager per tier-2.
-fn common_problems(o: &Outcome, c: &ClusterSummary) -> Vec<String> {
-    let s = &o.summary;
-    let mut p = Vec::new();
-    if !s.promises_kept {
-        p.push(format!("promises broken: {:?}", s.violations));
-    }
-    if s.frames_corrupted + s.frames_duplicated > 0 {
-        p.push(format!(
-            "{} damaged, {} duplicated",
-            s.frames_corrupted, s.frames_duplicated
-        ));
-    }
-    if s.frames_sent != s.frames_delivered + s.frames_dropped + s.frames_lost_with_host {
-        p.push(format!(
-            "frames: sent {} != delivered {} + dropped {} + lost with host {}",
-            s.frames_sent, s.frames_delivered, s.frames_dropped, s.frames_lost_with_host
-        ));
-    }
-    if c.clients_unconnected > 0 {
-        p.push(format!(
-            "{} clients without a session at the end",
-            c.clients_unconnected
-        ));
-    }
-    if !c.managers_consistent {
-        p.push("a tier-2 without exactly one manager".into());
-    }
-    p
-}
-
 fn verdict(o: &Outcome, c: &ClusterSummary, problems: Vec<String>) -> Result<(), String> {
     let figures = format!(
         "seed {}: sent {} delivered {} dropped {}; connections {} setup p50/max {:.0}/{:.0} ms; \
@@ -122,7 +90,7 @@ fn balance(backend: Backend, name: &str, seeds: &[u64]) {
     let sc = load_scenario("cluster-balance.toml");
     for_seeds(name, FILE, seeds, |seed| {
         let (o, c) = run(backend, &sc, seed)?;
-        let mut p = common_problems(&o, &c);
+        let mut p = o.summary.cluster_problems();
         all_connected(&sc, &c, &mut p);
         if c.tier2_sessions.len() != 6 {
             p.push(format!(
@@ -156,7 +124,7 @@ fn drain(backend: Backend, name: &str, seeds: &[u64]) {
     let sc = load_scenario("cluster-drain.toml");
     for_seeds(name, FILE, seeds, |seed| {
         let (o, c) = run(backend, &sc, seed)?;
-        let mut p = common_problems(&o, &c);
+        let mut p = o.summary.cluster_problems();
         let t10 = c.tier1_managed.get("t10").cloned().unwrap_or_default();
         let t11 = c.tier1_managed.get("t11").cloned().unwrap_or_default();
         if !t10.is_empty() || t11.len() != 4 {
@@ -200,7 +168,7 @@ fn tier1_crash(backend: Backend, name: &str, seeds: &[u64]) {
         + sc.cluster.offer_delay.per_session_ms * clients(&sc) as f64;
     for_seeds(name, FILE, seeds, |seed| {
         let (o, c) = run(backend, &sc, seed)?;
-        let mut p = common_problems(&o, &c);
+        let mut p = o.summary.cluster_problems();
         all_connected(&sc, &c, &mut p);
         if c.setup_ms_max > bound {
             p.push(format!(
@@ -244,7 +212,7 @@ fn tier2_crash(backend: Backend, name: &str, seeds: &[u64]) {
         + sc.cluster.offer_delay.per_session_ms * clients(&sc) as f64;
     for_seeds(name, FILE, seeds, |seed| {
         let (o, c) = run(backend, &sc, seed)?;
-        let mut p = common_problems(&o, &c);
+        let mut p = o.summary.cluster_problems();
         if c.failovers == 0 {
             p.push("nobody was streaming to the crashed tier-2".into());
         }
@@ -296,7 +264,7 @@ fn partition(backend: Backend, name: &str, seeds: &[u64]) {
     let sc = load_scenario("cluster-partition.toml");
     for_seeds(name, FILE, seeds, |seed| {
         let (o, c) = run(backend, &sc, seed)?;
-        let mut p = common_problems(&o, &c);
+        let mut p = o.summary.cluster_problems();
         all_connected(&sc, &c, &mut p);
         verdict(&o, &c, p)
     });
@@ -324,7 +292,7 @@ fn control_loss(backend: Backend, name: &str, seeds: &[u64]) {
     let sc = load_scenario("cluster-control-loss.toml");
     for_seeds(name, FILE, seeds, |seed| {
         let (o, c) = run(backend, &sc, seed)?;
-        let mut p = common_problems(&o, &c);
+        let mut p = o.summary.cluster_problems();
         all_connected(&sc, &c, &mut p);
         let t10 = c.tier1_managed.get("t10").cloned().unwrap_or_default();
         if !t10.is_empty() {
@@ -382,7 +350,7 @@ fn an_idle_tier1_hands_tier2s_to_a_busy_peer() {
     let sc = load_scenario("cluster-skewed.toml");
     for_seeds(name, FILE, &seeds(5), |seed| {
         let (o, c) = run(Backend::Des, &sc, seed)?;
-        let mut p = common_problems(&o, &c);
+        let mut p = o.summary.cluster_problems();
         let t10 = c.tier1_managed.get("t10").cloned().unwrap_or_default();
         if t10.len() < 5 {
             p.push(format!("t10 manages only {t10:?} after balancing"));

@@ -556,6 +556,49 @@ pub struct Summary {
     pub durability: Option<DurableSummary>,
 }
 
+impl Summary {
+    /// What every run with a cluster must show, whatever its faults: the stream promises kept,
+    /// no frame damaged or delivered twice, every frame sent delivered, dropped or lost with
+    /// its host, every client with a session at the end, and every tier-2 with exactly one
+    /// manager. Empty when all hold; otherwise one line per broken invariant.
+    pub fn cluster_problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if !self.promises_kept {
+            p.push(format!("promises broken: {:?}", self.violations));
+        }
+        if self.frames_corrupted + self.frames_duplicated > 0 {
+            p.push(format!(
+                "{} damaged, {} duplicated",
+                self.frames_corrupted, self.frames_duplicated
+            ));
+        }
+        let accounted = self.frames_delivered + self.frames_dropped + self.frames_lost_with_host;
+        if self.frames_sent != accounted {
+            p.push(format!(
+                "frames: sent {} != delivered {} + dropped {} + lost with host {}",
+                self.frames_sent,
+                self.frames_delivered,
+                self.frames_dropped,
+                self.frames_lost_with_host
+            ));
+        }
+        let Some(c) = &self.cluster else {
+            p.push("no cluster figures in a cluster scenario".into());
+            return p;
+        };
+        if c.clients_unconnected > 0 {
+            p.push(format!(
+                "{} clients without a session at the end",
+                c.clients_unconnected
+            ));
+        }
+        if !c.managers_consistent {
+            p.push("a tier-2 without exactly one manager".into());
+        }
+        p
+    }
+}
+
 /// Nothing lost: the storage model's database against what the cameras captured.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DurableSummary {

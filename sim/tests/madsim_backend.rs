@@ -84,3 +84,65 @@ fn madsim_keeps_the_promises_and_repeats_its_trace() {
     let c = backend::run(Backend::Madsim, &sc, SEED + 1, None).expect("madsim run");
     assert_ne!(a.trace_hash, c.trace_hash);
 }
+
+/// A committed scenario of `sim/scenarios/`.
+fn committed(file: &str) -> Scenario {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(file);
+    Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The cluster roles under madsim: the failure suite's cluster scenarios (a tier-2 crash, a
+/// tier-1 crash, a partition between the tiers, a drain, lossy control messages) keep every
+/// cluster invariant, and the faults really happened (sessions failed over, the backup tier-1
+/// took every tier-2). A failure names the scenario and seed, and how to replay it.
+#[test]
+fn madsim_runs_the_cluster_roles_through_their_faults() {
+    let mut problems = Vec::new();
+    for file in [
+        "cluster-tier2-crash.toml",
+        "cluster-tier1-crash.toml",
+        "cluster-partition.toml",
+        "cluster-drain.toml",
+        "cluster-control-loss.toml",
+    ] {
+        let sc = committed(file);
+        for seed in 1..=2 {
+            let o = backend::run(Backend::Madsim, &sc, seed, None).expect("madsim run");
+            let mut p = o.summary.cluster_problems();
+            let c = o.summary.cluster.clone().unwrap_or_default();
+            if c.connections == 0 {
+                p.push("no session was ever set up".into());
+            }
+            if file == "cluster-tier2-crash.toml" && c.failovers == 0 {
+                p.push("nobody failed over from the crashed tier-2".into());
+            }
+            if file == "cluster-tier1-crash.toml"
+                && c.tier1_managed.get("t11").map(Vec::len) != Some(4)
+            {
+                p.push(format!(
+                    "t11 manages {:?}, not all four tier-2s",
+                    c.tier1_managed
+                ));
+            }
+            if !p.is_empty() {
+                problems.push(format!(
+                    "{file} seed {seed} (livecam sim --backend madsim, built with \
+                     RUSTFLAGS=\"--cfg madsim\", sim/scenarios/{file} --seed {seed}): {}",
+                    p.join("; ")
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A cluster run repeats its trace under madsim too.
+#[test]
+fn madsim_repeats_a_cluster_trace() {
+    let sc = committed("cluster-tier2-crash.toml");
+    let a = backend::run(Backend::Madsim, &sc, 3, None).expect("madsim run");
+    let b = backend::run(Backend::Madsim, &sc, 3, None).expect("madsim run");
+    assert_eq!(a.trace_hash, b.trace_hash);
+}
