@@ -9,7 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use livecam_system::cluster::{ClientConfig, Connector, Tier1, Tier1Config, Tier2, Tier2Config};
-use livecam_system::driver::{self, Endpoint, Role};
+use livecam_system::driver;
+use livecam_system::machine::{Endpoint, Role};
 use livecam_system::net::{Clock, DatagramSocket};
 use livecam_system::proto::{
     PolicyConfig, RateConfig, Receiver, ReceiverConfig, Sender, SenderConfig,

@@ -23,7 +23,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 
 use criterion::{criterion_group, BatchSize, Bencher, Criterion, Throughput};
-use livecam_system::driver::Endpoint;
+use livecam_system::machine::Endpoint;
 use livecam_system::proto::wire::{self, Message};
 use livecam_system::proto::{
     PolicyConfig, PolicyKind, Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig,

@@ -1,34 +1,14 @@
 //! The one driver loop that runs a sans-IO endpoint over any net/clock implementation.
 //!
-//! An [`Endpoint`] is anything shaped like the protocol machines: datagrams and timeouts in,
+//! An [`Endpoint`](crate::machine::Endpoint) is anything shaped like the protocol machines: datagrams and timeouts in,
 //! datagrams and a deadline out. [`run`] connects one to a [`DatagramSocket`] and a [`Clock`]
 //! until the endpoint says it is finished. The tokio runtime, turmoil, madsim and the emulator
 //! all use this same loop; only the socket and clock differ.
 
 use std::io;
-use std::net::SocketAddr;
 
+use crate::machine::Role;
 use crate::net::{sleep_until_opt, Clock, DatagramSocket};
-use crate::time::Instant;
-
-/// A sans-IO state machine that talks in datagrams.
-pub trait Endpoint {
-    /// A datagram arrived from `from`.
-    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]);
-    /// Time has reached (or passed) the deadline from [`Endpoint::poll_timeout`].
-    fn handle_timeout(&mut self, now: Instant);
-    /// Writes the next datagram to send into `buf` (clearing it first) and returns where it
-    /// goes, or `None` when nothing is ready now.
-    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr>;
-    /// When [`Endpoint::handle_timeout`] should next be called.
-    fn poll_timeout(&self) -> Option<Instant>;
-}
-
-/// An endpoint with application behaviour around it: a role that knows when it is done.
-pub trait Role: Endpoint {
-    /// True once the role has nothing more to do; [`run`] then returns.
-    fn is_finished(&self) -> bool;
-}
 
 /// Largest datagram the driver receives.
 pub const MAX_DATAGRAM: usize = 65_535;

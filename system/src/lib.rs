@@ -11,15 +11,25 @@
 //!   the wire format and the segment size policies. `now` and datagrams go in; datagrams, the
 //!   next deadline and events come out. No sockets, clocks, tasks or randomness of their own.
 //! - [`link`]: seeded link models (loss, bit errors, bursts, delay, rate) shared by every backend.
+//! - [`machine`]: the one surface of every machine ([`machine::Endpoint`], [`machine::Role`]).
 //! - [`net`]: the datagram-socket and clock traits, their tokio implementation, and the one
-//!   [`driver`] loop that runs any [`driver::Endpoint`] over any implementation.
+//!   [`driver`] loop that runs any [`machine::Endpoint`] over any implementation.
 //! - [`runtime`]: real runs over tokio UDP, such as `livecam transfer`.
+//!
+//! Features: the machines (`proto`, `link`, `secure`, `cluster`, `role`, `machine`, `time`)
+//! need no runtime and no device crate: `--no-default-features` builds just them, as
+//! quinn-proto is built apart from quinn. `io` adds the tokio glue (`driver`, `net`) and the
+//! devices (`device`: NMEA over serial ports and gpsd, cameras); `server` (default) adds the
+//! role processes, backend, metrics and tools (`runtime`, `backend`, `metrics`); `camera` real
+//! capture. A feature set rather than a crate of its own: the machines, their tests and their
+//! fuzz targets stay in one crate with one version, and the split is still checked (`.ci/run`
+//! builds the crate without default features and checks tokio is not in that build).
 //!
 //! A minimal lossless exchange at function-call level:
 //!
 //! ```
 //! use livecam_system::proto::{Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig};
-//! use livecam_system::driver::Endpoint;
+//! use livecam_system::machine::Endpoint;
 //! use livecam_system::time::Instant;
 //!
 //! let rx_addr = "127.0.0.1:9000".parse().unwrap();
@@ -45,12 +55,16 @@
 #[cfg(feature = "server")]
 pub mod backend;
 pub mod cluster;
+#[cfg(feature = "io")]
 pub mod device;
+#[cfg(feature = "io")]
 pub mod driver;
 pub mod link;
 pub mod lookup;
+pub mod machine;
 #[cfg(feature = "server")]
 pub mod metrics;
+#[cfg(feature = "io")]
 pub mod net;
 pub mod outbox;
 pub mod proto;

@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::driver::{Endpoint, Role};
+use crate::machine::{Endpoint, Role};
 use crate::role::{Mobile, RoleEvent, Tier1Server, Tier2Server};
 use crate::time::Instant;
 

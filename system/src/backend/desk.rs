@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::CommandState;
-use crate::driver::{Endpoint, Role};
+use crate::machine::{Endpoint, Role};
 use crate::outbox::Outbox;
 use crate::proto::wire::{self, Command, CommandMsg, Message};
 use crate::secure::control::{ControlGate, ControlPlane, ControlStats, Incoming};

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::role::adapt::{check_quality, check_resolution, PictureError};
+use crate::role::adapt::{MAX_RESOLUTION, MIN_RESOLUTION};
+
 /// A camera that cannot deliver.
 #[derive(Debug, Error)]
 pub enum CameraError {
@@ -42,32 +45,9 @@ pub enum CameraError {
     Device { device: String, message: String },
 }
 
-/// Smallest picture a source captures (width, height).
-pub const MIN_RESOLUTION: (u16, u16) = (64, 48);
-/// Largest picture a source captures (width, height): 4K UHD.
-pub const MAX_RESOLUTION: (u16, u16) = (3840, 2160);
-
-/// Checks a requested resolution against [`MIN_RESOLUTION`]..=[`MAX_RESOLUTION`].
-pub fn check_resolution(width: u16, height: u16) -> Result<(), CameraError> {
-    let (min, max) = (MIN_RESOLUTION, MAX_RESOLUTION);
-    if (min.0..=max.0).contains(&width) && (min.1..=max.1).contains(&height) {
-        Ok(())
-    } else {
-        Err(CameraError::Setting(format!(
-            "resolution {width}x{height} is outside {}x{}..={}x{}",
-            min.0, min.1, max.0, max.1
-        )))
-    }
-}
-
-/// Checks a requested JPEG quality: 1..=100.
-pub fn check_quality(quality: u8) -> Result<(), CameraError> {
-    if (1..=100).contains(&quality) {
-        Ok(())
-    } else {
-        Err(CameraError::Setting(format!(
-            "JPEG quality {quality} is outside 1..=100"
-        )))
+impl From<PictureError> for CameraError {
+    fn from(e: PictureError) -> Self {
+        CameraError::Setting(e.0)
     }
 }
 

@@ -20,7 +20,8 @@ use nokhwa::utils::{
 };
 use nokhwa::Camera;
 
-use super::camera::{check_quality, check_resolution, CameraError, CameraSettings, FrameSource};
+use super::camera::{CameraError, CameraSettings, FrameSource};
+use crate::role::adapt::{check_quality, check_resolution};
 
 /// The pixel formats this module decodes, most preferred first.
 const DECODABLE: [FrameFormat; 6] = [

@@ -10,9 +10,10 @@
 
 use thiserror::Error;
 
-use super::camera::{check_quality, check_resolution, FrameSource};
+use super::camera::{CameraError, FrameSource};
 use super::gps::{Fix, GpsSource};
 use crate::proto::wire::Command;
+use crate::role::adapt::{check_quality, check_resolution};
 use crate::role::{FrameCheck, FrameProducer};
 use crate::time::Instant;
 
@@ -151,9 +152,11 @@ impl<C: FrameSource + Send> FrameProducer for DeviceFrames<C> {
     fn apply(&mut self, command: &Command) -> Result<(), String> {
         match *command {
             Command::SetResolution { width, height } => check_resolution(width, height)
+                .map_err(CameraError::from)
                 .and_then(|()| self.camera.set_resolution(width, height))
                 .map_err(|e| e.to_string()),
             Command::SetQuality { quality } => check_quality(quality)
+                .map_err(CameraError::from)
                 .and_then(|()| self.camera.set_quality(quality))
                 .map_err(|e| e.to_string()),
             ref other => Err(format!(

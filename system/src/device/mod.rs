@@ -11,8 +11,7 @@ pub mod nmea_feed;
 pub mod open;
 
 pub use camera::{
-    check_quality, check_resolution, CameraError, CameraSettings, FolderReplay, FrameSource,
-    SyntheticCamera, SyntheticSettings, MAX_RESOLUTION, MIN_RESOLUTION,
+    CameraError, CameraSettings, FolderReplay, FrameSource, SyntheticCamera, SyntheticSettings,
 };
 #[cfg(feature = "camera")]
 pub use capture::{CameraDevice, NokhwaCamera};

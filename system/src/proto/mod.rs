@@ -10,7 +10,7 @@
 //! - [`fec`]: parity segments (Reed-Solomon) and how many a frame gets.
 //! - [`rate`]: how fast the sender may send (delivery rate and queueing delay).
 //!
-//! Both machines implement [`crate::driver::Endpoint`]: feed them datagrams and timeouts with
+//! Both machines implement [`crate::machine::Endpoint`]: feed them datagrams and timeouts with
 //! `now`, take datagrams from `poll_transmit`, sleep until `poll_timeout`, and read `poll_event`.
 
 pub mod estimator;

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 
 use super::wire::{self, Message};
 use super::{Sender, SenderConfig};
-use crate::driver::Endpoint;
+use crate::machine::Endpoint;
 use crate::time::Instant;
 
 fn peer() -> SocketAddr {

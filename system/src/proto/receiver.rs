@@ -49,8 +49,8 @@ use super::wire::{
     SEGMENT_OVERHEAD,
 };
 use super::DropReason;
-use crate::driver::Endpoint;
 use crate::lookup::Lookup;
+use crate::machine::Endpoint;
 use crate::outbox::Outbox;
 use crate::time::{period, Instant};
 

@@ -40,7 +40,7 @@ use super::wire::{
     self, Message, Parity, Segment, MAX_SEGMENT_PAYLOAD, MAX_SHARDS, UDP_IP_OVERHEAD,
 };
 use super::DropReason;
-use crate::driver::Endpoint;
+use crate::machine::Endpoint;
 use crate::time::{period, Instant};
 
 /// How a [`Sender`] behaves.

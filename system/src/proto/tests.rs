@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::wire::{self, Message};
 use super::*;
-use crate::driver::Endpoint;
+use crate::machine::Endpoint;
 use crate::time::Instant;
 
 const TX: &str = "10.0.0.1:5000";

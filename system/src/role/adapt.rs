@@ -16,6 +16,41 @@
 
 use serde::Serialize;
 
+/// A picture setting outside what any camera here captures (an operator's `set_resolution` or
+/// `set_quality`, or a camera's configuration).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PictureError(pub String);
+
+/// Smallest picture a source captures (width, height).
+pub const MIN_RESOLUTION: (u16, u16) = (64, 48);
+/// Largest picture a source captures (width, height): 4K UHD.
+pub const MAX_RESOLUTION: (u16, u16) = (3840, 2160);
+
+/// Checks a requested resolution against [`MIN_RESOLUTION`]..=[`MAX_RESOLUTION`].
+pub fn check_resolution(width: u16, height: u16) -> Result<(), PictureError> {
+    let (min, max) = (MIN_RESOLUTION, MAX_RESOLUTION);
+    if (min.0..=max.0).contains(&width) && (min.1..=max.1).contains(&height) {
+        Ok(())
+    } else {
+        Err(PictureError(format!(
+            "resolution {width}x{height} is outside {}x{}..={}x{}",
+            min.0, min.1, max.0, max.1
+        )))
+    }
+}
+
+/// Checks a requested JPEG quality: 1..=100.
+pub fn check_quality(quality: u8) -> Result<(), PictureError> {
+    if (1..=100).contains(&quality) {
+        Ok(())
+    } else {
+        Err(PictureError(format!(
+            "JPEG quality {quality} is outside 1..=100"
+        )))
+    }
+}
+
 /// The resolution a synthetic frame of the configured size is taken at.
 pub const NOMINAL_RESOLUTION: (u16, u16) = (1280, 720);
 /// The JPEG quality a synthetic frame of the configured size is taken at.

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::adapt::{Bounds, Ladder, Picture};
 use super::durable::{Durable, DurableEvent, DurableReport, BACKFILL_SESSION_BIT};
 use super::{FrameProducer, Recorder, RoleEvent};
-use crate::driver::{Endpoint, Role};
+use crate::machine::{Endpoint, Role};
 use crate::proto::wire::{self, Command, Message};
 use crate::proto::{Sender, SenderEvent};
 use crate::stats::Samples;

@@ -98,7 +98,7 @@ impl FrameProducer for FrameContent {
     /// Takes resolution and quality (checked as a real camera checks them): the camera role
     /// sizes synthetic frames by its picture model ([`super::adapt`]), so both are honoured.
     fn apply(&mut self, command: &Command) -> Result<(), String> {
-        use crate::device::camera::{check_quality, check_resolution};
+        use super::adapt::{check_quality, check_resolution};
         match *command {
             Command::SetResolution { width, height } => {
                 check_resolution(width, height).map_err(|e| e.to_string())

@@ -46,7 +46,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::ring::{FrameRing, RingFrame, RingStats};
-use crate::driver::Endpoint;
+use crate::machine::Endpoint;
 use crate::proto::{Sender, SenderConfig, SenderEvent};
 use crate::time::Instant;
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{Camera, Recorder, RoleEvent};
 use crate::cluster::{ClientEvent, Connector};
-use crate::driver::{Endpoint, Role};
+use crate::machine::{Endpoint, Role};
 use crate::outbox::Outbox;
 use crate::proto::wire::{self, Command, CommandMsg, CommandResult, Message};
 use crate::secure::Channel;

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::durable::{decode_envelope, BACKFILL_SESSION_BIT};
 use super::{Backhaul, Delivered, FrameCheck, Recorder, RoleEvent, StoredFrame};
-use crate::driver::{Endpoint, Role};
+use crate::machine::{Endpoint, Role};
 use crate::proto::wire::{Message, Stored, MAX_STORED_FRAMES};
 use crate::proto::{Receiver, ReceiverEvent, ReceiverStats};
 use crate::time::Instant;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::cluster::{ClientConfig, Connector, Tier1, Tier1Config, Tier2, Tier2Config};
-use crate::driver::Endpoint;
+use crate::machine::Endpoint;
 use crate::proto::wire::{self, Command, CommandMsg, CommandResult, Message};
 use crate::proto::{Receiver, ReceiverConfig, Sender, SenderConfig};
 use crate::time::Instant;

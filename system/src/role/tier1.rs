@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 
 use super::{Recorder, RoleEvent};
 use crate::cluster::{Tier1, Tier1Event};
-use crate::driver::{Endpoint, Role};
+use crate::machine::{Endpoint, Role};
 use crate::proto::wire;
 use crate::secure::control::{ControlGate, ControlPlane, ControlStats, Incoming};
 use crate::time::Instant;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{Recorder, RoleEvent, Sink};
 use crate::cluster::{Tier2, Tier2Event};
-use crate::driver::{Endpoint, Role};
+use crate::machine::{Endpoint, Role};
 use crate::outbox::Outbox;
 use crate::proto::wire::{self, CommandMsg, CommandResult, Message, SessionTier1s};
 use crate::secure::control::{ControlGate, ControlPlane, ControlStats, Incoming};

@@ -25,7 +25,8 @@ use crate::device::{
     open_camera, open_gps, CameraSettings, CameraSpec, CapturedCheck, DeviceFrames, GpsSettings,
     GpsSpec, SyntheticSettings,
 };
-use crate::driver::{self, Role};
+use crate::driver;
+use crate::machine::Role;
 use crate::metrics::{Metered, Observed, RoleMetrics};
 use crate::net::{Clock, DatagramSocket, TokioClock};
 use crate::proto::{PolicyConfig, RateConfig, Receiver, ReceiverConfig, Sender, SenderConfig};
@@ -421,10 +422,10 @@ impl MobileFile {
             .map_err(|e| invalid(path.display(), "camera", e.to_string()))?;
         GpsSpec::parse(&c.gps).map_err(|e| invalid(path.display(), "gps", e.to_string()))?;
         let settings = c.camera_settings();
-        if let Err(e) = crate::device::check_resolution(settings.width, settings.height) {
+        if let Err(e) = crate::role::adapt::check_resolution(settings.width, settings.height) {
             return Err(invalid(path.display(), "width", e.to_string()));
         }
-        if let Err(e) = crate::device::check_quality(settings.quality) {
+        if let Err(e) = crate::role::adapt::check_quality(settings.quality) {
             return Err(invalid(path.display(), "jpeg_quality", e.to_string()));
         }
         c.device_security(&path.display().to_string())?;

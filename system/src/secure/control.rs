@@ -572,7 +572,7 @@ mod tests {
     const FROM: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)), 7000);
     use crate::cluster::{Tier1, Tier1Config, Tier2, Tier2Config};
     use crate::device::CapturedCheck;
-    use crate::driver::Endpoint;
+    use crate::machine::Endpoint;
     use crate::proto::wire::{Command, CommandMsg, Heartbeat, ManagerChange};
     use crate::proto::{Receiver, ReceiverConfig};
     use crate::role::{Sink, Tier1Server, Tier2Server};
