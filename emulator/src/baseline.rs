@@ -229,7 +229,9 @@ pub fn measure(transport: Transport, loss: f64, spec: &StreamSpec) -> Result<Mea
     let net = Net::create(2, 1500)?;
     let ports: Vec<String> = (0..2).map(|i| net.names().root_veth(i)).collect();
     let link = spec.link(loss);
-    let forwarder = Forwarder::new(Mode::Packet, 2, |_, _| link.clone(), spec.seed, vec![]);
+    let names = ["sender", "receiver"];
+    let seed = |a: usize, b: usize| livecam_system::link::pair_seed(spec.seed, names[a], names[b]);
+    let forwarder = Forwarder::new(Mode::Packet, 2, |_, _| link.clone(), seed, vec![]);
     let bridge = Bridge::start(&ports, forwarder)?;
     let origin = Instant::now();
     let log = match (transport, transport.policy()) {

@@ -151,7 +151,13 @@ pub fn run(seconds: f64, round_trips: usize) -> Result<BenchReport, RunError> {
     netns::sweep()?;
     let net = Net::create(2, 1500)?;
     let ports: Vec<String> = (0..2).map(|i| net.names().root_veth(i)).collect();
-    let forwarder = Forwarder::new(Mode::Packet, 2, |_, _| LinkConfig::default(), 1, vec![]);
+    let forwarder = Forwarder::new(
+        Mode::Packet,
+        2,
+        |_, _| LinkConfig::default(),
+        |_, _| 1,
+        vec![],
+    );
     let bridge = Bridge::start(&ports, forwarder)?;
     let a = net.names().netns(0);
     let b = net.names().netns(1);

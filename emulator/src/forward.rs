@@ -97,13 +97,14 @@ pub struct Forwarder {
 
 impl Forwarder {
     /// `hosts` hosts, the link from `a` to `b` configured by `config(a, b)` (validate them
-    /// first), randomness from `seed`, and `schedule` applied as time passes (any order; it is
+    /// first) and seeded by `seed(a, b)` ([`livecam_system::link::pair_seed`] of the hosts'
+    /// names, as in the simulators), and `schedule` applied as time passes (any order; it is
     /// sorted, stable for equal times).
     pub fn new(
         mode: Mode,
         hosts: usize,
         config: impl Fn(usize, usize) -> LinkConfig,
-        seed: u64,
+        seed: impl Fn(usize, usize) -> u64,
         mut schedule: Vec<(Instant, Action)>,
     ) -> Self {
         let mut links = Vec::with_capacity(hosts * hosts);
@@ -112,7 +113,7 @@ impl Forwarder {
             for b in 0..hosts {
                 let c = config(a, b);
                 checksums.push(c.checksums);
-                links.push(Link::new(model_config(mode, c), pair_seed(seed, a, b)));
+                links.push(Link::new(model_config(mode, c), seed(a, b)));
             }
         }
         schedule.sort_by_key(|(at, _)| *at);
@@ -278,19 +279,6 @@ fn model_config(mode: Mode, mut c: LinkConfig) -> LinkConfig {
     c
 }
 
-/// The seed of the link from `a` to `b`: splitmix64 of the run's seed and the pair.
-fn pair_seed(seed: u64, a: usize, b: usize) -> u64 {
-    let mut z = seed
-        ^ (a as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        ^ (b as u64)
-            .wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
-            .rotate_left(17);
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,6 +286,11 @@ mod tests {
 
     fn ms(n: u64) -> Instant {
         Instant::from_millis(n)
+    }
+
+    /// Link seeds as the emulator derives them, hosts named by their index.
+    fn seeds(run: u64) -> impl Fn(usize, usize) -> u64 {
+        move |a, b| livecam_system::link::pair_seed(run, &a.to_string(), &b.to_string())
     }
 
     fn drain(f: &mut Forwarder, now: Instant) -> Vec<Out> {
@@ -313,7 +306,7 @@ mod tests {
                 delay_ms: if (a, b) == (0, 1) { 20.0 } else { 5.0 },
                 ..LinkConfig::default()
             },
-            1,
+            seeds(1),
             vec![],
         );
         assert_eq!(f.offer(ms(0), 0, 1, vec![1]), None);
@@ -360,7 +353,13 @@ mod tests {
                 },
             ),
         ];
-        let mut f = Forwarder::new(Mode::Datagram, 2, |_, _| LinkConfig::default(), 1, schedule);
+        let mut f = Forwarder::new(
+            Mode::Datagram,
+            2,
+            |_, _| LinkConfig::default(),
+            seeds(1),
+            schedule,
+        );
         assert_eq!(f.next_deadline(), Some(ms(10)));
         assert_eq!(f.offer(ms(9), 0, 1, vec![1]), None);
         assert_eq!(f.offer(ms(10), 0, 1, vec![1]), Some(LossCause::Partition));
@@ -381,7 +380,13 @@ mod tests {
                 },
             },
         )];
-        let mut f = Forwarder::new(Mode::Datagram, 2, |_, _| LinkConfig::default(), 1, schedule);
+        let mut f = Forwarder::new(
+            Mode::Datagram,
+            2,
+            |_, _| LinkConfig::default(),
+            seeds(1),
+            schedule,
+        );
         assert_eq!(f.offer(ms(0), 0, 1, vec![0; 100]), None);
         assert_eq!(f.offer(ms(10), 0, 1, vec![0; 100]), Some(LossCause::Random));
     }
@@ -396,7 +401,7 @@ mod tests {
                     loss: 0.2,
                     ..LinkConfig::default()
                 },
-                seed,
+                seeds(seed),
                 vec![],
             );
             (0..5000u64)
@@ -425,7 +430,7 @@ mod tests {
                     checksums,
                     ..LinkConfig::default()
                 },
-                3,
+                seeds(3),
                 vec![],
             );
             let sent = udp_frame(0, 1, 1400, 0);
@@ -461,7 +466,7 @@ mod tests {
                 mtu: 576, // ignored in packet mode: the hosts fragment
                 ..LinkConfig::default()
             },
-            1,
+            seeds(1),
             vec![],
         );
         for _ in 0..3 {
@@ -486,7 +491,7 @@ mod tests {
                     delay_ms: 20.0,
                     ..LinkConfig::default()
                 },
-                1,
+                seeds(1),
                 vec![],
             );
             for _ in 0..3 {
@@ -514,7 +519,7 @@ mod tests {
                 mtu: 576,
                 ..LinkConfig::default()
             },
-            1,
+            seeds(1),
             vec![],
         );
         let big = (0..2000)

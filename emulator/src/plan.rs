@@ -155,37 +155,26 @@ impl Plan {
         }
         let n = hosts.len();
         let mut links = vec![scenario.link.clone(); n * n];
-        let pairs = |a: &str, b: &str| -> Vec<(usize, usize)> {
-            let mut v = Vec::new();
-            for x in scenario.resolve(a) {
-                for y in scenario.resolve(b) {
-                    v.push((x.index, y.index));
-                }
-            }
-            v
-        };
-        for o in &scenario.links {
-            for (a, b) in pairs(&o.from, &o.to) {
-                links[a * n + b] = o.config.clone();
-                if !o.one_way {
-                    links[b * n + a] = o.config.clone();
-                }
+        for ((a, b), config) in scenario.link_overrides() {
+            if let (Some(a), Some(b)) = (index_of(&a), index_of(&b)) {
+                links[a * n + b] = config;
             }
         }
+        let pairs = |a: &str, b: &str, one_way: bool| -> Vec<(usize, usize)> {
+            scenario
+                .directed_pairs(a, b, one_way)
+                .into_iter()
+                .map(|(x, y)| (x.index, y.index))
+                .collect()
+        };
         let mut schedule = Vec::new();
         for (i, f) in scenario.faults.iter().enumerate() {
             let at = Instant::from_micros((f.at_s() * 1e6).round() as u64);
             let action = match f {
-                Fault::Partition { a, b, .. } | Fault::Repair { a, b, .. } => {
-                    let both = pairs(a, b)
-                        .into_iter()
-                        .flat_map(|(x, y)| [(x, y), (y, x)])
-                        .collect();
-                    Action::Partition {
-                        pairs: both,
-                        on: matches!(f, Fault::Partition { .. }),
-                    }
-                }
+                Fault::Partition { a, b, .. } | Fault::Repair { a, b, .. } => Action::Partition {
+                    pairs: pairs(a, b, false),
+                    on: matches!(f, Fault::Partition { .. }),
+                },
                 Fault::SetLink {
                     a,
                     b,
@@ -193,16 +182,7 @@ impl Plan {
                     config,
                     ..
                 } => Action::SetLink {
-                    pairs: pairs(a, b)
-                        .into_iter()
-                        .flat_map(|(x, y)| {
-                            if *one_way {
-                                vec![(x, y)]
-                            } else {
-                                vec![(x, y), (y, x)]
-                            }
-                        })
-                        .collect(),
+                    pairs: pairs(a, b, *one_way),
                     config: config.clone(),
                 },
                 Fault::Crash { .. } | Fault::Restart { .. } | Fault::Drain { .. } => {
@@ -230,6 +210,12 @@ impl Plan {
             },
             stagger_ms: scenario.workload.stagger_ms,
         })
+    }
+
+    /// The seed of the link from host `a` to host `b`: the simulators' (by the hosts' names).
+    pub fn link_seed(&self, a: usize, b: usize) -> u64 {
+        let name = |i: usize| self.hosts.get(i).map_or("", |h| h.name.as_str());
+        livecam_system::link::pair_seed(self.seed, name(a), name(b))
     }
 
     /// The link model from host `a` to host `b`.

@@ -166,7 +166,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport, RunError> {
         },
         n,
         |a, b| plan.link(a, b),
-        plan.seed,
+        |a, b| plan.link_seed(a, b),
         plan.schedule.clone(),
     );
     let duration = Duration::from_secs_f64(opts.duration_s.unwrap_or(plan.duration_s).max(0.0));

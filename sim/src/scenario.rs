@@ -42,7 +42,7 @@
 //! A host or group name may be used wherever hosts are named. Every error names the field at
 //! fault, e.g. `hosts[1].target: no host or group named "srv"`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::Path;
 
@@ -487,6 +487,34 @@ impl Scenario {
         members
             .map(|i| Self::host(spec, &tier1, i, first + i))
             .collect()
+    }
+
+    /// The directed host pairs `a` x `b` names (groups resolved), and back again unless
+    /// `one_way`: what a link override or a link fault acts on. The one expansion every backend
+    /// and the emulator use.
+    pub fn directed_pairs(&self, a: &str, b: &str, one_way: bool) -> Vec<(Host, Host)> {
+        let mut v = Vec::new();
+        for x in self.resolve(a) {
+            for y in self.resolve(b) {
+                v.push((x.clone(), y.clone()));
+                if !one_way {
+                    v.push((y, x.clone()));
+                }
+            }
+        }
+        v
+    }
+
+    /// The link model of every directed pair the `[[links]]` overrides name, by host names
+    /// (later overrides win); any other pair has `link`.
+    pub fn link_overrides(&self) -> BTreeMap<(String, String), LinkConfig> {
+        let mut configs = BTreeMap::new();
+        for o in &self.links {
+            for (x, y) in self.directed_pairs(&o.from, &o.to, o.one_way) {
+                configs.insert((x.name, y.name), o.config.clone());
+            }
+        }
+        configs
     }
 
     /// Frames each camera captures: it stops `settle_s` before the end.

@@ -8,11 +8,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use livecam_system::link::{Link, LinkConfig, Transmission};
+use livecam_system::link::{pair_seed, Link, LinkConfig, Transmission};
 use livecam_system::lookup::Lookup;
 use livecam_system::time::Instant;
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
 use crate::scenario::Scenario;
 use crate::summary::Tally;
@@ -65,20 +63,9 @@ pub struct SimState {
 
 impl SimState {
     pub fn new(scenario: &Scenario, seed: u64, trace: Trace) -> Self {
-        let mut configs = BTreeMap::new();
-        for o in &scenario.links {
-            for a in scenario.resolve(&o.from) {
-                for b in scenario.resolve(&o.to) {
-                    configs.insert((a.name.clone(), b.name.clone()), o.config.clone());
-                    if !o.one_way {
-                        configs.insert((b.name.clone(), a.name.clone()), o.config.clone());
-                    }
-                }
-            }
-        }
         SimState {
             links: Lookup::default(),
-            configs,
+            configs: scenario.link_overrides(),
             default_link: scenario.link.clone(),
             partitioned: BTreeMap::new(),
             names: Lookup::default(),
@@ -130,14 +117,6 @@ impl SimState {
         incarnation
     }
 
-    /// A seed for a pair's link: a pure function of the run seed and the two names.
-    fn link_seed(&self, from: &str, to: &str) -> u64 {
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let h = xxhash_rust::xxh3::xxh3_64(format!("{from}->{to}").as_bytes());
-        rng.set_stream(h);
-        rng.next_u64()
-    }
-
     fn link(&mut self, from: IpAddr, to: IpAddr) -> &mut Link {
         let pair = (key(from), key(to));
         if !self.links.contains_key(&pair) {
@@ -147,7 +126,7 @@ impl SimState {
                 .get(&names)
                 .cloned()
                 .unwrap_or_else(|| self.default_link.clone());
-            let mut link = Link::new(config, self.link_seed(&names.0, &names.1));
+            let mut link = Link::new(config, pair_seed(self.seed, &names.0, &names.1));
             link.set_partitioned(self.partitioned.get(&names).copied().unwrap_or(false));
             self.links.insert(pair, link);
         }

@@ -112,21 +112,11 @@ pub(crate) fn apply_link_fault(
         }
     };
     state.trace.record(now, host, &NetEvent::Fault { what });
-    let pairs = |a: &str, b: &str| {
-        let mut v = Vec::new();
-        for x in scenario.resolve(a) {
-            for y in scenario.resolve(b) {
-                v.push((x.name.clone(), y.name.clone()));
-            }
-        }
-        v
-    };
     match fault {
         Fault::Partition { a, b, .. } | Fault::Repair { a, b, .. } => {
             let on = matches!(fault, Fault::Partition { .. });
-            for (x, y) in pairs(a, b) {
-                state.set_partitioned(&x, &y, on);
-                state.set_partitioned(&y, &x, on);
+            for (x, y) in scenario.directed_pairs(a, b, false) {
+                state.set_partitioned(&x.name, &y.name, on);
             }
         }
         Fault::SetLink {
@@ -136,11 +126,8 @@ pub(crate) fn apply_link_fault(
             config,
             ..
         } => {
-            for (x, y) in pairs(a, b) {
-                state.set_link(&x, &y, config.clone());
-                if !one_way {
-                    state.set_link(&y, &x, config.clone());
-                }
+            for (x, y) in scenario.directed_pairs(a, b, *one_way) {
+                state.set_link(&x.name, &y.name, config.clone());
             }
         }
         Fault::Crash { host, .. } => {

@@ -104,6 +104,19 @@ pub use packet::{
 
 use packet::{fragment_capacity, payload_bit, BitErrors};
 
+/// The seed of the link from host `from` to host `to` in a run seeded `run_seed`: a ChaCha8
+/// stream of the run seed, chosen by the xxh3 hash of `"from->to"`. A pure function of the
+/// run seed and the two host names, so the simulators and the emulator give the same pair the
+/// same dice, whatever order hosts are listed or links first used in.
+pub fn pair_seed(run_seed: u64, from: &str, to: &str) -> u64 {
+    use rand::RngCore;
+    let mut rng = ChaCha8Rng::seed_from_u64(run_seed);
+    rng.set_stream(xxhash_rust::xxh3::xxh3_64(
+        format!("{from}->{to}").as_bytes(),
+    ));
+    rng.next_u64()
+}
+
 /// Slack, in bytes, for floating-point rounding when comparing a backlog with the queue's
 /// capacity; far below one byte, so a queue still overflows at exactly `queue_bytes`.
 const QUEUE_SLACK_BYTES: f64 = 1e-6;
