@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use livecam_sim::scenario::{Fault, RoleKind, Scenario};
 use livecam_system::link::LinkConfig;
 use livecam_system::proto::PolicyConfig;
-use livecam_system::runtime::security::ClusterKeys;
+use livecam_system::runtime::security::{ClusterKeys, ServerIdentity};
 use livecam_system::runtime::service::{MobileFile, Peer, Tier1File, Tier2File};
 use livecam_system::time::Instant;
 use thiserror::Error;
@@ -264,7 +264,7 @@ impl Plan {
                     insecure: keys.is_none(),
                 };
                 if let Some(k) = keys {
-                    cfg.secure_with(k);
+                    cfg.secure_identity(k);
                 }
                 toml::to_string(&cfg)
             }

@@ -17,6 +17,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::backhaul::unix_ms;
 use super::config::{from_toml, invalid, read_text, ConfigError};
+use super::security::ServerIdentity;
 use super::service::ServiceError;
 use crate::backend::desk::{CommandDesk, DeskConfig, Finished};
 use crate::backend::web::{router, WebState};
@@ -25,7 +26,7 @@ use crate::device::City;
 use crate::driver::MAX_DATAGRAM;
 use crate::machine::Endpoint;
 use crate::net::{sleep_until_opt, Clock, TokioClock};
-use crate::secure::{ControlPlane, ControlStats, ServerId, ServerRole};
+use crate::secure::{ControlStats, ServerRole};
 use crate::time::Instant;
 
 /// `livecam backend --config`.
@@ -99,14 +100,9 @@ fn default_retention_interval() -> u64 {
     60
 }
 
-impl BackendFile {
-    /// Sets the identity fields for the cluster's `keys`.
-    pub fn secure_with(&mut self, keys: &super::security::ClusterKeys) {
-        self.identity = Some(keys.server_key(ServerId::new(ServerRole::Backend, self.id)));
-        self.servers = Some(keys.servers.clone());
-        self.insecure = false;
-    }
+crate::server_identity!(BackendFile, ServerRole::Backend);
 
+impl BackendFile {
     /// A backend over `database` with every other field at its default.
     pub fn new(database: String) -> Self {
         BackendFile {
@@ -150,22 +146,6 @@ impl BackendFile {
                 })
             }
         }
-    }
-
-    /// Its control plane (`None` for `insecure = true`).
-    pub fn control_plane(
-        &self,
-        now: Instant,
-        origin: &str,
-    ) -> Result<Option<ControlPlane>, ConfigError> {
-        super::security::control_plane(
-            self.identity.as_deref(),
-            self.servers.as_deref(),
-            self.insecure,
-            ServerId::new(ServerRole::Backend, self.id),
-            now,
-            origin,
-        )
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {

@@ -72,6 +72,67 @@ pub fn control_plane(
     }
 }
 
+/// A server's config file: who it is in the cluster, and its `identity`, `servers` and
+/// `insecure` fields. Its control plane, and setting those fields from a cluster's keys, are
+/// written once, here; [`server_identity!`](crate::server_identity) implements it.
+pub trait ServerIdentity {
+    /// Who this server is.
+    fn server_id(&self) -> ServerId;
+    /// Its `identity`, `servers` and `insecure` fields.
+    fn identity(&self) -> (Option<&Path>, Option<&Path>, bool);
+    /// The same, to set.
+    fn identity_mut(&mut self) -> (&mut Option<PathBuf>, &mut Option<PathBuf>, &mut bool);
+
+    /// Its control plane (`None` for `insecure = true`); `now` is the server clock's time and
+    /// `origin` names the config in errors.
+    fn control_plane(
+        &self,
+        now: Instant,
+        origin: &str,
+    ) -> Result<Option<ControlPlane>, ConfigError> {
+        let (identity, servers, insecure) = self.identity();
+        control_plane(identity, servers, insecure, self.server_id(), now, origin)
+    }
+
+    /// Sets the identity fields for the cluster's `keys`.
+    fn secure_identity(&mut self, keys: &ClusterKeys) {
+        let key = keys.server_key(self.server_id());
+        let (identity, servers, insecure) = self.identity_mut();
+        *identity = Some(key);
+        *servers = Some(keys.servers.clone());
+        *insecure = false;
+    }
+}
+
+/// Implements [`ServerIdentity`] for a config type with `id`, `identity`, `servers` and
+/// `insecure` fields, as the server of `role`.
+#[macro_export]
+macro_rules! server_identity {
+    ($file:ty, $role:expr) => {
+        impl $crate::runtime::security::ServerIdentity for $file {
+            fn server_id(&self) -> $crate::secure::ServerId {
+                $crate::secure::ServerId::new($role, self.id)
+            }
+            fn identity(&self) -> (Option<&std::path::Path>, Option<&std::path::Path>, bool) {
+                (
+                    self.identity.as_deref(),
+                    self.servers.as_deref(),
+                    self.insecure,
+                )
+            }
+            fn identity_mut(
+                &mut self,
+            ) -> (
+                &mut Option<std::path::PathBuf>,
+                &mut Option<std::path::PathBuf>,
+                &mut bool,
+            ) {
+                (&mut self.identity, &mut self.servers, &mut self.insecure)
+            }
+        }
+    };
+}
+
 /// The tier-2's gate from its config's `key`, `devices` and `insecure` fields (`None` for
 /// `insecure = true`); `origin` names the config in errors.
 pub fn tier2_gate(

@@ -18,7 +18,7 @@ use thiserror::Error;
 
 use super::backhaul::{BackhaulReport, StorageBackhaul};
 use super::config::{from_toml, invalid, read_text, ConfigError};
-use super::security::{self, ClusterKeys};
+use super::security::{self, ClusterKeys, ServerIdentity};
 use crate::backend::StorageError;
 use crate::cluster::{ClientConfig, Connector, Tier1, Tier1Config, Tier2, Tier2Config};
 use crate::device::{
@@ -35,7 +35,7 @@ use crate::role::ring::{DiskRing, FrameRing, RingLimits};
 use crate::role::{
     Camera, CameraConfig, FrameProducer, Mobile, MobileConfig, Sink, Tier1Server, Tier2Server,
 };
-use crate::secure::{ControlPlane, ControlStats, DeviceSecurity, Gate, ServerId, ServerRole};
+use crate::secure::{ControlStats, DeviceSecurity, Gate, ServerRole};
 use crate::time::Instant;
 use std::sync::Arc;
 
@@ -246,14 +246,10 @@ fn default_quality() -> u8 {
     SyntheticSettings::default().quality
 }
 
-impl Tier1File {
-    /// Sets the identity fields for the cluster's `keys`.
-    pub fn secure_with(&mut self, keys: &ClusterKeys) {
-        self.identity = Some(keys.server_key(ServerId::new(ServerRole::Tier1, self.id)));
-        self.servers = Some(keys.servers.clone());
-        self.insecure = false;
-    }
+crate::server_identity!(Tier1File, ServerRole::Tier1);
+crate::server_identity!(Tier2File, ServerRole::Tier2);
 
+impl Tier1File {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         Self::parse(&read_text(path)?, path)
     }
@@ -271,22 +267,6 @@ impl Tier1File {
         c.control_plane(Instant::ZERO, &path.display().to_string())?;
         Ok(c)
     }
-
-    /// Its control plane (`None` for `insecure = true`).
-    pub fn control_plane(
-        &self,
-        now: Instant,
-        origin: &str,
-    ) -> Result<Option<ControlPlane>, ConfigError> {
-        security::control_plane(
-            self.identity.as_deref(),
-            self.servers.as_deref(),
-            self.insecure,
-            ServerId::new(ServerRole::Tier1, self.id),
-            now,
-            origin,
-        )
-    }
 }
 
 impl Tier2File {
@@ -294,9 +274,7 @@ impl Tier2File {
     pub fn secure_with(&mut self, keys: &ClusterKeys) {
         self.key = Some(keys.cluster_key.clone());
         self.devices = Some(keys.devices.clone());
-        self.identity = Some(keys.server_key(ServerId::new(ServerRole::Tier2, self.id)));
-        self.servers = Some(keys.servers.clone());
-        self.insecure = false;
+        self.secure_identity(keys);
     }
 
     /// The session gate its `key`, `devices` and `insecure` fields give (`None`: insecure).
@@ -339,22 +317,6 @@ impl Tier2File {
         c.gate(&path.display().to_string())?;
         c.control_plane(Instant::ZERO, &path.display().to_string())?;
         Ok(c)
-    }
-
-    /// Its control plane (`None` for `insecure = true`).
-    pub fn control_plane(
-        &self,
-        now: Instant,
-        origin: &str,
-    ) -> Result<Option<ControlPlane>, ConfigError> {
-        security::control_plane(
-            self.identity.as_deref(),
-            self.servers.as_deref(),
-            self.insecure,
-            ServerId::new(ServerRole::Tier2, self.id),
-            now,
-            origin,
-        )
     }
 }
 

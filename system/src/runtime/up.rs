@@ -10,6 +10,7 @@ use serde::Serialize;
 use tokio::net::UdpSocket;
 
 use super::backend::{Backend, BackendFile, BackendSummary};
+use super::security::ServerIdentity;
 use super::service::{
     self, MobileFile, MobileSummary, Peer, ServiceError, Tier1File, Tier1Summary, Tier2File,
     Tier2Summary,
@@ -105,7 +106,7 @@ pub async fn up(
         tls_key: opts.tls_key.clone(),
         ..BackendFile::new(database.clone())
     };
-    backend_cfg.secure_with(&keys);
+    backend_cfg.secure_identity(&keys);
     let backend = Backend::bind(&backend_cfg).await?;
     // The login: admin, with the given password or a new random one (set anew either way,
     // so the password handed out works on a database used before).
@@ -149,7 +150,7 @@ pub async fn up(
             servers: None,
             insecure: false,
         };
-        cfg.secure_with(&keys);
+        cfg.secure_identity(&keys);
         let stop = stopped();
         tasks_t1.push(tokio::task::spawn_local(async move {
             service::run_tier1_on(&cfg, &socket, stop).await
