@@ -2,36 +2,113 @@
 //!
 //! An [`Endpoint`](crate::machine::Endpoint) is anything shaped like the protocol machines: datagrams and timeouts in,
 //! datagrams and a deadline out. [`run`] connects one to a [`DatagramSocket`] and a [`Clock`]
-//! until the endpoint says it is finished. The tokio runtime, turmoil, madsim and the emulator
+//! until the endpoint says it is finished; [`run_with`] does the same with a caller's [`Glue`]
+//! (outside inputs, what to do with events, when to stop). The tokio runtime, turmoil, madsim and the emulator
 //! all use this same loop; only the socket and clock differ.
 
+use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
 
-use crate::machine::Role;
+use crate::machine::{Endpoint, Role};
 use crate::net::{sleep_until_opt, Clock, DatagramSocket};
+use crate::time::Instant;
 
 /// Largest datagram the driver receives.
 pub const MAX_DATAGRAM: usize = 65_535;
 
+/// What a caller adds to the loop around its machine: inputs that come from elsewhere than the
+/// socket (a channel of new commands, a deadline of its own) and what to do with the
+/// machine's events after every round of sends. [`run`] uses [`Alone`]; the backend's command
+/// desk and the load generator's session probe bring their own.
+pub trait Glue<R: ?Sized> {
+    /// An input from outside the socket.
+    type Input;
+    /// The next outside input; `None` ends the loop. Must be cancel-safe (raced against the
+    /// socket and the machine's timer).
+    fn next_input(&mut self) -> impl Future<Output = Option<Self::Input>>;
+    /// Hands an outside input to the machine.
+    fn handle_input(
+        &mut self,
+        machine: &mut R,
+        now: Instant,
+        input: Self::Input,
+    ) -> impl Future<Output = ()>;
+    /// After a round of sends (`sent` datagrams): drain the machine's events.
+    /// `ControlFlow::Break` ends the loop.
+    fn after_round(
+        &mut self,
+        machine: &mut R,
+        now: Instant,
+        sent: usize,
+    ) -> impl Future<Output = ControlFlow<()>>;
+}
+
+/// The glue of a [`Role`] alone: no outside inputs; the loop ends when the role is finished.
+pub struct Alone;
+
+impl<R: Role + ?Sized> Glue<R> for Alone {
+    type Input = std::convert::Infallible;
+    async fn next_input(&mut self) -> Option<Self::Input> {
+        std::future::pending().await
+    }
+    async fn handle_input(&mut self, _: &mut R, _: Instant, input: Self::Input) {
+        match input {}
+    }
+    async fn after_round(&mut self, role: &mut R, _: Instant, _: usize) -> ControlFlow<()> {
+        if role.is_finished() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
 /// Runs `role` over `socket` and `clock` until it is finished.
-///
-/// Send errors (an ICMP port unreachable reported on a later send, a full buffer) are what a
-/// lossy network does anyway: they are logged and the datagram counts as lost. Receive errors
-/// of the same kind are skipped. Only a socket that cannot be used at all ends the loop.
 pub async fn run<R, S, C>(role: &mut R, socket: &S, clock: &C) -> io::Result<()>
 where
     R: Role + ?Sized,
     S: DatagramSocket + ?Sized,
     C: Clock + ?Sized,
 {
+    run_with(role, socket, clock, &mut Alone).await
+}
+
+/// What woke the loop.
+enum Wake<I> {
+    Datagram(io::Result<(usize, SocketAddr)>),
+    Input(Option<I>),
+    Timer,
+}
+
+/// Runs `machine` over `socket` and `clock` with `glue` until the glue ends it.
+///
+/// Send errors (an ICMP port unreachable reported on a later send, a full buffer) are what a
+/// lossy network does anyway: they are logged and the datagram counts as lost. Receive errors
+/// of the same kind are skipped. Only a socket that cannot be used at all ends the loop.
+pub async fn run_with<R, S, C, G>(
+    machine: &mut R,
+    socket: &S,
+    clock: &C,
+    glue: &mut G,
+) -> io::Result<()>
+where
+    R: Endpoint + ?Sized,
+    S: DatagramSocket + ?Sized,
+    C: Clock + ?Sized,
+    G: Glue<R>,
+{
     let mut out = Vec::with_capacity(MAX_DATAGRAM);
     let mut inbuf = vec![0u8; MAX_DATAGRAM];
     loop {
         let now = clock.now();
-        if role.poll_timeout().is_some_and(|t| t <= now) {
-            role.handle_timeout(now);
+        if machine.poll_timeout().is_some_and(|t| t <= now) {
+            machine.handle_timeout(now);
         }
-        while let Some(dst) = role.poll_transmit(now, &mut out) {
+        let mut sent = 0;
+        while let Some(dst) = machine.poll_transmit(now, &mut out) {
+            sent += 1;
             if let Err(e) = socket.send_to(&out, dst).await {
                 if is_fatal(&e) {
                     return Err(e);
@@ -39,21 +116,28 @@ where
                 tracing::debug!(error = %e, %dst, "send failed; datagram counts as lost");
             }
         }
-        if role.is_finished() {
+        if glue.after_round(machine, now, sent).await.is_break() {
             return Ok(());
         }
-        let deadline = role.poll_timeout();
+        let deadline = machine.poll_timeout();
         if deadline.is_some_and(|t| t <= clock.now()) {
             continue;
         }
-        tokio::select! {
+        let wake = tokio::select! {
             biased;
-            r = socket.recv_from(&mut inbuf) => match r {
-                Ok((n, from)) => role.handle_datagram(clock.now(), from, &inbuf[..n]),
-                Err(e) if is_fatal(&e) => return Err(e),
-                Err(e) => tracing::debug!(error = %e, "receive failed; skipped"),
-            },
-            _ = sleep_until_opt(clock, deadline) => {}
+            r = socket.recv_from(&mut inbuf) => Wake::Datagram(r),
+            input = glue.next_input() => Wake::Input(input),
+            _ = sleep_until_opt(clock, deadline) => Wake::Timer,
+        };
+        match wake {
+            Wake::Datagram(Ok((n, from))) => {
+                machine.handle_datagram(clock.now(), from, &inbuf[..n])
+            }
+            Wake::Datagram(Err(e)) if is_fatal(&e) => return Err(e),
+            Wake::Datagram(Err(e)) => tracing::debug!(error = %e, "receive failed; skipped"),
+            Wake::Input(Some(input)) => glue.handle_input(machine, clock.now(), input).await,
+            Wake::Input(None) => return Ok(()),
+            Wake::Timer => {}
         }
     }
 }

@@ -8,6 +8,7 @@
 //! the same way and is written to the database and pushed to browsers.
 
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,9 +24,9 @@ use crate::backend::desk::{CommandDesk, DeskConfig, Finished};
 use crate::backend::web::{router, WebState};
 use crate::backend::{CommandRecord, CommandState, Retention, Storage};
 use crate::device::City;
-use crate::driver::MAX_DATAGRAM;
-use crate::machine::Endpoint;
-use crate::net::{sleep_until_opt, Clock, TokioClock};
+use crate::driver::{self, Glue};
+
+use crate::net::{Clock, TokioClock};
 use crate::secure::{ControlStats, ServerRole};
 use crate::time::Instant;
 
@@ -374,7 +375,7 @@ async fn desk_loop(
     cfg: &BackendFile,
     socket: &tokio::net::UdpSocket,
     storage: Arc<Mutex<Box<dyn Storage>>>,
-    mut commands: mpsc::Receiver<CommandRecord>,
+    commands: mpsc::Receiver<CommandRecord>,
     updates: broadcast::Sender<CommandRecord>,
     summary: &mut BackendSummary,
 ) -> Result<(), ServiceError> {
@@ -384,50 +385,67 @@ async fn desk_loop(
         Some(plane) => desk = desk.with_control(plane),
         None => super::service::warn_insecure("backend", cfg.id),
     }
-    let mut out = Vec::with_capacity(MAX_DATAGRAM);
-    let mut inbuf = vec![0u8; MAX_DATAGRAM];
-    loop {
-        let now = clock.now();
-        if desk.poll_timeout().is_some_and(|t| t <= now) {
-            desk.handle_timeout(now);
-        }
-        while let Some(to) = desk.poll_transmit(now, &mut out) {
-            summary.commands_sent += 1;
-            if let Err(e) = socket.send_to(&out, to).await {
-                tracing::debug!(error = %e, %to, "command send failed; it is resent");
+    let mut glue = DeskGlue {
+        storage,
+        commands,
+        updates,
+        summary,
+    };
+    Ok(driver::run_with(&mut desk, socket, &clock, &mut glue).await?)
+}
+
+/// The command desk's part of the driver loop: new commands from the web API come in as
+/// outside inputs (their session looked up in the database), and finished commands go to the
+/// database and the browsers after every round.
+struct DeskGlue<'a> {
+    storage: Arc<Mutex<Box<dyn Storage>>>,
+    commands: mpsc::Receiver<CommandRecord>,
+    updates: broadcast::Sender<CommandRecord>,
+    summary: &'a mut BackendSummary,
+}
+
+impl Glue<CommandDesk> for DeskGlue<'_> {
+    type Input = CommandRecord;
+
+    async fn next_input(&mut self) -> Option<CommandRecord> {
+        self.commands.recv().await
+    }
+
+    async fn handle_input(&mut self, desk: &mut CommandDesk, now: Instant, cmd: CommandRecord) {
+        let s = self.storage.clone();
+        let client = cmd.client;
+        let session = tokio::task::spawn_blocking(move || lock(&s).session(client)).await;
+        match session {
+            Ok(Ok(Some(session))) => {
+                desk.submit(now, cmd.id, cmd.client, cmd.command, session.tier2_addr);
             }
+            Ok(Ok(None)) => desk.fail(
+                cmd.id,
+                cmd.client,
+                &format!("client {client} has no session"),
+            ),
+            Ok(Err(e)) => desk.fail(cmd.id, cmd.client, &format!("database: {e}")),
+            Err(e) => desk.fail(cmd.id, cmd.client, &format!("database: {e}")),
         }
+    }
+
+    async fn after_round(
+        &mut self,
+        desk: &mut CommandDesk,
+        _: Instant,
+        sent: usize,
+    ) -> ControlFlow<()> {
+        self.summary.commands_sent += sent as u64;
         while let Some(f) = desk.poll_event() {
             match f.state {
-                CommandState::Acked => summary.commands_acked += 1,
-                _ => summary.commands_failed += 1,
+                CommandState::Acked => self.summary.commands_acked += 1,
+                _ => self.summary.commands_failed += 1,
             }
-            finish(&storage, &updates, f).await;
+            finish(&self.storage, &self.updates, f).await;
         }
-        summary.datagrams_ignored = desk.ignored;
-        summary.control = desk.control_stats();
-        let deadline = desk.poll_timeout();
-        tokio::select! {
-            cmd = commands.recv() => {
-                let Some(cmd) = cmd else { return Ok(()) };
-                let s = storage.clone();
-                let client = cmd.client;
-                let session = tokio::task::spawn_blocking(move || lock(&s).session(client)).await;
-                match session {
-                    Ok(Ok(Some(session))) => {
-                        desk.submit(clock.now(), cmd.id, cmd.client, cmd.command, session.tier2_addr);
-                    }
-                    Ok(Ok(None)) => desk.fail(cmd.id, cmd.client, &format!("client {client} has no session")),
-                    Ok(Err(e)) => desk.fail(cmd.id, cmd.client, &format!("database: {e}")),
-                    Err(e) => desk.fail(cmd.id, cmd.client, &format!("database: {e}")),
-                }
-            }
-            r = socket.recv_from(&mut inbuf) => match r {
-                Ok((n, from)) => desk.handle_datagram(clock.now(), from, &inbuf[..n]),
-                Err(e) => tracing::debug!(error = %e, "receive failed; skipped"),
-            },
-            _ = sleep_until_opt(&clock, deadline) => {}
-        }
+        self.summary.datagrams_ignored = desk.ignored;
+        self.summary.control = desk.control_stats();
+        ControlFlow::Continue(())
     }
 }
 

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +21,10 @@ use thiserror::Error;
 use super::procstat::{self, ProcSample};
 use crate::cluster::{ClientConfig, ClientEvent, Connector};
 use crate::device::CapturedFrame;
-use crate::driver::{self, MAX_DATAGRAM};
+use crate::driver::{self, Glue};
 use crate::link::LinkConfig;
-use crate::net::{sleep_until_opt, Clock, ImpairedSocket, TokioClock};
+use crate::machine::Endpoint;
+use crate::net::{Clock, ImpairedSocket, TokioClock};
 use crate::proto::wire::Command;
 use crate::proto::{PolicyConfig, Sender, SenderConfig};
 use crate::role::durable::{Durable, DurableConfig};
@@ -227,37 +229,62 @@ async fn probe(
 ) -> Result<bool, LoadError> {
     let socket = tokio::net::UdpSocket::bind(bind_addr(tier1[0])).await?;
     let clock = TokioClock::new();
-    let mut connector = connector(keys, id, tier1)?;
-    let end = clock.now() + wait;
-    connector.connect(clock.now());
-    let mut buf = Vec::new();
-    let mut inbuf = vec![0u8; MAX_DATAGRAM];
-    loop {
-        let now = clock.now();
-        if now >= end {
-            return Ok(false);
+    let mut probe = Probe(connector(keys, id, tier1)?);
+    probe.0.connect(clock.now());
+    let mut glue = ProbeGlue {
+        clock: &clock,
+        end: clock.now() + wait,
+        connected: false,
+    };
+    driver::run_with(&mut probe, &socket, &clock, &mut glue).await?;
+    Ok(glue.connected)
+}
+
+/// A client connector alone on a socket: [`probe`]'s machine.
+struct Probe(Connector);
+
+impl Endpoint for Probe {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        // Anything but a cluster message is not for a probe; it is skipped.
+        if let Ok(msg) = crate::proto::wire::decode(data) {
+            self.0.handle(now, from, &msg);
         }
-        if connector.poll_timeout().is_some_and(|t| t <= now) {
-            connector.handle_timeout(now);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.0.handle_timeout(now);
+    }
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        self.0.poll_transmit(now, buf)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.0.poll_timeout()
+    }
+}
+
+/// The probe's part of the loop: it ends at `end`, or as soon as a tier-2's offer is taken.
+struct ProbeGlue<'a> {
+    clock: &'a TokioClock,
+    end: Instant,
+    connected: bool,
+}
+
+impl Glue<Probe> for ProbeGlue<'_> {
+    type Input = std::convert::Infallible;
+    async fn next_input(&mut self) -> Option<Self::Input> {
+        self.clock.sleep_until(self.end).await;
+        None
+    }
+    async fn handle_input(&mut self, _: &mut Probe, _: Instant, input: Self::Input) {
+        match input {}
+    }
+    async fn after_round(&mut self, probe: &mut Probe, now: Instant, _: usize) -> ControlFlow<()> {
+        while let Some(ev) = probe.0.poll_event() {
+            self.connected |= matches!(ev, ClientEvent::Connected { .. });
         }
-        while let Some(to) = connector.poll_transmit(now, &mut buf) {
-            let _ = socket.send_to(&buf, to).await;
-        }
-        while let Some(ev) = connector.poll_event() {
-            if matches!(ev, ClientEvent::Connected { .. }) {
-                return Ok(true);
-            }
-        }
-        let deadline = connector.poll_timeout().map_or(end, |t| t.min(end));
-        tokio::select! {
-            r = socket.recv_from(&mut inbuf) => {
-                if let Ok((n, from)) = r {
-                    if let Ok(msg) = crate::proto::wire::decode(&inbuf[..n]) {
-                        connector.handle(clock.now(), from, &msg);
-                    }
-                }
-            }
-            _ = sleep_until_opt(&clock, Some(deadline)) => {}
+        if self.connected || now >= self.end {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
         }
     }
 }
