@@ -164,6 +164,8 @@ impl Tally {
                 self.durable.ring_dropped.insert((session, frame));
             }
             RoleEvent::BackfillAcked { .. } => self.durable.seen = true,
+            // A camera's rate control: in the trace, not in the tallies.
+            RoleEvent::TargetRate { .. } => {}
             ref ev => self.on_cluster_event(now, host, ev),
         }
     }

@@ -503,6 +503,13 @@ pub fn summary_problems(scenario: &Scenario, outcome: &Outcome) -> Vec<String> {
             s.frames_sent, s.frames_delivered, s.frames_dropped, s.frames_lost_with_host
         ));
     }
+    let has_cluster = scenario
+        .hosts()
+        .iter()
+        .any(|h| matches!(h.role, RoleKind::Tier1 | RoleKind::Tier2 | RoleKind::Mobile));
+    if s.cluster.is_some() && !has_cluster {
+        out.push("cluster figures in a run without a cluster".into());
+    }
     let crashes = scenario
         .faults
         .iter()
