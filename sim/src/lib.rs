@@ -3,7 +3,7 @@
 //! The same role code that runs for real ([`livecam_system::role`], driven by
 //! [`livecam_system::driver::run`]) runs here under turmoil, and under madsim when built with
 //! `RUSTFLAGS="--cfg madsim"`, with the shared seeded link models applied per directed host
-//! pair ([`net::LinkedSocket`]), scenario files ([`scenario`]), fault schedules, and a trace
+//! pair ([`linked::LinkedSocket`]), scenario files ([`scenario`]), fault schedules, and a trace
 //! hash ([`trace`]) that proves a run is a function of its scenario and seed.
 //!
 //! ```no_run
@@ -18,7 +18,7 @@
 pub mod backend;
 pub mod calendar;
 pub mod host;
-pub mod net;
+pub mod linked;
 pub mod scenario;
 pub mod state;
 pub mod storage;

@@ -28,7 +28,7 @@ use livecam_system::time::Instant;
 use super::{apply_link_fault, finish, new_state, schedule, Backend, Outcome, SimError, TraceOut};
 use crate::calendar::Calendar;
 use crate::host::{host_main, PORT};
-use crate::net::{TimedLinkedSocket, TimedNetwork};
+use crate::linked::{TimedLinkedSocket, TimedNetwork};
 use crate::scenario::{Fault, Host, Scenario};
 use crate::state::{lock, Shared};
 

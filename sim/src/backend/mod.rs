@@ -4,7 +4,7 @@
 //! - [`turmoil`](self::turmoil): turmoil's hosts and clock (1 ms ticks).
 //! - `madsim`: when built with `RUSTFLAGS="--cfg madsim"`.
 //!
-//! Both apply the same link models ([`crate::net::LinkedSocket`]) and run the same role code
+//! Both apply the same link models ([`crate::linked::LinkedSocket`]) and run the same role code
 //! ([`crate::host::host_main`]).
 
 pub mod des;

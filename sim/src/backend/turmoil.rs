@@ -10,7 +10,7 @@ use livecam_system::time::Instant;
 
 use super::{apply_link_fault, finish, new_state, schedule, Backend, Outcome, SimError, TraceOut};
 use crate::host::{host_main, PORT};
-use crate::net::LinkedSocket;
+use crate::linked::LinkedSocket;
 use crate::scenario::{Fault, Scenario};
 use crate::state::lock;
 
