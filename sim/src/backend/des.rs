@@ -25,11 +25,13 @@ use std::time::Duration;
 use livecam_system::net::{Clock, DatagramSocket};
 use livecam_system::time::Instant;
 
-use super::{apply_link_fault, finish, new_state, schedule, Backend, Outcome, SimError, TraceOut};
+use super::{
+    apply_due_faults, finish, new_state, schedule, Backend, HostFault, Outcome, SimError, TraceOut,
+};
 use crate::calendar::Calendar;
 use crate::host::{host_main, PORT};
 use crate::linked::{TimedLinkedSocket, TimedNetwork};
-use crate::scenario::{Fault, Host, Scenario};
+use crate::scenario::{Host, Scenario};
 use crate::state::{lock, Shared};
 
 /// A timer's key: fire time, then registration order.
@@ -496,31 +498,24 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
             }
         }
         let now = exec.core.now.get();
-        while let Some(f) = faults.get(next_fault) {
-            if Instant::ZERO + Duration::from_secs_f64(f.at_s()) > now {
-                break;
-            }
-            apply_link_fault(scenario, &mut lock(&state), now, f);
-            match f {
-                Fault::Crash { host, .. } => {
-                    for h in scenario.resolve(host) {
-                        exec.kill(h.index);
+        apply_due_faults(
+            scenario,
+            &state,
+            &faults,
+            &mut next_fault,
+            now,
+            |what, h| match what {
+                HostFault::Crash => exec.kill(h.index),
+                HostFault::Restart => {
+                    if !exec.host_task.contains_key(&h.index) {
+                        exec.spawn(
+                            h.index,
+                            host_task(&core, &shared_scenario, &directory, h, seed, &state),
+                        );
                     }
                 }
-                Fault::Restart { host, .. } => {
-                    for h in scenario.resolve(host) {
-                        if !exec.host_task.contains_key(&h.index) {
-                            exec.spawn(
-                                h.index,
-                                host_task(&core, &shared_scenario, &directory, &h, seed, &state),
-                            );
-                        }
-                    }
-                }
-                _ => {}
-            }
-            next_fault += 1;
-        }
+            },
+        );
         exec.core.deliver_due();
         exec.core.fire_timers();
     }

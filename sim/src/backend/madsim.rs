@@ -9,10 +9,12 @@ use std::time::Duration;
 use livecam_system::net::{Clock, DatagramSocket};
 use livecam_system::time::Instant;
 
-use super::{apply_link_fault, finish, new_state, schedule, Backend, Outcome, SimError, TraceOut};
+use super::{
+    apply_due_faults, finish, new_state, schedule, Backend, HostFault, Outcome, SimError, TraceOut,
+};
 use crate::host::{host_main, PORT};
 use crate::linked::LinkedSocket;
-use crate::scenario::{Fault, Scenario};
+use crate::scenario::Scenario;
 use crate::state::{lock, Shared};
 
 /// madsim's UDP socket, as a [`DatagramSocket`].
@@ -157,24 +159,29 @@ pub async fn simulate(scenario: Arc<Scenario>, seed: u64, state: Shared) -> f64 
     }
     let time = ::madsim::time::TimeHandle::current();
     let duration = Duration::from_secs_f64(scenario.duration_s);
-    for f in &schedule(&scenario) {
+    let faults = schedule(&scenario);
+    let mut next_fault = 0;
+    while let Some(f) = faults.get(next_fault) {
         let at = Duration::from_secs_f64(f.at_s());
         time.sleep(at.saturating_sub(time.elapsed())).await;
         let now = Instant::ZERO + time.elapsed();
-        apply_link_fault(&scenario, &mut lock(&state), now, f);
-        let ids = |name: &str| -> Vec<::madsim::task::NodeId> {
-            let members = scenario.resolve(name);
-            nodes
-                .iter()
-                .filter(|(n, _)| members.iter().any(|m| &m.name == n))
-                .map(|&(_, id)| id)
-                .collect()
-        };
-        match f {
-            Fault::Crash { host, .. } => ids(host).into_iter().for_each(|id| handle.kill(id)),
-            Fault::Restart { host, .. } => ids(host).into_iter().for_each(|id| handle.restart(id)),
-            _ => {}
-        }
+        apply_due_faults(
+            &scenario,
+            &state,
+            &faults,
+            &mut next_fault,
+            now,
+            |what, h| {
+                let ids = nodes
+                    .iter()
+                    .filter(|(n, _)| *n == h.name)
+                    .map(|&(_, id)| id);
+                match what {
+                    HostFault::Crash => ids.for_each(|id| handle.kill(id)),
+                    HostFault::Restart => ids.for_each(|id| handle.restart(id)),
+                }
+            },
+        );
     }
     time.sleep(duration.saturating_sub(time.elapsed())).await;
     time.elapsed().as_secs_f64()

@@ -88,6 +88,44 @@ pub(crate) fn schedule(scenario: &Scenario) -> Vec<Fault> {
     faults
 }
 
+/// What the fault schedule does to a host; each simulator does it its own way.
+#[derive(Clone, Copy)]
+pub(crate) enum HostFault {
+    Crash,
+    Restart,
+}
+
+/// The one fault loop of every simulator: applies the faults of `faults` (sorted, see
+/// [`schedule`]) due at `now`, from `*next` on. Each one's link part goes to the shared state;
+/// its crashes and restarts, per resolved host, to `on_host`.
+pub(crate) fn apply_due_faults(
+    scenario: &Scenario,
+    state: &crate::state::Shared,
+    faults: &[Fault],
+    next: &mut usize,
+    now: livecam_system::time::Instant,
+    mut on_host: impl FnMut(HostFault, &crate::scenario::Host),
+) {
+    while let Some(f) = faults.get(*next) {
+        if livecam_system::time::Instant::ZERO + std::time::Duration::from_secs_f64(f.at_s()) > now
+        {
+            break;
+        }
+        apply_link_fault(scenario, &mut lock(state), now, f);
+        let what = match f {
+            Fault::Crash { host, .. } => Some((HostFault::Crash, host)),
+            Fault::Restart { host, .. } => Some((HostFault::Restart, host)),
+            _ => None,
+        };
+        if let Some((what, host)) = what {
+            for h in scenario.resolve(host) {
+                on_host(what, &h);
+            }
+        }
+        *next += 1;
+    }
+}
+
 /// Applies a link fault to the shared state; host faults are the backend's.
 pub(crate) fn apply_link_fault(
     scenario: &Scenario,

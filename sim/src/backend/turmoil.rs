@@ -8,10 +8,12 @@ use std::time::Duration;
 use livecam_system::net::{DatagramSocket, TokioClock};
 use livecam_system::time::Instant;
 
-use super::{apply_link_fault, finish, new_state, schedule, Backend, Outcome, SimError, TraceOut};
+use super::{
+    apply_due_faults, finish, new_state, schedule, Backend, HostFault, Outcome, SimError, TraceOut,
+};
 use crate::host::{host_main, PORT};
 use crate::linked::LinkedSocket;
-use crate::scenario::{Fault, Scenario};
+use crate::scenario::Scenario;
 use crate::state::lock;
 
 /// Simulated time granularity: turmoil moves every host and the network in steps of this.
@@ -84,26 +86,17 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
     loop {
         let elapsed = sim.elapsed();
         let now = Instant::ZERO + elapsed;
-        while let Some(f) = faults.get(next_fault) {
-            if Duration::from_secs_f64(f.at_s()) > elapsed {
-                break;
-            }
-            apply_link_fault(scenario, &mut lock(&state), now, f);
-            match f {
-                Fault::Crash { host, .. } => {
-                    for h in scenario.resolve(host) {
-                        sim.crash(h.name.as_str());
-                    }
-                }
-                Fault::Restart { host, .. } => {
-                    for h in scenario.resolve(host) {
-                        sim.bounce(h.name.as_str());
-                    }
-                }
-                _ => {}
-            }
-            next_fault += 1;
-        }
+        apply_due_faults(
+            scenario,
+            &state,
+            &faults,
+            &mut next_fault,
+            now,
+            |what, h| match what {
+                HostFault::Crash => sim.crash(h.name.as_str()),
+                HostFault::Restart => sim.bounce(h.name.as_str()),
+            },
+        );
         if elapsed >= duration {
             break;
         }
