@@ -32,7 +32,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use livecam_system::driver;
-use livecam_system::link::{LinkConfig, LinkStats};
+use livecam_system::link::{LinkConfig, LinkStats, Network};
 use livecam_system::net::TokioClock;
 use livecam_system::proto::{
     PolicyConfig, PolicyKind, Receiver, ReceiverConfig, Sender, SenderConfig,
@@ -229,9 +229,11 @@ pub fn measure(transport: Transport, loss: f64, spec: &StreamSpec) -> Result<Mea
     let net = Net::create(2, 1500)?;
     let ports: Vec<String> = (0..2).map(|i| net.names().root_veth(i)).collect();
     let link = spec.link(loss);
-    let names = ["sender", "receiver"];
-    let seed = |a: usize, b: usize| livecam_system::link::pair_seed(spec.seed, names[a], names[b]);
-    let forwarder = Forwarder::new(Mode::Packet, 2, |_, _| link.clone(), seed, vec![]);
+    let mut network = Network::new(spec.seed, link);
+    for name in ["sender", "receiver"] {
+        network.add_host(name);
+    }
+    let forwarder = Forwarder::new(Mode::Packet, network);
     let bridge = Bridge::start(&ports, forwarder)?;
     let origin = Instant::now();
     let log = match (transport, transport.policy()) {

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use livecam_system::link::LinkConfig;
+use livecam_system::link::{LinkConfig, Network};
 use serde::Serialize;
 
 use crate::bridge::Bridge;
@@ -151,13 +151,11 @@ pub fn run(seconds: f64, round_trips: usize) -> Result<BenchReport, RunError> {
     netns::sweep()?;
     let net = Net::create(2, 1500)?;
     let ports: Vec<String> = (0..2).map(|i| net.names().root_veth(i)).collect();
-    let forwarder = Forwarder::new(
-        Mode::Packet,
-        2,
-        |_, _| LinkConfig::default(),
-        |_, _| 1,
-        vec![],
-    );
+    let mut network = Network::new(1, LinkConfig::default());
+    for name in ["a", "b"] {
+        network.add_host(name);
+    }
+    let forwarder = Forwarder::new(Mode::Packet, network);
     let bridge = Bridge::start(&ports, forwarder)?;
     let a = net.names().netns(0);
     let b = net.names().netns(1);

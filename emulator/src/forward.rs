@@ -1,21 +1,21 @@
-//! The forwarding decision, sans IO: one shared [`Link`] model per directed host pair, a fault
-//! schedule, and the queue of datagrams or frames in flight, all driven by the `now` the caller
-//! passes.
+//! The forwarding decision, sans IO: the run's shared [`Network`] of link models (the one the
+//! simulators drive, built by the same [`Scenario::network`](livecam_sim::Scenario::network)),
+//! carrying UDP datagrams (the relay) or Ethernet frames (the bridge).
 //!
-//! The bridge (Ethernet frames between namespaces) and the relay (UDP datagrams on loopback)
-//! are thin loops around a [`Forwarder`]: they hand it what arrives with [`Forwarder::offer`],
-//! send what [`Forwarder::poll`] returns, and sleep until [`Forwarder::next_deadline`]. Given
-//! the same offers at the same instants it makes the same decisions: every link's randomness
-//! is seeded from the run's seed and the pair.
+//! The bridge and the relay are thin loops around a [`Forwarder`]: they hand it what arrives
+//! with [`Forwarder::offer`], send what [`Forwarder::poll`] returns, and sleep until
+//! [`Forwarder::next_deadline`]. Given the same offers at the same instants it makes the same
+//! decisions as the simulators do: every link's randomness is seeded from the run's seed and
+//! the pair's host names.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
-use livecam_system::link::{apply_bit_flips, Link, LinkConfig, LinkStats, LossCause, MAX_MTU};
+use livecam_system::link::{apply_bit_flips, LinkConfig, LinkStats, LossCause, Network, MAX_MTU};
 use livecam_system::time::Instant;
 use serde::Serialize;
 
 use crate::frame;
+
+/// What a datagram or frame in flight carries besides its bytes: the host pair.
+pub type Hop = (usize, usize);
 
 /// What the forwarder carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,21 +30,6 @@ pub enum Mode {
     /// discards the damaged packet, with them off the bridge zeroes the UDP checksum so the
     /// damaged payload reaches the application.
     Packet,
-}
-
-/// A change of the links at a point in time.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Action {
-    /// Cut (`true`) or restore (`false`) the directed links.
-    Partition {
-        pairs: Vec<(usize, usize)>,
-        on: bool,
-    },
-    /// Replace the directed links' models.
-    SetLink {
-        pairs: Vec<(usize, usize)>,
-        config: LinkConfig,
-    },
 }
 
 /// A datagram or frame leaving the forwarder.
@@ -70,69 +55,32 @@ pub struct ForwardStats {
     pub unroutable: u64,
 }
 
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Pending {
-    at: Instant,
-    seq: u64,
-    from: usize,
-    to: usize,
-    bytes: Vec<u8>,
-}
-
-/// Links between `hosts` hosts, a fault schedule and what is in flight.
+/// The run's network, carrying datagrams or frames, and what it did.
 #[derive(Debug)]
 pub struct Forwarder {
     mode: Mode,
-    hosts: usize,
-    /// `from * hosts + to`; the diagonal is never used.
-    links: Vec<Link>,
-    /// The configured `checksums` of each link (the bridge's model always runs without them).
-    checksums: Vec<bool>,
-    schedule: Vec<(Instant, Action)>,
-    next_action: usize,
-    pending: BinaryHeap<Reverse<Pending>>,
-    seq: u64,
+    network: Network<Hop>,
     stats: ForwardStats,
 }
 
 impl Forwarder {
-    /// `hosts` hosts, the link from `a` to `b` configured by `config(a, b)` (validate them
-    /// first) and seeded by `seed(a, b)` ([`livecam_system::link::pair_seed`] of the hosts'
-    /// names, as in the simulators), and `schedule` applied as time passes (any order; it is
-    /// sorted, stable for equal times).
-    pub fn new(
-        mode: Mode,
-        hosts: usize,
-        config: impl Fn(usize, usize) -> LinkConfig,
-        seed: impl Fn(usize, usize) -> u64,
-        mut schedule: Vec<(Instant, Action)>,
-    ) -> Self {
-        let mut links = Vec::with_capacity(hosts * hosts);
-        let mut checksums = Vec::with_capacity(hosts * hosts);
-        for a in 0..hosts {
-            for b in 0..hosts {
-                let c = config(a, b);
-                checksums.push(c.checksums);
-                links.push(Link::new(model_config(mode, c), seed(a, b)));
-            }
-        }
-        schedule.sort_by_key(|(at, _)| *at);
+    /// Carries `mode`'s traffic over `network` (its hosts, links and change schedule; see
+    /// [`Scenario::network`](livecam_sim::Scenario::network)).
+    pub fn new(mode: Mode, network: Network<Hop>) -> Self {
+        let network = match mode {
+            Mode::Datagram => network,
+            Mode::Packet => network.with_model(packet_model),
+        };
         Forwarder {
             mode,
-            hosts,
-            links,
-            checksums,
-            schedule,
-            next_action: 0,
-            pending: BinaryHeap::new(),
-            seq: 0,
+            network,
             stats: ForwardStats::default(),
         }
     }
 
     /// Number of hosts.
     pub fn hosts(&self) -> usize {
-        self.hosts
+        self.network.hosts()
     }
 
     /// Offers `bytes` from host `from` to host `to` at `now`. Returns why it was lost, if it
@@ -145,84 +93,55 @@ impl Forwarder {
         to: usize,
         bytes: Vec<u8>,
     ) -> Option<LossCause> {
-        self.apply_schedule(now);
-        if from >= self.hosts || to >= self.hosts || from == to {
+        let hosts = self.network.hosts();
+        if from >= hosts || to >= hosts || from == to {
             self.stats.unroutable += 1;
             return None;
         }
         self.stats.offered += 1;
-        let i = from * self.hosts + to;
-        let len = match self.mode {
-            Mode::Datagram => bytes.len(),
-            Mode::Packet => frame::model_len(&bytes),
+        let fate = match self.mode {
+            Mode::Datagram => self.network.offer(now, from, to, (from, to), &bytes),
+            Mode::Packet => self.network.offer_with(
+                now,
+                from,
+                to,
+                (from, to),
+                frame::model_len(&bytes),
+                &bytes,
+                damage_frame,
+            ),
         };
-        let t = self.links[i].transmit(now, len);
-        if let Some(cause) = t.lost {
+        if let Some(cause) = fate.lost {
             self.stats.lost += 1;
             return Some(cause);
         }
-        let copies = t.copies.len();
-        let mut bytes = Some(bytes);
-        for (n, copy) in t.copies.into_iter().enumerate() {
-            let mut b = if n + 1 == copies {
-                bytes.take().unwrap_or_default()
-            } else {
-                bytes.clone().unwrap_or_default()
-            };
-            if !copy.bit_flips.is_empty() {
-                self.stats.corrupted += 1;
-                match self.mode {
-                    Mode::Datagram => apply_bit_flips(&mut b, &copy.bit_flips),
-                    Mode::Packet => {
-                        if let Some(tail) = b.get_mut(frame::FLIP_OFFSET..) {
-                            apply_bit_flips(tail, &copy.bit_flips);
-                        }
-                        if !self.checksums[i] {
-                            frame::clear_udp_checksum(&mut b);
-                        }
-                    }
-                }
-            }
-            self.seq += 1;
-            self.pending.push(Reverse(Pending {
-                at: copy.at,
-                seq: self.seq,
-                from,
-                to,
-                bytes: b,
-            }));
-        }
+        self.stats.corrupted += fate
+            .copies
+            .iter()
+            .filter(|c| !c.bit_flips.is_empty())
+            .count() as u64;
         None
     }
 
     /// The next datagram or frame due at `now`, if any (earliest first, ties in offer order).
     pub fn poll(&mut self, now: Instant) -> Option<Out> {
-        self.apply_schedule(now);
-        if self.pending.peek().is_some_and(|Reverse(p)| p.at <= now) {
-            let Reverse(p) = self.pending.pop()?;
-            self.stats.forwarded += 1;
-            return Some(Out {
-                from: p.from,
-                to: p.to,
-                bytes: p.bytes,
-            });
-        }
-        None
+        let out = self.network.poll(now, |(from, to), bytes| Out {
+            from,
+            to,
+            bytes: bytes.to_vec(),
+        })?;
+        self.stats.forwarded += 1;
+        Some(out)
     }
 
-    /// When something next happens: a delivery falls due or the schedule acts.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        let delivery = self.pending.peek().map(|Reverse(p)| p.at);
-        let action = self.schedule.get(self.next_action).map(|(at, _)| *at);
-        match (delivery, action) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+    /// When something next happens: a delivery falls due or the schedule changes a link.
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        self.network.next_deadline()
     }
 
     /// Datagrams or frames in flight.
     pub fn in_flight(&self) -> usize {
-        self.pending.len()
+        self.network.in_flight()
     }
 
     /// Counts a frame the glue could not route.
@@ -235,62 +154,63 @@ impl Forwarder {
         &self.stats
     }
 
-    /// The statistics of the link from `from` to `to`.
+    /// The statistics of the link from `from` to `to`, once anything was offered to it.
     pub fn link_stats(&self, from: usize, to: usize) -> Option<&LinkStats> {
-        (from < self.hosts && to < self.hosts).then(|| self.links[from * self.hosts + to].stats())
-    }
-
-    /// Applies every scheduled action due at `now`.
-    fn apply_schedule(&mut self, now: Instant) {
-        while let Some((at, action)) = self.schedule.get(self.next_action) {
-            if *at > now {
-                break;
-            }
-            match action {
-                Action::Partition { pairs, on } => {
-                    for &(a, b) in pairs {
-                        if a < self.hosts && b < self.hosts {
-                            self.links[a * self.hosts + b].set_partitioned(*on);
-                        }
-                    }
-                }
-                Action::SetLink { pairs, config } => {
-                    for &(a, b) in pairs {
-                        if a < self.hosts && b < self.hosts {
-                            let i = a * self.hosts + b;
-                            self.checksums[i] = config.checksums;
-                            self.links[i].set_config(model_config(self.mode, config.clone()));
-                        }
-                    }
-                }
-            }
-            self.next_action += 1;
-        }
+        self.network.link(from, to).map(|l| l.stats())
     }
 }
 
-/// The configuration the model runs with: as given for datagrams; for frames, one packet per
-/// frame (maximum MTU) and the bit positions always reported (the kernel does the checking).
-fn model_config(mode: Mode, mut c: LinkConfig) -> LinkConfig {
-    if mode == Mode::Packet {
-        c.mtu = MAX_MTU;
-        c.checksums = false;
+/// The model a frame's link runs with: one packet per frame (maximum MTU: the hosts' kernels
+/// fragment) and the bit positions always reported (the receiving kernel does the checking).
+fn packet_model(c: &LinkConfig) -> LinkConfig {
+    LinkConfig {
+        mtu: MAX_MTU,
+        checksums: false,
+        ..c.clone()
     }
-    c
+}
+
+/// Applies a frame's bit flips past its headers; with the link's `checksums` off, zeroes the
+/// UDP checksum so the damaged payload reaches the application.
+fn damage_frame(frame: &mut [u8], flips: &[usize], link: &LinkConfig) {
+    if let Some(tail) = frame.get_mut(frame::FLIP_OFFSET..) {
+        apply_bit_flips(tail, flips);
+    }
+    if !link.checksums {
+        frame::clear_udp_checksum(frame);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::frame::udp_frame;
+    use livecam_system::link::Change;
 
     fn ms(n: u64) -> Instant {
         Instant::from_millis(n)
     }
 
-    /// Link seeds as the emulator derives them, hosts named by their index.
-    fn seeds(run: u64) -> impl Fn(usize, usize) -> u64 {
-        move |a, b| livecam_system::link::pair_seed(run, &a.to_string(), &b.to_string())
+    /// A forwarder over `hosts` hosts named by their index, the link from `a` to `b`
+    /// configured by `config(a, b)`, seeded from `seed`.
+    fn forwarder(
+        mode: Mode,
+        hosts: usize,
+        config: impl Fn(usize, usize) -> LinkConfig,
+        seed: u64,
+        schedule: Vec<(Instant, Change)>,
+    ) -> Forwarder {
+        let mut network = Network::new(seed, LinkConfig::default());
+        for i in 0..hosts {
+            network.add_host(&i.to_string());
+        }
+        for a in 0..hosts {
+            for b in (0..hosts).filter(|&b| b != a) {
+                network.set_link(a, b, config(a, b));
+            }
+        }
+        network.schedule(schedule);
+        Forwarder::new(mode, network)
     }
 
     fn drain(f: &mut Forwarder, now: Instant) -> Vec<Out> {
@@ -299,14 +219,14 @@ mod tests {
 
     #[test]
     fn delays_per_directed_pair_and_keeps_order() {
-        let mut f = Forwarder::new(
+        let mut f = forwarder(
             Mode::Datagram,
             3,
             |a, b| LinkConfig {
                 delay_ms: if (a, b) == (0, 1) { 20.0 } else { 5.0 },
                 ..LinkConfig::default()
             },
-            seeds(1),
+            1,
             vec![],
         );
         assert_eq!(f.offer(ms(0), 0, 1, vec![1]), None);
@@ -340,26 +260,20 @@ mod tests {
         let schedule = vec![
             (
                 ms(20),
-                Action::Partition {
+                Change::Partition {
                     pairs: vec![(0, 1)],
                     on: false,
                 },
             ),
             (
                 ms(10),
-                Action::Partition {
+                Change::Partition {
                     pairs: vec![(0, 1)],
                     on: true,
                 },
             ),
         ];
-        let mut f = Forwarder::new(
-            Mode::Datagram,
-            2,
-            |_, _| LinkConfig::default(),
-            seeds(1),
-            schedule,
-        );
+        let mut f = forwarder(Mode::Datagram, 2, |_, _| LinkConfig::default(), 1, schedule);
         assert_eq!(f.next_deadline(), Some(ms(10)));
         assert_eq!(f.offer(ms(9), 0, 1, vec![1]), None);
         assert_eq!(f.offer(ms(10), 0, 1, vec![1]), Some(LossCause::Partition));
@@ -372,7 +286,7 @@ mod tests {
     fn set_link_changes_the_model_mid_run() {
         let schedule = vec![(
             ms(10),
-            Action::SetLink {
+            Change::SetLink {
                 pairs: vec![(0, 1)],
                 config: LinkConfig {
                     loss: 1.0,
@@ -380,13 +294,7 @@ mod tests {
                 },
             },
         )];
-        let mut f = Forwarder::new(
-            Mode::Datagram,
-            2,
-            |_, _| LinkConfig::default(),
-            seeds(1),
-            schedule,
-        );
+        let mut f = forwarder(Mode::Datagram, 2, |_, _| LinkConfig::default(), 1, schedule);
         assert_eq!(f.offer(ms(0), 0, 1, vec![0; 100]), None);
         assert_eq!(f.offer(ms(10), 0, 1, vec![0; 100]), Some(LossCause::Random));
     }
@@ -394,14 +302,14 @@ mod tests {
     #[test]
     fn loss_rate_and_seed_determinism() {
         let run = |seed| {
-            let mut f = Forwarder::new(
+            let mut f = forwarder(
                 Mode::Datagram,
                 2,
                 |_, _| LinkConfig {
                     loss: 0.2,
                     ..LinkConfig::default()
                 },
-                seeds(seed),
+                seed,
                 vec![],
             );
             (0..5000u64)
@@ -422,7 +330,7 @@ mod tests {
     #[test]
     fn packet_mode_really_corrupts_frames_and_clears_checksums_when_asked() {
         for checksums in [true, false] {
-            let mut f = Forwarder::new(
+            let mut f = forwarder(
                 Mode::Packet,
                 2,
                 |_, _| LinkConfig {
@@ -430,7 +338,7 @@ mod tests {
                     checksums,
                     ..LinkConfig::default()
                 },
-                seeds(3),
+                3,
                 vec![],
             );
             let sent = udp_frame(0, 1, 1400, 0);
@@ -458,7 +366,7 @@ mod tests {
     #[test]
     fn packet_mode_rate_counts_the_frame_bytes() {
         // 1500-byte packets at 150_000 B/s: 10 ms each.
-        let mut f = Forwarder::new(
+        let mut f = forwarder(
             Mode::Packet,
             2,
             |_, _| LinkConfig {
@@ -466,7 +374,7 @@ mod tests {
                 mtu: 576, // ignored in packet mode: the hosts fragment
                 ..LinkConfig::default()
             },
-            seeds(1),
+            1,
             vec![],
         );
         for _ in 0..3 {
@@ -483,7 +391,7 @@ mod tests {
         // One 1500-byte opportunity every 10 ms, from the forwarder's origin; a 20 ms delay.
         let trace = CapacityTrace::from_millis(&[10]).expect("valid trace");
         for mode in [Mode::Packet, Mode::Datagram] {
-            let mut f = Forwarder::new(
+            let mut f = forwarder(
                 mode,
                 2,
                 |_, _| LinkConfig {
@@ -491,7 +399,7 @@ mod tests {
                     delay_ms: 20.0,
                     ..LinkConfig::default()
                 },
-                seeds(1),
+                1,
                 vec![],
             );
             for _ in 0..3 {
@@ -511,7 +419,7 @@ mod tests {
     fn datagram_mode_fragments_by_link_mtu() {
         // Fragment loss 0.5 on a 576 MTU: a 4000-byte datagram is 8 packets, survives with
         // 0.5^8 = 0.4%; a 100-byte one with 50%.
-        let mut f = Forwarder::new(
+        let mut f = forwarder(
             Mode::Datagram,
             2,
             |_, _| LinkConfig {
@@ -519,7 +427,7 @@ mod tests {
                 mtu: 576,
                 ..LinkConfig::default()
             },
-            seeds(1),
+            1,
             vec![],
         );
         let big = (0..2000)

@@ -1,6 +1,6 @@
 //! From a scenario (the simulator's own file format, [`livecam_sim::Scenario`]) to what the
-//! emulator runs: the hosts and their role processes' configs, the link model of every directed
-//! pair, and the fault schedule as [`Action`]s.
+//! emulator runs: the hosts and their role processes' configs, and the run's network of links
+//! with the fault schedule's link part ([`Scenario::network`], as the simulators build it).
 //!
 //! The emulator runs the same scenario files as `livecam sim`, so a simulated and an emulated
 //! run of one file are comparable. It runs real processes, so it takes the hosts whose role has
@@ -12,14 +12,13 @@
 use std::net::SocketAddr;
 
 use livecam_sim::scenario::{Fault, RoleKind, Scenario};
-use livecam_system::link::LinkConfig;
+use livecam_system::link::{LinkConfig, Network};
 use livecam_system::proto::PolicyConfig;
 use livecam_system::runtime::security::{ClusterKeys, ServerIdentity};
 use livecam_system::runtime::service::{MobileFile, Peer, Tier1File, Tier2File};
-use livecam_system::time::Instant;
 use thiserror::Error;
 
-use crate::forward::Action;
+use crate::forward::Hop;
 use crate::frame::MAX_HOSTS;
 
 /// A scenario the emulator cannot run.
@@ -74,9 +73,9 @@ pub struct Plan {
     pub duration_s: f64,
     pub seed: u64,
     pub hosts: Vec<HostPlan>,
-    /// `from * hosts + to`.
-    links: Vec<LinkConfig>,
-    pub schedule: Vec<(Instant, Action)>,
+    /// The hosts' links and the link faults' schedule, host `i` of the network being
+    /// `hosts[i]`.
+    pub network: Network<Hop>,
     pub fps: f64,
     /// The scenario's `protocol.rate_control`, for the mobiles.
     pub rate_control: bool,
@@ -153,54 +152,23 @@ impl Plan {
                 capacity: h.capacity,
             });
         }
-        let n = hosts.len();
-        let mut links = vec![scenario.link.clone(); n * n];
-        for ((a, b), config) in scenario.link_overrides() {
-            if let (Some(a), Some(b)) = (index_of(&a), index_of(&b)) {
-                links[a * n + b] = config;
-            }
-        }
-        let pairs = |a: &str, b: &str, one_way: bool| -> Vec<(usize, usize)> {
-            scenario
-                .directed_pairs(a, b, one_way)
-                .into_iter()
-                .map(|(x, y)| (x.index, y.index))
-                .collect()
-        };
-        let mut schedule = Vec::new();
-        for (i, f) in scenario.faults.iter().enumerate() {
-            let at = Instant::from_micros((f.at_s() * 1e6).round() as u64);
-            let action = match f {
-                Fault::Partition { a, b, .. } | Fault::Repair { a, b, .. } => Action::Partition {
-                    pairs: pairs(a, b, false),
-                    on: matches!(f, Fault::Partition { .. }),
-                },
-                Fault::SetLink {
-                    a,
-                    b,
-                    one_way,
-                    config,
-                    ..
-                } => Action::SetLink {
-                    pairs: pairs(a, b, *one_way),
-                    config: config.clone(),
-                },
-                Fault::Crash { .. } | Fault::Restart { .. } | Fault::Drain { .. } => {
-                    return Err(unsupported(
-                        format!("faults[{i}].action"),
-                        "the emulator applies link faults only: partition, repair, set_link",
-                    ))
-                }
-            };
-            schedule.push((at, action));
+        if let Some((i, _)) = scenario.faults.iter().enumerate().find(|(_, f)| {
+            matches!(
+                f,
+                Fault::Crash { .. } | Fault::Restart { .. } | Fault::Drain { .. }
+            )
+        }) {
+            return Err(unsupported(
+                format!("faults[{i}].action"),
+                "the emulator applies link faults only: partition, repair, set_link",
+            ));
         }
         Ok(Plan {
             name: scenario.name.clone(),
             duration_s: scenario.duration_s,
             seed,
             hosts,
-            links,
-            schedule,
+            network: scenario.network(seed),
             fps: scenario.workload.fps,
             rate_control: scenario.protocol.rate_control,
             policy: PolicyConfig {
@@ -212,24 +180,15 @@ impl Plan {
         })
     }
 
-    /// The seed of the link from host `a` to host `b`: the simulators' (by the hosts' names).
-    pub fn link_seed(&self, a: usize, b: usize) -> u64 {
-        let name = |i: usize| self.hosts.get(i).map_or("", |h| h.name.as_str());
-        livecam_system::link::pair_seed(self.seed, name(a), name(b))
-    }
-
-    /// The link model from host `a` to host `b`.
+    /// The link model from host `a` to host `b`, as configured before any fault.
     pub fn link(&self, a: usize, b: usize) -> LinkConfig {
-        self.links
-            .get(a * self.hosts.len() + b)
-            .cloned()
-            .unwrap_or_default()
+        self.network.config(a, b).clone()
     }
 
     /// The hosts' interface MTU: the largest link MTU of the scenario's links, so every link's
     /// packets fit (the default link's MTU in the usual case of one).
     pub fn mtu(&self) -> usize {
-        self.links.iter().map(|l| l.mtu).max().unwrap_or(1500)
+        self.network.configs().map(|l| l.mtu).max().unwrap_or(1500)
     }
 
     /// The TOML config of host `i`'s role process: it binds `bind(i)` and reaches host `j` at
@@ -321,6 +280,8 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use livecam_system::link::Change;
+    use livecam_system::time::Instant;
 
     const CLUSTER: &str = r#"
 name = "t"
@@ -371,10 +332,11 @@ b = "t2"
         assert_eq!(p.link(3, 1).loss, 0.2);
         assert_eq!(p.link(1, 3).loss, 0.01, "one way");
         assert_eq!(p.mtu(), 9000);
-        assert_eq!(p.schedule.len(), 2);
-        assert_eq!(p.schedule[0].0, Instant::from_millis(1500));
-        match &p.schedule[0].1 {
-            Action::Partition { pairs, on } => {
+        let schedule = p.network.pending_changes();
+        assert_eq!(schedule.len(), 2);
+        assert_eq!(schedule[0].0, Instant::from_millis(1500));
+        match &schedule[0].1 {
+            Change::Partition { pairs, on } => {
                 assert!(on);
                 assert_eq!(pairs, &[(3, 1), (1, 3), (3, 2), (2, 3)]);
             }
@@ -417,8 +379,8 @@ b = "t2"
             .mean_bytes_per_s();
         assert!((mean - 250_000.0).abs() < 2500.0, "{mean}");
         assert_eq!(p.link(1, 3).capacity, None, "one way");
-        let Some((at, Action::SetLink { .. })) = p.schedule.last() else {
-            panic!("{:?}", p.schedule.last());
+        let Some((at, Change::SetLink { .. })) = p.network.pending_changes().last() else {
+            panic!("{:?}", p.network.pending_changes().last());
         };
         assert_eq!(*at, Instant::from_millis(3000));
     }

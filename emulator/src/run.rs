@@ -158,17 +158,12 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport, RunError> {
     let dir = RunDir(std::env::temp_dir().join(format!("livecam-emulate-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0).map_err(io_err(format!("creating {}", dir.0.display())))?;
     let n = plan.hosts.len();
-    let forwarder = Forwarder::new(
-        if opts.relay {
-            Mode::Datagram
-        } else {
-            Mode::Packet
-        },
-        n,
-        |a, b| plan.link(a, b),
-        |a, b| plan.link_seed(a, b),
-        plan.schedule.clone(),
-    );
+    let mode = if opts.relay {
+        Mode::Datagram
+    } else {
+        Mode::Packet
+    };
+    let forwarder = Forwarder::new(mode, plan.network.clone());
     let duration = Duration::from_secs_f64(opts.duration_s.unwrap_or(plan.duration_s).max(0.0));
     if opts.relay {
         let binds = free_ports(n)?;

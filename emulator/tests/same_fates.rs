@@ -2,9 +2,9 @@
 //! order, a scenario's links decide the same fate for each one in the simulators' shared
 //! state (`livecam_sim::state::SimState`, behind des, turmoil and madsim) and in the
 //! emulator's forwarder (behind the relay and the bridge): lost or not and why, and for every
-//! copy that arrives, when, and with which bits flipped. Both take each pair's model from the
-//! scenario's one expansion of its overrides (`Scenario::link_overrides`) and its seed from
-//! `link::pair_seed` of the run seed and the hosts' names; so `sim-vs-emulator` compares the
+//! copy that arrives, when, and with which bits flipped. Both drive one `link::Network` built
+//! by the scenario's one expansion of its links and link faults (`Scenario::network`), which
+//! seeds each pair from the run seed and the hosts' names; so `sim-vs-emulator` compares the
 //! same draws, and what differs between its sides is the runtimes.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -59,14 +59,7 @@ fn simulation_and_emulation_draw_the_same_fate_for_each_datagram() {
     let scenario = Scenario::parse(SCENARIO).expect("scenario");
     for seed in [1, 7, 42] {
         let plan = Plan::new(&scenario, seed).expect("plan");
-        let n = plan.hosts.len();
-        let mut emulated = Forwarder::new(
-            Mode::Datagram,
-            n,
-            |a, b| plan.link(a, b),
-            |a, b| plan.link_seed(a, b),
-            vec![],
-        );
+        let mut emulated = Forwarder::new(Mode::Datagram, plan.network.clone());
         let mut simulated = SimState::new(&scenario, seed, Trace::new(None));
         for (i, h) in plan.hosts.iter().enumerate() {
             simulated.set_address(ip(i), &h.name);

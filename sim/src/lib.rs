@@ -16,7 +16,6 @@
 //! ```
 
 pub mod backend;
-pub mod calendar;
 pub mod host;
 pub mod linked;
 pub mod scenario;

@@ -1,15 +1,12 @@
-//! The link layer every simulated backend shares.
+//! The link layer over a simulator's own network (turmoil's, madsim's).
 //!
-//! [`LinkedSocket`] wraps a backend's datagram socket (turmoil's, madsim's) so that every
-//! datagram crosses the directed pair's seeded [`Link`](livecam_system::link::Link) model:
-//! the sender side decides its fate (lost, damaged, duplicated) and its delivery time, and
+//! [`LinkedSocket`] wraps a backend's datagram socket so that every datagram crosses the
+//! run's shared [`Network`](livecam_system::link::Network) of seeded link models: the sender
+//! side takes its fate (lost, damaged, duplicated) and its delivery time from the network and
 //! sends it inside a small envelope carrying that time; the receiver side holds it until then.
 //! The simulators' own networks only carry the envelope, with no loss and no latency of their
-//! own, so a run's behaviour is the link model's, whatever the backend.
-//!
-//! [`TimedLinkedSocket`] applies the same models over a network that can hold a datagram
-//! until its delivery time itself ([`TimedNetwork`], the des backend): no envelope, no
-//! second queue, one wake per datagram.
+//! own, so a run's behaviour is the link model's, whatever the backend. (The des simulator
+//! needs no envelope: its executor takes due datagrams from the shared network itself.)
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -19,11 +16,10 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 
-use livecam_system::link::apply_bit_flips;
+use livecam_system::link::{apply_bit_flips, Calendar};
 use livecam_system::net::{sleep_until_opt, Clock, DatagramSocket};
 use livecam_system::time::Instant;
 
-use crate::calendar::Calendar;
 use crate::state::{lock, Shared};
 
 /// Envelope header: delivery time in microseconds.
@@ -192,68 +188,6 @@ impl<S: DatagramSocket + 'static, C: Clock> DatagramSocket for LinkedSocket<S, C
                 _ = sleep_until_opt(&self.clock, next) => {}
             }
         }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
-    }
-}
-
-/// A network that itself delivers each datagram at the time it is given (the des backend's,
-/// whose executor jumps to each delivery time): the link layer over it needs no envelope and
-/// no holding queue.
-pub trait TimedNetwork: DatagramSocket {
-    /// Sends `buf` to `target`, to be received at `at` (the sender's now or later). A datagram
-    /// to an address nobody is bound to vanishes, as UDP does.
-    fn send_at(&self, at: Instant, buf: &[u8], target: SocketAddr);
-}
-
-/// The link layer over a [`TimedNetwork`]: the same link models and the same fates as
-/// [`LinkedSocket`], but the network holds each datagram until it is due, so the receiving
-/// host is woken once per datagram (not on arrival and again when due) and the bytes are
-/// copied only when the link damages them.
-pub struct TimedLinkedSocket<S, C> {
-    inner: S,
-    clock: C,
-    local: IpAddr,
-    state: Shared,
-    /// A damaged copy being sent, reused.
-    damaged: RefCell<Vec<u8>>,
-}
-
-impl<S: TimedNetwork, C: Clock> TimedLinkedSocket<S, C> {
-    /// Wraps `inner`, bound on the host with address `local`.
-    pub fn new(inner: S, clock: C, local: IpAddr, state: Shared) -> Self {
-        TimedLinkedSocket {
-            inner,
-            clock,
-            local,
-            state,
-            damaged: RefCell::default(),
-        }
-    }
-}
-
-impl<S: TimedNetwork, C: Clock> DatagramSocket for TimedLinkedSocket<S, C> {
-    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
-        let now = self.clock.now();
-        let fate = lock(&self.state).transmit(self.local, target.ip(), now, buf.len());
-        for copy in &fate.copies {
-            if copy.bit_flips.is_empty() {
-                self.inner.send_at(copy.at, buf, target);
-            } else {
-                let mut damaged = self.damaged.borrow_mut();
-                damaged.clear();
-                damaged.extend_from_slice(buf);
-                apply_bit_flips(&mut damaged, &copy.bit_flips);
-                self.inner.send_at(copy.at, &damaged, target);
-            }
-        }
-        Ok(buf.len())
-    }
-
-    fn recv_from(&self, buf: &mut [u8]) -> impl Future<Output = io::Result<(usize, SocketAddr)>> {
-        self.inner.recv_from(buf)
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {

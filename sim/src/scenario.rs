@@ -42,12 +42,13 @@
 //! A host or group name may be used wherever hosts are named. Every error names the field at
 //! fault, e.g. `hosts[1].target: no host or group named "srv"`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ops::Range;
 use std::path::Path;
 
-use livecam_system::link::LinkConfig;
+use livecam_system::link::{Change, LinkConfig, Network};
 use livecam_system::proto::{FecKind, PolicyKind, SizeLimits};
+use livecam_system::time::Instant;
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -353,6 +354,12 @@ impl Fault {
             | Fault::Drain { at_s, .. } => *at_s,
         }
     }
+
+    /// When it happens, as a simulated instant: the one conversion of `at_s` every simulator
+    /// and the emulator use.
+    pub fn at(&self) -> Instant {
+        Instant::ZERO + std::time::Duration::from_secs_f64(self.at_s())
+    }
 }
 
 /// One concrete host after groups are expanded.
@@ -505,16 +512,60 @@ impl Scenario {
         v
     }
 
-    /// The link model of every directed pair the `[[links]]` overrides name, by host names
-    /// (later overrides win); any other pair has `link`.
-    pub fn link_overrides(&self) -> BTreeMap<(String, String), LinkConfig> {
-        let mut configs = BTreeMap::new();
+    /// The run's network of links, seeded by `seed`: every host (indexed as in
+    /// [`Scenario::hosts`]), the default `link`, the `[[links]]` overrides (later ones win)
+    /// and the fault schedule's link part ([`Scenario::link_changes`]). The one expansion of
+    /// links and link faults that every simulator and the emulator drive.
+    pub fn network<M: Copy>(&self, seed: u64) -> Network<M> {
+        let mut network = Network::new(seed, self.link.clone());
+        for h in self.hosts() {
+            network.add_host(&h.name);
+        }
         for o in &self.links {
             for (x, y) in self.directed_pairs(&o.from, &o.to, o.one_way) {
-                configs.insert((x.name, y.name), o.config.clone());
+                network.set_link(x.index, y.index, o.config.clone());
             }
         }
-        configs
+        network.schedule(self.link_changes());
+        network
+    }
+
+    /// The partitions, repairs and link models of the fault schedule, each at its time as a
+    /// change of the directed host pairs it names (by index in [`Scenario::hosts`]).
+    pub fn link_changes(&self) -> Vec<(Instant, Change)> {
+        let pairs = |a: &str, b: &str, one_way: bool| -> Vec<(usize, usize)> {
+            self.directed_pairs(a, b, one_way)
+                .into_iter()
+                .map(|(x, y)| (x.index, y.index))
+                .collect()
+        };
+        self.faults
+            .iter()
+            .filter_map(|f| {
+                let change = match f {
+                    Fault::Partition { a, b, .. } | Fault::Repair { a, b, .. } => {
+                        Change::Partition {
+                            pairs: pairs(a, b, false),
+                            on: matches!(f, Fault::Partition { .. }),
+                        }
+                    }
+                    Fault::SetLink {
+                        a,
+                        b,
+                        one_way,
+                        config,
+                        ..
+                    } => Change::SetLink {
+                        pairs: pairs(a, b, *one_way),
+                        config: config.clone(),
+                    },
+                    Fault::Crash { .. } | Fault::Restart { .. } | Fault::Drain { .. } => {
+                        return None
+                    }
+                };
+                Some((f.at(), change))
+            })
+            .collect()
     }
 
     /// Frames each camera captures: it stops `settle_s` before the end.

@@ -1,14 +1,14 @@
-//! The world state every simulated host shares: the link table, the trace and the tally.
+//! The world state every simulated host shares: the network of links, the trace and the tally.
 //!
 //! One `SimState` per run, behind an `Arc<Mutex<_>>` (madsim spawns need `Send`; nothing ever
 //! contends, every backend runs one thread). Hosts touch it only between awaits.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use livecam_system::link::{pair_seed, Link, LinkConfig, Transmission};
+use livecam_system::link::{Network, Transmission};
 use livecam_system::lookup::Lookup;
 use livecam_system::time::Instant;
 
@@ -27,14 +27,6 @@ fn key(ip: IpAddr) -> AddrKey {
     }
 }
 
-/// The host name behind an address in `names`, borrowed; the address itself when unknown.
-fn name_in(names: &Lookup<AddrKey, Box<str>>, ip: IpAddr) -> Cow<'_, str> {
-    match names.get(&key(ip)) {
-        Some(name) => Cow::Borrowed(name),
-        None => Cow::Owned(ip.to_string()),
-    }
-}
-
 /// Shared handle to the world state.
 pub type Shared = Arc<Mutex<SimState>>;
 
@@ -44,19 +36,17 @@ pub fn lock(shared: &Shared) -> MutexGuard<'_, SimState> {
     shared.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Where a queued datagram goes and where it came from: `(to, from)`.
+pub type Route = (SocketAddr, SocketAddr);
+
 /// The world state.
 pub struct SimState {
-    /// Link model per directed pair of host addresses, created on first use.
-    links: Lookup<(AddrKey, AddrKey), Link>,
-    /// Configuration each directed pair starts with.
-    configs: BTreeMap<(String, String), LinkConfig>,
-    default_link: LinkConfig,
-    /// Pairs currently partitioned.
-    partitioned: BTreeMap<(String, String), bool>,
-    names: Lookup<AddrKey, Box<str>>,
-    addresses: BTreeMap<String, IpAddr>,
+    /// The run's network ([`Scenario::network`]): every link, the link faults' schedule, and,
+    /// for the des simulator, the datagrams in flight.
+    network: Network<Route>,
+    /// The network's host behind each address.
+    hosts: Lookup<AddrKey, usize>,
     incarnations: BTreeMap<String, u32>,
-    seed: u64,
     pub trace: Trace,
     pub tally: Tally,
 }
@@ -64,14 +54,9 @@ pub struct SimState {
 impl SimState {
     pub fn new(scenario: &Scenario, seed: u64, trace: Trace) -> Self {
         SimState {
-            links: Lookup::default(),
-            configs: scenario.link_overrides(),
-            default_link: scenario.link.clone(),
-            partitioned: BTreeMap::new(),
-            names: Lookup::default(),
-            addresses: BTreeMap::new(),
+            network: scenario.network(seed),
+            hosts: Lookup::default(),
             incarnations: BTreeMap::new(),
-            seed,
             trace,
             tally: Tally::default(),
         }
@@ -79,13 +64,27 @@ impl SimState {
 
     /// Registers a host's address.
     pub fn set_address(&mut self, ip: IpAddr, name: &str) {
-        self.names.insert(key(ip), name.into());
-        self.addresses.insert(name.to_string(), ip);
+        let i = self.network.add_host(name);
+        self.hosts.insert(key(ip), i);
     }
 
     /// The host name behind an address (the address itself when unknown).
-    pub fn name_of(&self, ip: IpAddr) -> String {
-        name_in(&self.names, ip).into_owned()
+    pub fn name_of(&self, ip: IpAddr) -> Cow<'_, str> {
+        match self.hosts.get(&key(ip)) {
+            Some(&i) => Cow::Borrowed(self.network.name(i)),
+            None => Cow::Owned(ip.to_string()),
+        }
+    }
+
+    /// The network's host behind an address; an address no host registered becomes a host
+    /// named by the address.
+    fn host_at(&mut self, ip: IpAddr) -> usize {
+        if let Some(&i) = self.hosts.get(&key(ip)) {
+            return i;
+        }
+        let i = self.network.add_host(&ip.to_string());
+        self.hosts.insert(key(ip), i);
+        i
     }
 
     /// Traces a datagram `host` sent to, or received from, the host at `peer`.
@@ -97,10 +96,13 @@ impl SimState {
         peer: IpAddr,
         datagram: &[u8],
     ) {
-        let name = name_in(&self.names, peer);
         let msg = match way {
             Way::Sent => MsgSummary::of_sent(datagram),
             Way::Received => MsgSummary::of(datagram),
+        };
+        let name = match self.hosts.get(&key(peer)) {
+            Some(&i) => Cow::Borrowed(self.network.name(i)),
+            None => Cow::Owned(peer.to_string()),
         };
         self.trace
             .record_datagram(now, host, way, &name, datagram.len(), msg);
@@ -117,49 +119,38 @@ impl SimState {
         incarnation
     }
 
-    fn link(&mut self, from: IpAddr, to: IpAddr) -> &mut Link {
-        let pair = (key(from), key(to));
-        if !self.links.contains_key(&pair) {
-            let names = (self.name_of(from).to_string(), self.name_of(to).to_string());
-            let config = self
-                .configs
-                .get(&names)
-                .cloned()
-                .unwrap_or_else(|| self.default_link.clone());
-            let mut link = Link::new(config, pair_seed(self.seed, &names.0, &names.1));
-            link.set_partitioned(self.partitioned.get(&names).copied().unwrap_or(false));
-            self.links.insert(pair, link);
-        }
-        self.links.get_mut(&pair).expect("link inserted above")
-    }
-
-    /// Decides the fate of a datagram from `from` to `to` and traces a loss.
+    /// Decides the fate of a datagram from `from` to `to` and traces a loss; the caller
+    /// carries the copies (turmoil, madsim).
     pub fn transmit(&mut self, from: IpAddr, to: IpAddr, now: Instant, len: usize) -> Transmission {
-        let fate = self.link(from, to).transmit(now, len);
-        if let Some(cause) = fate.lost {
-            self.tally.datagrams_lost += 1;
-            let (a, b) = (name_in(&self.names, from), name_in(&self.names, to));
-            self.trace
-                .record(now, &a, &NetEvent::Lost { to: &b, cause });
-        }
+        let (a, b) = (self.host_at(from), self.host_at(to));
+        let fate = self.network.transmit(now, a, b, len);
+        self.count_loss(now, a, b, &fate);
         fate
     }
 
-    /// Partitions (or repairs) the directed pair.
-    pub fn set_partitioned(&mut self, from: &str, to: &str, on: bool) {
-        self.partitioned
-            .insert((from.to_string(), to.to_string()), on);
-        if let (Some(&a), Some(&b)) = (self.addresses.get(from), self.addresses.get(to)) {
-            self.link(a, b).set_partitioned(on);
-        }
+    /// Offers a datagram to the network, which holds its copies until they are due
+    /// ([`SimState::poll`], the des simulator), and traces a loss.
+    pub fn offer(&mut self, now: Instant, from: SocketAddr, to: SocketAddr, datagram: &[u8]) {
+        let (a, b) = (self.host_at(from.ip()), self.host_at(to.ip()));
+        let fate = self.network.offer(now, a, b, (to, from), datagram);
+        self.count_loss(now, a, b, &fate);
     }
 
-    /// Replaces the directed pair's link model.
-    pub fn set_link(&mut self, from: &str, to: &str, config: LinkConfig) {
-        self.configs
-            .insert((from.to_string(), to.to_string()), config.clone());
-        if let (Some(&a), Some(&b)) = (self.addresses.get(from), self.addresses.get(to)) {
-            self.link(a, b).set_config(config);
+    /// Hands the next datagram due at `now`, with its route, to `take`.
+    pub fn poll<R>(&mut self, now: Instant, take: impl FnOnce(Route, &[u8]) -> R) -> Option<R> {
+        self.network.poll(now, take)
+    }
+
+    /// When the network next delivers a datagram or changes a link.
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        self.network.next_deadline()
+    }
+
+    fn count_loss(&mut self, now: Instant, from: usize, to: usize, fate: &Transmission) {
+        if let Some(cause) = fate.lost {
+            self.tally.datagrams_lost += 1;
+            let (a, b) = (self.network.name(from), self.network.name(to));
+            self.trace.record(now, a, &NetEvent::Lost { to: b, cause });
         }
     }
 }

@@ -2,11 +2,13 @@
 //! that jumps straight to the next timer, and an in-memory datagram network.
 //!
 //! It runs exactly the same code as the other backends: the product's roles
-//! ([`host_main`]) through the product's one driver loop, with the shared link models
-//! ([`TimedLinkedSocket`]). What differs is only the runtime underneath: there are no ticks
-//! (time is exact to the microsecond) and nothing is polled while nothing is due, so it is the
-//! fastest backend and the default of `livecam sim`. The network holds each datagram until the
-//! time the link model gave it, so a receiving host is woken once per datagram, when it is due.
+//! ([`host_main`]) through the product's one driver loop, over the run's shared network of
+//! link models ([`livecam_system::link::Network`], in the [`SimState`](crate::state::SimState)).
+//! What differs is only the runtime underneath: there are no ticks (time is exact to the
+//! microsecond) and nothing is polled while nothing is due, so it is the fastest backend and
+//! the default of `livecam sim`. A socket offers what it sends to the network, which holds each
+//! datagram until its due time; the executor polls the network and wakes a receiving host once
+//! per datagram, when it is due.
 //! Determinism: at each time, faults apply first, then due datagrams reach their mailboxes in
 //! `(due time, send order)` order, then timers fire in `(time, registration)` order; tasks run
 //! in wake order from one FIFO; nothing else decides.
@@ -20,17 +22,12 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
 
 use livecam_system::net::{Clock, DatagramSocket};
 use livecam_system::time::Instant;
 
-use super::{
-    apply_due_faults, finish, new_state, schedule, Backend, HostFault, Outcome, SimError, TraceOut,
-};
-use crate::calendar::Calendar;
+use super::{Backend, HostFault, Outcome, Run, SimError, TraceOut};
 use crate::host::{host_main, PORT};
-use crate::linked::{TimedLinkedSocket, TimedNetwork};
 use crate::scenario::{Host, Scenario};
 use crate::state::{lock, Shared};
 
@@ -94,14 +91,14 @@ impl Mailboxes {
     }
 }
 
-/// The runtime's shared core: clock, timers, network.
+/// The runtime's shared core: clock, timers, mailboxes, and the world state whose network
+/// holds the datagrams on their way.
 ///
 /// Timers live in an ordered map, and a dropped [`Sleep`]'s entry goes when the poll of its
 /// task ends (unless the task sleeps until the same time again in that poll, which keeps
 /// it), so the map holds only the sleeps that are still pending (a few per host). A heap with
 /// cancelled entries left in place grows with the event rate times the timer horizon
 /// instead: every datagram a role receives cancels the sleep of its driver loop.
-#[derive(Default)]
 pub struct Core {
     now: Cell<Instant>,
     seq: Cell<u64>,
@@ -112,11 +109,21 @@ pub struct Core {
     /// that costs no tree operation at all).
     dropped: RefCell<Vec<TimerKey>>,
     mailboxes: RefCell<Mailboxes>,
-    /// Datagrams on their way, `(to, from)` and bytes, by delivery time.
-    in_flight: RefCell<Calendar<(SocketAddr, SocketAddr)>>,
+    state: Shared,
 }
 
 impl Core {
+    fn new(state: Shared) -> Self {
+        Core {
+            now: Cell::default(),
+            seq: Cell::default(),
+            timers: RefCell::default(),
+            dropped: RefCell::default(),
+            mailboxes: RefCell::default(),
+            state,
+        }
+    }
+
     fn add_timer(&self, at: Instant, waker: Waker) -> TimerKey {
         {
             // The same task sleeping again until a time it just stopped sleeping until: the
@@ -152,16 +159,16 @@ impl Core {
         self.timers.borrow().first_key_value().map(|(k, _)| k.0)
     }
 
-    /// When the next datagram on its way is due.
+    /// When the network next delivers a datagram (or changes a link).
     fn next_delivery(&self) -> Option<Instant> {
-        self.in_flight.borrow_mut().next_due()
+        lock(&self.state).next_deadline()
     }
 
     /// Puts every datagram due at or before now into its mailbox, in `(due time, send order)`
     /// order, and wakes the receivers (each once, however many datagrams it got).
     fn deliver_due(&self) {
         let now = self.now.get();
-        let mut in_flight = self.in_flight.borrow_mut();
+        let mut state = lock(&self.state);
         let mut mailboxes = self.mailboxes.borrow_mut();
         let mut wake = Vec::new();
         let mut deliver = |(to, from): (SocketAddr, SocketAddr), bytes: &[u8]| {
@@ -178,8 +185,8 @@ impl Core {
                 wake.push(w);
             }
         };
-        while in_flight.pop_due(now, &mut deliver).is_some() {}
-        drop((in_flight, mailboxes));
+        while state.poll(now, &mut deliver).is_some() {}
+        drop((state, mailboxes));
         for w in wake {
             w.wake();
         }
@@ -255,9 +262,9 @@ impl Clock for DesClock {
     }
 }
 
-/// A datagram socket on the in-memory network: lossless, and each datagram is delivered at
-/// the time it is sent for ([`TimedNetwork`]); the link layer above it ([`TimedLinkedSocket`])
-/// decides that time and the losses.
+/// A datagram socket of a des host: what it sends goes to the shared network, which decides
+/// each datagram's fate and holds it until it is due; what the executor takes from the network
+/// for its address lands in its mailbox.
 pub struct DesSocket {
     core: Rc<Core>,
     addr: SocketAddr,
@@ -270,24 +277,19 @@ impl DesSocket {
     }
 }
 
-impl TimedNetwork for DesSocket {
-    fn send_at(&self, at: Instant, buf: &[u8], target: SocketAddr) {
-        if self.core.mailboxes.borrow_mut().get_mut(&target).is_none() {
-            return;
-        }
-        // Never into the past: the executor has already delivered everything due by now.
-        let at = at.max(self.core.now.get());
-        self.core
-            .in_flight
-            .borrow_mut()
-            .push(at, (target, self.addr), buf);
-    }
-}
-
 impl DatagramSocket for DesSocket {
-    /// Sends for delivery now (at the executor's next step).
+    /// Offers the datagram to the network. One to an address nobody is bound to (its host is
+    /// down) still meets its link, so the link's dice do not depend on who is up, and
+    /// vanishes, as UDP does.
     async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
-        self.send_at(self.core.now.get(), buf, target);
+        let now = self.core.now.get();
+        let bound = self.core.mailboxes.borrow_mut().get_mut(&target).is_some();
+        let mut state = lock(&self.core.state);
+        if bound {
+            state.offer(now, self.addr, target, buf);
+        } else {
+            state.transmit(self.addr.ip(), target.ip(), now, buf.len());
+        }
         Ok(buf.len())
     }
 
@@ -439,7 +441,6 @@ fn host_task(
         let ip = address(host.index);
         let clock = DesClock(core.clone());
         let socket = DesSocket::bind(core, (ip, PORT).into());
-        let socket = TimedLinkedSocket::new(socket, clock.clone(), ip, state.clone());
         let resolve = |name: &str| directory.get(name).copied();
         if let Err(e) = host_main(&scenario, &host, seed, state, socket, clock, resolve).await {
             tracing::debug!(error = %e, host = %host.name, "host ended with an error");
@@ -449,8 +450,8 @@ fn host_task(
 
 /// Runs a scenario on the discrete-event executor.
 pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, SimError> {
-    let started = std::time::Instant::now();
-    let state = new_state(scenario, seed, trace);
+    let mut run = Run::start(Backend::Des, scenario, seed, trace);
+    let state = run.state.clone();
     let hosts = scenario.hosts();
     {
         let mut st = lock(&state);
@@ -458,7 +459,7 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
             st.set_address(address(h.index), &h.name);
         }
     }
-    let core = Rc::new(Core::default());
+    let core = Rc::new(Core::new(state.clone()));
     let shared_scenario = Rc::new(scenario.clone());
     let mut names = BTreeMap::new();
     for h in &hosts {
@@ -478,18 +479,17 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
             host_task(&core, &shared_scenario, &directory, h, seed, &state),
         );
     }
-    let end = Instant::ZERO + Duration::from_secs_f64(scenario.duration_s);
-    let faults = schedule(scenario);
-    let mut next_fault = 0;
+    let end = run.end();
     loop {
         exec.run_ready();
-        let fault_at = faults
-            .get(next_fault)
-            .map(|f| Instant::ZERO + Duration::from_secs_f64(f.at_s()));
-        let next = [exec.core.next_timer(), exec.core.next_delivery(), fault_at]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [
+            exec.core.next_timer(),
+            exec.core.next_delivery(),
+            run.faults.next_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         match next {
             Some(t) if t <= end => exec.core.now.set(t.max(exec.core.now.get())),
             _ => {
@@ -498,35 +498,21 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
             }
         }
         let now = exec.core.now.get();
-        apply_due_faults(
-            scenario,
-            &state,
-            &faults,
-            &mut next_fault,
-            now,
-            |what, h| match what {
-                HostFault::Crash => exec.kill(h.index),
-                HostFault::Restart => {
-                    if !exec.host_task.contains_key(&h.index) {
-                        exec.spawn(
-                            h.index,
-                            host_task(&core, &shared_scenario, &directory, h, seed, &state),
-                        );
-                    }
+        run.apply_faults(now, |what, h| match what {
+            HostFault::Crash => exec.kill(h.index),
+            HostFault::Restart => {
+                if !exec.host_task.contains_key(&h.index) {
+                    exec.spawn(
+                        h.index,
+                        host_task(&core, &shared_scenario, &directory, h, seed, &state),
+                    );
                 }
-            },
-        );
+            }
+        });
         exec.core.deliver_due();
         exec.core.fire_timers();
     }
     // Drop every task (and so every socket) before the core goes.
     exec.tasks.clear();
-    finish(
-        Backend::Des,
-        scenario,
-        seed,
-        &state,
-        exec.core.now.get().since_origin().as_secs_f64(),
-        started.elapsed(),
-    )
+    run.finish(exec.core.now.get().since_origin().as_secs_f64())
 }

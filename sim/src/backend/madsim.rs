@@ -9,9 +9,7 @@ use std::time::Duration;
 use livecam_system::net::{Clock, DatagramSocket};
 use livecam_system::time::Instant;
 
-use super::{
-    apply_due_faults, finish, new_state, schedule, Backend, HostFault, Outcome, SimError, TraceOut,
-};
+use super::{Backend, Faults, HostFault, Outcome, Run, SimError, TraceOut};
 use crate::host::{host_main, PORT};
 use crate::linked::LinkedSocket;
 use crate::scenario::Scenario;
@@ -82,18 +80,14 @@ pub fn config() -> ::madsim::Config {
 
 /// Runs a scenario under madsim.
 pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, SimError> {
-    let started = std::time::Instant::now();
-    let state = new_state(scenario, seed, trace);
+    let run = Run::start(Backend::Madsim, scenario, seed, trace);
     let rt = ::madsim::runtime::Runtime::with_seed_and_config(seed, config());
-    let sim_seconds = rt.block_on(simulate(Arc::new(scenario.clone()), seed, state.clone()));
-    finish(
-        Backend::Madsim,
-        scenario,
+    let sim_seconds = rt.block_on(simulate(
+        Arc::new(scenario.clone()),
         seed,
-        &state,
-        sim_seconds,
-        started.elapsed(),
-    )
+        run.state.clone(),
+    ));
+    run.finish(sim_seconds)
 }
 
 /// The simulation itself, inside a madsim runtime: creates a node per host, applies the
@@ -159,29 +153,22 @@ pub async fn simulate(scenario: Arc<Scenario>, seed: u64, state: Shared) -> f64 
     }
     let time = ::madsim::time::TimeHandle::current();
     let duration = Duration::from_secs_f64(scenario.duration_s);
-    let faults = schedule(&scenario);
-    let mut next_fault = 0;
-    while let Some(f) = faults.get(next_fault) {
-        let at = Duration::from_secs_f64(f.at_s());
-        time.sleep(at.saturating_sub(time.elapsed())).await;
+    // madsim is driven from inside: a controller task sleeps until each fault is due.
+    let mut faults = Faults::of(&scenario);
+    while let Some(at) = faults.next_at() {
+        time.sleep(at.since_origin().saturating_sub(time.elapsed()))
+            .await;
         let now = Instant::ZERO + time.elapsed();
-        apply_due_faults(
-            &scenario,
-            &state,
-            &faults,
-            &mut next_fault,
-            now,
-            |what, h| {
-                let ids = nodes
-                    .iter()
-                    .filter(|(n, _)| *n == h.name)
-                    .map(|&(_, id)| id);
-                match what {
-                    HostFault::Crash => ids.for_each(|id| handle.kill(id)),
-                    HostFault::Restart => ids.for_each(|id| handle.restart(id)),
-                }
-            },
-        );
+        faults.apply_due(&scenario, &state, now, |what, h| {
+            let ids = nodes
+                .iter()
+                .filter(|(n, _)| *n == h.name)
+                .map(|&(_, id)| id);
+            match what {
+                HostFault::Crash => ids.for_each(|id| handle.kill(id)),
+                HostFault::Restart => ids.for_each(|id| handle.restart(id)),
+            }
+        });
     }
     time.sleep(duration.saturating_sub(time.elapsed())).await;
     time.elapsed().as_secs_f64()

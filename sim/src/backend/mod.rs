@@ -4,8 +4,9 @@
 //! - [`turmoil`](self::turmoil): turmoil's hosts and clock (1 ms ticks).
 //! - `madsim`: when built with `RUSTFLAGS="--cfg madsim"`.
 //!
-//! Both apply the same link models ([`crate::linked::LinkedSocket`]) and run the same role code
-//! ([`crate::host::host_main`]).
+//! All drive the run's one network of link models ([`livecam_system::link::Network`], in the
+//! shared [`SimState`]: des directly, turmoil and madsim through [`crate::linked::LinkedSocket`]),
+//! run the same role code ([`crate::host::host_main`]) and follow one run skeleton ([`Run`]).
 
 pub mod des;
 #[cfg(madsim)]
@@ -17,8 +18,10 @@ use std::io::Write;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::scenario::{Fault, Scenario};
-use crate::state::{lock, SimState};
+use livecam_system::time::Instant;
+
+use crate::scenario::{Fault, Host, Scenario};
+use crate::state::{lock, Shared, SimState};
 use crate::summary::{Summary, Tally};
 use crate::trace::{NetEvent, Trace};
 
@@ -81,11 +84,62 @@ pub fn run(
     }
 }
 
-/// The fault schedule in time order (stable for equal times: file order).
-pub(crate) fn schedule(scenario: &Scenario) -> Vec<Fault> {
-    let mut faults = scenario.faults.clone();
-    faults.sort_by(|a, b| a.at_s().total_cmp(&b.at_s()));
-    faults
+/// The one run skeleton every simulator follows: a fresh world state, the fault schedule
+/// with its cursor, and the outcome at the end. A simulator starts its hosts on
+/// [`Run::state`], steps its own runtime up to each instant [`Faults::next_at`] names,
+/// applies the faults due there ([`Faults::apply_due`]: their crashes and restarts are the
+/// simulator's to carry out), runs on to [`Run::end`], and hands back [`Run::finish`].
+pub(crate) struct Run<'a> {
+    backend: Backend,
+    scenario: &'a Scenario,
+    seed: u64,
+    pub state: Shared,
+    pub faults: Faults,
+    started: std::time::Instant,
+}
+
+impl<'a> Run<'a> {
+    pub fn start(backend: Backend, scenario: &'a Scenario, seed: u64, trace: TraceOut) -> Self {
+        Run {
+            backend,
+            scenario,
+            seed,
+            state: new_state(scenario, seed, trace),
+            faults: Faults::of(scenario),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// When the run ends, in simulated time.
+    pub fn end(&self) -> Instant {
+        Instant::ZERO + std::time::Duration::from_secs_f64(self.scenario.duration_s)
+    }
+
+    /// Applies the faults due at `now` (see [`Faults::apply_due`]).
+    pub fn apply_faults(&mut self, now: Instant, on_host: impl FnMut(HostFault, &Host)) {
+        self.faults
+            .apply_due(self.scenario, &self.state, now, on_host);
+    }
+
+    /// The outcome, the simulator having run `sim_seconds`.
+    pub fn finish(self, sim_seconds: f64) -> Result<Outcome, SimError> {
+        let wall_seconds = self.started.elapsed().as_secs_f64();
+        let mut st = lock(&self.state);
+        st.trace.finish()?;
+        let tally: &Tally = &st.tally;
+        Ok(Outcome {
+            scenario: self.scenario.name.clone(),
+            seed: self.seed,
+            backend: self.backend,
+            summary: tally.summary(self.scenario, &|ip| st.name_of(ip).to_string()),
+            size_series: tally.size_series().clone(),
+            trace_hash: st.trace.hash(),
+            trace_events: st.trace.len(),
+            sim_seconds,
+            wall_seconds,
+            speedup: sim_seconds / wall_seconds.max(1e-9),
+        })
+    }
 }
 
 /// What the fault schedule does to a host; each simulator does it its own way.
@@ -95,44 +149,58 @@ pub(crate) enum HostFault {
     Restart,
 }
 
-/// The one fault loop of every simulator: applies the faults of `faults` (sorted, see
-/// [`schedule`]) due at `now`, from `*next` on. Each one's link part goes to the shared state;
-/// its crashes and restarts, per resolved host, to `on_host`.
-pub(crate) fn apply_due_faults(
-    scenario: &Scenario,
-    state: &crate::state::Shared,
-    faults: &[Fault],
-    next: &mut usize,
-    now: livecam_system::time::Instant,
-    mut on_host: impl FnMut(HostFault, &crate::scenario::Host),
-) {
-    while let Some(f) = faults.get(*next) {
-        if livecam_system::time::Instant::ZERO + std::time::Duration::from_secs_f64(f.at_s()) > now
-        {
-            break;
-        }
-        apply_link_fault(scenario, &mut lock(state), now, f);
-        let what = match f {
-            Fault::Crash { host, .. } => Some((HostFault::Crash, host)),
-            Fault::Restart { host, .. } => Some((HostFault::Restart, host)),
-            _ => None,
-        };
-        if let Some((what, host)) = what {
-            for h in scenario.resolve(host) {
-                on_host(what, &h);
+/// A scenario's faults in time order (stable for equal times: file order) and how far a run
+/// has got through them.
+pub(crate) struct Faults {
+    faults: Vec<Fault>,
+    next: usize,
+}
+
+impl Faults {
+    pub fn of(scenario: &Scenario) -> Self {
+        let mut faults = scenario.faults.clone();
+        faults.sort_by(|a, b| a.at_s().total_cmp(&b.at_s()));
+        Faults { faults, next: 0 }
+    }
+
+    /// When the next fault is due.
+    pub fn next_at(&self) -> Option<Instant> {
+        self.faults.get(self.next).map(Fault::at)
+    }
+
+    /// The one fault loop of every simulator: takes the faults due at `now`, traces each, and
+    /// hands its crashes and restarts, per resolved host, to `on_host`. Their link part
+    /// (partitions, repairs, link models) is the network's own schedule
+    /// ([`Scenario::network`]), applied as it carries datagrams.
+    pub fn apply_due(
+        &mut self,
+        scenario: &Scenario,
+        state: &Shared,
+        now: Instant,
+        mut on_host: impl FnMut(HostFault, &Host),
+    ) {
+        while let Some(f) = self.faults.get(self.next) {
+            if f.at() > now {
+                break;
             }
+            record_fault(scenario, &mut lock(state), now, f);
+            let what = match f {
+                Fault::Crash { host, .. } => Some((HostFault::Crash, host)),
+                Fault::Restart { host, .. } => Some((HostFault::Restart, host)),
+                _ => None,
+            };
+            if let Some((what, host)) = what {
+                for h in scenario.resolve(host) {
+                    on_host(what, &h);
+                }
+            }
+            self.next += 1;
         }
-        *next += 1;
     }
 }
 
-/// Applies a link fault to the shared state; host faults are the backend's.
-pub(crate) fn apply_link_fault(
-    scenario: &Scenario,
-    state: &mut SimState,
-    now: livecam_system::time::Instant,
-    fault: &Fault,
-) {
+/// Traces a fault and counts the crashes it causes.
+fn record_fault(scenario: &Scenario, state: &mut SimState, now: Instant, fault: &Fault) {
     let what = match fault {
         Fault::Partition { .. } => "partition",
         Fault::Repair { .. } => "repair",
@@ -150,63 +218,15 @@ pub(crate) fn apply_link_fault(
         }
     };
     state.trace.record(now, host, &NetEvent::Fault { what });
-    match fault {
-        Fault::Partition { a, b, .. } | Fault::Repair { a, b, .. } => {
-            let on = matches!(fault, Fault::Partition { .. });
-            for (x, y) in scenario.directed_pairs(a, b, false) {
-                state.set_partitioned(&x.name, &y.name, on);
-            }
+    if let Fault::Crash { host, .. } = fault {
+        for h in scenario.resolve(host) {
+            state.tally.on_crash(&h.name);
         }
-        Fault::SetLink {
-            a,
-            b,
-            one_way,
-            config,
-            ..
-        } => {
-            for (x, y) in scenario.directed_pairs(a, b, *one_way) {
-                state.set_link(&x.name, &y.name, config.clone());
-            }
-        }
-        Fault::Crash { host, .. } => {
-            for h in scenario.resolve(host) {
-                state.tally.on_crash(&h.name);
-            }
-        }
-        // A drain reaches the tier-1 through its own schedule (see `host_main`).
-        Fault::Restart { .. } | Fault::Drain { .. } => {}
     }
 }
 
-/// Builds the outcome once a run is over.
-pub fn finish(
-    backend: Backend,
-    scenario: &Scenario,
-    seed: u64,
-    state: &crate::state::Shared,
-    sim_seconds: f64,
-    wall: std::time::Duration,
-) -> Result<Outcome, SimError> {
-    let mut st = lock(state);
-    st.trace.finish()?;
-    let tally: &Tally = &st.tally;
-    let wall_seconds = wall.as_secs_f64();
-    Ok(Outcome {
-        scenario: scenario.name.clone(),
-        seed,
-        backend,
-        summary: tally.summary(scenario, &|ip| st.name_of(ip).to_string()),
-        size_series: tally.size_series().clone(),
-        trace_hash: st.trace.hash(),
-        trace_events: st.trace.len(),
-        sim_seconds,
-        wall_seconds,
-        speedup: sim_seconds / wall_seconds.max(1e-9),
-    })
-}
-
 /// A fresh shared state for a run.
-pub fn new_state(scenario: &Scenario, seed: u64, trace: TraceOut) -> crate::state::Shared {
+pub fn new_state(scenario: &Scenario, seed: u64, trace: TraceOut) -> Shared {
     std::sync::Arc::new(std::sync::Mutex::new(SimState::new(
         scenario,
         seed,

@@ -8,9 +8,7 @@ use std::time::Duration;
 use livecam_system::net::{DatagramSocket, TokioClock};
 use livecam_system::time::Instant;
 
-use super::{
-    apply_due_faults, finish, new_state, schedule, Backend, HostFault, Outcome, SimError, TraceOut,
-};
+use super::{Backend, HostFault, Outcome, Run, SimError, TraceOut};
 use crate::host::{host_main, PORT};
 use crate::linked::LinkedSocket;
 use crate::scenario::Scenario;
@@ -42,8 +40,8 @@ fn turmoil_clock() -> TokioClock {
 
 /// Runs a scenario under turmoil.
 pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, SimError> {
-    let started = std::time::Instant::now();
-    let state = new_state(scenario, seed, trace);
+    let mut run = Run::start(Backend::Turmoil, scenario, seed, trace);
+    let state = run.state.clone();
     let duration = Duration::from_secs_f64(scenario.duration_s);
     let mut sim = ::turmoil::Builder::new()
         .rng_seed(seed)
@@ -81,33 +79,17 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
             st.set_address(sim.lookup(host.name.as_str()), &host.name);
         }
     }
-    let faults = schedule(scenario);
-    let mut next_fault = 0;
+    // turmoil steps every host and its network one tick at a time: faults apply between ticks.
     loop {
         let elapsed = sim.elapsed();
-        let now = Instant::ZERO + elapsed;
-        apply_due_faults(
-            scenario,
-            &state,
-            &faults,
-            &mut next_fault,
-            now,
-            |what, h| match what {
-                HostFault::Crash => sim.crash(h.name.as_str()),
-                HostFault::Restart => sim.bounce(h.name.as_str()),
-            },
-        );
+        run.apply_faults(Instant::ZERO + elapsed, |what, h| match what {
+            HostFault::Crash => sim.crash(h.name.as_str()),
+            HostFault::Restart => sim.bounce(h.name.as_str()),
+        });
         if elapsed >= duration {
             break;
         }
         sim.step().map_err(|e| SimError::Backend(e.to_string()))?;
     }
-    finish(
-        Backend::Turmoil,
-        scenario,
-        seed,
-        &state,
-        sim.elapsed().as_secs_f64(),
-        started.elapsed(),
-    )
+    run.finish(sim.elapsed().as_secs_f64())
 }

@@ -8,6 +8,10 @@
 //! configuration, seed and calls. Like smoltcp's fault injector it sits *around* the net layer:
 //! the protocol never knows it is there.
 //!
+//! A [`Network`] puts the links of a run together: one per directed pair of named hosts,
+//! seeded by [`pair_seed`], a schedule of [`Change`]s, and the datagrams in flight in a
+//! [`Calendar`] queue, driven by `offer`, `poll` and `next_deadline`.
+//!
 //! # The model
 //!
 //! A datagram of `len` bytes of UDP payload meets, in order:
@@ -77,9 +81,11 @@
 //! # Ok::<(), livecam_system::link::LinkConfigError>(())
 //! ```
 
+mod calendar;
 mod capacity;
 mod config;
 mod error;
+mod network;
 mod packet;
 #[cfg(test)]
 mod tests;
@@ -92,12 +98,14 @@ use serde::Serialize;
 
 use crate::time::Instant;
 
+pub use calendar::Calendar;
 pub use capacity::{
     Capacity, CapacityError, CapacitySpec, CapacityTrace, CellularSpec, TraceError,
     MAX_OPPORTUNITIES, MAX_PERIOD_S, MAX_TRACE_FILE_BYTES, OPPORTUNITY_BYTES,
 };
 pub use config::{GilbertElliott, LinkConfig, DEFAULT_MTU, DEFAULT_QUEUE_BYTES};
 pub use error::LinkConfigError;
+pub use network::{Change, Network};
 pub use packet::{
     apply_bit_flips, packet_sizes, wire_bytes, IPV4_HEADER_LEN, MAX_MTU, MIN_MTU, UDP_HEADER_LEN,
 };

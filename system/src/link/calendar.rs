@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use livecam_system::time::Instant;
+use crate::time::Instant;
 
 /// Width of one bucket, in microseconds.
 const BUCKET_US: u64 = 32;
@@ -33,6 +33,7 @@ struct Entry<T> {
 
 /// The items due within one [`BUCKET_US`] window. Their bytes sit back to back in one arena,
 /// so delivering a bucket reads memory in sequence.
+#[derive(Clone)]
 struct Bucket<T> {
     entries: Vec<Entry<T>>,
     bytes: Vec<u8>,
@@ -85,6 +86,7 @@ impl<T: Copy> Bucket<T> {
 
 /// Byte strings (datagrams) with a small `T` each, ordered by due time, then by push order.
 /// See the module docs.
+#[derive(Clone)]
 pub struct Calendar<T> {
     /// Bucket `n` for `n` in `base..base + RING`, at `n % RING`, while it holds items.
     ring: Vec<Option<Bucket<T>>>,
@@ -96,6 +98,8 @@ pub struct Calendar<T> {
     far: BTreeMap<u64, Bucket<T>>,
     spare: Vec<Bucket<T>>,
     seq: u64,
+    /// Items pending.
+    pending: usize,
 }
 
 impl<T> Default for Calendar<T> {
@@ -107,6 +111,7 @@ impl<T> Default for Calendar<T> {
             far: BTreeMap::new(),
             spare: Vec::new(),
             seq: 0,
+            pending: 0,
         }
     }
 }
@@ -116,6 +121,7 @@ impl<T: Copy> Calendar<T> {
     pub fn push(&mut self, at: Instant, meta: T, data: &[u8]) {
         let seq = self.seq;
         self.seq += 1;
+        self.pending += 1;
         let entry = Entry {
             at,
             seq,
@@ -217,7 +223,13 @@ impl<T: Copy> Calendar<T> {
                 self.spare.push(done);
             }
         }
+        self.pending -= 1;
         Some(r)
+    }
+
+    /// How many items are pending.
+    pub fn len(&self) -> usize {
+        self.pending
     }
 
     /// True when nothing is pending.
