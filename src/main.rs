@@ -61,6 +61,10 @@ enum Command {
     /// Run a scenario file in deterministic simulation and print one JSON object of figures,
     /// with the trace hash that proves the run is a function of scenario and seed.
     Sim(cmd::sim::Args),
+    /// Explore: every seed draws a whole scenario (fleet, links, faults), runs it and checks
+    /// the safety and liveness invariants; failures are written as scenario files with their
+    /// replay command and shrunk. Prints a coverage table.
+    Explore(cmd::explore::Args),
     /// Run a scenario's tier1/tier2/mobile processes across emulated links (network namespaces
     /// and a pnet bridge, or --relay on loopback) and print one JSON object of their summaries.
     Emulate(livecam_emulator::cli::EmulateArgs),
@@ -93,6 +97,7 @@ fn main() -> anyhow::Result<()> {
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Bench(action) => cmd::bench::run(action),
         Command::Sim(args) => cmd::sim::run(args),
+        Command::Explore(args) => cmd::explore::run(args),
         Command::Emulate(args) => {
             livecam_emulator::cli::main(args, cmd::livecam_exe()?).map_err(anyhow::Error::from)
         }

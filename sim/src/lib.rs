@@ -16,6 +16,7 @@
 //! ```
 
 pub mod backend;
+pub mod explore;
 pub mod host;
 pub mod linked;
 pub mod scenario;

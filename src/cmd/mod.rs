@@ -7,6 +7,7 @@ use anyhow::Context;
 
 pub mod bench;
 pub mod experiment;
+pub mod explore;
 pub mod keygen;
 pub mod load;
 pub mod roles;

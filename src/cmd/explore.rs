@@ -1,0 +1,188 @@
+//! `livecam explore`: the scenario explorer ([`livecam_sim::explore`]). Each seed draws a
+//! whole scenario, runs it and judges it; every failure is written as a TOML file with its
+//! replay command, then shrunk to a smaller one that still fails.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use livecam_sim::explore::{self, Coverage, Drawn, Plan};
+use livecam_sim::Backend;
+
+/// Arguments of `livecam explore`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Seeds to explore (default 200; with --minutes, as many as fit).
+    #[arg(long)]
+    seeds: Option<u64>,
+    /// The first seed.
+    #[arg(long, default_value_t = 1)]
+    first: u64,
+    /// Explore for this long (wall clock) instead of a number of seeds.
+    #[arg(long)]
+    minutes: Option<f64>,
+    /// Scenarios run at once (default: the machine's cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Simulator: des (the fastest) or turmoil.
+    #[arg(long, value_enum, default_value_t = ExploreBackend::Des)]
+    backend: ExploreBackend,
+    /// Where failing scenarios (and their shrunk forms) are written.
+    #[arg(long, default_value = "explore-out")]
+    out: PathBuf,
+    /// Runs the shrinker may spend on each failure (0: do not shrink).
+    #[arg(long, default_value_t = 200)]
+    shrink_budget: usize,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExploreBackend {
+    Des,
+    Turmoil,
+}
+
+/// Explores, prints each failure as it is found and a summary with the coverage table at the
+/// end; fails when any scenario failed.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let backend = match args.backend {
+        ExploreBackend::Des => Backend::Des,
+        ExploreBackend::Turmoil => Backend::Turmoil,
+    };
+    let minutes = match args.minutes {
+        Some(m) if !(m.is_finite() && m > 0.0) => anyhow::bail!("--minutes: must be above 0"),
+        m => m,
+    };
+    let plan = Plan {
+        first: args.first,
+        count: match (args.seeds, minutes) {
+            (Some(n), _) => Some(n),
+            (None, Some(_)) => None,
+            (None, None) => Some(200),
+        },
+        deadline: minutes.map(|m| Instant::now() + Duration::from_secs_f64(m * 60.0)),
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        backend,
+    };
+    let started = Instant::now();
+    let mut coverage = Coverage::default();
+    let mut failed: Vec<(u64, PathBuf)> = Vec::new();
+    let mut errors = 0;
+    let mut sim_wall = 0.0;
+    let ran = explore::explore(&plan, |seed, case| match case {
+        Ok(case) => {
+            coverage.add(&case.drawn);
+            sim_wall += case.wall_seconds;
+            if !case.verdict.passed() {
+                match report_failure(&args, backend, &case.drawn, &case.verdict.lines()) {
+                    Ok(path) => failed.push((seed, path)),
+                    Err(e) => {
+                        eprintln!("seed {seed}: {e:#}");
+                        errors += 1;
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("seed {seed}: {e}");
+            errors += 1;
+        }
+    });
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "explored {ran} scenarios (seeds {}..{}) in {wall:.1} s on {} jobs: {:.0} per minute, \
+         {:.0} per minute per core; {} failed{}",
+        plan.first,
+        plan.first + ran,
+        plan.jobs,
+        ran as f64 / wall.max(1e-9) * 60.0,
+        ran as f64 / sim_wall.max(1e-9) * 60.0,
+        failed.len(),
+        if errors > 0 {
+            format!(", {errors} could not run")
+        } else {
+            String::new()
+        }
+    );
+    println!("coverage (scenarios holding each):\n{}", coverage.table());
+    if failed.is_empty() && errors == 0 {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} of {ran} scenarios failed: {}",
+            failed.len() + errors,
+            failed
+                .iter()
+                .map(|(s, p)| format!("seed {s} ({})", p.display()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+/// Writes a failing scenario and its shrunk form, and prints both with their replay commands.
+fn report_failure(
+    args: &Args,
+    backend: Backend,
+    drawn: &Drawn,
+    problems: &[String],
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let path = write(
+        &args.out,
+        &format!("seed-{}.toml", drawn.seed),
+        &drawn.toml(),
+    )?;
+    println!(
+        "FAIL seed {} ({} hosts, {} faults):\n  {}\n  replay: livecam sim {} --backend {}",
+        drawn.seed,
+        drawn.hosts(),
+        drawn.faults.len(),
+        problems.join("\n  "),
+        path.display(),
+        backend_name(backend)
+    );
+    if args.shrink_budget > 0 {
+        // Shrink towards the same kind of failure: safety stays safety.
+        let safety = problems.iter().any(|p| p.starts_with("safety"));
+        let (small, runs) = explore::shrink(drawn, args.shrink_budget, |d| {
+            explore::run(d, backend).is_ok_and(|c| {
+                if safety {
+                    !c.verdict.safety.is_empty()
+                } else {
+                    !c.verdict.passed()
+                }
+            })
+        });
+        let shrunk = write(
+            &args.out,
+            &format!("seed-{}.min.toml", drawn.seed),
+            &small.toml(),
+        )?;
+        println!(
+            "  shrunk in {runs} runs to {} hosts, {} faults, {} s: livecam sim {} --backend {}",
+            small.hosts(),
+            small.faults.len(),
+            small.duration_s,
+            shrunk.display(),
+            backend_name(backend)
+        );
+    }
+    Ok(path)
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+fn backend_name(b: Backend) -> &'static str {
+    match b {
+        Backend::Des => "des",
+        Backend::Turmoil => "turmoil",
+        Backend::Madsim => "madsim",
+    }
+}
