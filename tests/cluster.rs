@@ -11,7 +11,7 @@ mod common;
 use common::{for_seeds, load_scenario, replay_test};
 use livecam_sim::scenario::Scenario;
 use livecam_sim::summary::ClusterSummary;
-use livecam_sim::{Backend, Outcome};
+use livecam_sim::{Outcome, Simulator};
 
 const FILE: &str = "cluster";
 
@@ -24,7 +24,7 @@ fn seeds(count: u64) -> Vec<u64> {
 }
 
 fn run(
-    backend: Backend,
+    backend: Simulator,
     scenario: &Scenario,
     seed: u64,
 ) -> Result<(Outcome, ClusterSummary), String> {
@@ -86,7 +86,7 @@ fn rtt_ms(s: &Scenario) -> f64 {
     2.0 * (s.link.delay_ms + s.link.jitter_ms)
 }
 
-fn balance(backend: Backend, name: &str, seeds: &[u64]) {
+fn balance(backend: Simulator, name: &str, seeds: &[u64]) {
     let sc = load_scenario("cluster-balance.toml");
     for_seeds(name, FILE, seeds, |seed| {
         let (o, c) = run(backend, &sc, seed)?;
@@ -114,13 +114,13 @@ fn balance(backend: Backend, name: &str, seeds: &[u64]) {
 #[test]
 fn hundred_clients_spread_evenly_over_six_tier2s() {
     balance(
-        Backend::Des,
+        Simulator::Des,
         "hundred_clients_spread_evenly_over_six_tier2s",
         &seeds(10),
     );
 }
 
-fn drain(backend: Backend, name: &str, seeds: &[u64]) {
+fn drain(backend: Simulator, name: &str, seeds: &[u64]) {
     let sc = load_scenario("cluster-drain.toml");
     for_seeds(name, FILE, seeds, |seed| {
         let (o, c) = run(backend, &sc, seed)?;
@@ -143,7 +143,7 @@ fn drain(backend: Backend, name: &str, seeds: &[u64]) {
 #[test]
 fn a_draining_tier1_hands_every_tier2_to_its_peer() {
     drain(
-        Backend::Des,
+        Simulator::Des,
         "a_draining_tier1_hands_every_tier2_to_its_peer",
         &seeds(10),
     );
@@ -152,13 +152,13 @@ fn a_draining_tier1_hands_every_tier2_to_its_peer() {
 #[test]
 fn a_draining_tier1_hands_every_tier2_to_its_peer_on_turmoil() {
     drain(
-        Backend::Turmoil,
+        Simulator::Turmoil,
         "a_draining_tier1_hands_every_tier2_to_its_peer_on_turmoil",
         &seeds(2),
     );
 }
 
-fn tier1_crash(backend: Backend, name: &str, seeds: &[u64]) {
+fn tier1_crash(backend: Simulator, name: &str, seeds: &[u64]) {
     let sc = load_scenario("cluster-tier1-crash.toml");
     // A client that asked the dead tier-1 waits its connect timeout, then asks its backup:
     // one request, the forward, the offer, each a one-way trip, plus the offer delay.
@@ -190,7 +190,7 @@ fn tier1_crash(backend: Backend, name: &str, seeds: &[u64]) {
 #[test]
 fn clients_fail_over_to_the_backup_when_a_tier1_crashes() {
     tier1_crash(
-        Backend::Des,
+        Simulator::Des,
         "clients_fail_over_to_the_backup_when_a_tier1_crashes",
         &seeds(10),
     );
@@ -199,13 +199,13 @@ fn clients_fail_over_to_the_backup_when_a_tier1_crashes() {
 #[test]
 fn clients_fail_over_to_the_backup_when_a_tier1_crashes_on_turmoil() {
     tier1_crash(
-        Backend::Turmoil,
+        Simulator::Turmoil,
         "clients_fail_over_to_the_backup_when_a_tier1_crashes_on_turmoil",
         &seeds(2),
     );
 }
 
-fn tier2_crash(backend: Backend, name: &str, seeds: &[u64]) {
+fn tier2_crash(backend: Simulator, name: &str, seeds: &[u64]) {
     let sc = load_scenario("cluster-tier2-crash.toml");
     let bound = 2.0 * rtt_ms(&sc)
         + sc.cluster.offer_delay.base_ms
@@ -245,7 +245,7 @@ fn tier2_crash(backend: Backend, name: &str, seeds: &[u64]) {
 #[test]
 fn sessions_on_a_crashed_tier2_reconnect_and_resend() {
     tier2_crash(
-        Backend::Des,
+        Simulator::Des,
         "sessions_on_a_crashed_tier2_reconnect_and_resend",
         &seeds(10),
     );
@@ -254,13 +254,13 @@ fn sessions_on_a_crashed_tier2_reconnect_and_resend() {
 #[test]
 fn sessions_on_a_crashed_tier2_reconnect_and_resend_on_turmoil() {
     tier2_crash(
-        Backend::Turmoil,
+        Simulator::Turmoil,
         "sessions_on_a_crashed_tier2_reconnect_and_resend_on_turmoil",
         &seeds(2),
     );
 }
 
-fn partition(backend: Backend, name: &str, seeds: &[u64]) {
+fn partition(backend: Simulator, name: &str, seeds: &[u64]) {
     let sc = load_scenario("cluster-partition.toml");
     for_seeds(name, FILE, seeds, |seed| {
         let (o, c) = run(backend, &sc, seed)?;
@@ -273,7 +273,7 @@ fn partition(backend: Backend, name: &str, seeds: &[u64]) {
 #[test]
 fn a_partition_between_tiers_moves_the_tier2s_and_settles() {
     partition(
-        Backend::Des,
+        Simulator::Des,
         "a_partition_between_tiers_moves_the_tier2s_and_settles",
         &seeds(10),
     );
@@ -282,13 +282,13 @@ fn a_partition_between_tiers_moves_the_tier2s_and_settles() {
 #[test]
 fn a_partition_between_tiers_moves_the_tier2s_and_settles_on_turmoil() {
     partition(
-        Backend::Turmoil,
+        Simulator::Turmoil,
         "a_partition_between_tiers_moves_the_tier2s_and_settles_on_turmoil",
         &seeds(2),
     );
 }
 
-fn control_loss(backend: Backend, name: &str, seeds: &[u64]) {
+fn control_loss(backend: Simulator, name: &str, seeds: &[u64]) {
     let sc = load_scenario("cluster-control-loss.toml");
     for_seeds(name, FILE, seeds, |seed| {
         let (o, c) = run(backend, &sc, seed)?;
@@ -305,7 +305,7 @@ fn control_loss(backend: Backend, name: &str, seeds: &[u64]) {
 #[test]
 fn lost_and_duplicated_control_messages_still_settle() {
     control_loss(
-        Backend::Des,
+        Simulator::Des,
         "lost_and_duplicated_control_messages_still_settle",
         &seeds(10),
     );
@@ -314,7 +314,7 @@ fn lost_and_duplicated_control_messages_still_settle() {
 #[test]
 fn lost_and_duplicated_control_messages_still_settle_on_turmoil() {
     control_loss(
-        Backend::Turmoil,
+        Simulator::Turmoil,
         "lost_and_duplicated_control_messages_still_settle_on_turmoil",
         &seeds(2),
     );
@@ -325,7 +325,7 @@ fn the_cluster_scenario_prints_its_figures() {
     // `livecam sim` on a cluster scenario prints set-up latency, per-tier-2 load, the Jain
     // index and failover times.
     let sc = load_scenario("cluster-balance.toml");
-    let (o, _) = run(Backend::Des, &sc, 1).unwrap_or_else(|e| {
+    let (o, _) = run(Simulator::Des, &sc, 1).unwrap_or_else(|e| {
         panic!(
             "{e}\nreplay: {}",
             replay_test("the_cluster_scenario_prints_its_figures", FILE)
@@ -349,7 +349,7 @@ fn an_idle_tier1_hands_tier2s_to_a_busy_peer() {
     let name = "an_idle_tier1_hands_tier2s_to_a_busy_peer";
     let sc = load_scenario("cluster-skewed.toml");
     for_seeds(name, FILE, &seeds(5), |seed| {
-        let (o, c) = run(Backend::Des, &sc, seed)?;
+        let (o, c) = run(Simulator::Des, &sc, seed)?;
         let mut p = o.summary.cluster_problems();
         let t10 = c.tier1_managed.get("t10").cloned().unwrap_or_default();
         if t10.len() < 5 {

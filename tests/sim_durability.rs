@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::{for_seeds, load_scenario, run_with_trace, verdict};
 use livecam_sim::scenario::Fault;
-use livecam_sim::{Backend, Outcome, Scenario};
+use livecam_sim::{Outcome, Scenario, Simulator};
 use serde_json::Value;
 
 const FILE: &str = module_path!();
@@ -151,7 +151,7 @@ fn run_with_trace_on_des(scenario: &Scenario, seed: u64) -> Result<(Outcome, Vec
         return run_with_trace(scenario, seed);
     }
     let buf = common::SharedBuf::default();
-    let outcome = livecam_sim::run(Backend::Des, scenario, seed, Some(Box::new(buf.clone())))
+    let outcome = livecam_sim::run(Simulator::Des, scenario, seed, Some(Box::new(buf.clone())))
         .map_err(|e| format!("run failed: {e}"))?;
     Ok((outcome, buf.take()))
 }

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use livecam_system::backend::users::{self, ClientScope, Role};
+use livecam_system::backend::users::{self, ClientScope, UserRole};
 use serde_json::{json, Value};
 
 fn livecam() -> Command {
@@ -125,7 +125,7 @@ fn user_cli_round_trip() {
     let alice = users::authenticate(storage.as_mut(), "alice", "alice's new password")
         .unwrap()
         .expect("alice logs in");
-    assert_eq!(alice.role, Role::Operator);
+    assert_eq!(alice.role, UserRole::Operator);
     assert_eq!(alice.clients, ClientScope::Only([1, 2].into()));
     assert!(
         users::authenticate(storage.as_mut(), "bob", "bob's password")

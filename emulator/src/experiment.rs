@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use livecam_experiments::bounds;
 use livecam_experiments::chart::{self, Axis, Chart, Legend, Series, Stroke};
 use livecam_experiments::report::Meta;
-use livecam_sim::{Backend, Scenario};
+use livecam_sim::{Scenario, Simulator};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -577,11 +577,12 @@ fn simulate(path: &Path, duration: Option<f64>) -> Result<SideFigures, Experimen
     }
     let mut cols: [Vec<f64>; 7] = Default::default();
     for seed in 1..=SIM_SEEDS {
-        let o =
-            livecam_sim::run(Backend::Des, &sc, seed, None).map_err(|e| ExperimentError::Sim {
+        let o = livecam_sim::run(Simulator::Des, &sc, seed, None).map_err(|e| {
+            ExperimentError::Sim {
                 scenario: name.clone(),
                 message: e.to_string(),
-            })?;
+            }
+        })?;
         let s = &o.summary;
         cols[0].push(s.frames_sent as f64);
         cols[1].push(s.frames_delivered as f64 / (s.frames_sent.max(1)) as f64);

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use livecam_sim::{Backend, Outcome, Scenario};
+use livecam_sim::{Outcome, Scenario, Simulator};
 use serde::{Deserialize, Serialize};
 
 use crate::events::{Event, EventKind, EventSink};
@@ -128,7 +128,7 @@ pub fn run_one(sweep: &Sweep, point: usize, seed: u64) -> Result<RunRecord, Erro
         Kind::ClusterBalance | Kind::Failover | Kind::CapacityAdaptation
     );
     let sink = EventSink::new();
-    let trace: livecam_sim::backend::TraceOut = if needs_trace {
+    let trace: livecam_sim::simulator::TraceOut = if needs_trace {
         Some(Box::new(sink.clone()))
     } else {
         None
@@ -138,7 +138,7 @@ pub fn run_one(sweep: &Sweep, point: usize, seed: u64) -> Result<RunRecord, Erro
         seed,
         message: e,
     };
-    let outcome = livecam_sim::run(Backend::Des, &scenario, seed, trace)
+    let outcome = livecam_sim::run(Simulator::Des, &scenario, seed, trace)
         .map_err(|e| sim_err(e.to_string()))?;
     let events = if needs_trace {
         sink.take().map_err(sim_err)?

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use livecam_sim::scenario::RoleKind;
-use livecam_sim::{Backend, Scenario};
+use livecam_sim::{Scenario, Simulator};
 use serde::Serialize;
 
 use crate::chart::{self, Axis, Chart, Legend, Series, Stroke};
@@ -156,7 +156,7 @@ pub fn run_one(cameras: usize, seconds: f64, seed: u64) -> Result<ScaleRow, Erro
     let sc = scenario(cameras, seconds)?;
     let cpu0 = thread_cpu_seconds();
     let started = Instant::now();
-    let outcome = livecam_sim::run(Backend::Des, &sc, seed, None).map_err(|e| Error::Run {
+    let outcome = livecam_sim::run(Simulator::Des, &sc, seed, None).map_err(|e| Error::Run {
         point: sc.name.clone(),
         seed,
         message: e.to_string(),

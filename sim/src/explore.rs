@@ -31,8 +31,8 @@ use std::fmt::Write as _;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::backend::{self, Backend, Outcome, SimError};
 use crate::scenario::{Scenario, ScenarioError};
+use crate::simulator::{self, Outcome, SimError, Simulator};
 
 /// Faults start after this fraction of the run...
 const FAULTS_FROM: f64 = 0.1;
@@ -768,12 +768,12 @@ pub struct Case {
 }
 
 /// Runs a drawn scenario on `backend` and judges it.
-pub fn run(drawn: &Drawn, backend: Backend) -> Result<Case, ExploreError> {
+pub fn run(drawn: &Drawn, backend: Simulator) -> Result<Case, ExploreError> {
     let scenario = drawn.scenario().map_err(|e| ExploreError::Draw {
         seed: drawn.seed,
         message: e.to_string(),
     })?;
-    let outcome = backend::run(backend, &scenario, drawn.seed, None)?;
+    let outcome = simulator::run(backend, &scenario, drawn.seed, None)?;
     Ok(Case {
         drawn: drawn.clone(),
         verdict: judge(&outcome),
@@ -792,7 +792,7 @@ pub struct Plan {
     /// how many seeds run, never what one does).
     pub deadline: Option<std::time::Instant>,
     pub jobs: usize,
-    pub backend: Backend,
+    pub backend: Simulator,
 }
 
 /// Explores the seeds of `plan` on `plan.jobs` threads and hands every case to `on_case` in

@@ -7,23 +7,23 @@
 //! hash ([`trace`]) that proves a run is a function of its scenario and seed.
 //!
 //! ```no_run
-//! use livecam_sim::{backend, scenario::Scenario};
+//! use livecam_sim::{scenario::Scenario, simulator};
 //!
 //! let scenario = Scenario::load("sim/scenarios/reference.toml".as_ref()).unwrap();
-//! let outcome = backend::run(backend::Backend::Turmoil, &scenario, 7, None).unwrap();
+//! let outcome = simulator::run(simulator::Simulator::Turmoil, &scenario, 7, None).unwrap();
 //! assert!(outcome.summary.promises_kept, "{:?}", outcome.summary.violations);
 //! println!("{}", outcome.trace_hash);
 //! ```
 
-pub mod backend;
 pub mod explore;
 pub mod host;
 pub mod linked;
 pub mod scenario;
+pub mod simulator;
 pub mod state;
 pub mod storage;
 pub mod summary;
 pub mod trace;
 
-pub use backend::{run, Backend, Outcome, SimError};
 pub use scenario::Scenario;
+pub use simulator::{run, Outcome, SimError, Simulator};

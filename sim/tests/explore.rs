@@ -7,7 +7,7 @@
 //! its replay command; a known one that passes again fails it too, so the list is kept true.
 
 use livecam_sim::explore::{self, Plan};
-use livecam_sim::Backend;
+use livecam_sim::Simulator;
 
 /// Liveness failures the explorer found and that are still open, by seed.
 const KNOWN: &[(u64, &str)] = &[(
@@ -27,7 +27,7 @@ fn a_bounded_exploration_keeps_safety_everywhere_and_liveness_but_for_known_find
         count: Some(SEEDS),
         deadline: None,
         jobs: 2,
-        backend: Backend::Des,
+        backend: Simulator::Des,
     };
     let mut safety = Vec::new();
     let mut liveness = Vec::new();
@@ -76,13 +76,13 @@ fn a_bounded_exploration_keeps_safety_everywhere_and_liveness_but_for_known_find
 fn a_drawn_scenario_replays_exactly_and_a_real_failure_shrinks() {
     let (seed, _) = KNOWN[0];
     let drawn = explore::draw(seed);
-    let a = explore::run(&drawn, Backend::Des).expect("runs");
-    let b = explore::run(&drawn, Backend::Des).expect("runs");
+    let a = explore::run(&drawn, Simulator::Des).expect("runs");
+    let b = explore::run(&drawn, Simulator::Des).expect("runs");
     assert_eq!(a.trace_hash, b.trace_hash, "a function of the seed");
     assert!(!a.verdict.passed());
     // What `livecam sim` of the written file runs is the same scenario.
     let replayed = livecam_sim::run(
-        Backend::Des,
+        Simulator::Des,
         &livecam_sim::Scenario::parse(&drawn.toml()).expect("the file loads"),
         seed,
         None,
@@ -90,10 +90,10 @@ fn a_drawn_scenario_replays_exactly_and_a_real_failure_shrinks() {
     .expect("runs");
     assert_eq!(replayed.trace_hash, a.trace_hash);
     let (small, runs) = explore::shrink(&drawn, 60, |d| {
-        explore::run(d, Backend::Des).is_ok_and(|c| !c.verdict.passed())
+        explore::run(d, Simulator::Des).is_ok_and(|c| !c.verdict.passed())
     });
     assert!(runs > 0);
-    assert!(!explore::run(&small, Backend::Des)
+    assert!(!explore::run(&small, Simulator::Des)
         .expect("runs")
         .verdict
         .passed());

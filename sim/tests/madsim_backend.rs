@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use livecam_sim::backend::{self, madsim as backend_madsim, Backend};
+use livecam_sim::simulator::{self, madsim as madsim_simulator, Simulator};
 use livecam_sim::Scenario;
 
 /// Two cameras over a lossy, jittery link, with a partition and a link change mid-run.
@@ -55,8 +55,8 @@ fn scenario() -> Scenario {
 
 async fn simulate() -> String {
     let sc = scenario();
-    let state = backend::new_state(&sc, SEED, None);
-    backend_madsim::simulate(Arc::new(sc), SEED, state.clone()).await;
+    let state = simulator::new_state(&sc, SEED, None);
+    madsim_simulator::simulate(Arc::new(sc), SEED, state.clone()).await;
     let hash = livecam_sim::state::lock(&state).trace.hash();
     hash
 }
@@ -65,15 +65,15 @@ async fn simulate() -> String {
 fn madsim_own_determinism_check_passes() {
     // madsim runs the future twice and fails if any random draw or timer differs.
     let hash =
-        ::madsim::runtime::Runtime::check_determinism(SEED, backend_madsim::config(), simulate);
+        ::madsim::runtime::Runtime::check_determinism(SEED, madsim_simulator::config(), simulate);
     assert_eq!(hash.len(), 32);
 }
 
 #[test]
 fn madsim_keeps_the_promises_and_repeats_its_trace() {
     let sc = scenario();
-    let a = backend::run(Backend::Madsim, &sc, SEED, None).expect("madsim run");
-    let b = backend::run(Backend::Madsim, &sc, SEED, None).expect("madsim run");
+    let a = simulator::run(Simulator::Madsim, &sc, SEED, None).expect("madsim run");
+    let b = simulator::run(Simulator::Madsim, &sc, SEED, None).expect("madsim run");
     assert!(a.summary.promises_kept, "{:?}", a.summary.violations);
     assert!(
         a.summary.frames_delivered > a.summary.frames_sent * 8 / 10,
@@ -81,7 +81,7 @@ fn madsim_keeps_the_promises_and_repeats_its_trace() {
         a.summary
     );
     assert_eq!(a.trace_hash, b.trace_hash);
-    let c = backend::run(Backend::Madsim, &sc, SEED + 1, None).expect("madsim run");
+    let c = simulator::run(Simulator::Madsim, &sc, SEED + 1, None).expect("madsim run");
     assert_ne!(a.trace_hash, c.trace_hash);
 }
 
@@ -109,7 +109,7 @@ fn madsim_runs_the_cluster_roles_through_their_faults() {
     ] {
         let sc = committed(file);
         for seed in 1..=2 {
-            let o = backend::run(Backend::Madsim, &sc, seed, None).expect("madsim run");
+            let o = simulator::run(Simulator::Madsim, &sc, seed, None).expect("madsim run");
             let mut p = o.summary.cluster_problems();
             let c = o.summary.cluster.clone().unwrap_or_default();
             if c.connections == 0 {
@@ -142,7 +142,7 @@ fn madsim_runs_the_cluster_roles_through_their_faults() {
 #[test]
 fn madsim_repeats_a_cluster_trace() {
     let sc = committed("cluster-tier2-crash.toml");
-    let a = backend::run(Backend::Madsim, &sc, 3, None).expect("madsim run");
-    let b = backend::run(Backend::Madsim, &sc, 3, None).expect("madsim run");
+    let a = simulator::run(Simulator::Madsim, &sc, 3, None).expect("madsim run");
+    let b = simulator::run(Simulator::Madsim, &sc, 3, None).expect("madsim run");
     assert_eq!(a.trace_hash, b.trace_hash);
 }

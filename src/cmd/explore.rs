@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use livecam_sim::explore::{self, Coverage, Drawn, Plan};
-use livecam_sim::Backend;
+use livecam_sim::Simulator;
 
 /// Arguments of `livecam explore`.
 #[derive(clap::Args)]
@@ -45,8 +45,8 @@ enum ExploreBackend {
 /// end; fails when any scenario failed.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let backend = match args.backend {
-        ExploreBackend::Des => Backend::Des,
-        ExploreBackend::Turmoil => Backend::Turmoil,
+        ExploreBackend::Des => Simulator::Des,
+        ExploreBackend::Turmoil => Simulator::Turmoil,
     };
     let minutes = match args.minutes {
         Some(m) if !(m.is_finite() && m > 0.0) => anyhow::bail!("--minutes: must be above 0"),
@@ -124,7 +124,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// Writes a failing scenario and its shrunk form, and prints both with their replay commands.
 fn report_failure(
     args: &Args,
-    backend: Backend,
+    backend: Simulator,
     drawn: &Drawn,
     problems: &[String],
 ) -> anyhow::Result<PathBuf> {
@@ -179,10 +179,10 @@ fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn backend_name(b: Backend) -> &'static str {
+fn backend_name(b: Simulator) -> &'static str {
     match b {
-        Backend::Des => "des",
-        Backend::Turmoil => "turmoil",
-        Backend::Madsim => "madsim",
+        Simulator::Des => "des",
+        Simulator::Turmoil => "turmoil",
+        Simulator::Madsim => "madsim",
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use livecam_sim::{Backend, Scenario};
+use livecam_sim::{Scenario, Simulator};
 
 /// The scenario `livecam sim` runs when given none.
 const REFERENCE_SCENARIO: &str = include_str!("../../sim/scenarios/reference.toml");
@@ -44,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .context("parsing the embedded reference scenario")?,
     };
     let seed = args.seed.unwrap_or(sc.seed);
-    let out: livecam_sim::backend::TraceOut = match &args.trace {
+    let out: livecam_sim::simulator::TraceOut = match &args.trace {
         Some(path) => Some(Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
                 .with_context(|| format!("creating trace file {}", path.display()))?,
@@ -52,9 +52,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let backend = match args.backend {
-        SimBackend::Des => Backend::Des,
-        SimBackend::Turmoil => Backend::Turmoil,
-        SimBackend::Madsim => Backend::Madsim,
+        SimBackend::Des => Simulator::Des,
+        SimBackend::Turmoil => Simulator::Turmoil,
+        SimBackend::Madsim => Simulator::Madsim,
     };
     let outcome = livecam_sim::run(backend, &sc, seed, out)?;
     super::print_json(&outcome)

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use livecam_system::backend::users::{ClientScope, Role};
+use livecam_system::backend::users::{ClientScope, UserRole};
 use livecam_system::runtime::users::{run as run_users, UserAction};
 
 /// The actions of `livecam user`.
@@ -17,7 +17,7 @@ pub enum Action {
         database: String,
         /// viewer or operator.
         #[arg(long, default_value = "viewer")]
-        role: Role,
+        role: UserRole,
         /// The clients an operator may command: all, none or ids like 1,2,7.
         #[arg(long, default_value = "all")]
         clients: ClientScope,

@@ -4,7 +4,7 @@
 //!
 //! Seeds: `LIVECAM_SEED=N` runs only seed `N` (the replay command a failure prints);
 //! `LIVECAM_SEEDS=N` runs seeds `1..=N` instead of the default `1..=25` (a longer soak).
-//! Backend: turmoil, or the one `LIVECAM_BACKEND` names (`des`, `madsim`).
+//! Simulator: turmoil, or the one `LIVECAM_BACKEND` names (`des`, `madsim`).
 
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use livecam_sim::scenario::{Fault, RoleKind};
-use livecam_sim::{Backend, Outcome, Scenario};
+use livecam_sim::{Outcome, Scenario, Simulator};
 use serde::Deserialize;
 
 /// Whether a test that needs privileges or outside tools can run here: `missing` is why not
@@ -40,19 +40,19 @@ pub fn can_run(test: &str, missing: Option<String>) -> bool {
 /// The `--backend` argument of `livecam sim` for [`backend`].
 pub fn backend_arg() -> &'static str {
     match backend() {
-        Backend::Turmoil => "turmoil",
-        Backend::Des => "des",
-        Backend::Madsim => "madsim",
+        Simulator::Turmoil => "turmoil",
+        Simulator::Des => "des",
+        Simulator::Madsim => "madsim",
     }
 }
 
 /// The simulator the tests run on: turmoil, unless `LIVECAM_BACKEND` names another (`des`, or
 /// `madsim` in a build with `RUSTFLAGS="--cfg madsim"`).
-pub fn backend() -> Backend {
+pub fn backend() -> Simulator {
     match std::env::var("LIVECAM_BACKEND").as_deref() {
-        Err(_) | Ok("") | Ok("turmoil") => Backend::Turmoil,
-        Ok("des") => Backend::Des,
-        Ok("madsim") => Backend::Madsim,
+        Err(_) | Ok("") | Ok("turmoil") => Simulator::Turmoil,
+        Ok("des") => Simulator::Des,
+        Ok("madsim") => Simulator::Madsim,
         Ok(other) => panic!("LIVECAM_BACKEND={other:?}: expected turmoil, des or madsim"),
     }
 }

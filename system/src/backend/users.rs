@@ -1,7 +1,7 @@
 //! Users of the web API and UI, and their login sessions (issue 9, "Security and robustness").
 //!
 //! - A user has a name, an argon2id password hash (PHC string, random salt from the operating
-//!   system's generator), a [`Role`] and the [`ClientScope`] they may command.
+//!   system's generator), a [`UserRole`] and the [`ClientScope`] they may command.
 //! - Logging in gives a random 256-bit bearer token. Only its SHA-256 is stored, with an expiry;
 //!   a stolen database yields no usable token. Logging out deletes the row.
 //! - [`Users`] is the storage side, implemented by both databases next to [`Storage`]
@@ -29,34 +29,34 @@ use crate::backend::StorageError;
 /// What a user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Role {
+pub enum UserRole {
     /// Reads everything; commands nothing.
     Viewer,
     /// Reads everything; commands the clients of their [`ClientScope`].
     Operator,
 }
 
-impl Role {
+impl UserRole {
     pub fn as_str(self) -> &'static str {
         match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
+            UserRole::Viewer => "viewer",
+            UserRole::Operator => "operator",
         }
     }
 }
 
-impl fmt::Display for Role {
+impl fmt::Display for UserRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl FromStr for Role {
+impl FromStr for UserRole {
     type Err = UserError;
     fn from_str(s: &str) -> Result<Self, UserError> {
         match s {
-            "viewer" => Ok(Role::Viewer),
-            "operator" => Ok(Role::Operator),
+            "viewer" => Ok(UserRole::Viewer),
+            "operator" => Ok(UserRole::Operator),
             other => Err(UserError::Invalid(format!(
                 "role must be viewer or operator, got {other:?}"
             ))),
@@ -120,14 +120,14 @@ impl FromStr for ClientScope {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
     pub name: String,
-    pub role: Role,
+    pub role: UserRole,
     pub clients: ClientScope,
 }
 
 impl UserRecord {
     /// Whether this user may send commands to `client`.
     pub fn may_command(&self, client: u32) -> bool {
-        self.role == Role::Operator && self.clients.contains(client)
+        self.role == UserRole::Operator && self.clients.contains(client)
     }
 }
 
@@ -335,9 +335,9 @@ mod tests {
 
     #[test]
     fn roles_and_scopes_parse_and_print() {
-        assert_eq!("viewer".parse::<Role>().unwrap(), Role::Viewer);
-        assert_eq!("operator".parse::<Role>().unwrap(), Role::Operator);
-        assert!("admin".parse::<Role>().is_err());
+        assert_eq!("viewer".parse::<UserRole>().unwrap(), UserRole::Viewer);
+        assert_eq!("operator".parse::<UserRole>().unwrap(), UserRole::Operator);
+        assert!("admin".parse::<UserRole>().is_err());
         assert_eq!("all".parse::<ClientScope>().unwrap(), ClientScope::All);
         let some: ClientScope = " 7, 2,2 ".parse().unwrap();
         assert_eq!(some, ClientScope::Only([2, 7].into()));
@@ -352,14 +352,14 @@ mod tests {
     fn who_may_command_what() {
         let op = |clients| UserRecord {
             name: "o".into(),
-            role: Role::Operator,
+            role: UserRole::Operator,
             clients,
         };
         assert!(op(ClientScope::All).may_command(9));
         assert!(op(ClientScope::Only([1, 2].into())).may_command(2));
         assert!(!op(ClientScope::Only([1, 2].into())).may_command(3));
         let viewer = UserRecord {
-            role: Role::Viewer,
+            role: UserRole::Viewer,
             ..op(ClientScope::All)
         };
         assert!(!viewer.may_command(1));

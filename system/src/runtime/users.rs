@@ -8,7 +8,7 @@
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use crate::backend::users::{self, ClientScope, Role, UserError, UserRecord, Users};
+use crate::backend::users::{self, ClientScope, UserError, UserRecord, UserRole, Users};
 use crate::backend::Storage;
 
 /// The account `livecam up` and a backend with `admin_password_file` create.
@@ -20,7 +20,7 @@ pub enum UserAction {
     /// Adds a user; the password from `password_file`, or from stdin.
     Add {
         name: String,
-        role: Role,
+        role: UserRole,
         clients: ClientScope,
         password_file: Option<PathBuf>,
     },
@@ -122,7 +122,7 @@ pub fn ensure_admin(
     }
     let admin = UserRecord {
         name: ADMIN.to_string(),
-        role: Role::Operator,
+        role: UserRole::Operator,
         clients: ClientScope::All,
     };
     users::add_user(db, &admin, password, now_ms)?;
@@ -145,12 +145,12 @@ mod tests {
             clients: clients.parse().unwrap(),
             password_file: Some(pw.clone()),
         };
-        let out = run_on(db.as_mut(), &add("ops", Role::Operator, "1,2"), 1).unwrap();
+        let out = run_on(db.as_mut(), &add("ops", UserRole::Operator, "1,2"), 1).unwrap();
         assert_eq!(out, "added ops (operator, clients 1,2)");
-        run_on(db.as_mut(), &add("eve", Role::Viewer, "all"), 1).unwrap();
-        let e = run_on(db.as_mut(), &add("ops", Role::Viewer, "all"), 1).unwrap_err();
+        run_on(db.as_mut(), &add("eve", UserRole::Viewer, "all"), 1).unwrap();
+        let e = run_on(db.as_mut(), &add("ops", UserRole::Viewer, "all"), 1).unwrap_err();
         assert!(e.to_string().contains("exists already"), "{e}");
-        let e = run_on(db.as_mut(), &add("bad name", Role::Viewer, "all"), 1).unwrap_err();
+        let e = run_on(db.as_mut(), &add("bad name", UserRole::Viewer, "all"), 1).unwrap_err();
         assert!(e.to_string().contains("user name must be"), "{e}");
         assert_eq!(
             run_on(db.as_mut(), &UserAction::List, 1).unwrap(),
@@ -178,10 +178,10 @@ mod tests {
         assert!(run_on(db.as_mut(), &remove, 3).is_err());
 
         std::fs::write(&pw, "short\n").unwrap();
-        let e = run_on(db.as_mut(), &add("sam", Role::Viewer, "all"), 1).unwrap_err();
+        let e = run_on(db.as_mut(), &add("sam", UserRole::Viewer, "all"), 1).unwrap_err();
         assert!(e.to_string().contains("at least 8"), "{e}");
         std::fs::write(&pw, "\n").unwrap();
-        let e = run_on(db.as_mut(), &add("sam", Role::Viewer, "all"), 1).unwrap_err();
+        let e = run_on(db.as_mut(), &add("sam", UserRole::Viewer, "all"), 1).unwrap_err();
         assert!(e.to_string().contains("no password in"), "{e}");
         let missing = UserAction::Passwd {
             name: "eve".into(),
@@ -231,7 +231,7 @@ mod tests {
         assert!(!ensure_admin(db.as_mut(), "password two", true, 3).unwrap());
         assert!(check(&mut db, "password two"));
         let admin = db.user(ADMIN).unwrap().unwrap().user;
-        assert_eq!(admin.role, Role::Operator);
+        assert_eq!(admin.role, UserRole::Operator);
         assert_eq!(admin.clients, ClientScope::All);
     }
 }

@@ -583,16 +583,16 @@ pub(crate) fn unknown_ids_are_none(mut f: Fresh) {
 }
 
 pub(crate) fn users_and_logins(mut f: Fresh) {
-    use crate::backend::users::{ClientScope, Role, UserRecord};
+    use crate::backend::users::{ClientScope, UserRecord, UserRole};
     let db = &mut f.db;
     let alice = UserRecord {
         name: "alice".into(),
-        role: Role::Operator,
+        role: UserRole::Operator,
         clients: ClientScope::Only([3, 1].into()),
     };
     let bob = UserRecord {
         name: "bob".into(),
-        role: Role::Viewer,
+        role: UserRole::Viewer,
         clients: ClientScope::All,
     };
     assert!(db.users().unwrap().is_empty());
@@ -646,12 +646,12 @@ pub(crate) fn users_and_logins(mut f: Fresh) {
 
 /// Names that would break SQL built from text are stored and found as the data they are.
 pub(crate) fn hostile_user_names_are_data(mut f: Fresh) {
-    use crate::backend::users::{ClientScope, Role, UserRecord};
+    use crate::backend::users::{ClientScope, UserRecord, UserRole};
     let db = &mut f.db;
     for name in ["o'brien", "x'; DROP TABLE users; --", "a\"b", "%", "_"] {
         let u = UserRecord {
             name: name.to_string(),
-            role: Role::Viewer,
+            role: UserRole::Viewer,
             clients: ClientScope::Only([].into()),
         };
         assert!(db.add_user(&u, "h", 1).unwrap(), "{name}");

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use super::{corrupt, text_col, Cols};
-use crate::backend::users::{ClientScope, Role, StoredUser, UserRecord};
+use crate::backend::users::{ClientScope, StoredUser, UserRecord, UserRole};
 use crate::backend::StorageError;
 
 /// Migration 2 for SQLite: users and logins.
@@ -87,7 +87,7 @@ pub(crate) fn user_params(u: &UserRecord) -> Result<(&'static str, Option<String
 pub(crate) fn user_record(r: &impl Cols) -> Result<UserRecord, StorageError> {
     const T: &str = "users";
     let name = text_col(r, 0, T)?;
-    let role: Role = text_col(r, 1, T)?
+    let role: UserRole = text_col(r, 1, T)?
         .parse()
         .map_err(|e| corrupt(T, format!("user {name:?}: {e}")))?;
     let clients = match r.opt_text(2)? {

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::auth::CurrentUser;
 use super::{client_views, now_ms, with_storage, ApiError, AppState, ClientView};
 use crate::backend::map::{self, BBox, TileSource};
-use crate::backend::users::Role;
+use crate::backend::users::UserRole;
 use crate::backend::{CommandRecord, CommandState, FrameRecord};
 use crate::proto::wire::Command;
 
@@ -237,8 +237,8 @@ pub(super) async fn post_command(
     let id = parse_id(&id, "client id")?;
     if !user.may_command(id) {
         let why = match user.role {
-            Role::Viewer => format!("user {} is a viewer and may not send commands", user.name),
-            Role::Operator => format!("user {} may not command client {id}", user.name),
+            UserRole::Viewer => format!("user {} is a viewer and may not send commands", user.name),
+            UserRole::Operator => format!("user {} may not command client {id}", user.name),
         };
         return Err(ApiError::new(StatusCode::FORBIDDEN, why));
     }

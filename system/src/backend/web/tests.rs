@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc};
 use tower::ServiceExt;
 
 use super::{auth, now_ms, router_and_state, AppState, WebState};
-use crate::backend::users::{self, Role, UserRecord};
+use crate::backend::users::{self, UserRecord, UserRole};
 use crate::backend::{
     CommandRecord, CommandState, FrameRecord, LinkRecord, SessionRecord, Storage,
 };
@@ -112,10 +112,10 @@ fn fill(storage: &mut dyn Storage, city: &City, now: i64) -> Vec<i64> {
 }
 
 /// The users every fixture has: name, role, clients. Each one's password is "NAME password".
-const USERS: &[(&str, Role, &str)] = &[
-    ("op", Role::Operator, "all"),
-    ("limited", Role::Operator, "2,3"),
-    ("viewer", Role::Viewer, "all"),
+const USERS: &[(&str, UserRole, &str)] = &[
+    ("op", UserRole::Operator, "all"),
+    ("limited", UserRole::Operator, "2,3"),
+    ("viewer", UserRole::Viewer, "all"),
 ];
 
 fn password(name: &str) -> String {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use livecam_system::net::{Clock, DatagramSocket};
 use livecam_system::time::Instant;
 
-use super::{Backend, Faults, HostFault, Outcome, Run, SimError, TraceOut};
+use super::{Faults, HostFault, Outcome, Run, SimError, Simulator, TraceOut};
 use crate::host::{host_main, PORT};
 use crate::linked::LinkedSocket;
 use crate::scenario::Scenario;
@@ -80,7 +80,7 @@ pub fn config() -> ::madsim::Config {
 
 /// Runs a scenario under madsim.
 pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, SimError> {
-    let run = Run::start(Backend::Madsim, scenario, seed, trace);
+    let run = Run::start(Simulator::Madsim, scenario, seed, trace);
     let rt = ::madsim::runtime::Runtime::with_seed_and_config(seed, config());
     let sim_seconds = rt.block_on(simulate(
         Arc::new(scenario.clone()),

@@ -1,4 +1,5 @@
-//! Simulation backends: each runs a [`Scenario`] with a seed and returns the [`Outcome`].
+//! The simulators: each runs a [`Scenario`] with a seed and returns the [`Outcome`]. (The
+//! product's backend, storage, map and web, is `livecam_system::backend`: another thing.)
 //!
 //! - [`des`]: our discrete-event executor; exact time, fastest; the default.
 //! - [`turmoil`](self::turmoil): turmoil's hosts and clock (1 ms ticks).
@@ -29,7 +30,7 @@ use crate::trace::{NetEvent, Trace};
 #[derive(Debug, Error)]
 pub enum SimError {
     #[error("simulation failed: {0}")]
-    Backend(String),
+    Simulator(String),
     #[error("writing the trace: {0}")]
     Trace(#[from] std::io::Error),
 }
@@ -37,7 +38,7 @@ pub enum SimError {
 /// Which simulator runs a scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Backend {
+pub enum Simulator {
     Des,
     Turmoil,
     Madsim,
@@ -48,7 +49,7 @@ pub enum Backend {
 pub struct Outcome {
     pub scenario: String,
     pub seed: u64,
-    pub backend: Backend,
+    pub backend: Simulator,
     #[serde(flatten)]
     pub summary: Summary,
     pub trace_hash: String,
@@ -67,18 +68,18 @@ pub type TraceOut = Option<Box<dyn Write + Send>>;
 
 /// Runs `scenario` with `seed` on `backend`.
 pub fn run(
-    backend: Backend,
+    backend: Simulator,
     scenario: &Scenario,
     seed: u64,
     trace: TraceOut,
 ) -> Result<Outcome, SimError> {
     match backend {
-        Backend::Des => self::des::run(scenario, seed, trace),
-        Backend::Turmoil => self::turmoil::run(scenario, seed, trace),
+        Simulator::Des => self::des::run(scenario, seed, trace),
+        Simulator::Turmoil => self::turmoil::run(scenario, seed, trace),
         #[cfg(madsim)]
-        Backend::Madsim => self::madsim::run(scenario, seed, trace),
+        Simulator::Madsim => self::madsim::run(scenario, seed, trace),
         #[cfg(not(madsim))]
-        Backend::Madsim => Err(SimError::Backend(
+        Simulator::Madsim => Err(SimError::Simulator(
             "the madsim backend needs a build with RUSTFLAGS=\"--cfg madsim\"".into(),
         )),
     }
@@ -90,7 +91,7 @@ pub fn run(
 /// applies the faults due there ([`Faults::apply_due`]: their crashes and restarts are the
 /// simulator's to carry out), runs on to [`Run::end`], and hands back [`Run::finish`].
 pub(crate) struct Run<'a> {
-    backend: Backend,
+    backend: Simulator,
     scenario: &'a Scenario,
     seed: u64,
     pub state: Shared,
@@ -99,7 +100,7 @@ pub(crate) struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    pub fn start(backend: Backend, scenario: &'a Scenario, seed: u64, trace: TraceOut) -> Self {
+    pub fn start(backend: Simulator, scenario: &'a Scenario, seed: u64, trace: TraceOut) -> Self {
         Run {
             backend,
             scenario,
@@ -246,7 +247,7 @@ mod tests {
     }
 
     fn des(scenario: &Scenario) -> Outcome {
-        run(Backend::Des, scenario, 1, None).expect("runs")
+        run(Simulator::Des, scenario, 1, None).expect("runs")
     }
 
     /// The cellular uplink scenario with its capacity replaced by `config` (a TOML inline table
@@ -343,7 +344,7 @@ config = {{ delay_ms = 30.0, capacity = {{ opportunities_ms = [1, 2, 3, 4, 5, 6,
 "
         );
         let s = Scenario::parse(&text).expect("valid");
-        for backend in [Backend::Des, Backend::Turmoil] {
+        for backend in [Simulator::Des, Simulator::Turmoil] {
             let o = run(backend, &s, 3, None).expect("runs");
             assert!(
                 o.summary.promises_kept,

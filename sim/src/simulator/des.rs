@@ -26,7 +26,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use livecam_system::net::{Clock, DatagramSocket};
 use livecam_system::time::Instant;
 
-use super::{Backend, HostFault, Outcome, Run, SimError, TraceOut};
+use super::{HostFault, Outcome, Run, SimError, Simulator, TraceOut};
 use crate::host::{host_main, PORT};
 use crate::scenario::{Host, Scenario};
 use crate::state::{lock, Shared};
@@ -450,7 +450,7 @@ fn host_task(
 
 /// Runs a scenario on the discrete-event executor.
 pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, SimError> {
-    let mut run = Run::start(Backend::Des, scenario, seed, trace);
+    let mut run = Run::start(Simulator::Des, scenario, seed, trace);
     let state = run.state.clone();
     let hosts = scenario.hosts();
     {

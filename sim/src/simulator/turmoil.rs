@@ -8,7 +8,7 @@ use std::time::Duration;
 use livecam_system::net::{DatagramSocket, TokioClock};
 use livecam_system::time::Instant;
 
-use super::{Backend, HostFault, Outcome, Run, SimError, TraceOut};
+use super::{HostFault, Outcome, Run, SimError, Simulator, TraceOut};
 use crate::host::{host_main, PORT};
 use crate::linked::LinkedSocket;
 use crate::scenario::Scenario;
@@ -40,7 +40,7 @@ fn turmoil_clock() -> TokioClock {
 
 /// Runs a scenario under turmoil.
 pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, SimError> {
-    let mut run = Run::start(Backend::Turmoil, scenario, seed, trace);
+    let mut run = Run::start(Simulator::Turmoil, scenario, seed, trace);
     let state = run.state.clone();
     let duration = Duration::from_secs_f64(scenario.duration_s);
     let mut sim = ::turmoil::Builder::new()
@@ -89,7 +89,7 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
         if elapsed >= duration {
             break;
         }
-        sim.step().map_err(|e| SimError::Backend(e.to_string()))?;
+        sim.step().map_err(|e| SimError::Simulator(e.to_string()))?;
     }
     run.finish(sim.elapsed().as_secs_f64())
 }
