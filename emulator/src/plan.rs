@@ -152,6 +152,13 @@ impl Plan {
                 capacity: h.capacity,
             });
         }
+        if !scenario.clocks.is_empty() {
+            return Err(unsupported(
+                "clocks",
+                "the emulator's hosts share the machine's clock; clock faults run on the des \
+                 simulator",
+            ));
+        }
         if let Some((i, _)) = scenario.faults.iter().enumerate().find(|(_, f)| {
             matches!(
                 f,

@@ -9,7 +9,8 @@
 //! i.i.d. or bursty loss, bit errors (checksummed or reaching the application), jitter,
 //! duplicates, a small MTU, a rate or a synthetic cellular capacity, and per-pair overrides;
 //! faults: crashes and restarts of every role, partitions, capacity dips on an uplink, tier-1
-//! drains. Every fault is healed (restart, repair, restore) by [`QUIET_FROM`] of the run, and
+//! drains; host clocks that drift (up to 500 ppm) or jump forward (a host frozen for up to
+//! 3 s), which only the des simulator runs. Every fault is healed (restart, repair, restore) by [`QUIET_FROM`] of the run, and
 //! from then on every link is loss-free (the calm, as FoundationDB's simulator stops clogging
 //! the network before its liveness checks), so what must recover has time to.
 //!
@@ -247,6 +248,14 @@ impl DrawnFault {
     }
 }
 
+/// A host clock off true time: a drift, and perhaps one forward jump `(at_s, jump_ms)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DrawnClock {
+    pub host: Who,
+    pub drift_ppm: f64,
+    pub jump: Option<(f64, f64)>,
+}
+
 /// A whole drawn scenario, kept in this form (not as TOML) so that it can be shrunk.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Drawn {
@@ -267,6 +276,7 @@ pub struct Drawn {
     /// Both ways between a mobile and a tier-2.
     pub overrides: Vec<(usize, usize, DrawnLink)>,
     pub faults: Vec<DrawnFault>,
+    pub clocks: Vec<DrawnClock>,
 }
 
 /// Draws the scenario of `seed`. Small fleets (at most 15 hosts) with a light workload (2 to
@@ -351,6 +361,29 @@ pub fn draw(seed: u64) -> Drawn {
         };
         faults.push(fault);
     }
+    let mut clocks = Vec::new();
+    for _ in 0..rng.random_range(0..=2) {
+        if !rng.random_bool(0.4) {
+            continue;
+        }
+        let host = match rng.random_range(0..3) {
+            0 => Who::Tier1(rng.random_range(0..tier1s)),
+            1 => Who::Tier2(rng.random_range(0..tier2s)),
+            _ => Who::Mobile(rng.random_range(0..mobiles)),
+        };
+        let drift_ppm = rng.random_range(-500..=500) as f64;
+        let jump = rng.random_bool(0.5).then(|| {
+            (
+                round_ms(rng.random_range(from..quiet - 1.0)),
+                rng.random_range(50..=3000) as f64,
+            )
+        });
+        clocks.push(DrawnClock {
+            host,
+            drift_ppm,
+            jump,
+        });
+    }
     Drawn {
         seed,
         duration_s,
@@ -366,6 +399,7 @@ pub fn draw(seed: u64) -> Drawn {
         link,
         overrides,
         faults,
+        clocks,
     }
 }
 
@@ -541,6 +575,18 @@ impl Drawn {
                 }
             }
         }
+        for c in &self.clocks {
+            let _ = write!(
+                t,
+                "[[clocks]]\nhost = \"{}\"\ndrift_ppm = {:?}\n",
+                c.host.name(self),
+                c.drift_ppm
+            );
+            if let Some((at, jump)) = c.jump {
+                let _ = writeln!(t, "jumps = [{{ at_s = {at:?}, jump_ms = {jump:?} }}]");
+            }
+            t.push('\n');
+        }
         // The calm: from QUIET_FROM on every link is loss-free, as FoundationDB's simulator
         // stops clogging the network before it checks that the cluster recovers.
         let calm = DrawnLink {
@@ -596,6 +642,8 @@ impl Drawn {
             .collect();
         let (m, s) = (self.mobiles, self.tier2s);
         self.overrides.retain(|(a, b, _)| *a < m && *b < s);
+        let clocks = std::mem::take(&mut self.clocks);
+        self.clocks = clocks.into_iter().filter(|c| self.exists(c.host)).collect();
         self
     }
 
@@ -637,6 +685,11 @@ impl Drawn {
             d.overrides.remove(i);
             out.push(d);
         }
+        for i in 0..self.clocks.len() {
+            let mut d = self.clone();
+            d.clocks.remove(i);
+            out.push(d);
+        }
         for l in self.link.simpler() {
             out.push(Drawn {
                 link: l,
@@ -675,6 +728,11 @@ impl Drawn {
                         *h = round_ms(*h * k);
                     }
                     DrawnFault::Drain { at_s, .. } => *at_s = round_ms(*at_s * k),
+                }
+            }
+            for c in &mut d.clocks {
+                if let Some((at, _)) = &mut c.jump {
+                    *at = round_ms(*at * k);
                 }
             }
             out.push(d);
@@ -899,6 +957,8 @@ pub const FEATURES: &[&str] = &[
     "partition",
     "capacity dip",
     "drain",
+    "clock drift",
+    "clock jump",
     "loss",
     "burst",
     "bit errors, checksummed",
@@ -940,6 +1000,8 @@ impl Coverage {
         ] {
             hit(kind, d.faults.iter().any(|f| f.kind() == kind));
         }
+        hit("clock drift", d.clocks.iter().any(|c| c.drift_ppm != 0.0));
+        hit("clock jump", d.clocks.iter().any(|c| c.jump.is_some()));
         let links: Vec<&DrawnLink> = std::iter::once(&d.link)
             .chain(d.overrides.iter().map(|(_, _, l)| l))
             .chain(d.faults.iter().filter_map(|f| match f {

@@ -112,6 +112,34 @@ pub struct Scenario {
     /// (a storage model) and say so. Absent: off.
     #[serde(default)]
     pub durability: Option<Durability>,
+    /// Host clocks that run off true time (the des simulator only).
+    #[serde(default)]
+    pub clocks: Vec<ClockSpec>,
+}
+
+/// The clock of a host, or of every member of a group (`[[clocks]]`): a rate error, as of a
+/// crystal off by some parts per million, and forward jumps, as a host frozen for a while (a
+/// virtual machine paused, a long stall) sees when it runs again. A monotonic clock never
+/// runs backwards, so jumps only go forward.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClockSpec {
+    pub host: String,
+    /// Parts per million fast (positive) or slow (negative), within +-10,000.
+    #[serde(default)]
+    pub drift_ppm: f64,
+    #[serde(default)]
+    pub jumps: Vec<ClockJump>,
+}
+
+/// A forward jump of a host clock.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClockJump {
+    /// When, in true simulated seconds.
+    pub at_s: f64,
+    /// How far the clock jumps, up to a minute.
+    pub jump_ms: f64,
 }
 
 /// Ring, backfill and storage-model knobs (`[durability]`).
@@ -568,6 +596,14 @@ impl Scenario {
             .collect()
     }
 
+    /// The clock of `host` when `[[clocks]]` sets one (the last entry naming it wins).
+    pub fn clock_of(&self, host: &Host) -> Option<&ClockSpec> {
+        self.clocks
+            .iter()
+            .rev()
+            .find(|c| self.resolve(&c.host).iter().any(|h| h.name == host.name))
+    }
+
     /// Frames each camera captures: it stops `settle_s` before the end.
     pub fn frames_per_camera(&self) -> u64 {
         let active = (self.duration_s - self.workload.settle_s).max(0.0);
@@ -679,6 +715,34 @@ impl Scenario {
         }
         if self.hosts.is_empty() {
             return Err(invalid("hosts", "at least one host is needed"));
+        }
+        for (i, c) in self.clocks.iter().enumerate() {
+            if self.count_of(&c.host) == 0 {
+                return Err(invalid(
+                    format!("clocks[{i}].host"),
+                    format!("no host or group named {:?}", c.host),
+                ));
+            }
+            if !(c.drift_ppm.is_finite() && c.drift_ppm.abs() <= 10_000.0) {
+                return Err(invalid(
+                    format!("clocks[{i}].drift_ppm"),
+                    "must be within -10000..=10000",
+                ));
+            }
+            for (j, jump) in c.jumps.iter().enumerate() {
+                if !(jump.at_s.is_finite() && (0.0..=self.duration_s).contains(&jump.at_s)) {
+                    return Err(invalid(
+                        format!("clocks[{i}].jumps[{j}].at_s"),
+                        "must be within the run",
+                    ));
+                }
+                if !(jump.jump_ms.is_finite() && (0.0..=60_000.0).contains(&jump.jump_ms)) {
+                    return Err(invalid(
+                        format!("clocks[{i}].jumps[{j}].jump_ms"),
+                        "must be within 0..=60000 (a monotonic clock only jumps forward)",
+                    ));
+                }
+            }
         }
         let mut names = BTreeSet::new();
         for (i, h) in self.hosts.iter().enumerate() {

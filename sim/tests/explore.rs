@@ -1,4 +1,4 @@
-//! The bounded exploration CI runs on every change: seeds 1 to 200 of `livecam explore`
+//! The bounded exploration CI runs on every change: seeds 1 to 300 of `livecam explore`
 //! (each a whole drawn scenario, 30 simulated seconds on the des simulator), judged for
 //! safety and liveness.
 //!
@@ -10,15 +10,22 @@ use livecam_sim::explore::{self, Plan};
 use livecam_sim::Simulator;
 
 /// Liveness failures the explorer found and that are still open, by seed.
-const KNOWN: &[(u64, &str)] = &[(
-    135,
-    "a mobile's session is lost although its tier-2 is up: after capture stops only backfill \
-     flows, the tier-2 stops answering the backfill sender's retransmissions of a frame it no \
-     longer tracks, and the client times the silent session out (twice, the second time just \
-     before the end)",
-)];
+const KNOWN: &[(u64, &str)] = &[
+    (
+        231,
+        "41 frames of a durable mobile neither stored nor reported dropped at the end, after \
+         crashes, a partition and a capacity dip: the backfill had not caught up",
+    ),
+    (
+        267,
+        "7 frames of a durable mobile neither stored nor reported dropped at the end: after a \
+         capacity dip on its uplink the backfill drains about 4 frames a second on a clean, \
+         unlimited link (one frame per ~230 ms with two in flight), so the backlog outlives \
+         the 13 s of calm; shrunk to 5 hosts and that one dip",
+    ),
+];
 
-const SEEDS: u64 = 200;
+const SEEDS: u64 = 300;
 
 #[test]
 fn a_bounded_exploration_keeps_safety_everywhere_and_liveness_but_for_known_findings() {
@@ -74,7 +81,7 @@ fn a_bounded_exploration_keeps_safety_everywhere_and_liveness_but_for_known_find
 
 #[test]
 fn a_drawn_scenario_replays_exactly_and_a_real_failure_shrinks() {
-    let (seed, _) = KNOWN[0];
+    let (seed, _) = KNOWN[1];
     let drawn = explore::draw(seed);
     let a = explore::run(&drawn, Simulator::Des).expect("runs");
     let b = explore::run(&drawn, Simulator::Des).expect("runs");

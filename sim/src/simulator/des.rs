@@ -211,9 +211,80 @@ impl Core {
     }
 }
 
-/// Simulated time on a [`Core`].
+/// Simulated time on a [`Core`], as a host reads it: true time, or true time skewed by the
+/// host's [`Skew`] (`[[clocks]]` in the scenario).
 #[derive(Clone)]
-pub struct DesClock(Rc<Core>);
+pub struct DesClock {
+    core: Rc<Core>,
+    skew: Option<Rc<Skew>>,
+}
+
+/// A host clock off true time: it runs at `rate` (1 + drift) and jumps forward by each jump
+/// at its true instant. Readings are whole microseconds and never go backwards.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skew {
+    rate: f64,
+    /// `(true instant, forward jump)`, in microseconds, in time order.
+    jumps: Vec<(u64, u64)>,
+}
+
+impl Skew {
+    /// The skew `spec` describes.
+    pub fn of(spec: &crate::scenario::ClockSpec) -> Self {
+        let mut jumps: Vec<(u64, u64)> = spec
+            .jumps
+            .iter()
+            .map(|j| {
+                (
+                    (j.at_s * 1e6).round() as u64,
+                    (j.jump_ms * 1e3).round() as u64,
+                )
+            })
+            .collect();
+        jumps.sort_unstable();
+        Skew {
+            rate: 1.0 + spec.drift_ppm * 1e-6,
+            jumps,
+        }
+    }
+
+    /// The host's reading at true time `t` (microseconds).
+    pub fn local(&self, t: u64) -> u64 {
+        let jumped: u64 = self
+            .jumps
+            .iter()
+            .take_while(|(at, _)| *at <= t)
+            .map(|(_, d)| d)
+            .sum();
+        (t as f64 * self.rate) as u64 + jumped
+    }
+
+    /// The first true time at which the host reads `local` or later.
+    pub fn true_at(&self, local: u64) -> u64 {
+        let (mut jumped, mut from) = (0u64, 0u64);
+        let mut guess = None;
+        for &(at, d) in &self.jumps {
+            let t = ((local.saturating_sub(jumped)) as f64 / self.rate).ceil() as u64;
+            if t.max(from) < at {
+                guess = Some(t.max(from));
+                break;
+            }
+            jumped += d;
+            from = at;
+        }
+        let mut t = guess.unwrap_or_else(|| {
+            (((local.saturating_sub(jumped)) as f64 / self.rate).ceil() as u64).max(from)
+        });
+        // Rounding may leave the reading a microsecond short: the reading must have arrived.
+        for _ in 0..4096 {
+            if self.local(t) >= local {
+                break;
+            }
+            t = t.saturating_add(1);
+        }
+        t
+    }
+}
 
 struct Sleep {
     core: Rc<Core>,
@@ -251,12 +322,20 @@ impl Drop for Sleep {
 
 impl Clock for DesClock {
     fn now(&self) -> Instant {
-        self.0.now.get()
+        let now = self.core.now.get();
+        match &self.skew {
+            None => now,
+            Some(s) => Instant::from_micros(s.local(now.as_micros())),
+        }
     }
     fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> {
+        let at = match &self.skew {
+            None => deadline,
+            Some(s) => Instant::from_micros(s.true_at(deadline.as_micros())),
+        };
         Sleep {
-            core: self.0.clone(),
-            at: deadline,
+            core: self.core.clone(),
+            at,
             key: None,
         }
     }
@@ -439,7 +518,10 @@ fn host_task(
     let state = state.clone();
     Box::pin(async move {
         let ip = address(host.index);
-        let clock = DesClock(core.clone());
+        let clock = DesClock {
+            core: core.clone(),
+            skew: scenario.clock_of(&host).map(|c| Rc::new(Skew::of(c))),
+        };
         let socket = DesSocket::bind(core, (ip, PORT).into());
         let resolve = |name: &str| directory.get(name).copied();
         if let Err(e) = host_main(&scenario, &host, seed, state, socket, clock, resolve).await {
@@ -515,4 +597,99 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
     // Drop every task (and so every socket) before the core goes.
     exec.tasks.clear();
     run.finish(exec.core.now.get().since_origin().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{ClockJump, ClockSpec};
+
+    fn skew(drift_ppm: f64, jumps: &[(f64, f64)]) -> Skew {
+        Skew::of(&ClockSpec {
+            host: "h".into(),
+            drift_ppm,
+            jumps: jumps
+                .iter()
+                .map(|&(at_s, jump_ms)| ClockJump { at_s, jump_ms })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn a_skewed_clock_never_goes_back_and_wakes_exactly_when_it_reads_the_deadline() {
+        for s in [
+            skew(0.0, &[]),
+            skew(500.0, &[]),
+            skew(-500.0, &[(1.0, 300.0)]),
+            skew(123.0, &[(0.5, 1.0), (2.0, 2000.0), (2.0, 5.0)]),
+        ] {
+            let mut last = 0;
+            for t in (0..3_000_000).step_by(997) {
+                let local = s.local(t);
+                assert!(local >= last, "{s:?} at {t}");
+                last = local;
+                // The first true time the host reads `local`: at or before `t`, and the host
+                // reads less just before it.
+                let at = s.true_at(local);
+                assert!(at <= t && s.local(at) >= local, "{s:?} at {t}");
+                assert!(at == 0 || s.local(at - 1) < local, "{s:?} at {t}");
+            }
+        }
+        // 500 ppm fast: a second later by 500 us; a jump reads ahead at once.
+        assert_eq!(skew(500.0, &[]).local(1_000_000), 1_000_500);
+        let j = skew(0.0, &[(1.0, 300.0)]);
+        assert_eq!((j.local(999_999), j.local(1_000_000)), (999_999, 1_300_000));
+        assert_eq!(
+            j.true_at(1_200_000),
+            1_000_000,
+            "deadlines in the gap fire at the jump"
+        );
+    }
+
+    #[test]
+    fn a_cluster_with_drifting_and_jumping_clocks_keeps_its_promises_and_replays() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scenarios/cluster-tier2-crash.toml"
+        ))
+        .expect("reads");
+        let text = format!(
+            "{text}\n[[clocks]]\nhost = \"t2a\"\ndrift_ppm = 800.0\n\
+             jumps = [{{ at_s = 3.0, jump_ms = 1500.0 }}]\n\n\
+             [[clocks]]\nhost = \"car3\"\ndrift_ppm = -900.0\n\
+             jumps = [{{ at_s = 9.0, jump_ms = 400.0 }}]\n"
+        );
+        let s = Scenario::parse(&text).expect("valid");
+        let a = run(&s, 5, None).expect("runs");
+        assert!(a.summary.cluster_problems().is_empty(), "{:?}", a.summary);
+        assert_eq!(a.trace_hash, run(&s, 5, None).expect("runs").trace_hash);
+        let plain = run(
+            &Scenario::parse(&text_without_clocks(&text)).unwrap(),
+            5,
+            None,
+        )
+        .unwrap();
+        assert_ne!(a.trace_hash, plain.trace_hash, "the clocks act");
+        // Elsewhere they are refused, naming the field.
+        let e = crate::simulator::run(Simulator::Turmoil, &s, 5, None).expect_err("des only");
+        assert!(e.to_string().contains("clocks"), "{e}");
+        let bad = format!("{text}\n[[clocks]]\nhost = \"nobody\"\n");
+        let e = Scenario::parse(&bad).expect_err("unknown host");
+        assert!(e.to_string().starts_with("clocks[2].host"), "{e}");
+        let back = format!(
+            "{text}\n[[clocks]]\nhost = \"t1\"\njumps = [{{ at_s = 1.0, jump_ms = -5.0 }}]\n"
+        );
+        let e = Scenario::parse(&back).expect_err("backwards");
+        assert!(
+            e.to_string().starts_with("clocks[2].jumps[0].jump_ms"),
+            "{e}"
+        );
+    }
+
+    fn text_without_clocks(text: &str) -> String {
+        text.split("\n[[clocks]]")
+            .next()
+            .unwrap_or(text)
+            .to_string()
+    }
 }

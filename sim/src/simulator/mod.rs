@@ -73,6 +73,11 @@ pub fn run(
     seed: u64,
     trace: TraceOut,
 ) -> Result<Outcome, SimError> {
+    if backend != Simulator::Des && !scenario.clocks.is_empty() {
+        return Err(SimError::Simulator(
+            "clocks: host clocks off true time run on the des simulator only".into(),
+        ));
+    }
     match backend {
         Simulator::Des => self::des::run(scenario, seed, trace),
         Simulator::Turmoil => self::turmoil::run(scenario, seed, trace),
