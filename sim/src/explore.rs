@@ -821,6 +821,7 @@ pub fn judge(outcome: &Outcome) -> Verdict {
 pub struct Case {
     pub drawn: Drawn,
     pub verdict: Verdict,
+    pub summary: crate::summary::Summary,
     pub trace_hash: String,
     pub wall_seconds: f64,
 }
@@ -835,6 +836,7 @@ pub fn run(drawn: &Drawn, backend: Simulator) -> Result<Case, ExploreError> {
     Ok(Case {
         drawn: drawn.clone(),
         verdict: judge(&outcome),
+        summary: outcome.summary,
         trace_hash: outcome.trace_hash,
         wall_seconds: outcome.wall_seconds,
     })

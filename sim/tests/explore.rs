@@ -9,21 +9,16 @@
 use livecam_sim::explore::{self, Plan};
 use livecam_sim::Simulator;
 
-/// Liveness failures the explorer found and that are still open, by seed.
-const KNOWN: &[(u64, &str)] = &[
-    (
-        231,
-        "41 frames of a durable mobile neither stored nor reported dropped at the end, after \
-         crashes, a partition and a capacity dip: the backfill had not caught up",
-    ),
-    (
-        267,
-        "7 frames of a durable mobile neither stored nor reported dropped at the end: after a \
-         capacity dip on its uplink the backfill drains about 4 frames a second on a clean, \
-         unlimited link (one frame per ~230 ms with two in flight), so the backlog outlives \
-         the 13 s of calm; shrunk to 5 hosts and that one dip",
-    ),
-];
+/// Liveness failures the explorer found and that are still open, by seed: none today. The
+/// range already caught and so keeps two mended bugs: seeds 231 and 267 drew durable mobiles
+/// whose backlog was not stored by the end, because the rate control counted only live frames
+/// as delivered (so the backfill never drained faster than the live stream ran) and a frame
+/// with FEC gave it no round-trip sample while parity was still queued (so its target stayed
+/// low for good after a dip).
+///
+/// Beyond the range CI runs, seeds 344 and 487 leave a client without a session at the end
+/// after tier-1 drains (open; `livecam explore --first 344 --seeds 1` replays and shrinks it).
+const KNOWN: &[(u64, &str)] = &[];
 
 const SEEDS: u64 = 300;
 
@@ -81,28 +76,38 @@ fn a_bounded_exploration_keeps_safety_everywhere_and_liveness_but_for_known_find
 
 #[test]
 fn a_drawn_scenario_replays_exactly_and_a_real_failure_shrinks() {
-    let (seed, _) = KNOWN[1];
-    let drawn = explore::draw(seed);
-    let a = explore::run(&drawn, Simulator::Des).expect("runs");
-    let b = explore::run(&drawn, Simulator::Des).expect("runs");
-    assert_eq!(a.trace_hash, b.trace_hash, "a function of the seed");
-    assert!(!a.verdict.passed());
+    // A real property that drawn scenarios can break: "at least 90% of the frames sent are
+    // delivered live" (faults and lossy links make many fall short; none of that is a bug).
+    let short = |c: &explore::Case| {
+        (c.summary.frames_delivered as f64) < 0.9 * c.summary.frames_sent as f64
+    };
+    let case = (1..)
+        .map(|seed| explore::run(&explore::draw(seed), Simulator::Des).expect("runs"))
+        .find(|c| short(c) && c.drawn.hosts() >= 8 && c.drawn.faults.len() >= 2)
+        .expect("such a seed");
+    let drawn = &case.drawn;
+    let again = explore::run(drawn, Simulator::Des).expect("runs");
+    assert_eq!(again.trace_hash, case.trace_hash, "a function of the seed");
     // What `livecam sim` of the written file runs is the same scenario.
     let replayed = livecam_sim::run(
         Simulator::Des,
         &livecam_sim::Scenario::parse(&drawn.toml()).expect("the file loads"),
-        seed,
+        drawn.seed,
         None,
     )
     .expect("runs");
-    assert_eq!(replayed.trace_hash, a.trace_hash);
-    let (small, runs) = explore::shrink(&drawn, 60, |d| {
-        explore::run(d, Simulator::Des).is_ok_and(|c| !c.verdict.passed())
+    assert_eq!(replayed.trace_hash, case.trace_hash);
+    let (small, runs) = explore::shrink(drawn, 80, |d| {
+        explore::run(d, Simulator::Des).is_ok_and(|c| short(&c))
     });
     assert!(runs > 0);
-    assert!(!explore::run(&small, Simulator::Des)
-        .expect("runs")
-        .verdict
-        .passed());
-    assert!(small.hosts() <= drawn.hosts() && small.faults.len() <= drawn.faults.len());
+    assert!(short(&explore::run(&small, Simulator::Des).expect("runs")));
+    assert!(
+        small.hosts() + small.faults.len() < drawn.hosts() + drawn.faults.len(),
+        "{} hosts and {} faults from {} and {}",
+        small.hosts(),
+        small.faults.len(),
+        drawn.hosts(),
+        drawn.faults.len()
+    );
 }

@@ -237,9 +237,15 @@ impl OutFrame {
     /// left within `min_rtt` before `now`, so the ACK can only have come from the first
     /// crossing (Karn's rule, sharpened: a tail probe sent into a queue does not blind the
     /// rate control to that queue).
+    ///
+    /// First-crossing parity still unsent does not void the sample: the receiver rebuilt the
+    /// frame from what arrived, and the round trip is measured from the last data segment,
+    /// which parity can only follow. (Requiring every parity segment out first took the
+    /// sample from nearly every frame with FEC, since parity is paced behind new frames,
+    /// and the target then never grew again after a dip.)
     fn rate_rtt(&self, now: Instant, min_rtt: Option<Duration>) -> Option<Duration> {
         let data_sent = self.data_sent_at?;
-        if !self.all_sent() || self.nacked_at.is_some() {
+        if self.unsent > 0 || self.nacked_at.is_some() {
             return None;
         }
         sure_rtt(now, data_sent, self.first_repair_at, min_rtt)
@@ -646,7 +652,7 @@ impl Sender {
                     wire_bytes: f.wire_bytes,
                     data_sent_at: f
                         .data_sent_at
-                        .filter(|_| f.all_sent() && f.nacked_at.is_none()),
+                        .filter(|_| f.unsent == 0 && f.nacked_at.is_none()),
                     first_repair_at: f.first_repair_at,
                     last_tx: f.last_tx,
                     until: f.deadline + self.cfg.frame_deadline,
@@ -672,6 +678,18 @@ impl Sender {
             if rtt.is_none() {
                 rc.on_late_ack(now, now - last_tx);
             }
+        }
+        self.report_target();
+    }
+
+    /// Counts `wire_bytes` that another sender delivered on this sender's budget (the
+    /// backfill, which [`charge`](Self::charge)s its datagrams here) as delivered on the path:
+    /// the rate control caps its target at a multiple of what the path delivers, and without
+    /// these it would see only the live frames, so a backlog could never drain faster than
+    /// the live stream runs. No round-trip sample: the other sender's timing is its own.
+    pub fn note_delivered(&mut self, now: Instant, wire_bytes: u64) {
+        if let Some(rc) = self.rate.as_mut() {
+            rc.on_ack(now, wire_bytes, None);
         }
         self.report_target();
     }

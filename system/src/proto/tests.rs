@@ -845,3 +845,24 @@ fn per_segment_bookkeeping_counts_against_the_byte_cap() {
     assert!(rx.bytes_in_use() <= 4 << 20, "{} bytes", rx.bytes_in_use());
     assert!(rx.frames_in_reassembly() <= (4 << 20) / (65_535 * 17));
 }
+
+#[test]
+fn deliveries_made_on_the_budget_by_another_sender_count_as_delivered() {
+    // The backfill sends on the live sender's budget; what it delivers must raise the rate
+    // control's delivery rate (its target is capped at a multiple of it), or a backlog could
+    // never drain faster than the live stream runs.
+    let mut cfg = SenderConfig::new(1, addr(RX));
+    cfg.rate_control = Some(RateConfig::default());
+    let mut tx = Sender::new(cfg);
+    let rate = |tx: &Sender| tx.rate_control().and_then(|rc| rc.delivery_rate());
+    assert_eq!(rate(&tx), None);
+    for i in 0..5 {
+        tx.note_delivered(Instant::from_millis(100 * i), 10_000);
+    }
+    let r = rate(&tx).expect("a rate once two are in");
+    assert!((r - 100_000.0).abs() < 1.0, "{r}");
+    // Without rate control it is a no-op.
+    let mut plain = Sender::new(SenderConfig::new(1, addr(RX)));
+    plain.note_delivered(Instant::ZERO, 10_000);
+    assert!(plain.rate_control().is_none());
+}

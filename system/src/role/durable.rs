@@ -143,7 +143,9 @@ pub enum DurableEvent {
     /// The ring dropped an unstored frame to make room.
     RingDropped { frame: u64 },
     /// A backfilled frame was acknowledged.
-    BackfillAcked { frame: u64 },
+    /// A backfilled frame is complete at the tier-2; `wire_bytes` it took on the path
+    /// (payload and every segment's headers, not counting repairs).
+    BackfillAcked { frame: u64, wire_bytes: u64 },
 }
 
 /// The durability layer of one camera. See the [module docs](self).
@@ -268,10 +270,21 @@ impl Durable {
     fn drain(&mut self, now: Instant) {
         while let Some(ev) = self.backfill.poll_event() {
             match ev {
-                SenderEvent::FrameAcked { frame: id, .. } => {
+                SenderEvent::FrameAcked {
+                    frame: id,
+                    bytes,
+                    segments,
+                    ..
+                } => {
                     if let Some(frame) = self.in_backfill.remove(&id) {
                         self.report.backfill_acked += 1;
-                        self.events.push_back(DurableEvent::BackfillAcked { frame });
+                        let headers = usize::from(segments)
+                            * (crate::proto::wire::SEGMENT_OVERHEAD
+                                + crate::proto::wire::UDP_IP_OVERHEAD);
+                        self.events.push_back(DurableEvent::BackfillAcked {
+                            frame,
+                            wire_bytes: (bytes + headers) as u64,
+                        });
                         if self.busy.contains_key(&frame) {
                             self.busy
                                 .insert(frame, Busy::Acked(now + self.cfg.stored_timeout));
