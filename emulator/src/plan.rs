@@ -162,7 +162,10 @@ impl Plan {
         if let Some((i, _)) = scenario.faults.iter().enumerate().find(|(_, f)| {
             matches!(
                 f,
-                Fault::Crash { .. } | Fault::Restart { .. } | Fault::Drain { .. }
+                Fault::Crash { .. }
+                    | Fault::Restart { .. }
+                    | Fault::Drain { .. }
+                    | Fault::StallStorage { .. }
             )
         }) {
             return Err(unsupported(

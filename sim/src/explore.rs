@@ -8,8 +8,8 @@
 //! mobile clients, with or without durability (ring, STORED, backfill); a default link with
 //! i.i.d. or bursty loss, bit errors (checksummed or reaching the application), jitter,
 //! duplicates, a small MTU, a rate or a synthetic cellular capacity, and per-pair overrides;
-//! faults: crashes and restarts of every role, partitions, capacity dips on an uplink, tier-1
-//! drains; host clocks that drift (up to 500 ppm) or jump forward (a host frozen for up to
+//! faults: crashes and restarts of every role, partitions both ways and one way, capacity
+//! dips on an uplink, tier-1 drains, storage stalls on a tier-2; host clocks that drift (up to 500 ppm) or jump forward (a host frozen for up to
 //! 3 s), which only the des simulator runs. Every fault is healed (restart, repair, restore) by [`QUIET_FROM`] of the run, and
 //! from then on every link is loss-free (the calm, as FoundationDB's simulator stops clogging
 //! the network before its liveness checks), so what must recover has time to.
@@ -197,12 +197,20 @@ pub enum DrawnFault {
         host: Who,
         restart_s: f64,
     },
-    /// Both ways between two hosts, repaired at `repair_s`.
+    /// Between two hosts (both ways, or from `a` to `b` only when `one_way`), repaired at
+    /// `repair_s`.
     Partition {
         at_s: f64,
         a: Who,
         b: Who,
+        one_way: bool,
         repair_s: f64,
+    },
+    /// A tier-2's storage commits nothing from `at_s` to `until_s` (durable scenarios).
+    StorageStall {
+        at_s: f64,
+        tier2: usize,
+        until_s: f64,
     },
     /// A mobile's uplink to a tier-2 takes `link` from `at_s` to `until_s`, then the default.
     Dip {
@@ -232,7 +240,9 @@ impl DrawnFault {
                 host: Who::Mobile(_),
                 ..
             } => "crash mobile",
-            DrawnFault::Partition { .. } => "partition",
+            DrawnFault::Partition { one_way: false, .. } => "partition",
+            DrawnFault::Partition { one_way: true, .. } => "one-way partition",
+            DrawnFault::StorageStall { .. } => "storage stall",
             DrawnFault::Dip { .. } => "capacity dip",
             DrawnFault::Drain { .. } => "drain",
         }
@@ -244,6 +254,7 @@ impl DrawnFault {
             DrawnFault::Partition { a, b, .. } => vec![a, b],
             DrawnFault::Dip { mobile, tier2, .. } => vec![Who::Mobile(mobile), Who::Tier2(tier2)],
             DrawnFault::Drain { tier1, .. } => vec![Who::Tier1(tier1)],
+            DrawnFault::StorageStall { tier2, .. } => vec![Who::Tier2(tier2)],
         }
     }
 }
@@ -334,6 +345,7 @@ pub fn draw(seed: u64) -> Drawn {
                     at_s,
                     a,
                     b,
+                    one_way: false,
                     repair_s: heal_s,
                 }
             }
@@ -361,6 +373,15 @@ pub fn draw(seed: u64) -> Drawn {
         };
         faults.push(fault);
     }
+    // What later versions added draws from a stream of its own, so that a seed keeps the
+    // shape it had before.
+    let mut more = ChaCha8Rng::seed_from_u64(seed);
+    more.set_stream(1);
+    for f in &mut faults {
+        if let DrawnFault::Partition { one_way, .. } = f {
+            *one_way = more.random_bool(0.4);
+        }
+    }
     let mut clocks = Vec::new();
     for _ in 0..rng.random_range(0..=2) {
         if !rng.random_bool(0.4) {
@@ -384,7 +405,7 @@ pub fn draw(seed: u64) -> Drawn {
             jump,
         });
     }
-    Drawn {
+    let mut drawn = Drawn {
         seed,
         duration_s,
         tier1s,
@@ -400,7 +421,16 @@ pub fn draw(seed: u64) -> Drawn {
         overrides,
         faults,
         clocks,
+    };
+    if drawn.durability && more.random_bool(0.5) {
+        let at_s = round_ms(more.random_range(from..quiet - 1.0));
+        drawn.faults.push(DrawnFault::StorageStall {
+            at_s,
+            tier2: more.random_range(0..tier2s),
+            until_s: round_ms(more.random_range(at_s + 0.5..quiet)),
+        });
     }
+    drawn
 }
 
 fn round_ms(x: f64) -> f64 {
@@ -523,6 +553,7 @@ impl Drawn {
                     at_s,
                     a,
                     b,
+                    one_way,
                     repair_s,
                 } => {
                     let (a, b) = (a.name(self), b.name(self));
@@ -530,9 +561,26 @@ impl Drawn {
                         fault(
                             &mut t,
                             at,
-                            format!("action = \"{action}\"\na = \"{a}\"\nb = \"{b}\"\n"),
+                            format!(
+                                "action = \"{action}\"\na = \"{a}\"\nb = \"{b}\"\n\
+                                 one_way = {one_way}\n"
+                            ),
                         );
                     }
+                }
+                DrawnFault::StorageStall {
+                    at_s,
+                    tier2,
+                    until_s,
+                } => {
+                    fault(
+                        &mut t,
+                        *at_s,
+                        format!(
+                            "action = \"stall_storage\"\nhost = \"{}\"\nuntil_s = {until_s:?}\n",
+                            Who::Tier2(*tier2).name(self)
+                        ),
+                    );
                 }
                 DrawnFault::Dip {
                     at_s,
@@ -639,6 +687,7 @@ impl Drawn {
             .into_iter()
             .filter(|f| f.hosts().into_iter().all(|w| self.exists(w)))
             .filter(|f| !matches!(f, DrawnFault::Drain { .. }) || self.tier1s >= 2)
+            .filter(|f| !matches!(f, DrawnFault::StorageStall { .. }) || self.durability)
             .collect();
         let (m, s) = (self.mobiles, self.tier2s);
         self.overrides.retain(|(a, b, _)| *a < m && *b < s);
@@ -697,10 +746,13 @@ impl Drawn {
             });
         }
         if self.durability {
-            out.push(Drawn {
-                durability: false,
-                ..self.clone()
-            });
+            out.push(
+                Drawn {
+                    durability: false,
+                    ..self.clone()
+                }
+                .prune(),
+            );
         }
         if self.fec != "off" {
             out.push(Drawn {
@@ -722,6 +774,9 @@ impl Drawn {
                         at_s, repair_s: h, ..
                     }
                     | DrawnFault::Dip {
+                        at_s, until_s: h, ..
+                    }
+                    | DrawnFault::StorageStall {
                         at_s, until_s: h, ..
                     } => {
                         *at_s = round_ms(*at_s * k);
@@ -957,8 +1012,10 @@ pub const FEATURES: &[&str] = &[
     "crash tier2",
     "crash mobile",
     "partition",
+    "one-way partition",
     "capacity dip",
     "drain",
+    "storage stall",
     "clock drift",
     "clock jump",
     "loss",
@@ -997,8 +1054,10 @@ impl Coverage {
             "crash tier2",
             "crash mobile",
             "partition",
+            "one-way partition",
             "capacity dip",
             "drain",
+            "storage stall",
         ] {
             hit(kind, d.faults.iter().any(|f| f.kind() == kind));
         }
@@ -1075,7 +1134,8 @@ mod tests {
                         at_s, restart_s, ..
                     } => (at_s, restart_s),
                     DrawnFault::Partition { at_s, repair_s, .. } => (at_s, repair_s),
-                    DrawnFault::Dip { at_s, until_s, .. } => (at_s, until_s),
+                    DrawnFault::Dip { at_s, until_s, .. }
+                    | DrawnFault::StorageStall { at_s, until_s, .. } => (at_s, until_s),
                     DrawnFault::Drain { at_s, .. } => (at_s, at_s),
                 };
                 assert!(at <= heal && heal <= QUIET_FROM * d.duration_s, "{f:?}");

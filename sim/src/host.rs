@@ -313,7 +313,10 @@ where
     let sink = || {
         let sink = Sink::new(Receiver::new(receiver_config(scenario)), Box::new(content));
         match &scenario.durability {
-            Some(d) => sink.with_backhaul(Box::new(StorageModel::new(ms(d.store_latency_ms)))),
+            Some(d) => sink.with_backhaul(Box::new(StorageModel::new(
+                ms(d.store_latency_ms),
+                scenario.storage_stalls(host),
+            ))),
             None => sink,
         }
     };

@@ -349,10 +349,23 @@ pub struct LinkOverride {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fault {
-    /// Every datagram between `a` and `b` (both ways) is lost until repaired.
-    Partition { at_s: f64, a: String, b: String },
-    /// Ends a partition.
-    Repair { at_s: f64, a: String, b: String },
+    /// Every datagram between `a` and `b` (both ways, or from `a` to `b` only when
+    /// `one_way`) is lost until repaired.
+    Partition {
+        at_s: f64,
+        a: String,
+        b: String,
+        #[serde(default)]
+        one_way: bool,
+    },
+    /// Ends a partition (both ways, or from `a` to `b` only when `one_way`).
+    Repair {
+        at_s: f64,
+        a: String,
+        b: String,
+        #[serde(default)]
+        one_way: bool,
+    },
     /// Replaces the link model between `a` and `b` (both ways unless `one_way`).
     SetLink {
         at_s: f64,
@@ -368,6 +381,13 @@ pub enum Fault {
     Restart { at_s: f64, host: String },
     /// Tells a tier-1 to hand all its tier-2s to peers before downtime.
     Drain { at_s: f64, host: String },
+    /// A tier-2's storage stops committing until `until_s` (a locked or slow database):
+    /// frames keep arriving, and those it would have committed meanwhile commit at the end.
+    StallStorage {
+        at_s: f64,
+        host: String,
+        until_s: f64,
+    },
 }
 
 impl Fault {
@@ -379,7 +399,8 @@ impl Fault {
             | Fault::SetLink { at_s, .. }
             | Fault::Crash { at_s, .. }
             | Fault::Restart { at_s, .. }
-            | Fault::Drain { at_s, .. } => *at_s,
+            | Fault::Drain { at_s, .. }
+            | Fault::StallStorage { at_s, .. } => *at_s,
         }
     }
 
@@ -571,12 +592,11 @@ impl Scenario {
             .iter()
             .filter_map(|f| {
                 let change = match f {
-                    Fault::Partition { a, b, .. } | Fault::Repair { a, b, .. } => {
-                        Change::Partition {
-                            pairs: pairs(a, b, false),
-                            on: matches!(f, Fault::Partition { .. }),
-                        }
-                    }
+                    Fault::Partition { a, b, one_way, .. }
+                    | Fault::Repair { a, b, one_way, .. } => Change::Partition {
+                        pairs: pairs(a, b, *one_way),
+                        on: matches!(f, Fault::Partition { .. }),
+                    },
                     Fault::SetLink {
                         a,
                         b,
@@ -587,11 +607,29 @@ impl Scenario {
                         pairs: pairs(a, b, *one_way),
                         config: config.clone(),
                     },
-                    Fault::Crash { .. } | Fault::Restart { .. } | Fault::Drain { .. } => {
-                        return None
-                    }
+                    Fault::Crash { .. }
+                    | Fault::Restart { .. }
+                    | Fault::Drain { .. }
+                    | Fault::StallStorage { .. } => return None,
                 };
                 Some((f.at(), change))
+            })
+            .collect()
+    }
+
+    /// The storage stalls of `host` (`stall_storage` faults naming it): `[from, until)` in
+    /// simulated time.
+    pub fn storage_stalls(&self, host: &Host) -> Vec<(Instant, Instant)> {
+        self.faults
+            .iter()
+            .filter_map(|f| match f {
+                Fault::StallStorage {
+                    host: h, until_s, ..
+                } if self.resolve(h).iter().any(|x| x.name == host.name) => Some((
+                    f.at(),
+                    Instant::ZERO + std::time::Duration::from_secs_f64(*until_s),
+                )),
+                _ => None,
             })
             .collect()
     }
@@ -913,6 +951,21 @@ impl Scenario {
                         return Err(invalid(format!("faults[{i}].host"), "only a tier-1 drains"));
                     }
                 }
+                Fault::StallStorage { host, until_s, .. } => {
+                    known(format!("faults[{i}].host"), host)?;
+                    if self.resolve(host).iter().any(|h| h.role != RoleKind::Tier2) {
+                        return Err(invalid(
+                            format!("faults[{i}].host"),
+                            "only a tier-2 has storage",
+                        ));
+                    }
+                    if !(until_s.is_finite() && *until_s >= at && *until_s <= self.duration_s) {
+                        return Err(invalid(
+                            format!("faults[{i}].until_s"),
+                            "must lie within at_s..=duration_s",
+                        ));
+                    }
+                }
             }
         }
         Ok(())
@@ -1060,6 +1113,31 @@ mod tests {
         let protocol = |knob: &str| format!("{GOOD}\n[protocol]\n{knob}\n");
         assert!(err(&protocol("frame_deadline_ms = 1e300")).contains("protocol.frame_deadline_ms"));
         assert!(err(&protocol("nack_interval_ms = 0.0005")).contains("protocol.nack_interval_ms"));
+    }
+
+    #[test]
+    fn a_partition_can_be_one_way_and_only_a_tier2_stalls_its_storage() {
+        let one_way = GOOD.replace("b = \"rx\"", "b = \"rx\"\none_way = true");
+        let s = Scenario::parse(&one_way).unwrap();
+        let changes = s.link_changes();
+        let Change::Partition { pairs, on } = &changes[0].1 else {
+            panic!("{changes:?}");
+        };
+        assert!(on);
+        assert_eq!(pairs, &[(1, 0), (2, 0), (3, 0)], "cam -> rx only");
+        let both = Scenario::parse(GOOD).unwrap().link_changes();
+        let Change::Partition { pairs, .. } = &both[0].1 else {
+            panic!("{both:?}");
+        };
+        assert_eq!(pairs.len(), 6);
+        let stall = |host: &str, until: f64| {
+            format!(
+                "{GOOD}\n[[faults]]\nat_s = 1.0\naction = \"stall_storage\"\nhost = \"{host}\"\n\
+                 until_s = {until:?}\n"
+            )
+        };
+        assert!(err(&stall("rx", 3.0)).starts_with("faults[1].host: only a tier-2"));
+        assert!(err(&stall("nobody", 3.0)).starts_with("faults[1].host"));
     }
 
     #[test]

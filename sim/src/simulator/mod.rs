@@ -214,11 +214,13 @@ fn record_fault(scenario: &Scenario, state: &mut SimState, now: Instant, fault: 
         Fault::Crash { .. } => "crash",
         Fault::Restart { .. } => "restart",
         Fault::Drain { .. } => "drain",
+        Fault::StallStorage { .. } => "stall_storage",
     };
     let host = match fault {
-        Fault::Crash { host, .. } | Fault::Restart { host, .. } | Fault::Drain { host, .. } => {
-            host.as_str()
-        }
+        Fault::Crash { host, .. }
+        | Fault::Restart { host, .. }
+        | Fault::Drain { host, .. }
+        | Fault::StallStorage { host, .. } => host.as_str(),
         Fault::Partition { a, .. } | Fault::Repair { a, .. } | Fault::SetLink { a, .. } => {
             a.as_str()
         }
