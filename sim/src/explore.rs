@@ -705,29 +705,21 @@ impl Drawn {
             d.faults.remove(i);
             out.push(d);
         }
-        let fewer = |d: &Drawn, f: fn(&mut Drawn) -> &mut usize| {
+        // A group halved, or one host less (the same when it has two).
+        let resized = |d: &Drawn, f: fn(&mut Drawn) -> &mut usize, to: fn(usize) -> usize| {
             let mut d = d.clone();
             let n = f(&mut d);
             if *n <= 1 {
                 return None;
             }
-            *n = (*n / 2).max(1);
-            Some(d.prune())
-        };
-        let one_less = |d: &Drawn, f: fn(&mut Drawn) -> &mut usize| {
-            let mut d = d.clone();
-            let n = f(&mut d);
-            if *n <= 1 {
-                return None;
-            }
-            *n -= 1;
+            *n = to(*n).max(1);
             Some(d.prune())
         };
         let groups: [fn(&mut Drawn) -> &mut usize; 3] =
             [|d| &mut d.mobiles, |d| &mut d.tier2s, |d| &mut d.tier1s];
         for g in groups {
-            out.extend(fewer(self, g));
-            out.extend(one_less(self, g));
+            out.extend(resized(self, g, |n| n / 2));
+            out.extend(resized(self, g, |n| n - 1));
         }
         for i in 0..self.overrides.len() {
             let mut d = self.clone();
