@@ -324,11 +324,7 @@ pub fn draw(seed: u64) -> Drawn {
     for _ in 0..rng.random_range(0..=4) {
         let at_s = round_ms(rng.random_range(from..quiet - 1.0));
         let heal_s = round_ms(rng.random_range(at_s + 0.5..quiet));
-        let host = |rng: &mut ChaCha8Rng| match rng.random_range(0..3) {
-            0 => Who::Tier1(rng.random_range(0..tier1s)),
-            1 => Who::Tier2(rng.random_range(0..tier2s)),
-            _ => Who::Mobile(rng.random_range(0..mobiles)),
-        };
+        let host = |rng: &mut ChaCha8Rng| draw_host(rng, tier1s, tier2s, mobiles);
         let fault = match rng.random_range(0..4) {
             0 => DrawnFault::Crash {
                 at_s,
@@ -387,11 +383,7 @@ pub fn draw(seed: u64) -> Drawn {
         if !rng.random_bool(0.4) {
             continue;
         }
-        let host = match rng.random_range(0..3) {
-            0 => Who::Tier1(rng.random_range(0..tier1s)),
-            1 => Who::Tier2(rng.random_range(0..tier2s)),
-            _ => Who::Mobile(rng.random_range(0..mobiles)),
-        };
+        let host = draw_host(&mut rng, tier1s, tier2s, mobiles);
         let drift_ppm = rng.random_range(-500..=500) as f64;
         let jump = rng.random_bool(0.5).then(|| {
             (
@@ -431,6 +423,15 @@ pub fn draw(seed: u64) -> Drawn {
         });
     }
     drawn
+}
+
+/// Any host of the fleet: a role first, then a member.
+fn draw_host(rng: &mut ChaCha8Rng, tier1s: usize, tier2s: usize, mobiles: usize) -> Who {
+    match rng.random_range(0..3) {
+        0 => Who::Tier1(rng.random_range(0..tier1s)),
+        1 => Who::Tier2(rng.random_range(0..tier2s)),
+        _ => Who::Mobile(rng.random_range(0..mobiles)),
+    }
 }
 
 fn round_ms(x: f64) -> f64 {
@@ -1041,17 +1042,10 @@ impl Coverage {
         hit("role mobile", d.mobiles > 0);
         hit("several tier1s", d.tier1s > 1);
         hit("durability", d.durability);
-        for kind in [
-            "crash tier1",
-            "crash tier2",
-            "crash mobile",
-            "partition",
-            "one-way partition",
-            "capacity dip",
-            "drain",
-            "storage stall",
-        ] {
-            hit(kind, d.faults.iter().any(|f| f.kind() == kind));
+        let kinds: std::collections::BTreeSet<&'static str> =
+            d.faults.iter().map(DrawnFault::kind).collect();
+        for kind in kinds {
+            hit(kind, true);
         }
         hit("clock drift", d.clocks.iter().any(|c| c.drift_ppm != 0.0));
         hit("clock jump", d.clocks.iter().any(|c| c.jump.is_some()));

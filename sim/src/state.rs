@@ -36,6 +36,19 @@ pub fn lock(shared: &Shared) -> MutexGuard<'_, SimState> {
     shared.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The name of the network's host behind `ip` in `hosts`, borrowed; the address itself when
+/// unknown.
+fn host_name<'a>(
+    hosts: &Lookup<AddrKey, usize>,
+    network: &'a Network<Route>,
+    ip: IpAddr,
+) -> Cow<'a, str> {
+    match hosts.get(&key(ip)) {
+        Some(&i) => Cow::Borrowed(network.name(i)),
+        None => Cow::Owned(ip.to_string()),
+    }
+}
+
 /// Where a queued datagram goes and where it came from: `(to, from)`.
 pub type Route = (SocketAddr, SocketAddr);
 
@@ -70,10 +83,7 @@ impl SimState {
 
     /// The host name behind an address (the address itself when unknown).
     pub fn name_of(&self, ip: IpAddr) -> Cow<'_, str> {
-        match self.hosts.get(&key(ip)) {
-            Some(&i) => Cow::Borrowed(self.network.name(i)),
-            None => Cow::Owned(ip.to_string()),
-        }
+        host_name(&self.hosts, &self.network, ip)
     }
 
     /// The network's host behind an address; an address no host registered becomes a host
@@ -100,10 +110,8 @@ impl SimState {
             Way::Sent => MsgSummary::of_sent(datagram),
             Way::Received => MsgSummary::of(datagram),
         };
-        let name = match self.hosts.get(&key(peer)) {
-            Some(&i) => Cow::Borrowed(self.network.name(i)),
-            None => Cow::Owned(peer.to_string()),
-        };
+        // The fields apart, so the trace can be written while the name is borrowed.
+        let name = host_name(&self.hosts, &self.network, peer);
         self.trace
             .record_datagram(now, host, way, &name, datagram.len(), msg);
     }

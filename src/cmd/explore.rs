@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use livecam_sim::explore::{self, Coverage, Drawn, Plan};
-use livecam_sim::Simulator;
+
+use super::sim::SimulatorArg;
 
 /// Arguments of `livecam explore`.
 #[derive(clap::Args)]
@@ -25,8 +26,8 @@ pub struct Args {
     #[arg(long)]
     jobs: Option<usize>,
     /// Simulator: des (the fastest) or turmoil.
-    #[arg(long, value_enum, default_value_t = ExploreBackend::Des)]
-    backend: ExploreBackend,
+    #[arg(long, value_enum, default_value_t = SimulatorArg::Des)]
+    backend: SimulatorArg,
     /// Where failing scenarios (and their shrunk forms) are written.
     #[arg(long, default_value = "explore-out")]
     out: PathBuf,
@@ -35,19 +36,13 @@ pub struct Args {
     shrink_budget: usize,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum ExploreBackend {
-    Des,
-    Turmoil,
-}
-
 /// Explores, prints each failure as it is found and a summary with the coverage table at the
 /// end; fails when any scenario failed.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let backend = match args.backend {
-        ExploreBackend::Des => Simulator::Des,
-        ExploreBackend::Turmoil => Simulator::Turmoil,
-    };
+    if args.backend == SimulatorArg::Madsim {
+        anyhow::bail!("--backend: explore runs on des or turmoil");
+    }
+    let backend = args.backend.simulator();
     let minutes = match args.minutes {
         Some(m) if !(m.is_finite() && m > 0.0) => anyhow::bail!("--minutes: must be above 0"),
         m => m,
@@ -75,7 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             coverage.add(&case.drawn);
             sim_wall += case.wall_seconds;
             if !case.verdict.passed() {
-                match report_failure(&args, backend, &case.drawn, &case.verdict.lines()) {
+                match report_failure(&args, &case.drawn, &case.verdict.lines()) {
                     Ok(path) => failed.push((seed, path)),
                     Err(e) => {
                         eprintln!("seed {seed}: {e:#}");
@@ -122,12 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Writes a failing scenario and its shrunk form, and prints both with their replay commands.
-fn report_failure(
-    args: &Args,
-    backend: Simulator,
-    drawn: &Drawn,
-    problems: &[String],
-) -> anyhow::Result<PathBuf> {
+fn report_failure(args: &Args, drawn: &Drawn, problems: &[String]) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let path = write(
@@ -142,13 +132,13 @@ fn report_failure(
         drawn.faults.len(),
         problems.join("\n  "),
         path.display(),
-        backend_name(backend)
+        args.backend.name()
     );
     if args.shrink_budget > 0 {
         // Shrink towards the same kind of failure: safety stays safety.
         let safety = problems.iter().any(|p| p.starts_with("safety"));
         let (small, runs) = explore::shrink(drawn, args.shrink_budget, |d| {
-            explore::run(d, backend).is_ok_and(|c| {
+            explore::run(d, args.backend.simulator()).is_ok_and(|c| {
                 if safety {
                     !c.verdict.safety.is_empty()
                 } else {
@@ -167,7 +157,7 @@ fn report_failure(
             small.faults.len(),
             small.duration_s,
             shrunk.display(),
-            backend_name(backend)
+            args.backend.name()
         );
     }
     Ok(path)
@@ -177,12 +167,4 @@ fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join(name);
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
-}
-
-fn backend_name(b: Simulator) -> &'static str {
-    match b {
-        Simulator::Des => "des",
-        Simulator::Turmoil => "turmoil",
-        Simulator::Madsim => "madsim",
-    }
 }

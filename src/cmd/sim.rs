@@ -23,15 +23,33 @@ pub struct Args {
     trace: Option<PathBuf>,
     /// Simulator: des (event-driven, exact time, fastest), turmoil (1 ms ticks), or madsim
     /// in a build with RUSTFLAGS="--cfg madsim".
-    #[arg(long, value_enum, default_value_t = SimBackend::Des)]
-    backend: SimBackend,
+    #[arg(long, value_enum, default_value_t = SimulatorArg::Des)]
+    backend: SimulatorArg,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum SimBackend {
+/// The simulator a command runs on, as `--backend` names it (`livecam sim`, `livecam explore`).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimulatorArg {
     Des,
     Turmoil,
     Madsim,
+}
+
+impl SimulatorArg {
+    pub fn simulator(self) -> Simulator {
+        match self {
+            SimulatorArg::Des => Simulator::Des,
+            SimulatorArg::Turmoil => Simulator::Turmoil,
+            SimulatorArg::Madsim => Simulator::Madsim,
+        }
+    }
+
+    /// The name `--backend` takes.
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    }
 }
 
 /// Runs the scenario and prints one JSON object of figures.
@@ -51,11 +69,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ))),
         None => None,
     };
-    let backend = match args.backend {
-        SimBackend::Des => Simulator::Des,
-        SimBackend::Turmoil => Simulator::Turmoil,
-        SimBackend::Madsim => Simulator::Madsim,
-    };
-    let outcome = livecam_sim::run(backend, &sc, seed, out)?;
+    let outcome = livecam_sim::run(args.backend.simulator(), &sc, seed, out)?;
     super::print_json(&outcome)
 }
