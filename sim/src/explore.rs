@@ -32,6 +32,10 @@ use std::fmt::Write as _;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use std::ops::ControlFlow;
+
+use livecam_system::mutants::Mutant;
+
 use crate::scenario::{Scenario, ScenarioError};
 use crate::simulator::{self, Outcome, SimError, Simulator};
 
@@ -283,6 +287,8 @@ pub struct Drawn {
     pub fec: String,
     pub rate_control: bool,
     pub durability: bool,
+    /// Sessions sealed with Noise keys (the default), or the plain protocol.
+    pub secure: bool,
     pub link: DrawnLink,
     /// Both ways between a mobile and a tier-2.
     pub overrides: Vec<(usize, usize, DrawnLink)>,
@@ -409,6 +415,7 @@ pub fn draw(seed: u64) -> Drawn {
         fec,
         rate_control: rng.random_bool(0.8),
         durability: rng.random_bool(0.3),
+        secure: true,
         link,
         overrides,
         faults,
@@ -422,6 +429,8 @@ pub fn draw(seed: u64) -> Drawn {
             until_s: round_ms(more.random_range(at_s + 0.5..quiet)),
         });
     }
+    // One in four runs the plain protocol (no session keys): what the CRC alone must catch.
+    drawn.secure = !more.random_bool(0.25);
     drawn
 }
 
@@ -502,6 +511,9 @@ impl Drawn {
         let _ = writeln!(t, "[protocol]\nrate_control = {}\n", self.rate_control);
         if self.durability {
             t.push_str("[durability]\nstore_latency_ms = 20.0\n\n");
+        }
+        if !self.secure {
+            t.push_str("[cluster]\nsecure = false\n\n");
         }
         let _ = writeln!(
             t,
@@ -669,6 +681,15 @@ impl Drawn {
     }
 
     /// Hosts in all.
+    /// The same scenario with mobiles added until it holds `hosts` hosts: the hosts it had
+    /// keep their names, links and faults (the mutation check grows a failure it found to
+    /// see the shrinker bring it back).
+    pub fn grown(&self, hosts: usize) -> Drawn {
+        let mut d = self.clone();
+        d.mobiles = d.mobiles.max(hosts.saturating_sub(d.tier1s + d.tier2s));
+        d
+    }
+
     pub fn hosts(&self) -> usize {
         self.tier1s + self.tier2s + self.mobiles
     }
@@ -901,12 +922,24 @@ pub struct Plan {
     pub deadline: Option<std::time::Instant>,
     pub jobs: usize,
     pub backend: Simulator,
+    /// A known bug switched into every run (the mutation check, [`hunt`]); needs the
+    /// `mutants` feature, without which every seed is an [`ExploreError::MutantsOff`].
+    pub mutant: Option<Mutant>,
 }
 
 /// Explores the seeds of `plan` on `plan.jobs` threads and hands every case to `on_case` in
-/// seed order. Returns the number of seeds run.
-pub fn explore(plan: &Plan, mut on_case: impl FnMut(u64, Result<Case, ExploreError>)) -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
+/// seed order, until the seeds are done or `on_case` breaks. Returns the number of cases
+/// handed on.
+pub fn explore(
+    plan: &Plan,
+    mut on_case: impl FnMut(u64, Result<Case, ExploreError>) -> ControlFlow<()>,
+) -> u64 {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    if plan.mutant.is_some() && !livecam_system::mutants::ENABLED {
+        let _ = on_case(plan.first, Err(ExploreError::MutantsOff));
+        return 1;
+    }
+    let stop = AtomicBool::new(false);
     let next = AtomicU64::new(plan.first);
     let end = plan.count.map(|n| plan.first.saturating_add(n));
     let (tx, rx) = std::sync::mpsc::channel();
@@ -914,22 +947,25 @@ pub fn explore(plan: &Plan, mut on_case: impl FnMut(u64, Result<Case, ExploreErr
     std::thread::scope(|scope| {
         for _ in 0..plan.jobs.max(1) {
             let tx = tx.clone();
-            let next = &next;
-            scope.spawn(move || loop {
-                if plan
-                    .deadline
-                    .is_some_and(|d| std::time::Instant::now() >= d)
-                {
-                    return;
-                }
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if end.is_some_and(|e| seed >= e) {
-                    return;
-                }
-                let case = run(&draw(seed), plan.backend);
-                if tx.send((seed, case)).is_err() {
-                    return;
-                }
+            let (next, stop) = (&next, &stop);
+            scope.spawn(move || {
+                with_mutant(plan.mutant, || loop {
+                    if stop.load(Ordering::Relaxed)
+                        || plan
+                            .deadline
+                            .is_some_and(|d| std::time::Instant::now() >= d)
+                    {
+                        return;
+                    }
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if end.is_some_and(|e| seed >= e) {
+                        return;
+                    }
+                    let case = run(&draw(seed), plan.backend);
+                    if tx.send((seed, case)).is_err() {
+                        return;
+                    }
+                })
             });
         }
         drop(tx);
@@ -937,21 +973,99 @@ pub fn explore(plan: &Plan, mut on_case: impl FnMut(u64, Result<Case, ExploreErr
         let mut held = std::collections::BTreeMap::new();
         let mut want = plan.first;
         for (seed, case) in rx {
+            if stop.load(Ordering::Relaxed) {
+                continue;
+            }
             held.insert(seed, case);
             while let Some(case) = held.remove(&want) {
-                on_case(want, case);
-                want += 1;
                 done += 1;
+                want += 1;
+                if on_case(want - 1, case).is_break() {
+                    stop.store(true, Ordering::Relaxed);
+                    held.clear();
+                    break;
+                }
             }
         }
         // Seeds past a gap (a worker stopped at the deadline before an earlier seed ended
         // cannot happen: each seed a worker takes, it finishes), in order.
         for (seed, case) in held {
-            on_case(seed, case);
             done += 1;
+            if on_case(seed, case).is_break() {
+                break;
+            }
         }
     });
     done
+}
+
+/// Runs `f` with `mutant` switched in on this thread (and every mutant out after it).
+/// Without the `mutants` feature only `None` runs.
+pub fn with_mutant<T>(mutant: Option<Mutant>, f: impl FnOnce() -> T) -> Result<T, ExploreError> {
+    #[cfg(feature = "mutants")]
+    {
+        livecam_system::mutants::set(mutant);
+        let out = f();
+        livecam_system::mutants::set(None);
+        Ok(out)
+    }
+    #[cfg(not(feature = "mutants"))]
+    {
+        match mutant {
+            Some(_) => Err(ExploreError::MutantsOff),
+            None => Ok(f()),
+        }
+    }
+}
+
+/// What the mutation check found for one mutant.
+#[derive(Clone, Debug)]
+pub struct Hunt {
+    pub mutant: Mutant,
+    /// Seeds run with the mutant switched in.
+    pub seeds_run: u64,
+    /// The first seed that failed with the mutant and passes without it.
+    pub found: Option<Case>,
+}
+
+/// The mutation check for one mutant: explores `plan`'s seeds with `mutant` switched in
+/// until one fails that passes without it (a seed that fails either way says nothing about
+/// the mutant), or the seeds run out.
+pub fn hunt(mutant: Mutant, plan: &Plan) -> Result<Hunt, ExploreError> {
+    let plan = Plan {
+        mutant: Some(mutant),
+        ..plan.clone()
+    };
+    let mut found = None;
+    let mut error = None;
+    let seeds_run = explore(&plan, |_, case| {
+        let verdict = case.and_then(|c| {
+            if c.verdict.passed() {
+                return Ok(None);
+            }
+            let without = run(&c.drawn, plan.backend)?;
+            Ok(without.verdict.passed().then_some(c))
+        });
+        match verdict {
+            Ok(None) => ControlFlow::Continue(()),
+            Ok(Some(c)) => {
+                found = Some(c);
+                ControlFlow::Break(())
+            }
+            Err(e) => {
+                error = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    });
+    match error {
+        Some(e) => Err(e),
+        None => Ok(Hunt {
+            mutant,
+            seeds_run,
+            found,
+        }),
+    }
 }
 
 /// Why an exploration could not go on.
@@ -962,6 +1076,9 @@ pub enum ExploreError {
     Draw { seed: u64, message: String },
     #[error(transparent)]
     Sim(#[from] SimError),
+    /// A mutant was asked of a build without the `mutants` feature.
+    #[error("this build cannot switch mutants in: build it with `--features mutants`")]
+    MutantsOff,
 }
 
 /// Reduces a failing scenario: tries the one-step-smaller scenarios ([`Drawn`]'s
@@ -1001,6 +1118,7 @@ pub const FEATURES: &[&str] = &[
     "role mobile",
     "several tier1s",
     "durability",
+    "plain sessions",
     "crash tier1",
     "crash tier2",
     "crash mobile",
@@ -1042,6 +1160,7 @@ impl Coverage {
         hit("role mobile", d.mobiles > 0);
         hit("several tier1s", d.tier1s > 1);
         hit("durability", d.durability);
+        hit("plain sessions", !d.secure);
         let kinds: std::collections::BTreeSet<&'static str> =
             d.faults.iter().map(DrawnFault::kind).collect();
         for kind in kinds {

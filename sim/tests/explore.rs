@@ -30,6 +30,7 @@ fn a_bounded_exploration_keeps_safety_everywhere_and_liveness_but_for_known_find
         deadline: None,
         jobs: 2,
         backend: Simulator::Des,
+        mutant: None,
     };
     let mut safety = Vec::new();
     let mut liveness = Vec::new();
@@ -47,6 +48,7 @@ fn a_bounded_exploration_keeps_safety_everywhere_and_liveness_but_for_known_find
         } else if !case.verdict.liveness.is_empty() {
             liveness.push((seed, replay));
         }
+        std::ops::ControlFlow::Continue(())
     });
     assert_eq!((ran, cases), (SEEDS, SEEDS));
     assert!(safety.is_empty(), "safety broken:\n{}", safety.join("\n"));

@@ -2,11 +2,13 @@
 //! whole scenario, runs it and judges it; every failure is written as a TOML file with its
 //! replay command, then shrunk to a smaller one that still fails.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use livecam_sim::explore::{self, Coverage, Drawn, Plan};
+use livecam_system::mutants::Mutant;
 
 use super::sim::SimulatorArg;
 
@@ -34,6 +36,18 @@ pub struct Args {
     /// Runs the shrinker may spend on each failure (0: do not shrink).
     #[arg(long, default_value_t = 200)]
     shrink_budget: usize,
+    /// The mutation check: for each known bug (or the one named), explore with it switched
+    /// in until a seed fails that passes without it (--seeds is the budget per mutant,
+    /// default 2000), then grow that scenario to --grow hosts and shrink it. Needs a build
+    /// with `--features mutants`.
+    #[arg(long)]
+    mutants: bool,
+    /// With --mutants: only this one (`ack-before-last-segment`, `stale-manager`, ...).
+    #[arg(long, requires = "mutants")]
+    mutant: Option<String>,
+    /// With --mutants: the host count a found failure is grown to before it is shrunk.
+    #[arg(long, default_value_t = 50, requires = "mutants")]
+    grow: usize,
 }
 
 /// Explores, prints each failure as it is found and a summary with the coverage table at the
@@ -52,6 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         count: match (args.seeds, minutes) {
             (Some(n), _) => Some(n),
             (None, Some(_)) => None,
+            (None, None) if args.mutants => Some(2000),
             (None, None) => Some(200),
         },
         deadline: minutes.map(|m| Instant::now() + Duration::from_secs_f64(m * 60.0)),
@@ -59,30 +74,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         backend,
+        mutant: None,
     };
+    if args.mutants {
+        return mutation_check(&args, &plan);
+    }
     let started = Instant::now();
     let mut coverage = Coverage::default();
     let mut failed: Vec<(u64, PathBuf)> = Vec::new();
     let mut errors = 0;
     let mut sim_wall = 0.0;
-    let ran = explore::explore(&plan, |seed, case| match case {
-        Ok(case) => {
-            coverage.add(&case.drawn);
-            sim_wall += case.wall_seconds;
-            if !case.verdict.passed() {
-                match report_failure(&args, &case.drawn, &case.verdict.lines()) {
-                    Ok(path) => failed.push((seed, path)),
-                    Err(e) => {
-                        eprintln!("seed {seed}: {e:#}");
-                        errors += 1;
+    let ran = explore::explore(&plan, |seed, case| {
+        match case {
+            Ok(case) => {
+                coverage.add(&case.drawn);
+                sim_wall += case.wall_seconds;
+                if !case.verdict.passed() {
+                    match report_failure(&args, &case.drawn, &case.verdict.lines()) {
+                        Ok(path) => failed.push((seed, path)),
+                        Err(e) => {
+                            eprintln!("seed {seed}: {e:#}");
+                            errors += 1;
+                        }
                     }
                 }
             }
+            Err(e) => {
+                eprintln!("seed {seed}: {e}");
+                errors += 1;
+            }
         }
-        Err(e) => {
-            eprintln!("seed {seed}: {e}");
-            errors += 1;
-        }
+        ControlFlow::Continue(())
     });
     let wall = started.elapsed().as_secs_f64();
     println!(
@@ -138,13 +160,7 @@ fn report_failure(args: &Args, drawn: &Drawn, problems: &[String]) -> anyhow::Re
         // Shrink towards the same kind of failure: safety stays safety.
         let safety = problems.iter().any(|p| p.starts_with("safety"));
         let (small, runs) = explore::shrink(drawn, args.shrink_budget, |d| {
-            explore::run(d, args.backend.simulator()).is_ok_and(|c| {
-                if safety {
-                    !c.verdict.safety.is_empty()
-                } else {
-                    !c.verdict.passed()
-                }
-            })
+            explore::run(d, args.backend.simulator()).is_ok_and(|c| same_kind(safety, &c.verdict))
         });
         let shrunk = write(
             &args.out,
@@ -167,4 +183,78 @@ fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join(name);
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// `--mutants`: hunts each known bug, prints where it was found and what it shrank to, and a
+/// tally at the end.
+fn mutation_check(args: &Args, plan: &Plan) -> anyhow::Result<()> {
+    let mutants: Vec<Mutant> = match &args.mutant {
+        None => Mutant::ALL.to_vec(),
+        Some(name) => vec![Mutant::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .with_context(|| {
+                let names: Vec<&str> = Mutant::ALL.iter().map(|m| m.name()).collect();
+                format!(
+                    "--mutant: no mutant {name:?} (there are {})",
+                    names.join(", ")
+                )
+            })?],
+    };
+    let budget = plan.count.unwrap_or(0);
+    let started = Instant::now();
+    let mut found = 0;
+    for &m in &mutants {
+        let hunt = explore::hunt(m, plan)?;
+        let Some(case) = hunt.found else {
+            println!("{:<24} NOT FOUND in {} seeds", m.name(), hunt.seeds_run);
+            continue;
+        };
+        found += 1;
+        let d = &case.drawn;
+        println!(
+            "{:<24} found at seed {} (the {}th; {} hosts, {} faults): {}",
+            m.name(),
+            d.seed,
+            hunt.seeds_run,
+            d.hosts(),
+            d.faults.len(),
+            case.verdict.lines().join("; ")
+        );
+        if args.shrink_budget == 0 {
+            continue;
+        }
+        let safety = !case.verdict.safety.is_empty();
+        let fails = |d: &Drawn| {
+            explore::with_mutant(Some(m), || explore::run(d, plan.backend))
+                .is_ok_and(|r| r.is_ok_and(|c| same_kind(safety, &c.verdict)))
+        };
+        let grown = d.grown(args.grow);
+        let start = if fails(&grown) { grown } else { d.clone() };
+        let (small, runs) = explore::shrink(&start, args.shrink_budget, fails);
+        println!(
+            "{:<24} shrunk from {} hosts and {} faults in {runs} runs to {} hosts, {} faults, {} s",
+            "",
+            start.hosts(),
+            start.faults.len(),
+            small.hosts(),
+            small.faults.len(),
+            small.duration_s
+        );
+    }
+    println!(
+        "mutation check: {found} of {} mutants found within {budget} seeds each, in {:.0} s",
+        mutants.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Whether a verdict fails the way a failure did: safety stays safety.
+fn same_kind(safety: bool, v: &explore::Verdict) -> bool {
+    if safety {
+        !v.safety.is_empty()
+    } else {
+        !v.passed()
+    }
 }

@@ -75,6 +75,13 @@ where
     run_with(role, socket, clock, &mut Alone).await
 }
 
+/// Rounds in a row that a machine may leave its deadline at or before the instant its
+/// `handle_timeout` was given before the loop gives up on it. A machine clears a due timer
+/// in one call; one that never does (a deadline nothing removes) would spin a core forever
+/// and, under a simulator, stop simulated time: the loop ends with an error instead, so the
+/// host fails loudly (a supervisor restarts it; the scenario explorer sees it die).
+pub const MAX_STUCK_ROUNDS: u32 = 100_000;
+
 /// What woke the loop.
 enum Wake<I> {
     Datagram(io::Result<(usize, SocketAddr)>),
@@ -86,7 +93,8 @@ enum Wake<I> {
 ///
 /// Send errors (an ICMP port unreachable reported on a later send, a full buffer) are what a
 /// lossy network does anyway: they are logged and the datagram counts as lost. Receive errors
-/// of the same kind are skipped. Only a socket that cannot be used at all ends the loop.
+/// of the same kind are skipped. Only a socket that cannot be used at all ends the loop, or a
+/// machine whose due timer never clears ([`MAX_STUCK_ROUNDS`]).
 pub async fn run_with<R, S, C, G>(
     machine: &mut R,
     socket: &S,
@@ -101,6 +109,7 @@ where
 {
     let mut out = Vec::with_capacity(MAX_DATAGRAM);
     let mut inbuf = vec![0u8; MAX_DATAGRAM];
+    let mut stuck = 0u32;
     loop {
         let now = clock.now();
         if machine.poll_timeout().is_some_and(|t| t <= now) {
@@ -121,8 +130,21 @@ where
         }
         let deadline = machine.poll_timeout();
         if deadline.is_some_and(|t| t <= clock.now()) {
+            stuck = if deadline.is_some_and(|t| t <= now) {
+                stuck + 1
+            } else {
+                0
+            };
+            if stuck >= MAX_STUCK_ROUNDS {
+                tracing::error!(?deadline, ?now, "a timer that never clears; the loop ends");
+                return Err(io::Error::other(format!(
+                    "the machine's deadline stayed at {deadline:?}, not after {now:?}, for \
+                     {MAX_STUCK_ROUNDS} rounds: a timer that never clears"
+                )));
+            }
             continue;
         }
+        stuck = 0;
         let wake = tokio::select! {
             biased;
             r = socket.recv_from(&mut inbuf) => Wake::Datagram(r),
@@ -147,4 +169,52 @@ fn is_fatal(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::NotConnected | io::ErrorKind::AddrNotAvailable | io::ErrorKind::Unsupported
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::TokioClock;
+
+    /// A machine with a bug: its deadline is always due, and handling it changes nothing.
+    struct Stuck {
+        timeouts: u64,
+    }
+
+    impl Endpoint for Stuck {
+        fn handle_datagram(&mut self, _: Instant, _: SocketAddr, _: &[u8]) {}
+        fn handle_timeout(&mut self, _: Instant) {
+            self.timeouts += 1;
+        }
+        fn poll_transmit(&mut self, _: Instant, _: &mut Vec<u8>) -> Option<SocketAddr> {
+            None
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            Some(Instant::ZERO)
+        }
+    }
+
+    struct Forever;
+    impl Glue<Stuck> for Forever {
+        type Input = ();
+        async fn next_input(&mut self) -> Option<()> {
+            std::future::pending().await
+        }
+        async fn handle_input(&mut self, _: &mut Stuck, _: Instant, _: ()) {}
+        async fn after_round(&mut self, _: &mut Stuck, _: Instant, _: usize) -> ControlFlow<()> {
+            ControlFlow::Continue(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timer_that_never_clears_ends_the_loop_with_an_error_instead_of_spinning() {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let clock = TokioClock::default();
+        let mut m = Stuck { timeouts: 0 };
+        let e = run_with(&mut m, &socket, &clock, &mut Forever)
+            .await
+            .expect_err("the loop gives up");
+        assert!(e.to_string().contains("never clears"), "{e}");
+        assert_eq!(m.timeouts, u64::from(MAX_STUCK_ROUNDS));
+    }
 }

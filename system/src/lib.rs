@@ -64,6 +64,7 @@ pub mod lookup;
 pub mod machine;
 #[cfg(feature = "server")]
 pub mod metrics;
+pub mod mutants;
 #[cfg(feature = "io")]
 pub mod net;
 pub mod outbox;

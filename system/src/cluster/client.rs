@@ -1,3 +1,4 @@
+use crate::mutants::{self, Mutant};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -158,6 +159,10 @@ impl Connector {
 
     /// Starts (or restarts, after the session was lost) a connection through tier-1.
     pub fn connect(&mut self, now: Instant) {
+        if self.attempt > 0 && mutants::active(Mutant::NoReconnect) {
+            self.state = State::Idle;
+            return;
+        }
         self.state = State::Connecting {
             started: now,
             deadline: now,

@@ -1,3 +1,4 @@
+use crate::mutants::{self, Mutant};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -337,7 +338,7 @@ impl Tier2 {
             // Only the current manager hands this tier-2 on (a hand-over, or a draining
             // tier-1 redirecting it).
             Message::ManagerChange(c) if c.tier2 == self.cfg.id && Some(from) == self.manager() => {
-                if c.epoch > self.epoch {
+                if c.epoch > self.epoch && !mutants::active(Mutant::StaleManager) {
                     let index = match self.cfg.tier1s.iter().position(|&a| a == c.manager_addr) {
                         Some(i) => i,
                         None if self.cfg.tier1s.len() < MAX_TIER1_LIST => {

@@ -32,6 +32,7 @@
 //! reassembly per session (a new frame evicts the oldest, reported dropped), frames of at most
 //! `max_frame_len` bytes and `max_bytes` of reassembly buffers in all.
 
+use crate::mutants::{self, Mutant};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -551,6 +552,9 @@ impl Receiver {
 
     /// Records a frame as finished (remembered over a window of recent ids).
     fn finish(&mut self, session: u32, frame: u32, how: Finished) {
+        if how == Finished::Delivered && mutants::active(Mutant::ForgetDelivered) {
+            return;
+        }
         if let Some(s) = self.sessions.get_mut(&session) {
             s.finished.insert(frame, how);
         }
@@ -925,7 +929,10 @@ impl Receiver {
                         self.stats.nacks_spurious += 1;
                         s.estimator.on_late(now.saturating_duration_since(asked));
                     }
-                    let offset = seg.offset as usize;
+                    let mut offset = seg.offset as usize;
+                    if mutants::active(Mutant::ReassemblyOffByOne) && offset > 0 {
+                        offset -= 1;
+                    }
                     f.data[offset..offset + seg.payload.len()].copy_from_slice(seg.payload);
                     f.have[index] = true;
                     f.received += 1;
@@ -978,6 +985,10 @@ impl Receiver {
             Some(true) => {}
         }
         f.last_progress = now;
+        // Mutant: the ACK goes out while one segment is still missing.
+        let ack_early = mutants::active(Mutant::AckBeforeLastSegment)
+            && f.count > 1
+            && f.received + 1 == f.count;
         if shard.repair() && f.rtt_pending {
             // The first repair a NACK brought: one round-trip sample.
             f.rtt_pending = false;
@@ -1024,6 +1035,9 @@ impl Receiver {
             s.bytes -= freed;
         }
         Self::arm(&mut self.timers, session, frame, f, &timing);
+        if ack_early {
+            self.send_ack(session, frame);
+        }
     }
 
     fn complete(&mut self, session: u32, frame: u32) {
@@ -1165,7 +1179,12 @@ impl Receiver {
 impl Endpoint for Receiver {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         self.stats.datagrams += 1;
-        match wire::decode(data) {
+        let decoded = if mutants::active(Mutant::SkipChecksum) {
+            wire::decode_own(data)
+        } else {
+            wire::decode(data)
+        };
+        match decoded {
             Ok(Message::Segment(seg)) => self.on_shard(now, from, Shard::Data(seg)),
             Ok(Message::Parity(p)) => self.on_shard(now, from, Shard::Parity(p)),
             Ok(Message::KeepAlive(k)) => self.on_keepalive(now, from, k),

@@ -26,6 +26,7 @@
 //! counted as limited and ignored. The receiver repeats its NACKs no faster than its own
 //! `nack_interval_min`, so an honest receiver loses at most one repeat to the limit.
 
+use crate::mutants::{self, Mutant};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -659,6 +660,9 @@ impl Sender {
                 });
             }
             self.stats.frames_dropped += 1;
+            if reason != DropReason::Deadline && mutants::active(Mutant::SilentEviction) {
+                return;
+            }
             self.events
                 .push_back(SenderEvent::FrameDropped { frame, reason });
         }
@@ -955,7 +959,7 @@ impl Endpoint for Sender {
         let expired: Vec<u32> = self
             .frames
             .iter()
-            .filter(|(_, f)| f.deadline <= now)
+            .filter(|(_, f)| f.deadline <= now && !mutants::active(Mutant::NoDeadlineDrop))
             .map(|(&id, _)| id)
             .collect();
         for id in expired {

@@ -39,6 +39,7 @@
 //!   backfill frame is taken from the ring only at such a moment, and at most
 //!   `backfill_in_flight` are in flight.
 
+use crate::mutants::{self, Mutant};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -228,6 +229,10 @@ impl Durable {
 
     /// The live sender's frame was acknowledged (complete at the tier-2, not yet stored).
     pub fn on_live_acked(&mut self, now: Instant, frame: u64) {
+        if mutants::active(Mutant::ReleaseOnAck) {
+            self.on_stored(&[frame]);
+            return;
+        }
         if let Some(b) = self.busy.get_mut(&frame) {
             *b = Busy::Acked(now + self.cfg.stored_timeout);
         }

@@ -1,3 +1,4 @@
+use crate::mutants::{self, Mutant};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
@@ -268,6 +269,10 @@ impl Sink {
                     }
                     if let (Some(b), true, false) = (self.backhaul.as_mut(), intact, duplicate) {
                         let boot = self.boot_seqs.get(&session).copied().unwrap_or(0);
+                        if mutants::active(Mutant::StoredBeforeCommit) {
+                            let seq = super::durable::seq_of(boot, frame);
+                            self.stored.entry(session).or_default().push(seq);
+                        }
                         b.frame_delivered(
                             now,
                             &Delivered {
