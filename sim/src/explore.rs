@@ -5,7 +5,8 @@
 //! and [`shrink`] reduces it to a smaller one that still fails.
 //!
 //! What a drawn scenario can hold: one to three tier-1s, one to four tier-2s, one to eight
-//! mobile clients, with or without durability (ring, STORED, backfill); a default link with
+//! mobile clients, with or without durability (ring, STORED, backfill), sessions sealed with
+//! Noise keys or plain; a default link with
 //! i.i.d. or bursty loss, bit errors (checksummed or reaching the application), jitter,
 //! duplicates, a small MTU, a rate or a synthetic cellular capacity, and per-pair overrides;
 //! faults: crashes and restarts of every role, partitions both ways and one way, capacity
@@ -23,6 +24,10 @@
 //!   the end, every tier-2 with exactly one manager (a hand-over in flight leaves a tier-2
 //!   between two for a round trip, so this is a property of the settled cluster, not of every
 //!   instant) and, with durability, every captured frame stored or reported dropped.
+//!
+//! The explorer is measured by a mutation check ([`hunt`]): with the `mutants` feature, each
+//! known bug of `livecam_system::mutants` is switched in alone and the seeds run until one
+//! fails that passes without it.
 //!
 //! Everything is a function of the seed: the draw uses its own ChaCha stream, the run is the
 //! simulator's, so `livecam sim` of the written file replays a failure exactly.
