@@ -195,6 +195,33 @@ mod tests {
     use crate::device::{City, SyntheticCamera, SyntheticRoute, SyntheticSettings};
     use proptest::prelude::*;
 
+    /// The frame layout, byte for byte: stored frames must keep decoding.
+    #[test]
+    fn golden_frame_bytes() {
+        let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let with = CapturedFrame {
+            capture_ms: 1_700_000_000_123,
+            fix: Some(Fix {
+                lat: 52.5,
+                lon: -13.25,
+                speed_mps: 4.5,
+                heading_deg: 270.0,
+                fix_time_ms: 1_700_000_000_000,
+            }),
+            jpeg: vec![0xff, 0xd8, 1, 2, 0xff, 0xd9],
+        };
+        let without = CapturedFrame {
+            capture_ms: 5,
+            fix: None,
+            jpeg: vec![7],
+        };
+        for (f, want) in [(with, "4c4601010000018bcfe5687b404a400000000000c02a80000000000040900000438700000000018bcfe56800000000066f8f6157ffd80102ffd9"), (without, "4c460100000000000000000500000000000000000000000000000000000000000000000000000000000000000000000186b737ba07")] {
+            let bytes = f.encode();
+            assert_eq!(hex(&bytes), want);
+            assert_eq!(CapturedFrame::decode(&bytes), Ok(f));
+        }
+    }
+
     #[test]
     fn device_frames_carry_a_jpeg_and_the_fix_and_detect_damage() {
         let mut frames = DeviceFrames {

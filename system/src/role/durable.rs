@@ -430,6 +430,7 @@ mod tests {
     #[test]
     fn envelope_round_trips() {
         let env = encode_envelope(9, 123_456, b"abc");
+        assert_eq!(env, b"\0\0\0\0\0\0\0\x09\0\0\0\0\0\x01\xe2\x40abc");
         assert_eq!(decode_envelope(&env), Some((9, 123_456, &b"abc"[..])));
         assert_eq!(decode_envelope(&env[..5]), None);
     }

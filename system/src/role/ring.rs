@@ -748,6 +748,34 @@ mod tests {
         }
     }
 
+    /// The log's record layout, byte for byte: existing logs must keep reading.
+    #[test]
+    fn golden_record_bytes() {
+        let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let rec = DiskRing::put_record(&frame(0x0102_0304_0506_0708, 5), 9).unwrap();
+        assert_eq!(
+            hex(&rec),
+            "4600000000000000090102030405060708b1da022a527a9500000000051078c79108090a0b0c389a7cc3"
+        );
+        assert_eq!(
+            hex(&header(TAG_RELEASE, 0, 42, 0, 0)),
+            "440000000000000000000000000000002a00000000000000000000000056d7f8e7"
+        );
+        let mut h = [0u8; HEADER_LEN];
+        h.copy_from_slice(&rec[..HEADER_LEN]);
+        let head = Header::parse(&h).unwrap();
+        assert_eq!(
+            (head.tag, head.seq, head.frame, head.capture_us, head.len),
+            (
+                TAG_PUT,
+                9,
+                0x0102_0304_0506_0708,
+                0x0102_0304_0506_0708u64.wrapping_mul(100_000),
+                5
+            )
+        );
+    }
+
     fn limits(max_frames: usize, max_bytes: u64) -> RingLimits {
         RingLimits {
             max_frames,

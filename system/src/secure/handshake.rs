@@ -341,3 +341,19 @@ impl Gate {
         Ok((reply, Channel::new(client, transport)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hello's payload layout, byte for byte (a peer of another build must read it).
+    #[test]
+    fn golden_hello_payload() {
+        let p = Attempt::new(0x0102_0304, 5, 0x0a0b_0c0d_0e0f_1011).payload(0x1122_3344_5566_7788);
+        let hex: String = p.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "01020304000000051122334455667788 0a0b0c0d0e0f1011".replace(' ', "")
+        );
+    }
+}
