@@ -16,20 +16,25 @@ pub const PADDED_REQUEST_LEN: usize = 1200;
 /// Most addresses one tier-1 list carries.
 pub const MAX_TIER1_LIST: usize = 64;
 
-/// A handshake message: a 16-bit length and the bytes (cut at [`MAX_HANDSHAKE_LEN`]; callers
-/// never make longer ones).
-fn put_handshake(buf: &mut Vec<u8>, msg: &[u8]) {
-    let msg = &msg[..msg.len().min(MAX_HANDSHAKE_LEN)];
-    buf.put_u16(msg.len() as u16);
-    buf.put_bytes(msg);
-}
+/// A handshake message: a 16-bit length and the bytes.
+mod handshake {
+    use super::super::codec::{Reader, Writer};
+    use super::{WireError, MAX_HANDSHAKE_LEN};
 
-fn get_handshake<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], WireError> {
-    let n = usize::from(r.u16()?);
-    if n > MAX_HANDSHAKE_LEN {
-        return Err(WireError::Invalid("handshake message too long"));
+    /// Cut at [`MAX_HANDSHAKE_LEN`] bytes; callers never make longer ones.
+    pub(super) fn write(msg: &[u8], buf: &mut Vec<u8>) {
+        let msg = &msg[..msg.len().min(MAX_HANDSHAKE_LEN)];
+        buf.put_u16(msg.len() as u16);
+        buf.put_bytes(msg);
     }
-    r.take(n)
+
+    pub(super) fn read<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], WireError> {
+        let n = usize::from(r.u16()?);
+        if n > MAX_HANDSHAKE_LEN {
+            return Err(WireError::Invalid("handshake message too long"));
+        }
+        r.take(n)
+    }
 }
 
 /// A tier-1 list: a count and the addresses (cut at [`MAX_TIER1_LIST`]).
@@ -77,7 +82,7 @@ impl<'a> ConnectRequest<'a> {
         buf.put_u32(self.client);
         buf.put_u32(self.attempt);
         buf.put_u64(self.boot_seq);
-        put_handshake(buf, self.hello);
+        handshake::write(self.hello, buf);
         buf.put_u16(self.padding);
         buf.resize(buf.len() + usize::from(self.padding), 0);
     }
@@ -87,7 +92,7 @@ impl<'a> ConnectRequest<'a> {
             client: r.u32()?,
             attempt: r.u32()?,
             boot_seq: r.u64()?,
-            hello: get_handshake(r)?,
+            hello: handshake::read(r)?,
             // Zeros: only their number counts (and one encoding per message).
             padding: {
                 let n = r.u16()?;
@@ -100,195 +105,83 @@ impl<'a> ConnectRequest<'a> {
     }
 }
 
-/// Tier-1 -> tier-2: a client's request, with the client's address (claim 15).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectForward<'a> {
-    pub client: u32,
-    pub attempt: u32,
-    /// Copied from the request.
-    pub boot_seq: u64,
-    pub client_addr: SocketAddr,
-    /// The client's handshake message, passed on unread.
-    pub hello: &'a [u8],
-}
-
-impl<'a> ConnectForward<'a> {
-    pub(super) fn encode_body(&self, buf: &mut Vec<u8>) {
-        buf.put_u32(self.client);
-        buf.put_u32(self.attempt);
-        buf.put_u64(self.boot_seq);
-        buf.put_addr(&self.client_addr);
-        put_handshake(buf, self.hello);
-    }
-
-    pub(super) fn decode_body(r: &mut Reader<'a>) -> Result<Self, WireError> {
-        Ok(ConnectForward {
-            client: r.u32()?,
-            attempt: r.u32()?,
-            boot_seq: r.u64()?,
-            client_addr: r.addr()?,
-            hello: get_handshake(r)?,
-        })
+fields_body! {
+    /// Tier-1 -> tier-2: a client's request, with the client's address (claim 15).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct ConnectForward<'a> {
+        pub client: u32,
+        pub attempt: u32,
+        /// Copied from the request.
+        pub boot_seq: u64,
+        pub client_addr: SocketAddr,
+        /// The client's handshake message, passed on unread.
+        pub hello: &'a [u8] => handshake,
     }
 }
 
-/// Tier-2 -> client: an offer, sent later the more loaded the tier-2 is (claim 17).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectOffer<'a> {
-    pub client: u32,
-    pub attempt: u32,
-    pub tier2: u32,
-    pub load: u32,
-    /// The tier-2's answer to the client's handshake message (empty without keys).
-    pub reply: &'a [u8],
-}
-
-impl<'a> ConnectOffer<'a> {
-    pub(super) fn encode_body(&self, buf: &mut Vec<u8>) {
-        buf.put_u32(self.client);
-        buf.put_u32(self.attempt);
-        buf.put_u32(self.tier2);
-        buf.put_u32(self.load);
-        put_handshake(buf, self.reply);
-    }
-
-    pub(super) fn decode_body(r: &mut Reader<'a>) -> Result<Self, WireError> {
-        Ok(ConnectOffer {
-            client: r.u32()?,
-            attempt: r.u32()?,
-            tier2: r.u32()?,
-            load: r.u32()?,
-            reply: get_handshake(r)?,
-        })
+fields_body! {
+    /// Tier-2 -> client: an offer, sent later the more loaded the tier-2 is (claim 17).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct ConnectOffer<'a> {
+        pub client: u32,
+        pub attempt: u32,
+        pub tier2: u32,
+        pub load: u32,
+        /// The tier-2's answer to the client's handshake message (empty without keys).
+        pub reply: &'a [u8] => handshake,
     }
 }
 
-/// Client -> tier-2: accept (`CONNECT_ACCEPT`) or release (`CONNECT_RELEASE`) an offer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectReply {
-    pub client: u32,
-    pub attempt: u32,
-    pub tier2: u32,
-}
-
-impl ConnectReply {
-    pub(super) fn encode_body(&self, buf: &mut Vec<u8>) {
-        buf.put_u32(self.client);
-        buf.put_u32(self.attempt);
-        buf.put_u32(self.tier2);
-    }
-
-    pub(super) fn decode_body(r: &mut Reader<'_>) -> Result<Self, WireError> {
-        Ok(ConnectReply {
-            client: r.u32()?,
-            attempt: r.u32()?,
-            tier2: r.u32()?,
-        })
+fields_body! {
+    /// Client -> tier-2: accept (`CONNECT_ACCEPT`) or release (`CONNECT_RELEASE`) an offer.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct ConnectReply {
+        pub client: u32,
+        pub attempt: u32,
+        pub tier2: u32,
     }
 }
 
-/// Tier-2 -> manager: alive, with load. `epoch` counts the tier-2's manager changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Heartbeat {
-    pub tier2: u32,
-    pub epoch: u64,
-    pub sessions: u32,
-    pub capacity: u32,
-}
-
-impl Heartbeat {
-    pub(super) fn encode_body(&self, buf: &mut Vec<u8>) {
-        buf.put_u32(self.tier2);
-        buf.put_u64(self.epoch);
-        buf.put_u32(self.sessions);
-        buf.put_u32(self.capacity);
-    }
-
-    pub(super) fn decode_body(r: &mut Reader<'_>) -> Result<Self, WireError> {
-        Ok(Heartbeat {
-            tier2: r.u32()?,
-            epoch: r.u64()?,
-            sessions: r.u32()?,
-            capacity: r.u32()?,
-        })
+fields_body! {
+    /// Tier-2 -> manager: alive, with load. `epoch` counts the tier-2's manager changes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Heartbeat {
+        pub tier2: u32,
+        pub epoch: u64,
+        pub sessions: u32,
+        pub capacity: u32,
     }
 }
 
-/// Tier-1 -> tier-2: heard you.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeartbeatAck {
-    pub tier1: u32,
-    pub tier2: u32,
-    pub epoch: u64,
-}
-
-impl HeartbeatAck {
-    pub(super) fn encode_body(&self, buf: &mut Vec<u8>) {
-        buf.put_u32(self.tier1);
-        buf.put_u32(self.tier2);
-        buf.put_u64(self.epoch);
-    }
-
-    pub(super) fn decode_body(r: &mut Reader<'_>) -> Result<Self, WireError> {
-        Ok(HeartbeatAck {
-            tier1: r.u32()?,
-            tier2: r.u32()?,
-            epoch: r.u64()?,
-        })
+fields_body! {
+    /// Tier-1 -> tier-2: heard you.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct HeartbeatAck {
+        pub tier1: u32,
+        pub tier2: u32,
+        pub epoch: u64,
     }
 }
 
-/// Tier-1 -> peer: take over this tier-2 (`HANDOVER_REQUEST`), or: taken (`HANDOVER_ACCEPT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Handover {
-    pub tier1: u32,
-    pub tier2: u32,
-    pub tier2_addr: SocketAddr,
-    pub epoch: u64,
-}
-
-impl Handover {
-    pub(super) fn encode_body(&self, buf: &mut Vec<u8>) {
-        buf.put_u32(self.tier1);
-        buf.put_u32(self.tier2);
-        buf.put_addr(&self.tier2_addr);
-        buf.put_u64(self.epoch);
-    }
-
-    pub(super) fn decode_body(r: &mut Reader<'_>) -> Result<Self, WireError> {
-        Ok(Handover {
-            tier1: r.u32()?,
-            tier2: r.u32()?,
-            tier2_addr: r.addr()?,
-            epoch: r.u64()?,
-        })
+fields_body! {
+    /// Tier-1 -> peer: take over this tier-2 (`HANDOVER_REQUEST`), or: taken (`HANDOVER_ACCEPT`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Handover {
+        pub tier1: u32,
+        pub tier2: u32,
+        pub tier2_addr: SocketAddr,
+        pub epoch: u64,
     }
 }
 
-/// Tier-1 -> tier-2: your manager is `manager` at `manager_addr` from `epoch` on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ManagerChange {
-    pub tier2: u32,
-    pub manager: u32,
-    pub manager_addr: SocketAddr,
-    pub epoch: u64,
-}
-
-impl ManagerChange {
-    pub(super) fn encode_body(&self, buf: &mut Vec<u8>) {
-        buf.put_u32(self.tier2);
-        buf.put_u32(self.manager);
-        buf.put_addr(&self.manager_addr);
-        buf.put_u64(self.epoch);
-    }
-
-    pub(super) fn decode_body(r: &mut Reader<'_>) -> Result<Self, WireError> {
-        Ok(ManagerChange {
-            tier2: r.u32()?,
-            manager: r.u32()?,
-            manager_addr: r.addr()?,
-            epoch: r.u64()?,
-        })
+fields_body! {
+    /// Tier-1 -> tier-2: your manager is `manager` at `manager_addr` from `epoch` on.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct ManagerChange {
+        pub tier2: u32,
+        pub manager: u32,
+        pub manager_addr: SocketAddr,
+        pub epoch: u64,
     }
 }
 

@@ -169,6 +169,43 @@ impl Writer for Vec<u8> {
     }
 }
 
+/// A value of a fixed layout: how [`Reader`] reads it and [`Writer`] writes it. A message whose
+/// body is just such fields in order declares them once, with `fields_body!` (see the wire
+/// module), and gets its encoder and decoder from them.
+pub trait Field: Sized {
+    fn write(&self, w: &mut Vec<u8>);
+    fn read(r: &mut Reader<'_>) -> Result<Self, WireError>;
+}
+
+macro_rules! int_field {
+    ($($t:ty: $put:ident, $get:ident;)*) => {$(
+        impl Field for $t {
+            fn write(&self, w: &mut Vec<u8>) {
+                w.$put(*self);
+            }
+            fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
+                r.$get()
+            }
+        }
+    )*};
+}
+
+int_field! {
+    u8: put_u8, u8;
+    u16: put_u16, u16;
+    u32: put_u32, u32;
+    u64: put_u64, u64;
+}
+
+impl Field for SocketAddr {
+    fn write(&self, w: &mut Vec<u8>) {
+        w.put_addr(self);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        r.addr()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,7 @@
 //! [`Message`] enum with its encoder and decoder, which dispatch on the type byte to the
 //! families' body layouts:
 //!
-//! - [`codec`]: the one checked [`Reader`](codec::Reader) and [`Writer`](codec::Writer) every
+//! - [`codec`]: the one checked [`Reader`] and [`codec::Writer`] every
 //!   layout here (and the workspace's other binary formats) is read and written with;
 //! - `segments`: segment, parity, NACK, frame ACK, keep-alive and STORED;
 //! - `cluster`: connection set-up, heartbeats, hand-overs, manager changes, peer status and
@@ -34,12 +34,57 @@
 //! - `secured`: the sealed and signed datagrams that carry another datagram.
 //!
 //! Every family's types are re-exported here, so `wire::Segment`, `wire::Heartbeat`, ... name
-//! them. In each family a message's encoder and decoder sit side by side: the layout is
-//! written once.
+//! them. In each family a message's encoder and decoder sit side by side, so each layout is
+//! written once; a message whose body is just its fields in order is declared with
+//! `fields_body!`, and its struct is its layout.
 
 use std::net::SocketAddr;
 
 use thiserror::Error;
+
+/// Declares a message whose body is its fields in wire order, with its `encode_body` and
+/// `decode_body`: the struct is the layout, written once. Each field is a [`codec::Field`], or
+/// names after `=>` the module whose `write` and `read` carry it (`handshake`).
+macro_rules! fields_body {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident $(<$lt:lifetime>)? {
+            $($(#[$field_meta:meta])* pub $field:ident: $ty:ty $(=> $with:ident)?,)*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name $(<$lt>)? {
+            $($(#[$field_meta])* pub $field: $ty,)*
+        }
+
+        impl<'r $(: $lt, $lt)?> $name $(<$lt>)? {
+            pub(super) fn encode_body(&self, buf: &mut Vec<u8>) {
+                $(fields_body!(@write self, buf, $field $(, $with)?);)*
+            }
+
+            pub(super) fn decode_body(
+                r: &mut $crate::proto::wire::codec::Reader<'r>,
+            ) -> Result<Self, $crate::proto::wire::WireError> {
+                // Struct fields are evaluated in the order written: the wire order.
+                Ok($name {
+                    $($field: fields_body!(@read r $(, $with)?),)*
+                })
+            }
+        }
+    };
+    (@write $self:ident, $buf:ident, $field:ident) => {
+        $crate::proto::wire::codec::Field::write(&$self.$field, $buf)
+    };
+    (@write $self:ident, $buf:ident, $field:ident, $with:ident) => {
+        $with::write(&$self.$field, $buf)
+    };
+    (@read $r:ident) => {
+        $crate::proto::wire::codec::Field::read($r)?
+    };
+    (@read $r:ident, $with:ident) => {
+        $with::read($r)?
+    };
+}
 
 mod cluster;
 pub mod codec;

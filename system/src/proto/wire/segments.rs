@@ -237,14 +237,16 @@ impl Nack {
     }
 }
 
-/// A frame arrived whole; the sender cuts its next frame into `next_segment_size` bytes and
-/// adds `next_parity` parity segments to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrameAck {
-    pub session: u32,
-    pub frame: u32,
-    pub next_segment_size: u16,
-    pub next_parity: u8,
+fields_body! {
+    /// A frame arrived whole; the sender cuts its next frame into `next_segment_size` bytes and
+    /// adds `next_parity` parity segments to it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct FrameAck {
+        pub session: u32,
+        pub frame: u32,
+        pub next_segment_size: u16,
+        pub next_parity: u8,
+    }
 }
 
 impl FrameAck {
@@ -252,53 +254,27 @@ impl FrameAck {
     pub fn encode(&self, buf: &mut Vec<u8>) {
         framed(buf, kind::FRAME_ACK, |b| self.encode_body(b));
     }
-
-    pub(super) fn encode_body(&self, buf: &mut Vec<u8>) {
-        buf.put_u32(self.session);
-        buf.put_u32(self.frame);
-        buf.put_u16(self.next_segment_size);
-        buf.put_u8(self.next_parity);
-    }
-
-    pub(super) fn decode_body(r: &mut Reader<'_>) -> Result<Self, WireError> {
-        Ok(FrameAck {
-            session: r.u32()?,
-            frame: r.u32()?,
-            next_segment_size: r.u16()?,
-            next_parity: r.u8()?,
-        })
-    }
 }
 
-/// An idle session's sign of life (see `role::Mobile`): the client sends one when it has
-/// heard nothing from its tier-2 for a keep-alive interval, and the tier-2 echoes it. It keeps
-/// the session (and its keys) at the tier-2 while the camera sends no frames (stopped), and
-/// tells the client its tier-2 is gone when no echo comes. Who may send it: the session's two
-/// ends only (it travels sealed with the session's keys); the echo is the size of the request,
-/// so answering it amplifies nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeepAlive {
-    pub session: u32,
-    /// Counts up per keep-alive; the echo carries the request's.
-    pub seq: u32,
+fields_body! {
+    /// An idle session's sign of life (see `role::Mobile`): the client sends one when it has
+    /// heard nothing from its tier-2 for a keep-alive interval, and the tier-2 echoes it. It keeps
+    /// the session (and its keys) at the tier-2 while the camera sends no frames (stopped), and
+    /// tells the client its tier-2 is gone when no echo comes. Who may send it: the session's two
+    /// ends only (it travels sealed with the session's keys); the echo is the size of the request,
+    /// so answering it amplifies nothing.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct KeepAlive {
+        pub session: u32,
+        /// Counts up per keep-alive; the echo carries the request's.
+        pub seq: u32,
+    }
 }
 
 impl KeepAlive {
     /// Appends the encoded keep-alive to `buf`.
     pub fn encode(&self, buf: &mut Vec<u8>) {
         framed(buf, kind::KEEPALIVE, |b| self.encode_body(b));
-    }
-
-    pub(super) fn encode_body(&self, buf: &mut Vec<u8>) {
-        buf.put_u32(self.session);
-        buf.put_u32(self.seq);
-    }
-
-    pub(super) fn decode_body(r: &mut Reader<'_>) -> Result<Self, WireError> {
-        Ok(KeepAlive {
-            session: r.u32()?,
-            seq: r.u32()?,
-        })
     }
 }
 
