@@ -23,7 +23,7 @@ mod handshake {
 
     /// Cut at [`MAX_HANDSHAKE_LEN`] bytes; callers never make longer ones.
     pub(super) fn write(msg: &[u8], buf: &mut Vec<u8>) {
-        let msg = &msg[..msg.len().min(MAX_HANDSHAKE_LEN)];
+        let msg = msg.get(..MAX_HANDSHAKE_LEN).unwrap_or(msg);
         buf.put_u16(msg.len() as u16);
         buf.put_bytes(msg);
     }
@@ -41,7 +41,7 @@ mod handshake {
 pub(super) fn put_tier1_list(buf: &mut Vec<u8>, addrs: &[SocketAddr]) {
     let n = addrs.len().min(MAX_TIER1_LIST);
     buf.put_u8(n as u8);
-    for a in &addrs[..n] {
+    for a in addrs.iter().take(n) {
         buf.put_addr(a);
     }
 }

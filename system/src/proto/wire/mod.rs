@@ -97,7 +97,7 @@ pub use cluster::{
     ManagerChange, PeerStatus, SessionTier1s, MAX_HANDSHAKE_LEN, MAX_TIER1_LIST,
     PADDED_REQUEST_LEN,
 };
-use codec::Reader;
+use codec::{Reader, Writer};
 pub use commands::{Command, CommandMsg, CommandResult, MAX_REASON_LEN};
 pub use secured::{
     finish_signed, put_sealed, put_signed_head, signed_part, Sealed, Signed, AEAD_TAG_LEN,
@@ -233,15 +233,15 @@ pub enum Message<'a> {
 
 fn put_preamble(buf: &mut Vec<u8>, kind: u8) -> usize {
     let start = buf.len();
-    buf.extend_from_slice(&MAGIC);
-    buf.push(VERSION);
-    buf.push(kind);
+    buf.put_bytes(&MAGIC);
+    buf.put_u8(VERSION);
+    buf.put_u8(kind);
     start
 }
 
 fn put_crc(buf: &mut Vec<u8>, start: usize) {
     let crc = crc32c::crc32c(buf.get(start..).unwrap_or_default());
-    buf.extend_from_slice(&crc.to_be_bytes());
+    buf.put_u32(crc);
 }
 
 /// Appends one datagram: the preamble of type `kind`, the body `body` writes, the CRC.

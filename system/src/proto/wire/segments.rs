@@ -209,7 +209,7 @@ impl Nack {
         buf.put_u32(self.session);
         buf.put_u32(self.frame);
         buf.put_u16(n as u16);
-        for &i in &self.missing[..n] {
+        for &i in self.missing.iter().take(n) {
             buf.put_u16(i);
         }
     }
@@ -298,7 +298,7 @@ impl Stored {
         let n = self.frames.len().min(MAX_STORED_FRAMES);
         buf.put_u32(self.session);
         buf.put_u16(n as u16);
-        for &f in &self.frames[..n] {
+        for &f in self.frames.iter().take(n) {
             buf.put_u64(f);
         }
     }
