@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use livecam_system::driver;
 use livecam_system::link::{LinkConfig, LinkStats, Network};
 use livecam_system::net::TokioClock;
+use livecam_system::proto::wire::codec::{Reader, Writer};
 use livecam_system::proto::{
     PolicyConfig, PolicyKind, Receiver, ReceiverConfig, Sender, SenderConfig,
 };
@@ -56,6 +57,67 @@ const SRT_CHUNK: usize = 1316;
 const CHUNK_HEADER: usize = 16;
 /// Header of a TCP frame: payload length, frame id, capture microseconds.
 const TCP_HEADER: usize = 16;
+
+/// One frame on the TCP baseline's stream: its length, number and capture time
+/// ([`TCP_HEADER`] bytes), then its bytes.
+struct TcpFrame<'a> {
+    frame: u32,
+    capture: u64,
+    data: &'a [u8],
+}
+
+impl<'a> TcpFrame<'a> {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.put_u32(self.data.len() as u32);
+        out.put_u32(self.frame);
+        out.put_u64(self.capture);
+        out.put_bytes(self.data);
+    }
+
+    /// The first frame of `stream` and the bytes it takes, or `None` until all of it arrived.
+    fn read(stream: &'a [u8]) -> Option<(Self, usize)> {
+        let mut r = Reader::new(stream);
+        let len = r.u32().ok()? as usize;
+        let f = TcpFrame {
+            frame: r.u32().ok()?,
+            capture: r.u64().ok()?,
+            data: r.take(len).ok()?,
+        };
+        Some((f, TCP_HEADER + len))
+    }
+}
+
+/// One chunk of a frame on the SRT baseline: frame number, chunk index, chunk count and
+/// capture time ([`CHUNK_HEADER`] bytes), then the chunk's bytes.
+struct Chunk<'a> {
+    frame: u32,
+    index: u16,
+    count: u16,
+    capture: u64,
+    part: &'a [u8],
+}
+
+impl<'a> Chunk<'a> {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.put_u32(self.frame);
+        out.put_u16(self.index);
+        out.put_u16(self.count);
+        out.put_u64(self.capture);
+        out.put_bytes(self.part);
+    }
+
+    /// A chunk datagram, or `None` when it is shorter than its header.
+    fn read(datagram: &'a [u8]) -> Option<Self> {
+        let mut r = Reader::new(datagram);
+        Some(Chunk {
+            frame: r.u32().ok()?,
+            index: r.u16().ok()?,
+            count: r.u16().ok()?,
+            capture: r.u64().ok()?,
+            part: r.rest(),
+        })
+    }
+}
 /// How long after the last capture a frame may still arrive.
 const GRACE: Duration = Duration::from_secs(8);
 /// The stream starts this long after the run's clock starts.
@@ -414,22 +476,12 @@ fn tcp(net: &Net, spec: &StreamSpec, origin: Instant) -> io::Result<Log> {
             }
             let at = now_us(origin);
             let mut used = 0;
-            while buf.len() - used >= TCP_HEADER {
-                let h = &buf[used..used + TCP_HEADER];
-                let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
-                if buf.len() - used < TCP_HEADER + len {
-                    break;
-                }
-                let frame = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
-                let mut c = [0u8; 8];
-                c.copy_from_slice(&h[8..16]);
-                let capture = u64::from_be_bytes(c);
-                let data = &buf[used + TCP_HEADER..used + TCP_HEADER + len];
-                if data != content.frame(1, frame, len).as_slice() {
+            while let Some((f, took)) = TcpFrame::read(buf.get(used..).unwrap_or_default()) {
+                if f.data != content.frame(1, f.frame, f.data.len()).as_slice() {
                     log.corrupted += 1;
                 }
-                log.delivered.push((frame, capture, at));
-                used += TCP_HEADER + len;
+                log.delivered.push((f.frame, f.capture, at));
+                used += took;
             }
             buf.drain(..used);
         }
@@ -450,10 +502,12 @@ fn tcp(net: &Net, spec: &StreamSpec, origin: Instant) -> io::Result<Log> {
             sleep_until_us(origin, capture);
             let data = content.frame(1, i, spec2.frame_bytes);
             let mut msg = Vec::with_capacity(TCP_HEADER + data.len());
-            msg.extend_from_slice(&(data.len() as u32).to_be_bytes());
-            msg.extend_from_slice(&i.to_be_bytes());
-            msg.extend_from_slice(&capture.to_be_bytes());
-            msg.extend_from_slice(&data);
+            TcpFrame {
+                frame: i,
+                capture,
+                data: &data,
+            }
+            .write(&mut msg);
             stream.write_all(&msg)?;
         }
         stream.shutdown(std::net::Shutdown::Write)
@@ -544,17 +598,17 @@ fn srt(net: &Net, spec: &StreamSpec, origin: Instant) -> io::Result<Log> {
                 }
                 Err(e) => return Err(e),
             };
-            if n < CHUNK_HEADER {
+            let Some(chunk) = buf.get(..n).and_then(Chunk::read) else {
                 continue;
-            }
+            };
             let at = now_us(origin);
-            let h = &buf[..CHUNK_HEADER];
-            let frame = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
-            let index = usize::from(u16::from_be_bytes([h[4], h[5]]));
-            let count = usize::from(u16::from_be_bytes([h[6], h[7]]));
-            let mut c = [0u8; 8];
-            c.copy_from_slice(&h[8..16]);
-            let capture = u64::from_be_bytes(c);
+            let Chunk {
+                frame,
+                capture,
+                part,
+                ..
+            } = chunk;
+            let (index, count) = (usize::from(chunk.index), usize::from(chunk.count));
             if count == 0 || index >= count {
                 continue;
             }
@@ -562,7 +616,7 @@ fn srt(net: &Net, spec: &StreamSpec, origin: Instant) -> io::Result<Log> {
             if parts.len() != count {
                 continue;
             }
-            parts[index] = Some(buf[CHUNK_HEADER..n].to_vec());
+            parts[index] = Some(part.to_vec());
             if parts.iter().all(Option::is_some) {
                 let data: Vec<u8> = parts.iter().flatten().flatten().copied().collect();
                 if data != content.frame(1, frame, data.len()) {
@@ -584,11 +638,14 @@ fn srt(net: &Net, spec: &StreamSpec, origin: Instant) -> io::Result<Log> {
         let count = data.len().div_ceil(per).max(1);
         for (k, part) in data.chunks(per).enumerate() {
             let mut msg = Vec::with_capacity(CHUNK_HEADER + part.len());
-            msg.extend_from_slice(&i.to_be_bytes());
-            msg.extend_from_slice(&(k as u16).to_be_bytes());
-            msg.extend_from_slice(&(count as u16).to_be_bytes());
-            msg.extend_from_slice(&capture.to_be_bytes());
-            msg.extend_from_slice(part);
+            Chunk {
+                frame: i,
+                index: k as u16,
+                count: count as u16,
+                capture,
+                part,
+            }
+            .write(&mut msg);
             // A full loopback buffer loses the chunk, and so the frame, as SRT would.
             let _ = input.send_to(&msg, to);
         }
@@ -626,4 +683,52 @@ pub fn sweep(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The baselines' framings, byte for byte, and read back.
+    #[test]
+    fn tcp_frames_and_srt_chunks_round_trip() {
+        let mut stream = Vec::new();
+        TcpFrame {
+            frame: 7,
+            capture: 0x0102_0304_0506_0708,
+            data: b"abc",
+        }
+        .write(&mut stream);
+        assert_eq!(
+            stream,
+            b"\0\0\0\x03\0\0\0\x07\x01\x02\x03\x04\x05\x06\x07\x08abc"
+        );
+        stream.extend_from_slice(&stream.clone()[..TCP_HEADER + 1]);
+        let (f, took) = TcpFrame::read(&stream).unwrap();
+        assert_eq!(
+            (f.frame, f.capture, f.data, took),
+            (7, 0x0102_0304_0506_0708, &b"abc"[..], 19)
+        );
+        assert!(
+            TcpFrame::read(&stream[took..]).is_none(),
+            "a frame not whole yet"
+        );
+
+        let mut d = Vec::new();
+        Chunk {
+            frame: 7,
+            index: 1,
+            count: 2,
+            capture: 9,
+            part: b"xy",
+        }
+        .write(&mut d);
+        assert_eq!(d, b"\0\0\0\x07\0\x01\0\x02\0\0\0\0\0\0\0\x09xy");
+        let c = Chunk::read(&d).unwrap();
+        assert_eq!(
+            (c.frame, c.index, c.count, c.capture, c.part),
+            (7, 1, 2, 9, &b"xy"[..])
+        );
+        assert!(Chunk::read(&d[..CHUNK_HEADER - 1]).is_none());
+    }
 }

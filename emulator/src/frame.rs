@@ -5,8 +5,15 @@
 //! drops the frame. Every emulated host `i` has the MAC address `02:4c:63:00:HI:LO` with
 //! `HI:LO = i + 1` (locally administered, unicast) and the IPv4 address
 //! `10.200.HI.LO` in `10.200.0.0/16`, so the bridge never has to learn anything.
+//!
+//! The few header fields it needs are read with the wire codec's checked
+//! [`Reader`]: no packet-parsing crate is in the lock file (pnet's `pnet_packet` is not; only
+//! `pnet_datalink` and its base are), and these are a handful of fixed offsets.
 
 use std::net::Ipv4Addr;
+
+use livecam_system::proto::wire::codec::Reader;
+use livecam_system::proto::wire::WireError;
 
 /// Bytes of Ethernet header (no VLAN tag: the emulated hosts use none).
 pub const ETHERNET_HEADER_LEN: usize = 14;
@@ -51,11 +58,12 @@ pub fn host_ip(index: usize) -> Ipv4Addr {
 
 /// The host a MAC address belongs to, if it is one of ours (`hosts` of them).
 pub fn host_of_mac(mac: &[u8], hosts: usize) -> Option<usize> {
-    if mac.len() != 6 || mac[..4] != MAC_PREFIX {
+    let mut r = Reader::new(mac);
+    let (prefix, n) = (r.array::<4>().ok()?, r.u16().ok()?);
+    if prefix != MAC_PREFIX || r.finish().is_err() {
         return None;
     }
-    let n = usize::from(u16::from_be_bytes([mac[4], mac[5]]));
-    let index = n.checked_sub(1)?;
+    let index = usize::from(n).checked_sub(1)?;
     (index < hosts).then_some(index)
 }
 
@@ -71,14 +79,16 @@ pub struct Route {
 /// The route of an IPv4 unicast frame between two of the `hosts` emulated hosts; `None` for
 /// anything else (broadcast, other EtherTypes, truncated, strangers, a host to itself).
 pub fn route(frame: &[u8], hosts: usize) -> Option<Route> {
-    if frame.len() < ETHERNET_HEADER_LEN + 20 {
+    if frame.len() < ETHERNET_HEADER_LEN + IPV4_HEADER_LEN {
         return None;
     }
-    if u16::from_be_bytes([frame[12], frame[13]]) != ETHERTYPE_IPV4 {
+    let mut r = Reader::new(frame);
+    let (to, from) = (r.take(6).ok()?, r.take(6).ok()?);
+    if r.u16().ok()? != ETHERTYPE_IPV4 {
         return None;
     }
-    let to = host_of_mac(&frame[0..6], hosts)?;
-    let from = host_of_mac(&frame[6..12], hosts)?;
+    let to = host_of_mac(to, hosts)?;
+    let from = host_of_mac(from, hosts)?;
     (from != to).then_some(Route { from, to })
 }
 
@@ -95,15 +105,49 @@ pub fn model_len(frame: &[u8]) -> usize {
 /// damaged packet still reaches its host, whose checksums then judge it.
 pub const FLIP_OFFSET: usize = ETHERNET_HEADER_LEN + MODEL_HEADER_LEN;
 
+/// Bytes of an IPv4 header without options.
+const IPV4_HEADER_LEN: usize = 20;
+
+/// The fields of an IPv4 header the bridge reads.
+struct Ipv4Header {
+    version: u8,
+    /// Header length in bytes (IHL x 4).
+    header_len: usize,
+    total_len: u16,
+    fragment_offset: u16,
+    protocol: u8,
+}
+
+impl Ipv4Header {
+    /// The header at the start of `ip`; `None` when `ip` is shorter than 20 bytes.
+    fn read(ip: &[u8]) -> Option<Self> {
+        Self::read_fields(&mut Reader::new(ip.get(..IPV4_HEADER_LEN)?)).ok()
+    }
+
+    fn read_fields(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let version_ihl = r.u8()?;
+        let _dscp_ecn = r.u8()?;
+        let total_len = r.u16()?;
+        let _identification = r.u16()?;
+        let fragment_offset = r.u16()? & 0x1fff;
+        let _ttl = r.u8()?;
+        let protocol = r.u8()?;
+        Ok(Ipv4Header {
+            version: version_ihl >> 4,
+            header_len: usize::from(version_ihl & 0x0f) * 4,
+            total_len,
+            fragment_offset,
+            protocol,
+        })
+    }
+}
+
 /// The IPv4 total length of the frame's packet, bounded by what the frame holds.
 fn ip_total_len(frame: &[u8]) -> usize {
     let Some(ip) = frame.get(ETHERNET_HEADER_LEN..) else {
         return 0;
     };
-    if ip.len() < 20 {
-        return ip.len();
-    }
-    usize::from(u16::from_be_bytes([ip[2], ip[3]])).min(ip.len())
+    Ipv4Header::read(ip).map_or(ip.len(), |h| usize::from(h.total_len).min(ip.len()))
 }
 
 /// Zeroes the UDP checksum of a frame holding the first fragment of an IPv4 UDP datagram (a
@@ -113,17 +157,16 @@ pub fn clear_udp_checksum(frame: &mut [u8]) -> bool {
     let Some(ip) = frame.get_mut(ETHERNET_HEADER_LEN..) else {
         return false;
     };
-    if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != IPPROTO_UDP {
+    let Some(h) = Ipv4Header::read(ip) else {
+        return false;
+    };
+    if h.version != 4 || h.protocol != IPPROTO_UDP || h.fragment_offset != 0 {
         return false;
     }
-    let fragment_offset = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
-    if fragment_offset != 0 {
-        return false;
-    }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let ihl = h.header_len;
     match ip.get_mut(ihl + 6..ihl + 8) {
-        Some(sum) if ihl >= 20 => {
-            sum.copy_from_slice(&[0, 0]);
+        Some(sum) if ihl >= IPV4_HEADER_LEN => {
+            sum.fill(0);
             true
         }
         _ => false,

@@ -18,6 +18,7 @@ use std::task::Poll;
 
 use livecam_system::link::{apply_bit_flips, Calendar};
 use livecam_system::net::{sleep_until_opt, Clock, DatagramSocket};
+use livecam_system::proto::wire::codec::{Reader, Writer};
 use livecam_system::time::Instant;
 
 use crate::state::{lock, Shared};
@@ -146,9 +147,10 @@ impl<S: DatagramSocket + 'static, C: Clock> LinkedSocket<S, C> {
 
     fn hold(&self, now: Instant, from: SocketAddr, envelope: &[u8]) {
         // A datagram without an envelope came from outside the link layer: deliver it as is.
-        let (at, data) = match envelope.split_first_chunk::<ENVELOPE>() {
-            Some((at, data)) => (Instant::from_micros(u64::from_be_bytes(*at)), data),
-            None => (now, envelope),
+        let mut r = Reader::new(envelope);
+        let (at, data) = match r.u64() {
+            Ok(at) => (Instant::from_micros(at), r.rest()),
+            Err(_) => (now, envelope),
         };
         self.inbox.borrow_mut().push(at, from, data);
     }
@@ -163,8 +165,8 @@ impl<S: DatagramSocket + 'static, C: Clock> DatagramSocket for LinkedSocket<S, C
         let mut result = Ok(buf.len());
         for copy in &fate.copies {
             envelope.clear();
-            envelope.extend_from_slice(&copy.at.as_micros().to_be_bytes());
-            envelope.extend_from_slice(buf);
+            envelope.put_u64(copy.at.as_micros());
+            envelope.put_bytes(buf);
             apply_bit_flips(&mut envelope[ENVELOPE..], &copy.bit_flips);
             if let Err(e) = self.inner.send_to(&envelope, target).await {
                 result = Err(e);

@@ -12,6 +12,7 @@ use thiserror::Error;
 
 use super::camera::{CameraError, FrameSource};
 use super::gps::{Fix, GpsSource};
+use crate::proto::wire::codec::{Reader, Writer};
 use crate::proto::wire::Command;
 use crate::role::adapt::{check_quality, check_resolution};
 use crate::role::{FrameCheck, FrameProducer};
@@ -48,10 +49,10 @@ pub struct CapturedFrame {
 impl CapturedFrame {
     pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(HEADER_LEN + self.jpeg.len());
-        b.extend_from_slice(&MAGIC);
-        b.push(VERSION);
-        b.push(u8::from(self.fix.is_some()));
-        b.extend_from_slice(&self.capture_ms.to_be_bytes());
+        b.put_bytes(&MAGIC);
+        b.put_u8(VERSION);
+        b.put_u8(u8::from(self.fix.is_some()));
+        b.put_u64(self.capture_ms);
         let f = self.fix.unwrap_or(Fix {
             lat: 0.0,
             lon: 0.0,
@@ -59,14 +60,14 @@ impl CapturedFrame {
             heading_deg: 0.0,
             fix_time_ms: 0,
         });
-        b.extend_from_slice(&f.lat.to_be_bytes());
-        b.extend_from_slice(&f.lon.to_be_bytes());
-        b.extend_from_slice(&(f.speed_mps as f32).to_be_bytes());
-        b.extend_from_slice(&(f.heading_deg as f32).to_be_bytes());
-        b.extend_from_slice(&f.fix_time_ms.to_be_bytes());
-        b.extend_from_slice(&(self.jpeg.len() as u32).to_be_bytes());
-        b.extend_from_slice(&crc32c::crc32c(&self.jpeg).to_be_bytes());
-        b.extend_from_slice(&self.jpeg);
+        b.put_f64(f.lat);
+        b.put_f64(f.lon);
+        b.put_f32(f.speed_mps as f32);
+        b.put_f32(f.heading_deg as f32);
+        b.put_u64(f.fix_time_ms);
+        b.put_u32(self.jpeg.len() as u32);
+        b.put_u32(crc32c::crc32c(&self.jpeg));
+        b.put_bytes(&self.jpeg);
         b
     }
 
@@ -74,29 +75,26 @@ impl CapturedFrame {
         if bytes.len() < HEADER_LEN {
             return Err(FrameError::TooShort(bytes.len()));
         }
-        if bytes[..2] != MAGIC {
+        // Every read below is within the checked length: a short read is still only an error.
+        let short = |_| FrameError::TooShort(bytes.len());
+        let mut r = Reader::new(bytes);
+        if r.array::<2>().map_err(short)? != MAGIC {
             return Err(FrameError::BadMagic);
         }
-        if bytes[2] != VERSION {
-            return Err(FrameError::Version(bytes[2]));
+        let version = r.u8().map_err(short)?;
+        if version != VERSION {
+            return Err(FrameError::Version(version));
         }
-        let has_fix = bytes[3] & 1 != 0;
-        let mut at = 4;
-        let mut take = |n: usize| {
-            let s = &bytes[at..at + n];
-            at += n;
-            s
-        };
-        let u64_ = |s: &[u8]| u64::from_be_bytes(s.try_into().unwrap_or([0; 8]));
-        let capture_ms = u64_(take(8));
-        let lat = f64::from_bits(u64_(take(8)));
-        let lon = f64::from_bits(u64_(take(8)));
-        let speed = f32::from_be_bytes(take(4).try_into().unwrap_or([0; 4]));
-        let heading = f32::from_be_bytes(take(4).try_into().unwrap_or([0; 4]));
-        let fix_time_ms = u64_(take(8));
-        let len = u32::from_be_bytes(take(4).try_into().unwrap_or([0; 4])) as usize;
-        let crc = u32::from_be_bytes(take(4).try_into().unwrap_or([0; 4]));
-        let jpeg = &bytes[HEADER_LEN..];
+        let has_fix = r.u8().map_err(short)? & 1 != 0;
+        let capture_ms = r.u64().map_err(short)?;
+        let lat = r.f64().map_err(short)?;
+        let lon = r.f64().map_err(short)?;
+        let speed = r.f32().map_err(short)?;
+        let heading = r.f32().map_err(short)?;
+        let fix_time_ms = r.u64().map_err(short)?;
+        let len = r.u32().map_err(short)? as usize;
+        let crc = r.u32().map_err(short)?;
+        let jpeg = r.rest();
         if jpeg.len() != len {
             return Err(FrameError::Length {
                 stated: len,
@@ -194,6 +192,33 @@ mod tests {
     use super::*;
     use crate::device::{City, SyntheticCamera, SyntheticRoute, SyntheticSettings};
     use proptest::prelude::*;
+
+    /// The frame layout, byte for byte: stored frames must keep decoding.
+    #[test]
+    fn golden_frame_bytes() {
+        let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let with = CapturedFrame {
+            capture_ms: 1_700_000_000_123,
+            fix: Some(Fix {
+                lat: 52.5,
+                lon: -13.25,
+                speed_mps: 4.5,
+                heading_deg: 270.0,
+                fix_time_ms: 1_700_000_000_000,
+            }),
+            jpeg: vec![0xff, 0xd8, 1, 2, 0xff, 0xd9],
+        };
+        let without = CapturedFrame {
+            capture_ms: 5,
+            fix: None,
+            jpeg: vec![7],
+        };
+        for (f, want) in [(with, "4c4601010000018bcfe5687b404a400000000000c02a80000000000040900000438700000000018bcfe56800000000066f8f6157ffd80102ffd9"), (without, "4c460100000000000000000500000000000000000000000000000000000000000000000000000000000000000000000186b737ba07")] {
+            let bytes = f.encode();
+            assert_eq!(hex(&bytes), want);
+            assert_eq!(CapturedFrame::decode(&bytes), Ok(f));
+        }
+    }
 
     #[test]
     fn device_frames_carry_a_jpeg_and_the_fix_and_detect_damage() {

@@ -48,6 +48,7 @@ use serde::Serialize;
 
 use super::ring::{FrameRing, RingFrame, RingStats};
 use crate::machine::Endpoint;
+use crate::proto::wire::codec::{Reader, Writer};
 use crate::proto::{Sender, SenderConfig, SenderEvent};
 use crate::time::Instant;
 
@@ -74,18 +75,18 @@ pub fn seq_of(boot_seq: u64, frame: u32) -> u64 {
 /// Wraps a backfilled frame: its capture sequence number and capture time, then its bytes.
 pub fn encode_envelope(frame: u64, capture_us: u64, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ENVELOPE_LEN + data.len());
-    out.extend_from_slice(&frame.to_be_bytes());
-    out.extend_from_slice(&capture_us.to_be_bytes());
-    out.extend_from_slice(data);
+    out.put_u64(frame);
+    out.put_u64(capture_us);
+    out.put_bytes(data);
     out
 }
 
 /// Unwraps a backfilled frame: `(frame, capture_us, data)`, or `None` when too short.
 pub fn decode_envelope(bytes: &[u8]) -> Option<(u64, u64, &[u8])> {
-    let (head, data) = bytes.split_at_checked(ENVELOPE_LEN)?;
-    let frame = u64::from_be_bytes(head[..8].try_into().ok()?);
-    let capture_us = u64::from_be_bytes(head[8..].try_into().ok()?);
-    Some((frame, capture_us, data))
+    let mut r = Reader::new(bytes);
+    let frame = r.u64().ok()?;
+    let capture_us = r.u64().ok()?;
+    Some((frame, capture_us, r.rest()))
 }
 
 /// How a camera backfills.
@@ -435,6 +436,7 @@ mod tests {
     #[test]
     fn envelope_round_trips() {
         let env = encode_envelope(9, 123_456, b"abc");
+        assert_eq!(env, b"\0\0\0\0\0\0\0\x09\0\0\0\0\0\x01\xe2\x40abc");
         assert_eq!(decode_envelope(&env), Some((9, 123_456, &b"abc"[..])));
         assert_eq!(decode_envelope(&env[..5]), None);
     }

@@ -49,6 +49,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::proto::wire::codec::{Reader, Writer};
+use crate::proto::wire::WireError;
+
 /// A captured frame kept until stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RingFrame {
@@ -297,16 +300,23 @@ const HEADER_LEN: usize = HEADER_FIELDS + 4;
 /// Dead bytes tolerated before the log is rewritten, beyond the live bytes.
 const COMPACT_SLACK: u64 = 1 << 20;
 
-fn header(tag: u8, seq: u64, frame: u64, capture_us: u64, len: u32) -> [u8; HEADER_LEN] {
-    let mut h = [0u8; HEADER_LEN];
-    h[0] = tag;
-    h[1..9].copy_from_slice(&seq.to_be_bytes());
-    h[9..17].copy_from_slice(&frame.to_be_bytes());
-    h[17..25].copy_from_slice(&capture_us.to_be_bytes());
-    h[25..29].copy_from_slice(&len.to_be_bytes());
-    let crc = crc32c::crc32c(&h[..HEADER_FIELDS]);
-    h[HEADER_FIELDS..].copy_from_slice(&crc.to_be_bytes());
-    h
+/// Appends a record header: the fields and their CRC-32C.
+fn put_header(out: &mut Vec<u8>, tag: u8, seq: u64, frame: u64, capture_us: u64, len: u32) {
+    let start = out.len();
+    out.put_u8(tag);
+    out.put_u64(seq);
+    out.put_u64(frame);
+    out.put_u64(capture_us);
+    out.put_u32(len);
+    let crc = crc32c::crc32c(out.get(start..).unwrap_or_default());
+    out.put_u32(crc);
+}
+
+/// The record that releases `frame`: a header alone.
+fn release_record(frame: u64) -> Vec<u8> {
+    let mut rec = Vec::with_capacity(HEADER_LEN);
+    put_header(&mut rec, TAG_RELEASE, 0, frame, 0, 0);
+    rec
 }
 
 /// A record header read back, its checksum and tag checked.
@@ -319,18 +329,24 @@ struct Header {
 }
 
 impl Header {
-    fn parse(h: &[u8; HEADER_LEN]) -> Option<Header> {
-        let (fields, crc) = h.split_at(HEADER_FIELDS);
-        if crc32c::crc32c(fields).to_be_bytes() != crc || ![TAG_PUT, TAG_RELEASE].contains(&h[0]) {
+    /// The header at the start of `h` (at least [`HEADER_LEN`] bytes), if intact.
+    fn parse(h: &[u8]) -> Option<Header> {
+        let fields = h.get(..HEADER_FIELDS)?;
+        let mut r = Reader::new(h.get(HEADER_FIELDS..HEADER_LEN)?);
+        if r.u32().ok()? != crc32c::crc32c(fields) {
             return None;
         }
-        let u64_at = |i: usize| u64::from_be_bytes(h[i..i + 8].try_into().unwrap_or_default());
-        Some(Header {
-            tag: h[0],
-            seq: u64_at(1),
-            frame: u64_at(9),
-            capture_us: u64_at(17),
-            len: u64::from(u32::from_be_bytes(h[25..29].try_into().unwrap_or_default())),
+        let head = Self::read(&mut Reader::new(fields)).ok()?;
+        [TAG_PUT, TAG_RELEASE].contains(&head.tag).then_some(head)
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Header, WireError> {
+        Ok(Header {
+            tag: r.u8()?,
+            seq: r.u64()?,
+            frame: r.u64()?,
+            capture_us: r.u64()?,
+            len: u64::from(r.u32()?),
         })
     }
 }
@@ -345,13 +361,11 @@ fn find_header(file: &mut File, from: u64, len: u64) -> io::Result<Option<u64>> 
         let n = (len - at).min(buf.len() as u64) as usize;
         file.seek(SeekFrom::Start(at))?;
         file.read_exact(&mut buf[..n])?;
-        for i in 0..=n - HEADER_LEN {
-            let h: &[u8; HEADER_LEN] = buf[i..i + HEADER_LEN]
-                .try_into()
-                .unwrap_or(&[0; HEADER_LEN]);
-            if Header::parse(h).is_some() {
-                return Ok(Some(at + i as u64));
-            }
+        if let Some(i) = buf[..n]
+            .windows(HEADER_LEN)
+            .position(|h| Header::parse(h).is_some())
+        {
+            return Ok(Some(at + i as u64));
         }
         at += (n - HEADER_LEN + 1) as u64;
     }
@@ -539,9 +553,9 @@ impl DiskRing {
     fn put_record(f: &RingFrame, seq: u64) -> Option<Vec<u8>> {
         let len = u32::try_from(f.data.len()).ok()?;
         let mut rec = Vec::with_capacity(HEADER_LEN + f.data.len() + 4);
-        rec.extend_from_slice(&header(TAG_PUT, seq, f.frame, f.capture_us, len));
-        rec.extend_from_slice(&f.data);
-        rec.extend_from_slice(&crc32c::crc32c(&f.data).to_be_bytes());
+        put_header(&mut rec, TAG_PUT, seq, f.frame, f.capture_us, len);
+        rec.put_bytes(&f.data);
+        rec.put_u32(crc32c::crc32c(&f.data));
         Some(rec)
     }
 
@@ -550,7 +564,7 @@ impl DiskRing {
         let mut data = vec![0u8; e.len as usize + 4];
         self.file.read_exact(&mut data)?;
         let crc = data.split_off(e.len as usize);
-        let ok = crc32c::crc32c(&data).to_be_bytes() == crc.as_slice();
+        let ok = Reader::new(&crc).u32() == Ok(crc32c::crc32c(&data));
         Ok(ok.then_some(data))
     }
 
@@ -633,7 +647,7 @@ impl DiskRing {
             .high_water
             .filter(|&hw| self.index.get(hw).is_none())
         {
-            out.write_all(&header(TAG_RELEASE, 0, hw, 0, 0))?;
+            out.write_all(&release_record(hw))?;
             at += HEADER_LEN as u64;
         }
         let file = out.into_inner().map_err(|e| e.into_error())?;
@@ -662,7 +676,7 @@ impl FrameRing for DiskRing {
         let mut out: Vec<u64> = dropped.iter().map(|e| e.frame).collect();
         for &frame in &out {
             // Dropped for good: a reopen must not bring it back.
-            if let Err(e) = self.append(&header(TAG_RELEASE, 0, frame, 0, 0)) {
+            if let Err(e) = self.append(&release_record(frame)) {
                 self.io_error("write", &e);
             }
         }
@@ -701,7 +715,7 @@ impl FrameRing for DiskRing {
             return false;
         }
         self.index.stats.frames_released += 1;
-        if let Err(e) = self.append(&header(TAG_RELEASE, 0, frame, 0, 0)) {
+        if let Err(e) = self.append(&release_record(frame)) {
             // Not fatal: after a restart the frame is sent again and stored idempotently.
             self.io_error("write", &e);
         }
@@ -746,6 +760,32 @@ mod tests {
             capture_us: id.wrapping_mul(100_000),
             data: (0..len).map(|i| (i as u64 ^ id) as u8).collect(),
         }
+    }
+
+    /// The log's record layout, byte for byte: existing logs must keep reading.
+    #[test]
+    fn golden_record_bytes() {
+        let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let rec = DiskRing::put_record(&frame(0x0102_0304_0506_0708, 5), 9).unwrap();
+        assert_eq!(
+            hex(&rec),
+            "4600000000000000090102030405060708b1da022a527a9500000000051078c79108090a0b0c389a7cc3"
+        );
+        assert_eq!(
+            hex(&release_record(42)),
+            "440000000000000000000000000000002a00000000000000000000000056d7f8e7"
+        );
+        let head = Header::parse(&rec).unwrap();
+        assert_eq!(
+            (head.tag, head.seq, head.frame, head.capture_us, head.len),
+            (
+                TAG_PUT,
+                9,
+                0x0102_0304_0506_0708,
+                0x0102_0304_0506_0708u64.wrapping_mul(100_000),
+                5
+            )
+        );
     }
 
     fn limits(max_frames: usize, max_bytes: u64) -> RingLimits {

@@ -19,7 +19,8 @@ use snow::{Builder, HandshakeState};
 use super::budget::{AddressBudget, Limits};
 use super::{noise_err, params, Channel, DeviceRegistry, Entropy, PublicKey, SecureError};
 use super::{StaticKey, PROLOGUE};
-use crate::proto::wire::MAX_HANDSHAKE_LEN;
+use crate::proto::wire::codec::{Reader, Writer};
+use crate::proto::wire::{WireError, MAX_HANDSHAKE_LEN};
 use crate::time::Instant;
 
 const HELLO_PAYLOAD_LEN: usize = 24;
@@ -62,14 +63,34 @@ impl Attempt {
         }
     }
 
-    fn payload(&self, timestamp: u64) -> [u8; HELLO_PAYLOAD_LEN] {
-        let mut p = [0u8; HELLO_PAYLOAD_LEN];
-        p[..4].copy_from_slice(&self.client.to_be_bytes());
-        p[4..8].copy_from_slice(&self.attempt.to_be_bytes());
-        p[8..16].copy_from_slice(&timestamp.to_be_bytes());
-        p[16..].copy_from_slice(&self.boot_seq.to_be_bytes());
+    /// The hello's payload: client, attempt, timestamp, boot sequence number.
+    fn payload(&self, timestamp: u64) -> Vec<u8> {
+        let mut p = Vec::with_capacity(HELLO_PAYLOAD_LEN);
+        p.put_u32(self.client);
+        p.put_u32(self.attempt);
+        p.put_u64(timestamp);
+        p.put_u64(self.boot_seq);
         p
     }
+
+    /// Reads a hello's payload back: the attempt it claims and its timestamp.
+    fn read_payload(payload: &[u8]) -> Result<(Attempt, u64), WireError> {
+        let mut r = Reader::new(payload);
+        let client = r.u32()?;
+        let attempt = r.u32()?;
+        let timestamp = r.u64()?;
+        let boot_seq = r.u64()?;
+        r.finish()?;
+        Ok((Attempt::new(client, attempt, boot_seq), timestamp))
+    }
+}
+
+/// The reply's payload: the tier-2 that answers and the attempt it answers.
+fn reply_payload(tier2: u32, attempt: u32) -> Vec<u8> {
+    let mut p = Vec::with_capacity(REPLY_PAYLOAD_LEN);
+    p.put_u32(tier2);
+    p.put_u32(attempt);
+    p
 }
 
 /// A device's side: its key pair and the cluster's public key.
@@ -163,10 +184,7 @@ impl Initiator {
             Ok(n) => n,
             Err(e) => return Err((Some(self), noise_err(e))),
         };
-        let mut want = [0u8; REPLY_PAYLOAD_LEN];
-        want[..4].copy_from_slice(&tier2.to_be_bytes());
-        want[4..].copy_from_slice(&self.attempt.to_be_bytes());
-        if payload[..n] != want {
+        if payload.get(..n) != Some(&reply_payload(tier2, self.attempt)[..]) {
             // The reply verified, so the handshake moved on: this attempt is spent.
             return Err((None, SecureError::Mismatch));
         }
@@ -310,17 +328,14 @@ impl Gate {
             return Err(SecureError::WrongKey(client));
         }
         // The payload must claim what the (unsealed) forward says, timestamp aside.
-        let mut claimed = at.payload(0);
-        if n == HELLO_PAYLOAD_LEN {
-            claimed[8..16].copy_from_slice(&payload[8..16]);
-        }
-        if payload[..n] != claimed {
+        let (claimed, timestamp) = payload
+            .get(..n)
+            .and_then(|p| Attempt::read_payload(p).ok())
+            .ok_or(SecureError::Mismatch)?;
+        if claimed != at {
             return Err(SecureError::Mismatch);
         }
         // Verified: from here on the hello is the device's own (or a replay of one).
-        let mut ts = [0u8; 8];
-        ts.copy_from_slice(&payload[8..16]);
-        let timestamp = u64::from_be_bytes(ts);
         let (newest, admitted_at) = self.seen.get(&client).copied().unwrap_or_default();
         if timestamp <= newest {
             return Err(SecureError::ReplayedHello(client));
@@ -329,15 +344,36 @@ impl Gate {
             return Err(SecureError::RateLimited(client));
         }
         self.seen.insert(client, (timestamp, now));
-        let mut reply_payload = [0u8; REPLY_PAYLOAD_LEN];
-        reply_payload[..4].copy_from_slice(&tier2.to_be_bytes());
-        reply_payload[4..].copy_from_slice(&attempt.to_be_bytes());
         let mut reply = vec![0u8; MAX_HANDSHAKE_LEN];
         let n = hs
-            .write_message(&reply_payload, &mut reply)
+            .write_message(&reply_payload(tier2, attempt), &mut reply)
             .map_err(noise_err)?;
         reply.truncate(n);
         let transport = hs.into_stateless_transport_mode().map_err(noise_err)?;
         Ok((reply, Channel::new(client, transport)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The payloads' layouts, byte for byte (a peer of another build must read them).
+    #[test]
+    fn golden_payloads() {
+        let at = Attempt::new(0x0102_0304, 5, 0x0a0b_0c0d_0e0f_1011);
+        let p = at.payload(0x1122_3344_5566_7788);
+        assert_eq!(
+            hex(&p),
+            "01020304000000051122334455667788".to_owned() + "0a0b0c0d0e0f1011"
+        );
+        assert_eq!(Attempt::read_payload(&p), Ok((at, 0x1122_3344_5566_7788)));
+        assert!(Attempt::read_payload(&p[..23]).is_err());
+        assert!(Attempt::read_payload(&[&p[..], &[0]].concat()).is_err());
+        assert_eq!(hex(&reply_payload(0x0a0b_0c0d, 7)), "0a0b0c0d00000007");
     }
 }

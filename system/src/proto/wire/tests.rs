@@ -1,0 +1,305 @@
+//! The whole datagram: one of every kind byte for byte (the format's golden copy), the
+//! preamble's checks, and decoding of arbitrary bytes.
+
+use std::net::{IpAddr, SocketAddr};
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// One of every message kind (and every command) and its bytes as wire version 3 writes them:
+/// the format's golden copy. A change here is a new wire version.
+fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
+    let v4 = SocketAddr::from(([10, 1, 2, 3], 4567));
+    let v6 = SocketAddr::new(
+        IpAddr::from([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]),
+        80,
+    );
+    const SIG: [u8; SIGNATURE_LEN] = [0x5a; SIGNATURE_LEN];
+    vec![
+        (
+            Message::Segment(Segment {
+                session: 0x0102_0304,
+                frame: 7,
+                index: 1,
+                count: 3,
+                offset: 4,
+                frame_len: 12,
+                payload: b"abcd",
+                repair: false,
+            }),
+            "4c430301010203040000000700010003000000040000000c000461626364dedca825",
+        ),
+        (
+            Message::Segment(Segment {
+                session: 9,
+                frame: 8,
+                index: 0,
+                count: 1,
+                offset: 0,
+                frame_len: 3,
+                payload: b"xyz",
+                repair: true,
+            }),
+            "4c4303050000000900000008000000010000000000000003000378797a1385c9af",
+        ),
+        (
+            Message::Parity(Parity {
+                session: 9,
+                frame: 8,
+                index: 2,
+                first_count: 1,
+                count: 3,
+                frame_len: 10,
+                repair: true,
+                payload: b"pqrs",
+            }),
+            "4c43030600000009000000080002000100030000000a01000470717273003d9ceb",
+        ),
+        (
+            Message::Nack(Nack {
+                session: 5,
+                frame: 6,
+                missing: vec![1, 2, 300],
+            }),
+            "4c4303020000000500000006000300010002012ce29d9d58",
+        ),
+        (
+            Message::FrameAck(FrameAck {
+                session: 5,
+                frame: 6,
+                next_segment_size: 1442,
+                next_parity: 2,
+            }),
+            "4c430303000000050000000605a2020b0211f9",
+        ),
+        (
+            Message::Stored(Stored {
+                session: 5,
+                frames: vec![1, u64::MAX, 1 << 40],
+            }),
+            "4c4303040000000500030000000000000001ffffffffffffffff00000100000000000013490e",
+        ),
+        (
+            Message::KeepAlive(KeepAlive {
+                session: 5,
+                seq: 77,
+            }),
+            "4c430307000000050000004d72c30b30",
+        ),
+        (
+            Message::ConnectRequest(ConnectRequest {
+                client: 11,
+                attempt: 2,
+                boot_seq: 1 << 50,
+                hello: b"hello",
+                padding: 3,
+            }),
+            "4c4303100000000b000000020004000000000000000568656c6c6f0003000000e25d0659",
+        ),
+        (
+            Message::ConnectForward(ConnectForward {
+                client: 11,
+                attempt: 2,
+                boot_seq: 99,
+                client_addr: v4,
+                hello: b"hi",
+            }),
+            "4c4303110000000b000000020000000000000063040a01020311d700026869a9be02d1",
+        ),
+        (
+            Message::ConnectOffer(ConnectOffer {
+                client: 11,
+                attempt: 2,
+                tier2: 3,
+                load: 40,
+                reply: b"re",
+            }),
+            "4c4303120000000b000000020000000300000028000272652de4ab88",
+        ),
+        (
+            Message::ConnectAccept(ConnectReply {
+                client: 11,
+                attempt: 2,
+                tier2: 3,
+            }),
+            "4c4303130000000b000000020000000306ab2ac4",
+        ),
+        (
+            Message::ConnectRelease(ConnectReply {
+                client: 11,
+                attempt: 2,
+                tier2: 4,
+            }),
+            "4c4303140000000b0000000200000004405fe714",
+        ),
+        (
+            Message::Heartbeat(Heartbeat {
+                tier2: 3,
+                epoch: 1 << 33,
+                sessions: 12,
+                capacity: 100,
+            }),
+            "4c4303150000000300000002000000000000000c000000643d77e7b8",
+        ),
+        (
+            Message::HeartbeatAck(HeartbeatAck {
+                tier1: 1,
+                tier2: 3,
+                epoch: 5,
+            }),
+            "4c43031600000001000000030000000000000005199d8263",
+        ),
+        (
+            Message::HandoverRequest(Handover {
+                tier1: 1,
+                tier2: 3,
+                tier2_addr: v4,
+                epoch: 6,
+            }),
+            "4c4303170000000100000003040a01020311d70000000000000006bc1c1dac",
+        ),
+        (
+            Message::HandoverAccept(Handover {
+                tier1: 2,
+                tier2: 3,
+                tier2_addr: v6,
+                epoch: 6,
+            }),
+            "4c43031800000002000000030620010db800000000000000000000000900500000000000000006f4b0075b",
+        ),
+        (
+            Message::ManagerChange(ManagerChange {
+                tier2: 3,
+                manager: 2,
+                manager_addr: v4,
+                epoch: 7,
+            }),
+            "4c4303190000000300000002040a01020311d70000000000000007814bd159",
+        ),
+        (
+            Message::Tier1List(vec![v4, v6]),
+            "4c43031a02040a01020311d70620010db8000000000000000000000009005003ce01ac",
+        ),
+        (
+            Message::SessionTier1s(SessionTier1s {
+                session: 5,
+                tier1s: vec![v6, v4],
+            }),
+            "4c43030900000005020620010db80000000000000000000000090050040a01020311d7c65c2b67",
+        ),
+        (
+            Message::PeerStatus(PeerStatus {
+                tier1: 1,
+                tier2s: 4,
+                sessions: 30,
+                capacity: 400,
+                draining: true,
+            }),
+            "4c43031b00000001000000040000001e0000019001157b6638",
+        ),
+        (
+            Message::CommandResult(CommandResult {
+                id: 1 << 60,
+                client: 11,
+                ok: false,
+                reason: "no café".into(),
+            }),
+            "4c43033110000000000000000000000b00086e6f20636166c3a93db368f5",
+        ),
+        (
+            Message::Sealed(Sealed {
+                session: 5,
+                nonce: 1 << 35,
+                body: &[0xee; AEAD_TAG_LEN + 3],
+            }),
+            "4c430308000000050000000800000000eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee075e6707",
+        ),
+        (
+            Message::Signed(Signed {
+                role: 2,
+                id: 3,
+                counter: 1 << 45,
+                inner: b"inner",
+                signature: &SIG,
+            }),
+            "4c43032002000000030000200000000000696e6e65725a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a28f01d79",
+        ),
+        (
+            Message::Command(CommandMsg { id: 0, client: 11, command: Command::SetFps { milli_fps: 12_500 } }),
+            "4c43033000000000000000000000000b01000030d482dd1f83",
+        ),
+        (
+            Message::Command(CommandMsg { id: 1, client: 11, command: Command::SetResolution { width: 1280, height: 720 } }),
+            "4c43033000000000000000010000000b02050002d0074efaeb",
+        ),
+        (
+            Message::Command(CommandMsg { id: 2, client: 11, command: Command::SetQuality { quality: 85 } }),
+            "4c43033000000000000000020000000b0355e9dc123c",
+        ),
+        (
+            Message::Command(CommandMsg { id: 3, client: 11, command: Command::Snapshot }),
+            "4c43033000000000000000030000000b04a5466a6e",
+        ),
+        (
+            Message::Command(CommandMsg { id: 4, client: 11, command: Command::SwitchTier1 { addr: v6 } }),
+            "4c43033000000000000000040000000b050620010db80000000000000000000000090050cb0a14ca",
+        ),
+        (
+            Message::Command(CommandMsg { id: 5, client: 11, command: Command::Start }),
+            "4c43033000000000000000050000000b062d048d2d",
+        ),
+        (
+            Message::Command(CommandMsg { id: 6, client: 11, command: Command::Stop }),
+            "4c43033000000000000000060000000b07ebd3c5f4",
+        ),
+    ]
+}
+
+#[test]
+fn golden_bytes_of_every_message() {
+    for (m, want) in one_of_each() {
+        let mut buf = Vec::new();
+        m.encode(&mut buf);
+        let hex: String = buf.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, want, "{}", m.name());
+        assert_eq!(decode(&buf), Ok(m));
+    }
+}
+
+#[test]
+fn unknown_and_reserved_types_are_rejected() {
+    let mut buf = Vec::new();
+    FrameAck {
+        session: 1,
+        frame: 2,
+        next_segment_size: 500,
+        next_parity: 0,
+    }
+    .encode(&mut buf);
+    buf[3] = 0x2f;
+    let n = buf.len() - CRC_LEN;
+    let crc = crc32c::crc32c(&buf[..n]);
+    buf[n..].copy_from_slice(&crc.to_be_bytes());
+    assert_eq!(decode(&buf), Err(WireError::UnknownType(0x2f)));
+}
+
+proptest! {
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = decode(&bytes);
+    }
+
+    #[test]
+    fn decoding_garbage_after_a_valid_preamble_never_panics(
+        kind in 0u8..=0x40,
+        body in proptest::collection::vec(any::<u8>(), 0..256),
+    ) {
+        let mut buf = vec![b'L', b'C', VERSION, kind];
+        buf.extend_from_slice(&body);
+        let crc = crc32c::crc32c(&buf);
+        buf.extend_from_slice(&crc.to_be_bytes());
+        let _ = decode(&buf);
+    }
+
+}
