@@ -172,6 +172,9 @@ impl DrawnLink {
     }
 }
 
+/// A group of hosts: its member `i`.
+type Group = fn(usize) -> Who;
+
 /// A host as the explorer names it: a group and a member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Who {
@@ -299,6 +302,9 @@ pub struct Drawn {
     pub overrides: Vec<(usize, usize, DrawnLink)>,
     pub faults: Vec<DrawnFault>,
     pub clocks: Vec<DrawnClock>,
+    /// Members the shrinker took out of the middle of their group (the others keep their
+    /// names, and so their links); empty in a drawn scenario.
+    pub removed: Vec<Who>,
 }
 
 /// Draws the scenario of `seed`. Small fleets (at most 15 hosts) with a light workload (2 to
@@ -425,6 +431,7 @@ pub fn draw(seed: u64) -> Drawn {
         overrides,
         faults,
         clocks,
+        removed: Vec::new(),
     };
     if drawn.durability && more.random_bool(0.5) {
         let at_s = round_ms(more.random_range(from..quiet - 1.0));
@@ -520,23 +527,54 @@ impl Drawn {
         if !self.secure {
             t.push_str("[cluster]\nsecure = false\n\n");
         }
-        let _ = writeln!(
-            t,
-            "[[hosts]]\nname = \"t1\"\nrole = \"tier1\"\ncount = {}\n",
-            self.tier1s
-        );
-        let _ = writeln!(
-            t,
-            "[[hosts]]\nname = \"t2\"\nrole = \"tier2\"\ncount = {}\ntier1 = [\"t1\"]\n\
-             rotate_tier1 = true\n",
-            self.tier2s
-        );
-        let _ = writeln!(
-            t,
-            "[[hosts]]\nname = \"car\"\nrole = \"mobile\"\ncount = {}\ntier1 = [\"t1\"]\n\
-             rotate_tier1 = true\n",
-            self.mobiles
-        );
+        if self.removed.is_empty() {
+            let _ = writeln!(
+                t,
+                "[[hosts]]\nname = \"t1\"\nrole = \"tier1\"\ncount = {}\n",
+                self.tier1s
+            );
+            let _ = writeln!(
+                t,
+                "[[hosts]]\nname = \"t2\"\nrole = \"tier2\"\ncount = {}\ntier1 = [\"t1\"]\n\
+                 rotate_tier1 = true\n",
+                self.tier2s
+            );
+            let _ = writeln!(
+                t,
+                "[[hosts]]\nname = \"car\"\nrole = \"mobile\"\ncount = {}\ntier1 = [\"t1\"]\n\
+                 rotate_tier1 = true\n",
+                self.mobiles
+            );
+        } else {
+            // Members taken out of the middle: every host on its own, under the name it had in
+            // its group, with the tier-1 list the group would have given it.
+            let tier1s: Vec<String> = self
+                .members(Who::Tier1, self.tier1s)
+                .into_iter()
+                .map(|w| format!("{:?}", w.name(self)))
+                .collect();
+            for (group, count) in self.groups() {
+                for w in self.members(group, count) {
+                    let (role, i) = match w {
+                        Who::Tier1(i) => ("tier1", i),
+                        Who::Tier2(i) => ("tier2", i),
+                        Who::Mobile(i) => ("mobile", i),
+                    };
+                    let _ = write!(
+                        t,
+                        "[[hosts]]\nname = \"{}\"\nrole = \"{role}\"\n",
+                        w.name(self)
+                    );
+                    if role != "tier1" && !tier1s.is_empty() {
+                        let mut list = tier1s.clone();
+                        let k = i % list.len();
+                        list.rotate_left(k);
+                        let _ = writeln!(t, "tier1 = [{}]", list.join(", "));
+                    }
+                    t.push('\n');
+                }
+            }
+        }
         for (m, s, l) in &self.overrides {
             let (m, s) = (Who::Mobile(*m).name(self), Who::Tier2(*s).name(self));
             let _ = writeln!(
@@ -659,9 +697,19 @@ impl Drawn {
             delay_ms: self.link.delay_ms,
             ..DrawnLink::perfect()
         };
-        let groups = ["t1", "t2", "car"];
+        // Group by group; host by host when members were taken out (the groups are gone).
+        let groups: Vec<String> = if self.removed.is_empty() {
+            ["t1", "t2", "car"].map(String::from).to_vec()
+        } else {
+            self.groups()
+                .into_iter()
+                .flat_map(|(g, n)| self.members(g, n))
+                .map(|w| w.name(self))
+                .collect()
+        };
+        let same_group = self.removed.is_empty();
         for (i, a) in groups.iter().enumerate() {
-            for b in &groups[i..] {
+            for b in &groups[if same_group { i } else { i + 1 }..] {
                 fault(
                     &mut t,
                     self.calm_at_s(),
@@ -685,7 +733,6 @@ impl Drawn {
         round_ms(QUIET_FROM * self.duration_s)
     }
 
-    /// Hosts in all.
     /// The same scenario with mobiles added until it holds `hosts` hosts: the hosts it had
     /// keep their names, links and faults (the mutation check grows a failure it found to
     /// see the shrinker bring it back).
@@ -695,16 +742,35 @@ impl Drawn {
         d
     }
 
+    /// Hosts in all.
     pub fn hosts(&self) -> usize {
-        self.tier1s + self.tier2s + self.mobiles
+        self.groups()
+            .into_iter()
+            .map(|(g, n)| self.members(g, n).len())
+            .sum()
     }
 
     fn exists(&self, who: Who) -> bool {
-        match who {
+        let in_group = match who {
             Who::Tier1(i) => i < self.tier1s,
             Who::Tier2(i) => i < self.tier2s,
             Who::Mobile(i) => i < self.mobiles,
-        }
+        };
+        in_group && !self.removed.contains(&who)
+    }
+
+    /// The groups, in the scenario's order, with their drawn sizes.
+    fn groups(&self) -> [(Group, usize); 3] {
+        [
+            (Who::Tier1, self.tier1s),
+            (Who::Tier2, self.tier2s),
+            (Who::Mobile, self.mobiles),
+        ]
+    }
+
+    /// The members of a group still there, in order.
+    fn members(&self, group: Group, count: usize) -> Vec<Who> {
+        (0..count).map(group).filter(|w| self.exists(*w)).collect()
     }
 
     /// Drops the faults and overrides that name hosts no longer there.
@@ -713,11 +779,17 @@ impl Drawn {
         self.faults = faults
             .into_iter()
             .filter(|f| f.hosts().into_iter().all(|w| self.exists(w)))
-            .filter(|f| !matches!(f, DrawnFault::Drain { .. }) || self.tier1s >= 2)
+            .filter(|f| {
+                !matches!(f, DrawnFault::Drain { .. })
+                    || self.members(Who::Tier1, self.tier1s).len() >= 2
+            })
             .filter(|f| !matches!(f, DrawnFault::StorageStall { .. }) || self.durability)
             .collect();
-        let (m, s) = (self.mobiles, self.tier2s);
-        self.overrides.retain(|(a, b, _)| *a < m && *b < s);
+        let overrides = std::mem::take(&mut self.overrides);
+        self.overrides = overrides
+            .into_iter()
+            .filter(|(a, b, _)| self.exists(Who::Mobile(*a)) && self.exists(Who::Tier2(*b)))
+            .collect();
         let clocks = std::mem::take(&mut self.clocks);
         self.clocks = clocks.into_iter().filter(|c| self.exists(c.host)).collect();
         self
@@ -747,6 +819,21 @@ impl Drawn {
         for g in groups {
             out.extend(resized(self, g, |n| n / 2));
             out.extend(resized(self, g, |n| n - 1));
+        }
+        // Members out of the middle of a group (what fails may hang on its last member): the
+        // first half of those left, then each one alone.
+        for (group, count) in self.groups().into_iter().rev() {
+            let left = self.members(group, count);
+            if left.len() < 2 {
+                continue;
+            }
+            let mut cuts: Vec<&[Who]> = vec![&left[..left.len() / 2]];
+            cuts.extend(left.chunks(1));
+            for cut in cuts {
+                let mut d = self.clone();
+                d.removed.extend_from_slice(cut);
+                out.push(d.prune());
+            }
         }
         for i in 0..self.overrides.len() {
             let mut d = self.clone();
@@ -811,6 +898,12 @@ impl Drawn {
             }
             out.push(d);
         }
+        // Every group keeps a member.
+        out.retain(|d| {
+            d.groups()
+                .into_iter()
+                .all(|(g, n)| !d.members(g, n).is_empty())
+        });
         out.dedup();
         out
     }
@@ -1253,6 +1346,31 @@ mod tests {
             coverage.add(&d);
         }
         assert!(coverage.missing().is_empty(), "{:?}", coverage.missing());
+    }
+
+    #[test]
+    fn every_smaller_scenario_loads_and_members_out_of_the_middle_keep_their_names() {
+        for seed in 0..200 {
+            let d = draw(seed);
+            let names = |d: &Drawn| -> Vec<String> {
+                d.scenario()
+                    .unwrap_or_else(|e| panic!("seed {seed}: {e}\n{}", d.toml()))
+                    .hosts()
+                    .into_iter()
+                    .map(|h| h.name)
+                    .collect()
+            };
+            let all = names(&d);
+            for small in d.smaller() {
+                assert_eq!(names(&small).len(), small.hosts(), "{}", small.toml());
+                if !small.removed.is_empty() {
+                    // The hosts left are those of the drawn scenario, under the same names.
+                    let left = names(&small);
+                    assert!(left.iter().all(|n| all.contains(n)), "{left:?} of {all:?}");
+                    assert_eq!(left.len(), all.len() - small.removed.len());
+                }
+            }
+        }
     }
 
     #[test]
