@@ -8,7 +8,8 @@
 //! mobile clients, with or without durability (ring, STORED, backfill), sessions sealed with
 //! Noise keys or plain; a default link with
 //! i.i.d. or bursty loss, bit errors (checksummed or reaching the application), jitter,
-//! duplicates, a small MTU, a rate or a synthetic cellular capacity, and per-pair overrides;
+//! duplicates, a small MTU, a rate, a synthetic cellular capacity or (given Mahimahi files,
+//! [`draw_in`]) a recorded one, and per-pair overrides;
 //! faults: crashes and restarts of every role, partitions both ways and one way, capacity
 //! dips on an uplink, tier-1 drains, storage stalls on a tier-2; host clocks that drift (up to 500 ppm) or jump forward (a host frozen for up to
 //! 3 s), which only the des simulator runs. Every fault is healed (restart, repair, restore) by [`QUIET_FROM`] of the run, and
@@ -65,6 +66,8 @@ pub struct DrawnLink {
     pub rate_bytes_per_s: Option<f64>,
     /// A synthetic cellular capacity: mean bytes per second and its seed.
     pub cellular: Option<(f64, u64)>,
+    /// A recorded capacity: a Mahimahi trace file (from `livecam explore --traces DIR`).
+    pub trace: Option<String>,
 }
 
 impl DrawnLink {
@@ -80,6 +83,7 @@ impl DrawnLink {
             mtu: 1500,
             rate_bytes_per_s: None,
             cellular: None,
+            trace: None,
         }
     }
 
@@ -111,6 +115,9 @@ impl DrawnLink {
                 ", capacity = {{ cellular = {{ mean_bytes_per_s = {mean:?}, seed = {seed} }} }}"
             );
         }
+        if let Some(path) = &self.trace {
+            let _ = write!(t, ", capacity = {{ trace = {path:?} }}");
+        }
         t.push_str(" }");
         t
     }
@@ -139,10 +146,11 @@ impl DrawnLink {
             },
         );
         try_(
-            self.cellular.is_some() || self.rate_bytes_per_s.is_some(),
+            self.cellular.is_some() || self.rate_bytes_per_s.is_some() || self.trace.is_some(),
             DrawnLink {
                 cellular: None,
                 rate_bytes_per_s: None,
+                trace: None,
                 ..self.clone()
             },
         );
@@ -307,10 +315,16 @@ pub struct Drawn {
     pub removed: Vec<Who>,
 }
 
-/// Draws the scenario of `seed`. Small fleets (at most 15 hosts) with a light workload (2 to
+/// Draws the scenario of `seed` without recorded traces ([`draw_in`] with none).
+pub fn draw(seed: u64) -> Drawn {
+    draw_in(seed, &[])
+}
+
+/// Draws the scenario of `seed`; with `traces` (Mahimahi files), one scenario in three gives
+/// its default link or one of its overrides a recorded capacity picked from them. Small fleets (at most 15 hosts) with a light workload (2 to
 /// 10 frames a second of 1 to 6 KB per mobile), 30 simulated seconds: hundreds of scenarios a
 /// minute on a core.
-pub fn draw(seed: u64) -> Drawn {
+pub fn draw_in(seed: u64, traces: &[String]) -> Drawn {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let duration_s = 30.0;
     let tier1s = rng.random_range(1..=3usize);
@@ -443,6 +457,16 @@ pub fn draw(seed: u64) -> Drawn {
     }
     // One in four runs the plain protocol (no session keys): what the CRC alone must catch.
     drawn.secure = !more.random_bool(0.25);
+    if !traces.is_empty() && more.random_bool(1.0 / 3.0) {
+        let which = more.random_range(0..=drawn.overrides.len());
+        let link = match which.checked_sub(1) {
+            Some(i) => &mut drawn.overrides[i].2,
+            None => &mut drawn.link,
+        };
+        link.trace = Some(traces[more.random_range(0..traces.len())].clone());
+        link.cellular = None;
+        link.rate_bytes_per_s = None;
+    }
     drawn
 }
 
@@ -1020,6 +1044,8 @@ pub struct Plan {
     pub deadline: Option<std::time::Instant>,
     pub jobs: usize,
     pub backend: Simulator,
+    /// Mahimahi trace files drawn links may take their capacity from ([`draw_in`]).
+    pub traces: Vec<String>,
     /// A known bug switched into every run (the mutation check, [`hunt`]); needs the
     /// `mutants` feature, without which every seed is an [`ExploreError::MutantsOff`].
     pub mutant: Option<Mutant>,
@@ -1059,7 +1085,7 @@ pub fn explore(
                     if end.is_some_and(|e| seed >= e) {
                         return;
                     }
-                    let case = run(&draw(seed), plan.backend);
+                    let case = run(&draw_in(seed, &plan.traces), plan.backend);
                     if tx.send((seed, case)).is_err() {
                         return;
                     }
@@ -1236,6 +1262,7 @@ pub const FEATURES: &[&str] = &[
     "small mtu",
     "rate",
     "cellular capacity",
+    "recorded trace",
     "per-pair override",
     "fec auto",
     "fec fixed",
@@ -1289,6 +1316,7 @@ impl Coverage {
         hit("small mtu", any(&|l| l.mtu < 1500));
         hit("rate", any(&|l| l.rate_bytes_per_s.is_some()));
         hit("cellular capacity", any(&|l| l.cellular.is_some()));
+        hit("recorded trace", any(&|l| l.trace.is_some()));
         hit("per-pair override", !d.overrides.is_empty());
         hit("fec auto", d.fec == "auto");
         hit("fec fixed", d.fec.starts_with("fixed"));
@@ -1324,9 +1352,20 @@ mod tests {
     #[test]
     fn every_draw_is_a_valid_scenario_and_a_function_of_its_seed() {
         let mut coverage = Coverage::default();
+        // A recorded trace to draw from: one 1500-byte opportunity every 2 ms (750 KB/s).
+        let trace = std::env::temp_dir().join(format!("livecam-draw-{}.up", std::process::id()));
+        let lines: String = (1..=500).map(|i| format!("{}\n", 2 * i)).collect();
+        std::fs::write(&trace, lines).unwrap();
+        let traces = [trace.display().to_string()];
         for seed in 0..2000 {
-            let d = draw(seed);
-            assert_eq!(d, draw(seed), "seed {seed}");
+            let d = draw_in(seed, &traces);
+            assert_eq!(d, draw_in(seed, &traces), "seed {seed}");
+            // Traces change links only: the fleet, faults and clocks are those drawn without.
+            let without = draw(seed);
+            assert_eq!(
+                (without.hosts(), &without.faults, &without.clocks),
+                (d.hosts(), &d.faults, &d.clocks)
+            );
             let s = d
                 .scenario()
                 .unwrap_or_else(|e| panic!("seed {seed}: {e}\n{}", d.toml()));
@@ -1345,6 +1384,7 @@ mod tests {
             }
             coverage.add(&d);
         }
+        let _ = std::fs::remove_file(&trace);
         assert!(coverage.missing().is_empty(), "{:?}", coverage.missing());
     }
 

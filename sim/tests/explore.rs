@@ -30,6 +30,7 @@ fn a_bounded_exploration_keeps_safety_everywhere_and_liveness_but_for_known_find
         deadline: None,
         jobs: 2,
         backend: Simulator::Des,
+        traces: Vec::new(),
         mutant: None,
     };
     let mut safety = Vec::new();
@@ -112,4 +113,57 @@ fn a_drawn_scenario_replays_exactly_and_a_real_failure_shrinks() {
         drawn.hosts(),
         drawn.faults.len()
     );
+}
+
+/// The same judgement with recorded uplinks in the draw: one scenario in three takes a link's
+/// capacity from a trace of `../shared/data/cellular` (GPLv3 data from mahimahi, read from
+/// there, never copied here). Without the directory the test says so and passes, unless
+/// `LIVECAM_REQUIRE_TRACES=1` (CI) makes that a failure.
+#[test]
+fn an_exploration_with_the_recorded_uplinks_keeps_safety_and_liveness() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cellular");
+    let mut traces: Vec<String> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "up"))
+            .map(|p| p.display().to_string())
+            .collect(),
+        Err(e) => {
+            assert!(
+                std::env::var("LIVECAM_REQUIRE_TRACES").is_err(),
+                "{}: {e}",
+                dir.display()
+            );
+            eprintln!("skipped: no traces at {} ({e})", dir.display());
+            return;
+        }
+    };
+    traces.sort();
+    assert!(!traces.is_empty(), "no .up traces in {}", dir.display());
+    let plan = Plan {
+        first: 1,
+        count: Some(100),
+        deadline: None,
+        jobs: 2,
+        backend: Simulator::Des,
+        traces,
+        mutant: None,
+    };
+    let mut failed = Vec::new();
+    let mut with_trace = 0;
+    explore::explore(&plan, |seed, case| {
+        let case = case.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let mut links =
+            std::iter::once(&case.drawn.link).chain(case.drawn.overrides.iter().map(|o| &o.2));
+        with_trace += u64::from(links.any(|l| l.trace.is_some()));
+        if !case.verdict.passed() {
+            failed.push(format!("seed {seed}: {}", case.verdict.lines().join("; ")));
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    assert!(
+        with_trace >= 20,
+        "{with_trace} of 100 scenarios drew a trace"
+    );
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
 }

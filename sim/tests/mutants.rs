@@ -25,6 +25,7 @@ fn the_explorer_finds_at_least_nine_of_the_ten_known_bugs_and_shrinks_what_it_fi
         deadline: None,
         jobs: 2,
         backend: Simulator::Des,
+        traces: Vec::new(),
         mutant: None,
     };
     let mut found = Vec::new();

@@ -36,6 +36,10 @@ pub struct Args {
     /// Runs the shrinker may spend on each failure (0: do not shrink).
     #[arg(long, default_value_t = 200)]
     shrink_budget: usize,
+    /// A directory of Mahimahi trace files (such as ../shared/data/cellular): one drawn
+    /// scenario in three takes a link's capacity from one of them.
+    #[arg(long)]
+    traces: Option<PathBuf>,
     /// The mutation check: for each known bug (or the one named), explore with it switched
     /// in until a seed fails that passes without it (--seeds is the budget per mutant,
     /// default 2000), then grow that scenario to --grow hosts and shrink it. Needs a build
@@ -74,6 +78,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         backend,
+        traces: match &args.traces {
+            Some(dir) => trace_files(dir)?,
+            None => Vec::new(),
+        },
         mutant: None,
     };
     if args.mutants {
@@ -177,6 +185,26 @@ fn report_failure(args: &Args, drawn: &Drawn, problems: &[String]) -> anyhow::Re
         );
     }
     Ok(path)
+}
+
+/// The files of `dir`, sorted, as absolute paths (a written scenario replays from anywhere).
+fn trace_files(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("--traces: {}", dir.display()))? {
+        let path = entry
+            .with_context(|| format!("--traces: {}", dir.display()))?
+            .path();
+        if path.is_file() {
+            let path = std::fs::canonicalize(&path)
+                .with_context(|| format!("--traces: {}", path.display()))?;
+            files.push(path.display().to_string());
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        anyhow::bail!("--traces: no files in {}", dir.display());
+    }
+    Ok(files)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
