@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use livecam_sim::explore::{self, Coverage, Drawn, Plan};
+use livecam_system::link::CapacityTrace;
 use livecam_system::mutants::Mutant;
 
 use super::sim::SimulatorArg;
@@ -187,22 +188,28 @@ fn report_failure(args: &Args, drawn: &Drawn, problems: &[String]) -> anyhow::Re
     Ok(path)
 }
 
-/// The files of `dir`, sorted, as absolute paths (a written scenario replays from anywhere).
+/// The Mahimahi traces in `dir`, sorted, as absolute paths (a written scenario replays from
+/// anywhere). Files that are not traces (a README beside them) are skipped, each named.
 fn trace_files(dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("--traces: {}", dir.display()))? {
         let path = entry
             .with_context(|| format!("--traces: {}", dir.display()))?
             .path();
-        if path.is_file() {
-            let path = std::fs::canonicalize(&path)
-                .with_context(|| format!("--traces: {}", path.display()))?;
-            files.push(path.display().to_string());
+        if !path.is_file() {
+            continue;
         }
+        if let Err(e) = CapacityTrace::load(&path) {
+            eprintln!("--traces: skipping {}: {e}", path.display());
+            continue;
+        }
+        let path = std::fs::canonicalize(&path)
+            .with_context(|| format!("--traces: {}", path.display()))?;
+        files.push(path.display().to_string());
     }
     files.sort();
     if files.is_empty() {
-        anyhow::bail!("--traces: no files in {}", dir.display());
+        anyhow::bail!("--traces: no Mahimahi trace in {}", dir.display());
     }
     Ok(files)
 }
