@@ -146,3 +146,29 @@ fn madsim_repeats_a_cluster_trace() {
     let b = simulator::run(Simulator::Madsim, &sc, 3, None).expect("madsim run");
     assert_eq!(a.trace_hash, b.trace_hash);
 }
+
+/// The explorer's drawn scenarios run on madsim too (`explore::run` with
+/// `Simulator::Madsim`): the first 12 seeds whose draw holds no host clock fault (madsim
+/// refuses `[[clocks]]`, as the scenario loader says) are judged for safety and liveness like
+/// the des exploration in `tests/explore.rs`.
+#[test]
+fn madsim_explores_drawn_scenarios_and_judges_them() {
+    use livecam_sim::explore;
+    let mut judged = 0;
+    let mut failed = Vec::new();
+    for seed in 1.. {
+        let drawn = explore::draw(seed);
+        if !drawn.clocks.is_empty() {
+            continue;
+        }
+        let case = explore::run(&drawn, Simulator::Madsim).expect("madsim runs a drawn scenario");
+        if !case.verdict.passed() {
+            failed.push(format!("seed {seed}: {}", case.verdict.lines().join("; ")));
+        }
+        judged += 1;
+        if judged == 12 {
+            break;
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
