@@ -66,6 +66,9 @@ pub struct Connector {
     cfg: ClientConfig,
     /// Index of the tier-1 to ask next.
     current: usize,
+    /// A new tier-1 list came while connecting: the next failover starts at its head (the
+    /// list's own order) instead of moving past it.
+    list_fresh: bool,
     attempt: u32,
     state: State,
     outbox: Outbox,
@@ -91,6 +94,7 @@ impl Connector {
         Connector {
             cfg,
             current: 0,
+            list_fresh: false,
             attempt: 0,
             state: State::Idle,
             outbox: Outbox::default(),
@@ -163,6 +167,7 @@ impl Connector {
             self.state = State::Idle;
             return;
         }
+        self.list_fresh = false;
         self.state = State::Connecting {
             started: now,
             deadline: now,
@@ -315,6 +320,7 @@ impl Connector {
         if !list.is_empty() && list != self.cfg.tier1s {
             self.cfg.tier1s = list.clone();
             self.current = 0;
+            self.list_fresh = true;
             self.events.push_back(ClientEvent::Tier1List(list));
         }
     }
@@ -323,7 +329,14 @@ impl Connector {
         if let State::Connecting { deadline, .. } = self.state {
             if deadline <= now {
                 // No offer: fail over to the next tier-1 (claim 23).
-                self.current = (self.current + 1) % self.cfg.tier1s.len().max(1);
+                // (Seed 487 of the explorer: a draining tier-1 answers with a list that puts
+                // a live one first; moving past the head after adopting it skipped that one,
+                // and two draining tier-1s sent the client back and forth between them.)
+                self.current = if std::mem::take(&mut self.list_fresh) {
+                    0
+                } else {
+                    (self.current + 1) % self.cfg.tier1s.len().max(1)
+                };
                 self.send_request(now);
             }
         }
