@@ -947,6 +947,16 @@ impl Verdict {
         self.safety.is_empty() && self.liveness.is_empty()
     }
 
+    /// Whether this verdict fails the way `first` did, as shrinking asks: a safety failure
+    /// must stay a safety failure (a smaller scenario that only fails liveness is another bug).
+    pub fn fails_like(&self, first: &Verdict) -> bool {
+        if first.safety.is_empty() {
+            !self.passed()
+        } else {
+            !self.safety.is_empty()
+        }
+    }
+
     /// Every problem, one per line, safety first.
     pub fn lines(&self) -> Vec<String> {
         let s = self.safety.iter().map(|p| format!("safety: {p}"));

@@ -53,17 +53,9 @@ fn the_explorer_finds_at_least_nine_of_the_ten_known_bugs_and_shrinks_what_it_fi
             .iter()
             .find(|(m, _)| *m == want)
             .unwrap_or_else(|| panic!("{} is found", want.name()));
-        let safety = !case.verdict.safety.is_empty();
         let fails = |d: &explore::Drawn| {
-            explore::with_mutant(Some(*m), || explore::run(d, Simulator::Des)).is_ok_and(|r| {
-                r.is_ok_and(|c| {
-                    if safety {
-                        !c.verdict.safety.is_empty()
-                    } else {
-                        !c.verdict.passed()
-                    }
-                })
-            })
+            explore::with_mutant(Some(*m), || explore::run(d, Simulator::Des))
+                .is_ok_and(|r| r.is_ok_and(|c| c.verdict.fails_like(&case.verdict)))
         };
         let (small, _) = explore::shrink(&case.drawn, 60, fails);
         assert!(fails(&small));

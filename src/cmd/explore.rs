@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use livecam_sim::explore::{self, Coverage, Drawn, Plan};
+use livecam_sim::explore::{self, Coverage, Drawn, Plan, Verdict};
 use livecam_system::link::CapacityTrace;
 use livecam_system::mutants::Mutant;
 
@@ -99,7 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 coverage.add(&case.drawn);
                 sim_wall += case.wall_seconds;
                 if !case.verdict.passed() {
-                    match report_failure(&args, &case.drawn, &case.verdict.lines()) {
+                    match report_failure(&args, &case.drawn, &case.verdict) {
                         Ok(path) => failed.push((seed, path)),
                         Err(e) => {
                             eprintln!("seed {seed}: {e:#}");
@@ -148,7 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Writes a failing scenario and its shrunk form, and prints both with their replay commands.
-fn report_failure(args: &Args, drawn: &Drawn, problems: &[String]) -> anyhow::Result<PathBuf> {
+fn report_failure(args: &Args, drawn: &Drawn, verdict: &Verdict) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let path = write(
@@ -161,15 +161,13 @@ fn report_failure(args: &Args, drawn: &Drawn, problems: &[String]) -> anyhow::Re
         drawn.seed,
         drawn.hosts(),
         drawn.faults.len(),
-        problems.join("\n  "),
+        verdict.lines().join("\n  "),
         path.display(),
         args.backend.name()
     );
     if args.shrink_budget > 0 {
-        // Shrink towards the same kind of failure: safety stays safety.
-        let safety = problems.iter().any(|p| p.starts_with("safety"));
         let (small, runs) = explore::shrink(drawn, args.shrink_budget, |d| {
-            explore::run(d, args.backend.simulator()).is_ok_and(|c| same_kind(safety, &c.verdict))
+            explore::run(d, args.backend.simulator()).is_ok_and(|c| c.verdict.fails_like(verdict))
         });
         let shrunk = write(
             &args.out,
@@ -259,10 +257,9 @@ fn mutation_check(args: &Args, plan: &Plan) -> anyhow::Result<()> {
         if args.shrink_budget == 0 {
             continue;
         }
-        let safety = !case.verdict.safety.is_empty();
         let fails = |d: &Drawn| {
             explore::with_mutant(Some(m), || explore::run(d, plan.backend))
-                .is_ok_and(|r| r.is_ok_and(|c| same_kind(safety, &c.verdict)))
+                .is_ok_and(|r| r.is_ok_and(|c| c.verdict.fails_like(&case.verdict)))
         };
         let grown = d.grown(args.grow);
         let start = if fails(&grown) { grown } else { d.clone() };
@@ -283,13 +280,4 @@ fn mutation_check(args: &Args, plan: &Plan) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-/// Whether a verdict fails the way a failure did: safety stays safety.
-fn same_kind(safety: bool, v: &explore::Verdict) -> bool {
-    if safety {
-        !v.safety.is_empty()
-    } else {
-        !v.passed()
-    }
 }

@@ -269,8 +269,8 @@ impl Sink {
                     }
                     if let (Some(b), true, false) = (self.backhaul.as_mut(), intact, duplicate) {
                         let boot = self.boot_seqs.get(&session).copied().unwrap_or(0);
+                        let seq = super::durable::seq_of(boot, frame);
                         if mutants::active(Mutant::StoredBeforeCommit) {
-                            let seq = super::durable::seq_of(boot, frame);
                             self.stored.entry(session).or_default().push(seq);
                         }
                         b.frame_delivered(
@@ -278,7 +278,7 @@ impl Sink {
                             &Delivered {
                                 session,
                                 frame,
-                                seq: super::durable::seq_of(boot, frame),
+                                seq,
                                 data: &data,
                                 segment_size,
                                 segments,
