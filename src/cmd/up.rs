@@ -36,6 +36,14 @@ pub struct Args {
     /// The PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// The map's tiles: a tile server's URL template
+    /// (`https://tile.openstreetmap.org/{z}/{x}/{y}.png`, with --tiles-attribution), which the
+    /// browser asks directly, or an MBTiles file; without it the map draws the synthetic city.
+    #[arg(long)]
+    tiles: Option<String>,
+    /// What the tile source asks to be shown on the map, e.g. "(c) OpenStreetMap contributors".
+    #[arg(long, requires = "tiles")]
+    tiles_attribution: Option<String>,
 }
 
 /// Starts the system, prints the browser URL, and on Ctrl-C prints a JSON summary.
@@ -61,6 +69,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         password_file: args.password_file,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        tiles: args.tiles,
+        tiles_attribution: args.tiles_attribution,
     };
     let summary = super::block_on_local(up::up(
         &opts,

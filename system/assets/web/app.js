@@ -11,7 +11,7 @@
   const state = {
     clients: new Map(), // id -> ClientView
     markers: new Map(), // id -> L.marker
-    tracks: new Map(), // id -> L.polyline
+    tracks: new Map(), // id -> {points: [{lat, lon, t}], bands: [L.polyline per age band]}
     commands: new Map(), // command id -> CommandRecord
     selected: null,
     ws: null,
@@ -62,15 +62,31 @@
   const map = L.map("map", { boxZoom: false, zoomControl: true });
   state.map = map;
   L.Icon.Default.imagePath = "/vendor/leaflet/images/";
+  L.control.scale({ imperial: false, maxWidth: 150 }).addTo(map);
   map.setView([35.6812, 139.7671], 15);
+
+  // Leaflet puts an attribution into the page as HTML: the configured text goes in as text.
+  function escapeHtml(text) {
+    const d = document.createElement("div");
+    d.textContent = text;
+    return d.innerHTML;
+  }
 
   async function loadMap() {
     const info = await api("/api/map");
     const b = info.bounds;
-    map.fitBounds([[b.south, b.west], [b.north, b.east]], { padding: [20, 20] });
+    if (!state.fitted) map.fitBounds([[b.south, b.west], [b.north, b.east]], { padding: [20, 20] });
     if (info.tiles) {
-      L.tileLayer("/tiles/{z}/{x}/{y}.png", { maxZoom: 19, attribution: "local tiles" }).addTo(map);
+      // A tile server's URL template (the browser asks it directly) or this server's MBTiles.
+      state.tileLayer = L.tileLayer(info.tiles.url, {
+        maxZoom: 19,
+        attribution: escapeHtml(info.tiles.attribution),
+      }).addTo(map);
+      $("map").dataset.tiles = info.tiles.url;
+      $("map").dataset.streets = "0";
+      return;
     }
+    // Without tiles, the synthetic city the synthetic vehicles drive.
     const city = await api("/api/map/city.geojson");
     state.city = L.geoJSON(city, {
       style: (f) => ({
@@ -82,6 +98,35 @@
     $("map").dataset.streets = String(city.features.length);
   }
 
+  // The map fits the fleet wherever it is: once when the first positions arrive, and on the
+  // button.
+  function fitFleet() {
+    const pts = [...state.clients.values()].filter((c) => c.fix).map((c) => [c.fix.lat, c.fix.lon]);
+    if (pts.length === 0) return false;
+    if (pts.length === 1) map.setView(pts[0], Math.max(map.getZoom(), 16));
+    else map.fitBounds(pts, { padding: [40, 40], maxZoom: 17 });
+    state.fitted = true;
+    $("map").dataset.fitted = String(pts.length);
+    return true;
+  }
+  $("fit-fleet").addEventListener("click", fitFleet);
+
+  // Track colours show age: the newest minute red, then 1-5 min, 5-15 min, older.
+  const AGE_BANDS = [
+    { max: 60e3, color: "#e63946" },
+    { max: 300e3, color: "#f4a261" },
+    { max: 900e3, color: "#2a9d8f" },
+    { max: Infinity, color: "#8d99ae" },
+  ];
+  const legend = L.control({ position: "bottomleft" });
+  legend.onAdd = () => {
+    const d = L.DomUtil.create("div", "track-legend");
+    d.innerHTML = "track age " + AGE_BANDS.map((b, i) =>
+      '<span style="color:' + b.color + '">&#9644; ' +
+      ["&lt;1 min", "1-5 min", "5-15 min", "older"][i] + "</span>").join(" ");
+    return d;
+  };
+  legend.addTo(map);
   // ---------- clients ----------
   function markerFor(c) {
     let m = state.markers.get(c.id);
@@ -104,26 +149,45 @@
     return m;
   }
 
+  // A client's track: its points with their times, drawn as one polyline per age band.
   function trackFor(c) {
     let t = state.tracks.get(c.id);
-    const pos = [c.fix.lat, c.fix.lon];
     if (!t) {
-      t = L.polyline([], { color: "#e63946", weight: 3, opacity: 0.8 }).addTo(map);
+      t = { points: [], bands: AGE_BANDS.map((b) => L.polyline([], { color: b.color, weight: 3, opacity: 0.85 }).addTo(map)) };
       state.tracks.set(c.id, t);
       // Seed the track with the stored one.
       api("/api/clients/" + c.id + "/track").then((r) => {
-        const pts = r.points.map((p) => [p.lat, p.lon]);
-        const now = t.getLatLngs();
-        t.setLatLngs(pts.concat(now).slice(-TRACK_POINTS));
+        const stored = r.points.map((p) => ({ lat: p.lat, lon: p.lon, t: p.received_ms }));
+        const newest = stored.length ? stored[stored.length - 1].t : -Infinity;
+        t.points = stored.concat(t.points.filter((p) => p.t > newest)).slice(-TRACK_POINTS);
+        drawTrack(t);
       }).catch(() => {});
     }
-    const pts = t.getLatLngs();
-    const last = pts[pts.length - 1];
-    if (!last || last.lat !== pos[0] || last.lng !== pos[1]) {
-      t.addLatLng(pos);
-      if (pts.length > TRACK_POINTS) t.setLatLngs(pts.slice(-TRACK_POINTS));
+    const last = t.points[t.points.length - 1];
+    if (!last || last.lat !== c.fix.lat || last.lon !== c.fix.lon) {
+      t.points.push({ lat: c.fix.lat, lon: c.fix.lon, t: c.fix.received_ms });
+      if (t.points.length > TRACK_POINTS) t.points.splice(0, t.points.length - TRACK_POINTS);
+      // The newest band grows at once; the bands are redrawn as points age (below).
+      if (last) t.bands[0].addLatLng([c.fix.lat, c.fix.lon]);
+      else drawTrack(t);
     }
   }
+
+  function drawTrack(t) {
+    const now = Date.now();
+    const lines = AGE_BANDS.map(() => []);
+    let prev = null;
+    for (const p of t.points) {
+      const age = now - p.t;
+      const band = AGE_BANDS.findIndex((b) => age < b.max);
+      // Each band's line starts at the point before it, so the track stays joined.
+      if (prev && prev.band !== band) lines[band].push([prev.lat, prev.lon]);
+      lines[band].push([p.lat, p.lon]);
+      prev = { band, lat: p.lat, lon: p.lon };
+    }
+    t.bands.forEach((line, i) => line.setLatLngs(lines[i]));
+  }
+  setInterval(() => { for (const t of state.tracks.values()) drawTrack(t); }, 5000);
 
   function rowFor(c) {
     let tr = document.querySelector('#client-rows tr[data-client="' + c.id + '"]');
@@ -170,10 +234,37 @@
     const m = state.markers.get(id);
     if (m) { m.remove(); state.markers.delete(id); }
     const t = state.tracks.get(id);
-    if (t) { t.remove(); state.tracks.delete(id); }
+    if (t) { for (const b of t.bands) b.remove(); state.tracks.delete(id); }
   }
 
-  // ---------- selection and live picture ----------
+  // ---------- selection, live video and the grid ----------
+  // Frames arrive on the live socket (binary messages) for the clients the page watches: the
+  // selected one and the grid's. Each is shown once decoded; the newest capture wins, an older
+  // one arriving late is dropped. What was shown, and when, is kept for the figures beside the
+  // player (and for tests).
+  const MAX_WATCH = 16;
+  const video = {
+    shown: 0,
+    dropped: 0,
+    byClient: new Map(), // id -> {capture_ms, url, frames: [{frame, at, bytes}], ids: [frame...]}
+    latencies: [], // {client, frame, received_ms, capture_ms, shown_ms}, the newest 5000
+  };
+  state.video = video;
+  const grid = { clients: [] };
+  state.grid = grid;
+
+  function watched() {
+    const ids = [];
+    if (state.selected !== null) ids.push(state.selected);
+    for (const id of grid.clients) if (!ids.includes(id)) ids.push(id);
+    return ids.slice(0, MAX_WATCH);
+  }
+  function sendWatch() {
+    if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+      state.ws.send(JSON.stringify({ type: "watch", clients: watched() }));
+    }
+  }
+
   function select(id) {
     state.selected = id;
     $("selected").dataset.client = String(id);
@@ -184,8 +275,11 @@
     const img = $("live-frame");
     img.dataset.frame = "";
     img.removeAttribute("src");
+    const v = video.byClient.get(id);
+    if (v && v.url) { img.src = v.url; img.dataset.frame = v.frame; }
     const c = state.clients.get(id);
     if (c) showLive(c);
+    sendWatch();
     renderCommands();
     api("/api/clients/" + id + "/commands").then((list) => {
       for (const r of list) state.commands.set(r.id, r);
@@ -193,35 +287,121 @@
     }).catch(() => {});
   }
 
+  // The figures beside the player: rate and fps over the last two seconds of shown frames,
+  // latency of the newest, the link's segment size and loss.
   function showLive(c) {
-    const img = $("live-frame");
-    if (c.last_frame == null) {
-      $("live-caption").textContent = "No frame stored yet.";
+    if (state.selected !== c.id) return;
+    const v = video.byClient.get(c.id);
+    if (!v) {
+      $("live-caption").textContent = c.last_frame == null ? "No frame stored yet." : "waiting for video";
       return;
     }
-    const want = String(c.last_frame);
-    if (img.dataset.pending === want || img.dataset.frame === want) return;
-    img.dataset.pending = want;
-    const src = "/api/clients/" + c.id + "/frames/" + want;
-    const next = new Image();
-    next.onload = () => {
-      if (state.selected !== c.id) return;
-      img.src = src;
-      img.dataset.frame = want;
-      $("live-caption").textContent = "client " + c.id + ", frame " + want +
-        (c.fix ? " at " + c.fix.lat.toFixed(5) + ", " + c.fix.lon.toFixed(5) : "");
+    const now = Date.now();
+    const recent = v.frames.filter((f) => now - f.at < 2000);
+    const bytes = recent.reduce((n, f) => n + f.bytes, 0);
+    const l = c.link;
+    const stats = {
+      fps: recent.length / 2,
+      kBps: bytes / 2 / 1000,
+      capture_to_screen_ms: v.capture_to_screen_ms,
+      tier2_to_screen_ms: v.tier2_to_screen_ms,
+      segment_size: v.segment_size,
+      loss: l ? l.loss : null,
     };
-    next.onerror = () => { img.dataset.pending = ""; };
-    next.src = src;
+    $("live-stats").dataset.fps = String(stats.fps);
+    $("live-stats").textContent = stats.fps.toFixed(1) + " fps, " + stats.kBps.toFixed(1) + " kB/s, " +
+      "capture to screen " + stats.capture_to_screen_ms + " ms (tier-2 to screen " + stats.tier2_to_screen_ms +
+      " ms), segment " + stats.segment_size + " B" + (l ? ", loss " + (l.loss * 100).toFixed(1) + " %" : "");
+    $("live-caption").textContent = "client " + c.id + ", frame " + v.frame +
+      (c.fix ? " at " + c.fix.lat.toFixed(5) + ", " + c.fix.lon.toFixed(5) : "");
   }
+  setInterval(() => {
+    const c = state.clients.get(state.selected);
+    if (c) showLive(c);
+  }, 500);
+
+  function onFrame(buf) {
+    const view = new DataView(buf);
+    const n = view.getUint32(0);
+    let h;
+    try { h = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 4, n))); } catch (_) { return; }
+    if (h.type !== "frame") return;
+    let v = video.byClient.get(h.client);
+    if (!v) {
+      v = { capture_ms: -Infinity, url: null, frame: null, frames: [], ids: [] };
+      video.byClient.set(h.client, v);
+    }
+    if (h.capture_ms < v.capture_ms) { video.dropped += 1; return; }
+    v.capture_ms = h.capture_ms;
+    const url = URL.createObjectURL(new Blob([new Uint8Array(buf, 4 + n)], { type: "image/jpeg" }));
+    const im = new Image();
+    im.src = url;
+    im.decode().then(() => {
+      // A newer frame was shown while this one decoded.
+      if (v.capture_ms !== h.capture_ms) { URL.revokeObjectURL(url); video.dropped += 1; return; }
+      const targets = [];
+      if (state.selected === h.client) targets.push($("live-frame"));
+      const tile = document.querySelector('#grid-tiles figure[data-client="' + h.client + '"] img');
+      if (tile) targets.push(tile);
+      for (const t of targets) { t.src = url; t.dataset.frame = h.frame; }
+      const old = v.url;
+      v.url = url;
+      v.frame = h.frame;
+      requestAnimationFrame(() => {
+        const at = Date.now();
+        if (old) URL.revokeObjectURL(old);
+        video.shown += 1;
+        v.capture_to_screen_ms = at - h.capture_ms;
+        v.tier2_to_screen_ms = at - h.received_ms;
+        v.segment_size = h.segment_size;
+        v.frames.push({ frame: h.frame, at, bytes: h.bytes });
+        if (v.frames.length > 100) v.frames.shift();
+        v.ids.push(h.frame);
+        if (v.ids.length > 3000) v.ids.shift();
+        video.latencies.push({ client: h.client, frame: h.frame, received_ms: h.received_ms, capture_ms: h.capture_ms, shown_ms: at });
+        if (video.latencies.length > 5000) video.latencies.shift();
+        if (tile) tile.parentElement.querySelector("figcaption").textContent =
+          "client " + h.client + ", frame " + h.frame + ", " + (at - h.capture_ms) + " ms";
+      });
+    }).catch(() => URL.revokeObjectURL(url));
+  }
+
+  // The grid: several cameras at once (every online one, the area's, or any list the page
+  // asks for with livecam.setGrid), at most MAX_WATCH with the selected one.
+  function setGrid(ids) {
+    grid.clients = ids.filter((id) => id !== state.selected).slice(0, MAX_WATCH - 1);
+    const box = $("grid-tiles");
+    box.replaceChildren(...grid.clients.map((id) => {
+      const f = el("figure", { "data-client": String(id) });
+      const img = el("img", { alt: "live picture of client " + id, "data-frame": "" });
+      const v = video.byClient.get(id);
+      if (v && v.url) { img.src = v.url; img.dataset.frame = v.frame; }
+      img.addEventListener("click", () => select(id));
+      f.appendChild(img);
+      f.appendChild(el("figcaption", {}, "client " + id));
+      return f;
+    }));
+    $("grid").hidden = grid.clients.length === 0;
+    $("grid").dataset.count = String(grid.clients.length);
+    sendWatch();
+  }
+  state.setGrid = setGrid;
+  $("grid-all").addEventListener("click", () => {
+    setGrid([...state.clients.values()].filter((c) => c.online).map((c) => c.id).sort((a, b) => a - b));
+  });
+  $("grid-area").addEventListener("click", () => {
+    setGrid([...document.querySelectorAll("#area-results li")].map((li) => Number(li.dataset.client)));
+  });
+  $("grid-close").addEventListener("click", () => setGrid([]));
 
   // ---------- live push ----------
   function connect() {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(proto + "//" + location.host + "/api/live");
+    ws.binaryType = "arraybuffer";
     state.ws = ws;
     const conn = $("conn");
-    ws.onopen = () => { conn.dataset.state = "open"; conn.textContent = "live"; };
+    ws.onopen = () => { conn.dataset.state = "open"; conn.textContent = "live"; sendWatch(); };
     ws.onclose = () => {
       if (state.ws !== ws) return;
       state.ws = null;
@@ -234,6 +414,7 @@
       }, 1000);
     };
     ws.onmessage = (ev) => {
+      if (ev.data instanceof ArrayBuffer) { onFrame(ev.data); return; }
       let msg;
       try { msg = JSON.parse(ev.data); } catch (_) { return; }
       state.messages += 1;
@@ -245,13 +426,18 @@
         }
         for (const c of msg.clients) update(c);
         for (const id of msg.removed) remove(id);
+        if (!state.fitted) fitFleet();
         if (state.selected === null && state.clients.size > 0) {
           select(Math.min(...state.clients.keys()));
         }
       } else if (msg.type === "command") {
         state.commands.set(msg.command.id, msg.command);
         renderCommands();
+      } else if (msg.type === "error") {
+        console.warn("live socket: " + msg.error);
       }
+      // Every message also goes to whoever listens for its type (fences.js and others).
+      window.dispatchEvent(new CustomEvent("livecam:" + msg.type, { detail: msg }));
     };
   }
 
@@ -489,7 +675,10 @@
       state.started = true;
       loadMap().catch((e) => { $("map").dataset.error = e.message; });
     }
-    api("/api/clients").then((list) => { for (const c of list) update(c); }).catch(() => {});
+    api("/api/clients").then((list) => {
+      for (const c of list) update(c);
+      if (!state.fitted) fitFleet();
+    }).catch(() => {});
     if (!state.ws) connect();
   }
 

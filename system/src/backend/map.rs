@@ -3,8 +3,11 @@
 //! - [`city_geojson`]: the synthetic city's streets (the same [`City`] the synthetic vehicles
 //!   drive) as a GeoJSON `FeatureCollection` of `LineString`s, so the map works with no
 //!   internet and no tile files.
-//! - [`TileSource`]: raster tiles from an MBTiles file (an SQLite database), when one is
-//!   configured. MBTiles rows are TMS-numbered (y counted from the south); requests are XYZ.
+//! - [`Tiles`]: where the map's raster tiles come from, when any are configured: a tile
+//!   server's URL template ([`TileUrl`], e.g. OpenStreetMap's, with the attribution it asks
+//!   for), which the browser asks directly as every fleet map does, or an MBTiles file
+//!   ([`TileSource`], an SQLite database) this server serves for sites without internet.
+//!   MBTiles rows are TMS-numbered (y counted from the south); requests are XYZ.
 //! - [`BBox`] and [`clients_in`]: "all clients inside this area" ([0003]: supervise the group
 //!   of mobile clients in a specified area), and [`positions_geojson`] for their positions.
 
@@ -167,6 +170,117 @@ pub fn positions_geojson(rows: &[ClientRow]) -> Value {
     json!({"type": "FeatureCollection", "features": features})
 }
 
+/// Where the map's raster tiles come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tiles {
+    /// An MBTiles file this server serves at `/tiles/{z}/{x}/{y}.png`.
+    MbTiles(PathBuf),
+    /// A tile server the browser asks directly.
+    Url(TileUrl),
+}
+
+impl Tiles {
+    /// What the browser needs to draw them: the URL template and the attribution to show.
+    pub fn browser_view(&self) -> Value {
+        match self {
+            Tiles::MbTiles(_) => json!({
+                "url": "/tiles/{z}/{x}/{y}.png",
+                "attribution": "local tiles",
+            }),
+            Tiles::Url(u) => json!({"url": u.template, "attribution": u.attribution}),
+        }
+    }
+}
+
+/// Longest tile URL template and attribution taken.
+pub const MAX_TILE_URL: usize = 2048;
+pub const MAX_ATTRIBUTION: usize = 512;
+
+/// A tile server's XYZ URL template, `http(s)://host/.../{z}/{x}/{y}.png`, with the
+/// attribution its terms ask to be shown on the map (OpenStreetMap's: "(c) OpenStreetMap
+/// contributors"). Placeholders are Leaflet's: `{z}`, `{x}`, `{y}` (all three required), `{s}`
+/// (a subdomain `a`-`c`) and `{r}` (`@2x` on dense screens).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileUrl {
+    pub template: String,
+    pub attribution: String,
+}
+
+/// Why a tile URL template or its attribution was refused.
+#[derive(Debug, Error, PartialEq)]
+pub enum TileUrlError {
+    #[error("tile URL must start with http:// or https://, got {0:?}")]
+    Scheme(String),
+    #[error("tile URL lacks the placeholder {0} (a template looks like https://tile.example.org/{{z}}/{{x}}/{{y}}.png)")]
+    Missing(&'static str),
+    #[error("tile URL has an unknown placeholder {{{0}}} (known: z, x, y, s, r)")]
+    Unknown(String),
+    #[error("tile URL has an unclosed '{{'")]
+    Unclosed,
+    #[error("tile URL holds whitespace, a quote, '<', '>' or a control character")]
+    BadCharacter,
+    #[error("{what} is longer than {max} bytes")]
+    TooLong { what: &'static str, max: usize },
+    #[error("a tile URL needs the attribution its tile source asks for (e.g. \"(c) OpenStreetMap contributors\"); it is empty")]
+    NoAttribution,
+}
+
+impl TileUrl {
+    /// Checks `template` and `attribution`. The browser fills the template in, so nothing in
+    /// it may break out of a URL (no whitespace, quotes or angle brackets); the attribution is
+    /// shown as text, never as HTML.
+    pub fn new(template: &str, attribution: &str) -> Result<TileUrl, TileUrlError> {
+        if template.len() > MAX_TILE_URL {
+            return Err(TileUrlError::TooLong {
+                what: "tile URL",
+                max: MAX_TILE_URL,
+            });
+        }
+        if !(template.starts_with("https://") || template.starts_with("http://")) {
+            return Err(TileUrlError::Scheme(template.chars().take(40).collect()));
+        }
+        if template
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "\"'<>`\\".contains(c))
+        {
+            return Err(TileUrlError::BadCharacter);
+        }
+        let mut rest = template;
+        let mut seen = [false; 3];
+        while let Some(open) = rest.find('{') {
+            let after = &rest[open + 1..];
+            let close = after.find('}').ok_or(TileUrlError::Unclosed)?;
+            match &after[..close] {
+                "z" => seen[0] = true,
+                "x" => seen[1] = true,
+                "y" => seen[2] = true,
+                "s" | "r" => {}
+                other => return Err(TileUrlError::Unknown(other.chars().take(20).collect())),
+            }
+            rest = &after[close + 1..];
+        }
+        for (i, name) in ["{z}", "{x}", "{y}"].into_iter().enumerate() {
+            if !seen[i] {
+                return Err(TileUrlError::Missing(name));
+            }
+        }
+        let attribution = attribution.trim();
+        if attribution.is_empty() {
+            return Err(TileUrlError::NoAttribution);
+        }
+        if attribution.len() > MAX_ATTRIBUTION {
+            return Err(TileUrlError::TooLong {
+                what: "tile attribution",
+                max: MAX_ATTRIBUTION,
+            });
+        }
+        Ok(TileUrl {
+            template: template.to_string(),
+            attribution: attribution.to_string(),
+        })
+    }
+}
+
 /// An MBTiles failure.
 #[derive(Debug, Error)]
 pub enum TileError {
@@ -262,6 +376,53 @@ pub(crate) mod tests {
     use super::*;
     use crate::backend::{FixRecord, SessionRecord};
     use crate::device::Fix;
+
+    #[test]
+    fn tile_urls_need_a_scheme_all_three_placeholders_and_an_attribution() {
+        let osm = TileUrl::new(
+            "https://{s}.tile.openstreetmap.org/{z}/{x}/{y}{r}.png",
+            " (c) OpenStreetMap contributors ",
+        )
+        .unwrap();
+        assert_eq!(osm.attribution, "(c) OpenStreetMap contributors");
+        let view = Tiles::Url(osm).browser_view();
+        assert_eq!(
+            view["url"],
+            "https://{s}.tile.openstreetmap.org/{z}/{x}/{y}{r}.png"
+        );
+        let bad = |t: &str, a: &str| TileUrl::new(t, a).unwrap_err();
+        assert!(matches!(
+            bad("ftp://x/{z}/{x}/{y}", "a"),
+            TileUrlError::Scheme(_)
+        ));
+        assert_eq!(
+            bad("https://x/{z}/{x}.png", "a"),
+            TileUrlError::Missing("{y}")
+        );
+        assert_eq!(
+            bad("https://x/{z}/{x}/{y}/{q}", "a"),
+            TileUrlError::Unknown("q".into())
+        );
+        assert_eq!(bad("https://x/{z}/{x}/{y", "a"), TileUrlError::Unclosed);
+        assert_eq!(
+            bad("https://x/{z}/{x}/{y}\"onerror=", "a"),
+            TileUrlError::BadCharacter
+        );
+        assert_eq!(
+            bad("https://x/{z} /{x}/{y}", "a"),
+            TileUrlError::BadCharacter
+        );
+        assert_eq!(
+            bad("https://x/{z}/{x}/{y}", "  "),
+            TileUrlError::NoAttribution
+        );
+        let long = format!("https://x/{{z}}/{{x}}/{{y}}/{}", "a".repeat(MAX_TILE_URL));
+        assert!(matches!(bad(&long, "a"), TileUrlError::TooLong { .. }));
+        assert!(matches!(
+            bad("https://x/{z}/{x}/{y}", &"a".repeat(MAX_ATTRIBUTION + 1)),
+            TileUrlError::TooLong { .. }
+        ));
+    }
 
     fn row(client: u32, lat: f64, lon: f64) -> ClientRow {
         ClientRow {

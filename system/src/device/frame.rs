@@ -123,6 +123,10 @@ impl CapturedFrame {
 pub struct DeviceFrames<C> {
     pub camera: C,
     pub gps: Box<dyn GpsSource>,
+    /// The role time at which the wall clock read the given milliseconds since the Unix
+    /// epoch: capture times are wall-clock times, so the tier-2 and the browser (on clocks kept
+    /// by NTP) can tell how old a picture is. `(Instant::ZERO, 0)` stamps role time.
+    pub wall_origin: (Instant, u64),
     pub errors: u64,
     /// The camera refused a quality rate adaptation chose (said once).
     pub adapt_refused: bool,
@@ -130,7 +134,9 @@ pub struct DeviceFrames<C> {
 
 impl<C: FrameSource + Send> FrameProducer for DeviceFrames<C> {
     fn produce(&mut self, _session: u32, frame: u32, now: Instant, _len: usize) -> Vec<u8> {
-        let capture_ms = now.as_micros() / 1000;
+        let (at, unix_ms) = self.wall_origin;
+        let since = now.saturating_duration_since(at).as_millis();
+        let capture_ms = unix_ms.saturating_add(u64::try_from(since).unwrap_or(u64::MAX));
         let jpeg = match self.camera.capture(u64::from(frame), capture_ms) {
             Ok(j) => j,
             Err(e) => {
@@ -225,12 +231,13 @@ mod tests {
         let mut frames = DeviceFrames {
             camera: SyntheticCamera::new(7, SyntheticSettings::default()),
             gps: Box::new(SyntheticRoute::new(City::default(), 10.0, 1, Instant::ZERO)),
+            wall_origin: (Instant::from_millis(1000), 1_700_000_000_000),
             errors: 0,
             adapt_refused: false,
         };
         let bytes = frames.produce(7, 3, Instant::from_millis(1500), 0);
         let f = CapturedFrame::decode(&bytes).unwrap();
-        assert_eq!(f.capture_ms, 1500);
+        assert_eq!(f.capture_ms, 1_700_000_000_500, "wall-clock capture time");
         assert!(f.jpeg.starts_with(&[0xff, 0xd8]));
         let fix = f.fix.unwrap();
         assert!((fix.lat - City::default().centre_lat).abs() < 0.02);
@@ -246,6 +253,7 @@ mod tests {
         DeviceFrames {
             camera,
             gps: Box::new(SyntheticRoute::new(City::default(), 10.0, 1, Instant::ZERO)),
+            wall_origin: (Instant::ZERO, 0),
             errors: 0,
             adapt_refused: false,
         }

@@ -21,6 +21,7 @@ use super::config::{from_toml, invalid, read_text, ConfigError};
 use super::security::ServerIdentity;
 use super::service::ServiceError;
 use crate::backend::desk::{CommandDesk, DeskConfig, Finished};
+use crate::backend::map::{TileUrl, TileUrlError, Tiles};
 use crate::backend::web::{router, WebState};
 use crate::backend::{CommandRecord, CommandState, Retention, Storage};
 use crate::device::City;
@@ -42,9 +43,15 @@ pub struct BackendFile {
     /// The UDP address commands leave from (tier-2s answer to it).
     #[serde(default = "default_commands")]
     pub commands: SocketAddr,
-    /// An MBTiles file of raster map tiles; without one the map shows the synthetic city.
+    /// The map's raster tiles: a tile server's URL template
+    /// (`https://tile.openstreetmap.org/{z}/{x}/{y}.png`, with `tiles_attribution`), which the
+    /// browser asks directly, or the path of an MBTiles file this server serves. Without it the
+    /// map shows the synthetic city.
     #[serde(default)]
-    pub tiles: Option<PathBuf>,
+    pub tiles: Option<String>,
+    /// What the tile source asks to be shown on the map (needed with a tile URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiles_attribution: Option<String>,
     /// A client counts as online when its tier-2 heard from it within this many ms.
     #[serde(default = "default_online_window")]
     pub online_window_ms: i64,
@@ -104,6 +111,48 @@ fn default_retention_interval() -> u64 {
 crate::server_identity!(BackendFile, ServerRole::Backend);
 
 impl BackendFile {
+    /// Where the map's tiles come from: `tiles` read as a URL template when it starts with
+    /// `http://` or `https://`, else as an MBTiles path (which must be a file).
+    pub fn tile_source(&self, origin: &str) -> Result<Option<Tiles>, ConfigError> {
+        let invalid = |field, message: &str| invalid(origin, field, message);
+        let Some(t) = &self.tiles else {
+            if self.tiles_attribution.is_some() {
+                return Err(invalid(
+                    "tiles_attribution",
+                    "is set but tiles is not (it belongs to a tile URL)",
+                ));
+            }
+            return Ok(None);
+        };
+        if t.starts_with("http://") || t.starts_with("https://") {
+            let attribution = self.tiles_attribution.as_deref().unwrap_or_default();
+            return TileUrl::new(t, attribution).map(|u| Some(Tiles::Url(u))).map_err(|e| {
+                let field = if matches!(e, TileUrlError::NoAttribution)
+                    || matches!(e, TileUrlError::TooLong { what, .. } if what.contains("attribution"))
+                {
+                    "tiles_attribution"
+                } else {
+                    "tiles"
+                };
+                invalid(field, &e.to_string())
+            });
+        }
+        if self.tiles_attribution.is_some() {
+            return Err(invalid(
+                "tiles_attribution",
+                "belongs to a tile URL; an MBTiles file carries its own",
+            ));
+        }
+        let path = PathBuf::from(t);
+        if !path.is_file() {
+            return Err(invalid(
+                "tiles",
+                &format!("{t} is neither an http(s):// tile URL template nor an MBTiles file"),
+            ));
+        }
+        Ok(Some(Tiles::MbTiles(path)))
+    }
+
     /// A backend over `database` with every other field at its default.
     pub fn new(database: String) -> Self {
         BackendFile {
@@ -111,6 +160,7 @@ impl BackendFile {
             http: default_http(),
             commands: default_commands(),
             tiles: None,
+            tiles_attribution: None,
             online_window_ms: default_online_window(),
             retention: None,
             retention_interval_s: default_retention_interval(),
@@ -186,11 +236,7 @@ impl BackendFile {
             crate::backend::users::check_password(&password)
                 .map_err(|e| invalid("admin_password_file", &e.to_string()))?;
         }
-        if let Some(t) = &c.tiles {
-            if !t.is_file() {
-                return Err(invalid("tiles", &format!("{} is not a file", t.display())));
-            }
-        }
+        c.tile_source(&path.display().to_string())?;
         c.control_plane(Instant::ZERO, &path.display().to_string())?;
         c.tls(&path.display().to_string())?;
         Ok(c)
@@ -276,7 +322,7 @@ impl Backend {
             commands: cmd_tx,
             command_updates: upd_tx.clone(),
             city: self.cfg.city,
-            tiles: self.cfg.tiles.clone(),
+            tiles: self.cfg.tile_source("the backend's config")?,
             online_window_ms: self.cfg.online_window_ms,
             secure_cookies: self.tls.is_some(),
         };

@@ -710,6 +710,7 @@ pub async fn run_mobile_on<S: DatagramSocket>(
     let mut producer: Box<dyn FrameProducer> = Box::new(DeviceFrames {
         camera,
         gps,
+        wall_origin: (clock.now(), unix_ms),
         errors: 0,
         adapt_refused: false,
     });

@@ -37,6 +37,9 @@ pub struct UpOptions {
     /// HTTPS for the web UI: a PEM certificate chain and its key (see `BackendFile::tls_cert`).
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// The map's tiles and their attribution (see `BackendFile::tiles`).
+    pub tiles: Option<String>,
+    pub tiles_attribution: Option<String>,
 }
 
 /// What every role reported at the end.
@@ -104,8 +107,12 @@ pub async fn up(
         retention_interval_s: 30,
         tls_cert: opts.tls_cert.clone(),
         tls_key: opts.tls_key.clone(),
+        tiles: opts.tiles.clone(),
+        tiles_attribution: opts.tiles_attribution.clone(),
         ..BackendFile::new(database.clone())
     };
+    // Refused here, naming the flag's field, rather than when the web server starts.
+    backend_cfg.tile_source("livecam up")?;
     backend_cfg.secure_identity(&keys);
     let backend = Backend::bind(&backend_cfg).await?;
     // The login: admin, with the given password or a new random one (set anew either way,

@@ -10,7 +10,14 @@
 //! - `{"type":"clients","full":bool,"clients":[ClientView...],"removed":[id...]}`, the first
 //!   one full;
 //! - `{"type":"command","command":CommandRecord}` when the command desk finished one;
-//! - `{"type":"lagged","missed":N}` when this socket fell behind the command updates.
+//! - `{"type":"lagged","missed":N}` when this socket fell behind the command updates;
+//! - binary messages: live video frames of the watched clients (see `video`);
+//! - `{"type":"watching","clients":[id...]}` answering a watch request, or
+//!   `{"type":"error","error":"..."}` when a request from the page was refused.
+//!
+//! The page sends `{"type":"watch","clients":[id...]}` to choose whose frames it gets (at
+//! most `video::MAX_WATCH`; an empty list stops the video). Anything else it sends is
+//! answered with an error message and otherwise ignored.
 //!
 //! A socket lives as long as the login that opened it: every [`LOGIN_CHECK_MS`] it checks the
 //! login still holds and, once it is logged out or expired, closes with code 4401 ("login
@@ -27,7 +34,8 @@ use axum::response::Response;
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
-use super::{client_views, AppState, ClientView};
+use super::video::{self, Watching};
+use super::{client_views, with_storage, AppState, ClientView};
 
 /// How often the poller reads the fleet.
 pub(super) const POLL_MS: u64 = 300;
@@ -157,6 +165,7 @@ async fn serve(mut socket: WebSocket, shared: AppState, login: Vec<u8>) {
     views.mark_changed();
     let mut login_check = tokio::time::interval(Duration::from_millis(LOGIN_CHECK_MS));
     login_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut watching, mut frames) = Watching::new();
     loop {
         tokio::select! {
             _ = login_check.tick() => {
@@ -173,8 +182,18 @@ async fn serve(mut socket: WebSocket, shared: AppState, login: Vec<u8>) {
             }
             msg = socket.recv() => match msg {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(Message::Text(text))) => {
+                    if !request(&mut socket, &shared, &mut watching, &text).await {
+                        return;
+                    }
+                }
                 Some(Ok(_)) => {}
             },
+            Some(frame) = frames.recv() => {
+                if socket.send(Message::Binary(video::message(&frame).into())).await.is_err() {
+                    return;
+                }
+            }
             changed = views.changed() => {
                 if changed.is_err() {
                     // The poller stopped between our subscribing and now: start another.
@@ -211,6 +230,58 @@ async fn serve(mut socket: WebSocket, shared: AppState, login: Vec<u8>) {
             }
         }
     }
+}
+
+/// Answers a request the page sent; false when the socket is gone.
+async fn request(
+    socket: &mut WebSocket,
+    shared: &AppState,
+    watching: &mut Watching,
+    text: &str,
+) -> bool {
+    let msg: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return send(
+                socket,
+                json!({"type": "error", "error": format!("not JSON: {e}")}),
+            )
+            .await
+        }
+    };
+    if msg.get("type").and_then(|t| t.as_str()) != Some("watch") {
+        return send(
+            socket,
+            json!({"type": "error", "error": "the page may only send {\"type\":\"watch\",\"clients\":[...]}"}),
+        )
+        .await;
+    }
+    let clients = match video::parse_watch(&msg) {
+        Ok(c) => c,
+        Err(e) => return send(socket, json!({"type": "error", "error": e})).await,
+    };
+    let added = watching.set(shared, &clients);
+    if !send(
+        socket,
+        json!({"type": "watching", "clients": watching.clients()}),
+    )
+    .await
+    {
+        return false;
+    }
+    // The newest stored picture of each newly watched client at once, not at its next frame.
+    for id in added {
+        if let Ok(Some(f)) = with_storage(shared, move |s| s.latest_frame(id)).await {
+            if socket
+                .send(Message::Binary(video::message(&f).into()))
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! client's address).
 //!
 //! - `routes`: the REST API (`/api/...`, `/healthz`, `/tiles/{z}/{x}/{y}.png`).
-//! - `live`: `/api/live`, a WebSocket pushing what changed in the fleet and command updates.
+//! - `live`: `/api/live`, a WebSocket pushing what changed in the fleet and command updates,
+//!   and (`video`) the frames of the clients the page watches, as they are stored.
 //! - `assets`: the browser client (`/`, `/app.js`, `/app.css`, `/vendor/leaflet/...`).
 //!
 //! Commands: `POST /api/clients/{id}/commands` stores a pending command and hands it to the
@@ -23,7 +24,6 @@
 //! Every error is JSON `{"error": "..."}` with a fitting status code.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
@@ -32,6 +32,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
+use crate::backend::map::Tiles;
 use crate::backend::{ClientRow, CommandRecord, LinkRecord, Storage, StorageError};
 use crate::device::City;
 
@@ -41,6 +42,7 @@ mod live;
 mod routes;
 #[cfg(test)]
 mod tests;
+mod video;
 
 /// What the web server needs. The backend process builds it and owns the command desk.
 #[derive(Clone)]
@@ -53,8 +55,9 @@ pub struct WebState {
     pub command_updates: tokio::sync::broadcast::Sender<CommandRecord>,
     /// The synthetic city the map shows.
     pub city: City,
-    /// An MBTiles file of raster tiles, if any.
-    pub tiles: Option<PathBuf>,
+    /// The map's raster tiles, if any: a tile server the browser asks, or an MBTiles file
+    /// served at `/tiles/{z}/{x}/{y}.png`.
+    pub tiles: Option<Tiles>,
     /// A client is online if its session's `last_seen_ms` is within this of now.
     pub online_window_ms: i64,
     /// The page is served over HTTPS: login cookies get `Secure` (never sent in the clear).
@@ -71,6 +74,7 @@ fn router_and_state(state: WebState) -> (Router, AppState) {
     let shared = Arc::new(Shared {
         state,
         hub: live::Hub::default(),
+        video: video::VideoHub::default(),
         tiles: Mutex::new(None),
         throttle: Mutex::new(auth::Throttles::default()),
         verifier: auth::Verifier::default(),
@@ -116,6 +120,8 @@ fn router_and_state(state: WebState) -> (Router, AppState) {
 struct Shared {
     state: WebState,
     hub: live::Hub,
+    /// The live video pollers, by watched client.
+    video: video::VideoHub,
     /// The MBTiles file, opened on the first tile request.
     tiles: Mutex<Option<crate::backend::map::TileSource>>,
     /// Failed logins per name at an address, and per address.

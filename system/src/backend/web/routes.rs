@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::auth::CurrentUser;
 use super::{client_views, now_ms, with_storage, ApiError, AppState, ClientView};
-use crate::backend::map::{self, BBox, TileSource};
+use crate::backend::map::{self, BBox, TileSource, Tiles};
 use crate::backend::users::UserRole;
 use crate::backend::{CommandRecord, CommandState, FrameRecord};
 use crate::proto::wire::Command;
@@ -332,7 +332,7 @@ pub(super) async fn map_info(State(shared): State<AppState>) -> Json<Value> {
     Json(json!({
         "city": city,
         "bounds": map::city_bounds(&city),
-        "tiles": shared.state.tiles.is_some(),
+        "tiles": shared.state.tiles.as_ref().map(Tiles::browser_view),
         "online_window_ms": shared.state.online_window_ms,
     }))
 }
@@ -359,7 +359,7 @@ pub(super) async fn tile(
     State(shared): State<AppState>,
     Path((z, x, y)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    let Some(path) = shared.state.tiles.clone() else {
+    let Some(Tiles::MbTiles(path)) = shared.state.tiles.clone() else {
         return Err(ApiError::not_found("no tile file is configured"));
     };
     let y = y

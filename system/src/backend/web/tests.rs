@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, mpsc};
 use tower::ServiceExt;
 
 use super::{auth, now_ms, router_and_state, AppState, WebState};
+use crate::backend::map::{TileUrl, Tiles};
 use crate::backend::users::{self, UserRecord, UserRole};
 use crate::backend::{
     CommandRecord, CommandState, FrameRecord, LinkRecord, SessionRecord, Storage,
@@ -131,7 +132,7 @@ fn login_token(storage: &mut dyn Storage, name: &str, expires_ms: i64) -> String
     token
 }
 
-fn fixture_with(tiles: Option<std::path::PathBuf>) -> Fixture {
+fn fixture_with(tiles: Option<crate::backend::map::Tiles>) -> Fixture {
     let city = City::default();
     let mut storage = crate::backend::open("sqlite::memory:").unwrap();
     let times = fill(storage.as_mut(), &city, now_ms());
@@ -713,7 +714,7 @@ async fn map_routes_serve_the_city_and_tiles_when_configured() {
     assert_eq!(g["type"], "FeatureCollection");
     assert_eq!(g["features"].as_array().unwrap().len(), 24);
     let (_, info) = get_json(&f.app, "/api/map").await;
-    assert_eq!(info["tiles"], false);
+    assert_eq!(info["tiles"], Value::Null);
     assert_eq!(info["city"]["streets"], 12);
     let (_, _, body) = call(&f.app, Method::GET, "/api/map/clients.geojson", "").await;
     let g: Value = serde_json::from_slice(&body).unwrap();
@@ -736,9 +737,9 @@ async fn map_routes_serve_the_city_and_tiles_when_configured() {
     let path = dir.path().join("city.mbtiles");
     let png = b"\x89PNG\r\n\x1a\ntile 15";
     crate::backend::map::tests::write_mbtiles(&path, 15, 29105, 12903, png);
-    let f = fixture_with(Some(path));
+    let f = fixture_with(Some(Tiles::MbTiles(path)));
     let (_, info) = get_json(&f.app, "/api/map").await;
-    assert_eq!(info["tiles"], true);
+    assert_eq!(info["tiles"]["url"], "/tiles/{z}/{x}/{y}.png");
     let (status, headers, body) = call(&f.app, Method::GET, "/tiles/15/29105/12903.png", "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers[header::CONTENT_TYPE], "image/png");
@@ -773,7 +774,7 @@ async fn map_routes_serve_the_city_and_tiles_when_configured() {
 
     let bad = dir.path().join("bad.mbtiles");
     std::fs::write(&bad, b"this is not a database").unwrap();
-    let f = fixture_with(Some(bad));
+    let f = fixture_with(Some(Tiles::MbTiles(bad)));
     expect_error(
         &f.app,
         Method::GET,
@@ -781,6 +782,33 @@ async fn map_routes_serve_the_city_and_tiles_when_configured() {
         "",
         StatusCode::INTERNAL_SERVER_ERROR,
         "bad.mbtiles",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_tile_url_goes_to_the_browser_with_its_attribution_and_is_not_served_here() {
+    let url = TileUrl::new(
+        "https://tile.example.org/{z}/{x}/{y}.png",
+        "(c) Example contributors",
+    )
+    .unwrap();
+    let f = fixture_with(Some(Tiles::Url(url)));
+    let (_, info) = get_json(&f.app, "/api/map").await;
+    assert_eq!(
+        info["tiles"],
+        serde_json::json!({
+            "url": "https://tile.example.org/{z}/{x}/{y}.png",
+            "attribution": "(c) Example contributors",
+        })
+    );
+    expect_error(
+        &f.app,
+        Method::GET,
+        "/tiles/1/0/0.png",
+        "",
+        StatusCode::NOT_FOUND,
+        "no tile file",
     )
     .await;
 }
@@ -871,6 +899,116 @@ async fn next(ws: &mut Ws) -> Value {
         if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
             return serde_json::from_str(&t).unwrap();
         }
+    }
+}
+
+/// The next binary message (a live video frame), within 10 s: its JSON header and JPEG.
+async fn next_frame(ws: &mut Ws) -> (Value, Vec<u8>) {
+    use futures_util::StreamExt;
+    loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame within 10 s")
+            .unwrap()
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Binary(b) = msg {
+            let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+            let header = serde_json::from_slice(&b[4..4 + n]).unwrap();
+            return (header, b[4 + n..].to_vec());
+        }
+    }
+}
+
+#[tokio::test]
+async fn live_socket_streams_the_frames_of_watched_clients_as_they_are_stored() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let f = fixture();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = f.app.clone();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/api/live"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut ws).await["type"], "hello");
+    // Refused requests are answered, and the socket goes on.
+    for bad in [
+        "not json",
+        r#"{"type":"shout"}"#,
+        r#"{"type":"watch","clients":[-3]}"#,
+    ] {
+        ws.send(Message::Text(bad.into())).await.unwrap();
+        loop {
+            let m = next(&mut ws).await;
+            if m["type"] == "error" {
+                break;
+            }
+        }
+    }
+    ws.send(Message::Text(r#"{"type":"watch","clients":[1]}"#.into()))
+        .await
+        .unwrap();
+    loop {
+        let m = next(&mut ws).await;
+        if m["type"] == "watching" {
+            assert_eq!(m["clients"], json!([1]));
+            break;
+        }
+    }
+    // Client 1's newest stored frame at once.
+    let (header, jpeg) = next_frame(&mut ws).await;
+    assert_eq!(
+        (header["client"].clone(), header["frame"].clone()),
+        (json!(1), json!("5"))
+    );
+    let stored = f.storage.lock().unwrap().frame(1, 5).unwrap().unwrap();
+    assert_eq!(jpeg, stored.jpeg);
+    assert_eq!(header["received_ms"], stored.received_ms);
+    // Then each frame as it is stored, in order; another client's frames are not sent.
+    let now = now_ms();
+    for (client, frame) in [(1u32, 6u64), (3, 9), (1, 7)] {
+        f.storage
+            .lock()
+            .unwrap()
+            .insert_frames(&[FrameRecord {
+                client,
+                frame,
+                tier2: 11,
+                capture_ms: now,
+                received_ms: now + frame as i64,
+                fix: None,
+                segment_size: 700,
+                jpeg: vec![0xff, 0xd8, frame as u8, 0xd9],
+            }])
+            .unwrap();
+    }
+    for want in ["6", "7"] {
+        let (header, jpeg) = next_frame(&mut ws).await;
+        assert_eq!(header["client"], 1);
+        assert_eq!(header["frame"], want);
+        assert_eq!(header["segment_size"], 700);
+        assert_eq!(jpeg[2].to_string(), want);
+    }
+    // Unwatching stops the video and, with no socket left watching, the poller.
+    ws.send(Message::Text(r#"{"type":"watch","clients":[]}"#.into()))
+        .await
+        .unwrap();
+    loop {
+        let m = next(&mut ws).await;
+        if m["type"] == "watching" {
+            assert_eq!(m["clients"], json!([]));
+            break;
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !f.shared.video.clients().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the poller did not stop"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
