@@ -537,6 +537,29 @@ async fn browser_client_in_headless_chromium() {
     })
     .await;
 
+    // Replay plays at the recorded pace times the speed: at 20x the stored seconds pass in a
+    // twentieth of the time, to the last frame.
+    c.execute(
+        "document.getElementById('history-speed').value = '20'; return null",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Id("history-play"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &c,
+        "the replay to reach the last frame",
+        20,
+        "const s = document.getElementById('history-slider'); return Number(s.value) > 0 && s.value === s.max",
+        |v| v == true,
+    )
+    .await;
+
     // A command click goes pending -> acked.
     c.find(Locator::Id("cmd-snapshot"))
         .await

@@ -568,7 +568,7 @@
     if (h) {
       if (h.line) h.line.remove();
       if (h.marker) h.marker.remove();
-      clearInterval(h.timer);
+      clearTimeout(h.timer);
     }
     state.history = null;
     const s = $("history-slider");
@@ -636,17 +636,26 @@
   $("history-load").addEventListener("click", loadHistory);
   $("history-close").addEventListener("click", closeHistory);
   $("history-slider").addEventListener("input", (ev) => showHistory(Number(ev.target.value)));
+  // Replay at the recorded pace times the chosen speed: each step waits the time between the
+  // two frames (or fixes) as stored, divided by the speed, at most 2 s.
   $("history-play").addEventListener("click", () => {
     const h = state.history;
     if (!h) return;
-    clearInterval(h.timer);
+    clearTimeout(h.timer);
     const s = $("history-slider");
-    h.timer = setInterval(() => {
-      const next = Number(s.value) + 1;
-      if (next > Number(s.max)) { clearInterval(h.timer); return; }
-      s.value = String(next);
-      showHistory(next);
-    }, 200);
+    const times = h.frames.length > 0 ? h.frames.map((f) => f.received_ms) : h.points.map((p) => p.received_ms);
+    const step = () => {
+      const i = Number(s.value);
+      if (i + 1 > Number(s.max)) { h.timer = null; return; }
+      const speed = Number($("history-speed").value) || 1;
+      const wait = Math.min(Math.max((times[i + 1] - times[i]) / speed, 0), 2000);
+      h.timer = setTimeout(() => {
+        s.value = String(i + 1);
+        showHistory(i + 1);
+        step();
+      }, wait);
+    };
+    step();
   });
 
   // ---------- login ----------
