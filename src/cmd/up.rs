@@ -36,6 +36,11 @@ pub struct Args {
     /// The PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Where every role serves Prometheus metrics (`http://ADDR/metrics`): port 0 gives each
+    /// role an ephemeral port; a port P gives the backend P, the tier-1s P+1 and P+2, the
+    /// tier-2s P+3 to P+6 and mobile client N port P+6+N. The addresses are printed at start.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    metrics: std::net::SocketAddr,
 }
 
 /// Starts the system, prints the browser URL, and on Ctrl-C prints a JSON summary.
@@ -61,18 +66,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         password_file: args.password_file,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        metrics: Some(args.metrics),
     };
     let summary = super::block_on_local(up::up(
         &opts,
-        |url, password| match password {
-            Some(pw) => eprintln!(
-                "livecam is up: open {url} and log in as admin, password {pw} \
-                 (shown once; Ctrl-C stops it)"
-            ),
-            None => eprintln!(
-                "livecam is up: open {url} and log in as admin with the password \
-                 of --password-file (Ctrl-C stops it)"
-            ),
+        |ready| {
+            eprintln!("metrics (Prometheus text):");
+            for m in ready.metrics {
+                eprintln!("  {:<8} {:>4}  http://{}/metrics", m.role, m.id, m.addr);
+            }
+            let url = ready.url;
+            match ready.password {
+                Some(pw) => eprintln!(
+                    "livecam is up: open {url} and log in as admin, password {pw} \
+                     (shown once; Ctrl-C stops it)"
+                ),
+                None => eprintln!(
+                    "livecam is up: open {url} and log in as admin with the password \
+                     of --password-file (Ctrl-C stops it)"
+                ),
+            }
         },
         service::shutdown_signal(),
     ))??;
