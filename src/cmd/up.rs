@@ -56,6 +56,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "--fps must be within 0.1..=60, got {}",
         args.fps
     );
+    let port = u32::from(args.metrics.port());
+    anyhow::ensure!(
+        port == 0 || port + 6 + args.clients <= 65535,
+        "--metrics {}: the roles take ports {port} to {}, beyond 65535; choose a lower port",
+        args.metrics,
+        port + 6 + args.clients
+    );
     let opts = up::UpOptions {
         clients: args.clients,
         loss: args.loss,
