@@ -133,6 +133,13 @@ fn tokio_listener(
     l.map(tokio::net::TcpListener::from_std).transpose()
 }
 
+/// How long mobile client `id` (of `1..=clients`) waits before it starts: independent cameras
+/// are not in phase, so the first captures spread evenly over one frame interval (in phase,
+/// every camera would encode its picture at the same instant: see the [module docs](self)).
+fn first_capture_phase(id: u32, clients: u32, interval: Duration) -> Duration {
+    interval.mul_f64(f64::from(id.saturating_sub(1)) / f64::from(clients.max(1)))
+}
+
 /// Completes once `stop` says so.
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
@@ -350,8 +357,7 @@ pub async fn up(
             .seed
             .wrapping_mul(1_000_003)
             .wrapping_add(u64::from(id));
-        // Independent cameras are not in phase: the first captures spread over an interval.
-        let phase = frame_interval.mul_f64(f64::from(id - 1) / f64::from(opts.clients));
+        let phase = first_capture_phase(id, opts.clients, frame_interval);
         let listener = next_listener("mobile", id)?;
         let stop = stop_rx.clone();
         tasks_m.push(on_own_thread(format!("mobile-{id}"), move || async move {
@@ -402,4 +408,23 @@ fn joined<T>(
     r: Result<Result<T, ServiceError>, oneshot::error::RecvError>,
 ) -> Result<T, ServiceError> {
     r.map_err(|_| ServiceError::Io(std::io::Error::other("a role's thread panicked")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cameras_first_captures_spread_evenly_over_one_interval() {
+        let interval = Duration::from_millis(200);
+        let phases: Vec<Duration> = (1..=8)
+            .map(|id| first_capture_phase(id, 8, interval))
+            .collect();
+        assert_eq!(phases[0], Duration::ZERO);
+        for pair in phases.windows(2) {
+            assert_eq!(pair[1] - pair[0], Duration::from_millis(25), "{phases:?}");
+        }
+        assert!(phases[7] < interval);
+        assert_eq!(first_capture_phase(1, 1, interval), Duration::ZERO);
+    }
 }
