@@ -5,11 +5,11 @@
 //!
 //! Every tier-1, tier-2 and mobile client runs on a thread of its own with a single-threaded
 //! runtime, as a role process would (the backend runs on the caller's runtime). On one
-//! shared thread a camera's capture (rendering and JPEG-encoding its picture, ~2 ms) held up
+//! shared thread a camera's capture (rendering and JPEG-encoding its picture, ~1.5 ms) held up
 //! every other role: a tier-2 could not acknowledge a frame while the other cameras encoded
 //! theirs, and since every camera started at the same instant and captured at the same rate,
 //! they all encoded at once. Frame latency on loopback grew with the fleet (p50 2 ms with one
-//! client, 12.5 ms with six: see the README's "The loopback latency"). For the same reason
+//! client, 12.4 ms with six: see the README's "The loopback latency"). For the same reason
 //! the cameras' first captures are spread over one frame interval: independent cameras are
 //! not in phase.
 //!
