@@ -17,8 +17,18 @@ struct Cli {
     /// Run on this CPU core only (sched_setaffinity), e.g. to pin a server for a benchmark.
     #[arg(long, global = true)]
     cpu: Option<usize>,
+    /// Log lines on stderr as text, or as one JSON object each (for a log collector). What
+    /// is logged is set by RUST_LOG (default `warn`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -74,13 +84,16 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     if let Some(cpu) = cli.cpu {
         livecam_system::runtime::capacity::pin_self_to(cpu)
             .with_context(|| format!("pinning to CPU {cpu}"))?;

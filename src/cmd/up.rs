@@ -44,6 +44,11 @@ pub struct Args {
     /// What the tile source asks to be shown on the map, e.g. "(c) OpenStreetMap contributors".
     #[arg(long, requires = "tiles")]
     tiles_attribution: Option<String>,
+    /// Where every role serves Prometheus metrics (`http://ADDR/metrics`): port 0 gives each
+    /// role an ephemeral port; a port P gives the backend P, the tier-1s P+1 and P+2, the
+    /// tier-2s P+3 to P+6 and mobile client N port P+6+N. The addresses are printed at start.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    metrics: std::net::SocketAddr,
 }
 
 /// Starts the system, prints the browser URL, and on Ctrl-C prints a JSON summary.
@@ -59,6 +64,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "--fps must be within 0.1..=60, got {}",
         args.fps
     );
+    let port = u32::from(args.metrics.port());
+    anyhow::ensure!(
+        port == 0 || port + 6 + args.clients <= 65535,
+        "--metrics {}: the roles take ports {port} to {}, beyond 65535; choose a lower port",
+        args.metrics,
+        port + 6 + args.clients
+    );
     let opts = up::UpOptions {
         clients: args.clients,
         loss: args.loss,
@@ -71,18 +83,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         tls_key: args.tls_key,
         tiles: args.tiles,
         tiles_attribution: args.tiles_attribution,
+        metrics: Some(args.metrics),
     };
     let summary = super::block_on_local(up::up(
         &opts,
-        |url, password| match password {
-            Some(pw) => eprintln!(
-                "livecam is up: open {url} and log in as admin, password {pw} \
-                 (shown once; Ctrl-C stops it)"
-            ),
-            None => eprintln!(
-                "livecam is up: open {url} and log in as admin with the password \
-                 of --password-file (Ctrl-C stops it)"
-            ),
+        |ready| {
+            eprintln!("metrics (Prometheus text):");
+            for m in ready.metrics {
+                eprintln!("  {:<8} {:>4}  http://{}/metrics", m.role, m.id, m.addr);
+            }
+            let url = ready.url;
+            match ready.password {
+                Some(pw) => eprintln!(
+                    "livecam is up: open {url} and log in as admin, password {pw} \
+                     (shown once; Ctrl-C stops it)"
+                ),
+                None => eprintln!(
+                    "livecam is up: open {url} and log in as admin with the password \
+                     of --password-file (Ctrl-C stops it)"
+                ),
+            }
         },
         service::shutdown_signal(),
     ))??;

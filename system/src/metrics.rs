@@ -1,16 +1,26 @@
-//! Prometheus metrics of a running role, served as text exposition at `/metrics`.
+//! Prometheus metrics of a running role or backend, served as text exposition at `/metrics`.
 //!
 //! The protocol and cluster machines keep their own counters (sans-IO, no globals); the
 //! [`Metered`] wrapper around a role copies them into [`RoleMetrics`] after every step of
 //! the driver loop and observes the role's events (frame latencies) into a histogram, so
-//! the machines stay free of any metrics library. [`router`] serves the registry with
-//! `prometheus-client`'s encoder.
+//! the machines stay free of any metrics library. A tier-2's database writer counts what it
+//! stored; those counts are copied in at every scrape ([`RoleMetrics::storage_writes`]).
+//! The backend's [`BackendMetrics`] count its web requests, live sockets, command desk
+//! (copied from the desk's own counters), retention passes and geofence events.
+//! [`router`] serves either with `prometheus-client`'s encoder, on an address of its own
+//! (`metrics = "ADDR"` in every role's and the backend's config), never on the web server.
+//!
+//! Nothing secret goes in: no client, frame or user ids, no addresses, tokens or names;
+//! web requests are labelled by their route template (`/api/clients/{id}`), and a path that
+//! matches no route by `unmatched`, so no request can add a label value of its choosing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
@@ -43,6 +53,22 @@ pub struct RoleMetrics {
     /// Push to acknowledgement (mobile clients), milliseconds.
     pub frame_latency_ms: Histogram,
     pub commands: Counter,
+    /// What a tier-2's database writer stored (see [`RoleMetrics::storage_writes`]).
+    pub storage_frames_stored: Counter,
+    pub storage_fixes_stored: Counter,
+    pub storage_links_stored: Counter,
+    pub storage_write_errors: Counter,
+    pub storage_records_dropped: Counter,
+}
+
+/// What a tier-2's database writer did so far (totals), for [`RoleMetrics::storage_writes`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorageWrites {
+    pub frames_stored: u64,
+    pub fixes_stored: u64,
+    pub links_stored: u64,
+    pub write_errors: u64,
+    pub records_dropped: u64,
 }
 
 impl Default for RoleMetrics {
@@ -69,6 +95,11 @@ impl Default for RoleMetrics {
             tier1_managed: Gauge::default(),
             frame_latency_ms: Histogram::new(exponential_buckets(0.25, 2.0, 14)),
             commands: Counter::default(),
+            storage_frames_stored: Counter::default(),
+            storage_fixes_stored: Counter::default(),
+            storage_links_stored: Counter::default(),
+            storage_write_errors: Counter::default(),
+            storage_records_dropped: Counter::default(),
         };
         let r = &mut m.registry;
         let counters = [
@@ -122,6 +153,31 @@ impl Default for RoleMetrics {
                 &m.frames_late,
             ),
             ("commands", "Browser commands carried out", &m.commands),
+            (
+                "storage_frames_stored",
+                "Frames the tier-2's database writer committed",
+                &m.storage_frames_stored,
+            ),
+            (
+                "storage_fixes_stored",
+                "GPS fixes the tier-2's database writer committed (one per stored frame with a fix)",
+                &m.storage_fixes_stored,
+            ),
+            (
+                "storage_links_stored",
+                "Link figure rows the tier-2's database writer committed",
+                &m.storage_links_stored,
+            ),
+            (
+                "storage_write_errors",
+                "Database writes of the tier-2 that failed",
+                &m.storage_write_errors,
+            ),
+            (
+                "storage_records_dropped",
+                "Records the tier-2 dropped because its database writer was behind",
+                &m.storage_records_dropped,
+            ),
         ];
         for (name, help, c) in counters {
             r.register(name, help, c.clone());
@@ -168,11 +224,24 @@ impl Default for RoleMetrics {
 impl RoleMetrics {
     /// The text exposition (OpenMetrics) of every metric.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
-        out
+        encoded(&self.registry)
     }
+
+    /// Copies a tier-2's database writer's totals in.
+    pub fn storage_writes(&self, w: StorageWrites) {
+        mirror(&self.storage_frames_stored, w.frames_stored);
+        mirror(&self.storage_fixes_stored, w.fixes_stored);
+        mirror(&self.storage_links_stored, w.links_stored);
+        mirror(&self.storage_write_errors, w.write_errors);
+        mirror(&self.storage_records_dropped, w.records_dropped);
+    }
+}
+
+fn encoded(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, registry);
+    out
 }
 
 /// Raises `c` to `total` (counters mirror a machine's own monotonic counts).
@@ -326,22 +395,423 @@ impl<R: Observed> Role for Metered<R> {
     }
 }
 
-/// `GET /metrics` over `metrics`.
-pub fn router(metrics: Arc<RoleMetrics>) -> axum::Router {
+/// `GET /metrics`, answered with what `render` makes at each scrape (the `encode` of a
+/// [`RoleMetrics`] or [`BackendMetrics`], after copying in what it mirrors).
+pub fn router(render: impl Fn() -> String + Clone + Send + Sync + 'static) -> axum::Router {
     use axum::http::header::CONTENT_TYPE;
     axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let m = metrics.clone();
+            let body = render();
             async move {
                 (
                     [(
                         CONTENT_TYPE,
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     )],
-                    m.encode(),
+                    body,
                 )
             }
         }),
     )
+}
+
+/// Serves [`router`] on `listener` until `stop` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    render: impl Fn() -> String + Clone + Send + Sync + 'static,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(render))
+        .with_graceful_shutdown(stop)
+        .await
+}
+
+/// The labels of a web request: its route template (`unmatched` for a path no route
+/// matches), its method (`other` beyond the usual ones) and its status class (`2xx`...).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: &'static str,
+    status: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabels {
+    table: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GeofenceLabels {
+    event: &'static str,
+}
+
+/// A client crossing a geofence's edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GeofenceEdge {
+    Enter,
+    Leave,
+}
+
+impl GeofenceEdge {
+    fn label(self) -> &'static str {
+        match self {
+            GeofenceEdge::Enter => "enter",
+            GeofenceEdge::Leave => "leave",
+        }
+    }
+}
+
+/// The route label of a request whose path matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// Every metric the backend process exposes (see the [module docs](self)).
+pub struct BackendMetrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_seconds: Family<RouteLabels, Histogram>,
+    /// Browsers' live sockets (`/api/live`) open now.
+    pub live_sockets: Gauge,
+    pub commands_submitted: Counter,
+    pub commands_acked: Counter,
+    pub commands_failed: Counter,
+    pub commands_timed_out: Counter,
+    pub commands_pending: Gauge,
+    pub retention_passes: Counter,
+    pub retention_failures: Counter,
+    retention_deleted: Family<TableLabels, Counter>,
+    geofence_events: Family<GeofenceLabels, Counter>,
+}
+
+/// Buckets of the web request latency: 0.5 ms to ~8 s.
+fn http_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 15))
+}
+
+impl Default for BackendMetrics {
+    fn default() -> Self {
+        let m = BackendMetrics {
+            registry: Registry::with_prefix("livecam"),
+            http_requests: Family::default(),
+            http_seconds: Family::new_with_constructor(http_histogram),
+            live_sockets: Gauge::default(),
+            commands_submitted: Counter::default(),
+            commands_acked: Counter::default(),
+            commands_failed: Counter::default(),
+            commands_timed_out: Counter::default(),
+            commands_pending: Gauge::default(),
+            retention_passes: Counter::default(),
+            retention_failures: Counter::default(),
+            retention_deleted: Family::default(),
+            geofence_events: Family::default(),
+        };
+        // Label sets known in advance show from the start (at zero), so a dashboard's rate()
+        // has a series before the first event.
+        for table in ["frames", "fixes", "links"] {
+            let _ = m.retention_deleted.get_or_create(&TableLabels { table });
+        }
+        for edge in [GeofenceEdge::Enter, GeofenceEdge::Leave] {
+            let _ = m.geofence_events.get_or_create(&GeofenceLabels {
+                event: edge.label(),
+            });
+        }
+        let mut m = m;
+        let r = &mut m.registry;
+        r.register(
+            "http_requests",
+            "Web requests answered, by route template, method and status class",
+            m.http_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "Time to answer a web request, by route template (a live socket: until upgraded)",
+            m.http_seconds.clone(),
+        );
+        r.register(
+            "live_sockets",
+            "Browsers' live sockets (/api/live) open",
+            m.live_sockets.clone(),
+        );
+        let counters = [
+            (
+                "desk_commands_submitted",
+                "Commands handed to the command desk by the web API",
+                &m.commands_submitted,
+            ),
+            (
+                "desk_commands_acked",
+                "Commands the client carried out",
+                &m.commands_acked,
+            ),
+            (
+                "desk_commands_failed",
+                "Commands refused by the client or not sendable (no session, too many waiting)",
+                &m.commands_failed,
+            ),
+            (
+                "desk_commands_timed_out",
+                "Commands with no answer before their deadline",
+                &m.commands_timed_out,
+            ),
+            (
+                "retention_passes",
+                "Retention passes that completed",
+                &m.retention_passes,
+            ),
+            (
+                "retention_failures",
+                "Retention passes that failed",
+                &m.retention_failures,
+            ),
+        ];
+        for (name, help, c) in counters {
+            r.register(name, help, c.clone());
+        }
+        r.register(
+            "desk_commands_pending",
+            "Commands sent and waiting for the client's answer",
+            m.commands_pending.clone(),
+        );
+        r.register(
+            "retention_deleted",
+            "Rows retention deleted, by table (frames, fixes, links)",
+            m.retention_deleted.clone(),
+        );
+        r.register(
+            "geofence_events",
+            "Clients entering or leaving a geofence",
+            m.geofence_events.clone(),
+        );
+        m
+    }
+}
+
+impl BackendMetrics {
+    /// The text exposition (OpenMetrics) of every metric.
+    pub fn encode(&self) -> String {
+        encoded(&self.registry)
+    }
+
+    /// Counts a web request answered in `elapsed`. `route` is the matched route template,
+    /// `None` for a path no route matches.
+    pub fn http_request(
+        &self,
+        route: Option<&str>,
+        method: &axum::http::Method,
+        status: axum::http::StatusCode,
+        elapsed: std::time::Duration,
+    ) {
+        use axum::http::Method;
+        let route = route.unwrap_or(UNMATCHED_ROUTE).to_string();
+        let method = match *method {
+            Method::GET => "GET",
+            Method::POST => "POST",
+            Method::PUT => "PUT",
+            Method::DELETE => "DELETE",
+            Method::PATCH => "PATCH",
+            Method::HEAD => "HEAD",
+            Method::OPTIONS => "OPTIONS",
+            _ => "other",
+        };
+        let status = match status.as_u16() {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.http_seconds
+            .get_or_create(&RouteLabels {
+                route: route.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                route,
+                method,
+                status,
+            })
+            .inc();
+    }
+
+    /// Copies the command desk's totals in.
+    pub fn desk(&self, s: crate::backend::desk::DeskStats, pending: usize) {
+        mirror(&self.commands_submitted, s.submitted);
+        mirror(&self.commands_acked, s.acked);
+        mirror(&self.commands_failed, s.failed);
+        mirror(&self.commands_timed_out, s.timed_out);
+        set(&self.commands_pending, pending);
+    }
+
+    /// Counts a retention pass and what it deleted.
+    pub fn retention(&self, p: &crate::backend::Pruned) {
+        self.retention_passes.inc();
+        for (table, n) in [("frames", p.frames), ("fixes", p.fixes), ("links", p.links)] {
+            self.retention_deleted
+                .get_or_create(&TableLabels { table })
+                .inc_by(n);
+        }
+    }
+
+    /// Counts a client entering or leaving a geofence (called by the geofence engine).
+    pub fn geofence_event(&self, edge: GeofenceEdge) {
+        self.geofence_events
+            .get_or_create(&GeofenceLabels {
+                event: edge.label(),
+            })
+            .inc();
+    }
+
+    /// The number of geofence events of `edge` counted so far.
+    pub fn geofence_events(&self, edge: GeofenceEdge) -> u64 {
+        self.geofence_events
+            .get_or_create(&GeofenceLabels {
+                event: edge.label(),
+            })
+            .get()
+    }
+}
+
+/// Middleware (`axum::middleware::from_fn_with_state`) counting every request of a router
+/// into `metrics`, labelled by the route template it matched. Add it with `Router::layer`
+/// so it sees the matched route.
+pub async fn track_http(
+    axum::extract::State(metrics): axum::extract::State<Arc<BackendMetrics>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    metrics.http_request(
+        route.as_deref(),
+        &method,
+        response.status(),
+        started.elapsed(),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn line<'a>(text: &'a str, start: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(start))
+    }
+
+    #[test]
+    fn web_requests_are_labelled_by_route_template_method_and_status_class() {
+        use axum::http::{Method, StatusCode};
+        let m = BackendMetrics::default();
+        let ms = Duration::from_millis(3);
+        m.http_request(Some("/api/clients/{id}"), &Method::GET, StatusCode::OK, ms);
+        m.http_request(
+            Some("/api/clients/{id}"),
+            &Method::GET,
+            StatusCode::NOT_FOUND,
+            ms,
+        );
+        m.http_request(
+            None,
+            &Method::from_bytes(b"BREW").unwrap(),
+            StatusCode::IM_A_TEAPOT,
+            ms,
+        );
+        let text = m.encode();
+        let ok = "livecam_http_requests_total{route=\"/api/clients/{id}\",method=\"GET\",status=\"2xx\"} 1";
+        assert!(line(&text, ok).is_some(), "{text}");
+        assert!(text.contains("status=\"4xx\"} 1"), "{text}");
+        // A path no route matches, with a made-up method: no label value of the caller's.
+        assert!(
+            line(
+                &text,
+                "livecam_http_requests_total{route=\"unmatched\",method=\"other\",status=\"4xx\"} 1"
+            )
+            .is_some(),
+            "{text}"
+        );
+        assert!(
+            line(
+                &text,
+                "livecam_http_request_duration_seconds_count{route=\"/api/clients/{id}\"} 2"
+            )
+            .is_some(),
+            "{text}"
+        );
+        assert!(!text.contains("BREW"));
+    }
+
+    #[test]
+    fn the_desk_retention_and_storage_totals_are_copied_in() {
+        let m = BackendMetrics::default();
+        let stats = crate::backend::desk::DeskStats {
+            submitted: 7,
+            acked: 3,
+            failed: 2,
+            timed_out: 1,
+        };
+        m.desk(stats, 1);
+        // Copying the same totals again counts nothing twice.
+        m.desk(stats, 1);
+        m.retention(&crate::backend::Pruned {
+            frames: 5,
+            fixes: 4,
+            links: 0,
+        });
+        let text = m.encode();
+        for want in [
+            "livecam_desk_commands_submitted_total 7",
+            "livecam_desk_commands_acked_total 3",
+            "livecam_desk_commands_failed_total 2",
+            "livecam_desk_commands_timed_out_total 1",
+            "livecam_desk_commands_pending 1",
+            "livecam_retention_passes_total 1",
+            "livecam_retention_deleted_total{table=\"frames\"} 5",
+            "livecam_retention_deleted_total{table=\"fixes\"} 4",
+            "livecam_retention_deleted_total{table=\"links\"} 0",
+            "livecam_geofence_events_total{event=\"enter\"} 0",
+        ] {
+            assert!(line(&text, want).is_some(), "no {want:?} in\n{text}");
+        }
+        let r = RoleMetrics::default();
+        let w = StorageWrites {
+            frames_stored: 10,
+            fixes_stored: 9,
+            links_stored: 2,
+            write_errors: 1,
+            records_dropped: 0,
+        };
+        r.storage_writes(w);
+        r.storage_writes(w);
+        let text = r.encode();
+        for want in [
+            "livecam_storage_frames_stored_total 10",
+            "livecam_storage_fixes_stored_total 9",
+            "livecam_storage_links_stored_total 2",
+            "livecam_storage_write_errors_total 1",
+            "livecam_storage_records_dropped_total 0",
+        ] {
+            assert!(line(&text, want).is_some(), "no {want:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_live_socket_gauge_moves_both_ways() {
+        let m = BackendMetrics::default();
+        m.live_sockets.inc();
+        m.live_sockets.inc();
+        m.live_sockets.dec();
+        assert!(line(&m.encode(), "livecam_live_sockets 1").is_some());
+    }
 }

@@ -43,6 +43,21 @@ pub struct Finished {
     pub state: CommandState,
 }
 
+/// What a [`CommandDesk`] did with the commands it was handed, for metrics. Every command
+/// handed over (submitted, or failed at once by [`CommandDesk::fail`]) is counted once in
+/// `submitted` and, once finished, once in `acked`, `failed` or `timed_out`: `submitted` is
+/// their sum plus [`CommandDesk::pending`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeskStats {
+    pub submitted: u64,
+    /// The client carried it out.
+    pub acked: u64,
+    /// The client refused it, or it could not be sent (no session, too many waiting).
+    pub failed: u64,
+    /// No answer before the deadline.
+    pub timed_out: u64,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Pending {
     msg: CommandMsg,
@@ -62,6 +77,7 @@ pub struct CommandDesk {
     pub ignored: u64,
     /// Signs the commands and checks the results (secure mode).
     control: ControlGate,
+    stats: DeskStats,
 }
 
 impl CommandDesk {
@@ -74,6 +90,7 @@ impl CommandDesk {
             finished: VecDeque::new(),
             ignored: 0,
             control: ControlGate::default(),
+            stats: DeskStats::default(),
         }
     }
 
@@ -100,8 +117,10 @@ impl CommandDesk {
         if self.pending.contains_key(&id) {
             return;
         }
+        self.stats.submitted += 1;
         if self.pending.len() >= self.cfg.max_pending {
-            self.fail(id, client, "too many commands waiting for an answer");
+            self.stats.failed += 1;
+            self.push_failed(id, client, "too many commands waiting for an answer");
             return;
         }
         let msg = CommandMsg {
@@ -123,7 +142,15 @@ impl CommandDesk {
 
     /// Fails command `id` at once (no session to send it to, say).
     pub fn fail(&mut self, id: u64, client: u32, reason: &str) {
-        self.pending.remove(&id);
+        if self.pending.remove(&id).is_none() {
+            // Handed to the desk just to fail: it counts as submitted all the same.
+            self.stats.submitted += 1;
+        }
+        self.stats.failed += 1;
+        self.push_failed(id, client, reason);
+    }
+
+    fn push_failed(&mut self, id: u64, client: u32, reason: &str) {
         self.finished.push_back(Finished {
             id,
             client,
@@ -140,6 +167,11 @@ impl CommandDesk {
 
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// What it did so far.
+    pub fn stats(&self) -> DeskStats {
+        self.stats
     }
 }
 
@@ -160,8 +192,10 @@ impl Endpoint for CommandDesk {
             Some(p) if p.tier2 == from && p.msg.client == r.client => {
                 self.pending.remove(&r.id);
                 let state = if r.ok {
+                    self.stats.acked += 1;
                     CommandState::Acked
                 } else {
+                    self.stats.failed += 1;
                     CommandState::Failed { reason: r.reason }
                 };
                 self.finished.push_back(Finished {
@@ -187,7 +221,9 @@ impl Endpoint for CommandDesk {
         }
         let secs = self.cfg.timeout.as_secs_f64();
         for (id, client) in expired {
-            self.fail(
+            self.pending.remove(&id);
+            self.stats.timed_out += 1;
+            self.push_failed(
                 id,
                 client,
                 &format!("no answer from client {client} within {secs} s"),
@@ -287,6 +323,30 @@ mod tests {
         desk.handle_datagram(t1, addr(2), &result(1, 5, false, "late"));
         assert_eq!(desk.poll_event(), None);
         assert_eq!(desk.ignored, 2);
+        let s = desk.stats();
+        assert_eq!((s.submitted, s.acked, s.failed, s.timed_out), (1, 1, 0, 0));
+    }
+
+    #[test]
+    fn every_command_handed_over_is_counted_once_until_it_finishes() {
+        let cfg = DeskConfig {
+            max_pending: 2,
+            ..DeskConfig::default()
+        };
+        let mut desk = CommandDesk::new(cfg);
+        let t0 = Instant::ZERO;
+        desk.submit(t0, 1, 5, Command::Snapshot, addr(2));
+        desk.submit(t0, 1, 5, Command::Snapshot, addr(2)); // the same command again
+        desk.submit(t0, 2, 6, Command::Snapshot, addr(2));
+        desk.submit(t0, 3, 7, Command::Snapshot, addr(2)); // beyond max_pending
+        desk.fail(4, 8, "client 8 has no session"); // never submitted
+        desk.fail(2, 6, "given up"); // pending until now
+        let s = desk.stats();
+        assert_eq!((s.submitted, s.acked, s.failed, s.timed_out), (4, 0, 3, 0));
+        assert_eq!(
+            s.submitted,
+            s.acked + s.failed + s.timed_out + desk.pending() as u64
+        );
     }
 
     #[test]
@@ -311,6 +371,15 @@ mod tests {
         assert_eq!(f.id, 2);
         assert!(
             matches!(f.state, CommandState::Failed { ref reason } if reason.contains("no answer"))
+        );
+        assert_eq!(
+            desk.stats(),
+            DeskStats {
+                submitted: 2,
+                acked: 0,
+                failed: 1,
+                timed_out: 1
+            }
         );
         // 5 s at one send per 250 ms: the first send and 19 resends.
         assert_eq!(

@@ -26,6 +26,7 @@ use crate::backend::web::{router, WebState};
 use crate::backend::{CommandRecord, CommandState, Retention, Storage};
 use crate::device::City;
 use crate::driver::{self, Glue};
+use crate::metrics::BackendMetrics;
 
 use crate::net::{Clock, TokioClock};
 use crate::secure::{ControlStats, ServerRole};
@@ -89,6 +90,10 @@ pub struct BackendFile {
     /// The PEM private key of `tls_cert`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics`, apart from the web server and
+    /// without a login: put it on loopback or a monitoring network (see `crate::metrics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<SocketAddr>,
 }
 
 fn default_backend_id() -> u32 {
@@ -172,6 +177,7 @@ impl BackendFile {
             insecure: false,
             tls_cert: None,
             tls_key: None,
+            metrics: None,
         }
     }
 
@@ -264,6 +270,8 @@ pub struct Backend {
     udp: tokio::net::UdpSocket,
     /// HTTPS when configured.
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// Where the metrics are served, when configured.
+    metrics: Option<tokio::net::TcpListener>,
 }
 
 impl Backend {
@@ -276,6 +284,7 @@ impl Backend {
             http: tokio::net::TcpListener::bind(cfg.http).await?,
             udp: tokio::net::UdpSocket::bind(cfg.commands).await?,
             tls: cfg.tls("the backend config")?,
+            metrics: super::service::bind_metrics(cfg.metrics).await?,
         };
         if let Some(path) = &cfg.admin_password_file {
             let password = super::users::read_password(Some(path))?;
@@ -304,6 +313,11 @@ impl Backend {
         self.http.local_addr()
     }
 
+    /// Where the metrics are served (`http://ADDR/metrics`), when configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The web server's URL: `https://` when it serves TLS.
     pub fn url(&self) -> std::io::Result<String> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
@@ -317,6 +331,7 @@ impl Backend {
     ) -> Result<BackendSummary, ServiceError> {
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         let (upd_tx, _) = broadcast::channel(1024);
+        let metrics = Arc::new(BackendMetrics::default());
         let state = WebState {
             storage: self.storage.clone(),
             commands: cmd_tx,
@@ -325,11 +340,26 @@ impl Backend {
             tiles: self.cfg.tile_source("the backend's config")?,
             online_window_ms: self.cfg.online_window_ms,
             secure_cookies: self.tls.is_some(),
+            metrics: metrics.clone(),
         };
         let http = self.http.local_addr()?;
         let url = self.url()?;
         tracing::info!(%http, tls = self.tls.is_some(), "backend up: open {url}");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let metrics_server = self.metrics.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "metrics at http://{addr}/metrics");
+            }
+            let m = metrics.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(crate::metrics::serve(
+                listener,
+                move || m.encode(),
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            ))
+        });
         let mut web_stop = stop_rx.clone();
         let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         let web = match self.tls.clone() {
@@ -358,6 +388,7 @@ impl Backend {
             let storage = self.storage.clone();
             let every = Duration::from_secs(self.cfg.retention_interval_s);
             let mut stop = stop_rx.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
@@ -370,16 +401,25 @@ impl Backend {
                     })
                     .await;
                     match pruned {
-                        Ok(Ok(p)) => tracing::info!(?p, "retention pass"),
-                        Ok(Err(e)) => tracing::warn!(error = %e, "retention pass failed"),
-                        Err(e) => tracing::warn!(error = %e, "retention pass panicked"),
+                        Ok(Ok(p)) => {
+                            metrics.retention(&p);
+                            tracing::info!(?p, "retention pass");
+                        }
+                        Ok(Err(e)) => {
+                            metrics.retention_failures.inc();
+                            tracing::warn!(error = %e, "retention pass failed");
+                        }
+                        Err(e) => {
+                            metrics.retention_failures.inc();
+                            tracing::warn!(error = %e, "retention pass panicked");
+                        }
                     }
                 }
             })
         });
         let mut summary = BackendSummary::default();
         let ended = tokio::select! {
-            r = desk_loop(&self.cfg, &self.udp, self.storage.clone(), cmd_rx, upd_tx, &mut summary) => r,
+            r = desk_loop(&self.cfg, &self.udp, self.storage.clone(), cmd_rx, upd_tx, &metrics, &mut summary) => r,
             _ = stop => Ok(()),
         };
         let _ = stop_tx.send(true);
@@ -388,6 +428,11 @@ impl Backend {
         }
         if let Some(r) = retention {
             let _ = r.await;
+        }
+        if let Some(m) = metrics_server {
+            if let Ok(Err(e)) = m.await {
+                tracing::warn!(error = %e, "metrics server ended with an error");
+            }
         }
         // The last handle on the database: a PostgreSQL client must not be dropped on the
         // async runtime.
@@ -423,6 +468,7 @@ async fn desk_loop(
     storage: Arc<Mutex<Box<dyn Storage>>>,
     commands: mpsc::Receiver<CommandRecord>,
     updates: broadcast::Sender<CommandRecord>,
+    metrics: &BackendMetrics,
     summary: &mut BackendSummary,
 ) -> Result<(), ServiceError> {
     let clock = TokioClock::new();
@@ -435,6 +481,7 @@ async fn desk_loop(
         storage,
         commands,
         updates,
+        metrics,
         summary,
     };
     Ok(driver::run_with(&mut desk, socket, &clock, &mut glue).await?)
@@ -447,6 +494,7 @@ struct DeskGlue<'a> {
     storage: Arc<Mutex<Box<dyn Storage>>>,
     commands: mpsc::Receiver<CommandRecord>,
     updates: broadcast::Sender<CommandRecord>,
+    metrics: &'a BackendMetrics,
     summary: &'a mut BackendSummary,
 }
 
@@ -489,6 +537,7 @@ impl Glue<CommandDesk> for DeskGlue<'_> {
             }
             finish(&self.storage, &self.updates, f).await;
         }
+        self.metrics.desk(desk.stats(), desk.pending());
         self.summary.datagrams_ignored = desk.ignored;
         self.summary.control = desk.control_stats();
         ControlFlow::Continue(())

@@ -54,6 +54,10 @@ struct Written {
 pub struct BackhaulCounters {
     pub frames_queued: AtomicU64,
     pub frames_stored: AtomicU64,
+    /// The fixes of the stored frames that had one.
+    pub fixes_stored: AtomicU64,
+    /// Link figure rows (one per session and reporting interval).
+    pub links_stored: AtomicU64,
     /// Delivered frames that are not captured frames (no JPEG and fix to store).
     pub frames_undecodable: AtomicU64,
     /// Records dropped because the writer was behind.
@@ -69,6 +73,8 @@ pub struct BackhaulCounters {
 pub struct BackhaulReport {
     pub frames_queued: u64,
     pub frames_stored: u64,
+    pub fixes_stored: u64,
+    pub links_stored: u64,
     pub frames_undecodable: u64,
     pub records_dropped: u64,
     pub write_errors: u64,
@@ -81,10 +87,24 @@ impl BackhaulCounters {
         BackhaulReport {
             frames_queued: get(&self.frames_queued),
             frames_stored: get(&self.frames_stored),
+            fixes_stored: get(&self.fixes_stored),
+            links_stored: get(&self.links_stored),
             frames_undecodable: get(&self.frames_undecodable),
             records_dropped: get(&self.records_dropped),
             write_errors: get(&self.write_errors),
             frames_conflicting: get(&self.frames_conflicting),
+        }
+    }
+
+    /// The totals the tier-2's metrics show.
+    pub fn writes(&self) -> crate::metrics::StorageWrites {
+        let r = self.report();
+        crate::metrics::StorageWrites {
+            frames_stored: r.frames_stored,
+            fixes_stored: r.fixes_stored,
+            links_stored: r.links_stored,
+            write_errors: r.write_errors,
+            records_dropped: r.records_dropped,
         }
     }
 }
@@ -356,7 +376,12 @@ fn write_loop(
                     backfill.push(b);
                 }
                 Record::Session(s) => storage.upsert_session(&s).unwrap_or_else(&mut fail),
-                Record::Link(l) => storage.insert_link(&l).unwrap_or_else(&mut fail),
+                Record::Link(l) => match storage.insert_link(&l) {
+                    Ok(()) => {
+                        c.links_stored.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => fail(e),
+                },
             }
         }
         if !frames.is_empty() {
@@ -387,6 +412,13 @@ fn write_loop(
                         .collect();
                     let kept = stored.len() - inserted.conflicts.len().min(stored.len());
                     c.frames_stored.fetch_add(kept as u64, Ordering::Relaxed);
+                    let fixes = frames
+                        .iter()
+                        .filter(|f| {
+                            f.fix.is_some() && !inserted.conflicts.contains(&(f.client, f.frame))
+                        })
+                        .count();
+                    c.fixes_stored.fetch_add(fixes as u64, Ordering::Relaxed);
                     Written { stored, failed: 0 }
                 }
                 Err(e) => {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::backhaul::{BackhaulReport, StorageBackhaul};
+use super::backhaul::{BackhaulCounters, BackhaulReport, StorageBackhaul};
 use super::config::{from_toml, invalid, read_text, ConfigError};
 use super::security::{self, ClusterKeys, ServerIdentity};
 use crate::backend::StorageError;
@@ -432,35 +432,48 @@ async fn serve<R: Role, S: DatagramSocket>(
     }
 }
 
-/// Runs `role` like [`serve`], with its metrics served at `metrics` when there is an
-/// address; gives the role back with the outcome.
+/// Binds a role's metrics address, when it has one.
+pub async fn bind_metrics(addr: Option<SocketAddr>) -> io::Result<Option<tokio::net::TcpListener>> {
+    match addr {
+        Some(addr) => Ok(Some(tokio::net::TcpListener::bind(addr).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Runs `role` like [`serve`], with its metrics served on `metrics` when there is a
+/// listener (and a tier-2's database writer's counts, `storage`, copied in at each scrape);
+/// gives the role back with the outcome.
 async fn serve_metered<R: Observed, S: DatagramSocket>(
     role: R,
-    metrics: Option<SocketAddr>,
+    metrics: Option<tokio::net::TcpListener>,
+    storage: Option<Arc<BackhaulCounters>>,
     socket: &S,
     clock: &TokioClock,
     stop: impl std::future::Future<Output = ()>,
 ) -> (R, io::Result<()>) {
-    let Some(addr) = metrics else {
+    let Some(listener) = metrics else {
         let mut role = role;
         let r = serve(&mut role, socket, clock, stop).await;
         return (role, r);
     };
     let m = Arc::new(RoleMetrics::default());
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => return (role, Err(e)),
-    };
+    let addr = listener.local_addr().ok();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = crate::metrics::router(m.clone());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = done_rx.await;
-            })
-            .await
-    });
-    tracing::info!(%addr, "metrics at http://{addr}/metrics");
+    let render = {
+        let m = m.clone();
+        move || {
+            if let Some(c) = &storage {
+                m.storage_writes(c.writes());
+            }
+            m.encode()
+        }
+    };
+    let server = tokio::spawn(crate::metrics::serve(listener, render, async {
+        let _ = done_rx.await;
+    }));
+    if let Some(addr) = addr {
+        tracing::info!(%addr, "metrics at http://{addr}/metrics");
+    }
     let mut metered = Metered::new(role, m);
     let r = serve(&mut metered, socket, clock, stop).await;
     let _ = done_tx.send(());
@@ -493,13 +506,16 @@ pub async fn run_tier1(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Tier1Summary, ServiceError> {
     let socket = super::socket::bind(cfg.listen)?;
-    run_tier1_on(cfg, &socket, stop).await
+    let metrics = bind_metrics(cfg.metrics).await?;
+    run_tier1_on(cfg, &socket, metrics, stop).await
 }
 
-/// Runs a tier-1 on `socket` (bound to `cfg.listen`) until `stop`.
+/// Runs a tier-1 on `socket` (bound to `cfg.listen`) until `stop`, its metrics served on
+/// `metrics` (`cfg.metrics` is not looked at: the caller bound it, or another address).
 pub async fn run_tier1_on<S: DatagramSocket>(
     cfg: &Tier1File,
     socket: &S,
+    metrics: Option<tokio::net::TcpListener>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Tier1Summary, ServiceError> {
     let clock = TokioClock::new();
@@ -511,7 +527,7 @@ pub async fn run_tier1_on<S: DatagramSocket>(
         None => warn_insecure("tier-1", cfg.id),
     }
     tracing::info!(id = cfg.id, listen = %cfg.listen, "tier-1 up");
-    let (server, served) = serve_metered(server, cfg.metrics, socket, &clock, stop).await;
+    let (server, served) = serve_metered(server, metrics, None, socket, &clock, stop).await;
     served?;
     Ok(Tier1Summary {
         role: "tier1",
@@ -547,14 +563,16 @@ pub async fn run_tier2(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Tier2Summary, ServiceError> {
     let socket = super::socket::bind(cfg.listen)?;
-    run_tier2_on(cfg, &socket, stop).await
+    let metrics = bind_metrics(cfg.metrics).await?;
+    run_tier2_on(cfg, &socket, metrics, stop).await
 }
 
-/// Runs a tier-2 on `socket` until `stop`; on the way out, waits for the database writer to
-/// store what it queued.
+/// Runs a tier-2 on `socket` until `stop`, its metrics served on `metrics` (as
+/// [`run_tier1_on`]); on the way out, waits for the database writer to store what it queued.
 pub async fn run_tier2_on<S: DatagramSocket>(
     cfg: &Tier2File,
     socket: &S,
+    metrics: Option<tokio::net::TcpListener>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Tier2Summary, ServiceError> {
     let clock = TokioClock::new();
@@ -587,7 +605,8 @@ pub async fn run_tier2_on<S: DatagramSocket>(
         None => warn_insecure("tier-2", cfg.id),
     }
     tracing::info!(id = cfg.id, listen = %cfg.listen, database = cfg.database.is_some(), "tier-2 up");
-    let (server, served) = serve_metered(server, cfg.metrics, socket, &clock, stop).await;
+    let storage = writer.as_ref().map(|(counters, _)| counters.clone());
+    let (server, served) = serve_metered(server, metrics, storage, socket, &clock, stop).await;
     let summary = Tier2Summary {
         role: "tier2",
         id: cfg.id,
@@ -631,7 +650,8 @@ pub async fn run_mobile(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<MobileSummary, ServiceError> {
     let socket = super::socket::bind(cfg.listen)?;
-    run_mobile_on(cfg, &socket, stop).await
+    let metrics = bind_metrics(cfg.metrics).await?;
+    run_mobile_on(cfg, &socket, metrics, stop).await
 }
 
 /// Keeps a copy of every frame its inner producer makes in a directory (`keep_frames`), named
@@ -659,10 +679,12 @@ impl FrameProducer for KeepFrames {
     }
 }
 
-/// Runs a mobile client on `socket` until `stop`.
+/// Runs a mobile client on `socket` until `stop`, its metrics served on `metrics` (as
+/// [`run_tier1_on`]).
 pub async fn run_mobile_on<S: DatagramSocket>(
     cfg: &MobileFile,
     socket: &S,
+    metrics: Option<tokio::net::TcpListener>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<MobileSummary, ServiceError> {
     let clock = TokioClock::new();
@@ -750,7 +772,7 @@ pub async fn run_mobile_on<S: DatagramSocket>(
     }
     let mobile = Mobile::new(MobileConfig::default(), connector, camera);
     tracing::info!(id = cfg.id, "mobile client up");
-    let (mobile, served) = serve_metered(mobile, cfg.metrics, socket, &clock, stop).await;
+    let (mobile, served) = serve_metered(mobile, metrics, None, socket, &clock, stop).await;
     served?;
     Ok(MobileSummary {
         role: "mobile",

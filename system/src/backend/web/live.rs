@@ -48,6 +48,22 @@ const IDLE_POLLS: u32 = 10;
 
 type Snapshot = Option<Arc<Vec<ClientView>>>;
 
+/// Counts a live socket in the metrics' gauge while it lives.
+struct OpenSocket(Arc<crate::metrics::BackendMetrics>);
+
+impl OpenSocket {
+    fn new(metrics: &Arc<crate::metrics::BackendMetrics>) -> Self {
+        metrics.live_sockets.inc();
+        OpenSocket(metrics.clone())
+    }
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        self.0.live_sockets.dec();
+    }
+}
+
 /// The running poller, if any.
 #[derive(Default)]
 pub(super) struct Hub {
@@ -149,6 +165,7 @@ async fn send(socket: &mut WebSocket, value: serde_json::Value) -> bool {
 }
 
 async fn serve(mut socket: WebSocket, shared: AppState, login: Vec<u8>) {
+    let _open = OpenSocket::new(&shared.state.metrics);
     let hello = json!({
         "type": "hello",
         "poll_ms": POLL_MS,

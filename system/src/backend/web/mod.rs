@@ -62,6 +62,9 @@ pub struct WebState {
     pub online_window_ms: i64,
     /// The page is served over HTTPS: login cookies get `Secure` (never sent in the clear).
     pub secure_cookies: bool,
+    /// Requests, live sockets and the rest of the backend's metrics (served elsewhere: see
+    /// [`crate::metrics`]).
+    pub metrics: Arc<crate::metrics::BackendMetrics>,
 }
 
 /// The whole web server: REST API, WebSocket push, map server and browser client.
@@ -112,6 +115,10 @@ fn router_and_state(state: WebState) -> (Router, AppState) {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn(auth::same_origin))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.state.metrics.clone(),
+            crate::metrics::track_http,
+        ))
         .with_state(shared.clone());
     (router, shared)
 }

@@ -156,6 +156,7 @@ fn fixture_with(tiles: Option<crate::backend::map::Tiles>) -> Fixture {
         tiles,
         online_window_ms: WINDOW_MS,
         secure_cookies: false,
+        metrics: Default::default(),
     });
     let app = raw.clone().layer(axum::middleware::map_request(move |req| {
         let token = token.clone();
@@ -1603,4 +1604,73 @@ async fn a_live_socket_closes_when_its_login_ends() {
     .await
     .expect("the socket closes after logout");
     assert_eq!(closed, Some(4401));
+}
+
+/// The value of the metrics line starting with `start`, if any.
+fn metric(shared: &AppState, start: &str) -> Option<f64> {
+    let text = shared.state.metrics.encode();
+    text.lines()
+        .find(|l| l.starts_with(start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn requests_and_live_sockets_are_counted_in_the_metrics() {
+    let f = fixture();
+    let (status, _) = get_json(&f.app, "/api/clients/1").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = call(&f.app, Method::GET, "/api/clients/999999", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = call(&f.raw, Method::GET, "/api/clients", "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = call(&f.app, Method::GET, "/no/such/page/4711", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let count = |route: &str, status: &str| {
+        metric(
+            &f.shared,
+            &format!(
+                "livecam_http_requests_total{{route=\"{route}\",method=\"GET\",status=\"{status}\"}}"
+            ),
+        )
+    };
+    assert_eq!(count("/api/clients/{id}", "2xx"), Some(1.0));
+    assert_eq!(count("/api/clients/{id}", "4xx"), Some(1.0));
+    assert_eq!(count("/api/clients", "4xx"), Some(1.0));
+    assert_eq!(count("unmatched", "4xx"), Some(1.0));
+    // The metrics are not on the web server (see `crate::metrics`).
+    let (status, _, _) = call(&f.app, Method::GET, "/metrics", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // No id or path of a request becomes a label: every route label is a template.
+    let text = f.shared.state.metrics.encode();
+    let routes: std::collections::BTreeSet<&str> = text
+        .split("route=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(
+        routes.into_iter().collect::<Vec<_>>(),
+        ["/api/clients", "/api/clients/{id}", "unmatched"],
+        "{text}"
+    );
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = f.app.clone();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/api/live"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut ws).await["type"], "hello");
+    assert_eq!(metric(&f.shared, "livecam_live_sockets "), Some(1.0));
+    ws.close(None).await.unwrap();
+    let mut open = None;
+    for _ in 0..100 {
+        open = metric(&f.shared, "livecam_live_sockets ");
+        if open == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(open, Some(0.0), "the gauge falls when the socket closes");
 }
