@@ -10,7 +10,9 @@
 //! - `{"type":"clients","full":bool,"clients":[ClientView...],"removed":[id...]}`, the first
 //!   one full;
 //! - `{"type":"command","command":CommandRecord}` when the command desk finished one;
-//! - `{"type":"lagged","missed":N}` when this socket fell behind the command updates.
+//! - `{"type":"geofence","event":GeofenceEvent}` when the fence watcher raised one;
+//! - `{"type":"lagged","missed":N}` when this socket fell behind the command updates (or
+//!   `{"type":"lagged","missed":N,"of":"geofence"}` behind the geofence events).
 //!
 //! A socket lives as long as the login that opened it: every [`LOGIN_CHECK_MS`] it checks the
 //! login still holds and, once it is logged out or expired, closes with code 4401 ("login
@@ -151,6 +153,7 @@ async fn serve(mut socket: WebSocket, shared: AppState, login: Vec<u8>) {
     }
     let mut views = subscribe(&shared);
     let mut commands = shared.state.command_updates.subscribe();
+    let mut fence_events = shared.state.geofence_events.subscribe();
     let mut sent: BTreeMap<u32, ClientView> = BTreeMap::new();
     let mut full = true;
     // A snapshot may already be there.
@@ -203,6 +206,18 @@ async fn serve(mut socket: WebSocket, shared: AppState, login: Vec<u8>) {
                     Ok(record) => json!({"type": "command", "command": record}),
                     Err(broadcast::error::RecvError::Lagged(n)) => json!({"type": "lagged", "missed": n}),
                     // The sender lives in the state we hold; it cannot close.
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if !send(&mut socket, msg).await {
+                    return;
+                }
+            }
+            event = fence_events.recv() => {
+                let msg = match event {
+                    Ok(event) => json!({"type": "geofence", "event": event}),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        json!({"type": "lagged", "missed": n, "of": "geofence"})
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
                 if !send(&mut socket, msg).await {

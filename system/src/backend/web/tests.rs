@@ -151,6 +151,7 @@ fn fixture_with(tiles: Option<std::path::PathBuf>) -> Fixture {
         storage: storage.clone(),
         commands: tx,
         command_updates: updates.clone(),
+        geofence_events: broadcast::channel(16).0,
         city,
         tiles,
         online_window_ms: WINDOW_MS,
@@ -987,6 +988,14 @@ const PROTECTED: &[(&str, &str)] = &[
     ("GET", "/api/map/city.geojson"),
     ("GET", "/api/map/clients.geojson"),
     ("GET", "/api/live"),
+    ("GET", "/api/groups"),
+    ("POST", "/api/groups"),
+    ("DELETE", "/api/groups/1"),
+    ("GET", "/api/geofences"),
+    ("POST", "/api/geofences"),
+    ("DELETE", "/api/geofences/1"),
+    ("GET", "/api/geofences/events"),
+    ("GET", "/api/clients/1/export.zip"),
 ];
 
 #[tokio::test]
@@ -1466,3 +1475,6 @@ async fn a_live_socket_closes_when_its_login_ends() {
     .expect("the socket closes after logout");
     assert_eq!(closed, Some(4401));
 }
+
+#[path = "fence_tests.rs"]
+mod fences;
