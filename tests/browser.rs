@@ -9,8 +9,9 @@
 //! marker per client appears and moves,
 //! the device list shows online clients with link figures, the live picture updates, an area
 //! lists the clients inside, history replay shows stored frames, and a command click goes from
-//! pending to acked by the mobile client; logging out brings the form back and the API refuses
-//! the page. A screenshot is saved under `$CARGO_TARGET_TMPDIR/browser-artifacts/`.
+//! pending to acked by the mobile client, a group and a geofence drawn on the map raise client
+//! 1's `enter` in the event list and the history downloads as a zip (`browser/fences.rs`);
+//! logging out brings the form back and the API refuses the page. A screenshot is saved under `$CARGO_TARGET_TMPDIR/browser-artifacts/`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`. Without them the test prints why and
 //! passes, unless `LIVECAM_REQUIRE_BROWSER=1`. `LIVECAM_CHROMIUM` and `LIVECAM_CHROMEDRIVER`
@@ -23,6 +24,9 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use livecam_system::device::City;
 use serde_json::json;
+
+#[path = "browser/fences.rs"]
+mod fences;
 
 const CLIENTS: u32 = 3;
 /// The password of the web login `admin`, given to `livecam up` in a file.
@@ -398,6 +402,9 @@ async fn browser_client_in_headless_chromium() {
         |v| v.as_str().is_some_and(|s| s.contains("quality must be")),
     )
     .await;
+
+    // Groups, a drawn geofence and its live event, the history download.
+    fences::check(&c).await;
 
     let png = c.screenshot().await.unwrap();
     let shot = artifacts().join("livecam.png");

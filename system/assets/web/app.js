@@ -251,6 +251,9 @@
       } else if (msg.type === "command") {
         state.commands.set(msg.command.id, msg.command);
         renderCommands();
+      } else {
+        // Any other message (hello, geofence, ...) for other scripts: "livecam:TYPE" events.
+        window.dispatchEvent(new CustomEvent("livecam:" + msg.type, { detail: msg }));
       }
     };
   }
