@@ -133,6 +133,12 @@ pub(super) async fn check(c: &Client) {
         },
     )
     .await;
+    c.execute(
+        "document.getElementById('fence-events').scrollIntoView(); return null",
+        vec![],
+    )
+    .await
+    .unwrap();
     let png = c.screenshot().await.unwrap();
     std::fs::write(artifacts().join("fences.png"), &png).unwrap();
 

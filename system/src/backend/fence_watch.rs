@@ -21,8 +21,11 @@
 //!   per fix a bounding-box test per fence ([`MAX_FENCES`](crate::backend::geofence::MAX_FENCES)
 //!   at most) and a polygon test for the fences whose box holds it.
 //!
-//! Events are raised in one place, [`raise`], which stores them, publishes them and is where
-//! counting them (metrics) belongs.
+//! Events are raised in one place, [`raise_geofence_events`] (after they are stored): it
+//! publishes them, and is where counting them (metrics) belongs.
+//!
+//! With no fence at all the watcher reads no fixes: it only moves its cursor to [`LATE`] before
+//! now, so a fence created later raises nothing for fixes older than that.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -88,10 +91,12 @@ impl Watcher {
             self.detector.set_fences(&fences, &groups);
         }
         let late = i64::try_from(LATE.as_millis()).unwrap_or(i64::MAX);
-        let mut at = self
-            .cursor
-            .min(FixCursor::before(now_ms.saturating_sub(late)))
-            .max(self.start);
+        let recent = FixCursor::before(now_ms.saturating_sub(late));
+        if !self.detector.has_fences() {
+            self.cursor = self.cursor.max(recent);
+            return Ok(Vec::new());
+        }
+        let mut at = self.cursor.min(recent).max(self.start);
         let mut events = Vec::new();
         for _ in 0..MAX_PAGES {
             let page = lock(storage).fixes_after(at, PAGE)?;
@@ -114,7 +119,7 @@ impl Watcher {
 
 /// Where geofence events are raised: they are stored already; this publishes them to the
 /// live sockets (no receiver is fine) and logs them. Counting them for `/metrics` goes here.
-pub fn raise(events: &[GeofenceEvent], updates: &broadcast::Sender<GeofenceEvent>) {
+pub fn raise_geofence_events(events: &[GeofenceEvent], updates: &broadcast::Sender<GeofenceEvent>) {
     for e in events {
         tracing::info!(
             fence = e.fence,
@@ -158,7 +163,7 @@ pub async fn run(
             Ok(Ok((w, events))) => {
                 watcher = Some(w);
                 match events {
-                    Ok(events) => raise(&events, &updates),
+                    Ok(events) => raise_geofence_events(&events, &updates),
                     Err(e) => warn(&mut failures, &e),
                 }
             }
@@ -212,21 +217,7 @@ mod tests {
 
     fn storage() -> Shared {
         let mut db = crate::backend::open("sqlite::memory:").unwrap();
-        db.insert_geofence(
-            &NewGeofence {
-                name: "square".into(),
-                group: None,
-                points: vec![
-                    LatLon(48.0, 11.0),
-                    LatLon(48.0, 11.1),
-                    LatLon(48.1, 11.1),
-                    LatLon(48.1, 11.0),
-                ],
-            },
-            "op",
-            0,
-        )
-        .unwrap();
+        db.insert_geofence(&fences_new(), "op", 0).unwrap();
         Arc::new(Mutex::new(db))
     }
 
@@ -265,6 +256,40 @@ mod tests {
         // A fix before the start is never read.
         lock(&s).insert_frames(&[frame(9, 1, now - 1, IN)]).unwrap();
         assert!(w.poll(&s, now + 80).unwrap().is_empty());
+    }
+
+    #[test]
+    fn with_no_fence_nothing_is_read_and_a_new_fence_starts_from_recent_fixes() {
+        let s = storage();
+        let now = 100_000;
+        let fences = lock(&s).geofences().unwrap();
+        lock(&s).delete_geofence(fences[0].id).unwrap();
+        let mut w = Watcher::new(lock(&s).as_mut(), now).unwrap();
+        lock(&s)
+            .insert_frames(&[frame(7, 1, now + 10, IN), frame(8, 1, now + 29_000, IN)])
+            .unwrap();
+        assert!(w.poll(&s, now + 30_000).unwrap().is_empty());
+        // A fence now: client 7's old fix is past, client 8's recent one counts.
+        lock(&s)
+            .insert_geofence(&fences_new(), "op", now + 30_000)
+            .unwrap();
+        assert_eq!(
+            kinds(&w.poll(&s, now + 30_500).unwrap()),
+            vec![(8, 1, EventKind::Enter)]
+        );
+    }
+
+    fn fences_new() -> NewGeofence {
+        NewGeofence {
+            name: "square".into(),
+            group: None,
+            points: vec![
+                LatLon(48.0, 11.0),
+                LatLon(48.0, 11.1),
+                LatLon(48.1, 11.1),
+                LatLon(48.1, 11.0),
+            ],
+        }
     }
 
     #[test]

@@ -467,6 +467,11 @@ impl Detector {
         *last = (*last).max(frame);
     }
 
+    /// Whether any fence is watched.
+    pub fn has_fences(&self) -> bool {
+        !self.fences.is_empty()
+    }
+
     /// Whether `client` is known inside `fence`.
     pub fn is_inside(&self, fence: u64, client: u32) -> bool {
         self.inside.contains(&(fence, client))

@@ -871,7 +871,8 @@ pub(crate) fn fixes_after_pages_every_fix_once(mut f: Fresh) {
     }
     let mut read = Vec::new();
     let mut cursor = FixCursor::before(1_000);
-    loop {
+    // Bounded: a cursor that does not move on must fail here, not loop.
+    for _ in 0..10 {
         let page = db.fixes_after(cursor, 4).unwrap();
         if page.is_empty() {
             break;
