@@ -11,8 +11,9 @@
 //! the camera's rate with its figures beside it, the grid plays every camera at once (and the
 //! live view's targets hold: frames shown >= 95% of those the tier-2s stored, tier-2 to screen
 //! p95 <= 150 ms), an area lists the clients inside, history replay shows stored frames, and a
-//! command click goes from pending to acked by the mobile client; logging out brings the form
-//! back and the API refuses the page.
+//! command click goes from pending to acked by the mobile client, a group and a geofence drawn
+//! on the map raise client 1's `enter` in the event list and the history downloads as a zip
+//! (`browser/fences.rs`); logging out brings the form back and the API refuses the page.
 //!
 //! The big fleet test (`up --clients 100 --fps 1 --tiles URL`) checks the tile layer (served
 //! by a tile server in the test, with its attribution shown), that the map fits the fleet, and
@@ -32,6 +33,9 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use livecam_system::device::City;
 use serde_json::json;
+
+#[path = "browser/fences.rs"]
+mod fences;
 
 const CLIENTS: u32 = 8;
 /// Frames per second of each client in the fleet test: the live view's target load.
@@ -594,6 +598,9 @@ async fn browser_client_in_headless_chromium() {
         |v| v.as_str().is_some_and(|s| s.contains("quality must be")),
     )
     .await;
+
+    // Groups, a drawn geofence and its live event, the history download.
+    fences::check(&c).await;
 
     screenshot(&c, "livecam").await;
 

@@ -451,21 +451,8 @@ struct GeofenceLabels {
     event: &'static str,
 }
 
-/// A client crossing a geofence's edge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum GeofenceEdge {
-    Enter,
-    Leave,
-}
-
-impl GeofenceEdge {
-    fn label(self) -> &'static str {
-        match self {
-            GeofenceEdge::Enter => "enter",
-            GeofenceEdge::Leave => "leave",
-        }
-    }
-}
+/// A client crossing a geofence's edge (the fence watcher's event kind).
+pub use crate::backend::geofence::EventKind as GeofenceEdge;
 
 /// The route label of a request whose path matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -517,7 +504,7 @@ impl Default for BackendMetrics {
         }
         for edge in [GeofenceEdge::Enter, GeofenceEdge::Leave] {
             let _ = m.geofence_events.get_or_create(&GeofenceLabels {
-                event: edge.label(),
+                event: edge.as_str(),
             });
         }
         let mut m = m;
@@ -651,7 +638,12 @@ impl BackendMetrics {
     /// Counts a retention pass and what it deleted.
     pub fn retention(&self, p: &crate::backend::Pruned) {
         self.retention_passes.inc();
-        for (table, n) in [("frames", p.frames), ("fixes", p.fixes), ("links", p.links)] {
+        for (table, n) in [
+            ("frames", p.frames),
+            ("fixes", p.fixes),
+            ("links", p.links),
+            ("geofence_events", p.geofence_events),
+        ] {
             self.retention_deleted
                 .get_or_create(&TableLabels { table })
                 .inc_by(n);
@@ -662,7 +654,7 @@ impl BackendMetrics {
     pub fn geofence_event(&self, edge: GeofenceEdge) {
         self.geofence_events
             .get_or_create(&GeofenceLabels {
-                event: edge.label(),
+                event: edge.as_str(),
             })
             .inc();
     }
@@ -671,7 +663,7 @@ impl BackendMetrics {
     pub fn geofence_events(&self, edge: GeofenceEdge) -> u64 {
         self.geofence_events
             .get_or_create(&GeofenceLabels {
-                event: edge.label(),
+                event: edge.as_str(),
             })
             .get()
     }
@@ -768,6 +760,7 @@ mod tests {
             frames: 5,
             fixes: 4,
             links: 0,
+            geofence_events: 2,
         });
         let text = m.encode();
         for want in [
@@ -780,6 +773,7 @@ mod tests {
             "livecam_retention_deleted_total{table=\"frames\"} 5",
             "livecam_retention_deleted_total{table=\"fixes\"} 4",
             "livecam_retention_deleted_total{table=\"links\"} 0",
+            "livecam_retention_deleted_total{table=\"geofence_events\"} 2",
             "livecam_geofence_events_total{event=\"enter\"} 0",
         ] {
             assert!(line(&text, want).is_some(), "no {want:?} in\n{text}");

@@ -17,6 +17,8 @@ pub use storage::open;
 use std::net::SocketAddr;
 
 pub mod desk;
+pub mod fence_watch;
+pub mod geofence;
 pub mod users;
 
 use serde::{Deserialize, Serialize};
@@ -143,7 +145,7 @@ pub struct ClientRow {
     pub last_frame: Option<u64>,
 }
 
-/// How much the database keeps. Frames and fixes older than `max_age_s`, and the oldest
+/// How much the database keeps. Frames, fixes and geofence events older than `max_age_s`, and the oldest
 /// frames beyond `max_frame_bytes` in all, are deleted by [`Storage::apply_retention`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -158,6 +160,7 @@ pub struct Pruned {
     pub frames: u64,
     pub fixes: u64,
     pub links: u64,
+    pub geofence_events: u64,
 }
 
 /// A storage failure.
@@ -179,8 +182,9 @@ pub enum StorageError {
 
 /// The one storage interface. Implemented for SQLite and PostgreSQL; [`open`] picks by URL.
 /// Every method is one transaction. Users and logins of the web login are its part
-/// [`Users`](users::Users).
-pub trait Storage: users::Users + Send {
+/// [`Users`](users::Users); groups, geofences and their events its part
+/// [`Geofences`](geofence::Geofences).
+pub trait Storage: users::Users + geofence::Geofences + Send {
     /// Creates or updates the client's session row.
     fn upsert_session(&mut self, s: &SessionRecord) -> Result<(), StorageError>;
     /// Stores frames (and their fixes, as fix rows) in one transaction. A frame already stored

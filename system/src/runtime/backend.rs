@@ -5,7 +5,8 @@
 //! ([`CommandDesk`]) on a UDP socket, and prunes old data on a timer. Commands go from the
 //! browser through the web API into the database (pending), to the desk, over UDP to the
 //! tier-2 that holds the client's session and on to the client; the client's result comes back
-//! the same way and is written to the database and pushed to browsers.
+//! the same way and is written to the database and pushed to browsers. The fence watcher
+//! ([`crate::backend::fence_watch`]) turns the stored fixes into geofence events.
 
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
@@ -332,10 +333,12 @@ impl Backend {
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         let (upd_tx, _) = broadcast::channel(1024);
         let metrics = Arc::new(BackendMetrics::default());
+        let (fence_tx, _) = broadcast::channel(1024);
         let state = WebState {
             storage: self.storage.clone(),
             commands: cmd_tx,
             command_updates: upd_tx.clone(),
+            geofence_events: fence_tx.clone(),
             city: self.cfg.city,
             tiles: self.cfg.tile_source("the backend's config")?,
             online_window_ms: self.cfg.online_window_ms,
@@ -417,6 +420,14 @@ impl Backend {
                 }
             })
         });
+        // Geofence enter/leave events from the fixes stored from now on.
+        let fences = tokio::spawn(crate::backend::fence_watch::run(
+            self.storage.clone(),
+            fence_tx,
+            metrics.clone(),
+            unix_ms(),
+            stop_rx.clone(),
+        ));
         let mut summary = BackendSummary::default();
         let ended = tokio::select! {
             r = desk_loop(&self.cfg, &self.udp, self.storage.clone(), cmd_rx, upd_tx, &metrics, &mut summary) => r,
@@ -434,6 +445,7 @@ impl Backend {
                 tracing::warn!(error = %e, "metrics server ended with an error");
             }
         }
+        let _ = fences.await;
         // The last handle on the database: a PostgreSQL client must not be dropped on the
         // async runtime.
         let storage = self.storage;

@@ -12,7 +12,8 @@
 //! `schema_version` table; a database already migrated is left alone, and one whose version is
 //! newer than this build knows is refused. Both store the same tables: `sessions`, `frames`
 //! (the JPEG bytes in the row, after the index columns), `fixes` (one row per frame with a
-//! fix), `link_stats` and `commands`, and `users` and `logins` for the web login. Values always
+//! fix), `link_stats` and `commands`, `users` and `logins` for the web login, and
+//! `client_groups`, `geofences` and `geofence_events` (see `geofence.rs`). Values always
 //! travel as query parameters.
 //!
 //! ```
@@ -30,6 +31,7 @@ use crate::backend::{
 use crate::device::Fix;
 use crate::proto::wire::Command;
 
+mod geofence;
 mod postgres;
 mod sqlite;
 #[cfg(test)]
@@ -503,6 +505,7 @@ mod tests {
         ("sqlite.rs", include_str!("sqlite.rs")),
         ("postgres.rs", include_str!("postgres.rs")),
         ("users.rs", include_str!("users.rs")),
+        ("geofence.rs", include_str!("geofence.rs")),
         ("suite.rs", include_str!("suite.rs")),
     ];
 

@@ -6,7 +6,7 @@
 //! are prepared once per connection and kept. Schema migrations run under a transaction-level
 //! advisory lock, so servers starting together migrate a new database once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::error::Error as _;
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,10 +14,15 @@ use std::time::Duration;
 use ::postgres::types::ToSql;
 use ::postgres::{Client, Config, NoTls, Row, Statement, Transaction};
 
+use super::geofence as fsql;
 use super::{
     age_cutoff, client_row, clients_sql, command_cols, command_json, command_record, fix_params,
     fix_record_at, fix_record_cols, frame_meta, frame_meta_cols, frame_record, session_at,
     session_cols, state_params, too_new, u64_bits, url_error, users, Cols, FixParams, Migration,
+};
+use crate::backend::geofence::{
+    FixCursor, FixRow, GeofenceEvent, GeofenceRecord, Geofences, GroupRecord, GroupRemoval,
+    NewGeofence,
 };
 use crate::backend::users::{StoredUser, UserRecord, Users};
 use crate::backend::{
@@ -109,6 +114,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 2,
         description: super::users::DESCRIPTION,
         sql: super::users::PG_MIGRATION,
+    },
+    Migration {
+        version: 3,
+        description: super::geofence::DESCRIPTION,
+        sql: super::geofence::PG_MIGRATION,
     },
 ];
 
@@ -535,13 +545,15 @@ impl Storage for PgStorage {
                 sql::PRUNE_FIXES_AGE,
                 sql::PRUNE_LINKS_AGE,
                 sql::PRUNE_FRAMES_SIZE,
+                fsql::PRUNE_EVENTS_AGE,
             ],
-            |tx, [frames, fixes, links, size]| {
+            |tx, [frames, fixes, links, size, events]| {
                 let mut pruned = Pruned::default();
                 if let Some(cutoff) = cutoff {
                     pruned.frames += tx.execute(&frames, &[&cutoff])?;
                     pruned.fixes += tx.execute(&fixes, &[&cutoff])?;
                     pruned.links += tx.execute(&links, &[&cutoff])?;
+                    pruned.geofence_events += tx.execute(&events, &[&cutoff])?;
                 }
                 if let Some(max) = max_bytes {
                     pruned.frames += tx.execute(&size, &[&max])?;
@@ -631,6 +643,171 @@ impl Users for PgStorage {
         self.write([users::DELETE_LOGIN], |tx, [st]| {
             Ok(tx.execute(&st, &[&token_hash])? == 1)
         })
+    }
+}
+
+impl Geofences for PgStorage {
+    fn groups(&mut self) -> Result<Vec<GroupRecord>, StorageError> {
+        self.rows(fsql::GROUPS, &[], fsql::group)
+    }
+
+    fn insert_group(
+        &mut self,
+        name: &str,
+        members: &BTreeSet<u32>,
+        created_by: &str,
+        now_ms: i64,
+    ) -> Result<GroupRecord, StorageError> {
+        let json = fsql::members_json(members)?;
+        let id: i64 = self.write([fsql::INSERT_GROUP], |tx, [st]| {
+            Ok(tx
+                .query_one(&st, &[&name, &json, &created_by, &now_ms])?
+                .try_get(0)?)
+        })?;
+        Ok(GroupRecord {
+            id: fsql::new_id("client_groups", id)?,
+            name: name.to_string(),
+            members: members.clone(),
+            created_by: created_by.to_string(),
+            created_ms: now_ms,
+        })
+    }
+
+    fn delete_group(&mut self, id: u64) -> Result<GroupRemoval, StorageError> {
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(GroupRemoval::NotFound);
+        };
+        // The row lock waits for a fence insert holding a share lock on the group; the check
+        // after it (a new snapshot) then sees that fence.
+        self.write(
+            [
+                fsql::PG_LOCK_GROUP,
+                fsql::FENCES_OF_GROUP,
+                fsql::DELETE_GROUP,
+            ],
+            |tx, [lock, fences, delete]| {
+                if tx.query_opt(&lock, &[&id])?.is_none() {
+                    return Ok(GroupRemoval::NotFound);
+                }
+                let users: Vec<u64> = tx
+                    .query(&fences, &[&id])?
+                    .iter()
+                    .map(|r| r.try_get::<_, i64>(0).map(|f| f as u64))
+                    .collect::<Result<_, _>>()?;
+                if !users.is_empty() {
+                    return Ok(GroupRemoval::InUse(users));
+                }
+                tx.execute(&delete, &[&id])?;
+                Ok(GroupRemoval::Deleted)
+            },
+        )
+    }
+
+    fn geofences(&mut self) -> Result<Vec<GeofenceRecord>, StorageError> {
+        self.rows(fsql::FENCES, &[], fsql::fence)
+    }
+
+    fn insert_geofence(
+        &mut self,
+        fence: &NewGeofence,
+        created_by: &str,
+        now_ms: i64,
+    ) -> Result<Option<GeofenceRecord>, StorageError> {
+        let json = fsql::points_json(&fence.points)?;
+        let group = match fence.group.map(i64::try_from) {
+            None => None,
+            Some(Ok(g)) => Some(g),
+            Some(Err(_)) => return Ok(None),
+        };
+        let id: Option<i64> = self.write(
+            [fsql::PG_GROUP_EXISTS, fsql::INSERT_FENCE],
+            |tx, [exists, insert]| {
+                if let Some(g) = group {
+                    if tx.query_opt(&exists, &[&g])?.is_none() {
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(
+                    tx.query_one(&insert, &[&fence.name, &group, &json, &created_by, &now_ms])?
+                        .try_get(0)?,
+                ))
+            },
+        )?;
+        id.map(|id| {
+            Ok(GeofenceRecord {
+                id: fsql::new_id("geofences", id)?,
+                name: fence.name.clone(),
+                group: fence.group,
+                points: fence.points.clone(),
+                created_by: created_by.to_string(),
+                created_ms: now_ms,
+            })
+        })
+        .transpose()
+    }
+
+    fn delete_geofence(&mut self, id: u64) -> Result<bool, StorageError> {
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(false);
+        };
+        self.write([fsql::DELETE_FENCE], |tx, [st]| {
+            Ok(tx.execute(&st, &[&id])? == 1)
+        })
+    }
+
+    fn insert_geofence_events(&mut self, events: &[GeofenceEvent]) -> Result<(), StorageError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.write([fsql::INSERT_EVENT], |tx, [st]| {
+            for e in events {
+                let (fence, client, frame) = fsql::event_keys(e);
+                tx.execute(
+                    &st,
+                    &[
+                        &fence,
+                        &client,
+                        &frame,
+                        &e.kind.as_str(),
+                        &e.at_ms,
+                        &e.lat,
+                        &e.lon,
+                        &e.fence_name,
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn geofence_events(
+        &mut self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<GeofenceEvent>, StorageError> {
+        self.rows(
+            fsql::EVENTS,
+            &[&from_ms, &to_ms, &i64::from(limit)],
+            fsql::event,
+        )
+    }
+
+    fn last_geofence_events(&mut self) -> Result<Vec<GeofenceEvent>, StorageError> {
+        self.rows(fsql::LAST_EVENTS, &[], fsql::event)
+    }
+
+    fn fixes_after(&mut self, after: FixCursor, limit: u32) -> Result<Vec<FixRow>, StorageError> {
+        self.rows(
+            fsql::FIXES_AFTER,
+            &[
+                &after.received_ms,
+                &after.client,
+                &after.frame_bits,
+                &i64::from(limit),
+            ],
+            fsql::fix_row,
+        )
     }
 }
 

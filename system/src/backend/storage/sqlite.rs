@@ -9,14 +9,20 @@
 //! on one host write one file: readers never block, writers queue. Every write takes the write lock at `BEGIN` (`BEGIN IMMEDIATE`), so a
 //! transaction never fails half-way for a lock another writer took after it began.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, TransactionBehavior};
 
+use super::geofence as fsql;
 use super::{
     age_cutoff, client_row, clients_sql, command_cols, command_json, command_record, fix_params,
     fix_record_at, fix_record_cols, frame_meta, frame_meta_cols, frame_record, session_at,
     session_cols, state_params, too_new, u64_bits, users, Cols, FixParams, Migration,
+};
+use crate::backend::geofence::{
+    FixCursor, FixRow, GeofenceEvent, GeofenceRecord, Geofences, GroupRecord, GroupRemoval,
+    NewGeofence,
 };
 use crate::backend::users::{StoredUser, UserRecord, Users};
 use crate::backend::{
@@ -105,6 +111,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 2,
         description: super::users::DESCRIPTION,
         sql: super::users::SQLITE_MIGRATION,
+    },
+    Migration {
+        version: 3,
+        description: super::geofence::DESCRIPTION,
+        sql: super::geofence::SQLITE_MIGRATION,
     },
 ];
 
@@ -513,6 +524,9 @@ impl Storage for SqliteStorage {
                 pruned.links += tx
                     .prepare_cached("DELETE FROM link_stats WHERE at_ms < ?1")?
                     .execute(params![cutoff])? as u64;
+                pruned.geofence_events += tx
+                    .prepare_cached(fsql::PRUNE_EVENTS_AGE)?
+                    .execute(params![cutoff])? as u64;
             }
             if let Some(max) = r.max_frame_bytes {
                 let max = i64::try_from(max).unwrap_or(i64::MAX);
@@ -625,6 +639,166 @@ impl Users for SqliteStorage {
                 .execute(params![token_hash])?
                 == 1)
         })
+    }
+}
+
+impl Geofences for SqliteStorage {
+    fn groups(&mut self) -> Result<Vec<GroupRecord>, StorageError> {
+        rows(&self.conn, fsql::GROUPS, [], |r| fsql::group(r))
+    }
+
+    fn insert_group(
+        &mut self,
+        name: &str,
+        members: &BTreeSet<u32>,
+        created_by: &str,
+        now_ms: i64,
+    ) -> Result<GroupRecord, StorageError> {
+        let json = fsql::members_json(members)?;
+        let id: i64 = self.write(|tx| {
+            Ok(tx
+                .prepare_cached(fsql::INSERT_GROUP)?
+                .query_row(params![name, json, created_by, now_ms], |r| r.get(0))?)
+        })?;
+        Ok(GroupRecord {
+            id: fsql::new_id("client_groups", id)?,
+            name: name.to_string(),
+            members: members.clone(),
+            created_by: created_by.to_string(),
+            created_ms: now_ms,
+        })
+    }
+
+    fn delete_group(&mut self, id: u64) -> Result<GroupRemoval, StorageError> {
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(GroupRemoval::NotFound);
+        };
+        self.write(|tx| {
+            let users: Vec<i64> = tx
+                .prepare_cached(fsql::FENCES_OF_GROUP)?
+                .query_map(params![id], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            if !users.is_empty() {
+                return Ok(GroupRemoval::InUse(
+                    users.into_iter().map(|f| f as u64).collect(),
+                ));
+            }
+            let n = tx
+                .prepare_cached(fsql::DELETE_GROUP)?
+                .execute(params![id])?;
+            Ok(if n == 1 {
+                GroupRemoval::Deleted
+            } else {
+                GroupRemoval::NotFound
+            })
+        })
+    }
+
+    fn geofences(&mut self) -> Result<Vec<GeofenceRecord>, StorageError> {
+        rows(&self.conn, fsql::FENCES, [], |r| fsql::fence(r))
+    }
+
+    fn insert_geofence(
+        &mut self,
+        fence: &NewGeofence,
+        created_by: &str,
+        now_ms: i64,
+    ) -> Result<Option<GeofenceRecord>, StorageError> {
+        let json = fsql::points_json(&fence.points)?;
+        let group = match fence.group.map(i64::try_from) {
+            None => None,
+            Some(Ok(g)) => Some(g),
+            Some(Err(_)) => return Ok(None),
+        };
+        let id: Option<i64> = self.write(|tx| {
+            if let Some(g) = group {
+                let found = tx
+                    .prepare_cached(fsql::GROUP_EXISTS)?
+                    .query_map(params![g], |r| r.get::<_, i64>(0))?
+                    .next()
+                    .transpose()?;
+                if found.is_none() {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(tx.prepare_cached(fsql::INSERT_FENCE)?.query_row(
+                params![fence.name, group, json, created_by, now_ms],
+                |r| r.get(0),
+            )?))
+        })?;
+        id.map(|id| {
+            Ok(GeofenceRecord {
+                id: fsql::new_id("geofences", id)?,
+                name: fence.name.clone(),
+                group: fence.group,
+                points: fence.points.clone(),
+                created_by: created_by.to_string(),
+                created_ms: now_ms,
+            })
+        })
+        .transpose()
+    }
+
+    fn delete_geofence(&mut self, id: u64) -> Result<bool, StorageError> {
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(false);
+        };
+        self.write(|tx| {
+            Ok(tx
+                .prepare_cached(fsql::DELETE_FENCE)?
+                .execute(params![id])?
+                == 1)
+        })
+    }
+
+    fn insert_geofence_events(&mut self, events: &[GeofenceEvent]) -> Result<(), StorageError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached(fsql::INSERT_EVENT)?;
+            for e in events {
+                let (fence, client, frame) = fsql::event_keys(e);
+                stmt.execute(params![
+                    fence,
+                    client,
+                    frame,
+                    e.kind.as_str(),
+                    e.at_ms,
+                    e.lat,
+                    e.lon,
+                    e.fence_name
+                ])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn geofence_events(
+        &mut self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<GeofenceEvent>, StorageError> {
+        rows(
+            &self.conn,
+            fsql::EVENTS,
+            params![from_ms, to_ms, limit],
+            |r| fsql::event(r),
+        )
+    }
+
+    fn last_geofence_events(&mut self) -> Result<Vec<GeofenceEvent>, StorageError> {
+        rows(&self.conn, fsql::LAST_EVENTS, [], |r| fsql::event(r))
+    }
+
+    fn fixes_after(&mut self, after: FixCursor, limit: u32) -> Result<Vec<FixRow>, StorageError> {
+        rows(
+            &self.conn,
+            fsql::FIXES_AFTER,
+            params![after.received_ms, after.client, after.frame_bits, limit],
+            |r| fsql::fix_row(r),
+        )
     }
 }
 

@@ -3,6 +3,11 @@
 
 use std::any::Any;
 
+use std::collections::BTreeSet;
+
+use crate::backend::geofence::{
+    EventKind, FixCursor, GeofenceEvent, GroupRemoval, LatLon, NewGeofence,
+};
 use crate::backend::{
     CommandState, FrameRecord, LinkRecord, Pruned, Retention, SessionRecord, Storage, StorageError,
 };
@@ -36,7 +41,9 @@ macro_rules! suite_tests {
             round_trips, duplicate_frames_are_ignored, clients_lists_sessions_and_fixes_in_order,
             ranges_and_limits, command_lifecycle, retention_by_age, retention_by_size,
             migrations_are_idempotent, newer_schema_is_refused, unknown_ids_are_none,
-            users_and_logins, hostile_user_names_are_data);
+            users_and_logins, hostile_user_names_are_data, groups_and_fences_round_trip,
+            a_group_in_use_is_not_deleted, geofence_events_are_idempotent_and_ranged,
+            last_geofence_events_are_per_fence_and_client, fixes_after_pages_every_fix_once);
     };
     (@each $fresh:expr; $($name:ident),*) => {
         $(
@@ -444,6 +451,11 @@ pub(crate) fn retention_by_age(mut f: Fresh) {
     for i in 1..=10 {
         db.insert_link(&link(1, now - 10_000 * i)).unwrap();
     }
+    // Geofence events at now-80 s .. now-20 s: the three older than 50 s go.
+    let events: Vec<_> = (2..=8u32)
+        .map(|i| event(1, 1, i, now - 10_000 * i64::from(i)))
+        .collect();
+    db.insert_geofence_events(&events).unwrap();
     db.upsert_session(&session(1, 1)).unwrap();
     let none = Retention {
         max_age_s: None,
@@ -462,7 +474,8 @@ pub(crate) fn retention_by_age(mut f: Fresh) {
         Pruned {
             frames: 5,
             fixes: 2,
-            links: 5
+            links: 5,
+            geofence_events: 3,
         }
     );
     let left = db.frames(1, i64::MIN, i64::MAX, 100).unwrap();
@@ -471,6 +484,14 @@ pub(crate) fn retention_by_age(mut f: Fresh) {
         vec![5, 4, 3, 2, 1]
     );
     assert_eq!(db.track(1, i64::MIN, i64::MAX, 100).unwrap().len(), 3);
+    assert_eq!(
+        db.geofence_events(i64::MIN, i64::MAX, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.frame)
+            .collect::<Vec<_>>(),
+        vec![5, 4, 3, 2]
+    );
     assert_eq!(db.apply_retention(&r, now).unwrap(), Pruned::default());
     // Sessions and commands are not subject to it.
     assert_eq!(db.session(1).unwrap(), Some(session(1, 1)));
@@ -504,7 +525,8 @@ pub(crate) fn retention_by_size(mut f: Fresh) {
         Pruned {
             frames: 7,
             fixes: 0,
-            links: 0
+            links: 0,
+            geofence_events: 0,
         }
     );
     let mut kept: Vec<u64> = [1, 2]
@@ -529,7 +551,8 @@ pub(crate) fn retention_by_size(mut f: Fresh) {
         Pruned {
             frames: 2,
             fixes: 8,
-            links: 0
+            links: 0,
+            geofence_events: 0,
         }
     );
     assert_eq!(db.latest_frame(2).unwrap(), Some(frame(2, 9, 1_009)));
@@ -661,4 +684,219 @@ pub(crate) fn hostile_user_names_are_data(mut f: Fresh) {
     assert_eq!(db.user("o").unwrap(), None);
     assert!(db.remove_user("%").unwrap());
     assert_eq!(db.users().unwrap().len(), 4, "% is a name, not a pattern");
+}
+
+pub(crate) fn event(fence: u64, client: u32, frame: u32, at_ms: i64) -> GeofenceEvent {
+    GeofenceEvent {
+        fence,
+        fence_name: format!("fence {fence}"),
+        client,
+        frame: u64::from(frame),
+        kind: match frame & 1 {
+            0 => EventKind::Enter,
+            _ => EventKind::Leave,
+        },
+        at_ms,
+        lat: 48.5 + f64::from(frame) * 1e-3,
+        lon: -11.25,
+    }
+}
+
+fn square() -> Vec<LatLon> {
+    vec![
+        LatLon(48.0, 11.0),
+        LatLon(48.0, 11.1),
+        LatLon(48.1, 11.1),
+        LatLon(48.1, 11.0),
+    ]
+}
+
+pub(crate) fn groups_and_fences_round_trip(mut f: Fresh) {
+    let db = &mut f.db;
+    assert!(db.groups().unwrap().is_empty());
+    assert!(db.geofences().unwrap().is_empty());
+    let members: BTreeSet<u32> = [u32::MAX, 0, 7].into();
+    // A hostile name is data.
+    let g = db
+        .insert_group("north'; DROP TABLE geofences; --", &members, "op", 5)
+        .unwrap();
+    let g2 = db.insert_group("south", &[1].into(), "alice", 6).unwrap();
+    assert_ne!(g.id, g2.id);
+    assert_eq!(g.members, members);
+    assert_eq!(db.groups().unwrap(), vec![g.clone(), g2.clone()]);
+
+    let all = NewGeofence {
+        name: "depot".into(),
+        group: None,
+        points: square(),
+    };
+    let fa = db.insert_geofence(&all, "op", 10).unwrap().unwrap();
+    assert_eq!(
+        (
+            fa.name.as_str(),
+            fa.group,
+            fa.points.as_slice(),
+            fa.created_ms
+        ),
+        ("depot", None, square().as_slice(), 10)
+    );
+    let mut tied = all.clone();
+    tied.name = "yard".into();
+    tied.group = Some(g.id);
+    tied.points[0] = LatLon(-89.999_999_999, -179.999_999_999);
+    let fb = db.insert_geofence(&tied, "alice", 11).unwrap().unwrap();
+    assert_eq!(fb.group, Some(g.id));
+    tied.group = Some(999_999);
+    assert_eq!(
+        db.insert_geofence(&tied, "op", 12).unwrap(),
+        None,
+        "no group"
+    );
+    tied.group = Some(u64::MAX);
+    assert_eq!(
+        db.insert_geofence(&tied, "op", 12).unwrap(),
+        None,
+        "no group"
+    );
+    assert_eq!(db.geofences().unwrap(), vec![fa.clone(), fb.clone()]);
+
+    // Kept across a reopen; deleted once.
+    let mut again = f.reopen().unwrap();
+    assert_eq!(again.geofences().unwrap(), vec![fa.clone(), fb.clone()]);
+    assert!(again.delete_geofence(fa.id).unwrap());
+    assert!(!again.delete_geofence(fa.id).unwrap());
+    assert!(!again.delete_geofence(u64::MAX).unwrap());
+    assert_eq!(again.geofences().unwrap(), vec![fb]);
+    assert_eq!(again.delete_group(g2.id).unwrap(), GroupRemoval::Deleted);
+    assert_eq!(again.delete_group(g2.id).unwrap(), GroupRemoval::NotFound);
+    assert_eq!(
+        again.delete_group(u64::MAX).unwrap(),
+        GroupRemoval::NotFound
+    );
+    assert_eq!(again.groups().unwrap(), vec![g]);
+}
+
+pub(crate) fn a_group_in_use_is_not_deleted(mut f: Fresh) {
+    let db = &mut f.db;
+    let g = db.insert_group("g", &[1, 2].into(), "op", 1).unwrap();
+    let fence = |name: &str| NewGeofence {
+        name: name.into(),
+        group: Some(g.id),
+        points: square(),
+    };
+    let a = db.insert_geofence(&fence("a"), "op", 2).unwrap().unwrap();
+    let b = db.insert_geofence(&fence("b"), "op", 2).unwrap().unwrap();
+    assert_eq!(
+        db.delete_group(g.id).unwrap(),
+        GroupRemoval::InUse(vec![a.id, b.id])
+    );
+    assert_eq!(db.groups().unwrap(), vec![g.clone()], "still there");
+    db.delete_geofence(a.id).unwrap();
+    db.delete_geofence(b.id).unwrap();
+    assert_eq!(db.delete_group(g.id).unwrap(), GroupRemoval::Deleted);
+    assert!(db.groups().unwrap().is_empty());
+}
+
+pub(crate) fn geofence_events_are_idempotent_and_ranged(mut f: Fresh) {
+    let db = &mut f.db;
+    let events: Vec<_> = (0..6u32)
+        .map(|i| event(1, 7, i, 1_000 + i64::from(i)))
+        .collect();
+    db.insert_geofence_events(&events).unwrap();
+    // Again, as a second backend would, with one more: stored once each.
+    let mut more = events.clone();
+    more.push(event(2, 7, 9, 1_003));
+    db.insert_geofence_events(&more).unwrap();
+    db.insert_geofence_events(&[]).unwrap();
+    let all = db.geofence_events(i64::MIN, i64::MAX, 100).unwrap();
+    assert_eq!(all.len(), 7);
+    assert_eq!(all[0], events[0], "round trip");
+    assert_eq!(all[4], more[6], "ordered by time, then fence");
+    let some = db.geofence_events(1_001, 1_003, 2).unwrap();
+    assert_eq!(some, vec![events[1].clone(), events[2].clone()]);
+    assert!(db.geofence_events(2_000, 3_000, 10).unwrap().is_empty());
+    // A frame id beyond i63 round-trips.
+    let mut big = event(3, 8, 0, 5);
+    big.frame = u64::MAX;
+    db.insert_geofence_events(std::slice::from_ref(&big))
+        .unwrap();
+    assert_eq!(db.geofence_events(5, 5, 10).unwrap(), vec![big]);
+}
+
+pub(crate) fn last_geofence_events_are_per_fence_and_client(mut f: Fresh) {
+    let db = &mut f.db;
+    let new = |name: &str| NewGeofence {
+        name: name.into(),
+        group: None,
+        points: square(),
+    };
+    let a = db.insert_geofence(&new("a"), "op", 1).unwrap().unwrap();
+    let b = db.insert_geofence(&new("b"), "op", 1).unwrap().unwrap();
+    // Client 7 in a: frames 2 (enter), 3 (leave), 4 (enter), stored out of order.
+    db.insert_geofence_events(&[
+        event(a.id, 7, 4, 40),
+        event(a.id, 7, 2, 20),
+        event(a.id, 7, 3, 30),
+        event(b.id, 7, 3, 30),
+        event(a.id, 8, 6, 10),
+        // A deleted fence's events are not part of the state.
+        event(999, 7, 8, 50),
+    ])
+    .unwrap();
+    let last = db.last_geofence_events().unwrap();
+    assert_eq!(
+        last,
+        vec![
+            event(a.id, 7, 4, 40),
+            event(a.id, 8, 6, 10),
+            event(b.id, 7, 3, 30)
+        ]
+    );
+}
+
+pub(crate) fn fixes_after_pages_every_fix_once(mut f: Fresh) {
+    let db = &mut f.db;
+    // Three clients, frames at times that repeat across clients; one frame without a fix.
+    for client in [3u32, 1, 2] {
+        let frames: Vec<_> = (0..5u32)
+            .map(|i| {
+                let mut fr = frame(client, 10 + i, 1_000 + i64::from(i / 2));
+                if client == 2 && i == 1 {
+                    fr.fix = None;
+                }
+                fr
+            })
+            .collect();
+        db.insert_frames(&frames).unwrap();
+    }
+    let mut read = Vec::new();
+    let mut cursor = FixCursor::before(1_000);
+    // Bounded: a cursor that does not move on must fail here, not loop.
+    for _ in 0..10 {
+        let page = db.fixes_after(cursor, 4).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        cursor = FixCursor::at(page.last().unwrap());
+        read.extend(page);
+    }
+    assert_eq!(read.len(), 14);
+    let keys: Vec<(i64, u32, u64)> = read
+        .iter()
+        .map(|r| (r.fix.received_ms, r.fix.client, r.frame))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(keys, sorted, "in cursor order, each once");
+    assert_eq!(read[0].fix.fix, fix(10));
+    // Fixes received before the cursor's time are not read.
+    assert_eq!(
+        db.fixes_after(FixCursor::before(1_002), 100).unwrap().len(),
+        3
+    );
+    assert!(db
+        .fixes_after(FixCursor::before(1_003), 100)
+        .unwrap()
+        .is_empty());
 }

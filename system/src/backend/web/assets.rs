@@ -23,6 +23,7 @@ macro_rules! asset {
 pub(super) const ASSETS: &[(&str, &str, &[u8])] = &[
     asset!("/", "index.html", "text/html; charset=utf-8"),
     asset!("/app.js", "app.js", "text/javascript; charset=utf-8"),
+    asset!("/fences.js", "fences.js", "text/javascript; charset=utf-8"),
     asset!("/app.css", "app.css", "text/css; charset=utf-8"),
     asset!(
         "/vendor/leaflet/leaflet.js",

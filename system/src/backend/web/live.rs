@@ -10,7 +10,9 @@
 //! - `{"type":"clients","full":bool,"clients":[ClientView...],"removed":[id...]}`, the first
 //!   one full;
 //! - `{"type":"command","command":CommandRecord}` when the command desk finished one;
-//! - `{"type":"lagged","missed":N}` when this socket fell behind the command updates;
+//! - `{"type":"geofence","event":GeofenceEvent}` when the fence watcher raised one;
+//! - `{"type":"lagged","missed":N}` when this socket fell behind the command updates (or
+//!   `{"type":"lagged","missed":N,"of":"geofence"}` behind the geofence events);
 //! - binary messages: live video frames of the watched clients (see `video`);
 //! - `{"type":"watching","clients":[id...]}` answering a watch request, or
 //!   `{"type":"error","error":"..."}` when a request from the page was refused.
@@ -176,6 +178,7 @@ async fn serve(mut socket: WebSocket, shared: AppState, login: Vec<u8>) {
     }
     let mut views = subscribe(&shared);
     let mut commands = shared.state.command_updates.subscribe();
+    let mut fence_events = shared.state.geofence_events.subscribe();
     let mut sent: BTreeMap<u32, ClientView> = BTreeMap::new();
     let mut full = true;
     // A snapshot may already be there.
@@ -239,6 +242,18 @@ async fn serve(mut socket: WebSocket, shared: AppState, login: Vec<u8>) {
                     Ok(record) => json!({"type": "command", "command": record}),
                     Err(broadcast::error::RecvError::Lagged(n)) => json!({"type": "lagged", "missed": n}),
                     // The sender lives in the state we hold; it cannot close.
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if !send(&mut socket, msg).await {
+                    return;
+                }
+            }
+            event = fence_events.recv() => {
+                let msg = match event {
+                    Ok(event) => json!({"type": "geofence", "event": event}),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        json!({"type": "lagged", "missed": n, "of": "geofence"})
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
                 if !send(&mut socket, msg).await {

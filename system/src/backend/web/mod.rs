@@ -9,6 +9,11 @@
 //! - `routes`: the REST API (`/api/...`, `/healthz`, `/tiles/{z}/{x}/{y}.png`).
 //! - `live`: `/api/live`, a WebSocket pushing what changed in the fleet and command updates,
 //!   and (`video`) the frames of the clients the page watches, as they are stored.
+//! - `live`: `/api/live`, a WebSocket pushing what changed in the fleet, command updates and
+//!   geofence events.
+//! - `fences`: groups, geofences and their events (`/api/groups`, `/api/geofences`).
+//! - `export`: a client's frames and fixes of a time range as a zip
+//!   (`/api/clients/{id}/export.zip`).
 //! - `assets`: the browser client (`/`, `/app.js`, `/app.css`, `/vendor/leaflet/...`).
 //!
 //! Commands: `POST /api/clients/{id}/commands` stores a pending command and hands it to the
@@ -28,16 +33,19 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
+use crate::backend::geofence::GeofenceEvent;
 use crate::backend::map::Tiles;
 use crate::backend::{ClientRow, CommandRecord, LinkRecord, Storage, StorageError};
 use crate::device::City;
 
 mod assets;
 pub mod auth;
+mod export;
+mod fences;
 mod live;
 mod routes;
 #[cfg(test)]
@@ -53,6 +61,9 @@ pub struct WebState {
     pub commands: tokio::sync::mpsc::Sender<CommandRecord>,
     /// Commands the desk has finished (acked or failed), already stored.
     pub command_updates: tokio::sync::broadcast::Sender<CommandRecord>,
+    /// Geofence events the fence watcher raised, already stored
+    /// ([`crate::backend::fence_watch`]).
+    pub geofence_events: tokio::sync::broadcast::Sender<GeofenceEvent>,
     /// The synthetic city the map shows.
     pub city: City,
     /// The map's raster tiles, if any: a tile server the browser asks, or an MBTiles file
@@ -96,6 +107,15 @@ fn router_and_state(state: WebState) -> (Router, AppState) {
             post(routes::post_command).get(routes::client_commands),
         )
         .route("/api/commands/{id}", get(routes::command))
+        .route("/api/clients/{id}/export.zip", get(export::export))
+        .route("/api/groups", get(fences::groups).post(fences::post_group))
+        .route("/api/groups/{id}", delete(fences::delete_group))
+        .route(
+            "/api/geofences",
+            get(fences::geofences).post(fences::post_geofence),
+        )
+        .route("/api/geofences/events", get(fences::events))
+        .route("/api/geofences/{id}", delete(fences::delete_geofence))
         .route("/api/area", get(routes::area))
         .route("/api/map", get(routes::map_info))
         .route("/api/map/city.geojson", get(routes::city))

@@ -25,16 +25,20 @@ const MAX_LIMIT: u32 = 10_000;
 /// Commands shown with a client.
 const RECENT_COMMANDS: u32 = 20;
 
-fn parse_id<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ApiError> {
+pub(super) fn parse_id<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ApiError> {
     text.parse()
         .map_err(|_| ApiError::bad_request(format!("{what} must be a whole number, got {text:?}")))
 }
 
 /// Query parameters, parsed field by field.
-struct Params(HashMap<String, String>);
+pub(super) struct Params(HashMap<String, String>);
 
 impl Params {
-    fn num<T: std::str::FromStr>(&self, name: &str, what: &str) -> Result<Option<T>, ApiError> {
+    pub(super) fn num<T: std::str::FromStr>(
+        &self,
+        name: &str,
+        what: &str,
+    ) -> Result<Option<T>, ApiError> {
         match self.0.get(name) {
             None => Ok(None),
             Some(text) => {
@@ -52,7 +56,16 @@ impl Params {
 
     /// `from`, `to` (ms since the Unix epoch) and `limit`, with defaults: the last ten minutes,
     /// 1000 rows.
-    fn range(&self) -> Result<(i64, i64, u32), ApiError> {
+    pub(super) fn range(&self) -> Result<(i64, i64, u32), ApiError> {
+        self.range_limited(DEFAULT_LIMIT, MAX_LIMIT)
+    }
+
+    /// [`Params::range`] with another default and largest `limit`.
+    pub(super) fn range_limited(
+        &self,
+        default_limit: u32,
+        max_limit: u32,
+    ) -> Result<(i64, i64, u32), ApiError> {
         const MS: &str = "milliseconds since the Unix epoch";
         let to = self.num::<i64>("to", MS)?.unwrap_or_else(now_ms);
         let from = self
@@ -65,17 +78,17 @@ impl Params {
         }
         let limit = self
             .num::<u32>("limit", "a whole number")?
-            .unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
+            .unwrap_or(default_limit);
+        if !(1..=max_limit).contains(&limit) {
             return Err(ApiError::bad_request(format!(
-                "limit must be 1..={MAX_LIMIT}, got {limit}"
+                "limit must be 1..={max_limit}, got {limit}"
             )));
         }
         Ok((from, to, limit))
     }
 }
 
-fn params(
+pub(super) fn params(
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Params, ApiError> {
     query
@@ -83,7 +96,8 @@ fn params(
         .map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
-type QueryArg = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+pub(super) type QueryArg =
+    Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
 
 pub(super) async fn healthz(State(shared): State<AppState>) -> Result<Json<Value>, ApiError> {
     with_storage(&shared, |s| s.session(0))

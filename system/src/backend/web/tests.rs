@@ -152,6 +152,7 @@ fn fixture_with(tiles: Option<crate::backend::map::Tiles>) -> Fixture {
         storage: storage.clone(),
         commands: tx,
         command_updates: updates.clone(),
+        geofence_events: broadcast::channel(16).0,
         city,
         tiles,
         online_window_ms: WINDOW_MS,
@@ -1126,6 +1127,14 @@ const PROTECTED: &[(&str, &str)] = &[
     ("GET", "/api/map/city.geojson"),
     ("GET", "/api/map/clients.geojson"),
     ("GET", "/api/live"),
+    ("GET", "/api/groups"),
+    ("POST", "/api/groups"),
+    ("DELETE", "/api/groups/1"),
+    ("GET", "/api/geofences"),
+    ("POST", "/api/geofences"),
+    ("DELETE", "/api/geofences/1"),
+    ("GET", "/api/geofences/events"),
+    ("GET", "/api/clients/1/export.zip"),
 ];
 
 #[tokio::test]
@@ -1674,3 +1683,6 @@ async fn requests_and_live_sockets_are_counted_in_the_metrics() {
     }
     assert_eq!(open, Some(0.0), "the gauge falls when the socket closes");
 }
+
+#[path = "fence_tests.rs"]
+mod fences;
