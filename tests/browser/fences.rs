@@ -55,6 +55,28 @@ pub(super) async fn check(c: &Client) {
         |v| v == &json!([["patrol", [1, 2]]]),
     )
     .await;
+    // The group's cameras in the live grid: client 1 is selected (it plays in the player), so
+    // the grid holds client 2, playing.
+    c.execute(
+        "document.querySelector('#group-list .group-grid').click(); return null",
+        vec![],
+    )
+    .await
+    .unwrap();
+    wait_for(
+        c,
+        "the group's grid playing",
+        15,
+        "return [...document.querySelectorAll('#grid-tiles figure')].map(f => [f.dataset.client, f.querySelector('img').dataset.frame !== ''])",
+        |v| v == &json!([["2", true]]),
+    )
+    .await;
+    c.execute(
+        "document.getElementById('grid-close').click(); return null",
+        vec![],
+    )
+    .await
+    .unwrap();
 
     // Draw a fence around client 1, tied to the group: a click on the map per corner.
     let at = wait_for(

@@ -82,6 +82,8 @@
     $("group-list").replaceChildren(...list.map((g) => {
       const li = el("li", { "data-group": String(g.id) },
         g.name + ": clients " + g.members.join(", ") + " ");
+      // The group's cameras playing at once in the live grid (app.js).
+      li.appendChild(button("Grid", { class: "group-grid" }, () => lc.setGrid(g.members)));
       li.appendChild(button("Delete", { class: "group-delete" }, () => deleteGroup(g.id)));
       return li;
     }));
