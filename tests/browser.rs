@@ -226,18 +226,26 @@ async fn open_browser(binary: &Path, chromedriver: &Path) -> (Driver, Client, te
 
 /// Types the login form's name and `password` and submits it.
 async fn submit_login(c: &Client, password: &str) {
-    let name = c.find(Locator::Id("login-name")).await.unwrap();
-    name.clear().await.unwrap();
-    name.send_keys("admin").await.unwrap();
-    let field = c.find(Locator::Id("login-password")).await.unwrap();
-    field.clear().await.unwrap();
-    field.send_keys(password).await.unwrap();
-    c.find(Locator::Id("login-submit"))
+    type_into(c, "login-name", "admin").await;
+    type_into(c, "login-password", password).await;
+    click(c, "login-submit").await;
+}
+
+/// Clicks the element with id `id`.
+async fn click(c: &Client, id: &str) {
+    c.find(Locator::Id(id))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
+}
+
+/// Types `text` into the input with id `id`, replacing what it held.
+async fn type_into(c: &Client, id: &str, text: &str) {
+    let input = c.find(Locator::Id(id)).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(text).await.unwrap();
 }
 
 /// Saves a screenshot of the page as `browser-artifacts/{name}.png`.
@@ -375,12 +383,7 @@ async fn browser_client_in_headless_chromium() {
 
     // The grid plays every online camera at once: a tile per client but the selected one
     // (which plays in the player), each advancing.
-    c.find(Locator::Id("grid-all"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "grid-all").await;
     let tiles = "return [...document.querySelectorAll('#grid-tiles figure')].map(f => [f.dataset.client, f.querySelector('img').dataset.frame])";
     let first = wait_for(&c, "a picture in every grid tile", 15, tiles, |v| {
         v.as_array().is_some_and(|a| {
@@ -489,12 +492,7 @@ async fn browser_client_in_headless_chromium() {
         "tier-2 to screen p95 {} ms > 150 ms",
         pct(0.95)
     );
-    c.find(Locator::Id("grid-close"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "grid-close").await;
 
     // Area selection: the whole city holds every client; a box far away none.
     let b = livecam_system::backend::map::city_bounds(&City::default());
@@ -504,16 +502,9 @@ async fn browser_client_in_headless_chromium() {
         ("area-north", b.north + 0.001),
         ("area-east", b.east + 0.001),
     ] {
-        let input = c.find(Locator::Id(id)).await.unwrap();
-        input.clear().await.unwrap();
-        input.send_keys(&format!("{v:.6}")).await.unwrap();
+        type_into(&c, id, &format!("{v:.6}")).await;
     }
-    c.find(Locator::Id("area-list"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "area-list").await;
     wait_for(
         &c,
         "every client in the area",
@@ -524,12 +515,7 @@ async fn browser_client_in_headless_chromium() {
     .await;
 
     // History replay of the selected client: track and stored frames, slider moves the frame.
-    c.find(Locator::Id("history-load"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "history-load").await;
     let hist = wait_for(&c, "stored history", 10, "const i = document.getElementById('history-info').dataset; return [Number(i.points), Number(i.frames)]", |v| v[1].as_u64().unwrap_or(0) >= 2).await;
     assert!(hist[0].as_u64().unwrap() >= 2, "{hist}");
     c.execute("const s = document.getElementById('history-slider'); s.value = s.max; s.dispatchEvent(new Event('input')); return null", vec![]).await.unwrap();
@@ -549,12 +535,7 @@ async fn browser_client_in_headless_chromium() {
     )
     .await
     .unwrap();
-    c.find(Locator::Id("history-play"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "history-play").await;
     wait_for(
         &c,
         "the replay to reach the last frame",
@@ -565,12 +546,7 @@ async fn browser_client_in_headless_chromium() {
     .await;
 
     // A command click goes pending -> acked.
-    c.find(Locator::Id("cmd-snapshot"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "cmd-snapshot").await;
     let states =
         "return [...document.querySelectorAll('#command-log li')].map(l => l.dataset.state)";
     wait_for(&c, "the snapshot command acked", 10, states, |v| {
@@ -584,12 +560,7 @@ async fn browser_client_in_headless_chromium() {
     )
     .await
     .unwrap();
-    c.find(Locator::Id("cmd-quality"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "cmd-quality").await;
     wait_for(
         &c,
         "the refusal",
@@ -606,12 +577,7 @@ async fn browser_client_in_headless_chromium() {
 
     // Logging out ends the login: the form is back, the live socket closed, and the API
     // refuses the page's requests.
-    c.find(Locator::Id("logout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "logout").await;
     wait_for(
         &c,
         "the login form after logout",
@@ -833,12 +799,7 @@ async fn a_hundred_clients_on_a_tile_map() {
     )
     .await;
     let select_ms = clicked.elapsed().as_millis();
-    c.find(Locator::Id("grid-all"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "grid-all").await;
     wait_for(&c, "the grid at its bound", 20,
         "return [...document.querySelectorAll('#grid-tiles figure img')].filter(i => i.dataset.frame).length",
         |v| v.as_u64() == Some(15)).await;

@@ -6,22 +6,7 @@
 use fantoccini::{Client, Locator};
 use serde_json::json;
 
-use super::{artifacts, wait_for};
-
-async fn type_into(c: &Client, id: &str, text: &str) {
-    let input = c.find(Locator::Id(id)).await.unwrap();
-    input.clear().await.unwrap();
-    input.send_keys(text).await.unwrap();
-}
-
-async fn click(c: &Client, id: &str) {
-    c.find(Locator::Id(id))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
+use super::{artifacts, click, type_into, wait_for};
 
 pub(super) async fn check(c: &Client) {
     wait_for(

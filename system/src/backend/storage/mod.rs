@@ -149,6 +149,25 @@ pub(crate) trait Cols {
     fn bytes(&self, i: usize) -> Result<Vec<u8>, StorageError>;
 }
 
+/// Checks that PostgreSQL's `$N` parameters of `sql` first appear as `$1, $2, ...` in order,
+/// so the statement can share its parameter list with SQLite's `?N` form.
+#[cfg(test)]
+pub(crate) fn assert_parameters_in_order(sql: &str) {
+    let mut seen: Vec<u32> = Vec::new();
+    for (i, _) in sql.match_indices('$') {
+        let digits: String = sql[i + 1..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let n: u32 = digits.parse().unwrap();
+        if !seen.contains(&n) {
+            seen.push(n);
+        }
+    }
+    let expected: Vec<u32> = (1..=seen.len() as u32).collect();
+    assert_eq!(seen, expected, "{sql}");
+}
+
 fn corrupt(table: &'static str, message: impl Into<String>) -> StorageError {
     StorageError::Corrupt {
         table,

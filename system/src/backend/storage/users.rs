@@ -131,19 +131,7 @@ mod tests {
             LOGIN_USER,
             DELETE_LOGIN,
         ] {
-            let mut seen: Vec<u32> = Vec::new();
-            for (i, _) in sql.match_indices('$') {
-                let digits: String = sql[i + 1..]
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect();
-                let n: u32 = digits.parse().unwrap();
-                if !seen.contains(&n) {
-                    seen.push(n);
-                }
-            }
-            let expected: Vec<u32> = (1..=seen.len() as u32).collect();
-            assert_eq!(seen, expected, "{sql}");
+            crate::backend::storage::assert_parameters_in_order(sql);
         }
     }
 }
