@@ -381,6 +381,70 @@ async fn browser_client_in_headless_chromium() {
     eprintln!("player: {fps} fps shown; {stats}");
     screenshot(&c, "player").await;
 
+    // Which is smoother on screen, frames on the live socket or multipart MJPEG in an <img>?
+    // For 8 s both play client 1 side by side; on every animation frame each picture is drawn
+    // small onto a canvas and a change of its pixels counts as a frame shown. Compared: frames
+    // shown, and the spread of the intervals between them.
+    let probe = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const probe = (img) => {
+               const cv = document.createElement('canvas'); cv.width = 64; cv.height = 48;
+               const cx = cv.getContext('2d', { willReadFrequently: true });
+               let last = null; const times = [];
+               return { times, tick(now) {
+                 if (!img.complete || !img.naturalWidth) return;
+                 cx.drawImage(img, 0, 0, 64, 48);
+                 const d = cx.getImageData(0, 0, 64, 48).data;
+                 let h = 0;
+                 for (let i = 0; i < d.length; i += 4) h = (h * 31 + d[i] + d[i + 1] * 7 + d[i + 2] * 13) | 0;
+                 if (h !== last) { if (last !== null) times.push(now); last = h; }
+               } };
+             };
+             const mj = document.createElement('img');
+             mj.style.cssText = 'position:fixed;left:0;top:0;width:64px;height:48px;opacity:0.01';
+             mj.src = '/api/clients/1/video.mjpeg';
+             document.body.appendChild(mj);
+             const a = probe(document.getElementById('live-frame')), b = probe(mj);
+             const t0 = performance.now();
+             const loop = (now) => {
+               a.tick(now); b.tick(now);
+               if (now - t0 < 8000) requestAnimationFrame(loop);
+               else { mj.src = ''; mj.remove(); done({ socket: a.times, mjpeg: b.times }); }
+             };
+             requestAnimationFrame(loop);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    for path in ["socket", "mjpeg"] {
+        let times: Vec<f64> = probe[path]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        let n = gaps.len().max(1) as f64;
+        let mean = gaps.iter().sum::<f64>() / n;
+        let sd = (gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let mut sorted = gaps.clone();
+        sorted.sort_by(f64::total_cmp);
+        let p95 = sorted
+            .get((sorted.len() as f64 * 0.95) as usize)
+            .copied()
+            .unwrap_or(0.0);
+        eprintln!(
+            "smoothness, {path}: {} frames shown in 8 s, interval mean {mean:.0} ms, sd {sd:.0} ms, p95 {p95:.0} ms",
+            times.len()
+        );
+        assert!(
+            times.len() as u32 >= FPS * 8 / 2,
+            "{path} showed {} frames in 8 s",
+            times.len()
+        );
+    }
+
     // The grid plays every online camera at once: a tile per client but the selected one
     // (which plays in the player), each advancing.
     click(&c, "grid-all").await;

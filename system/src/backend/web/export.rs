@@ -300,8 +300,8 @@ impl Write for Chunks {
     }
 }
 
-/// The response body: the chunks as they come.
-struct ChunkStream(mpsc::Receiver<Result<Bytes, std::io::Error>>);
+/// A response body of chunks as they come (the export's zip, the MJPEG stream's parts).
+pub(super) struct ChunkStream(pub(super) mpsc::Receiver<Result<Bytes, std::io::Error>>);
 
 impl futures_core::Stream for ChunkStream {
     type Item = Result<Bytes, std::io::Error>;

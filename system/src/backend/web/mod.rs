@@ -108,6 +108,7 @@ fn router_and_state(state: WebState) -> (Router, AppState) {
         )
         .route("/api/commands/{id}", get(routes::command))
         .route("/api/clients/{id}/export.zip", get(export::export))
+        .route("/api/clients/{id}/video.mjpeg", get(video::mjpeg))
         .route("/api/groups", get(fences::groups).post(fences::post_group))
         .route("/api/groups/{id}", delete(fences::delete_group))
         .route(

@@ -1015,6 +1015,73 @@ async fn live_socket_streams_the_frames_of_watched_clients_as_they_are_stored() 
 }
 
 #[tokio::test]
+async fn mjpeg_streams_the_newest_picture_then_each_stored_frame() {
+    let f = fixture();
+    let res = f
+        .app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/api/clients/1/video.mjpeg")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()[header::CONTENT_TYPE],
+        "multipart/x-mixed-replace; boundary=livecamframe"
+    );
+    let mut body = res.into_body();
+    let mut next_part = async || -> Vec<u8> {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+            .await
+            .expect("a part within 10 s")
+            .unwrap()
+            .unwrap();
+        frame.into_data().unwrap().to_vec()
+    };
+    let part = next_part().await;
+    let stored = f.storage.lock().unwrap().frame(1, 5).unwrap().unwrap();
+    let head = format!(
+        "--livecamframe\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Livecam-Frame: 5\r\n\r\n",
+        stored.jpeg.len()
+    );
+    assert!(part.starts_with(head.as_bytes()));
+    assert_eq!(&part[head.len()..part.len() - 2], &stored.jpeg[..]);
+    let now = now_ms();
+    f.storage
+        .lock()
+        .unwrap()
+        .insert_frames(&[FrameRecord {
+            client: 1,
+            frame: 6,
+            tier2: 11,
+            capture_ms: now,
+            received_ms: now + 1,
+            fix: None,
+            segment_size: 700,
+            jpeg: vec![0xff, 0xd8, 6, 0xd9],
+        }])
+        .unwrap();
+    let part = next_part().await;
+    assert!(
+        part.ends_with(&[0xff, 0xd8, 6, 0xd9, b'\r', b'\n']),
+        "{part:?}"
+    );
+    expect_error(
+        &f.app,
+        Method::GET,
+        "/api/clients/x/video.mjpeg",
+        "",
+        StatusCode::BAD_REQUEST,
+        "client id",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn live_socket_pushes_changes_and_command_updates() {
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
@@ -1135,6 +1202,7 @@ const PROTECTED: &[(&str, &str)] = &[
     ("DELETE", "/api/geofences/1"),
     ("GET", "/api/geofences/events"),
     ("GET", "/api/clients/1/export.zip"),
+    ("GET", "/api/clients/1/video.mjpeg"),
 ];
 
 #[tokio::test]

@@ -8,7 +8,8 @@
 //! so a grid of eight cameras would stall two of them, and every stream would need the login
 //! checked on its own. Frames on the one live socket carry their capture and arrival times, the
 //! page shows each when it is decoded and measures the latency, and the socket's login check
-//! covers them. Measured in the browser test at 8 clients x 10 fps on loopback, see the README.
+//! covers them. For one camera the two are equally smooth on screen (the browser test measures
+//! both side by side; figures in the README).
 //!
 //! **How frames are found.** Tier-2s write frames straight to the database (see
 //! `runtime::backhaul`); this server learns of them by asking. One poller per watched client,
@@ -22,6 +23,11 @@
 //! [`MAX_WATCH`] clients, so a page cannot start more than that many pollers; a slow socket
 //! never slows the others: each watched client is forwarded through a broadcast channel of
 //! [`CHANNEL`] frames, and a socket that falls behind skips to the newest.
+//!
+//! **Multipart MJPEG too**, at `GET /api/clients/{id}/video.mjpeg` (logged in, like the
+//! socket; the stream ends when the login does): for players outside the page (VLC, ffplay,
+//! an `<img>` in another dashboard). The same poller feeds it. The browser test measures both
+//! paths on screen side by side (see the README).
 //!
 //! **On the socket.** A binary message per frame: a 4-byte big-endian length, that many bytes
 //! of JSON (`{"type":"frame","client":1,"frame":"17","tier2":2,"capture_ms":..,
@@ -166,6 +172,77 @@ async fn poll(shared: AppState, client: u32, tx: broadcast::Sender<Frame>) {
             }
         }
     }
+}
+
+/// The MJPEG stream's boundary.
+const BOUNDARY: &str = "livecamframe";
+
+/// One part of the MJPEG stream.
+fn mjpeg_part(f: &FrameRecord) -> axum::body::Bytes {
+    let mut out = format!(
+        "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Livecam-Frame: {}\r\n\r\n",
+        f.jpeg.len(),
+        f.frame
+    )
+    .into_bytes();
+    out.extend_from_slice(&f.jpeg);
+    out.extend_from_slice(b"\r\n");
+    out.into()
+}
+
+/// `GET /api/clients/{id}/video.mjpeg`: the client's frames as `multipart/x-mixed-replace`,
+/// its newest stored picture first. A viewer that reads slowly skips to newer frames; the
+/// stream ends when the viewer goes or its login ends (checked every second).
+pub(super) async fn mjpeg(
+    axum::extract::State(shared): axum::extract::State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, super::ApiError> {
+    use axum::response::IntoResponse;
+    let id: u32 = super::routes::parse_id(&id, "client id")?;
+    // `require_login` let the request in, so it carries a token.
+    let login = super::auth::login_of(&headers).unwrap_or_default();
+    let (tx, rx) = mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(2);
+    let mut frames = subscribe(&shared, id);
+    tokio::spawn(async move {
+        if let Ok(Some(f)) = with_storage(&shared, move |s| s.latest_frame(id)).await {
+            if tx.send(Ok(mjpeg_part(&f))).await.is_err() {
+                return;
+            }
+        }
+        let mut check = tokio::time::interval(Duration::from_millis(super::live::LOGIN_CHECK_MS));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = check.tick() => {
+                    if matches!(super::auth::login_holds(&shared, &login).await, Ok(false)) {
+                        return;
+                    }
+                }
+                f = frames.recv() => match f {
+                    Ok(f) => {
+                        if tx.send(Ok(mjpeg_part(&f))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                format!("multipart/x-mixed-replace; boundary={BOUNDARY}"),
+            ),
+            (axum::http::header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        axum::body::Body::from_stream(super::export::ChunkStream(rx)),
+    )
+        .into_response())
 }
 
 /// One binary socket message: header length, JSON header, JPEG.
