@@ -360,6 +360,10 @@ async fn current_user(
     with_storage(shared, move |s| s.login_user(&hash, now_ms())).await
 }
 
+/// How often a long-lived answer (the live socket, an MJPEG stream) checks that the login it
+/// was opened with still holds.
+pub(super) const LOGIN_CHECK_MS: u64 = 1000;
+
 /// The stored hash of the token a request carries, if it carries one.
 pub(super) fn login_of(headers: &HeaderMap) -> Option<Vec<u8>> {
     token(headers)

@@ -36,13 +36,12 @@ use axum::response::Response;
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
+use super::auth::LOGIN_CHECK_MS;
 use super::video::{self, Watching};
 use super::{client_views, with_storage, AppState, ClientView};
 
 /// How often the poller reads the fleet.
 pub(super) const POLL_MS: u64 = 300;
-/// How often a socket checks that its login still holds.
-pub(super) const LOGIN_CHECK_MS: u64 = 1000;
 /// The close code a socket whose login ended gets (4000-4999: the application's own).
 pub(super) const LOGIN_ENDED: u16 = 4401;
 /// Polls with no browser before the poller stops.

@@ -210,7 +210,7 @@ pub(super) async fn mjpeg(
                 return;
             }
         }
-        let mut check = tokio::time::interval(Duration::from_millis(super::live::LOGIN_CHECK_MS));
+        let mut check = tokio::time::interval(Duration::from_millis(super::auth::LOGIN_CHECK_MS));
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
