@@ -113,12 +113,6 @@ const INCREASE: f64 = 1.15;
 const AHEAD_OF_DELIVERY: f64 = 1.5;
 /// A round-trip sample longer than this is a clock step or a stall, not a measurement.
 const MAX_SAMPLE: Duration = Duration::from_secs(10);
-/// The bottleneck's rate is the largest delivery rate of this long (BBR's `BtlBw` filter,
-/// in time rather than round trips: a frame ACK every 100 ms is few samples per round trip).
-const BOTTLENECK_WINDOW: Duration = Duration::from_secs(2);
-/// The largest datagram (an Ethernet MTU): an ACK may wait this long's crossing of the
-/// bottleneck without any queue.
-const DATAGRAM_BYTES: u64 = 1500;
 
 /// The minimum of the samples of the last [`MIN_RTT_WINDOW`] (a monotone deque: each entry
 /// smaller than the ones after it).
@@ -142,31 +136,6 @@ impl WindowedMin {
 
     fn min(&self) -> Option<Duration> {
         self.0.front().map(|&(_, d)| d)
-    }
-}
-
-/// The maximum delivery rate of the last [`BOTTLENECK_WINDOW`] (a monotone deque: each entry
-/// larger than the ones after it).
-#[derive(Debug, Clone, Default)]
-struct WindowedMax(VecDeque<(Instant, f64)>);
-
-impl WindowedMax {
-    fn push(&mut self, now: Instant, rate: f64) {
-        while self.0.back().is_some_and(|&(_, r)| r <= rate) {
-            self.0.pop_back();
-        }
-        self.0.push_back((now, rate));
-        while self
-            .0
-            .front()
-            .is_some_and(|&(t, _)| now - t > BOTTLENECK_WINDOW)
-        {
-            self.0.pop_front();
-        }
-    }
-
-    fn max(&self) -> Option<f64> {
-        self.0.front().map(|&(_, r)| r)
     }
 }
 
@@ -196,15 +165,8 @@ pub struct RateController {
     last_sample: Option<Duration>,
     /// `(when, wire bytes)` of recent ACKs.
     acks: VecDeque<(Instant, u64)>,
-    /// The largest recent delivery rate: what the bottleneck drains at, at least.
-    bottleneck: WindowedMax,
-    /// When the target was last cut for a queue, and the round trip then: no second cut
-    /// within it.
+    /// When the target was last cut, and the round trip then: no second cut within it.
     hold_until: Instant,
-    /// The same for a silence ([`RateController::on_overdue`]), kept apart: a silence that
-    /// goes on must not hold off the cut the late ACK that ends it asks for (it did, and
-    /// when the capacity fell the target stayed at half the old one until the queue drained).
-    overdue_hold: Instant,
     /// The target before a silence cut it ([`RateController::on_overdue`]): restored if the
     /// first sure round trip after it shows no queue (the silence was lost feedback, not a
     /// queue: Eifel's response to a spurious timeout, RFC 4015).
@@ -224,9 +186,7 @@ impl RateController {
             min_rough: WindowedMin::default(),
             last_sample: None,
             acks: VecDeque::new(),
-            bottleneck: WindowedMax::default(),
             hold_until: Instant::ZERO,
-            overdue_hold: Instant::ZERO,
             undo: None,
             clock: Instant::ZERO,
             stats: RateStats::default(),
@@ -268,15 +228,6 @@ impl RateController {
         Some(bytes / span)
     }
 
-    /// What the bottleneck drains, bytes per second: the largest delivery rate of the last
-    /// 2 s, or the target before anything was delivered.
-    pub fn bottleneck_rate(&self) -> f64 {
-        self.bottleneck
-            .max()
-            .filter(|r| r.is_finite() && *r > 0.0)
-            .unwrap_or(self.target)
-    }
-
     /// How many bytes may be in flight (sent, not acknowledged) before a new frame starts:
     /// the target over the minimum round trip plus the queue target. The sender lets one
     /// frame beyond this go, so a frame larger than the window still leaves.
@@ -302,9 +253,6 @@ impl RateController {
                     .is_some_and(|&(t, _)| now - t > DELIVERY_WINDOW))
         {
             self.acks.pop_front();
-        }
-        if let Some(rate) = self.delivery_rate() {
-            self.bottleneck.push(now, rate);
         }
         if let Some(sample) = rtt {
             self.on_rtt(now, sample, true);
@@ -347,8 +295,7 @@ impl RateController {
         }
         if queue > self.cfg.queue_target {
             self.overuse(now, sample);
-        } else if queue < self.cfg.queue_target / 2 && now >= self.hold_until.max(self.overdue_hold)
-        {
+        } else if queue < self.cfg.queue_target / 2 && now >= self.hold_until {
             self.stats.increases += 1;
             self.set_target(self.target * INCREASE);
         }
@@ -394,23 +341,22 @@ impl RateController {
 
     /// A frame whose last datagram left at `last_tx` is still not acknowledged at `now`, and
     /// the receiver has not asked for a repair since: its ACK is overdue once the minimum
-    /// round trip, twice the queue target and one datagram's crossing of the bottleneck (75 ms
-    /// at 20 KB/s, where without it every frame looked overdue) have passed. A queue (or an outage) holds an ACK
+    /// round trip plus twice the queue target have passed. A queue (or an outage) holds an ACK
     /// back that long, and so does a burst that takes the feedback with it. The target is cut
     /// by 30%, at most once per minimum round trip plus queue target and to no less than half
     /// of what it was when the silence began, without waiting for the late ACK to say by how
     /// much.
     pub fn on_overdue(&mut self, now: Instant, last_tx: Instant) {
-        if now < self.clock || now < self.overdue_from(last_tx) {
+        let rtt = self.min_rtt().unwrap_or(Duration::from_millis(100));
+        if now < self.clock || now < last_tx + rtt + self.cfg.queue_target * 2 {
             return;
         }
-        let rtt = self.min_rtt().unwrap_or(Duration::from_millis(100));
         self.clock = now;
         let before = *self.undo.get_or_insert(self.target);
         let floor = before * OVERDUE_FLOOR;
-        if now >= self.overdue_hold {
+        if now >= self.hold_until {
             // Held for the same time whether or not it cut, so `overdue_at` moves on.
-            self.overdue_hold = now + rtt + self.cfg.queue_target;
+            self.hold_until = now + rtt + self.cfg.queue_target;
             if self.target > floor {
                 self.set_target((self.target * OVERDUE_DECREASE).max(floor));
                 self.stats.decreases += 1;
@@ -421,14 +367,8 @@ impl RateController {
     /// When [`RateController::on_overdue`] would act for a frame whose last datagram left at
     /// `last_tx`.
     pub fn overdue_at(&self, last_tx: Instant) -> Instant {
-        self.overdue_from(last_tx).max(self.overdue_hold)
-    }
-
-    /// See [`RateController::on_overdue`].
-    fn overdue_from(&self, last_tx: Instant) -> Instant {
         let rtt = self.min_rtt().unwrap_or(Duration::from_millis(100));
-        let crossing = (DATAGRAM_BYTES as f64 / self.bottleneck_rate()).min(10.0);
-        last_tx + rtt + self.cfg.queue_target * 2 + Duration::from_secs_f64(crossing)
+        (last_tx + rtt + self.cfg.queue_target * 2).max(self.hold_until)
     }
 
     fn set_target(&mut self, rate: f64) {
@@ -484,35 +424,6 @@ mod tests {
         }
         assert_eq!(rc.stats().decreases, 0);
         assert!(rc.target() > 140_000.0, "{}", rc.target());
-    }
-
-    #[test]
-    fn a_silence_does_not_hold_off_the_cut_its_late_ack_asks_for() {
-        // 100 KB/s delivered with a 40 ms round trip, then the capacity falls: no ACK for
-        // 500 ms. The silence cuts the target to half and is checked again and again.
-        let mut rc = RateController::new(RateConfig::default());
-        feed(&mut rc, 0, 10, 40);
-        let before = rc.target();
-        for t in (1000..1500).step_by(5) {
-            rc.on_overdue(ms(t), ms(900));
-        }
-        assert!(
-            rc.target() >= before * OVERDUE_FLOOR - 1.0,
-            "{}",
-            rc.target()
-        );
-        // The late ACKs show a 560 ms round trip and about 20 KB/s delivered: the target
-        // falls below that at once, though the silence's hold is still running.
-        rc.on_overdue(ms(1499), ms(900));
-        rc.on_ack(ms(1500), 10_000, rtt(560));
-        rc.on_overdue(ms(1501), ms(900));
-        rc.on_ack(ms(1502), 1_000, rtt(560));
-        let delivered = rc.delivery_rate().unwrap();
-        assert!(
-            rc.target() <= delivered * DECREASE + 1.0,
-            "{} vs {delivered}",
-            rc.target()
-        );
     }
 
     #[test]
