@@ -32,6 +32,13 @@
 //! to = "server"
 //! config = { loss = 0.3 }
 //!
+//! [[links]]                  # shared: every pair it names sends through one link
+//! from = "cam"               # (one queue, one rate: a bottleneck the cameras share)
+//! to = "server"
+//! one_way = true
+//! shared = true
+//! config = { rate_bytes_per_s = 150000.0 }
+//!
 //! [[faults]]
 //! at_s = 10.0
 //! action = "partition"       # partition | repair | set_link | crash | restart
@@ -342,6 +349,11 @@ pub struct LinkOverride {
     /// Only `from` -> `to`, not back.
     #[serde(default)]
     pub one_way: bool,
+    /// Every pair this names sends through one link (per direction): one queue, one rate,
+    /// one loss process, as flows share a bottleneck. A fault naming any of its pairs changes
+    /// the whole link.
+    #[serde(default)]
+    pub shared: bool,
     pub config: LinkConfig,
 }
 
@@ -571,8 +583,22 @@ impl Scenario {
             network.add_host(&h.name);
         }
         for o in &self.links {
-            for (x, y) in self.directed_pairs(&o.from, &o.to, o.one_way) {
-                network.set_link(x.index, y.index, o.config.clone());
+            let pairs: Vec<(usize, usize)> = self
+                .directed_pairs(&o.from, &o.to, o.one_way)
+                .into_iter()
+                .map(|(x, y)| (x.index, y.index))
+                .collect();
+            for &(x, y) in &pairs {
+                network.set_link(x, y, o.config.clone());
+            }
+            if o.shared {
+                // One link per direction.
+                let senders: BTreeSet<usize> =
+                    self.resolve(&o.from).iter().map(|h| h.index).collect();
+                let (there, back): (Vec<_>, Vec<_>) =
+                    pairs.iter().partition(|(x, _)| senders.contains(x));
+                network.share(&there);
+                network.share(&back);
             }
         }
         network.schedule(self.link_changes());

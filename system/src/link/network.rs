@@ -7,6 +7,9 @@
 //!   talks over a few thousand pairs, not a hundred million), configured by the pair's
 //!   override or the default, and seeded by [`pair_seed`] of the run seed and the two names,
 //!   so the same scenario and seed give each pair the same dice in every runtime;
+//! - pairs that share one link ([`share`](Network::share)): a bottleneck several hosts send
+//!   through, one queue, one rate and one loss process for all of them, as cameras behind one
+//!   cellular modem or one cell's uplink;
 //! - the change schedule (partitions, repairs, new link models: a fault schedule's link part),
 //!   applied as time passes, before anything offered at or after its instant;
 //! - the datagrams in flight, in a [`Calendar`] queue, handed out in `(due time, offer order)`.
@@ -58,6 +61,9 @@ pub struct Network<M> {
     /// medium needs otherwise; see [`Network::with_model`]).
     model: fn(&LinkConfig) -> LinkConfig,
     partitioned: BTreeSet<(usize, usize)>,
+    /// Pairs that send through another pair's link (see [`Network::share`]): pair -> the
+    /// pair whose link, model and partition it uses.
+    shared: BTreeMap<(usize, usize), (usize, usize)>,
     links: Lookup<(usize, usize), Link>,
     schedule: Vec<(Instant, Change)>,
     next_change: usize,
@@ -88,6 +94,7 @@ impl<M: Copy> Network<M> {
             configs: BTreeMap::new(),
             model: LinkConfig::clone,
             partitioned: BTreeSet::new(),
+            shared: BTreeMap::new(),
             links: Lookup::default(),
             schedule: Vec::new(),
             next_change: 0,
@@ -136,7 +143,28 @@ impl<M: Copy> Network<M> {
     /// The configured model of the link from `from` to `to` (now, with the changes applied so
     /// far).
     pub fn config(&self, from: usize, to: usize) -> &LinkConfig {
-        self.configs.get(&(from, to)).unwrap_or(&self.default)
+        self.configs
+            .get(&self.key(from, to))
+            .unwrap_or(&self.default)
+    }
+
+    /// Makes `pairs` (directed) send through one link, the first pair's: one queue, one rate,
+    /// one loss process, its model and its partition, so they compete for it as flows do at
+    /// a bottleneck. A change naming any of the pairs changes that one link. A pair shared
+    /// again leaves its earlier group. Call it before anything is offered to the pairs.
+    pub fn share(&mut self, pairs: &[(usize, usize)]) {
+        let Some(&first) = pairs.first() else { return };
+        let first = self.key(first.0, first.1);
+        for &pair in pairs {
+            if pair != first {
+                self.shared.insert(pair, first);
+            }
+        }
+    }
+
+    /// The pair whose link the pair `from` -> `to` sends through.
+    fn key(&self, from: usize, to: usize) -> (usize, usize) {
+        self.shared.get(&(from, to)).copied().unwrap_or((from, to))
     }
 
     /// The default model and every pair's own, configured.
@@ -146,6 +174,7 @@ impl<M: Copy> Network<M> {
 
     /// Configures the link from `from` to `to` (validate `config` first), now.
     pub fn set_link(&mut self, from: usize, to: usize, config: LinkConfig) {
+        let (from, to) = self.key(from, to);
         if let Some(link) = self.links.get_mut(&(from, to)) {
             link.set_config((self.model)(&config));
         }
@@ -154,6 +183,7 @@ impl<M: Copy> Network<M> {
 
     /// Cuts (`true`) or restores (`false`) the link from `from` to `to`, now.
     pub fn set_partitioned(&mut self, from: usize, to: usize, on: bool) {
+        let (from, to) = self.key(from, to);
         if let Some(link) = self.links.get_mut(&(from, to)) {
             link.set_partitioned(on);
         }
@@ -180,7 +210,7 @@ impl<M: Copy> Network<M> {
 
     /// The link from `from` to `to`, if anything has been offered to it.
     pub fn link(&self, from: usize, to: usize) -> Option<&Link> {
-        self.links.get(&(from, to))
+        self.links.get(&self.key(from, to))
     }
 
     /// Decides the fate of a datagram of `len` bytes from `from` to `to` at `now`, without
@@ -220,6 +250,7 @@ impl<M: Copy> Network<M> {
         mut damage: impl FnMut(&mut [u8], &[usize], &LinkConfig),
     ) -> Transmission {
         let fate = self.transmit(now, from, to, model_len);
+        let (from, to) = self.key(from, to);
         let Network {
             configs,
             default,
@@ -287,6 +318,7 @@ impl<M: Copy> Network<M> {
     }
 
     fn link_mut(&mut self, from: usize, to: usize) -> &mut Link {
+        let (from, to) = self.key(from, to);
         let Network {
             links,
             configs,
@@ -311,6 +343,7 @@ impl<M: Copy> Network<M> {
 mod tests {
     use super::*;
     use crate::link::LossCause;
+    use std::time::Duration;
 
     fn ms(n: u64) -> Instant {
         Instant::from_millis(n)
@@ -353,6 +386,35 @@ mod tests {
         assert_eq!(n.next_deadline(), None);
         assert_eq!(n.link(0, 1).map(|l| l.stats().offered), Some(2));
         assert!(n.link(2, 0).is_none(), "links are made on first use");
+    }
+
+    #[test]
+    fn shared_pairs_queue_behind_each_other_and_change_together() {
+        // 1000 B/s: a 100-byte datagram takes 100 ms to leave.
+        let slow = LinkConfig {
+            rate_bytes_per_s: Some(1000.0),
+            ..LinkConfig::default()
+        };
+        let mut n = network(LinkConfig::default());
+        n.set_link(0, 2, slow.clone());
+        n.share(&[(0, 2), (1, 2)]);
+        assert_eq!(n.config(1, 2), &slow, "the shared link's model");
+        let first = n.offer(ms(0), 0, 2, 1, &[0; 100]);
+        let second = n.offer(ms(0), 1, 2, 2, &[0; 100]);
+        let (a, b) = (first.copies[0].at, second.copies[0].at);
+        assert!(
+            b >= a + Duration::from_millis(99),
+            "{a:?} then {b:?}: one queue"
+        );
+        assert_eq!(n.link(1, 2).map(|l| l.stats().offered), Some(2));
+        // Unshared pairs keep their own links.
+        assert!(n.offer(ms(0), 2, 0, 3, &[0; 100]).copies[0].at < a);
+        // A change naming either pair changes the one link.
+        n.set_partitioned(1, 2, true);
+        assert_eq!(
+            n.offer(ms(300), 0, 2, 4, &[1]).lost,
+            Some(LossCause::Partition)
+        );
     }
 
     #[test]
