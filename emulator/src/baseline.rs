@@ -36,7 +36,7 @@ use livecam_system::link::{LinkConfig, LinkStats, Network};
 use livecam_system::net::TokioClock;
 use livecam_system::proto::wire::codec::{Reader, Writer};
 use livecam_system::proto::{
-    PolicyConfig, PolicyKind, Receiver, ReceiverConfig, Sender, SenderConfig,
+    PolicyConfig, PolicyKind, RateConfig, Receiver, ReceiverConfig, Sender, SenderConfig,
 };
 use livecam_system::role::{Camera, CameraConfig, FrameContent, RoleEvent, Sink};
 use livecam_system::stats::Samples;
@@ -266,6 +266,8 @@ struct Log {
     ack_ms: Option<(f64, f64)>,
     /// (repair, header) bytes per data byte.
     overhead: Option<(f64, f64)>,
+    /// The segment protocol's camera: frame bytes it had acknowledged.
+    camera_bytes: u64,
 }
 
 fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> RunError {
@@ -299,7 +301,7 @@ pub fn measure(transport: Transport, loss: f64, spec: &StreamSpec) -> Result<Mea
     let bridge = Bridge::start(&ports, forwarder)?;
     let origin = Instant::now();
     let log = match (transport, transport.policy()) {
-        (_, Some(policy)) => segment(&net, spec, origin, policy),
+        (_, Some(policy)) => segment(&net, spec, origin, policy, None),
         (Transport::Srt, None) => srt(&net, spec, origin),
         (_, None) => tcp(&net, spec, origin),
     };
@@ -359,7 +361,14 @@ fn sleep_until_us(origin: Instant, at_us: u64) {
 
 /// The segment protocol: a camera in host 0, a sink in host 1, one tokio runtime on the run's
 /// clock.
-fn segment(net: &Net, spec: &StreamSpec, origin: Instant, policy: PolicyConfig) -> io::Result<Log> {
+/// `rate_control` turns the sender's rate control (and the camera's source adaptation) on.
+fn segment(
+    net: &Net,
+    spec: &StreamSpec,
+    origin: Instant,
+    policy: PolicyConfig,
+    rate_control: Option<RateConfig>,
+) -> io::Result<Log> {
     let rx_addr = SocketAddr::from((net.ip(1), 7000));
     let tx_addr = SocketAddr::from((net.ip(0), 7000));
     let udp = |addr: SocketAddr| {
@@ -389,6 +398,7 @@ fn segment(net: &Net, spec: &StreamSpec, origin: Instant, policy: PolicyConfig) 
         sink.recorder().enable();
         let mut sender = SenderConfig::new(1, rx_addr);
         sender.initial_segment_size = policy.initial_size();
+        sender.rate_control = rate_control;
         let start = livecam_system::time::Instant::ZERO + LEAD;
         let mut camera = Camera::new(
             CameraConfig {
@@ -426,6 +436,7 @@ fn segment(net: &Net, spec: &StreamSpec, origin: Instant, policy: PolicyConfig) 
             }
         }
         let report = camera.report();
+        log.camera_bytes = report.bytes_delivered;
         log.ack_ms = Some((report.latency_ms_p50, report.latency_ms_p99));
         let st = camera.sender().stats();
         let data = st.data_bytes.max(1) as f64;
@@ -661,6 +672,98 @@ fn srt(net: &Net, spec: &StreamSpec, origin: Instant) -> io::Result<Log> {
         d.2 -= shift;
     }
     Ok(log)
+}
+
+/// What a camera and a TCP bulk flow got of one bottleneck they shared ([`share_with_tcp`]),
+/// bytes per second over the stream's time.
+#[derive(Clone, Debug, Serialize)]
+pub struct Sharing {
+    pub capacity_bytes_per_s: f64,
+    /// Frame bytes the camera had acknowledged (payload: headers, parity and repairs not
+    /// counted).
+    pub camera_bytes_per_s: f64,
+    /// Bytes the TCP receiver read (payload).
+    pub tcp_bytes_per_s: f64,
+}
+
+/// A camera of the segment protocol with rate control (the default policy) and one TCP bulk flow
+/// (Linux defaults, writing as fast as the connection takes) from host 0 to host 1, through
+/// the one emulated link of `capacity_bytes_per_s` (its default 64 KiB queue, `spec`'s delay
+/// each way) for `spec`'s stream time: what each got of it.
+pub fn share_with_tcp(spec: &StreamSpec, capacity_bytes_per_s: f64) -> Result<Sharing, RunError> {
+    netns::sweep()?;
+    let net = Net::create(2, 1500)?;
+    let ports: Vec<String> = (0..2).map(|i| net.names().root_veth(i)).collect();
+    let link = LinkConfig {
+        rate_bytes_per_s: Some(capacity_bytes_per_s),
+        ..spec.link(0.0)
+    };
+    let mut network = Network::new(spec.seed, link);
+    for name in ["sender", "receiver"] {
+        network.add_host(name);
+    }
+    let bridge = Bridge::start(&ports, Forwarder::new(Mode::Packet, network))?;
+    let origin = Instant::now();
+    let end_us = micros(LEAD + spec.stream_time());
+    let addr = SocketAddr::from((net.ip(1), 7002));
+    let listener = netns::within(&net.names().netns(1), || TcpListener::bind(addr))
+        .map_err(io_err("listening for the TCP flow"))?;
+    let reader = std::thread::spawn(move || -> io::Result<u64> {
+        let (mut conn, _) = listener.accept()?;
+        conn.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut bytes = 0u64;
+        while now_us(origin) < end_us {
+            match conn.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) if now_us(origin) >= micros(LEAD) => bytes += n as u64,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(bytes)
+    });
+    let stream = netns::within(&net.names().netns(0), || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    })
+    .map_err(io_err("connecting the TCP flow"))?;
+    let control = stream.try_clone().map_err(io_err("the TCP flow"))?;
+    let writer = std::thread::spawn(move || {
+        let mut stream = stream;
+        let chunk = vec![0x5au8; 16 * 1024];
+        while now_us(origin) < end_us {
+            if stream.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let log = segment(
+        &net,
+        spec,
+        origin,
+        PolicyConfig::best(),
+        Some(RateConfig::default()),
+    );
+    let tcp = reader
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("TCP reader panicked")));
+    let _ = control.shutdown(std::net::Shutdown::Both);
+    let _ = writer.join();
+    bridge.stop(|_| ());
+    drop(net);
+    let log = log.map_err(io_err("streaming the frames"))?;
+    let tcp = tcp.map_err(io_err("reading the TCP flow"))?;
+    let span = spec.stream_time().as_secs_f64();
+    Ok(Sharing {
+        capacity_bytes_per_s,
+        camera_bytes_per_s: log.camera_bytes as f64 / span,
+        tcp_bytes_per_s: tcp as f64 / span,
+    })
 }
 
 /// Runs every transport at every loss rate; `srt` false leaves SRT out. `progress` hears of
