@@ -224,16 +224,29 @@ async fn open_browser(binary: &Path, chromedriver: &Path) -> (Driver, Client, te
     }
 }
 
+/// Opens the page at `web` and waits for its login form.
+async fn open_login(c: &Client, web: &str) {
+    c.goto(web).await.unwrap();
+    wait_for(
+        c,
+        "the login form",
+        15,
+        "return !document.getElementById('login').hidden",
+        |v| v == true,
+    )
+    .await;
+}
+
 /// Types the login form's name and `password` and submits it.
 async fn submit_login(c: &Client, password: &str) {
     type_into(c, "login-name", "admin").await;
     type_into(c, "login-password", password).await;
-    click(c, "login-submit").await;
+    click(c, "#login-submit").await;
 }
 
-/// Clicks the element with id `id`.
-async fn click(c: &Client, id: &str) {
-    c.find(Locator::Id(id))
+/// Clicks the first element the CSS `selector` matches (`#id` for one by id).
+async fn click(c: &Client, selector: &str) {
+    c.find(Locator::Css(selector))
         .await
         .unwrap()
         .click()
@@ -272,17 +285,9 @@ async fn browser_client_in_headless_chromium() {
     .await;
     let (_driver, c, _profile) = open_browser(&binary, &chromedriver).await;
 
-    c.goto(&web).await.unwrap();
     // The API answers 401 without a login: the page shows the login form. A wrong password
     // is refused with the server's message, the right one logs in.
-    wait_for(
-        &c,
-        "the login form",
-        15,
-        "return !document.getElementById('login').hidden",
-        |v| v == true,
-    )
-    .await;
+    open_login(&c, &web).await;
     submit_login(&c, "not the password").await;
     wait_for(
         &c,
@@ -447,7 +452,7 @@ async fn browser_client_in_headless_chromium() {
 
     // The grid plays every online camera at once: a tile per client but the selected one
     // (which plays in the player), each advancing.
-    click(&c, "grid-all").await;
+    click(&c, "#grid-all").await;
     let tiles = "return [...document.querySelectorAll('#grid-tiles figure')].map(f => [f.dataset.client, f.querySelector('img').dataset.frame])";
     let first = wait_for(&c, "a picture in every grid tile", 15, tiles, |v| {
         v.as_array().is_some_and(|a| {
@@ -556,7 +561,7 @@ async fn browser_client_in_headless_chromium() {
         "tier-2 to screen p95 {} ms > 150 ms",
         pct(0.95)
     );
-    click(&c, "grid-close").await;
+    click(&c, "#grid-close").await;
 
     // Area selection: the whole city holds every client; a box far away none.
     let b = livecam_system::backend::map::city_bounds(&City::default());
@@ -568,7 +573,7 @@ async fn browser_client_in_headless_chromium() {
     ] {
         type_into(&c, id, &format!("{v:.6}")).await;
     }
-    click(&c, "area-list").await;
+    click(&c, "#area-list").await;
     wait_for(
         &c,
         "every client in the area",
@@ -579,7 +584,7 @@ async fn browser_client_in_headless_chromium() {
     .await;
 
     // History replay of the selected client: track and stored frames, slider moves the frame.
-    click(&c, "history-load").await;
+    click(&c, "#history-load").await;
     let hist = wait_for(&c, "stored history", 10, "const i = document.getElementById('history-info').dataset; return [Number(i.points), Number(i.frames)]", |v| v[1].as_u64().unwrap_or(0) >= 2).await;
     assert!(hist[0].as_u64().unwrap() >= 2, "{hist}");
     c.execute("const s = document.getElementById('history-slider'); s.value = s.max; s.dispatchEvent(new Event('input')); return null", vec![]).await.unwrap();
@@ -599,7 +604,7 @@ async fn browser_client_in_headless_chromium() {
     )
     .await
     .unwrap();
-    click(&c, "history-play").await;
+    click(&c, "#history-play").await;
     wait_for(
         &c,
         "the replay to reach the last frame",
@@ -610,7 +615,7 @@ async fn browser_client_in_headless_chromium() {
     .await;
 
     // A command click goes pending -> acked.
-    click(&c, "cmd-snapshot").await;
+    click(&c, "#cmd-snapshot").await;
     let states =
         "return [...document.querySelectorAll('#command-log li')].map(l => l.dataset.state)";
     wait_for(&c, "the snapshot command acked", 10, states, |v| {
@@ -624,7 +629,7 @@ async fn browser_client_in_headless_chromium() {
     )
     .await
     .unwrap();
-    click(&c, "cmd-quality").await;
+    click(&c, "#cmd-quality").await;
     wait_for(
         &c,
         "the refusal",
@@ -641,7 +646,7 @@ async fn browser_client_in_headless_chromium() {
 
     // Logging out ends the login: the form is back, the live socket closed, and the API
     // refuses the page's requests.
-    click(&c, "logout").await;
+    click(&c, "#logout").await;
     wait_for(
         &c,
         "the login form after logout",
@@ -770,15 +775,7 @@ async fn a_hundred_clients_on_a_tile_map() {
     )
     .await;
     let (_driver, c, _profile) = open_browser(&binary, &chromedriver).await;
-    c.goto(&web).await.unwrap();
-    wait_for(
-        &c,
-        "the login form",
-        15,
-        "return !document.getElementById('login').hidden",
-        |v| v == true,
-    )
-    .await;
+    open_login(&c, &web).await;
     submit_login(&c, PASSWORD).await;
 
     // The tile layer: tiles from the tile server drawn, its attribution shown as text, and no
@@ -848,12 +845,7 @@ async fn a_hundred_clients_on_a_tile_map() {
     .await
     .unwrap();
     let clicked = Instant::now();
-    c.find(Locator::Css("#client-rows tr[data-client=\"42\"]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#client-rows tr[data-client=\"42\"]").await;
     wait_for(
         &c,
         "client 42 selected",
@@ -863,7 +855,7 @@ async fn a_hundred_clients_on_a_tile_map() {
     )
     .await;
     let select_ms = clicked.elapsed().as_millis();
-    click(&c, "grid-all").await;
+    click(&c, "#grid-all").await;
     wait_for(&c, "the grid at its bound", 20,
         "return [...document.querySelectorAll('#grid-tiles figure img')].filter(i => i.dataset.frame).length",
         |v| v.as_u64() == Some(15)).await;

@@ -2,6 +2,8 @@
 //! them (Prometheus scrape config, Grafana dashboard), `livecam up` serving every role's
 //! metrics (each role on a thread of its own), and JSON logs.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -341,17 +343,6 @@ fn logs_are_json_lines_with_log_format_json_and_text_without() {
     );
 }
 
-/// Scrapes `http://ADDR/metrics` and parses it with a Prometheus text parser.
-fn scrape(addr: &str) -> prometheus_parse::Scrape {
-    let body = ureq::get(&format!("http://{addr}/metrics"))
-        .call()
-        .unwrap_or_else(|e| panic!("scraping {addr}: {e}"))
-        .into_string()
-        .expect("metrics body");
-    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
-        .unwrap_or_else(|e| panic!("metrics of {addr} do not parse: {e}\n{body}"))
-}
-
 /// The sum of the samples named `name` (or `name_total`).
 fn total(s: &prometheus_parse::Scrape, name: &str) -> f64 {
     use prometheus_parse::Value;
@@ -464,7 +455,7 @@ fn up_serves_every_roles_metrics_and_runs_each_role_on_its_own_thread() {
         let scrape_all = || -> Vec<(String, prometheus_parse::Scrape)> {
             endpoints
                 .iter()
-                .map(|(role, _, addr)| (role.clone(), scrape(addr)))
+                .map(|(role, _, addr)| (role.clone(), common::scrape(addr)))
                 .collect()
         };
         let sum = |all: &[(String, prometheus_parse::Scrape)], role: &str, name: &str| -> f64 {

@@ -218,17 +218,6 @@ fn a_bad_config_names_the_field() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Scrapes `http://ADDR/metrics` and parses it with a Prometheus text parser.
-fn scrape(addr: &str) -> prometheus_parse::Scrape {
-    let body = ureq::get(&format!("http://{addr}/metrics"))
-        .call()
-        .unwrap_or_else(|e| panic!("scraping {addr}: {e}"))
-        .into_string()
-        .expect("metrics body");
-    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
-        .unwrap_or_else(|e| panic!("metrics of {addr} do not parse: {e}\n{body}"))
-}
-
 /// The value of the sample named `name` (counters may carry `_total`).
 fn value(s: &prometheus_parse::Scrape, name: &str) -> f64 {
     use prometheus_parse::Value;
@@ -286,7 +275,11 @@ fn every_role_serves_prometheus_metrics() {
         ),
     );
     std::thread::sleep(Duration::from_secs(2));
-    let (s1, s2, sm) = (scrape(&m1), scrape(&m2), scrape(&mm));
+    let (s1, s2, sm) = (
+        common::scrape(&m1),
+        common::scrape(&m2),
+        common::scrape(&mm),
+    );
     assert_eq!(value(&s1, "livecam_tier1_managed_tier2s"), 1.0);
     assert_eq!(value(&s2, "livecam_sessions"), 1.0);
     assert_eq!(value(&s2, "livecam_tier2_capacity"), 50.0);

@@ -3,7 +3,7 @@
 //! clicking its corners around client 1, the `enter` event of client 1 pushed into the event
 //! list, the history panel's zip download, and deleting both. Screenshot: `fences.png`.
 
-use fantoccini::{Client, Locator};
+use fantoccini::Client;
 use serde_json::json;
 
 use super::{artifacts, click, type_into, wait_for};
@@ -21,7 +21,7 @@ pub(super) async fn check(c: &Client) {
     // A group from a comma list; a bad list is refused with the field named.
     type_into(c, "group-name", "patrol").await;
     type_into(c, "group-members", "1,x").await;
-    click(c, "group-create").await;
+    click(c, "#group-create").await;
     wait_for(
         c,
         "the bad group refused",
@@ -31,7 +31,7 @@ pub(super) async fn check(c: &Client) {
     )
     .await;
     type_into(c, "group-members", "1,2").await;
-    click(c, "group-create").await;
+    click(c, "#group-create").await;
     wait_for(
         c,
         "the group",
@@ -80,7 +80,7 @@ pub(super) async fn check(c: &Client) {
     )
     .await
     .unwrap();
-    click(c, "fence-draw").await;
+    click(c, "#fence-draw").await;
     let d = 0.004;
     for (dlat, dlon) in [(-d, -d), (-d, d), (d, d), (d, -d)] {
         c.execute(
@@ -103,7 +103,7 @@ pub(super) async fn check(c: &Client) {
         |v| v == 4,
     )
     .await;
-    click(c, "fence-finish").await;
+    click(c, "#fence-finish").await;
     let fence = wait_for(
         c,
         "the fence stored and drawn",
@@ -177,12 +177,7 @@ pub(super) async fn check(c: &Client) {
     assert!(got[5].as_u64().unwrap() > 1000, "pictures in it: {got}");
 
     // Deleting: the group is kept while the fence uses it, then both go.
-    c.find(Locator::Css("#group-list .group-delete"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "#group-list .group-delete").await;
     wait_for(
         c,
         "the group kept",
@@ -191,12 +186,7 @@ pub(super) async fn check(c: &Client) {
         |v| v.as_str().is_some_and(|s| s.contains("used by geofences")),
     )
     .await;
-    c.find(Locator::Css("#fence-list .fence-delete"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "#fence-list .fence-delete").await;
     wait_for(
         c,
         "the fence gone",
@@ -205,12 +195,7 @@ pub(super) async fn check(c: &Client) {
         |v| v == &json!([0, 0]),
     )
     .await;
-    c.find(Locator::Css("#group-list .group-delete"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "#group-list .group-delete").await;
     wait_for(
         c,
         "the group gone",

@@ -646,3 +646,14 @@ pub fn verdict(outcome: &Outcome, problems: Vec<String>) -> Result<(), String> {
         Err(format!("{}\n({figures})", problems.join("\n")))
     }
 }
+
+/// Scrapes `http://ADDR/metrics` and parses it with a Prometheus text parser.
+pub fn scrape(addr: &str) -> prometheus_parse::Scrape {
+    let body = ureq::get(&format!("http://{addr}/metrics"))
+        .call()
+        .unwrap_or_else(|e| panic!("scraping {addr}: {e}"))
+        .into_string()
+        .expect("metrics body");
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("metrics of {addr} do not parse: {e}\n{body}"))
+}

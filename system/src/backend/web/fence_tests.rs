@@ -299,13 +299,7 @@ async fn geofence_events_are_stored_pushed_on_the_live_socket_and_listed() {
         start,
         stop_rx,
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let app = f.app.clone();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/api/live"))
-        .await
-        .unwrap();
+    let mut ws = open_live(&f.app).await;
     assert_eq!(next(&mut ws).await["type"], "hello");
     // The watcher takes what is stored when it starts as seen: let it start first.
     tokio::time::sleep(fence_watch::POLL * 2).await;

@@ -889,6 +889,24 @@ async fn hostile_requests_get_client_errors_not_failures() {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// Serves `app` on a loopback port of its own, for as long as the test runs; returns the port.
+async fn serve(app: &Router) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = app.clone();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+/// Serves `app` and opens its live socket (`/api/live`).
+async fn open_live(app: &Router) -> Ws {
+    let port = serve(app).await;
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/api/live"))
+        .await
+        .unwrap();
+    ws
+}
+
 /// The next JSON text message, within 10 s.
 async fn next(ws: &mut Ws) -> Value {
     use futures_util::StreamExt;
@@ -927,13 +945,7 @@ async fn live_socket_streams_the_frames_of_watched_clients_as_they_are_stored() 
     use tokio_tungstenite::tungstenite::Message;
 
     let f = fixture();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let app = f.app.clone();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/api/live"))
-        .await
-        .unwrap();
+    let mut ws = open_live(&f.app).await;
     assert_eq!(next(&mut ws).await["type"], "hello");
     // Refused requests are answered, and the socket goes on.
     for bad in [
@@ -1087,13 +1099,7 @@ async fn live_socket_pushes_changes_and_command_updates() {
     use tokio_tungstenite::tungstenite::Message;
 
     let f = fixture();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let app = f.app.clone();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/api/live"))
-        .await
-        .unwrap();
+    let mut ws = open_live(&f.app).await;
     let hello = next(&mut ws).await;
     assert_eq!(hello["type"], "hello");
     assert_eq!(hello["online_window_ms"], WINDOW_MS);
@@ -1435,10 +1441,7 @@ async fn the_live_socket_needs_a_login() {
     use tokio_tungstenite::tungstenite::Error as WsError;
 
     let f = fixture();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let raw = f.raw.clone();
-    tokio::spawn(async move { axum::serve(listener, raw).await });
+    let port = serve(&f.raw).await;
     let url = format!("ws://127.0.0.1:{port}/api/live");
     match tokio_tungstenite::connect_async(&url).await {
         Err(WsError::Http(res)) => assert_eq!(res.status(), StatusCode::UNAUTHORIZED),
@@ -1653,10 +1656,7 @@ async fn a_live_socket_closes_when_its_login_ends() {
     let f = fixture();
     let (_, _, v) = login(&f.raw, "viewer", &password("viewer")).await;
     let token = v["token"].as_str().unwrap().to_string();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let raw = f.raw.clone();
-    tokio::spawn(async move { axum::serve(listener, raw).await });
+    let port = serve(&f.raw).await;
     let mut req = format!("ws://127.0.0.1:{port}/api/live")
         .into_client_request()
         .unwrap();
@@ -1731,13 +1731,7 @@ async fn requests_and_live_sockets_are_counted_in_the_metrics() {
         "{text}"
     );
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let app = f.app.clone();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/api/live"))
-        .await
-        .unwrap();
+    let mut ws = open_live(&f.app).await;
     assert_eq!(next(&mut ws).await["type"], "hello");
     assert_eq!(metric(&f.shared, "livecam_live_sockets "), Some(1.0));
     ws.close(None).await.unwrap();
