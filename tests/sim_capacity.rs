@@ -16,7 +16,7 @@ mod common;
 
 use common::{load_scenario, run_traced, run_with_trace, FrameFate};
 use livecam_sim::Scenario;
-use livecam_system::stats::Samples;
+use livecam_system::stats::{jain, Samples};
 
 /// The `q` quantile (nearest rank) of some latencies; infinite when there are none, so a
 /// run that delivered nothing cannot pass a latency bound.
@@ -413,17 +413,6 @@ fn delivered_rates(frames: &common::Frames, from_s: f64, to_s: f64) -> Vec<f64> 
         .into_values()
         .map(|b| b / (to_s - from_s))
         .collect()
-}
-
-/// Jain's fairness index of some rates: 1 when equal, 1/n when one takes everything.
-fn jain(rates: &[f64]) -> f64 {
-    let sum: f64 = rates.iter().sum();
-    let squares: f64 = rates.iter().map(|r| r * r).sum();
-    if squares == 0.0 {
-        0.0
-    } else {
-        sum * sum / (rates.len() as f64 * squares)
-    }
 }
 
 /// Two cameras, each offering 100 KB/s, share one 150 KB/s uplink (`shared = true`: one

@@ -287,18 +287,23 @@ pub fn srt_available() -> bool {
         .is_ok()
 }
 
-/// Streams `spec` with `transport` over a link losing `loss` of the packets each way.
-pub fn measure(transport: Transport, loss: f64, spec: &StreamSpec) -> Result<Measured, RunError> {
+/// Two hosts in namespaces (0 sends, 1 receives) behind the bridge, whose one link model
+/// `link`, seeded by `seed`, carries everything between them, both ways.
+pub(crate) fn two_hosts(seed: u64, link: LinkConfig) -> Result<(Net, Bridge), RunError> {
     netns::sweep()?;
     let net = Net::create(2, 1500)?;
     let ports: Vec<String> = (0..2).map(|i| net.names().root_veth(i)).collect();
-    let link = spec.link(loss);
-    let mut network = Network::new(spec.seed, link);
+    let mut network = Network::new(seed, link);
     for name in ["sender", "receiver"] {
         network.add_host(name);
     }
-    let forwarder = Forwarder::new(Mode::Packet, network);
-    let bridge = Bridge::start(&ports, forwarder)?;
+    let bridge = Bridge::start(&ports, Forwarder::new(Mode::Packet, network))?;
+    Ok((net, bridge))
+}
+
+/// Streams `spec` with `transport` over a link losing `loss` of the packets each way.
+pub fn measure(transport: Transport, loss: f64, spec: &StreamSpec) -> Result<Measured, RunError> {
+    let (net, bridge) = two_hosts(spec.seed, spec.link(loss))?;
     let origin = Instant::now();
     let log = match (transport, transport.policy()) {
         (_, Some(policy)) => segment(&net, spec, origin, policy, None),
@@ -691,18 +696,11 @@ pub struct Sharing {
 /// the one emulated link of `capacity_bytes_per_s` (its default 64 KiB queue, `spec`'s delay
 /// each way) for `spec`'s stream time: what each got of it.
 pub fn share_with_tcp(spec: &StreamSpec, capacity_bytes_per_s: f64) -> Result<Sharing, RunError> {
-    netns::sweep()?;
-    let net = Net::create(2, 1500)?;
-    let ports: Vec<String> = (0..2).map(|i| net.names().root_veth(i)).collect();
     let link = LinkConfig {
         rate_bytes_per_s: Some(capacity_bytes_per_s),
         ..spec.link(0.0)
     };
-    let mut network = Network::new(spec.seed, link);
-    for name in ["sender", "receiver"] {
-        network.add_host(name);
-    }
-    let bridge = Bridge::start(&ports, Forwarder::new(Mode::Packet, network))?;
+    let (net, bridge) = two_hosts(spec.seed, link)?;
     let origin = Instant::now();
     let end_us = micros(LEAD + spec.stream_time());
     let addr = SocketAddr::from((net.ip(1), 7002));

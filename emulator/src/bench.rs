@@ -17,12 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use livecam_system::link::{LinkConfig, Network};
+use livecam_system::link::LinkConfig;
 use serde::Serialize;
 
-use crate::bridge::Bridge;
-use crate::forward::{Forwarder, Mode};
-use crate::netns::{self, Net, NetError};
+use crate::netns::{self, NetError};
 use crate::run::RunError;
 
 /// The rate the throughput test offers, packets per second: twice the target.
@@ -148,15 +146,7 @@ pub fn run(seconds: f64, round_trips: usize) -> Result<BenchReport, RunError> {
             source,
         }
     };
-    netns::sweep()?;
-    let net = Net::create(2, 1500)?;
-    let ports: Vec<String> = (0..2).map(|i| net.names().root_veth(i)).collect();
-    let mut network = Network::new(1, LinkConfig::default());
-    for name in ["a", "b"] {
-        network.add_host(name);
-    }
-    let forwarder = Forwarder::new(Mode::Packet, network);
-    let bridge = Bridge::start(&ports, forwarder)?;
+    let (net, bridge) = crate::baseline::two_hosts(1, LinkConfig::default())?;
     let a = net.names().netns(0);
     let b = net.names().netns(1);
     let to_b = SocketAddr::from((net.ip(1), 9000));

@@ -341,32 +341,14 @@ pub fn load_series(scenario: &Scenario, events: &[Event]) -> BTreeMap<String, Ve
         }
         out.entry("jain".into())
             .or_default()
-            .push((t, jain(&loads)));
+            .push((t, livecam_system::stats::jain(&loads)));
     }
     out
-}
-
-/// Jain's fairness index: `(sum x)^2 / (n sum x^2)`; 1 for no load at all.
-pub fn jain(x: &[f64]) -> f64 {
-    let sum: f64 = x.iter().sum();
-    let sq: f64 = x.iter().map(|v| v * v).sum();
-    if sq > 0.0 {
-        sum * sum / (x.len() as f64 * sq)
-    } else {
-        1.0
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jain_index_bounds() {
-        assert_eq!(jain(&[3.0, 3.0, 3.0]), 1.0);
-        assert!((jain(&[6.0, 0.0, 0.0]) - 1.0 / 3.0).abs() < 1e-12);
-        assert_eq!(jain(&[0.0, 0.0]), 1.0);
-    }
 
     #[test]
     fn shards_partition_the_jobs() {

@@ -274,12 +274,7 @@ impl Tally {
         }
         let loads: Vec<f64> = tier2_sessions.values().map(|&n| n as f64).collect();
         let sum: f64 = loads.iter().sum();
-        let sum_sq: f64 = loads.iter().map(|x| x * x).sum();
-        let jain_index = if sum_sq > 0.0 {
-            sum * sum / (loads.len() as f64 * sum_sq)
-        } else {
-            1.0
-        };
+        let jain_index = livecam_system::stats::jain(&loads);
         let mean = sum / loads.len().max(1) as f64;
         let max_over_mean = if mean > 0.0 {
             loads.iter().cloned().fold(0.0, f64::max) / mean

@@ -46,9 +46,28 @@ impl Samples {
     }
 }
 
+/// Jain's fairness index: `(sum x)^2 / (n sum x^2)`, 1 when every share is equal, `1/n` when
+/// one takes everything; 1 for no load at all.
+pub fn jain(x: &[f64]) -> f64 {
+    let sum: f64 = x.iter().sum();
+    let sq: f64 = x.iter().map(|v| v * v).sum();
+    if sq > 0.0 {
+        sum * sum / (x.len() as f64 * sq)
+    } else {
+        1.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jain_index_bounds() {
+        assert_eq!(jain(&[3.0, 3.0, 3.0]), 1.0);
+        assert!((jain(&[6.0, 0.0, 0.0]) - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(jain(&[0.0, 0.0]), 1.0);
+    }
 
     #[test]
     fn nearest_rank_quantiles() {
