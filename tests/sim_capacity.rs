@@ -284,7 +284,7 @@ fn a_step_down_adapts_and_recovers() {
             ));
         }
         // No queue outlives the dip: every frame of the first second after it arrives within
-        // a few round trips (the seed's sender drops them at the deadline).
+        // a few round trips.
         if adapted.after_max_ms > 200.0 {
             problems.push(format!(
                 "seed {seed}: a frame right after the dip took {:.0} ms ({replay})",

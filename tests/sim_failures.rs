@@ -21,7 +21,7 @@ use common::{
     capture_end_s, final_size, for_each_seed, load_scenario, min_size_between, run_traced,
     show_series, size_at, size_problems, summary_problems, verdict, Run, Window,
 };
-use livecam_sim::scenario::Fault;
+use livecam_sim::scenario::{Fault, RoleKind};
 use livecam_sim::Scenario;
 
 const FILE: &str = module_path!();
@@ -266,9 +266,13 @@ fn rate_collapse_keeps_promises_and_recovers() {
     let rate = collapsed
         .rate_bytes_per_s
         .expect("the collapse sets rate_bytes_per_s");
-    // The link model keeps what is queued when the rate is restored: it still drains at the
-    // old rate, and what comes later waits behind it.
-    let drain_s = collapsed.queue_bytes as f64 / rate;
+    // The restore is scheduled, so the link model drains what is queued then at the restored
+    // (unlimited) rate: it leaves at once, and what comes later waits behind nothing.
+    let cameras = scenario
+        .hosts()
+        .iter()
+        .filter(|h| h.role == RoleKind::Camera)
+        .count() as f64;
     let deadline = deadline_s(&scenario);
     let end = capture_end_s(&scenario);
     let start = scenario.workload.limits.initial;
@@ -290,10 +294,15 @@ fn rate_collapse_keeps_promises_and_recovers() {
             1.0,
             "before",
         );
-        // No more frames arrive than the collapsed link could carry: each needs its bytes
-        // serialized at `rate` before its deadline.
+        // No more frames arrive than the collapsed links could carry: on each camera's link,
+        // what it serializes at `rate` during the collapse, what its queue holds at the
+        // restore (which then leaves at once), and the frames of the last deadline before the
+        // restore whose lost segments are repaired after it.
         let during = run.frames.captured_between(collapse_at, restore_at);
-        let capacity = ((restore_at - collapse_at + deadline) * rate / frame_bytes).ceil();
+        let per_link = ((restore_at - collapse_at) * rate + collapsed.queue_bytes as f64)
+            / frame_bytes
+            + deadline * scenario.workload.fps;
+        let capacity = (cameras * per_link).ceil();
         if during.acked as f64 > capacity {
             problems.push(format!(
                 "{} frames captured during the collapse acknowledged, but the link could carry \
@@ -301,8 +310,8 @@ fn rate_collapse_keeps_promises_and_recovers() {
                 during.acked
             ));
         }
-        // Once the queue has drained, every frame arrives.
-        let clean_from = restore_at + drain_s + 0.5;
+        // Once the restore has let the queue out, every frame arrives.
+        let clean_from = restore_at + deadline + 0.5;
         expect_delivered(
             &mut problems,
             &run,
@@ -317,14 +326,14 @@ fn rate_collapse_keeps_promises_and_recovers() {
             let last = final_size(series);
             // The sender sees the size only in the ACKs that get back through the collapsed
             // reverse link, so its low is the size of the first ACK to survive the queue: the
-            // receiver's policy goes lower. With wire v2's ACK (one byte longer) and the new
-            // NACK timing, seed 6 sees 28% of the size before (12 shrinks, not 13): the bound
-            // is 30%.
-            if before < 4 * start || low * 10 > before * 3 || last < before / 2 || last < 3 * low {
+            // receiver's policy goes lower. Over seeds 1-25 the low is 30-47% of the size
+            // before (the queue leaves at the restore, so fewer ACKs come back late and small)
+            // and the size at the end 2.1 x the low or more: the bounds are 50% and 2 x.
+            if before < 4 * start || low * 2 > before || last < before / 2 || last < 2 * low {
                 problems.push(format!(
                     "session {session}: segment size {before} at the collapse, {low} at its \
                      lowest until {clean_from:.2} s, {last} at the end; expected >= {} before, \
-                     <= 30% of it at the low, and >= half of it and >= 3 x the low at the \
+                     <= 50% of it at the low, and >= half of it and >= 2 x the low at the \
                      end; sizes: {}",
                     4 * start,
                     show_series(series)

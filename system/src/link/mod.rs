@@ -53,7 +53,9 @@
 //!
 //! Every random decision is drawn only when its probability is above zero, so a perfect link
 //! draws nothing. [`Link::set_config`] changes the parameters mid-run (fault schedules) and
-//! keeps the random stream, the queue and the burst state.
+//! keeps the random stream, the queue and the burst state; a change the link was told of in
+//! advance ([`Link::foresee`], as a [`Network`]'s schedule does) also has the queue drain at
+//! the new rate from its instant on, as a real queue does when its link speeds up.
 //!
 //! # Example
 //!
@@ -148,6 +150,9 @@ pub struct Link {
     /// Delivery time of the last datagram not held back for reordering; later ones are not
     /// delivered before it.
     last_delivery: Instant,
+    /// The models a schedule will give this link, in time order ([`Link::foresee`]): the
+    /// serializer's finishing times are computed across them.
+    upcoming: std::collections::VecDeque<(Instant, LinkConfig)>,
     stats: LinkStats,
 }
 
@@ -254,6 +259,7 @@ impl Link {
             busy_until_us: 0.0,
             cursor: None,
             last_delivery: Instant::ZERO,
+            upcoming: std::collections::VecDeque::new(),
             stats: LinkStats::default(),
         }
     }
@@ -264,16 +270,31 @@ impl Link {
     }
 
     /// Replaces the configuration, as a fault schedule does mid-run. The random stream, the
-    /// queue (datagrams already accepted keep their departure times), the burst state, the
-    /// partition and the statistics are kept. Moving between a rate, a capacity and neither,
-    /// datagrams accepted later queue behind those accepted before; a new capacity's first
-    /// opportunity is its first one after the queue empties (the trace's origin stays at
-    /// [`Instant::ZERO`]).
+    /// queue, the burst state, the partition and the statistics are kept. Datagrams already
+    /// accepted keep their departure times: when the change was foreseen ([`Link::foresee`],
+    /// as a [`Network`]'s schedule does) those times already had the queue drain at the new
+    /// rate from the change on; a change nobody foresaw leaves them at the old rate. Moving
+    /// between a rate, a capacity and neither, datagrams accepted later queue behind those
+    /// accepted before; a new capacity's first opportunity is its first one after the queue
+    /// empties (the trace's origin stays at [`Instant::ZERO`]).
     pub fn set_config(&mut self, config: LinkConfig) {
         if config.capacity != self.config.capacity {
             self.cursor = None;
         }
         self.config = config;
+    }
+
+    /// Tells the link the models it will be given, each `(when, config)` (any order; these
+    /// replace what it was told before), so that what it queues before a change drains at the
+    /// new rate once the change is in force, as a real queue does when its link speeds up or
+    /// slows down: a datagram accepted now finishes serializing at the rate of each stretch
+    /// it spends in the queue. [`Link::set_config`] still makes each change; the two must
+    /// agree, as a [`Network`] sees to. Rates and unlimited stretches are foreseen; the
+    /// opportunities of a capacity are not (from a change to one on, the rate before it
+    /// goes on, and a link on a capacity serializes by its trace alone).
+    pub fn foresee(&mut self, mut changes: Vec<(Instant, LinkConfig)>) {
+        changes.sort_by_key(|(at, _)| *at);
+        self.upcoming = changes.into();
     }
 
     /// Cuts (`true`) or restores (`false`) the link. While cut every datagram is lost.
@@ -311,10 +332,41 @@ impl Link {
                 None => trace.bytes_between(now, instant_at(self.busy_until_us.ceil())) as f64,
             };
         }
-        match self.rate() {
-            Some(rate) => (self.busy_until_us - now.as_micros() as f64).max(0.0) * rate / 1e6,
-            None => 0.0,
+        let (now_us, busy_us) = (now.as_micros() as f64, self.busy_until_us);
+        let mut bytes = 0.0;
+        if busy_us > now_us {
+            self.walk_rate(now_us, |from, to, rate| {
+                let end = to.min(busy_us);
+                if let Some(rate) = rate {
+                    bytes += (end - from).max(0.0) * rate / 1e6;
+                }
+                end >= busy_us
+            });
         }
+        bytes
+    }
+
+    /// Walks the serializer's rate from `start_us` on: calls `each(from_us, to_us, rate)` for
+    /// each stretch of one rate (`None`: unlimited; the last stretch ends at infinity) until
+    /// it returns `true`. The stretches are the current model's rate, then each foreseen
+    /// change's (see [`Link::foresee`]); changes at or before `start_us` set the first one.
+    fn walk_rate(&self, start_us: f64, mut each: impl FnMut(f64, f64, Option<f64>) -> bool) {
+        let mut rate = self.rate();
+        let mut from = start_us;
+        for (at, config) in &self.upcoming {
+            if config.capacity.is_some() {
+                break;
+            }
+            let at_us = at.as_micros() as f64;
+            if at_us > from {
+                if each(from, at_us, rate) {
+                    return;
+                }
+                from = at_us;
+            }
+            rate = rate_of(config);
+        }
+        each(from, f64::INFINITY, rate);
     }
 
     /// Decides the fate of one UDP datagram whose UDP payload is `len` bytes, offered to the
@@ -369,32 +421,49 @@ impl Link {
 
     /// The configured rate, when it limits anything (a capacity takes precedence).
     fn rate(&self) -> Option<f64> {
-        self.config
-            .rate_bytes_per_s
-            .filter(|r| r.is_finite() && *r > 0.0)
+        rate_of(&self.config)
     }
 
     /// Puts `wire` bytes in the queue at `now`; returns when they finish serializing, in
     /// microseconds, or `None` when tail-dropped.
     fn enqueue(&mut self, now: Instant, wire: usize) -> Option<f64> {
+        while self.upcoming.front().is_some_and(|(at, _)| *at <= now) {
+            self.upcoming.pop_front();
+        }
         if self.config.capacity.is_some() {
             return self.enqueue_on_capacity(now, wire);
         }
         let now_us = now.as_micros() as f64;
         let start_us = self.busy_until_us.max(now_us);
-        let Some(rate) = self.rate() else {
-            // Unlimited: no serialization time, but still behind anything queued before.
-            self.busy_until_us = start_us;
-            return Some(start_us);
-        };
-        let backlog = self.backlog_bytes(now);
-        if backlog > QUEUE_SLACK_BYTES
-            && backlog + wire as f64 > self.config.queue_bytes as f64 + QUEUE_SLACK_BYTES
-        {
-            return None;
+        if self.rate().is_some() {
+            let backlog = self.backlog_bytes(now);
+            if backlog > QUEUE_SLACK_BYTES
+                && backlog + wire as f64 > self.config.queue_bytes as f64 + QUEUE_SLACK_BYTES
+            {
+                return None;
+            }
         }
-        self.busy_until_us = start_us + wire as f64 * 1e6 / rate;
-        Some(self.busy_until_us)
+        // Serialized at the rate of each stretch it spends on the wire (unlimited: at once,
+        // but still behind anything queued before).
+        let (mut left, mut finish_us) = (wire as f64, start_us);
+        self.walk_rate(start_us, |from, to, rate| match rate {
+            None => {
+                finish_us = from;
+                true
+            }
+            Some(rate) => {
+                let carried = (to - from) * rate / 1e6;
+                if left <= carried {
+                    finish_us = from + left * 1e6 / rate;
+                    true
+                } else {
+                    left -= carried;
+                    false
+                }
+            }
+        });
+        self.busy_until_us = finish_us;
+        Some(finish_us)
     }
 
     /// [`Link::enqueue`] with a capacity: the datagram's wire bytes take what is left of the
@@ -528,6 +597,13 @@ struct Cursor {
 }
 
 /// Whether an event of probability `p` can happen at all: `p` above 0 (so not NaN).
+/// The rate of `config`, when it limits anything.
+fn rate_of(config: &LinkConfig) -> Option<f64> {
+    config
+        .rate_bytes_per_s
+        .filter(|r| r.is_finite() && *r > 0.0)
+}
+
 fn can_happen(p: f64) -> bool {
     p > 0.0
 }

@@ -201,6 +201,30 @@ impl<M: Copy> Network<M> {
         pending.sort_by_key(|(at, _)| *at);
         self.schedule = pending;
         self.next_change = 0;
+        let keys: Vec<(usize, usize)> = self.links.keys().copied().collect();
+        for key in keys {
+            let foreseen = self.foreseen(key);
+            if let Some(link) = self.links.get_mut(&key) {
+                link.foresee(foreseen);
+            }
+        }
+    }
+
+    /// The models the pending schedule gives the link `key` (a link's own pair), each with
+    /// its instant, as the model runs them: what [`Link::foresee`] takes, so a queue built
+    /// before a scheduled change drains at the new rate after it.
+    fn foreseen(&self, key: (usize, usize)) -> Vec<(Instant, LinkConfig)> {
+        self.pending_changes()
+            .iter()
+            .filter_map(|(at, change)| match change {
+                Change::SetLink { pairs, config }
+                    if pairs.iter().any(|&(a, b)| self.key(a, b) == key) =>
+                {
+                    Some((*at, (self.model)(config)))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// The scheduled changes not applied yet, in time order.
@@ -319,6 +343,15 @@ impl<M: Copy> Network<M> {
 
     fn link_mut(&mut self, from: usize, to: usize) -> &mut Link {
         let (from, to) = self.key(from, to);
+        if !self.links.contains_key(&(from, to)) {
+            let foreseen = self.foreseen((from, to));
+            self.create_link(from, to).foresee(foreseen);
+        }
+        self.create_link(from, to)
+    }
+
+    /// The link of the pair `(from, to)` (already a link's own pair), created on first use.
+    fn create_link(&mut self, from: usize, to: usize) -> &mut Link {
         let Network {
             links,
             configs,
@@ -415,6 +448,75 @@ mod tests {
             n.offer(ms(300), 0, 2, 4, &[1]).lost,
             Some(LossCause::Partition)
         );
+    }
+
+    #[test]
+    fn a_queue_built_before_a_scheduled_change_drains_at_the_new_rate() {
+        // 1000 wire bytes a second until 1 s, then 100,000 (a capacity dip ending), then
+        // unlimited from 2 s: each datagram is 972 + 28 = 1000 wire bytes.
+        let slow = LinkConfig {
+            rate_bytes_per_s: Some(1_000.0),
+            queue_bytes: 1_000_000,
+            ..LinkConfig::default()
+        };
+        let fast = LinkConfig {
+            rate_bytes_per_s: Some(100_000.0),
+            ..slow.clone()
+        };
+        let at = |n: &mut Network<u8>, t: u64| n.transmit(ms(t), 0, 1, 972).copies[0].at;
+        let mut n = network(slow.clone());
+        n.schedule([
+            (
+                ms(1_000),
+                Change::SetLink {
+                    pairs: vec![(0, 1)],
+                    config: fast,
+                },
+            ),
+            (
+                ms(2_000),
+                Change::SetLink {
+                    pairs: vec![(0, 1)],
+                    config: LinkConfig::default(),
+                },
+            ),
+        ]);
+        assert_eq!(at(&mut n, 0), ms(1_000), "a second at the slow rate");
+        // Queued behind it: the 1 s change speeds it up, 10 ms each.
+        assert_eq!(at(&mut n, 0), ms(1_010));
+        assert_eq!(at(&mut n, 500), ms(1_020));
+        // Past the change, the queue's rest at the new rate, then none at all from 2 s.
+        assert_eq!(at(&mut n, 1_005), ms(1_030));
+        let backlog = n.link(0, 1).map(|l| l.backlog_bytes(ms(1_005)));
+        assert_eq!(
+            backlog.map(f64::round),
+            Some(2_500.0),
+            "25 ms of the new rate"
+        );
+        for _ in 0..200 {
+            at(&mut n, 1_900);
+        }
+        assert_eq!(
+            at(&mut n, 1_900),
+            ms(2_000),
+            "what is left at 2 s leaves at once"
+        );
+        assert_eq!(at(&mut n, 2_100), ms(2_100));
+
+        // A change nobody scheduled (a direct set_link) was not foreseen: the queue keeps the
+        // old rate's times.
+        let mut n = network(slow.clone());
+        assert_eq!(at(&mut n, 0), ms(1_000));
+        assert_eq!(at(&mut n, 0), ms(2_000));
+        n.set_link(
+            0,
+            1,
+            LinkConfig {
+                rate_bytes_per_s: Some(100_000.0),
+                ..slow
+            },
+        );
+        assert_eq!(at(&mut n, 10), ms(2_010));
     }
 
     #[test]
