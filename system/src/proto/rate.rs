@@ -33,6 +33,10 @@
 //!   drains), at most once per round trip;
 //! - below half of it the target grows by 15% per sample;
 //! - in between it holds;
+//! - a reading above the target that holds still for a second across three cuts is no queue
+//!   (the cuts would have drained one the sender built): the path's round trip grew, and the
+//!   minimum round trip is taken anew from the samples (BBR's 10 s minimum filter would hold
+//!   the camera at its floor for those 10 s);
 //! - and after every ACK it is at most 1.5 x the delivery rate (GCC's bound: a source that
 //!   is not using its rate does not earn a larger one, and a capacity drop that finds the
 //!   sender at 1.5 x its load strands less in the queue than one that finds it at its
@@ -113,6 +117,12 @@ const INCREASE: f64 = 1.15;
 const AHEAD_OF_DELIVERY: f64 = 1.5;
 /// A round-trip sample longer than this is a clock step or a stall, not a measurement.
 const MAX_SAMPLE: Duration = Duration::from_secs(10);
+/// A queue reading that holds still (within a quarter of the queue target) this long, across
+/// [`BASE_SHIFT_CUTS`] cuts of the target, is no queue the cuts can drain: the path's own
+/// round trip grew (a route change, a hand-over to a farther cell).
+const BASE_SHIFT_AFTER: Duration = Duration::from_secs(1);
+/// Cuts a still queue reading must outlast to be taken for a longer path.
+const BASE_SHIFT_CUTS: u64 = 3;
 
 /// The minimum of the samples of the last [`MIN_RTT_WINDOW`] (a monotone deque: each entry
 /// smaller than the ones after it).
@@ -148,6 +158,8 @@ pub struct RateStats {
     pub increases: u64,
     /// Round-trip samples ignored (time going backwards, or implausibly long).
     pub samples_ignored: u64,
+    /// Times the minimum round trip was taken anew because the path's own round trip grew.
+    pub base_shifts: u64,
 }
 
 /// The rate controller. See the [module docs](self).
@@ -173,6 +185,11 @@ pub struct RateController {
     undo: Option<f64>,
     /// The latest `now` seen: time never goes backwards here.
     clock: Instant,
+    /// Since when the queue reading has held still above the target: `(since, reading then,
+    /// cuts by then)`; see [`BASE_SHIFT_AFTER`].
+    still: Option<(Instant, Duration, u64)>,
+    /// When the minimum round trip was last taken anew: at most once per [`MIN_RTT_WINDOW`].
+    last_shift: Option<Instant>,
     stats: RateStats,
 }
 
@@ -189,6 +206,8 @@ impl RateController {
             hold_until: Instant::ZERO,
             undo: None,
             clock: Instant::ZERO,
+            still: None,
+            last_shift: None,
             stats: RateStats::default(),
         }
     }
@@ -285,7 +304,15 @@ impl RateController {
         let Some(min_rtt) = self.min_rtt() else {
             return;
         };
-        let queue = smaller.saturating_sub(min_rtt);
+        let mut queue = smaller.saturating_sub(min_rtt);
+        if clean && self.base_shifted(now, queue) {
+            // The path is longer now: its round trip is what the samples show.
+            self.min_rtt = WindowedMin::default();
+            self.min_rtt.push(now, smaller);
+            self.min_rough = WindowedMin::default();
+            self.stats.base_shifts += 1;
+            queue = Duration::ZERO;
+        }
         if clean {
             if let Some(before) = self.undo.take() {
                 if sample.saturating_sub(min_rtt) < self.cfg.queue_target / 2 {
@@ -310,6 +337,39 @@ impl RateController {
             };
             self.set_target(self.target.min(delivered * ahead));
         }
+    }
+
+    /// Whether the clean reading `queue` at `now` shows the path's round trip grew, not a
+    /// queue: a queue the sender's own traffic built drains once the target is below what
+    /// the bottleneck delivers (at 0.85 x, a queue of `q` seconds is gone in about `q / 0.15`),
+    /// so a reading above the target that holds still for [`BASE_SHIFT_AFTER`] across
+    /// [`BASE_SHIFT_CUTS`] cuts is not one. BBR meets the same case with a 10 s minimum
+    /// filter and a probe that drains the queue; a camera cannot spend 10 s at the floor.
+    /// A flow beside it that keeps the queue full (a TCP bulk transfer) holds the reading
+    /// still too, and taking its queue for the path hands it the link; so the minimum is
+    /// taken anew at most once per [`MIN_RTT_WINDOW`], no more often than the 10 s filter
+    /// would forget the old one anyway.
+    fn base_shifted(&mut self, now: Instant, queue: Duration) -> bool {
+        if queue <= self.cfg.queue_target {
+            self.still = None;
+            return false;
+        }
+        match self.still {
+            Some((since, reading, cuts))
+                if queue.abs_diff(reading) <= self.cfg.queue_target / 4 =>
+            {
+                if now - since >= BASE_SHIFT_AFTER
+                    && self.stats.decreases >= cuts + BASE_SHIFT_CUTS
+                    && self.last_shift.is_none_or(|t| now - t > MIN_RTT_WINDOW)
+                {
+                    self.still = None;
+                    self.last_shift = Some(now);
+                    return true;
+                }
+            }
+            _ => self.still = Some((now, queue, self.stats.decreases)),
+        }
+        false
     }
 
     /// A frame acknowledged at `now` gave no sure round trip (it was repaired), but its last
@@ -408,6 +468,32 @@ mod tests {
         feed(&mut rc, 1000, 3, 140);
         assert!(rc.target() <= 100_000.0 * DECREASE + 1.0, "{}", rc.target());
         assert!(rc.stats().decreases >= 1);
+    }
+
+    #[test]
+    fn a_longer_path_is_taken_for_one_after_a_second_of_a_still_queue() {
+        let mut rc = RateController::new(RateConfig::default());
+        feed(&mut rc, 0, 20, 40);
+        let before = rc.target();
+        // The path's round trip grows by 47 ms and stays there (a route change): the first
+        // readings are a queue and cut the target; a second on, with the reading still, the
+        // controller takes the new round trip as the path's and grows again.
+        feed(&mut rc, 2_000, 8, 87);
+        assert!(rc.target() < before, "a queue at first");
+        assert_eq!(rc.stats().base_shifts, 0);
+        feed(&mut rc, 2_800, 5, 87);
+        assert_eq!(rc.stats().base_shifts, 1);
+        assert_eq!(rc.min_rtt(), Some(Duration::from_millis(87)));
+        let low = rc.target();
+        feed(&mut rc, 3_300, 10, 87);
+        assert!(rc.target() > low, "{} after {low}", rc.target());
+        // A queue that moves (it drains as the target falls) is a queue.
+        let mut rc = RateController::new(RateConfig::default());
+        feed(&mut rc, 0, 20, 40);
+        for i in 0..30 {
+            feed(&mut rc, 2_000 + i * 100, 1, 300 - i * 8);
+        }
+        assert_eq!(rc.stats().base_shifts, 0);
     }
 
     #[test]
