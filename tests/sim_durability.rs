@@ -33,13 +33,13 @@ fn seeds() -> Vec<u64> {
 /// What the trace says about durability, frame by frame.
 #[derive(Debug, Default)]
 struct Ledger {
-    /// (session, frame) -> capture time in seconds.
-    captured: BTreeMap<(u32, u32), f64>,
+    /// (session, capture sequence number) -> capture time in seconds.
+    captured: BTreeMap<(u32, u64), f64>,
     /// Commits per frame: the database's rows (a frame committed twice is one row).
-    stored: BTreeMap<(u32, u32), u32>,
+    stored: BTreeMap<(u32, u64), u32>,
     /// Frames that reached the database through backfill.
-    backfilled: BTreeSet<(u32, u32)>,
-    ring_dropped: BTreeSet<(u32, u32)>,
+    backfilled: BTreeSet<(u32, u64)>,
+    ring_dropped: BTreeSet<(u32, u64)>,
 }
 
 impl Ledger {
@@ -55,11 +55,19 @@ impl Ledger {
             }
             let v: Value = serde_json::from_str(line).map_err(|e| format!("{line}: {e}"))?;
             let e = &v["e"];
-            let num = |k: &str| e[k].as_u64().map(|n| n as u32);
-            let (Some(session), Some(frame)) = (num("session"), num("frame")) else {
+            let (Some(session), Some(frame)) = (
+                e["session"].as_u64().and_then(|n| u32::try_from(n).ok()),
+                e["frame"].as_u64(),
+            ) else {
                 return Err(format!("no session/frame in {line}"));
             };
-            let key = (session, frame);
+            // Frames are named by capture sequence number: a camera's frame_pushed gives its
+            // live id and its boot's numbering (see `role::durable`), storage and the ring
+            // the number itself.
+            let key = match e["ev"].as_str() {
+                Some("frame_pushed") => (session, e["boot_seq"].as_u64().unwrap_or(0) + frame),
+                _ => (session, frame),
+            };
             match e["ev"].as_str() {
                 Some("frame_pushed") => {
                     let t = v["t_us"].as_u64().unwrap_or(0) as f64 / 1e6;
@@ -80,7 +88,7 @@ impl Ledger {
     }
 
     /// Captured, and neither in the database nor reported dropped by a ring.
-    fn missing(&self) -> Vec<((u32, u32), f64)> {
+    fn missing(&self) -> Vec<((u32, u64), f64)> {
         self.captured
             .iter()
             .filter(|(k, _)| !self.stored.contains_key(k) && !self.ring_dropped.contains(k))
@@ -88,7 +96,7 @@ impl Ledger {
             .collect()
     }
 
-    fn captured_between(&self, from_s: f64, until_s: f64) -> Vec<(u32, u32)> {
+    fn captured_between(&self, from_s: f64, until_s: f64) -> Vec<(u32, u64)> {
         self.captured
             .iter()
             .filter(|(_, &t)| t >= from_s && t < until_s)

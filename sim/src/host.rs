@@ -15,7 +15,7 @@ use livecam_system::net::{Clock, DatagramSocket};
 use livecam_system::proto::{
     PolicyConfig, RateConfig, Receiver, ReceiverConfig, Sender, SenderConfig,
 };
-use livecam_system::role::durable::{Durable, DurableConfig};
+use livecam_system::role::durable::{self, Durable, DurableConfig};
 use livecam_system::role::ring::{MemoryRing, RingLimits};
 use livecam_system::role::{
     Camera, CameraConfig, FrameContent, Mobile, MobileConfig, RoleEvent, Sink, Tier1Server,
@@ -144,6 +144,15 @@ fn control_plane(scenario: &Scenario, seed: u64, host: &Host) -> Option<ControlP
         registry,
         0,
     ))
+}
+
+/// The Unix time, in milliseconds, a simulated host's wall clock reads when its own clock
+/// reads `local` (2024-01-01T00:00:00Z at zero): a host whose clock drifts or jumps has a wall
+/// clock that does too, so its durable camera's frame identities (numbered from the wall
+/// clock at boot, see `livecam_system::role::durable`) are taken under the clock faults.
+pub fn wall_clock_ms(local: Instant) -> u64 {
+    const EPOCH_MS: u64 = 1_704_067_200_000;
+    EPOCH_MS + local.since_origin().as_millis() as u64
 }
 
 /// A session id unique per camera host and incarnation.
@@ -306,7 +315,11 @@ where
             Box::new(content),
         );
         match durable {
-            Some(d) => camera.with_durable(d),
+            // Numbered as a real client numbers a boot: from its wall clock (its ring is in
+            // memory here, so it holds nothing of an earlier boot).
+            Some(d) => camera
+                .with_durable(d)
+                .with_boot_seq(durable::boot_seq(None, wall_clock_ms(now))),
             None => camera,
         }
     };

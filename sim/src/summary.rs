@@ -20,6 +20,8 @@ use crate::scenario::{RoleKind, Scenario};
 #[derive(Debug, Default, Clone)]
 struct SessionTally {
     host: String,
+    /// The camera's numbering: its frame `n` is capture sequence number `boot_seq + n`.
+    boot_seq: u64,
     pushed: BTreeSet<u32>,
     acked: BTreeSet<u32>,
     given_up: BTreeMap<u32, DropReason>,
@@ -56,9 +58,10 @@ pub struct Tally {
 #[derive(Debug, Default, Clone)]
 struct DurableTally {
     seen: bool,
-    /// (session, frame) committed by some tier-2's storage: the database's rows. Frames are
-    /// named by capture sequence number; simulated cameras number from `boot_seq` 0, so that
-    /// is the live frame id.
+    /// (session, live frame id) committed by some tier-2's storage: the database's rows.
+    /// Storage names frames by capture sequence number (`boot_seq` + live id, the boot's
+    /// numbering from its host's wall clock, see `host::wall_clock_ms`); the tally takes the
+    /// session's `boot_seq` off again.
     stored: BTreeSet<(u32, u64)>,
     /// Commits in all (a frame stored twice counts twice here, once above).
     commits: u64,
@@ -91,11 +94,17 @@ impl Tally {
     pub fn on_role_event(&mut self, now: Instant, host: &str, ev: &RoleEvent) {
         let t = now.since_origin().as_secs_f64();
         match *ev {
-            RoleEvent::FramePushed { session, frame, .. } => {
+            RoleEvent::FramePushed {
+                session,
+                frame,
+                boot_seq,
+                ..
+            } => {
                 let s = self.sessions.entry(session).or_default();
                 if s.host.is_empty() {
                     s.host = host.to_string();
                 }
+                s.boot_seq = boot_seq;
                 s.pushed.insert(frame);
                 self.pushed_at.insert((session, frame), now);
             }
@@ -147,11 +156,12 @@ impl Tally {
                 frame,
                 backfill,
             } => {
+                let key = (session, self.live_id(session, frame));
                 let d = &mut self.durable;
                 d.seen = true;
                 d.commits += 1;
-                if d.stored.insert((session, frame)) && backfill {
-                    d.stored_by_backfill.insert((session, frame));
+                if d.stored.insert(key) && backfill {
+                    d.stored_by_backfill.insert(key);
                 }
             }
             RoleEvent::FrameBackfilled { intact, .. } => {
@@ -160,8 +170,9 @@ impl Tally {
                 self.frames_corrupted += u64::from(!intact);
             }
             RoleEvent::RingDropped { session, frame } => {
+                let key = (session, self.live_id(session, frame));
                 self.durable.seen = true;
-                self.durable.ring_dropped.insert((session, frame));
+                self.durable.ring_dropped.insert(key);
             }
             RoleEvent::BackfillAcked { .. } => self.durable.seen = true,
             // A camera's rate control: in the trace, not in the tallies.
@@ -222,6 +233,14 @@ impl Tally {
             .entry(session)
             .or_default()
             .push((now.since_origin().as_secs_f64(), size));
+    }
+
+    /// The live frame id of capture sequence number `seq` of `session`: `seq` less the
+    /// session's `boot_seq` (a number no frame had when `seq` is below it, so that a frame
+    /// named wrongly shows as stored, never captured).
+    fn live_id(&self, session: u32, seq: u64) -> u64 {
+        let boot = self.sessions.get(&session).map_or(0, |s| s.boot_seq);
+        seq.wrapping_sub(boot)
     }
 
     /// Notes that every session of `host` lost its memory in a crash.

@@ -686,6 +686,106 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_durable_camera_numbers_each_boot_from_its_own_wall_clock_and_loses_nothing() {
+        // car0's clock runs 2,000 ppm fast and jumps 2.5 s at 3 s; it crashes at 5 s and
+        // boots again at 6 s (true time), numbering that boot from its wall clock; both cars
+        // are cut off from the tier-2 for 3 s, so frames are backfilled under their numbers.
+        let text = r#"
+name = "durable-clocks"
+duration_s = 20.0
+[workload]
+fps = 10.0
+frame_bytes = 3000
+settle_s = 5.0
+[durability]
+[[hosts]]
+name = "t1"
+role = "tier1"
+[[hosts]]
+name = "t2"
+role = "tier2"
+tier1 = ["t1"]
+[[hosts]]
+name = "car"
+role = "mobile"
+count = 2
+tier1 = ["t1"]
+[link]
+delay_ms = 10.0
+[[faults]]
+at_s = 5.0
+action = "crash"
+host = "car0"
+[[faults]]
+at_s = 6.0
+action = "restart"
+host = "car0"
+[[faults]]
+at_s = 8.0
+action = "partition"
+a = "car"
+b = "t2"
+[[faults]]
+at_s = 11.0
+action = "repair"
+a = "car"
+b = "t2"
+[[clocks]]
+host = "car0"
+drift_ppm = 2000.0
+jumps = [{ at_s = 3.0, jump_ms = 2500.0 }]
+"#;
+        let s = Scenario::parse(text).expect("valid");
+        let path = std::env::temp_dir().join(format!(
+            "livecam-durable-clocks-{}.jsonl",
+            std::process::id()
+        ));
+        let file = std::fs::File::create(&path).expect("a temporary file");
+        let outcome = run(&s, 3, Some(Box::new(file))).expect("runs");
+        let trace = std::fs::read_to_string(&path).expect("reads");
+        let _ = std::fs::remove_file(&path);
+        let d = outcome
+            .summary
+            .durability
+            .as_ref()
+            .expect("durable figures");
+        assert!(
+            outcome.summary.promises_kept,
+            "{:?}",
+            outcome.summary.violations
+        );
+        assert_eq!(
+            (d.frames_not_stored, d.stored_never_captured),
+            (0, 0),
+            "{d:?}"
+        );
+        assert!(d.frames_stored_by_backfill > 0, "{d:?}");
+        // Each session's numbering, from its frames' events.
+        let mut boots = std::collections::BTreeMap::new();
+        for line in trace
+            .lines()
+            .filter(|l| l.contains(r#""ev":"frame_pushed""#))
+        {
+            let v: serde_json::Value = serde_json::from_str(line).expect("json");
+            let (host, boot) = (
+                v["host"].as_str().unwrap_or(""),
+                v["e"]["boot_seq"].as_u64(),
+            );
+            boots.insert((host.to_string(), v["e"]["session"].as_u64()), boot);
+        }
+        let epoch = crate::host::wall_clock_ms(Instant::ZERO);
+        let first = |host: &str| boots.iter().find(|((h, _), _)| h == host).map(|(_, b)| *b);
+        assert_eq!(first("car1"), Some(Some(epoch)), "{boots:?}");
+        // car0's second boot, at 6 s true time: 6 s x 1.002 + 2.5 s on its clock.
+        let second = boots
+            .iter()
+            .filter(|((h, _), _)| h == "car0")
+            .map(|(_, b)| b.unwrap_or(0))
+            .max();
+        assert_eq!(second, Some(epoch + 8_512), "{boots:?}");
+    }
+
     fn text_without_clocks(text: &str) -> String {
         text.split("\n[[clocks]]")
             .next()

@@ -162,6 +162,11 @@ impl Tier2 {
         self.reservations.get_mut(&client)?.channel.as_mut()
     }
 
+    /// Whether `client` holds a reservation here (an offer it has not yet accepted).
+    pub fn is_reserved(&self, client: u32) -> bool {
+        self.reservations.contains_key(&client)
+    }
+
     /// `client` proved it took this tier-2's offer (a datagram opened with its reservation's
     /// keys): accepted as if its accept had arrived from `addr`.
     pub fn confirm(&mut self, client: u32, addr: SocketAddr) {

@@ -287,6 +287,7 @@ impl Camera {
                         session: id,
                         frame,
                         len,
+                        boot_seq: self.boot_seq,
                     },
                 )
             }
@@ -306,6 +307,7 @@ impl Camera {
                 session,
                 frame,
                 len: 0,
+                boot_seq: self.boot_seq,
             },
         );
         self.pushed += 1;

@@ -13,6 +13,11 @@ pub enum RoleEvent {
         session: u32,
         frame: u32,
         len: usize,
+        /// The boot's numbering: the frame's capture sequence number, its identity in the
+        /// ring and in storage, is `boot_seq + frame` (see [`super::durable`]). Left out of
+        /// a trace when 0.
+        #[serde(skip_serializing_if = "is_zero")]
+        boot_seq: u64,
     },
     /// A camera's frame was acknowledged.
     FrameAcked {
@@ -99,4 +104,9 @@ pub enum RoleEvent {
     },
     /// A mobile client carried out a command (`ok`) or refused it.
     CommandDone { client: u32, id: u64, ok: bool },
+}
+
+/// Whether a `u64` field is 0 (serde's `skip_serializing_if`).
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

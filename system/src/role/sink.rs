@@ -77,6 +77,12 @@ impl Sink {
         self
     }
 
+    /// Whether this sink stores what it receives and does not know how `client` numbers its
+    /// frames (no accepted request told it): it cannot name that session's frames in storage.
+    pub fn cannot_name(&self, client: u32) -> bool {
+        self.backhaul.is_some() && !self.boot_seqs.contains_key(&client)
+    }
+
     /// Client `client` was accepted, numbering its frames from `boot_seq` (`None`: not known,
     /// a client taken without a request, only without keys). A new numbering for a session
     /// still held (the client restarted) ends the old session and its backfill session first,

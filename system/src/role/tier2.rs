@@ -94,7 +94,8 @@ impl Tier2Server {
         self.control.stats()
     }
 
-    /// Session datagrams refused as unauthenticated.
+    /// Session datagrams refused: unauthenticated, or (without keys, when storing) of a
+    /// session whose frame numbering this tier-2 does not know.
     pub fn rejected(&self) -> u64 {
         self.rejected
     }
@@ -304,7 +305,27 @@ impl Endpoint for Tier2Server {
             // Unsealed session traffic never reaches the receiver: no state for strangers.
             self.rejected += 1;
         } else {
-            self.on_session_datagram(now, from, data);
+            // A plain session's first datagram may come before its accept, or instead of it
+            // (the accept was lost): like a sealed one, an intact datagram of a client with a
+            // reservation here confirms it, so the session's frame numbering is known before
+            // its first frame is stored. Without keys anyone could do this as well by sending
+            // the accept itself; it costs one decode, only for a reserved client.
+            let client = wire::session_of(data).map(keys_of);
+            if let Some(client) =
+                client.filter(|&c| self.tier2.is_reserved(c) && wire::decode(data).is_ok())
+            {
+                self.tier2.confirm(client, from);
+                self.update(now);
+            }
+            // A session this tier-2 stores for but whose numbering it never learnt (it
+            // restarted under a streaming client, or the client's request went to another)
+            // is not taken on trust: its frames would be stored under ids they do not have.
+            // Refused, the client hears nothing, times out and connects again, telling its
+            // numbering; its ring keeps the frames meanwhile, as with sealed sessions.
+            match client {
+                Some(c) if self.sink.cannot_name(c) => self.rejected += 1,
+                _ => self.on_session_datagram(now, from, data),
+            }
         }
         self.update(now);
     }
