@@ -596,7 +596,6 @@ struct Cursor {
     first: u64,
 }
 
-/// Whether an event of probability `p` can happen at all: `p` above 0 (so not NaN).
 /// The rate of `config`, when it limits anything.
 fn rate_of(config: &LinkConfig) -> Option<f64> {
     config
@@ -604,6 +603,7 @@ fn rate_of(config: &LinkConfig) -> Option<f64> {
         .filter(|r| r.is_finite() && *r > 0.0)
 }
 
+/// Whether an event of probability `p` can happen at all: `p` above 0 (so not NaN).
 fn can_happen(p: f64) -> bool {
     p > 0.0
 }

@@ -164,7 +164,7 @@ impl<M: Copy> Network<M> {
 
     /// The pair whose link the pair `from` -> `to` sends through.
     fn key(&self, from: usize, to: usize) -> (usize, usize) {
-        self.shared.get(&(from, to)).copied().unwrap_or((from, to))
+        link_of(&self.shared, (from, to))
     }
 
     /// The default model and every pair's own, configured.
@@ -201,30 +201,10 @@ impl<M: Copy> Network<M> {
         pending.sort_by_key(|(at, _)| *at);
         self.schedule = pending;
         self.next_change = 0;
-        let keys: Vec<(usize, usize)> = self.links.keys().copied().collect();
-        for key in keys {
-            let foreseen = self.foreseen(key);
-            if let Some(link) = self.links.get_mut(&key) {
-                link.foresee(foreseen);
-            }
+        let pending = &self.schedule[self.next_change..];
+        for (&key, link) in self.links.iter_mut() {
+            link.foresee(foreseen(pending, &self.shared, self.model, key));
         }
-    }
-
-    /// The models the pending schedule gives the link `key` (a link's own pair), each with
-    /// its instant, as the model runs them: what [`Link::foresee`] takes, so a queue built
-    /// before a scheduled change drains at the new rate after it.
-    fn foreseen(&self, key: (usize, usize)) -> Vec<(Instant, LinkConfig)> {
-        self.pending_changes()
-            .iter()
-            .filter_map(|(at, change)| match change {
-                Change::SetLink { pairs, config }
-                    if pairs.iter().any(|&(a, b)| self.key(a, b) == key) =>
-                {
-                    Some((*at, (self.model)(config)))
-                }
-                _ => None,
-            })
-            .collect()
     }
 
     /// The scheduled changes not applied yet, in time order.
@@ -341,25 +321,21 @@ impl<M: Copy> Network<M> {
         }
     }
 
+    /// The link the pair `from` -> `to` sends through, created on first use (told what the
+    /// pending schedule will make of it).
     fn link_mut(&mut self, from: usize, to: usize) -> &mut Link {
         let (from, to) = self.key(from, to);
-        if !self.links.contains_key(&(from, to)) {
-            let foreseen = self.foreseen((from, to));
-            self.create_link(from, to).foresee(foreseen);
-        }
-        self.create_link(from, to)
-    }
-
-    /// The link of the pair `(from, to)` (already a link's own pair), created on first use.
-    fn create_link(&mut self, from: usize, to: usize) -> &mut Link {
         let Network {
             links,
             configs,
             default,
             model,
             partitioned,
+            shared,
             names,
             run_seed,
+            schedule,
+            next_change,
             ..
         } = self;
         links.entry((from, to)).or_insert_with(|| {
@@ -367,9 +343,45 @@ impl<M: Copy> Network<M> {
             let config = configs.get(&(from, to)).unwrap_or(default);
             let mut link = Link::new(model(config), pair_seed(*run_seed, name(from), name(to)));
             link.set_partitioned(partitioned.contains(&(from, to)));
+            link.foresee(foreseen(
+                &schedule[*next_change..],
+                shared,
+                *model,
+                (from, to),
+            ));
             link
         })
     }
+}
+
+/// The pair whose link `pair` sends through, given the shared pairs (see [`Network::share`]).
+fn link_of(
+    shared: &BTreeMap<(usize, usize), (usize, usize)>,
+    pair: (usize, usize),
+) -> (usize, usize) {
+    shared.get(&pair).copied().unwrap_or(pair)
+}
+
+/// The models the `pending` changes give the link `key` (a link's own pair), each with its
+/// instant, as the model runs them: what [`Link::foresee`] takes, so a queue built before a
+/// scheduled change drains at the new rate after it.
+fn foreseen(
+    pending: &[(Instant, Change)],
+    shared: &BTreeMap<(usize, usize), (usize, usize)>,
+    model: fn(&LinkConfig) -> LinkConfig,
+    key: (usize, usize),
+) -> Vec<(Instant, LinkConfig)> {
+    pending
+        .iter()
+        .filter_map(|(at, change)| match change {
+            Change::SetLink { pairs, config }
+                if pairs.iter().any(|&pair| link_of(shared, pair) == key) =>
+            {
+                Some((*at, model(config)))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
