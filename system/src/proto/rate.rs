@@ -31,7 +31,14 @@
 //! - above [`RateConfig::queue_target`] the link is overused: the target falls to 0.85 x
 //!   the delivery rate (the rate the bottleneck is actually draining at, so the queue
 //!   drains), at most once per round trip;
-//! - below half of it the target grows by 15% per sample;
+//! - below half of it the target grows by 15% per 100 ms since the law last moved it (a
+//!   camera at 10 fps: 15% per sample), counted over at most 300 ms: growth is a matter of
+//!   time, not of how many frames happen to be acknowledged, so a sender with sparse samples
+//!   (a low frame rate, or a durable camera draining its ring at the floor rate with its live
+//!   stream idle) climbs about as fast as one at 10 fps instead of staying near the floor.
+//!   (Resetting the clock on ACKs without a sample as well, so that a lossy link grows per
+//!   sample, explored worse: two durable cameras stuck near the floor in seeds 1-2000, where
+//!   the tail probes of their small frames left them no clean sample);
 //! - in between it holds;
 //! - a reading above the target that holds still for a second across three cuts is no queue
 //!   (the cuts would have drained one the sender built): the path's round trip grew, and the
@@ -111,8 +118,13 @@ const OVERDUE_DECREASE: f64 = 0.7;
 /// began: lost feedback looks the same, and a queue shows itself in the late ACKs that follow
 /// ([`RateController::on_late_ack`]).
 const OVERDUE_FLOOR: f64 = 0.5;
-/// Multiplicative increase per clean sample while the queue is empty.
+/// Multiplicative increase per [`INCREASE_PERIOD`] while the queue is empty.
 const INCREASE: f64 = 1.15;
+/// The time one [`INCREASE`] step takes.
+const INCREASE_PERIOD: Duration = Duration::from_millis(100);
+/// The longest time one sample's increase covers: after a long hold, one sample does not
+/// earn many steps at once (the target stays within 2 x what is delivered anyway).
+const INCREASE_SPAN_MAX: Duration = Duration::from_millis(300);
 /// The target may not run further ahead of the delivery rate than this.
 const AHEAD_OF_DELIVERY: f64 = 1.5;
 /// A round-trip sample longer than this is a clock step or a stall, not a measurement.
@@ -190,6 +202,9 @@ pub struct RateController {
     still: Option<(Instant, Duration, u64)>,
     /// When the minimum round trip was last taken anew: at most once per [`MIN_RTT_WINDOW`].
     last_shift: Option<Instant>,
+    /// When the control law last moved the target (grew it, cut it, or held it for a queue):
+    /// the next increase covers the time since.
+    last_moved: Option<Instant>,
     stats: RateStats,
 }
 
@@ -208,6 +223,7 @@ impl RateController {
             clock: Instant::ZERO,
             still: None,
             last_shift: None,
+            last_moved: None,
             stats: RateStats::default(),
         }
     }
@@ -324,7 +340,14 @@ impl RateController {
             self.overuse(now, sample);
         } else if queue < self.cfg.queue_target / 2 && now >= self.hold_until {
             self.stats.increases += 1;
-            self.set_target(self.target * INCREASE);
+            let span = self
+                .last_moved
+                .map_or(INCREASE_PERIOD, |t| (now - t).min(INCREASE_SPAN_MAX));
+            let steps = span.as_secs_f64() / INCREASE_PERIOD.as_secs_f64();
+            self.set_target(self.target * INCREASE.powf(steps));
+            self.last_moved = Some(now);
+        } else {
+            self.last_moved = Some(now);
         }
         // Never further ahead of what is delivered than GCC allows (twice, with next to no
         // queue, so a source recovering from a dip doubles per delivery window), whatever
@@ -395,6 +418,7 @@ impl RateController {
             let drained = self.delivery_rate().unwrap_or(self.target) * DECREASE;
             self.set_target(self.target.min(drained));
             self.hold_until = now + rtt;
+            self.last_moved = Some(now);
             self.stats.decreases += 1;
         }
     }
@@ -419,6 +443,7 @@ impl RateController {
             self.hold_until = now + rtt + self.cfg.queue_target;
             if self.target > floor {
                 self.set_target((self.target * OVERDUE_DECREASE).max(floor));
+                self.last_moved = Some(now);
                 self.stats.decreases += 1;
             }
         }
@@ -494,6 +519,44 @@ mod tests {
             feed(&mut rc, 2_000 + i * 100, 1, 300 - i * 8);
         }
         assert_eq!(rc.stats().base_shifts, 0);
+    }
+
+    #[test]
+    fn growth_is_a_matter_of_time_not_of_how_many_acks() {
+        // Two senders at 20 KB/s on an empty path: one acknowledged every 100 ms, one every
+        // 300 ms (a durable camera's backfill at a low budget). After 1.2 s both have grown
+        // by the same factor (15% per 100 ms), not the second by a third of the first.
+        let grown = |every_ms: u64| {
+            let mut rc = RateController::new(RateConfig {
+                initial_rate: 20_000.0,
+                ..RateConfig::default()
+            });
+            rc.on_ack(ms(0), 100_000, rtt(40));
+            let start = rc.target();
+            let mut t = 0;
+            while t < 1_200 {
+                t += every_ms;
+                // Large ACKs: the delivery rate does not hold the target back here.
+                rc.on_ack(ms(t), 100_000, rtt(40));
+            }
+            rc.target() / start
+        };
+        let (fast, sparse) = (grown(100), grown(300));
+        assert!((fast / sparse - 1.0).abs() < 0.01, "{fast} vs {sparse}");
+        assert!(fast > 1.15f64.powi(11), "{fast}");
+        // One sample after a long gap earns at most 300 ms of growth.
+        let mut rc = RateController::new(RateConfig {
+            initial_rate: 20_000.0,
+            ..RateConfig::default()
+        });
+        rc.on_ack(ms(0), 100_000, rtt(40));
+        let before = rc.target();
+        rc.on_ack(ms(5_000), 100_000, rtt(40));
+        assert!(
+            rc.target() <= before * 1.15f64.powi(3) + 1.0,
+            "{}",
+            rc.target()
+        );
     }
 
     #[test]

@@ -109,6 +109,9 @@ pub enum SenderEvent {
         resent: u32,
         /// The frame's length.
         bytes: usize,
+        /// Its round trip when that is a sure sample (its data crossed once, and no repair
+        /// could have brought the ACK), as the rate control reads it.
+        rtt: Option<Duration>,
     },
     /// The frame was given up.
     FrameDropped { frame: u32, reason: DropReason },
@@ -690,10 +693,14 @@ impl Sender {
     /// backfill, which [`charge`](Self::charge)s its datagrams here) as delivered on the path:
     /// the rate control caps its target at a multiple of what the path delivers, and without
     /// these it would see only the live frames, so a backlog could never drain faster than
-    /// the live stream runs. No round-trip sample: the other sender's timing is its own.
-    pub fn note_delivered(&mut self, now: Instant, wire_bytes: u64) {
+    /// the live stream runs. `rtt` is the frame's round trip when the other sender took it
+    /// as a sure sample ([`SenderEvent::FrameAcked`]): the same path, so the rate control
+    /// reads its queue from it, and a sender whose live stream is idle (its camera stopped, a
+    /// backlog in the ring) still learns when the path has room again. Without it a silence
+    /// that cut the target to its floor would hold the backlog there for good.
+    pub fn note_delivered(&mut self, now: Instant, wire_bytes: u64, rtt: Option<Duration>) {
         if let Some(rc) = self.rate.as_mut() {
-            rc.on_ack(now, wire_bytes, None);
+            rc.on_ack(now, wire_bytes, rtt);
         }
         self.report_target();
     }
@@ -751,7 +758,8 @@ impl Sender {
         if let Some(f) = self.frames.remove(&ack.frame) {
             let clean = f.resent == 0 && f.unsent == 0 && f.parity_unsent == 0;
             let min_rtt = self.rate.as_ref().and_then(RateController::min_rtt);
-            self.rate_sample(now, f.wire_bytes, f.rate_rtt(now, min_rtt), f.last_tx);
+            let rtt = f.rate_rtt(now, min_rtt);
+            self.rate_sample(now, f.wire_bytes, rtt, f.last_tx);
             if clean {
                 let sample = now - f.last_tx;
                 match self.srtt {
@@ -772,6 +780,7 @@ impl Sender {
                 segments: f.count,
                 resent: f.resent,
                 bytes: f.data.len(),
+                rtt,
             });
         }
         let newer = self

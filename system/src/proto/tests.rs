@@ -857,12 +857,30 @@ fn deliveries_made_on_the_budget_by_another_sender_count_as_delivered() {
     let rate = |tx: &Sender| tx.rate_control().and_then(|rc| rc.delivery_rate());
     assert_eq!(rate(&tx), None);
     for i in 0..5 {
-        tx.note_delivered(Instant::from_millis(100 * i), 10_000);
+        tx.note_delivered(Instant::from_millis(100 * i), 10_000, None);
     }
     let r = rate(&tx).expect("a rate once two are in");
     assert!((r - 100_000.0).abs() < 1.0, "{r}");
+    // Their sure round trips are the path's too: a sender whose live stream is idle, its
+    // target at the floor after a silence, climbs again on what the backfill shows (no
+    // queue), where deliveries without samples leave it where it is.
+    let floor = |samples: bool| {
+        let mut cfg = SenderConfig::new(1, addr(RX));
+        cfg.rate_control = Some(RateConfig {
+            initial_rate: 8_000.0,
+            ..RateConfig::default()
+        });
+        let mut tx = Sender::new(cfg);
+        for i in 0..10 {
+            let rtt = samples.then_some(Duration::from_millis(50));
+            tx.note_delivered(Instant::from_millis(600 * i), 10_000, rtt);
+        }
+        tx.rate_control().map(RateController::target).unwrap()
+    };
+    assert!(floor(true) > 16_000.0, "{}", floor(true));
+    assert_eq!(floor(false), 8_000.0);
     // Without rate control it is a no-op.
     let mut plain = Sender::new(SenderConfig::new(1, addr(RX)));
-    plain.note_delivered(Instant::ZERO, 10_000);
+    plain.note_delivered(Instant::ZERO, 10_000, None);
     assert!(plain.rate_control().is_none());
 }

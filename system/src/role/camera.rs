@@ -429,9 +429,13 @@ impl Camera {
         while let Some(ev) = self.durable.as_mut().and_then(Durable::poll_event) {
             let ev = match ev {
                 DurableEvent::RingDropped { frame } => RoleEvent::RingDropped { session, frame },
-                DurableEvent::BackfillAcked { frame, wire_bytes } => {
+                DurableEvent::BackfillAcked {
+                    frame,
+                    wire_bytes,
+                    rtt,
+                } => {
                     // The path carried it on the live budget: the rate control counts it.
-                    self.sender.note_delivered(now, wire_bytes);
+                    self.sender.note_delivered(now, wire_bytes, rtt);
                     RoleEvent::BackfillAcked { session, frame }
                 }
             };

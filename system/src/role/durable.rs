@@ -146,8 +146,13 @@ pub enum DurableEvent {
     RingDropped { frame: u64 },
     /// A backfilled frame was acknowledged.
     /// A backfilled frame is complete at the tier-2; `wire_bytes` it took on the path
-    /// (payload and every segment's headers, not counting repairs).
-    BackfillAcked { frame: u64, wire_bytes: u64 },
+    /// (payload and every segment's headers, not counting repairs), and its round trip when
+    /// that was a sure sample.
+    BackfillAcked {
+        frame: u64,
+        wire_bytes: u64,
+        rtt: Option<std::time::Duration>,
+    },
 }
 
 /// The durability layer of one camera. See the [module docs](self).
@@ -280,6 +285,7 @@ impl Durable {
                     frame: id,
                     bytes,
                     segments,
+                    rtt,
                     ..
                 } => {
                     if let Some(frame) = self.in_backfill.remove(&id) {
@@ -290,6 +296,7 @@ impl Durable {
                         self.events.push_back(DurableEvent::BackfillAcked {
                             frame,
                             wire_bytes: (bytes + headers) as u64,
+                            rtt,
                         });
                         if self.busy.contains_key(&frame) {
                             self.busy
