@@ -530,7 +530,7 @@ fn sharing(test: &str, fair_floor: f64, used_floor: f64) {
 /// Two cameras on one bottleneck both get a fair share and together use most of it, where
 /// the seed's sender, with 200 KB/s offered into 150 KB/s, collapses (the queue holds frames
 /// past their deadline; nothing captured in seconds 10-40 is acknowledged). Measured: Jain
-/// 0.915-0.936, 80-81% of the link in payload. The 0.95 and 85% are not met yet:
+/// 0.898-0.936, 80-83% of the link in payload. The 0.95 and 85% are not met yet:
 /// `sharing_target` checks them.
 #[test]
 fn two_cameras_share_a_bottleneck() {

@@ -884,3 +884,77 @@ fn deliveries_made_on_the_budget_by_another_sender_count_as_delivered() {
     plain.note_delivered(Instant::ZERO, 10_000, None);
     assert!(plain.rate_control().is_none());
 }
+
+/// A sender at a low rate paces a frame's tail out long after its head, and the receiver's
+/// stall timer may ask for the tail before it could have arrived. That NACK must not cost the
+/// frame its round-trip sample (a camera at its floor would otherwise have every frame asked
+/// for, no sample and no way up); a NACK that comes once the tail could have arrived does.
+#[test]
+fn a_nack_for_a_tail_still_in_flight_leaves_the_round_trip_sample() {
+    let encode = |m: Message| {
+        let mut buf = Vec::new();
+        m.encode(&mut buf);
+        buf
+    };
+    let ack = |frame: u32| {
+        encode(Message::FrameAck(wire::FrameAck {
+            session: 1,
+            frame,
+            next_segment_size: 0,
+            next_parity: 0,
+        }))
+    };
+    // Runs the sender from `from` ms until it has sent `n` datagrams: when the last left.
+    let send_until = |tx: &mut Sender, from: u64, n: usize| {
+        let mut buf = Vec::new();
+        let mut sent = 0;
+        for t in from..from + 1_000 {
+            let now = Instant::from_millis(t);
+            tx.handle_timeout(now);
+            while tx.poll_transmit(now, &mut buf).is_some() {
+                sent += 1;
+            }
+            if sent >= n {
+                return t;
+            }
+        }
+        panic!("{sent} of {n} datagrams sent");
+    };
+    // The increases the rate control makes when frame 1's NACK comes `nack_after` ms after
+    // its tail left (the minimum round trip is 20 ms).
+    let increases = |nack_after: u64| {
+        let mut cfg = SenderConfig::new(1, addr(RX));
+        cfg.initial_segment_size = 1000;
+        cfg.rate_control = Some(RateConfig {
+            initial_rate: 10_000.0,
+            ..RateConfig::default()
+        });
+        let mut tx = Sender::new(cfg);
+        let rx = addr(RX);
+        // Frame 0, one segment, a clean 20 ms round trip.
+        tx.push_frame(Instant::ZERO, vec![1; 500]).unwrap();
+        let sent = send_until(&mut tx, 0, 1);
+        tx.handle_datagram(Instant::from_millis(sent + 20), rx, &ack(0));
+        // Frame 1, two segments paced about 100 ms apart.
+        let start = sent + 30;
+        tx.push_frame(Instant::from_millis(start), vec![2; 1500])
+            .unwrap();
+        let tail = send_until(&mut tx, start, 2);
+        let before = tx.rate_control().unwrap().stats().increases;
+        let nack = encode(Message::Nack(wire::Nack {
+            session: 1,
+            frame: 1,
+            missing: vec![1],
+        }));
+        tx.handle_datagram(Instant::from_millis(tail + nack_after), rx, &nack);
+        // The ACK after the minimum round trip plus 2 ms: no queue.
+        tx.handle_datagram(Instant::from_millis(tail + 22), rx, &ack(1));
+        tx.rate_control().unwrap().stats().increases - before
+    };
+    assert_eq!(
+        increases(2),
+        1,
+        "asked before the tail could arrive: a sample"
+    );
+    assert_eq!(increases(21), 0, "asked once it could have: no sample");
+}
