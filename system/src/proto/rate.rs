@@ -37,8 +37,9 @@
 //!   (a low frame rate, or a durable camera draining its ring at the floor rate with its live
 //!   stream idle) climbs about as fast as one at 10 fps instead of staying near the floor.
 //!   (Resetting the clock on ACKs without a sample as well, so that a lossy link grows per
-//!   sample, explored worse: two durable cameras stuck near the floor in seeds 1-2000, where
-//!   the tail probes of their small frames left them no clean sample);
+//!   sample, left two explorer seeds' durable cameras at the floor, where the receiver's
+//!   early NACKs for their slowly paced tails took every sample; the sender no longer lets
+//!   such a NACK void a sample, see `OutFrame::rate_rtt`);
 //! - in between it holds;
 //! - a reading above the target that holds still for a second across three cuts is no queue
 //!   (the cuts would have drained one the sender built): the path's round trip grew, and the

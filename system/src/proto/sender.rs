@@ -241,10 +241,11 @@ struct OutFrame {
 
 impl OutFrame {
     /// The round trip an ACK at `now` gives for the rate control, when it is a sure one:
-    /// from the frame's last data segment, if no NACK asked for a repair and no repair
-    /// left within `min_rtt` before `now`, so the ACK can only have come from the first
-    /// crossing (Karn's rule, sharpened: a tail probe sent into a queue does not blind the
-    /// rate control to that queue).
+    /// from the frame's last data segment, if no NACK reported a loss (one naming only a tail
+    /// still in flight does not, see `loss_reported`) and no repair left within `min_rtt`
+    /// before `now`, so the ACK can only have come from the first crossing (Karn's rule,
+    /// sharpened: a tail probe sent into a queue does not blind the rate control to that
+    /// queue).
     ///
     /// First-crossing parity still unsent does not void the sample: the receiver rebuilt the
     /// frame from what arrived, and the round trip is measured from the last data segment,
