@@ -203,7 +203,7 @@ pub struct RateController {
     still: Option<(Instant, Duration, u64)>,
     /// When the minimum round trip was last taken anew: at most once per [`MIN_RTT_WINDOW`].
     last_shift: Option<Instant>,
-    /// When the control law last moved the target (grew it, cut it, or held it for a queue):
+    /// When the control law last moved the target (grew it, cut it, or held it):
     /// the next increase covers the time since.
     last_moved: Option<Instant>,
     stats: RateStats,
@@ -339,15 +339,16 @@ impl RateController {
         }
         if queue > self.cfg.queue_target {
             self.overuse(now, sample);
-        } else if queue < self.cfg.queue_target / 2 && now >= self.hold_until {
-            self.stats.increases += 1;
-            let span = self
-                .last_moved
-                .map_or(INCREASE_PERIOD, |t| (now - t).min(INCREASE_SPAN_MAX));
-            let steps = span.as_secs_f64() / INCREASE_PERIOD.as_secs_f64();
-            self.set_target(self.target * INCREASE.powf(steps));
-            self.last_moved = Some(now);
         } else {
+            if queue < self.cfg.queue_target / 2 && now >= self.hold_until {
+                self.stats.increases += 1;
+                let span = self
+                    .last_moved
+                    .map_or(INCREASE_PERIOD, |t| (now - t).min(INCREASE_SPAN_MAX));
+                let steps = span.as_secs_f64() / INCREASE_PERIOD.as_secs_f64();
+                self.set_target(self.target * INCREASE.powf(steps));
+            }
+            // Grown or held: either way the next increase counts from here.
             self.last_moved = Some(now);
         }
         // Never further ahead of what is delivered than GCC allows (twice, with next to no

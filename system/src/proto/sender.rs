@@ -865,7 +865,7 @@ impl Sender {
         f.unheard_bytes = 0;
         // A clean sample only when the frame's last segment arrived (what made the receiver
         // ask): a NACK its timer sent later would read as a queue.
-        let tail_seen = !nack.missing.contains(&(f.count - 1));
+        let tail_seen = !nack.missing.contains(&tail);
         if let (true, true, Some(crossed), Some(rc)) =
             (first_nack, tail_seen, f.crossed_at, self.rate.as_mut())
         {
