@@ -277,8 +277,9 @@ fn a_step_down_adapts_and_recovers() {
         eprintln!("seed {seed}: rate control {adapted:?}\n        seed's sender {plain:?}");
         let replay = format!("replay: livecam sim sim/scenarios/step_down.toml --seed {seed}");
         // Frames keep arriving during the dip (small ones), where the seed's sender's queue
-        // lets almost none through.
-        if adapted.dip_acked * 10 < adapted.dip_captured * 3 {
+        // lets almost none through: at least half of them (27-28 of 50 measured; the
+        // issue's target, 80% of what the capacity carries, is not met yet).
+        if adapted.dip_acked * 2 < adapted.dip_captured {
             problems.push(format!(
                 "seed {seed}: {} of {} frames of the dip arrived, p99 {:.0} ms ({replay})",
                 adapted.dip_acked, adapted.dip_captured, adapted.dip_p99_ms
@@ -462,8 +463,8 @@ fn delivered_rates(frames: &common::Frames, from_s: f64, to_s: f64) -> Vec<f64> 
 
 /// Two cameras, each offering 100 KB/s, share one 150 KB/s uplink (`shared = true`: one
 /// queue, one rate), 42 s; `floor` is the Jain index and `used` the share of the link (frame
-/// payload delivered, headers not counted) each seed 1-3 must reach over seconds 10-40 of
-/// capture. Prints the figures, with the seed's sender (no rate control) beside them.
+/// payload delivered, headers not counted) each seed 1-3 (`LIVECAM_SHARING_SEEDS=N`: 1-N)
+/// must reach over seconds 10-40 of capture. Prints the figures, with the seed's sender (no rate control) beside them.
 fn sharing(test: &str, fair_floor: f64, used_floor: f64) {
     let toml = |rate_control: bool| {
         format!(
@@ -478,7 +479,7 @@ fn sharing(test: &str, fair_floor: f64, used_floor: f64) {
     };
     let capacity = 150_000.0;
     let mut problems = Vec::new();
-    for seed in 1..=3 {
+    for seed in 1..=common::env_u64("LIVECAM_SHARING_SEEDS").unwrap_or(3) {
         let mut figures = Vec::new();
         let mut rate_controlled = 0.0;
         for rate_control in [true, false] {
@@ -530,8 +531,8 @@ fn sharing(test: &str, fair_floor: f64, used_floor: f64) {
 /// Two cameras on one bottleneck both get a fair share and together use most of it, where
 /// the seed's sender, with 200 KB/s offered into 150 KB/s, collapses (the queue holds frames
 /// past their deadline; nothing captured in seconds 10-40 is acknowledged). Measured: Jain
-/// 0.898-0.936, 80-83% of the link in payload. The 0.95 and 85% are not met yet:
-/// `sharing_target` checks them.
+/// 0.945-0.992, 82-90% of the link in payload (seeds 1-10: 0.945-1.000, 82-90%). The
+/// issue's 0.95 and 85% are not met on every seed yet: `sharing_target` checks them.
 #[test]
 fn two_cameras_share_a_bottleneck() {
     sharing("two_cameras_share_a_bottleneck", 0.85, 0.75);

@@ -70,7 +70,8 @@ pub fn seeds() -> Vec<u64> {
     (1..=count).collect()
 }
 
-fn env_u64(name: &str) -> Option<u64> {
+/// A non-negative integer from the environment variable `name`, if set.
+pub fn env_u64(name: &str) -> Option<u64> {
     let text = std::env::var(name).ok()?;
     match text.trim().parse() {
         Ok(n) => Some(n),

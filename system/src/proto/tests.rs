@@ -47,6 +47,13 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+/// A message as it goes on the wire.
+fn encode(m: Message) -> Vec<u8> {
+    let mut buf = Vec::new();
+    m.encode(&mut buf);
+    buf
+}
+
 fn seen(bytes: &[u8]) -> Seen {
     match wire::decode(bytes).unwrap() {
         Message::Segment(s) => Seen::Segment {
@@ -891,11 +898,6 @@ fn deliveries_made_on_the_budget_by_another_sender_count_as_delivered() {
 /// for, no sample and no way up); a NACK that comes once the tail could have arrived does.
 #[test]
 fn a_nack_for_a_tail_still_in_flight_leaves_the_round_trip_sample() {
-    let encode = |m: Message| {
-        let mut buf = Vec::new();
-        m.encode(&mut buf);
-        buf
-    };
     let ack = |frame: u32| {
         encode(Message::FrameAck(wire::FrameAck {
             session: 1,
@@ -957,4 +959,90 @@ fn a_nack_for_a_tail_still_in_flight_leaves_the_round_trip_sample() {
         "asked before the tail could arrive: a sample"
     );
     assert_eq!(increases(21), 0, "asked once it could have: no sample");
+}
+
+/// A frame's first NACK that comes long after its data left shows a queue (the head the
+/// receiver got waited in it); while that queue is long, a NACK for a tail whose last copy
+/// left within the round trip plus the queue brings no further copy (it is in the queue, and
+/// one more would only wait behind it), and once the copy had time to arrive, it does. A
+/// first NACK that shows no long queue is answered at once, as on any lossy link.
+#[test]
+fn a_nack_for_a_tail_that_may_still_be_in_a_long_queue_brings_no_copy() {
+    let rx = addr(RX);
+    // Runs the sender from `from` ms for `ms` ms: the instants of frame 1's tail copies.
+    let run = |tx: &mut Sender, from: u64, ms: u64| {
+        let mut buf = Vec::new();
+        let mut copies = Vec::new();
+        for t in from..from + ms {
+            let now = Instant::from_millis(t);
+            tx.handle_timeout(now);
+            while tx.poll_transmit(now, &mut buf).is_some() {
+                if let Ok(Message::Segment(s)) = wire::decode(&buf) {
+                    if s.frame == 1 && s.index == 1 {
+                        copies.push(t);
+                    }
+                }
+            }
+        }
+        copies
+    };
+    // Frame 1's tail copies up to 1.1 s, when its first NACK (naming the tail) comes
+    // `first_nack` ms after it was pushed at 100 ms and the receiver repeats it every 50 ms.
+    let tail_copies = |first_nack: u64| {
+        let mut cfg = SenderConfig::new(1, rx);
+        cfg.initial_segment_size = 1000;
+        cfg.rate_control = Some(RateConfig::default());
+        let mut tx = Sender::new(cfg);
+        // Frame 0, a clean 20 ms round trip.
+        tx.push_frame(Instant::ZERO, vec![1; 500]).unwrap();
+        run(&mut tx, 0, 5);
+        let ack0 = encode(Message::FrameAck(wire::FrameAck {
+            session: 1,
+            frame: 0,
+            next_segment_size: 0,
+            next_parity: 0,
+        }));
+        tx.handle_datagram(Instant::from_millis(20), rx, &ack0);
+        // Frame 1: two segments, both leave at 100 ms; nothing comes back until its NACK.
+        tx.push_frame(Instant::from_millis(100), vec![2; 1500])
+            .unwrap();
+        let nack = encode(Message::Nack(wire::Nack {
+            session: 1,
+            frame: 1,
+            missing: vec![1],
+        }));
+        let mut copies = run(&mut tx, 100, first_nack);
+        let mut t = 100 + first_nack;
+        while t < 1_100 {
+            tx.handle_datagram(Instant::from_millis(t), rx, &nack);
+            copies.extend(run(&mut tx, t, 50));
+            t += 50;
+        }
+        copies
+    };
+    // The head waited at least 500 - 20 - 100 ms in a queue: the copies sent before the
+    // NACK (the first crossing and the probes) are given that long; the NACKs within it bring
+    // none, and the tail is sent again once its last copy could have arrived.
+    let queued = tail_copies(500);
+    let first_nack_at = 600;
+    let answered: Vec<_> = queued.iter().filter(|&&t| t >= first_nack_at).collect();
+    let last_before = queued
+        .iter()
+        .filter(|&&t| t < first_nack_at)
+        .max()
+        .copied()
+        .unwrap();
+    assert!(
+        answered
+            .first()
+            .is_some_and(|&&t| t >= last_before + 20 + 380),
+        "copies {queued:?}: one answered before the queue could drain"
+    );
+    assert!(
+        answered.len() <= 2,
+        "copies {queued:?}: the NACKs every 50 ms each brought a copy"
+    );
+    // A first NACK 60 ms after the frame left shows no long queue: answered at once.
+    let prompt = tail_copies(60);
+    assert!(prompt.contains(&160), "copies {prompt:?}");
 }
