@@ -909,14 +909,17 @@ impl Sender {
         {
             self.queue_seen = (now - sent).saturating_sub(rtt + RECEIVER_QUIET_MAX);
         }
+        // Whether a copy that left at `at` may not have reached the receiver yet, with
+        // `queue` of queueing on top of the minimum round trip.
+        let left_within = |at: Option<Instant>, queue: Duration| {
+            at.zip(min_rtt)
+                .is_some_and(|(at, rtt)| now < at + rtt + queue)
+        };
         // A copy that left within the round trip and a long queue seen may still be in that
         // queue: the receiver asked before it could arrive.
         let queue_seen = self.queue_seen;
         let on_its_way = |copy: Option<Instant>| {
-            queue_seen >= QUEUE_HOLDS_COPIES
-                && copy
-                    .zip(min_rtt)
-                    .is_some_and(|(at, rtt)| now < at + rtt + queue_seen)
+            queue_seen >= QUEUE_HOLDS_COPIES && left_within(copy, queue_seen)
         };
         // A frame paced out slowly (a low target) leaves its tail long after its head, and
         // the receiver's stall timer may ask for the tail before it could have arrived: a
@@ -927,10 +930,7 @@ impl Sender {
         // It still brings a resend: on a lossy link the early repair of a lost tail is what
         // keeps frames within their deadline (skipping it left 27 of the 150 lossy soak links
         // below 99.5% instead of 20).
-        let tail_in_flight = f
-            .data_sent_at
-            .zip(min_rtt)
-            .is_some_and(|(sent, rtt)| now < sent + rtt);
+        let tail_in_flight = left_within(f.data_sent_at, Duration::ZERO);
         let in_flight = |i: u16| i == tail && tail_in_flight;
         if nack.missing.iter().any(|&i| !in_flight(i)) {
             f.loss_reported = true;
