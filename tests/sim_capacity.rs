@@ -9,7 +9,8 @@
 //!   no_collapse_on_lossy_links -- --exact`. `LIVECAM_SOAK_CASES=1000` runs more.
 //! - `a_step_down_adapts_and_recovers`: `sim/scenarios/step_down.toml`, capacity falls to a
 //!   fifth of the offered load for 5 s and comes back.
-//! - `cellular_traces_keep_frame_latency_low`: the recorded LTE uplinks in `../shared`.
+//! - `cellular_traces_keep_frame_latency_low`: the recorded LTE uplinks in `../shared`: frame
+//!   latency, and the capacity used while it is low.
 //! - `an_uplink_that_carries_nothing_...`: zero capacity for the whole run is legal.
 
 mod common;
@@ -194,9 +195,9 @@ fn soak(test: &str, bit_errors: bool, default_cases: u64, floor: f64) {
 }
 
 /// Random loss up to 30%, bursts, delay, jitter and a rate limit, no bit errors: no case
-/// collapses (every one delivers >= 75%; the worst delivers 81.6%, where the seed's sender,
+/// collapses (every one delivers >= 75%; the worst delivers 89.4%, where the seed's sender,
 /// `LIVECAM_SOAK_RATE_CONTROL=false`, falls to 10% on one and below 99.5% on 27 of the 150).
-/// The issue's 99.5% is not met on all of them yet (20 of 150 fall short, most at 96-99.4%:
+/// The issue's 99.5% is not met on all of them yet (15 of 150 fall short, most at 96-99.4%:
 /// frames that lose their last repairs to a burst near the deadline); `no_collapse_target`
 /// checks it.
 #[test]
@@ -309,15 +310,27 @@ fn a_step_down_adapts_and_recovers() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// The issue's second trace figure: over the whole seconds of capture in which `trace`
-/// carries less than the camera makes (10 KB at 10 fps), the share of the trace's bytes that
-/// carried frame payload acknowledged in that second (the target is 70%). Returns how many
-/// such seconds there were and the share.
+/// How much of its capacity a trace gives a camera in the seconds it is low.
+struct UsedWhenLow {
+    /// Whole seconds of capture in which the trace carries less than the camera makes.
+    seconds: usize,
+    /// The share of the trace's bytes in those seconds that carried frame payload
+    /// acknowledged in that second (the issue's target: 70%).
+    used: f64,
+    /// The same share for a sender that puts every byte the camera makes on the link the
+    /// moment it is captured, with no headers and no deadline: as far as the camera's frames
+    /// can fill the link in those seconds. Below 70% the target is out of reach on this trace
+    /// (ATT's slow seconds are the edges of its outages: 84 KB of second 19 comes in its first
+    /// 280 ms, when the camera has made 28 KB).
+    ceiling: f64,
+}
+
+/// The issue's second trace figure, [`UsedWhenLow`], for one run of `scenario` over `trace`.
 fn capacity_used_when_low(
     trace: &std::path::Path,
     frames: &common::Frames,
     scenario: &Scenario,
-) -> (usize, f64) {
+) -> UsedWhenLow {
     use livecam_system::time::Instant;
     let capacity = livecam_system::link::CapacityTrace::load(trace)
         .unwrap_or_else(|e| panic!("{}: {e}", trace.display()));
@@ -329,7 +342,22 @@ fn capacity_used_when_low(
             delivered[at as usize] += f.len as f64;
         }
     }
-    let (mut seconds, mut carried, mut cap) = (0, 0.0, 0.0);
+    // The greedy sender: every frame queued whole at its capture, carried by each
+    // millisecond's opportunities.
+    let mut greedy = vec![0.0; capture_s as usize];
+    let (mut queued, mut captured) = (0.0, 0u64);
+    let frame_ms = 1000.0 / scenario.workload.fps;
+    for ms in 0..capture_s * 1000 {
+        while captured as f64 * frame_ms <= ms as f64 {
+            queued += scenario.workload.frame_bytes as f64;
+            captured += 1;
+        }
+        let c = capacity.bytes_between(Instant::from_millis(ms), Instant::from_millis(ms + 1));
+        let carried = queued.min(c as f64);
+        queued -= carried;
+        greedy[(ms / 1000) as usize] += carried;
+    }
+    let (mut seconds, mut carried, mut ceiling, mut cap) = (0, 0.0, 0.0, 0.0);
     for s in 0..capture_s {
         let c = capacity.bytes_between(
             Instant::from_millis(s * 1000),
@@ -339,14 +367,24 @@ fn capacity_used_when_low(
             seconds += 1;
             cap += c;
             carried += delivered[s as usize];
+            ceiling += greedy[s as usize];
         }
     }
-    (seconds, if cap > 0.0 { carried / cap } else { 1.0 })
+    let share = |bytes: f64| if cap > 0.0 { bytes / cap } else { 1.0 };
+    UsedWhenLow {
+        seconds,
+        used: share(carried),
+        ceiling: share(ceiling),
+    }
 }
 
 /// The recorded LTE uplinks (GPLv3 data from mahimahi, read from `../shared/data/cellular`,
-/// never copied here): one camera offering 100 KB/s over each, 60 s. Without the directory
-/// the test says so and passes, unless `LIVECAM_REQUIRE_TRACES=1` (CI) makes that a failure.
+/// never copied here): one camera offering 100 KB/s over each, 60 s, as a camera that may share
+/// its uplink and as one with `uplink_alone`. Frame latency p95 within 300 ms, and for the
+/// camera alone, in the seconds the trace carries less than the camera makes, 70% of its
+/// capacity carries frames wherever a sender could reach that (see [`UsedWhenLow`]). Without
+/// the directory the test says so and passes, unless `LIVECAM_REQUIRE_TRACES=1` (CI) makes
+/// that a failure.
 #[test]
 fn cellular_traces_keep_frame_latency_low() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/cellular");
@@ -368,41 +406,57 @@ fn cellular_traces_keep_frame_latency_low() {
     traces.sort();
     assert!(!traces.is_empty(), "no .up traces in {}", dir.display());
     let mut problems = Vec::new();
-    for trace in &traces {
+    for (trace, alone) in traces
+        .iter()
+        .flat_map(|t| [false, true].map(|alone| (t, alone)))
+    {
         let toml = format!(
             "name = \"trace\"\nduration_s = 60.0\n[workload]\nfps = 10.0\nframe_bytes = 10000\n\
-             policy = \"model\"\n[[hosts]]\nname = \"server\"\nrole = \"receiver\"\n\
-             [[hosts]]\nname = \"cam\"\nrole = \"camera\"\ntarget = \"server\"\n[link]\n\
-             delay_ms = 30.0\n[[links]]\nfrom = \"cam\"\nto = \"server\"\none_way = true\n\
+             policy = \"model\"\n[protocol]\nuplink_alone = {alone}\n[[hosts]]\n\
+             name = \"server\"\nrole = \"receiver\"\n[[hosts]]\nname = \"cam\"\n\
+             role = \"camera\"\ntarget = \"server\"\n[link]\ndelay_ms = 30.0\n[[links]]\n\
+             from = \"cam\"\nto = \"server\"\none_way = true\n\
              config = {{ delay_ms = 30.0, capacity = {{ trace = {:?} }} }}\n",
             trace.display().to_string()
         );
+        let name = format!(
+            "{}{}",
+            trace.display(),
+            if alone { " (uplink_alone)" } else { "" }
+        );
         let scenario = Scenario::parse(&toml).unwrap_or_else(|e| panic!("{e}"));
-        let run = run_traced(&scenario, 1).unwrap_or_else(|e| panic!("{}: {e}", trace.display()));
+        let run = run_traced(&scenario, 1).unwrap_or_else(|e| panic!("{name}: {e}"));
         let s = &run.outcome.summary;
         let p95 = quantile_ms(
             run.frames.by_id.values().filter_map(FrameFate::latency_ms),
             0.95,
         );
-        let (low_seconds, used) = capacity_used_when_low(trace, &run.frames, &scenario);
+        let low = capacity_used_when_low(trace, &run.frames, &scenario);
         eprintln!(
-            "{}: {} of {} frames delivered, latency p95 {p95:.0} ms, p99 {:.0} ms; \
-             in the {low_seconds} s its capacity is below the camera's 100 KB/s, \
-             {:.0}% of it carried frames",
-            trace.display(),
+            "{name}: {} of {} frames delivered, latency p95 {p95:.0} ms, p99 {:.0} ms; \
+             in the {} s its capacity is below the camera's 100 KB/s, {:.0}% of it carried \
+             frames (a sender of every byte at capture: {:.0}%)",
             s.frames_delivered,
             s.frames_sent,
             s.latency_ms_p99,
-            used * 100.0
+            low.seconds,
+            low.used * 100.0,
+            low.ceiling * 100.0
         );
+        // The capacity target holds for a camera with the uplink to itself; one that may
+        // share it reads its own frames' transmission as queue (see `proto::rate`).
+        if alone && low.used < 0.7 && low.ceiling >= 0.7 {
+            problems.push(format!(
+                "{name}: {:.0}% of the capacity carried frames while it was low (ceiling {:.0}%)",
+                low.used * 100.0,
+                low.ceiling * 100.0
+            ));
+        }
         if !s.promises_kept {
-            problems.push(format!("{}: {:?}", trace.display(), s.violations));
+            problems.push(format!("{name}: {:?}", s.violations));
         }
         if p95 > 300.0 {
-            problems.push(format!(
-                "{}: frame latency p95 {p95:.0} ms",
-                trace.display()
-            ));
+            problems.push(format!("{name}: frame latency p95 {p95:.0} ms"));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));

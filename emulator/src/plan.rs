@@ -77,8 +77,9 @@ pub struct Plan {
     /// `hosts[i]`.
     pub network: Network<Hop>,
     pub fps: f64,
-    /// The scenario's `protocol.rate_control`, for the mobiles.
+    /// The scenario's `protocol.rate_control` and `protocol.uplink_alone`, for the mobiles.
     pub rate_control: bool,
+    pub uplink_alone: bool,
     pub policy: PolicyConfig,
     /// Mobile clients start this far apart.
     pub stagger_ms: f64,
@@ -181,6 +182,7 @@ impl Plan {
             network: scenario.network(seed),
             fps: scenario.workload.fps,
             rate_control: scenario.protocol.rate_control,
+            uplink_alone: scenario.protocol.uplink_alone,
             policy: PolicyConfig {
                 kind: scenario.workload.policy,
                 limits: scenario.workload.limits,
@@ -277,6 +279,7 @@ impl Plan {
                     ring: None,
                     ring_bytes: livecam_system::runtime::service::default_ring_bytes(),
                     rate_control: self.rate_control,
+                    uplink_alone: self.uplink_alone,
                 };
                 if let Some(k) = keys {
                     cfg.secure_with(k);

@@ -302,6 +302,9 @@ pub struct Drawn {
     /// `off`, `auto` or `fixed:N`.
     pub fec: String,
     pub rate_control: bool,
+    /// With rate control, the cameras read their uplinks as their own
+    /// (`RateConfig::uplink_alone`).
+    pub uplink_alone: bool,
     pub durability: bool,
     /// Sessions sealed with Noise keys (the default), or the plain protocol.
     pub secure: bool,
@@ -439,6 +442,7 @@ pub fn draw_in(seed: u64, traces: &[String]) -> Drawn {
         policy,
         fec,
         rate_control: rng.random_bool(0.8),
+        uplink_alone: false,
         durability: rng.random_bool(0.3),
         secure: true,
         link,
@@ -467,6 +471,8 @@ pub fn draw_in(seed: u64, traces: &[String]) -> Drawn {
         link.cellular = None;
         link.rate_bytes_per_s = None;
     }
+    // Drawn last, so every seed's other draws are what they were before it existed.
+    drawn.uplink_alone = drawn.rate_control && more.random_bool(0.25);
     drawn
 }
 
@@ -544,7 +550,11 @@ impl Drawn {
              stagger_ms = 20.0\nsettle_s = 5.0\n",
             self.fps, self.frame_bytes, self.policy, self.fec
         );
-        let _ = writeln!(t, "[protocol]\nrate_control = {}\n", self.rate_control);
+        let _ = writeln!(
+            t,
+            "[protocol]\nrate_control = {}\nuplink_alone = {}\n",
+            self.rate_control, self.uplink_alone
+        );
         if self.durability {
             t.push_str("[durability]\nstore_latency_ms = 20.0\n\n");
         }
@@ -1280,6 +1290,7 @@ pub const FEATURES: &[&str] = &[
     "policy fixed",
     "policy model",
     "rate control off",
+    "uplink alone",
 ];
 
 impl Coverage {
@@ -1334,6 +1345,7 @@ impl Coverage {
         hit("policy fixed", d.policy.starts_with("fixed"));
         hit("policy model", d.policy == "model");
         hit("rate control off", !d.rate_control);
+        hit("uplink alone", d.uplink_alone);
     }
 
     /// The features no scenario had.

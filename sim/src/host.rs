@@ -74,7 +74,10 @@ pub fn sender_config(scenario: &Scenario, session: u32, peer: SocketAddr) -> Sen
         frame_deadline: ms(p.frame_deadline_ms),
         max_frames_in_flight: p.max_frames_in_flight,
         probe_timeout: ms(p.probe_timeout_ms),
-        rate_control: p.rate_control.then(RateConfig::default),
+        rate_control: p.rate_control.then_some(RateConfig {
+            uplink_alone: p.uplink_alone,
+            ..RateConfig::default()
+        }),
         ..SenderConfig::new(session, peer)
     }
 }

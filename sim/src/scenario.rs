@@ -276,6 +276,10 @@ pub struct Protocol {
     /// shapes its frames to it (see `livecam_system::proto::rate`). `false` is the seed's
     /// sender, which sends what the camera makes as fast as it comes.
     pub rate_control: bool,
+    /// With rate control: each camera has its uplink to itself (a modem of its own), so a
+    /// frame's own transmission time is not read as queue (`RateConfig::uplink_alone`; off by
+    /// default: beside another flow it takes up to a frame interval of that flow's queue).
+    pub uplink_alone: bool,
     pub max_frames_in_flight: usize,
     /// A receiver forgets a session (and its segment size memory) silent this long.
     pub session_idle_ms: f64,
@@ -290,6 +294,7 @@ impl Default for Protocol {
             probe_timeout_ms: 100.0,
             pacing_rate: 0.0,
             rate_control: true,
+            uplink_alone: false,
             max_frames_in_flight: 16,
             session_idle_ms: 30_000.0,
         }

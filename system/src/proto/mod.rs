@@ -27,7 +27,7 @@ pub use estimator::{LinkEstimate, LinkEstimator};
 pub use fec::FecKind;
 pub use limits::{PolicyError, SizeLimits, DEFAULT_SEGMENT_SIZE};
 pub use policy::{FrameOutcome, PolicyConfig, PolicyKind, SizePolicy};
-pub use rate::{RateConfig, RateController, RateStats};
+pub use rate::{RateConfig, RateController, RateStats, RttSample};
 pub use receiver::{Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats};
 pub use sender::{PushError, Sender, SenderConfig, SenderEvent, SenderStats};
 

@@ -40,7 +40,7 @@ use thiserror::Error;
 
 use super::fec::Coder;
 use super::limits::DEFAULT_SEGMENT_SIZE;
-use super::rate::{RateConfig, RateController};
+use super::rate::{RateConfig, RateController, RttSample};
 use super::wire::{
     self, Message, Parity, Segment, MAX_SEGMENT_PAYLOAD, MAX_SHARDS, UDP_IP_OVERHEAD,
 };
@@ -725,16 +725,19 @@ impl Sender {
     }
 
     /// Tells the rate control a frame of `wire_bytes` whose last datagram left at `last_tx`
-    /// was acknowledged, with its round trip when that is a sure sample.
+    /// was acknowledged, with its round trip when that is a sure sample (and when the frame
+    /// was pushed, when known).
     fn rate_sample(
         &mut self,
         now: Instant,
         wire_bytes: u64,
         rtt: Option<Duration>,
+        pushed_at: Option<Instant>,
         last_tx: Instant,
     ) {
         if let Some(rc) = self.rate.as_mut() {
-            rc.on_ack(now, wire_bytes, rtt);
+            let sample = rtt.map(|rtt| RttSample { rtt, pushed_at });
+            rc.on_ack(now, wire_bytes, sample);
             if rtt.is_none() {
                 rc.on_late_ack(now, now - last_tx);
             }
@@ -753,7 +756,7 @@ impl Sender {
     /// that cut the target to its floor would hold the backlog there for good.
     pub fn note_delivered(&mut self, now: Instant, wire_bytes: u64, rtt: Option<Duration>) {
         if let Some(rc) = self.rate.as_mut() {
-            rc.on_ack(now, wire_bytes, rtt);
+            rc.on_ack(now, wire_bytes, rtt.map(RttSample::rtt));
         }
         self.report_target();
     }
@@ -789,7 +792,7 @@ impl Sender {
             let rtt = a
                 .data_sent_at
                 .and_then(|sent| sure_rtt(now, sent, a.first_repair_at, min_rtt));
-            self.rate_sample(now, a.wire_bytes, rtt, a.last_tx);
+            self.rate_sample(now, a.wire_bytes, rtt, None, a.last_tx);
         }
     }
 
@@ -815,7 +818,7 @@ impl Sender {
             if let (Some(rtt), Some(min)) = (rtt, min_rtt) {
                 self.queue_seen = rtt.saturating_sub(min);
             }
-            self.rate_sample(now, f.wire_bytes, rtt, f.last_tx);
+            self.rate_sample(now, f.wire_bytes, rtt, Some(f.pushed_at), f.last_tx);
             if clean {
                 let sample = now - f.last_tx;
                 match self.srtt {

@@ -215,6 +215,12 @@ pub struct MobileFile {
     /// it comes (the seed's sender).
     #[serde(default = "yes")]
     pub rate_control: bool,
+    /// With rate control: the camera has its uplink to itself (a modem of its own), so a
+    /// frame's own transmission time is not read as queue (`proto::rate`,
+    /// `RateConfig::uplink_alone`). Off by default: beside other traffic on the uplink it
+    /// takes up to a frame interval of that traffic's queue for its own.
+    #[serde(default)]
+    pub uplink_alone: bool,
 }
 
 fn yes() -> bool {
@@ -717,7 +723,10 @@ pub async fn run_mobile_on<S: DatagramSocket>(
     tracing::info!(boot_seq, "frames of this boot number on from here");
     let sender = Sender::new(SenderConfig {
         initial_segment_size: policy.initial_size(),
-        rate_control: cfg.rate_control.then(RateConfig::default),
+        rate_control: cfg.rate_control.then_some(RateConfig {
+            uplink_alone: cfg.uplink_alone,
+            ..RateConfig::default()
+        }),
         ..SenderConfig::new(cfg.id, any_port())
     });
     let camera = open_camera(&cfg.camera, &cfg.camera_settings())?;

@@ -354,6 +354,7 @@ pub async fn up(
             ring: None,
             ring_bytes: crate::runtime::service::default_ring_bytes(),
             rate_control: true,
+            uplink_alone: false,
         };
         cfg.secure_with(&keys);
         let link = LinkConfig {
