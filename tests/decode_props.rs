@@ -98,6 +98,8 @@ fn encoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         Message::Nack(Nack {
             session: 1001,
             frame: 7,
+            next_segment_size: 700,
+            next_parity: 2,
             missing: vec![0, 2, 9],
         }),
         Message::FrameAck(FrameAck {
@@ -394,12 +396,16 @@ fn arb_message() -> impl Strategy<Value = Message<'static>> {
         (
             u(),
             u(),
+            any::<u16>(),
+            any::<u8>(),
             btree_set(any::<u16>(), 1..=wire::MAX_NACK_INDICES)
         )
-            .prop_map(|(session, frame, m)| {
+            .prop_map(|(session, frame, next_segment_size, next_parity, m)| {
                 Message::Nack(Nack {
                     session,
                     frame,
+                    next_segment_size,
+                    next_parity,
                     missing: m.into_iter().collect(),
                 })
             }),

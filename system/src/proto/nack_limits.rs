@@ -22,6 +22,8 @@ fn nack(frame: u32, missing: Vec<u16>) -> Vec<u8> {
     Message::Nack(wire::Nack {
         session: 1,
         frame,
+        next_segment_size: 0,
+        next_parity: 0,
         missing,
     })
     .encode(&mut buf);

@@ -44,7 +44,7 @@ use serde::Serialize;
 use super::estimator::LinkEstimator;
 use super::fec::{Coder, Plan};
 use super::finished::{Finished, FinishedWindow};
-use super::policy::{FrameOutcome, PolicyConfig, SizePolicy};
+use super::policy::{FrameOutcome, PolicyConfig, PolicyKind, SizePolicy};
 use super::wire::{
     self, FrameAck, Message, Nack, Parity, Segment, MAX_NACK_INDICES, PARITY_OVERHEAD,
     SEGMENT_OVERHEAD,
@@ -1071,6 +1071,13 @@ impl Receiver {
         };
         let timing = s.timing(&self.cfg);
         let peer = s.peer;
+        // What the next frames should be cut into rides on the NACK too, under the model
+        // policy (the sender takes it only to shrink). The seed's rule is the patent's
+        // baseline and advises on frame ACKs only, as the patent does: size 0, no advice.
+        let plan = match self.cfg.policy.kind {
+            PolicyKind::Model => s.plan,
+            PolicyKind::Seed | PolicyKind::Fixed(_) => Plan { size: 0, parity: 0 },
+        };
         let Some(f) = s.frames.get_mut(&frame) else {
             return;
         };
@@ -1117,6 +1124,8 @@ impl Receiver {
                 let nack = Message::Nack(Nack {
                     session,
                     frame,
+                    next_segment_size: u16::try_from(plan.size).unwrap_or(u16::MAX),
+                    next_parity: u8::try_from(plan.parity).unwrap_or(u8::MAX),
                     missing: chunk.to_vec(),
                 });
                 self.outbox.send(peer, &nack);

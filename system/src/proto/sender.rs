@@ -2,7 +2,8 @@
 //!
 //! [`Sender`] cuts each frame into segments of the current size, paces them out at a configured
 //! rate, resends exactly the segments a NACK names (with their original boundaries), gives a
-//! frame up at its deadline, and takes the segment size for the next frame from each frame ACK.
+//! frame up at its deadline, and takes the segment size for the next frame from each frame ACK
+//! and NACK.
 //!
 //! Parity: an ACK also says how many parity segments ([`super::fec`]) to add to the next
 //! frames. They follow the frame's data segments in its first crossing; two spare ones more
@@ -842,13 +843,22 @@ impl Sender {
                 rtt,
             });
         }
+        self.take_advice(ack.frame, ack.next_segment_size, ack.next_parity);
+    }
+
+    /// Takes the segment size and parity the receiver wants for the next frames, from the
+    /// ACK or NACK of `frame`, unless a message about a newer frame already set them (the
+    /// path may reorder) or the size is 0 (no advice). NACKs carry it too (a smaller size
+    /// only is taken from them): on a link where no frame completes any more, they are the
+    /// only feedback, and a size too large for the link's bit errors must still come down.
+    fn take_advice(&mut self, frame: u32, size: u16, parity: u8) {
         let newer = self
             .size_set_by
-            .is_none_or(|by| ack.frame.wrapping_sub(by) < u32::MAX / 2);
+            .is_none_or(|by| frame.wrapping_sub(by) < u32::MAX / 2);
         // A peer may ask for anything; a segment must still fit one UDP datagram.
-        let next = usize::from(ack.next_segment_size).min(MAX_SEGMENT_PAYLOAD);
+        let next = usize::from(size).min(MAX_SEGMENT_PAYLOAD);
         if newer && next > 0 {
-            self.size_set_by = Some(ack.frame);
+            self.size_set_by = Some(frame);
             if next != self.segment_size {
                 self.events.push_back(SenderEvent::SegmentSizeChanged {
                     from: self.segment_size,
@@ -856,7 +866,7 @@ impl Sender {
                 });
                 self.segment_size = next;
             }
-            let parity = usize::from(ack.next_parity);
+            let parity = usize::from(parity);
             if parity != self.parity {
                 self.events.push_back(SenderEvent::ParityChanged {
                     from: self.parity,
@@ -891,6 +901,11 @@ impl Sender {
 
     fn on_nack(&mut self, now: Instant, nack: wire::Nack) {
         self.stats.nacks_received += 1;
+        // From a NACK only a smaller size is taken: growth waits for a frame that completed
+        // (taking any size from NACKs cost the lossy soak: worst 85.5% -> 76.5%).
+        if usize::from(nack.next_segment_size) < self.segment_size {
+            self.take_advice(nack.frame, nack.next_segment_size, nack.next_parity);
+        }
         let interval = self.nack_resend_interval();
         let min_rtt = self.rate.as_ref().and_then(RateController::min_rtt);
         let Some(f) = self.frames.get_mut(&nack.frame) else {

@@ -23,9 +23,19 @@ enum Fate {
 /// What crossed the network, for assertions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seen {
-    Segment { frame: u32, index: u16 },
-    Nack { frame: u32, missing: Vec<u16> },
-    Ack { frame: u32, next: u16 },
+    Segment {
+        frame: u32,
+        index: u16,
+    },
+    Nack {
+        frame: u32,
+        missing: Vec<u16>,
+        next: u16,
+    },
+    Ack {
+        frame: u32,
+        next: u16,
+    },
 }
 
 type Hook = Box<dyn FnMut(&Seen, usize) -> Fate>;
@@ -63,6 +73,7 @@ fn seen(bytes: &[u8]) -> Seen {
         Message::Nack(n) => Seen::Nack {
             frame: n.frame,
             missing: n.missing,
+            next: n.next_segment_size,
         },
         Message::FrameAck(a) => Seen::Ack {
             frame: a.frame,
@@ -214,7 +225,18 @@ impl Pair {
         self.log
             .iter()
             .filter_map(|s| match s {
-                Seen::Nack { frame, missing } => Some((*frame, missing.clone())),
+                Seen::Nack { frame, missing, .. } => Some((*frame, missing.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The segment size each NACK advised, in order.
+    fn nacked_sizes(&self) -> Vec<u16> {
+        self.log
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Nack { next, .. } => Some(*next),
                 _ => None,
             })
             .collect()
@@ -425,6 +447,85 @@ fn the_size_from_an_ack_applies_from_the_next_frame_on() {
     let id = p.push(10_000);
     p.run_for(Duration::from_secs(1));
     assert_eq!(p.segments_sent(id).len(), 10_000usize.div_ceil(605));
+}
+
+/// A NACK carries the receiver's size advice: the sender takes a smaller size from it (on a
+/// link where no frame completes, NACKs are the only feedback), never a larger one (growth
+/// waits for a frame ACK), nothing from a NACK of an older frame than the one that set the
+/// size, and nothing from a size of 0 (the seed's rule advises on ACKs only).
+#[test]
+fn a_nack_brings_the_segment_size_down_but_never_up() {
+    let rx = addr(RX);
+    let mut cfg = SenderConfig::new(1, rx);
+    cfg.initial_segment_size = 1000;
+    let mut tx = Sender::new(cfg);
+    for _ in 0..4 {
+        tx.push_frame(Instant::ZERO, vec![7; 3000]).unwrap();
+    }
+    let nack = |frame: u32, size: u16, parity: u8| {
+        encode(Message::Nack(wire::Nack {
+            session: 1,
+            frame,
+            next_segment_size: size,
+            next_parity: parity,
+            missing: vec![0],
+        }))
+    };
+    let now = Instant::from_millis(50);
+    tx.handle_datagram(now, rx, &nack(1, 0, 0));
+    assert_eq!(tx.segment_size(), 1000, "0 is no advice");
+    tx.handle_datagram(now, rx, &nack(1, 1400, 2));
+    assert_eq!((tx.segment_size(), tx.parity()), (1000, 0), "never up");
+    tx.handle_datagram(now, rx, &nack(2, 300, 3));
+    assert_eq!(
+        (tx.segment_size(), tx.parity()),
+        (300, 3),
+        "down, with its parity"
+    );
+    tx.handle_datagram(now, rx, &nack(1, 200, 1));
+    assert_eq!(tx.segment_size(), 300, "an older frame's NACK is stale");
+    // The next frame is cut at the new size.
+    let id = tx.push_frame(now, vec![8; 900]).unwrap();
+    let mut buf = Vec::new();
+    let mut cut = 0;
+    for t in 50..2_000 {
+        let now = Instant::from_millis(t);
+        tx.handle_timeout(now);
+        while tx.poll_transmit(now, &mut buf).is_some() {
+            if let Ok(Message::Segment(seg)) = wire::decode(&buf) {
+                if seg.frame == id {
+                    cut = cut.max(seg.count);
+                }
+            }
+        }
+    }
+    assert_eq!(usize::from(cut), 900usize.div_ceil(300));
+}
+
+/// The receiver's NACK carries the model policy's plan; under the seed's rule (the patent's
+/// baseline, which advises on frame ACKs only) it carries 0, no advice.
+#[test]
+fn a_nack_carries_the_model_policys_size_and_not_the_seed_rules() {
+    let nacked_size = |kind: PolicyKind| {
+        let mut rx = ReceiverConfig::default();
+        rx.policy.kind = kind;
+        let mut p = Pair::new(SenderConfig::new(1, addr(RX)), rx);
+        // The second segment's first copy is lost.
+        p.hook = Box::new(|s, n| match s {
+            Seen::Segment { index: 1, .. } if n == 0 => Fate::Drop,
+            _ => Fate::Deliver,
+        });
+        p.push(3_000);
+        p.run_for(Duration::from_secs(1));
+        p.nacked_sizes()
+    };
+    let model = nacked_size(PolicyKind::Model);
+    assert!(
+        !model.is_empty() && model.iter().all(|&s| s > 0),
+        "{model:?}"
+    );
+    let seed = nacked_size(PolicyKind::Seed);
+    assert!(!seed.is_empty() && seed.iter().all(|&s| s == 0), "{seed:?}");
 }
 
 #[test]
@@ -653,6 +754,8 @@ mod hostile_input {
                     Message::Nack(wire::Nack {
                         session: 1,
                         frame: frame % 8,
+                        next_segment_size: 0,
+                        next_parity: 0,
                         missing: missing.into_iter().collect(),
                     })
                     .encode(&mut buf);
@@ -946,6 +1049,8 @@ fn a_nack_for_a_tail_still_in_flight_leaves_the_round_trip_sample() {
         let nack = encode(Message::Nack(wire::Nack {
             session: 1,
             frame: 1,
+            next_segment_size: 0,
+            next_parity: 0,
             missing: vec![1],
         }));
         tx.handle_datagram(Instant::from_millis(tail + nack_after), rx, &nack);
@@ -1009,6 +1114,8 @@ fn a_nack_for_a_tail_that_may_still_be_in_a_long_queue_brings_no_copy() {
         let nack = encode(Message::Nack(wire::Nack {
             session: 1,
             frame: 1,
+            next_segment_size: 0,
+            next_parity: 0,
             missing: vec![1],
         }));
         let mut copies = run(&mut tx, 100, first_nack);

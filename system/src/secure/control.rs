@@ -1091,6 +1091,8 @@ mod tests {
                 Message::Nack(Nack {
                     session: 7,
                     frame: 1,
+                    next_segment_size: 0,
+                    next_parity: 0,
                     missing: vec![0, 1, 2],
                 }),
             ),

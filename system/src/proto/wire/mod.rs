@@ -111,9 +111,10 @@ pub use segments::{
 /// First two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"LC";
 /// The wire version this build speaks. Version 2 added the repair segment and parity types and
-/// the parity count in the frame ACK; a version 1 peer's datagrams are refused as
+/// the parity count in the frame ACK, version 3 the 64-bit frame identities, version 4 the
+/// segment size and parity in the NACK; an older peer's datagrams are refused as
 /// [`WireError::UnsupportedVersion`], and ours by it.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// Preamble (magic, version, type) length.
 pub const PREAMBLE_LEN: usize = 4;
 /// Trailing checksum length.

@@ -188,11 +188,17 @@ impl<'a> Parity<'a> {
     }
 }
 
-/// The receiver asks for exactly these segments of a frame again.
+/// The receiver asks for exactly these segments of a frame again. Like a [`FrameAck`] it
+/// carries the segment size and parity the receiver wants for the next frames: on a link
+/// where no frame completes any more, NACKs are the only feedback, and a size set too large
+/// before the receiver saw the link's bit errors must still come down (see `Sender`). A size
+/// of 0 is no advice (the seed's rule, the patent's baseline, advises on frame ACKs only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nack {
     pub session: u32,
     pub frame: u32,
+    pub next_segment_size: u16,
+    pub next_parity: u8,
     /// Missing or damaged segment indices, strictly increasing.
     pub missing: Vec<u16>,
 }
@@ -208,6 +214,8 @@ impl Nack {
         let n = self.missing.len().min(MAX_NACK_INDICES);
         buf.put_u32(self.session);
         buf.put_u32(self.frame);
+        buf.put_u16(self.next_segment_size);
+        buf.put_u8(self.next_parity);
         buf.put_u16(n as u16);
         for &i in self.missing.iter().take(n) {
             buf.put_u16(i);
@@ -217,6 +225,8 @@ impl Nack {
     pub(super) fn decode_body(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let session = r.u32()?;
         let frame = r.u32()?;
+        let next_segment_size = r.u16()?;
+        let next_parity = r.u8()?;
         let n = usize::from(r.u16()?);
         if n == 0 || n > MAX_NACK_INDICES {
             return Err(WireError::Invalid("NACK index count out of range"));
@@ -232,6 +242,8 @@ impl Nack {
         Ok(Nack {
             session,
             frame,
+            next_segment_size,
+            next_parity,
             missing,
         })
     }
@@ -469,7 +481,10 @@ mod tests {
                         repair: a % 2 == 1,
                     })
                 }
-                2 => Message::Nack(Nack { session, frame, missing: missing.clone() }),
+                2 => Message::Nack(Nack {
+                    session, frame, next_segment_size: a, next_parity: b as u8,
+                    missing: missing.clone(),
+                }),
                 3 => Message::FrameAck(FrameAck { session, frame, next_segment_size: a, next_parity: b as u8 }),
                 6 => Message::KeepAlive(KeepAlive { session, seq: frame }),
                 _ => {

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use super::*;
 
-/// One of every message kind (and every command) and its bytes as wire version 3 writes them:
+/// One of every message kind (and every command) and its bytes as wire version 4 writes them:
 /// the format's golden copy. A change here is a new wire version.
 fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
     let v4 = SocketAddr::from(([10, 1, 2, 3], 4567));
@@ -28,7 +28,7 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
                 payload: b"abcd",
                 repair: false,
             }),
-            "4c430301010203040000000700010003000000040000000c000461626364dedca825",
+            "4c430401010203040000000700010003000000040000000c000461626364be8082ba",
         ),
         (
             Message::Segment(Segment {
@@ -41,7 +41,7 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
                 payload: b"xyz",
                 repair: true,
             }),
-            "4c4303050000000900000008000000010000000000000003000378797a1385c9af",
+            "4c4304050000000900000008000000010000000000000003000378797a8cd0423e",
         ),
         (
             Message::Parity(Parity {
@@ -54,15 +54,17 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
                 repair: true,
                 payload: b"pqrs",
             }),
-            "4c43030600000009000000080002000100030000000a01000470717273003d9ceb",
+            "4c43040600000009000000080002000100030000000a010004707172739f68177a",
         ),
         (
             Message::Nack(Nack {
                 session: 5,
                 frame: 6,
+                next_segment_size: 700,
+                next_parity: 2,
                 missing: vec![1, 2, 300],
             }),
-            "4c4303020000000500000006000300010002012ce29d9d58",
+            "4c430402000000050000000602bc02000300010002012cb6a8b500",
         ),
         (
             Message::FrameAck(FrameAck {
@@ -71,21 +73,21 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
                 next_segment_size: 1442,
                 next_parity: 2,
             }),
-            "4c430303000000050000000605a2020b0211f9",
+            "4c430403000000050000000605a202993cb8c2",
         ),
         (
             Message::Stored(Stored {
                 session: 5,
                 frames: vec![1, u64::MAX, 1 << 40],
             }),
-            "4c4303040000000500030000000000000001ffffffffffffffff00000100000000000013490e",
+            "4c4304040000000500030000000000000001ffffffffffffffff0000010000000000b0637b7f",
         ),
         (
             Message::KeepAlive(KeepAlive {
                 session: 5,
                 seq: 77,
             }),
-            "4c430307000000050000004d72c30b30",
+            "4c430407000000050000004d09b884a9",
         ),
         (
             Message::ConnectRequest(ConnectRequest {
@@ -95,7 +97,7 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
                 hello: b"hello",
                 padding: 3,
             }),
-            "4c4303100000000b000000020004000000000000000568656c6c6f0003000000e25d0659",
+            "4c4304100000000b000000020004000000000000000568656c6c6f00030000008a7dc166",
         ),
         (
             Message::ConnectForward(ConnectForward {
@@ -105,7 +107,7 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
                 client_addr: v4,
                 hello: b"hi",
             }),
-            "4c4303110000000b000000020000000000000063040a01020311d700026869a9be02d1",
+            "4c4304110000000b000000020000000000000063040a01020311d70002686965659ec8",
         ),
         (
             Message::ConnectOffer(ConnectOffer {
@@ -115,7 +117,7 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
                 load: 40,
                 reply: b"re",
             }),
-            "4c4303120000000b000000020000000300000028000272652de4ab88",
+            "4c4304120000000b00000002000000030000002800027265bc615475",
         ),
         (
             Message::ConnectAccept(ConnectReply {
@@ -123,7 +125,7 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
                 attempt: 2,
                 tier2: 3,
             }),
-            "4c4303130000000b000000020000000306ab2ac4",
+            "4c4304130000000b0000000200000003af53f6e7",
         ),
         (
             Message::ConnectRelease(ConnectReply {
@@ -131,7 +133,7 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
                 attempt: 2,
                 tier2: 4,
             }),
-            "4c4303140000000b0000000200000004405fe714",
+            "4c4304140000000b0000000200000004e9a73b37",
         ),
         (
             Message::Heartbeat(Heartbeat {
@@ -140,7 +142,7 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
                 sessions: 12,
                 capacity: 100,
             }),
-            "4c4303150000000300000002000000000000000c000000643d77e7b8",
+            "4c4304150000000300000002000000000000000c00000064acf21845",
         ),
         (
             Message::HeartbeatAck(HeartbeatAck {
@@ -148,7 +150,7 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
                 tier2: 3,
                 epoch: 5,
             }),
-            "4c43031600000001000000030000000000000005199d8263",
+            "4c4304160000000100000003000000000000000535828cb2",
         ),
         (
             Message::HandoverRequest(Handover {
@@ -157,7 +159,7 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
                 tier2_addr: v4,
                 epoch: 6,
             }),
-            "4c4303170000000100000003040a01020311d70000000000000006bc1c1dac",
+            "4c4304170000000100000003040a01020311d7000000000000000676926f7f",
         ),
         (
             Message::HandoverAccept(Handover {
@@ -166,7 +168,7 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
                 tier2_addr: v6,
                 epoch: 6,
             }),
-            "4c43031800000002000000030620010db800000000000000000000000900500000000000000006f4b0075b",
+            "4c43041800000002000000030620010db8000000000000000000000009005000000000000000060352bed7",
         ),
         (
             Message::ManagerChange(ManagerChange {
@@ -175,18 +177,18 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
                 manager_addr: v4,
                 epoch: 7,
             }),
-            "4c4303190000000300000002040a01020311d70000000000000007814bd159",
+            "4c4304190000000300000002040a01020311d700000000000000074bc5a38a",
         ),
         (
             Message::Tier1List(vec![v4, v6]),
-            "4c43031a02040a01020311d70620010db8000000000000000000000009005003ce01ac",
+            "4c43041a02040a01020311d70620010db80000000000000000000000090050cf159db5",
         ),
         (
             Message::SessionTier1s(SessionTier1s {
                 session: 5,
                 tier1s: vec![v6, v4],
             }),
-            "4c43030900000005020620010db80000000000000000000000090050040a01020311d7c65c2b67",
+            "4c43040900000005020620010db80000000000000000000000090050040a01020311d7451f8c5b",
         ),
         (
             Message::PeerStatus(PeerStatus {
@@ -196,7 +198,7 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
                 capacity: 400,
                 draining: true,
             }),
-            "4c43031b00000001000000040000001e0000019001157b6638",
+            "4c43041b00000001000000040000001e000001900134ef1b9e",
         ),
         (
             Message::CommandResult(CommandResult {
@@ -205,7 +207,7 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
                 ok: false,
                 reason: "no café".into(),
             }),
-            "4c43033110000000000000000000000b00086e6f20636166c3a93db368f5",
+            "4c43043110000000000000000000000b00086e6f20636166c3a91468be4c",
         ),
         (
             Message::Sealed(Sealed {
@@ -213,7 +215,7 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
                 nonce: 1 << 35,
                 body: &[0xee; AEAD_TAG_LEN + 3],
             }),
-            "4c430308000000050000000800000000eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee075e6707",
+            "4c430408000000050000000800000000eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee841dc03b",
         ),
         (
             Message::Signed(Signed {
@@ -223,48 +225,53 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
                 inner: b"inner",
                 signature: &SIG,
             }),
-            "4c43032002000000030000200000000000696e6e65725a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a28f01d79",
+            "4c43042002000000030000200000000000696e6e65725a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a7d3c1ab0",
         ),
         (
             Message::Command(CommandMsg { id: 0, client: 11, command: Command::SetFps { milli_fps: 12_500 } }),
-            "4c43033000000000000000000000000b01000030d482dd1f83",
+            "4c43043000000000000000000000000b01000030d4a3496225",
         ),
         (
             Message::Command(CommandMsg { id: 1, client: 11, command: Command::SetResolution { width: 1280, height: 720 } }),
-            "4c43033000000000000000010000000b02050002d0074efaeb",
+            "4c43043000000000000000010000000b02050002d026da874d",
         ),
         (
             Message::Command(CommandMsg { id: 2, client: 11, command: Command::SetQuality { quality: 85 } }),
-            "4c43033000000000000000020000000b0355e9dc123c",
+            "4c43043000000000000000020000000b03553c20de24",
         ),
         (
             Message::Command(CommandMsg { id: 3, client: 11, command: Command::Snapshot }),
-            "4c43033000000000000000030000000b04a5466a6e",
+            "4c43043000000000000000030000000b049602ef98",
         ),
         (
             Message::Command(CommandMsg { id: 4, client: 11, command: Command::SwitchTier1 { addr: v6 } }),
-            "4c43033000000000000000040000000b050620010db80000000000000000000000090050cb0a14ca",
+            "4c43043000000000000000040000000b050620010db80000000000000000000000090050b629d10c",
         ),
         (
             Message::Command(CommandMsg { id: 5, client: 11, command: Command::Start }),
-            "4c43033000000000000000050000000b062d048d2d",
+            "4c43043000000000000000050000000b061e4008db",
         ),
         (
             Message::Command(CommandMsg { id: 6, client: 11, command: Command::Stop }),
-            "4c43033000000000000000060000000b07ebd3c5f4",
+            "4c43043000000000000000060000000b07d8974002",
         ),
     ]
 }
 
 #[test]
 fn golden_bytes_of_every_message() {
+    // Every message that differs is listed, so a new wire version is one pass over them.
+    let mut differ = Vec::new();
     for (m, want) in one_of_each() {
         let mut buf = Vec::new();
         m.encode(&mut buf);
         let hex: String = buf.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, want, "{}", m.name());
+        if hex != want {
+            differ.push(format!("{}: {want} is now {hex}", m.name()));
+        }
         assert_eq!(decode(&buf), Ok(m));
     }
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
 }
 
 #[test]
