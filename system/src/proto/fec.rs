@@ -106,6 +106,17 @@ pub struct Plan {
     pub parity: usize,
 }
 
+impl Plan {
+    /// The plan as the frame ACK and NACK carry it (`next_segment_size`, `next_parity`),
+    /// saturated to the fields' widths.
+    pub fn on_wire(&self) -> (u16, u8) {
+        (
+            u16::try_from(self.size).unwrap_or(u16::MAX),
+            u8::try_from(self.parity).unwrap_or(u8::MAX),
+        )
+    }
+}
+
 /// The `auto` rule (see the module docs): the cut and parity count for a frame of
 /// `frame_len` bytes that the size policy would cut into segments of `size` bytes, given the
 /// link estimate, a first-crossing miss target and a budget of parity bytes per frame byte.

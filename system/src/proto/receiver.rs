@@ -529,11 +529,12 @@ impl Receiver {
         let Some(s) = self.sessions.get(&session) else {
             return;
         };
+        let (next_segment_size, next_parity) = s.plan.on_wire();
         let ack = FrameAck {
             session,
             frame,
-            next_segment_size: u16::try_from(s.plan.size).unwrap_or(u16::MAX),
-            next_parity: u8::try_from(s.plan.parity).unwrap_or(u8::MAX),
+            next_segment_size,
+            next_parity,
         };
         let peer = s.peer;
         // Twice on a link that loses datagrams: a lost ACK leaves the frame in flight until
@@ -1074,9 +1075,9 @@ impl Receiver {
         // What the next frames should be cut into rides on the NACK too, under the model
         // policy (the sender takes it only to shrink). The seed's rule is the patent's
         // baseline and advises on frame ACKs only, as the patent does: size 0, no advice.
-        let plan = match self.cfg.policy.kind {
-            PolicyKind::Model => s.plan,
-            PolicyKind::Seed | PolicyKind::Fixed(_) => Plan { size: 0, parity: 0 },
+        let (next_segment_size, next_parity) = match self.cfg.policy.kind {
+            PolicyKind::Model => s.plan.on_wire(),
+            PolicyKind::Seed | PolicyKind::Fixed(_) => (0, 0),
         };
         let Some(f) = s.frames.get_mut(&frame) else {
             return;
@@ -1124,8 +1125,8 @@ impl Receiver {
                 let nack = Message::Nack(Nack {
                     session,
                     frame,
-                    next_segment_size: u16::try_from(plan.size).unwrap_or(u16::MAX),
-                    next_parity: u8::try_from(plan.parity).unwrap_or(u8::MAX),
+                    next_segment_size,
+                    next_parity,
                     missing: chunk.to_vec(),
                 });
                 self.outbox.send(peer, &nack);
