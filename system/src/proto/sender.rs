@@ -302,6 +302,10 @@ pub struct Sender {
     /// the minimum round trip plus this queue brings no further copy: the receiver asked
     /// before that copy could arrive.
     queue_seen: Duration,
+    /// One bit per acknowledged frame, the newest lowest: whether a NACK reported one of its
+    /// segments lost while no queue was seen. Any bit set tells a lossy link, on which a
+    /// silence is more likely loss than a queue (see [`Sender::handle_timeout`]).
+    recent_losses: u16,
     /// Parity segments per frame, as the last ACK asked.
     parity: usize,
     coder: Coder,
@@ -385,6 +389,7 @@ impl Sender {
             srtt: None,
             rttvar: Duration::ZERO,
             queue_seen: Duration::ZERO,
+            recent_losses: 0,
             parity: 0,
             coder: Coder::default(),
             events: VecDeque::new(),
@@ -819,6 +824,10 @@ impl Sender {
             if let (Some(rtt), Some(min)) = (rtt, min_rtt) {
                 self.queue_seen = rtt.saturating_sub(min);
             }
+            // A loss counts as the link's own (radio loss) when no queue was seen: a loss at
+            // a full queue says nothing of what a silence means.
+            let quiet = min_rtt.is_some_and(|min| self.queue_seen <= min / 2);
+            self.recent_losses = self.recent_losses << 1 | u16::from(f.loss_reported && quiet);
             self.rate_sample(now, f.wire_bytes, rtt, Some(f.pushed_at), f.last_tx);
             if clean {
                 let sample = now - f.last_tx;
@@ -1104,6 +1113,7 @@ impl Endpoint for Sender {
             .last_feedback
             .filter(|&t| self.rate.is_some() && t + probe_timeout > now);
         let rearm = now + probe_timeout;
+        let lossy = self.recent_losses != 0;
         for (&id, f) in self.frames.iter_mut() {
             if f.probe_at.is_some_and(|at| at <= now) {
                 if !f.tail_lost && heard.is_some_and(|t| t > f.last_tx) {
@@ -1112,6 +1122,14 @@ impl Endpoint for Sender {
                 }
                 f.probe_at = None;
                 f.tail_lost = false;
+                // A whole probe timeout of silence past the queue seen, on a link that loses
+                // segments: what the frame sent is taken for lost (as TCP's RTO empties the
+                // flight), so it no longer holds the window shut while the probes back off.
+                // On a link that has lost nothing the silence is a queue (capacity fell) and
+                // the bytes stay counted.
+                if lossy {
+                    f.unheard_bytes = 0;
+                }
                 let last = f.count - 1;
                 if !f.queued[usize::from(last)] {
                     f.queued[usize::from(last)] = true;

@@ -1153,3 +1153,65 @@ fn a_nack_for_a_tail_that_may_still_be_in_a_long_queue_brings_no_copy() {
     let prompt = tail_copies(60);
     assert!(prompt.contains(&160), "copies {prompt:?}");
 }
+
+/// Under rate control a frame's unheard bytes hold the window shut. A burst that takes two
+/// frames whole and their first tail probes used to stall every later frame until feedback
+/// came (NACK-only lossy soak case 0: 650 ms). On a link that has lost segments with no queue
+/// in sight, the tail probe that fires now takes its frame's bytes for lost, and the next
+/// frame starts before anything is heard of the lost ones; on a link that has lost nothing the
+/// silence may be a queue, and the next frame waits for feedback as before.
+#[test]
+fn a_fired_tail_probe_frees_the_window_on_a_lossy_link_and_not_on_a_clean_one() {
+    // Where, in the order datagrams left, frame 5's first segment went, and the first
+    // feedback (NACK or ACK) on frame 3.
+    let order = |lossy: bool| {
+        let mut cfg = SenderConfig::new(1, addr(RX));
+        cfg.initial_segment_size = 1000;
+        // A window of 50 KB/s x (20 ms + 40 ms) = 3 KB: one 4 KB frame unheard shuts it.
+        cfg.rate_control = Some(RateConfig {
+            initial_rate: 50_000.0,
+            max_rate: 50_000.0,
+            ..RateConfig::default()
+        });
+        let rx = ReceiverConfig {
+            policy: PolicyConfig {
+                kind: PolicyKind::Fixed(1000),
+                ..PolicyConfig::default()
+            },
+            ..ReceiverConfig::default()
+        };
+        let mut p = Pair::new(cfg, rx);
+        p.hook = Box::new(move |s, n| match s {
+            // Frame 1 loses a segment on a quiet link (frame 0 measured the round trip).
+            Seen::Segment { frame: 1, index: 1 } if lossy && n == 0 => Fate::Drop,
+            // Frames 3 and 4 go whole, and so do their first tail probes.
+            Seen::Segment { frame: 3 | 4, .. } if n < 2 => Fate::Drop,
+            _ => Fate::Deliver,
+        });
+        for _ in 0..6 {
+            p.push(4000);
+            p.run_for(Duration::from_millis(100));
+        }
+        p.run_for(Duration::from_secs(2));
+        assert_eq!(p.acked().len(), 6, "lossy {lossy}: every frame arrives");
+        let first5 = p
+            .log
+            .iter()
+            .position(|s| *s == Seen::Segment { frame: 5, index: 0 });
+        let heard3 = p
+            .log
+            .iter()
+            .position(|s| matches!(s, Seen::Nack { frame: 3, .. } | Seen::Ack { frame: 3, .. }));
+        (first5.unwrap(), heard3.unwrap())
+    };
+    let (first5, heard3) = order(true);
+    assert!(
+        first5 < heard3,
+        "lossy link: frame 5 left at {first5}, after feedback on frame 3 at {heard3}"
+    );
+    let (first5, heard3) = order(false);
+    assert!(
+        first5 > heard3,
+        "clean link: frame 5 left at {first5}, before feedback on frame 3 at {heard3}"
+    );
+}
