@@ -10,7 +10,7 @@ use livecam_system::device::NmeaParser;
 use livecam_system::proto::wire::{
     self, Command, CommandMsg, CommandResult, ConnectForward, ConnectOffer, ConnectReply,
     ConnectRequest, FrameAck, Handover, Heartbeat, HeartbeatAck, KeepAlive, ManagerChange, Message,
-    Nack, Parity, PeerStatus, Sealed, Segment, SessionTier1s, Stored,
+    Nack, Parity, PathProbe, PeerStatus, Sealed, Segment, SessionTier1s, Stored,
 };
 use proptest::collection::{btree_set, vec};
 use proptest::prelude::*;
@@ -249,6 +249,15 @@ fn encoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             client: 1001,
             ok: false,
             reason: "resolution not supported: 640x480".into(),
+        }),
+        // New types go last, so the files of the ones before keep their names.
+        Message::PathChallenge(PathProbe {
+            session: 1001,
+            token: 12,
+        }),
+        Message::PathResponse(PathProbe {
+            session: 1001,
+            token: 12,
         }),
     ];
     let mut out: Vec<_> = messages
@@ -514,6 +523,14 @@ fn arb_message() -> impl Strategy<Value = Message<'static>> {
         vec(arb_addr(), 1..=wire::MAX_TIER1_LIST).prop_map(Message::Tier1List),
         (u(), vec(arb_addr(), 1..=wire::MAX_TIER1_LIST)).prop_map(|(session, tier1s)| {
             Message::SessionTier1s(SessionTier1s { session, tier1s })
+        }),
+        (u(), any::<u64>(), any::<bool>()).prop_map(|(session, token, challenge)| {
+            let p = PathProbe { session, token };
+            if challenge {
+                Message::PathChallenge(p)
+            } else {
+                Message::PathResponse(p)
+            }
         }),
         (u(), u(), u(), u(), any::<bool>()).prop_map(
             |(tier1, tier2s, sessions, capacity, draining)| {

@@ -47,6 +47,8 @@ pub fn wire(data: &[u8]) {
             | Message::FrameAck(_)
             | Message::Stored(_)
             | Message::KeepAlive(_)
+            | Message::PathChallenge(_)
+            | Message::PathResponse(_)
             | Message::SessionTier1s(_)
             | Message::Sealed(_)
     );
@@ -65,6 +67,7 @@ pub fn wire(data: &[u8]) {
         Message::FrameAck(m) => Some(m.session),
         Message::Stored(m) => Some(m.session),
         Message::KeepAlive(m) => Some(m.session),
+        Message::PathChallenge(m) | Message::PathResponse(m) => Some(m.session),
         Message::SessionTier1s(m) => Some(m.session),
         Message::Sealed(m) => Some(m.session),
         Message::Command(m) => Some(m.client),

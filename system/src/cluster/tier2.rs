@@ -76,6 +76,9 @@ pub enum Tier2Event {
     /// `boot_seq` is the capture sequence number the session's frame ids continue from (what
     /// the client's request said, authenticated by its hello when the cluster has keys);
     /// `None` for a client taken without a reservation (only without keys).
+    /// `addr` is where the session is answered: with keys, the address the offer (with the
+    /// handshake's answer) went to, which the client proved it reads by agreeing the keys;
+    /// without, where the accept came from.
     SessionAccepted {
         client: u32,
         addr: SocketAddr,
@@ -168,9 +171,15 @@ impl Tier2 {
     }
 
     /// `client` proved it took this tier-2's offer (a datagram opened with its reservation's
-    /// keys): accepted as if its accept had arrived from `addr`.
+    /// keys): accepted as if its accept had arrived from `addr` (a session with keys is
+    /// answered where its offer went, see [`Tier2Event::SessionAccepted`]).
     pub fn confirm(&mut self, client: u32, addr: SocketAddr) {
         if let Some(r) = self.reservations.remove(&client) {
+            let addr = if r.channel.is_some() {
+                r.client_addr
+            } else {
+                addr
+            };
             if let Some(channel) = r.channel {
                 self.channels.insert(client, channel);
             }
@@ -316,12 +325,16 @@ impl Tier2 {
                 if known || (self.gate.is_none() && self.load() < self.cfg.capacity) {
                     let r = self.reservations.remove(&a.client);
                     let boot_seq = r.as_ref().map(|r| r.boot_seq);
-                    if let Some(channel) = r.and_then(|r| r.channel) {
-                        self.channels.insert(a.client, channel);
+                    // The plain accept proves nothing of where it came from; a session with
+                    // keys is answered where its offer went (see `SessionAccepted`).
+                    let mut addr = from;
+                    if let Some(r) = r.filter(|r| r.channel.is_some()) {
+                        addr = r.client_addr;
+                        self.channels.extend(r.channel.map(|c| (a.client, c)));
                     }
                     self.events.push_back(Tier2Event::SessionAccepted {
                         client: a.client,
-                        addr: from,
+                        addr,
                         boot_seq,
                     });
                 }

@@ -134,6 +134,15 @@ impl Mobile {
                     self.connector.trust_tier1s(&m.tier1s);
                 }
             }
+        } else if data.get(3) == Some(&wire::kind::PATH_CHALLENGE) {
+            // Sealed only (it came through `open` from the session's tier-2): the token goes
+            // back from the address the challenge reached, which proves this client is there
+            // (see `secure::paths`). Same size as the challenge: nothing amplified.
+            if let (Some(_), Ok(Message::PathChallenge(m))) = (&self.channel, wire::decode(data)) {
+                if m.session == self.connector.id() {
+                    self.outbox.send(from, &Message::PathResponse(m));
+                }
+            }
         } else if wire::is_control(data) {
             // Commands come only through the tier-2 that holds the session.
             if let Ok(Message::Command(m)) = wire::decode(data) {

@@ -183,6 +183,20 @@ impl Net {
         self.now = end;
     }
 
+    /// Takes out of flight the first datagram (from, to, bytes) that `pick` chooses, as an
+    /// attacker on the path would.
+    pub(crate) fn take_in_flight(
+        &mut self,
+        pick: impl Fn(SocketAddr, SocketAddr, &[u8]) -> bool,
+    ) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
+        let key = self
+            .flight
+            .iter()
+            .find(|(_, (from, to, data))| pick(*from, *to, data))
+            .map(|(&k, _)| k)?;
+        self.flight.remove(&key)
+    }
+
     fn result(&self, id: u64) -> Option<&CommandResult> {
         self.results.iter().find(|r| r.id == id)
     }

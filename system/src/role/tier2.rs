@@ -6,9 +6,11 @@ use super::{Recorder, RoleEvent, Sink};
 use crate::cluster::{Tier2, Tier2Event};
 use crate::machine::{Endpoint, Role};
 use crate::outbox::Outbox;
-use crate::proto::wire::{self, CommandMsg, CommandResult, Message, SessionTier1s};
+use crate::proto::wire::{
+    self, CommandMsg, CommandResult, Message, PathProbe, SessionTier1s, SEALED_OVERHEAD,
+};
 use crate::secure::control::{ControlGate, ControlPlane, ControlStats, Incoming};
-use crate::secure::Channel;
+use crate::secure::{Channel, PathStats, PathTable};
 use crate::time::Instant;
 
 /// A tier-2 server: the cluster logic ([`Tier2`]) for control messages and a [`Sink`] for the
@@ -31,6 +33,8 @@ pub struct Tier2Server {
     recorder: Recorder,
     /// Keys of the sessions it holds, when the cluster authenticates devices.
     channels: BTreeMap<u32, Channel>,
+    /// The addresses each of those sessions is answered on (see [`crate::secure::paths`]).
+    paths: PathTable,
     /// When channels of sessions that ended are next swept away.
     next_sweep: Instant,
     /// Reused for datagrams before sealing and after opening.
@@ -74,6 +78,7 @@ impl Tier2Server {
             to_clients: Outbox::default(),
             recorder: Recorder::default(),
             channels: BTreeMap::new(),
+            paths: PathTable::default(),
             next_sweep: Instant::ZERO,
             scratch: Vec::new(),
             rejected: 0,
@@ -105,6 +110,16 @@ impl Tier2Server {
         self.channels.len()
     }
 
+    /// The paths its sessions are answered on, and what validating them took.
+    pub fn paths(&self) -> &PathTable {
+        &self.paths
+    }
+
+    /// What validating its sessions' paths took.
+    pub fn path_stats(&self) -> PathStats {
+        self.paths.stats()
+    }
+
     /// Opens a sealed datagram into `inner`; the session it belongs to, if it authenticated.
     fn open(&mut self, from: SocketAddr, data: &[u8], inner: &mut Vec<u8>) -> Option<u32> {
         let Ok(Message::Sealed(m)) = wire::decode(data) else {
@@ -126,7 +141,42 @@ impl Tier2Server {
         (wire::session_of(inner).map(keys_of) == Some(m.session)).then_some(m.session)
     }
 
-    /// A datagram of a client's session (opened, when keys are in use).
+    /// An opened datagram of `session` that came from `from`, `len` bytes sealed: a path
+    /// response validates `from`; anything else is the session's own traffic, answered on a
+    /// validated path (and `from` challenged when it is not one).
+    fn on_sealed_datagram(
+        &mut self,
+        now: Instant,
+        session: u32,
+        from: SocketAddr,
+        len: usize,
+        inner: &[u8],
+    ) {
+        if let Ok(Message::PathResponse(r)) = wire::decode(inner) {
+            if r.session == session {
+                self.paths.on_response(now, session, from, r.token);
+            }
+            return;
+        }
+        let challenge = Message::PathChallenge(PathProbe { session, token: 0 });
+        let challenge_len = challenge.encoded_len() + SEALED_OVERHEAD;
+        let answer_to = match self
+            .paths
+            .on_datagram(now, session, from, len, challenge_len)
+        {
+            Some(route) => {
+                if let Some(token) = route.challenge {
+                    let probe = PathProbe { session, token };
+                    self.to_clients.send(from, &Message::PathChallenge(probe));
+                }
+                route.answer_to
+            }
+            None => from,
+        };
+        self.on_session_datagram(now, answer_to, inner);
+    }
+
+    /// A datagram of a client's session (opened, when keys are in use), answered on `from`.
     fn on_session_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         if wire::is_control(data) {
             if let Ok(Message::CommandResult(r)) = wire::decode(data) {
@@ -150,6 +200,8 @@ impl Tier2Server {
             receiver.segment_size(session).is_some() || accepted.contains_key(&session)
         };
         self.channels.retain(|&session, _| held(receiver, session));
+        let channels = &self.channels;
+        self.paths.retain(|session| channels.contains_key(&session));
         self.sink.retain_boot_seqs(held);
     }
 
@@ -228,6 +280,8 @@ impl Tier2Server {
                     self.sink.begin_session(client, boot_seq);
                     if let Some(channel) = self.tier2.take_channel(client) {
                         self.channels.insert(client, channel);
+                        // The handshake's offer went to `addr`, and the client read it there.
+                        self.paths.begin(now, client, addr);
                         // The tier-1s, sealed: the list a client may trust (a plain one from
                         // a tier-1 could come from anyone).
                         let tier1s = self.tier2.tier1s();
@@ -279,7 +333,7 @@ impl Endpoint for Tier2Server {
                         // frame is handled.
                         self.update(now);
                     }
-                    self.on_session_datagram(now, from, &inner)
+                    self.on_sealed_datagram(now, keys_of(session), from, data.len(), &inner)
                 }
                 // Damaged on the way (its checksum fails, so nothing in it can be trusted):
                 // the receiver counts it as it counts every damaged datagram, and keeps no

@@ -13,6 +13,10 @@
 //!   datagram: ChaCha20-Poly1305 with an explicit 64-bit nonce (UDP loses and reorders, so the
 //!   nonce travels) and a 1024-wide replay window on the receiving side.
 //!
+//! - Paths ([`paths`]): a tier-2 answers a session only on addresses it validated (the
+//!   handshake's, and any other that echoed a sealed challenge from there), so a copy of a
+//!   sealed datagram sent from elsewhere cannot take the session's feedback away.
+//!
 //! - Control plane ([`control`]): every server-to-server datagram (heartbeats, hand-overs,
 //!   forwards, commands and their results) is signed by the server that sent it (Ed25519, one
 //!   key per tier-1, tier-2 and backend, listed in a registry), with replay protection.
@@ -26,6 +30,7 @@ pub mod channel;
 pub mod control;
 pub mod handshake;
 pub mod keys;
+pub mod paths;
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -39,6 +44,7 @@ pub use control::{
 };
 pub use handshake::{Attempt, DeviceSecurity, Gate, GateStats, Initiator};
 pub use keys::{DeviceRegistry, KeyError, PublicKey, StaticKey};
+pub use paths::{PathStats, PathTable};
 
 /// The Noise protocol every session uses.
 pub const NOISE_PARAMS: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";

@@ -104,8 +104,8 @@ pub use secured::{
     SEALED_OVERHEAD, SIGNATURE_LEN, SIGNED_OVERHEAD,
 };
 pub use segments::{
-    FrameAck, KeepAlive, Nack, Parity, Segment, Stored, MAX_NACK_INDICES, MAX_SEGMENT_PAYLOAD,
-    MAX_SHARDS, MAX_STORED_FRAMES, PARITY_OVERHEAD, SEGMENT_OVERHEAD,
+    FrameAck, KeepAlive, Nack, Parity, PathProbe, Segment, Stored, MAX_NACK_INDICES,
+    MAX_SEGMENT_PAYLOAD, MAX_SHARDS, MAX_STORED_FRAMES, PARITY_OVERHEAD, SEGMENT_OVERHEAD,
 };
 
 /// First two bytes of every datagram.
@@ -113,7 +113,9 @@ pub const MAGIC: [u8; 2] = *b"LC";
 /// The wire version this build speaks. Version 2 added the repair segment and parity types and
 /// the parity count in the frame ACK, version 3 the 64-bit frame identities, version 4 the
 /// segment size and parity in the NACK; an older peer's datagrams are refused as
-/// [`WireError::UnsupportedVersion`], and ours by it.
+/// [`WireError::UnsupportedVersion`], and ours by it. The path challenge and response
+/// (`0x0a`, `0x0b`) came later within version 4: types only added, which a peer that does not
+/// know them refuses as [`WireError::UnknownType`] (its sessions keep their first path).
 pub const VERSION: u8 = 4;
 /// Preamble (magic, version, type) length.
 pub const PREAMBLE_LEN: usize = 4;
@@ -144,6 +146,10 @@ pub mod kind {
     pub const SEALED: u8 = 0x08;
     /// Tier-2 -> client, sealed in the session: the cluster's tier-1 servers.
     pub const SESSION_TIER1S: u8 = 0x09;
+    /// Tier-2 -> client, sealed, to an address the session has not used: are you there?
+    pub const PATH_CHALLENGE: u8 = 0x0a;
+    /// Client -> tier-2, sealed: the challenge's token, from the address it reached.
+    pub const PATH_RESPONSE: u8 = 0x0b;
     /// Client -> tier-1: I want a session.
     pub const CONNECT_REQUEST: u8 = 0x10;
     /// Tier-1 -> each tier-2 it manages: this client wants a session.
@@ -212,6 +218,8 @@ pub enum Message<'a> {
     FrameAck(FrameAck),
     Stored(Stored),
     KeepAlive(KeepAlive),
+    PathChallenge(PathProbe),
+    PathResponse(PathProbe),
     ConnectRequest(ConnectRequest<'a>),
     ConnectForward(ConnectForward<'a>),
     ConnectOffer(ConnectOffer<'a>),
@@ -322,6 +330,8 @@ impl Message<'_> {
             Message::FrameAck(_) => "frame_ack",
             Message::Stored(_) => "stored",
             Message::KeepAlive(_) => "keepalive",
+            Message::PathChallenge(_) => "path_challenge",
+            Message::PathResponse(_) => "path_response",
             Message::ConnectRequest(_) => "connect_request",
             Message::ConnectForward(_) => "connect_forward",
             Message::ConnectOffer(_) => "connect_offer",
@@ -351,6 +361,8 @@ impl Message<'_> {
             Message::FrameAck(_) => kind::FRAME_ACK,
             Message::Stored(_) => kind::STORED,
             Message::KeepAlive(_) => kind::KEEPALIVE,
+            Message::PathChallenge(_) => kind::PATH_CHALLENGE,
+            Message::PathResponse(_) => kind::PATH_RESPONSE,
             Message::ConnectRequest(_) => kind::CONNECT_REQUEST,
             Message::ConnectForward(_) => kind::CONNECT_FORWARD,
             Message::ConnectOffer(_) => kind::CONNECT_OFFER,
@@ -387,6 +399,7 @@ impl Message<'_> {
             Message::FrameAck(m) => m.encode_body(buf),
             Message::Stored(m) => m.encode_body(buf),
             Message::KeepAlive(m) => m.encode_body(buf),
+            Message::PathChallenge(m) | Message::PathResponse(m) => m.encode_body(buf),
             Message::ConnectRequest(m) => m.encode_body(buf),
             Message::ConnectForward(m) => m.encode_body(buf),
             Message::ConnectOffer(m) => m.encode_body(buf),
@@ -450,6 +463,8 @@ fn decode_checked(datagram: &[u8], verify_crc: bool) -> Result<Message<'_>, Wire
         kind::FRAME_ACK => Message::FrameAck(FrameAck::decode_body(&mut r)?),
         kind::STORED => Message::Stored(Stored::decode_body(&mut r)?),
         kind::KEEPALIVE => Message::KeepAlive(KeepAlive::decode_body(&mut r)?),
+        kind::PATH_CHALLENGE => Message::PathChallenge(PathProbe::decode_body(&mut r)?),
+        kind::PATH_RESPONSE => Message::PathResponse(PathProbe::decode_body(&mut r)?),
         kind::SEALED => Message::Sealed(Sealed::decode_body(&mut r)?),
         kind::SIGNED => Message::Signed(Signed::decode_body(&mut r)?),
         kind::CONNECT_REQUEST => Message::ConnectRequest(ConnectRequest::decode_body(&mut r)?),

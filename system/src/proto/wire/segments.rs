@@ -1,6 +1,6 @@
-//! The segment protocol's datagrams (types `0x01..=0x07`): a frame's segments and parity
-//! segments, the receiver's NACK and frame ACK, the tier-2's STORED, and the idle session's
-//! keep-alive. Each message's body layout is written once, its encoder beside its decoder.
+//! The segment protocol's datagrams (types `0x01..=0x07`, `0x0a` and `0x0b`): a frame's
+//! segments and parity segments, the receiver's NACK and frame ACK, the tier-2's STORED, the
+//! idle session's keep-alive, and the path challenge and its response. Each message's body layout is written once, its encoder beside its decoder.
 
 use super::codec::{Reader, Writer};
 use super::{framed, kind, WireError, CRC_LEN, PREAMBLE_LEN};
@@ -287,6 +287,29 @@ impl KeepAlive {
     /// Appends the encoded keep-alive to `buf`.
     pub fn encode(&self, buf: &mut Vec<u8>) {
         framed(buf, kind::KEEPALIVE, |b| self.encode_body(b));
+    }
+}
+
+fields_body! {
+    /// A path challenge (tier-2 -> client, [`super::kind::PATH_CHALLENGE`]) or its response
+    /// (client -> tier-2, [`super::kind::PATH_RESPONSE`]), as QUIC validates a new path. A
+    /// sealed datagram of a session that comes from an address the session has not used
+    /// proves who sent it (the keys) but not where its sender is: a copy of a captured
+    /// datagram sent from elsewhere, or a forged source address, would otherwise move the
+    /// session's feedback there. The tier-2 takes the datagram's contents but answers on the
+    /// paths it validated, and challenges the new address; the client echoes the token from
+    /// where it got the challenge, and that address is a path of the session from then on.
+    ///
+    /// Who may send it: the session's two ends only (both travel sealed with the session's
+    /// keys). The token need not be secret (the challenge is sealed, so only the client
+    /// reads it, and only the client can seal the response); it ties one response to one
+    /// challenge, and so to the one address that challenge went to. What answering a stranger
+    /// costs: a challenge goes only to an address that sent an authenticated datagram of the
+    /// session, and never more bytes than that address sent (see `secure::paths`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct PathProbe {
+        pub session: u32,
+        pub token: u64,
     }
 }
 

@@ -90,6 +90,20 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
             "4c430407000000050000004d09b884a9",
         ),
         (
+            Message::PathChallenge(PathProbe {
+                session: 5,
+                token: 0x0102_0304_0506_0708,
+            }),
+            "4c43040a0000000501020304050607083d150d7a",
+        ),
+        (
+            Message::PathResponse(PathProbe {
+                session: 5,
+                token: 0x0102_0304_0506_0708,
+            }),
+            "4c43040b0000000501020304050607080dc7351f",
+        ),
+        (
             Message::ConnectRequest(ConnectRequest {
                 client: 11,
                 attempt: 2,
