@@ -38,6 +38,9 @@ pub struct RoleMetrics {
     pub segments_in: Counter,
     pub segments_out: Counter,
     pub segments_resent: Counter,
+    pub path_challenges: Counter,
+    pub paths_validated: Counter,
+    pub path_responses_refused: Counter,
     pub nacks_sent: Counter,
     pub nacks_received: Counter,
     pub nacks_ignored: Counter,
@@ -81,6 +84,9 @@ impl Default for RoleMetrics {
             segments_in: Counter::default(),
             segments_out: Counter::default(),
             segments_resent: Counter::default(),
+            path_challenges: Counter::default(),
+            paths_validated: Counter::default(),
+            path_responses_refused: Counter::default(),
             nacks_sent: Counter::default(),
             nacks_received: Counter::default(),
             nacks_ignored: Counter::default(),
@@ -126,6 +132,21 @@ impl Default for RoleMetrics {
                 &m.segments_resent,
             ),
             ("nacks_sent", "NACKs sent", &m.nacks_sent),
+            (
+                "path_challenges",
+                "Path challenges a tier-2 sent to session addresses it had not validated",
+                &m.path_challenges,
+            ),
+            (
+                "paths_validated",
+                "Session addresses that answered their challenge (a client that moved or rebound)",
+                &m.paths_validated,
+            ),
+            (
+                "path_responses_refused",
+                "Path responses that answered no challenge sent to the address they came from",
+                &m.path_responses_refused,
+            ),
             ("nacks_received", "NACKs received", &m.nacks_received),
             (
                 "nacks_ignored",
@@ -314,6 +335,10 @@ impl Observed for Tier2Server {
         mirror(&m.nacks_sent, s.nacks_sent);
         mirror(&m.frames_delivered, s.frames_delivered);
         mirror(&m.frames_late, s.frames_dropped);
+        let paths = self.path_stats();
+        mirror(&m.path_challenges, paths.challenges);
+        mirror(&m.paths_validated, paths.validated);
+        mirror(&m.path_responses_refused, paths.refused_responses);
         set(&m.sessions, self.tier2().load());
         set(&m.tier2_capacity, self.tier2().capacity());
         set(&m.reassembly_bytes, r.bytes_in_use());

@@ -561,6 +561,8 @@ pub struct Tier2Summary {
     pub datagrams_rejected: u64,
     /// Control datagrams signed, let in and refused (all zero: insecure).
     pub control: ControlStats,
+    /// Session addresses challenged and validated (all zero: insecure, or no client moved).
+    pub paths: crate::secure::PathStats,
 }
 
 /// Runs a tier-2 on a socket bound to `listen` until `stop`.
@@ -623,6 +625,7 @@ pub async fn run_tier2_on<S: DatagramSocket>(
         gate: server.tier2().gate_stats(),
         datagrams_rejected: server.rejected(),
         control: server.control_stats(),
+        paths: server.path_stats(),
     };
     // Dropping the server closes the writer's queue; the writer stores what is left.
     drop(server);

@@ -44,8 +44,8 @@ pub const MAX_PENDING: usize = 4;
 /// its byte allowance covers it).
 pub const RETRY: Duration = Duration::from_millis(250);
 
-/// What the table did, for the tier-2's metrics.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// What the table did, for the tier-2's metrics and summary.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct PathStats {
     /// Challenges sent.
     pub challenges: u64,
@@ -502,6 +502,11 @@ mod tests {
                 after.frames_delivered >= before.frames_delivered + 18,
                 "{after:?}"
             );
+            // What an operator sees of it.
+            let m = crate::metrics::RoleMetrics::default();
+            crate::metrics::Observed::mirror(tier2(&net), &m);
+            assert_eq!((m.path_challenges.get(), m.paths_validated.get()), (1, 1));
+            assert_eq!(m.path_responses_refused.get(), 0);
         }
     }
 }
