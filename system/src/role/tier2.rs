@@ -7,7 +7,8 @@ use crate::cluster::{Tier2, Tier2Event};
 use crate::machine::{Endpoint, Role};
 use crate::outbox::Outbox;
 use crate::proto::wire::{
-    self, CommandMsg, CommandResult, Message, PathProbe, SessionTier1s, SEALED_OVERHEAD,
+    self, CommandMsg, CommandResult, Message, PathProbe, SessionTier1s, PATH_PROBE_LEN,
+    SEALED_OVERHEAD,
 };
 use crate::secure::control::{ControlGate, ControlPlane, ControlStats, Incoming};
 use crate::secure::{Channel, PathStats, PathTable};
@@ -152,14 +153,17 @@ impl Tier2Server {
         len: usize,
         inner: &[u8],
     ) {
-        if let Ok(Message::PathResponse(r)) = wire::decode(inner) {
-            if r.session == session {
-                self.paths.on_response(now, session, from, r.token);
+        // A peek at the type byte: the datagrams on this path are mostly segments, which the
+        // receiver decodes.
+        if inner.get(3) == Some(&wire::kind::PATH_RESPONSE) {
+            if let Ok(Message::PathResponse(r)) = wire::decode(inner) {
+                if r.session == session {
+                    self.paths.on_response(now, session, from, r.token);
+                }
             }
             return;
         }
-        let challenge = Message::PathChallenge(PathProbe { session, token: 0 });
-        let challenge_len = challenge.encoded_len() + SEALED_OVERHEAD;
+        let challenge_len = PATH_PROBE_LEN + SEALED_OVERHEAD;
         let answer_to = match self
             .paths
             .on_datagram(now, session, from, len, challenge_len)

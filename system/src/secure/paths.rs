@@ -353,7 +353,7 @@ mod tests {
 
         use super::*;
         use crate::cluster::{ClientConfig, Connector, Tier1, Tier1Config, Tier2, Tier2Config};
-        use crate::proto::wire::{self, Message, PathProbe, SEALED_OVERHEAD};
+        use crate::proto::wire::{self, Message, PathProbe, PATH_PROBE_LEN, SEALED_OVERHEAD};
         use crate::proto::{Receiver, ReceiverConfig, Sender, SenderConfig};
         use crate::role::tests::{Host, Net};
         use crate::role::{
@@ -428,7 +428,9 @@ mod tests {
                 session: 7,
                 token: 0,
             };
-            Message::PathChallenge(probe).encoded_len() + SEALED_OVERHEAD
+            let len = Message::PathChallenge(probe).encoded_len();
+            assert_eq!(len, PATH_PROBE_LEN);
+            len + SEALED_OVERHEAD
         }
 
         /// An attacker who sees the camera's sealed datagrams takes one every 100 ms and

@@ -105,7 +105,8 @@ pub use secured::{
 };
 pub use segments::{
     FrameAck, KeepAlive, Nack, Parity, PathProbe, Segment, Stored, MAX_NACK_INDICES,
-    MAX_SEGMENT_PAYLOAD, MAX_SHARDS, MAX_STORED_FRAMES, PARITY_OVERHEAD, SEGMENT_OVERHEAD,
+    MAX_SEGMENT_PAYLOAD, MAX_SHARDS, MAX_STORED_FRAMES, PARITY_OVERHEAD, PATH_PROBE_LEN,
+    SEGMENT_OVERHEAD,
 };
 
 /// First two bytes of every datagram.

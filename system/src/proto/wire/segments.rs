@@ -22,6 +22,8 @@ pub const MAX_SHARDS: usize = 256;
 pub const MAX_SEGMENT_PAYLOAD: usize = 65_507 - SEGMENT_OVERHEAD;
 /// Most segment indices one NACK datagram names; longer lists are split.
 pub const MAX_NACK_INDICES: usize = 1024;
+/// Bytes of a path challenge or response (preamble, session, token, CRC), before sealing.
+pub const PATH_PROBE_LEN: usize = PREAMBLE_LEN + 4 + 8 + CRC_LEN;
 /// Most frame ids one STORED datagram names; longer lists are split (160 x 8 B keeps a sealed
 /// STORED within a 1500-byte MTU).
 pub const MAX_STORED_FRAMES: usize = 160;
