@@ -346,6 +346,55 @@ mod tests {
         assert_eq!(paths.paths(7).count(), 0);
     }
 
+    proptest::proptest! {
+        /// Whatever arrives, from whichever addresses, in whatever order: no unvalidated
+        /// address is sent more challenge bytes than it sent, only an address that answered
+        /// its own challenge becomes a path, and the table stays within its bounds.
+        #[test]
+        fn no_sequence_of_datagrams_amplifies_or_validates_a_silent_address(
+            steps in proptest::collection::vec(
+                (0u8..8, 1usize..1500, proptest::bool::ANY, 0u64..40), 1..300)
+        ) {
+            let mut paths = PathTable::default();
+            paths.begin(t(0), 7, a(0));
+            let mut sent_in = [0usize; 8];
+            let mut sent_out = [0usize; 8];
+            let mut tokens: [Option<u64>; 8] = [None; 8];
+            let mut answered = [false; 8];
+            let mut ms = 0;
+            for (who, len, respond, dt) in steps {
+                ms += dt * 10;
+                let i = usize::from(who);
+                // Addresses 4..8 never answer: a stranger's copies, or a forged source.
+                if respond && i < 4 {
+                    if let Some(token) = tokens[i] {
+                        answered[i] |= paths.on_response(t(ms), 7, a(who), token);
+                    }
+                    continue;
+                }
+                sent_in[i] += len;
+                let route = paths.on_datagram(t(ms), 7, a(who), len, CHALLENGE).unwrap();
+                proptest::prop_assert!(paths.is_validated(7, route.answer_to));
+                if let Some(token) = route.challenge {
+                    sent_out[i] += CHALLENGE;
+                    tokens[i] = Some(token);
+                }
+                let s = &paths.sessions[&7];
+                proptest::prop_assert!(s.validated.len() <= MAX_PATHS);
+                proptest::prop_assert!(s.pending.len() <= MAX_PENDING);
+            }
+            for i in 1..8u8 {
+                let k = usize::from(i);
+                if !answered[k] {
+                    proptest::prop_assert!(sent_out[k] <= sent_in[k], "{} out, {} in", sent_out[k], sent_in[k]);
+                }
+                if k >= 4 {
+                    proptest::prop_assert!(!paths.is_validated(7, a(i)));
+                }
+            }
+        }
+    }
+
     /// The roles on the in-process network (`role::tests::Net`), with keys: a tier-1, a
     /// tier-2 and device 7's camera at `CAR`, streaming from 1 s.
     mod on_the_roles {
