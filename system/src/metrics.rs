@@ -335,7 +335,7 @@ impl Observed for Tier2Server {
         mirror(&m.nacks_sent, s.nacks_sent);
         mirror(&m.frames_delivered, s.frames_delivered);
         mirror(&m.frames_late, s.frames_dropped);
-        let paths = self.path_stats();
+        let paths = self.paths().stats();
         mirror(&m.path_challenges, paths.challenges);
         mirror(&m.paths_validated, paths.validated);
         mirror(&m.path_responses_refused, paths.refused_responses);

@@ -102,6 +102,18 @@ struct Reservation {
     channel: Option<Channel>,
 }
 
+impl Reservation {
+    /// Where the accepted session is answered, its accept (or first datagram) having come
+    /// from `from`: see [`Tier2Event::SessionAccepted`].
+    fn session_addr(&self, from: SocketAddr) -> SocketAddr {
+        if self.channel.is_some() {
+            self.client_addr
+        } else {
+            from
+        }
+    }
+}
+
 /// A tier-2 server's cluster logic. Frames go to its [`Receiver`](crate::proto::Receiver);
 /// this handles the control messages. See the module docs of [`crate::cluster`].
 #[derive(Debug)]
@@ -175,11 +187,7 @@ impl Tier2 {
     /// answered where its offer went, see [`Tier2Event::SessionAccepted`]).
     pub fn confirm(&mut self, client: u32, addr: SocketAddr) {
         if let Some(r) = self.reservations.remove(&client) {
-            let addr = if r.channel.is_some() {
-                r.client_addr
-            } else {
-                addr
-            };
+            let addr = r.session_addr(addr);
             if let Some(channel) = r.channel {
                 self.channels.insert(client, channel);
             }
@@ -327,10 +335,9 @@ impl Tier2 {
                     let boot_seq = r.as_ref().map(|r| r.boot_seq);
                     // The plain accept proves nothing of where it came from; a session with
                     // keys is answered where its offer went (see `SessionAccepted`).
-                    let mut addr = from;
-                    if let Some(r) = r.filter(|r| r.channel.is_some()) {
-                        addr = r.client_addr;
-                        self.channels.extend(r.channel.map(|c| (a.client, c)));
+                    let addr = r.as_ref().map_or(from, |r| r.session_addr(from));
+                    if let Some(channel) = r.and_then(|r| r.channel) {
+                        self.channels.insert(a.client, channel);
                     }
                     self.events.push_back(Tier2Event::SessionAccepted {
                         client: a.client,

@@ -11,7 +11,7 @@ use crate::proto::wire::{
     SEALED_OVERHEAD,
 };
 use crate::secure::control::{ControlGate, ControlPlane, ControlStats, Incoming};
-use crate::secure::{Channel, PathStats, PathTable};
+use crate::secure::{Channel, PathTable};
 use crate::time::Instant;
 
 /// A tier-2 server: the cluster logic ([`Tier2`]) for control messages and a [`Sink`] for the
@@ -111,14 +111,10 @@ impl Tier2Server {
         self.channels.len()
     }
 
-    /// The paths its sessions are answered on, and what validating them took.
+    /// The paths its sessions are answered on, and what validating them took
+    /// ([`PathTable::stats`]).
     pub fn paths(&self) -> &PathTable {
         &self.paths
-    }
-
-    /// What validating its sessions' paths took.
-    pub fn path_stats(&self) -> PathStats {
-        self.paths.stats()
     }
 
     /// Opens a sealed datagram into `inner`; the session it belongs to, if it authenticated.

@@ -625,7 +625,7 @@ pub async fn run_tier2_on<S: DatagramSocket>(
         gate: server.tier2().gate_stats(),
         datagrams_rejected: server.rejected(),
         control: server.control_stats(),
-        paths: server.path_stats(),
+        paths: server.paths().stats(),
     };
     // Dropping the server closes the writer's queue; the writer stores what is left.
     drop(server);

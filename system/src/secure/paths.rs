@@ -507,7 +507,7 @@ mod tests {
             }
             net.run_until(t(5000));
             let after = mobile(&net, CAR).camera().report();
-            let stats = tier2(&net).path_stats();
+            let stats = tier2(&net).paths().stats();
             assert!(copied > 10_000, "the attacker copied {copied} bytes");
             // One challenge per RETRY at most, over the 2 s of copies.
             assert!((5..=8).contains(&stats.challenges), "{stats:?}");
@@ -544,7 +544,7 @@ mod tests {
             let m = mobile(&net, moved);
             let after = m.camera().report();
             assert_eq!(m.connector().connected().map(|(_, a)| a), Some(T2));
-            let stats = tier2(&net).path_stats();
+            let stats = tier2(&net).paths().stats();
             assert_eq!((stats.challenges, stats.validated), (1, 1), "{stats:?}");
             assert!(tier2(&net).paths().is_validated(7, moved));
             assert_eq!(tier2(&net).sink().peer(7), Some(moved));
