@@ -40,6 +40,8 @@
 
 use std::time::Duration;
 
+use super::rtt::SmoothedRtt;
+
 use crate::link::{packet_sizes, wire_bytes, DEFAULT_MTU, IPV4_HEADER_LEN, UDP_HEADER_LEN};
 use crate::time::Instant;
 
@@ -310,8 +312,7 @@ pub struct LinkEstimator {
     /// Decayed lost segments and runs of them.
     run_lost: f64,
     runs: f64,
-    srtt: Option<Duration>,
-    rttvar: Duration,
+    rtt: SmoothedRtt,
     gap_us: Option<f64>,
     jitter_us: f64,
     late_us: f64,
@@ -376,8 +377,7 @@ impl LinkEstimator {
             rate_byte: Self::PRIOR_BYTE_ERRORS / Self::PRIOR_BYTES,
             run_lost: 0.0,
             runs: 0.0,
-            srtt: None,
-            rttvar: Duration::ZERO,
+            rtt: SmoothedRtt::default(),
             gap_us: None,
             jitter_us: 0.0,
             late_us: 0.0,
@@ -394,8 +394,8 @@ impl LinkEstimator {
     /// segment, without the loss model's arithmetic.
     pub fn timing(&self) -> LinkTiming {
         LinkTiming {
-            srtt: self.srtt,
-            rttvar: self.rttvar,
+            srtt: self.rtt.srtt(),
+            rttvar: self.rtt.rttvar(),
             gap: Duration::from_micros(self.gap_us.unwrap_or(0.0) as u64),
             jitter: Duration::from_micros(self.jitter_us as u64),
             late: Duration::from_micros(self.late_us as u64),
@@ -506,17 +506,7 @@ impl LinkEstimator {
 
     /// A round-trip sample: from a NACK to the first repair it brought (RFC 6298's filter).
     pub fn on_rtt(&mut self, sample: Duration) {
-        match self.srtt {
-            None => {
-                self.srtt = Some(sample);
-                self.rttvar = sample / 2;
-            }
-            Some(srtt) => {
-                let dev = srtt.abs_diff(sample);
-                self.rttvar = (self.rttvar * 3 + dev) / 4;
-                self.srtt = Some((srtt * 7 + sample) / 8);
-            }
-        }
+        self.rtt.update(sample);
     }
 
     /// One frame's first crossing, in the order it was sent: each segment's UDP payload length

@@ -20,6 +20,7 @@ mod limits;
 pub mod policy;
 pub mod rate;
 pub mod receiver;
+mod rtt;
 pub mod sender;
 pub mod wire;
 
@@ -28,6 +29,7 @@ pub use fec::FecKind;
 pub use limits::{PolicyError, SizeLimits, DEFAULT_SEGMENT_SIZE};
 pub use policy::{FrameOutcome, PolicyConfig, PolicyKind, SizePolicy};
 pub use rate::{RateConfig, RateController, RateStats, RttSample};
+pub use rtt::SmoothedRtt;
 pub use receiver::{Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats};
 pub use sender::{PushError, Sender, SenderConfig, SenderEvent, SenderStats};
 

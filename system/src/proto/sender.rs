@@ -42,6 +42,7 @@ use thiserror::Error;
 use super::fec::Coder;
 use super::limits::DEFAULT_SEGMENT_SIZE;
 use super::rate::{RateConfig, RateController, RttSample};
+use super::rtt::SmoothedRtt;
 use super::wire::{
     self, Message, Parity, Segment, MAX_SEGMENT_PAYLOAD, MAX_SHARDS, UDP_IP_OVERHEAD,
 };
@@ -293,8 +294,7 @@ pub struct Sender {
     last_feedback: Option<Instant>,
     /// Smoothed round trip, from a frame's last transmission to its ACK (frames sent once),
     /// and its mean deviation.
-    srtt: Option<Duration>,
-    rttvar: Duration,
+    rtt: SmoothedRtt,
     /// The queueing delay the latest feedback showed (rate control only): from a sure
     /// round-trip sample, or at least what a frame's first NACK shows its head waited (see
     /// [`Sender::on_nack`]). A tail probe waits for it on top of the round trip, and while
@@ -386,8 +386,7 @@ impl Sender {
             resend: VecDeque::new(),
             pace_at: Instant::ZERO,
             last_feedback: None,
-            srtt: None,
-            rttvar: Duration::ZERO,
+            rtt: SmoothedRtt::default(),
             queue_seen: Duration::ZERO,
             recent_losses: 0,
             parity: 0,
@@ -830,17 +829,7 @@ impl Sender {
             self.recent_losses = self.recent_losses << 1 | u16::from(f.loss_reported && quiet);
             self.rate_sample(now, f.wire_bytes, rtt, Some(f.pushed_at), f.last_tx);
             if clean {
-                let sample = now - f.last_tx;
-                match self.srtt {
-                    Some(srtt) => {
-                        self.rttvar = (self.rttvar * 3 + srtt.abs_diff(sample)) / 4;
-                        self.srtt = Some((srtt * 7 + sample) / 8);
-                    }
-                    None => {
-                        self.srtt = Some(sample);
-                        self.rttvar = sample / 2;
-                    }
-                }
+                self.rtt.update(now - f.last_tx);
             }
             self.stats.frames_acked += 1;
             self.events.push_back(SenderEvent::FrameAcked {
@@ -902,7 +891,7 @@ impl Sender {
     /// Shortest time between two NACK-driven resends of one segment.
     pub fn nack_resend_interval(&self) -> Duration {
         let floor = self.cfg.nack_resend_interval;
-        match self.srtt {
+        match self.rtt.srtt() {
             Some(srtt) => (srtt / 2).min(self.cfg.probe_timeout).max(floor),
             None => floor,
         }
@@ -1057,8 +1046,8 @@ impl Sender {
 
     /// The probe timeout: `srtt + 4 x rttvar + 2 ms` within 10 ms and `probe_timeout`.
     fn probe_timeout(&self) -> Duration {
-        match self.srtt {
-            Some(srtt) => (srtt + self.rttvar * 4 + Duration::from_millis(2)).clamp(
+        match self.rtt.srtt() {
+            Some(srtt) => (srtt + self.rtt.rttvar() * 4 + Duration::from_millis(2)).clamp(
                 Duration::from_millis(10),
                 self.cfg.probe_timeout.max(Duration::from_millis(10)),
             ),
