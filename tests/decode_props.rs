@@ -10,7 +10,7 @@ use livecam_system::device::NmeaParser;
 use livecam_system::proto::wire::{
     self, Command, CommandMsg, CommandResult, ConnectForward, ConnectOffer, ConnectReply,
     ConnectRequest, FrameAck, Handover, Heartbeat, HeartbeatAck, KeepAlive, ManagerChange, Message,
-    Nack, Parity, PathProbe, PeerStatus, Sealed, Segment, SessionTier1s, Stored,
+    Nack, Parity, PathProbe, PathReport, PeerStatus, Sealed, Segment, SessionTier1s, Stored,
 };
 use proptest::collection::{btree_set, vec};
 use proptest::prelude::*;
@@ -258,6 +258,16 @@ fn encoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         Message::PathResponse(PathProbe {
             session: 1001,
             token: 12,
+        }),
+        Message::PathPing(PathReport {
+            session: 1001,
+            token: 13,
+            bytes: 48_000,
+        }),
+        Message::PathEcho(PathReport {
+            session: 1001,
+            token: 13,
+            bytes: 45_600,
         }),
     ];
     let mut out: Vec<_> = messages
@@ -532,6 +542,20 @@ fn arb_message() -> impl Strategy<Value = Message<'static>> {
                 Message::PathResponse(p)
             }
         }),
+        (u(), any::<u64>(), any::<u64>(), any::<bool>()).prop_map(
+            |(session, token, bytes, ping)| {
+                let p = PathReport {
+                    session,
+                    token,
+                    bytes,
+                };
+                if ping {
+                    Message::PathPing(p)
+                } else {
+                    Message::PathEcho(p)
+                }
+            }
+        ),
         (u(), u(), u(), u(), any::<bool>()).prop_map(
             |(tier1, tier2s, sessions, capacity, draining)| {
                 Message::PeerStatus(PeerStatus {

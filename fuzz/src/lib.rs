@@ -49,6 +49,8 @@ pub fn wire(data: &[u8]) {
             | Message::KeepAlive(_)
             | Message::PathChallenge(_)
             | Message::PathResponse(_)
+            | Message::PathPing(_)
+            | Message::PathEcho(_)
             | Message::SessionTier1s(_)
             | Message::Sealed(_)
     );
@@ -68,6 +70,7 @@ pub fn wire(data: &[u8]) {
         Message::Stored(m) => Some(m.session),
         Message::KeepAlive(m) => Some(m.session),
         Message::PathChallenge(m) | Message::PathResponse(m) => Some(m.session),
+        Message::PathPing(m) | Message::PathEcho(m) => Some(m.session),
         Message::SessionTier1s(m) => Some(m.session),
         Message::Sealed(m) => Some(m.session),
         Message::Command(m) => Some(m.client),

@@ -9,10 +9,12 @@
 //!   trip, jitter), which the model policy and the parity count read.
 //! - [`fec`]: parity segments (Reed-Solomon) and how many a frame gets.
 //! - [`rate`]: how fast the sender may send (delivery rate and queueing delay).
+//! - [`bond`]: which of a bonded camera's uplinks each datagram leaves by.
 //!
 //! Both machines implement [`crate::machine::Endpoint`]: feed them datagrams and timeouts with
 //! `now`, take datagrams from `poll_transmit`, sleep until `poll_timeout`, and read `poll_event`.
 
+pub mod bond;
 pub mod estimator;
 pub mod fec;
 mod finished;
@@ -29,8 +31,8 @@ pub use fec::FecKind;
 pub use limits::{PolicyError, SizeLimits, DEFAULT_SEGMENT_SIZE};
 pub use policy::{FrameOutcome, PolicyConfig, PolicyKind, SizePolicy};
 pub use rate::{RateConfig, RateController, RateStats, RttSample};
-pub use rtt::SmoothedRtt;
 pub use receiver::{Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats};
+pub use rtt::SmoothedRtt;
 pub use sender::{PushError, Sender, SenderConfig, SenderEvent, SenderStats};
 
 use serde::Serialize;

@@ -103,6 +103,12 @@ pub struct RateConfig {
     /// time is then not read as queue (see the [module docs](self)). Off by default: beside
     /// another flow it takes up to a frame interval of that flow's queue for its own.
     pub uplink_alone: bool,
+    /// The target grows while the queue is empty however little is delivered: GCC's bound
+    /// (at most 1.5 x the delivery rate) is off. For the uplinks of a bond
+    /// ([`super::bond`]), whose share of the load follows their target: bound by what it
+    /// carries, an uplink that carries little could never earn a larger share. A queue still
+    /// cuts the target to 0.85 x what the uplink delivers.
+    pub grow_unused: bool,
 }
 
 impl Default for RateConfig {
@@ -116,6 +122,7 @@ impl Default for RateConfig {
             max_rate: 12_500_000.0,
             queue_target: Duration::from_millis(40),
             uplink_alone: false,
+            grow_unused: false,
         }
     }
 }
@@ -455,7 +462,7 @@ impl RateController {
         // Never further ahead of what is delivered than GCC allows (twice, with next to no
         // queue, so a source recovering from a dip doubles per delivery window), whatever
         // the sample.
-        if let Some(delivered) = self.delivery_rate() {
+        if let Some(delivered) = self.delivery_rate().filter(|_| !self.cfg.grow_unused) {
             let ahead = if queue < self.cfg.queue_target / 4 {
                 2.0
             } else {
@@ -745,6 +752,7 @@ mod tests {
             max_rate: 0.0,
             queue_target: Duration::ZERO,
             uplink_alone: false,
+            grow_unused: false,
         });
         assert!(rc.target().is_finite() && rc.target() > 0.0);
     }

@@ -7,7 +7,7 @@ use crate::cluster::{Tier2, Tier2Event};
 use crate::machine::{Endpoint, Role};
 use crate::outbox::Outbox;
 use crate::proto::wire::{
-    self, CommandMsg, CommandResult, Message, PathProbe, SessionTier1s, PATH_PROBE_LEN,
+    self, CommandMsg, CommandResult, Message, PathProbe, PathReport, SessionTier1s, PATH_PROBE_LEN,
     SEALED_OVERHEAD,
 };
 use crate::secure::control::{ControlGate, ControlPlane, ControlStats, Incoming};
@@ -160,19 +160,30 @@ impl Tier2Server {
             return;
         }
         let challenge_len = PATH_PROBE_LEN + SEALED_OVERHEAD;
-        let answer_to = match self
+        let route = self
             .paths
-            .on_datagram(now, session, from, len, challenge_len)
-        {
-            Some(route) => {
-                if let Some(token) = route.challenge {
-                    let probe = PathProbe { session, token };
-                    self.to_clients.send(from, &Message::PathChallenge(probe));
+            .on_datagram(now, session, from, len, challenge_len);
+        if let Some(token) = route.and_then(|r| r.challenge) {
+            let probe = PathProbe { session, token };
+            self.to_clients.send(from, &Message::PathChallenge(probe));
+        }
+        if inner.get(3) == Some(&wire::kind::PATH_PING) {
+            // Echoed on a validated path only, at the ping's own size; from anywhere else the
+            // ping is one more authenticated datagram, paying for the address's challenge.
+            if let (Ok(Message::PathPing(p)), Some(received)) =
+                (wire::decode(inner), self.paths.received(session, from))
+            {
+                if p.session == session {
+                    let echo = PathReport {
+                        bytes: received,
+                        ..p
+                    };
+                    self.to_clients.send(from, &Message::PathEcho(echo));
                 }
-                route.answer_to
             }
-            None => from,
-        };
+            return;
+        }
+        let answer_to = route.map_or(from, |r| r.answer_to);
         self.on_session_datagram(now, answer_to, inner);
     }
 

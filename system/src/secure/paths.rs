@@ -33,6 +33,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::proto::wire::UDP_IP_OVERHEAD;
 use crate::time::Instant;
 
 /// Validated paths a session keeps: a bonded camera has two or three modems.
@@ -71,6 +72,10 @@ pub struct Route {
 struct Path {
     addr: SocketAddr,
     heard_at: Instant,
+    /// Authenticated bytes of the session that came from this address, on the wire (UDP and
+    /// IP headers included, as rates are counted): what a path echo reports. Only its growth
+    /// means anything.
+    received: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -115,6 +120,7 @@ impl PathTable {
             validated: vec![Path {
                 addr,
                 heard_at: now,
+                received: 0,
             }],
             pending: Vec::new(),
         };
@@ -141,6 +147,16 @@ impl PathTable {
             .flat_map(|s| s.validated.iter().map(|p| p.addr))
     }
 
+    /// Authenticated bytes of `session` received from `addr`, when it is a validated path.
+    pub fn received(&self, session: u32, addr: SocketAddr) -> Option<u64> {
+        self.sessions
+            .get(&session)?
+            .validated
+            .iter()
+            .find(|p| p.addr == addr)
+            .map(|p| p.received)
+    }
+
     pub fn stats(&self) -> PathStats {
         self.stats
     }
@@ -159,6 +175,7 @@ impl PathTable {
         let s = self.sessions.get_mut(&session)?;
         if let Some(p) = s.validated.iter_mut().find(|p| p.addr == from) {
             p.heard_at = now;
+            p.received += (len + UDP_IP_OVERHEAD) as u64;
             return Some(Route {
                 answer_to: from,
                 challenge: None,
@@ -229,7 +246,7 @@ impl PathTable {
             self.stats.refused_responses += 1;
             return false;
         };
-        s.pending.swap_remove(i);
+        let pending = s.pending.swap_remove(i);
         if s.validated.len() >= MAX_PATHS {
             let stalest = (0..s.validated.len()).min_by_key(|&i| s.validated[i].heard_at);
             if let Some(i) = stalest {
@@ -239,6 +256,7 @@ impl PathTable {
         s.validated.push(Path {
             addr: from,
             heard_at: now,
+            received: pending.bytes_in,
         });
         self.stats.validated += 1;
         true

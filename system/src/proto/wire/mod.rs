@@ -104,9 +104,9 @@ pub use secured::{
     SEALED_OVERHEAD, SIGNATURE_LEN, SIGNED_OVERHEAD,
 };
 pub use segments::{
-    FrameAck, KeepAlive, Nack, Parity, PathProbe, Segment, Stored, MAX_NACK_INDICES,
+    FrameAck, KeepAlive, Nack, Parity, PathProbe, PathReport, Segment, Stored, MAX_NACK_INDICES,
     MAX_SEGMENT_PAYLOAD, MAX_SHARDS, MAX_STORED_FRAMES, PARITY_OVERHEAD, PATH_PROBE_LEN,
-    SEGMENT_OVERHEAD,
+    PATH_REPORT_LEN, SEGMENT_OVERHEAD,
 };
 
 /// First two bytes of every datagram.
@@ -115,7 +115,8 @@ pub const MAGIC: [u8; 2] = *b"LC";
 /// the parity count in the frame ACK, version 3 the 64-bit frame identities, version 4 the
 /// segment size and parity in the NACK; an older peer's datagrams are refused as
 /// [`WireError::UnsupportedVersion`], and ours by it. The path challenge and response
-/// (`0x0a`, `0x0b`) came later within version 4: types only added, which a peer that does not
+/// (`0x0a`, `0x0b`) and the path ping and echo (`0x0c`, `0x0d`) came later within version 4:
+/// types only added, which a peer that does not
 /// know them refuses as [`WireError::UnknownType`] (its sessions keep their first path).
 pub const VERSION: u8 = 4;
 /// Preamble (magic, version, type) length.
@@ -151,6 +152,11 @@ pub mod kind {
     pub const PATH_CHALLENGE: u8 = 0x0a;
     /// Client -> tier-2, sealed: the challenge's token, from the address it reached.
     pub const PATH_RESPONSE: u8 = 0x0b;
+    /// Client -> tier-2, sealed, on one of its uplinks: how is this path?
+    pub const PATH_PING: u8 = 0x0c;
+    /// Tier-2 -> client, sealed, on the path the ping came from: the ping's token and what
+    /// arrived from that path.
+    pub const PATH_ECHO: u8 = 0x0d;
     /// Client -> tier-1: I want a session.
     pub const CONNECT_REQUEST: u8 = 0x10;
     /// Tier-1 -> each tier-2 it manages: this client wants a session.
@@ -221,6 +227,8 @@ pub enum Message<'a> {
     KeepAlive(KeepAlive),
     PathChallenge(PathProbe),
     PathResponse(PathProbe),
+    PathPing(PathReport),
+    PathEcho(PathReport),
     ConnectRequest(ConnectRequest<'a>),
     ConnectForward(ConnectForward<'a>),
     ConnectOffer(ConnectOffer<'a>),
@@ -333,6 +341,8 @@ impl Message<'_> {
             Message::KeepAlive(_) => "keepalive",
             Message::PathChallenge(_) => "path_challenge",
             Message::PathResponse(_) => "path_response",
+            Message::PathPing(_) => "path_ping",
+            Message::PathEcho(_) => "path_echo",
             Message::ConnectRequest(_) => "connect_request",
             Message::ConnectForward(_) => "connect_forward",
             Message::ConnectOffer(_) => "connect_offer",
@@ -364,6 +374,8 @@ impl Message<'_> {
             Message::KeepAlive(_) => kind::KEEPALIVE,
             Message::PathChallenge(_) => kind::PATH_CHALLENGE,
             Message::PathResponse(_) => kind::PATH_RESPONSE,
+            Message::PathPing(_) => kind::PATH_PING,
+            Message::PathEcho(_) => kind::PATH_ECHO,
             Message::ConnectRequest(_) => kind::CONNECT_REQUEST,
             Message::ConnectForward(_) => kind::CONNECT_FORWARD,
             Message::ConnectOffer(_) => kind::CONNECT_OFFER,
@@ -401,6 +413,7 @@ impl Message<'_> {
             Message::Stored(m) => m.encode_body(buf),
             Message::KeepAlive(m) => m.encode_body(buf),
             Message::PathChallenge(m) | Message::PathResponse(m) => m.encode_body(buf),
+            Message::PathPing(m) | Message::PathEcho(m) => m.encode_body(buf),
             Message::ConnectRequest(m) => m.encode_body(buf),
             Message::ConnectForward(m) => m.encode_body(buf),
             Message::ConnectOffer(m) => m.encode_body(buf),
@@ -466,6 +479,8 @@ fn decode_checked(datagram: &[u8], verify_crc: bool) -> Result<Message<'_>, Wire
         kind::KEEPALIVE => Message::KeepAlive(KeepAlive::decode_body(&mut r)?),
         kind::PATH_CHALLENGE => Message::PathChallenge(PathProbe::decode_body(&mut r)?),
         kind::PATH_RESPONSE => Message::PathResponse(PathProbe::decode_body(&mut r)?),
+        kind::PATH_PING => Message::PathPing(PathReport::decode_body(&mut r)?),
+        kind::PATH_ECHO => Message::PathEcho(PathReport::decode_body(&mut r)?),
         kind::SEALED => Message::Sealed(Sealed::decode_body(&mut r)?),
         kind::SIGNED => Message::Signed(Signed::decode_body(&mut r)?),
         kind::CONNECT_REQUEST => Message::ConnectRequest(ConnectRequest::decode_body(&mut r)?),

@@ -24,6 +24,9 @@ pub const MAX_SEGMENT_PAYLOAD: usize = 65_507 - SEGMENT_OVERHEAD;
 pub const MAX_NACK_INDICES: usize = 1024;
 /// Bytes of a path challenge or response (preamble, session, token, CRC), before sealing.
 pub const PATH_PROBE_LEN: usize = PREAMBLE_LEN + 4 + 8 + CRC_LEN;
+/// Bytes of a path ping or its echo (preamble, session, token, byte count, CRC), before
+/// sealing: the two are the same size, so an echo never amplifies.
+pub const PATH_REPORT_LEN: usize = PREAMBLE_LEN + 4 + 8 + 8 + CRC_LEN;
 /// Most frame ids one STORED datagram names; longer lists are split (160 x 8 B keeps a sealed
 /// STORED within a 1500-byte MTU).
 pub const MAX_STORED_FRAMES: usize = 160;
@@ -312,6 +315,28 @@ fields_body! {
     pub struct PathProbe {
         pub session: u32,
         pub token: u64,
+    }
+}
+
+fields_body! {
+    /// A bonded camera's measurement of one of its uplinks: a path ping (client -> tier-2,
+    /// [`super::kind::PATH_PING`], `bytes` = bytes of the session the client has sent on that
+    /// uplink) and its echo (tier-2 -> client, [`super::kind::PATH_ECHO`], the same token,
+    /// `bytes` = bytes of the session the tier-2 has received from that address). Both count
+    /// sealed datagrams on the wire, UDP and IP headers included, as rates are counted. The echo's
+    /// round trip is the uplink's round trip with its queue, the growth of `bytes` between two
+    /// echoes is what the uplink delivered, and the ping's count beside the echo's is what it
+    /// lost: the per-path estimates the scheduler of `proto::bond` places segments by.
+    ///
+    /// Who may send it: the session's two ends only (both travel sealed). A tier-2 echoes a
+    /// ping only from a validated path of the session (`secure::paths`), and an echo is the
+    /// ping's own size: answering costs no more than the ping did, and nothing goes to an
+    /// address that has not proved it is the client's.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct PathReport {
+        pub session: u32,
+        pub token: u64,
+        pub bytes: u64,
     }
 }
 

@@ -104,6 +104,22 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
             "4c43040b0000000501020304050607080dc7351f",
         ),
         (
+            Message::PathPing(PathReport {
+                session: 5,
+                token: 0x0102_0304_0506_0708,
+                bytes: 48_000,
+            }),
+            "4c43040c000000050102030405060708000000000000bb80e616295f",
+        ),
+        (
+            Message::PathEcho(PathReport {
+                session: 5,
+                token: 0x0102_0304_0506_0708,
+                bytes: 45_600,
+            }),
+            "4c43040d000000050102030405060708000000000000b220c7e1badb",
+        ),
+        (
             Message::ConnectRequest(ConnectRequest {
                 client: 11,
                 attempt: 2,

@@ -1,0 +1,477 @@
+//! Bonded uplinks: one session over two or three radio links at once (issue 21).
+//!
+//! A vehicle that must not lose the picture carries several modems on different carriers.
+//! [`Bond`] is the sans-IO scheduler that spreads one session's datagrams over them: it keeps
+//! an estimate per uplink and tells the caller which uplink each datagram leaves by.
+//!
+//! # What it measures, and how
+//!
+//! The session's feedback (one ACK per frame, NACKs naming segments) says nothing of which
+//! uplink carried what. So each uplink is measured on its own with a small sealed
+//! [`PathReport`](super::wire::PathReport): every [`BondConfig::ping_interval`] the bond sends
+//! a `PATH_PING` on each uplink carrying the bytes sent on it so far, and the tier-2 echoes it
+//! on the same path with the bytes it has received from that path (`role::Tier2Server`, only
+//! on a validated path, at the ping's own size). One echo gives:
+//!
+//! - the uplink's round trip *with its queue*: the ping waited behind this session's segments
+//!   in the modem's queue and in the radio's;
+//! - what the uplink delivered since the previous echo (the growth of the tier-2's count);
+//! - what it lost (the ping's count beside the echo's: everything sent before a ping has
+//!   arrived or is lost by the time the ping does, on a link that keeps order).
+//!
+//! Each uplink runs the transport's own [`RateController`] on those samples: the delivery rate
+//! and the queueing delay above the uplink's minimum round trip, grown while its queue is
+//! empty, cut while it holds one. That is "Transport, part 2" per path, with the echo as the
+//! ACK. Its target is the uplink's share, not a second budget: the session has *one* rate
+//! budget, the [`Sender`](super::Sender)'s rate control over all uplinks together (its ACKs
+//! count every byte delivered on any of them), which the camera shapes its frames to.
+//!
+//! # Where a datagram goes
+//!
+//! [`Bond::pick`] places each datagram on the uplink where it would arrive first: the one
+//! whose `start + len / target + srtt / 2` is smallest, where `start` is when the bytes already
+//! placed on it have left at its target (a virtual queue per uplink, as a multipath
+//! scheduler's earliest-completion-first rule; MPTCP's default picks the lowest round trip
+//! with room in its window, which starves a slow uplink of anything while the fast one has
+//! room and fills the fast one's queue first). Every segment, parity segment and repair is
+//! placed this way, so a repair of a segment lost on a slow uplink goes to the faster one when
+//! that is where it arrives first.
+//!
+//! # When an uplink fails
+//!
+//! An uplink whose oldest unanswered ping is older than its `srtt + max(4 x rttvar, 25 ms)` is
+//! *silent*: nothing is placed on it any more (its pings go on, every interval, so it is
+//! probed) until an echo comes back, which makes it live again. With pings every 50 ms a dead
+//! uplink is found about one round trip plus a ping interval after it died; the segments that
+//! were on it are NACKed by the receiver, which sees the later ones arrive on the others, and
+//! their repairs are placed on the live uplinks.
+//!
+//! Costs: one sealed ping of [`PATH_REPORT_LEN`](super::wire::PATH_REPORT_LEN) bytes plus
+//! the sealing per uplink per interval each way (about 86 bytes on the wire: 1.7 KB/s per
+//! uplink at 50 ms, under 3% of a 60 KB/s modem).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::rate::{RateConfig, RateController, RttSample};
+use super::rtt::SmoothedRtt;
+use crate::time::Instant;
+
+/// Most uplinks one session bonds: the tier-2 keeps as many validated paths per session
+/// (`secure::paths::MAX_PATHS`).
+pub const MAX_UPLINKS: usize = crate::secure::paths::MAX_PATHS;
+
+/// Pings per uplink awaiting their echo; an older one is taken for lost.
+const PINGS_KEPT: usize = 16;
+/// The least an uplink's silence timer allows past its smoothed round trip.
+const SILENCE_MARGIN: Duration = Duration::from_millis(25);
+/// The silence timer before an uplink has a round trip.
+const SILENCE_INITIAL: Duration = Duration::from_millis(500);
+
+/// How a [`Bond`] behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BondConfig {
+    /// Uplinks, 1 to [`MAX_UPLINKS`].
+    pub uplinks: usize,
+    /// A ping on each uplink this often.
+    pub ping_interval: Duration,
+    /// Each uplink's rate controller (its target is the uplink's share).
+    pub rate: RateConfig,
+}
+
+impl BondConfig {
+    /// `uplinks` uplinks, pinged every 50 ms, each with the transport's default rate
+    /// configuration whose target grows while its queue is empty however little it carries
+    /// ([`RateConfig::grow_unused`]).
+    pub fn new(uplinks: usize) -> Self {
+        BondConfig {
+            uplinks,
+            ping_interval: Duration::from_millis(50),
+            rate: RateConfig {
+                grow_unused: true,
+                ..RateConfig::default()
+            },
+        }
+    }
+}
+
+/// Something the application should know about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BondEvent {
+    /// The uplink's pings went unanswered past its silence timer: nothing more is placed on
+    /// it until it answers.
+    Silent { uplink: usize },
+    /// A silent uplink answered again.
+    Back { uplink: usize },
+}
+
+/// What one uplink carried, for reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UplinkStats {
+    /// Datagrams and wire bytes placed on it (pings included).
+    pub datagrams: u64,
+    pub bytes: u64,
+    pub pings: u64,
+    pub echoes: u64,
+    /// Times it fell silent.
+    pub silences: u64,
+    /// Its rate controller's target and smoothed round trip, as last seen.
+    pub target: f64,
+    pub srtt_ms: Option<f64>,
+    /// Bytes it lost, by the echoes' counts.
+    pub lost_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Ping {
+    token: u64,
+    at: Instant,
+    /// Bytes sent on the uplink before the ping.
+    sent: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Uplink {
+    rate: RateController,
+    rtt: SmoothedRtt,
+    /// When the bytes placed on it will have left at its target.
+    free_at: Instant,
+    pings: VecDeque<Ping>,
+    next_ping: Instant,
+    /// The last echo: the bytes the ping said were sent and the bytes the echo said arrived.
+    last_echo: Option<(u64, u64)>,
+    silent: bool,
+    stats: UplinkStats,
+}
+
+impl Uplink {
+    fn new(rate: &RateConfig, now: Instant) -> Self {
+        Uplink {
+            rate: RateController::new(rate.clone()),
+            rtt: SmoothedRtt::default(),
+            free_at: now,
+            pings: VecDeque::new(),
+            next_ping: now,
+            last_echo: None,
+            silent: false,
+            stats: UplinkStats::default(),
+        }
+    }
+
+    /// When its oldest unanswered ping makes it silent.
+    fn silent_at(&self) -> Option<Instant> {
+        let oldest = self.pings.front()?;
+        let wait = match self.rtt.srtt() {
+            Some(srtt) => srtt + (self.rtt.rttvar() * 4).max(SILENCE_MARGIN),
+            None => SILENCE_INITIAL,
+        };
+        Some(oldest.at + wait)
+    }
+
+    /// When a datagram of `len` wire bytes placed on it now would arrive.
+    fn arrival(&self, now: Instant, len: usize) -> (Instant, Instant) {
+        let start = self.free_at.max(now);
+        let leaves = start + Duration::from_secs_f64(len as f64 / self.rate.target());
+        let half_rtt = self.rtt.srtt().unwrap_or(Duration::ZERO) / 2;
+        (leaves, leaves + half_rtt)
+    }
+}
+
+/// The scheduler of a bonded session's uplinks. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Bond {
+    cfg: BondConfig,
+    uplinks: Vec<Uplink>,
+    next_token: u64,
+    events: VecDeque<BondEvent>,
+}
+
+impl Bond {
+    /// A bond of `cfg.uplinks` uplinks (at least 1, at most [`MAX_UPLINKS`]) starting at `now`.
+    pub fn new(cfg: BondConfig, now: Instant) -> Self {
+        let n = cfg.uplinks.clamp(1, MAX_UPLINKS);
+        Bond {
+            uplinks: (0..n).map(|_| Uplink::new(&cfg.rate, now)).collect(),
+            cfg,
+            next_token: 0,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The number of uplinks.
+    pub fn uplinks(&self) -> usize {
+        self.uplinks.len()
+    }
+
+    /// Whether `uplink` is silent (nothing is placed on it).
+    pub fn is_silent(&self, uplink: usize) -> bool {
+        self.uplinks.get(uplink).is_some_and(|u| u.silent)
+    }
+
+    /// What each uplink carried.
+    pub fn stats(&self) -> Vec<UplinkStats> {
+        self.uplinks
+            .iter()
+            .map(|u| UplinkStats {
+                target: u.rate.target(),
+                srtt_ms: u.rtt.srtt().map(|d| d.as_secs_f64() * 1e3),
+                ..u.stats.clone()
+            })
+            .collect()
+    }
+
+    /// The uplink a datagram of `len` wire bytes leaves by: the live one where it would
+    /// arrive first (every uplink when all are silent: one of them may be back).
+    pub fn pick(&mut self, now: Instant, len: usize) -> usize {
+        let all_silent = self.uplinks.iter().all(|u| u.silent);
+        let best = (0..self.uplinks.len())
+            .filter(|&i| all_silent || !self.uplinks[i].silent)
+            .min_by_key(|&i| self.uplinks[i].arrival(now, len).1)
+            .unwrap_or(0);
+        self.charge(now, best, len);
+        best
+    }
+
+    /// `len` wire bytes leave by `uplink` now.
+    pub fn charge(&mut self, now: Instant, uplink: usize, len: usize) {
+        if let Some(u) = self.uplinks.get_mut(uplink) {
+            u.free_at = u.arrival(now, len).0;
+            u.stats.datagrams += 1;
+            u.stats.bytes += len as u64;
+        }
+    }
+
+    /// A ping due now: its uplink, token and the bytes sent on that uplink so far. The caller
+    /// seals it as a `PATH_PING` and sends it by that uplink (and [`Bond::charge`]s it).
+    pub fn poll_ping(&mut self, now: Instant) -> Option<(usize, u64, u64)> {
+        let i = (0..self.uplinks.len()).find(|&i| self.uplinks[i].next_ping <= now)?;
+        self.next_token = self.next_token.wrapping_add(1);
+        let token = self.next_token;
+        let interval = self.cfg.ping_interval;
+        let u = &mut self.uplinks[i];
+        u.next_ping = now + interval;
+        if u.pings.len() >= PINGS_KEPT {
+            u.pings.pop_front();
+        }
+        u.pings.push_back(Ping {
+            token,
+            at: now,
+            sent: u.stats.bytes,
+        });
+        u.stats.pings += 1;
+        Some((i, token, u.stats.bytes))
+    }
+
+    /// An echo of the ping `token` came back, saying `received` bytes had arrived from its
+    /// uplink. Echoes of pings this bond did not send (or already took) change nothing.
+    pub fn on_echo(&mut self, now: Instant, token: u64, received: u64) {
+        let Some((i, k)) = self.uplinks.iter().enumerate().find_map(|(i, u)| {
+            let k = u.pings.iter().position(|p| p.token == token)?;
+            Some((i, k))
+        }) else {
+            return;
+        };
+        let u = &mut self.uplinks[i];
+        let ping = u.pings[k];
+        // Pings older than this one are lost or late: their echoes would say less.
+        u.pings.drain(..=k);
+        let rtt = now.saturating_duration_since(ping.at);
+        u.rtt.update(rtt);
+        u.stats.echoes += 1;
+        let (delivered, lost) = match u.last_echo {
+            Some((sent0, received0)) if received >= received0 => {
+                let delivered = received - received0;
+                let sent = ping.sent.saturating_sub(sent0);
+                (delivered, sent.saturating_sub(delivered))
+            }
+            _ => (0, 0),
+        };
+        u.last_echo = Some((ping.sent, received.max(u.last_echo.map_or(0, |e| e.1))));
+        u.stats.lost_bytes += lost;
+        u.rate.on_ack(now, delivered, Some(RttSample::rtt(rtt)));
+        if u.silent {
+            u.silent = false;
+            self.events.push_back(BondEvent::Back { uplink: i });
+        }
+    }
+
+    /// Time has reached [`Bond::poll_timeout`]: uplinks whose pings went unanswered fall
+    /// silent.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for (i, u) in self.uplinks.iter_mut().enumerate() {
+            if !u.silent && u.silent_at().is_some_and(|t| t <= now) {
+                u.silent = true;
+                u.stats.silences += 1;
+                // Nothing it held is coming: its virtual queue is empty when it is back.
+                u.free_at = now;
+                self.events.push_back(BondEvent::Silent { uplink: i });
+            }
+        }
+    }
+
+    /// The next ping or silence timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.uplinks
+            .iter()
+            .flat_map(|u| [Some(u.next_ping), u.silent_at().filter(|_| !u.silent)])
+            .flatten()
+            .min()
+    }
+
+    pub fn poll_event(&mut self) -> Option<BondEvent> {
+        self.events.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sealed ping's wire bytes.
+    const PING: usize = 86;
+
+    fn ms(n: u64) -> Instant {
+        Instant::ZERO + Duration::from_millis(n)
+    }
+
+    /// Runs `bond` for `secs` over uplinks with these capacities (bytes/s) and one-way delays,
+    /// offering `len`-byte datagrams at `offered` bytes/s; each uplink is a FIFO queue that
+    /// drains at its capacity. Returns the bytes each uplink carried.
+    fn run(bond: &mut Bond, links: &[(f64, u64)], offered: f64, len: usize, secs: u64) -> Vec<u64> {
+        let n = links.len();
+        let mut busy_until = vec![Instant::ZERO; n];
+        let mut carried = vec![0u64; n];
+        let mut received = vec![0u64; n];
+        // (arrival at the tier-2, uplink, ping token or 0, bytes)
+        let mut arrivals: Vec<(Instant, usize, u64, usize)> = Vec::new();
+        let mut echoes: Vec<(Instant, u64, u64)> = Vec::new();
+        let step = Duration::from_secs_f64(len as f64 / offered);
+        let mut next_send = Instant::ZERO;
+        let end = ms(secs * 1000);
+        let mut now = Instant::ZERO;
+        let send = |now: Instant,
+                    i: usize,
+                    token: u64,
+                    busy: &mut Vec<Instant>,
+                    arrivals: &mut Vec<(Instant, usize, u64, usize)>| {
+            let len = if token == 0 { len } else { PING };
+            let (cap, delay) = links[i];
+            let start = busy[i].max(now);
+            busy[i] = start + Duration::from_secs_f64(len as f64 / cap);
+            arrivals.push((busy[i] + Duration::from_millis(delay), i, token, len));
+        };
+        while now < end {
+            bond.handle_timeout(now);
+            while let Some((i, token, _)) = bond.poll_ping(now) {
+                bond.charge(now, i, PING);
+                send(now, i, token, &mut busy_until, &mut arrivals);
+            }
+            while next_send <= now {
+                let i = bond.pick(now, len);
+                carried[i] += len as u64;
+                send(now, i, 0, &mut busy_until, &mut arrivals);
+                next_send += step;
+            }
+            arrivals.sort_by_key(|a| a.0);
+            while arrivals.first().is_some_and(|a| a.0 <= now) {
+                let (at, i, token, bytes) = arrivals.remove(0);
+                received[i] += bytes as u64;
+                if token != 0 {
+                    echoes.push((at + Duration::from_millis(links[i].1), token, received[i]));
+                }
+            }
+            echoes.sort_by_key(|e| e.0);
+            while echoes.first().is_some_and(|e| e.0 <= now) {
+                let (_, token, bytes) = echoes.remove(0);
+                bond.on_echo(now, token, bytes);
+            }
+            now += Duration::from_millis(1);
+        }
+        carried
+    }
+
+    #[test]
+    fn two_uplinks_share_the_load_by_their_capacity() {
+        let mut bond = Bond::new(BondConfig::new(2), Instant::ZERO);
+        // 60 and 30 KB/s, both 20 ms each way; 80 KB/s offered.
+        let carried = run(
+            &mut bond,
+            &[(60_000.0, 20), (30_000.0, 20)],
+            80_000.0,
+            1000,
+            10,
+        );
+        let share = carried[0] as f64 / (carried[0] + carried[1]) as f64;
+        eprintln!("share {share:.3} {:?}", bond.stats());
+        assert!((0.55..0.8).contains(&share), "{carried:?}");
+        let stats = bond.stats();
+        // Neither queue ran away: the round trips stay within 2.5 x the base 40 ms.
+        for s in &stats {
+            assert!(s.srtt_ms.unwrap() < 100.0, "{stats:?}");
+        }
+    }
+
+    #[test]
+    fn a_dead_uplink_falls_silent_within_a_round_trip_and_a_ping_and_is_used_again_when_back() {
+        let mut bond = Bond::new(BondConfig::new(2), Instant::ZERO);
+        run(
+            &mut bond,
+            &[(60_000.0, 20), (60_000.0, 20)],
+            50_000.0,
+            1000,
+            2,
+        );
+        assert!(!bond.is_silent(1));
+        // Uplink 1's pings stop coming back from 2 s; uplink 0's come back 40 ms after they
+        // left. A ping left on uplink 1 at 2.000 s at the latest is unanswered by its srtt
+        // (~40 ms) + 25 ms, plus up to a ping interval for the first unanswered one.
+        let mut silent_at = None;
+        let mut echoes = VecDeque::new();
+        let mut received = 1u64 << 20;
+        for t in 2000..2300u64 {
+            while echoes.front().is_some_and(|&(at, _)| at <= t) {
+                let (_, token) = echoes.pop_front().unwrap();
+                received += 86;
+                bond.on_echo(ms(t), token, received);
+            }
+            bond.handle_timeout(ms(t));
+            while let Some((i, token, _)) = bond.poll_ping(ms(t)) {
+                if i == 0 {
+                    echoes.push_back((t + 40, token));
+                }
+            }
+            if bond.is_silent(1) {
+                silent_at = Some(t);
+                break;
+            }
+        }
+        let silent_at = silent_at.expect("uplink 1 fell silent");
+        assert!(silent_at <= 2000 + 50 + 40 + 30, "{silent_at}");
+        assert!(!bond.is_silent(0));
+        assert_eq!(bond.poll_event(), Some(BondEvent::Silent { uplink: 1 }));
+        // Nothing is placed on it while it is silent.
+        assert!((0..50).all(|_| bond.pick(ms(silent_at), 1000) == 0));
+        // Its next ping answers: it is back.
+        let (i, token, _) = loop {
+            let p = bond.poll_ping(ms(silent_at + 60)).expect("a ping");
+            if p.0 == 1 {
+                break p;
+            }
+        };
+        assert_eq!(i, 1);
+        bond.on_echo(ms(silent_at + 100), token, 1 << 20);
+        assert!(!bond.is_silent(1));
+        assert_eq!(bond.poll_event(), Some(BondEvent::Back { uplink: 1 }));
+    }
+
+    #[test]
+    fn echoes_it_did_not_ask_for_change_nothing() {
+        let mut bond = Bond::new(BondConfig::new(2), Instant::ZERO);
+        let before = bond.stats();
+        bond.on_echo(ms(10), 12345, u64::MAX);
+        assert_eq!(bond.stats(), before);
+        assert_eq!(bond.poll_event(), None);
+    }
+}
