@@ -153,6 +153,13 @@ impl Plan {
                 capacity: h.capacity,
             });
         }
+        if let Some(i) = scenario.hosts.iter().position(|h| h.uplinks > 1) {
+            return Err(unsupported(
+                format!("hosts[{i}].uplinks"),
+                "the emulator gives each host one namespace and one veth; bonded uplinks run on \
+                 the des simulator",
+            ));
+        }
         if !scenario.clocks.is_empty() {
             return Err(unsupported(
                 "clocks",

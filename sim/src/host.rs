@@ -249,6 +249,18 @@ impl Endpoint for SimRole {
     fn poll_timeout(&self) -> Option<Instant> {
         self.role().poll_timeout()
     }
+
+    fn handle_datagram_on(&mut self, now: Instant, uplink: usize, from: SocketAddr, data: &[u8]) {
+        lock(&self.state).trace_datagram(now, &self.host, Way::Received, from.ip(), data);
+        self.endpoint().handle_datagram_on(now, uplink, from, data);
+        self.flush();
+    }
+
+    fn poll_transmit_on(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<(usize, SocketAddr)> {
+        let (uplink, dst) = self.endpoint().poll_transmit_on(now, buf)?;
+        lock(&self.state).trace_datagram(now, &self.host, Way::Sent, dst.ip(), buf);
+        Some((uplink, dst))
+    }
 }
 
 impl Role for SimRole {
@@ -259,13 +271,15 @@ impl Role for SimRole {
 
 /// Runs one host's role until it finishes (cameras) or the simulation ends (receivers).
 ///
-/// `resolve` maps a host name to its address on this backend.
+/// `resolve` maps a host name to its address on this backend. `sockets` are the host's
+/// uplinks, its own address first, then its interfaces' ([`Scenario::interfaces_of`]): one
+/// unless the host bonds several.
 pub async fn host_main<S, C>(
     scenario: &Scenario,
     host: &Host,
     seed: u64,
     state: Shared,
-    socket: S,
+    sockets: Vec<S>,
     clock: C,
     resolve: impl Fn(&str) -> Option<IpAddr>,
 ) -> io::Result<()>
@@ -366,6 +380,7 @@ where
             }
             let mobile_cfg = MobileConfig {
                 session_timeout: ms(c.session_timeout_ms),
+                uplinks: sockets.len(),
                 ..MobileConfig::default()
             };
             let mut mobile = Mobile::new(mobile_cfg, connector, camera);
@@ -448,5 +463,6 @@ where
         running,
         state,
     };
-    driver::run(&mut role, &socket, &clock).await
+    let sockets: Vec<&S> = sockets.iter().collect();
+    driver::run_uplinks(&mut role, &sockets, &clock).await
 }

@@ -54,6 +54,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use livecam_system::link::{Change, LinkConfig, Network};
+use livecam_system::proto::bond::MAX_UPLINKS;
 use livecam_system::proto::{FecKind, PolicyKind, SizeLimits};
 use livecam_system::time::Instant;
 use serde::Deserialize;
@@ -339,6 +340,12 @@ pub struct HostSpec {
     /// For tier-2 servers: sessions taken at most.
     #[serde(default)]
     pub capacity: Option<u32>,
+    /// For mobile clients: modems, 1 to 3 (a bonded session, `livecam_system::proto::bond`;
+    /// needs `cluster.secure`). Uplink 0 is the host itself; uplink `k` is a network
+    /// interface of its own named `<host>.wwan<k>`, with its own address and its own links,
+    /// which `[[links]]` and the link faults name like a host.
+    #[serde(default = "one")]
+    pub uplinks: usize,
 }
 
 fn one() -> usize {
@@ -443,11 +450,18 @@ pub struct Host {
     pub capacity: Option<u32>,
     /// Index within its group.
     pub member: usize,
+    /// Its uplinks ([`HostSpec::uplinks`]); an interface ([`Scenario::interfaces`]) has 1.
+    pub uplinks: usize,
 }
 
 /// What a name stands for among the host specs: a spec's index into [`Scenario::hosts`] and
 /// the members of it the name covers (one, or the whole group).
 type Span = (usize, Range<usize>);
+
+/// The name of uplink `k` of host `host`: its network interface.
+fn interface_name(host: &str, k: usize) -> String {
+    format!("{host}.wwan{k}")
+}
 
 /// The concrete name of member `i` of a spec.
 fn member_name(spec: &HostSpec, i: usize) -> String {
@@ -504,7 +518,71 @@ impl Scenario {
             tier1,
             capacity: spec.capacity,
             member: i,
+            uplinks: spec.uplinks,
         }
+    }
+
+    /// The network interfaces beyond the hosts' own: uplink `k >= 1` of every host with
+    /// several, named `<host>.wwan<k>`, indexed after the hosts (in host order, then `k`). In
+    /// the network of links they are nodes like the hosts; they run no role.
+    pub fn interfaces(&self) -> Vec<Host> {
+        let hosts = self.hosts();
+        let mut index = hosts.len();
+        let mut out = Vec::new();
+        for h in hosts.iter().filter(|h| h.uplinks > 1) {
+            for k in 1..h.uplinks {
+                let name = interface_name(&h.name, k);
+                out.push(Host {
+                    group: name.clone(),
+                    name,
+                    role: h.role,
+                    index,
+                    target: None,
+                    tier1: Vec::new(),
+                    capacity: None,
+                    member: 0,
+                    uplinks: 1,
+                });
+                index += 1;
+            }
+        }
+        out
+    }
+
+    /// The interfaces of `host`'s uplinks 1 and up, in order.
+    pub fn interfaces_of(&self, host: &Host) -> Vec<Host> {
+        if host.uplinks <= 1 {
+            return Vec::new();
+        }
+        let prefix = format!("{}.wwan", host.name);
+        self.interfaces()
+            .into_iter()
+            .filter(|i| i.name.starts_with(&prefix))
+            .collect()
+    }
+
+    /// The network nodes a name stands for where links are named: the hosts it resolves to,
+    /// else the interfaces `<host or group>.wwan<k>` names.
+    pub fn resolve_nodes(&self, name: &str) -> Vec<Host> {
+        let hosts = self.resolve(name);
+        if !hosts.is_empty() {
+            return hosts;
+        }
+        let Some((owner, k)) = name
+            .rsplit_once(".wwan")
+            .and_then(|(o, k)| Some((o, k.parse::<usize>().ok()?)))
+        else {
+            return Vec::new();
+        };
+        let wanted: BTreeSet<String> = self
+            .resolve(owner)
+            .iter()
+            .map(|h| interface_name(&h.name, k))
+            .collect();
+        self.interfaces()
+            .into_iter()
+            .filter(|i| wanted.contains(&i.name))
+            .collect()
     }
 
     /// The tier-1 host names a spec's `tier1` list expands to, in order.
@@ -567,8 +645,8 @@ impl Scenario {
     /// and the emulator use.
     pub fn directed_pairs(&self, a: &str, b: &str, one_way: bool) -> Vec<(Host, Host)> {
         let mut v = Vec::new();
-        for x in self.resolve(a) {
-            for y in self.resolve(b) {
+        for x in self.resolve_nodes(a) {
+            for y in self.resolve_nodes(b) {
                 v.push((x.clone(), y.clone()));
                 if !one_way {
                     v.push((y, x.clone()));
@@ -584,7 +662,7 @@ impl Scenario {
     /// links and link faults that every simulator and the emulator drive.
     pub fn network<M: Copy>(&self, seed: u64) -> Network<M> {
         let mut network = Network::new(seed, self.link.clone());
-        for h in self.hosts() {
+        for h in self.hosts().into_iter().chain(self.interfaces()) {
             network.add_host(&h.name);
         }
         for o in &self.links {
@@ -598,8 +676,11 @@ impl Scenario {
             }
             if o.shared {
                 // One link per direction.
-                let senders: BTreeSet<usize> =
-                    self.resolve(&o.from).iter().map(|h| h.index).collect();
+                let senders: BTreeSet<usize> = self
+                    .resolve_nodes(&o.from)
+                    .iter()
+                    .map(|h| h.index)
+                    .collect();
                 let (there, back): (Vec<_>, Vec<_>) =
                     pairs.iter().partition(|(x, _)| senders.contains(x));
                 network.share(&there);
@@ -879,7 +960,7 @@ impl Scenario {
         }
         let hosts = self.hosts();
         let mut concrete = BTreeSet::new();
-        for h in &hosts {
+        for h in hosts.iter().chain(&self.interfaces()) {
             if !concrete.insert(h.name.clone()) {
                 return Err(invalid(
                     "hosts",
@@ -929,6 +1010,20 @@ impl Scenario {
                 }
                 _ => {}
             }
+            let field = format!("hosts[{i}].uplinks");
+            if !(1..=MAX_UPLINKS).contains(&h.uplinks) {
+                return Err(invalid(field, format!("must be within 1..={MAX_UPLINKS}")));
+            }
+            if h.uplinks > 1 && h.role != RoleKind::Mobile {
+                return Err(invalid(field, "only a mobile client bonds uplinks"));
+            }
+            if h.uplinks > 1 && !self.cluster.secure {
+                return Err(invalid(
+                    field,
+                    "bonded uplinks need cluster.secure: a tier-2 validates a path only with the \
+                     session's keys",
+                ));
+            }
             if h.capacity.is_some() && h.role != RoleKind::Tier2 {
                 return Err(invalid(
                     format!("hosts[{i}].capacity"),
@@ -946,9 +1041,20 @@ impl Scenario {
                 Ok(())
             }
         };
+        // Where links are named, an uplink's interface is a node too.
+        let node = |field: String, name: &str| {
+            if self.resolve_nodes(name).is_empty() {
+                Err(invalid(
+                    field,
+                    format!("no host, group or uplink interface named {name:?}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
         for (i, l) in self.links.iter().enumerate() {
-            known(format!("links[{i}].from"), &l.from)?;
-            known(format!("links[{i}].to"), &l.to)?;
+            node(format!("links[{i}].from"), &l.from)?;
+            node(format!("links[{i}].to"), &l.to)?;
             l.config
                 .validate()
                 .map_err(|e| invalid(format!("links[{i}].config"), e.to_string()))?;
@@ -963,12 +1069,12 @@ impl Scenario {
             }
             match f {
                 Fault::Partition { a, b, .. } | Fault::Repair { a, b, .. } => {
-                    known(format!("faults[{i}].a"), a)?;
-                    known(format!("faults[{i}].b"), b)?;
+                    node(format!("faults[{i}].a"), a)?;
+                    node(format!("faults[{i}].b"), b)?;
                 }
                 Fault::SetLink { a, b, config, .. } => {
-                    known(format!("faults[{i}].a"), a)?;
-                    known(format!("faults[{i}].b"), b)?;
+                    node(format!("faults[{i}].a"), a)?;
+                    node(format!("faults[{i}].b"), b)?;
                     config
                         .validate()
                         .map_err(|e| invalid(format!("faults[{i}].config"), e.to_string()))?;
@@ -1069,6 +1175,43 @@ mod tests {
             {extra}
             "#
         )
+    }
+
+    #[test]
+    fn bonded_uplinks_are_interfaces_that_links_name_and_only_a_keyed_mobile_has() {
+        let link = "[[links]]\nfrom = \"m.wwan1\"\nto = \"s\"\nconfig = { loss = 0.1 }";
+        let s = Scenario::parse(&cluster(2, &format!("uplinks = 2\n{link}"))).unwrap();
+        let hosts = s.hosts();
+        let interfaces = s.interfaces();
+        assert_eq!(interfaces.len(), 5);
+        assert_eq!(interfaces[0].name, "m0.wwan1");
+        assert_eq!(interfaces[0].index, hosts.len());
+        assert_eq!(interfaces[4].index, hosts.len() + 4);
+        let m3 = hosts.iter().find(|h| h.name == "m3").unwrap();
+        let of_m3: Vec<_> = s.interfaces_of(m3).into_iter().map(|h| h.name).collect();
+        assert_eq!(of_m3, ["m3.wwan1"]);
+        assert!(s.interfaces_of(&hosts[0]).is_empty());
+        // The group's interfaces times the two tier-2s, both ways.
+        assert_eq!(s.directed_pairs("m.wwan1", "s", false).len(), 20);
+        assert_eq!(s.resolve_nodes("m2.wwan1").len(), 1);
+        assert!(s.resolve_nodes("m2.wwan2").is_empty());
+        assert!(
+            s.resolve("m2.wwan1").is_empty(),
+            "an interface runs no role"
+        );
+        // Refused, naming the field.
+        assert!(err(&cluster(2, "uplinks = 4")).contains("hosts[2].uplinks"));
+        assert!(err(&cluster(2, "uplinks = 0")).contains("hosts[2].uplinks"));
+        let keyless = cluster(2, "uplinks = 2\n[cluster]\nsecure = false");
+        assert!(err(&keyless).contains("cluster.secure"));
+        let tier2 = cluster(2, "").replace("role = \"tier2\"", "role = \"tier2\"\nuplinks = 2");
+        assert!(err(&tier2).contains("hosts[1].uplinks"));
+        assert!(
+            err(&cluster(2, link)).contains("links[0].from"),
+            "m has one uplink"
+        );
+        let wwan2 = link.replace("wwan1", "wwan2");
+        assert!(err(&cluster(2, &format!("uplinks = 2\n{wwan2}"))).contains("links[0].from"));
     }
 
     #[test]

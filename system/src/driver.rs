@@ -84,7 +84,8 @@ pub const MAX_STUCK_ROUNDS: u32 = 100_000;
 
 /// What woke the loop.
 enum Wake<I> {
-    Datagram(io::Result<(usize, SocketAddr)>),
+    /// On this uplink.
+    Datagram(usize, io::Result<(usize, SocketAddr)>),
     Input(Option<I>),
     Timer,
 }
@@ -107,8 +108,50 @@ where
     C: Clock + ?Sized,
     G: Glue<R>,
 {
+    run_uplinks_with(machine, &[socket], clock, glue).await
+}
+
+/// Most sockets [`run_uplinks_with`] drives: a bonded camera's modems
+/// (`proto::bond::MAX_UPLINKS`).
+pub const MAX_SOCKETS: usize = crate::proto::bond::MAX_UPLINKS;
+
+/// Runs `role` over several sockets (uplinks, the first one the primary) until it is
+/// finished.
+pub async fn run_uplinks<R, S, C>(role: &mut R, sockets: &[&S], clock: &C) -> io::Result<()>
+where
+    R: Role + ?Sized,
+    S: DatagramSocket + ?Sized,
+    C: Clock + ?Sized,
+{
+    run_uplinks_with(role, sockets, clock, &mut Alone).await
+}
+
+/// [`run_with`] over one to [`MAX_SOCKETS`] sockets: socket `i` is the machine's local
+/// uplink `i` ([`Endpoint::poll_transmit_on`] says which one a datagram leaves by, and
+/// [`Endpoint::handle_datagram_on`] which one it came in by). A datagram for an uplink with
+/// no socket leaves by the first.
+pub async fn run_uplinks_with<R, S, C, G>(
+    machine: &mut R,
+    sockets: &[&S],
+    clock: &C,
+    glue: &mut G,
+) -> io::Result<()>
+where
+    R: Endpoint + ?Sized,
+    S: DatagramSocket + ?Sized,
+    C: Clock + ?Sized,
+    G: Glue<R>,
+{
+    let Some(&primary) = sockets.first().filter(|_| sockets.len() <= MAX_SOCKETS) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("1 to {MAX_SOCKETS} sockets, not {}", sockets.len()),
+        ));
+    };
     let mut out = Vec::with_capacity(MAX_DATAGRAM);
-    let mut inbuf = vec![0u8; MAX_DATAGRAM];
+    // One receive buffer per socket: the receives are raced against each other.
+    let mut inbufs: [Vec<u8>; MAX_SOCKETS] =
+        std::array::from_fn(|i| vec![0u8; if i < sockets.len() { MAX_DATAGRAM } else { 0 }]);
     let mut stuck = 0u32;
     loop {
         let now = clock.now();
@@ -116,13 +159,14 @@ where
             machine.handle_timeout(now);
         }
         let mut sent = 0;
-        while let Some(dst) = machine.poll_transmit(now, &mut out) {
+        while let Some((uplink, dst)) = machine.poll_transmit_on(now, &mut out) {
             sent += 1;
+            let socket = sockets.get(uplink).copied().unwrap_or(primary);
             if let Err(e) = socket.send_to(&out, dst).await {
                 if is_fatal(&e) {
                     return Err(e);
                 }
-                tracing::debug!(error = %e, %dst, "send failed; datagram counts as lost");
+                tracing::debug!(error = %e, %dst, uplink, "send failed; datagram counts as lost");
             }
         }
         if glue.after_round(machine, now, sent).await.is_break() {
@@ -145,22 +189,37 @@ where
             continue;
         }
         stuck = 0;
+        let [in0, in1, in2] = &mut inbufs;
         let wake = tokio::select! {
             biased;
-            r = socket.recv_from(&mut inbuf) => Wake::Datagram(r),
+            r = recv_on(Some(primary), in0) => Wake::Datagram(0, r),
+            r = recv_on(sockets.get(1).copied(), in1) => Wake::Datagram(1, r),
+            r = recv_on(sockets.get(2).copied(), in2) => Wake::Datagram(2, r),
             input = glue.next_input() => Wake::Input(input),
             _ = sleep_until_opt(clock, deadline) => Wake::Timer,
         };
         match wake {
-            Wake::Datagram(Ok((n, from))) => {
-                machine.handle_datagram(clock.now(), from, &inbuf[..n])
+            Wake::Datagram(uplink, Ok((n, from))) => {
+                let data = &inbufs[uplink][..n];
+                machine.handle_datagram_on(clock.now(), uplink, from, data)
             }
-            Wake::Datagram(Err(e)) if is_fatal(&e) => return Err(e),
-            Wake::Datagram(Err(e)) => tracing::debug!(error = %e, "receive failed; skipped"),
+            Wake::Datagram(_, Err(e)) if is_fatal(&e) => return Err(e),
+            Wake::Datagram(_, Err(e)) => tracing::debug!(error = %e, "receive failed; skipped"),
             Wake::Input(Some(input)) => glue.handle_input(machine, clock.now(), input).await,
             Wake::Input(None) => return Ok(()),
             Wake::Timer => {}
         }
+    }
+}
+
+/// Receives on `socket`, or never when there is none.
+async fn recv_on<S: DatagramSocket + ?Sized>(
+    socket: Option<&S>,
+    buf: &mut [u8],
+) -> io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
     }
 }
 

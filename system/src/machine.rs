@@ -19,6 +19,20 @@ pub trait Endpoint {
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr>;
     /// When [`Endpoint::handle_timeout`] should next be called.
     fn poll_timeout(&self) -> Option<Instant>;
+
+    /// A datagram arrived from `from` on local uplink `uplink` (the index of the socket it
+    /// came in by, for a machine with several: a bonded camera's modems, `proto::bond`).
+    /// Machines with one socket need not care: the default ignores the uplink.
+    fn handle_datagram_on(&mut self, now: Instant, uplink: usize, from: SocketAddr, data: &[u8]) {
+        let _ = uplink;
+        self.handle_datagram(now, from, data);
+    }
+
+    /// As [`Endpoint::poll_transmit`], and the local uplink the datagram leaves by (0 for a
+    /// machine with one socket: the default).
+    fn poll_transmit_on(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<(usize, SocketAddr)> {
+        self.poll_transmit(now, buf).map(|to| (0, to))
+    }
 }
 
 /// An endpoint with application behaviour around it: a role that knows when it is done.

@@ -412,6 +412,13 @@ impl<R: Observed> Endpoint for Metered<R> {
     fn poll_timeout(&self) -> Option<Instant> {
         self.inner.poll_timeout()
     }
+    fn handle_datagram_on(&mut self, now: Instant, uplink: usize, from: SocketAddr, data: &[u8]) {
+        self.inner.handle_datagram_on(now, uplink, from, data);
+        self.observe();
+    }
+    fn poll_transmit_on(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<(usize, SocketAddr)> {
+        self.inner.poll_transmit_on(now, buf)
+    }
 }
 
 impl<R: Observed> Role for Metered<R> {

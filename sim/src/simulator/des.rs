@@ -522,9 +522,18 @@ fn host_task(
             core: core.clone(),
             skew: scenario.clock_of(&host).map(|c| Rc::new(Skew::of(c))),
         };
-        let socket = DesSocket::bind(core, (ip, PORT).into());
+        // Its own address, then one per uplink interface.
+        let sockets = std::iter::once(ip)
+            .chain(
+                scenario
+                    .interfaces_of(&host)
+                    .iter()
+                    .map(|i| address(i.index)),
+            )
+            .map(|ip| DesSocket::bind(core.clone(), (ip, PORT).into()))
+            .collect();
         let resolve = |name: &str| directory.get(name).copied();
-        if let Err(e) = host_main(&scenario, &host, seed, state, socket, clock, resolve).await {
+        if let Err(e) = host_main(&scenario, &host, seed, state, sockets, clock, resolve).await {
             tracing::debug!(error = %e, host = %host.name, "host ended with an error");
         }
     })
@@ -537,7 +546,7 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
     let hosts = scenario.hosts();
     {
         let mut st = lock(&state);
-        for h in &hosts {
+        for h in hosts.iter().chain(&scenario.interfaces()) {
             st.set_address(address(h.index), &h.name);
         }
     }

@@ -142,7 +142,7 @@ pub async fn simulate(scenario: Arc<Scenario>, seed: u64, state: Shared) -> f64 
                     let resolve =
                         |name: &str| addresses.iter().find(|(n, _)| n == name).map(|&(_, ip)| ip);
                     if let Err(e) =
-                        host_main(&scenario, &host, seed, state, socket, clock, resolve).await
+                        host_main(&scenario, &host, seed, state, vec![socket], clock, resolve).await
                     {
                         tracing::error!(error = %e, host = %host.name, "host failed");
                     }

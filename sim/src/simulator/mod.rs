@@ -78,6 +78,12 @@ pub fn run(
             "clocks: host clocks off true time run on the des simulator only".into(),
         ));
     }
+    if backend != Simulator::Des && scenario.hosts.iter().any(|h| h.uplinks > 1) {
+        // Their networks give a host one address; the des gives each uplink its own.
+        return Err(SimError::Simulator(
+            "hosts[].uplinks: bonded uplinks run on the des simulator only".into(),
+        ));
+    }
     match backend {
         Simulator::Des => self::des::run(scenario, seed, trace),
         Simulator::Turmoil => self::turmoil::run(scenario, seed, trace),

@@ -68,7 +68,7 @@ pub fn run(scenario: &Scenario, seed: u64, trace: TraceOut) -> Result<Outcome, S
                 let ip = ::turmoil::lookup(host.name.as_str());
                 let socket = LinkedSocket::new(TurmoilSocket(socket), clock, ip, state.clone());
                 let resolve = |name: &str| -> Option<IpAddr> { Some(::turmoil::lookup(name)) };
-                host_main(&scenario, &host, seed, state, socket, clock, resolve).await?;
+                host_main(&scenario, &host, seed, state, vec![socket], clock, resolve).await?;
                 Ok(())
             }
         });

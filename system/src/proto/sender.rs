@@ -445,6 +445,29 @@ impl Sender {
         frame
     }
 
+    /// Data segments `indices` of `frame` that the caller knows are lost (a bonded uplink fell
+    /// silent with them on it, `proto::bond`): queued again at once, each once, as a NACK's
+    /// would be, without waiting a round trip for the receiver to ask. Segments not sent yet,
+    /// already queued, or of a frame no longer in flight are skipped. Returns how many were
+    /// queued.
+    pub fn resend_lost(&mut self, frame: u32, indices: &[u16]) -> usize {
+        let Some(f) = self.frames.get_mut(&frame) else {
+            return 0;
+        };
+        let sent = usize::from(f.count - f.unsent);
+        let mut queued = 0;
+        for &i in indices {
+            let i_us = usize::from(i);
+            if i_us >= sent || f.queued[i_us] {
+                continue;
+            }
+            f.queued[i_us] = true;
+            self.resend.push_back((frame, Shard::Data(i)));
+            queued += 1;
+        }
+        queued
+    }
+
     /// Gives up every frame that has not started to leave because the rate control holds it
     /// back (its window is closed, or the frame could not arrive in time behind what is in
     /// flight: see [`Sender::may_start`]), superseded by a newer capture: live video shows

@@ -1,4 +1,4 @@
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -6,7 +6,10 @@ use super::{Camera, Recorder, RoleEvent};
 use crate::cluster::{ClientEvent, Connector};
 use crate::machine::{Endpoint, Role};
 use crate::outbox::Outbox;
-use crate::proto::wire::{self, Command, CommandMsg, CommandResult, Message};
+use crate::proto::bond::{Bond, BondConfig, BondEvent, MAX_UPLINKS};
+use crate::proto::wire::{
+    self, Command, CommandMsg, CommandResult, Message, PathReport, UDP_IP_OVERHEAD,
+};
 use crate::secure::Channel;
 use crate::time::Instant;
 
@@ -28,6 +31,12 @@ pub struct MobileConfig {
     /// echo is not a lost session (four in a row must be). Costs one small sealed datagram
     /// each way per interval while idle (about 80 bytes on the wire).
     pub keepalive_interval: Duration,
+    /// Local uplinks (sockets) the client sends by, 1 to [`MAX_UPLINKS`]. With more than one
+    /// and a keyed session, the session is bonded: each datagram leaves by the uplink
+    /// [`Bond`] picks, each uplink is pinged, and each proves itself to the tier-2 by a path
+    /// challenge before it is answered on (see `secure::paths`). Without keys a tier-2 can
+    /// validate no path, so everything leaves by the first.
+    pub uplinks: usize,
 }
 
 impl Default for MobileConfig {
@@ -36,6 +45,7 @@ impl Default for MobileConfig {
             session_timeout: Duration::from_millis(1000),
             connect_ahead: Duration::ZERO,
             keepalive_interval: Duration::from_millis(1000),
+            uplinks: 1,
         }
     }
 }
@@ -70,7 +80,21 @@ pub struct Mobile {
     /// Datagrams refused: unsealed session traffic when keys are in use, or sealed ones that
     /// did not open (forged, replayed, from another address).
     rejected: u64,
+    /// The scheduler of a bonded session's uplinks (more than one uplink, keys in use).
+    bond: Option<Bond>,
+    /// Datagrams that must leave by one uplink: path responses (by the one the challenge
+    /// came in by) and pings; index = uplink.
+    by_uplink: Vec<Outbox>,
+    /// The uplink the datagram being handled came in by.
+    arrived_on: usize,
+    /// Data segments a bonded session sent lately: when, by which uplink, frame and index;
+    /// those of an uplink that falls silent are sent again by the others.
+    sent_by: VecDeque<(Instant, usize, u32, u16)>,
 }
+
+/// Data segments a bonded client remembers the uplink of: a second of a 2 MB/s camera in
+/// 1,400-byte segments, well past any silence timer.
+const SENT_BY_KEPT: usize = 2048;
 
 /// Command results a mobile client remembers.
 const REMEMBERED_RESULTS: usize = 64;
@@ -97,7 +121,18 @@ impl Mobile {
             channel: None,
             scratch: Vec::new(),
             rejected: 0,
+            bond: None,
+            by_uplink: (0..cfg.uplinks.clamp(1, MAX_UPLINKS))
+                .map(|_| Outbox::default())
+                .collect(),
+            arrived_on: 0,
+            sent_by: VecDeque::new(),
         }
+    }
+
+    /// The bond of its uplinks, while a bonded session is up.
+    pub fn bond(&self) -> Option<&Bond> {
+        self.bond.as_ref()
     }
 
     /// Datagrams refused as unauthenticated.
@@ -140,7 +175,16 @@ impl Mobile {
             // (see `secure::paths`). Same size as the challenge: nothing amplified.
             if let (Some(_), Ok(Message::PathChallenge(m))) = (&self.channel, wire::decode(data)) {
                 if m.session == self.connector.id() {
-                    self.outbox.send(from, &Message::PathResponse(m));
+                    let out = self.by_uplink.get_mut(self.arrived_on);
+                    out.unwrap_or(&mut self.outbox)
+                        .send(from, &Message::PathResponse(m));
+                }
+            }
+        } else if data.get(3) == Some(&wire::kind::PATH_ECHO) {
+            // Sealed only, like the challenge: the measurement of one of its uplinks.
+            if let (Some(bond), Ok(Message::PathEcho(m))) = (&mut self.bond, wire::decode(data)) {
+                if m.session == self.connector.id() {
+                    bond.on_echo(now, m.token, m.bytes);
                 }
             }
         } else if wire::is_control(data) {
@@ -243,6 +287,11 @@ impl Mobile {
             {
                 self.camera.restart(now, addr);
                 self.channel = self.connector.take_channel();
+                self.bond = (self.by_uplink.len() > 1 && self.channel.is_some())
+                    .then(|| Bond::new(BondConfig::new(self.by_uplink.len()), now));
+                for out in &mut self.by_uplink {
+                    *out = Outbox::default();
+                }
                 self.connected_at = now;
                 self.heard_at = now;
                 self.keepalive_since = None;
@@ -335,6 +384,11 @@ impl Mobile {
 
 impl Endpoint for Mobile {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.handle_datagram_on(now, 0, from, data);
+    }
+
+    fn handle_datagram_on(&mut self, now: Instant, uplink: usize, from: SocketAddr, data: &[u8]) {
+        self.arrived_on = uplink;
         let from_tier2 = self.connector.connected().is_some_and(|(_, a)| a == from);
         let secure = self.connector.is_secure();
         if wire::is_sealed(data) {
@@ -370,6 +424,29 @@ impl Endpoint for Mobile {
         }
         self.connector.handle_timeout(now);
         self.camera.handle_timeout(now);
+        if let Some(bond) = &mut self.bond {
+            bond.handle_timeout(now);
+            while let Some(ev) = bond.poll_event() {
+                tracing::debug!(client = self.connector.id(), ?ev, "uplink");
+                if let BondEvent::Silent { uplink, since } = ev {
+                    // What it carried since its last answer is not coming: send it again now,
+                    // by the uplinks still answering, rather than a round trip later when
+                    // the receiver asks.
+                    let mut lost: BTreeMap<u32, Vec<u16>> = BTreeMap::new();
+                    for &(_, _, frame, index) in self
+                        .sent_by
+                        .iter()
+                        .filter(|&&(at, by, ..)| by == uplink && at >= since)
+                    {
+                        lost.entry(frame).or_default().push(index);
+                    }
+                    let sender = self.camera.sender_mut();
+                    for (frame, indices) in lost {
+                        sender.resend_lost(frame, &indices);
+                    }
+                }
+            }
+        }
         self.track_waiting(now);
         if self.keepalive_due().is_some_and(|t| t <= now) {
             self.send_keepalive(now);
@@ -389,30 +466,75 @@ impl Endpoint for Mobile {
     }
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        self.poll_transmit_on(now, buf).map(|(_, to)| to)
+    }
+
+    fn poll_transmit_on(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<(usize, SocketAddr)> {
         if let Some(to) = self.connector.poll_transmit(now, buf) {
-            return Some(to);
+            return Some((0, to));
         }
-        // Session traffic: command results, then the camera's segments; sealed with keys.
+        // Session traffic: path responses and pings, command results, then the camera's
+        // segments; sealed with keys.
         let Some(channel) = self.channel.as_mut().filter(|_| self.connector.is_secure()) else {
             if let Some(to) = self.outbox.poll_transmit(buf) {
-                return Some(to);
+                return Some((0, to));
             }
             self.connector.connected()?;
-            return self.camera.poll_transmit(now, buf);
+            return self.camera.poll_transmit(now, buf).map(|to| (0, to));
         };
+        if let (Some(bond), Some((_, tier2))) = (&mut self.bond, self.connector.connected()) {
+            while let Some((uplink, token, bytes)) = bond.poll_ping(now) {
+                let session = self.connector.id();
+                let ping = PathReport {
+                    session,
+                    token,
+                    bytes,
+                };
+                self.by_uplink[uplink].send(tier2, &Message::PathPing(ping));
+            }
+        }
         let mut plain = std::mem::take(&mut self.scratch);
         plain.clear();
-        let to = match self.outbox.poll_transmit(&mut plain) {
-            Some(to) => Some(to),
-            None if self.connector.connected().is_some() => {
-                self.camera.poll_transmit(now, &mut plain)
-            }
-            None => None,
+        let pinned = self
+            .by_uplink
+            .iter_mut()
+            .enumerate()
+            .find_map(|(i, out)| Some((i, out.poll_transmit(&mut plain)?)));
+        let next = match pinned {
+            Some((uplink, to)) => Some((Some(uplink), to)),
+            None => match self.outbox.poll_transmit(&mut plain) {
+                Some(to) => Some((None, to)),
+                None if self.connector.connected().is_some() => self
+                    .camera
+                    .poll_transmit(now, &mut plain)
+                    .map(|to| (None, to)),
+                None => None,
+            },
         };
         buf.clear();
-        let sealed = to.filter(|_| channel.seal(&plain, buf).is_ok());
+        let sealed = next.filter(|_| channel.seal(&plain, buf).is_ok());
         self.scratch = plain;
-        sealed
+        let (uplink, to) = sealed?;
+        let wire_len = buf.len() + UDP_IP_OVERHEAD;
+        let uplink = match (uplink, &mut self.bond) {
+            (Some(i), Some(bond)) => {
+                bond.charge(now, i, wire_len);
+                i
+            }
+            (None, Some(bond)) => {
+                let uplink = bond.pick(now, wire_len);
+                if let Ok(Message::Segment(seg)) = wire::decode(&self.scratch) {
+                    if self.sent_by.len() >= SENT_BY_KEPT {
+                        self.sent_by.pop_front();
+                    }
+                    self.sent_by.push_back((now, uplink, seg.frame, seg.index));
+                }
+                uplink
+            }
+            (Some(i), None) => i,
+            (None, None) => 0,
+        };
+        Some((uplink, to))
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -430,6 +552,7 @@ impl Endpoint for Mobile {
             camera,
             self.silence_deadline(),
             self.keepalive_due(),
+            self.bond.as_ref().and_then(Bond::poll_timeout),
         ]
         .into_iter()
         .flatten()
