@@ -287,6 +287,7 @@ impl Plan {
                     ring_bytes: livecam_system::runtime::service::default_ring_bytes(),
                     rate_control: self.rate_control,
                     uplink_alone: self.uplink_alone,
+                    uplinks: Vec::new(),
                 };
                 if let Some(k) = keys {
                     cfg.secure_with(k);

@@ -2,6 +2,8 @@
 
 pub mod backend;
 pub mod backhaul;
+#[cfg(test)]
+mod bonded_tests;
 pub mod capacity;
 pub mod config;
 pub mod flood;

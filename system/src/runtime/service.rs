@@ -19,6 +19,7 @@ use thiserror::Error;
 use super::backhaul::{BackhaulCounters, BackhaulReport, StorageBackhaul};
 use super::config::{from_toml, invalid, read_text, ConfigError};
 use super::security::{self, ClusterKeys, ServerIdentity};
+use super::socket::Uplink;
 use crate::backend::StorageError;
 use crate::cluster::{ClientConfig, Connector, Tier1, Tier1Config, Tier2, Tier2Config};
 use crate::device::{
@@ -29,6 +30,7 @@ use crate::driver;
 use crate::machine::Role;
 use crate::metrics::{Metered, Observed, RoleMetrics};
 use crate::net::{Clock, DatagramSocket, TokioClock};
+use crate::proto::bond::MAX_UPLINKS;
 use crate::proto::{PolicyConfig, RateConfig, Receiver, ReceiverConfig, Sender, SenderConfig};
 use crate::role::durable::{self, Durable, DurableConfig, BACKFILL_SESSION_BIT};
 use crate::role::ring::{DiskRing, FrameRing, RingLimits};
@@ -221,6 +223,13 @@ pub struct MobileFile {
     /// takes up to a frame interval of that traffic's queue for its own.
     #[serde(default)]
     pub uplink_alone: bool,
+    /// Bonded uplinks: one session over two or three modems at once (`proto::bond`), each
+    /// an interface name (`wwan0`, bound with `SO_BINDTODEVICE`: needs `CAP_NET_RAW`) or the
+    /// modem's local address (`10.64.0.2`, or with a port). Each uplink proves itself to the
+    /// tier-2 with a path challenge before it is answered on, so it needs keys. Empty (the
+    /// default): one socket at `listen`, which is unused otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uplinks: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -396,7 +405,25 @@ impl MobileFile {
         if let Err(e) = crate::role::adapt::check_quality(settings.quality) {
             return Err(invalid(path.display(), "jpeg_quality", e.to_string()));
         }
-        c.device_security(&path.display().to_string())?;
+        let security = c.device_security(&path.display().to_string())?;
+        if c.uplinks.len() > MAX_UPLINKS {
+            return Err(invalid(
+                path.display(),
+                "uplinks",
+                format!("at most {MAX_UPLINKS} uplinks"),
+            ));
+        }
+        for u in &c.uplinks {
+            Uplink::parse(u).map_err(|e| invalid(path.display(), "uplinks", e))?;
+        }
+        if c.uplinks.len() > 1 && security.is_none() {
+            return Err(invalid(
+                path.display(),
+                "uplinks",
+                "bonded uplinks need keys (`key`, `cluster_key`): a tier-2 validates a path \
+                 only with the session's keys",
+            ));
+        }
         Ok(c)
     }
 }
@@ -425,15 +452,16 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Runs `role` on `socket` until it finishes or `stop` completes.
+/// Runs `role` on `sockets` (its uplinks; one but for a bonded mobile client) until it
+/// finishes or `stop` completes.
 async fn serve<R: Role, S: DatagramSocket>(
     role: &mut R,
-    socket: &S,
+    sockets: &[&S],
     clock: &TokioClock,
     stop: impl std::future::Future<Output = ()>,
 ) -> io::Result<()> {
     tokio::select! {
-        r = driver::run(role, socket, clock) => r,
+        r = driver::run_uplinks(role, sockets, clock) => r,
         _ = stop => Ok(()),
     }
 }
@@ -453,13 +481,13 @@ async fn serve_metered<R: Observed, S: DatagramSocket>(
     role: R,
     metrics: Option<tokio::net::TcpListener>,
     storage: Option<Arc<BackhaulCounters>>,
-    socket: &S,
+    sockets: &[&S],
     clock: &TokioClock,
     stop: impl std::future::Future<Output = ()>,
 ) -> (R, io::Result<()>) {
     let Some(listener) = metrics else {
         let mut role = role;
-        let r = serve(&mut role, socket, clock, stop).await;
+        let r = serve(&mut role, sockets, clock, stop).await;
         return (role, r);
     };
     let m = Arc::new(RoleMetrics::default());
@@ -481,7 +509,7 @@ async fn serve_metered<R: Observed, S: DatagramSocket>(
         tracing::info!(%addr, "metrics at http://{addr}/metrics");
     }
     let mut metered = Metered::new(role, m);
-    let r = serve(&mut metered, socket, clock, stop).await;
+    let r = serve(&mut metered, sockets, clock, stop).await;
     let _ = done_tx.send(());
     let _ = server.await;
     (metered.into_inner(), r)
@@ -533,7 +561,7 @@ pub async fn run_tier1_on<S: DatagramSocket>(
         None => warn_insecure("tier-1", cfg.id),
     }
     tracing::info!(id = cfg.id, listen = %cfg.listen, "tier-1 up");
-    let (server, served) = serve_metered(server, metrics, None, socket, &clock, stop).await;
+    let (server, served) = serve_metered(server, metrics, None, &[socket], &clock, stop).await;
     served?;
     Ok(Tier1Summary {
         role: "tier1",
@@ -614,7 +642,7 @@ pub async fn run_tier2_on<S: DatagramSocket>(
     }
     tracing::info!(id = cfg.id, listen = %cfg.listen, database = cfg.database.is_some(), "tier-2 up");
     let storage = writer.as_ref().map(|(counters, _)| counters.clone());
-    let (server, served) = serve_metered(server, metrics, storage, socket, &clock, stop).await;
+    let (server, served) = serve_metered(server, metrics, storage, &[socket], &clock, stop).await;
     let summary = Tier2Summary {
         role: "tier2",
         id: cfg.id,
@@ -658,9 +686,21 @@ pub async fn run_mobile(
     cfg: &MobileFile,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<MobileSummary, ServiceError> {
-    let socket = super::socket::bind(cfg.listen)?;
+    let sockets = if cfg.uplinks.is_empty() {
+        vec![super::socket::bind(cfg.listen)?]
+    } else {
+        cfg.uplinks
+            .iter()
+            .map(|u| {
+                let uplink =
+                    Uplink::parse(u).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                uplink.bind()
+            })
+            .collect::<io::Result<Vec<_>>>()?
+    };
     let metrics = bind_metrics(cfg.metrics).await?;
-    run_mobile_on(cfg, &socket, metrics, stop).await
+    let sockets: Vec<&tokio::net::UdpSocket> = sockets.iter().collect();
+    run_mobile_on(cfg, &sockets, metrics, stop).await
 }
 
 /// Keeps a copy of every frame its inner producer makes in a directory (`keep_frames`), named
@@ -688,11 +728,11 @@ impl FrameProducer for KeepFrames {
     }
 }
 
-/// Runs a mobile client on `socket` until `stop`, its metrics served on `metrics` (as
-/// [`run_tier1_on`]).
+/// Runs a mobile client on `sockets` (its uplinks: one, or the bonded ones of `uplinks`)
+/// until `stop`, its metrics served on `metrics` (as [`run_tier1_on`]).
 pub async fn run_mobile_on<S: DatagramSocket>(
     cfg: &MobileFile,
-    socket: &S,
+    sockets: &[&S],
     metrics: Option<tokio::net::TcpListener>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<MobileSummary, ServiceError> {
@@ -782,9 +822,13 @@ pub async fn run_mobile_on<S: DatagramSocket>(
     if let Some(security) = cfg.device_security(&format!("mobile client {}", cfg.id))? {
         connector = connector.with_security(security);
     }
-    let mobile = Mobile::new(MobileConfig::default(), connector, camera);
+    let mobile_cfg = MobileConfig {
+        uplinks: sockets.len(),
+        ..MobileConfig::default()
+    };
+    let mobile = Mobile::new(mobile_cfg, connector, camera);
     tracing::info!(id = cfg.id, "mobile client up");
-    let (mobile, served) = serve_metered(mobile, metrics, None, socket, &clock, stop).await;
+    let (mobile, served) = serve_metered(mobile, metrics, None, sockets, &clock, stop).await;
     served?;
     Ok(MobileSummary {
         role: "mobile",
@@ -792,4 +836,33 @@ pub async fn run_mobile_on<S: DatagramSocket>(
         tier2: mobile.connector().connected().map(|(t, _)| t),
         camera: mobile.camera().report(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mobile(extra: &str) -> Result<MobileFile, ConfigError> {
+        let text = format!("id = 7\ntier1 = [\"127.0.0.1:7000\"]\ninsecure = true\n{extra}\n");
+        MobileFile::parse(&text, Path::new("mobile.toml"))
+    }
+
+    #[test]
+    fn bonded_uplinks_are_checked_by_name() {
+        assert!(
+            mobile("uplinks = [\"127.0.0.1\"]").is_ok(),
+            "one uplink needs no keys"
+        );
+        for (extra, says) in [
+            ("uplinks = [\"wwan0\", \"wwan1\"]", "need keys"),
+            ("uplinks = [\"a\", \"b\", \"c\", \"d\"]", "at most 3"),
+            (
+                "uplinks = [\"wwan 0\"]",
+                "neither an address nor an interface",
+            ),
+        ] {
+            let e = mobile(extra).unwrap_err().to_string();
+            assert!(e.contains("uplinks") && e.contains(says), "{extra}: {e}");
+        }
+    }
 }

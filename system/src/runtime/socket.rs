@@ -24,7 +24,66 @@ pub const BUFFER_BYTES: usize = 4 << 20;
 
 /// A UDP socket bound to `addr`, with buffers of [`BUFFER_BYTES`] where the kernel allows.
 pub fn bind(addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
+    bind_on(addr, None)
+}
+
+/// One uplink of a bonded mobile client (`uplinks` in its config), as written there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Uplink {
+    /// A local address (`10.64.0.2`, or with a port `10.64.0.2:7100`): the modem's.
+    Address(SocketAddr),
+    /// A network interface (`wwan0`): the socket is bound to it (`SO_BINDTODEVICE`, which
+    /// needs `CAP_NET_RAW`), so its datagrams leave by that modem whatever the routing table
+    /// says.
+    Device(String),
+}
+
+impl Uplink {
+    /// Reads an uplink as written in a config: an address, else an interface name.
+    pub fn parse(text: &str) -> Result<Uplink, String> {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(Uplink::Address(addr));
+        }
+        if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+            return Ok(Uplink::Address(SocketAddr::new(ip, 0)));
+        }
+        // Linux's IFNAMSIZ: 15 bytes and the NUL; no '/', no whitespace.
+        let valid = !text.is_empty()
+            && text.len() < 16
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+        if valid {
+            Ok(Uplink::Device(text.to_string()))
+        } else {
+            Err(format!(
+                "{text:?} is neither an address nor an interface name"
+            ))
+        }
+    }
+
+    /// A socket on this uplink, with the buffers of [`bind`].
+    pub fn bind(&self) -> io::Result<tokio::net::UdpSocket> {
+        match self {
+            Uplink::Address(addr) => bind(*addr),
+            Uplink::Device(name) => bind_on(([0, 0, 0, 0], 0).into(), Some(name)),
+        }
+    }
+}
+
+fn bind_on(addr: SocketAddr, device: Option<&str>) -> io::Result<tokio::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Some(name) = device {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        socket
+            .bind_device(Some(name.as_bytes()))
+            .map_err(|e| io::Error::new(e.kind(), format!("binding to interface {name:?}: {e}")))?;
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("binding to interface {name:?} needs Linux; give the modem's address"),
+        ));
+    }
     // Best effort: a smaller buffer is a worse socket, not a broken one.
     let _ = socket.set_recv_buffer_size(BUFFER_BYTES);
     let _ = socket.set_send_buffer_size(BUFFER_BYTES);
@@ -48,6 +107,46 @@ pub fn bind(addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uplinks_are_addresses_or_interface_names() {
+        assert_eq!(
+            Uplink::parse("10.64.0.2").unwrap(),
+            Uplink::Address("10.64.0.2:0".parse().unwrap())
+        );
+        assert_eq!(
+            Uplink::parse("10.64.0.2:7100").unwrap(),
+            Uplink::Address("10.64.0.2:7100".parse().unwrap())
+        );
+        assert_eq!(
+            Uplink::parse("wwan0").unwrap(),
+            Uplink::Device("wwan0".into())
+        );
+        for bad in ["", "a/b", "wwan 0", "sixteen-bytes-xx", "10.0.0.1:99999"] {
+            assert!(Uplink::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_uplink_binds_to_its_address_or_its_interface() {
+        let by_addr = Uplink::parse("127.0.0.1").unwrap().bind().unwrap();
+        assert_eq!(by_addr.local_addr().unwrap().ip().to_string(), "127.0.0.1");
+        // Binding to a device needs CAP_NET_RAW: CI runs as root, and so must this check.
+        let privileged = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        });
+        if privileged {
+            let lo = Uplink::Device("lo".into()).bind().expect("bound to lo");
+            let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            lo.send_to(b"hi", peer.local_addr().unwrap()).await.unwrap();
+            let mut buf = [0u8; 4];
+            let (n, _) = peer.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"hi");
+            let none = Uplink::Device("nosuchif0".into()).bind().unwrap_err();
+            assert!(none.to_string().contains("nosuchif0"), "{none}");
+        }
+    }
 
     #[tokio::test]
     async fn role_sockets_get_large_buffers_where_the_kernel_allows() {

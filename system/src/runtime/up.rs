@@ -355,6 +355,7 @@ pub async fn up(
             ring_bytes: crate::runtime::service::default_ring_bytes(),
             rate_control: true,
             uplink_alone: false,
+            uplinks: Vec::new(),
         };
         cfg.secure_with(&keys);
         let link = LinkConfig {
@@ -377,7 +378,7 @@ pub async fn up(
                 _ = tokio::time::sleep(phase) => {}
                 _ = early.wait_for(|s| *s) => {}
             }
-            service::run_mobile_on(&cfg, &socket, metrics, stopped(stop)).await
+            service::run_mobile_on(&cfg, &[&socket], metrics, stopped(stop)).await
         })?);
     }
 
