@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use livecam_system::metrics::{BackendMetrics, GeofenceEdge, RoleMetrics};
+use livecam_system::metrics::{BackendMetrics, GeofenceEdge, RoleMetrics, UplinkLabels};
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
@@ -55,7 +55,14 @@ fn metric_names(exposition: &str) -> BTreeSet<String> {
 /// with labels shows nothing before its first label set: the backend answers one request
 /// first, as it has by the time anyone scrapes it.
 fn exported_names() -> BTreeSet<String> {
-    let mut names = metric_names(&RoleMetrics::default().encode());
+    let role = RoleMetrics::default();
+    // A bonded client's per-uplink families show once an uplink is counted.
+    let uplink = UplinkLabels { uplink: 0 };
+    let _ = role.uplink_bytes.get_or_create(&uplink);
+    let _ = role.uplink_silences.get_or_create(&uplink);
+    let _ = role.uplink_target.get_or_create(&uplink);
+    let _ = role.uplink_rtt_ms.get_or_create(&uplink);
+    let mut names = metric_names(&role.encode());
     let backend = BackendMetrics::default();
     backend.http_request(
         Some("/healthz"),

@@ -62,6 +62,17 @@ pub struct RoleMetrics {
     pub storage_links_stored: Counter,
     pub storage_write_errors: Counter,
     pub storage_records_dropped: Counter,
+    /// A bonded mobile client's uplinks (`proto::bond`), by uplink index.
+    pub uplink_bytes: Family<UplinkLabels, Counter>,
+    pub uplink_silences: Family<UplinkLabels, Counter>,
+    pub uplink_target: Family<UplinkLabels, Gauge>,
+    pub uplink_rtt_ms: Family<UplinkLabels, Gauge>,
+}
+
+/// The uplink a bonded client's metric is about: its index in the client's `uplinks`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UplinkLabels {
+    pub uplink: u8,
 }
 
 /// What a tier-2's database writer did so far (totals), for [`RoleMetrics::storage_writes`].
@@ -106,6 +117,10 @@ impl Default for RoleMetrics {
             storage_links_stored: Counter::default(),
             storage_write_errors: Counter::default(),
             storage_records_dropped: Counter::default(),
+            uplink_bytes: Family::default(),
+            uplink_silences: Family::default(),
+            uplink_target: Family::default(),
+            uplink_rtt_ms: Family::default(),
         };
         let r = &mut m.registry;
         let counters = [
@@ -238,6 +253,26 @@ impl Default for RoleMetrics {
             "Frame latency from capture to acknowledgement, milliseconds",
             m.frame_latency_ms.clone(),
         );
+        r.register(
+            "uplink_bytes",
+            "Wire bytes a bonded client placed on each of its uplinks (pings included)",
+            m.uplink_bytes.clone(),
+        );
+        r.register(
+            "uplink_silences",
+            "Times an uplink of a bonded client fell silent (its pings unanswered)",
+            m.uplink_silences.clone(),
+        );
+        r.register(
+            "uplink_target_bytes_per_second",
+            "The share of a bonded client's rate each uplink is measured to carry",
+            m.uplink_target.clone(),
+        );
+        r.register(
+            "uplink_rtt_ms",
+            "Smoothed round trip of each uplink of a bonded client, queue included, ms",
+            m.uplink_rtt_ms.clone(),
+        );
         m
     }
 }
@@ -315,6 +350,16 @@ impl Observed for Mobile {
             &m.frames_in_flight,
             self.camera().sender().frames_in_flight(),
         );
+        for (i, u) in self.uplink_stats().iter().enumerate() {
+            let label = UplinkLabels {
+                uplink: u8::try_from(i).unwrap_or(u8::MAX),
+            };
+            mirror(&m.uplink_bytes.get_or_create(&label), u.bytes);
+            mirror(&m.uplink_silences.get_or_create(&label), u.silences);
+            set(&m.uplink_target.get_or_create(&label), u.target as i64);
+            let rtt = u.srtt_ms.map_or(0, |ms| ms.round() as i64);
+            set(&m.uplink_rtt_ms.get_or_create(&label), rtt);
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use super::{Camera, Recorder, RoleEvent};
 use crate::cluster::{ClientEvent, Connector};
 use crate::machine::{Endpoint, Role};
 use crate::outbox::Outbox;
-use crate::proto::bond::{Bond, BondConfig, BondEvent, MAX_UPLINKS};
+use crate::proto::bond::{Bond, BondConfig, BondEvent, UplinkStats, MAX_UPLINKS};
 use crate::proto::wire::{
     self, Command, CommandMsg, CommandResult, Message, PathReport, UDP_IP_OVERHEAD,
 };
@@ -90,6 +90,9 @@ pub struct Mobile {
     /// Data segments a bonded session sent lately: when, by which uplink, frame and index;
     /// those of an uplink that falls silent are sent again by the others.
     sent_by: VecDeque<(Instant, usize, u32, u16)>,
+    /// What the uplinks carried in the bonds of earlier sessions (a reconnection starts a
+    /// new bond): [`Mobile::uplink_stats`] counts on from there.
+    uplinks_before: Vec<UplinkStats>,
 }
 
 /// Data segments a bonded client remembers the uplink of: a second of a 2 MB/s camera in
@@ -127,12 +130,33 @@ impl Mobile {
                 .collect(),
             arrived_on: 0,
             sent_by: VecDeque::new(),
+            uplinks_before: Vec::new(),
         }
     }
 
     /// The bond of its uplinks, while a bonded session is up.
     pub fn bond(&self) -> Option<&Bond> {
         self.bond.as_ref()
+    }
+
+    /// What each uplink of a bonded client carried over all its sessions (counts), with the
+    /// current bond's target and round trip; empty for a client with one uplink.
+    pub fn uplink_stats(&self) -> Vec<UplinkStats> {
+        let now = self.bond.as_ref().map(Bond::stats).unwrap_or_default();
+        let n = now.len().max(self.uplinks_before.len());
+        (0..n)
+            .map(|i| {
+                let before = self.uplinks_before.get(i).cloned().unwrap_or_default();
+                let mut u = now.get(i).cloned().unwrap_or_default();
+                u.datagrams += before.datagrams;
+                u.bytes += before.bytes;
+                u.pings += before.pings;
+                u.echoes += before.echoes;
+                u.silences += before.silences;
+                u.lost_bytes += before.lost_bytes;
+                u
+            })
+            .collect()
     }
 
     /// Datagrams refused as unauthenticated.
@@ -287,6 +311,7 @@ impl Mobile {
             {
                 self.camera.restart(now, addr);
                 self.channel = self.connector.take_channel();
+                self.uplinks_before = self.uplink_stats();
                 self.bond = (self.by_uplink.len() > 1 && self.channel.is_some())
                     .then(|| Bond::new(BondConfig::new(self.by_uplink.len()), now));
                 for out in &mut self.by_uplink {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::socket::{bind, Uplink};
 use crate::cluster::{ClientConfig, Connector, Tier1, Tier1Config, Tier2, Tier2Config};
 use crate::driver;
+use crate::metrics::{Observed, RoleMetrics};
 use crate::net::{Clock, TokioClock};
 use crate::proto::{Receiver, ReceiverConfig, Sender, SenderConfig};
 use crate::role::{
@@ -78,6 +79,22 @@ async fn a_bonded_client_streams_over_both_of_its_sockets() {
         stats.iter().all(|u| u.datagrams > 20 && u.echoes > 0),
         "{stats:?}"
     );
+    // An operator sees both uplinks carry.
+    let m = RoleMetrics::default();
+    mobile.mirror(&m);
+    let text = m.encode();
+    for uplink in ["0", "1"] {
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "livecam_uplink_bytes_total{{uplink=\"{uplink}\"}}"
+                ))
+            })
+            .unwrap_or_else(|| panic!("uplink {uplink} in {text}"));
+        let bytes: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(bytes > 20_000, "{line}");
+    }
     // The second uplink proved itself with one challenge, and is answered on.
     assert_eq!(
         tier2.paths().stats().validated,
