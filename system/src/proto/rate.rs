@@ -566,6 +566,15 @@ impl RateController {
         (last_tx + rtt + self.cfg.queue_target * 2).max(self.hold_until)
     }
 
+    /// Holds the target at or below `ceiling` (within the configured bounds): what the links
+    /// under the sender are measured to carry, when something else measures them (the
+    /// uplinks of a bond, `proto::bond`).
+    pub fn cap(&mut self, ceiling: f64) {
+        if ceiling < self.target {
+            self.set_target(ceiling);
+        }
+    }
+
     fn set_target(&mut self, rate: f64) {
         if rate.is_finite() {
             self.target = rate.clamp(self.cfg.min_rate, self.cfg.max_rate);
@@ -755,6 +764,19 @@ mod tests {
             grow_unused: false,
         });
         assert!(rc.target().is_finite() && rc.target() > 0.0);
+    }
+
+    #[test]
+    fn a_cap_lowers_the_target_within_its_bounds_and_never_raises_it() {
+        let mut rc = RateController::new(RateConfig::default());
+        rc.cap(120_000.0);
+        assert_eq!(rc.target(), 120_000.0);
+        rc.cap(900_000.0);
+        assert_eq!(rc.target(), 120_000.0, "a cap never raises the target");
+        rc.cap(1.0);
+        assert_eq!(rc.target(), RateConfig::default().min_rate);
+        rc.cap(f64::NAN);
+        assert_eq!(rc.target(), RateConfig::default().min_rate);
     }
 
     #[test]

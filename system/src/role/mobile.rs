@@ -209,6 +209,9 @@ impl Mobile {
             if let (Some(bond), Ok(Message::PathEcho(m))) = (&mut self.bond, wire::decode(data)) {
                 if m.session == self.connector.id() {
                     bond.on_echo(now, m.token, m.bytes);
+                    // One rate budget: no more than the uplinks carry together.
+                    let capacity = bond.capacity();
+                    self.camera.sender_mut().cap_rate(capacity);
                 }
             }
         } else if wire::is_control(data) {
