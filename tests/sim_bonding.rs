@@ -167,3 +167,53 @@ fn an_uplink_that_dies_for_10_s_loses_no_frame() {
         },
     );
 }
+
+#[test]
+fn two_modems_carry_more_than_one() {
+    let text = std::fs::read_to_string(common::scenario_path("bonding-capacity.toml"))
+        .expect("bonding-capacity.toml");
+    let bonded = Scenario::parse(&text).expect("a scenario");
+    // The same van with its first modem only.
+    let cut = text
+        .find("[[links]]\nfrom = \"van.wwan1\"")
+        .expect("the second link");
+    let one = Scenario::parse(&text[..cut].replace("uplinks = 2", "uplinks = 1"))
+        .expect("the one-modem scenario");
+    for_seeds(
+        "two_modems_carry_more_than_one",
+        module_path!(),
+        &[1, 2],
+        |seed| {
+            let (two, two_trace) = run_des(&bonded, seed)?;
+            let (single, single_trace) = run_des(&one, seed)?;
+            // Frame bytes acknowledged, at the sizes the camera adapted them to.
+            let carried = |trace: &[u8]| -> Result<f64, String> {
+                let frames = Frames::from_trace(trace)?;
+                Ok(frames
+                    .by_id
+                    .values()
+                    .filter(|f| f.acked_s.is_some())
+                    .map(|f| f.len as f64)
+                    .sum())
+            };
+            let (two_bytes, single_bytes) = (carried(&two_trace)?, carried(&single_trace)?);
+            let (s, o) = (&two.summary, &single.summary);
+            println!(
+                "seed {seed}: two modems {}/{} frames, {:.0} KB of frames, repair {:.0}%; one \
+             modem {}/{} frames, {:.0} KB (target: 90% of the frames at the full 100 KB/s)",
+                s.frames_delivered,
+                s.frames_sent,
+                two_bytes / 1e3,
+                s.repair_ratio * 100.0,
+                o.frames_delivered,
+                o.frames_sent,
+                single_bytes / 1e3,
+            );
+            if s.frames_delivered >= o.frames_delivered && two_bytes > 1.2 * single_bytes {
+                Ok(())
+            } else {
+                Err("two modems carried no more than one".into())
+            }
+        },
+    );
+}
