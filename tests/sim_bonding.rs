@@ -11,6 +11,10 @@
 //!   (no reconnection), and frame latency p99 during the failure stays within the issue's
 //!   bound: the normal p99 plus twice the survivor's round trip.
 //!
+//! - `a_bonded_client_whose_tier2_dies_reconnects_and_bonds_again`: the tier-2 holding the
+//!   bonded session crashes; the client reconnects through the tier-1 and every frame
+//!   captured from 12 s on arrives.
+//!
 //! They run on the des simulator whatever `LIVECAM_BACKEND` says: it is the one that gives
 //! each uplink an address of its own. Replay one seed with `livecam sim
 //! sim/scenarios/<file> --seed N --trace t.jsonl`.
@@ -213,6 +217,61 @@ fn two_modems_carry_more_than_one() {
                 Ok(())
             } else {
                 Err("two modems carried no more than one".into())
+            }
+        },
+    );
+}
+
+#[test]
+fn a_bonded_client_whose_tier2_dies_reconnects_and_bonds_again() {
+    // Two tier-2s; the van's links to both are the two uplinks of bonding-uplink-dies.toml,
+    // without its fault. A first run finds the tier-2 that takes the session; the second
+    // crashes that one at 8 s. The bond goes with the session (its pings need a tier-2) and
+    // comes back with the next one.
+    let text = std::fs::read_to_string(common::scenario_path("bonding-uplink-dies.toml"))
+        .expect("bonding-uplink-dies.toml");
+    let cut = text.find("[[faults]]").expect("the faults");
+    let text = text[..cut].replace(
+        "name = \"t2\"\nrole = \"tier2\"",
+        "name = \"t2\"\nrole = \"tier2\"\ncount = 2",
+    );
+    let mut scenario = Scenario::parse(&text).expect("a scenario");
+    scenario.name = "bonding-tier2-dies".into();
+    for_seeds(
+        "a_bonded_client_whose_tier2_dies_reconnects_and_bonds_again",
+        module_path!(),
+        &[1, 2],
+        |seed| {
+            let (first, _) = run_des(&scenario, seed)?;
+            let holder = first
+                .summary
+                .cluster
+                .as_ref()
+                .and_then(|c| {
+                    let mut held = c.tier2_sessions.iter().filter(|(_, &n)| n > 0);
+                    held.next().map(|(name, _)| name.clone())
+                })
+                .ok_or("no tier-2 took the session")?;
+            let crashed = format!(
+                "{text}\n[[faults]]\nat_s = 8.0\naction = \"crash\"\nhost = \"{holder}\"\n"
+            );
+            let crashed = Scenario::parse(&crashed).map_err(|e| e.to_string())?;
+            let (outcome, trace) = run_des(&crashed, seed)?;
+            let frames = Frames::from_trace(&trace)?;
+            let after = frames.captured_between(12.0, 27.0);
+            let failovers = outcome.summary.cluster.as_ref().map_or(0, |c| c.failovers);
+            println!(
+                "seed {seed}: {holder} crashed at 8 s; {failovers} failover(s), {}/{} frames \
+                 captured from 12 s delivered",
+                after.acked, after.captured
+            );
+            if failovers >= 1 && after.captured >= 140 && after.delivered_share() >= 0.99 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{failovers} failovers, {} of {} frames from 12 s delivered",
+                    after.acked, after.captured
+                ))
             }
         },
     );

@@ -554,10 +554,12 @@ impl Scenario {
         if host.uplinks <= 1 {
             return Vec::new();
         }
-        let prefix = format!("{}.wwan", host.name);
+        let names: BTreeSet<String> = (1..host.uplinks)
+            .map(|k| interface_name(&host.name, k))
+            .collect();
         self.interfaces()
             .into_iter()
-            .filter(|i| i.name.starts_with(&prefix))
+            .filter(|i| names.contains(&i.name))
             .collect()
     }
 

@@ -789,7 +789,6 @@ impl Sender {
         self.report_target();
     }
 
-    /// Reports the rate control's target when it moved by a byte per second or more.
     /// Holds the rate control's target at or below `ceiling` bytes per second (a bonded
     /// client's uplinks together, `proto::bond`); nothing without rate control.
     pub fn cap_rate(&mut self, ceiling: f64) {
@@ -799,6 +798,7 @@ impl Sender {
         self.report_target();
     }
 
+    /// Reports the rate control's target when it moved by a byte per second or more.
     fn report_target(&mut self) {
         let Some(rc) = self.rate.as_ref() else { return };
         let target = rc.target() as u64;

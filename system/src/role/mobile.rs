@@ -208,7 +208,7 @@ impl Mobile {
             // Sealed only, like the challenge: the measurement of one of its uplinks.
             if let (Some(bond), Ok(Message::PathEcho(m))) = (&mut self.bond, wire::decode(data)) {
                 if m.session == self.connector.id() {
-                    bond.on_echo(now, m.token, m.bytes);
+                    bond.on_echo(now, self.arrived_on, m.token, m.bytes);
                     // One rate budget: no more than the uplinks carry together.
                     let capacity = bond.capacity();
                     self.camera.sender_mut().cap_rate(capacity);
@@ -291,6 +291,11 @@ impl Mobile {
     }
 
     fn start_connecting(&mut self, now: Instant) {
+        // The session's bond goes with it (its pings need a tier-2): a new one comes with
+        // the next session.
+        self.uplinks_before = self.uplink_stats();
+        self.bond = None;
+        self.sent_by.clear();
         self.connector.connect(now);
         if let Some(&tier1) = self.connector.tier1s().first() {
             self.recorder.record(
@@ -315,6 +320,7 @@ impl Mobile {
                 self.camera.restart(now, addr);
                 self.channel = self.connector.take_channel();
                 self.uplinks_before = self.uplink_stats();
+                self.sent_by.clear();
                 self.bond = (self.by_uplink.len() > 1 && self.channel.is_some())
                     .then(|| Bond::new(BondConfig::new(self.by_uplink.len()), now));
                 for out in &mut self.by_uplink {
