@@ -554,9 +554,15 @@ impl Scenario {
         if host.uplinks <= 1 {
             return Vec::new();
         }
-        let names: BTreeSet<String> = (1..host.uplinks)
-            .map(|k| interface_name(&host.name, k))
-            .collect();
+        self.interfaces_named(
+            (1..host.uplinks)
+                .map(|k| interface_name(&host.name, k))
+                .collect(),
+        )
+    }
+
+    /// The interfaces whose names are in `names`, in index order.
+    fn interfaces_named(&self, names: BTreeSet<String>) -> Vec<Host> {
         self.interfaces()
             .into_iter()
             .filter(|i| names.contains(&i.name))
@@ -576,15 +582,12 @@ impl Scenario {
         else {
             return Vec::new();
         };
-        let wanted: BTreeSet<String> = self
-            .resolve(owner)
-            .iter()
-            .map(|h| interface_name(&h.name, k))
-            .collect();
-        self.interfaces()
-            .into_iter()
-            .filter(|i| wanted.contains(&i.name))
-            .collect()
+        self.interfaces_named(
+            self.resolve(owner)
+                .iter()
+                .map(|h| interface_name(&h.name, k))
+                .collect(),
+        )
     }
 
     /// The tier-1 host names a spec's `tier1` list expands to, in order.

@@ -137,6 +137,19 @@ pub struct UplinkStats {
     pub lost_bytes: u64,
 }
 
+impl UplinkStats {
+    /// Adds `other`'s counts (not its target and round trip, which are the latest bond's):
+    /// what an uplink carried over several sessions.
+    pub fn add_counts(&mut self, other: &UplinkStats) {
+        self.datagrams += other.datagrams;
+        self.bytes += other.bytes;
+        self.pings += other.pings;
+        self.echoes += other.echoes;
+        self.silences += other.silences;
+        self.lost_bytes += other.lost_bytes;
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Ping {
     token: u64,

@@ -146,14 +146,10 @@ impl Mobile {
         let n = now.len().max(self.uplinks_before.len());
         (0..n)
             .map(|i| {
-                let before = self.uplinks_before.get(i).cloned().unwrap_or_default();
                 let mut u = now.get(i).cloned().unwrap_or_default();
-                u.datagrams += before.datagrams;
-                u.bytes += before.bytes;
-                u.pings += before.pings;
-                u.echoes += before.echoes;
-                u.silences += before.silences;
-                u.lost_bytes += before.lost_bytes;
+                if let Some(before) = self.uplinks_before.get(i) {
+                    u.add_counts(before);
+                }
                 u
             })
             .collect()
