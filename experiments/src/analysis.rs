@@ -1,5 +1,7 @@
 //! From a sweep's runs to its charts and tables, one analysis per [`Kind`].
 
+mod bonding;
+
 use std::collections::BTreeMap;
 
 use livecam_sim::scenario::Fault;
@@ -41,6 +43,7 @@ pub fn key_metrics(kind: Kind) -> &'static [&'static str] {
         Kind::ClusterBalance => &["jain_index", "max_over_mean", "setup_ms_p99"],
         Kind::Failover => &["frames_delivered", "failover_ms_max"],
         Kind::CapacityAdaptation => &["frames_delivered", "latency_ms_p99"],
+        Kind::Bonding => &["frames_delivered", "latency_ms_p99", "wire_per_frame_byte"],
     }
 }
 
@@ -119,6 +122,7 @@ pub fn analyse(sweep: &Sweep, records: &[RunRecord]) -> Result<Figures, Error> {
         Kind::ClusterBalance => cluster_balance(sweep, records),
         Kind::Failover => failover(sweep, records),
         Kind::CapacityAdaptation => capacity_adaptation(sweep, records),
+        Kind::Bonding => bonding::bonding(sweep, records),
     }
 }
 

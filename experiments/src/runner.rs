@@ -125,7 +125,7 @@ pub fn run_one(sweep: &Sweep, point: usize, seed: u64) -> Result<RunRecord, Erro
     })?;
     let needs_trace = matches!(
         sweep.kind,
-        Kind::ClusterBalance | Kind::Failover | Kind::CapacityAdaptation
+        Kind::ClusterBalance | Kind::Failover | Kind::CapacityAdaptation | Kind::Bonding
     );
     let sink = EventSink::new();
     let trace: livecam_sim::simulator::TraceOut = if needs_trace {
@@ -165,13 +165,19 @@ pub fn run_one(sweep: &Sweep, point: usize, seed: u64) -> Result<RunRecord, Erro
                 delivered_rate(&events, scenario.duration_s),
             );
         }
-        Kind::CapacityAdaptation => series.extend(frame_series(&events, scenario.duration_s)),
+        Kind::CapacityAdaptation | Kind::Bonding => {
+            series.extend(frame_series(&events, scenario.duration_s))
+        }
+    }
+    let mut metrics = metrics(&scenario, &outcome);
+    if sweep.kind == Kind::Bonding {
+        metrics.extend(uplink_metrics(&outcome, &series));
     }
     Ok(RunRecord {
         point,
         seed,
         trace_hash: outcome.trace_hash.clone(),
-        metrics: metrics(&scenario, &outcome),
+        metrics,
         series,
     })
 }
@@ -220,6 +226,33 @@ pub fn metrics(scenario: &Scenario, o: &Outcome) -> Vec<(String, f64)> {
         ]);
     }
     m.into_iter().map(|(n, v)| (n.to_string(), v)).collect()
+}
+
+/// What a bonded client's modems carried: `frame_bytes_delivered` (bytes of the frames
+/// acknowledged, at their shaped size, from `series`' `delivered_bps`), `wire_bytes` (every
+/// datagram its uplinks sent, [`livecam_sim::summary::Summary::uplink_bytes`]), `wire_per_frame_byte`
+/// and `second_uplink_share` (of the wire bytes).
+fn uplink_metrics(o: &Outcome, series: &BTreeMap<String, Vec<(f64, f64)>>) -> Vec<(String, f64)> {
+    let delivered: f64 = series
+        .get("delivered_bps")
+        .map_or(0.0, |v| v.iter().map(|p| p.1 * RATE_BIN_S).sum());
+    let by_uplink = &o.summary.uplink_bytes;
+    let wire: u64 = by_uplink.values().sum();
+    let second: u64 = by_uplink
+        .iter()
+        .filter(|(name, _)| name.ends_with(".wwan1"))
+        .map(|(_, &b)| b)
+        .sum();
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    [
+        ("frame_bytes_delivered", delivered),
+        ("wire_bytes", wire as f64),
+        ("wire_per_frame_byte", ratio(wire as f64, delivered)),
+        ("second_uplink_share", ratio(second as f64, wire as f64)),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_string(), v))
+    .collect()
 }
 
 /// Frames acknowledged per second, in bins of [`RATE_BIN_S`], each point at its bin's middle.

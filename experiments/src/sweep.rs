@@ -29,6 +29,9 @@
 //! loss = [0.0, 0.1]
 //! ```
 //!
+//! `${cellular}` needs no point: it is the directory of the recorded LTE uplink traces
+//! ([`cellular_dir`]), so a sweep can read them in place wherever it is run from.
+//!
 //! A value is inserted as written: numbers as numbers, strings as their text (quote them in the
 //! template where TOML wants a string). Parameters whose name starts with `_` fill the template
 //! but are left out of the CSV (e.g. a whole `[[faults]]` block), so give such points a
@@ -61,6 +64,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "capacity-adaptation.toml",
         include_str!("../capacity-adaptation.toml"),
     ),
+    ("bonding.toml", include_str!("../bonding.toml")),
 ];
 
 /// Which analysis turns a sweep's runs into charts and tables.
@@ -72,6 +76,7 @@ pub enum Kind {
     ClusterBalance,
     Failover,
     CapacityAdaptation,
+    Bonding,
 }
 
 /// One parameter value.
@@ -247,10 +252,16 @@ impl Sweep {
                 .find('}')
                 .ok_or_else(|| "an unclosed ${ in the template".to_string())?;
             let name = &after[..end];
-            let v = point
-                .get(name)
-                .ok_or_else(|| format!("the template uses ${{{name}}}, which no point sets"))?;
-            out.push_str(&v.to_string());
+            match point.get(name) {
+                // A value may name the traces' directory too (a whole `[[links]]` block).
+                Some(v) => out.push_str(&v.to_string().replace("${cellular}", &cellular_dir())),
+                None if name == "cellular" => out.push_str(&cellular_dir()),
+                None => {
+                    return Err(format!(
+                        "the template uses ${{{name}}}, which no point sets"
+                    ))
+                }
+            }
             rest = &after[end + 1..];
         }
         out.push_str(rest);
@@ -272,6 +283,15 @@ impl Sweep {
         let n = seeds.unwrap_or(if quick { self.quick_seeds } else { self.seeds });
         (1..=n).collect()
     }
+}
+
+/// The directory of the recorded cellular uplink traces a sweep's `${cellular}` names:
+/// `LIVECAM_CELLULAR_DIR` when set, otherwise `../shared/data/cellular` beside this source
+/// tree (GPLv3 data from the mahimahi project: read in place, never copied into livecam).
+pub fn cellular_dir() -> String {
+    std::env::var("LIVECAM_CELLULAR_DIR").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/cellular").to_string()
+    })
 }
 
 /// `a=1 b=x` for messages.

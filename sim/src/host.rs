@@ -381,6 +381,7 @@ where
             let mobile_cfg = MobileConfig {
                 session_timeout: ms(c.session_timeout_ms),
                 uplinks: sockets.len(),
+                placement: scenario.protocol.bond,
                 ..MobileConfig::default()
             };
             let mut mobile = Mobile::new(mobile_cfg, connector, camera);

@@ -54,7 +54,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use livecam_system::link::{Change, LinkConfig, Network};
-use livecam_system::proto::bond::MAX_UPLINKS;
+use livecam_system::proto::bond::{Placement, MAX_UPLINKS};
 use livecam_system::proto::{FecKind, PolicyKind, SizeLimits};
 use livecam_system::time::Instant;
 use serde::Deserialize;
@@ -281,6 +281,10 @@ pub struct Protocol {
     /// frame's own transmission time is not read as queue (`RateConfig::uplink_alone`; off by
     /// default: beside another flow it takes up to a frame interval of that flow's queue).
     pub uplink_alone: bool,
+    /// How a bonded mobile (`hosts[].uplinks` > 1) spreads its datagrams: `"earliest"` (the
+    /// default: each on the uplink where it arrives first) or `"broadcast"` (every one on
+    /// every live uplink, as SRT's broadcast group: the `bonding` experiment's baseline).
+    pub bond: Placement,
     pub max_frames_in_flight: usize,
     /// A receiver forgets a session (and its segment size memory) silent this long.
     pub session_idle_ms: f64,
@@ -296,6 +300,7 @@ impl Default for Protocol {
             pacing_rate: 0.0,
             rate_control: true,
             uplink_alone: false,
+            bond: Placement::Earliest,
             max_frames_in_flight: 16,
             session_idle_ms: 30_000.0,
         }

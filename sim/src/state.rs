@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use livecam_system::link::{Network, Transmission};
 use livecam_system::lookup::Lookup;
+use livecam_system::proto::wire::UDP_IP_OVERHEAD;
 use livecam_system::time::Instant;
 
 use crate::scenario::Scenario;
@@ -60,6 +61,9 @@ pub struct SimState {
     /// The network's host behind each address.
     hosts: Lookup<AddrKey, usize>,
     incarnations: BTreeMap<String, u32>,
+    /// Wire bytes (UDP payload and UDP/IP headers) each of the network's hosts offered it,
+    /// by host index.
+    sent_bytes: Vec<u64>,
     pub trace: Trace,
     pub tally: Tally,
 }
@@ -70,6 +74,7 @@ impl SimState {
             network: scenario.network(seed),
             hosts: Lookup::default(),
             incarnations: BTreeMap::new(),
+            sent_bytes: Vec::new(),
             trace,
             tally: Tally::default(),
         }
@@ -131,6 +136,7 @@ impl SimState {
     /// carries the copies (turmoil, madsim).
     pub fn transmit(&mut self, from: IpAddr, to: IpAddr, now: Instant, len: usize) -> Transmission {
         let (a, b) = (self.host_at(from), self.host_at(to));
+        self.count_sent(a, len);
         let fate = self.network.transmit(now, a, b, len);
         self.count_loss(now, a, b, &fate);
         fate
@@ -140,6 +146,7 @@ impl SimState {
     /// ([`SimState::poll`], the des simulator), and traces a loss.
     pub fn offer(&mut self, now: Instant, from: SocketAddr, to: SocketAddr, datagram: &[u8]) {
         let (a, b) = (self.host_at(from.ip()), self.host_at(to.ip()));
+        self.count_sent(a, datagram.len());
         let fate = self.network.offer(now, a, b, (to, from), datagram);
         self.count_loss(now, a, b, &fate);
     }
@@ -152,6 +159,23 @@ impl SimState {
     /// When the network next delivers a datagram or changes a link.
     pub fn next_deadline(&mut self) -> Option<Instant> {
         self.network.next_deadline()
+    }
+
+    fn count_sent(&mut self, from: usize, len: usize) {
+        if self.sent_bytes.len() <= from {
+            self.sent_bytes.resize(from + 1, 0);
+        }
+        self.sent_bytes[from] += (len + UDP_IP_OVERHEAD) as u64;
+    }
+
+    /// Wire bytes (UDP payload and UDP/IP headers) each host or interface that sent
+    /// anything offered the network, by name.
+    pub fn sent_bytes(&self) -> BTreeMap<&str, u64> {
+        self.sent_bytes
+            .iter()
+            .enumerate()
+            .map(|(i, &bytes)| (self.network.name(i), bytes))
+            .collect()
     }
 
     fn count_loss(&mut self, now: Instant, from: usize, to: usize, fate: &Transmission) {

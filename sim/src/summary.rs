@@ -563,6 +563,11 @@ pub struct Summary {
     pub repair_ratio: f64,
     pub header_ratio: f64,
     pub datagrams_lost_by_link: u64,
+    /// Wire bytes (UDP payload and UDP/IP headers) each mobile client's uplink offered the
+    /// network, by interface name (`van`, then `van.wwan1`, ... for a bonded one): what its
+    /// modems carried, connection, pings and copies included.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub uplink_bytes: BTreeMap<String, u64>,
     pub final_segment_size_mean: f64,
     pub promises_kept: bool,
     pub violations: Vec<String>,

@@ -21,7 +21,7 @@ use thiserror::Error;
 
 use livecam_system::time::Instant;
 
-use crate::scenario::{Fault, Host, Scenario};
+use crate::scenario::{Fault, Host, RoleKind, Scenario};
 use crate::state::{lock, Shared, SimState};
 use crate::summary::{Summary, Tally};
 use crate::trace::{NetEvent, Trace};
@@ -139,11 +139,25 @@ impl<'a> Run<'a> {
         let mut st = lock(&self.state);
         st.trace.finish()?;
         let tally: &Tally = &st.tally;
+        let mut summary = tally.summary(self.scenario, &|ip| st.name_of(ip).to_string());
+        let sent = st.sent_bytes();
+        for h in self
+            .scenario
+            .hosts()
+            .iter()
+            .filter(|h| h.role == RoleKind::Mobile)
+        {
+            let interfaces = self.scenario.interfaces_of(h).into_iter().map(|i| i.name);
+            for name in std::iter::once(h.name.clone()).chain(interfaces) {
+                let bytes = sent.get(name.as_str()).copied().unwrap_or(0);
+                summary.uplink_bytes.insert(name, bytes);
+            }
+        }
         Ok(Outcome {
             scenario: self.scenario.name.clone(),
             seed: self.seed,
             backend: self.backend,
-            summary: tally.summary(self.scenario, &|ip| st.name_of(ip).to_string()),
+            summary,
             size_series: tally.size_series().clone(),
             trace_hash: st.trace.hash(),
             trace_events: st.trace.len(),

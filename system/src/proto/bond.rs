@@ -61,7 +61,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::rate::{RateConfig, RateController, RttSample};
 use super::rtt::SmoothedRtt;
@@ -82,11 +82,53 @@ const PINGS_FOR_SILENCE_MAX: usize = 4;
 /// Weight of one ping in an uplink's ping loss average.
 const PING_LOSS_GAIN: f64 = 1.0 / 16.0;
 
+/// How a [`Bond`] spreads datagrams over its uplinks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// Each datagram on the uplink where it arrives first ([`Bond::pick`]): the default.
+    #[default]
+    Earliest,
+    /// Every datagram on every uplink still answering, as SRT's broadcast socket group does
+    /// (the receiver keeps the first copy). The baseline the `bonding` experiment compares
+    /// with: it survives a dying uplink without a repair, at one extra copy of all traffic
+    /// per extra uplink, and carries no more than its slowest live uplink. Its budget
+    /// ([`Bond::capacity`]) is that uplink's target, and a silent uplink needs no resend.
+    Broadcast,
+}
+
+/// The uplinks a datagram leaves by: a set of uplink indices below [`MAX_UPLINKS`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Uplinks(u8);
+
+impl Uplinks {
+    /// The set holding only `uplink`.
+    pub fn one(uplink: usize) -> Self {
+        Uplinks(1 << uplink.min(MAX_UPLINKS - 1))
+    }
+
+    /// The lowest uplink in the set (0 for an empty one).
+    pub fn first(self) -> usize {
+        self.iter().next().unwrap_or(0)
+    }
+
+    /// The uplinks in the set, lowest first.
+    pub fn iter(self) -> impl Iterator<Item = usize> {
+        (0..MAX_UPLINKS).filter(move |&i| self.0 & (1 << i) != 0)
+    }
+
+    fn insert(&mut self, uplink: usize) {
+        self.0 |= 1 << uplink;
+    }
+}
+
 /// How a [`Bond`] behaves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BondConfig {
     /// Uplinks, 1 to [`MAX_UPLINKS`].
     pub uplinks: usize,
+    /// How datagrams are spread over them.
+    pub placement: Placement,
     /// A ping on each uplink this often.
     pub ping_interval: Duration,
     /// Each uplink's rate controller (its target is the uplink's share).
@@ -100,6 +142,7 @@ impl BondConfig {
     pub fn new(uplinks: usize) -> Self {
         BondConfig {
             uplinks,
+            placement: Placement::Earliest,
             ping_interval: Duration::from_millis(50),
             rate: RateConfig {
                 grow_unused: true,
@@ -275,14 +318,24 @@ impl Bond {
 
     /// What the uplinks that are not silent are measured to carry together, bytes per second
     /// on the wire: the ceiling of the session's one rate budget. (A suspect uplink still
-    /// counts: one lost ping on a lossy uplink would otherwise halve the budget.)
+    /// counts: one lost ping on a lossy uplink would otherwise halve the budget.) Under
+    /// [`Placement::Broadcast`] each of them carries everything: the slowest one's target.
     pub fn capacity(&self) -> f64 {
         let all_silent = self.uplinks.iter().all(|u| u.silent);
-        self.uplinks
+        let live = self
+            .uplinks
             .iter()
             .filter(|u| all_silent || !u.silent)
-            .map(|u| u.rate.target())
-            .sum()
+            .map(|u| u.rate.target());
+        match self.cfg.placement {
+            Placement::Earliest => live.sum(),
+            Placement::Broadcast => live.fold(f64::INFINITY, f64::min),
+        }
+    }
+
+    /// How this bond places datagrams.
+    pub fn placement(&self) -> Placement {
+        self.cfg.placement
     }
 
     /// What each uplink carried.
@@ -297,17 +350,28 @@ impl Bond {
             .collect()
     }
 
-    /// The uplink a datagram of `len` wire bytes leaves by: the live one where it would
-    /// arrive first (every uplink when all are silent: one of them may be back).
-    pub fn pick(&mut self, now: Instant, len: usize) -> usize {
+    /// The uplinks a datagram of `len` wire bytes leaves by, charged with it: under
+    /// [`Placement::Earliest`] the live one where it would arrive first, under
+    /// [`Placement::Broadcast`] every live one (every uplink when all are suspect: one of
+    /// them may be back).
+    pub fn pick(&mut self, now: Instant, len: usize) -> Uplinks {
         let all_suspect = self.uplinks.iter().all(|u| u.suspect);
-        let unmeasured = self.unmeasured_rtt();
-        let best = (0..self.uplinks.len())
-            .filter(|&i| all_suspect || !self.uplinks[i].suspect)
-            .min_by_key(|&i| self.uplinks[i].arrival(now, len, unmeasured).1)
-            .unwrap_or(0);
-        self.charge(now, best, len);
-        best
+        let live = (0..self.uplinks.len()).filter(|&i| all_suspect || !self.uplinks[i].suspect);
+        let mut picked = Uplinks::default();
+        match self.cfg.placement {
+            Placement::Earliest => {
+                let unmeasured = self.unmeasured_rtt();
+                let best = live
+                    .min_by_key(|&i| self.uplinks[i].arrival(now, len, unmeasured).1)
+                    .unwrap_or(0);
+                picked.insert(best);
+            }
+            Placement::Broadcast => live.for_each(|i| picked.insert(i)),
+        }
+        for i in picked.iter() {
+            self.charge(now, i, len);
+        }
+        picked
     }
 
     /// The round trip an uplink is taken to have before its first echo: the longest the
@@ -482,9 +546,10 @@ mod tests {
                 send(now, i, token, &mut busy_until, &mut arrivals);
             }
             while next_send <= now {
-                let i = bond.pick(now, len);
-                carried[i] += len as u64;
-                send(now, i, 0, &mut busy_until, &mut arrivals);
+                for i in bond.pick(now, len).iter() {
+                    carried[i] += len as u64;
+                    send(now, i, 0, &mut busy_until, &mut arrivals);
+                }
                 next_send += step;
             }
             arrivals.sort_by_key(|a| a.0);
@@ -504,6 +569,32 @@ mod tests {
             now += Duration::from_millis(1);
         }
         carried
+    }
+
+    #[test]
+    fn broadcast_sends_everything_on_every_uplink_within_the_slowest() {
+        let cfg = BondConfig {
+            placement: Placement::Broadcast,
+            ..BondConfig::new(2)
+        };
+        let mut bond = Bond::new(cfg, Instant::ZERO);
+        assert_eq!(
+            bond.pick(Instant::ZERO, 1000).iter().collect::<Vec<_>>(),
+            [0, 1]
+        );
+        // 60 and 30 KB/s under 20 KB/s: both carry all of it, and the budget is the slower
+        // uplink's target, not the sum.
+        let carried = run(
+            &mut bond,
+            &[(60_000.0, 20), (30_000.0, 20)],
+            20_000.0,
+            1000,
+            10,
+        );
+        assert_eq!(carried[0], carried[1]);
+        let targets: Vec<f64> = bond.stats().iter().map(|s| s.target).collect();
+        assert_eq!(bond.capacity(), targets[0].min(targets[1]));
+        assert!(bond.capacity() < targets[0] + targets[1]);
     }
 
     #[test]
@@ -572,7 +663,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Nothing is placed on it while it is silent.
-        assert!((0..50).all(|_| bond.pick(ms(silent_at), 1000) == 0));
+        assert!((0..50).all(|_| bond.pick(ms(silent_at), 1000) == Uplinks::one(0)));
         // Its next ping answers: it is back.
         let (i, token, _) = loop {
             let p = bond.poll_ping(ms(silent_at + 60)).expect("a ping");

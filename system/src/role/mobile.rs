@@ -6,7 +6,7 @@ use super::{Camera, Recorder, RoleEvent};
 use crate::cluster::{ClientEvent, Connector};
 use crate::machine::{Endpoint, Role};
 use crate::outbox::Outbox;
-use crate::proto::bond::{Bond, BondConfig, BondEvent, UplinkStats, MAX_UPLINKS};
+use crate::proto::bond::{Bond, BondConfig, BondEvent, Placement, UplinkStats, MAX_UPLINKS};
 use crate::proto::wire::{
     self, Command, CommandMsg, CommandResult, Message, PathReport, UDP_IP_OVERHEAD,
 };
@@ -37,6 +37,9 @@ pub struct MobileConfig {
     /// challenge before it is answered on (see `secure::paths`). Without keys a tier-2 can
     /// validate no path, so everything leaves by the first.
     pub uplinks: usize,
+    /// How a bonded session spreads its datagrams ([`Placement::Broadcast`] is the
+    /// baseline of SRT's broadcast group, for experiments).
+    pub placement: Placement,
 }
 
 impl Default for MobileConfig {
@@ -46,6 +49,7 @@ impl Default for MobileConfig {
             connect_ahead: Duration::ZERO,
             keepalive_interval: Duration::from_millis(1000),
             uplinks: 1,
+            placement: Placement::Earliest,
         }
     }
 }
@@ -93,6 +97,8 @@ pub struct Mobile {
     /// What the uplinks carried in the bonds of earlier sessions (a reconnection starts a
     /// new bond): [`Mobile::uplink_stats`] counts on from there.
     uplinks_before: Vec<UplinkStats>,
+    /// Sealed copies still to leave by their uplinks ([`Placement::Broadcast`]).
+    copies: Vec<(usize, SocketAddr, Vec<u8>)>,
 }
 
 /// Data segments a bonded client remembers the uplink of: a second of a 2 MB/s camera in
@@ -131,6 +137,7 @@ impl Mobile {
             arrived_on: 0,
             sent_by: VecDeque::new(),
             uplinks_before: Vec::new(),
+            copies: Vec::new(),
         }
     }
 
@@ -292,6 +299,7 @@ impl Mobile {
         self.uplinks_before = self.uplink_stats();
         self.bond = None;
         self.sent_by.clear();
+        self.copies.clear();
         self.connector.connect(now);
         if let Some(&tier1) = self.connector.tier1s().first() {
             self.recorder.record(
@@ -317,8 +325,14 @@ impl Mobile {
                 self.channel = self.connector.take_channel();
                 self.uplinks_before = self.uplink_stats();
                 self.sent_by.clear();
-                self.bond = (self.by_uplink.len() > 1 && self.channel.is_some())
-                    .then(|| Bond::new(BondConfig::new(self.by_uplink.len()), now));
+                self.copies.clear();
+                self.bond = (self.by_uplink.len() > 1 && self.channel.is_some()).then(|| {
+                    let cfg = BondConfig {
+                        placement: self.cfg.placement,
+                        ..BondConfig::new(self.by_uplink.len())
+                    };
+                    Bond::new(cfg, now)
+                });
                 for out in &mut self.by_uplink {
                     *out = Outbox::default();
                 }
@@ -503,6 +517,10 @@ impl Endpoint for Mobile {
         if let Some(to) = self.connector.poll_transmit(now, buf) {
             return Some((0, to));
         }
+        if let Some((uplink, to, copy)) = self.copies.pop() {
+            *buf = copy;
+            return Some((uplink, to));
+        }
         // Session traffic: path responses and pings, command results, then the camera's
         // segments; sealed with keys.
         let Some(channel) = self.channel.as_mut().filter(|_| self.connector.is_secure()) else {
@@ -552,8 +570,14 @@ impl Endpoint for Mobile {
                 i
             }
             (None, Some(bond)) => {
-                let uplink = bond.pick(now, wire_len);
-                if let Ok(Message::Segment(seg)) = wire::decode(&self.scratch) {
+                let picked = bond.pick(now, wire_len);
+                for other in picked.iter().skip(1) {
+                    self.copies.push((other, to, buf.clone()));
+                }
+                let uplink = picked.first();
+                if bond.placement() == Placement::Broadcast {
+                    // Every uplink carried it: none has anything to send again.
+                } else if let Ok(Message::Segment(seg)) = wire::decode(&self.scratch) {
                     if self.sent_by.len() >= SENT_BY_KEPT {
                         self.sent_by.pop_front();
                     }
