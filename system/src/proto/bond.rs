@@ -27,7 +27,7 @@
 //! count every byte delivered on any of them), which the camera shapes its frames to. That
 //! budget is held at or below what the live uplinks carry together ([`Bond::capacity`], which
 //! the mobile client hands to `Sender::cap_rate` on every echo): on two 60 KB/s uplinks under
-//! a 100 KB/s camera, 265 of 269 frames arrive with the cap and 204 without.
+//! a 100 KB/s camera, 266 of 269 frames arrive with the cap and 204 without.
 //!
 //! # Where a datagram goes
 //!

@@ -40,6 +40,8 @@ pub struct Tier2Server {
     next_sweep: Instant,
     /// Reused for datagrams before sealing and after opening.
     scratch: Vec<u8>,
+    /// Sealed copies of a bonded session's feedback still to leave, by its other paths.
+    copies: Vec<(SocketAddr, Vec<u8>)>,
     /// Session datagrams refused: unsealed while keys are in use, or sealed ones that did not
     /// open (unknown session, forged, replayed, or naming another session inside).
     rejected: u64,
@@ -82,6 +84,7 @@ impl Tier2Server {
             paths: PathTable::default(),
             next_sweep: Instant::ZERO,
             scratch: Vec::new(),
+            copies: Vec::new(),
             rejected: 0,
             control: ControlGate::default(),
         }
@@ -417,24 +420,47 @@ impl Endpoint for Tier2Server {
                 .poll_transmit(buf)
                 .or_else(|| self.sink.poll_transmit(now, buf));
         }
+        if let Some((to, copy)) = self.copies.pop() {
+            *buf = copy;
+            return Some(to);
+        }
         // Session traffic, sealed with its session's keys (skipping any whose keys are gone).
         let mut plain = std::mem::take(&mut self.scratch);
         let mut sent = None;
         loop {
             plain.clear();
-            let Some(to) = self
-                .to_clients
-                .poll_transmit(&mut plain)
-                .or_else(|| self.sink.poll_transmit(now, &mut plain))
-            else {
-                break;
+            let (to, feedback) = match self.to_clients.poll_transmit(&mut plain) {
+                Some(to) => (to, false),
+                None => match self.sink.poll_transmit(now, &mut plain) {
+                    Some(to) => (to, true),
+                    None => break,
+                },
             };
-            let channel = wire::session_of(&plain).and_then(|s| self.channels.get_mut(&keys_of(s)));
+            let Some(keys) = wire::session_of(&plain).map(keys_of) else {
+                continue;
+            };
+            let Some(channel) = self.channels.get_mut(&keys) else {
+                continue;
+            };
             buf.clear();
-            if channel.is_some_and(|c| c.seal(&plain, buf).is_ok()) {
-                sent = Some(to);
-                break;
+            if channel.seal(&plain, buf).is_err() {
+                continue;
             }
+            // A bonded session's feedback (ACKs, NACKs) goes by each of its validated paths,
+            // each copy sealed on its own (a copy is no replay): a NACK lost on one uplink
+            // still arrives by the other. Only to addresses that proved they are the
+            // session's; the sender resends a NACKed segment once per interval however many
+            // copies name it.
+            if feedback {
+                for path in self.paths.paths(keys).filter(|&p| p != to) {
+                    let mut copy = Vec::new();
+                    if channel.seal(&plain, &mut copy).is_ok() {
+                        self.copies.push((path, copy));
+                    }
+                }
+            }
+            sent = Some(to);
+            break;
         }
         self.scratch = plain;
         sent
