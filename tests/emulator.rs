@@ -495,3 +495,44 @@ fn a_camera_and_a_tcp_bulk_flow_share_a_bottleneck() {
     }
     panic!("one flow starved in each of three runs: {runs:#?}");
 }
+
+/// A bonded car (issue 21): two uplinks, the first cut from the tier-2 at 2 s for good. The
+/// session goes on by the second: each uplink is a node of its own (its own veth, address and
+/// links in namespaces; its own port on the relay), and the report names its links.
+fn bonded_run(args: &[&str], name: &str) {
+    let path = scenario(
+        name,
+        &cluster(
+            "model",
+            "uplinks = 2\n\
+             [link]\ndelay_ms = 5.0\n\
+             [[links]]\nfrom = \"car.wwan1\"\nto = \"t2\"\nconfig = { delay_ms = 15.0 }\n\
+             [[faults]]\nat_s = 2.0\naction = \"partition\"\na = \"car\"\nb = \"t2\"\n",
+        ),
+    );
+    let r = emulate(args, &path);
+    let car = host(&r, "car");
+    // Frames start about a second in (registration, then the client's stagger): about 40
+    // are captured in the 5 s, at least 30 of them after the first uplink is cut.
+    assert!(u(car, "frames_delivered") >= 35, "{car}");
+    assert_eq!(u(host(&r, "t2"), "frames_corrupted"), 0);
+    let second = link(&r, "car.wwan1", "t2");
+    assert!(u(second, "offered") > 100, "{second}");
+    let first = link(&r, "car", "t2");
+    assert!(u(first, "lost_partition") > 0, "{first}");
+}
+
+#[test]
+fn a_bonded_car_streams_on_when_one_uplink_is_cut_in_namespaces() {
+    if !privileged("a_bonded_car_streams_on_when_one_uplink_is_cut_in_namespaces") {
+        return;
+    }
+    let _serial = serial();
+    bonded_run(&["--duration", "6"], "bonded-netns");
+}
+
+#[test]
+fn a_bonded_car_streams_on_when_one_uplink_is_cut_on_the_relay() {
+    let _serial = serial();
+    bonded_run(&["--relay", "--duration", "6"], "bonded-relay");
+}

@@ -14,6 +14,10 @@
 //! - `a_bonded_client_whose_tier2_dies_reconnects_and_bonds_again`: the tier-2 holding the
 //!   bonded session crashes; the client reconnects through the tier-1 and every frame
 //!   captured from 12 s on arrives.
+//! - `a_client_whose_first_modem_is_dead_connects_by_the_second`:
+//!   `bonding-first-modem-dead.toml`: the first modem reaches nobody from the start; the
+//!   handshake moves to the second uplink after one connect timeout and every frame captured
+//!   from 1 s on arrives.
 //!
 //! They run on the des simulator whatever `LIVECAM_BACKEND` says: it is the one that gives
 //! each uplink an address of its own. Replay one seed with `livecam sim
@@ -270,6 +274,44 @@ fn a_bonded_client_whose_tier2_dies_reconnects_and_bonds_again() {
             } else {
                 Err(format!(
                     "{failovers} failovers, {} of {} frames from 12 s delivered",
+                    after.acked, after.captured
+                ))
+            }
+        },
+    );
+}
+
+#[test]
+fn a_client_whose_first_modem_is_dead_connects_by_the_second() {
+    // bonding-first-modem-dead.toml: the first modem reaches nobody from the start. The
+    // handshake tries it once (a 500 ms connect timeout), then goes by the second uplink, and
+    // the session streams there.
+    let scenario = load_scenario("bonding-first-modem-dead.toml");
+    for_seeds(
+        "a_client_whose_first_modem_is_dead_connects_by_the_second",
+        module_path!(),
+        &[1, 2],
+        |seed| {
+            let (outcome, trace) = run_des(&scenario, seed)?;
+            let frames = Frames::from_trace(&trace)?;
+            let after = frames.captured_between(1.0, 17.0);
+            let (first, second) = received_by_uplink(&trace);
+            let setup = outcome
+                .summary
+                .cluster
+                .as_ref()
+                .map_or(f64::INFINITY, |c| c.setup_ms_max);
+            println!(
+                "seed {seed}: connected after {setup:.0} ms; {}/{} frames captured from 1 s \
+                 delivered; the tier-2 heard {first} datagrams by the first modem, {second} by \
+                 the second",
+                after.acked, after.captured
+            );
+            if after.captured >= 150 && after.delivered_share() >= 0.99 && first == 0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} of {} frames from 1 s delivered (setup {setup:.0} ms)",
                     after.acked, after.captured
                 ))
             }

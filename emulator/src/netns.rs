@@ -38,6 +38,8 @@ pub enum NetError {
          UDP, no privileges)"
     )]
     NotPrivileged,
+    #[error("turning rp_filter off in {ns}: {source}")]
+    RpFilter { ns: String, source: io::Error },
 }
 
 /// Whether this process may create namespaces and interfaces: its effective capabilities
@@ -301,7 +303,9 @@ impl Names {
 #[derive(Debug)]
 pub struct Net {
     names: Names,
-    hosts: usize,
+    /// The namespace (host) each node made so far lives in: a host's own, or for a bonded
+    /// host's further interface, its host's.
+    owners: Vec<usize>,
 }
 
 impl Net {
@@ -310,24 +314,38 @@ impl Net {
     /// neighbour entry for every other host (so no ARP crosses the bridge), and interface MTU
     /// `mtu`. Offloads are off on both ends. On error, whatever was made is deleted.
     pub fn create(hosts: usize, mtu: usize) -> Result<Net, NetError> {
+        Net::create_nodes(&(0..hosts).collect::<Vec<_>>(), mtu)
+    }
+
+    /// As [`Net::create`], for nodes that may share a namespace: node `k` lives in the
+    /// namespace of node `owners[k]` (itself for a host, which must come before the nodes it
+    /// owns). A bonded host's further interfaces are nodes of its namespace, each with its own
+    /// veth, address and MAC, so each has its own links; its role process binds a socket to
+    /// each veth (`SO_BINDTODEVICE`). In such a namespace reverse-path filtering is off: its
+    /// veths share one subnet, and a strict filter would drop what arrives on all but one.
+    pub fn create_nodes(owners: &[usize], mtu: usize) -> Result<Net, NetError> {
         if !privileged() {
             return Err(NetError::NotPrivileged);
         }
         let net = Net {
             names: Names::own(),
-            hosts: 0,
+            owners: Vec::new(),
         };
-        net.build(hosts, mtu)
+        net.build(owners, mtu)
     }
 
-    fn build(mut self, hosts: usize, mtu: usize) -> Result<Net, NetError> {
+    fn build(mut self, owners: &[usize], mtu: usize) -> Result<Net, NetError> {
         let mtu = mtu.to_string();
+        let hosts = owners.len();
         for i in 0..hosts {
-            let ns = self.names.netns(i);
+            let owner = owners[i].min(i);
+            let ns = self.names.netns(owner);
             let root = self.names.root_veth(i);
             let host = self.names.host_veth(i);
-            run("ip", &["netns", "add", &ns])?;
-            self.hosts = i + 1;
+            if owner == i {
+                run("ip", &["netns", "add", &ns])?;
+            }
+            self.owners.push(owner);
             // Both ends are made here, their offloads turned off by ioctl (which acts in this
             // process's namespace), then the host end moves into its namespace, keeping them off.
             run(
@@ -344,7 +362,7 @@ impl Net {
             let ip = format!("{}/16", host_ip(i));
             run("ip", &["-n", &ns, "link", "set", &host, "address", &mac])?;
             run("ip", &["-n", &ns, "addr", "add", &ip, "dev", &host])?;
-            for j in (0..hosts).filter(|&j| j != i) {
+            for j in (0..hosts).filter(|&j| owners[j].min(j) != owner) {
                 run(
                     "ip",
                     &[
@@ -367,6 +385,9 @@ impl Net {
             run("ip", &["link", "set", &root, "up"])?;
             run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
             run("ip", &["-n", &ns, "link", "set", &host, "up"])?;
+            if owner != i {
+                set_rp_filter_off(&ns)?;
+            }
         }
         Ok(self)
     }
@@ -376,9 +397,9 @@ impl Net {
         &self.names
     }
 
-    /// Number of hosts.
+    /// Number of nodes (hosts and their further interfaces).
     pub fn hosts(&self) -> usize {
-        self.hosts
+        self.owners.len()
     }
 
     /// The address of host `i`.
@@ -396,13 +417,31 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        for i in 0..self.hosts {
-            remove_netns(&self.names.netns(i));
+        for (i, &owner) in self.owners.iter().enumerate() {
+            if owner == i {
+                remove_netns(&self.names.netns(i));
+            }
             // Deleting the namespace deletes its end of the pair, and so the pair; this catches
             // a root end whose peer was never moved in.
             let _ = run("ip", &["link", "del", &self.names.root_veth(i)]);
         }
     }
+}
+
+/// Turns reverse-path filtering off in namespace `ns`, for every interface it has now and
+/// any it gets (`all` and `default`, and each device's own setting, since the kernel takes
+/// the stricter of `all` and the device's).
+fn set_rp_filter_off(ns: &str) -> Result<(), NetError> {
+    within(ns, || {
+        for entry in std::fs::read_dir("/proc/sys/net/ipv4/conf")? {
+            std::fs::write(entry?.path().join("rp_filter"), "0")?;
+        }
+        Ok(())
+    })
+    .map_err(|source| NetError::RpFilter {
+        ns: ns.to_string(),
+        source,
+    })
 }
 
 /// Kills every process left in namespace `ns` and deletes it.

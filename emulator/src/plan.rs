@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 
 use livecam_sim::scenario::{Fault, RoleKind, Scenario};
 use livecam_system::link::{LinkConfig, Network};
+use livecam_system::proto::bond::Placement;
 use livecam_system::proto::PolicyConfig;
 use livecam_system::runtime::security::{ClusterKeys, ServerIdentity};
 use livecam_system::runtime::service::{MobileFile, Peer, Tier1File, Tier2File};
@@ -64,6 +65,19 @@ pub struct HostPlan {
     /// Tier-1 hosts (indices) this host talks to, default first.
     pub tier1: Vec<usize>,
     pub capacity: Option<u32>,
+    /// A bonded mobile's further uplinks: the nodes of its interfaces `<host>.wwan<k>`
+    /// ([`Plan::nodes`]), in order. Empty for every other host.
+    pub interfaces: Vec<usize>,
+}
+
+/// One endpoint of the emulated network: a host, or an interface of a bonded host, each with
+/// its own veth, address and links. Hosts come first (node `i` is `hosts[i]`), then the
+/// interfaces, in the network's own order ([`Scenario::interfaces`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodePlan {
+    pub name: String,
+    /// The host whose namespace (and process) it belongs to: itself for a host.
+    pub owner: usize,
 }
 
 /// Everything the emulator needs from a scenario.
@@ -73,8 +87,10 @@ pub struct Plan {
     pub duration_s: f64,
     pub seed: u64,
     pub hosts: Vec<HostPlan>,
-    /// The hosts' links and the link faults' schedule, host `i` of the network being
-    /// `hosts[i]`.
+    /// The hosts, then the bonded hosts' further interfaces.
+    pub nodes: Vec<NodePlan>,
+    /// The nodes' links and the link faults' schedule, node `i` of the network being
+    /// `nodes[i]`.
     pub network: Network<Hop>,
     pub fps: f64,
     /// The scenario's `protocol.rate_control` and `protocol.uplink_alone`, for the mobiles.
@@ -112,15 +128,22 @@ impl Plan {
     /// The plan of `scenario` (already validated by its loader), run with `seed`.
     pub fn new(scenario: &Scenario, seed: u64) -> Result<Plan, PlanError> {
         let all = scenario.hosts();
-        if all.len() > MAX_HOSTS {
+        let interfaces = scenario.interfaces();
+        if all.len() + interfaces.len() > MAX_HOSTS {
             return Err(unsupported(
                 "hosts",
                 format!(
-                    "{} hosts; the emulator takes at most {MAX_HOSTS}",
-                    all.len()
+                    "{} hosts and interfaces; the emulator takes at most {MAX_HOSTS}",
+                    all.len() + interfaces.len()
                 ),
             ));
         }
+        let node_of = |name: &str| {
+            interfaces
+                .iter()
+                .position(|i| i.name == name)
+                .map(|k| all.len() + k)
+        };
         let index_of = |name: &str| all.iter().position(|h| h.name == name);
         let mut hosts = Vec::with_capacity(all.len());
         for h in &all {
@@ -151,13 +174,37 @@ impl Plan {
                 id,
                 tier1: h.tier1.iter().filter_map(|n| index_of(n)).collect(),
                 capacity: h.capacity,
+                interfaces: scenario
+                    .interfaces_of(h)
+                    .iter()
+                    .filter_map(|i| node_of(&i.name))
+                    .collect(),
             });
         }
-        if let Some(i) = scenario.hosts.iter().position(|h| h.uplinks > 1) {
+        let mut nodes: Vec<NodePlan> = all
+            .iter()
+            .enumerate()
+            .map(|(i, h)| NodePlan {
+                name: h.name.clone(),
+                owner: i,
+            })
+            .collect();
+        for iface in &interfaces {
+            let node = nodes.len();
+            let owner = hosts
+                .iter()
+                .position(|h| h.interfaces.contains(&node))
+                .unwrap_or(0);
+            nodes.push(NodePlan {
+                name: iface.name.clone(),
+                owner,
+            });
+        }
+        if scenario.protocol.bond != Placement::Earliest && !interfaces.is_empty() {
             return Err(unsupported(
-                format!("hosts[{i}].uplinks"),
-                "the emulator gives each host one namespace and one veth; bonded uplinks run on \
-                 the des simulator",
+                "protocol.bond",
+                "the emulated mobile places each datagram where it arrives first; the \
+                 broadcast baseline runs on the des simulator",
             ));
         }
         if !scenario.clocks.is_empty() {
@@ -186,6 +233,7 @@ impl Plan {
             duration_s: scenario.duration_s,
             seed,
             hosts,
+            nodes,
             network: scenario.network(seed),
             fps: scenario.workload.fps,
             rate_control: scenario.protocol.rate_control,
@@ -211,12 +259,15 @@ impl Plan {
     }
 
     /// The TOML config of host `i`'s role process: it binds `bind(i)` and reaches host `j` at
-    /// `addr(j)`; its sessions use `keys` (made for the mobile hosts' ids), or none.
+    /// `addr(j)`; its sessions use `keys` (made for the mobile hosts' ids), or none. A bonded
+    /// mobile's uplinks are `uplink(k)` of its own node and its interfaces' (an interface
+    /// name or an address, as its config takes them).
     pub fn role_config(
         &self,
         i: usize,
         bind: impl Fn(usize) -> SocketAddr,
         addr: impl Fn(usize) -> SocketAddr,
+        uplink: impl Fn(usize) -> String,
         keys: Option<&ClusterKeys>,
     ) -> Result<String, toml::ser::Error> {
         let h = &self.hosts[i];
@@ -287,7 +338,14 @@ impl Plan {
                     ring_bytes: livecam_system::runtime::service::default_ring_bytes(),
                     rate_control: self.rate_control,
                     uplink_alone: self.uplink_alone,
-                    uplinks: Vec::new(),
+                    uplinks: if h.interfaces.is_empty() {
+                        Vec::new()
+                    } else {
+                        std::iter::once(i)
+                            .chain(h.interfaces.iter().copied())
+                            .map(&uplink)
+                            .collect()
+                    },
                 };
                 if let Some(k) = keys {
                     cfg.secure_with(k);
@@ -365,7 +423,9 @@ b = "t2"
         }
         let bind = |i: usize| SocketAddr::from(([10, 0, 0, i as u8], 7000));
         let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16));
-        let t2 = p.role_config(1, bind, addr, None).expect("toml");
+        let t2 = p
+            .role_config(1, bind, addr, |_| String::new(), None)
+            .expect("toml");
         let parsed: Tier2File = toml::from_str(&t2).expect("a tier-2 config");
         assert_eq!(parsed.listen, bind(1));
         assert_eq!(parsed.tier1, [addr(0)]);
@@ -373,12 +433,53 @@ b = "t2"
             parsed.policy.kind,
             livecam_system::proto::PolicyKind::Fixed(800)
         );
-        let t1: Tier1File = toml::from_str(&p.role_config(0, bind, addr, None).expect("toml"))
-            .expect("a tier-1 config");
+        let t1: Tier1File = toml::from_str(
+            &p.role_config(0, bind, addr, |_| String::new(), None)
+                .expect("toml"),
+        )
+        .expect("a tier-1 config");
         assert!(t1.peers.is_empty());
-        let m: MobileFile = toml::from_str(&p.role_config(3, bind, addr, None).expect("toml"))
-            .expect("a mobile config");
+        let m: MobileFile = toml::from_str(
+            &p.role_config(3, bind, addr, |_| String::new(), None)
+                .expect("toml"),
+        )
+        .expect("a mobile config");
         assert_eq!((m.fps, m.tier1.clone()), (5.0, vec![addr(0)]));
+    }
+
+    #[test]
+    fn plans_a_bonded_mobiles_interfaces_as_nodes_of_its_own() {
+        let text = CLUSTER.replace(
+            "name = \"car\"\nrole = \"mobile\"",
+            "name = \"car\"\nrole = \"mobile\"\nuplinks = 2",
+        ) + "[[links]]\nfrom = \"car.wwan1\"\nto = \"t20\"\nconfig = { loss = 0.3 }\n";
+        let sc = Scenario::parse(&text).expect("valid scenario");
+        let p = Plan::new(&sc, 9).expect("plan");
+        let nodes: Vec<(&str, usize)> =
+            p.nodes.iter().map(|n| (n.name.as_str(), n.owner)).collect();
+        assert_eq!(
+            nodes,
+            [
+                ("t1", 0),
+                ("t20", 1),
+                ("t21", 2),
+                ("car", 3),
+                ("car.wwan1", 3)
+            ]
+        );
+        assert_eq!(p.hosts[3].interfaces, [4]);
+        assert_eq!(p.link(4, 1).loss, 0.3, "the interface's own link");
+        assert_eq!(p.link(3, 1).loss, 0.2);
+        let bind = |i: usize| SocketAddr::from(([10, 0, 0, i as u8], 7000));
+        let uplink = |k: usize| format!("veth{k}");
+        let m: MobileFile =
+            toml::from_str(&p.role_config(3, bind, bind, uplink, None).expect("toml"))
+                .expect("a mobile config");
+        assert_eq!(m.uplinks, ["veth3", "veth4"]);
+        let broadcast = text.replace("[link]", "[protocol]\nbond = \"broadcast\"\n[link]");
+        let sc = Scenario::parse(&broadcast).expect("valid scenario");
+        let e = Plan::new(&sc, 9).expect_err("refused");
+        assert!(e.to_string().contains("protocol.bond"), "{e}");
     }
 
     #[test]

@@ -157,7 +157,8 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport, RunError> {
     };
     let dir = RunDir(std::env::temp_dir().join(format!("livecam-emulate-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0).map_err(io_err(format!("creating {}", dir.0.display())))?;
-    let n = plan.hosts.len();
+    // Every node (a host, or a bonded host's further interface) is a port of its own.
+    let n = plan.nodes.len();
     let mode = if opts.relay {
         Mode::Datagram
     } else {
@@ -169,17 +170,31 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport, RunError> {
         let binds = free_ports(n)?;
         let relay = Relay::start(binds.clone(), forwarder).map_err(io_err("starting the relay"))?;
         let public = relay.public().to_vec();
-        let procs = start_roles(plan, opts, &dir.0, |i| binds[i], |i| public[i], |_| None)?;
+        let uplink = |k: usize| binds[k].to_string();
+        let procs = start_roles(
+            plan,
+            opts,
+            &dir.0,
+            (|i| binds[i], |i| public[i], uplink),
+            |_| None,
+        )?;
         let hosts = stop_roles(plan, wait(&rt, signals, duration, procs));
         let (forwarder, links) = relay.stop(|f| read_links(plan, f));
         Ok(report(plan, "relay", duration, hosts, forwarder, links))
     } else {
         netns::sweep()?;
-        let net = Net::create(n, plan.mtu())?;
+        let owners: Vec<usize> = plan.nodes.iter().map(|node| node.owner).collect();
+        let net = Net::create_nodes(&owners, plan.mtu())?;
         let ports: Vec<String> = (0..n).map(|i| net.names().root_veth(i)).collect();
         let bridge = Bridge::start(&ports, forwarder)?;
         let addr = |i: usize| SocketAddr::from((net.ip(i), ROLE_PORT));
-        let procs = start_roles(plan, opts, &dir.0, addr, addr, |i| Some((&net, i)))?;
+        // A bonded mobile binds a socket to each of its veths: the kernel then sends from
+        // that veth's address and MAC, so the bridge takes it for that node and applies the
+        // node's links.
+        let uplink = |k: usize| net.names().host_veth(k);
+        let procs = start_roles(plan, opts, &dir.0, (addr, addr, uplink), |i| {
+            Some((&net, i))
+        })?;
         let hosts = stop_roles(plan, wait(&rt, signals, duration, procs));
         let (forwarder, links) = bridge.stop(|f| read_links(plan, f));
         drop(net);
@@ -203,14 +218,14 @@ fn wait(rt: &tokio::runtime::Runtime, signals: Signals, duration: Duration, proc
 }
 
 fn read_links(plan: &Plan, f: &Forwarder) -> (ForwardStats, Vec<LinkReport>) {
-    let n = plan.hosts.len();
+    let n = plan.nodes.len();
     let mut links = Vec::new();
     for a in 0..n {
         for b in (0..n).filter(|&b| b != a) {
             if let Some(s) = f.link_stats(a, b).filter(|s| s.offered > 0) {
                 links.push(LinkReport {
-                    from: plan.hosts[a].name.clone(),
-                    to: plan.hosts[b].name.clone(),
+                    from: plan.nodes[a].name.clone(),
+                    to: plan.nodes[b].name.clone(),
                     stats: s.clone(),
                 });
             }
@@ -234,13 +249,18 @@ fn free_ports(n: usize) -> Result<Vec<SocketAddr>, RunError> {
 }
 
 /// Writes each host's config and starts the role processes: tier-1s, tier-2s, a pause for
-/// registration, then mobile clients `stagger_ms` apart.
+/// registration, then mobile clients `stagger_ms` apart. `(bind, addr, uplink)` give node
+/// `i`'s bound address, the address others reach it at, and how a bonded mobile names it as
+/// an uplink ([`Plan::role_config`]).
 fn start_roles<'n>(
     plan: &Plan,
     opts: &RunOptions,
     dir: &Path,
-    bind: impl Fn(usize) -> SocketAddr,
-    addr: impl Fn(usize) -> SocketAddr,
+    (bind, addr, uplink): (
+        impl Fn(usize) -> SocketAddr,
+        impl Fn(usize) -> SocketAddr,
+        impl Fn(usize) -> String,
+    ),
     netns: impl Fn(usize) -> Option<(&'n Net, usize)>,
 ) -> Result<Procs, RunError> {
     let mut procs = Procs(Vec::new());
@@ -280,8 +300,11 @@ fn start_roles<'n>(
             registered = true;
         }
         let config = dir.join(format!("{}.toml", h.name));
-        std::fs::write(&config, plan.role_config(i, &bind, &addr, Some(&keys))?)
-            .map_err(io_err(format!("writing {}", config.display())))?;
+        std::fs::write(
+            &config,
+            plan.role_config(i, &bind, &addr, &uplink, Some(&keys))?,
+        )
+        .map_err(io_err(format!("writing {}", config.display())))?;
         let stderr_path = dir.join(format!("{}.stderr", h.name));
         let stderr = std::fs::File::create(&stderr_path)
             .map_err(io_err(format!("creating {}", stderr_path.display())))?;

@@ -171,7 +171,7 @@ pub fn run_one(sweep: &Sweep, point: usize, seed: u64) -> Result<RunRecord, Erro
     }
     let mut metrics = metrics(&scenario, &outcome);
     if sweep.kind == Kind::Bonding {
-        metrics.extend(uplink_metrics(&outcome, &series));
+        metrics.extend(uplink_metrics(&scenario, &outcome, &series));
     }
     Ok(RunRecord {
         point,
@@ -228,20 +228,25 @@ pub fn metrics(scenario: &Scenario, o: &Outcome) -> Vec<(String, f64)> {
     m.into_iter().map(|(n, v)| (n.to_string(), v)).collect()
 }
 
-/// What a bonded client's modems carried: `frame_bytes_delivered` (bytes of the frames
+/// What the mobile clients' modems carried: `frame_bytes_delivered` (bytes of the frames
 /// acknowledged, at their shaped size, from `series`' `delivered_bps`), `wire_bytes` (every
-/// datagram its uplinks sent, [`livecam_sim::summary::Summary::uplink_bytes`]), `wire_per_frame_byte`
-/// and `second_uplink_share` (of the wire bytes).
-fn uplink_metrics(o: &Outcome, series: &BTreeMap<String, Vec<(f64, f64)>>) -> Vec<(String, f64)> {
+/// datagram their uplinks sent, [`livecam_sim::summary::Summary::uplink_bytes`]),
+/// `wire_per_frame_byte`, and `second_uplink_share`: the share of the wire bytes that left by
+/// uplinks other than the first (the bonding sweep's van has two).
+fn uplink_metrics(
+    scenario: &Scenario,
+    o: &Outcome,
+    series: &BTreeMap<String, Vec<(f64, f64)>>,
+) -> Vec<(String, f64)> {
     let delivered: f64 = series
         .get("delivered_bps")
         .map_or(0.0, |v| v.iter().map(|p| p.1 * RATE_BIN_S).sum());
     let by_uplink = &o.summary.uplink_bytes;
     let wire: u64 = by_uplink.values().sum();
-    let second: u64 = by_uplink
+    let second: u64 = scenario
+        .interfaces()
         .iter()
-        .filter(|(name, _)| name.ends_with(".wwan1"))
-        .map(|(_, &b)| b)
+        .filter_map(|i| by_uplink.get(&i.name))
         .sum();
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     [

@@ -285,13 +285,15 @@ impl Sweep {
     }
 }
 
-/// The directory of the recorded cellular uplink traces a sweep's `${cellular}` names:
-/// `LIVECAM_CELLULAR_DIR` when set, otherwise `../shared/data/cellular` beside this source
-/// tree (GPLv3 data from the mahimahi project: read in place, never copied into livecam).
+/// The directory of the recorded cellular uplink traces a sweep's `${cellular}` names, as
+/// the text of a TOML basic string: `../shared/data/cellular` beside this source tree (GPLv3
+/// data from the mahimahi project: read in place, never copied into livecam). Fixed at build
+/// time, not taken from the environment, so a committed report is always the same data's;
+/// a sweep naming it fails, naming the missing file, where the traces are not there.
 pub fn cellular_dir() -> String {
-    std::env::var("LIVECAM_CELLULAR_DIR").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/cellular").to_string()
-    })
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/cellular")
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
 }
 
 /// `a=1 b=x` for messages.

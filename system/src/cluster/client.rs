@@ -157,6 +157,12 @@ impl Connector {
         matches!(self.state, State::Connecting { .. })
     }
 
+    /// The number of the last connection request sent (0: none yet); every request of a
+    /// retry counts.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
     }

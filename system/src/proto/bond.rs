@@ -117,8 +117,11 @@ impl Uplinks {
         (0..MAX_UPLINKS).filter(move |&i| self.0 & (1 << i) != 0)
     }
 
-    fn insert(&mut self, uplink: usize) {
-        self.0 |= 1 << uplink;
+    /// Adds `uplink` to the set (nothing past [`MAX_UPLINKS`]).
+    pub fn insert(&mut self, uplink: usize) {
+        if uplink < MAX_UPLINKS {
+            self.0 |= 1 << uplink;
+        }
     }
 }
 
@@ -299,6 +302,18 @@ impl Bond {
             next_token: 0,
             events: VecDeque::new(),
         }
+    }
+
+    /// The bond, with `uplinks` suspect until their first echo: those the session's
+    /// handshake tried and heard nothing by (a modem dead when the session starts), which
+    /// then get no data to lose.
+    pub fn suspect_until_heard(mut self, uplinks: impl IntoIterator<Item = usize>) -> Self {
+        for i in uplinks {
+            if let Some(u) = self.uplinks.get_mut(i) {
+                u.suspect = true;
+            }
+        }
+        self
     }
 
     /// The number of uplinks.
@@ -569,6 +584,16 @@ mod tests {
             now += Duration::from_millis(1);
         }
         carried
+    }
+
+    #[test]
+    fn an_uplink_the_handshake_found_dead_carries_nothing_until_it_answers() {
+        let mut bond = Bond::new(BondConfig::new(2), Instant::ZERO).suspect_until_heard([0]);
+        assert!((0..20).all(|_| bond.pick(ms(0), 1000) == Uplinks::one(1)));
+        let (_, token, _) = bond.poll_ping(ms(0)).expect("a ping on uplink 0");
+        bond.on_echo(ms(40), 0, token, PING as u64);
+        assert!(!bond.is_suspect(0));
+        assert!((0..20).any(|_| bond.pick(ms(40), 1000) == Uplinks::one(0)));
     }
 
     #[test]

@@ -6,7 +6,9 @@ use super::{Camera, Recorder, RoleEvent};
 use crate::cluster::{ClientEvent, Connector};
 use crate::machine::{Endpoint, Role};
 use crate::outbox::Outbox;
-use crate::proto::bond::{Bond, BondConfig, BondEvent, Placement, UplinkStats, MAX_UPLINKS};
+use crate::proto::bond::{
+    Bond, BondConfig, BondEvent, Placement, UplinkStats, Uplinks, MAX_UPLINKS,
+};
 use crate::proto::wire::{
     self, Command, CommandMsg, CommandResult, Message, PathReport, UDP_IP_OVERHEAD,
 };
@@ -99,6 +101,8 @@ pub struct Mobile {
     uplinks_before: Vec<UplinkStats>,
     /// Sealed copies still to leave by their uplinks ([`Placement::Broadcast`]).
     copies: Vec<(usize, SocketAddr, Vec<u8>)>,
+    /// The uplinks the handshake went by since the client began connecting.
+    connect_tried: Uplinks,
 }
 
 /// Data segments a bonded client remembers the uplink of: a second of a 2 MB/s camera in
@@ -138,6 +142,7 @@ impl Mobile {
             sent_by: VecDeque::new(),
             uplinks_before: Vec::new(),
             copies: Vec::new(),
+            connect_tried: Uplinks::default(),
         }
     }
 
@@ -293,6 +298,22 @@ impl Mobile {
         self.recorder.take_with(self.camera.recorder())
     }
 
+    /// The uplink the connection handshake goes by (request and reply of one attempt alike,
+    /// so the tier-2 meets the client where the tier-1 saw it). A bonded client (keys and
+    /// several uplinks) tries every tier-1 by one uplink, then moves to the next: a modem
+    /// dead when the client connects costs a round of connect timeouts, not the session.
+    /// The session's first path is the uplink it connected by; the others prove themselves
+    /// by path challenges as for any bonded session. Without keys no other path could be
+    /// validated, so everything goes by the first.
+    fn connect_uplink(&self) -> usize {
+        let n = self.by_uplink.len();
+        if n <= 1 || !self.connector.is_secure() {
+            return 0;
+        }
+        let per_uplink = self.connector.tier1s().len().max(1) as u32;
+        (self.connector.attempt().saturating_sub(1) / per_uplink) as usize % n
+    }
+
     fn start_connecting(&mut self, now: Instant) {
         // The session's bond goes with it (its pings need a tier-2): a new one comes with
         // the next session.
@@ -300,6 +321,7 @@ impl Mobile {
         self.bond = None;
         self.sent_by.clear();
         self.copies.clear();
+        self.connect_tried = Uplinks::default();
         self.connector.connect(now);
         if let Some(&tier1) = self.connector.tier1s().first() {
             self.recorder.record(
@@ -326,12 +348,18 @@ impl Mobile {
                 self.uplinks_before = self.uplink_stats();
                 self.sent_by.clear();
                 self.copies.clear();
+                // The uplinks the handshake tried in vain carry nothing until they answer.
+                let connected_by = self.connect_uplink();
+                let dead = self
+                    .connect_tried
+                    .iter()
+                    .filter(move |&u| u != connected_by);
                 self.bond = (self.by_uplink.len() > 1 && self.channel.is_some()).then(|| {
                     let cfg = BondConfig {
                         placement: self.cfg.placement,
                         ..BondConfig::new(self.by_uplink.len())
                     };
-                    Bond::new(cfg, now)
+                    Bond::new(cfg, now).suspect_until_heard(dead)
                 });
                 for out in &mut self.by_uplink {
                     *out = Outbox::default();
@@ -515,7 +543,9 @@ impl Endpoint for Mobile {
 
     fn poll_transmit_on(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<(usize, SocketAddr)> {
         if let Some(to) = self.connector.poll_transmit(now, buf) {
-            return Some((0, to));
+            let uplink = self.connect_uplink();
+            self.connect_tried.insert(uplink);
+            return Some((uplink, to));
         }
         if let Some((uplink, to, copy)) = self.copies.pop() {
             *buf = copy;
@@ -572,16 +602,20 @@ impl Endpoint for Mobile {
             (None, Some(bond)) => {
                 let picked = bond.pick(now, wire_len);
                 for other in picked.iter().skip(1) {
-                    self.copies.push((other, to, buf.clone()));
+                    // Sealed on its own: the same bytes twice would be the copy's replay.
+                    let mut copy = Vec::new();
+                    if channel.seal(&self.scratch, &mut copy).is_ok() {
+                        self.copies.push((other, to, copy));
+                    }
                 }
                 let uplink = picked.first();
                 if bond.placement() == Placement::Broadcast {
                     // Every uplink carried it: none has anything to send again.
-                } else if let Ok(Message::Segment(seg)) = wire::decode(&self.scratch) {
+                } else if let Some((frame, index)) = wire::segment_of(&self.scratch) {
                     if self.sent_by.len() >= SENT_BY_KEPT {
                         self.sent_by.pop_front();
                     }
-                    self.sent_by.push_back((now, uplink, seg.frame, seg.index));
+                    self.sent_by.push_back((now, uplink, frame, index));
                 }
                 uplink
             }

@@ -446,13 +446,14 @@ impl Endpoint for Tier2Server {
             if channel.seal(&plain, buf).is_err() {
                 continue;
             }
-            // A bonded session's feedback (ACKs, NACKs) goes by each of its validated paths,
-            // each copy sealed on its own (a copy is no replay): a NACK lost on one uplink
-            // still arrives by the other. Only to addresses that proved they are the
-            // session's; the sender resends a NACKed segment once per interval however many
-            // copies name it.
-            if feedback {
-                for path in self.paths.paths(keys).filter(|&p| p != to) {
+            // A bonded session's ACKs and NACKs go by each of its live validated paths, each
+            // copy sealed on its own (a copy is no replay): a NACK lost on one uplink still
+            // arrives by the other. Only to addresses that proved they are the session's and
+            // still send (`PathTable::live_paths`); the sender resends a NACKed segment at
+            // most once per NACK interval, so a copy arriving within it resends nothing.
+            let kind = plain.get(3).copied();
+            if feedback && matches!(kind, Some(wire::kind::NACK | wire::kind::FRAME_ACK)) {
+                for path in self.paths.live_paths(keys, now).filter(|&p| p != to) {
                     let mut copy = Vec::new();
                     if channel.seal(&plain, &mut copy).is_ok() {
                         self.copies.push((path, copy));

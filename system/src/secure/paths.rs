@@ -16,6 +16,9 @@
 //!   answered on while the client sends from it: a client whose NAT rebound, or that moved to
 //!   another radio, keeps its session after one round trip, losing no frame (its segments
 //!   were taken all along; only feedback waited on the old path for that round trip).
+//! - A bonded session's ACKs and NACKs also go, each sealed on its own, by every other
+//!   validated path heard from within [`LIVE`] (`role::Tier2Server`): a NACK lost on one
+//!   uplink arrives by another. A path the session left gets nothing.
 //!
 //! What answering a stranger costs: nothing for a datagram that does not open (it never
 //! reaches this table). For an authentic one sent from an unvalidated address (a copy, or a
@@ -44,6 +47,9 @@ pub const MAX_PENDING: usize = 4;
 /// An unanswered challenge is sent again after this, when the address sent more since (and
 /// its byte allowance covers it).
 pub const RETRY: Duration = Duration::from_millis(250);
+
+/// A validated path heard from this recently is live ([`PathTable::live_paths`]).
+pub const LIVE: Duration = Duration::from_millis(500);
 
 /// What the table did, for the tier-2's metrics and summary.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -145,6 +151,18 @@ impl PathTable {
             .get(&session)
             .into_iter()
             .flat_map(|s| s.validated.iter().map(|p| p.addr))
+    }
+
+    /// The validated paths of `session` heard from within [`LIVE`] of `now`: a bonded
+    /// camera's uplinks (each pinged every 50 ms). An address the session left (a NAT that
+    /// rebound, a modem that died) drops out, so nothing is copied there.
+    pub fn live_paths(&self, session: u32, now: Instant) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.sessions.get(&session).into_iter().flat_map(move |s| {
+            s.validated
+                .iter()
+                .filter(move |p| now.saturating_duration_since(p.heard_at) <= LIVE)
+                .map(|p| p.addr)
+        })
     }
 
     /// Authenticated bytes of `session` received from `addr`, when it is a validated path.
@@ -558,7 +576,16 @@ mod tests {
             assert_eq!(tier2(&net).paths().paths(7).collect::<Vec<_>>(), vec![CAR]);
             let car = net.hosts.remove(&CAR).expect("the mobile");
             net.hosts.insert(moved, car);
+            net.run_until(t(3000));
+            // The old address is a validated path no longer heard from: once it is past
+            // `LIVE`, no copy of the session's feedback goes there (only bonded sessions'
+            // live paths get copies).
+            let quiet = net.outside_bytes;
             net.run_until(t(4000));
+            assert_eq!(
+                net.outside_bytes, quiet,
+                "the old address still gets feedback"
+            );
             let m = mobile(&net, moved);
             let after = m.camera().report();
             assert_eq!(m.connector().connected().map(|(_, a)| a), Some(T2));

@@ -328,6 +328,17 @@ pub fn session_of(datagram: &[u8]) -> Option<u32> {
     r.u32().ok()
 }
 
+/// The frame and index of a data segment (first sent or resent), read from its header
+/// without further checks (no checksum): for a sender noting what it just encoded.
+pub fn segment_of(datagram: &[u8]) -> Option<(u32, u16)> {
+    if !matches!(kind_of(datagram)?, kind::SEGMENT | kind::SEGMENT_REPAIR) {
+        return None;
+    }
+    let mut r = Reader::new(datagram.get(PREAMBLE_LEN..)?);
+    r.u32().ok()?;
+    Some((r.u32().ok()?, r.u16().ok()?))
+}
+
 impl Message<'_> {
     /// A short name of the message's type, for logs and traces.
     pub fn name(&self) -> &'static str {

@@ -305,6 +305,20 @@ fn golden_bytes_of_every_message() {
 }
 
 #[test]
+fn segment_of_reads_what_decode_reads() {
+    for (msg, _) in one_of_each() {
+        let mut buf = Vec::new();
+        msg.encode(&mut buf);
+        let want = match msg {
+            Message::Segment(s) => Some((s.frame, s.index)),
+            _ => None,
+        };
+        assert_eq!(segment_of(&buf), want, "{}", msg.name());
+    }
+    assert_eq!(segment_of(&[]), None);
+}
+
+#[test]
 fn unknown_and_reserved_types_are_rejected() {
     let mut buf = Vec::new();
     FrameAck {
