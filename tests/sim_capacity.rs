@@ -613,3 +613,25 @@ fn sharing(test: &str, fair_floor: f64, used_floor: f64) {
 fn two_cameras_share_a_bottleneck() {
     sharing("two_cameras_share_a_bottleneck", 0.95, 0.85);
 }
+
+/// Open (found while bonding, issue 21): the tier-2's default policy has adaptive parity
+/// (`fec = "auto"`), and with it a camera offering 100 KB/s over one 60 KB/s uplink
+/// (`sim/scenarios/rate-fec-shortage.toml`) delivers 19-21 of 269 frames (des, turmoil),
+/// where the same run with `fec = "off"` delivers 204-209: the rate control's target stops at 250 KB/s half a second
+/// in (three moves in 30 s, 19 ACKs), so the camera never shrinks its frames. The target here
+/// is what parity off already does. Run it with `--ignored`.
+#[test]
+#[ignore = "rate control with adaptive parity does not adapt to a capacity shortage yet"]
+fn adaptive_parity_adapts_to_a_capacity_shortage() {
+    let with_parity = load_scenario("rate-fec-shortage.toml");
+    let mut without = with_parity.clone();
+    without.workload.fec = livecam_system::proto::FecKind::Off;
+    let delivered = |s: &Scenario| {
+        common::run(s, 1)
+            .map(|o| o.summary.frames_delivered)
+            .expect("a run")
+    };
+    let (fec, off) = (delivered(&with_parity), delivered(&without));
+    println!("fec auto: {fec} frames; fec off: {off} frames");
+    assert!(fec >= off, "fec auto delivers {fec} frames, fec off {off}");
+}

@@ -95,6 +95,10 @@ async fn a_bonded_client_streams_over_both_of_its_sockets() {
         let bytes: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
         assert!(bytes > 20_000, "{line}");
     }
+    // Every copy opened: the tier-2's ACKs and NACKs by both paths were each sealed on their
+    // own, so none was taken for a replay, and nothing the client sent was refused.
+    assert_eq!(mobile.rejected(), 0);
+    assert_eq!(tier2.rejected(), 0);
     // The second uplink proved itself with one challenge, and is answered on.
     assert_eq!(
         tier2.paths().stats().validated,
