@@ -547,7 +547,9 @@ impl RateController {
         }
         self.clock = now;
         let before = *self.undo.get_or_insert(self.target);
-        let floor = before * OVERDUE_FLOOR;
+        // Half of what it was, or what the path was measured to deliver when that is less:
+        // a target that started far above a slow uplink reaches it.
+        let floor = (before * OVERDUE_FLOOR).min(self.delivery_rate().unwrap_or(f64::INFINITY));
         if now >= self.hold_until {
             // Held for the same time whether or not it cut, so `overdue_at` moves on.
             self.hold_until = now + rtt + self.cfg.queue_target;
@@ -612,6 +614,24 @@ mod tests {
             };
             rc.on_ack(ms(pushed + rtt_ms), 5_000, Some(sample));
         }
+    }
+
+    #[test]
+    fn silence_cuts_reach_what_the_path_delivers_below_half_the_start() {
+        // The 500 KB/s start over a path that delivers 20 KB/s (a 2 KB frame every 100 ms,
+        // each ACK a round trip the queue already filled: no sample reads as a queue).
+        let mut rc = RateController::new(RateConfig::default());
+        for i in 0..5 {
+            rc.on_ack(ms(i * 100), 2_000, None);
+        }
+        let delivered = rc.delivery_rate().expect("a delivery rate");
+        assert!((delivered - 20_000.0).abs() < 1.0, "{delivered}");
+        // Then silences, one after another: the cuts go past half the start (250 KB/s),
+        // down to what the path delivers, and no further.
+        for i in 0..40 {
+            rc.on_overdue(ms(1_000 + i * 200), ms(500 + i * 200));
+        }
+        assert_eq!(rc.target(), delivered);
     }
 
     #[test]
