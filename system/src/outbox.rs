@@ -19,6 +19,11 @@ impl Outbox {
         self.queue.push_back((to, buf));
     }
 
+    /// Queues the encoded `datagram` for `to` ahead of everything queued.
+    pub fn send_first(&mut self, to: SocketAddr, datagram: &[u8]) {
+        self.queue.push_front((to, datagram.to_vec()));
+    }
+
     /// Moves the next datagram into `buf` (cleared first) and returns its destination.
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
         let (to, bytes) = self.queue.pop_front()?;

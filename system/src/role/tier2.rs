@@ -29,7 +29,8 @@ pub struct Tier2Server {
     relays: BTreeMap<u64, Relay>,
     /// Server-to-server datagrams (results back to the backend): never sealed.
     outbox: Outbox,
-    /// Commands to clients: session traffic, sealed when sessions have keys.
+    /// Commands to clients, and copies of a bonded session's feedback for its other paths:
+    /// session traffic, sealed when sessions have keys.
     to_clients: Outbox,
     recorder: Recorder,
     /// Keys of the sessions it holds, when the cluster authenticates devices.
@@ -40,8 +41,6 @@ pub struct Tier2Server {
     next_sweep: Instant,
     /// Reused for datagrams before sealing and after opening.
     scratch: Vec<u8>,
-    /// Sealed copies of a bonded session's feedback still to leave, by its other paths.
-    copies: Vec<(SocketAddr, Vec<u8>)>,
     /// Session datagrams refused: unsealed while keys are in use, or sealed ones that did not
     /// open (unknown session, forged, replayed, or naming another session inside).
     rejected: u64,
@@ -84,7 +83,6 @@ impl Tier2Server {
             paths: PathTable::default(),
             next_sweep: Instant::ZERO,
             scratch: Vec::new(),
-            copies: Vec::new(),
             rejected: 0,
             control: ControlGate::default(),
         }
@@ -420,10 +418,6 @@ impl Endpoint for Tier2Server {
                 .poll_transmit(buf)
                 .or_else(|| self.sink.poll_transmit(now, buf));
         }
-        if let Some((to, copy)) = self.copies.pop() {
-            *buf = copy;
-            return Some(to);
-        }
         // Session traffic, sealed with its session's keys (skipping any whose keys are gone).
         let mut plain = std::mem::take(&mut self.scratch);
         let mut sent = None;
@@ -446,18 +440,16 @@ impl Endpoint for Tier2Server {
             if channel.seal(&plain, buf).is_err() {
                 continue;
             }
-            // A bonded session's ACKs and NACKs go by each of its live validated paths, each
-            // copy sealed on its own (a copy is no replay): a NACK lost on one uplink still
+            // A bonded session's ACKs and NACKs go by each of its live validated paths: the
+            // copies are queued first among the commands to clients, and so each is sealed on
+            // its own there, next (a copy is no replay): a NACK lost on one uplink still
             // arrives by the other. Only to addresses that proved they are the session's and
             // still send (`PathTable::live_paths`); the sender resends a NACKed segment at
             // most once per NACK interval, so a copy arriving within it resends nothing.
             let kind = plain.get(3).copied();
             if feedback && matches!(kind, Some(wire::kind::NACK | wire::kind::FRAME_ACK)) {
                 for path in self.paths.live_paths(keys, now).filter(|&p| p != to) {
-                    let mut copy = Vec::new();
-                    if channel.seal(&plain, &mut copy).is_ok() {
-                        self.copies.push((path, copy));
-                    }
+                    self.to_clients.send_first(path, &plain);
                 }
             }
             sent = Some(to);
