@@ -539,11 +539,8 @@ impl RateController {
     /// back that long, and so does a burst that takes the feedback with it. The target is cut
     /// by 30%, at most once per minimum round trip plus queue target and to no less than half
     /// of what it was when the silence began, without waiting for the late ACK to say by how
-    /// much. `delivers_under` is a rate the silence itself proves the path below (the sender's
-    /// `silence_bound`: the bytes of the frame waiting over the time they have had to
-    /// cross): the target goes no higher, at once, so the camera's next frames fit what the
-    /// path can carry instead of joining the queue that made the silence.
-    pub fn on_overdue(&mut self, now: Instant, last_tx: Instant, delivers_under: Option<f64>) {
+    /// much.
+    pub fn on_overdue(&mut self, now: Instant, last_tx: Instant) {
         let rtt = self.min_rtt().unwrap_or(Duration::from_millis(100));
         if now < self.clock || now < last_tx + rtt + self.cfg.queue_target * 2 {
             return;
@@ -553,10 +550,6 @@ impl RateController {
         // Half of what it was, or what the path was measured to deliver when that is less:
         // a target that started far above a slow uplink reaches it.
         let floor = (before * OVERDUE_FLOOR).min(self.delivery_rate().unwrap_or(f64::INFINITY));
-        if let Some(bound) = delivers_under.filter(|&b| b < self.target) {
-            self.set_target(bound);
-            self.last_moved = Some(now);
-        }
         if now >= self.hold_until {
             // Held for the same time whether or not it cut, so `overdue_at` moves on.
             self.hold_until = now + rtt + self.cfg.queue_target;
@@ -636,7 +629,7 @@ mod tests {
         // Then silences, one after another: the cuts go past half the start (250 KB/s),
         // down to what the path delivers, and no further.
         for i in 0..40 {
-            rc.on_overdue(ms(1_000 + i * 200), ms(500 + i * 200), None);
+            rc.on_overdue(ms(1_000 + i * 200), ms(500 + i * 200));
         }
         assert_eq!(rc.target(), delivered);
     }

@@ -243,8 +243,6 @@ struct OutFrame {
     first_repair_at: Option<Instant>,
     /// Wire bytes sent since the last NACK for it (all of them before one came).
     unheard_bytes: u64,
-    /// When the first of `unheard_bytes` left.
-    unheard_since: Option<Instant>,
 }
 
 impl OutFrame {
@@ -266,12 +264,6 @@ impl OutFrame {
             return None;
         }
         sure_rtt(now, data_sent, self.first_repair_at, min_rtt)
-    }
-
-    /// What it sent so far is out of the network: delivered, or lost.
-    fn hear(&mut self) {
-        self.unheard_bytes = 0;
-        self.unheard_since = None;
     }
 
     /// Whether every datagram of its first crossing has left.
@@ -314,8 +306,6 @@ pub struct Sender {
     /// segments lost while no queue was seen. Any bit set tells a lossy link, on which a
     /// silence is more likely loss than a queue (see [`Sender::handle_timeout`]).
     recent_losses: u16,
-    /// When a NACK last reported a segment lost (one that could have arrived).
-    last_loss: Option<Instant>,
     /// Parity segments per frame, as the last ACK asked.
     parity: usize,
     coder: Coder,
@@ -354,12 +344,6 @@ const RECEIVER_QUIET_MAX: Duration = Duration::from_millis(100);
 /// no floor, or one of 40 or 100 ms, 43-44 of 120 bit-error soak links fell below 99.5%
 /// instead of 41).
 const QUEUE_HOLDS_COPIES: Duration = Duration::from_millis(150);
-
-/// How long after the last loss a NACK reported a silence is still taken for possible loss
-/// rather than proof of a queue ([`Sender::silence_bound`]): on links losing a fifth of
-/// their datagrams a quarter of a second can pass with no loss reported (lossy soak cases 34
-/// and 57 fell from 94-95% to 92% delivered when a silence there cut the target).
-const LOSS_MEMORY: Duration = Duration::from_secs(2);
 
 /// Time constant, in seconds, of the recent data share.
 const SHARE_TIME: f64 = 1.0;
@@ -405,7 +389,6 @@ impl Sender {
             rtt: SmoothedRtt::default(),
             queue_seen: Duration::ZERO,
             recent_losses: 0,
-            last_loss: None,
             parity: 0,
             coder: Coder::default(),
             events: VecDeque::new(),
@@ -665,7 +648,7 @@ impl Sender {
             f.resends.iter_mut().for_each(|n| *n = 0);
             f.probe_at = None;
             f.wire_bytes = 0;
-            f.hear();
+            f.unheard_bytes = 0;
             f.crossed_at = None;
             f.data_sent_at = None;
             f.first_repair_at = None;
@@ -736,7 +719,6 @@ impl Sender {
                 data_sent_at: None,
                 first_repair_at: None,
                 unheard_bytes: 0,
-                unheard_since: None,
             },
         );
         self.fresh.extend(first_crossing(id, count, parity_first));
@@ -858,7 +840,7 @@ impl Sender {
         // What older frames sent before this one is out of the network: delivered, or lost
         // (their repairs, sent from now on, count again).
         for f in self.frames.range_mut(..ack.frame).map(|(_, f)| f) {
-            f.hear();
+            f.unheard_bytes = 0;
             if self.rate.is_some() && f.all_sent() {
                 if let Some(at) = f.probe_at.as_mut() {
                     f.tail_lost = true;
@@ -938,36 +920,6 @@ impl Sender {
         Some(self.last_feedback.map_or(heard, |t| t.max(heard)))
     }
 
-    /// What a silence proves the path delivers less than, on a link that has lost nothing:
-    /// the oldest frame waiting for its ACK started crossing when the first of its unheard
-    /// bytes left (or, behind an older frame, no earlier than a round trip before that
-    /// frame's ACK came), and its ACK is at least a minimum round trip behind its last byte;
-    /// a path delivering `r` bytes per second would have acknowledged it by
-    /// `start + bytes / r + min_rtt`. Not yet acknowledged, `r` is less than
-    /// `bytes / (now - start - min_rtt)`. On a lossy link (or one whose newer frames were
-    /// acknowledged past it) the frame may be lost rather than queued, and the silence
-    /// proves nothing.
-    fn silence_bound(&self, now: Instant) -> Option<f64> {
-        let min_rtt = self.rate.as_ref()?.min_rtt()?;
-        let lost_lately = self.last_loss.is_some_and(|t| now - t < LOSS_MEMORY);
-        if self.recent_losses != 0 || lost_lately {
-            return None;
-        }
-        let f = self
-            .frames
-            .values()
-            .find(|f| f.all_sent() && f.wire_bytes > 0)?;
-        if f.tail_lost || f.nacked_at.is_some() {
-            return None;
-        }
-        let mut start = f.unheard_since?;
-        if let Some(heard) = self.last_feedback {
-            start = start.max(heard - min_rtt);
-        }
-        let crossing = (now - start).saturating_sub(min_rtt);
-        (!crossing.is_zero()).then(|| f.unheard_bytes as f64 / crossing.as_secs_f64())
-    }
-
     /// Shortest time between two NACK-driven resends of one segment.
     pub fn nack_resend_interval(&self) -> Duration {
         let floor = self.cfg.nack_resend_interval;
@@ -1030,13 +982,8 @@ impl Sender {
         let in_flight = |i: u16| i == tail && tail_in_flight;
         if nack.missing.iter().any(|&i| !in_flight(i)) {
             f.loss_reported = true;
-            // Not where the NACK showed a long queue: the receiver asked for what was
-            // still in it.
-            if self.queue_seen < QUEUE_HOLDS_COPIES {
-                self.last_loss = Some(now);
-            }
         }
-        f.hear();
+        f.unheard_bytes = 0;
         // A clean sample only when the frame's last segment arrived (what made the receiver
         // ask): a NACK its timer sent later would read as a queue.
         let tail_seen = !nack.missing.contains(&tail);
@@ -1164,9 +1111,8 @@ impl Endpoint for Sender {
             self.abandoned.pop_front();
         }
         if let Some(t) = self.overdue_since() {
-            let delivers_under = self.silence_bound(now);
             if let Some(rc) = self.rate.as_mut() {
-                rc.on_overdue(now, t, delivers_under);
+                rc.on_overdue(now, t);
             }
             self.report_target();
         }
@@ -1189,26 +1135,9 @@ impl Endpoint for Sender {
             .filter(|&t| self.rate.is_some() && t + probe_timeout > now);
         let rearm = now + probe_timeout;
         let lossy = self.recent_losses != 0;
-        let lost_lately = self.last_loss.is_some_and(|t| now - t < LOSS_MEMORY);
         for (&id, f) in self.frames.iter_mut() {
             if f.probe_at.is_some_and(|at| at <= now) {
                 if !f.tail_lost && heard.is_some_and(|t| t > f.last_tx) {
-                    f.probe_at = Some(rearm);
-                    continue;
-                }
-                // On a link that has lost nothing (for `LOSS_MEMORY`), a tail already probed
-                // is probed again only once a newer frame's ACK says it was lost
-                // (`tail_lost`): a silence there is a queue (capacity fell), the frame is in
-                // it behind the ones still being acknowledged, and each further probe is a
-                // segment's worth more of that queue, to arrive behind the first (on the
-                // step down to 20 KB/s, five probes of two tails took 660 ms of the dip's
-                // link). The frame's deadline still ends it.
-                if self.rate.is_some()
-                    && !lossy
-                    && !lost_lately
-                    && !f.tail_lost
-                    && f.resends[usize::from(f.count - 1)] > 0
-                {
                     f.probe_at = Some(rearm);
                     continue;
                 }
@@ -1220,7 +1149,7 @@ impl Endpoint for Sender {
                 // On a link that has lost nothing the silence is a queue (capacity fell) and
                 // the bytes stay counted.
                 if lossy {
-                    f.hear();
+                    f.unheard_bytes = 0;
                 }
                 let last = f.count - 1;
                 if !f.queued[usize::from(last)] {
@@ -1299,7 +1228,6 @@ impl Endpoint for Sender {
         f.last_tx = now;
         f.wire_bytes += (buf.len() + UDP_IP_OVERHEAD) as u64;
         f.unheard_bytes += (buf.len() + UDP_IP_OVERHEAD) as u64;
-        f.unheard_since.get_or_insert(now);
         let queued_ahead = self.rate.as_ref().map_or(Duration::ZERO, |rc| {
             let ahead: u64 = self
                 .frames
