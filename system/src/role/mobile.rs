@@ -609,9 +609,10 @@ impl Endpoint for Mobile {
                     }
                 }
                 let uplink = picked.first();
-                if bond.placement() == Placement::Broadcast {
-                    // Every uplink carried it: none has anything to send again.
-                } else if let Some((frame, index)) = wire::segment_of(&self.scratch) {
+                // A broadcast one every uplink carried: none has anything to send again.
+                let resendable = bond.placement() != Placement::Broadcast;
+                if let Some((frame, index)) = wire::segment_of(&self.scratch).filter(|_| resendable)
+                {
                     if self.sent_by.len() >= SENT_BY_KEPT {
                         self.sent_by.pop_front();
                     }
