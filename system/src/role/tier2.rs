@@ -446,7 +446,7 @@ impl Endpoint for Tier2Server {
             // arrives by the other. Only to addresses that proved they are the session's and
             // still send (`PathTable::live_paths`); the sender resends a NACKed segment at
             // most once per NACK interval, so a copy arriving within it resends nothing.
-            let kind = plain.get(3).copied();
+            let kind = wire::kind_of(&plain);
             if feedback && matches!(kind, Some(wire::kind::NACK | wire::kind::FRAME_ACK)) {
                 for path in self.paths.live_paths(keys, now).filter(|&p| p != to) {
                     self.to_clients.send_first(path, &plain);

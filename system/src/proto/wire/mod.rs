@@ -270,7 +270,7 @@ fn framed(buf: &mut Vec<u8>, kind: u8, body: impl FnOnce(&mut Vec<u8>)) {
 }
 
 /// The type byte of a datagram that starts with [`MAGIC`] (any version), else `None`.
-fn kind_of(datagram: &[u8]) -> Option<u8> {
+pub fn kind_of(datagram: &[u8]) -> Option<u8> {
     match datagram {
         [m0, m1, _version, kind, ..] if [*m0, *m1] == MAGIC => Some(*kind),
         _ => None,
