@@ -115,7 +115,8 @@ pub fn find(name: &str) -> Result<Sweep, Error> {
     sweep::builtin()?
         .into_iter()
         .find(|s| s.name == name)
-        .ok_or_else(|| Error::Unknown(name.to_string()))
+        .ok_or_else(|| Error::Unknown(name.to_string()))?
+        .runnable()
 }
 
 /// Runs the named experiments and writes their reports (or shard files).

@@ -30,7 +30,10 @@
 //! ```
 //!
 //! `${cellular}` needs no point: it is the directory of the recorded LTE uplink traces
-//! ([`cellular_dir`]), so a sweep can read them in place wherever it is run from.
+//! ([`cellular_dir`]), so a sweep can read them in place wherever it is run from. Where that
+//! directory is not there (a checkout of livecam on its own), a sweep that names it loads as
+//! [`Sweep::missing`]: listed, refused when run by name, skipped by `--all`, and every other
+//! sweep runs as usual.
 //!
 //! A value is inserted as written: numbers as numbers, strings as their text (quote them in the
 //! template where TOML wants a string). Parameters whose name starts with `_` fill the template
@@ -39,6 +42,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::Path;
 
 use livecam_sim::Scenario;
 use serde::{Deserialize, Serialize};
@@ -168,11 +172,20 @@ pub struct Sweep {
     pub quick_seeds: u64,
     pub template: String,
     pub points: Vec<Point>,
+    /// The recorded traces' directory, when the sweep reads them and it is not there: its
+    /// points are then not checked (each names a file that cannot be read) and it cannot run.
+    pub missing: Option<String>,
 }
 
 impl Sweep {
-    /// Parses a sweep file and checks that every point makes a valid scenario.
+    /// Parses a sweep file and checks that every point makes a valid scenario (a sweep that
+    /// reads the recorded traces where they are not there: [`Sweep::missing`]).
     pub fn parse(file: &str, text: &str) -> Result<Sweep, Error> {
+        Self::parse_with(file, text, Path::new(CELLULAR_DIR))
+    }
+
+    /// [`Sweep::parse`], with the recorded traces expected in `cellular`.
+    fn parse_with(file: &str, text: &str, cellular: &Path) -> Result<Sweep, Error> {
         let bad = |message: String| Error::Sweep {
             file: file.to_string(),
             message,
@@ -232,13 +245,45 @@ impl Sweep {
             quick_seeds: f.quick_seeds,
             template: f.template,
             points,
+            missing: None,
         };
+        if sweep.reads_traces() && !cellular.is_dir() {
+            return Ok(Sweep {
+                missing: Some(cellular.display().to_string()),
+                ..sweep
+            });
+        }
         for (i, p) in sweep.points.iter().enumerate() {
             sweep
                 .scenario(p)
                 .map_err(|e| bad(format!("point {i} ({}): {e}", describe(p))))?;
         }
         Ok(sweep)
+    }
+
+    /// Whether the sweep reads the recorded traces (`${cellular}` in its template or a value).
+    pub fn reads_traces(&self) -> bool {
+        const NAME: &str = "${cellular}";
+        self.template.contains(NAME)
+            || self
+                .points
+                .iter()
+                .flat_map(|p| &p.params)
+                .any(|(_, v)| matches!(v, Value::Text(t) if t.contains(NAME)))
+    }
+
+    /// The sweep, or why it cannot run here (the recorded traces it reads are not there).
+    pub fn runnable(self) -> Result<Sweep, Error> {
+        match &self.missing {
+            None => Ok(self),
+            Some(dir) => Err(Error::Sweep {
+                file: self.name,
+                message: format!(
+                    "reads the recorded LTE uplink traces in {dir}, which is not there \
+                     (the mahimahi traces, GPLv3: they are not part of livecam)"
+                ),
+            }),
+        }
     }
 
     /// The scenario text of a point.
@@ -289,12 +334,13 @@ impl Sweep {
 /// the text of a TOML basic string: `../shared/data/cellular` beside this source tree (GPLv3
 /// data from the mahimahi project: read in place, never copied into livecam). Fixed at build
 /// time, not taken from the environment, so a committed report is always the same data's;
-/// a sweep naming it fails, naming the missing file, where the traces are not there.
+/// a sweep naming it cannot run where the traces are not there ([`Sweep::missing`]).
 pub fn cellular_dir() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/cellular")
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
+    CELLULAR_DIR.replace('\\', "\\\\").replace('"', "\\\"")
 }
+
+/// Where [`cellular_dir`] points, as a path.
+const CELLULAR_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/cellular");
 
 /// `a=1 b=x` for messages.
 pub fn describe(p: &Point) -> String {
@@ -377,6 +423,25 @@ _extra = ["delay_ms = 5.0"]
         assert!(e.to_string().contains("loss=2"), "{e}");
         let e = Sweep::parse("t.toml", &SMALL.replace("${loss}", "${lost}")).unwrap_err();
         assert!(e.to_string().contains("${lost}"), "{e}");
+    }
+
+    #[test]
+    fn a_sweep_of_the_recorded_traces_is_listed_but_refused_where_they_are_not() {
+        let nowhere = Path::new(env!("CARGO_MANIFEST_DIR")).join("no-such-traces");
+        let (file, text) = BUILTIN.iter().find(|(f, _)| *f == "bonding.toml").unwrap();
+        let s = Sweep::parse_with(file, text, &nowhere).unwrap();
+        assert!(s.reads_traces());
+        assert_eq!(s.missing.as_deref(), Some(nowhere.to_str().unwrap()));
+        let e = s.runnable().unwrap_err().to_string();
+        assert!(e.contains("no-such-traces") && e.contains("bonding"), "{e}");
+        // A sweep that does not read them loads and runs as before.
+        let s = Sweep::parse_with("t.toml", SMALL, &nowhere).unwrap();
+        assert!(!s.reads_traces());
+        assert!(s.missing.is_none() && s.runnable().is_ok());
+        // Where the traces are, the trace sweeps' points are checked as every other's.
+        for s in builtin().unwrap() {
+            assert!(s.missing.is_none(), "{}: {:?}", s.name, s.missing);
+        }
     }
 
     #[test]

@@ -60,6 +60,12 @@ pub fn run(action: Action) -> anyhow::Result<()> {
                     s.quick_seeds,
                     s.title
                 );
+                if let Some(dir) = &s.missing {
+                    println!(
+                        "{:<20} cannot run here: the recorded traces {dir} are not there",
+                        ""
+                    );
+                }
             }
         }
         Action::Run {
@@ -130,10 +136,17 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
 fn experiment_names(names: Vec<String>, all: bool) -> anyhow::Result<Vec<String>> {
     if all {
         anyhow::ensure!(names.is_empty(), "give experiment names or --all, not both");
-        return Ok(livecam_experiments::sweep::builtin()?
-            .into_iter()
-            .map(|s| s.name)
-            .collect());
+        let mut names = Vec::new();
+        for s in livecam_experiments::sweep::builtin()? {
+            match s.missing {
+                None => names.push(s.name),
+                Some(dir) => eprintln!(
+                    "skipping {}: it reads the recorded LTE uplink traces in {dir}, which is not there",
+                    s.name
+                ),
+            }
+        }
+        return Ok(names);
     }
     anyhow::ensure!(
         !names.is_empty(),
