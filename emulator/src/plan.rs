@@ -189,12 +189,20 @@ impl Plan {
                 owner: i,
             })
             .collect();
-        for iface in &interfaces {
-            let node = nodes.len();
-            let owner = hosts
-                .iter()
-                .position(|h| h.interfaces.contains(&node))
-                .unwrap_or(0);
+        let mut owners = vec![None; interfaces.len()];
+        for (owner, h) in hosts.iter().enumerate() {
+            for &node in &h.interfaces {
+                owners[node - all.len()] = Some(owner);
+            }
+        }
+        for (iface, owner) in interfaces.iter().zip(owners) {
+            // Scenario::interfaces_of gives every interface to the host it is named after.
+            let owner = owner.ok_or_else(|| {
+                unsupported(
+                    "hosts",
+                    format!("interface {} belongs to no host", iface.name),
+                )
+            })?;
             nodes.push(NodePlan {
                 name: iface.name.clone(),
                 owner,

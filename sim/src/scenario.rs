@@ -534,44 +534,49 @@ impl Scenario {
         let hosts = self.hosts();
         let mut index = hosts.len();
         let mut out = Vec::new();
-        for h in hosts.iter().filter(|h| h.uplinks > 1) {
-            for k in 1..h.uplinks {
-                let name = interface_name(&h.name, k);
-                out.push(Host {
-                    group: name.clone(),
-                    name,
-                    role: h.role,
-                    index,
-                    target: None,
-                    tier1: Vec::new(),
-                    capacity: None,
-                    member: 0,
-                    uplinks: 1,
-                });
-                index += 1;
-            }
+        for h in &hosts {
+            out.extend(Self::interfaces_at(h, index));
+            index += h.uplinks.saturating_sub(1);
         }
         out
     }
 
-    /// The interfaces of `host`'s uplinks 1 and up, in order.
+    /// The interfaces of `host`'s uplinks 1 and up, in order: counted from the host specs,
+    /// not by listing every host, since the simulators ask it once per host.
     pub fn interfaces_of(&self, host: &Host) -> Vec<Host> {
         if host.uplinks <= 1 {
             return Vec::new();
         }
-        self.interfaces_named(
-            (1..host.uplinks)
-                .map(|k| interface_name(&host.name, k))
-                .collect(),
-        )
+        // Hosts are numbered in spec order; interfaces after all of them, in host order.
+        let mut index: usize = self.hosts.iter().map(|s| s.count).sum();
+        let mut seen = 0;
+        for spec in &self.hosts {
+            let before = spec.count.min(host.index.saturating_sub(seen));
+            index += before * spec.uplinks.saturating_sub(1);
+            seen += spec.count;
+            if seen > host.index {
+                break;
+            }
+        }
+        Self::interfaces_at(host, index).collect()
     }
 
-    /// The interfaces whose names are in `names`, in index order.
-    fn interfaces_named(&self, names: BTreeSet<String>) -> Vec<Host> {
-        self.interfaces()
-            .into_iter()
-            .filter(|i| names.contains(&i.name))
-            .collect()
+    /// The interfaces of `host`'s uplinks 1 and up, the first at `index`.
+    fn interfaces_at(host: &Host, index: usize) -> impl Iterator<Item = Host> + '_ {
+        (1..host.uplinks).map(move |k| {
+            let name = interface_name(&host.name, k);
+            Host {
+                group: name.clone(),
+                name,
+                role: host.role,
+                index: index + k - 1,
+                target: None,
+                tier1: Vec::new(),
+                capacity: None,
+                member: 0,
+                uplinks: 1,
+            }
+        })
     }
 
     /// The network nodes a name stands for where links are named: the hosts it resolves to,
@@ -587,12 +592,15 @@ impl Scenario {
         else {
             return Vec::new();
         };
-        self.interfaces_named(
-            self.resolve(owner)
-                .iter()
-                .map(|h| interface_name(&h.name, k))
-                .collect(),
-        )
+        self.resolve(owner)
+            .iter()
+            .flat_map(|h| {
+                let name = interface_name(&h.name, k);
+                self.interfaces_of(h)
+                    .into_iter()
+                    .filter(move |i| i.name == name)
+            })
+            .collect()
     }
 
     /// The tier-1 host names a spec's `tier1` list expands to, in order.
@@ -1201,6 +1209,21 @@ mod tests {
         let of_m3: Vec<_> = s.interfaces_of(m3).into_iter().map(|h| h.name).collect();
         assert_eq!(of_m3, ["m3.wwan1"]);
         assert!(s.interfaces_of(&hosts[0]).is_empty());
+        // Counted from the specs, each host's are the ones the whole list gives it.
+        for uplinks in [2, 3] {
+            let s = Scenario::parse(&cluster(2, &format!("uplinks = {uplinks}"))).unwrap();
+            let all = s.interfaces();
+            assert_eq!(all.len(), 5 * (uplinks - 1));
+            let mut listed = Vec::new();
+            for h in s.hosts() {
+                let of = s.interfaces_of(&h);
+                assert!(of
+                    .iter()
+                    .all(|i| i.name.starts_with(&format!("{}.", h.name))));
+                listed.extend(of);
+            }
+            assert_eq!(listed, all);
+        }
         // The group's interfaces times the two tier-2s, both ways.
         assert_eq!(s.directed_pairs("m.wwan1", "s", false).len(), 20);
         assert_eq!(s.resolve_nodes("m2.wwan1").len(), 1);

@@ -191,9 +191,10 @@ impl Mobile {
     fn on_session_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         self.heard_at = now;
         self.keepalive_since = None;
-        if data.get(3) == Some(&wire::kind::KEEPALIVE) {
+        let kind = wire::kind_of(data);
+        if kind == Some(wire::kind::KEEPALIVE) {
             // The echo: its arrival was all it had to say.
-        } else if data.get(3) == Some(&wire::kind::SESSION_TIER1S) {
+        } else if kind == Some(wire::kind::SESSION_TIER1S) {
             // Trusted only sealed (it came through `open`); without keys the plain tier-1
             // list rules, as in the seed.
             if let (Some(_), Ok(Message::SessionTier1s(m))) = (&self.channel, wire::decode(data)) {
@@ -201,7 +202,7 @@ impl Mobile {
                     self.connector.trust_tier1s(&m.tier1s);
                 }
             }
-        } else if data.get(3) == Some(&wire::kind::PATH_CHALLENGE) {
+        } else if kind == Some(wire::kind::PATH_CHALLENGE) {
             // Sealed only (it came through `open` from the session's tier-2): the token goes
             // back from the address the challenge reached, which proves this client is there
             // (see `secure::paths`). Same size as the challenge: nothing amplified.
@@ -212,7 +213,7 @@ impl Mobile {
                         .send(from, &Message::PathResponse(m));
                 }
             }
-        } else if data.get(3) == Some(&wire::kind::PATH_ECHO) {
+        } else if kind == Some(wire::kind::PATH_ECHO) {
             // Sealed only, like the challenge: the measurement of one of its uplinks.
             if let (Some(bond), Ok(Message::PathEcho(m))) = (&mut self.bond, wire::decode(data)) {
                 if m.session == self.connector.id() {

@@ -152,7 +152,8 @@ impl Tier2Server {
     ) {
         // A peek at the type byte: the datagrams on this path are mostly segments, which the
         // receiver decodes.
-        if inner.get(3) == Some(&wire::kind::PATH_RESPONSE) {
+        let kind = wire::kind_of(inner);
+        if kind == Some(wire::kind::PATH_RESPONSE) {
             if let Ok(Message::PathResponse(r)) = wire::decode(inner) {
                 if r.session == session {
                     self.paths.on_response(now, session, from, r.token);
@@ -168,7 +169,7 @@ impl Tier2Server {
             let probe = PathProbe { session, token };
             self.to_clients.send(from, &Message::PathChallenge(probe));
         }
-        if inner.get(3) == Some(&wire::kind::PATH_PING) {
+        if kind == Some(wire::kind::PATH_PING) {
             // Echoed on a validated path only, at the ping's own size; from anywhere else the
             // ping is one more authenticated datagram, paying for the address's challenge.
             if let (Ok(Message::PathPing(p)), Some(received)) =
