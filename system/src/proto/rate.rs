@@ -39,9 +39,11 @@
 //!   rule takes up to a frame interval of that queue for its own. Two cameras on one
 //!   150 KB/s link then see frame latency p95 of about 500 ms (320-335 without), and beside a
 //!   TCP bulk flow the split turned bimodal (TCP 17-58%, the camera 20-52% over eight
-//!   emulated runs, where without the rule both kept 31-41%). Telling them apart needs the
-//!   receive time of a frame's first datagram (the one-way delay of its head, as LEDBAT
-//!   reads it);
+//!   emulated runs, where without the rule both kept 31-41%). The receive time of a frame's
+//!   first datagram (the one-way delay of its head, as LEDBAT reads it) was tried in its
+//!   place and is not enough: the frame's transmission past its pacing is itself the sign
+//!   that the target outran the bottleneck, and without it the camera fills a slow link
+//!   with no room for repairs (the README's rate control section has the figures);
 //! - the *queueing delay* is the smallest of the last three readings minus the minimum round
 //!   trip of the last 10 s: one or two held samples are not a queue. A frame alone on a
 //!   cellular link waits out the link's gaps without a delivery opportunity (50-100 ms on
