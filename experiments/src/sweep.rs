@@ -438,9 +438,17 @@ _extra = ["delay_ms = 5.0"]
         let s = Sweep::parse_with("t.toml", SMALL, &nowhere).unwrap();
         assert!(!s.reads_traces());
         assert!(s.missing.is_none() && s.runnable().is_ok());
-        // Where the traces are, the trace sweeps' points are checked as every other's.
+        // Where the traces are, the trace sweeps' points are checked as every other's; a
+        // checkout without them passes, unless `LIVECAM_REQUIRE_TRACES=1` (CI) says they are.
         for s in builtin().unwrap() {
-            assert!(s.missing.is_none(), "{}: {:?}", s.name, s.missing);
+            if let Some(dir) = &s.missing {
+                assert!(
+                    std::env::var("LIVECAM_REQUIRE_TRACES").is_err(),
+                    "{}: no traces at {dir}",
+                    s.name
+                );
+                eprintln!("{}: no traces at {dir}", s.name);
+            }
         }
     }
 

@@ -52,20 +52,18 @@ pub fn run(action: Action) -> anyhow::Result<()> {
     match action {
         Action::List => {
             for s in livecam_experiments::sweep::builtin()? {
+                // One line per experiment, its name first (tests/reports_current.rs reads it).
+                let missing = s.missing.as_ref().map_or(String::new(), |dir| {
+                    format!("  [cannot run here: the recorded traces {dir} are not there]")
+                });
                 println!(
-                    "{:<20} {:>4} points x {:>2} seeds ({} with --quick)  {}",
+                    "{:<20} {:>4} points x {:>2} seeds ({} with --quick)  {}{missing}",
                     s.name,
                     s.points.len(),
                     s.seeds,
                     s.quick_seeds,
                     s.title
                 );
-                if let Some(dir) = &s.missing {
-                    println!(
-                        "{:<20} cannot run here: the recorded traces {dir} are not there",
-                        ""
-                    );
-                }
             }
         }
         Action::Run {
