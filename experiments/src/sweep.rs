@@ -263,13 +263,12 @@ impl Sweep {
 
     /// Whether the sweep reads the recorded traces (`${cellular}` in its template or a value).
     pub fn reads_traces(&self) -> bool {
-        const NAME: &str = "${cellular}";
-        self.template.contains(NAME)
+        self.template.contains(CELLULAR)
             || self
                 .points
                 .iter()
                 .flat_map(|p| &p.params)
-                .any(|(_, v)| matches!(v, Value::Text(t) if t.contains(NAME)))
+                .any(|(_, v)| matches!(v, Value::Text(t) if t.contains(CELLULAR)))
     }
 
     /// The sweep, or why it cannot run here (the recorded traces it reads are not there).
@@ -299,7 +298,7 @@ impl Sweep {
             let name = &after[..end];
             match point.get(name) {
                 // A value may name the traces' directory too (a whole `[[links]]` block).
-                Some(v) => out.push_str(&v.to_string().replace("${cellular}", &cellular_dir())),
+                Some(v) => out.push_str(&v.to_string().replace(CELLULAR, &cellular_dir())),
                 None if name == "cellular" => out.push_str(&cellular_dir()),
                 None => {
                     return Err(format!(
@@ -338,6 +337,9 @@ impl Sweep {
 pub fn cellular_dir() -> String {
     CELLULAR_DIR.replace('\\', "\\\\").replace('"', "\\\"")
 }
+
+/// The placeholder that stands for [`cellular_dir`] in a template or a value.
+const CELLULAR: &str = "${cellular}";
 
 /// Where [`cellular_dir`] points, as a path.
 const CELLULAR_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/cellular");

@@ -136,12 +136,9 @@ fn experiment_names(names: Vec<String>, all: bool) -> anyhow::Result<Vec<String>
         anyhow::ensure!(names.is_empty(), "give experiment names or --all, not both");
         let mut names = Vec::new();
         for s in livecam_experiments::sweep::builtin()? {
-            match s.missing {
-                None => names.push(s.name),
-                Some(dir) => eprintln!(
-                    "skipping {}: it reads the recorded LTE uplink traces in {dir}, which is not there",
-                    s.name
-                ),
+            match s.runnable() {
+                Ok(s) => names.push(s.name),
+                Err(why) => eprintln!("skipping {why}"),
             }
         }
         return Ok(names);
