@@ -32,8 +32,9 @@
 //! # Where a datagram goes
 //!
 //! [`Bond::pick`] places each datagram on the uplink where it would arrive first: the one
-//! whose `start + len / target + srtt / 2` is smallest, where `start` is when the bytes already
-//! placed on it have left at its target (a virtual queue per uplink, as a multipath
+//! whose `start + len / target + rtt / 2` is smallest, where `start` is when the bytes already
+//! placed on it have left at its target and `rtt` the least of its last three round trips
+//! (a virtual queue per uplink, as a multipath
 //! scheduler's earliest-completion-first rule; MPTCP's default picks the lowest round trip
 //! with room in its window, which starves a slow uplink of anything while the fast one has
 //! room and fills the fast one's queue first). Every segment, parity segment and repair is
@@ -42,11 +43,12 @@
 //!
 //! # When an uplink fails
 //!
-//! A ping may go unanswered for `srtt + max(4 x rttvar, 25 ms)`. An uplink whose oldest ping
-//! is overdue is *suspect*: nothing new is placed on it (its pings go on, every interval, so
-//! it is probed) until an echo comes back. Once as many pings are overdue as its ping loss
-//! cannot explain (fewer than once in a hundred: one on a clean uplink, three at 10% loss each
-//! way) it is *silent*: what it carried since the last ping it answered is taken for lost and
+//! A ping may go unanswered for `srtt + max(4 x rttvar, 25 ms)`. An uplink with as many pings
+//! overdue as its ping loss explains fewer than once in twenty (one on a clean uplink, two at
+//! 10% loss each way) is *suspect*: nothing new is placed on it (its pings go on, every
+//! interval, so it is probed) until an echo comes back. Once as many pings are overdue as its
+//! ping loss explains fewer than once in a hundred (one on a clean uplink, three at 10% loss
+//! each way) it is *silent*: what it carried since the last ping it answered is taken for lost and
 //! the caller sends it again by the others at once ([`BondEvent::Silent`], the mobile client
 //! hands the data segments to `Sender::resend_lost`), rather than a round trip later when the
 //! receiver asks. With pings every 50 ms a clean uplink that dies is silent about one round
@@ -63,7 +65,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::rate::{RateConfig, RateController, RttSample};
+use super::rate::{LastThree, RateConfig, RateController, RttSample};
 use super::rtt::SmoothedRtt;
 use crate::time::Instant;
 
@@ -79,6 +81,10 @@ const SILENCE_MARGIN: Duration = Duration::from_millis(25);
 const SILENCE_INITIAL: Duration = Duration::from_millis(500);
 /// The most unanswered pings an uplink's silence waits for, however lossy it is.
 const PINGS_FOR_SILENCE_MAX: usize = 4;
+/// An uplink is silent once its ping loss explains its unanswered pings less often than this.
+const SILENCE_ODDS: f64 = 0.01;
+/// An uplink is suspect once its ping loss explains its unanswered pings less often than this.
+const SUSPECT_ODDS: f64 = 0.05;
 /// Weight of one ping in an uplink's ping loss average.
 const PING_LOSS_GAIN: f64 = 1.0 / 16.0;
 
@@ -208,6 +214,9 @@ struct Ping {
 struct Uplink {
     rate: RateController,
     rtt: SmoothedRtt,
+    /// Its last three round trips, and the least of them.
+    last_rtts: LastThree,
+    recent_rtt: Option<Duration>,
     /// When the bytes placed on it will have left at its target.
     free_at: Instant,
     pings: VecDeque<Ping>,
@@ -232,6 +241,8 @@ impl Uplink {
         Uplink {
             rate: RateController::new(rate.clone()),
             rtt: SmoothedRtt::default(),
+            last_rtts: LastThree::default(),
+            recent_rtt: None,
             free_at: now,
             pings: VecDeque::new(),
             next_ping: now,
@@ -252,19 +263,29 @@ impl Uplink {
         }
     }
 
-    /// Unanswered pings that make it silent: as many as it takes for its ping loss to explain
-    /// them less than once in a hundred (1 on a clean uplink, 3 at 10% loss each way).
-    fn pings_for_silence(&self) -> usize {
+    /// Unanswered pings it takes for its ping loss to explain them less often than `odds`
+    /// (1 on a clean uplink; at 10% loss each way, 2 for one in twenty and 3 for one in a
+    /// hundred).
+    fn pings_beyond(&self, odds: f64) -> usize {
         let mut k = 1;
-        while k < PINGS_FOR_SILENCE_MAX && self.ping_loss.powi(k as i32) >= 0.01 {
+        while k < PINGS_FOR_SILENCE_MAX && self.ping_loss.powi(k as i32) >= odds {
             k += 1;
         }
         k
     }
 
-    /// When its oldest unanswered ping makes it suspect.
+    /// Unanswered pings that make it silent: fewer than once in a hundred from its ping loss.
+    fn pings_for_silence(&self) -> usize {
+        self.pings_beyond(SILENCE_ODDS)
+    }
+
+    /// When enough unanswered pings make it suspect: fewer than once in twenty from its ping
+    /// loss. (One overdue ping made an uplink losing 10% each way suspect a fifth of the
+    /// time: every datagram of those frames went by the other uplink, a frame took twice its
+    /// transmission, and its repairs queued behind the next frame.)
     fn suspect_at(&self) -> Option<Instant> {
-        Some(self.pings.front()?.at + self.ping_wait())
+        let ping = self.pings.get(self.pings_beyond(SUSPECT_ODDS) - 1)?;
+        Some(ping.at + self.ping_wait())
     }
 
     /// When enough unanswered pings make it silent.
@@ -278,7 +299,11 @@ impl Uplink {
     fn arrival(&self, now: Instant, len: usize, unmeasured: Duration) -> (Instant, Instant) {
         let start = self.free_at.max(now);
         let leaves = start + Duration::from_secs_f64(len as f64 / self.rate.target());
-        let half_rtt = self.rtt.srtt().unwrap_or(unmeasured) / 2;
+        // The least of its last three round trips: a queue that stands (an uplink whose
+        // target runs above what it carries) is in all three, the burst of one frame that a
+        // ping waited behind is gone by the next (with the smoothed round trip, which keeps
+        // it, a frame's whole crossing went by one uplink and the next frame's by the other).
+        let half_rtt = self.recent_rtt.unwrap_or(unmeasured) / 2;
         (leaves, leaves + half_rtt)
     }
 }
@@ -453,6 +478,7 @@ impl Bond {
         u.pings.drain(..=k);
         let rtt = now.saturating_duration_since(ping.at);
         u.rtt.update(rtt);
+        u.recent_rtt = Some(u.last_rtts.push(rtt));
         u.stats.echoes += 1;
         let (delivered, lost) = match u.last_echo {
             Some((sent0, received0)) if received >= received0 => {

@@ -19,6 +19,7 @@ pub mod estimator;
 pub mod fec;
 mod finished;
 mod limits;
+mod path_marks;
 pub mod policy;
 pub mod rate;
 pub mod receiver;

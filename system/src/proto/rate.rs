@@ -221,11 +221,11 @@ impl RttSample {
 
 /// The smallest of the last three values of a series of round trips.
 #[derive(Debug, Clone, Copy, Default)]
-struct LastThree([Option<Duration>; 2]);
+pub(crate) struct LastThree([Option<Duration>; 2]);
 
 impl LastThree {
     /// Takes `x` in and returns the smallest of it and the two before it.
-    fn push(&mut self, x: Duration) -> Duration {
+    pub(crate) fn push(&mut self, x: Duration) -> Duration {
         let smallest = self.0.into_iter().flatten().fold(x, Duration::min);
         self.0 = [self.0[1], Some(x)];
         smallest

@@ -28,6 +28,12 @@
 //! `nack_interval_min..=nack_interval` (`nack_interval` until measured), while the frame is
 //! incomplete; no segment is named twice within that period.
 //!
+//! Bonded paths: a session heard by several addresses (a camera on two or three uplinks)
+//! gets its segments out of order between paths. A hole is named, a crossing is over and a
+//! frame's silence counts only once every path the session is live on has gone past the place
+//! (see [`path_marks`](super::path_marks): the first crossing's order is known from the
+//! segment headers, each path keeps its own). With one path the rules above are unchanged.
+//!
 //! Memory is bounded: at most `max_sessions` sessions, `max_frames_per_session` frames in
 //! reassembly per session (a new frame evicts the oldest, reported dropped), frames of at most
 //! `max_frame_len` bytes and `max_bytes` of reassembly buffers in all.
@@ -44,6 +50,7 @@ use serde::Serialize;
 use super::estimator::LinkEstimator;
 use super::fec::{Coder, Plan};
 use super::finished::{Finished, FinishedWindow};
+use super::path_marks::{self, is_before, PathMarks};
 use super::policy::{FrameOutcome, PolicyConfig, PolicyKind, SizePolicy};
 use super::wire::{
     self, FrameAck, Message, Nack, Parity, Segment, MAX_NACK_INDICES, PARITY_OVERHEAD,
@@ -241,6 +248,12 @@ impl InFrame {
         }
     }
 
+    /// Data segments below this are named by a hole NACK before the crossing is over: those
+    /// before the highest one seen, of which every live path has gone past (`passed`).
+    fn nack_limit(&self, passed: u32) -> usize {
+        usize::from(self.max_seen).min(passed.try_into().unwrap_or(usize::MAX))
+    }
+
     fn wake_at(&self, t: &Timing) -> Instant {
         let mut at = self.deadline.min(self.nack_due(t));
         if let Some(h) = self.hole_nack_at {
@@ -259,6 +272,9 @@ struct Timing {
     quiet: Duration,
     /// NACK repeat period.
     repeat: Duration,
+    /// How long a path that delivered nothing still counts as carrying the session
+    /// ([`PathMarks`]): twice the longest NACK period.
+    paths_live: Duration,
 }
 
 /// One frame's first crossing as received: which of its data and parity segments arrived
@@ -349,6 +365,13 @@ impl Shard<'_> {
             Shard::Parity(p) => p.count,
         }
     }
+    /// Its place in its frame's first crossing ([`path_marks::position`]).
+    fn position(&self) -> u32 {
+        match self {
+            Shard::Data(s) => path_marks::position(s.count, false, s.index),
+            Shard::Parity(p) => path_marks::position(p.count, true, p.index),
+        }
+    }
 }
 
 /// Share of missing first-crossing datagrams from which frame ACKs are sent twice.
@@ -364,6 +387,8 @@ struct Session {
     estimator: LinkEstimator,
     /// First crossings not yet over, oldest first.
     crossings: VecDeque<Crossing>,
+    /// Where each path the session is heard by has got to in its first crossings.
+    paths: PathMarks,
     /// The cut and parity the session last asked for.
     plan: Plan,
     coder: Coder,
@@ -390,6 +415,7 @@ impl Session {
             allowance,
             quiet,
             repeat,
+            paths_live: cfg.nack_interval * 2,
         }
     }
 
@@ -416,11 +442,6 @@ impl Session {
     fn crossing(&mut self, frame: u32) -> Option<&mut Crossing> {
         self.crossings.iter_mut().find(|c| c.frame == frame)
     }
-}
-
-/// Frame id `a` comes before `b` (ids wrap).
-fn is_before(a: u32, b: u32) -> bool {
-    a != b && b.wrapping_sub(a) < u32::MAX / 2
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -639,6 +660,7 @@ impl Receiver {
                     finished: FinishedWindow::new(self.cfg.finished_memory),
                     estimator: LinkEstimator::new(self.cfg.policy.mtu),
                     crossings: VecDeque::new(),
+                    paths: PathMarks::default(),
                     // A sender starts without parity until an ACK asks for some.
                     plan: Plan { size, parity: 0 },
                     coder: Coder::default(),
@@ -834,7 +856,11 @@ impl Receiver {
             return;
         };
         if !shard.repair() {
-            s.settle_before(frame);
+            // A crossing is over once every path the session is live on has gone past its
+            // frame (with one path: once a later frame's shard arrives).
+            s.paths.arrived(now, from, frame, shard.position());
+            let floor = s.paths.floor(now, s.timing(&self.cfg).paths_live);
+            s.settle_before(floor.unwrap_or(frame));
             s.estimator.on_arrival(now, frame);
             // The first crossing's record, while it is open (also for a finished frame: its
             // parity may still be arriving after the frame was rebuilt).
@@ -905,6 +931,9 @@ impl Receiver {
             return;
         };
         let timing = s.timing(cfg);
+        // Positions of the frame every live path has gone past: missing there is lost.
+        let passed = s.paths.passed(now, timing.paths_live, frame);
+        let several_paths = s.paths.several();
         let Some(f) = s.frames.get_mut(&frame) else {
             return;
         };
@@ -948,18 +977,12 @@ impl Receiver {
                             f.hole_nack_at = Some(now + timing.allowance);
                         }
                     }
-                    if !seg.repair && seg.index + 1 == seg.count && f.first_parity == 0 {
-                        f.crossed = true;
-                    }
                     Some(true)
                 }
             }
             Shard::Parity(p) if consistent && p.payload.len() == f.segment_size => {
                 self.stats.parity_received += 1;
                 f.first_parity = f.first_parity.max(p.first_count);
-                if !p.repair && p.index + 1 >= p.first_count {
-                    f.crossed = true;
-                }
                 if f.parity.iter().any(|(i, _)| *i == p.index) {
                     Some(false)
                 } else if f.lacking() == 0 {
@@ -974,6 +997,21 @@ impl Receiver {
             }
             _ => None,
         };
+        // Every live path has gone past the frame's last data segment and its parity: what is
+        // missing now will not come unasked. (With one path: its last shard arrived.)
+        if progress.is_some() && passed >= u32::from(f.count) + u32::from(f.first_parity) {
+            f.crossed = true;
+        }
+        // On bonded paths a hole may be passed only when the slower path catches up, after
+        // the segment that made it: look again on every shard.
+        if several_paths
+            && progress == Some(true)
+            && f.first_parity == 0
+            && f.hole_nack_at.is_none()
+            && f.have[..f.nack_limit(passed)].iter().any(|&h| !h)
+        {
+            f.hole_nack_at = Some(now + timing.allowance);
+        }
         match progress {
             None => {
                 self.stats.segments_inconsistent += 1;
@@ -1071,6 +1109,8 @@ impl Receiver {
             return;
         };
         let timing = s.timing(&self.cfg);
+        let passed = s.paths.passed(now, timing.paths_live, frame);
+        let behind = s.paths.behind(now, timing.paths_live, frame);
         let peer = s.peer;
         // What the next frames should be cut into rides on the NACK too, under the model
         // policy (the sender takes it only to shrink). The seed's rule is the patent's
@@ -1088,7 +1128,13 @@ impl Receiver {
             return;
         }
         let holes_due = f.hole_nack_at.is_some_and(|t| t <= now);
-        let tail_due = f.nack_due(&timing) <= now;
+        let mut tail_due = f.nack_due(&timing) <= now;
+        if tail_due && behind && f.last_nack.is_none() {
+            // A live path is still delivering earlier frames: what this frame has on it waits
+            // behind them, its silence is no loss. Wait as long again.
+            f.last_progress = now;
+            tail_due = false;
+        }
         if holes_due || tail_due {
             if tail_due {
                 // Silence: whatever has not come by now is not coming unasked.
@@ -1097,7 +1143,7 @@ impl Receiver {
             let limit = if tail_due || f.crossed {
                 usize::from(f.count)
             } else {
-                usize::from(f.max_seen)
+                f.nack_limit(passed)
             };
             // With parity, any shard will do: ask for one more than are lacking, so that one
             // repair lost on the way costs no further round trip.

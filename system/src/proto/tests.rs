@@ -1215,3 +1215,81 @@ fn a_fired_tail_probe_frees_the_window_on_a_lossy_link_and_not_on_a_clean_one() 
         "clean link: frame 5 left at {first5}, before feedback on frame 3 at {heard3}"
     );
 }
+
+/// The missing indices of every NACK the receiver sends while time runs to `until` in 1 ms
+/// steps (frame ACKs are taken out and dropped).
+fn nacks_until(rx: &mut Receiver, from: Instant, until: Instant) -> Vec<(u32, Vec<u16>)> {
+    let mut nacks = Vec::new();
+    let mut now = from;
+    while now <= until {
+        if rx.poll_timeout().is_some_and(|t| t <= now) {
+            rx.handle_timeout(now);
+        }
+        let mut buf = Vec::new();
+        while rx.poll_transmit(now, &mut buf).is_some() {
+            if let Seen::Nack { frame, missing, .. } = seen(&buf) {
+                nacks.push((frame, missing));
+            }
+            buf.clear();
+        }
+        now += Duration::from_millis(1);
+    }
+    nacks
+}
+
+#[test]
+fn segments_on_a_slower_bonded_path_are_awaited_and_only_the_lost_one_is_named() {
+    let (fast, slow) = (addr("10.0.0.2:5000"), addr("10.0.1.2:5000"));
+    let ms = |n: u64| Instant::ZERO + Duration::from_millis(n);
+    // Frame 1 of 8 segments: the even ones by the fast path at 0-3 ms, the odd ones by the
+    // slow path 30 ms later, where segment 5 is lost. With `bonded`, frame 0 came by both
+    // paths first, so the receiver knows the session has two.
+    let run = |bonded: bool| {
+        let mut rx = Receiver::new(ReceiverConfig::default());
+        let mut now = ms(0);
+        if bonded {
+            for index in 0..8u16 {
+                let by = if index % 2 == 0 { fast } else { slow };
+                rx.handle_datagram(now, by, &segment(7, 0, index, 8000, 1000));
+            }
+            now = ms(10);
+        }
+        let t0 = now;
+        for (k, index) in [0u16, 2, 4, 6].into_iter().enumerate() {
+            rx.handle_datagram(
+                t0 + Duration::from_millis(k as u64),
+                fast,
+                &segment(7, 1, index, 8000, 1000),
+            );
+        }
+        let before = nacks_until(&mut rx, t0, t0 + Duration::from_millis(29));
+        for (k, index) in [1u16, 3, 7].into_iter().enumerate() {
+            let at = t0 + Duration::from_millis(30 + k as u64);
+            rx.handle_datagram(at, slow, &segment(7, 1, index, 8000, 1000));
+        }
+        let after = nacks_until(
+            &mut rx,
+            t0 + Duration::from_millis(30),
+            t0 + Duration::from_millis(45),
+        );
+        (before, after)
+    };
+    let (before, after) = run(true);
+    assert_eq!(
+        before,
+        vec![],
+        "nothing is named while the slow path may still bring it"
+    );
+    assert_eq!(
+        after,
+        vec![(1, vec![5])],
+        "once both paths are past it, 5 is lost"
+    );
+    // One path (a session that is not bonded): a hole is a hole, named at once.
+    let (before, _) = run(false);
+    let named: Vec<u16> = before.iter().flat_map(|(_, m)| m.clone()).collect();
+    assert!(
+        named.contains(&1) && named.contains(&3),
+        "one path: the holes are named before the slow segments come ({before:?})"
+    );
+}
