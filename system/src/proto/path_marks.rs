@@ -18,8 +18,10 @@
 //! A path is *live* while it has delivered a first crossing within `live_for` (the caller's
 //! choice: the receiver uses twice its longest NACK period); a path that dies stops holding
 //! anything back once that has passed, and the receiver's silence timer still bounds how long
-//! a frame's tail waits. With one path the marks say what the segment indices say: the
-//! receiver's rules are unchanged for a session that is not bonded.
+//! a frame's tail waits. A session heard by one address holds nothing back here: the
+//! receiver's rules for it are the ones it had before bonding (the segment indices say it
+//! all on one path, but for a frame whose first crossing was lost whole, which the receiver
+//! handles by its silence).
 //!
 //! Costs: at most [`MAX_PATHS`] marks per session (a new address replaces the one heard from
 //! least recently, so a stranger's datagrams cannot grow it; sealed sessions reject them before
@@ -97,8 +99,11 @@ impl PathMarks {
     }
 
     /// The positions of `frame` that every live path has passed (`u32::MAX` when none is
-    /// still in or before it).
+    /// still in or before it, or the session has one path).
     pub(super) fn passed(&self, now: Instant, live_for: Duration, frame: u32) -> u32 {
+        if !self.several() {
+            return u32::MAX;
+        }
         self.live(now, live_for)
             .map(|m| {
                 if m.frame == frame {
@@ -114,17 +119,20 @@ impl PathMarks {
     }
 
     /// The earliest frame a live path is in: every frame before it is over on every path.
-    /// `None` when no path is live.
+    /// `None` when no path is live, or the session has one path.
     pub(super) fn floor(&self, now: Instant, live_for: Duration) -> Option<u32> {
+        if !self.several() {
+            return None;
+        }
         self.live(now, live_for)
             .map(|m| m.frame)
             .reduce(|a, b| if is_before(b, a) { b } else { a })
     }
 
     /// Whether a live path is still delivering frames before `frame` (what `frame` has on it
-    /// waits behind them: its silence is no sign of loss).
+    /// waits behind them: its silence is no sign of loss). Never with one path.
     pub(super) fn behind(&self, now: Instant, live_for: Duration, frame: u32) -> bool {
-        self.live(now, live_for).any(|m| is_before(m.frame, frame))
+        self.several() && self.live(now, live_for).any(|m| is_before(m.frame, frame))
     }
 }
 
@@ -143,14 +151,15 @@ mod tests {
     }
 
     #[test]
-    fn one_path_passes_what_it_delivered_and_no_more() {
+    fn one_path_holds_nothing_back() {
         let mut m = PathMarks::default();
         m.arrived(ms(0), addr(1), 5, position(8, false, 2));
-        assert_eq!(m.passed(ms(1), LIVE, 5), 3);
-        assert_eq!(m.passed(ms(1), LIVE, 4), u32::MAX);
-        assert_eq!(m.passed(ms(1), LIVE, 6), 0);
         assert!(!m.several());
-        assert_eq!(m.floor(ms(1), LIVE), Some(5));
+        for frame in [4, 5, 6] {
+            assert_eq!(m.passed(ms(1), LIVE, frame), u32::MAX);
+            assert!(!m.behind(ms(1), LIVE, frame));
+        }
+        assert_eq!(m.floor(ms(1), LIVE), None);
     }
 
     #[test]

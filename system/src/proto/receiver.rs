@@ -31,7 +31,7 @@
 //! Bonded paths: a session heard by several addresses (a camera on two or three uplinks)
 //! gets its segments out of order between paths. A hole is named, a crossing is over and a
 //! frame's silence counts only once every path the session is live on has gone past the place
-//! (see [`path_marks`](super::path_marks): the first crossing's order is known from the
+//! (see the `path_marks` module: the first crossing's order is known from the
 //! segment headers, each path keeps its own). With one path the rules above are unchanged.
 //!
 //! Memory is bounded: at most `max_sessions` sessions, `max_frames_per_session` frames in
@@ -977,12 +977,26 @@ impl Receiver {
                             f.hole_nack_at = Some(now + timing.allowance);
                         }
                     }
+                    // Its last data segment: over, once every live path has gone past it.
+                    if !seg.repair
+                        && seg.index + 1 == seg.count
+                        && f.first_parity == 0
+                        && passed >= u32::from(f.count)
+                    {
+                        f.crossed = true;
+                    }
                     Some(true)
                 }
             }
             Shard::Parity(p) if consistent && p.payload.len() == f.segment_size => {
                 self.stats.parity_received += 1;
                 f.first_parity = f.first_parity.max(p.first_count);
+                if !p.repair
+                    && p.index + 1 >= p.first_count
+                    && passed >= u32::from(f.count) + u32::from(p.first_count)
+                {
+                    f.crossed = true;
+                }
                 if f.parity.iter().any(|(i, _)| *i == p.index) {
                     Some(false)
                 } else if f.lacking() == 0 {
@@ -997,20 +1011,20 @@ impl Receiver {
             }
             _ => None,
         };
-        // Every live path has gone past the frame's last data segment and its parity: what is
-        // missing now will not come unasked. (With one path: its last shard arrived.)
-        if progress.is_some() && passed >= u32::from(f.count) + u32::from(f.first_parity) {
-            f.crossed = true;
-        }
-        // On bonded paths a hole may be passed only when the slower path catches up, after
-        // the segment that made it: look again on every shard.
-        if several_paths
-            && progress == Some(true)
-            && f.first_parity == 0
-            && f.hole_nack_at.is_none()
-            && f.have[..f.nack_limit(passed)].iter().any(|&h| !h)
-        {
-            f.hole_nack_at = Some(now + timing.allowance);
+        if several_paths && !shard.repair() && progress.is_some() {
+            // On bonded paths the crossing is over once every live path has gone past the
+            // frame's last data segment and its parity, which the slower path may show after
+            // the frame's last shard arrived by the faster one; and a hole may be passed only
+            // then too: look again on every first-crossing shard.
+            if passed >= u32::from(f.count) + u32::from(f.first_parity) {
+                f.crossed = true;
+            }
+            if f.first_parity == 0
+                && f.hole_nack_at.is_none()
+                && f.have[..f.nack_limit(passed)].iter().any(|&h| !h)
+            {
+                f.hole_nack_at = Some(now + timing.allowance);
+            }
         }
         match progress {
             None => {
