@@ -41,6 +41,15 @@
 //! placed this way, so a repair of a segment lost on a slow uplink goes to the faster one when
 //! that is where it arrives first.
 //!
+//! A segment sent again a second time (its first repair was lost too: a frame in the latency
+//! tail, its deadline nearer) also goes, sealed on its own, by a second uplink
+//! ([`Bond::pick_other`]), so that its next loss needs both: only when that uplink has
+//! nothing of the session's still waiting to leave and the sender's pacing budget has room,
+//! and the copy is charged to that budget and counted as repair bytes (`role::Mobile`). On
+//! uplinks the camera fills, copies would only crowd out frames: with the pacing budget's
+//! check alone, two 60 KB/s uplinks under a 100 KB/s camera fell from 1,916 to 1,268 KB of
+//! frames.
+//!
 //! # When an uplink fails
 //!
 //! A ping may go unanswered for `srtt + max(4 x rttvar, 25 ms)`. An uplink with as many pings
@@ -414,6 +423,20 @@ impl Bond {
         picked
     }
 
+    /// The live uplink other than `not` where a datagram of `len` wire bytes would arrive
+    /// first, charged with it, if it has room now (nothing placed on it is still waiting
+    /// to leave at its target): where a second copy goes (a segment whose first repair was
+    /// lost too, see `role::Mobile`). A copy never queues behind the session's own
+    /// datagrams: on uplinks the camera fills, copies would only crowd out frames.
+    pub fn pick_other(&mut self, now: Instant, len: usize, not: usize) -> Option<usize> {
+        let unmeasured = self.unmeasured_rtt();
+        let other = (0..self.uplinks.len())
+            .filter(|&i| i != not && !self.uplinks[i].suspect && self.uplinks[i].free_at <= now)
+            .min_by_key(|&i| self.uplinks[i].arrival(now, len, unmeasured).1)?;
+        self.charge(now, other, len);
+        Some(other)
+    }
+
     /// The round trip an uplink is taken to have before its first echo: the longest the
     /// others measured (an uplink not yet measured, or not yet validated, is not preferred).
     fn unmeasured_rtt(&self) -> Duration {
@@ -620,6 +643,19 @@ mod tests {
         bond.on_echo(ms(40), 0, token, PING as u64);
         assert!(!bond.is_suspect(0));
         assert!((0..20).any(|_| bond.pick(ms(40), 1000) == Uplinks::one(0)));
+    }
+
+    #[test]
+    fn a_second_copy_goes_by_another_live_uplink_with_room_or_not_at_all() {
+        let mut bond = Bond::new(BondConfig::new(3), Instant::ZERO).suspect_until_heard([2]);
+        // Uplink 1 has room: the copy of what went by 0 goes there, and is charged.
+        assert_eq!(bond.pick_other(ms(0), 1000, 0), Some(1));
+        // Now 1 holds the copy and 0 had nothing placed: the copy of what went by 1 goes by
+        // 0; never by the suspect 2, never back by the uplink the original took.
+        assert_eq!(bond.pick_other(ms(0), 1000, 1), Some(0));
+        // Both live uplinks hold bytes still to leave at their targets: no copy.
+        assert_eq!(bond.pick_other(ms(0), 1000, 0), None);
+        assert_eq!(bond.stats()[2].datagrams, 0);
     }
 
     #[test]

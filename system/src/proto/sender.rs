@@ -789,6 +789,34 @@ impl Sender {
         self.report_target();
     }
 
+    /// Whether the pacing budget has room for a datagram now (always, unpaced): a bonded
+    /// client copies a repair onto a second uplink only then (`role::Mobile`).
+    pub fn has_room(&self, now: Instant) -> bool {
+        self.pace_ready_at().is_none_or(|at| at <= now)
+    }
+
+    /// A copy of a repair this sender made, `len` bytes with `payload` of frame data, went
+    /// out as well by another path (a bonded client's, `role::Mobile`): it counts as a
+    /// repair, against the pacing budget and in the wire share the camera's rate is taken
+    /// from, as the original did.
+    pub fn note_copy(&mut self, now: Instant, len: usize, payload: usize) {
+        self.stats.segments_sent += 1;
+        self.stats.repair_bytes += payload as u64;
+        self.count_sent(now, len, payload, true);
+    }
+
+    /// Counts a datagram of `len` bytes carrying `payload` bytes of frame data (`resend`: a
+    /// repair) in the totals, the recent data share and the pacing budget.
+    fn count_sent(&mut self, now: Instant, len: usize, payload: usize, resend: bool) {
+        self.stats.bytes_sent += len as u64;
+        self.stats.header_bytes += (len - payload + UDP_IP_OVERHEAD) as u64;
+        let decay = (-(now - self.share_at).as_secs_f64() / SHARE_TIME).exp();
+        self.share_at = now;
+        self.recent_data = self.recent_data * decay + if resend { 0.0 } else { payload as f64 };
+        self.recent_wire = self.recent_wire * decay + (len + UDP_IP_OVERHEAD) as f64;
+        self.charge(now, len);
+    }
+
     /// Holds the rate control's target at or below `ceiling` bytes per second (a bonded
     /// client's uplinks together, `proto::bond`); nothing without rate control.
     pub fn cap_rate(&mut self, ceiling: f64) {
@@ -1257,13 +1285,7 @@ impl Endpoint for Sender {
             f.crossed_at.get_or_insert(now);
         }
         self.stats.segments_sent += 1;
-        self.stats.bytes_sent += buf.len() as u64;
-        self.stats.header_bytes += (buf.len() - payload + UDP_IP_OVERHEAD) as u64;
-        let decay = (-(now - self.share_at).as_secs_f64() / SHARE_TIME).exp();
-        self.share_at = now;
-        self.recent_data = self.recent_data * decay + if resend { 0.0 } else { payload as f64 };
-        self.recent_wire = self.recent_wire * decay + (buf.len() + UDP_IP_OVERHEAD) as f64;
-        self.charge(now, buf.len());
+        self.count_sent(now, buf.len(), payload, resend);
         Some(self.cfg.peer)
     }
 

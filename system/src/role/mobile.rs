@@ -10,7 +10,8 @@ use crate::proto::bond::{
     Bond, BondConfig, BondEvent, Placement, UplinkStats, Uplinks, MAX_UPLINKS,
 };
 use crate::proto::wire::{
-    self, Command, CommandMsg, CommandResult, Message, PathReport, UDP_IP_OVERHEAD,
+    self, Command, CommandMsg, CommandResult, Message, PathReport, SEGMENT_OVERHEAD,
+    UDP_IP_OVERHEAD,
 };
 use crate::secure::Channel;
 use crate::time::Instant;
@@ -99,11 +100,18 @@ pub struct Mobile {
     /// What the uplinks carried in the bonds of earlier sessions (a reconnection starts a
     /// new bond): [`Mobile::uplink_stats`] counts on from there.
     uplinks_before: Vec<UplinkStats>,
-    /// Sealed copies still to leave by their uplinks ([`Placement::Broadcast`]).
+    /// Sealed copies still to leave by their uplinks ([`Placement::Broadcast`], and second
+    /// copies of repeated repairs).
     copies: Vec<(usize, SocketAddr, Vec<u8>)>,
+    /// Segments a bonded session sent again lately (frame, index): one sent again once more
+    /// goes by two uplinks.
+    repaired: VecDeque<(u32, u16)>,
     /// The uplinks the handshake went by since the client began connecting.
     connect_tried: Uplinks,
 }
+
+/// Repaired segments a bonded client remembers, to tell a segment's second repair.
+const REPAIRED_KEPT: usize = 256;
 
 /// Data segments a bonded client remembers the uplink of: a second of a 2 MB/s camera in
 /// 1,400-byte segments, well past any silence timer.
@@ -142,6 +150,7 @@ impl Mobile {
             sent_by: VecDeque::new(),
             uplinks_before: Vec::new(),
             copies: Vec::new(),
+            repaired: VecDeque::new(),
             connect_tried: Uplinks::default(),
         }
     }
@@ -349,6 +358,7 @@ impl Mobile {
                 self.uplinks_before = self.uplink_stats();
                 self.sent_by.clear();
                 self.copies.clear();
+                self.repaired.clear();
                 // The uplinks the handshake tried in vain carry nothing until they answer.
                 let connected_by = self.connect_uplink();
                 let dead = self
@@ -610,6 +620,35 @@ impl Endpoint for Mobile {
                     }
                 }
                 let uplink = picked.first();
+                // A segment sent again a second time (its first repair was lost too, or its
+                // tail is probed again) belongs to a frame in the latency tail: a copy by
+                // another uplink makes its next loss need both. Sealed on its own.
+                let again = (bond.placement() == Placement::Earliest
+                    && wire::kind_of(&self.scratch) == Some(wire::kind::SEGMENT_REPAIR))
+                .then(|| wire::segment_of(&self.scratch))
+                .flatten()
+                .filter(|id| {
+                    let seen = self.repaired.contains(id);
+                    if !seen {
+                        if self.repaired.len() >= REPAIRED_KEPT {
+                            self.repaired.pop_front();
+                        }
+                        self.repaired.push_back(*id);
+                    }
+                    seen
+                });
+                if again.is_some() && self.camera.sender().has_room(now) {
+                    let mut copy = Vec::new();
+                    if let Some(other) = bond.pick_other(now, wire_len, uplink) {
+                        if channel.seal(&self.scratch, &mut copy).is_ok() {
+                            self.copies.push((other, to, copy));
+                            let payload = self.scratch.len().saturating_sub(SEGMENT_OVERHEAD);
+                            self.camera
+                                .sender_mut()
+                                .note_copy(now, self.scratch.len(), payload);
+                        }
+                    }
+                }
                 // A broadcast one every uplink carried: none has anything to send again.
                 let resendable = bond.placement() != Placement::Broadcast;
                 if let Some((frame, index)) = wire::segment_of(&self.scratch).filter(|_| resendable)
