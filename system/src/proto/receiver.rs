@@ -106,6 +106,14 @@ impl Default for ReceiverConfig {
     }
 }
 
+impl ReceiverConfig {
+    /// How long a path that delivered nothing still counts as carrying a session
+    /// ([`PathMarks`]): twice the longest NACK period.
+    fn paths_live(&self) -> Duration {
+        self.nack_interval * 2
+    }
+}
+
 /// Something the application (storage, forwarding) should know about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReceiverEvent {
@@ -272,9 +280,6 @@ struct Timing {
     quiet: Duration,
     /// NACK repeat period.
     repeat: Duration,
-    /// How long a path that delivered nothing still counts as carrying the session
-    /// ([`PathMarks`]): twice the longest NACK period.
-    paths_live: Duration,
 }
 
 /// One frame's first crossing as received: which of its data and parity segments arrived
@@ -415,7 +420,6 @@ impl Session {
             allowance,
             quiet,
             repeat,
-            paths_live: cfg.nack_interval * 2,
         }
     }
 
@@ -859,7 +863,7 @@ impl Receiver {
             // A crossing is over once every path the session is live on has gone past its
             // frame (with one path: once a later frame's shard arrives).
             s.paths.arrived(now, from, frame, shard.position());
-            let floor = s.paths.floor(now, s.timing(&self.cfg).paths_live);
+            let floor = s.paths.floor(now, self.cfg.paths_live());
             s.settle_before(floor.unwrap_or(frame));
             s.estimator.on_arrival(now, frame);
             // The first crossing's record, while it is open (also for a finished frame: its
@@ -932,7 +936,7 @@ impl Receiver {
         };
         let timing = s.timing(cfg);
         // Positions of the frame every live path has gone past: missing there is lost.
-        let passed = s.paths.passed(now, timing.paths_live, frame);
+        let passed = s.paths.passed(now, cfg.paths_live(), frame);
         let several_paths = s.paths.several();
         let Some(f) = s.frames.get_mut(&frame) else {
             return;
@@ -1123,8 +1127,8 @@ impl Receiver {
             return;
         };
         let timing = s.timing(&self.cfg);
-        let passed = s.paths.passed(now, timing.paths_live, frame);
-        let behind = s.paths.behind(now, timing.paths_live, frame);
+        let passed = s.paths.passed(now, self.cfg.paths_live(), frame);
+        let behind = s.paths.behind(now, self.cfg.paths_live(), frame);
         let peer = s.peer;
         // What the next frames should be cut into rides on the NACK too, under the model
         // policy (the sender takes it only to shrink). The seed's rule is the patent's
