@@ -10,7 +10,8 @@ use livecam_system::device::NmeaParser;
 use livecam_system::proto::wire::{
     self, Command, CommandMsg, CommandResult, ConnectForward, ConnectOffer, ConnectReply,
     ConnectRequest, FrameAck, Handover, Heartbeat, HeartbeatAck, KeepAlive, ManagerChange, Message,
-    Nack, Parity, PathProbe, PathReport, PeerStatus, Sealed, Segment, SessionTier1s, Stored,
+    Nack, Parity, PathMark, PathProbe, PathReport, PeerStatus, Sealed, Segment, SessionTier1s,
+    Stored,
 };
 use proptest::collection::{btree_set, vec};
 use proptest::prelude::*;
@@ -268,6 +269,11 @@ fn encoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             session: 1001,
             token: 13,
             bytes: 45_600,
+        }),
+        Message::PathMark(PathMark {
+            session: 1001,
+            frame: 42,
+            passed: 9,
         }),
     ];
     let mut out: Vec<_> = messages
@@ -556,6 +562,11 @@ fn arb_message() -> impl Strategy<Value = Message<'static>> {
                 }
             }
         ),
+        (u(), u(), u()).prop_map(|(session, frame, passed)| Message::PathMark(PathMark {
+            session,
+            frame,
+            passed
+        })),
         (u(), u(), u(), u(), any::<bool>()).prop_map(
             |(tier1, tier2s, sessions, capacity, draining)| {
                 Message::PeerStatus(PeerStatus {

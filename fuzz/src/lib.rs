@@ -51,6 +51,7 @@ pub fn wire(data: &[u8]) {
             | Message::PathResponse(_)
             | Message::PathPing(_)
             | Message::PathEcho(_)
+            | Message::PathMark(_)
             | Message::SessionTier1s(_)
             | Message::Sealed(_)
     );
@@ -71,6 +72,7 @@ pub fn wire(data: &[u8]) {
         Message::KeepAlive(m) => Some(m.session),
         Message::PathChallenge(m) | Message::PathResponse(m) => Some(m.session),
         Message::PathPing(m) | Message::PathEcho(m) => Some(m.session),
+        Message::PathMark(m) => Some(m.session),
         Message::SessionTier1s(m) => Some(m.session),
         Message::Sealed(m) => Some(m.session),
         Message::Command(m) => Some(m.client),

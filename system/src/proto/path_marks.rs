@@ -54,6 +54,18 @@ struct Mark {
     at: Instant,
 }
 
+impl Mark {
+    fn advance(&mut self, frame: u32, position: u32) {
+        if self.frame == frame {
+            self.passed = self.passed.max(position);
+        } else if is_before(self.frame, frame) {
+            self.frame = frame;
+            self.passed = position;
+        }
+        // An older frame's shard arriving late on this path moves nothing.
+    }
+}
+
 /// The marks of one session's paths. See the [module docs](self).
 #[derive(Debug, Clone, Default)]
 pub(super) struct PathMarks {
@@ -65,13 +77,7 @@ impl PathMarks {
     pub(super) fn arrived(&mut self, now: Instant, from: SocketAddr, frame: u32, position: u32) {
         if let Some(m) = self.marks.iter_mut().find(|m| m.from == from) {
             m.at = now;
-            if m.frame == frame {
-                m.passed = m.passed.max(position);
-            } else if is_before(m.frame, frame) {
-                m.frame = frame;
-                m.passed = position;
-            }
-            // An older frame's shard arriving late on this path moves nothing.
+            m.advance(frame, position);
             return;
         }
         let mark = Mark {
@@ -84,6 +90,17 @@ impl PathMarks {
             self.marks.push(mark);
         } else if let Some(oldest) = self.marks.iter_mut().min_by_key(|m| m.at) {
             *oldest = mark;
+        }
+    }
+
+    /// The client marked path `from` past `position` of `frame` (`wire::PathMark`): it carries
+    /// nothing more of the frame's first crossing. The place moves as a shard's would, but the
+    /// path is not kept live by it: one that carries no segments holds nothing back once its
+    /// last segment is `live_for` old (a slow uplink the bond rarely uses would otherwise hold
+    /// every hole back by its longer delay). An address that delivered no segment is not taken.
+    pub(super) fn marked(&mut self, from: SocketAddr, frame: u32, position: u32) {
+        if let Some(m) = self.marks.iter_mut().find(|m| m.from == from) {
+            m.advance(frame, position);
         }
     }
 
@@ -205,6 +222,28 @@ mod tests {
         assert!(!m.behind(ms(101), LIVE, 4));
         assert_eq!(m.floor(ms(101), LIVE), Some(4));
         assert_eq!(m.floor(ms(200), LIVE), None);
+    }
+
+    #[test]
+    fn a_mark_moves_a_path_on_without_keeping_it_live() {
+        let mut m = PathMarks::default();
+        m.arrived(ms(0), addr(1), 3, position(4, false, 1));
+        m.arrived(ms(1), addr(2), 3, position(4, false, 0));
+        // The slow path's mark: it carries nothing more of frame 3.
+        m.marked(addr(2), 3, position(4, false, 3));
+        assert_eq!(m.passed(ms(2), LIVE, 3), 2);
+        m.marked(addr(1), 3, position(4, false, 3));
+        assert_eq!(m.passed(ms(2), LIVE, 3), 4);
+        // Marks of frame 4 only: both paths have passed it, and neither delivered anything
+        // since 1 ms, so 100 ms later neither holds anything back.
+        m.marked(addr(1), 4, position(4, true, 1));
+        assert_eq!(m.passed(ms(50), LIVE, 4), 0);
+        m.marked(addr(2), 4, position(4, true, 1));
+        assert_eq!(m.passed(ms(50), LIVE, 4), 6);
+        assert_eq!(m.floor(ms(102), LIVE), None);
+        // A mark from an address that delivered no segment is not taken.
+        m.marked(addr(3), 9, 1);
+        assert_eq!(m.marks.len(), 2);
     }
 
     #[test]

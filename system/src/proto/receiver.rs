@@ -53,7 +53,7 @@ use super::finished::{Finished, FinishedWindow};
 use super::path_marks::{self, is_before, PathMarks};
 use super::policy::{FrameOutcome, PolicyConfig, PolicyKind, SizePolicy};
 use super::wire::{
-    self, FrameAck, Message, Nack, Parity, Segment, MAX_NACK_INDICES, PARITY_OVERHEAD,
+    self, FrameAck, Message, Nack, Parity, PathMark, Segment, MAX_NACK_INDICES, PARITY_OVERHEAD,
     SEGMENT_OVERHEAD,
 };
 use super::DropReason;
@@ -214,6 +214,10 @@ struct InFrame {
     /// The last NACK still waits for its first repair (a round-trip sample).
     rtt_pending: bool,
     hole_nack_at: Option<Instant>,
+    /// Bonded paths: when the earliest segment named and still missing may be named again
+    /// (its NACK's repeat period after it was named), whatever else of the frame arrives in
+    /// the meantime.
+    repeat_at: Option<Instant>,
     /// The timer entry currently armed for this frame.
     armed: Option<Instant>,
 }
@@ -262,12 +266,57 @@ impl InFrame {
         usize::from(self.max_seen).min(passed.try_into().unwrap_or(usize::MAX))
     }
 
+    /// Every live path of the session has gone past the frame's positions up to `passed`
+    /// (bonded paths): the crossing is over once that is its last position, and a data
+    /// segment missing there (anywhere, once the crossing is over) is lost: its NACK is armed.
+    fn passed(&mut self, now: Instant, passed: u32, t: &Timing) {
+        if passed >= u32::from(self.count) + u32::from(self.first_parity) {
+            self.crossed = true;
+        }
+        let limit = if self.crossed {
+            usize::from(self.count)
+        } else {
+            self.nack_limit(passed)
+        };
+        if self.first_parity == 0
+            && self.hole_nack_at.is_none()
+            && self.have[..limit].iter().any(|&h| !h)
+        {
+            self.hole_nack_at = Some(now + t.allowance);
+        }
+        self.arm_parity_nack(now, t);
+    }
+
+    /// With parity in the first crossing, a NACK (of any shards: one more than lacking)
+    /// once the crossing is over and shards are still lacking.
+    fn arm_parity_nack(&mut self, now: Instant, t: &Timing) {
+        if self.crossed
+            && self.first_parity > 0
+            && self.lacking() > 0
+            && self.hole_nack_at.is_none()
+        {
+            self.hole_nack_at = Some(now + t.allowance);
+        }
+    }
+
     fn wake_at(&self, t: &Timing) -> Instant {
         let mut at = self.deadline.min(self.nack_due(t));
-        if let Some(h) = self.hole_nack_at {
+        for h in [self.hole_nack_at, self.repeat_at].into_iter().flatten() {
             at = at.min(h);
         }
         at
+    }
+
+    /// When the earliest segment named and still missing may be named again, after `now` (one
+    /// due now that the last NACK did not name waits for the frame's other timers).
+    fn next_repeat(&self, now: Instant, repeat: Duration) -> Option<Instant> {
+        self.have
+            .iter()
+            .zip(&self.nacked_at)
+            .filter(|(&have, _)| !have)
+            .filter_map(|(_, &at)| at.map(|at| at + repeat))
+            .filter(|&at| at > now)
+            .min()
     }
 }
 
@@ -748,6 +797,7 @@ impl Receiver {
                 last_nack: None,
                 rtt_pending: false,
                 hole_nack_at: None,
+                repeat_at: None,
                 armed: None,
             },
         );
@@ -1020,15 +1070,7 @@ impl Receiver {
             // frame's last data segment and its parity, which the slower path may show after
             // the frame's last shard arrived by the faster one; and a hole may be passed only
             // then too: look again on every first-crossing shard.
-            if passed >= u32::from(f.count) + u32::from(f.first_parity) {
-                f.crossed = true;
-            }
-            if f.first_parity == 0
-                && f.hole_nack_at.is_none()
-                && f.have[..f.nack_limit(passed)].iter().any(|&h| !h)
-            {
-                f.hole_nack_at = Some(now + timing.allowance);
-            }
+            f.passed(now, passed, &timing);
         }
         match progress {
             None => {
@@ -1053,9 +1095,7 @@ impl Receiver {
                 s.estimator.on_rtt(now - asked);
             }
         }
-        if f.crossed && f.first_parity > 0 && f.lacking() > 0 && f.hole_nack_at.is_none() {
-            f.hole_nack_at = Some(now + timing.allowance);
-        }
+        f.arm_parity_nack(now, &timing);
         if f.received == f.count {
             self.complete(session, frame);
             return;
@@ -1121,6 +1161,27 @@ impl Receiver {
         self.send_ack(session, frame);
     }
 
+    /// A bonded client's mark: path `from` carries nothing more of `m.frame`'s first crossing
+    /// ([`PathMark`]). It moves the path's mark as a shard there would; once every live path
+    /// is past the frame's end, what is missing is named without waiting for silence. A mark
+    /// opens no session and is never answered.
+    fn on_path_mark(&mut self, now: Instant, from: SocketAddr, m: PathMark) {
+        let cfg = &self.cfg;
+        let Some(s) = self.sessions.get_mut(&m.session) else {
+            self.stats.datagrams_unexpected += 1;
+            return;
+        };
+        s.paths.marked(from, m.frame, m.passed);
+        let floor = s.paths.floor(now, cfg.paths_live());
+        s.settle_before(floor.unwrap_or(m.frame));
+        let timing = s.timing(cfg);
+        let passed = s.paths.passed(now, cfg.paths_live(), m.frame);
+        if let Some(f) = s.frames.get_mut(&m.frame) {
+            f.passed(now, passed, &timing);
+            Self::arm(&mut self.timers, m.session, m.frame, f, &timing);
+        }
+    }
+
     /// Sends the NACK that is due for a frame, if any, and handles its deadline.
     fn frame_timer(&mut self, now: Instant, session: u32, frame: u32) {
         let Some(s) = self.sessions.get_mut(&session) else {
@@ -1129,6 +1190,7 @@ impl Receiver {
         let timing = s.timing(&self.cfg);
         let passed = s.paths.passed(now, self.cfg.paths_live(), frame);
         let behind = s.paths.behind(now, self.cfg.paths_live(), frame);
+        let several_paths = s.paths.several();
         let peer = s.peer;
         // What the next frames should be cut into rides on the NACK too, under the model
         // policy (the sender takes it only to shrink). The seed's rule is the patent's
@@ -1145,7 +1207,10 @@ impl Receiver {
             self.drop_frame(session, frame, DropReason::Deadline);
             return;
         }
-        let holes_due = f.hole_nack_at.is_some_and(|t| t <= now);
+        // On bonded paths a repair lost is named again one repeat period after it was asked
+        // for; with one path, once the frame has also been quiet (repairs may be in a queue).
+        let holes_due =
+            f.hole_nack_at.is_some_and(|t| t <= now) || f.repeat_at.is_some_and(|t| t <= now);
         let mut tail_due = f.nack_due(&timing) <= now;
         if tail_due && behind && f.last_nack.is_none() {
             // A live path is still delivering earlier frames: what this frame has on it waits
@@ -1179,6 +1244,11 @@ impl Receiver {
                 }
             }
             f.hole_nack_at = None;
+            f.repeat_at = if several_paths {
+                f.next_repeat(now, timing.repeat)
+            } else {
+                None
+            };
             if tail_due || !missing.is_empty() {
                 f.last_nack = Some(now);
                 f.rtt_pending = !missing.is_empty();
@@ -1262,6 +1332,7 @@ impl Endpoint for Receiver {
             Ok(Message::Segment(seg)) => self.on_shard(now, from, Shard::Data(seg)),
             Ok(Message::Parity(p)) => self.on_shard(now, from, Shard::Parity(p)),
             Ok(Message::KeepAlive(k)) => self.on_keepalive(now, from, k),
+            Ok(Message::PathMark(m)) => self.on_path_mark(now, from, m),
             Ok(_) => self.stats.datagrams_unexpected += 1,
             Err(wire::WireError::BadChecksum) => self.on_damaged(data),
             Err(e) => {

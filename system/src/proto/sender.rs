@@ -329,6 +329,9 @@ pub struct Sender {
     recent_data: f64,
     recent_wire: f64,
     share_at: Instant,
+    /// Set by the datagram last handed out when it was the last shard of its frame's first
+    /// crossing: the frame and that shard's place in the crossing (see [`Sender::crossing_ended`]).
+    crossing_ended: Option<(u32, u32)>,
 }
 
 /// The longest a receiver waits after the last segment that came before it NACKs a frame's
@@ -401,7 +404,16 @@ impl Sender {
             recent_data: 0.0,
             recent_wire: 0.0,
             share_at: Instant::ZERO,
+            crossing_ended: None,
         }
+    }
+
+    /// Whether the datagram last handed out ended its frame's first crossing (every data and
+    /// parity segment of the frame has now been sent once): the frame and the crossing's last
+    /// position (`path_marks::position`). A bonded client marks each uplink with it
+    /// ([`crate::proto::wire::PathMark`]).
+    pub fn crossing_ended(&self) -> Option<(u32, u32)> {
+        self.crossing_ended
     }
 
     /// The rate control, when on.
@@ -1195,7 +1207,12 @@ impl Endpoint for Sender {
         }
         let (frame, shard, resend) = self.pop_next(now)?;
         let probe_timeout = self.probe_timeout();
+        self.crossing_ended = None;
         let f = self.frames.get_mut(&frame)?;
+        let first_crossing = match shard {
+            Shard::Data(_) => !resend,
+            Shard::Parity { repair, .. } => !repair,
+        };
         buf.clear();
         let payload = match shard {
             Shard::Data(index) => {
@@ -1283,6 +1300,10 @@ impl Endpoint for Sender {
             };
             f.probe_at = Some(now + probe_timeout * backoff);
             f.crossed_at.get_or_insert(now);
+            if first_crossing {
+                let last = u32::from(f.count) + u32::from(f.parity_first);
+                self.crossing_ended = Some((frame, last));
+            }
         }
         self.stats.segments_sent += 1;
         self.count_sent(now, buf.len(), payload, resend);

@@ -1293,3 +1293,71 @@ fn segments_on_a_slower_bonded_path_are_awaited_and_only_the_lost_one_is_named()
         "one path: the holes are named before the slow segments come ({before:?})"
     );
 }
+
+#[test]
+fn a_bonded_frames_lost_tail_is_named_once_every_path_marked_it() {
+    let (fast, slow) = (addr("10.0.0.2:5000"), addr("10.0.1.2:5000"));
+    let ms = |n: u64| Instant::ZERO + Duration::from_millis(n);
+    let mark = |frame: u32| {
+        encode(Message::PathMark(wire::PathMark {
+            session: 7,
+            frame,
+            passed: 6,
+        }))
+    };
+    // Frame 0 of 6 segments comes by both paths, one segment every 5 ms; frame 1's even
+    // segments by the fast path at 40-50 ms, its odd ones by the slow one at 60-65 ms, and its
+    // last (5, on the slow path) is lost: no later segment shows it missing. Returns when
+    // each NACK went and what it named.
+    let run = |marked: bool| {
+        let mut rx = Receiver::new(ReceiverConfig::default());
+        for index in 0..6u16 {
+            let by = if index % 2 == 0 { fast } else { slow };
+            let at = ms(5 * u64::from(index));
+            rx.handle_datagram(at, by, &segment(7, 0, index, 6000, 1000));
+        }
+        let mut arrivals = vec![
+            (40, fast, segment(7, 1, 0, 6000, 1000)),
+            (45, fast, segment(7, 1, 2, 6000, 1000)),
+            (50, fast, segment(7, 1, 4, 6000, 1000)),
+            (60, slow, segment(7, 1, 1, 6000, 1000)),
+            (65, slow, segment(7, 1, 3, 6000, 1000)),
+        ];
+        if marked {
+            arrivals.push((51, fast, mark(1)));
+            arrivals.push((66, slow, mark(1)));
+            arrivals.sort_by_key(|a| a.0);
+        }
+        let mut named = Vec::new();
+        let mut arrivals = arrivals.into_iter().peekable();
+        for t in 30..200u64 {
+            let now = ms(t);
+            while let Some((_, by, d)) = arrivals.next_if(|a| a.0 <= t) {
+                rx.handle_datagram(now, by, &d);
+            }
+            if rx.poll_timeout().is_some_and(|at| at <= now) {
+                rx.handle_timeout(now);
+            }
+            let mut buf = Vec::new();
+            while rx.poll_transmit(now, &mut buf).is_some() {
+                if let Seen::Nack { frame, missing, .. } = seen(&buf) {
+                    named.push((t, frame, missing));
+                }
+                buf.clear();
+            }
+        }
+        named
+    };
+    let marked = run(true);
+    let (at, frame, missing) = marked.first().cloned().expect("a NACK");
+    assert_eq!((frame, missing), (1, vec![5]), "{marked:?}");
+    assert!(
+        at <= 70,
+        "named within a few ms of the slow path's mark: {marked:?}"
+    );
+    let unmarked = run(false);
+    assert!(
+        unmarked.first().is_none_or(|n| n.0 > at),
+        "without marks the tail waits for the frame's silence: {unmarked:?} against {marked:?}"
+    );
+}

@@ -10,7 +10,7 @@ use crate::proto::bond::{
     Bond, BondConfig, BondEvent, Placement, UplinkStats, Uplinks, MAX_UPLINKS,
 };
 use crate::proto::wire::{
-    self, Command, CommandMsg, CommandResult, Message, PathReport, SEGMENT_OVERHEAD,
+    self, Command, CommandMsg, CommandResult, Message, PathMark, PathReport, SEGMENT_OVERHEAD,
     UDP_IP_OVERHEAD,
 };
 use crate::secure::Channel;
@@ -589,14 +589,17 @@ impl Endpoint for Mobile {
             .iter_mut()
             .enumerate()
             .find_map(|(i, out)| Some((i, out.poll_transmit(&mut plain)?)));
+        // The frame whose first crossing the camera's datagram ends, if it does.
+        let mut crossing_ended = None;
         let next = match pinned {
             Some((uplink, to)) => Some((Some(uplink), to)),
             None => match self.outbox.poll_transmit(&mut plain) {
                 Some(to) => Some((None, to)),
-                None if self.connector.connected().is_some() => self
-                    .camera
-                    .poll_transmit(now, &mut plain)
-                    .map(|to| (None, to)),
+                None if self.connector.connected().is_some() => {
+                    let sent = self.camera.poll_transmit(now, &mut plain);
+                    crossing_ended = sent.and(self.camera.sender().crossing_ended());
+                    sent.map(|to| (None, to))
+                }
                 None => None,
             },
         };
@@ -651,6 +654,19 @@ impl Endpoint for Mobile {
                 }
                 // A broadcast one every uplink carried: none has anything to send again.
                 let resendable = bond.placement() != Placement::Broadcast;
+                if let Some((frame, passed)) = crossing_ended.filter(|_| resendable) {
+                    // Every uplink in use is marked past the frame (its mark follows what it
+                    // carried of it), so the tier-2 names a lost tail at once, and does not
+                    // wait for an uplink that carried none of it.
+                    let mark = Message::PathMark(PathMark {
+                        session: self.connector.id(),
+                        frame,
+                        passed,
+                    });
+                    for i in (0..bond.uplinks()).filter(|&i| !bond.is_silent(i)) {
+                        self.by_uplink[i].send(to, &mark);
+                    }
+                }
                 if let Some((frame, index)) = wire::segment_of(&self.scratch).filter(|_| resendable)
                 {
                     if self.sent_by.len() >= SENT_BY_KEPT {

@@ -104,9 +104,9 @@ pub use secured::{
     SEALED_OVERHEAD, SIGNATURE_LEN, SIGNED_OVERHEAD,
 };
 pub use segments::{
-    FrameAck, KeepAlive, Nack, Parity, PathProbe, PathReport, Segment, Stored, MAX_NACK_INDICES,
-    MAX_SEGMENT_PAYLOAD, MAX_SHARDS, MAX_STORED_FRAMES, PARITY_OVERHEAD, PATH_PROBE_LEN,
-    PATH_REPORT_LEN, SEGMENT_OVERHEAD,
+    FrameAck, KeepAlive, Nack, Parity, PathMark, PathProbe, PathReport, Segment, Stored,
+    MAX_NACK_INDICES, MAX_SEGMENT_PAYLOAD, MAX_SHARDS, MAX_STORED_FRAMES, PARITY_OVERHEAD,
+    PATH_PROBE_LEN, PATH_REPORT_LEN, SEGMENT_OVERHEAD,
 };
 
 /// First two bytes of every datagram.
@@ -115,7 +115,8 @@ pub const MAGIC: [u8; 2] = *b"LC";
 /// the parity count in the frame ACK, version 3 the 64-bit frame identities, version 4 the
 /// segment size and parity in the NACK; an older peer's datagrams are refused as
 /// [`WireError::UnsupportedVersion`], and ours by it. The path challenge and response
-/// (`0x0a`, `0x0b`) and the path ping and echo (`0x0c`, `0x0d`) came later within version 4:
+/// (`0x0a`, `0x0b`), the path ping and echo (`0x0c`, `0x0d`) and the path mark (`0x0e`) came
+/// later within version 4:
 /// types only added, which a peer that does not
 /// know them refuses as [`WireError::UnknownType`] (its sessions keep their first path).
 pub const VERSION: u8 = 4;
@@ -157,6 +158,9 @@ pub mod kind {
     /// Tier-2 -> client, sealed, on the path the ping came from: the ping's token and what
     /// arrived from that path.
     pub const PATH_ECHO: u8 = 0x0d;
+    /// Client -> tier-2, sealed, on each uplink of a bonded session when a frame's first
+    /// crossing has been handed out: this uplink has nothing more of it.
+    pub const PATH_MARK: u8 = 0x0e;
     /// Client -> tier-1: I want a session.
     pub const CONNECT_REQUEST: u8 = 0x10;
     /// Tier-1 -> each tier-2 it manages: this client wants a session.
@@ -229,6 +233,7 @@ pub enum Message<'a> {
     PathResponse(PathProbe),
     PathPing(PathReport),
     PathEcho(PathReport),
+    PathMark(PathMark),
     ConnectRequest(ConnectRequest<'a>),
     ConnectForward(ConnectForward<'a>),
     ConnectOffer(ConnectOffer<'a>),
@@ -354,6 +359,7 @@ impl Message<'_> {
             Message::PathResponse(_) => "path_response",
             Message::PathPing(_) => "path_ping",
             Message::PathEcho(_) => "path_echo",
+            Message::PathMark(_) => "path_mark",
             Message::ConnectRequest(_) => "connect_request",
             Message::ConnectForward(_) => "connect_forward",
             Message::ConnectOffer(_) => "connect_offer",
@@ -387,6 +393,7 @@ impl Message<'_> {
             Message::PathResponse(_) => kind::PATH_RESPONSE,
             Message::PathPing(_) => kind::PATH_PING,
             Message::PathEcho(_) => kind::PATH_ECHO,
+            Message::PathMark(_) => kind::PATH_MARK,
             Message::ConnectRequest(_) => kind::CONNECT_REQUEST,
             Message::ConnectForward(_) => kind::CONNECT_FORWARD,
             Message::ConnectOffer(_) => kind::CONNECT_OFFER,
@@ -425,6 +432,7 @@ impl Message<'_> {
             Message::KeepAlive(m) => m.encode_body(buf),
             Message::PathChallenge(m) | Message::PathResponse(m) => m.encode_body(buf),
             Message::PathPing(m) | Message::PathEcho(m) => m.encode_body(buf),
+            Message::PathMark(m) => m.encode_body(buf),
             Message::ConnectRequest(m) => m.encode_body(buf),
             Message::ConnectForward(m) => m.encode_body(buf),
             Message::ConnectOffer(m) => m.encode_body(buf),
@@ -492,6 +500,7 @@ fn decode_checked(datagram: &[u8], verify_crc: bool) -> Result<Message<'_>, Wire
         kind::PATH_RESPONSE => Message::PathResponse(PathProbe::decode_body(&mut r)?),
         kind::PATH_PING => Message::PathPing(PathReport::decode_body(&mut r)?),
         kind::PATH_ECHO => Message::PathEcho(PathReport::decode_body(&mut r)?),
+        kind::PATH_MARK => Message::PathMark(PathMark::decode_body(&mut r)?),
         kind::SEALED => Message::Sealed(Sealed::decode_body(&mut r)?),
         kind::SIGNED => Message::Signed(Signed::decode_body(&mut r)?),
         kind::CONNECT_REQUEST => Message::ConnectRequest(ConnectRequest::decode_body(&mut r)?),

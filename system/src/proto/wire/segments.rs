@@ -1,6 +1,8 @@
-//! The segment protocol's datagrams (types `0x01..=0x07`, `0x0a` and `0x0b`): a frame's
+//! The segment protocol's datagrams (types `0x01..=0x07` and `0x0a..=0x0e`): a frame's
 //! segments and parity segments, the receiver's NACK and frame ACK, the tier-2's STORED, the
-//! idle session's keep-alive, and the path challenge and its response. Each message's body layout is written once, its encoder beside its decoder.
+//! idle session's keep-alive, the path challenge and its response, and a bonded camera's path
+//! ping, its echo and its path mark. Each message's body layout is written once, its encoder
+//! beside its decoder.
 
 use super::codec::{Reader, Writer};
 use super::{framed, kind, WireError, CRC_LEN, PREAMBLE_LEN};
@@ -337,6 +339,28 @@ fields_body! {
         pub session: u32,
         pub token: u64,
         pub bytes: u64,
+    }
+}
+
+fields_body! {
+    /// A bonded camera's mark on one of its uplinks (client -> tier-2,
+    /// [`super::kind::PATH_MARK`]): the first crossing of `frame` has been handed out, and this
+    /// uplink carries nothing more of it. `passed` is the crossing's last position
+    /// (`proto::path_marks::position`: data segments, then parity). Each uplink keeps order,
+    /// so once the mark has arrived by every live path, a segment of the frame still missing
+    /// is lost: a lost tail (the last segments an uplink carried, which no later segment
+    /// shows missing) is named at once instead of after the receiver's silence timer or the
+    /// next frame. A mark lost on the way costs only that.
+    ///
+    /// Who may send it: the session's client only (it travels sealed with the session's
+    /// keys). What it costs a receiver: no answer, and one place in the session's path marks
+    /// (at most `MAX_PATHS`, as for segments); a client that lies about its own first
+    /// crossings gets its own segments asked for early.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct PathMark {
+        pub session: u32,
+        pub frame: u32,
+        pub passed: u32,
     }
 }
 

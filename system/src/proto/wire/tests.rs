@@ -120,6 +120,14 @@ fn one_of_each() -> Vec<(Message<'static>, &'static str)> {
             "4c43040d000000050102030405060708000000000000b220c7e1badb",
         ),
         (
+            Message::PathMark(PathMark {
+                session: 5,
+                frame: 9,
+                passed: 12,
+            }),
+            "4c43040e00000005000000090000000c84c9ea08",
+        ),
+        (
             Message::ConnectRequest(ConnectRequest {
                 client: 11,
                 attempt: 2,
