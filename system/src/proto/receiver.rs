@@ -472,6 +472,14 @@ impl Session {
         }
     }
 
+    /// A path's place moved to `frame` (a first-crossing shard or a mark): settles the
+    /// crossings every path live within `live` has gone past (with one path: those of the
+    /// frames before `frame`).
+    fn settle_passed(&mut self, now: Instant, live: Duration, frame: u32) {
+        let floor = self.paths.floor(now, live);
+        self.settle_before(floor.unwrap_or(frame));
+    }
+
     /// Feeds the crossings a first-crossing shard of `frame` shows to be over (those of
     /// earlier frames) to the estimator, and marks their frames crossed.
     fn settle_before(&mut self, frame: u32) {
@@ -913,8 +921,7 @@ impl Receiver {
             // A crossing is over once every path the session is live on has gone past its
             // frame (with one path: once a later frame's shard arrives).
             s.paths.arrived(now, from, frame, shard.position());
-            let floor = s.paths.floor(now, self.cfg.paths_live());
-            s.settle_before(floor.unwrap_or(frame));
+            s.settle_passed(now, self.cfg.paths_live(), frame);
             s.estimator.on_arrival(now, frame);
             // The first crossing's record, while it is open (also for a finished frame: its
             // parity may still be arriving after the frame was rebuilt).
@@ -1172,8 +1179,7 @@ impl Receiver {
             return;
         };
         s.paths.marked(from, m.frame, m.passed);
-        let floor = s.paths.floor(now, cfg.paths_live());
-        s.settle_before(floor.unwrap_or(m.frame));
+        s.settle_passed(now, cfg.paths_live(), m.frame);
         let timing = s.timing(cfg);
         let passed = s.paths.passed(now, cfg.paths_live(), m.frame);
         if let Some(f) = s.frames.get_mut(&m.frame) {
