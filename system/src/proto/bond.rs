@@ -789,7 +789,7 @@ mod tests {
     }
 
     /// Pings every interval from `from` (ms) to `to` on a single uplink, echoed `rtt` ms later
-    /// unless `lost(n)` for the `n`th; returns how many times it fell silent.
+    /// unless `lost(n)` for the `n`th (its silences are in `bond.stats()`).
     fn ping_for(bond: &mut Bond, from: u64, to: u64, rtt: u64, lost: impl Fn(u64) -> bool) {
         let mut echoes = VecDeque::new();
         let mut n = 0;
