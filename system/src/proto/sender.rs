@@ -332,6 +332,9 @@ pub struct Sender {
     /// Set by the datagram last handed out when it was the last shard of its frame's first
     /// crossing: the frame and that shard's place in the crossing (see [`Sender::crossing_ended`]).
     crossing_ended: Option<(u32, u32)>,
+    /// Set by the datagram last handed out when it was a data segment sent again for at least
+    /// the second time (see [`Sender::resent_again`]).
+    resent_again: bool,
 }
 
 /// The longest a receiver waits after the last segment that came before it NACKs a frame's
@@ -405,6 +408,7 @@ impl Sender {
             recent_wire: 0.0,
             share_at: Instant::ZERO,
             crossing_ended: None,
+            resent_again: false,
         }
     }
 
@@ -414,6 +418,14 @@ impl Sender {
     /// ([`crate::proto::wire::PathMark`]).
     pub fn crossing_ended(&self) -> Option<(u32, u32)> {
         self.crossing_ended
+    }
+
+    /// Whether the datagram last handed out was a data segment sent again for at least the
+    /// second time (its first repair, or the parity sent in its place, was lost too; or its
+    /// tail is probed again): a frame in the latency tail. A bonded client sends a copy of
+    /// it by a second uplink (`role::Mobile`).
+    pub fn resent_again(&self) -> bool {
+        self.resent_again
     }
 
     /// The rate control, when on.
@@ -1202,12 +1214,15 @@ impl Endpoint for Sender {
     }
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        // What the last datagram handed out was, only while it is the last one (a caller that
+        // sends a datagram of another sender next must not read it again).
+        self.crossing_ended = None;
+        self.resent_again = false;
         if self.pacing_rate().is_some() && now < self.pace_at {
             return None;
         }
         let (frame, shard, resend) = self.pop_next(now)?;
         let probe_timeout = self.probe_timeout();
-        self.crossing_ended = None;
         let f = self.frames.get_mut(&frame)?;
         let first_crossing = match shard {
             Shard::Data(_) => !resend,
@@ -1232,6 +1247,7 @@ impl Endpoint for Sender {
                 if resend {
                     f.resent_at[usize::from(index)] = Some(now);
                     f.resends[usize::from(index)] = f.resends[usize::from(index)].saturating_add(1);
+                    self.resent_again = f.resends[usize::from(index)] >= 2;
                     f.resent += 1;
                     f.first_repair_at.get_or_insert(now);
                     self.stats.segments_resent += 1;

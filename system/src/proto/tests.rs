@@ -64,6 +64,17 @@ fn encode(m: Message) -> Vec<u8> {
     buf
 }
 
+/// A NACK of session 1 naming `missing` of `frame`, with no size advice.
+fn nack_of(frame: u32, missing: Vec<u16>) -> Vec<u8> {
+    encode(Message::Nack(wire::Nack {
+        session: 1,
+        frame,
+        next_segment_size: 0,
+        next_parity: 0,
+        missing,
+    }))
+}
+
 fn seen(bytes: &[u8]) -> Seen {
     match wire::decode(bytes).unwrap() {
         Message::Segment(s) => Seen::Segment {
@@ -1046,13 +1057,7 @@ fn a_nack_for_a_tail_still_in_flight_leaves_the_round_trip_sample() {
             .unwrap();
         let tail = send_until(&mut tx, start, 2);
         let before = tx.rate_control().unwrap().stats().increases;
-        let nack = encode(Message::Nack(wire::Nack {
-            session: 1,
-            frame: 1,
-            next_segment_size: 0,
-            next_parity: 0,
-            missing: vec![1],
-        }));
+        let nack = nack_of(1, vec![1]);
         tx.handle_datagram(Instant::from_millis(tail + nack_after), rx, &nack);
         // The ACK after the minimum round trip plus 2 ms: no queue.
         tx.handle_datagram(Instant::from_millis(tail + 22), rx, &ack(1));
@@ -1111,13 +1116,7 @@ fn a_nack_for_a_tail_that_may_still_be_in_a_long_queue_brings_no_copy() {
         // Frame 1: two segments, both leave at 100 ms; nothing comes back until its NACK.
         tx.push_frame(Instant::from_millis(100), vec![2; 1500])
             .unwrap();
-        let nack = encode(Message::Nack(wire::Nack {
-            session: 1,
-            frame: 1,
-            next_segment_size: 0,
-            next_parity: 0,
-            missing: vec![1],
-        }));
+        let nack = nack_of(1, vec![1]);
         let mut copies = run(&mut tx, 100, first_nack);
         let mut t = 100 + first_nack;
         while t < 1_100 {
@@ -1360,4 +1359,41 @@ fn a_bonded_frames_lost_tail_is_named_once_every_path_marked_it() {
         unmarked.first().is_none_or(|n| n.0 > at),
         "without marks the tail waits for the frame's silence: {unmarked:?} against {marked:?}"
     );
+}
+
+#[test]
+fn a_segment_sent_again_for_the_second_time_is_told_apart() {
+    // A bonded client copies such a segment by a second uplink; what it reads must be about
+    // the datagram just handed out, and only then.
+    let mut cfg = SenderConfig::new(1, addr(RX));
+    cfg.initial_segment_size = 1000;
+    let mut tx = Sender::new(cfg);
+    tx.push_frame(Instant::ZERO, vec![1; 3000]).unwrap();
+    let mut buf = Vec::new();
+    let mut sent = Vec::new();
+    let mut poll = |tx: &mut Sender, t: u64, sent: &mut Vec<(u16, bool)>| {
+        while tx
+            .poll_transmit(Instant::from_millis(t), &mut buf)
+            .is_some()
+        {
+            if let Ok(Message::Segment(s)) = wire::decode(&buf) {
+                sent.push((s.index, tx.resent_again()));
+            }
+        }
+        assert!(!tx.resent_again(), "still set after nothing was handed out");
+    };
+    poll(&mut tx, 0, &mut sent);
+    let nack = nack_of(0, vec![1]);
+    for t in [100, 600] {
+        tx.handle_datagram(Instant::from_millis(t), addr(RX), &nack);
+        poll(&mut tx, t, &mut sent);
+    }
+    let named: Vec<bool> = sent
+        .iter()
+        .skip(3)
+        .filter(|&&(i, _)| i == 1)
+        .map(|&(_, again)| again)
+        .collect();
+    assert_eq!(&sent[..3], &[(0, false), (1, false), (2, false)]);
+    assert_eq!(named, [false, true]);
 }

@@ -103,15 +103,9 @@ pub struct Mobile {
     /// Sealed copies still to leave by their uplinks ([`Placement::Broadcast`], and second
     /// copies of repeated repairs).
     copies: Vec<(usize, SocketAddr, Vec<u8>)>,
-    /// Segments a bonded session sent again lately (frame, index): one sent again once more
-    /// goes by two uplinks.
-    repaired: VecDeque<(u32, u16)>,
     /// The uplinks the handshake went by since the client began connecting.
     connect_tried: Uplinks,
 }
-
-/// Repaired segments a bonded client remembers, to tell a segment's second repair.
-const REPAIRED_KEPT: usize = 256;
 
 /// Data segments a bonded client remembers the uplink of: a second of a 2 MB/s camera in
 /// 1,400-byte segments, well past any silence timer.
@@ -150,7 +144,6 @@ impl Mobile {
             sent_by: VecDeque::new(),
             uplinks_before: Vec::new(),
             copies: Vec::new(),
-            repaired: VecDeque::new(),
             connect_tried: Uplinks::default(),
         }
     }
@@ -358,7 +351,6 @@ impl Mobile {
                 self.uplinks_before = self.uplink_stats();
                 self.sent_by.clear();
                 self.copies.clear();
-                self.repaired.clear();
                 // The uplinks the handshake tried in vain carry nothing until they answer.
                 let connected_by = self.connect_uplink();
                 let dead = self
@@ -591,6 +583,8 @@ impl Endpoint for Mobile {
             .find_map(|(i, out)| Some((i, out.poll_transmit(&mut plain)?)));
         // The frame whose first crossing the camera's datagram ends, if it does.
         let mut crossing_ended = None;
+        // Whether it is a data segment sent again for at least the second time.
+        let mut resent_again = false;
         let next = match pinned {
             Some((uplink, to)) => Some((Some(uplink), to)),
             None => match self.outbox.poll_transmit(&mut plain) {
@@ -598,6 +592,7 @@ impl Endpoint for Mobile {
                 None if self.connector.connected().is_some() => {
                     let sent = self.camera.poll_transmit(now, &mut plain);
                     crossing_ended = sent.and(self.camera.sender().crossing_ended());
+                    resent_again = sent.is_some() && self.camera.sender().resent_again();
                     sent.map(|to| (None, to))
                 }
                 None => None,
@@ -626,21 +621,8 @@ impl Endpoint for Mobile {
                 // A segment sent again a second time (its first repair was lost too, or its
                 // tail is probed again) belongs to a frame in the latency tail: a copy by
                 // another uplink makes its next loss need both. Sealed on its own.
-                let again = (bond.placement() == Placement::Earliest
-                    && wire::kind_of(&self.scratch) == Some(wire::kind::SEGMENT_REPAIR))
-                .then(|| wire::segment_of(&self.scratch))
-                .flatten()
-                .filter(|id| {
-                    let seen = self.repaired.contains(id);
-                    if !seen {
-                        if self.repaired.len() >= REPAIRED_KEPT {
-                            self.repaired.pop_front();
-                        }
-                        self.repaired.push_back(*id);
-                    }
-                    seen
-                });
-                if again.is_some() && self.camera.sender().has_room(now) {
+                let again = bond.placement() == Placement::Earliest && resent_again;
+                if again && self.camera.sender().has_room(now) {
                     let mut copy = Vec::new();
                     if let Some(other) = bond.pick_other(now, wire_len, uplink) {
                         if channel.seal(&self.scratch, &mut copy).is_ok() {
