@@ -228,9 +228,9 @@ struct Ping {
     at: Instant,
     /// Bytes sent on the uplink before the ping.
     sent: u64,
-    /// How long the bytes placed on the uplink before it take to leave at its target: the
-    /// ping waits behind them.
-    behind: Duration,
+    /// When the bytes placed on the uplink before it have left at its target
+    /// ([`Uplink::clear_at`]): the ping waits behind them.
+    clear_at: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -308,21 +308,30 @@ impl Uplink {
     /// time: every datagram of those frames went by the other uplink, a frame took twice its
     /// transmission, and its repairs queued behind the next frame.)
     fn suspect_at(&self) -> Option<Instant> {
-        let ping = self.pings.get(self.pings_beyond(SUSPECT_ODDS) - 1)?;
-        Some(ping.at + ping.behind + self.ping_wait())
+        self.overdue_at(self.pings_beyond(SUSPECT_ODDS))
     }
 
     /// When enough unanswered pings make it silent.
     fn silent_at(&self) -> Option<Instant> {
-        let ping = self.pings.get(self.pings_for_silence() - 1)?;
-        Some(ping.at + ping.behind + self.ping_wait())
+        self.overdue_at(self.pings_for_silence())
+    }
+
+    /// When `pings` (at least 1) of its pings are overdue, if that many are unanswered: the
+    /// last of them waited [`Uplink::ping_wait`] past the bytes ahead of it.
+    fn overdue_at(&self, pings: usize) -> Option<Instant> {
+        let ping = self.pings.get(pings - 1)?;
+        Some(ping.clear_at + self.ping_wait())
+    }
+
+    /// When the bytes placed on it so far have left at its target (`now` if they have).
+    fn clear_at(&self, now: Instant) -> Instant {
+        self.free_at.max(now)
     }
 
     /// When a datagram of `len` wire bytes placed on it now would arrive; `unmeasured` is
     /// the round trip taken for it before its first echo.
     fn arrival(&self, now: Instant, len: usize, unmeasured: Duration) -> (Instant, Instant) {
-        let start = self.free_at.max(now);
-        let leaves = start + Duration::from_secs_f64(len as f64 / self.rate.target());
+        let leaves = self.clear_at(now) + Duration::from_secs_f64(len as f64 / self.rate.target());
         // The least of its last three round trips: a queue that stands (an uplink whose
         // target runs above what it carries) is in all three, the burst of one frame that a
         // ping waited behind is gone by the next (with the smoothed round trip, which keeps
@@ -493,7 +502,7 @@ impl Bond {
             token,
             at: now,
             sent: u.stats.bytes,
-            behind: u.free_at.saturating_duration_since(now),
+            clear_at: u.clear_at(now),
         });
         u.stats.pings += 1;
         Some((i, token, u.stats.bytes))
