@@ -65,7 +65,10 @@
 //! every 50 ms a clean uplink that dies is silent about one round trip plus a ping interval
 //! later. (Taking the first overdue ping for silence on a lossy uplink resent a tenth of
 //! everything on two 10%-loss uplinks: the repair bytes went from 27% to 57% of the frame
-//! bytes.)
+//! bytes.) An uplink that answers again was not dead but queued ([`BondEvent::Back`]): the
+//! caller withdraws the resends that have not left yet, and the receiver names what it lost.
+//! On two saturated uplinks a queue that outgrew the ping wait otherwise put 190 ms of
+//! segments a second time on the other uplink, whose queue then overflowed.
 //!
 //! The odds are per ping, and an uplink is pinged 20 times a second: at one in a hundred, and
 //! with the ping loss a moving average over 16 pings (which forgets a lost ping within a
@@ -188,8 +191,11 @@ pub enum BondEvent {
     /// it until it answers. What it carried from `since` on (when the last ping it answered
     /// left) is taken for lost: the caller sends it again by the others.
     Silent { uplink: usize, since: Instant },
-    /// A silent uplink answered again.
-    Back { uplink: usize },
+    /// A silent uplink answered again: it is not dead, and what it carried from `since` on
+    /// (the `since` of its [`BondEvent::Silent`]) has arrived or was lost one datagram at a
+    /// time, which the receiver's NACKs repair. The caller withdraws the resends of it that
+    /// have not left yet (`Sender::withdraw_resends`).
+    Back { uplink: usize, since: Instant },
 }
 
 /// What one uplink carried, for reports.
@@ -544,13 +550,14 @@ impl Bond {
             _ => (0, 0),
         };
         u.last_echo = Some((ping.sent, received));
+        let since = u.answered_to;
         u.answered_to = u.answered_to.max(ping.at);
         u.stats.lost_bytes += lost;
         u.rate.on_ack(now, delivered, Some(RttSample::rtt(rtt)));
         u.suspect = false;
         if u.silent {
             u.silent = false;
-            self.events.push_back(BondEvent::Back { uplink: i });
+            self.events.push_back(BondEvent::Back { uplink: i, since });
         }
     }
 
@@ -794,7 +801,11 @@ mod tests {
         assert!(bond.is_silent(1));
         bond.on_echo(ms(silent_at + 100), 1, token, 1 << 20);
         assert!(!bond.is_silent(1));
-        assert_eq!(bond.poll_event(), Some(BondEvent::Back { uplink: 1 }));
+        match bond.poll_event() {
+            // What it carried since its last answered ping, before 2 s, was not lost whole.
+            Some(BondEvent::Back { uplink: 1, since }) => assert!(since < ms(2000)),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// Pings every interval from `from` (ms) to `to` on a single uplink, echoed `rtt` ms later

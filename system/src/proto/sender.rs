@@ -492,6 +492,27 @@ impl Sender {
         queued
     }
 
+    /// Data segments `indices` of `frame` that the caller now knows arrived (a bonded uplink
+    /// taken for silent answered again and its echo showed that what it carried arrived,
+    /// `proto::bond`): their resends still waiting to leave are withdrawn, as TCP's Eifel
+    /// detection undoes a spurious retransmission timeout. Copies already sent and segments
+    /// not queued are left alone. Returns how many were withdrawn.
+    pub fn withdraw_resends(&mut self, frame: u32, indices: &[u16]) -> usize {
+        let Some(f) = self.frames.get_mut(&frame) else {
+            return 0;
+        };
+        let before = self.resend.len();
+        self.resend.retain(|&(id, shard)| {
+            id != frame || !matches!(shard, Shard::Data(i) if indices.contains(&i))
+        });
+        for &i in indices {
+            if let Some(queued) = f.queued.get_mut(usize::from(i)) {
+                *queued = false;
+            }
+        }
+        before - self.resend.len()
+    }
+
     /// Gives up every frame that has not started to leave because the rate control holds it
     /// back (its window is closed, or the frame could not arrive in time behind what is in
     /// flight: see [`Sender::may_start`]), superseded by a newer capture: live video shows

@@ -1397,3 +1397,36 @@ fn a_segment_sent_again_for_the_second_time_is_told_apart() {
     assert_eq!(&sent[..3], &[(0, false), (1, false), (2, false)]);
     assert_eq!(named, [false, true]);
 }
+
+#[test]
+fn resends_withdrawn_before_they_leave_do_not_go_and_a_nack_still_brings_them() {
+    // A bonded uplink taken for silent has its segments queued again (`resend_lost`); when
+    // it answers after all, the resends still waiting are withdrawn.
+    let mut p = Pair::default_pair();
+    let frame = p.push(10_000);
+    let mut buf = Vec::new();
+    let mut first = 0;
+    while p.tx.poll_transmit(p.now, &mut buf).is_some() {
+        first += 1;
+    }
+    assert_eq!(first, 20);
+    assert_eq!(p.tx.resend_lost(frame, &[3, 4, 5]), 3);
+    assert_eq!(p.tx.withdraw_resends(frame, &[4, 5, 9]), 2);
+    // Nothing left to withdraw a second time, and nothing of an unknown frame.
+    assert_eq!(p.tx.withdraw_resends(frame, &[4, 5]), 0);
+    assert_eq!(p.tx.withdraw_resends(frame + 7, &[3]), 0);
+    let mut sent = Vec::new();
+    while p.tx.poll_transmit(p.now, &mut buf).is_some() {
+        sent.push(seen(&buf));
+    }
+    assert_eq!(sent, vec![Seen::Segment { frame, index: 3 }]);
+    // A withdrawn segment the receiver then names is sent again as any NACKed one.
+    p.now += Duration::from_millis(5);
+    p.tx.handle_datagram(p.now, addr(RX), &nack_of(frame, vec![5]));
+    sent.clear();
+    while p.tx.poll_transmit(p.now, &mut buf).is_some() {
+        sent.push(seen(&buf));
+    }
+    assert_eq!(sent, vec![Seen::Segment { frame, index: 5 }]);
+    assert_eq!(p.tx.stats().segments_resent, 2);
+}

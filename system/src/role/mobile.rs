@@ -95,7 +95,8 @@ pub struct Mobile {
     /// The uplink the datagram being handled came in by.
     arrived_on: usize,
     /// Data segments a bonded session sent lately: when, by which uplink, frame and index;
-    /// those of an uplink that falls silent are sent again by the others.
+    /// those of an uplink that falls silent are sent again by the others, and their resends
+    /// withdrawn if it answers showing they arrived.
     sent_by: VecDeque<(Instant, usize, u32, u16)>,
     /// What the uplinks carried in the bonds of earlier sessions (a reconnection starts a
     /// new bond): [`Mobile::uplink_stats`] counts on from there.
@@ -110,6 +111,22 @@ pub struct Mobile {
 /// Data segments a bonded client remembers the uplink of: a second of a 2 MB/s camera in
 /// 1,400-byte segments, well past any silence timer.
 const SENT_BY_KEPT: usize = 2048;
+
+/// The data segments `sent_by` says left by `uplink` from `since` on, by frame.
+fn carried(
+    sent_by: &VecDeque<(Instant, usize, u32, u16)>,
+    uplink: usize,
+    since: Instant,
+) -> BTreeMap<u32, Vec<u16>> {
+    let mut by_frame: BTreeMap<u32, Vec<u16>> = BTreeMap::new();
+    for &(_, _, frame, index) in sent_by
+        .iter()
+        .filter(|&&(at, by, ..)| by == uplink && at >= since)
+    {
+        by_frame.entry(frame).or_default().push(index);
+    }
+    by_frame
+}
 
 /// Command results a mobile client remembers.
 const REMEMBERED_RESULTS: usize = 64;
@@ -503,21 +520,27 @@ impl Endpoint for Mobile {
             bond.handle_timeout(now);
             while let Some(ev) = bond.poll_event() {
                 tracing::debug!(client = self.connector.id(), ?ev, "uplink");
-                if let BondEvent::Silent { uplink, since } = ev {
+                match ev {
                     // What it carried since its last answer is not coming: send it again now,
                     // by the uplinks still answering, rather than a round trip later when
                     // the receiver asks.
-                    let mut lost: BTreeMap<u32, Vec<u16>> = BTreeMap::new();
-                    for &(_, _, frame, index) in self
-                        .sent_by
-                        .iter()
-                        .filter(|&&(at, by, ..)| by == uplink && at >= since)
-                    {
-                        lost.entry(frame).or_default().push(index);
+                    BondEvent::Silent { uplink, since } => {
+                        let sender = self.camera.sender_mut();
+                        for (frame, indices) in carried(&self.sent_by, uplink, since) {
+                            sender.resend_lost(frame, &indices);
+                        }
                     }
-                    let sender = self.camera.sender_mut();
-                    for (frame, indices) in lost {
-                        sender.resend_lost(frame, &indices);
+                    // It was not dead: the resends of what it carried that have not left
+                    // are withdrawn, and the receiver names what was lost. (On two 60 KB/s
+                    // uplinks under a 100 KB/s camera with parity, an uplink whose queue
+                    // outgrew its ping wait was taken for silent, its 190 ms of segments went
+                    // again by the other, whose queue overflowed, and parity followed the
+                    // loss.)
+                    BondEvent::Back { uplink, since } => {
+                        let sender = self.camera.sender_mut();
+                        for (frame, indices) in carried(&self.sent_by, uplink, since) {
+                            sender.withdraw_resends(frame, &indices);
+                        }
                     }
                 }
             }
