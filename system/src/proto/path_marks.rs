@@ -75,7 +75,7 @@ pub(super) struct PathMarks {
 impl PathMarks {
     /// A first-crossing shard at `position` of `frame` arrived by `from` at `now`.
     pub(super) fn arrived(&mut self, now: Instant, from: SocketAddr, frame: u32, position: u32) {
-        if let Some(m) = self.marks.iter_mut().find(|m| m.from == from) {
+        if let Some(m) = self.mark_of(from) {
             m.at = now;
             m.advance(frame, position);
             return;
@@ -99,9 +99,14 @@ impl PathMarks {
     /// last segment is `live_for` old (a slow uplink the bond rarely uses would otherwise hold
     /// every hole back by its longer delay). An address that delivered no segment is not taken.
     pub(super) fn marked(&mut self, from: SocketAddr, frame: u32, position: u32) {
-        if let Some(m) = self.marks.iter_mut().find(|m| m.from == from) {
+        if let Some(m) = self.mark_of(from) {
             m.advance(frame, position);
         }
+    }
+
+    /// The mark of path `from`, if it delivered a segment.
+    fn mark_of(&mut self, from: SocketAddr) -> Option<&mut Mark> {
+        self.marks.iter_mut().find(|m| m.from == from)
     }
 
     fn live(&self, now: Instant, live_for: Duration) -> impl Iterator<Item = &Mark> {

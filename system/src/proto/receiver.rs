@@ -278,11 +278,8 @@ impl InFrame {
         } else {
             self.nack_limit(passed)
         };
-        if self.first_parity == 0
-            && self.hole_nack_at.is_none()
-            && self.have[..limit].iter().any(|&h| !h)
-        {
-            self.hole_nack_at = Some(now + t.allowance);
+        if self.first_parity == 0 && self.have[..limit].iter().any(|&h| !h) {
+            self.arm_hole_nack(now, t);
         }
         self.arm_parity_nack(now, t);
     }
@@ -290,11 +287,16 @@ impl InFrame {
     /// With parity in the first crossing, a NACK (of any shards: one more than lacking)
     /// once the crossing is over and shards are still lacking.
     fn arm_parity_nack(&mut self, now: Instant, t: &Timing) {
-        if self.crossed
-            && self.first_parity > 0
-            && self.lacking() > 0
-            && self.hole_nack_at.is_none()
-        {
+        if self.crossed && self.first_parity > 0 && self.lacking() > 0 {
+            self.arm_hole_nack(now, t);
+        }
+    }
+
+    /// A NACK of what is missing, sent the reorder allowance from now unless one is armed
+    /// already. The one place it is armed: a hole passed or seen (no parity), or a crossing
+    /// over with shards lacking (parity).
+    fn arm_hole_nack(&mut self, now: Instant, t: &Timing) {
+        if self.hole_nack_at.is_none() {
             self.hole_nack_at = Some(now + t.allowance);
         }
     }
@@ -1034,8 +1036,8 @@ impl Receiver {
                         // new hole.
                         let new_hole = (usize::from(f.max_seen)..index).any(|i| !f.have[i]);
                         f.max_seen = f.max_seen.max(seg.index);
-                        if new_hole && f.first_parity == 0 && f.hole_nack_at.is_none() {
-                            f.hole_nack_at = Some(now + timing.allowance);
+                        if new_hole && f.first_parity == 0 {
+                            f.arm_hole_nack(now, &timing);
                         }
                     }
                     // Its last data segment: over, once every live path has gone past it.
