@@ -492,11 +492,13 @@ impl Sender {
         queued
     }
 
-    /// Data segments `indices` of `frame` that the caller now knows arrived (a bonded uplink
-    /// taken for silent answered again and its echo showed that what it carried arrived,
-    /// `proto::bond`): their resends still waiting to leave are withdrawn, as TCP's Eifel
-    /// detection undoes a spurious retransmission timeout. Copies already sent and segments
-    /// not queued are left alone. Returns how many were withdrawn.
+    /// Data segments `indices` of `frame` whose resends [`Sender::resend_lost`] queued too
+    /// soon: the bonded uplink taken for silent with them on it answered again (a sealed
+    /// echo, `proto::bond`), so it was queued, not dead, and they arrive late or were lost
+    /// one at a time, which the receiver names. Their resends still waiting to leave are
+    /// withdrawn, much as TCP undoes a spurious retransmission timeout (Eifel, F-RTO).
+    /// Copies already sent and segments not queued are left alone, and a NACK naming one of
+    /// them later resends it as usual. Returns how many were withdrawn.
     pub fn withdraw_resends(&mut self, frame: u32, indices: &[u16]) -> usize {
         let Some(f) = self.frames.get_mut(&frame) else {
             return 0;

@@ -96,7 +96,7 @@ pub struct Mobile {
     arrived_on: usize,
     /// Data segments a bonded session sent lately: when, by which uplink, frame and index;
     /// those of an uplink that falls silent are sent again by the others, and their resends
-    /// withdrawn if it answers showing they arrived.
+    /// that have not left are withdrawn if it answers again.
     sent_by: VecDeque<(Instant, usize, u32, u16)>,
     /// What the uplinks carried in the bonds of earlier sessions (a reconnection starts a
     /// new bond): [`Mobile::uplink_stats`] counts on from there.
