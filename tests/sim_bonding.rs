@@ -59,6 +59,17 @@ fn received_by_uplink(trace: &[u8]) -> (u64, u64) {
     by
 }
 
+/// Frame bytes acknowledged, at the sizes the camera adapted them to, by the trace.
+fn acked_frame_bytes(trace: &[u8]) -> Result<f64, String> {
+    let frames = Frames::from_trace(trace)?;
+    Ok(frames
+        .by_id
+        .values()
+        .filter(|f| f.acked_s.is_some())
+        .map(|f| f.len as f64)
+        .sum())
+}
+
 fn p99(values: impl Iterator<Item = f64>) -> f64 {
     let mut s = Samples::default();
     values.for_each(|v| s.push(v));
@@ -198,17 +209,10 @@ fn two_modems_carry_more_than_one() {
         |seed| {
             let (two, two_trace) = run_des(&bonded, seed)?;
             let (single, single_trace) = run_des(&one, seed)?;
-            // Frame bytes acknowledged, at the sizes the camera adapted them to.
-            let carried = |trace: &[u8]| -> Result<f64, String> {
-                let frames = Frames::from_trace(trace)?;
-                Ok(frames
-                    .by_id
-                    .values()
-                    .filter(|f| f.acked_s.is_some())
-                    .map(|f| f.len as f64)
-                    .sum())
-            };
-            let (two_bytes, single_bytes) = (carried(&two_trace)?, carried(&single_trace)?);
+            let (two_bytes, single_bytes) = (
+                acked_frame_bytes(&two_trace)?,
+                acked_frame_bytes(&single_trace)?,
+            );
             let (s, o) = (&two.summary, &single.summary);
             println!(
                 "seed {seed}: two modems {}/{} frames, {:.0} KB of frames, repair {:.0}%; one \
@@ -245,13 +249,13 @@ fn two_modems_with_parity_carry_nine_frames_in_ten() {
         module_path!(),
         &[1, 2],
         |seed| {
-            let (outcome, _) = run_des(&scenario, seed)?;
+            let (outcome, trace) = run_des(&scenario, seed)?;
             let s = &outcome.summary;
             println!(
                 "seed {seed}: with adaptive parity {}/{} frames, {:.0} KB of frames, repair {:.0}%",
                 s.frames_delivered,
                 s.frames_sent,
-                s.data_bytes as f64 / 1e3,
+                acked_frame_bytes(&trace)? / 1e3,
                 s.repair_ratio * 100.0,
             );
             if s.frames_delivered as f64 >= 0.9 * s.frames_sent as f64 {
