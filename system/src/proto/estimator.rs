@@ -193,28 +193,37 @@ impl LinkEstimate {
         if !se.is_finite() {
             return 1.0;
         }
+        let lambda = self.byte_error.max(0.0);
+        [lambda + z * se, (lambda - z * se).max(0.0)]
+            .into_iter()
+            .map(|l| self.resplit(size, l).regret(size, limits, unfragmented))
+            .fold(0.0, f64::max)
+    }
+
+    /// The link that fails segments of `size` as often as this one, with `byte_error` byte
+    /// errors per wire byte (at most all of the failures) and per-packet loss for the rest.
+    pub fn resplit(&self, size: usize, byte_error: f64) -> LinkEstimate {
         let len = size + SEGMENT_OVERHEAD;
         let packets = packet_sizes(len, self.mtu).count().max(1) as f64;
         let wire = wire_bytes(len, self.mtu) as f64;
-        let lambda = self.byte_error.max(0.0);
-        let hazard = -(1.0 - self.loss.clamp(0.0, 0.999_999)).ln() * packets + lambda * wire;
-        [lambda + z * se, (lambda - z * se).max(0.0)]
-            .into_iter()
-            .map(|l| {
-                let l = l.min(hazard / wire);
-                let alt = LinkEstimate {
-                    loss: 1.0 - (-(hazard - l * wire) / packets).exp(),
-                    byte_error: l,
-                    ..*self
-                };
-                let best = alt.efficiency(alt.best_size(limits, unfragmented));
-                if best > 0.0 {
-                    1.0 - alt.efficiency(size) / best
-                } else {
-                    0.0
-                }
-            })
-            .fold(0.0, f64::max)
+        let hazard = -(1.0 - self.loss.clamp(0.0, 0.999_999)).ln() * packets
+            + self.byte_error.max(0.0) * wire;
+        let l = byte_error.clamp(0.0, hazard / wire);
+        LinkEstimate {
+            loss: 1.0 - (-(hazard - l * wire) / packets).exp(),
+            byte_error: l,
+            ..*self
+        }
+    }
+
+    /// How much less efficient segments of `size` are than this link's best size (0 to 1).
+    pub fn regret(&self, size: usize, limits: &SizeLimits, unfragmented: bool) -> f64 {
+        let best = self.efficiency(self.best_size(limits, unfragmented));
+        if best > 0.0 {
+            1.0 - self.efficiency(size) / best
+        } else {
+            0.0
+        }
     }
 
     /// Probability that at least `k` of `k + m` segments sent back to back arrive, data
