@@ -226,8 +226,8 @@ fn no_collapse_on_lossy_links() {
 /// 22 (10.5 KB at 5 fps, loss 17%, bit error rate 2.2e-4, 66.1% before), deliver 61.0%: case
 /// 37's frames died in repair at 1442 B and their bytes kept the window shut for a deadline
 /// after they were given up. Before the size policy hedged where most segments fail
-/// (`ModelBased::hedge`), 40 fell below 99.5% and 21 below 90%. Most frames lost are captured in the
-/// first 3 s, while the estimator learns the link. Frames whose first
+/// (`ModelBased::hedge`), 40 fell below 99.5% and 21 below 90%. Most frames lost are
+/// captured in the first 3 s, while the estimator learns the link. Frames whose first
 /// crossing is lost whole and given up before a repair arrives are never counted by the
 /// receiver's estimator, and they are mostly the ones cut large, so failures look alike at
 /// every size (case 5: 73-78% seen from 558 to 1499 B, where the link fails 68-93%); the

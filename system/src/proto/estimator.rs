@@ -193,11 +193,25 @@ impl LinkEstimate {
         if !se.is_finite() {
             return 1.0;
         }
-        let lambda = self.byte_error.max(0.0);
-        [lambda + z * se, (lambda - z * se).max(0.0)]
-            .into_iter()
-            .map(|l| self.resplit(size, l).regret(size, limits, unfragmented))
+        self.plausible_splits(size, z)
+            .iter()
+            .map(|l| l.regret(size, limits, unfragmented))
             .fold(0.0, f64::max)
+    }
+
+    /// The two links at the ends of the splits of the failures at `size` that fit the data
+    /// within `z` standard errors of [`byte_error`](Self::byte_error) (see
+    /// [`resplit`](Self::resplit)): fewer byte errors and more per-packet loss, and the
+    /// other way round. Before the fit can tell (an infinite standard error), loss alone and
+    /// byte errors alone.
+    pub fn plausible_splits(&self, size: usize, z: f64) -> [LinkEstimate; 2] {
+        let (lambda, se) = (self.byte_error.max(0.0), self.byte_error_se);
+        let ends = if se.is_finite() {
+            [(lambda - z * se).max(0.0), lambda + z * se]
+        } else {
+            [0.0, f64::INFINITY]
+        };
+        ends.map(|l| self.resplit(size, l))
     }
 
     /// The link that fails segments of `size` as often as this one, with `byte_error` byte

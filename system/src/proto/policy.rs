@@ -352,9 +352,7 @@ impl ModelBased {
             frames: 0,
         }
     }
-}
 
-impl ModelBased {
     /// Where most segments fail: `held` (the size the fit picks, kept within the sizes seen)
     /// or a smaller one, whichever loses least under the worst split of the failures at
     /// `seen` bytes between loss and byte errors that fits the data within
@@ -363,16 +361,7 @@ impl ModelBased {
     /// segments fail and 79% of 750-byte ones, and the repairs outrun the link), small ones
     /// on a lossy link cost their headers.
     fn hedge(&self, link: &LinkEstimate, seen: usize, held: usize) -> usize {
-        let (lambda, se) = (link.byte_error.max(0.0), link.byte_error_se);
-        let splits = if se.is_finite() {
-            [
-                (lambda - Self::DOUBT * se).max(0.0),
-                lambda + Self::DOUBT * se,
-            ]
-        } else {
-            [0.0, f64::INFINITY]
-        };
-        let links = splits.map(|l| link.resplit(seen, l));
+        let links = link.plausible_splits(seen, Self::DOUBT);
         let worst = |size: usize| {
             links
                 .iter()
