@@ -1430,3 +1430,73 @@ fn resends_withdrawn_before_they_leave_do_not_go_and_a_nack_still_brings_them() 
     assert_eq!(sent, vec![Seen::Segment { frame, index: 5 }]);
     assert_eq!(p.tx.stats().segments_resent, 2);
 }
+
+/// A frame lost whole and given up keeps its bytes counted in the window (they may still
+/// sit in the bottleneck queue) until the queue ahead of them has drained and a round trip
+/// passed, provided the receiver was heard after that and no queue was seen: then they are
+/// lost, not in the network, and the next capture starts. On a path that answers nothing they
+/// count for a whole deadline more, so a dead uplink is not fed the camera's load.
+#[test]
+fn an_abandoned_frame_stops_holding_the_window_once_the_path_answers_with_no_queue_after_it_drained(
+) {
+    let ack_of = |frame| {
+        encode(Message::FrameAck(wire::FrameAck {
+            session: 1,
+            frame,
+            next_segment_size: 0,
+            next_parity: 0,
+        }))
+    };
+    // Datagrams that leave in [from, to) ms, the sender's timers run every millisecond;
+    // `heard` (ms, datagram) is handed to the sender on the way.
+    let run = |tx: &mut Sender, from: u64, to: u64, heard: &[(u64, Vec<u8>)]| {
+        let mut buf = Vec::new();
+        let mut sent = 0;
+        for t in from..to {
+            let now = Instant::from_millis(t);
+            for (_, d) in heard.iter().filter(|(at, _)| *at == t) {
+                tx.handle_datagram(now, addr(RX), d);
+            }
+            tx.handle_timeout(now);
+            while tx.poll_transmit(now, &mut buf).is_some() {
+                sent += 1;
+            }
+        }
+        sent
+    };
+    // Frame 0 acknowledged (a 19 ms round trip); frame 1 sent at 20 ms and acknowledged 19
+    // ms later, or 80 ms later (61 ms of queue); frame 2 sent at 20 ms too on a path that loses it
+    // and its tail probes, given up about a second later; frame 3 captured at 1,850 ms, with
+    // or without a NACK (of frame 2) heard at 1,800 ms, after frame 2's bytes would have
+    // drained. How many datagrams frame 3 sends by 1,950 ms.
+    let frame_3_sent = |answered: bool, queue: bool| {
+        let mut cfg = SenderConfig::new(1, addr(RX));
+        cfg.initial_segment_size = 1000;
+        cfg.rate_control = Some(RateConfig {
+            initial_rate: 20_000.0,
+            ..RateConfig::default()
+        });
+        let mut tx = Sender::new(cfg);
+        tx.push_frame(Instant::ZERO, vec![1; 500]).unwrap();
+        assert_eq!(run(&mut tx, 0, 20, &[(20 - 1, ack_of(0))]), 1);
+        tx.push_frame(Instant::from_millis(20), vec![2; 500])
+            .unwrap();
+        tx.push_frame(Instant::from_millis(20), vec![3; 4000])
+            .unwrap();
+        let mut heard = vec![(if queue { 100 } else { 39 }, ack_of(1))];
+        if answered {
+            heard.push((1_800, nack_of(2, vec![0])));
+        }
+        run(&mut tx, 20, 1_850, &heard);
+        tx.push_frame(Instant::from_millis(1_850), vec![4; 3000])
+            .unwrap();
+        run(&mut tx, 1_850, 1_950, &[])
+    };
+    assert!(frame_3_sent(true, false) > 0, "the window stayed shut");
+    assert_eq!(frame_3_sent(false, false), 0, "a silent path was fed");
+    assert_eq!(
+        frame_3_sent(true, true),
+        0,
+        "bytes behind a queue were forgotten"
+    );
+}
