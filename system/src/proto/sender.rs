@@ -568,8 +568,7 @@ impl Sender {
         if !self.window_open() {
             return false;
         }
-        let ahead: u64 =
-            self.frames.values().map(|f| f.unheard_bytes).sum::<u64>() + self.abandoned_bytes();
+        let ahead = self.unheard_bytes();
         if ahead == 0 {
             return true;
         }
@@ -811,9 +810,7 @@ impl Sender {
                 // them for the whole deadline kept the window shut with nothing in the
                 // network while NACKs of an older frame came back (soak case 37: 1.6 s of
                 // captures superseded with nothing sent).
-                let ahead = self.frames.values().map(|f| f.unheard_bytes).sum::<u64>()
-                    + self.abandoned_bytes()
-                    + f.unheard_bytes;
+                let ahead = self.unheard_bytes() + f.unheard_bytes;
                 let rate = rc
                     .delivery_rate()
                     .map_or(rc.target(), |d| d.min(rc.target()));
@@ -936,6 +933,12 @@ impl Sender {
     /// When the receiver was last heard, if that feedback showed no queue.
     fn heard_with_no_queue(&self) -> Option<Instant> {
         self.last_feedback.filter(|_| self.no_queue_seen())
+    }
+
+    /// Bytes that may still be on the way unheard of: what the frames in flight sent since
+    /// their last NACK, and the abandoned frames' bytes.
+    fn unheard_bytes(&self) -> u64 {
+        self.frames.values().map(|f| f.unheard_bytes).sum::<u64>() + self.abandoned_bytes()
     }
 
     /// Bytes of abandoned frames that may still be on the way.
@@ -1410,11 +1413,8 @@ impl Endpoint for Sender {
             .as_ref()
             .zip(self.overdue_since())
             .map(|(rc, t)| rc.overdue_at(t));
-        let forget = self
-            .abandoned
-            .iter()
-            .map(|a| a.forget_at(self.heard_with_no_queue()))
-            .min();
+        let heard = self.heard_with_no_queue();
+        let forget = self.abandoned.iter().map(|a| a.forget_at(heard)).min();
         [self.next_deadline(), pacing, overdue, forget]
             .into_iter()
             .flatten()

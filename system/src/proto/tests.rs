@@ -64,6 +64,16 @@ fn encode(m: Message) -> Vec<u8> {
     buf
 }
 
+/// An ACK of `frame` of session 1, with no size advice.
+fn ack_of(frame: u32) -> Vec<u8> {
+    encode(Message::FrameAck(wire::FrameAck {
+        session: 1,
+        frame,
+        next_segment_size: 0,
+        next_parity: 0,
+    }))
+}
+
 /// A NACK of session 1 naming `missing` of `frame`, with no size advice.
 fn nack_of(frame: u32, missing: Vec<u16>) -> Vec<u8> {
     encode(Message::Nack(wire::Nack {
@@ -1012,14 +1022,6 @@ fn deliveries_made_on_the_budget_by_another_sender_count_as_delivered() {
 /// for, no sample and no way up); a NACK that comes once the tail could have arrived does.
 #[test]
 fn a_nack_for_a_tail_still_in_flight_leaves_the_round_trip_sample() {
-    let ack = |frame: u32| {
-        encode(Message::FrameAck(wire::FrameAck {
-            session: 1,
-            frame,
-            next_segment_size: 0,
-            next_parity: 0,
-        }))
-    };
     // Runs the sender from `from` ms until it has sent `n` datagrams: when the last left.
     let send_until = |tx: &mut Sender, from: u64, n: usize| {
         let mut buf = Vec::new();
@@ -1050,7 +1052,7 @@ fn a_nack_for_a_tail_still_in_flight_leaves_the_round_trip_sample() {
         // Frame 0, one segment, a clean 20 ms round trip.
         tx.push_frame(Instant::ZERO, vec![1; 500]).unwrap();
         let sent = send_until(&mut tx, 0, 1);
-        tx.handle_datagram(Instant::from_millis(sent + 20), rx, &ack(0));
+        tx.handle_datagram(Instant::from_millis(sent + 20), rx, &ack_of(0));
         // Frame 1, two segments paced about 100 ms apart.
         let start = sent + 30;
         tx.push_frame(Instant::from_millis(start), vec![2; 1500])
@@ -1060,7 +1062,7 @@ fn a_nack_for_a_tail_still_in_flight_leaves_the_round_trip_sample() {
         let nack = nack_of(1, vec![1]);
         tx.handle_datagram(Instant::from_millis(tail + nack_after), rx, &nack);
         // The ACK after the minimum round trip plus 2 ms: no queue.
-        tx.handle_datagram(Instant::from_millis(tail + 22), rx, &ack(1));
+        tx.handle_datagram(Instant::from_millis(tail + 22), rx, &ack_of(1));
         tx.rate_control().unwrap().stats().increases - before
     };
     assert_eq!(
@@ -1106,13 +1108,7 @@ fn a_nack_for_a_tail_that_may_still_be_in_a_long_queue_brings_no_copy() {
         // Frame 0, a clean 20 ms round trip.
         tx.push_frame(Instant::ZERO, vec![1; 500]).unwrap();
         run(&mut tx, 0, 5);
-        let ack0 = encode(Message::FrameAck(wire::FrameAck {
-            session: 1,
-            frame: 0,
-            next_segment_size: 0,
-            next_parity: 0,
-        }));
-        tx.handle_datagram(Instant::from_millis(20), rx, &ack0);
+        tx.handle_datagram(Instant::from_millis(20), rx, &ack_of(0));
         // Frame 1: two segments, both leave at 100 ms; nothing comes back until its NACK.
         tx.push_frame(Instant::from_millis(100), vec![2; 1500])
             .unwrap();
@@ -1439,14 +1435,6 @@ fn resends_withdrawn_before_they_leave_do_not_go_and_a_nack_still_brings_them() 
 #[test]
 fn an_abandoned_frame_stops_holding_the_window_once_the_path_answers_with_no_queue_after_it_drained(
 ) {
-    let ack_of = |frame| {
-        encode(Message::FrameAck(wire::FrameAck {
-            session: 1,
-            frame,
-            next_segment_size: 0,
-            next_parity: 0,
-        }))
-    };
     // Datagrams that leave in [from, to) ms, the sender's timers run every millisecond;
     // `heard` (ms, datagram) is handed to the sender on the way.
     let run = |tx: &mut Sender, from: u64, to: u64, heard: &[(u64, Vec<u8>)]| {
@@ -1465,10 +1453,10 @@ fn an_abandoned_frame_stops_holding_the_window_once_the_path_answers_with_no_que
         sent
     };
     // Frame 0 acknowledged (a 19 ms round trip); frame 1 sent at 20 ms and acknowledged 19
-    // ms later, or 80 ms later (61 ms of queue); frame 2 sent at 20 ms too on a path that loses it
-    // and its tail probes, given up about a second later; frame 3 captured at 1,850 ms, with
-    // or without a NACK (of frame 2) heard at 1,800 ms, after frame 2's bytes would have
-    // drained. How many datagrams frame 3 sends by 1,950 ms.
+    // ms later, or 80 ms later (61 ms of queue); frame 2 sent at 20 ms too on a path that
+    // loses it and its tail probes, given up about a second later; frame 3 captured at 1,850
+    // ms, with or without a NACK (of frame 2) heard at 1,800 ms, after frame 2's bytes would
+    // have drained. How many datagrams frame 3 sends by 1,950 ms.
     let frame_3_sent = |answered: bool, queue: bool| {
         let mut cfg = SenderConfig::new(1, addr(RX));
         cfg.initial_segment_size = 1000;
