@@ -553,7 +553,8 @@ impl Bond {
         let since = u.answered_to;
         u.answered_to = u.answered_to.max(ping.at);
         u.stats.lost_bytes += lost;
-        u.rate.on_ack(now, delivered, Some(RttSample::rtt(rtt)));
+        u.rate
+            .on_ack(now, delivered, Some(RttSample::rtt(rtt)), None);
         u.suspect = false;
         if u.silent {
             u.silent = false;

@@ -221,6 +221,9 @@ struct OutFrame {
     /// A newer frame was acknowledged while this one was not: its tail is lost, not queued
     /// (the path is first in, first out), so its probe goes without further wait.
     tail_lost: bool,
+    /// When the frame's first datagram left (for the delivery rate after a loss, see
+    /// [`RateController::on_ack`]).
+    first_tx: Option<Instant>,
     /// When the frame's last datagram left.
     last_tx: Instant,
     /// Bytes on the wire for this frame so far (every datagram, UDP/IP headers included).
@@ -306,6 +309,9 @@ pub struct Sender {
     /// segments lost while no queue was seen. Any bit set tells a lossy link, on which a
     /// silence is more likely loss than a queue (see [`Sender::handle_timeout`]).
     recent_losses: u16,
+    /// A frame with datagrams on the wire was given up since the last ACK: the next ACK's
+    /// frame was sent after a loss (see [`RateController::on_ack`]).
+    lost_since_ack: bool,
     /// Parity segments per frame, as the last ACK asked.
     parity: usize,
     coder: Coder,
@@ -416,6 +422,7 @@ impl Sender {
             rtt: SmoothedRtt::default(),
             queue_seen: Duration::ZERO,
             recent_losses: 0,
+            lost_since_ack: false,
             parity: 0,
             coder: Coder::default(),
             events: VecDeque::new(),
@@ -703,6 +710,7 @@ impl Sender {
         self.rate = self.cfg.rate_control.clone().map(RateController::new);
         self.abandoned.clear();
         self.queue_seen = Duration::ZERO;
+        self.lost_since_ack = false;
         self.last_feedback = Some(now);
         self.fresh.clear();
         self.resend.clear();
@@ -719,6 +727,7 @@ impl Sender {
             f.crossed_at = None;
             f.data_sent_at = None;
             f.first_repair_at = None;
+            f.first_tx = None;
             self.fresh
                 .extend(first_crossing(id, f.count, f.parity_first));
         }
@@ -778,6 +787,7 @@ impl Sender {
                 resent: 0,
                 probe_at: None,
                 tail_lost: false,
+                first_tx: None,
                 last_tx: now,
                 wire_bytes: 0,
                 nacked_at: None,
@@ -800,6 +810,7 @@ impl Sender {
 
     fn give_up(&mut self, frame: u32, reason: DropReason) {
         if let Some(f) = self.frames.remove(&frame) {
+            self.lost_since_ack |= f.wire_bytes > 0;
             if let Some(rc) = self.rate.as_ref().filter(|_| f.wire_bytes > 0) {
                 // Its bytes are out of the network a deadline after its own at the latest,
                 // and on a path that answers with no queue in sight once the queue ahead of
@@ -838,18 +849,19 @@ impl Sender {
 
     /// Tells the rate control a frame of `wire_bytes` whose last datagram left at `last_tx`
     /// was acknowledged, with its round trip when that is a sure sample (and when the frame
-    /// was pushed, when known).
+    /// was pushed, when known), and when its first datagram left if it was sent after a loss
+    /// (see [`RateController::on_ack`]).
     fn rate_sample(
         &mut self,
         now: Instant,
         wire_bytes: u64,
         rtt: Option<Duration>,
         pushed_at: Option<Instant>,
-        last_tx: Instant,
+        (after_loss, last_tx): (Option<Instant>, Instant),
     ) {
         if let Some(rc) = self.rate.as_mut() {
             let sample = rtt.map(|rtt| RttSample { rtt, pushed_at });
-            rc.on_ack(now, wire_bytes, sample);
+            rc.on_ack(now, wire_bytes, sample, after_loss);
             if rtt.is_none() {
                 rc.on_late_ack(now, now - last_tx);
             }
@@ -868,7 +880,7 @@ impl Sender {
     /// that cut the target to its floor would hold the backlog there for good.
     pub fn note_delivered(&mut self, now: Instant, wire_bytes: u64, rtt: Option<Duration>) {
         if let Some(rc) = self.rate.as_mut() {
-            rc.on_ack(now, wire_bytes, rtt.map(RttSample::rtt));
+            rc.on_ack(now, wire_bytes, rtt.map(RttSample::rtt), None);
         }
         self.report_target();
     }
@@ -959,7 +971,7 @@ impl Sender {
             let rtt = a
                 .data_sent_at
                 .and_then(|sent| sure_rtt(now, sent, a.first_repair_at, min_rtt));
-            self.rate_sample(now, a.wire_bytes, rtt, None, a.last_tx);
+            self.rate_sample(now, a.wire_bytes, rtt, None, (None, a.last_tx));
         }
     }
 
@@ -968,8 +980,11 @@ impl Sender {
         self.last_feedback = Some(now);
         self.settle_abandoned(now, ack.frame);
         // What older frames sent before this one is out of the network: delivered, or lost
-        // (their repairs, sent from now on, count again).
+        // (their repairs, sent from now on, count again). If any such frame, or one given up
+        // since the last ACK, went out, this one was sent after a loss.
+        let mut after_loss = std::mem::take(&mut self.lost_since_ack);
         for f in self.frames.range_mut(..ack.frame).map(|(_, f)| f) {
+            after_loss |= f.wire_bytes > 0;
             f.unheard_bytes = 0;
             if self.rate.is_some() && f.all_sent() {
                 if let Some(at) = f.probe_at.as_mut() {
@@ -989,7 +1004,14 @@ impl Sender {
             // a full queue says nothing of what a silence means.
             let quiet = self.no_queue_seen();
             self.recent_losses = self.recent_losses << 1 | u16::from(f.loss_reported && quiet);
-            self.rate_sample(now, f.wire_bytes, rtt, Some(f.pushed_at), f.last_tx);
+            let after_loss = f.first_tx.filter(|_| after_loss);
+            self.rate_sample(
+                now,
+                f.wire_bytes,
+                rtt,
+                Some(f.pushed_at),
+                (after_loss, f.last_tx),
+            );
             if clean {
                 self.rtt.update(now - f.last_tx);
             }
@@ -1364,6 +1386,7 @@ impl Endpoint for Sender {
             }
         };
         f.last_tx = now;
+        f.first_tx.get_or_insert(now);
         f.wire_bytes += (buf.len() + UDP_IP_OVERHEAD) as u64;
         f.unheard_bytes += (buf.len() + UDP_IP_OVERHEAD) as u64;
         let queued_ahead = self.rate.as_ref().map_or(Duration::ZERO, |rc| {
