@@ -1488,3 +1488,41 @@ fn an_abandoned_frame_stops_holding_the_window_once_the_path_answers_with_no_que
         "bytes behind a queue were forgotten"
     );
 }
+
+/// The rate control's delivery rate must not count the time of a frame lost whole as time
+/// the path spent delivering: on a link that loses frames whole in bursts it read far below
+/// what the path carries, and GCC's bound on it took the target to its floor with no queue.
+#[test]
+fn a_frame_sent_after_one_lost_whole_counts_from_its_own_first_datagram() {
+    // Frames of one 1000-byte segment at 0, 100 and 200 ms on a 20 ms path; frame 1 is lost
+    // whole (or acknowledged, `lost` false). The delivery rate once frame 2 is acknowledged.
+    let delivery_rate = |lost: bool| {
+        let mut cfg = SenderConfig::new(1, addr(RX));
+        cfg.initial_segment_size = 1000;
+        cfg.rate_control = Some(RateConfig::default());
+        let mut tx = Sender::new(cfg);
+        let mut buf = Vec::new();
+        for t in 0..300u64 {
+            let now = Instant::from_millis(t);
+            let frame = (t / 100) as u32;
+            match t % 100 {
+                0 => {
+                    tx.push_frame(now, vec![frame as u8; 1000]).unwrap();
+                }
+                20 if frame != 1 || !lost => tx.handle_datagram(now, addr(RX), &ack_of(frame)),
+                _ => {}
+            }
+            tx.handle_timeout(now);
+            while tx.poll_transmit(now, &mut buf).is_some() {}
+        }
+        tx.rate_control()
+            .and_then(RateController::delivery_rate)
+            .unwrap()
+    };
+    // Each frame is about 1,070 bytes on the wire. With frame 1 acknowledged: two frames in
+    // the 200 ms between the first ACK and the last. With frame 1 lost: frame 2 in the 20 ms
+    // from its first datagram to its ACK, not one frame in 200 ms.
+    let (acked, lost) = (delivery_rate(false), delivery_rate(true));
+    assert!((9_000.0..12_000.0).contains(&acked), "{acked}");
+    assert!((45_000.0..70_000.0).contains(&lost), "{lost}");
+}
