@@ -78,7 +78,9 @@
 //!   initial rate).
 //!
 //! Random radio loss changes none of this: a lost segment is repaired and its frame gives no
-//! sample, and the delivery rate counts every byte that arrived. Queue build-up raises the
+//! sample, and the delivery rate counts every byte that arrived, over the time the path had
+//! the frames that arrived to carry (a frame lost whole does not count its time, see
+//! [`RateController::on_ack`]). Queue build-up raises the
 //! round trip of every frame, repaired or not, and that is what the law reads.
 //!
 //! Whatever arrives, the target stays within [`RateConfig::min_rate`] and
@@ -249,7 +251,7 @@ struct Ack {
     at: Instant,
     wire_bytes: u64,
     /// The time it counts for in the delivery rate: since the ACK before it, or, when frames
-    /// sent before it were lost whole, since its first datagram left if that was later (see
+    /// sent before it were lost, since its first datagram left if that was later (see
     /// [`RateController::on_ack`]).
     took: Duration,
 }
@@ -349,8 +351,8 @@ impl RateController {
     }
 
     /// Bytes per second the ACKs of the last few frames show arriving, once two are in: their
-    /// bytes over the time they took, which is the span of their ACKs less the time of
-    /// frames lost whole between them while the path had nothing else of ours to carry.
+    /// bytes over the time they took, which is the span of their ACKs less the time before
+    /// each one's first datagram left where frames sent before it were lost.
     pub fn delivery_rate(&self) -> Option<f64> {
         if self.acks.len() < 2 {
             return None;
@@ -372,9 +374,9 @@ impl RateController {
     /// A frame of `wire_bytes` (every datagram it took, headers included) was acknowledged at
     /// `now`; `rtt` is its round trip when it is a clean sample (sent once, not repaired).
     /// `after_loss` is when its first datagram left, given when frames sent before it were
-    /// lost whole (given up, or still unacknowledged with their datagrams all sent): then it
-    /// counts in the delivery rate for the time since then or since the ACK before it,
-    /// whichever is shorter. The ACKs' spacing alone counts the lost frames' time as
+    /// lost (given up since the ACK before, or still unacknowledged with datagrams out: lost
+    /// whole or in repair): then it counts in the delivery rate for the time since then or
+    /// since the ACK before it, whichever is shorter. The ACKs' spacing alone counts the lost frames' time as
     /// delivery time, and on a link that loses frames whole in bursts the delivery rate then
     /// reads far below what the path carries; GCC's bound on it (below) ratcheted the target
     /// down to its floor with no queue in sight (NACK-only lossy soak case 57: 28% loss in
