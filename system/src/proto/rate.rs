@@ -80,8 +80,8 @@
 //! Random radio loss changes none of this: a lost segment is repaired and its frame gives no
 //! sample, and the delivery rate counts every byte that arrived, over the time the path had
 //! the frames that arrived to carry (a frame lost whole does not count its time, see
-//! [`RateController::on_ack`]). Queue build-up raises the
-//! round trip of every frame, repaired or not, and that is what the law reads.
+//! [`RateController::on_ack`]). Queue build-up raises the round trip of every frame,
+//! repaired or not, and that is what the law reads.
 //!
 //! Whatever arrives, the target stays within [`RateConfig::min_rate`] and
 //! [`RateConfig::max_rate`]: a forged or replayed ACK (the sealed sessions reject those
@@ -376,9 +376,9 @@ impl RateController {
     /// `after_loss` is when its first datagram left, given when frames sent before it were
     /// lost (given up since the ACK before, or still unacknowledged with datagrams out: lost
     /// whole or in repair): then it counts in the delivery rate for the time since then or
-    /// since the ACK before it, whichever is shorter. The ACKs' spacing alone counts the lost frames' time as
-    /// delivery time, and on a link that loses frames whole in bursts the delivery rate then
-    /// reads far below what the path carries; GCC's bound on it (below) ratcheted the target
+    /// since the ACK before it, whichever is shorter. The ACKs' spacing alone counts the lost
+    /// frames' time as delivery time, and on a link that loses frames whole in bursts the
+    /// delivery rate then reads far below what the path carries; GCC's bound on it (below) ratcheted the target
     /// down to its floor with no queue in sight (NACK-only lossy soak case 57: 28% loss in
     /// bursts on a 500 KB/s link, 74.8% of the frames delivered). Where the frames queue
     /// one behind the other the ACK before comes after the first datagram left, and nothing

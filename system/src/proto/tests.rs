@@ -85,6 +85,17 @@ fn nack_of(frame: u32, missing: Vec<u16>) -> Vec<u8> {
     }))
 }
 
+/// Runs the sender's timers at `now` and sends what it lets go: how many datagrams left.
+fn tick(tx: &mut Sender, now: Instant) -> usize {
+    let mut buf = Vec::new();
+    tx.handle_timeout(now);
+    let mut sent = 0;
+    while tx.poll_transmit(now, &mut buf).is_some() {
+        sent += 1;
+    }
+    sent
+}
+
 fn seen(bytes: &[u8]) -> Seen {
     match wire::decode(bytes).unwrap() {
         Message::Segment(s) => Seen::Segment {
@@ -1024,14 +1035,9 @@ fn deliveries_made_on_the_budget_by_another_sender_count_as_delivered() {
 fn a_nack_for_a_tail_still_in_flight_leaves_the_round_trip_sample() {
     // Runs the sender from `from` ms until it has sent `n` datagrams: when the last left.
     let send_until = |tx: &mut Sender, from: u64, n: usize| {
-        let mut buf = Vec::new();
         let mut sent = 0;
         for t in from..from + 1_000 {
-            let now = Instant::from_millis(t);
-            tx.handle_timeout(now);
-            while tx.poll_transmit(now, &mut buf).is_some() {
-                sent += 1;
-            }
+            sent += tick(tx, Instant::from_millis(t));
             if sent >= n {
                 return t;
             }
@@ -1438,17 +1444,13 @@ fn an_abandoned_frame_stops_holding_the_window_once_the_path_answers_with_no_que
     // Datagrams that leave in [from, to) ms, the sender's timers run every millisecond;
     // `heard` (ms, datagram) is handed to the sender on the way.
     let run = |tx: &mut Sender, from: u64, to: u64, heard: &[(u64, Vec<u8>)]| {
-        let mut buf = Vec::new();
         let mut sent = 0;
         for t in from..to {
             let now = Instant::from_millis(t);
             for (_, d) in heard.iter().filter(|(at, _)| *at == t) {
                 tx.handle_datagram(now, addr(RX), d);
             }
-            tx.handle_timeout(now);
-            while tx.poll_transmit(now, &mut buf).is_some() {
-                sent += 1;
-            }
+            sent += tick(tx, now);
         }
         sent
     };
@@ -1501,7 +1503,6 @@ fn a_frame_sent_after_one_lost_whole_counts_from_its_own_first_datagram() {
         cfg.initial_segment_size = 1000;
         cfg.rate_control = Some(RateConfig::default());
         let mut tx = Sender::new(cfg);
-        let mut buf = Vec::new();
         for t in 0..300u64 {
             let now = Instant::from_millis(t);
             let frame = (t / 100) as u32;
@@ -1512,8 +1513,7 @@ fn a_frame_sent_after_one_lost_whole_counts_from_its_own_first_datagram() {
                 20 if frame != 1 || !lost => tx.handle_datagram(now, addr(RX), &ack_of(frame)),
                 _ => {}
             }
-            tx.handle_timeout(now);
-            while tx.poll_transmit(now, &mut buf).is_some() {}
+            tick(&mut tx, now);
         }
         tx.rate_control()
             .and_then(RateController::delivery_rate)
