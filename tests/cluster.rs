@@ -10,7 +10,7 @@ mod common;
 
 use common::{for_seeds, load_scenario, replay_test};
 use livecam_sim::scenario::Scenario;
-use livecam_sim::summary::ClusterSummary;
+use livecam_sim::summary::{ClusterSummary, Summary};
 use livecam_sim::{Outcome, Simulator};
 
 const FILE: &str = "cluster";
@@ -120,6 +120,23 @@ fn hundred_clients_spread_evenly_over_six_tier2s() {
     );
 }
 
+/// Checks that every frame dropped was superseded while its session was set up, at most one
+/// per frame interval of the slowest set-up for each connection.
+fn setup_only(s: &Summary, c: &ClusterSummary, fps: f64, p: &mut Vec<String>) {
+    let other = s.frames_dropped - s.frames_superseded_at_setup;
+    if other > 0 {
+        p.push(format!("{other} frames dropped"));
+    }
+    let allowed = c.connections * (c.setup_ms_max / 1000.0 * fps).ceil() as u64;
+    if s.frames_superseded_at_setup > allowed {
+        p.push(format!(
+            "{} frames superseded at set-up > {allowed} (one per frame interval of {:.0} ms for \
+             each of {} connections)",
+            s.frames_superseded_at_setup, c.setup_ms_max, c.connections
+        ));
+    }
+}
+
 fn drain(backend: Simulator, name: &str, seeds: &[u64]) {
     let sc = load_scenario("cluster-drain.toml");
     for_seeds(name, FILE, seeds, |seed| {
@@ -130,11 +147,11 @@ fn drain(backend: Simulator, name: &str, seeds: &[u64]) {
         if !t10.is_empty() || t11.len() != 4 {
             p.push(format!("after the drain t10 manages {t10:?}, t11 {t11:?}"));
         }
-        if o.summary.frames_dropped > 0 || c.failovers > 0 {
-            p.push(format!(
-                "the drain cost {} frames and {} sessions",
-                o.summary.frames_dropped, c.failovers
-            ));
+        // A connect offer the 2% loss took makes a set-up slow, and the session then opens
+        // with the newest frame; the drain itself costs nothing.
+        setup_only(&o.summary, &c, sc.workload.fps, &mut p);
+        if c.failovers > 0 {
+            p.push(format!("the drain cost {} sessions", c.failovers));
         }
         verdict(&o, &c, p)
     });
@@ -180,9 +197,10 @@ fn tier1_crash(backend: Simulator, name: &str, seeds: &[u64]) {
         if t11.len() != 4 {
             p.push(format!("t11 manages {t11:?}, expected all four tier-2s"));
         }
-        if o.summary.frames_dropped > 0 {
-            p.push(format!("{} frames dropped", o.summary.frames_dropped));
-        }
+        // A client that waited for its backup opens its session with the newest frame: the
+        // captures of the wait are superseded, at most one per frame interval of it. Nothing
+        // else is lost.
+        setup_only(&o.summary, &c, sc.workload.fps, &mut p);
         verdict(&o, &c, p)
     });
 }

@@ -465,6 +465,11 @@ impl Tally {
             s.frames_sent += t.pushed.len() as u64;
             s.frames_delivered += t.acked.len() as u64;
             s.frames_dropped += t.given_up.len() as u64;
+            s.frames_superseded_at_setup += t
+                .given_up
+                .values()
+                .filter(|&&r| r == DropReason::SetUp)
+                .count() as u64;
             for &f in &t.acked {
                 if !self.delivered.contains(&(id, f)) {
                     violations.push(format!(
@@ -535,6 +540,9 @@ pub struct Summary {
     pub frames_delivered: u64,
     /// Frames the cameras gave up (deadline or eviction), each reported.
     pub frames_dropped: u64,
+    /// Of those dropped, frames captured while their session was set up, a newer one
+    /// captured before it opened (the session starts with the newest).
+    pub frames_superseded_at_setup: u64,
     /// Frames still in a camera's memory when it crashed.
     pub frames_lost_with_host: u64,
     /// Frames the receivers delivered (a few more than acknowledged when ACKs were lost).

@@ -414,14 +414,15 @@ impl Frames {
                 match f.given_up_for.as_deref() {
                     // Dropped at the source by the rate control: a capture instant skipped
                     // (at once), or a frame a newer capture superseded before it could start
-                    // (by its deadline at the latest).
+                    // (by its deadline at the latest, and when its session opened for one
+                    // captured during the set-up).
                     Some("skipped") if age > 1e-6 => {
                         out.push(format!("{id}: skipped {age:.3} s after capture"))
                     }
-                    Some("superseded") if age > deadline_s + 1e-6 => {
-                        out.push(format!("{id}: superseded {age:.3} s after capture"))
+                    Some(why @ ("superseded" | "set_up")) if age > deadline_s + 1e-6 => {
+                        out.push(format!("{id}: {why} {age:.3} s after capture"))
                     }
-                    Some("skipped" | "superseded") => {}
+                    Some("skipped" | "superseded" | "set_up") => {}
                     Some("deadline") => {
                         if age < deadline_s - 1e-6 || age > deadline_s + slack_s {
                             out.push(format!(

@@ -54,6 +54,9 @@ pub enum DropReason {
     /// Never captured: the rate control lowered the frame rate and this capture instant was
     /// skipped; dropped at the source.
     Skipped,
+    /// Captured while its session was being set up, with a newer frame captured before the
+    /// session opened: a live session starts with the newest; dropped at the source.
+    SetUp,
 }
 
 #[cfg(test)]

@@ -561,6 +561,23 @@ impl Sender {
         unstarted.len()
     }
 
+    /// Gives up every frame that has not started to leave except the newest
+    /// ([`DropReason::SetUp`]): what a live session owes once it opens after a slow set-up.
+    /// Returns how many.
+    pub fn keep_newest_unstarted(&mut self) -> usize {
+        let unstarted: Vec<u32> = self
+            .frames
+            .iter()
+            .filter(|(_, f)| f.wire_bytes == 0)
+            .map(|(&id, _)| id)
+            .collect();
+        let stale = &unstarted[..unstarted.len().saturating_sub(1)];
+        for &id in stale {
+            self.give_up(id, DropReason::SetUp);
+        }
+        stale.len()
+    }
+
     /// Whether the rate control lets `f`, not started yet, start: the window is open, and the
     /// frame could still arrive within its deadline if it left at once, its bytes behind
     /// those in flight at the target. A frame that could not is never started, and the next

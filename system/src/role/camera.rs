@@ -159,6 +159,16 @@ impl Camera {
         }
     }
 
+    /// The session just opened after a set-up: of the frames captured meanwhile only the
+    /// newest goes, under rate control (the others are given up,
+    /// [`DropReason::SetUp`](crate::proto::DropReason::SetUp); a
+    /// durable camera's backfill still sends them).
+    pub fn keep_newest(&mut self) {
+        if self.sender.rate_control().is_some() {
+            self.superseded += self.sender.keep_newest_unstarted() as u64;
+        }
+    }
+
     /// Frames per second now.
     pub fn fps(&self) -> f64 {
         self.cfg.fps

@@ -205,6 +205,11 @@ impl Net {
 /// The mobile client of [`Net::new`], booted at `boot` and numbering its frames from
 /// `boot_seq` (see [`super::durable`]).
 fn mobile(boot_seq: u64, boot: Instant) -> Mobile {
+    mobile_sending(SenderConfig::new(CLIENT, addr(11)), boot_seq, boot)
+}
+
+/// [`mobile`] with a sender of its own.
+fn mobile_sending(sender: SenderConfig, boot_seq: u64, boot: Instant) -> Mobile {
     let camera = Camera::new(
         CameraConfig {
             fps: 10.0,
@@ -212,7 +217,7 @@ fn mobile(boot_seq: u64, boot: Instant) -> Mobile {
             frame_bytes: 3000,
             start_at: boot + Duration::from_secs(1),
         },
-        Sender::new(SenderConfig::new(CLIENT, addr(11))),
+        Sender::new(sender),
         Box::new(FrameContent { seed: 1 }),
     )
     .with_boot_seq(boot_seq);
@@ -329,4 +334,49 @@ fn a_restarted_client_numbers_afresh_and_its_new_frames_are_not_taken_for_stale_
         after.frames_delivered
     );
     assert_eq!((after.frames_corrupted, after.frames_duplicated), (0, 0));
+}
+
+/// A session that opens late (its tier-1 unreachable for the first 1.4 s, the camera
+/// capturing from 1 s) starts with the newest frame: under rate control the captures of the
+/// wait are given up (`DropReason::SetUp`) the moment it opens, instead of leaving
+/// together at the starting rate and holding up the frames after them; nothing else is lost.
+#[test]
+fn a_session_that_opens_late_starts_with_the_newest_frame() {
+    let mut net = Net::new();
+    let mut cfg = SenderConfig::new(CLIENT, addr(11));
+    cfg.rate_control = Some(crate::proto::RateConfig::default());
+    let mobile = mobile_sending(cfg, 0, Instant::ZERO);
+    net.hosts.insert(addr(50), Host::Mobile(Box::new(mobile)));
+    let tier1 = net.hosts.remove(&addr(1)).expect("the tier-1");
+    net.run_until(at(1) + Duration::from_millis(400));
+    assert!(
+        net.session_tier2().is_none(),
+        "no session without the tier-1"
+    );
+    let waited = net.mobile().camera().report().frames_sent;
+    assert!(waited >= 4, "{waited} frames captured while waiting");
+    net.hosts.insert(addr(1), tier1);
+    while net.session_tier2().is_none() && net.now < at(6) {
+        let step = net.now + Duration::from_millis(1);
+        net.run_until(step);
+    }
+    // The next connect attempt, within the frames' 1 s deadline.
+    assert!(net.now < at(2), "connected at {:?}", net.now);
+    net.run_until(at(6));
+    assert!(
+        net.session_tier2().is_some(),
+        "connected once the tier-1 answers"
+    );
+    let r = net.mobile().camera().report();
+    // All but the newest of the frames captured before the session opened (one or two more
+    // may come while the offer is on its way), and nothing after them.
+    assert!(
+        (waited - 1..=waited + 1).contains(&r.frames_superseded),
+        "{} superseded of {waited} captured while waiting: {r:?}",
+        r.frames_superseded
+    );
+    assert_eq!(r.frames_dropped, r.frames_superseded, "{r:?}");
+    assert!(r.frames_delivered >= 40, "{r:?}");
+    // No frame waited out the set-up.
+    assert!(r.latency_ms_max < 500.0, "{r:?}");
 }
