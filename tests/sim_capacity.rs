@@ -512,7 +512,12 @@ fn an_uplink_that_carries_nothing_drops_every_frame_mostly_at_the_source() {
         .frames
         .by_id
         .values()
-        .filter(|f| matches!(f.given_up_for.as_deref(), Some("superseded" | "skipped")))
+        .filter(|f| {
+            matches!(
+                f.given_up_for.as_deref(),
+                Some("superseded" | "skipped" | "set_up")
+            )
+        })
         .count() as u64;
     assert!(
         at_source * 2 > s.frames_sent,

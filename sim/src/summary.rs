@@ -538,7 +538,8 @@ pub struct Summary {
     pub frames_sent: u64,
     /// Frames acknowledged to their camera.
     pub frames_delivered: u64,
-    /// Frames the cameras gave up (deadline or eviction), each reported.
+    /// Frames the cameras gave up (deadline or eviction, and at the source under rate
+    /// control: superseded, skipped, or held by a slow set-up), each reported.
     pub frames_dropped: u64,
     /// Of those dropped, frames captured while their session was set up, a newer one
     /// captured before it opened (the session starts with the newest).

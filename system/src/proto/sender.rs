@@ -547,7 +547,9 @@ impl Sender {
     /// back (its window is closed, or the frame could not arrive in time behind what is in
     /// flight: see [`Sender::may_start`]), superseded by a newer capture: live video shows
     /// the newest. Frames held back for another reason (the session being set up, or moved
-    /// to another receiver) wait for their deadline as before. Returns how many.
+    /// to another receiver) wait for their deadline as before; a client's first session
+    /// gives up those of its set-up when it opens ([`Sender::keep_newest_unstarted`]).
+    /// Returns how many.
     pub fn drop_unstarted(&mut self) -> usize {
         let unstarted: Vec<u32> = self
             .frames

@@ -43,7 +43,8 @@ pub struct CameraReport {
     pub first_frame_at_s: f64,
     pub last_ack_at_s: f64,
     /// Frames given up before they could start to leave, a newer capture having come
-    /// (rate control: the newest frame wins). Also in `frames_dropped`.
+    /// (rate control: the newest frame wins), those of a slow set-up included
+    /// ([`Camera::keep_newest`]). Also in `frames_dropped`.
     pub frames_superseded: u64,
     /// Capture instants skipped because the rate control lowered the frame rate.
     pub frames_skipped: u64,

@@ -366,7 +366,6 @@ impl Mobile {
                 attempts,
             } = ev
             {
-                self.camera.restart(now, addr);
                 // The first session starts with the newest frame: those captured while a
                 // slow set-up went on (a lost offer, a dead tier-1: 0.5-1 s) would leave
                 // together at the starting rate, late, and the frames after them would
@@ -378,6 +377,7 @@ impl Mobile {
                     self.camera.keep_newest();
                 }
                 self.ever_connected = true;
+                self.camera.restart(now, addr);
                 self.channel = self.connector.take_channel();
                 self.uplinks_before = self.uplink_stats();
                 self.sent_by.clear();
