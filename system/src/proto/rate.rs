@@ -378,11 +378,11 @@ impl RateController {
     /// whole or in repair): then it counts in the delivery rate for the time since then or
     /// since the ACK before it, whichever is shorter. The ACKs' spacing alone counts the lost
     /// frames' time as delivery time, and on a link that loses frames whole in bursts the
-    /// delivery rate then reads far below what the path carries; GCC's bound on it (below) ratcheted the target
-    /// down to its floor with no queue in sight (NACK-only lossy soak case 57: 28% loss in
-    /// bursts on a 500 KB/s link, 74.8% of the frames delivered). Where the frames queue
-    /// one behind the other the ACK before comes after the first datagram left, and nothing
-    /// changes: a queue's drops are read as before.
+    /// delivery rate then reads far below what the path carries; GCC's bound on it (below)
+    /// ratcheted the target down to its floor with no queue in sight (NACK-only lossy soak
+    /// case 57: 28% loss in bursts on a 500 KB/s link, 74.8% of the frames delivered). Where
+    /// the frames queue one behind the other the ACK before comes after the first datagram
+    /// left, and nothing changes: a queue's drops are read as before.
     pub fn on_ack(
         &mut self,
         now: Instant,
