@@ -261,6 +261,17 @@ impl InFrame {
             + self.parity.iter().map(|(_, p)| p.len()).sum::<usize>()
     }
 
+    /// What the size policy is told of the frame: `failed` of its data segments failed.
+    fn outcome(&self, failed: usize, delivered: bool) -> FrameOutcome {
+        FrameOutcome {
+            segment_size: self.segment_size,
+            frame_len: self.len,
+            segments: usize::from(self.count),
+            failed,
+            delivered,
+        }
+    }
+
     fn failed(&self) -> usize {
         self.nacked_at.iter().filter(|t| t.is_some()).count()
     }
@@ -533,17 +544,8 @@ impl Session {
             };
             f.observed = true;
             let link = self.estimator.estimate();
-            let next = self.policy.observe(
-                &FrameOutcome {
-                    segment_size: f.segment_size,
-                    frame_len: f.len,
-                    segments: usize::from(f.count),
-                    failed: missing,
-                    // Not given up: the outcome is its first crossing's.
-                    delivered: true,
-                },
-                &link,
-            );
+            // Not given up: the outcome is its first crossing's.
+            let next = self.policy.observe(&f.outcome(missing, true), &link);
             self.plan = policy.plan(&link, f.len, next);
         }
     }
@@ -722,16 +724,7 @@ impl Receiver {
             return Some((f, failed, s.plan.size));
         }
         let link = s.estimator.estimate();
-        let next = s.policy.observe(
-            &FrameOutcome {
-                segment_size: f.segment_size,
-                frame_len: f.len,
-                segments: usize::from(f.count),
-                failed,
-                delivered,
-            },
-            &link,
-        );
+        let next = s.policy.observe(&f.outcome(failed, delivered), &link);
         s.plan = self.cfg.policy.plan(&link, f.len, next);
         Some((f, failed, s.plan.size))
     }
