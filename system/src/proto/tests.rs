@@ -643,23 +643,29 @@ fn segment(session: u32, frame: u32, index: u16, len: usize, size: usize) -> Vec
     buf
 }
 
-/// Under the model policy a frame whose first crossing ended with most segments missing
-/// moves the size for the next frames at once (a later frame's segment ends the crossing),
-/// while the frame itself is still in repair; one that lost a few waits until it is finished,
-/// as the seed's rule does for every frame.
+/// Under the model policy, while no frame of the session has been delivered, a frame whose
+/// first crossing ended with most segments missing moves the size for the next frames at once
+/// (a later frame's segment ends the crossing), while the frame itself is still in repair.
+/// One that lost a few waits until it is finished, and so does every frame once one was
+/// delivered, as the seed's rule does for every frame.
 #[test]
 fn crossings_that_lost_most_segments_move_the_size_before_their_frames_are_finished() {
-    // Five frames of ten 500 B segments, of which the first `arrived` come, then the first
-    // segment of a sixth (which ends the fifth's crossing): the size asked for after each.
-    let sizes = |kind: PolicyKind, arrived: u16| {
+    // `whole` frames that arrive whole, then five frames of ten 500 B segments of which the
+    // first `arrived` come, then the first segment of one more (which ends the crossing
+    // before it): the size asked for after each.
+    let sizes = |kind: PolicyKind, whole: u32, arrived: u16| {
         let mut cfg = ReceiverConfig::default();
         cfg.policy.kind = kind;
         let mut rx = Receiver::new(cfg);
         let from = addr(TX);
         let mut now = Instant::ZERO;
         let mut sizes = Vec::new();
-        for frame in 0..6 {
-            let arrived = if frame < 5 { arrived } else { 1 };
+        for frame in 0..whole + 6 {
+            let arrived = match frame {
+                f if f < whole => 10,
+                f if f < whole + 5 => arrived,
+                _ => 1,
+            };
             for index in 0..arrived {
                 rx.handle_datagram(now, from, &segment(7, frame, index, 5_000, 500));
                 now += Duration::from_millis(1);
@@ -667,18 +673,28 @@ fn crossings_that_lost_most_segments_move_the_size_before_their_frames_are_finis
             sizes.push(rx.segment_size(7).expect("the session"));
             now += Duration::from_millis(10);
         }
-        assert_eq!(rx.frames_in_reassembly(), 6, "no frame is finished");
+        assert_eq!(
+            rx.frames_in_reassembly(),
+            6,
+            "only the whole frames are finished"
+        );
         sizes
     };
-    let model = sizes(PolicyKind::Model, 2);
+    let model = sizes(PolicyKind::Model, 0, 2);
     assert!(
         model.last().is_some_and(|&s| s < 500),
         "8 of 10 lost at 500 B, frame after frame: {model:?}"
     );
     // Two lost of ten: the size waits for the frames.
-    assert!(sizes(PolicyKind::Model, 8).iter().all(|&s| s == 500));
+    assert!(sizes(PolicyKind::Model, 0, 8).iter().all(|&s| s == 500));
+    // Once a frame was delivered, the crossings that end short wait for their frames too.
+    let after_one = sizes(PolicyKind::Model, 1, 2);
+    assert!(
+        after_one.iter().all(|&s| s == after_one[0]),
+        "{after_one:?}"
+    );
     // The seed's rule takes a frame when it is finished.
-    assert!(sizes(PolicyKind::Seed, 2).iter().all(|&s| s == 500));
+    assert!(sizes(PolicyKind::Seed, 0, 2).iter().all(|&s| s == 500));
 }
 
 #[test]
