@@ -12,7 +12,7 @@
 //! The policy takes each frame's outcome once, when the frame is finished; under the model
 //! policy, until a frame of the session has been delivered, a frame whose first crossing
 //! ended with most of its data segments missing is taken as soon as that crossing is over
-//! instead (`Session::settled_short`). On a link that fails most segments the first frame
+//! instead (`Session::observe_short`). On a link that fails most segments the first frame
 //! takes several round trips to finish, and the frames after it are cut at the size that
 //! failed before the policy has any outcome to learn from: on a 124 KB/s link with bit error
 //! rate 2.4e-4 (bit-error soak case 32) the first frame finished 0.8 s after capture, the size
@@ -227,7 +227,7 @@ struct InFrame {
     crossed: bool,
     /// The size policy has taken this frame's outcome already: under the model policy, its
     /// first crossing ended with most of its data segments missing (see
-    /// [`Session::settled_short`]); [`Receiver::take_frame`] does not tell it again.
+    /// [`Session::observe_short`]); [`Receiver::take_frame`] does not tell it again.
     observed: bool,
     first_seen: Instant,
     deadline: Instant,
@@ -476,11 +476,6 @@ struct Session {
     estimator: LinkEstimator,
     /// First crossings not yet over, oldest first.
     crossings: VecDeque<Crossing>,
-    /// Frames whose first crossing ended with most data segments missing before any frame
-    /// of the session was delivered, and how many are missing: the model policy takes them
-    /// at once rather than when the frame is finished (see the module docs). Drained after every settlement, so it holds at most the
-    /// crossings one arrival settles.
-    settled_short: Vec<(u32, usize)>,
     /// A frame of the session has been delivered: the size policy has had a finished
     /// outcome, and crossings that end short wait for their frames like the rest.
     delivered_one: bool,
@@ -518,54 +513,57 @@ impl Session {
     /// A path's place moved to `frame` (a first-crossing shard or a mark): settles the
     /// crossings every path live within `live` has gone past (with one path: those of the
     /// frames before `frame`).
-    fn settle_passed(&mut self, now: Instant, live: Duration, frame: u32) {
+    fn settle_passed(&mut self, now: Instant, live: Duration, frame: u32, policy: &PolicyConfig) {
         let floor = self.paths.floor(now, live);
-        self.settle_before(floor.unwrap_or(frame));
+        self.settle_before(floor.unwrap_or(frame), policy);
     }
 
     /// Feeds the crossings a first-crossing shard of `frame` shows to be over (those of
-    /// earlier frames) to the estimator, and marks their frames crossed (queueing those that
-    /// ended short for [`Session::observe_settled`]).
-    fn settle_before(&mut self, frame: u32) {
+    /// earlier frames) to the estimator, and marks their frames crossed; then gives the size
+    /// policy those that ended short ([`Session::observe_short`]).
+    fn settle_before(&mut self, frame: u32, policy: &PolicyConfig) {
+        let mut short = Vec::new();
         while let Some(c) = self.crossings.front() {
             if !is_before(c.frame, frame) {
                 break;
             }
             if let Some(c) = self.crossings.pop_front() {
-                self.settle(c);
+                short.extend(self.settle(c));
             }
+        }
+        for s in short {
+            self.observe_short(policy, s);
         }
     }
 
-    /// Gives the size policy the frames whose first crossing just ended short (see
-    /// [`Session::settled_short`]): what the next frames are cut into follows the link as
-    /// soon as a crossing shows it, not once a frame in repair is finished.
-    fn observe_settled(&mut self, policy: &PolicyConfig) {
-        let settled = std::mem::take(&mut self.settled_short);
+    /// Gives the size policy a frame whose first crossing ended short, `(frame, missing data
+    /// segments)` from [`Session::settle`], under the model policy: what the next frames are
+    /// cut into follows the link as soon as a crossing shows it, not once a frame in repair is
+    /// finished (see the module docs).
+    fn observe_short(&mut self, policy: &PolicyConfig, (frame, missing): (u32, usize)) {
         if policy.kind != PolicyKind::Model {
             return;
         }
-        for (frame, missing) in settled {
-            let Some(f) = self.frames.get_mut(&frame) else {
-                continue;
-            };
-            f.observed = true;
-            let link = self.estimator.estimate();
-            // Not given up: the outcome is its first crossing's.
-            let next = self.policy.observe(&f.outcome(missing, true), &link);
-            self.plan = policy.plan(&link, f.len, next);
-        }
+        let Some(f) = self.frames.get_mut(&frame) else {
+            return;
+        };
+        f.observed = true;
+        let link = self.estimator.estimate();
+        // Not given up: the outcome is its first crossing's.
+        let next = self.policy.observe(&f.outcome(missing, true), &link);
+        self.plan = policy.plan(&link, f.len, next);
     }
 
-    fn settle(&mut self, c: Crossing) {
+    /// Ends a first crossing: the estimator takes it, its frame is marked crossed. Returns
+    /// the frame and its missing data segments when most of them are missing, no frame of
+    /// the session has been delivered yet and the policy has not taken the frame.
+    fn settle(&mut self, c: Crossing) -> Option<(u32, usize)> {
         self.estimator.on_crossing(c.segments());
-        if let Some(f) = self.frames.get_mut(&c.frame) {
-            f.crossed = true;
-            let missing = c.data.iter().filter(|&&arrived| !arrived).count();
-            if !self.delivered_one && missing * 2 > c.data.len() && !f.observed {
-                self.settled_short.push((c.frame, missing));
-            }
-        }
+        let f = self.frames.get_mut(&c.frame)?;
+        f.crossed = true;
+        let missing = c.data.iter().filter(|&&arrived| !arrived).count();
+        (!self.delivered_one && missing * 2 > c.data.len() && !f.observed)
+            .then_some((c.frame, missing))
     }
 
     fn crossing(&mut self, frame: u32) -> Option<&mut Crossing> {
@@ -728,6 +726,7 @@ impl Receiver {
         self.bytes_in_use -= f.footprint();
         s.bytes -= f.footprint();
         let failed = f.failed();
+        s.delivered_one |= delivered;
         if f.observed {
             return Some((f, failed, s.plan.size));
         }
@@ -784,7 +783,6 @@ impl Receiver {
                     finished: FinishedWindow::new(self.cfg.finished_memory),
                     estimator: LinkEstimator::new(self.cfg.policy.mtu),
                     crossings: VecDeque::new(),
-                    settled_short: Vec::new(),
                     delivered_one: false,
                     paths: PathMarks::default(),
                     // A sender starts without parity until an ACK asks for some.
@@ -878,8 +876,9 @@ impl Receiver {
         if s.crossing(frame).is_none() {
             if s.crossings.len() >= MAX_CROSSINGS {
                 if let Some(c) = s.crossings.pop_front() {
-                    s.settle(c);
-                    s.observe_settled(&self.cfg.policy);
+                    if let Some(short) = s.settle(c) {
+                        s.observe_short(&self.cfg.policy, short);
+                    }
                 }
             }
             let mut c = Crossing {
@@ -988,8 +987,7 @@ impl Receiver {
             // A crossing is over once every path the session is live on has gone past its
             // frame (with one path: once a later frame's shard arrives).
             s.paths.arrived(now, from, frame, shard.position());
-            s.settle_passed(now, self.cfg.paths_live(), frame);
-            s.observe_settled(&self.cfg.policy);
+            s.settle_passed(now, self.cfg.paths_live(), frame, &self.cfg.policy);
             s.estimator.on_arrival(now, frame);
             // The first crossing's record, while it is open (also for a finished frame: its
             // parity may still be arriving after the frame was rebuilt).
@@ -1220,9 +1218,6 @@ impl Receiver {
         let Some((f, failed, next)) = self.take_frame(session, frame, true) else {
             return;
         };
-        if let Some(s) = self.sessions.get_mut(&session) {
-            s.delivered_one = true;
-        }
         self.stats.frames_delivered += 1;
         self.events.push_back(ReceiverEvent::FrameDelivered {
             session,
@@ -1250,8 +1245,7 @@ impl Receiver {
             return;
         };
         s.paths.marked(from, m.frame, m.passed);
-        s.settle_passed(now, cfg.paths_live(), m.frame);
-        s.observe_settled(&cfg.policy);
+        s.settle_passed(now, cfg.paths_live(), m.frame, &cfg.policy);
         let timing = s.timing(cfg);
         let passed = s.paths.passed(now, cfg.paths_live(), m.frame);
         if let Some(f) = s.frames.get_mut(&m.frame) {
