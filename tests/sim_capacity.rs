@@ -209,7 +209,7 @@ fn soak(test: &str, bit_errors: bool, default_cases: u64, floor: f64) {
 /// Random loss up to 30%, bursts, delay, jitter and a rate limit, no bit errors: no case
 /// collapses (every one delivers >= 75%; the worst delivers 85.5%, where the seed's sender,
 /// `LIVECAM_SOAK_RATE_CONTROL=false`, falls to 10% on one and below 99.5% on 27 of the 150).
-/// The 99.5% is not met on all of them yet (9 of 150 fall short; NACK-only,
+/// The 99.5% is not met on all of them yet (8 of 150 fall short; NACK-only,
 /// `LIVECAM_SOAK_FEC=off`, 15 with the worst at 89.8%): frames that lose their last repairs
 /// to a burst near the deadline. A burst that takes a frame, the next one and their tail
 /// probes no longer stalls the window (case 0 NACK-only: 650 ms and 9 frames superseded,
@@ -310,9 +310,10 @@ fn a_step_down_adapts_and_recovers() {
         eprintln!("seed {seed}: rate control {adapted:?}\n        seed's sender {plain:?}");
         let replay = format!("replay: livecam sim sim/scenarios/step_down.toml --seed {seed}");
         // Frames keep arriving during the dip (small ones), where the seed's sender's queue
-        // lets almost none through: at least half of them (27-28 of 50 measured; the
-        // issue's target, 80% of what the capacity carries, is not met yet).
-        if adapted.dip_acked * 2 < adapted.dip_captured {
+        // lets almost none through: at least three in five (34 of 50 measured, 27-28 before
+        // a silence bounded the delivery rate, `Sender::silence_bound`; the target,
+        // 80% of what the capacity carries, is not met yet).
+        if adapted.dip_acked * 5 < adapted.dip_captured * 3 {
             problems.push(format!(
                 "seed {seed}: {} of {} frames of the dip arrived, p99 {:.0} ms ({replay})",
                 adapted.dip_acked, adapted.dip_captured, adapted.dip_p99_ms

@@ -601,8 +601,10 @@ impl RateController {
     /// back that long, and so does a burst that takes the feedback with it. The target is cut
     /// by 30%, at most once per minimum round trip plus queue target and to no less than half
     /// of what it was when the silence began, without waiting for the late ACK to say by how
-    /// much.
-    pub fn on_overdue(&mut self, now: Instant, last_tx: Instant) {
+    /// much; or to `bound` when that is less: the most the path can have delivered for the
+    /// silence to last this long, when the sender can tell (see `Sender::silence_bound`).
+    /// A cut that the first sure round trip after it shows was no queue is undone.
+    pub fn on_overdue(&mut self, now: Instant, last_tx: Instant, bound: Option<f64>) {
         let rtt = self.min_rtt().unwrap_or(Duration::from_millis(100));
         if now < self.clock || now < last_tx + rtt + self.cfg.queue_target * 2 {
             return;
@@ -615,8 +617,10 @@ impl RateController {
         if now >= self.hold_until {
             // Held for the same time whether or not it cut, so `overdue_at` moves on.
             self.hold_until = now + rtt + self.cfg.queue_target;
-            if self.target > floor {
-                self.set_target((self.target * OVERDUE_DECREASE).max(floor));
+            let cut = (self.target * OVERDUE_DECREASE).max(floor);
+            let cut = bound.map_or(cut, |b| cut.min(b));
+            if cut < self.target {
+                self.set_target(cut);
                 self.last_moved = Some(now);
                 self.stats.decreases += 1;
             }
@@ -691,7 +695,7 @@ mod tests {
         // Then silences, one after another: the cuts go past half the start (250 KB/s),
         // down to what the path delivers, and no further.
         for i in 0..40 {
-            rc.on_overdue(ms(1_000 + i * 200), ms(500 + i * 200));
+            rc.on_overdue(ms(1_000 + i * 200), ms(500 + i * 200), None);
         }
         assert_eq!(rc.target(), delivered);
     }

@@ -226,6 +226,11 @@ struct OutFrame {
     first_tx: Option<Instant>,
     /// When the frame's last datagram left.
     last_tx: Instant,
+    /// [`Sender::wire_sent`] before its first datagram left, and when its first crossing
+    /// ended: the bytes the bottleneck must carry, from the frame's head on, before its ACK
+    /// can come (see [`Sender::silence_bound`]).
+    sent_before: u64,
+    sent_by_crossing: u64,
     /// Bytes on the wire for this frame so far (every datagram, UDP/IP headers included).
     wire_bytes: u64,
     /// When a NACK for it last came: the receiver is seeing it, so a late ACK is a loss
@@ -341,6 +346,8 @@ pub struct Sender {
     /// Set by the datagram last handed out when it was a data segment sent again for at least
     /// the second time (see [`Sender::resent_again`]).
     resent_again: bool,
+    /// Wire bytes (UDP and IP headers included) of every datagram handed out so far.
+    wire_sent: u64,
 }
 
 /// The longest a receiver waits after the last segment that came before it NACKs a frame's
@@ -437,6 +444,7 @@ impl Sender {
             share_at: Instant::ZERO,
             crossing_ended: None,
             resent_again: false,
+            wire_sent: 0,
         }
     }
 
@@ -808,6 +816,8 @@ impl Sender {
                 tail_lost: false,
                 first_tx: None,
                 last_tx: now,
+                sent_before: 0,
+                sent_by_crossing: 0,
                 wire_bytes: 0,
                 nacked_at: None,
                 loss_reported: false,
@@ -1098,6 +1108,54 @@ impl Sender {
         Some(self.last_feedback.map_or(heard, |t| t.max(heard)))
     }
 
+    /// The most the path can have delivered, in bytes per second, given that the oldest
+    /// frame waiting for its ACK has not been acknowledged by `now` (rate control only).
+    /// Every byte that left from its first datagram to the end of its first crossing (its
+    /// own and any other frame's between them), and the bytes of frames given up that may
+    /// still be queued ahead of it, had to cross the bottleneck before its ACK could leave
+    /// the receiver; they had at most the time since its first datagram's departure, less
+    /// the minimum round trip and half the queue target (the path's jitter), to do it. At
+    /// any higher rate the ACK would have come (when the frame was paced no faster than the
+    /// bound, as it is wherever the bound cuts the target). Bytes of acknowledged frames
+    /// still queued ahead of it when it left are not counted: where they held the
+    /// bottleneck the bound reads below the capacity, which is the rate that drains the
+    /// queue they made.
+    ///
+    /// Only where that silence means capacity: not on a link that loses segments (recent
+    /// losses reported with no queue seen; a lost segment delays the ACK as much), not once
+    /// the receiver asked for a repair of the frame (it is being repaired), and only while a
+    /// newer frame has bytes out too (a queue the sender built holds more than one of its
+    /// frames; a frame alone in a silence is as likely lost whole, and reading its silence
+    /// as capacity cut the target to its floor and kept a lost frame's bytes in the window
+    /// long after the path answered again). When the
+    /// capacity under a camera's 100 KB/s fell to 20 KB/s (`sim/scenarios/step_down.toml`),
+    /// the silence's cuts (0.7x per round trip, no lower than half) took 0.6 s to come near
+    /// the 20 KB/s left, and frames started meanwhile at 4-10 KB held the queue for 2 s of
+    /// the dip: 28 of its 50 frames arrived on each of seeds 1-5. With the bound the target
+    /// is at 33 KB/s 0.37 s in and 34 arrive; the worst of them takes 745-751 ms instead of
+    /// 556-562 (a frame sent behind the two the queue held at their deadlines, where before
+    /// none sent then arrived). Taking the queue it shows for `queue_seen` as well (so NACKs
+    /// for copies in it go unanswered) left bit-error soak case 84 at 50.9% of its frames
+    /// instead of 89.8%: a silence at the start of a lossy link, before a loss is reported,
+    /// is a loss.
+    fn silence_bound(&self, now: Instant) -> Option<f64> {
+        let rc = self.rate.as_ref()?;
+        if self.recent_losses != 0 {
+            return None;
+        }
+        let mut out = self.frames.values().filter(|f| f.wire_bytes > 0);
+        let f = out.find(|f| f.all_sent())?;
+        if f.nacked_at.is_some() || out.next().is_none() {
+            return None;
+        }
+        let first_tx = f.first_tx.filter(|_| f.crossed_at.is_some())?;
+        let bytes = f.sent_by_crossing.saturating_sub(f.sent_before) + self.abandoned_bytes();
+        let took = now
+            .saturating_duration_since(first_tx + rc.min_rtt()? + rc.config().queue_target / 2)
+            .max(Duration::from_millis(1));
+        Some(bytes as f64 / took.as_secs_f64())
+    }
+
     /// Shortest time between two NACK-driven resends of one segment.
     pub fn nack_resend_interval(&self) -> Duration {
         let floor = self.cfg.nack_resend_interval;
@@ -1288,8 +1346,9 @@ impl Endpoint for Sender {
         let heard = self.heard_with_no_queue();
         self.abandoned.retain(|a| a.forget_at(heard) > now);
         if let Some(t) = self.overdue_since() {
+            let bound = self.silence_bound(now);
             if let Some(rc) = self.rate.as_mut() {
-                rc.on_overdue(now, t);
+                rc.on_overdue(now, t, bound);
             }
             self.report_target();
         }
@@ -1412,7 +1471,11 @@ impl Endpoint for Sender {
             }
         };
         f.last_tx = now;
-        f.first_tx.get_or_insert(now);
+        if f.first_tx.is_none() {
+            f.first_tx = Some(now);
+            f.sent_before = self.wire_sent;
+        }
+        self.wire_sent += (buf.len() + UDP_IP_OVERHEAD) as u64;
         f.wire_bytes += (buf.len() + UDP_IP_OVERHEAD) as u64;
         f.unheard_bytes += (buf.len() + UDP_IP_OVERHEAD) as u64;
         let queued_ahead = self.rate.as_ref().map_or(Duration::ZERO, |rc| {
@@ -1441,7 +1504,10 @@ impl Endpoint for Sender {
                 1
             };
             f.probe_at = Some(now + probe_timeout * backoff);
-            f.crossed_at.get_or_insert(now);
+            if f.crossed_at.is_none() {
+                f.crossed_at = Some(now);
+                f.sent_by_crossing = self.wire_sent;
+            }
             if first_crossing {
                 let last = u32::from(f.count) + u32::from(f.parity_first);
                 self.crossing_ended = Some((frame, last));

@@ -1580,3 +1580,62 @@ fn a_frame_sent_after_one_lost_whole_counts_from_its_own_first_datagram() {
     assert!((9_000.0..12_000.0).contains(&acked), "{acked}");
     assert!((45_000.0..70_000.0).contains(&lost), "{lost}");
 }
+
+/// Under rate control a silence on a link that has lost nothing, with frames queued one
+/// behind the other, is read as capacity: the oldest frame's bytes have not crossed in the
+/// time they had, so the target falls to the rate they can have crossed at, past the half of
+/// its start the silence's own cuts stop at. On a link that has lost segments the silence may
+/// be a loss, and the cuts stop at half as before (and so they do for a frame alone in
+/// flight: see `an_abandoned_frame_stops_holding_the_window_once_the_path_answers_...`).
+#[test]
+fn a_silence_on_a_clean_link_cuts_the_target_to_what_the_frame_can_have_crossed_at() {
+    let target_after_silence = |lossy: bool| {
+        let rx = addr(RX);
+        let mut cfg = SenderConfig::new(1, rx);
+        cfg.initial_segment_size = 1000;
+        cfg.rate_control = Some(RateConfig::default());
+        let mut tx = Sender::new(cfg);
+        let mut buf = Vec::new();
+        let send_all = |tx: &mut Sender, from: u64, to: u64, buf: &mut Vec<u8>| {
+            for t in from..to {
+                let now = Instant::from_millis(t);
+                tx.handle_timeout(now);
+                while tx.poll_transmit(now, buf).is_some() {}
+            }
+        };
+        // Frame 0: a clean 20 ms round trip.
+        tx.push_frame(Instant::ZERO, vec![1; 500]).unwrap();
+        send_all(&mut tx, 0, 5, &mut buf);
+        tx.handle_datagram(Instant::from_millis(20), rx, &ack_of(0));
+        if lossy {
+            // Frame 1 loses its head: repaired, acknowledged with no queue in sight.
+            tx.push_frame(Instant::from_millis(30), vec![2; 2000])
+                .unwrap();
+            send_all(&mut tx, 30, 40, &mut buf);
+            tx.handle_datagram(Instant::from_millis(45), rx, &nack_of(1, vec![0]));
+            send_all(&mut tx, 45, 50, &mut buf);
+            tx.handle_datagram(Instant::from_millis(68), rx, &ack_of(1));
+        }
+        // Frames 2 and 3, 10 KB each, leave at 100 and 150 ms; nothing comes back for half
+        // a second.
+        tx.push_frame(Instant::from_millis(100), vec![3; 10_000])
+            .unwrap();
+        send_all(&mut tx, 100, 150, &mut buf);
+        tx.push_frame(Instant::from_millis(150), vec![4; 10_000])
+            .unwrap();
+        send_all(&mut tx, 150, 600, &mut buf);
+        let rc = tx.rate_control().unwrap();
+        (rc.target(), rc.delivery_rate())
+    };
+    // 10 KB and its headers in at most 500 - 20 - 20 ms: no more than about 23 KB/s.
+    let (clean, _) = target_after_silence(false);
+    assert!(clean < 30_000.0, "clean link: target {clean}");
+    // Half of the 500 KB/s start, or what the two ACKs showed delivered if less, no lower.
+    let (lossy, delivered) = target_after_silence(true);
+    let floor = delivered.expect("two ACKs").min(250_000.0);
+    assert!(
+        lossy >= floor - 1.0,
+        "lossy link: target {lossy}, floor {floor}"
+    );
+    assert!(lossy > 2.0 * clean, "lossy link: target {lossy}");
+}
