@@ -618,7 +618,9 @@ impl RateController {
             // Held for the same time whether or not it cut, so `overdue_at` moves on.
             self.hold_until = now + rtt + self.cfg.queue_target;
             let cut = (self.target * OVERDUE_DECREASE).max(floor);
-            let cut = bound.map_or(cut, |b| cut.min(b));
+            // Within the bounds before the comparison: a cut the floor undoes is no cut (the
+            // base-shift rule counts cuts).
+            let cut = bound.map_or(cut, |b| cut.min(b)).max(self.cfg.min_rate);
             if cut < self.target {
                 self.set_target(cut);
                 self.last_moved = Some(now);

@@ -221,6 +221,10 @@ struct OutFrame {
     /// A newer frame was acknowledged while this one was not: its tail is lost, not queued
     /// (the path is first in, first out), so its probe goes without further wait.
     tail_lost: bool,
+    /// A newer frame was acknowledged while this one was not (it is lost or in repair, not
+    /// queued; unlike `tail_lost` it stays set): its silence says nothing of the capacity
+    /// (see [`Sender::silence_bound`]).
+    overtaken: bool,
     /// When the frame's first datagram left (for the delivery rate after a loss, see
     /// [`RateController::on_ack`]).
     first_tx: Option<Instant>,
@@ -357,11 +361,11 @@ const RECEIVER_QUIET_MAX: Duration = Duration::from_millis(100);
 /// A queue seen at least this long makes a NACK for a segment whose last copy may still be in
 /// it go unanswered. When the capacity fell to a fifth, the receiver asked for a frame's tail
 /// every 50 ms while the tail sat in a 400 ms queue, and each NACK put one more 2.7 KB copy
-/// behind it: with the rule (and the tail probe waiting out the queue seen) 27-28 of the
-/// dip's 50 frames arrive instead of 16-19. Shorter queues do not earn it: on links with
-/// random loss a lost repair then waits out the queue's time before it is sent again (with
-/// no floor, or one of 40 or 100 ms, 43-44 of 120 bit-error soak links fell below 99.5%
-/// instead of 41).
+/// behind it: with the rule (and the tail probe waiting out the queue seen) 27-28 of the dip's
+/// 50 frames arrived instead of 16-19 (before stop 57). Shorter queues do not earn it: on links
+/// with random loss a lost repair then waits out the queue's time before it is sent again (with
+/// no floor, or one of 40 or 100 ms, 43-44 of 120 bit-error soak links fell below 99.5% instead
+/// of 41).
 const QUEUE_HOLDS_COPIES: Duration = Duration::from_millis(150);
 
 /// Time constant, in seconds, of the recent data share.
@@ -755,6 +759,7 @@ impl Sender {
             f.data_sent_at = None;
             f.first_repair_at = None;
             f.first_tx = None;
+            f.overtaken = false;
             self.fresh
                 .extend(first_crossing(id, f.count, f.parity_first));
         }
@@ -814,6 +819,7 @@ impl Sender {
                 resent: 0,
                 probe_at: None,
                 tail_lost: false,
+                overtaken: false,
                 first_tx: None,
                 last_tx: now,
                 sent_before: 0,
@@ -1020,6 +1026,7 @@ impl Sender {
         for f in self.frames.range_mut(..ack.frame).map(|(_, f)| f) {
             older_lost |= f.wire_bytes > 0;
             f.unheard_bytes = 0;
+            f.overtaken = true;
             if self.rate.is_some() && f.all_sent() {
                 if let Some(at) = f.probe_at.as_mut() {
                     f.tail_lost = true;
@@ -1110,34 +1117,36 @@ impl Sender {
 
     /// The most the path can have delivered, in bytes per second, given that the oldest
     /// frame waiting for its ACK has not been acknowledged by `now` (rate control only).
-    /// Every byte that left from its first datagram to the end of its first crossing (its
+    /// The bytes that left from its first datagram to the end of its first crossing (its
     /// own and any other frame's between them), and the bytes of frames given up that may
-    /// still be queued ahead of it, had to cross the bottleneck before its ACK could leave
-    /// the receiver; they had at most the time since its first datagram's departure, less
-    /// the minimum round trip and half the queue target (the path's jitter), to do it. At
-    /// any higher rate the ACK would have come (when the frame was paced no faster than the
-    /// bound, as it is wherever the bound cuts the target). Bytes of acknowledged frames
-    /// still queued ahead of it when it left are not counted: where they held the
-    /// bottleneck the bound reads below the capacity, which is the rate that drains the
-    /// queue they made.
+    /// still be queued ahead of it, are counted as what had to cross the bottleneck before
+    /// its ACK could leave the receiver (a few need not have: parity the receiver did not
+    /// need, a given-up frame's bytes sent after it; counting them only raises the bound);
+    /// they had at most the time since its first datagram's departure, less the minimum
+    /// round trip and half the queue target (the path's jitter), to do it. At any higher
+    /// rate the ACK would have come, provided the frame was paced no slower than the bound
+    /// (where it was paced slower, the bound comes out above its pacing rate, above the
+    /// target, and cuts nothing). Bytes queued ahead of it when it left that are not in
+    /// the count (acknowledged frames', a durable backfill's sent on this sender's budget)
+    /// make the bound read below the capacity: the rate that drains the queue they made.
     ///
-    /// Only where that silence means capacity: not on a link that loses segments (recent
-    /// losses reported with no queue seen; a lost segment delays the ACK as much), not once
-    /// the receiver asked for a repair of the frame (it is being repaired), and only while a
-    /// newer frame has bytes out too (a queue the sender built holds more than one of its
-    /// frames; a frame alone in a silence is as likely lost whole, and reading its silence
-    /// as capacity cut the target to its floor and kept a lost frame's bytes in the window
-    /// long after the path answered again). When the
-    /// capacity under a camera's 100 KB/s fell to 20 KB/s (`sim/scenarios/step_down.toml`),
-    /// the silence's cuts (0.7x per round trip, no lower than half) took 0.6 s to come near
-    /// the 20 KB/s left, and frames started meanwhile at 4-10 KB held the queue for 2 s of
-    /// the dip: 28 of its 50 frames arrived on each of seeds 1-5. With the bound the target
-    /// is at 33 KB/s 0.37 s in and 34 arrive; the worst of them takes 745-751 ms instead of
-    /// 556-562 (a frame sent behind the two the queue held at their deadlines, where before
-    /// none sent then arrived). Taking the queue it shows for `queue_seen` as well (so NACKs
-    /// for copies in it go unanswered) left bit-error soak case 84 at 50.9% of its frames
-    /// instead of 89.8%: a silence at the start of a lossy link, before a loss is reported,
-    /// is a loss.
+    /// Only where that silence means capacity: not on a link that loses segments (recent losses
+    /// reported with no queue seen; a lost segment delays the ACK as much), not once the
+    /// receiver asked for a repair of the frame (it is being repaired) or a newer frame was
+    /// acknowledged before it (it is lost, `OutFrame::overtaken`), and only while a newer frame
+    /// has bytes out too (a queue the sender built holds more than one of its frames; a frame
+    /// alone in a silence is as likely lost whole, and reading its silence as capacity cut the
+    /// target to its floor and kept a lost frame's bytes in the window long after the path
+    /// answered again). When the capacity under a camera's 100 KB/s fell to 20 KB/s
+    /// (`sim/scenarios/step_down.toml`), the silence's cuts (0.7x per round trip, no lower than
+    /// half) took 0.6 s to come near the 20 KB/s left, and frames started meanwhile at 4-10 KB
+    /// held the queue for 2 s of the dip: 28 of its 50 frames arrived on each of seeds 1-5.
+    /// With the bound the target is at 33 KB/s 0.37 s in and 34 arrive; the dip's frame latency
+    /// p99 is 750-754 ms instead of 556-562 (a frame sent behind the two the queue held at
+    /// their deadlines arrives, where before none sent then did). Taking the queue it shows for
+    /// `queue_seen` as well (so NACKs for copies in it go unanswered) left bit-error soak case
+    /// 84 at 50.9% of its frames instead of 89.8%: a silence at the start of a lossy link,
+    /// before a loss is reported, is a loss.
     fn silence_bound(&self, now: Instant) -> Option<f64> {
         let rc = self.rate.as_ref()?;
         if self.recent_losses != 0 {
@@ -1145,7 +1154,7 @@ impl Sender {
         }
         let mut out = self.frames.values().filter(|f| f.wire_bytes > 0);
         let f = out.find(|f| f.all_sent())?;
-        if f.nacked_at.is_some() || out.next().is_none() {
+        if f.nacked_at.is_some() || f.overtaken || out.next().is_none() {
             return None;
         }
         let first_tx = f.first_tx.filter(|_| f.crossed_at.is_some())?;

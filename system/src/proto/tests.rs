@@ -1589,7 +1589,15 @@ fn a_frame_sent_after_one_lost_whole_counts_from_its_own_first_datagram() {
 /// flight: see `an_abandoned_frame_stops_holding_the_window_once_the_path_answers_...`).
 #[test]
 fn a_silence_on_a_clean_link_cuts_the_target_to_what_the_frame_can_have_crossed_at() {
-    let target_after_silence = |lossy: bool| {
+    #[derive(PartialEq)]
+    enum Link {
+        Clean,
+        /// A frame's head was lost and repaired before the silence.
+        Lossy,
+        /// The silent frame was overtaken: a newer one was acknowledged (it is lost).
+        Overtaken,
+    }
+    let target_after_silence = |link: Link| {
         let rx = addr(RX);
         let mut cfg = SenderConfig::new(1, rx);
         cfg.initial_segment_size = 1000;
@@ -1607,7 +1615,7 @@ fn a_silence_on_a_clean_link_cuts_the_target_to_what_the_frame_can_have_crossed_
         tx.push_frame(Instant::ZERO, vec![1; 500]).unwrap();
         send_all(&mut tx, 0, 5, &mut buf);
         tx.handle_datagram(Instant::from_millis(20), rx, &ack_of(0));
-        if lossy {
+        if link == Link::Lossy {
             // Frame 1 loses its head: repaired, acknowledged with no queue in sight.
             tx.push_frame(Instant::from_millis(30), vec![2; 2000])
                 .unwrap();
@@ -1617,25 +1625,36 @@ fn a_silence_on_a_clean_link_cuts_the_target_to_what_the_frame_can_have_crossed_
             tx.handle_datagram(Instant::from_millis(68), rx, &ack_of(1));
         }
         // Frames 2 and 3, 10 KB each, leave at 100 and 150 ms; nothing comes back for half
-        // a second.
+        // a second (but frame 3's ACK, when frame 2 was overtaken, and frame 4 after it).
         tx.push_frame(Instant::from_millis(100), vec![3; 10_000])
             .unwrap();
         send_all(&mut tx, 100, 150, &mut buf);
         tx.push_frame(Instant::from_millis(150), vec![4; 10_000])
             .unwrap();
-        send_all(&mut tx, 150, 600, &mut buf);
+        if link == Link::Overtaken {
+            send_all(&mut tx, 150, 195, &mut buf);
+            tx.handle_datagram(Instant::from_millis(195), rx, &ack_of(3));
+            tx.push_frame(Instant::from_millis(200), vec![5; 10_000])
+                .unwrap();
+            send_all(&mut tx, 195, 600, &mut buf);
+        } else {
+            send_all(&mut tx, 150, 600, &mut buf);
+        }
         let rc = tx.rate_control().unwrap();
         (rc.target(), rc.delivery_rate())
     };
     // 10 KB and its headers in at most 500 - 20 - 20 ms: no more than about 23 KB/s.
-    let (clean, _) = target_after_silence(false);
+    let (clean, _) = target_after_silence(Link::Clean);
     assert!(clean < 30_000.0, "clean link: target {clean}");
     // Half of the 500 KB/s start, or what the two ACKs showed delivered if less, no lower.
-    let (lossy, delivered) = target_after_silence(true);
+    let (lossy, delivered) = target_after_silence(Link::Lossy);
     let floor = delivered.expect("two ACKs").min(250_000.0);
     assert!(
         lossy >= floor - 1.0,
         "lossy link: target {lossy}, floor {floor}"
     );
     assert!(lossy > 2.0 * clean, "lossy link: target {lossy}");
+    // A frame known lost bounds nothing.
+    let (overtaken, _) = target_after_silence(Link::Overtaken);
+    assert!(overtaken > 2.0 * clean, "overtaken: target {overtaken}");
 }
