@@ -350,7 +350,9 @@ pub struct Sender {
     /// Set by the datagram last handed out when it was a data segment sent again for at least
     /// the second time (see [`Sender::resent_again`]).
     resent_again: bool,
-    /// Wire bytes (UDP and IP headers included) of every datagram handed out so far.
+    /// Wire bytes (UDP and IP headers included) of every datagram handed out so far. Not
+    /// [`SenderStats::bytes_sent`]: that leaves the headers out and counts the copies a bonded
+    /// client sends on other uplinks ([`Sender::note_copy`]), which do not cross this path.
     wire_sent: u64,
 }
 
@@ -1484,9 +1486,10 @@ impl Endpoint for Sender {
             f.first_tx = Some(now);
             f.sent_before = self.wire_sent;
         }
-        self.wire_sent += (buf.len() + UDP_IP_OVERHEAD) as u64;
-        f.wire_bytes += (buf.len() + UDP_IP_OVERHEAD) as u64;
-        f.unheard_bytes += (buf.len() + UDP_IP_OVERHEAD) as u64;
+        let wire = (buf.len() + UDP_IP_OVERHEAD) as u64;
+        self.wire_sent += wire;
+        f.wire_bytes += wire;
+        f.unheard_bytes += wire;
         let queued_ahead = self.rate.as_ref().map_or(Duration::ZERO, |rc| {
             let ahead: u64 = self
                 .frames

@@ -1603,42 +1603,40 @@ fn a_silence_on_a_clean_link_cuts_the_target_to_what_the_frame_can_have_crossed_
         cfg.initial_segment_size = 1000;
         cfg.rate_control = Some(RateConfig::default());
         let mut tx = Sender::new(cfg);
-        let mut buf = Vec::new();
-        let send_all = |tx: &mut Sender, from: u64, to: u64, buf: &mut Vec<u8>| {
+        // The sender's timers and datagrams over [from, to) ms.
+        let send_all = |tx: &mut Sender, from: u64, to: u64| {
             for t in from..to {
-                let now = Instant::from_millis(t);
-                tx.handle_timeout(now);
-                while tx.poll_transmit(now, buf).is_some() {}
+                tick(tx, Instant::from_millis(t));
             }
         };
         // Frame 0: a clean 20 ms round trip.
         tx.push_frame(Instant::ZERO, vec![1; 500]).unwrap();
-        send_all(&mut tx, 0, 5, &mut buf);
+        send_all(&mut tx, 0, 5);
         tx.handle_datagram(Instant::from_millis(20), rx, &ack_of(0));
         if link == Link::Lossy {
             // Frame 1 loses its head: repaired, acknowledged with no queue in sight.
             tx.push_frame(Instant::from_millis(30), vec![2; 2000])
                 .unwrap();
-            send_all(&mut tx, 30, 40, &mut buf);
+            send_all(&mut tx, 30, 40);
             tx.handle_datagram(Instant::from_millis(45), rx, &nack_of(1, vec![0]));
-            send_all(&mut tx, 45, 50, &mut buf);
+            send_all(&mut tx, 45, 50);
             tx.handle_datagram(Instant::from_millis(68), rx, &ack_of(1));
         }
         // Frames 2 and 3, 10 KB each, leave at 100 and 150 ms; nothing comes back for half
         // a second (but frame 3's ACK, when frame 2 was overtaken, and frame 4 after it).
         tx.push_frame(Instant::from_millis(100), vec![3; 10_000])
             .unwrap();
-        send_all(&mut tx, 100, 150, &mut buf);
+        send_all(&mut tx, 100, 150);
         tx.push_frame(Instant::from_millis(150), vec![4; 10_000])
             .unwrap();
         if link == Link::Overtaken {
-            send_all(&mut tx, 150, 195, &mut buf);
+            send_all(&mut tx, 150, 195);
             tx.handle_datagram(Instant::from_millis(195), rx, &ack_of(3));
             tx.push_frame(Instant::from_millis(200), vec![5; 10_000])
                 .unwrap();
-            send_all(&mut tx, 195, 600, &mut buf);
+            send_all(&mut tx, 195, 600);
         } else {
-            send_all(&mut tx, 150, 600, &mut buf);
+            send_all(&mut tx, 150, 600);
         }
         let rc = tx.rate_control().unwrap();
         (rc.target(), rc.delivery_rate())
