@@ -18,7 +18,12 @@
 //! 2 ms (RFC 6298's form, the round trip measured from a frame's last transmission to its
 //! ACK), within 10 ms and `probe_timeout`; under rate control it also covers the bytes queued
 //! ahead of the frame and the queue the feedback showed (`Sender::queue_seen`), and doubles
-//! per probe of the same tail.
+//! per probe of the same tail. On a link that has carried [`CLEAN_RUN`] frames in a row with
+//! nothing lost and asks for no parity, a frame of several segments has its tail probed once:
+//! there a silence is a queue (capacity fell), the receiver names a lost tail itself once any
+//! segment of the frame arrives, and each further copy only lengthens the queue; a frame's
+//! first NACK there is read as sent the moment its head arrived (the queue it shows is not
+//! cut by the receiver's longest quiet time).
 //!
 //! NACK limits: a NACK is a request from the network, so it never makes the sender send more
 //! than it names (a spare parity segment answers a full-size segment only, byte for byte). Only segments of a frame still in flight that were already sent once are
@@ -318,6 +323,9 @@ pub struct Sender {
     /// segments lost while no queue was seen. Any bit set tells a lossy link, on which a
     /// silence is more likely loss than a queue (see [`Sender::handle_timeout`]).
     recent_losses: u16,
+    /// Frames acknowledged in a row with no segment reported lost while no queue was seen
+    /// (saturating; see [`CLEAN_RUN`]).
+    clean_frames: u16,
     /// A frame with datagrams on the wire was given up since the last ACK: the next ACK's
     /// frame was sent after a loss (see [`RateController::on_ack`]).
     lost_since_ack: bool,
@@ -409,6 +417,19 @@ impl Abandoned {
     }
 }
 
+/// Frames acknowledged in a row with no segment reported lost (while no queue was seen) after
+/// which a silence is taken for a queue by the tail probe: a frame of several segments has its
+/// tail probed once, not again as the probes back off. In `step_down.toml` the two 10 KB
+/// frames in flight when the capacity fell to 20 KB/s had their 2.7 KB tails sent five more
+/// times into the queue (0.67 s of the 20 KB/s link); probed once, 36 of the dip's 50 frames
+/// arrive (34 before) at a p99 of 556-562 ms (750-754 ms), and 37 once the first NACK's
+/// queue is read in full on such a link too (see [`Sender::on_nack`]). 32, not 16: on a NACK-only link
+/// at 2.5-4% loss 16 clean frames in a row come often, and a frame whose tail and first probe
+/// were both lost then died (15 -> 18 lossy soak links below 99.5%); a frame of one segment
+/// is always probed again, since a receiver that saw none of it cannot ask for it (soak case
+/// 59, 2.9% loss).
+const CLEAN_RUN: u16 = 32;
+
 /// The share of the pacing rate repairs (resends, parity answering NACKs, tail probes) may
 /// take while new frames are waiting; with nothing new waiting they take what is left.
 const REPAIR_SHARE: f64 = 0.5;
@@ -435,6 +456,7 @@ impl Sender {
             rtt: SmoothedRtt::default(),
             queue_seen: Duration::ZERO,
             recent_losses: 0,
+            clean_frames: 0,
             lost_since_ack: false,
             parity: 0,
             coder: Coder::default(),
@@ -973,6 +995,13 @@ impl Sender {
         }
     }
 
+    /// Whether, under rate control, the link has lost nothing for [`CLEAN_RUN`] frames in a
+    /// row and asks for no parity (which would hide its losses from the NACKs): a silence
+    /// there is a queue.
+    fn clean_link(&self) -> bool {
+        self.rate.is_some() && self.clean_frames >= CLEAN_RUN && self.parity == 0
+    }
+
     /// Whether the latest feedback showed no queue: [`Sender::queue_seen`] within half the
     /// minimum round trip.
     fn no_queue_seen(&self) -> bool {
@@ -1047,6 +1076,10 @@ impl Sender {
             // a full queue says nothing of what a silence means.
             let quiet = self.no_queue_seen();
             self.recent_losses = self.recent_losses << 1 | u16::from(f.loss_reported && quiet);
+            self.clean_frames = match f.loss_reported && quiet {
+                true => 0,
+                false => self.clean_frames.saturating_add(1),
+            };
             let lost = std::mem::take(&mut self.lost_since_ack) || older_lost;
             let after_loss = f.first_tx.filter(|_| lost);
             self.rate_sample(
@@ -1145,7 +1178,8 @@ impl Sender {
     /// held the queue for 2 s of the dip: 28 of its 50 frames arrived on each of seeds 1-5.
     /// With the bound the target is at 33 KB/s 0.37 s in and 34 arrive; the dip's frame latency
     /// p99 is 750-754 ms instead of 556-562 (a frame sent behind the two the queue held at
-    /// their deadlines arrives, where before none sent then did). Taking the queue it shows for
+    /// their deadlines arrives, where before none sent then did; 37 at 556-562 ms since a
+    /// clean link keeps its tails' copies out of that queue, see [`CLEAN_RUN`]). Taking the queue it shows for
     /// `queue_seen` as well (so NACKs for copies in it go unanswered) left bit-error soak case
     /// 84 at 50.9% of its frames instead of 89.8%: a silence at the start of a lossy link,
     /// before a loss is reported, is a loss.
@@ -1185,6 +1219,7 @@ impl Sender {
         }
         let interval = self.nack_resend_interval();
         let min_rtt = self.rate.as_ref().and_then(RateController::min_rtt);
+        let clean = self.clean_link();
         let Some(f) = self.frames.get_mut(&nack.frame) else {
             self.stats.nacks_unknown_frame += 1;
             return;
@@ -1196,13 +1231,24 @@ impl Sender {
         // parity, which a NACK does not account for), was set off by one of those first
         // copies arriving; the receiver asks at most `RECEIVER_QUIET_MAX` after the last
         // segment that came, so that copy waited in a queue for at least the rest of the
-        // time since the frame's data left, less the minimum round trip.
+        // time since the frame's data left, less the minimum round trip. On a clean link
+        // ([`Sender::clean_link`]) the receiver is taken to have asked at once: a silence
+        // there is a queue, and read `RECEIVER_QUIET_MAX` short the queue was too short to
+        // hold the tail's probe, so the NACK its queued head set off sent a third copy of the
+        // tail into it (`step_down.toml`, the frame in flight at the drop: 36 of the dip's 50
+        // frames arrive with it, 37 without). Over-read, a tail really lost waits for the
+        // receiver's repeat after the queue.
         let only_first_copies_came = f.parity_first == 0
             && (0..f.count).all(|i| nack.missing.contains(&i) || f.resends[usize::from(i)] == 0);
+        let quiet_max = if clean {
+            Duration::ZERO
+        } else {
+            RECEIVER_QUIET_MAX
+        };
         if let (true, true, Some(sent), Some(rtt)) =
             (first_nack, only_first_copies_came, f.data_sent_at, min_rtt)
         {
-            self.queue_seen = (now - sent).saturating_sub(rtt + RECEIVER_QUIET_MAX);
+            self.queue_seen = (now - sent).saturating_sub(rtt + quiet_max);
         }
         // Whether a copy that left at `at` may not have reached the receiver yet, with
         // `queue` of queueing on top of the minimum round trip.
@@ -1382,6 +1428,8 @@ impl Endpoint for Sender {
             .filter(|&t| self.rate.is_some() && t + probe_timeout > now);
         let rearm = now + probe_timeout;
         let lossy = self.recent_losses != 0;
+        // A clean link probes a multi-segment tail once (see [`CLEAN_RUN`]).
+        let clean = self.clean_link();
         for (&id, f) in self.frames.iter_mut() {
             if f.probe_at.is_some_and(|at| at <= now) {
                 if !f.tail_lost && heard.is_some_and(|t| t > f.last_tx) {
@@ -1399,6 +1447,9 @@ impl Endpoint for Sender {
                     f.unheard_bytes = 0;
                 }
                 let last = f.count - 1;
+                if clean && last > 0 && f.resends[usize::from(last)] > 0 {
+                    continue;
+                }
                 if !f.queued[usize::from(last)] {
                     f.queued[usize::from(last)] = true;
                     self.resend.push_back((id, Shard::Data(last)));

@@ -1656,3 +1656,84 @@ fn a_silence_on_a_clean_link_cuts_the_target_to_what_the_frame_can_have_crossed_
     let (overtaken, _) = target_after_silence(Link::Overtaken);
     assert!(overtaken > 2.0 * clean, "overtaken: target {overtaken}");
 }
+
+/// A rate-controlled sender that has sent 40 frames of two 1000-byte segments, one every
+/// 50 ms, each acknowledged 35 ms after it was pushed, the last at 1985 ms; on the lossy link
+/// frame 30 lost its head first (named by a NACK while no queue was seen).
+fn sender_after_a_run(lossy: bool) -> Sender {
+    let rx = addr(RX);
+    let mut cfg = SenderConfig::new(1, rx);
+    cfg.initial_segment_size = 1000;
+    cfg.rate_control = Some(RateConfig::default());
+    let mut tx = Sender::new(cfg);
+    for i in 0..40u64 {
+        let at = i * 50;
+        let id = tx
+            .push_frame(Instant::from_millis(at), vec![1; 2000])
+            .unwrap();
+        for t in at..at + 15 {
+            tick(&mut tx, Instant::from_millis(t));
+        }
+        if lossy && i == 30 {
+            tx.handle_datagram(Instant::from_millis(at + 15), rx, &nack_of(id, vec![0]));
+            tick(&mut tx, Instant::from_millis(at + 15));
+        }
+        tx.handle_datagram(Instant::from_millis(at + 35), rx, &ack_of(id));
+    }
+    tx
+}
+
+/// On a link that has carried a long run of frames with nothing lost, a silence is a queue
+/// (capacity fell): a frame of several segments has its tail probed once, since the receiver
+/// names a lost tail itself once any segment of the frame arrives, and further copies would
+/// only lengthen the queue. A link that lost a segment within the run, or a frame of one
+/// segment (lost whole, the receiver knows nothing of it), has the tail probed again as the
+/// probes back off.
+#[test]
+fn on_a_clean_link_a_silent_frame_of_several_segments_has_its_tail_probed_once() {
+    let probes = |lossy: bool, frame_len: usize| {
+        let mut tx = sender_after_a_run(lossy);
+        let before = tx.stats().tail_probes;
+        tx.push_frame(Instant::from_millis(2000), vec![2; frame_len])
+            .unwrap();
+        for t in 2000..2900 {
+            tick(&mut tx, Instant::from_millis(t));
+        }
+        tx.stats().tail_probes - before
+    };
+    assert_eq!(probes(false, 2000), 1, "clean link, two segments");
+    let lossy = probes(true, 2000);
+    assert!(lossy >= 2, "lossy link, two segments: {lossy} probes");
+    let whole = probes(false, 1000);
+    assert!(whole >= 2, "clean link, one segment: {whole} probes");
+}
+
+/// A frame's first NACK, set off by its head arriving after a long queue, names its tail.
+/// On a clean link the receiver is taken to have asked at once, so the queue it shows is the
+/// whole wait less the round trip, and the tail's probe, sent into that queue after the
+/// head, is still on its way: no copy goes (read with the receiver's longest quiet time taken
+/// off, the queue was too short to hold the probe, and a third copy of the tail joined it).
+/// The receiver's repeat once that queue has passed the probe brings the copy.
+#[test]
+fn on_a_clean_link_a_tail_nack_set_off_by_a_queued_head_brings_no_copy_of_a_tail_in_the_queue() {
+    let rx = addr(RX);
+    let mut tx = sender_after_a_run(false);
+    let id = tx
+        .push_frame(Instant::from_millis(2000), vec![2; 2000])
+        .unwrap();
+    // Both segments leave at once, the tail's probe one probe timeout later; the head
+    // arrives 400 ms after it left and the receiver asks for the tail.
+    let probes = tx.stats().tail_probes;
+    for t in 2000..2400 {
+        tick(&mut tx, Instant::from_millis(t));
+    }
+    assert_eq!(tx.stats().tail_probes - probes, 1);
+    let resent = |tx: &mut Sender, at: u64| {
+        let before = tx.stats().segments_resent;
+        tx.handle_datagram(Instant::from_millis(at), rx, &nack_of(id, vec![1]));
+        tick(tx, Instant::from_millis(at));
+        tx.stats().segments_resent - before
+    };
+    assert_eq!(resent(&mut tx, 2400), 0, "the first NACK");
+    assert_eq!(resent(&mut tx, 2600), 1, "the repeat after the queue");
+}
