@@ -18,12 +18,14 @@
 //! 2 ms (RFC 6298's form, the round trip measured from a frame's last transmission to its
 //! ACK), within 10 ms and `probe_timeout`; under rate control it also covers the bytes queued
 //! ahead of the frame and the queue the feedback showed (`Sender::queue_seen`), and doubles
-//! per probe of the same tail. On a link that has carried [`CLEAN_RUN`] frames in a row with
-//! nothing lost and asks for no parity, a frame of several segments has its tail probed once:
-//! there a silence is a queue (capacity fell), the receiver names a lost tail itself once any
-//! segment of the frame arrives, and each further copy only lengthens the queue; a frame's
-//! first NACK there is read as sent the moment its head arrived (the queue it shows is not
-//! cut by the receiver's longest quiet time).
+//! per probe of the same tail. In a clean run (the last [`CLEAN_RUN`] frames sent without
+//! parity and none lost while no queue was seen, and no parity asked for) a frame of several
+//! segments has its tail sent again at most once by the timer (not at all if a NACK already
+//! brought a copy), unless a newer frame's ACK shows it lost: there a silence is a queue
+//! (capacity fell), the receiver names a lost tail itself once any segment of the frame
+//! arrives, and each further copy only lengthens the queue. A frame's first NACK there also
+//! tells the rate its head drained at, and a copy further back in that queue is not sent
+//! again before its place can have passed.
 //!
 //! NACK limits: a NACK is a request from the network, so it never makes the sender send more
 //! than it names (a spare parity segment answers a full-size segment only, byte for byte). Only segments of a frame still in flight that were already sent once are
@@ -220,6 +222,13 @@ struct OutFrame {
     resent_at: Vec<Option<Instant>>,
     /// How many times each segment was sent again (NACKs and probes).
     resends: Vec<u8>,
+    /// [`Sender::wire_sent`] once each data segment's latest copy had left: where in the
+    /// sender's bytes that copy stands.
+    copy_wire: Vec<u64>,
+    /// On a clean link, what the frame's first NACK showed of the path: the rate it drained
+    /// at (bytes per second) and the bytes of older frames ahead of the frame (see
+    /// [`Sender::on_nack`]).
+    drain: Option<(f64, u64)>,
     resent: u32,
     /// When to probe the tail, once everything was sent and nothing came back.
     probe_at: Option<Instant>,
@@ -323,8 +332,8 @@ pub struct Sender {
     /// segments lost while no queue was seen. Any bit set tells a lossy link, on which a
     /// silence is more likely loss than a queue (see [`Sender::handle_timeout`]).
     recent_losses: u16,
-    /// Frames acknowledged in a row with no segment reported lost while no queue was seen
-    /// (saturating; see [`CLEAN_RUN`]).
+    /// Frames acknowledged in a row, sent without parity, with no segment reported lost and
+    /// none lost whole while no queue was seen (saturating; see [`CLEAN_RUN`]).
     clean_frames: u16,
     /// A frame with datagrams on the wire was given up since the last ACK: the next ACK's
     /// frame was sent after a loss (see [`RateController::on_ack`]).
@@ -417,17 +426,18 @@ impl Abandoned {
     }
 }
 
-/// Frames acknowledged in a row with no segment reported lost (while no queue was seen) after
-/// which a silence is taken for a queue by the tail probe: a frame of several segments has its
-/// tail probed once, not again as the probes back off. In `step_down.toml` the two 10 KB
+/// Frames acknowledged in a row, sent without parity, with no segment reported lost and none
+/// lost whole while no queue was seen, after which a silence is taken for a queue by the tail
+/// probe ([`Sender::clean_run`]): a frame of several segments has its tail sent again at most
+/// once by the timer, not again as the probes back off. In `step_down.toml` the two 10 KB
 /// frames in flight when the capacity fell to 20 KB/s had their 2.7 KB tails sent five more
 /// times into the queue (0.67 s of the 20 KB/s link); probed once, 36 of the dip's 50 frames
-/// arrive (34 before) at a p99 of 556-562 ms (750-754 ms), and 37 once the first NACK's
-/// queue is read in full on such a link too (see [`Sender::on_nack`]). 32, not 16: on a NACK-only link
-/// at 2.5-4% loss 16 clean frames in a row come often, and a frame whose tail and first probe
-/// were both lost then died (15 -> 18 lossy soak links below 99.5%); a frame of one segment
-/// is always probed again, since a receiver that saw none of it cannot ask for it (soak case
-/// 59, 2.9% loss).
+/// arrive (34 before) at a p99 of 556-562 ms (750-754 ms), and 37-38 once a NACK no longer
+/// sends a copy before the place of the last one can have passed (see [`Sender::on_nack`]).
+/// 32, not 16: on a NACK-only link at 2.5-4% loss 16 clean frames in a row come often, and a
+/// frame whose tail and first probe were both lost then died (15 -> 18 lossy soak links
+/// below 99.5%); a frame of one segment is always probed again, since a receiver that saw
+/// none of it cannot ask for it (soak case 59, 2.9% loss).
 const CLEAN_RUN: u16 = 32;
 
 /// The share of the pacing rate repairs (resends, parity answering NACKs, tail probes) may
@@ -766,6 +776,9 @@ impl Sender {
         self.abandoned.clear();
         self.queue_seen = Duration::ZERO;
         self.lost_since_ack = false;
+        // A clean run is the old path's; `recent_losses` stays (a lossy history only makes the
+        // sender read silences as losses, the safe side).
+        self.clean_frames = 0;
         self.last_feedback = Some(now);
         self.fresh.clear();
         self.resend.clear();
@@ -776,6 +789,7 @@ impl Sender {
             f.queued.iter_mut().for_each(|q| *q = false);
             f.resent_at.iter_mut().for_each(|t| *t = None);
             f.resends.iter_mut().for_each(|n| *n = 0);
+            f.drain = None;
             f.probe_at = None;
             f.wire_bytes = 0;
             f.unheard_bytes = 0;
@@ -839,6 +853,8 @@ impl Sender {
                 unsent: count,
                 queued: vec![false; usize::from(count)],
                 resent_at: vec![None; usize::from(count)],
+                copy_wire: vec![0; usize::from(count)],
+                drain: None,
                 resends: vec![0; usize::from(count)],
                 resent: 0,
                 probe_at: None,
@@ -997,8 +1013,9 @@ impl Sender {
 
     /// Whether, under rate control, the link has lost nothing for [`CLEAN_RUN`] frames in a
     /// row and asks for no parity (which would hide its losses from the NACKs): a silence
-    /// there is a queue.
-    fn clean_link(&self) -> bool {
+    /// there is a queue. Not the `recent_losses == 0` of [`Sender::silence_bound`], which
+    /// holds from a session's first frame.
+    fn clean_run(&self) -> bool {
         self.rate.is_some() && self.clean_frames >= CLEAN_RUN && self.parity == 0
     }
 
@@ -1076,11 +1093,15 @@ impl Sender {
             // a full queue says nothing of what a silence means.
             let quiet = self.no_queue_seen();
             self.recent_losses = self.recent_losses << 1 | u16::from(f.loss_reported && quiet);
-            self.clean_frames = match f.loss_reported && quiet {
-                true => 0,
-                false => self.clean_frames.saturating_add(1),
-            };
             let lost = std::mem::take(&mut self.lost_since_ack) || older_lost;
+            self.clean_frames = if (f.loss_reported || lost) && quiet {
+                0
+            } else if f.parity_first > 0 {
+                // Parity hides what it repaired from the NACKs: the run neither grows nor ends.
+                self.clean_frames
+            } else {
+                self.clean_frames.saturating_add(1)
+            };
             let after_loss = f.first_tx.filter(|_| lost);
             self.rate_sample(
                 now,
@@ -1178,11 +1199,11 @@ impl Sender {
     /// held the queue for 2 s of the dip: 28 of its 50 frames arrived on each of seeds 1-5.
     /// With the bound the target is at 33 KB/s 0.37 s in and 34 arrive; the dip's frame latency
     /// p99 is 750-754 ms instead of 556-562 (a frame sent behind the two the queue held at
-    /// their deadlines arrives, where before none sent then did; 37 at 556-562 ms since a
-    /// clean link keeps its tails' copies out of that queue, see [`CLEAN_RUN`]). Taking the queue it shows for
-    /// `queue_seen` as well (so NACKs for copies in it go unanswered) left bit-error soak case
-    /// 84 at 50.9% of its frames instead of 89.8%: a silence at the start of a lossy link,
-    /// before a loss is reported, is a loss.
+    /// their deadlines arrives, where before none sent then did; 37-38 at 556-562 ms since a
+    /// clean run keeps its tails' copies out of that queue, see [`CLEAN_RUN`]). Taking the
+    /// queue it shows for `queue_seen` as well (so NACKs for copies in it go unanswered) left
+    /// bit-error soak case 84 at 50.9% of its frames instead of 89.8%: a silence at the start
+    /// of a lossy link, before a loss is reported, is a loss.
     fn silence_bound(&self, now: Instant) -> Option<f64> {
         let rc = self.rate.as_ref()?;
         if self.recent_losses != 0 {
@@ -1219,7 +1240,13 @@ impl Sender {
         }
         let interval = self.nack_resend_interval();
         let min_rtt = self.rate.as_ref().and_then(RateController::min_rtt);
-        let clean = self.clean_link();
+        let clean = self.clean_run();
+        let ahead = self
+            .frames
+            .range(..nack.frame)
+            .map(|(_, f)| f.wire_bytes)
+            .sum::<u64>()
+            + self.abandoned_bytes();
         let Some(f) = self.frames.get_mut(&nack.frame) else {
             self.stats.nacks_unknown_frame += 1;
             return;
@@ -1231,24 +1258,33 @@ impl Sender {
         // parity, which a NACK does not account for), was set off by one of those first
         // copies arriving; the receiver asks at most `RECEIVER_QUIET_MAX` after the last
         // segment that came, so that copy waited in a queue for at least the rest of the
-        // time since the frame's data left, less the minimum round trip. On a clean link
-        // ([`Sender::clean_link`]) the receiver is taken to have asked at once: a silence
-        // there is a queue, and read `RECEIVER_QUIET_MAX` short the queue was too short to
-        // hold the tail's probe, so the NACK its queued head set off sent a third copy of the
-        // tail into it (`step_down.toml`, the frame in flight at the drop: 36 of the dip's 50
-        // frames arrive with it, 37 without). Over-read, a tail really lost waits for the
-        // receiver's repeat after the queue.
+        // time since the frame's data left, less the minimum round trip.
         let only_first_copies_came = f.parity_first == 0
             && (0..f.count).all(|i| nack.missing.contains(&i) || f.resends[usize::from(i)] == 0);
-        let quiet_max = if clean {
-            Duration::ZERO
-        } else {
-            RECEIVER_QUIET_MAX
-        };
         if let (true, true, Some(sent), Some(rtt)) =
             (first_nack, only_first_copies_came, f.data_sent_at, min_rtt)
         {
-            self.queue_seen = (now - sent).saturating_sub(rtt + quiet_max);
+            self.queue_seen = (now - sent).saturating_sub(rtt + RECEIVER_QUIET_MAX);
+            // In a clean run ([`Sender::clean_run`]) the copies that came, and the older
+            // frames' bytes ahead of them, drained in the time since the frame's head left
+            // less the round trip (the receiver may have asked up to `RECEIVER_QUIET_MAX`
+            // later, so the rate may read low): a later copy, further back in the same queue,
+            // arrives no sooner than its own place at that rate, and a NACK before then
+            // brings no further copy of it (`drained_by`). In `step_down.toml` the queue read
+            // above was too short to hold the tail's probe, sent behind the tail, and a third
+            // copy of the frame's tail joined them (36 of the dip's 50 frames arrived with
+            // it, 37-38 without); a tail really lost waits for the receiver's repeat after its
+            // place has passed.
+            let came = (0..f.count)
+                .filter(|i| !nack.missing.contains(i))
+                .map(|i| f.copy_wire[usize::from(i)].saturating_sub(f.sent_before))
+                .max();
+            let took = f.first_tx.map(|t| now.saturating_duration_since(t + rtt));
+            if let (true, Some(came), Some(took)) = (clean, came, took) {
+                if !took.is_zero() {
+                    f.drain = Some(((ahead + came) as f64 / took.as_secs_f64(), ahead));
+                }
+            }
         }
         // Whether a copy that left at `at` may not have reached the receiver yet, with
         // `queue` of queueing on top of the minimum round trip.
@@ -1259,6 +1295,12 @@ impl Sender {
         // A copy that left within the round trip and a long queue seen may still be in that
         // queue: the receiver asked before it could arrive.
         let queue_seen = self.queue_seen;
+        let drained_by = |f: &OutFrame, i: u16| {
+            let (rate, ahead) = f.drain?;
+            let place = ahead + f.copy_wire[usize::from(i)].saturating_sub(f.sent_before);
+            let wait = Duration::from_secs_f64((place as f64 / rate).min(10.0));
+            Some(f.first_tx? + min_rtt? + wait)
+        };
         let on_its_way = |copy: Option<Instant>| {
             queue_seen >= QUEUE_HOLDS_COPIES && left_within(copy, queue_seen)
         };
@@ -1301,7 +1343,7 @@ impl Sender {
             // The tail's first copy is the last data segment to leave; earlier segments'
             // first copies are not tracked (a hole is known lost: a later one came).
             let last_copy = f.resent_at[i_us].or(f.data_sent_at.filter(|_| i == tail));
-            if on_its_way(last_copy) {
+            if on_its_way(last_copy) || drained_by(f, i).is_some_and(|at| now < at) {
                 self.stats.nack_resends_limited += 1;
                 continue;
             }
@@ -1428,8 +1470,8 @@ impl Endpoint for Sender {
             .filter(|&t| self.rate.is_some() && t + probe_timeout > now);
         let rearm = now + probe_timeout;
         let lossy = self.recent_losses != 0;
-        // A clean link probes a multi-segment tail once (see [`CLEAN_RUN`]).
-        let clean = self.clean_link();
+        // In a clean run a multi-segment tail is probed at most once (see [`CLEAN_RUN`]).
+        let clean = self.clean_run();
         for (&id, f) in self.frames.iter_mut() {
             if f.probe_at.is_some_and(|at| at <= now) {
                 if !f.tail_lost && heard.is_some_and(|t| t > f.last_tx) {
@@ -1437,7 +1479,7 @@ impl Endpoint for Sender {
                     continue;
                 }
                 f.probe_at = None;
-                f.tail_lost = false;
+                let shown_lost = std::mem::take(&mut f.tail_lost);
                 // A whole probe timeout of silence past the queue seen, on a link that loses
                 // segments: what the frame sent is taken for lost (as TCP's RTO empties the
                 // flight), so it no longer holds the window shut while the probes back off.
@@ -1447,7 +1489,12 @@ impl Endpoint for Sender {
                     f.unheard_bytes = 0;
                 }
                 let last = f.count - 1;
-                if clean && last > 0 && f.resends[usize::from(last)] > 0 {
+                if clean && !shown_lost && last > 0 && f.resends[usize::from(last)] > 0 {
+                    // Sent again already (probed, or resent on a NACK): the next copy waits for
+                    // a newer frame's ACK to show the tail lost (`tail_lost`, which pulls the
+                    // probe in) or for the receiver to name it; at the deadline the frame is
+                    // given up before this runs.
+                    f.probe_at = Some(f.deadline);
                     continue;
                 }
                 if !f.queued[usize::from(last)] {
@@ -1539,6 +1586,9 @@ impl Endpoint for Sender {
         }
         let wire = (buf.len() + UDP_IP_OVERHEAD) as u64;
         self.wire_sent += wire;
+        if let Shard::Data(index) = shard {
+            f.copy_wire[usize::from(index)] = self.wire_sent;
+        }
         f.wire_bytes += wire;
         f.unheard_bytes += wire;
         let queued_ahead = self.rate.as_ref().map_or(Duration::ZERO, |rc| {

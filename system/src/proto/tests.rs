@@ -1659,7 +1659,8 @@ fn a_silence_on_a_clean_link_cuts_the_target_to_what_the_frame_can_have_crossed_
 
 /// A rate-controlled sender that has sent 40 frames of two 1000-byte segments, one every
 /// 50 ms, each acknowledged 35 ms after it was pushed, the last at 1985 ms; on the lossy link
-/// frame 30 lost its head first (named by a NACK while no queue was seen).
+/// frame 20 lost its head first (named by a NACK while no queue was seen): 19 clean frames
+/// since, more than `recent_losses` remembers and fewer than a clean run.
 fn sender_after_a_run(lossy: bool) -> Sender {
     let rx = addr(RX);
     let mut cfg = SenderConfig::new(1, rx);
@@ -1674,7 +1675,7 @@ fn sender_after_a_run(lossy: bool) -> Sender {
         for t in at..at + 15 {
             tick(&mut tx, Instant::from_millis(t));
         }
-        if lossy && i == 30 {
+        if lossy && i == 20 {
             tx.handle_datagram(Instant::from_millis(at + 15), rx, &nack_of(id, vec![0]));
             tick(&mut tx, Instant::from_millis(at + 15));
         }
@@ -1688,43 +1689,58 @@ fn sender_after_a_run(lossy: bool) -> Sender {
 /// names a lost tail itself once any segment of the frame arrives, and further copies would
 /// only lengthen the queue. A link that lost a segment within the run, or a frame of one
 /// segment (lost whole, the receiver knows nothing of it), has the tail probed again as the
-/// probes back off.
+/// probes back off; and so does a clean link once a newer frame's ACK shows the tail lost.
 #[test]
 fn on_a_clean_link_a_silent_frame_of_several_segments_has_its_tail_probed_once() {
-    let probes = |lossy: bool, frame_len: usize| {
+    let probes = |lossy: bool, frame_len: usize, newer_acked: bool| {
+        let rx = addr(RX);
         let mut tx = sender_after_a_run(lossy);
         let before = tx.stats().tail_probes;
         tx.push_frame(Instant::from_millis(2000), vec![2; frame_len])
             .unwrap();
         for t in 2000..2900 {
+            if newer_acked && t == 2400 {
+                let id = tx
+                    .push_frame(Instant::from_millis(t), vec![3; 500])
+                    .unwrap();
+                tick(&mut tx, Instant::from_millis(t));
+                tx.handle_datagram(Instant::from_millis(t), rx, &ack_of(id));
+            }
             tick(&mut tx, Instant::from_millis(t));
         }
         tx.stats().tail_probes - before
     };
-    assert_eq!(probes(false, 2000), 1, "clean link, two segments");
-    let lossy = probes(true, 2000);
+    assert_eq!(probes(false, 2000, false), 1, "clean link, two segments");
+    // The newer ACK shows the frame lost, which also ends the clean run.
+    let overtaken = probes(false, 2000, true);
+    assert!(
+        overtaken >= 2,
+        "a newer frame acknowledged: {overtaken} probes"
+    );
+    let lossy = probes(true, 2000, false);
     assert!(lossy >= 2, "lossy link, two segments: {lossy} probes");
-    let whole = probes(false, 1000);
+    let whole = probes(false, 1000, false);
     assert!(whole >= 2, "clean link, one segment: {whole} probes");
 }
 
-/// A frame's first NACK, set off by its head arriving after a long queue, names its tail.
-/// On a clean link the receiver is taken to have asked at once, so the queue it shows is the
-/// whole wait less the round trip, and the tail's probe, sent into that queue after the
-/// head, is still on its way: no copy goes (read with the receiver's longest quiet time taken
-/// off, the queue was too short to hold the probe, and a third copy of the tail joined it).
-/// The receiver's repeat once that queue has passed the probe brings the copy.
+/// A frame's first NACK, set off by its head arriving from a queue, names its tail. In a clean
+/// run the head's wait tells the rate the queue drains at, and the tail's probe, sent behind
+/// the head and the tail, cannot have arrived before its place in the queue has passed: a
+/// NACK before then brings no copy (the queue the NACK shows by time alone, less the
+/// receiver's longest quiet time, is too short to hold it); the receiver's repeat after then
+/// does.
 #[test]
-fn on_a_clean_link_a_tail_nack_set_off_by_a_queued_head_brings_no_copy_of_a_tail_in_the_queue() {
+fn in_a_clean_run_a_nack_brings_no_copy_of_a_tail_before_its_place_in_the_queue_has_passed() {
     let rx = addr(RX);
     let mut tx = sender_after_a_run(false);
     let id = tx
         .push_frame(Instant::from_millis(2000), vec![2; 2000])
         .unwrap();
-    // Both segments leave at once, the tail's probe one probe timeout later; the head
-    // arrives 400 ms after it left and the receiver asks for the tail.
+    // Both segments leave at once and the tail's probe a probe timeout later; the head
+    // arrives 115 ms late (three segments drain in 345 ms), and the receiver asks for the
+    // tail.
     let probes = tx.stats().tail_probes;
-    for t in 2000..2400 {
+    for t in 2000..2150 {
         tick(&mut tx, Instant::from_millis(t));
     }
     assert_eq!(tx.stats().tail_probes - probes, 1);
@@ -1734,6 +1750,11 @@ fn on_a_clean_link_a_tail_nack_set_off_by_a_queued_head_brings_no_copy_of_a_tail
         tick(tx, Instant::from_millis(at));
         tx.stats().segments_resent - before
     };
-    assert_eq!(resent(&mut tx, 2400), 0, "the first NACK");
-    assert_eq!(resent(&mut tx, 2600), 1, "the repeat after the queue");
+    assert_eq!(resent(&mut tx, 2150), 0, "the first NACK");
+    assert_eq!(
+        resent(&mut tx, 2300),
+        0,
+        "a repeat while the probe may be queued"
+    );
+    assert_eq!(resent(&mut tx, 2450), 1, "the repeat after its place");
 }
