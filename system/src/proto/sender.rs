@@ -222,13 +222,17 @@ struct OutFrame {
     resent_at: Vec<Option<Instant>>,
     /// How many times each segment was sent again (NACKs and probes).
     resends: Vec<u8>,
-    /// [`Sender::wire_sent`] once each data segment's latest copy had left: where in the
-    /// sender's bytes that copy stands.
+    /// [`Sender::wire_sent`] once each data segment's latest data copy had left: where in
+    /// the sender's bytes that copy stands (a spare parity shard answering a NACK does not
+    /// move it; frames with a drain rate have no parity, see `drain`).
     copy_wire: Vec<u64>,
-    /// On a clean link, what the frame's first NACK showed of the path: the rate it drained
-    /// at (bytes per second) and the bytes of older frames ahead of the frame (see
-    /// [`Sender::on_nack`]).
-    drain: Option<(f64, u64)>,
+    /// Bytes of older frames in flight or given up when its first datagram left: what may
+    /// have been queued ahead of it (more, if some had arrived unacknowledged, which reads
+    /// the drain rate high and sends copies sooner).
+    ahead_at_first: u64,
+    /// In a clean run, the rate in bytes per second the path drained at, as the frame's
+    /// first NACK showed it (only first copies came, no parity; see [`Sender::on_nack`]).
+    drain: Option<f64>,
     resent: u32,
     /// When to probe the tail, once everything was sent and nothing came back.
     probe_at: Option<Instant>,
@@ -332,8 +336,9 @@ pub struct Sender {
     /// segments lost while no queue was seen. Any bit set tells a lossy link, on which a
     /// silence is more likely loss than a queue (see [`Sender::handle_timeout`]).
     recent_losses: u16,
-    /// Frames acknowledged in a row, sent without parity, with no segment reported lost and
-    /// none lost whole while no queue was seen (saturating; see [`CLEAN_RUN`]).
+    /// Frames acknowledged in a row, sent without parity, with no segment reported lost and no
+    /// older frame left unacknowledged or given up, while no queue was seen (saturating; see
+    /// [`CLEAN_RUN`]).
     clean_frames: u16,
     /// A frame with datagrams on the wire was given up since the last ACK: the next ACK's
     /// frame was sent after a loss (see [`RateController::on_ack`]).
@@ -426,8 +431,8 @@ impl Abandoned {
     }
 }
 
-/// Frames acknowledged in a row, sent without parity, with no segment reported lost and none
-/// lost whole while no queue was seen, after which a silence is taken for a queue by the tail
+/// Frames acknowledged in a row, sent without parity, with no segment reported lost and no
+/// older frame left unacknowledged or given up while no queue was seen, after which a silence is taken for a queue by the tail
 /// probe ([`Sender::clean_run`]): a frame of several segments has its tail sent again at most
 /// once by the timer, not again as the probes back off. In `step_down.toml` the two 10 KB
 /// frames in flight when the capacity fell to 20 KB/s had their 2.7 KB tails sent five more
@@ -854,6 +859,7 @@ impl Sender {
                 queued: vec![false; usize::from(count)],
                 resent_at: vec![None; usize::from(count)],
                 copy_wire: vec![0; usize::from(count)],
+                ahead_at_first: 0,
                 drain: None,
                 resends: vec![0; usize::from(count)],
                 resent: 0,
@@ -1097,7 +1103,8 @@ impl Sender {
             self.clean_frames = if (f.loss_reported || lost) && quiet {
                 0
             } else if f.parity_first > 0 {
-                // Parity hides what it repaired from the NACKs: the run neither grows nor ends.
+                // Parity hides what it repaired from the NACKs: such a frame does not lengthen
+                // the run.
                 self.clean_frames
             } else {
                 self.clean_frames.saturating_add(1)
@@ -1241,12 +1248,6 @@ impl Sender {
         let interval = self.nack_resend_interval();
         let min_rtt = self.rate.as_ref().and_then(RateController::min_rtt);
         let clean = self.clean_run();
-        let ahead = self
-            .frames
-            .range(..nack.frame)
-            .map(|(_, f)| f.wire_bytes)
-            .sum::<u64>()
-            + self.abandoned_bytes();
         let Some(f) = self.frames.get_mut(&nack.frame) else {
             self.stats.nacks_unknown_frame += 1;
             return;
@@ -1266,8 +1267,9 @@ impl Sender {
         {
             self.queue_seen = (now - sent).saturating_sub(rtt + RECEIVER_QUIET_MAX);
             // In a clean run ([`Sender::clean_run`]) the copies that came, and the older
-            // frames' bytes ahead of them, drained in the time since the frame's head left
-            // less the round trip (the receiver may have asked up to `RECEIVER_QUIET_MAX`
+            // frames' bytes ahead of them when it left (`ahead_at_first`: by the NACK most of
+            // those are acknowledged and gone), drained in the time since the frame's head
+            // left less the round trip (the receiver may have asked up to `RECEIVER_QUIET_MAX`
             // later, so the rate may read low): a later copy, further back in the same queue,
             // arrives no sooner than its own place at that rate, and a NACK before then
             // brings no further copy of it (`drained_by`). In `step_down.toml` the queue read
@@ -1275,15 +1277,14 @@ impl Sender {
             // copy of the frame's tail joined them (36 of the dip's 50 frames arrived with
             // it, 37-38 without); a tail really lost waits for the receiver's repeat after its
             // place has passed.
-            let came = (0..f.count)
+            let came_through = (0..f.count)
                 .filter(|i| !nack.missing.contains(i))
                 .map(|i| f.copy_wire[usize::from(i)].saturating_sub(f.sent_before))
                 .max();
             let took = f.first_tx.map(|t| now.saturating_duration_since(t + rtt));
-            if let (true, Some(came), Some(took)) = (clean, came, took) {
-                if !took.is_zero() {
-                    f.drain = Some(((ahead + came) as f64 / took.as_secs_f64(), ahead));
-                }
+            if let (true, Some(came), Some(took)) = (clean, came_through, took) {
+                let rate = (f.ahead_at_first + came) as f64 / took.as_secs_f64();
+                f.drain = Some(rate).filter(|r| r.is_finite() && *r > 0.0);
             }
         }
         // Whether a copy that left at `at` may not have reached the receiver yet, with
@@ -1296,8 +1297,9 @@ impl Sender {
         // queue: the receiver asked before it could arrive.
         let queue_seen = self.queue_seen;
         let drained_by = |f: &OutFrame, i: u16| {
-            let (rate, ahead) = f.drain?;
-            let place = ahead + f.copy_wire[usize::from(i)].saturating_sub(f.sent_before);
+            let rate = f.drain?;
+            let place =
+                f.ahead_at_first + f.copy_wire[usize::from(i)].saturating_sub(f.sent_before);
             let wait = Duration::from_secs_f64((place as f64 / rate).min(10.0));
             Some(f.first_tx? + min_rtt? + wait)
         };
@@ -1580,7 +1582,8 @@ impl Endpoint for Sender {
             }
         };
         f.last_tx = now;
-        if f.first_tx.is_none() {
+        let first_datagram = f.first_tx.is_none();
+        if first_datagram {
             f.first_tx = Some(now);
             f.sent_before = self.wire_sent;
         }
@@ -1591,17 +1594,20 @@ impl Endpoint for Sender {
         }
         f.wire_bytes += wire;
         f.unheard_bytes += wire;
+        let ahead: u64 = self
+            .frames
+            .range(..frame)
+            .map(|(_, f)| f.wire_bytes)
+            .sum::<u64>()
+            + self.abandoned_bytes();
         let queued_ahead = self.rate.as_ref().map_or(Duration::ZERO, |rc| {
-            let ahead: u64 = self
-                .frames
-                .range(..frame)
-                .map(|(_, f)| f.wire_bytes)
-                .sum::<u64>()
-                + self.abandoned_bytes();
             Duration::from_secs_f64((ahead as f64 / rc.target()).min(10.0))
         });
         let probe_timeout = probe_timeout + queued_ahead + self.queue_seen;
         let f = self.frames.get_mut(&frame)?;
+        if first_datagram {
+            f.ahead_at_first = ahead;
+        }
         if resend && self.rate.is_some() {
             self.repair_credit = (self.repair_credit - (buf.len() + UDP_IP_OVERHEAD) as f64)
                 .max(-(MAX_DATAGRAM_BURST as f64));
