@@ -228,7 +228,7 @@ struct OutFrame {
     copy_wire: Vec<u64>,
     /// Bytes of older frames in flight or given up when its first datagram left: what may
     /// have been queued ahead of it (more, if some had arrived unacknowledged, which reads
-    /// the drain rate high and sends copies sooner).
+    /// the drain rate high and sends copies sooner). Zero without rate control (unread).
     ahead_at_first: u64,
     /// In a clean run, the rate in bytes per second the path drained at, as the frame's
     /// first NACK showed it (only first copies came, no parity; see [`Sender::on_nack`]).
@@ -1272,7 +1272,7 @@ impl Sender {
             // left less the round trip (the receiver may have asked up to `RECEIVER_QUIET_MAX`
             // later, so the rate may read low): a later copy, further back in the same queue,
             // arrives no sooner than its own place at that rate, and a NACK before then
-            // brings no further copy of it (`drained_by`). In `step_down.toml` the queue read
+            // brings no further copy of it (`still_queued`). In `step_down.toml` the queue read
             // above was too short to hold the tail's probe, sent behind the tail, and a third
             // copy of the frame's tail joined them (36 of the dip's 50 frames arrived with
             // it, 37-38 without); a tail really lost waits for the receiver's repeat after its
@@ -1293,18 +1293,25 @@ impl Sender {
             at.zip(min_rtt)
                 .is_some_and(|(at, rtt)| now < at + rtt + queue)
         };
-        // A copy that left within the round trip and a long queue seen may still be in that
-        // queue: the receiver asked before it could arrive.
+        // Whether the latest copy of segment `i` (the tail's left at `copy`) may still be
+        // queued, so the receiver asked before it could arrive: by time, on any link, a copy
+        // that left within the round trip plus a long queue seen; by place, in a clean run,
+        // a copy whose place in the sender's bytes has not drained yet at the rate the
+        // frame's first NACK showed (`drain`).
         let queue_seen = self.queue_seen;
-        let drained_by = |f: &OutFrame, i: u16| {
-            let rate = f.drain?;
-            let place =
-                f.ahead_at_first + f.copy_wire[usize::from(i)].saturating_sub(f.sent_before);
-            let wait = Duration::from_secs_f64((place as f64 / rate).min(10.0));
-            Some(f.first_tx? + min_rtt? + wait)
-        };
-        let on_its_way = |copy: Option<Instant>| {
-            queue_seen >= QUEUE_HOLDS_COPIES && left_within(copy, queue_seen)
+        let still_queued = |f: &OutFrame, i: u16, copy: Option<Instant>| {
+            let by_time = queue_seen >= QUEUE_HOLDS_COPIES && left_within(copy, queue_seen);
+            let by_place =
+                f.drain
+                    .zip(f.first_tx)
+                    .zip(min_rtt)
+                    .is_some_and(|((rate, first), rtt)| {
+                        let place = f.ahead_at_first
+                            + f.copy_wire[usize::from(i)].saturating_sub(f.sent_before);
+                        let wait = Duration::from_secs_f64((place as f64 / rate).min(10.0));
+                        now < first + rtt + wait
+                    });
+            by_time || by_place
         };
         // A frame paced out slowly (a low target) leaves its tail long after its head, and
         // the receiver's stall timer may ask for the tail before it could have arrived: a
@@ -1345,7 +1352,7 @@ impl Sender {
             // The tail's first copy is the last data segment to leave; earlier segments'
             // first copies are not tracked (a hole is known lost: a later one came).
             let last_copy = f.resent_at[i_us].or(f.data_sent_at.filter(|_| i == tail));
-            if on_its_way(last_copy) || drained_by(f, i).is_some_and(|at| now < at) {
+            if still_queued(f, i, last_copy) {
                 self.stats.nack_resends_limited += 1;
                 continue;
             }
@@ -1594,19 +1601,25 @@ impl Endpoint for Sender {
         }
         f.wire_bytes += wire;
         f.unheard_bytes += wire;
-        let ahead: u64 = self
-            .frames
-            .range(..frame)
-            .map(|(_, f)| f.wire_bytes)
-            .sum::<u64>()
-            + self.abandoned_bytes();
-        let queued_ahead = self.rate.as_ref().map_or(Duration::ZERO, |rc| {
-            Duration::from_secs_f64((ahead as f64 / rc.target()).min(10.0))
+        // The older frames' bytes in flight or given up: what this datagram queues behind.
+        // Only rate control reads it (the probe's wait, and a clean run's drain rate), so the
+        // seed's sender does not walk its frames for every datagram.
+        let ahead = self.rate.as_ref().map(|rc| {
+            let ahead = self
+                .frames
+                .range(..frame)
+                .map(|(_, f)| f.wire_bytes)
+                .sum::<u64>()
+                + self.abandoned_bytes();
+            (ahead, rc.target())
+        });
+        let queued_ahead = ahead.map_or(Duration::ZERO, |(bytes, target)| {
+            Duration::from_secs_f64((bytes as f64 / target).min(10.0))
         });
         let probe_timeout = probe_timeout + queued_ahead + self.queue_seen;
         let f = self.frames.get_mut(&frame)?;
         if first_datagram {
-            f.ahead_at_first = ahead;
+            f.ahead_at_first = ahead.map_or(0, |(bytes, _)| bytes);
         }
         if resend && self.rate.is_some() {
             self.repair_credit = (self.repair_credit - (buf.len() + UDP_IP_OVERHEAD) as f64)
