@@ -1723,6 +1723,45 @@ fn on_a_clean_link_a_silent_frame_of_several_segments_has_its_tail_probed_once()
     assert!(whole >= 2, "clean link, one segment: {whole} probes");
 }
 
+/// In a clean run a tail probed once already is sent again when a newer frame's ACK shows it
+/// lost: the one-probe rule yields to that evidence. Here the run survives the overtaking (the
+/// newer frame's NACK showed a queue, so the unacknowledged older frame does not end it), and
+/// only the evidence sends the copy.
+#[test]
+fn in_a_clean_run_a_tail_a_newer_ack_shows_lost_is_sent_again_after_its_one_probe() {
+    let rx = addr(RX);
+    let mut tx = sender_after_a_run(false);
+    let probes = tx.stats().tail_probes;
+    tx.push_frame(Instant::from_millis(2000), vec![2; 2000])
+        .unwrap();
+    for t in 2000..2400 {
+        tick(&mut tx, Instant::from_millis(t));
+    }
+    assert_eq!(
+        tx.stats().tail_probes - probes,
+        1,
+        "one probe in the silence"
+    );
+    let newer = tx
+        .push_frame(Instant::from_millis(2400), vec![3; 2000])
+        .unwrap();
+    for t in 2400..2600 {
+        tick(&mut tx, Instant::from_millis(t));
+    }
+    // The newer frame's head came 200 ms after it left (a queue: the run goes on), and its
+    // ACK follows.
+    tx.handle_datagram(Instant::from_millis(2600), rx, &nack_of(newer, vec![1]));
+    tick(&mut tx, Instant::from_millis(2600));
+    let probes = tx.stats().tail_probes;
+    tx.handle_datagram(Instant::from_millis(2650), rx, &ack_of(newer));
+    tick(&mut tx, Instant::from_millis(2650));
+    assert_eq!(
+        tx.stats().tail_probes - probes,
+        1,
+        "the older tail, shown lost by the newer ACK"
+    );
+}
+
 /// Segments `frame`'s two-segment tail NACK at `at` ms sends again.
 fn resent_on_tail_nack(tx: &mut Sender, frame: u32, at: u64) -> u64 {
     let before = tx.stats().segments_resent;
