@@ -1025,6 +1025,12 @@ impl Sender {
         self.rate.is_some() && self.clean_frames >= CLEAN_RUN && self.parity == 0
     }
 
+    /// [`Sender::clean_run`], for the role tests.
+    #[cfg(test)]
+    pub(crate) fn in_clean_run(&self) -> bool {
+        self.clean_run()
+    }
+
     /// Whether the latest feedback showed no queue: [`Sender::queue_seen`] within half the
     /// minimum round trip.
     fn no_queue_seen(&self) -> bool {
@@ -1293,11 +1299,11 @@ impl Sender {
             at.zip(min_rtt)
                 .is_some_and(|(at, rtt)| now < at + rtt + queue)
         };
-        // Whether the latest copy of segment `i` (the tail's left at `copy`) may still be
-        // queued, so the receiver asked before it could arrive: by time, on any link, a copy
-        // that left within the round trip plus a long queue seen; by place, in a clean run,
-        // a copy whose place in the sender's bytes has not drained yet at the rate the
-        // frame's first NACK showed (`drain`).
+        // Whether the latest copy of segment `i` (which left at `copy` when known: its last
+        // resend, or the tail's first copy) may still be queued, so the receiver asked before
+        // it could arrive: by time, on any link, a copy that left within the round trip plus
+        // a long queue seen; by place, a copy whose place in the sender's bytes has not
+        // drained yet at the rate the frame's first NACK showed in a clean run (`drain`).
         let queue_seen = self.queue_seen;
         let still_queued = |f: &OutFrame, i: u16, copy: Option<Instant>| {
             let by_time = queue_seen >= QUEUE_HOLDS_COPIES && left_within(copy, queue_seen);

@@ -1748,8 +1748,8 @@ fn in_a_clean_run_a_tail_a_newer_ack_shows_lost_is_sent_again_after_its_one_prob
     for t in 2400..2600 {
         tick(&mut tx, Instant::from_millis(t));
     }
-    // The newer frame's head came 200 ms after it left (a queue: the run goes on), and its
-    // ACK follows.
+    // The newer frame's NACK comes 200 ms after it left: its head waited about 65 ms in a
+    // queue, so the older frame left unacknowledged does not end the run; its ACK follows.
     tx.handle_datagram(Instant::from_millis(2600), rx, &nack_of(newer, vec![1]));
     tick(&mut tx, Instant::from_millis(2600));
     let probes = tx.stats().tail_probes;
@@ -1759,6 +1759,11 @@ fn in_a_clean_run_a_tail_a_newer_ack_shows_lost_is_sent_again_after_its_one_prob
         tx.stats().tail_probes - probes,
         1,
         "the older tail, shown lost by the newer ACK"
+    );
+    // The run went on: the copy went for the evidence, not for want of a run.
+    assert!(
+        tx.in_clean_run(),
+        "the run survives a newer ACK behind a queue"
     );
 }
 
