@@ -301,6 +301,13 @@ impl OutFrame {
         self.unsent == 0 && self.parity_unsent == 0
     }
 
+    /// Where segment `i`'s latest data copy stands in the bytes that may have been queued
+    /// ahead of it: the older frames' ([`OutFrame::ahead_at_first`]) and this frame's own
+    /// through that copy. What a clean run's drain rate divides, and multiplies back.
+    fn place(&self, i: u16) -> u64 {
+        self.ahead_at_first + self.copy_wire[usize::from(i)].saturating_sub(self.sent_before)
+    }
+
     /// When the receiver should have answered it: its first crossing or the last NACK.
     fn heard_or_sent(&self) -> Instant {
         let crossed = self.crossed_at.unwrap_or(self.last_tx);
@@ -1285,11 +1292,11 @@ impl Sender {
             // place has passed.
             let came_through = (0..f.count)
                 .filter(|i| !nack.missing.contains(i))
-                .map(|i| f.copy_wire[usize::from(i)].saturating_sub(f.sent_before))
+                .map(|i| f.place(i))
                 .max();
             let took = f.first_tx.map(|t| now.saturating_duration_since(t + rtt));
             if let (true, Some(came), Some(took)) = (clean, came_through, took) {
-                let rate = (f.ahead_at_first + came) as f64 / took.as_secs_f64();
+                let rate = came as f64 / took.as_secs_f64();
                 f.drain = Some(rate).filter(|r| r.is_finite() && *r > 0.0);
             }
         }
@@ -1312,9 +1319,7 @@ impl Sender {
                     .zip(f.first_tx)
                     .zip(min_rtt)
                     .is_some_and(|((rate, first), rtt)| {
-                        let place = f.ahead_at_first
-                            + f.copy_wire[usize::from(i)].saturating_sub(f.sent_before);
-                        let wait = Duration::from_secs_f64((place as f64 / rate).min(10.0));
+                        let wait = Duration::from_secs_f64((f.place(i) as f64 / rate).min(10.0));
                         now < first + rtt + wait
                     });
             by_time || by_place
@@ -1607,31 +1612,33 @@ impl Endpoint for Sender {
         }
         f.wire_bytes += wire;
         f.unheard_bytes += wire;
+        let all_sent = f.all_sent();
         // The older frames' bytes in flight or given up: what this datagram queues behind.
-        // Only rate control reads it (the probe's wait, and a clean run's drain rate), so the
-        // seed's sender does not walk its frames for every datagram.
-        let ahead = self.rate.as_ref().map(|rc| {
-            let ahead = self
-                .frames
+        // Only rate control reads them, for a frame's first datagram (`ahead_at_first`) and
+        // its last (the probe's wait), so the frames are walked for those two alone, and never
+        // by the seed's sender.
+        let ahead = if self.rate.is_some() && (first_datagram || all_sent) {
+            self.frames
                 .range(..frame)
                 .map(|(_, f)| f.wire_bytes)
                 .sum::<u64>()
-                + self.abandoned_bytes();
-            (ahead, rc.target())
-        });
-        let queued_ahead = ahead.map_or(Duration::ZERO, |(bytes, target)| {
-            Duration::from_secs_f64((bytes as f64 / target).min(10.0))
+                + self.abandoned_bytes()
+        } else {
+            0
+        };
+        let queued_ahead = self.rate.as_ref().map_or(Duration::ZERO, |rc| {
+            Duration::from_secs_f64((ahead as f64 / rc.target()).min(10.0))
         });
         let probe_timeout = probe_timeout + queued_ahead + self.queue_seen;
         let f = self.frames.get_mut(&frame)?;
         if first_datagram {
-            f.ahead_at_first = ahead.map_or(0, |(bytes, _)| bytes);
+            f.ahead_at_first = ahead;
         }
         if resend && self.rate.is_some() {
             self.repair_credit = (self.repair_credit - (buf.len() + UDP_IP_OVERHEAD) as f64)
                 .max(-(MAX_DATAGRAM_BURST as f64));
         }
-        if f.unsent == 0 && f.parity_unsent == 0 {
+        if all_sent {
             // Under rate control each probe of the same tail waits twice as long as the last
             // (RTO's backoff): in a silence, probes every round trip would fill the queue
             // that made the silence.
