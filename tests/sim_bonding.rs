@@ -5,7 +5,10 @@
 //!   two uplinks losing 10% each. Every frame arrives, both uplinks carry a fair part of the
 //!   session (the second one after its path challenge), and the repairs stay within 40% of
 //!   the frame bytes. Prints the one-way p99 beside one modem with 1% loss
-//!   (`bonding-one-link-1pct.toml`), the issue's latency target.
+//!   (`bonding-one-link-1pct.toml`), the issue's latency target;
+//!   `two_lossy_uplinks_with_adaptive_parity`: both with the tier-2's default adaptive
+//!   parity, over seeds 1-12. Nothing is lost once the session is open and the repairs stay
+//!   within 40%; it prints both p99s (the README's row: the target is not met).
 //! - `an_uplink_that_dies_for_10_s_loses_no_frame`: `bonding-uplink-dies.toml`: the uplink that
 //!   also carried the connection dies for 10 s. No frame is lost, the session is never lost
 //!   (no reconnection), and frame latency p99 during the failure stays within the issue's
@@ -70,6 +73,14 @@ fn acked_frame_bytes(trace: &[u8]) -> Result<f64, String> {
         .sum())
 }
 
+/// A scenario of `sim/scenarios/` with the tier-2's default adaptive parity (`fec = "auto"`)
+/// in place of the scenario's NACK-only protocol.
+fn with_adaptive_parity(file: &str) -> Scenario {
+    let text = std::fs::read_to_string(common::scenario_path(file)).expect(file);
+    Scenario::parse(&text.replace("policy = \"model\"", "policy = \"model\"\nfec = \"auto\""))
+        .expect("the scenario with adaptive parity")
+}
+
 fn p99(values: impl Iterator<Item = f64>) -> f64 {
     let mut s = Samples::default();
     values.for_each(|v| s.push(v));
@@ -124,6 +135,64 @@ fn two_lossy_uplinks_carry_the_session_together() {
             }
             if s.cluster.as_ref().is_some_and(|c| c.failovers > 0) {
                 problems.push("the session was lost".into());
+            }
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(problems.join("; "))
+            }
+        },
+    );
+}
+
+/// The latency row of the README with the tier-2's default adaptive parity on both sides:
+/// two 10%-loss uplinks beside one modem at 1% loss, seeds 1-12 (the runs take a few ms).
+/// Asserted: every frame captured once the session was set up arrives (on a lossy link the
+/// set-up itself can take a second: seed 11's took 1,063 ms over three attempts, its first
+/// frame's deadline passed meanwhile and nine more were superseded at set-up) and repairs
+/// stay within the issue's 40%.
+/// Printed, not asserted: the one-way p99s (bonded 101-147 ms, one modem 61-108 ms at stop
+/// 60: the issue's "no worse" is not met).
+#[test]
+fn two_lossy_uplinks_with_adaptive_parity() {
+    let bonded = with_adaptive_parity("bonding-two-lossy.toml");
+    let single = with_adaptive_parity("bonding-one-link-1pct.toml");
+    let seeds: Vec<u64> = (1..=12).collect();
+    for_seeds(
+        "two_lossy_uplinks_with_adaptive_parity",
+        module_path!(),
+        &seeds,
+        |seed| {
+            let (outcome, trace) = run_des(&bonded, seed)?;
+            let s = &outcome.summary;
+            let setup_ms = s.cluster.as_ref().map_or(f64::INFINITY, |c| c.setup_ms_max);
+            let after = Frames::from_trace(&trace)?.captured_between(setup_ms / 1e3, f64::INFINITY);
+            let (baseline, _) = run_des(&single, seed)?;
+            println!(
+                "seed {seed}: with adaptive parity {}/{} frames ({}/{} captured after the \
+                 {setup_ms:.0} ms set-up), repair {:.0}% of frame bytes, one-way p99 {:.0} ms \
+                 (one modem at 1% loss: {:.0} ms, repair {:.0}%)",
+                s.frames_delivered,
+                s.frames_sent,
+                after.acked,
+                after.captured,
+                s.repair_ratio * 100.0,
+                s.one_way_ms_p99,
+                baseline.summary.one_way_ms_p99,
+                baseline.summary.repair_ratio * 100.0,
+            );
+            let mut problems = Vec::new();
+            if after.acked != after.captured || after.captured < 250 {
+                problems.push(format!(
+                    "{} of {} frames captured after the set-up delivered",
+                    after.acked, after.captured
+                ));
+            }
+            if s.repair_ratio > 0.40 {
+                problems.push(format!(
+                    "repair bytes {:.0}% of frame bytes, more than 40%",
+                    s.repair_ratio * 100.0
+                ));
             }
             if problems.is_empty() {
                 Ok(())
@@ -239,11 +308,7 @@ fn two_modems_with_parity_carry_nine_frames_in_ten() {
     // An uplink whose queue outgrew its ping wait was taken for silent; what it carried went
     // again by the other, whose queue overflowed, and the adaptive parity followed the loss:
     // 240 of 269 frames. Its resends are withdrawn once it answers.
-    let text = std::fs::read_to_string(common::scenario_path("bonding-capacity.toml"))
-        .expect("bonding-capacity.toml");
-    let scenario =
-        Scenario::parse(&text.replace("policy = \"model\"", "policy = \"model\"\nfec = \"auto\""))
-            .expect("the scenario with adaptive parity");
+    let scenario = with_adaptive_parity("bonding-capacity.toml");
     for_seeds(
         "two_modems_with_parity_carry_nine_frames_in_ten",
         module_path!(),
