@@ -646,7 +646,8 @@ fn two_cameras_share_a_bottleneck() {
 /// the same run with `fec = "off"` delivered 204-209: the rate control's target stopped at
 /// 250 KB/s, half its 500 KB/s start, because a silence's cuts stopped at half the target it
 /// began at. They stop at the measured delivery rate when that is less; now about 228 frames
-/// with parity and 244-250 without. Parity must cost at most a tenth of the frames here.
+/// with parity and 244 (turmoil) to 249 (des) without. Parity must cost at most a tenth of the
+/// frames here.
 #[test]
 fn adaptive_parity_adapts_to_a_capacity_shortage() {
     let with_parity = load_scenario("rate-fec-shortage.toml");

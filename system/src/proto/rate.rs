@@ -33,7 +33,7 @@
 //!   A frame only queues behind the camera's own traffic if the frame before it had not
 //!   crossed yet when it was pushed, which shows as the previous ACK coming later than its
 //!   push plus the minimum round trip; so a sample reads at most that much above the minimum
-//!   ([`RttSample::pushed_at`]). On the Verizon trace's slow seconds that carries 80% of the
+//!   ([`RttSample::pushed_at`]). On the Verizon trace's slow seconds that carries 76% of the
 //!   capacity instead of 38%. It is an option, off by default, because one ACK per frame
 //!   cannot tell the frame's own transmission from another flow's queue ahead of it: the
 //!   rule takes up to a frame interval of that queue for its own. Two cameras on one
