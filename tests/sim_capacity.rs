@@ -426,7 +426,7 @@ fn capacity_used_when_low(
 /// camera alone, in the seconds the trace carries less than the camera makes, 70% of its
 /// capacity carries frames wherever a sender could reach that (see [`UsedWhenLow`]). The
 /// seed's sender (no rate control) runs each trace too, for the README's comparison column:
-/// printed, not asserted. Without
+/// its latency and capacity share are printed, not asserted; its promises are checked. Without
 /// the directory the test says so and passes, unless `LIVECAM_REQUIRE_TRACES=1` (CI) makes
 /// that a failure.
 #[test]
